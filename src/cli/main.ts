@@ -1,0 +1,94 @@
+/**
+ * The `tollgate` command for operators. Subcommands register themselves in COMMANDS; each returns an exit code.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigDir } from '../config/load.ts';
+import { startGateway } from '../main.ts';
+
+type Command = (args: string[]) => Promise<number>;
+
+const USAGE = `Usage: tollgate <command> [options]
+
+Commands:
+  serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
+  config validate [DIR]                         Check a config directory; prints file:line: reason per problem
+  help                                          This text
+`;
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' }, host: { type: 'string' } },
+    allowPositionals: false,
+  });
+  const configDir = resolve(values.config ?? process.env.TOLLGATE_CONFIG ?? 'routes');
+  let running;
+  try {
+    running = await startGateway({
+      configDir,
+      port: values.port === undefined ? undefined : Number(values.port),
+      host: values.host,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tollgate: invalid config in ${configDir}\n${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  process.once('SIGHUP', () => running.watcher.reload());
+  await new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      running.log.info({ signal }, 'shutting down');
+      void running.shutdown().then(done);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+async function config(args: string[]): Promise<number> {
+  const [sub, dir] = args;
+  if (sub !== 'validate') {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const target = resolve(dir ?? 'routes');
+  try {
+    const s = loadConfigDir(target);
+    process.stdout.write(`${target}: OK (${s.routeSpecs.size} routes, ${s.backends.size} backends)\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+export const COMMANDS: Record<string, Command> = {
+  serve,
+  config,
+  help: async () => {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const command = COMMANDS[name ?? 'help'];
+  if (!command) {
+    process.stderr.write(`tollgate: unknown command ${name}\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    process.stderr.write(`tollgate ${name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Wire shapes of the config files in routes/*.yaml, validated with zod at load time.
+ *
+ * The shape follows the Kubernetes Gateway API: one `Gateway` object (listener and global settings), `Backend`
+ * objects (what Tollgate forwards to) and `Route` objects (which requests go to which backends). Secrets are never
+ * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
+ */
+import { z } from 'zod';
+
+export const API_VERSION = 'tollgate.dev/v1alpha1';
+
+/** Kubernetes-style object name: lowercase alphanumerics and '-', so it can prefix MCP tool names safely. */
+const objectName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be lowercase letters, digits and "-" (Kubernetes name), at most 63 chars');
+
+const metadata = z.strictObject({
+  name: objectName,
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const secretRef = z.strictObject({
+  valueFrom: z.union([
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name') }),
+    z.strictObject({ file: z.string().min(1) }),
+  ]),
+});
+export type SecretRefSpec = z.infer<typeof secretRef>;
+
+/** Header names whose values are credentials: they must come from a secret reference, never inline. */
+const SENSITIVE_HEADER = /authorization|token|secret|api[-_]?key|cookie|password/i;
+
+const headerSpec = z
+  .strictObject({
+    name: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name'),
+    value: z.string().optional(),
+    valueFrom: secretRef.shape.valueFrom.optional(),
+  })
+  .superRefine((h, ctx) => {
+    if ((h.value === undefined) === (h.valueFrom === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'set exactly one of value or valueFrom' });
+    }
+    if (h.value !== undefined && SENSITIVE_HEADER.test(h.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: `header ${h.name} carries a credential: use valueFrom {env|file}, never an inline value`,
+      });
+    }
+  });
+
+const durationMs = z.number().int().min(0);
+
+const timeoutsSpec = z.strictObject({
+  /** TCP+TLS connect to an upstream. */
+  connectMs: durationMs.default(5_000),
+  /** Time to the upstream's response headers. */
+  headersMs: durationMs.default(60_000),
+  /** Longest silence inside a response body (0 = no limit; SSE streams send keep-alives). */
+  bodyIdleMs: durationMs.default(300_000),
+  /** How long a stdio/HTTP upstream may take to answer initialize. */
+  initializeMs: durationMs.default(10_000),
+});
+
+const gatewaySpec = z.strictObject({
+  listener: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Public base URL the gateway is reached at (for metadata documents); derived from Host when absent. */
+      publicUrl: z.url().optional(),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+      /** Origins allowed to call (DNS-rebinding protection); requests without Origin are not affected. */
+      allowedOrigins: z.array(z.string()).default([]),
+      /** Keep-alive comment interval on long-lived SSE streams. */
+      sseKeepAliveMs: durationMs.default(15_000),
+    })
+    .prefault({}),
+  timeouts: timeoutsSpec.prefault({}),
+  shutdown: z.strictObject({ drainMs: durationMs.default(10_000) }).prefault({}),
+  mcp: z
+    .strictObject({
+      /** A session idle this long is forgotten (its upstream sessions are closed). */
+      sessionIdleMs: durationMs.default(30 * 60_000),
+      /** Separator between server name and tool/prompt name in federated names. */
+      separator: z.string().regex(/^[A-Za-z0-9_.-]{1,4}$/).default('__'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .prefault({}),
+  /** Where Tollgate keeps generated state (dev keys, audit segments). Relative to the config directory's parent. */
+  dataDir: z.string().default('.tollgate'),
+});
+export type GatewaySpec = z.infer<typeof gatewaySpec>;
+
+const stdioSpec = z.strictObject({
+  command: z.string().min(1),
+  args: z.array(z.string()).default([]),
+  env: z.record(z.string(), z.union([z.string(), secretRef])).default({}),
+  cwd: z.string().optional(),
+});
+
+const backendSpec = z
+  .strictObject({
+    protocol: z.enum(['mcp', 'a2a', 'openai', 'kserve']),
+    /** Base URL of an HTTP backend (for MCP: its Streamable HTTP or SSE endpoint). */
+    url: z.url().optional(),
+    /** MCP only: the upstream's transport. */
+    transport: z.enum(['streamable-http', 'sse', 'stdio']).optional(),
+    stdio: stdioSpec.optional(),
+    headers: z.array(headerSpec).default([]),
+    pool: z
+      .strictObject({
+        connections: z.number().int().min(1).max(1024).default(16),
+        keepAliveMs: durationMs.default(30_000),
+      })
+      .prefault({}),
+    timeouts: timeoutsSpec.partial().optional(),
+  })
+  .superRefine((b, ctx) => {
+    const transport = b.transport ?? (b.stdio ? 'stdio' : 'streamable-http');
+    if (transport === 'stdio') {
+      if (b.protocol !== 'mcp') ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is only for MCP backends' });
+      if (!b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'a stdio backend needs stdio.command' });
+      if (b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a stdio backend has no url' });
+    } else {
+      if (!b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url' });
+      if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: `stdio is not allowed with transport ${transport}` });
+    }
+    if (b.transport && b.protocol !== 'mcp') {
+      ctx.addIssue({ code: 'custom', path: ['transport'], message: 'transport is only for MCP backends' });
+    }
+  });
+export type BackendSpec = z.infer<typeof backendSpec>;
+
+const pathMatch = z.strictObject({
+  type: z.enum(['Exact', 'PathPrefix']).default('PathPrefix'),
+  value: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path without query'),
+});
+
+const headerMatch = z.strictObject({
+  type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
+  name: z.string().min(1),
+  value: z.string(),
+});
+
+const routeRule = z.strictObject({
+  name: z.string().optional(),
+  matches: z
+    .array(z.strictObject({ path: pathMatch.prefault({ value: '/' }), headers: z.array(headerMatch).default([]) }))
+    .min(1),
+  backendRefs: z.array(z.strictObject({ name: objectName })).min(1),
+});
+
+const routeSpec = z.strictObject({
+  rules: z.array(routeRule).min(1),
+});
+export type RouteSpec = z.infer<typeof routeSpec>;
+
+export const gatewayDoc = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Gateway'),
+  metadata,
+  spec: gatewaySpec.prefault({}),
+});
+export const backendDoc = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Backend'),
+  metadata,
+  spec: backendSpec,
+});
+export const routeDoc = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Route'),
+  metadata,
+  spec: routeSpec,
+});
+
+export const configDoc = z.discriminatedUnion('kind', [gatewayDoc, backendDoc, routeDoc]);
+export type ConfigDoc = z.infer<typeof configDoc>;
+
+/** Defaults for a config directory with no Gateway object. */
+export function defaultGatewaySpec(): GatewaySpec {
+  return gatewaySpec.parse({});
+}

@@ -1,0 +1,157 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RouteSpec } from '../config/schema.ts';
+import { Errors, type GatewayError } from './errors.ts';
+
+export type Protocol = 'mcp' | 'a2a' | 'openai' | 'kserve';
+
+/** Who is calling. Every identity issuer (SPIFFE, OIDC, Kubernetes) maps to this one shape. */
+export interface Principal {
+  /** SPIFFE ID (`spiffe://td/path`), or the issuer-qualified subject for other issuers. */
+  readonly id: string;
+  readonly issuer: 'spiffe' | 'oidc' | 'kubernetes' | 'anonymous';
+  readonly trustDomain: string;
+  /** Path part of the SPIFFE ID, e.g. `/ns/prod/sa/agent`. */
+  readonly path: string;
+  readonly segments: readonly string[];
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** Expiry of the credential, ms since epoch (0 if none). */
+  readonly expiresAt: number;
+}
+
+/** What a call acts on: the thing a policy, a limit or an audit record names. */
+export interface Target {
+  readonly kind: 'tool' | 'prompt' | 'resource' | 'skill' | 'model' | 'task' | 'server';
+  /** The caller-visible name (for a federated MCP tool: `<server>__<tool>`; for a resource: its URI). */
+  readonly name: string;
+  /** The backend that owns it. */
+  readonly server?: string | undefined;
+  /** Its name at that backend (differs from `name` when federation namespaced it). */
+  readonly local?: string | undefined;
+}
+
+/** Policy decision attached to a call. */
+export interface Decision {
+  readonly id: string;
+  readonly allow: boolean;
+  readonly reason?: string | undefined;
+  /** Obligations other guards honour (rate-limit class, cost multiplier, audit redactions...). */
+  readonly obligations?: Readonly<Record<string, unknown>> | undefined;
+}
+
+export interface Usage {
+  inputTokens?: number;
+  outputTokens?: number;
+  cost?: number;
+  bytesIn?: number;
+  bytesOut?: number;
+}
+
+export type Outcome = 'ok' | 'error' | 'denied' | 'limited' | 'unauthenticated' | 'upstream_error' | 'cancelled';
+
+/** The route a call came in on, as guards need to see it: its name and its (frozen) spec from the snapshot. */
+export interface RouteRef {
+  readonly name: string;
+  /** Route-level settings; each guard reads its own section (e.g. `auth`). */
+  readonly spec: RouteSpec;
+}
+
+/** Request metadata a guard may need without seeing the protocol. */
+export interface CallRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string;
+}
+
+/**
+ * The protocol-neutral unit every guard sees. Adapters create one per call, fill in what their protocol knows, and
+ * hand it to the pipeline. A class (not object literals) so every Call has one hidden class on the hot path.
+ */
+export class Call {
+  readonly id: string;
+  readonly protocol: Protocol;
+  readonly operation: string;
+  readonly route: RouteRef;
+  readonly request: CallRequest;
+  readonly startedAt: number;
+  readonly startNs: bigint;
+  /** Backend name (for federated MCP: the owning upstream). */
+  upstream: string | undefined;
+  target: Target | undefined;
+  /** Tool arguments, prompt arguments, model request parameters... as parsed from the request. */
+  args: unknown;
+  /** JSON-RPC request id when the protocol has one. */
+  rpcId: string | number | undefined;
+  /** MCP/A2A session or context id, when one exists. */
+  sessionId: string | undefined;
+  principal: Principal | undefined;
+  decision: Decision | undefined;
+  usage: Usage | undefined;
+  outcome: Outcome;
+  error: GatewayError | undefined;
+  /** Upstream HTTP status or equivalent. */
+  status: number;
+  /** Per-call scratch space for guards (e.g. span handles, limiter reservations), keyed by guard name. */
+  readonly scratch: Map<string, unknown>;
+
+  constructor(init: {
+    id: string;
+    protocol: Protocol;
+    operation: string;
+    route: RouteRef;
+    request: CallRequest;
+    target?: Target | undefined;
+    args?: unknown;
+    rpcId?: string | number | undefined;
+    sessionId?: string | undefined;
+    upstream?: string | undefined;
+  }) {
+    this.id = init.id;
+    this.protocol = init.protocol;
+    this.operation = init.operation;
+    this.route = init.route;
+    this.request = init.request;
+    this.startedAt = Date.now();
+    this.startNs = process.hrtime.bigint();
+    this.upstream = init.upstream;
+    this.target = init.target;
+    this.args = init.args;
+    this.rpcId = init.rpcId;
+    this.sessionId = init.sessionId;
+    this.principal = undefined;
+    this.decision = undefined;
+    this.usage = undefined;
+    this.outcome = 'ok';
+    this.error = undefined;
+    this.status = 0;
+    this.scratch = new Map();
+  }
+
+  /** Elapsed time since the call started, in milliseconds (sub-ms precision). */
+  elapsedMs(): number {
+    return Number(process.hrtime.bigint() - this.startNs) / 1e6;
+  }
+}
+
+/** The outcome a refused or failed call is recorded with, derived from its error. */
+export function outcomeOf(err: GatewayError): Outcome {
+  switch (err.def) {
+    case Errors.POLICY_DENIED:
+    case Errors.POLICY_ERROR:
+    case Errors.INSUFFICIENT_SCOPE:
+      return 'denied';
+    case Errors.RATE_LIMITED:
+    case Errors.BUDGET_EXCEEDED:
+    case Errors.LIMITER_UNAVAILABLE:
+      return 'limited';
+    case Errors.UNAUTHENTICATED:
+    case Errors.INVALID_TOKEN:
+      return 'unauthenticated';
+    case Errors.UPSTREAM_UNAVAILABLE:
+    case Errors.UPSTREAM_TIMEOUT:
+    case Errors.UPSTREAM_BAD_RESPONSE:
+      return 'upstream_error';
+    default:
+      return 'error';
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The one registry of every error Tollgate returns to a caller.
+ *
+ * Each entry has a stable `code` (clients and operators grep for it; a code never changes meaning), the HTTP status
+ * used when the error ends an HTTP exchange, the JSON-RPC code used by JSON-RPC protocols (MCP, A2A), and a default
+ * message. `inBand` marks errors that JSON-RPC adapters deliver as an ordinary JSON-RPC error response (HTTP 200)
+ * because they answer a well-formed request; the others are transport-level and keep their HTTP status.
+ *
+ * JSON-RPC codes: the standard ones (-32700..-32600), MCP's own (-32002 resource not found, -32020/-32022 for the
+ * 2026 revision), A2A's (-32001..-32009), and Tollgate's own range -32060..-32089 for gateway decisions.
+ */
+export interface ErrorDef {
+  readonly code: string;
+  readonly status: number;
+  readonly rpc: number;
+  readonly inBand: boolean;
+  readonly message: string;
+}
+
+function def(code: string, status: number, rpc: number, inBand: boolean, message: string): ErrorDef {
+  return Object.freeze({ code, status, rpc, inBand, message });
+}
+
+export const Errors = Object.freeze({
+  // Request shape (any protocol)
+  PARSE_ERROR: def('TG_PARSE_ERROR', 400, -32700, false, 'Parse error: the body is not valid JSON'),
+  INVALID_REQUEST: def('TG_INVALID_REQUEST', 400, -32600, false, 'Invalid request'),
+  BATCH_NOT_SUPPORTED: def('TG_BATCH_NOT_SUPPORTED', 400, -32600, false, 'JSON-RPC batches are not supported'),
+  METHOD_NOT_FOUND: def('TG_METHOD_NOT_FOUND', 404, -32601, true, 'Method not found'),
+  INVALID_PARAMS: def('TG_INVALID_PARAMS', 400, -32602, true, 'Invalid params'),
+  PAYLOAD_TOO_LARGE: def('TG_PAYLOAD_TOO_LARGE', 413, -32600, false, 'Request body exceeds the configured limit'),
+  UNSUPPORTED_MEDIA_TYPE: def('TG_UNSUPPORTED_MEDIA_TYPE', 415, -32600, false, 'Content-Type must be application/json'),
+  NOT_ACCEPTABLE: def('TG_NOT_ACCEPTABLE', 406, -32600, false, 'The Accept header does not allow a response type this endpoint produces'),
+  METHOD_NOT_ALLOWED: def('TG_METHOD_NOT_ALLOWED', 405, -32600, false, 'HTTP method not allowed on this endpoint'),
+  NOT_FOUND: def('TG_NOT_FOUND', 404, -32601, false, 'No route matches this path'),
+  ORIGIN_FORBIDDEN: def('TG_ORIGIN_FORBIDDEN', 403, -32600, false, 'Origin not allowed'),
+  INTERNAL: def('TG_INTERNAL', 500, -32603, true, 'Internal gateway error'),
+  SHUTTING_DOWN: def('TG_SHUTTING_DOWN', 503, -32603, false, 'The gateway is shutting down'),
+
+  // MCP transport and session
+  MCP_SESSION_REQUIRED: def('TG_MCP_SESSION_REQUIRED', 400, -32600, false, 'Bad Request: Mcp-Session-Id header is required'),
+  MCP_SESSION_NOT_FOUND: def('TG_MCP_SESSION_NOT_FOUND', 404, -32001, false, 'Session not found'),
+  MCP_ALREADY_INITIALIZED: def('TG_MCP_ALREADY_INITIALIZED', 400, -32600, false, 'Invalid Request: the session is already initialized'),
+  MCP_UNSUPPORTED_PROTOCOL_VERSION: def('TG_MCP_UNSUPPORTED_PROTOCOL_VERSION', 400, -32600, false, 'Unsupported MCP-Protocol-Version'),
+  MCP_UNKNOWN_TOOL: def('TG_MCP_UNKNOWN_TOOL', 200, -32602, true, 'Unknown tool'),
+  MCP_UNKNOWN_PROMPT: def('TG_MCP_UNKNOWN_PROMPT', 200, -32602, true, 'Unknown prompt'),
+  MCP_RESOURCE_NOT_FOUND: def('TG_MCP_RESOURCE_NOT_FOUND', 200, -32002, true, 'Resource not found'),
+  MCP_INVALID_CURSOR: def('TG_MCP_INVALID_CURSOR', 200, -32602, true, 'Invalid pagination cursor'),
+  MCP_STREAM_CONFLICT: def('TG_MCP_STREAM_CONFLICT', 409, -32600, false, 'Conflict: only one server stream per session is allowed'),
+  REQUEST_CANCELLED: def('TG_REQUEST_CANCELLED', 499, -32800, true, 'Request cancelled by the client'),
+  MCP_UNKNOWN_SERVER: def('TG_MCP_UNKNOWN_SERVER', 404, -32601, false, 'No MCP server of that name on this route'),
+
+  // Identity (RFC 6750 / RFC 9728 semantics)
+  UNAUTHENTICATED: def('TG_UNAUTHENTICATED', 401, -32060, false, 'Authentication required'),
+  INVALID_TOKEN: def('TG_INVALID_TOKEN', 401, -32060, false, 'Invalid token'),
+  INSUFFICIENT_SCOPE: def('TG_INSUFFICIENT_SCOPE', 403, -32061, false, 'Insufficient scope'),
+  SESSION_IDENTITY_MISMATCH: def('TG_SESSION_IDENTITY_MISMATCH', 404, -32001, false, 'Session not found for this identity'),
+
+  // Policy
+  POLICY_DENIED: def('TG_POLICY_DENIED', 403, -32062, true, 'Denied by policy'),
+  POLICY_ERROR: def('TG_POLICY_ERROR', 403, -32063, true, 'Policy evaluation failed; denied (fail closed)'),
+
+  // Limits
+  RATE_LIMITED: def('TG_RATE_LIMITED', 429, -32064, true, 'Rate limit exceeded'),
+  BUDGET_EXCEEDED: def('TG_BUDGET_EXCEEDED', 429, -32065, true, 'Token or cost budget exceeded'),
+  LIMITER_UNAVAILABLE: def('TG_LIMITER_UNAVAILABLE', 503, -32066, true, 'Limit store unavailable; denied (fail closed)'),
+
+  // Audit back-pressure
+  AUDIT_UNAVAILABLE: def('TG_AUDIT_UNAVAILABLE', 503, -32067, true, 'Audit sink is stuck; call refused so no record is lost'),
+
+  // Upstreams
+  UPSTREAM_UNAVAILABLE: def('TG_UPSTREAM_UNAVAILABLE', 502, -32070, true, 'Upstream unavailable'),
+  UPSTREAM_TIMEOUT: def('TG_UPSTREAM_TIMEOUT', 504, -32071, true, 'Upstream timed out'),
+  UPSTREAM_BAD_RESPONSE: def('TG_UPSTREAM_BAD_RESPONSE', 502, -32072, true, 'Upstream returned an invalid response'),
+});
+
+export type ErrorName = keyof typeof Errors;
+
+/** An error the gateway returns to a caller. Adapters render it in their protocol's shape. */
+export class GatewayError extends Error {
+  readonly def: ErrorDef;
+  /** Extra machine-readable detail for the caller (never secrets, never another tenant's data). */
+  readonly data: Readonly<Record<string, unknown>> | undefined;
+  /** Extra HTTP headers to send with the error (e.g. WWW-Authenticate, Retry-After). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
+
+  constructor(
+    errorDef: ErrorDef,
+    message?: string,
+    options?: { data?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown },
+  ) {
+    super(message ?? errorDef.message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.def = errorDef;
+    this.data = options?.data;
+    this.headers = options?.headers;
+  }
+
+  get code(): string {
+    return this.def.code;
+  }
+}
+
+/** Wraps anything thrown into a GatewayError; unknown errors become TG_INTERNAL without leaking their text. */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError(Errors.INTERNAL, undefined, { cause: err });
+}
+
+/** The JSON-RPC error object for an error, with the stable code in `data.code`. */
+export function jsonRpcErrorObject(err: GatewayError): { code: number; message: string; data: Record<string, unknown> } {
+  return { code: err.def.rpc, message: err.message, data: { code: err.def.code, ...err.data } };
+}

@@ -1,0 +1,124 @@
+import type { Call, Target } from './call.ts';
+import { toGatewayError, type GatewayError } from './errors.ts';
+
+/**
+ * A guard has one job (authenticate, authorize, limit, account, audit...). Guards are composed in order by the
+ * Pipeline; each is switched by config and measurable alone. A guard never sees the wire protocol: only the Call.
+ */
+export interface Guard {
+  readonly name: string;
+  /**
+   * Runs before the call is forwarded. Throw a GatewayError (or reject) to refuse the call. Return nothing when the
+   * decision is synchronous: the pipeline stays synchronous when every guard is.
+   */
+  admit?(call: Call): void | Promise<void>;
+  /**
+   * For list operations: which of these targets may the caller see? Returns one boolean per target. A guard that
+   * does not implement it lets everything through.
+   */
+  visible?(call: Call, targets: readonly Target[]): readonly boolean[] | Promise<readonly boolean[]>;
+  /**
+   * Runs once the call has ended (forwarded, refused or failed), in pipeline order, so accounting guards settle
+   * before the audit guard (last) records the final state. Must not throw.
+   */
+  settle?(call: Call): void;
+}
+
+export interface PipelineObserver {
+  /** Called when a guard starts/ends its admit step (telemetry uses it for child spans). Optional. */
+  stage?(call: Call, guard: string, phase: 'start' | 'end', error?: GatewayError): void;
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as Promise<unknown>).then === 'function';
+}
+
+/** Ordered guards. Immutable: a config reload builds a new Pipeline and swaps it with the snapshot. */
+export class Pipeline {
+  readonly guards: readonly Guard[];
+  private readonly admitters: readonly Guard[];
+  private readonly filters: readonly Guard[];
+  private readonly settlers: readonly Guard[];
+  private readonly observer: PipelineObserver | undefined;
+
+  constructor(guards: readonly Guard[], observer?: PipelineObserver) {
+    this.guards = Object.freeze([...guards]);
+    this.admitters = this.guards.filter((g) => g.admit !== undefined);
+    this.filters = this.guards.filter((g) => g.visible !== undefined);
+    this.settlers = this.guards.filter((g) => g.settle !== undefined);
+    this.observer = observer?.stage ? observer : undefined;
+  }
+
+  /**
+   * Runs every guard's admit step in order. Returns undefined when all guards decided synchronously, otherwise a
+   * promise. Throws/rejects with a GatewayError when a guard refuses; the call's outcome is not set here (the
+   * adapter sets it from the error so that it can also account for errors raised outside guards).
+   */
+  admit(call: Call): void | Promise<void> {
+    const guards = this.admitters;
+    for (let i = 0; i < guards.length; i++) {
+      const result = this.runOne(guards[i]!, call);
+      if (isPromise(result)) return this.admitFrom(call, i, result);
+    }
+    return undefined;
+  }
+
+  private async admitFrom(call: Call, index: number, pending: Promise<void>): Promise<void> {
+    await pending;
+    const guards = this.admitters;
+    for (let i = index + 1; i < guards.length; i++) {
+      const result = this.runOne(guards[i]!, call);
+      if (isPromise(result)) await result;
+    }
+  }
+
+  private runOne(guard: Guard, call: Call): void | Promise<void> {
+    const observer = this.observer;
+    if (observer === undefined) return guard.admit!(call);
+    observer.stage!(call, guard.name, 'start');
+    let result: void | Promise<void>;
+    try {
+      result = guard.admit!(call);
+    } catch (err) {
+      observer.stage!(call, guard.name, 'end', toGatewayError(err));
+      throw err;
+    }
+    if (isPromise(result)) {
+      return result.then(
+        () => observer.stage!(call, guard.name, 'end'),
+        (err: unknown) => {
+          observer.stage!(call, guard.name, 'end', toGatewayError(err));
+          throw err;
+        },
+      );
+    }
+    observer.stage!(call, guard.name, 'end');
+    return undefined;
+  }
+
+  /** True when some guard filters lists (so adapters must parse and filter list results). */
+  get filtersLists(): boolean {
+    return this.filters.length > 0;
+  }
+
+  /** Combines every guard's visibility verdict: a target is visible only if all guards agree. */
+  async visible(call: Call, targets: readonly Target[]): Promise<boolean[]> {
+    const verdict = new Array<boolean>(targets.length).fill(true);
+    for (const guard of this.filters) {
+      const seen = await guard.visible!(call, targets);
+      for (let i = 0; i < verdict.length; i++) if (!seen[i]) verdict[i] = false;
+    }
+    return verdict;
+  }
+
+  /** Runs every settle step in order. Never throws: a failing settler must not lose the others. */
+  settle(call: Call, onError: (guard: string, err: unknown) => void): void {
+    for (const guard of this.settlers) {
+      try {
+        guard.settle!(call);
+      } catch (err) {
+        onError(guard.name, err);
+      }
+    }
+  }
+}

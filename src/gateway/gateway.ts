@@ -1,0 +1,116 @@
+/**
+ * The Gateway owns what outlives a single request: the current state (config snapshot + pipeline), the upstream
+ * registries, the protocol adapters and the guard services. It is wired by main.ts and by tests.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigSnapshot } from '../config/load.ts';
+import type { Call } from '../core/call.ts';
+import { Errors, GatewayError } from '../core/errors.ts';
+import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
+import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { buildPipeline, type GuardServices } from './guards.ts';
+import type { GatewayState } from './state.ts';
+
+export interface GatewayOptions {
+  readonly log: Logger;
+  readonly services?: readonly GuardServices[];
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly config: { revision: number; loadedAt: string; dir: string };
+  readonly upstreams: Record<string, { up: boolean; transport: string; detail?: string | undefined }>;
+  readonly sessions: number;
+}
+
+export class Gateway {
+  readonly log: Logger;
+  readonly mcpUpstreams: McpUpstreams;
+  readonly mcp: McpAdapter;
+  private readonly services: readonly GuardServices[];
+  private current: GatewayState;
+
+  constructor(snapshot: ConfigSnapshot, opts: GatewayOptions) {
+    this.log = opts.log;
+    this.services = opts.services ?? [];
+    this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services) };
+    this.mcpUpstreams = new McpUpstreams(this.log);
+    this.mcpUpstreams.sync(snapshot);
+    this.mcp = new McpAdapter(
+      {
+        log: this.log,
+        state: () => this.current,
+        finish: (call) => this.finish(call),
+      },
+      this.mcpUpstreams,
+    );
+  }
+
+  state(): GatewayState {
+    return this.current;
+  }
+
+  /** Puts a new snapshot in force atomically. Live sessions and unchanged upstreams are kept. */
+  apply(snapshot: ConfigSnapshot): void {
+    const pipeline = buildPipeline(snapshot, this.services);
+    this.current = { snapshot, pipeline };
+    this.mcpUpstreams.sync(snapshot);
+    this.mcp.reconfigure();
+    this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
+  }
+
+  /** Dispatches a request that matched a route to its protocol adapter. */
+  dispatch(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    const state = this.current;
+    const match = state.snapshot.routes.match(path, req.headers);
+    if (!match) return false;
+    switch (match.rule.protocol) {
+      case 'mcp':
+        this.mcp.handle(req, res, match, state);
+        return true;
+      default:
+        req.resume();
+        writeError(res, null, new GatewayError(Errors.NOT_FOUND, `Protocol ${match.rule.protocol} is not served yet`));
+        return true;
+    }
+  }
+
+  /** Settles a finished call: guards' settle steps, then its one log line. */
+  finish(call: Call): void {
+    this.current.pipeline.settle(call, (guard, err) => this.log.error({ guard, call: call.id, err }, 'guard settle failed'));
+    this.log.info(
+      {
+        call: call.id,
+        protocol: call.protocol,
+        op: call.operation,
+        route: call.route.name,
+        upstream: call.upstream,
+        target: call.target?.name,
+        principal: call.principal?.id,
+        outcome: call.outcome,
+        status: call.status,
+        code: call.error?.code,
+        ms: Math.round(call.elapsedMs() * 1000) / 1000,
+      },
+      'call',
+    );
+  }
+
+  readiness(strict = false): Readiness {
+    const snapshot = this.current.snapshot;
+    const upstreams = this.mcpUpstreams.statuses();
+    const ready = Object.values(upstreams).every((u) => u.up || (!strict && u.transport !== 'stdio'));
+    return {
+      ready,
+      config: { revision: snapshot.revision, loadedAt: new Date(snapshot.loadedAt).toISOString(), dir: snapshot.dir },
+      upstreams,
+      sessions: this.mcp.sessions.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.mcp.close();
+    await this.mcpUpstreams.close();
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * Builds the ordered guard pipeline for a config snapshot:
+ * authenticate -> authorize -> limit -> (forward) -> account -> audit.
+ * Each guard is a long-lived service reconfigured from the snapshot; a guard that the config does not enable is
+ * simply absent (an empty pipeline forwards everything).
+ */
+import type { ConfigSnapshot } from '../config/load.ts';
+import { Pipeline, type Guard, type PipelineObserver } from '../core/pipeline.ts';
+
+export interface GuardServices {
+  /** Guards in pipeline order, already configured for the snapshot. */
+  guardsFor(snapshot: ConfigSnapshot): Guard[];
+}
+
+export function buildPipeline(snapshot: ConfigSnapshot, services: readonly GuardServices[], observer?: PipelineObserver): Pipeline {
+  const guards: Guard[] = [];
+  for (const s of services) guards.push(...s.guardsFor(snapshot));
+  return new Pipeline(guards, observer);
+}

@@ -1,0 +1,66 @@
+/**
+ * Wiring only: load config, build the gateway and its services, listen, reload on change, drain on SIGTERM.
+ */
+import type { AddressInfo } from 'node:net';
+import { loadConfigDir } from './config/load.ts';
+import { watchConfig, type ConfigWatcher } from './config/watch.ts';
+import { Gateway } from './gateway/gateway.ts';
+import { HttpServer } from './server/http.ts';
+import { createLogger, flushLogs, type Logger } from './telemetry/logger.ts';
+
+export interface StartOptions {
+  readonly configDir: string;
+  readonly port?: number | undefined;
+  readonly host?: string | undefined;
+  /** Overrides the configured log level (tests use 'silent'). */
+  readonly logLevel?: string | undefined;
+  readonly watch?: boolean;
+}
+
+export interface RunningGateway {
+  readonly gateway: Gateway;
+  readonly server: HttpServer;
+  readonly address: AddressInfo;
+  readonly url: string;
+  readonly log: Logger;
+  readonly watcher: ConfigWatcher;
+  /** Drains in-flight work up to the configured deadline, then closes everything. */
+  shutdown(): Promise<void>;
+}
+
+export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
+  const snapshot = loadConfigDir(opts.configDir);
+  const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
+  const log = createLogger(level as Parameters<typeof createLogger>[0]);
+  const gateway = new Gateway(snapshot, { log });
+  const server = new HttpServer({ gateway });
+  const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
+  const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
+  const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
+  const address = await server.listen(port, host);
+  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, (s) => gateway.apply(s), log);
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    gateway,
+    server,
+    address,
+    url: `http://${shown}:${address.port}`,
+    log,
+    watcher,
+    shutdown: () => {
+      stopping ??= (async () => {
+        watcher.close();
+        const deadline = gateway.state().snapshot.gateway.shutdown.drainMs;
+        log.info({ inFlight: server.inFlight, deadlineMs: deadline }, 'draining');
+        const cut = await server.drain(deadline);
+        if (cut > 0) log.warn({ cut }, 'drain deadline reached; remaining exchanges closed');
+        await gateway.close();
+        log.info('stopped');
+        flushLogs();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * Federation: many upstream servers seen as one. Merges initialize results and paginated lists, namespaces names and
+ * URIs, and maps a public name back to its owner.
+ */
+import type { Target } from '../../core/call.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
+import { type FederatedNames, publicUri } from './names.ts';
+import type { InitializeResult, UpstreamSession } from './upstream/types.ts';
+
+export type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list';
+
+export const LIST_KEY: Readonly<Record<ListMethod, string>> = {
+  'tools/list': 'tools',
+  'prompts/list': 'prompts',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resourceTemplates',
+};
+
+const CAPABILITY: Readonly<Record<ListMethod, string>> = {
+  'tools/list': 'tools',
+  'prompts/list': 'prompts',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resources',
+};
+
+const TARGET_KIND: Readonly<Record<ListMethod, Target['kind']>> = {
+  'tools/list': 'tool',
+  'prompts/list': 'prompt',
+  'resources/list': 'resource',
+  'resources/templates/list': 'resource',
+};
+
+export const GATEWAY_INFO = Object.freeze({ name: 'tollgate', title: 'Tollgate MCP gateway', version: '0.1.0' });
+
+/** The initialize result of the federated view: capabilities are the union of the upstreams'. */
+export function mergeInitialize(
+  protocolVersion: string,
+  inits: ReadonlyArray<readonly [string, InitializeResult]>,
+): Record<string, unknown> {
+  const caps: Record<string, unknown> = {};
+  let subscribe = false;
+  const instructions: string[] = [];
+  for (const [name, init] of inits) {
+    const c = init.capabilities as Record<string, Record<string, unknown> | undefined>;
+    if (c.tools) caps.tools = { listChanged: true };
+    if (c.prompts) caps.prompts = { listChanged: true };
+    if (c.resources) {
+      subscribe ||= c.resources.subscribe === true;
+      caps.resources = { listChanged: true, subscribe };
+    }
+    if (c.logging) caps.logging = {};
+    if (c.completions) caps.completions = {};
+    if (init.instructions) instructions.push(`## ${name}\n${init.instructions}`);
+  }
+  // The gateway re-emits list_changed (an upstream restart or a config reload can change the lists).
+  caps.tools ??= { listChanged: true };
+  const result: Record<string, unknown> = { protocolVersion, capabilities: caps, serverInfo: GATEWAY_INFO };
+  if (instructions.length > 0) {
+    result.instructions = `Tools, prompts and resources of several servers, named <server>__<name>.\n\n${instructions.join('\n\n')}`;
+  }
+  return result;
+}
+
+export interface ListPage {
+  items: Record<string, unknown>[];
+  targets: Target[];
+  nextCursor: string | undefined;
+}
+
+/**
+ * Fetches one page of a list from every upstream in `scope` (or those the cursor names) at once and merges them.
+ * `namespaced` is false for a single-server endpoint: names and URIs are then left as the upstream gave them.
+ */
+export async function fetchListPage(opts: {
+  method: ListMethod;
+  cursor: unknown;
+  scope: readonly string[];
+  namespaced: boolean;
+  names: FederatedNames;
+  open: (backend: string) => Promise<UpstreamSession | undefined>;
+  timeoutMs: number;
+  log: Logger;
+}): Promise<ListPage> {
+  const { method, namespaced, names } = opts;
+  const state = decodeCursor(opts.cursor);
+  const key = LIST_KEY[method];
+  const backends = state ? Object.keys(state).filter((b) => opts.scope.includes(b)) : opts.scope;
+  const pages = await Promise.all(
+    backends.map(async (backend) => {
+      const up = await opts.open(backend);
+      if (!up) return undefined;
+      if (!(up.init.capabilities as Record<string, unknown>)[CAPABILITY[method]]) return undefined;
+      const params = state?.[backend] !== undefined ? { cursor: state[backend] } : undefined;
+      try {
+        return [backend, await up.call(method, params, opts.timeoutMs)] as const;
+      } catch (err) {
+        opts.log.warn({ upstream: backend, method, err: (err as Error).message }, 'upstream list failed; omitted');
+        return undefined;
+      }
+    }),
+  );
+  const items: Record<string, unknown>[] = [];
+  const targets: Target[] = [];
+  const next: Record<string, string> = {};
+  const kind = TARGET_KIND[method];
+  for (const page of pages) {
+    if (!page) continue;
+    const [backend, result] = page;
+    const list = result[key];
+    if (Array.isArray(list)) {
+      for (const raw of list as Record<string, unknown>[]) {
+        if (typeof raw !== 'object' || raw === null) continue;
+        const item = namespaced ? rename(method, backend, raw, names) : raw;
+        if (!item) continue;
+        items.push(item);
+        targets.push({ kind, name: targetName(method, item), server: backend, local: targetName(method, raw) });
+      }
+    }
+    if (typeof result.nextCursor === 'string' && result.nextCursor !== '') next[backend] = result.nextCursor;
+  }
+  return { items, targets, nextCursor: encodeCursor(next) };
+}
+
+function targetName(method: ListMethod, item: Record<string, unknown>): string {
+  if (method === 'resources/list') return String(item.uri);
+  if (method === 'resources/templates/list') return String(item.uriTemplate);
+  return String(item.name);
+}
+
+function rename(
+  method: ListMethod,
+  backend: string,
+  item: Record<string, unknown>,
+  names: FederatedNames,
+): Record<string, unknown> | undefined {
+  switch (method) {
+    case 'tools/list':
+    case 'prompts/list':
+      return typeof item.name === 'string' ? { ...item, name: names.publicName(backend, item.name) } : undefined;
+    case 'resources/list':
+      return typeof item.uri === 'string' ? { ...item, uri: publicUri(backend, item.uri) } : undefined;
+    case 'resources/templates/list':
+      return typeof item.uriTemplate === 'string' ? { ...item, uriTemplate: publicUri(backend, item.uriTemplate) } : undefined;
+  }
+}

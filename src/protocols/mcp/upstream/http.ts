@@ -1,0 +1,398 @@
+/**
+ * An upstream MCP server over Streamable HTTP (session era). Each downstream session gets its own upstream session,
+ * so request ids and progress tokens never collide and pass through unchanged; the JSON result of a tools/call is
+ * forwarded as the bytes the upstream sent.
+ */
+import type { Dispatcher, Pool } from 'undici';
+import { createParser } from 'eventsource-parser';
+import { Errors, GatewayError } from '../../../core/errors.ts';
+import type { ResolvedBackend } from '../../../config/load.ts';
+import type { GatewaySpec } from '../../../config/schema.ts';
+import { createPool, readAll, upstreamError } from '../../../upstream/pools.ts';
+import type { Logger } from '../../../telemetry/logger.ts';
+import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
+import type {
+  ClientHello,
+  InflightHandle,
+  InitializeResult,
+  McpUpstream,
+  MessageSink,
+  ReplySink,
+  UpstreamSession,
+  UpstreamStatus,
+} from './types.ts';
+
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+export class HttpMcpUpstream implements McpUpstream {
+  readonly name: string;
+  readonly transport = 'streamable-http' as const;
+  readonly fingerprint: string;
+  readonly pool: Pool;
+  readonly path: string;
+  readonly baseHeaders: Readonly<Record<string, string>>;
+  readonly timeouts: GatewaySpec['timeouts'];
+  readonly log: Logger;
+  private lastError: string | undefined = 'not contacted yet';
+  private lastOkAt = 0;
+  private readonly sessions = new Set<HttpUpstreamSession>();
+
+  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
+    this.name = backend.name;
+    this.fingerprint = backend.fingerprint;
+    const url = new URL(backend.spec.url!);
+    this.path = `${url.pathname}${url.search}`;
+    this.timeouts = { ...gateway.timeouts, ...backend.spec.timeouts };
+    this.pool = createPool(url.origin, {
+      connections: backend.spec.pool.connections,
+      keepAliveMs: backend.spec.pool.keepAliveMs,
+      connectMs: this.timeouts.connectMs,
+      headersMs: this.timeouts.headersMs,
+      bodyIdleMs: this.timeouts.bodyIdleMs,
+    });
+    this.baseHeaders = backend.headers;
+    this.log = log;
+  }
+
+  status(): UpstreamStatus {
+    return this.lastError === undefined ? { up: true } : { up: false, detail: this.lastError };
+  }
+
+  markOk(): void {
+    this.lastError = undefined;
+    this.lastOkAt = Date.now();
+  }
+
+  markFailed(err: unknown): void {
+    const message = err instanceof GatewayError ? err.message : ((err as Error).message ?? String(err));
+    if (this.lastError !== message) this.log.warn({ upstream: this.name, err: message }, 'upstream unreachable');
+    this.lastError = message;
+  }
+
+  /** Checks reachability without a session: any HTTP answer proves the server is there. */
+  async probe(): Promise<void> {
+    if (Date.now() - this.lastOkAt < 5_000) return;
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: this.path,
+        headers: { ...this.baseHeaders, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: '{"jsonrpc":"2.0","id":"tollgate-probe","method":"ping"}',
+        headersTimeout: this.timeouts.initializeMs,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 500) throw new Error(`HTTP ${res.statusCode}`);
+      this.markOk();
+    } catch (err) {
+      this.markFailed(upstreamError(this.name, err));
+    }
+  }
+
+  async open(hello: ClientHello): Promise<UpstreamSession> {
+    const session = new HttpUpstreamSession(this, hello);
+    try {
+      await session.initialize();
+      this.markOk();
+    } catch (err) {
+      this.markFailed(err);
+      throw err;
+    }
+    this.sessions.add(session);
+    session.onClose = () => this.sessions.delete(session);
+    return session;
+  }
+
+  onListChanged(): () => void {
+    // Streamable HTTP upstreams announce list changes on each session's own stream.
+    return () => {};
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.sessions].map((s) => s.close()));
+    await this.pool.close();
+  }
+}
+
+let internalIds = 0;
+
+class HttpUpstreamSession implements UpstreamSession {
+  readonly backend: string;
+  init!: InitializeResult;
+  alive = true;
+  onClose: (() => void) | undefined;
+  private readonly up: HttpMcpUpstream;
+  private readonly hello: ClientHello;
+  private sessionId: string | undefined;
+  private headers: Record<string, string> = {};
+  private reinitializing: Promise<void> | undefined;
+
+  constructor(up: HttpMcpUpstream, hello: ClientHello) {
+    this.up = up;
+    this.backend = up.name;
+    this.hello = hello;
+  }
+
+  private buildHeaders(): void {
+    const h: Record<string, string> = {
+      ...this.up.baseHeaders,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    if (this.sessionId !== undefined) h['mcp-session-id'] = this.sessionId;
+    if (this.init) h['mcp-protocol-version'] = this.init.protocolVersion;
+    this.headers = h;
+  }
+
+  async initialize(): Promise<void> {
+    this.sessionId = undefined;
+    this.buildHeaders();
+    const id = `tollgate-init-${++internalIds}`;
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id,
+      method: 'initialize',
+      params: { protocolVersion: this.hello.protocolVersion, capabilities: this.hello.capabilities, clientInfo: this.hello.clientInfo },
+    });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.up.pool.request({
+        method: 'POST',
+        path: this.up.path,
+        headers: this.headers,
+        body,
+        headersTimeout: this.up.timeouts.initializeMs,
+      });
+    } catch (err) {
+      throw upstreamError(this.backend, err);
+    }
+    const sid = res.headers['mcp-session-id'];
+    const message = await firstResponse(res, id, this.backend);
+    const parsed = JSON.parse(message) as { result?: InitializeResult; error?: { message: string } };
+    if (!parsed.result || typeof parsed.result.protocolVersion !== 'string') {
+      throw new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} refused initialize: ${parsed.error?.message ?? 'no result'}`, {
+        data: { upstream: this.backend },
+      });
+    }
+    this.init = parsed.result;
+    this.sessionId = typeof sid === 'string' ? sid : undefined;
+    this.buildHeaders();
+    await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  }
+
+  /** Re-creates the upstream session once (the upstream forgot it: restarted or expired). */
+  private reinitialize(): Promise<void> {
+    this.reinitializing ??= this.initialize().finally(() => {
+      this.reinitializing = undefined;
+    });
+    return this.reinitializing;
+  }
+
+  private async post(body: string | Buffer, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return this.up.pool.request({ method: 'POST', path: this.up.path, headers: this.headers, body, signal: signal ?? null });
+  }
+
+  request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
+    const controller = new AbortController();
+    const body = raw ?? JSON.stringify(msg);
+    let done = false;
+    const guarded: ReplySink = {
+      interim: (m) => {
+        if (!done) sink.interim(m);
+      },
+      final: (m) => {
+        if (done) return;
+        done = true;
+        sink.final(m);
+      },
+      fail: (e) => {
+        if (done) return;
+        done = true;
+        sink.fail(e);
+      },
+    };
+    this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => guarded.fail(upstreamError(this.backend, err)));
+    return {
+      downstreamId: msg.id,
+      cancel: (reason) => {
+        if (reason !== undefined) this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason } });
+        done = true;
+        controller.abort();
+      },
+    };
+  }
+
+  private async exchange(id: RpcId, body: string | Buffer, sink: ReplySink, signal: AbortSignal, mayRetry: boolean): Promise<void> {
+    const res = await this.post(body, signal);
+    const status = res.statusCode;
+    if (status === 404 && this.sessionId !== undefined && mayRetry) {
+      await res.body.dump();
+      this.up.log.info({ upstream: this.backend }, 'upstream session expired; re-initializing');
+      await this.reinitialize();
+      return this.exchange(id, body, sink, signal, false);
+    }
+    const type = String(res.headers['content-type'] ?? '');
+    if (status === 200 && type.startsWith('text/event-stream')) {
+      this.up.markOk();
+      await readEvents(res, (data) => {
+        if (peekKind(data) === 'response' && peekId(data) === id) {
+          sink.final(data);
+          return true;
+        }
+        sink.interim(data);
+        return false;
+      });
+      sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} closed the stream without a response`, { data: { upstream: this.backend } }));
+      return;
+    }
+    if (type.startsWith('application/json')) {
+      const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
+      if (status === 200) {
+        this.up.markOk();
+        sink.final(bytes);
+        return;
+      }
+      // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
+      const text = bytes.toString('utf8');
+      if (peekKind(text) === 'response') {
+        sink.final(spliceId(text, id));
+        return;
+      }
+    } else await res.body.dump();
+    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} answered HTTP ${status}`, { data: { upstream: this.backend, status } }));
+  }
+
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+    const id = `tollgate-${++internalIds}`;
+    const msg: RpcRequest = params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        handle.cancel('timeout');
+        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
+      }, timeoutMs);
+      const handle = this.request(msg, undefined, {
+        interim: () => {},
+        final: (m) => {
+          clearTimeout(timer);
+          try {
+            const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
+            if (parsed.result && typeof parsed.result === 'object') resolve(parsed.result);
+            else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
+          } catch (err) {
+            reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} sent invalid JSON`, { cause: err }));
+          }
+        },
+        fail: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  notify(msg: RpcNotification): void {
+    this.post(JSON.stringify(msg))
+      .then((res) => res.body.dump())
+      .catch((err: unknown) => this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'notification not delivered'));
+  }
+
+  listen(sink: MessageSink): () => void {
+    const controller = new AbortController();
+    let active = true;
+    const run = async (): Promise<void> => {
+      let backoff = 500;
+      while (active) {
+        try {
+          const res = await this.up.pool.request({
+            method: 'GET',
+            path: this.up.path,
+            headers: { ...this.headers, accept: 'text/event-stream' },
+            signal: controller.signal,
+            bodyTimeout: 0,
+            headersTimeout: this.up.timeouts.headersMs,
+          });
+          if (res.statusCode === 405) {
+            await res.body.dump();
+            return; // this server has no server-initiated stream
+          }
+          if (res.statusCode === 404 && this.sessionId !== undefined) {
+            await res.body.dump();
+            await this.reinitialize();
+            continue;
+          }
+          if (res.statusCode !== 200) {
+            await res.body.dump();
+            throw new Error(`HTTP ${res.statusCode}`);
+          }
+          backoff = 500;
+          await readEvents(res, (data) => {
+            sink.message(data);
+            return false;
+          });
+        } catch (err) {
+          if (!active) return;
+          this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'upstream stream ended; reconnecting');
+        }
+        if (!active) return;
+        await new Promise((r) => setTimeout(r, backoff).unref());
+        backoff = Math.min(backoff * 2, 30_000);
+      }
+    };
+    void run();
+    return () => {
+      active = false;
+      controller.abort();
+    };
+  }
+
+  async close(): Promise<void> {
+    if (!this.alive) return;
+    this.alive = false;
+    this.onClose?.();
+    if (this.sessionId === undefined) return;
+    try {
+      const res = await this.up.pool.request({ method: 'DELETE', path: this.up.path, headers: this.headers, headersTimeout: 5_000 });
+      await res.body.dump();
+    } catch {
+      // The upstream session expires on its own.
+    }
+  }
+}
+
+/** Reads an SSE body, calling `onData` per event until it returns true or the stream ends. */
+async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) => boolean): Promise<void> {
+  let stop = false;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (stop || (event.event !== undefined && event.event !== 'message')) return;
+      if (event.data.length > 0 && onData(event.data)) stop = true;
+    },
+  });
+  res.body.setEncoding('utf8');
+  for await (const chunk of res.body) {
+    parser.feed(chunk as string);
+    if (stop) {
+      res.body.destroy();
+      return;
+    }
+  }
+}
+
+/** The response to `id` from a JSON or SSE answer (used for initialize). */
+async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
+  const type = String(res.headers['content-type'] ?? '');
+  if (res.statusCode === 200 && type.startsWith('text/event-stream')) {
+    let found: string | undefined;
+    await readEvents(res, (data) => {
+      if (peekKind(data) === 'response' && peekId(data) === id) found = data;
+      return found !== undefined;
+    });
+    if (found !== undefined) return found;
+  } else if (type.startsWith('application/json')) {
+    const text = (await readAll(res.body, MAX_RESPONSE_BYTES)).toString('utf8');
+    if (res.statusCode === 200 || peekKind(text) === 'response') return text;
+  } else await res.body.dump();
+  throw new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${backend} answered HTTP ${res.statusCode} to initialize`, {
+    data: { upstream: backend, status: res.statusCode },
+  });
+}
+

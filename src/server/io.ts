@@ -1,0 +1,65 @@
+/** Small helpers for the bare node:http hot path: reading a bounded body and writing whole responses. */
+import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import { Errors, GatewayError } from '../core/errors.ts';
+
+/** Reads the request body, refusing it (413) as soon as it exceeds `limit` bytes. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    req.resume();
+    return Promise.reject(new GatewayError(Errors.PAYLOAD_TOO_LARGE, `Request body exceeds ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.resume();
+        reject(new GatewayError(Errors.PAYLOAD_TOO_LARGE, `Request body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
+}
+
+/** Writes a complete response with a content-length (no chunking, one write). */
+export function sendBody(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  body: string | Buffer,
+  headers?: OutgoingHttpHeaders,
+): void {
+  if (res.headersSent || res.destroyed) {
+    if (!res.writableEnded) res.end();
+    return;
+  }
+  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  const h: OutgoingHttpHeaders = { 'content-type': contentType, 'content-length': length };
+  if (headers) Object.assign(h, headers);
+  res.writeHead(status, h);
+  res.end(body);
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: OutgoingHttpHeaders): void {
+  sendBody(res, status, 'application/json', JSON.stringify(body), headers);
+}
+
+/** Client address for logs and policy (the socket peer; proxies' forwarded headers are not trusted). */
+export function remoteAddress(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? '';
+}
+
+/** True when `accept` allows `type` (exact, type/*, or any). */
+export function accepts(accept: string | undefined, type: string): boolean {
+  if (accept === undefined || accept === '') return false;
+  if (accept.includes(type) || accept.includes('*/*')) return true;
+  const slash = type.indexOf('/');
+  return accept.includes(`${type.slice(0, slash)}/*`);
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    // e2e tests start real peers (SDK servers, stdio processes, Redis, opa): give them room on a 2-core machine.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // The JSON report is what .ci/run counts ("N passed, N failed"); the default reporter is for humans.
+    reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
+    env: { TOLLGATE_LOG_LEVEL: process.env.TOLLGATE_LOG_LEVEL ?? 'silent' },
+  },
+});
