@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfigDir } from './config/load.ts';
 import { watchConfig, type ConfigWatcher } from './config/watch.ts';
 import { Gateway } from './gateway/gateway.ts';
+import { createServices } from './gateway/services.ts';
 import { HttpServer } from './server/http.ts';
 import { createLogger, flushLogs, type Logger } from './telemetry/logger.ts';
 
@@ -32,8 +33,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const snapshot = loadConfigDir(opts.configDir);
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
-  const gateway = new Gateway(snapshot, { log });
-  const server = new HttpServer({ gateway });
+  const services = await createServices(snapshot, log);
+  const gateway = new Gateway(snapshot, { log, services: services.guards });
+  const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
@@ -57,6 +59,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         const cut = await server.drain(deadline);
         if (cut > 0) log.warn({ cut }, 'drain deadline reached; remaining exchanges closed');
         await gateway.close();
+        await services.close();
         log.info('stopped');
         flushLogs();
       })();

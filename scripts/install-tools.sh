@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need outside npm: Redis (Debian), opa and spire-server (built from the Go module proxy).
+# Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
+set -euo pipefail
+CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+OPA_VERSION=v1.22.3
+SPIRE_VERSION=v1.13.3
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then
+  echo "building opa $OPA_VERSION (Go module proxy; ~2 min the first time)"
+  GOBIN="$BIN" go install "github.com/open-policy-agent/opa@$OPA_VERSION"
+fi
+
+if [ ! -x "$BIN/spire-server" ] || ! "$BIN/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then
+  echo "building spire-server $SPIRE_VERSION (Go module proxy; several minutes the first time)"
+  work="$(mktemp -d)"
+  (cd "$work" && go mod init tollgate-tools >/dev/null 2>&1 \
+    && go get -tool "github.com/spiffe/spire/cmd/spire-server@$SPIRE_VERSION" >/dev/null 2>&1 \
+    && GOBIN="$BIN" go install github.com/spiffe/spire/cmd/spire-server)
+  rm -rf "$work"
+fi
+
+echo "tools ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -1,0 +1,182 @@
+/**
+ * A real MCP server over Streamable HTTP built with the official SDK (low-level Server, so tools/list can paginate),
+ * one SDK transport per session. Used as an upstream behind the gateway and as the direct baseline in benches.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import {
+  CallToolRequestSchema,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListToolsRequestSchema,
+  ReadResourceRequestSchema,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+
+export interface FixtureOptions {
+  /** Server name reported in initialize. */
+  name?: string;
+  /** Number of generated `tool-N` tools besides the built-in ones. */
+  extraTools?: number;
+  /** tools/list page size (pagination); 0 = no pagination. */
+  pageSize?: number;
+  /** JSON responses instead of SSE for POSTs. */
+  json?: boolean;
+}
+
+export interface FixtureServer {
+  readonly url: string;
+  readonly port: number;
+  /** Requests whose handler saw its AbortSignal fire (cancellation reached the upstream). */
+  readonly cancelled: string[];
+  /** Last `_meta` seen per tool call (trace context propagation checks). */
+  readonly metas: Record<string, unknown>[];
+  /** Live sessions on this server. */
+  sessions(): number;
+  /** Adds a tool and announces notifications/tools/list_changed to every session. */
+  addTool(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const BUILTIN: Tool[] = [
+  { name: 'add', description: 'Adds two numbers', inputSchema: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } },
+  { name: 'echo', description: 'Echoes a message', inputSchema: { type: 'object', properties: { message: { type: 'string' } } } },
+  { name: 'big', description: 'Returns `kb` kilobytes of text', inputSchema: { type: 'object', properties: { kb: { type: 'number' } } } },
+  { name: 'slow', description: 'Reports progress every 100 ms for `steps` steps; honours cancellation', inputSchema: { type: 'object', properties: { steps: { type: 'number' } } } },
+];
+
+export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<FixtureServer> {
+  const name = opts.name ?? 'fixture';
+  const tools: Tool[] = [...BUILTIN];
+  for (let i = 0; i < (opts.extraTools ?? 0); i++) {
+    tools.push({ name: `tool-${i}`, description: `Generated tool ${i}`, inputSchema: { type: 'object', properties: {} } });
+  }
+  const pageSize = opts.pageSize ?? 0;
+  const cancelled: string[] = [];
+  const metas: Record<string, unknown>[] = [];
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const servers = new Set<Server>();
+
+  const makeServer = (): Server => {
+    const server = new Server(
+      { name, version: '1.0.0' },
+      { capabilities: { tools: { listChanged: true }, resources: {}, prompts: {} }, instructions: `${name} fixture` },
+    );
+    server.setRequestHandler(ListToolsRequestSchema, (req) => {
+      if (pageSize === 0) return { tools };
+      const start = req.params?.cursor ? Number(req.params.cursor) : 0;
+      const page = tools.slice(start, start + pageSize);
+      const next = start + pageSize < tools.length ? String(start + pageSize) : undefined;
+      return next === undefined ? { tools: page } : { tools: page, nextCursor: next };
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+      const args = (req.params.arguments ?? {}) as Record<string, unknown>;
+      metas.push({ tool: req.params.name, ...(req.params._meta ?? {}) });
+      switch (req.params.name) {
+        case 'add':
+          return { content: [{ type: 'text', text: String(Number(args.a) + Number(args.b)) }] };
+        case 'echo':
+          return { content: [{ type: 'text', text: String(args.message ?? '') }] };
+        case 'big':
+          return { content: [{ type: 'text', text: 'x'.repeat(Math.round(Number(args.kb ?? 100) * 1024)) }] };
+        case 'slow': {
+          const steps = Number(args.steps ?? 5);
+          const token = req.params._meta?.progressToken;
+          for (let i = 1; i <= steps; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            if (extra.signal.aborted) {
+              cancelled.push(String(extra.requestId));
+              throw new Error('cancelled');
+            }
+            if (token !== undefined) {
+              await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: steps } });
+            }
+          }
+          return { content: [{ type: 'text', text: `done after ${steps} steps` }] };
+        }
+        default:
+          if (tools.some((t) => t.name === req.params.name)) return { content: [{ type: 'text', text: `${req.params.name} ok` }] };
+          return { content: [{ type: 'text', text: `unknown tool ${req.params.name}` }], isError: true };
+      }
+    });
+    server.setRequestHandler(ListResourcesRequestSchema, () => ({
+      resources: [{ uri: 'fixture://doc/1', name: 'doc-1', mimeType: 'text/plain' }],
+    }));
+    server.setRequestHandler(ReadResourceRequestSchema, (req) => ({
+      contents: [{ uri: req.params.uri, mimeType: 'text/plain', text: `content of ${req.params.uri}` }],
+    }));
+    server.setRequestHandler(ListPromptsRequestSchema, () => ({
+      prompts: [{ name: 'greet', description: 'Greets', arguments: [{ name: 'who', required: true }] }],
+    }));
+    server.setRequestHandler(GetPromptRequestSchema, (req) => ({
+      messages: [{ role: 'user', content: { type: 'text', text: `Hello ${req.params.arguments?.who ?? 'nobody'}` } }],
+    }));
+    servers.add(server);
+    return server;
+  };
+
+  const readJson = async (req: IncomingMessage): Promise<unknown> => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    return text === '' ? undefined : JSON.parse(text);
+  };
+
+  const http: HttpServer = createServer((req, res) => {
+    void (async () => {
+      const sid = req.headers['mcp-session-id'];
+      let transport = typeof sid === 'string' ? transports.get(sid) : undefined;
+      if (req.method === 'POST') {
+        const body = await readJson(req);
+        if (!transport) {
+          if (typeof sid === 'string') {
+            res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
+            return;
+          }
+          transport = new StreamableHTTPServerTransport({
+            sessionIdGenerator: () => randomUUID(),
+            enableJsonResponse: opts.json ?? false,
+            onsessioninitialized: (id) => {
+              transports.set(id, transport!);
+            },
+          });
+          transport.onclose = () => {
+            if (transport!.sessionId) transports.delete(transport!.sessionId);
+          };
+          await makeServer().connect(transport);
+        }
+        await transport.handleRequest(req, res, body);
+        return;
+      }
+      if (!transport) {
+        res.writeHead(typeof sid === 'string' ? 404 : 400).end();
+        return;
+      }
+      await transport.handleRequest(req, res);
+    })().catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(500).end(String(err));
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const port = (http.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    port,
+    cancelled,
+    metas,
+    sessions: () => transports.size,
+    addTool: async (toolName) => {
+      tools.push({ name: toolName, description: 'added at runtime', inputSchema: { type: 'object', properties: {} } });
+      await Promise.all([...servers].map((s) => s.sendToolListChanged().catch(() => {})));
+    },
+    close: async () => {
+      await Promise.allSettled([...transports.values()].map((t) => t.close()));
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    },
+  };
+}
