@@ -1,0 +1,87 @@
+/**
+ * A real MCP session for the bench: the official SDK client does initialize (and notifications/initialized, and
+ * opens its GET stream) against the target, performs the measured request once for real, and the exact headers and
+ * body it sent are kept as a template. The load generator then replays those bytes with a fresh JSON-RPC id per
+ * request, in that same session.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { findTopLevelId, peekOutcome } from '../../src/protocols/mcp/jsonrpc.ts';
+
+/** What the measured request is. */
+export type BenchCall =
+  | { readonly method: 'tools/call'; readonly name: string; readonly arguments: Record<string, unknown> }
+  | { readonly method: 'tools/list' };
+
+/** One measured request, as bytes: `before + id + after` is the body of the request with that id. */
+export interface RequestTemplate {
+  readonly url: string;
+  readonly method: 'POST';
+  readonly headers: Readonly<Record<string, string>>;
+  readonly before: string;
+  readonly after: string;
+  /** Body as the SDK sent it (for the results file). */
+  readonly sample: string;
+}
+
+export interface BenchSession {
+  readonly template: RequestTemplate;
+  readonly sessionId: string | undefined;
+  readonly protocolVersion: string | undefined;
+  close(): Promise<void>;
+}
+
+/** Headers undici's fetch adds on the wire to what the SDK transport sets (measured: see bench/NOTES.md). */
+const FETCH_DEFAULTS: Record<string, string> = {
+  'accept-language': '*',
+  'sec-fetch-mode': 'cors',
+  'user-agent': 'node',
+  'accept-encoding': 'gzip, deflate',
+};
+
+/** Opens a session to `url` with the SDK client and captures the measured request. `extra`: headers a stage adds. */
+export async function openBenchSession(url: string, call: BenchCall, extra: Record<string, string> = {}): Promise<BenchSession> {
+  let captured: { headers: Record<string, string>; body: string } | undefined;
+  const recording: typeof fetch = async (input, init) => {
+    const body = init?.body;
+    if (init?.method === 'POST' && typeof body === 'string' && body.includes(`"method":"${call.method}"`)) {
+      const headers: Record<string, string> = {};
+      new Headers(init.headers).forEach((v, k) => {
+        headers[k] = v;
+      });
+      captured = { headers, body };
+    }
+    return fetch(input, init);
+  };
+  const client = new Client({ name: 'tollgate-bench', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recording, requestInit: { headers: extra } });
+  await client.connect(transport);
+  if (call.method === 'tools/call') {
+    const r = await client.callTool({ name: call.name, arguments: call.arguments });
+    if (r.isError) throw new Error(`${url}: tools/call ${call.name} answered an error: ${JSON.stringify(r.content).slice(0, 200)}`);
+  } else {
+    const r = await client.listTools();
+    if (r.tools.length === 0) throw new Error(`${url}: tools/list is empty`);
+  }
+  if (!captured) throw new Error(`${url}: the SDK client's ${call.method} request was not captured`);
+  const span = findTopLevelId(captured.body);
+  if (!span) throw new Error(`no top-level id in ${captured.body.slice(0, 200)}`);
+  return {
+    template: {
+      url,
+      method: 'POST',
+      headers: { ...captured.headers, ...FETCH_DEFAULTS },
+      before: captured.body.slice(0, span[0]),
+      after: captured.body.slice(span[1]),
+      sample: captured.body,
+    },
+    sessionId: transport.sessionId,
+    protocolVersion: transport.protocolVersion,
+    close: () => client.close(),
+  };
+}
+
+/** True when a response body is a JSON-RPC result (not an error), decided from its first keys. */
+export function isResult(body: string): boolean {
+  return peekOutcome(body.length > 256 ? body.slice(0, 256) : body) === 'result';
+}

@@ -1,0 +1,86 @@
+/**
+ * Child processes of the bench (backends, reference proxy, gateway): each target runs in its own process so the
+ * load generator never shares an event loop with what it measures. Every child is stopped by its own pid.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Stops the child (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+function stopper(proc: ChildProcess): (graceMs?: number) => Promise<void> {
+  return (graceMs = 10_000) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const kill = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      proc.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      proc.kill('SIGTERM');
+    });
+  };
+}
+
+/**
+ * Runs a TypeScript entry with this Node and waits for the JSON line it prints when ready. The child's stdin is a
+ * pipe it watches, so it exits if the runner dies without stopping it.
+ */
+export async function spawnReady<T>(script: string, args: string[], timeoutMs = 30_000): Promise<Child & { ready: T }> {
+  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: proc.stdout! });
+  const ready = await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms`)), timeoutMs);
+    proc.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(line) as T);
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+  });
+  proc.removeAllListeners('exit');
+  return { proc, pid: proc.pid!, ready, stop: stopper(proc) };
+}
+
+/** Spawns a process with the given stdio files (the gateway: logs go to a file, not through the runner). */
+export function spawnPlain(args: string[], opts: { cwd: string; stdout: number; env?: NodeJS.ProcessEnv }): Child {
+  const proc = spawn(process.execPath, args, { cwd: opts.cwd, stdio: ['ignore', opts.stdout, opts.stdout], env: opts.env ?? process.env });
+  return { proc, pid: proc.pid!, stop: stopper(proc) };
+}
+
+/** A port free right now on the loopback (the gateway is told which port to use, then polled until it answers). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `url` until it answers 200 (or throws after `ms`, or as soon as `child` exits). */
+export async function waitHealthy(url: string, child: Child, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (child.proc.exitCode !== null) throw new Error(`process ${child.pid} exited with ${child.proc.exitCode} before it was healthy`);
+    try {
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`${url} not healthy after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
