@@ -121,6 +121,11 @@ export class Gateway {
     };
   }
 
+  /** Shutdown has begun: end idle server streams so the drain only waits for real in-flight calls. */
+  beginDrain(): void {
+    this.mcp.endStreams();
+  }
+
   async close(): Promise<void> {
     await this.mcp.close();
     await this.mcpUpstreams.close();
