@@ -12,6 +12,8 @@
  *   --no-each           only the gateway with every stage on (not each stage alone)
  *   --log-level L       gateway log level (default info: one line per call, to a file)
  *   --profile           write a CPU profile of each gateway process and print its summary
+ *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
+ *   --log-levels a,b    also run the gateway at these log levels (e.g. warn: the access log's share)
  *   --quick             2 rounds of 1.5 s (for development; noisier)
  *   --out FILE          results file (default bench/results/bench-<time>-<commit>.json)
  *   --compare OLD.json  print the change from OLD to this run (with --against NEW.json: compare two files, no run)
@@ -27,6 +29,7 @@ import { commitInfo, machineInfo, readResult, writeResult, type BenchResult, typ
 import { PHASES, calibrateRate, measureRound, setupScenario, summarizeTargets, warmUp, type Phase, type PhaseOptions, type RoundResult } from './lib/runner.ts';
 import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
 import { ROOT } from './lib/targets.ts';
+import { addBaseline } from './lib/baseline.ts';
 
 const { values } = parseArgs({
   options: {
@@ -40,6 +43,8 @@ const { values } = parseArgs({
     'no-each': { type: 'boolean' },
     'log-level': { type: 'string' },
     profile: { type: 'boolean' },
+    baseline: { type: 'string' },
+    'log-levels': { type: 'string' },
     quick: { type: 'boolean' },
     out: { type: 'string' },
     compare: { type: 'string' },
@@ -70,12 +75,16 @@ for (const w of wanted ?? []) {
 const logLevel = values['log-level'] ?? 'info';
 const stages = availableStages(ROOT);
 const vs = variants(stages, { each: values['no-each'] !== true });
+for (const level of values['log-levels']?.split(',') ?? []) vs.push({ label: `gateway(log=${level})`, stages, logLevel: level });
+const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
+if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages, root: baseline.root });
 const startedAt = new Date().toISOString();
 const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
 
 const machine = machineInfo();
 const scenarios: ScenarioResult[] = [];
+if (baseline) process.once('exit', () => baseline.remove());
 for (const scenario of SCENARIOS) {
   if (wanted && !wanted.includes(scenario.name)) continue;
   process.stderr.write(`bench: ${scenario.name}: starting backends, proxy, ${vs.map((v) => v.label).join(', ')} (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
@@ -118,7 +127,16 @@ const result: BenchResult = {
   machine: { ...machine, loadavgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
   node: process.version,
   commit: commitInfo(),
-  config: { rounds, ...phaseOpts, phases, logLevel, variants: vs.map((v) => v.label), proxyPoolConnections: 16, gatewayPoolConnections: 16 },
+  config: {
+    rounds,
+    ...phaseOpts,
+    phases,
+    logLevel,
+    variants: vs.map((v) => v.label),
+    baseline: baseline ? { rev: baseline.rev, sha: baseline.sha } : undefined,
+    proxyPoolConnections: 16,
+    gatewayPoolConnections: 16,
+  },
   stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
   scenarios,
   notes: [

@@ -72,6 +72,10 @@ export function availableStages(root: string): Stage[] {
 export interface Variant {
   readonly label: string;
   readonly stages: readonly Stage[];
+  /** Overrides the run's gateway log level (e.g. to measure the access log's share). */
+  readonly logLevel?: string;
+  /** Runs the gateway from another checkout (a baseline commit, measured interleaved in the same run). */
+  readonly root?: string;
 }
 
 export function variants(stages: readonly Stage[], opts: { each: boolean }): Variant[] {

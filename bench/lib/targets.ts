@@ -76,11 +76,12 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   mkdirSync(configDir, { recursive: true });
   const port = await freePort();
   const route = 'bench';
-  const ctx: StageContext = { root: ROOT, work: dir, configDir, backends: o.scenario.federated, route };
+  const root = o.variant.root ?? ROOT;
+  const ctx: StageContext = { root, work: dir, configDir, backends: o.scenario.federated, route };
 
   let gatewaySpec: Record<string, unknown> = {
     listener: { host: '127.0.0.1', port },
-    log: { level: o.logLevel },
+    log: { level: o.variant.logLevel ?? o.logLevel },
     dataDir: join(dir, 'data'),
     shutdown: { drainMs: 2000 },
   };
@@ -112,11 +113,11 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const fd = openSync(logFile, 'a');
   const args = ['--disable-warning=ExperimentalWarning'];
   if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
-  args.push(join(ROOT, 'bin/tollgate.mjs'), 'serve', '--config', configDir, '--port', String(port), '--host', '127.0.0.1');
+  args.push(join(root, 'bin/tollgate.mjs'), 'serve', '--config', configDir, '--port', String(port), '--host', '127.0.0.1');
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete childEnv.TOLLGATE_LOG_LEVEL;
-  const child = spawnPlain(args, { cwd: ROOT, stdout: fd, env: childEnv });
+  const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
   const base = `http://127.0.0.1:${port}`;
   try {
