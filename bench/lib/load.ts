@@ -23,6 +23,8 @@ export interface LoadResult {
   /** Fixed-rate runs only: the rate asked and, from the intended send times, the latency including queueing delay. */
   readonly targetRps?: number;
   readonly corrected?: LatencySummary;
+  /** CPU time (user+system) the measured process (gateway, proxy or backend) used per completed request, in us. */
+  readonly cpuUsPerReq?: number;
 }
 
 let nextId = 1_000_000;

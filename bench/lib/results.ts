@@ -12,7 +12,7 @@ export interface ScenarioResult {
   /** Set for slots that could not run (what they wait for). */
   readonly pending?: string;
   readonly rate?: number;
-  readonly targets?: ReadonlyArray<Omit<Target, 'template'> & { request: { headers: Record<string, string>; body: string } }>;
+  readonly targets?: ReadonlyArray<Omit<Target, 'template' | 'pid'> & { request: { headers: Record<string, string>; body: string } }>;
   readonly rounds?: readonly RoundResult[];
   readonly summary?: Record<string, TargetSummary>;
 }

@@ -12,7 +12,7 @@ import { median, type LatencySummary } from './histogram.ts';
 import { runClosed, runPaced, type LoadResult } from './load.ts';
 import { openBenchSession, type BenchSession, type RequestTemplate } from './mcp-client.ts';
 import { startBackends, startBareProxy, startGatewayProcess, type GatewayProcess } from './targets.ts';
-import type { Child } from './procs.ts';
+import { cpuTimeMs, type Child } from './procs.ts';
 
 export type Phase = 'c1' | 'rate' | 'tput';
 export const PHASES: readonly Phase[] = ['c1', 'rate', 'tput'];
@@ -30,6 +30,8 @@ export interface PhaseOptions {
 
 export interface Target {
   readonly label: string;
+  /** The process whose CPU time this target's requests cost (the backend for direct). */
+  readonly pid: number;
   readonly kind: 'direct' | 'proxy' | 'gateway';
   readonly stages: readonly string[];
   readonly template: RequestTemplate;
@@ -84,16 +86,16 @@ export async function setupScenario(scenario: Scenario, o: SetupOptions): Promis
       gateways.push(gw);
     }
     const targets: Target[] = [];
-    const open = async (label: string, kind: Target['kind'], url: string, stages: readonly string[], call: Scenario['directCall'], headers?: Record<string, string>): Promise<void> => {
+    const open = async (label: string, kind: Target['kind'], pid: number, url: string, stages: readonly string[], call: Scenario['directCall'], headers?: Record<string, string>): Promise<void> => {
       const s = await openBenchSession(url, call, headers);
       sessions.push(s);
-      targets.push({ label, kind, stages, template: s.template });
+      targets.push({ label, kind, pid, stages, template: s.template });
     };
-    await open('direct', 'direct', directUrl, [], scenario.directCall);
-    if (proxy) await open('proxy', 'proxy', proxy.url, [], scenario.directCall);
+    await open('direct', 'direct', backends.child.pid, directUrl, [], scenario.directCall);
+    if (proxy) await open('proxy', 'proxy', proxy.child.pid, proxy.url, [], scenario.directCall);
     for (let i = 0; i < gateways.length; i++) {
       const gw = gateways[i]!;
-      await open(gw.label, 'gateway', gw.url, o.variants[i]!.stages.map((s) => s.name), scenario.gatewayCall, { ...gw.headers });
+      await open(gw.label, 'gateway', gw.child.pid, gw.url, o.variants[i]!.stages.map((s) => s.name), scenario.gatewayCall, { ...gw.headers });
     }
     return { scenario, targets, gateways, teardown };
   } catch (err) {
@@ -128,9 +130,12 @@ export async function measureRound(setup: ScenarioSetup, round: number, phases: 
     const byTarget: Record<string, LoadResult> = {};
     for (const t of ordered) {
       let r: LoadResult;
+      const cpu0 = cpuTimeMs(t.pid);
       if (phase === 'c1') r = await runClosed(t.template, 1, o.durationS);
       else if (phase === 'rate') r = await runPaced(t.template, rate, o.durationS, o.connections);
       else r = await runClosed(t.template, o.connections, o.durationS);
+      const cpu1 = cpuTimeMs(t.pid);
+      if (cpu0 !== undefined && cpu1 !== undefined && r.requests > 0) r = { ...r, cpuUsPerReq: Math.round(((cpu1 - cpu0) * 1000) / r.requests) };
       if (r.errors > 0) process.stderr.write(`bench: ${setup.scenario.name}/${t.label}/${phase} round ${round}: ${r.errors} errors (run marked invalid)\n`);
       byTarget[t.label] = r;
     }
@@ -156,7 +161,7 @@ function stat(values: readonly number[]): Stat {
 export interface TargetSummary {
   readonly c1?: { p50: Stat; p90: Stat; p99: Stat; max: Stat };
   readonly rate?: { rps: number; p50: Stat; p99: Stat; correctedP99: Stat };
-  readonly tput?: { rps: Stat; p50: Stat; p99: Stat };
+  readonly tput?: { rps: Stat; p50: Stat; p99: Stat; cpuUsPerReq?: Stat };
   /** Non-direct targets: added latency (target minus direct, per round) and throughput ratios (per round). */
   readonly added?: {
     readonly c1?: { p50: Stat; p90: Stat; p99: Stat };
@@ -210,7 +215,10 @@ export function summarizeTargets(targets: readonly Target[], rounds: readonly Ro
     if (rate.length) {
       s.rate = { rps: rate[0]!.targetRps ?? 0, p50: latStat(rate, 'p50'), p99: latStat(rate, 'p99'), correctedP99: stat(rate.map((r) => r.corrected?.p99 ?? Number.NaN)) };
     }
-    if (tput.length) s.tput = { rps: stat(tput.map((r) => r.rps)), p50: latStat(tput, 'p50'), p99: latStat(tput, 'p99') };
+    if (tput.length) {
+      const cpu = tput.map((r) => r.cpuUsPerReq).filter((v): v is number => v !== undefined);
+      s.tput = { rps: stat(tput.map((r) => r.rps)), p50: latStat(tput, 'p50'), p99: latStat(tput, 'p99'), ...(cpu.length ? { cpuUsPerReq: stat(cpu) } : {}) };
+    }
     if (t.kind !== 'direct') {
       s.added = {
         ...(c1.length ? { c1: { p50: diffStat(rounds, 'c1', t.label, 'direct', 'p50'), p90: diffStat(rounds, 'c1', t.label, 'direct', 'p90'), p99: diffStat(rounds, 'c1', t.label, 'direct', 'p99') } } : {}),
