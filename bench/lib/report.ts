@@ -15,13 +15,13 @@ export function markdown(result: BenchResult): string {
   lines.push(`Tollgate bench ${result.startedAt} commit ${result.commit.sha.slice(0, 8)}${result.commit.dirty ? '+dirty' : ''} (${result.commit.branch}), Node ${result.node}, ${String(result.machine.cpus)} CPUs, loadavg at start ${JSON.stringify(result.machine.loadavgAtStart)}`);
   lines.push(`Stages on: ${result.stages.on.length ? result.stages.on.join(', ') : 'none on this branch'}${result.stages.pending.length ? `; pending: ${result.stages.pending.map((p) => p.name).join(', ')}` : ''}`);
   lines.push('Latency in ms: median over rounds (min..max across rounds). "added" = target minus direct in the same round.');
-  lines.push('CPU us/req: CPU time (user+sys) of the measured process per request in the throughput phase (direct: the backend; proxy/gateway: that process alone).');
+  lines.push('CPU us/req: CPU time (user+sys) of the measured process per request (direct: the backend; proxy/gateway: that process alone).');
   lines.push('');
-  lines.push(`| scenario | target | c=1 p50 | c=1 p99 | added p50 | added p99 | fixed-rate p50 / p99 | added p99 @rate | req/s @${conns} conns | vs proxy | vs direct | CPU us/req |`);
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push(`| scenario | target | c=1 p50 | c=1 p99 | added p50 | added p99 | fixed-rate p50 / p99 | added p99 @rate | req/s @${conns} conns | vs proxy | vs direct | CPU us/req c=1 | CPU us/req @${conns} |`);
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const sc of result.scenarios) {
     if (sc.pending) {
-      lines.push(`| ${sc.name} | (pending: ${sc.pending}) | | | | | | | | | | |`);
+      lines.push(`| ${sc.name} | (pending: ${sc.pending}) | | | | | | | | | | | |`);
       continue;
     }
     for (const [label, s] of Object.entries(sc.summary ?? {})) lines.push(row(sc, label, s));
@@ -32,7 +32,7 @@ export function markdown(result: BenchResult): string {
 function row(sc: ScenarioResult, label: string, s: TargetSummary): string {
   const rate = s.rate ? `${ms(s.rate.p50.median)} / ${ms(s.rate.p99.median)} @${s.rate.rps}/s` : '-';
   const err = s.errors > 0 ? ` **${s.errors} errors**` : '';
-  return `| ${sc.name} | ${label}${err} | ${spread(s.c1?.p50)} | ${spread(s.c1?.p99)} | ${signed(s.added?.c1?.p50)} | ${signed(s.added?.c1?.p99)} | ${rate} | ${signed(s.added?.rate?.p99)} | ${rps(s.tput?.rps)} | ${ratio(s.added?.tputVsProxy)} | ${ratio(s.added?.tputVsDirect)} | ${rps(s.tput?.cpuUsPerReq)} |`;
+  return `| ${sc.name} | ${label}${err} | ${spread(s.c1?.p50)} | ${spread(s.c1?.p99)} | ${signed(s.added?.c1?.p50)} | ${signed(s.added?.c1?.p99)} | ${rate} | ${signed(s.added?.rate?.p99)} | ${rps(s.tput?.rps)} | ${ratio(s.added?.tputVsProxy)} | ${ratio(s.added?.tputVsDirect)} | ${rps(s.c1?.cpuUsPerReq)} | ${rps(s.tput?.cpuUsPerReq)} |`;
 }
 
 function delta(a: number | undefined, b: number | undefined, lowerIsBetter = true): string {
@@ -48,7 +48,7 @@ export function compareMarkdown(old: BenchResult, cur: BenchResult): string {
   const lines: string[] = [];
   lines.push(`Change from ${old.commit.sha.slice(0, 8)} (${old.startedAt}) to ${cur.commit.sha.slice(0, 8)} (${cur.startedAt}); loadavg ${JSON.stringify(old.machine.loadavgAtStart)} -> ${JSON.stringify(cur.machine.loadavgAtStart)}`);
   lines.push('');
-  lines.push('| scenario | target | c=1 p50 | c=1 p99 | added p50 | added p99 | added p99 @rate | req/s | vs proxy | CPU us/req |');
+  lines.push('| scenario | target | c=1 p50 | c=1 p99 | added p50 | added p99 | added p99 @rate | req/s | vs proxy | CPU us/req c=1 |');
   lines.push('|---|---|---|---|---|---|---|---|---|---|');
   for (const sc of cur.scenarios) {
     const before = old.scenarios.find((o) => o.name === sc.name);
@@ -57,7 +57,7 @@ export function compareMarkdown(old: BenchResult, cur: BenchResult): string {
       const b = before.summary[label];
       if (!b) continue;
       lines.push(
-        `| ${sc.name} | ${label} | ${delta(b.c1?.p50.median, s.c1?.p50.median)} | ${delta(b.c1?.p99.median, s.c1?.p99.median)} | ${delta(b.added?.c1?.p50.median, s.added?.c1?.p50.median)} | ${delta(b.added?.c1?.p99.median, s.added?.c1?.p99.median)} | ${delta(b.added?.rate?.p99.median, s.added?.rate?.p99.median)} | ${delta(b.tput?.rps.median, s.tput?.rps.median, false)} | ${delta(b.added?.tputVsProxy?.median, s.added?.tputVsProxy?.median, false)} | ${delta(b.tput?.cpuUsPerReq?.median, s.tput?.cpuUsPerReq?.median)} |`,
+        `| ${sc.name} | ${label} | ${delta(b.c1?.p50.median, s.c1?.p50.median)} | ${delta(b.c1?.p99.median, s.c1?.p99.median)} | ${delta(b.added?.c1?.p50.median, s.added?.c1?.p50.median)} | ${delta(b.added?.c1?.p99.median, s.added?.c1?.p99.median)} | ${delta(b.added?.rate?.p99.median, s.added?.rate?.p99.median)} | ${delta(b.tput?.rps.median, s.tput?.rps.median, false)} | ${delta(b.added?.tputVsProxy?.median, s.added?.tputVsProxy?.median, false)} | ${delta(b.c1?.cpuUsPerReq?.median, s.c1?.cpuUsPerReq?.median)} |`,
       );
     }
   }

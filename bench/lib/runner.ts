@@ -159,7 +159,7 @@ function stat(values: readonly number[]): Stat {
 }
 
 export interface TargetSummary {
-  readonly c1?: { p50: Stat; p90: Stat; p99: Stat; max: Stat };
+  readonly c1?: { p50: Stat; p90: Stat; p99: Stat; max: Stat; cpuUsPerReq?: Stat };
   readonly rate?: { rps: number; p50: Stat; p99: Stat; correctedP99: Stat };
   readonly tput?: { rps: Stat; p50: Stat; p99: Stat; cpuUsPerReq?: Stat };
   /** Non-direct targets: added latency (target minus direct, per round) and throughput ratios (per round). */
@@ -200,6 +200,11 @@ function ratioStat(rounds: readonly RoundResult[], label: string, base: string):
   return d.length ? stat(d) : undefined;
 }
 
+function cpuStat(rs: readonly LoadResult[]): { cpuUsPerReq?: Stat } {
+  const cpu = rs.map((r) => r.cpuUsPerReq).filter((v): v is number => v !== undefined);
+  return cpu.length ? { cpuUsPerReq: stat(cpu) } : {};
+}
+
 export function summarizeTargets(targets: readonly Target[], rounds: readonly RoundResult[]): Record<string, TargetSummary> {
   const out: Record<string, TargetSummary> = {};
   const hasProxy = targets.some((t) => t.kind === 'proxy');
@@ -211,14 +216,11 @@ export function summarizeTargets(targets: readonly Target[], rounds: readonly Ro
     const s: {
       -readonly [K in keyof TargetSummary]: TargetSummary[K];
     } = { errors };
-    if (c1.length) s.c1 = { p50: latStat(c1, 'p50'), p90: latStat(c1, 'p90'), p99: latStat(c1, 'p99'), max: latStat(c1, 'max') };
+    if (c1.length) s.c1 = { p50: latStat(c1, 'p50'), p90: latStat(c1, 'p90'), p99: latStat(c1, 'p99'), max: latStat(c1, 'max'), ...cpuStat(c1) };
     if (rate.length) {
       s.rate = { rps: rate[0]!.targetRps ?? 0, p50: latStat(rate, 'p50'), p99: latStat(rate, 'p99'), correctedP99: stat(rate.map((r) => r.corrected?.p99 ?? Number.NaN)) };
     }
-    if (tput.length) {
-      const cpu = tput.map((r) => r.cpuUsPerReq).filter((v): v is number => v !== undefined);
-      s.tput = { rps: stat(tput.map((r) => r.rps)), p50: latStat(tput, 'p50'), p99: latStat(tput, 'p99'), ...(cpu.length ? { cpuUsPerReq: stat(cpu) } : {}) };
-    }
+    if (tput.length) s.tput = { rps: stat(tput.map((r) => r.rps)), p50: latStat(tput, 'p50'), p99: latStat(tput, 'p99'), ...cpuStat(tput) };
     if (t.kind !== 'direct') {
       s.added = {
         ...(c1.length ? { c1: { p50: diffStat(rounds, 'c1', t.label, 'direct', 'p50'), p90: diffStat(rounds, 'c1', t.label, 'direct', 'p90'), p99: diffStat(rounds, 'c1', t.label, 'direct', 'p99') } } : {}),
