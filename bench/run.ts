@@ -14,6 +14,7 @@
  *   --profile           write a CPU profile of each gateway process and print its summary
  *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
  *   --log-levels a,b    also run the gateway at these log levels (e.g. warn: the access log's share)
+ *   --node-options "..." also run the gateway with these Node/V8 options (e.g. --max-semi-space-size=32)
  *   --quick             2 rounds of 1.5 s (for development; noisier)
  *   --out FILE          results file (default bench/results/bench-<time>-<commit>.json)
  *   --compare OLD.json  print the change from OLD to this run (with --against NEW.json: compare two files, no run)
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     profile: { type: 'boolean' },
     baseline: { type: 'string' },
     'log-levels': { type: 'string' },
+    'node-options': { type: 'string' },
     quick: { type: 'boolean' },
     out: { type: 'string' },
     compare: { type: 'string' },
@@ -76,6 +78,7 @@ const logLevel = values['log-level'] ?? 'info';
 const stages = availableStages(ROOT);
 const vs = variants(stages, { each: values['no-each'] !== true });
 for (const level of values['log-levels']?.split(',') ?? []) vs.push({ label: `gateway(log=${level})`, stages, logLevel: level });
+if (values['node-options']) vs.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
 if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages, root: baseline.root });
 const startedAt = new Date().toISOString();

@@ -76,6 +76,8 @@ export interface Variant {
   readonly logLevel?: string;
   /** Runs the gateway from another checkout (a baseline commit, measured interleaved in the same run). */
   readonly root?: string;
+  /** Extra Node options for the gateway process (e.g. V8 heap flags). */
+  readonly nodeOptions?: readonly string[];
 }
 
 export function variants(stages: readonly Stage[], opts: { each: boolean }): Variant[] {

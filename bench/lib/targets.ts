@@ -111,7 +111,7 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
 
   const logFile = join(dir, 'gateway.log');
   const fd = openSync(logFile, 'a');
-  const args = ['--disable-warning=ExperimentalWarning'];
+  const args = ['--disable-warning=ExperimentalWarning', ...(o.variant.nodeOptions ?? [])];
   if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
   args.push(join(root, 'bin/tollgate.mjs'), 'serve', '--config', configDir, '--port', String(port), '--host', '127.0.0.1');
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
