@@ -14,6 +14,7 @@ import { median } from './lib/histogram.ts';
 import { commitInfo, machineInfo, writeResult, type BenchResult } from './lib/results.ts';
 import { measureRound, setupScenario, summarizeTargets, warmUp, type RoundResult } from './lib/runner.ts';
 import { ROOT } from './lib/targets.ts';
+import { judgeRounds } from './lib/judge.ts';
 
 interface Slo {
   scenario: string;
@@ -26,7 +27,8 @@ interface Slo {
 
 const { values } = parseArgs({ options: { short: { type: 'boolean' }, slo: { type: 'string' }, out: { type: 'string' } } });
 const slo = JSON.parse(readFileSync(join(ROOT, 'bench/slo.json'), 'utf8')) as Slo;
-const limit = (values.slo === undefined ? slo.sloP99Ms : Number(values.slo)) + slo.toleranceMs;
+const sloMs = values.slo === undefined ? slo.sloP99Ms : Number(values.slo);
+const limit = sloMs + slo.toleranceMs;
 const plan = values.short ? slo.short : slo.full;
 const scenario = SCENARIOS.find((s) => s.name === slo.scenario);
 if (!scenario) throw new Error(`bench/slo.json names unknown scenario ${slo.scenario}`);
@@ -39,34 +41,29 @@ const startedAt = new Date().toISOString();
 const machine = machineInfo();
 const t0 = Date.now();
 const setup = await setupScenario(scenario, { variants: [{ label, stages }], logLevel: 'info', proxyPoolConnections: 16, withProxy: false });
-const rounds: RoundResult[] = [];
-const repeated: number[] = [];
+let rounds: RoundResult[] = [];
+let repeated: number[] = [];
 let breach = false;
 let errors = 0;
 try {
   await warmUp(setup, phase);
-  for (let r = 0; r < plan.rounds && !breach; r++) {
-    for (let attempt = 0; attempt < 2; attempt++) {
+  const verdict = await judgeRounds(
+    plan.rounds,
+    limit,
+    async (r) => {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
       const gw = round.phases.c1![label]!;
       const direct = round.phases.c1!.direct!;
       errors += gw.errors + direct.errors;
-      const added = gw.latency.p99 - direct.latency.p99;
-      process.stderr.write(
-        `gate: round ${r + 1}${attempt ? ' (repeat)' : ''}: added p50 ${fmt(gw.latency.p50 - direct.latency.p50)}, p99 ${fmt(added)} (direct p99 ${direct.latency.p99.toFixed(3)}, gateway p99 ${gw.latency.p99.toFixed(3)}; loadavg ${loadavg()[0]!.toFixed(2)})\n`,
-      );
-      if (added <= limit) {
-        rounds.push(round);
-        break;
-      }
-      if (attempt === 0) {
-        repeated.push(r);
-        continue;
-      }
-      rounds.push(round);
-      breach = true;
-    }
-  }
+      return { result: round, value: gw.latency.p99 - direct.latency.p99 };
+    },
+    (r, value, repeat) => {
+      process.stderr.write(`gate: round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+    },
+  );
+  breach = verdict.breach;
+  rounds = verdict.rounds.map((v) => v.kept);
+  repeated = verdict.rounds.filter((v) => v.repeated).map((v) => v.round);
 } finally {
   await setup.teardown();
 }
@@ -96,7 +93,7 @@ process.stdout.write(
   [
     `SLO gate (${scenario.name}, concurrency 1, stages: ${stages.map((s) => s.name).join(', ') || 'none on this branch'}), ${rounds.length} rounds of ${plan.durationS} s, ${Math.round((Date.now() - t0) / 1000)} s`,
     `  added latency: p50 ${fmt(p50)}, p99 ${fmt(p99)} (medians over rounds; worst round p99 ${fmt(maxRoundP99)}; median of ${median(rounds.map((r) => r.phases.c1!.direct!.latency.count))} requests a run)`,
-    `  contract: added p99 <= ${slo.sloP99Ms} ms (+${slo.toleranceMs} ms tolerance): ${verdict(!breach)}${breach ? ' (a round failed twice)' : ''}`,
+    `  contract: added p99 <= ${sloMs} ms (+${slo.toleranceMs} ms tolerance): ${verdict(!breach)}${breach ? ' (a round failed twice)' : ''}`,
     `  target:   added p99 <= ${slo.targets.p99Ms} ms: ${met(p99 <= slo.targets.p99Ms)}; added p50 <= ${slo.targets.p50Ms} ms: ${met(p50 <= slo.targets.p50Ms)} (reported, not enforced)`,
     `  results: ${file}`,
     '',
