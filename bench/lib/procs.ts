@@ -32,8 +32,8 @@ function stopper(proc: ChildProcess): (graceMs?: number) => Promise<void> {
  * Runs a TypeScript entry with this Node and waits for the JSON line it prints when ready. The child's stdin is a
  * pipe it watches, so it exits if the runner dies without stopping it.
  */
-export async function spawnReady<T>(script: string, args: string[], timeoutMs = 30_000): Promise<Child & { ready: T }> {
-  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+export async function spawnReady<T>(script: string, args: string[], nodeArgs: readonly string[] = [], timeoutMs = 30_000): Promise<Child & { ready: T }> {
+  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ...nodeArgs, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: proc.stdout! });
   const ready = await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms`)), timeoutMs);

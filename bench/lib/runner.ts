@@ -77,7 +77,7 @@ export async function setupScenario(scenario: Scenario, o: SetupOptions): Promis
     const backends = await startBackends(scenario.backends);
     fixtures.push(backends.child);
     const directUrl = backends.urls[scenario.direct]!;
-    const proxy = o.withProxy ? await startBareProxy(directUrl, o.proxyPoolConnections) : undefined;
+    const proxy = o.withProxy ? await startBareProxy(directUrl, o.proxyPoolConnections, o.cpuProfDir) : undefined;
     if (proxy) fixtures.push(proxy.child);
     const gateways: GatewayProcess[] = [];
     for (const variant of o.variants) {

@@ -28,9 +28,10 @@ export interface Proxy {
   readonly child: Child;
 }
 
-export async function startBareProxy(backendUrl: string, connections: number): Promise<Proxy> {
+export async function startBareProxy(backendUrl: string, connections: number, cpuProfDir?: string): Promise<Proxy> {
   const u = new URL(backendUrl);
-  const child = await spawnReady<{ url: string }>(join(ROOT, 'bench/fixtures/bare-proxy.ts'), [u.origin, String(connections)]);
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, '--cpu-prof-name=proxy.cpuprofile'] : [];
+  const child = await spawnReady<{ url: string }>(join(ROOT, 'bench/fixtures/bare-proxy.ts'), [u.origin, String(connections)], nodeArgs);
   return { url: `${child.ready.url}${u.pathname}`, child };
 }
 
@@ -43,6 +44,8 @@ export interface GatewayProcess {
   readonly child: Child;
   readonly configDir: string;
   readonly logFile: string;
+  /** Date.now() when the process was spawned (V8 traces count ms from about then). */
+  readonly spawnedAt: number;
 }
 
 export interface GatewayOptions {
@@ -112,11 +115,12 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const logFile = join(dir, 'gateway.log');
   const fd = openSync(logFile, 'a');
   const args = ['--disable-warning=ExperimentalWarning', ...(o.variant.nodeOptions ?? [])];
-  if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
+  if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${o.variant.label.replace(/[^a-z0-9-]+/gi, '_')}.cpuprofile`);
   args.push(join(root, 'bin/tollgate.mjs'), 'serve', '--config', configDir, '--port', String(port), '--host', '127.0.0.1');
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete childEnv.TOLLGATE_LOG_LEVEL;
+  const spawnedAt = Date.now();
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
   const base = `http://127.0.0.1:${port}`;
@@ -126,5 +130,5 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     await child.stop(1000);
     throw new Error(`gateway ${o.variant.label} did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { label: o.variant.label, url: `${base}/mcp`, headers, child, configDir, logFile };
+  return { label: o.variant.label, url: `${base}/mcp`, headers, child, configDir, logFile, spawnedAt };
 }
