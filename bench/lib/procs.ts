@@ -38,14 +38,18 @@ export async function spawnReady<T>(script: string, args: string[], nodeArgs: re
   const ready = await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms`)), timeoutMs);
     proc.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
-    lines.once('line', (line) => {
+    // The first line that is a JSON object (Node/V8 diagnostics such as --trace-gc may print before it).
+    const onLine = (line: string): void => {
+      if (!line.startsWith('{')) return;
+      lines.off('line', onLine);
       clearTimeout(timer);
       try {
         resolve(JSON.parse(line) as T);
       } catch (err) {
         reject(err as Error);
       }
-    });
+    };
+    lines.on('line', onLine);
   });
   proc.removeAllListeners('exit');
   return { proc, pid: proc.pid!, ready, stop: stopper(proc) };
