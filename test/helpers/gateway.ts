@@ -1,19 +1,28 @@
 /**
  * Starts a real gateway in-process on an ephemeral port with a config directory written by the test.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
+import { gatewayAudiences } from '../../src/guards/identity/config.ts';
+import { loadOrCreateDevAuthority, mintDevSvid } from '../../src/guards/identity/dev.ts';
 
 export interface TestGateway extends RunningGateway {
+  /** The config directory (its data dir, .tollgate, sits beside it in the same temporary root). */
   readonly dir: string;
   /** Writes (or replaces) a config file in the gateway's directory. */
   write(file: string, yaml: string): void;
+  /** A JWT-SVID of the gateway's dev trust domain (default spiffe://dev.tollgate.local/test), for its audience. */
+  devToken(spiffeId?: string, opts?: { audiences?: string[]; ttlSeconds?: number }): string;
+  /** `{ authorization: 'Bearer <dev SVID>' }` for connectClient. */
+  authHeaders(spiffeId?: string): Record<string, string>;
   stop(): Promise<void>;
 }
+
+export const DEV_SPIFFE_ID = 'spiffe://dev.tollgate.local/test';
 
 export const GATEWAY_YAML = `apiVersion: tollgate.dev/v1alpha1
 kind: Gateway
@@ -47,17 +56,32 @@ export const EVERYTHING_STDIO = {
 };
 
 export async function startTestGateway(files: Record<string, string>, opts: { gatewayYaml?: string } = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  // Config in <root>/routes so that the data dir (<root>/.tollgate: dev keys...) is private to this gateway.
+  const root = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  const dir = join(root, 'routes');
+  mkdirSync(dir);
   writeFileSync(join(dir, 'gateway.yaml'), opts.gatewayYaml ?? GATEWAY_YAML);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const running = await startGateway({ configDir: dir, host: '127.0.0.1', port: 0 });
+  const devToken = (spiffeId = DEV_SPIFFE_ID, o: { audiences?: string[]; ttlSeconds?: number } = {}): string => {
+    const snapshot = running.gateway.state().snapshot;
+    const identity = snapshot.gateway.identity;
+    const authority = loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain);
+    return mintDevSvid(authority, {
+      spiffeId,
+      audiences: o.audiences ?? gatewayAudiences(identity, snapshot.gateway.listener),
+      ttlSeconds: o.ttlSeconds ?? 600,
+    });
+  };
   return {
     ...running,
     dir,
     write: (file, yaml) => writeFileSync(join(dir, file), yaml),
+    devToken,
+    authHeaders: (spiffeId) => ({ authorization: `Bearer ${devToken(spiffeId)}` }),
     stop: async () => {
       await running.shutdown();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,57 @@
+/**
+ * GET of a small JSON document (a bundle, a JWKS, an OIDC discovery document) with bounded time and size, off the
+ * request path. undici `request` (not fetch) with an optional private CA.
+ */
+import { readFileSync } from 'node:fs';
+import { Agent, request, type Dispatcher } from 'undici';
+
+const MAX_BYTES = 1024 * 1024;
+const TIMEOUT_MS = 10_000;
+
+export interface FetchTarget {
+  readonly caFile?: string | undefined;
+}
+
+const agents = new Map<string, Agent>();
+
+/** One Agent per CA file (connections are reused across refreshes). */
+function dispatcherFor(target: FetchTarget): Dispatcher | undefined {
+  if (!target.caFile) return undefined;
+  let agent = agents.get(target.caFile);
+  if (!agent) {
+    agent = new Agent({ connect: { ca: readFileSync(target.caFile, 'utf8') }, keepAliveTimeout: 30_000 });
+    agents.set(target.caFile, agent);
+  }
+  return agent;
+}
+
+/** Fetches and parses a JSON document; throws an Error saying what went wrong (never the body). */
+export async function fetchJson(url: string, target: FetchTarget = {}): Promise<unknown> {
+  const dispatcher = dispatcherFor(target);
+  const res = await request(url, {
+    method: 'GET',
+    headers: { accept: 'application/json' },
+    headersTimeout: TIMEOUT_MS,
+    bodyTimeout: TIMEOUT_MS,
+    ...(dispatcher ? { dispatcher } : {}),
+  });
+  if (res.statusCode !== 200) {
+    await res.body.dump();
+    throw new Error(`GET ${url}: HTTP ${res.statusCode}`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BYTES) {
+      res.body.destroy();
+      throw new Error(`GET ${url}: document larger than ${MAX_BYTES} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+  } catch {
+    throw new Error(`GET ${url}: not JSON`);
+  }
+}
