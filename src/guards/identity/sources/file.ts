@@ -19,6 +19,7 @@ export class FileKeySource extends KeySource {
   private poll: NodeJS.Timeout | undefined;
   private closed = false;
   private lastText: string | undefined;
+  private lastRefresh = 0;
 
   constructor(init: { label: string; fingerprint: string; profile: KeyProfile; log: Logger; path: string }) {
     super(init);
@@ -70,7 +71,11 @@ export class FileKeySource extends KeySource {
     if (this.publish(doc)) this.lastText = text;
   }
 
+  /** Unknown kid: re-read soon, at most once a second, never postponing a pending read (tokens cannot stall it). */
   override refresh(): void {
+    const now = Date.now();
+    if (this.timer || now - this.lastRefresh < 1_000) return;
+    this.lastRefresh = now;
     this.schedule();
   }
 

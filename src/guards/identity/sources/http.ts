@@ -62,7 +62,9 @@ export class HttpKeySource extends KeySource {
     }
     if (this.closed) return;
     const min = this.opts.minPeriodSeconds;
-    const period = ok && this.current ? clamp(this.opts.period(this.current), min, MAX_PERIOD_S) : clamp(RETRY_CAP_S, min, RETRY_CAP_S);
+    // After a failure retry at the usual pace, but at least every RETRY_CAP_S.
+    const usual = this.current ? this.opts.period(this.current) : RETRY_CAP_S;
+    const period = ok ? clamp(usual, min, MAX_PERIOD_S) : clamp(usual, min, RETRY_CAP_S);
     this.schedule(period * 1000);
   }
 
