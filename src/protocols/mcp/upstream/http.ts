@@ -78,6 +78,7 @@ export class HttpMcpUpstream implements McpUpstream {
   async probe(): Promise<void> {
     if (Date.now() - this.lastOkAt < 5_000) return;
     try {
+      await this.credential?.ready();
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
