@@ -36,6 +36,7 @@ beforeAll(async () => {
   });
   // Secure by default: the gateway (no identity section) trusts its dev trust domain only; callers present an SVID.
   client = await connectClient(`${gw.url}/mcp`, { headers: gw.authHeaders() });
+  await expect(connectClient(`${gw.url}/mcp`, { anonymous: true })).rejects.toThrow(/TG_UNAUTHENTICATED/);
 });
 
 afterAll(async () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
+import { loadConfigDir } from '../../src/config/load.ts';
 import { gatewayAudiences } from '../../src/guards/identity/config.ts';
 import { loadOrCreateDevAuthority, mintDevSvid } from '../../src/guards/identity/dev.ts';
 
@@ -23,6 +24,24 @@ export interface TestGateway extends RunningGateway {
 }
 
 export const DEV_SPIFFE_ID = 'spiffe://dev.tollgate.local/test';
+
+/** Test gateways by origin: connectClient presents their dev SVID unless the test passes its own Authorization. */
+const devCredentials = new Map<string, () => Record<string, string>>();
+
+/**
+ * `{ authorization: 'Bearer <dev SVID>' }` for a gateway started from `configDir` (e.g. a `tollgate serve` child
+ * process): minted with the dev trust domain key of that config's data dir, for its audience.
+ */
+export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID): Record<string, string> {
+  const snapshot = loadConfigDir(configDir);
+  const identity = snapshot.gateway.identity;
+  const token = mintDevSvid(loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain), {
+    spiffeId,
+    audiences: gatewayAudiences(identity, snapshot.gateway.listener),
+    ttlSeconds: 600,
+  });
+  return { authorization: `Bearer ${token}` };
+}
 
 export const GATEWAY_YAML = `apiVersion: tollgate.dev/v1alpha1
 kind: Gateway
@@ -73,23 +92,32 @@ export async function startTestGateway(files: Record<string, string>, opts: { ga
       ttlSeconds: o.ttlSeconds ?? 600,
     });
   };
+  const authHeaders = (spiffeId?: string): Record<string, string> => ({ authorization: `Bearer ${devToken(spiffeId)}` });
+  devCredentials.set(new URL(running.url).origin, () => authHeaders());
   return {
     ...running,
     dir,
     write: (file, yaml) => writeFileSync(join(dir, file), yaml),
     devToken,
-    authHeaders: (spiffeId) => ({ authorization: `Bearer ${devToken(spiffeId)}` }),
+    authHeaders,
     stop: async () => {
+      devCredentials.delete(new URL(running.url).origin);
       await running.shutdown();
       rmSync(root, { recursive: true, force: true });
     },
   };
 }
 
-/** An official SDK client connected over Streamable HTTP. */
-export async function connectClient(url: string, opts: { headers?: Record<string, string>; name?: string } = {}): Promise<Client> {
+/**
+ * An official SDK client connected over Streamable HTTP. On a test gateway it authenticates as the dev agent
+ * (DEV_SPIFFE_ID) unless `headers` carries an Authorization of its own or `anonymous` is set.
+ */
+export async function connectClient(url: string, opts: { headers?: Record<string, string>; name?: string; anonymous?: boolean } = {}): Promise<Client> {
   const client = new Client({ name: opts.name ?? 'test-client', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: opts.headers ?? {} } });
+  const own = Object.keys(opts.headers ?? {}).some((h) => h.toLowerCase() === 'authorization');
+  const dev = own || opts.anonymous ? undefined : devCredentials.get(new URL(url).origin);
+  const headers = { ...dev?.(), ...opts.headers };
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
   await client.connect(transport);
   return client;
 }
