@@ -46,14 +46,19 @@ const httpsWebBundle = z
     path: ['url'],
   });
 
-const bundleSource = z.union([
-  /** A local JWKS or SPIFFE bundle file, re-read when it changes. */
-  z.strictObject({ file: z.string().min(1) }),
-  /** An https_web bundle endpoint (SPIFFE federation), refreshed per spiffe_refresh_hint. */
-  z.strictObject({ https_web: httpsWebBundle }),
-  /** The bundle streamed by the SPIFFE Workload API (FetchJWTBundles), e.g. from a SPIRE agent. */
-  z.strictObject({ workload_api: z.strictObject({}).prefault({}) }),
-]);
+/** Where a trust domain's bundle comes from: exactly one of the three. */
+const bundleSource = z
+  .strictObject({
+    /** A local JWKS or SPIFFE bundle file, re-read when it changes. */
+    file: z.string().min(1).optional(),
+    /** An https_web bundle endpoint (SPIFFE federation), refreshed per spiffe_refresh_hint. */
+    https_web: httpsWebBundle.optional(),
+    /** The bundle streamed by the SPIFFE Workload API (FetchJWTBundles), e.g. from a SPIRE agent. */
+    workload_api: z.strictObject({}).optional(),
+  })
+  .refine((b) => [b.file, b.https_web, b.workload_api].filter((x) => x !== undefined).length === 1, {
+    message: 'set exactly one of file, https_web or workload_api',
+  });
 export type BundleSourceSpec = z.infer<typeof bundleSource>;
 
 const trustDomainSpec = z.strictObject({

@@ -60,13 +60,13 @@ export function specFingerprint(kind: string, spec: unknown, configDir: string):
 }
 
 export function createTrustDomainSource(spec: TrustDomainSpec, ctx: SourceContext): KeySource {
-  const fingerprint = specFingerprint('spiffe', 'workload_api' in spec.bundle ? [spec, ctx.workloadSocket] : spec, ctx.configDir);
   const b = spec.bundle;
-  if ('file' in b) {
+  const fingerprint = specFingerprint('spiffe', b.workload_api ? [spec, ctx.workloadSocket] : spec, ctx.configDir);
+  if (b.file !== undefined) {
     const path = resolve(ctx.configDir, b.file);
     return new FileKeySource({ label: `trust domain ${spec.name} (file ${path})`, fingerprint, profile: 'spiffe', log: ctx.log, path });
   }
-  if ('https_web' in b) {
+  if (b.https_web !== undefined) {
     const web = b.https_web;
     return new HttpKeySource({
       label: `trust domain ${spec.name} (https_web ${web.url})`,
