@@ -4,7 +4,7 @@
  * get a 401 with a Bearer challenge naming the RFC 9728 metadata, and the gateway must keep serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { connectClient, mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
 import { b64url, jwks, newSigner, nowS, signHs256, signJwt, spiffeBundle, type Signer } from '../helpers/jwt.ts';
 import { startJsonServer, type JsonServer } from '../helpers/json-server.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
@@ -137,21 +137,14 @@ beforeAll(async () => {
   json.set('/corp/.well-known/openid-configuration', { issuer: corpIss, jwks_uri: `${json.url}/corp/jwks`, id_token_signing_alg_values_supported: ['RS256'] });
   json.set('/corp/jwks', jwks([corp]));
   json.set('/k8s/jwks', jwks([kube]));
-  const gatewayYaml = `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: test }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: 2000 }
-  identity:
-    audiences: [${AUD}]
+  const gatewayYaml = withIdentity(`    audiences: [${AUD}]
     trustDomains:
       - { name: a.test, bundle: { file: a-bundle.json } }
     oidc:
       - { name: corp, issuer: ${corpIss}, allowInsecureHttp: true }
     kubernetes:
       - { name: cluster, issuer: ${K8S_ISS}, jwks: { url: ${json.url}/k8s/jwks, allowInsecureHttp: true } }
-`;
+`);
   gw = await startTestGateway(
     {
       'a-bundle.json': JSON.stringify(spiffeBundle([tdA, tdArsa])),

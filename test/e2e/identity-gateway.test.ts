@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
 import { jwks, newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
 import { startJsonServer, type JsonServer } from '../helpers/json-server.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
@@ -47,20 +47,13 @@ beforeAll(async () => {
   json.set('/corp/.well-known/openid-configuration', { issuer: corpIss, jwks_uri: `${json.url}/corp/jwks` });
   json.set('/corp/jwks', jwks([corp]));
   json.set('/web/bundle', spiffeBundle([webKey1], { spiffe_refresh_hint: 1 }));
-  const gatewayYaml = `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: test }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: 2000 }
-  identity:
-    audiences: [${AUD}]
+  const gatewayYaml = withIdentity(`    audiences: [${AUD}]
     trustDomains:
       - { name: file.test, bundle: { file: file-bundle.json } }
       - { name: web.test, bundle: { https_web: { url: ${json.url}/web/bundle, allowInsecureHttp: true } } }
     oidc:
       - { name: corp, issuer: ${corpIss}, allowInsecureHttp: true }
-`;
+`);
   gw = await startTestGateway(
     {
       'file-bundle.json': JSON.stringify(spiffeBundle([fileKey1])),

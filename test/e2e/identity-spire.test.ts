@@ -11,7 +11,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { connectClient, mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { rawPost } from '../helpers/raw-http.ts';
 
@@ -116,17 +116,10 @@ beforeAll(async () => {
   gw = await startTestGateway(
     { 'a.test.bundle.json': bundle, 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
     {
-      gatewayYaml: `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: test }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: 2000 }
-  identity:
-    audiences: [${AUD}]
+      gatewayYaml: withIdentity(`    audiences: [${AUD}]
     trustDomains:
       - { name: a.test, bundle: { file: a.test.bundle.json } }
-`,
+`),
     },
   );
 }, 90_000);

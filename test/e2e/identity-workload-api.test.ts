@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkloadApiClient, workloadTarget } from '../../src/guards/identity/workload-api.ts';
-import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
 import { newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { rawPost } from '../helpers/raw-http.ts';
@@ -35,19 +35,12 @@ beforeAll(async () => {
         mcpBackend('fixture', { url: fixture.url, identity: { audience: UPSTREAM_AUD } }) + route('mcp', '/mcp', ['fixture']),
     },
     {
-      gatewayYaml: `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: test }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: 2000 }
-  identity:
-    audiences: [${AUD}]
+      gatewayYaml: withIdentity(`    audiences: [${AUD}]
     workloadApi: { socket: "${agent.address}", renewAt: 0.5 }
     trustDomains:
       - { name: wl.test, bundle: { workload_api: {} } }
       - { name: partner.test, bundle: { workload_api: {} } }
-`,
+`),
     },
   );
 });

@@ -51,6 +51,11 @@ spec:
   shutdown: { drainMs: 2000 }
 `;
 
+/** GATEWAY_YAML with an `identity` section (its YAML body, indented four spaces). */
+export function withIdentity(identityYaml: string): string {
+  return `${GATEWAY_YAML}  identity:\n${identityYaml}`;
+}
+
 export function mcpBackend(name: string, spec: Record<string, unknown>): string {
   return `---
 apiVersion: tollgate.dev/v1alpha1

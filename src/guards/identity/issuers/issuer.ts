@@ -30,3 +30,22 @@ export function qualifiedId(kind: 'oidc' | 'kubernetes', name: string, path: str
 export function expiryMs(claims: Readonly<Record<string, unknown>>): number {
   return typeof claims.exp === 'number' ? claims.exp * 1000 : 0;
 }
+
+/** OIDC and Kubernetes issuers: configured by name, chosen by `iss`, optionally with their own audiences. */
+export abstract class ConfiguredIssuer implements Issuer {
+  abstract readonly kind: 'oidc' | 'kubernetes';
+  abstract readonly types: ReadonlySet<string>;
+  readonly name: string;
+  readonly iss: string;
+  readonly audiences: ReadonlySet<string> | undefined;
+  readonly source: KeySource;
+
+  constructor(spec: { name: string; issuer: string; audiences?: readonly string[] | undefined }, source: KeySource) {
+    this.name = spec.name;
+    this.iss = spec.issuer;
+    this.audiences = spec.audiences ? new Set(spec.audiences) : undefined;
+    this.source = source;
+  }
+
+  abstract principal(claims: Readonly<Record<string, unknown>>): Principal | string;
+}

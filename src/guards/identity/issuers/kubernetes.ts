@@ -9,26 +9,15 @@ import type { KubernetesIssuerSpec } from '../config.ts';
 import { FileKeySource } from '../sources/file.ts';
 import { HttpKeySource } from '../sources/http.ts';
 import type { KeySource } from '../sources/source.ts';
-import { expiryMs, qualifiedId, type Issuer } from './issuer.ts';
+import { ConfiguredIssuer, expiryMs, qualifiedId } from './issuer.ts';
 import { specFingerprint, type SourceContext } from './spiffe.ts';
 
 const K8S_TYPES: ReadonlySet<string> = new Set(['jwt']);
 const SA_SUBJECT = /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
 
-export class KubernetesIssuer implements Issuer {
+export class KubernetesIssuer extends ConfiguredIssuer {
   readonly kind = 'kubernetes' as const;
-  readonly name: string;
-  readonly iss: string;
-  readonly audiences: ReadonlySet<string> | undefined;
   readonly types = K8S_TYPES;
-  readonly source: KeySource;
-
-  constructor(spec: KubernetesIssuerSpec, source: KeySource) {
-    this.name = spec.name;
-    this.iss = spec.issuer;
-    this.audiences = spec.audiences ? new Set(spec.audiences) : undefined;
-    this.source = source;
-  }
 
   principal(claims: Readonly<Record<string, unknown>>): Principal | string {
     const m = typeof claims.sub === 'string' ? SA_SUBJECT.exec(claims.sub) : null;

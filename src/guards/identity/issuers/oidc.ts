@@ -9,27 +9,20 @@ import type { OidcIssuerSpec } from '../config.ts';
 import { fetchJson } from '../fetch-json.ts';
 import { HttpKeySource } from '../sources/http.ts';
 import type { KeySource } from '../sources/source.ts';
-import { expiryMs, qualifiedId, type Issuer } from './issuer.ts';
+import { ConfiguredIssuer, expiryMs, qualifiedId } from './issuer.ts';
 import { specFingerprint, type SourceContext } from './spiffe.ts';
 
 /** Access tokens (RFC 9068 `at+jwt`) and ID-token-shaped JWTs. */
 const OIDC_TYPES: ReadonlySet<string> = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
 
-export class OidcIssuer implements Issuer {
+export class OidcIssuer extends ConfiguredIssuer {
   readonly kind = 'oidc' as const;
-  readonly name: string;
-  readonly iss: string;
-  readonly audiences: ReadonlySet<string> | undefined;
   readonly types = OIDC_TYPES;
-  readonly source: KeySource;
   private readonly subjectClaim: string;
 
   constructor(spec: OidcIssuerSpec, source: KeySource) {
-    this.name = spec.name;
-    this.iss = spec.issuer;
-    this.audiences = spec.audiences ? new Set(spec.audiences) : undefined;
+    super(spec, source);
     this.subjectClaim = spec.subjectClaim;
-    this.source = source;
   }
 
   principal(claims: Readonly<Record<string, unknown>>): Principal | string {
