@@ -5,7 +5,7 @@
  * bundle kept), and the dev trust domain with `tollgate svid mint`.
  */
 import { execFile } from 'node:child_process';
-import { renameSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,8 @@ const fileKey2 = newSigner('ES256', 'file-2');
 const webKey1 = newSigner('ES256', 'web-1');
 const webKey2 = newSigner('RS256', 'web-2');
 const corp = newSigner('RS256', 'corp-1');
+const corpNext = newSigner('ES256', 'corp-2');
+const late = newSigner('ES256', 'late-1');
 
 let fixture: FixtureServer;
 let json: JsonServer;
@@ -52,7 +54,7 @@ beforeAll(async () => {
       - { name: file.test, bundle: { file: file-bundle.json } }
       - { name: web.test, bundle: { https_web: { url: ${json.url}/web/bundle, allowInsecureHttp: true } } }
     oidc:
-      - { name: corp, issuer: ${corpIss}, allowInsecureHttp: true }
+      - { name: corp, issuer: ${corpIss}, allowInsecureHttp: true, minRefreshSeconds: 1 }
 `);
   gw = await startTestGateway(
     {
@@ -224,6 +226,39 @@ describe('key rotation without restart', () => {
     await eventually(() => json.hits('/web/bundle') > hits + 1, 6_000, 'refresh attempts against the failing endpoint');
     expect((await rawPost(`${gw.url}/web`, { authorization: `Bearer ${svid(webKey2, 'spiffe://web.test/later')}` })).status).toBe(200);
     json.set('/web/bundle', spiffeBundle([webKey2], { spiffe_refresh_hint: 1, spiffe_sequence: 3 }));
+  });
+});
+
+describe('OIDC key rotation and live reload', () => {
+  it('fetches the provider JWKS again when a token names a kid it has not seen (rate-limited)', async () => {
+    const token = signJwt(corpNext, { iss: corpIss, sub: 'bob', aud: AUD, exp: nowS() + 300, scope: 'mcp:tools' });
+    json.set('/corp/jwks', jwks([corp, corpNext]));
+    await eventually(async () => (await rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${token}` })).status === 200, 5_000, 'rotated OIDC key');
+    // A flood of unknown kids does not turn into a flood of JWKS fetches.
+    const before = json.hits('/corp/jwks');
+    const forged = signJwt(newSigner('ES256', 'nobody'), { iss: corpIss, sub: 'eve', aud: AUD, exp: nowS() + 300 });
+    await Promise.all(Array.from({ length: 20 }, () => rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${forged}` })));
+    expect(json.hits('/corp/jwks') - before).toBeLessThanOrEqual(1);
+  });
+
+  it('applies a new trust domain and route auth on config reload, without restart', async () => {
+    writeFileSync(join(gw.dir, 'late-bundle.json'), JSON.stringify(spiffeBundle([late])));
+    const token = svid(late, 'spiffe://late.test/agent');
+    expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${token}` })).status).toBe(401);
+    const yaml = readFileSync(join(gw.dir, 'gateway.yaml'), 'utf8').replace(
+      '    trustDomains:\n',
+      '    trustDomains:\n      - { name: late.test, bundle: { file: late-bundle.json } }\n',
+    );
+    gw.write('gateway.yaml', yaml);
+    await eventually(async () => (await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${token}` })).status === 200, 5_000, 'new trust domain');
+    // Sources that did not change kept their keys (and the file watcher) across the reload.
+    expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${svid(fileKey2, 'spiffe://file.test/after-reload')}` })).status).toBe(200);
+    // A reload that names an unknown issuer is refused with file:line; the config in force stays.
+    gw.write('bad.yaml', route('bad', '/bad', ['fixture'], { auth: { oidc: ['nobody'] } }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await rawPost(`${gw.url}/bad`)).status).toBe(404);
+    expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${token}` })).status).toBe(200);
+    rmSync(join(gw.dir, 'bad.yaml'));
   });
 });
 
