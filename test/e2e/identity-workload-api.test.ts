@@ -78,6 +78,30 @@ describe('Workload API client', () => {
   });
 });
 
+describe('Workload API address', () => {
+  it('comes from SPIFFE_ENDPOINT_SOCKET when the config names none, and its absence is a clear startup error', async () => {
+    const saved = process.env.SPIFFE_ENDPOINT_SOCKET;
+    const yaml = withIdentity(`    audiences: [${AUD}]\n    trustDomains: [{ name: wl.test, bundle: { workload_api: {} } }]\n`);
+    const own = await startHttpMcpServer({ name: 'own' });
+    const files = { 'mcp.yaml': mcpBackend('own', { url: own.url }) + route('mcp', '/mcp', ['own']) };
+    try {
+      delete process.env.SPIFFE_ENDPOINT_SOCKET;
+      await expect(startTestGateway(files, { gatewayYaml: yaml })).rejects.toThrow(/SPIFFE_ENDPOINT_SOCKET/);
+      process.env.SPIFFE_ENDPOINT_SOCKET = agent.address;
+      const fromEnv = await startTestGateway(files, { gatewayYaml: yaml });
+      try {
+        expect((await rawPost(`${fromEnv.url}/mcp`, { authorization: `Bearer ${callerToken()}` })).status).toBe(200);
+      } finally {
+        await fromEnv.stop();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SPIFFE_ENDPOINT_SOCKET;
+      else process.env.SPIFFE_ENDPOINT_SOCKET = saved;
+      await own.close();
+    }
+  });
+});
+
 describe('trust bundles from FetchJWTBundles', () => {
   it('accepts SVIDs of the trust domains the stream carries, with keys of that domain only', async () => {
     expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${callerToken()}` })).status).toBe(200);

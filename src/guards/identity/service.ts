@@ -92,8 +92,14 @@ export class IdentityService implements GuardServices {
     const key = createHash('sha256').update(JSON.stringify([identity, audiences, snapshot.dataDir, snapshot.dir])).digest('base64url');
     if (this.compiled?.key === key) return this.compiled;
 
+    const socket = workloadAddress(identity.workloadApi.socket);
+    // Refuse before touching anything in force: a reload that fails here leaves the running sources alone.
+    const needsAgent = identity.trustDomains.filter((t) => t.bundle.workload_api !== undefined).map((t) => t.name);
+    if (needsAgent.length > 0 && !socket) {
+      throw new Error(`trust domains ${needsAgent.join(', ')} take their bundle from the Workload API, but neither identity.workloadApi.socket nor SPIFFE_ENDPOINT_SOCKET is set`);
+    }
     this.renewAt = identity.workloadApi.renewAt;
-    this.setWorkloadSocket(workloadAddress(identity.workloadApi.socket));
+    this.setWorkloadSocket(socket);
     const previous = this.compiled?.sources ?? new Map<string, KeySource>();
     const sources = new Map<string, KeySource>();
     const ctx: SourceContext = { log: this.log, configDir: snapshot.dir, workloadSocket: this.workloadSocket, hub: () => this.bundleHub() };
