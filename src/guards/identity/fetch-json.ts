@@ -8,26 +8,13 @@ import { Agent, request, type Dispatcher } from 'undici';
 const MAX_BYTES = 1024 * 1024;
 const TIMEOUT_MS = 10_000;
 
-export interface FetchTarget {
-  readonly caFile?: string | undefined;
-}
-
-const agents = new Map<string, Agent>();
-
-/** One Agent per CA file (connections are reused across refreshes). */
-function dispatcherFor(target: FetchTarget): Dispatcher | undefined {
-  if (!target.caFile) return undefined;
-  let agent = agents.get(target.caFile);
-  if (!agent) {
-    agent = new Agent({ connect: { ca: readFileSync(target.caFile, 'utf8') }, keepAliveTimeout: 30_000 });
-    agents.set(target.caFile, agent);
-  }
-  return agent;
+/** An undici Agent trusting the CA(s) of a PEM file instead of the system store (owner closes it). */
+export function agentFor(caFile: string): Agent {
+  return new Agent({ connect: { ca: readFileSync(caFile, 'utf8') }, keepAliveTimeout: 30_000 });
 }
 
 /** Fetches and parses a JSON document; throws an Error saying what went wrong (never the body). */
-export async function fetchJson(url: string, target: FetchTarget = {}): Promise<unknown> {
-  const dispatcher = dispatcherFor(target);
+export async function fetchJson(url: string, dispatcher?: Dispatcher): Promise<unknown> {
   const res = await request(url, {
     method: 'GET',
     headers: { accept: 'application/json' },

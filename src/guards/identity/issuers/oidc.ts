@@ -4,6 +4,7 @@
  * The principal is `oidc://<name>/<subject>`, trust domain = the configured issuer name.
  */
 import { resolve } from 'node:path';
+import type { Dispatcher } from 'undici';
 import type { Principal } from '../../../core/call.ts';
 import type { OidcIssuerSpec } from '../config.ts';
 import { fetchJson } from '../fetch-json.ts';
@@ -44,35 +45,26 @@ export class OidcIssuer extends ConfiguredIssuer {
 export function createOidcSource(spec: OidcIssuerSpec, ctx: SourceContext): KeySource {
   const caFile = spec.caFile === undefined ? undefined : resolve(ctx.configDir, spec.caFile);
   const discovery = `${spec.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-  let jwksUri: string | undefined;
-  const locate = async (): Promise<string> => {
-    if (jwksUri) return jwksUri;
-    const doc = (await fetchJson(discovery, { caFile })) as Record<string, unknown> | null;
+  // Discovery runs before every JWKS fetch (one small GET per refresh), so a provider that moves its keys is
+  // followed without keeping state about it.
+  const locate = async (dispatcher: Dispatcher | undefined): Promise<string> => {
+    const doc = (await fetchJson(discovery, dispatcher)) as Record<string, unknown> | null;
     if (!doc || typeof doc !== 'object') throw new Error(`${discovery}: not a discovery document`);
     if (doc.issuer !== spec.issuer) throw new Error(`${discovery}: issuer ${String(doc.issuer)} does not match the configured ${spec.issuer}`);
     const uri = doc.jwks_uri;
     if (typeof uri !== 'string' || !(uri.startsWith('https://') || (spec.allowInsecureHttp && uri.startsWith('http://')))) {
       throw new Error(`${discovery}: jwks_uri missing or not https`);
     }
-    jwksUri = uri;
     return uri;
   };
-  const source = new HttpKeySource({
+  return new HttpKeySource({
     label: `OIDC issuer ${spec.name} (${spec.issuer})`,
     fingerprint: specFingerprint('oidc', spec, ctx.configDir),
     profile: 'jwks',
     log: ctx.log,
-    locate: async () => {
-      try {
-        return await locate();
-      } finally {
-        // Re-discover on the next fetch if this one fails to use what discovery said (provider moved its keys).
-        if (source.lastError !== undefined) jwksUri = undefined;
-      }
-    },
+    locate,
     period: () => spec.refreshSeconds,
     minPeriodSeconds: spec.minRefreshSeconds,
     caFile,
   });
-  return source;
 }

@@ -4,7 +4,8 @@
  * document. A failed refresh keeps the last good set and retries sooner.
  */
 import type { Logger } from '../../../telemetry/logger.ts';
-import { fetchJson } from '../fetch-json.ts';
+import type { Dispatcher } from 'undici';
+import { agentFor, fetchJson } from '../fetch-json.ts';
 import type { KeyProfile, KeySet } from '../keys.ts';
 import { KeySource } from './source.ts';
 
@@ -17,7 +18,7 @@ export interface HttpKeySourceOptions {
   readonly profile: KeyProfile;
   readonly log: Logger;
   /** Where the keys are; called before each fetch (OIDC resolves jwks_uri through discovery). */
-  readonly locate: () => Promise<string>;
+  readonly locate: (dispatcher: Dispatcher | undefined) => Promise<string>;
   /** Refresh period (seconds) after a successful fetch of `set`. */
   readonly period: (set: KeySet) => number;
   /** No two fetches closer than this (seconds), including on-demand refreshes for unknown kids. */
@@ -32,6 +33,7 @@ export class HttpKeySource extends KeySource {
   private lastFetchAt = 0;
   private nextAt = 0;
   private closed = false;
+  private dispatcher: Dispatcher | undefined;
 
   constructor(opts: HttpKeySourceOptions) {
     super(opts);
@@ -39,6 +41,11 @@ export class HttpKeySource extends KeySource {
   }
 
   start(): void {
+    try {
+      if (this.opts.caFile) this.dispatcher = agentFor(this.opts.caFile);
+    } catch (err) {
+      this.fail(`cannot read caFile ${this.opts.caFile}: ${(err as Error).message}`);
+    }
     void this.fetchNow();
   }
 
@@ -55,8 +62,8 @@ export class HttpKeySource extends KeySource {
     this.lastFetchAt = Date.now();
     let ok = false;
     try {
-      const url = await this.opts.locate();
-      ok = this.publish(await fetchJson(url, { caFile: this.opts.caFile }));
+      const url = await this.opts.locate(this.dispatcher);
+      ok = this.publish(await fetchJson(url, this.dispatcher));
     } catch (err) {
       this.fail((err as Error).message);
     }
@@ -89,6 +96,7 @@ export class HttpKeySource extends KeySource {
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    void this.dispatcher?.close().catch(() => {});
   }
 }
 
