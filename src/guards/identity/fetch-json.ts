@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
+import { readAll } from '../../upstream/pools.ts';
 
 const MAX_BYTES = 1024 * 1024;
 const TIMEOUT_MS = 10_000;
@@ -26,18 +27,14 @@ export async function fetchJson(url: string, dispatcher?: Dispatcher): Promise<u
     await res.body.dump();
     throw new Error(`GET ${url}: HTTP ${res.statusCode}`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BYTES) {
-      res.body.destroy();
-      throw new Error(`GET ${url}: document larger than ${MAX_BYTES} bytes`);
-    }
-    chunks.push(chunk as Buffer);
+  let body: Buffer;
+  try {
+    body = await readAll(res.body, MAX_BYTES);
+  } catch {
+    throw new Error(`GET ${url}: document larger than ${MAX_BYTES} bytes`);
   }
   try {
-    return JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new Error(`GET ${url}: not JSON`);
   }

@@ -10,7 +10,7 @@ import type { Guard } from '../../core/pipeline.ts';
 import type { GuardServices } from '../../gateway/guards.ts';
 import type { AdminExtension } from '../../server/admin.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { configuredTrustDomains, devEnabled, gatewayAudiences, type IdentitySpec } from './config.ts';
+import { configuredTrustDomains, devEnabled, gatewayAudiences } from './config.ts';
 import { loadOrCreateDevAuthority } from './dev.ts';
 import { IdentityGuard, TokenAuthority } from './guard.ts';
 import type { Issuer } from './issuers/issuer.ts';
@@ -179,4 +179,3 @@ export class IdentityService implements GuardServices {
   }
 }
 
-export type { IdentitySpec };
