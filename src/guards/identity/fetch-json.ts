@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
+import { GatewayError } from '../../core/errors.ts';
 import { readAll } from '../../upstream/pools.ts';
 
 const MAX_BYTES = 1024 * 1024;
@@ -30,8 +31,10 @@ export async function fetchJson(url: string, dispatcher?: Dispatcher): Promise<u
   let body: Buffer;
   try {
     body = await readAll(res.body, MAX_BYTES);
-  } catch {
-    throw new Error(`GET ${url}: document larger than ${MAX_BYTES} bytes`);
+  } catch (err) {
+    // readAll refuses an oversized body with a GatewayError; anything else is a transport failure.
+    if (err instanceof GatewayError) throw new Error(`GET ${url}: document larger than ${MAX_BYTES} bytes`);
+    throw err;
   }
   try {
     return JSON.parse(body.toString('utf8'));
