@@ -3,21 +3,13 @@
  * fragment, extra config documents, environment for secret references) and the headers a client must send (a
  * minted SVID...). The bench runs the gateway with every available stage on, and with each stage alone.
  *
- * To add a stage when its code lands on main: append an entry to STAGES. `requires` names a file of that code so a
- * branch without it reports the stage as pending instead of failing. Example (identity, once `tollgate svid mint`
- * and the identity config exist; adapt the names to what landed):
- *
- *   {
- *     name: 'identity',
- *     what: 'SPIFFE JWT-SVID authentication (ES256, verified-token cache)',
- *     requires: 'src/guards/identity/guard.ts',
- *     gateway: { identity: { trustDomain: 'bench.test', ... } },
- *     async setup(ctx) { ...write a key with `tollgate` CLI into ctx.work... },
- *     async headers(ctx) { return { authorization: `Bearer ${await mint(ctx)}` }; },
- *   }
+ * To add a stage when its code lands on main: append an entry to STAGES (see identity below: a key and a bundle
+ * file in setup, the Gateway and Route config it needs, the header it sends). `requires` names a file of that code,
+ * so a checkout without it reports the stage as pending instead of failing.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { newSigner, nowS, signJwt, spiffeBundle, type Signer } from '../test/helpers/jwt.ts';
 
 /** What a stage may look at when it prepares itself for one gateway process. */
 export interface StageContext {
@@ -30,6 +22,10 @@ export interface StageContext {
   /** Names of the scenario's backends and the route serving them. */
   readonly backends: readonly string[];
   readonly route: string;
+  /** The gateway's base URL (known before it starts: the bench picks the port), e.g. for token audiences. */
+  readonly gatewayUrl: string;
+  /** What a stage's setup leaves for its other steps (keys, tokens), by stage. */
+  readonly state: Map<string, unknown>;
 }
 
 /** One config document (apiVersion/kind/metadata/spec), written as YAML (JSON flow style). */
@@ -42,7 +38,9 @@ export interface Stage {
   /** A file (relative to the repository root) whose presence means the stage's code is on this branch. */
   readonly requires: string;
   /** Deep-merged into the Gateway object's spec. */
-  readonly gateway?: Record<string, unknown>;
+  gateway?(ctx: StageContext): Record<string, unknown>;
+  /** Deep-merged into the bench Route's spec (e.g. `auth`). */
+  route?(ctx: StageContext): Record<string, unknown>;
   /** Runs once per gateway process before the config is written (mint keys, build a policy bundle...). */
   setup?(ctx: StageContext): Promise<void> | void;
   /** Extra config documents, by file name. */
@@ -53,12 +51,37 @@ export interface Stage {
   headers?(ctx: StageContext): Promise<Record<string, string>> | Record<string, string>;
 }
 
+const BENCH_TRUST_DOMAIN = 'bench.tollgate.test';
+
+/** SPIFFE JWT-SVID authentication: an ES256 key of a bench trust domain, its bundle as a file, one SVID per run. */
+const identity: Stage = {
+  name: 'identity',
+  what: 'SPIFFE JWT-SVID (ES256) from a trust-domain bundle file, verified-token cache',
+  requires: 'src/guards/identity/guard.ts',
+  setup(ctx) {
+    const signer = newSigner('ES256', 'bench-1');
+    const bundle = join(ctx.work, 'bench-bundle.json');
+    writeFileSync(bundle, JSON.stringify(spiffeBundle([signer])));
+    ctx.state.set('identity', { signer, bundle });
+  },
+  gateway(ctx) {
+    const { bundle } = ctx.state.get('identity') as { bundle: string };
+    return { identity: { audiences: [ctx.gatewayUrl], dev: { enabled: false }, trustDomains: [{ name: BENCH_TRUST_DOMAIN, bundle: { file: bundle } }] } };
+  },
+  route: () => ({ auth: { anonymous: false, spiffe: { trustDomains: [BENCH_TRUST_DOMAIN] } } }),
+  headers(ctx) {
+    const { signer } = ctx.state.get('identity') as { signer: Signer };
+    const now = nowS();
+    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud: [ctx.gatewayUrl], iat: now, exp: now + 3600 });
+    return { authorization: `Bearer ${token}` };
+  },
+};
+
 /** Stages whose code is on main. Order is the pipeline's: identity -> policy -> limits -> telemetry/audit. */
-export const STAGES: readonly Stage[] = [];
+export const STAGES: readonly Stage[] = [identity];
 
 /** Stages announced but not on this branch yet: listed in results as pending so a missing one is visible. */
 export const PENDING_STAGES: ReadonlyArray<{ name: string; what: string }> = [
-  { name: 'identity', what: 'SPIFFE JWT-SVID authentication (branch identity)' },
   { name: 'policy', what: 'Rego policy compiled to WASM, argument rule and list filtering (branch policy)' },
   { name: 'limits', what: 'Redis rate/cost limits (not started)' },
   { name: 'audit', what: 'OpenTelemetry spans/metrics and the tamper-evident audit log (branch audit)' },
@@ -68,7 +91,11 @@ export function availableStages(root: string): Stage[] {
   return STAGES.filter((s) => existsSync(join(root, s.requires)));
 }
 
-/** Gateway variants to measure: everything on, then each stage alone (when there is more than one). */
+/**
+ * Gateway variants to measure: `gateway` has every available stage on; with `each`, also each stage alone
+ * (`gateway[identity]`...) when there are several, and no stage at all (`gateway[none]`), so the cost of a stage
+ * reads as the difference from `gateway[none]` in the same run.
+ */
 export interface Variant {
   readonly label: string;
   readonly stages: readonly Stage[];
@@ -81,8 +108,9 @@ export interface Variant {
 }
 
 export function variants(stages: readonly Stage[], opts: { each: boolean }): Variant[] {
-  if (stages.length === 0) return [{ label: 'gateway', stages: [] }];
   const out: Variant[] = [{ label: 'gateway', stages }];
-  if (opts.each && stages.length > 1) for (const s of stages) out.push({ label: `gateway[${s.name}]`, stages: [s] });
+  if (!opts.each || stages.length === 0) return out;
+  if (stages.length > 1) for (const s of stages) out.push({ label: `gateway[${s.name}]`, stages: [s] });
+  out.push({ label: 'gateway[none]', stages: [] });
   return out;
 }

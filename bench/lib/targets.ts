@@ -2,7 +2,7 @@
  * Starts what one scenario needs, each in its own process: the backends, the bare reference proxy in front of the
  * direct backend, and one gateway process per variant (`node bin/tollgate.mjs serve --config <generated dir>`).
  */
-import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { BackendSpec } from '../fixtures/backends.ts';
 import type { Scenario } from '../scenarios.ts';
@@ -80,7 +80,11 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const port = await freePort();
   const route = 'bench';
   const root = o.variant.root ?? ROOT;
-  const ctx: StageContext = { root, work: dir, configDir, backends: o.scenario.federated, route };
+  const base = `http://127.0.0.1:${port}`;
+  const ctx: StageContext = { root, work: dir, configDir, backends: o.scenario.federated, route, gatewayUrl: base, state: new Map() };
+  // Since identity landed every route needs a token unless it says anonymous: without the identity stage the bench
+  // route is explicitly anonymous (a checkout older than identity has no auth section at all).
+  let routeSpec: Record<string, unknown> = existsSync(join(root, 'src/guards/identity/config.ts')) ? { auth: { anonymous: true } } : {};
 
   let gatewaySpec: Record<string, unknown> = {
     listener: { host: '127.0.0.1', port },
@@ -92,7 +96,8 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const headers: Record<string, string> = {};
   for (const stage of o.variant.stages) {
     await stage.setup?.(ctx);
-    if (stage.gateway) gatewaySpec = deepMerge(gatewaySpec, stage.gateway);
+    if (stage.gateway) gatewaySpec = deepMerge(gatewaySpec, stage.gateway(ctx));
+    if (stage.route) routeSpec = deepMerge(routeSpec, stage.route(ctx));
     for (const [file, docs] of Object.entries(stage.files?.(ctx) ?? {})) writeFileSync(join(configDir, file), yamlDocs(docs));
     Object.assign(env, stage.env?.(ctx) ?? {});
   }
@@ -107,7 +112,7 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     apiVersion: API,
     kind: 'Route',
     metadata: { name: route },
-    spec: { rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' } }], backendRefs: o.scenario.federated.map((name) => ({ name })) }] },
+    spec: { ...routeSpec, rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' } }], backendRefs: o.scenario.federated.map((name) => ({ name })) }] },
   };
   writeFileSync(join(configDir, 'mcp.yaml'), yamlDocs([...backends, routeDoc]));
   for (const stage of o.variant.stages) Object.assign(headers, (await stage.headers?.(ctx)) ?? {});
@@ -123,7 +128,6 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const spawnedAt = Date.now();
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
-  const base = `http://127.0.0.1:${port}`;
   try {
     await waitHealthy(`${base}/healthz`, child);
   } catch (err) {
