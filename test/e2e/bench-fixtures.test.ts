@@ -14,6 +14,7 @@ import { openBenchSession, type BenchSession } from '../../bench/lib/mcp-client.
 import { runClosed, runPaced } from '../../bench/lib/load.ts';
 import { startBareProxy, startGatewayProcess, type GatewayProcess, type Proxy } from '../../bench/lib/targets.ts';
 import { SCENARIOS } from '../../bench/scenarios.ts';
+import { STAGES } from '../../bench/stages.ts';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterAll(async () => {
@@ -82,5 +83,20 @@ describe('bench fixtures', () => {
     const r = await runClosed(viaGateway.template, 2, 0.3);
     expect(r.errors).toBe(0);
     expect(r.requests).toBeGreaterThan(10);
+  });
+
+  it('every stage configures the gateway and authenticates the bench client with what it sends', async () => {
+    const scenario = SCENARIOS.find((s) => s.name === 'call-small')!;
+    const work = mkdtempSync(join(tmpdir(), 'bench-stages-'));
+    cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+    expect(STAGES.map((s) => s.name)).toContain('identity');
+    const gw = await startGatewayProcess({ work, scenario, backendUrls: { b1: raw.url }, variant: { label: 'gateway', stages: STAGES }, logLevel: 'warn' });
+    cleanups.push(() => gw.child.stop());
+    expect(gw.headers.authorization).toMatch(/^Bearer ey/);
+    const s = await openBenchSession(gw.url, scenario.gatewayCall, { ...gw.headers });
+    cleanups.push(() => s.close());
+    expect((await runClosed(s.template, 1, 0.2)).errors).toBe(0);
+    // Without the stage's credential the same gateway refuses the session: the stage really is on.
+    await expect(openBenchSession(gw.url, scenario.gatewayCall)).rejects.toThrow();
   });
 });
