@@ -23,7 +23,7 @@ const stages = availableStages(ROOT);
 const traced = ['--trace-gc-nvp', '--max-semi-space-size=1'];
 const vs: Variant[] = variants(stages, { each: false }).map((v) => ({ ...v, nodeOptions: traced }));
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages, root: baseline.root, nodeOptions: traced });
+if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root, nodeOptions: traced });
 
 try {
   const setup = await setupScenario(scenario, { variants: vs, logLevel: 'info', proxyPoolConnections: 16, withProxy: false });

@@ -80,7 +80,7 @@ const vs = variants(stages, { each: values['no-each'] !== true });
 for (const level of values['log-levels']?.split(',') ?? []) vs.push({ label: `gateway(log=${level})`, stages, logLevel: level });
 if (values['node-options']) vs.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages, root: baseline.root });
+if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
 const startedAt = new Date().toISOString();
 const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
