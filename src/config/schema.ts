@@ -6,6 +6,7 @@
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
 import { z } from 'zod';
+import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -98,6 +99,8 @@ const gatewaySpec = z.strictObject({
     .prefault({}),
   /** Where Tollgate keeps generated state (dev keys, audit segments). Relative to the config directory's parent. */
   dataDir: z.string().default('.tollgate'),
+  /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */
+  policy: policySpec.optional(),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -162,6 +165,8 @@ const routeRule = z.strictObject({
 
 const routeSpec = z.strictObject({
   rules: z.array(routeRule).min(1),
+  /** Route-level policy override (src/guards/policy/config.ts). */
+  policy: routePolicySpec.optional(),
 });
 export type RouteSpec = z.infer<typeof routeSpec>;
 

@@ -4,6 +4,7 @@
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
 import type { ConfigSnapshot } from '../config/load.ts';
+import { PolicyService } from '../guards/policy/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { GuardServices } from './guards.ts';
@@ -15,10 +16,17 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export async function createServices(_snapshot: ConfigSnapshot, _log: Logger): Promise<Services> {
+export async function createServices(snapshot: ConfigSnapshot, log: Logger): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
+
+  // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
+  // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
+  const policy = new PolicyService(log);
+  await policy.configure(snapshot);
+  guards.push(policy);
+  closers.push(() => policy.close());
   return {
     guards,
     admin,
