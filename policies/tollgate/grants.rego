@@ -5,8 +5,8 @@
 # not spiffe://tollgate.dev/devops. Several grants may apply; together they allow the union of their targets.
 #
 # Targets are named "<server>/<name as the server knows it>" (a tool "echo" of the backend "everything" is
-# "everything/echo", whatever the gateway calls it in a federated list); models by their model name. Patterns may
-# use "*" (any text, "/" and "." included).
+# "everything/echo", whatever the gateway calls it in a federated list); models by their model name. A pattern is
+# an exact name, or a prefix ending in "*" ("everything/*", "files/read_*", "*").
 package tollgate.grants
 
 trust_domains := {"tollgate.dev"}
@@ -60,7 +60,14 @@ covers(path, segments) if {
 may_use(target) if {
 	some grant in applicable
 	some pattern in grant[kinds[target.kind]]
-	glob.match(pattern, null, name(target))
+	matches(pattern, name(target))
+}
+
+matches(pattern, name) if pattern == name
+
+matches(pattern, name) if {
+	endswith(pattern, "*")
+	startswith(name, trim_suffix(pattern, "*"))
 }
 
 name(target) := target.name if target.kind == "model"

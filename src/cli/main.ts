@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { startGateway } from '../main.ts';
+import { POLICY_USAGE, policyCommand } from './policy.ts';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -13,7 +14,7 @@ const USAGE = `Usage: tollgate <command> [options]
 Commands:
   serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
-  help                                          This text
+${POLICY_USAGE}  help                                          This text
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -72,6 +73,7 @@ async function config(args: string[]): Promise<number> {
 export const COMMANDS: Record<string, Command> = {
   serve,
   config,
+  policy: policyCommand,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

@@ -45,23 +45,17 @@ export interface ReadOptions {
   readonly maxBytes?: number;
 }
 
-/** Extracts files (paths without leading '/'), honouring pax `path` records for long names. */
+/** Extracts regular files (nanotar resolves pax/GNU long names and strips leading '/' and '..'). */
 function untar(tar: Uint8Array): Map<string, Uint8Array> {
+  // nanotar reads `data.buffer` from offset 0: hand it a view that owns its whole buffer.
+  const whole = tar.byteOffset === 0 && tar.byteLength === tar.buffer.byteLength ? tar : new Uint8Array(tar);
   const files = new Map<string, Uint8Array>();
-  let paxPath: string | undefined;
-  for (const item of parseTar(tar)) {
-    if (item.type === 'extendedHeader') {
-      const m = /\d+ path=([^\n]*)\n/.exec(Buffer.from(item.data ?? new Uint8Array()).toString('utf8'));
-      paxPath = m?.[1];
-      continue;
-    }
-    if (item.type !== undefined && item.type !== 'file' && item.type !== 'contiguousFile') {
-      paxPath = undefined;
-      continue;
-    }
-    const name = (paxPath ?? item.name).replace(/^(\.\/|\/)+/, '');
-    paxPath = undefined;
-    if (name === '' || name.split('/').includes('..')) throw new BundleError(`bundle has an unsafe path: ${item.name}`);
+  for (const item of parseTar(whole)) {
+    if (item.type !== undefined && item.type !== 'file' && item.type !== 'contiguousFile') continue;
+    const name = item.name.replace(/^(\.\/)+/, '');
+    if (name === '') continue;
+    // Two entries for one path would let what is verified differ from what is loaded: refuse.
+    if (files.has(name)) throw new BundleError(`bundle has two entries for ${name}`);
     files.set(name, item.data ?? new Uint8Array());
   }
   return files;

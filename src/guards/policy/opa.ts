@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { delimiter, join, relative } from 'node:path';
+import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { CUSTOM_BUILTIN_NAMES } from './builtins.ts';
 
 /** Path of the opa binary: $TOLLGATE_OPA, else `opa` on PATH; undefined when there is none. */
@@ -35,15 +35,19 @@ export interface RunResult {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
+  /** What to show when it failed: stderr and stdout, or the exec error. */
+  readonly diagnostics: string;
 }
 
 /** Runs opa without a shell; never throws for a non-zero exit (the caller reports stderr). */
-export function runOpa(opa: string, args: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
+export function runOpa(opa: string, args: readonly string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((done) => {
-    execFile(opa, args, { timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(opa, args, { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 32 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       const exit = (err as { code?: unknown } | null)?.code;
       const code = err === null ? 0 : typeof exit === 'number' ? exit : 1;
-      done({ code, stdout, stderr: err && stderr === '' ? err.message : stderr });
+      // opa prints some errors on stdout; when it printed nothing (not found, killed) the exec error says why.
+      const diagnostics = [stderr, stdout].map((x) => x.trim()).filter((x) => x !== '').join('\n');
+      done({ code, stdout, stderr, diagnostics: diagnostics === '' && err ? err.message : diagnostics });
     });
   });
 }
@@ -66,9 +70,11 @@ export async function capabilitiesFile(opa: string): Promise<string> {
   const cached = capabilitiesFiles.get(opa);
   if (cached) return cached;
   const require = createRequire(import.meta.url);
-  const wasmCaps = JSON.parse(readFileSync(require.resolve('@open-policy-agent/opa-wasm/capabilities.json'), 'utf8')) as Capabilities;
+  // The package does not export its capabilities.json; it sits at the package root, beside src/.
+  const main = require.resolve('@open-policy-agent/opa-wasm');
+  const wasmCaps = JSON.parse(readFileSync(join(dirname(main), '..', 'capabilities.json'), 'utf8')) as Capabilities;
   const current = await runOpa(opa, ['capabilities', '--current']);
-  if (current.code !== 0) throw new Error(`opa capabilities --current failed: ${current.stderr.trim()}`);
+  if (current.code !== 0) throw new Error(`opa capabilities --current failed: ${current.diagnostics}`);
   const opaCaps = JSON.parse(current.stdout) as Capabilities;
   const have = new Set(wasmCaps.builtins.map((b) => b.name));
   const extra = opaCaps.builtins.filter((b) => CUSTOM_BUILTIN_NAMES.includes(b.name) && !have.has(b.name));
@@ -132,16 +138,18 @@ export interface BuildOptions {
 export async function buildWasmBundle(opts: BuildOptions): Promise<{ ok: true; revision: string } | { ok: false; error: string }> {
   const caps = await capabilitiesFile(opts.opa);
   const revision = opts.revision ?? sourceRevision(opts.dir);
-  const args = ['build', '-t', 'wasm', '--capabilities', caps, '--ignore', '*_test.rego', '--ignore', '.*', '-r', revision, '-o', opts.output];
+  // Bundle mode from inside the directory: module paths in the bundle are relative (no local paths leak into it)
+  // and signing is possible. Tests are left out; they are not part of what is served.
+  const args = ['build', '-b', '-t', 'wasm', '--capabilities', caps, '--ignore', '*_test.rego', '-r', revision, '-o', resolve(opts.output)];
   for (const e of opts.entrypoints) args.push('-e', e);
   if (opts.signing) {
     args.push('--signing-key', opts.signing.key, '--signing-alg', opts.signing.algorithm);
     if (opts.signing.keyId) args.push('--verification-key-id', opts.signing.keyId);
     if (opts.signing.claimsFile) args.push('--claims-file', opts.signing.claimsFile);
   }
-  args.push(opts.dir);
-  const r = await runOpa(opts.opa, args);
-  if (r.code !== 0) return { ok: false, error: (r.stderr || r.stdout).trim() };
+  args.push('.');
+  const r = await runOpa(opts.opa, args, { cwd: opts.dir });
+  if (r.code !== 0) return { ok: false, error: r.diagnostics };
   return { ok: true, revision };
 }
 

@@ -162,7 +162,7 @@ export async function verifyBundle(signatures: Uint8Array | undefined, files: Re
   } catch {
     throw new SignatureError('.signatures.json is not valid JSON');
   }
-  if (sc.plugin !== undefined && sc.plugin !== '') throw new SignatureError(`.signatures.json: signing plugin ${String(sc.plugin)} is not supported`);
+  if (sc.plugin !== undefined && sc.plugin !== '' && sc.plugin !== '_default') throw new SignatureError(`.signatures.json: signing plugin ${String(sc.plugin)} is not supported`);
   if (!Array.isArray(sc.signatures) || sc.signatures.length === 0) throw new SignatureError('.signatures.json: missing JWT (expected exactly one)');
   if (sc.signatures.length > 1) throw new SignatureError('.signatures.json: multiple JWTs not supported (expected exactly one)');
   const token = sc.signatures[0];
