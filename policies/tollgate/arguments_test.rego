@@ -2,7 +2,7 @@ package tollgate.arguments_test
 
 import data.tollgate
 
-ops := {"id": "spiffe://tollgate.dev/agents/ops", "trust_domain": "tollgate.dev", "path": "/agents/ops", "segments": ["agents", "ops"]}
+ops := {"id": "spiffe://example.org/agents/ops", "trust_domain": "example.org", "path": "/agents/ops", "segments": ["agents", "ops"]}
 
 run(server, local, args) := d if {
 	d := tollgate.decision with input as {
@@ -59,5 +59,5 @@ test_sql_must_be_string if {
 test_write_not_granted_to_ops if {
 	d := run("files", "write_file", {"path": "/srv/shared/a"})
 	d.allow == false
-	d.reason == "spiffe://tollgate.dev/agents/ops may not use tool files__write_file"
+	d.reason == "spiffe://example.org/agents/ops may not use tool files__write_file"
 }

@@ -1,20 +1,21 @@
 # Who may use what, by SPIFFE ID.
 #
-# A grant applies to every workload whose SPIFFE ID is in a trusted trust domain and whose path starts with the
-# grant's path, segment by segment: "/dev" covers spiffe://tollgate.dev/dev and spiffe://tollgate.dev/dev/alice,
-# not spiffe://tollgate.dev/devops. Several grants may apply; together they allow the union of their targets.
+# A grant applies to the workload whose SPIFFE ID is its spiffe_id, and to those below it, segment by segment:
+# "spiffe://example.org/agents/support" covers ".../agents/support" and ".../agents/support/eu-1", not
+# ".../agents/supporter". A spiffe_id ending in "/" covers a whole trust domain. Several grants may apply;
+# together they allow the union of their targets, and the first one (in list order) that names a rate_class
+# gives the call its rate-limit class.
 #
-# Targets are named "<server>/<name as the server knows it>" (a tool "echo" of the backend "everything" is
+# Targets are named "<server>/<name as the server knows it>" (the tool "echo" of the backend "everything" is
 # "everything/echo", whatever the gateway calls it in a federated list); models by their model name. A pattern is
 # an exact name, or a prefix ending in "*" ("everything/*", "files/read_*", "*").
 package tollgate.grants
 
-trust_domains := {"tollgate.dev"}
-
 grants := [
 	{
-		# Developers' own agents (tollgate svid mint --spiffe-id spiffe://tollgate.dev/dev/<name>): everything.
-		"path": "/dev",
+		# Local development: every identity of the embedded dev trust domain, e.g. the one that
+		# `npx tollgate svid mint --spiffe-id spiffe://dev.tollgate.local/me` issues, may use everything.
+		"spiffe_id": "spiffe://dev.tollgate.local/",
 		"tools": ["*"],
 		"prompts": ["*"],
 		"resources": ["*"],
@@ -22,16 +23,16 @@ grants := [
 		"rate_class": "dev",
 	},
 	{
-		# The support agent: a few harmless tools of the demo server; no get-env, no URL fetching.
-		"path": "/agents/support",
+		# A support agent: a few harmless tools of the demo server (no get-env, no URL fetching), one model.
+		"spiffe_id": "spiffe://example.org/agents/support",
 		"tools": ["everything/echo", "everything/get-sum", "everything/get-tiny-image"],
 		"prompts": ["everything/simple-prompt"],
 		"models": ["llama-3.1-8b-instruct"],
 		"rate_class": "standard",
 	},
 	{
-		# The ops agent: files under the shared root (see arguments.rego) and read-only SQL.
-		"path": "/agents/ops",
+		# An ops agent: files under the shared root (see arguments.rego) and SQL without DROP.
+		"spiffe_id": "spiffe://example.org/agents/ops",
 		"tools": ["files/read_file", "files/list_directory", "db/query"],
 		"resources": ["files/*"],
 		"rate_class": "standard",
@@ -40,45 +41,55 @@ grants := [
 
 kinds := {"tool": "tools", "prompt": "prompts", "resource": "resources", "model": "models", "skill": "skills"}
 
-trusted if input.principal.trust_domain in trust_domains
-
 # The grants that apply to the caller.
 applicable contains grant if {
-	trusted
 	some grant in grants
-	covers(grant.path, input.principal.segments)
+	covers(grant.spiffe_id)
 }
 
-covers("/", _)
+covers(id) if input.principal.id == id
 
-covers(path, segments) if {
-	prefix := split(trim_prefix(path, "/"), "/")
-	array.slice(segments, 0, count(prefix)) == prefix
+covers(id) if {
+	endswith(id, "/")
+	startswith(input.principal.id, id)
 }
 
-# may_use(target): some applicable grant lists a pattern matching the target.
+covers(id) if startswith(input.principal.id, concat("", [id, "/"]))
+
+# The caller has at least one grant (callers without any may not even open a session).
+known if count(applicable) > 0
+
+# may_use(target): some applicable grant lists a pattern matching the target. The caller's patterns are gathered
+# once per evaluation (exact names in a set, prefixes apart), so a 500-item list costs one lookup per item.
+may_use(target) if name(target) in exact[kinds[target.kind]]
+
 may_use(target) if {
-	some grant in applicable
-	some pattern in grant[kinds[target.kind]]
-	matches(pattern, name(target))
+	some prefix in prefixes[kinds[target.kind]]
+	startswith(name(target), prefix)
 }
 
-matches(pattern, name) if pattern == name
+exact[kind] contains pattern if {
+	some grant in applicable
+	some kind, patterns in grant
+	is_array(patterns)
+	some pattern in patterns
+	not endswith(pattern, "*")
+}
 
-matches(pattern, name) if {
+prefixes[kind] contains trim_suffix(pattern, "*") if {
+	some grant in applicable
+	some kind, patterns in grant
+	is_array(patterns)
+	some pattern in patterns
 	endswith(pattern, "*")
-	startswith(name, trim_suffix(pattern, "*"))
 }
 
 name(target) := target.name if target.kind == "model"
 
 name(target) := concat("/", [target.server, target.local]) if target.kind != "model"
 
-# The rate-limit class of the most specific applicable grant that sets one.
-rate_classes := {grant.path: grant.rate_class | some grant in applicable; grant.rate_class}
-
-rate_class := class if {
-	longest := max({count(path) | some path, _ in rate_classes})
-	some path, class in rate_classes
-	count(path) == longest
+# The rate-limit class of the first applicable grant that sets one (list specific grants first).
+rate_class := classes[0] if {
+	classes := [grant.rate_class | some grant in grants; grant in applicable; grant.rate_class]
+	count(classes) > 0
 }

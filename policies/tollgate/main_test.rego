@@ -2,11 +2,12 @@ package tollgate_test
 
 import data.tollgate
 
-dev := {"id": "spiffe://tollgate.dev/dev/alice", "trust_domain": "tollgate.dev", "path": "/dev/alice", "segments": ["dev", "alice"]}
+dev := {"id": "spiffe://dev.tollgate.local/me", "trust_domain": "dev.tollgate.local", "path": "/me", "segments": ["me"]}
 
-support := {"id": "spiffe://tollgate.dev/agents/support", "trust_domain": "tollgate.dev", "path": "/agents/support", "segments": ["agents", "support"]}
+support := {"id": "spiffe://example.org/agents/support", "trust_domain": "example.org", "path": "/agents/support", "segments": ["agents", "support"]}
 
-stranger := {"id": "spiffe://evil.example/dev/alice", "trust_domain": "evil.example", "path": "/dev/alice", "segments": ["dev", "alice"]}
+# Same path as the support agent, another trust domain: no grant.
+stranger := {"id": "spiffe://evil.example/agents/support", "trust_domain": "evil.example", "path": "/agents/support", "segments": ["agents", "support"]}
 
 tool(server, local, args) := {"kind": "tool", "name": concat("__", [server, local]), "server": server, "local": local, "arguments": args}
 
@@ -15,19 +16,19 @@ call(principal, target) := {"principal": principal, "protocol": "mcp", "operatio
 test_default_deny_without_principal if {
 	d := tollgate.decision with input as {"principal": null, "protocol": "mcp", "operation": "tools/call", "target": tool("everything", "echo", {})}
 	d.allow == false
-	d.reason == "an anonymous caller is not from a trusted trust domain"
+	d.reason == "an anonymous caller has no grant"
 }
 
-test_default_deny_untrusted_domain if {
+test_default_deny_other_trust_domain if {
 	d := tollgate.decision with input as call(stranger, tool("everything", "echo", {}))
 	d.allow == false
-	contains(d.reason, "not from a trusted trust domain")
+	d.reason == "spiffe://evil.example/agents/support has no grant"
 }
 
 test_default_deny_unknown_operation if {
 	d := tollgate.decision with input as {"principal": support, "protocol": "mcp", "operation": "sampling/createMessage", "target": null}
 	d.allow == false
-	d.reason == "spiffe://tollgate.dev/agents/support may not call sampling/createMessage"
+	d.reason == "spiffe://example.org/agents/support may not call sampling/createMessage"
 }
 
 test_dev_may_call_every_tool if {
@@ -35,16 +36,18 @@ test_dev_may_call_every_tool if {
 	tollgate.decision.allow with input as call(dev, tool("everything", "echo", {"message": "hi"}))
 }
 
-test_dev_path_is_segment_prefix if {
-	devops := {"id": "spiffe://tollgate.dev/devops", "trust_domain": "tollgate.dev", "path": "/devops", "segments": ["devops"]}
-	not tollgate.decision.allow with input as call(devops, tool("everything", "echo", {}))
+test_grants_cover_whole_path_segments if {
+	below := {"id": "spiffe://example.org/agents/support/eu-1", "trust_domain": "example.org", "path": "/agents/support/eu-1", "segments": ["agents", "support", "eu-1"]}
+	tollgate.decision.allow with input as call(below, tool("everything", "echo", {}))
+	sibling := {"id": "spiffe://example.org/agents/supporter", "trust_domain": "example.org", "path": "/agents/supporter", "segments": ["agents", "supporter"]}
+	not tollgate.decision.allow with input as call(sibling, tool("everything", "echo", {}))
 }
 
 test_support_may_echo_not_get_env if {
 	tollgate.decision.allow with input as call(support, tool("everything", "echo", {"message": "hi"}))
 	d := tollgate.decision with input as call(support, tool("everything", "get-env", {}))
 	d.allow == false
-	d.reason == "spiffe://tollgate.dev/agents/support may not use tool everything__get-env"
+	d.reason == "spiffe://example.org/agents/support may not use tool everything__get-env"
 }
 
 test_grants_use_local_names_on_scoped_endpoints if {
@@ -53,7 +56,7 @@ test_grants_use_local_names_on_scoped_endpoints if {
 	tollgate.decision.allow with input as call(support, target)
 }
 
-test_housekeeping_open_to_trusted_callers if {
+test_housekeeping_open_to_callers_with_a_grant if {
 	tollgate.decision.allow with input as {"principal": support, "operation": "initialize", "target": null}
 	tollgate.decision.allow with input as {"principal": support, "operation": "tools/list", "target": null}
 	tollgate.decision.allow with input as {"principal": support, "operation": "notifications/cancelled", "target": null}

@@ -2,9 +2,9 @@ package tollgate.models_test
 
 import data.tollgate
 
-support := {"id": "spiffe://tollgate.dev/agents/support", "trust_domain": "tollgate.dev", "path": "/agents/support", "segments": ["agents", "support"]}
+support := {"id": "spiffe://example.org/agents/support", "trust_domain": "example.org", "path": "/agents/support", "segments": ["agents", "support"]}
 
-dev := {"id": "spiffe://tollgate.dev/dev/bob", "trust_domain": "tollgate.dev", "path": "/dev/bob", "segments": ["dev", "bob"]}
+dev := {"id": "spiffe://dev.tollgate.local/bob", "trust_domain": "dev.tollgate.local", "path": "/bob", "segments": ["bob"]}
 
 chat(principal, model, args) := d if {
 	d := tollgate.decision with input as {

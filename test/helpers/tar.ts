@@ -2,8 +2,8 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { createTar, parseTar } from 'nanotar';
 
-export function unpack(gz: Uint8Array): Map<string, Uint8Array> {
-  const out = new Map<string, Uint8Array>();
+export function unpack(gz: Uint8Array): Map<string, Uint8Array | string> {
+  const out = new Map<string, Uint8Array | string>();
   for (const item of parseTar(gunzipSync(gz))) if (item.data) out.set(item.name, item.data);
   return out;
 }
