@@ -61,11 +61,13 @@ known if count(applicable) > 0
 
 # may_use(target): some applicable grant lists a pattern matching the target. The caller's patterns are gathered
 # once per evaluation (exact names in a set, prefixes apart), so a 500-item list costs one lookup per item.
-may_use(target) if name(target) in exact[kinds[target.kind]]
+may_use(target) if allowed(kinds[target.kind], name(target))
 
-may_use(target) if {
-	some prefix in prefixes[kinds[target.kind]]
-	startswith(name(target), prefix)
+allowed(kind, id) if id in exact[kind]
+
+allowed(kind, id) if {
+	some prefix in prefixes[kind]
+	startswith(id, prefix)
 }
 
 exact[kind] contains pattern if {
@@ -84,9 +86,9 @@ prefixes[kind] contains trim_suffix(pattern, "*") if {
 	endswith(pattern, "*")
 }
 
-name(target) := target.name if target.kind == "model"
-
-name(target) := concat("/", [target.server, target.local]) if target.kind != "model"
+name(target) := target.name if {
+	target.kind == "model"
+} else := concat("/", [target.server, target.local])
 
 # The rate-limit class of the first applicable grant that sets one (list specific grants first).
 rate_class := classes[0] if {
