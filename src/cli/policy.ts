@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
-import { gatewayEntrypoints, DEFAULT_ENTRYPOINTS } from '../guards/policy/config.ts';
+import { configuredEntrypoints, DEFAULT_ENTRYPOINTS } from '../guards/policy/config.ts';
 import { readBundle } from '../guards/policy/bundle.ts';
 import { PolicyEngine } from '../guards/policy/engine.ts';
 import { buildWasmBundle, findOpa, testPolicies } from '../guards/policy/opa.ts';
@@ -41,15 +41,7 @@ function entrypointsFrom(configDir: string | undefined): string[] {
   }
   const spec = snapshot.gateway.policy;
   if (spec === undefined) return [d.decision, d.visible];
-  const g = gatewayEntrypoints(spec);
-  const set = new Set<string>([g.decision]);
-  if (g.visible !== null) set.add(g.visible);
-  for (const route of snapshot.routeSpecs.values()) {
-    const e = route.policy?.entrypoints;
-    if (e?.decision !== undefined) set.add(e.decision);
-    if (e?.visible !== undefined && e.visible !== null) set.add(e.visible);
-  }
-  return [...set].sort();
+  return configuredEntrypoints(spec, snapshot.routeSpecs.values());
 }
 
 async function build(args: string[]): Promise<number> {

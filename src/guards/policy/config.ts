@@ -148,3 +148,16 @@ export function gatewayEntrypoints(spec: PolicySpec): { decision: string; visibl
     visible: spec.entrypoints.visible === undefined ? d.visible : spec.entrypoints.visible,
   };
 }
+
+/** Every entrypoint a config names (gateway level and route overrides), sorted: what a build must compile. */
+export function configuredEntrypoints(spec: PolicySpec, routes: Iterable<{ readonly policy?: RoutePolicySpec | undefined }>): string[] {
+  const g = gatewayEntrypoints(spec);
+  const set = new Set<string>([g.decision]);
+  if (g.visible !== null) set.add(g.visible);
+  for (const route of routes) {
+    const e = route.policy?.entrypoints;
+    if (e?.decision !== undefined) set.add(e.decision);
+    if (e?.visible !== undefined && e.visible !== null) set.add(e.visible);
+  }
+  return [...set].sort();
+}

@@ -12,7 +12,7 @@ import type { Call, Target } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { interpretDecision, interpretVisible, type PolicyDecision } from './decision.ts';
+import { interpretDecision, interpretVisible } from './decision.ts';
 import { erase, traceIdOf, type DecisionLog } from './decision-log.ts';
 import { PolicyEvalError, type PolicyEngine } from './engine.ts';
 import type { InputBuilder } from './input.ts';
@@ -29,6 +29,17 @@ export interface Entrypoints {
   readonly decision: string;
   /** null: lists are not filtered. */
   readonly visible: string | null;
+}
+
+/** One evaluation in progress (what the decision log needs of it). */
+interface Evaluation {
+  readonly id: string;
+  readonly entrypoint: string;
+  readonly engine: PolicyEngine | undefined;
+  readonly input: string;
+  value: unknown;
+  /** Start time when a decision-log listener wants the event; undefined otherwise. */
+  readonly t0: bigint | undefined;
 }
 
 export interface PolicyGuardOptions {
@@ -67,29 +78,11 @@ export class PolicyGuard implements Guard {
   admit(call: Call): void {
     const ep = this.entrypointsFor(call);
     if (ep === null) return;
-    const engine = this.runtime.engine;
-    const id = randomUUID();
-    const logging = this.runtime.decisionLog.active;
-    const t0 = logging ? process.hrtime.bigint() : 0n;
-    const input = this.inputs.forCall(call);
-    let value: unknown;
-    let decision: PolicyDecision | string;
-    try {
-      if (engine === undefined) throw new PolicyEvalError('no policy is loaded', { entrypoint: ep.decision, source: '-', revision: '-' });
-      value = engine.evaluate(ep.decision, input);
-      decision = interpretDecision(value);
-    } catch (err) {
-      decision = this.failure(err, ep.decision, engine, call);
-    }
-    if (typeof decision === 'string') {
-      call.decision = { id, allow: false, reason: 'policy error', obligations: undefined };
-      if (logging) this.emit(call, id, ep.decision, engine, input, value, false, undefined, decision, undefined, t0);
-      throw new GatewayError(Errors.POLICY_ERROR, undefined, { data: { decision_id: id } });
-    }
-    call.decision = { id, allow: decision.allow, reason: decision.reason, obligations: decision.obligations };
-    if (logging) this.emit(call, id, ep.decision, engine, input, value, decision.allow, decision.reason, undefined, decision.obligations?.redact, t0);
-    if (!decision.allow) {
-      throw new GatewayError(Errors.POLICY_DENIED, decision.reason ?? Errors.POLICY_DENIED.message, { data: { decision_id: id } });
+    const { ev, outcome } = this.evaluate(call, ep.decision, undefined, interpretDecision);
+    call.decision = { id: ev.id, allow: outcome.allow, reason: outcome.reason, obligations: outcome.obligations };
+    if (ev.t0 !== undefined) this.emit(call, ev, outcome.allow, outcome.reason, undefined, outcome.obligations?.redact);
+    if (!outcome.allow) {
+      throw new GatewayError(Errors.POLICY_DENIED, outcome.reason ?? Errors.POLICY_DENIED.message, { data: { decision_id: ev.id } });
     }
   }
 
@@ -100,25 +93,7 @@ export class PolicyGuard implements Guard {
   visible(call: Call, targets: readonly Target[]): readonly boolean[] {
     const ep = this.entrypointsFor(call);
     if (ep === null || ep.visible === null) return targets.map(() => true);
-    const engine = this.runtime.engine;
-    const id = randomUUID();
-    const logging = this.runtime.decisionLog.active;
-    const t0 = logging ? process.hrtime.bigint() : 0n;
-    const input = this.inputs.forList(call, targets);
-    let value: unknown;
-    let names: ReadonlySet<string> | string;
-    try {
-      if (engine === undefined) throw new PolicyEvalError('no policy is loaded', { entrypoint: ep.visible, source: '-', revision: '-' });
-      value = engine.evaluate(ep.visible, input);
-      names = interpretVisible(value);
-    } catch (err) {
-      names = this.failure(err, ep.visible, engine, call);
-    }
-    if (typeof names === 'string') {
-      call.decision = { id, allow: false, reason: 'policy error', obligations: undefined };
-      if (logging) this.emit(call, id, ep.visible, engine, input, value, false, undefined, names, undefined, t0);
-      throw new GatewayError(Errors.POLICY_ERROR, undefined, { data: { decision_id: id } });
-    }
+    const { ev, outcome: names } = this.evaluate(call, ep.visible, targets, interpretVisible);
     const verdict = new Array<boolean>(targets.length);
     const hidden: string[] = [];
     for (let i = 0; i < targets.length; i++) {
@@ -127,50 +102,62 @@ export class PolicyGuard implements Guard {
       verdict[i] = seen;
       if (!seen) hidden.push(name);
     }
-    call.decision = { id, allow: true, reason: undefined, obligations: { hidden, shown: targets.length - hidden.length } };
-    if (logging) this.emit(call, id, ep.visible, engine, input, value, true, undefined, undefined, undefined, t0);
+    call.decision = { id: ev.id, allow: true, reason: undefined, obligations: { hidden, shown: targets.length - hidden.length } };
+    if (ev.t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined);
     return verdict;
   }
 
-  /** Logs an evaluation failure with where it happened; returns the message for the decision log. */
-  private failure(err: unknown, entrypoint: string, engine: PolicyEngine | undefined, call: Call): string {
-    const message = err instanceof Error ? err.message : String(err);
-    this.runtime.log.error(
-      { policy: entrypoint, bundle: engine?.source, revision: engine?.revision, call: call.id, op: call.operation, err: message },
-      'policy evaluation failed; call denied (fail closed)',
-    );
-    return message;
+  /**
+   * Builds the input (for one call, or a list when `targets` is given), evaluates and interprets the result. Any
+   * failure is logged, recorded (call.decision, decision log) and thrown as TG_POLICY_ERROR: fail closed.
+   */
+  private evaluate<T>(
+    call: Call,
+    entrypoint: string,
+    targets: readonly Target[] | undefined,
+    interpret: (value: unknown) => T | string,
+  ): { ev: Evaluation; outcome: T } {
+    const engine = this.runtime.engine;
+    const t0 = this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined;
+    const input = targets === undefined ? this.inputs.forCall(call) : this.inputs.forList(call, targets);
+    const ev: Evaluation = { id: randomUUID(), entrypoint, engine, input, value: undefined, t0 };
+    let outcome: T | string;
+    try {
+      if (engine === undefined) throw new PolicyEvalError('no policy is loaded', { entrypoint, source: '-', revision: '-' });
+      ev.value = engine.evaluate(entrypoint, input);
+      outcome = interpret(ev.value);
+    } catch (err) {
+      outcome = err instanceof Error ? err.message : String(err);
+    }
+    if (typeof outcome === 'string') {
+      this.runtime.log.error(
+        { policy: entrypoint, bundle: engine?.source, revision: engine?.revision, call: call.id, op: call.operation, err: outcome },
+        'policy evaluation failed; call denied (fail closed)',
+      );
+      call.decision = { id: ev.id, allow: false, reason: 'policy error', obligations: undefined };
+      if (t0 !== undefined) this.emit(call, ev, false, undefined, outcome, undefined);
+      throw new GatewayError(Errors.POLICY_ERROR, undefined, { data: { decision_id: ev.id } });
+    }
+    return { ev, outcome };
   }
 
-  private emit(
-    call: Call,
-    id: string,
-    path: string,
-    engine: PolicyEngine | undefined,
-    input: string,
-    result: unknown,
-    allow: boolean,
-    reason: string | undefined,
-    error: string | undefined,
-    redact: readonly string[] | undefined,
-    t0: bigint,
-  ): void {
-    const evalNs = Number(process.hrtime.bigint() - t0);
-    const doc: unknown = JSON.parse(input);
+  private emit(call: Call, ev: Evaluation, allow: boolean, reason: string | undefined, error: string | undefined, redact: readonly string[] | undefined): void {
+    const evalNs = Number(process.hrtime.bigint() - ev.t0!);
+    const doc: unknown = JSON.parse(ev.input);
     const pointers = redact === undefined ? this.mask : [...this.mask, ...redact.map((p) => `/target/arguments${p}`)];
     const erased = pointers.length === 0 ? [] : erase(doc, pointers);
     this.runtime.decisionLog.emit(
       {
-        decision_id: id,
+        decision_id: ev.id,
         timestamp: new Date().toISOString(),
-        path,
+        path: ev.entrypoint,
         input: doc,
-        result,
+        result: ev.value,
         allow,
         reason,
         erased,
-        bundles: { tollgate: { revision: engine?.revision ?? '' } },
-        source: engine?.source ?? '',
+        bundles: { tollgate: { revision: ev.engine?.revision ?? '' } },
+        source: ev.engine?.source ?? '',
         trace_id: traceIdOf(call),
         call_id: call.id,
         error,

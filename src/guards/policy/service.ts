@@ -13,7 +13,7 @@ import type { Guard } from '../../core/pipeline.ts';
 import type { GuardServices } from '../../gateway/guards.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { PolicyBundle } from './bundle.ts';
-import { gatewayEntrypoints, type PolicySpec } from './config.ts';
+import { configuredEntrypoints, gatewayEntrypoints, type PolicySpec } from './config.ts';
 import { DecisionLog } from './decision-log.ts';
 import { PolicyEngine, type MemoryBounds } from './engine.ts';
 import { PolicyGuard, type Entrypoints, type PolicyRuntime } from './guard.ts';
@@ -67,7 +67,7 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
       this.stop();
       return;
     }
-    const all = allEntrypoints(snapshot, spec);
+    const all = configuredEntrypoints(spec, snapshot.routeSpecs.values());
     const key = JSON.stringify({ spec, dir: snapshot.dir, all });
     if (key === this.key) return;
     const resolved = this.resolve(snapshot, spec, all);
@@ -213,16 +213,4 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
   async close(): Promise<void> {
     this.stop();
   }
-}
-
-function allEntrypoints(snapshot: ConfigSnapshot, spec: PolicySpec): string[] {
-  const g = gatewayEntrypoints(spec);
-  const set = new Set<string>([g.decision]);
-  if (g.visible !== null) set.add(g.visible);
-  for (const route of snapshot.routeSpecs.values()) {
-    const e = route.policy?.entrypoints;
-    if (e?.decision !== undefined) set.add(e.decision);
-    if (e?.visible !== undefined && e.visible !== null) set.add(e.visible);
-  }
-  return [...set].sort();
 }

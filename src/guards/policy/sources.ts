@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { request } from 'undici';
 import type { Logger } from '../../telemetry/logger.ts';
-import { readBundle, type PolicyBundle } from './bundle.ts';
+import { readBundle, type PolicyBundle, type ReadOptions } from './bundle.ts';
 import type { PolicyEngine } from './engine.ts';
 import { buildWasmBundle, isSourceFile } from './opa.ts';
 import type { VerificationConfig } from './signature.ts';
@@ -44,6 +44,7 @@ export abstract class PolicySource {
   protected lastError: string | undefined;
   protected loadedAt: number | undefined;
   protected readonly host: SourceHost;
+  protected closed = false;
 
   constructor(host: SourceHost) {
     this.host = host;
@@ -51,7 +52,22 @@ export abstract class PolicySource {
 
   /** First load attempt; resolves (never rejects) when done. Returns the error when it failed. */
   abstract start(): Promise<string | undefined>;
-  abstract close(): void;
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Reads, verifies and loads bundle bytes, then puts the engine in force; returns the error when it failed. */
+  protected async install(bytes: Uint8Array, opts: ReadOptions, sinceNs: bigint | undefined): Promise<string | undefined> {
+    try {
+      const engine = await this.host.load(await readBundle(bytes, opts));
+      if (this.closed) return undefined;
+      this.accept(engine, sinceNs);
+      return undefined;
+    } catch (err) {
+      return this.reject((err as Error).message);
+    }
+  }
 
   status(): SourceStatus {
     return {
@@ -124,7 +140,6 @@ export class DirSource extends PolicySource {
   private readonly debounce: Debouncer;
   private building: Promise<string | undefined> | undefined;
   private queued: bigint | undefined;
-  private closed = false;
 
   constructor(host: SourceHost, opts: DirSourceOptions) {
     super(host);
@@ -174,19 +189,11 @@ export class DirSource extends PolicySource {
     }
     if (this.closed) return undefined;
     if (!built.ok) return this.reject(`opa build failed:\n${built.error}`);
-    try {
-      const bundle = await readBundle(readFileSync(output), { source: this.opts.dir });
-      const engine = await this.host.load(bundle);
-      if (this.closed) return undefined;
-      this.accept(engine, sinceNs);
-      return undefined;
-    } catch (err) {
-      return this.reject((err as Error).message);
-    }
+    return this.install(readFileSync(output), { source: this.opts.dir }, sinceNs);
   }
 
-  close(): void {
-    this.closed = true;
+  override close(): void {
+    super.close();
     this.debounce.cancel();
     this.watcher?.close();
     rmSync(this.work, { recursive: true, force: true });
@@ -209,7 +216,6 @@ export class FileSource extends PolicySource {
   private readonly debounce: Debouncer;
   private digest: string | undefined;
   private loading: Promise<string | undefined> | undefined;
-  private closed = false;
 
   constructor(host: SourceHost, opts: FileSourceOptions) {
     super(host);
@@ -253,20 +259,13 @@ export class FileSource extends PolicySource {
     }
     const digest = createHash('sha256').update(bytes).digest('hex');
     if (digest === this.digest) return undefined; // same bytes (touched, or a second event for one write)
-    try {
-      const bundle = await readBundle(bytes, { source: this.opts.file, verification: this.opts.verification, maxBytes: this.opts.maxBytes });
-      const engine = await this.host.load(bundle);
-      if (this.closed) return undefined;
-      this.digest = digest;
-      this.accept(engine, sinceNs);
-      return undefined;
-    } catch (err) {
-      return this.reject((err as Error).message);
-    }
+    const err = await this.install(bytes, { source: this.opts.file, verification: this.opts.verification, maxBytes: this.opts.maxBytes }, sinceNs);
+    if (err === undefined) this.digest = digest;
+    return err;
   }
 
-  close(): void {
-    this.closed = true;
+  override close(): void {
+    super.close();
     this.debounce.cancel();
     this.watcher?.close();
   }
@@ -290,7 +289,6 @@ export class ServiceSource extends PolicySource {
   private etag: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private aborter: AbortController | undefined;
-  private closed = false;
   /** Polls done, by HTTP status (tests and status). */
   readonly polls = { ok: 0, notModified: 0, failed: 0 };
 
@@ -366,22 +364,17 @@ export class ServiceSource extends PolicySource {
       this.polls.failed++;
       return this.reject(`bundle download failed: ${(err as Error).message}`);
     }
-    try {
-      const bundle = await readBundle(body, { source: this.opts.url, verification: this.opts.verification, maxBytes: this.opts.maxBytes });
-      const engine = await this.host.load(bundle);
-      if (this.closed) return undefined;
+    const err = await this.install(body, { source: this.opts.url, verification: this.opts.verification, maxBytes: this.opts.maxBytes }, started);
+    if (err === undefined) {
+      // Only a bundle in force is revalidated with its ETag: a refused one is fetched (and refused) again.
       this.etag = etag;
       this.polls.ok++;
-      this.accept(engine, started);
-      return undefined;
-    } catch (err) {
-      this.polls.failed++;
-      return this.reject((err as Error).message);
-    }
+    } else this.polls.failed++;
+    return err;
   }
 
-  close(): void {
-    this.closed = true;
+  override close(): void {
+    super.close();
     if (this.timer) clearTimeout(this.timer);
     this.aborter?.abort();
   }
