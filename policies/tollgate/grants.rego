@@ -63,6 +63,13 @@ known if count(applicable) > 0
 # once per evaluation (exact names in a set, prefixes apart), so a 500-item list costs one lookup per item.
 may_use(target) if allowed(kinds[target.kind], name(target))
 
+# listed(kind, server, local): may_use for an item of a list, which names its items by server and local name.
+listed(kind, server, local) if allowed(kinds[kind], list_name(kind, server, local))
+
+list_name(kind, server, local) := local if {
+	kind == "model"
+} else := concat("/", [server, local])
+
 allowed(kind, id) if id in exact[kind]
 
 allowed(kind, id) if {

@@ -87,8 +87,11 @@ secret_name(name) if {
 
 decision := {"allow": allow, "reason": reason, "obligations": obligations}
 
-# One evaluation per list: every target the caller may use (arguments aside) is visible.
-visible contains target.name if {
-	some target in input.targets
-	grants.may_use(target)
+# One evaluation per list, whatever its length: every item the caller may use (arguments aside) is visible.
+# input.targets groups the items by server: {"everything": {"echo": "everything__echo", ...}} (local name ->
+# the name the caller sees), and input.kind says what they are (tool, prompt, resource...).
+visible contains name if {
+	some server, items in input.targets
+	some local, name in items
+	grants.listed(input.kind, server, local)
 }

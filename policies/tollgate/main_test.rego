@@ -75,18 +75,23 @@ test_secret_arguments_are_redacted if {
 }
 
 test_visible_filters_per_identity if {
-	targets := [
-		{"kind": "tool", "name": "everything__echo", "server": "everything", "local": "echo"},
-		{"kind": "tool", "name": "everything__get-env", "server": "everything", "local": "get-env"},
-		{"kind": "prompt", "name": "everything__simple-prompt", "server": "everything", "local": "simple-prompt"},
-	]
-	tollgate.visible == {"everything__echo", "everything__simple-prompt"} with input as {"principal": support, "targets": targets}
-	tollgate.visible == {"everything__echo", "everything__get-env", "everything__simple-prompt"} with input as {"principal": dev, "targets": targets}
-	count(tollgate.visible) == 0 with input as {"principal": stranger, "targets": targets}
-	count(tollgate.visible) == 0 with input as {"principal": null, "targets": targets}
+	targets := {"everything": {"echo": "everything__echo", "get-env": "everything__get-env"}}
+	prompts := {"everything": {"simple-prompt": "everything__simple-prompt", "args-prompt": "everything__args-prompt"}}
+	tollgate.visible == {"everything__echo"} with input as {"principal": support, "kind": "tool", "targets": targets}
+	tollgate.visible == {"everything__simple-prompt"} with input as {"principal": support, "kind": "prompt", "targets": prompts}
+	tollgate.visible == {"everything__echo", "everything__get-env"} with input as {"principal": dev, "kind": "tool", "targets": targets}
+	count(tollgate.visible) == 0 with input as {"principal": stranger, "kind": "tool", "targets": targets}
+	count(tollgate.visible) == 0 with input as {"principal": null, "kind": "tool", "targets": targets}
+}
+
+test_visible_on_a_scoped_endpoint_uses_local_names if {
+	# /mcp/everything lists local names; grants still match by server and local name.
+	targets := {"everything": {"echo": "echo", "get-env": "get-env"}}
+	tollgate.visible == {"echo"} with input as {"principal": support, "kind": "tool", "targets": targets}
 }
 
 test_resources_match_across_dots_and_slashes if {
-	target := {"kind": "resource", "name": "everything__demo://resource/static/document/architecture.md", "server": "everything", "local": "demo://resource/static/document/architecture.md"}
-	tollgate.visible == {target.name} with input as {"principal": dev, "targets": [target]}
+	uri := "demo://resource/static/document/architecture.md"
+	targets := {"everything": {uri: concat("__", ["everything", uri])}}
+	tollgate.visible == {concat("__", ["everything", uri])} with input as {"principal": dev, "kind": "resource", "targets": targets}
 }

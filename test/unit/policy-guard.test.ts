@@ -95,6 +95,14 @@ describe('policy guard with the default policies (committed bundle)', () => {
     expect(guardFor(runtime(engine)).visible(devCall, targets).every(Boolean)).toBe(true);
   });
 
+  it('lists names that need JSON escaping correctly', () => {
+    const odd = [tool('everything', 'we"ird\\name'), tool('everything', 'tab\there'), tool('everything', 'echo')];
+    const seen = guardFor(runtime(engine)).visible(makeCall({ operation: 'tools/list', principal: DEV }), odd);
+    expect(seen).toEqual([true, true, true]);
+    const support = guardFor(runtime(engine)).visible(makeCall({ operation: 'tools/list', principal: SUPPORT }), odd);
+    expect(support).toEqual([false, false, true]);
+  });
+
   it('publishes decision-log events with masking, redactions, bundle revision and trace id', () => {
     const rt = runtime(engine);
     const events: DecisionEvent[] = [];

@@ -29,6 +29,27 @@ function opt(v: string | undefined): string {
   return v === undefined ? 'null' : str(v);
 }
 
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
+
+/** JSON string literal; names rarely need escaping, so skip JSON.stringify when they do not (lists of 500). */
+function quote(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? str(s) : `"${s}"`;
+}
+
+/** `{"<server>": {"<local>": "<name>", ...}, ...}` as JSON text (a list arrives grouped by server already). */
+function groupedTargets(targets: readonly Target[]): string {
+  const groups = new Map<string, string>();
+  for (const t of targets) {
+    const server = t.server ?? '';
+    const entry = `${quote(t.local ?? t.name)}:${quote(t.name)}`;
+    const prior = groups.get(server);
+    groups.set(server, prior === undefined ? entry : `${prior},${entry}`);
+  }
+  let out = '';
+  for (const [server, entries] of groups) out += `${out === '' ? '' : ','}${quote(server)}:{${entries}}`;
+  return `{${out}}`;
+}
+
 /** Builds input documents for one configuration (immutable; a config change builds a new one). */
 export class InputBuilder {
   readonly shape: InputShape;
@@ -53,11 +74,16 @@ export class InputBuilder {
     );
   }
 
-  /** Input for a list (the visible entrypoint): the same document with `targets` instead of `target`. */
+  /**
+   * Input for a list (the visible entrypoint): the same document with `kind` and `targets` instead of `target`.
+   * Targets are grouped by server, `{"<server>": {"<local name>": "<caller-visible name>"}}`: a third of the bytes
+   * of one object per item, and the JSON copy into WASM memory is most of a list's cost.
+   */
   forList(call: Call, targets: readonly Target[]): string {
     return (
       `{"principal":${this.principal(call.principal)},"protocol":"${call.protocol}","operation":${str(call.operation)},` +
-      `"route":${str(call.route.name)},"upstream":${opt(call.upstream)},"targets":${str(targets)},"request":${this.request(call)}}`
+      `"route":${str(call.route.name)},"upstream":${opt(call.upstream)},"kind":"${targets[0]?.kind ?? 'tool'}",` +
+      `"targets":${groupedTargets(targets)},"request":${this.request(call)}}`
     );
   }
 
