@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Target } from '../../src/core/call.ts';
 import { readBundle } from '../../src/guards/policy/bundle.ts';
 import { DecisionLog } from '../../src/guards/policy/decision-log.ts';
@@ -13,7 +14,7 @@ import { InputBuilder } from '../../src/guards/policy/input.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { makeCall, spiffe, tool } from '../../test/helpers/calls.ts';
 
-/** Same shape as bench/micro.ts's MicroBench. */
+/** The bench runner's contract (bench/micro.ts). */
 interface MicroBench {
   name: string;
   setup?(): Promise<void> | void;
@@ -91,3 +92,29 @@ export const benches: MicroBench[] = [
   { name: 'guard.admit arguments 10 KB', setup: load, fn: admit(() => guard, args10k), iterations: 20_000 },
   { name: 'guard.admit arguments 64 KB', setup: load, fn: admit(() => guard, args64k), iterations: 5_000 },
 ];
+
+/**
+ * Standalone run (`node bench/micro/policy.ts`): us/op in CPU time of this process (robust on a shared machine)
+ * and in wall time, median of 5 slices after a warm-up.
+ */
+async function standalone(): Promise<void> {
+  for (const b of benches) {
+    await b.setup?.();
+    const n = b.iterations ?? 100_000;
+    for (let i = 0; i < n / 10; i++) b.fn();
+    const cpu: number[] = [];
+    const wall: number[] = [];
+    for (let s = 0; s < 5; s++) {
+      const c0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < n / 5; i++) b.fn();
+      const c = process.cpuUsage(c0);
+      wall.push(Number(process.hrtime.bigint() - t0) / 1e3 / (n / 5));
+      cpu.push((c.user + c.system) / (n / 5));
+    }
+    const median = (xs: number[]): number => xs.sort((a, b) => a - b)[2]!;
+    process.stdout.write(`${b.name.padEnd(64)} ${median(cpu).toFixed(2).padStart(8)} us cpu ${median(wall).toFixed(2).padStart(8)} us wall\n`);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await standalone();

@@ -99,6 +99,6 @@ name(target) := target.name if {
 
 # The rate-limit class of the first applicable grant that sets one (list specific grants first).
 rate_class := classes[0] if {
-	classes := [grant.rate_class | some grant in grants; grant in applicable; grant.rate_class]
+	classes := [grant.rate_class | some grant in grants; covers(grant.spiffe_id); grant.rate_class]
 	count(classes) > 0
 }
