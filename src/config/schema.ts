@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
+import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -101,6 +102,8 @@ const gatewaySpec = z.strictObject({
   dataDir: z.string().default('.tollgate'),
   /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
   identity: identitySpec.prefault({}),
+  /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */
+  policy: policySpec.optional(),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -172,6 +175,8 @@ const routeSpec = z.strictObject({
   /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
   auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),
+  /** Route-level policy override (src/guards/policy/config.ts). */
+  policy: routePolicySpec.optional(),
 });
 export type RouteSpec = z.infer<typeof routeSpec>;
 
