@@ -20,16 +20,18 @@ export interface Scenario {
 }
 
 const echo = { message: 'hello from the bench' };
+// files/read_file is what the default policy's argument rule checks (path under /srv/shared/).
+const read = { path: '/srv/shared/reports/bench.txt' };
 
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'call-small',
-    what: 'MCP tools/call, small result (raw backend), session-era client',
-    backends: [{ name: 'b1', kind: 'raw' }],
-    direct: 'b1',
-    federated: ['b1'],
-    directCall: { method: 'tools/call', name: 'echo', arguments: echo },
-    gatewayCall: { method: 'tools/call', name: 'b1__echo', arguments: echo },
+    what: 'MCP tools/call files/read_file (policy argument rule), small result (raw backend), session-era client',
+    backends: [{ name: 'files', kind: 'raw' }],
+    direct: 'files',
+    federated: ['files'],
+    directCall: { method: 'tools/call', name: 'read_file', arguments: read },
+    gatewayCall: { method: 'tools/call', name: 'files__read_file', arguments: read },
   },
   {
     name: 'call-100k',

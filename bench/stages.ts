@@ -37,6 +37,8 @@ export interface Stage {
   readonly what: string;
   /** A file (relative to the repository root) whose presence means the stage's code is on this branch. */
   readonly requires: string;
+  /** Stages this one cannot run without (policy needs an authenticated principal): included in its "alone" run. */
+  readonly needs?: readonly string[];
   /** Deep-merged into the Gateway object's spec. */
   gateway?(ctx: StageContext): Record<string, unknown>;
   /** Deep-merged into the bench Route's spec (e.g. `auth`). */
@@ -51,9 +53,11 @@ export interface Stage {
   headers?(ctx: StageContext): Promise<Record<string, string>> | Record<string, string>;
 }
 
-const BENCH_TRUST_DOMAIN = 'bench.tollgate.test';
+// The trust domain the default policy (policies/tollgate/grants.rego) grants every tool to; here it is a plain
+// trust domain with a bundle file (the embedded dev issuer is off), as a SPIRE deployment would configure it.
+const BENCH_TRUST_DOMAIN = 'dev.tollgate.local';
 
-/** SPIFFE JWT-SVID authentication: an ES256 key of a bench trust domain, its bundle as a file, one SVID per run. */
+/** SPIFFE JWT-SVID authentication: an ES256 key of a trust domain, its bundle as a file, one SVID per run. */
 const identity: Stage = {
   name: 'identity',
   what: 'SPIFFE JWT-SVID (ES256) from a trust-domain bundle file, verified-token cache',
@@ -77,12 +81,23 @@ const identity: Stage = {
   },
 };
 
+/**
+ * Rego compiled to WASM, evaluated in process: the committed default bundle (grants by SPIFFE ID, argument rules:
+ * call-small's files/read_file path is checked against its root) and list filtering (the `visible` entrypoint).
+ */
+const policy: Stage = {
+  name: 'policy',
+  what: 'Rego -> WASM in process (default bundle: grants, argument rules, list filtering)',
+  requires: 'src/guards/policy/guard.ts',
+  needs: ['identity'],
+  gateway: (ctx) => ({ policy: { bundle: join(ctx.root, 'bundles/tollgate.tar.gz'), watch: false } }),
+};
+
 /** Stages whose code is on main. Order is the pipeline's: identity -> policy -> limits -> telemetry/audit. */
-export const STAGES: readonly Stage[] = [identity];
+export const STAGES: readonly Stage[] = [identity, policy];
 
 /** Stages announced but not on this branch yet: listed in results as pending so a missing one is visible. */
 export const PENDING_STAGES: ReadonlyArray<{ name: string; what: string }> = [
-  { name: 'policy', what: 'Rego policy compiled to WASM, argument rule and list filtering (branch policy)' },
   { name: 'limits', what: 'Redis rate/cost limits (not started)' },
   { name: 'audit', what: 'OpenTelemetry spans/metrics and the tamper-evident audit log (branch audit)' },
 ].filter((p) => !STAGES.some((s) => s.name === p.name));
@@ -93,8 +108,8 @@ export function availableStages(root: string): Stage[] {
 
 /**
  * Gateway variants to measure: `gateway` has every available stage on; with `each`, also each stage alone
- * (`gateway[identity]`...) when there are several, and no stage at all (`gateway[none]`), so the cost of a stage
- * reads as the difference from `gateway[none]` in the same run.
+ * (`gateway[identity]`...; with the stages it needs: `gateway[policy]` also authenticates) when there are several,
+ * and no stage at all (`gateway[none]`), so the cost of a stage reads as a difference in the same run.
  */
 export interface Variant {
   readonly label: string;
@@ -110,7 +125,9 @@ export interface Variant {
 export function variants(stages: readonly Stage[], opts: { each: boolean }): Variant[] {
   const out: Variant[] = [{ label: 'gateway', stages }];
   if (!opts.each || stages.length === 0) return out;
-  if (stages.length > 1) for (const s of stages) out.push({ label: `gateway[${s.name}]`, stages: [s] });
+  if (stages.length > 1) {
+    for (const s of stages) out.push({ label: `gateway[${s.name}]`, stages: stages.filter((x) => x === s || s.needs?.includes(x.name)) });
+  }
   out.push({ label: 'gateway[none]', stages: [] });
   return out;
 }

@@ -75,7 +75,7 @@ describe('bench fixtures', () => {
     const work = mkdtempSync(join(tmpdir(), 'bench-test-'));
     cleanups.push(() => rmSync(work, { recursive: true, force: true }));
     const scenario = SCENARIOS.find((s) => s.name === 'call-small')!;
-    const gw: GatewayProcess = await startGatewayProcess({ work, scenario, backendUrls: { b1: raw.url }, variant: { label: 'gateway', stages: [] }, logLevel: 'info' });
+    const gw: GatewayProcess = await startGatewayProcess({ work, scenario, backendUrls: { files: raw.url }, variant: { label: 'gateway', stages: [] }, logLevel: 'info' });
     cleanups.push(() => gw.child.stop());
     const viaGateway = await openBenchSession(gw.url, scenario.gatewayCall);
     cleanups.push(() => viaGateway.close());
@@ -90,13 +90,17 @@ describe('bench fixtures', () => {
     const work = mkdtempSync(join(tmpdir(), 'bench-stages-'));
     cleanups.push(() => rmSync(work, { recursive: true, force: true }));
     expect(STAGES.map((s) => s.name)).toContain('identity');
-    const gw = await startGatewayProcess({ work, scenario, backendUrls: { b1: raw.url }, variant: { label: 'gateway', stages: STAGES }, logLevel: 'warn' });
+    const gw = await startGatewayProcess({ work, scenario, backendUrls: { files: raw.url }, variant: { label: 'gateway', stages: STAGES }, logLevel: 'warn' });
     cleanups.push(() => gw.child.stop());
     expect(gw.headers.authorization).toMatch(/^Bearer ey/);
     const s = await openBenchSession(gw.url, scenario.gatewayCall, { ...gw.headers });
     cleanups.push(() => s.close());
     expect((await runClosed(s.template, 1, 0.2)).errors).toBe(0);
-    // Without the stage's credential the same gateway refuses the session: the stage really is on.
+    // Without the identity stage's credential the same gateway refuses the session: the stage really is on.
     await expect(openBenchSession(gw.url, scenario.gatewayCall)).rejects.toThrow();
+    // And the policy stage's argument rule refuses a path outside the tool's root.
+    expect(STAGES.map((s) => s.name)).toContain('policy');
+    const outside = { method: 'tools/call' as const, name: 'files__read_file', arguments: { path: '/etc/passwd' } };
+    await expect(openBenchSession(gw.url, outside, { ...gw.headers })).rejects.toThrow(/outside|denied|policy/i);
   });
 });
