@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { startGateway } from '../main.ts';
+import { audit } from './audit.ts';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -13,6 +14,7 @@ const USAGE = `Usage: tollgate <command> [options]
 Commands:
   serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
+  audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
   help                                          This text
 `;
 
@@ -72,6 +74,7 @@ async function config(args: string[]): Promise<number> {
 export const COMMANDS: Record<string, Command> = {
   serve,
   config,
+  audit,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

@@ -6,6 +6,8 @@
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
 import { z } from 'zod';
+import { auditSpec } from '../audit/config.ts';
+import { telemetrySpec } from '../telemetry/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -98,6 +100,10 @@ const gatewaySpec = z.strictObject({
     .prefault({}),
   /** Where Tollgate keeps generated state (dev keys, audit segments). Relative to the config directory's parent. */
   dataDir: z.string().default('.tollgate'),
+  /** Tracing and metrics (src/telemetry/config.ts). */
+  telemetry: telemetrySpec.prefault({}),
+  /** The tamper-evident audit log (src/audit/config.ts). */
+  audit: auditSpec.prefault({}),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 

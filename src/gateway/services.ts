@@ -3,25 +3,40 @@
  * reconfigured from each new snapshot. Pipeline order is the order of `guards` here:
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
+import { createAuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { createTelemetry, type CallTelemetry } from '../telemetry/service.ts';
 import type { GuardServices } from './guards.ts';
 
 export interface Services {
   readonly guards: readonly GuardServices[];
   readonly admin: readonly AdminExtension[];
+  /** Spans and metrics per call, handed to the Gateway. */
+  readonly telemetry: CallTelemetry;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
 
-export async function createServices(_snapshot: ConfigSnapshot, _log: Logger): Promise<Services> {
+export async function createServices(snapshot: ConfigSnapshot, log: Logger): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
+  const telemetry = createTelemetry(snapshot, log);
+  admin.push(...telemetry.admin);
+  closers.push(telemetry.close);
+  // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
+  const audit = await createAuditService(snapshot, log);
+  if (audit) {
+    guards.push(audit);
+    closers.push(audit.close);
+    telemetry.telemetry.watchAudit(audit.writer);
+  }
   return {
     guards,
     admin,
+    telemetry: telemetry.telemetry,
     close: async () => {
       for (const close of closers.reverse()) await close();
     },

@@ -1,7 +1,7 @@
 /**
  * Starts a real gateway in-process on an ephemeral port with a config directory written by the test.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -47,7 +47,10 @@ export const EVERYTHING_STDIO = {
 };
 
 export async function startTestGateway(files: Record<string, string>, opts: { gatewayYaml?: string } = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  // The config dir sits inside its own temp root so the data dir (audit log, keys) is private to this gateway.
+  const root = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  const dir = join(root, 'routes');
+  mkdirSync(dir);
   writeFileSync(join(dir, 'gateway.yaml'), opts.gatewayYaml ?? GATEWAY_YAML);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const running = await startGateway({ configDir: dir, host: '127.0.0.1', port: 0 });
@@ -57,7 +60,7 @@ export async function startTestGateway(files: Record<string, string>, opts: { ga
     write: (file, yaml) => writeFileSync(join(dir, file), yaml),
     stop: async () => {
       await running.shutdown();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,237 @@
+/**
+ * `tollgate audit query`: finds records by principal, target (tool), time range, decision and outcome.
+ *
+ * Sealed segments are searched through their binary index: the header's time range and principal/target
+ * dictionaries skip whole segments, then only the needed columns are read (a few bytes per record) and only the
+ * matching lines are read from the segment and parsed. Every candidate line is checked again against the filter, so
+ * the index (derived, unsigned data) can narrow a search but never invent a result. The open segment (and any segment
+ * whose index is missing) is scanned line by line.
+ */
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, OUTCOME_CODES, indexFieldsOf, indexName, segmentName, type AuditRecord, type RecordKind } from './format.ts';
+import { IndexReader } from './segindex.ts';
+import { listSegments } from './writer.ts';
+
+export interface QueryFilter {
+  /** Exact principal id, or a prefix ending in `*`. */
+  readonly principal?: string | undefined;
+  /** Exact target (tool) name, or a prefix ending in `*`. */
+  readonly target?: string | undefined;
+  /** Inclusive lower bound, ms since epoch. */
+  readonly since?: number | undefined;
+  /** Exclusive upper bound, ms since epoch. */
+  readonly until?: number | undefined;
+  readonly decision?: 'allow' | 'deny' | undefined;
+  readonly outcome?: string | undefined;
+  /** Record kinds to return (default: call and decision). */
+  readonly kinds?: readonly RecordKind[] | undefined;
+}
+
+export interface QueryStats {
+  segments: number;
+  skipped: number;
+  scanned: number;
+  candidates: number;
+  matched: number;
+}
+
+/** A compiled string matcher: exact, or prefix when the pattern ends in `*`. */
+function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {
+  if (pattern === undefined) return undefined;
+  if (pattern.endsWith('*')) {
+    const prefix = pattern.slice(0, -1);
+    return (v) => v !== undefined && v.startsWith(prefix);
+  }
+  return (v) => v === pattern;
+}
+
+class Compiled {
+  readonly principal: ((v: string | undefined) => boolean) | undefined;
+  readonly target: ((v: string | undefined) => boolean) | undefined;
+  readonly since: number;
+  readonly until: number;
+  readonly kindMask: number;
+  readonly decisionBits: number;
+  readonly outcome: number;
+
+  constructor(f: QueryFilter) {
+    this.principal = matcher(f.principal);
+    this.target = matcher(f.target);
+    this.since = f.since ?? Number.NEGATIVE_INFINITY;
+    this.until = f.until ?? Number.POSITIVE_INFINITY;
+    let mask = 0;
+    for (const k of f.kinds ?? ['call', 'decision']) mask |= 1 << KIND_CODE[k];
+    this.kindMask = mask;
+    this.decisionBits = f.decision === undefined ? 0 : f.decision === 'allow' ? DECISION_ALLOW : DECISION_DENY;
+    this.outcome = f.outcome === undefined ? -1 : OUTCOME_CODES.indexOf(f.outcome as (typeof OUTCOME_CODES)[number]);
+    if (f.outcome !== undefined && this.outcome < 0) throw new Error(`unknown outcome ${f.outcome} (one of ${OUTCOME_CODES.filter(Boolean).join(', ')})`);
+  }
+
+  /** The exact test on a parsed record. */
+  matches(rec: AuditRecord): boolean {
+    const f = indexFieldsOf(rec);
+    return (
+      (this.kindMask & (1 << (f.flags & 7))) !== 0 &&
+      f.timeMs >= this.since &&
+      f.timeMs < this.until &&
+      (this.decisionBits === 0 || (f.flags & 0x30) === this.decisionBits) &&
+      (this.outcome < 0 || f.outcome === this.outcome) &&
+      (this.principal === undefined || this.principal(f.principal)) &&
+      (this.target === undefined || this.target(f.target))
+    );
+  }
+}
+
+/** Codes (dictionary index + 1) of the dictionary entries a matcher accepts, as a lookup table. */
+function codesOf(dict: readonly string[], m: (v: string | undefined) => boolean): Uint8Array | undefined {
+  const table = new Uint8Array(dict.length + 1);
+  let any = false;
+  for (let i = 0; i < dict.length; i++) {
+    if (m(dict[i])) {
+      table[i + 1] = 1;
+      any = true;
+    }
+  }
+  return any ? table : undefined;
+}
+
+/**
+ * Yields matching record lines (as stored) in log order. `stats` is filled as the search goes.
+ */
+export function* queryLog(dir: string, filter: QueryFilter, stats: QueryStats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 }): Generator<string> {
+  const q = new Compiled(filter);
+  for (const n of listSegments(dir)) {
+    stats.segments++;
+    const index = IndexReader.open(join(dir, indexName(n)));
+    if (index === undefined) {
+      yield* scanSegment(join(dir, segmentName(n)), q, stats);
+      continue;
+    }
+    try {
+      yield* searchIndexed(join(dir, segmentName(n)), index, q, stats);
+    } finally {
+      index.close();
+    }
+  }
+}
+
+function* scanSegment(path: string, q: Compiled, stats: QueryStats): Generator<string> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  stats.scanned++;
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 1;
+    stats.candidates++;
+    let rec: AuditRecord;
+    try {
+      rec = JSON.parse(line) as AuditRecord;
+    } catch {
+      continue;
+    }
+    if (q.matches(rec)) {
+      stats.matched++;
+      yield line;
+    }
+  }
+}
+
+function* searchIndexed(path: string, index: IndexReader, q: Compiled, stats: QueryStats): Generator<string> {
+  const h = index.header;
+  if (h.count === 0 || h.maxTime < q.since || h.minTime >= q.until) {
+    stats.skipped++;
+    return;
+  }
+  const principals = q.principal ? codesOf(h.principals, q.principal) : undefined;
+  const targets = q.target ? codesOf(h.targets, q.target) : undefined;
+  if ((q.principal && !principals) || (q.target && !targets)) {
+    stats.skipped++;
+    return;
+  }
+  stats.scanned++;
+  const count = h.count;
+  const flags = index.u8('flags');
+  const needTime = q.since > h.minTime || q.until <= h.maxTime;
+  const time = needTime ? index.u32('time') : undefined;
+  const since = q.since - h.minTime;
+  const until = q.until - h.minTime;
+  const pcol = principals ? index.u32('principal') : undefined;
+  const tcol = targets ? index.u32('target') : undefined;
+  const ocol = q.outcome >= 0 ? index.u8('outcome') : undefined;
+  const kindMask = q.kindMask;
+  const dbits = q.decisionBits;
+  const hits: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const f = flags[i]!;
+    if ((kindMask & (1 << (f & 7))) === 0) continue;
+    if (dbits !== 0 && (f & 0x30) !== dbits) continue;
+    if (time !== undefined) {
+      const t = time[i]!;
+      if (t < since || t >= until) continue;
+    }
+    if (pcol !== undefined && principals![pcol[i]!] !== 1) continue;
+    if (tcol !== undefined && targets![tcol[i]!] !== 1) continue;
+    if (ocol !== undefined && ocol[i] !== q.outcome) continue;
+    hits.push(i);
+  }
+  stats.candidates += hits.length;
+  if (hits.length === 0) return;
+  const offsets = index.u32('offset');
+  const lengths = index.u32('length');
+  const fd = openSync(path, 'r');
+  try {
+    // Dense hits: one read of the covered range; sparse hits: one positioned read each.
+    const first = offsets[hits[0]!]!;
+    const last = hits[hits.length - 1]!;
+    const end = offsets[last]! + lengths[last]!;
+    let block: Buffer | undefined;
+    if (hits.length > 64 && (end - first) / hits.length < 16 * 1024) {
+      block = Buffer.allocUnsafe(end - first);
+      readSync(fd, block, 0, block.length, first);
+    }
+    let buf = Buffer.allocUnsafe(4096);
+    for (const i of hits) {
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      let line: string;
+      if (block !== undefined) line = block.toString('utf8', off - first, off - first + len);
+      else {
+        if (buf.length < len) buf = Buffer.allocUnsafe(len);
+        readSync(fd, buf, 0, len, off);
+        line = buf.toString('utf8', 0, len);
+      }
+      let rec: AuditRecord;
+      try {
+        rec = JSON.parse(line) as AuditRecord;
+      } catch {
+        continue;
+      }
+      if (!q.matches(rec)) continue;
+      stats.matched++;
+      yield line;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Parses `--since`/`--until`: an ISO 8601 time, epoch milliseconds, or a duration ago (`90s`, `15m`, `2h`, `7d`). */
+export function parseTime(value: string, now = Date.now()): number {
+  const rel = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(value.trim());
+  if (rel) {
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+    return now - Number(rel[1]) * unit;
+  }
+  if (/^\d{10,}$/.test(value)) return Number(value);
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new Error(`not a time: ${value} (use ISO 8601, epoch ms, or a duration like 15m, 2h, 7d)`);
+  return t;
+}
