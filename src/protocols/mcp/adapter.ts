@@ -49,6 +49,8 @@ export class McpAdapter {
   private readonly ctx: AdapterContext;
   private readonly upstreams: McpUpstreams;
   private names: FederatedNames;
+  /** Open server-initiated (GET) streams: ended first at shutdown, since clients simply reconnect elsewhere. */
+  private readonly streams = new Set<SseWriter>();
 
   constructor(ctx: AdapterContext, upstreams: McpUpstreams) {
     this.ctx = ctx;
@@ -485,8 +487,10 @@ export class McpAdapter {
     if (session.hasStream) return this.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
     session.hasStream = true;
     const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+    this.streams.add(sse);
     const unsubscribe: Array<() => void> = [];
     sse.whenClosed(() => {
+      this.streams.delete(sse);
       session.hasStream = false;
       for (const u of unsubscribe) u();
       call.status = 200;
@@ -536,7 +540,13 @@ export class McpAdapter {
     this.ctx.finish(call);
   }
 
+  /** Ends every server-initiated stream (shutdown): they carry no in-flight call, and clients reconnect. */
+  endStreams(): void {
+    for (const s of [...this.streams]) s.end();
+  }
+
   async close(): Promise<void> {
+    this.endStreams();
     await this.sessions.closeAll();
   }
 }
