@@ -22,7 +22,7 @@ export const telemetrySpec = z.strictObject({
     .strictObject({
       /** Prometheus text at GET /metrics on the listener. */
       prometheus: z.boolean().default(true),
-      /** OTLP metrics export; `auto`: on when OTEL_METRICS_EXPORTER includes `otlp` or an OTLP metrics endpoint is set. */
+      /** OTLP metrics export; `auto`: on when OTEL_METRICS_EXPORTER includes `otlp`, or (unset) an OTLP endpoint is set. */
       otlp: onOffAuto.default('auto'),
       /** Distinct values kept per free-form label (model, team) before further values are counted as `other`. */
       maxLabelValues: z.number().int().min(1).max(10_000).default(100),
@@ -48,5 +48,5 @@ export function otlpMetricsWanted(spec: TelemetrySpec, env: NodeJS.ProcessEnv = 
   if (setting !== 'auto') return setting;
   const exporters = env.OTEL_METRICS_EXPORTER?.trim();
   if (exporters !== undefined && exporters !== '') return exporters.split(',').map((s) => s.trim()).includes('otlp');
-  return Boolean(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
+  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
 }
