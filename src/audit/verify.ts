@@ -114,6 +114,9 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
         if (!verifyLine(line, key!)) return fail(n, at, rec.seq, `bad signature on ${rec.kind} record`);
         if (rec.kind === 'seal') {
           if (rec.records !== li) return fail(n, at, rec.seq, `seal counts ${String(rec.records)} records before it, segment has ${li}`);
+          if (rec.continued === true && si === segments.length - 1) {
+            return fail(n + 1, 0, rec.seq + 1, `segment ${n + 1} is missing: segment ${n}'s seal says the log continued (the log's tail was deleted)`);
+          }
           sealed = true;
         }
         sinceSigned = 0;
