@@ -68,6 +68,13 @@ export class IndexBuilder {
 
   /** Writes the index next to the segment (atomically: temp file + rename). */
   write(path: string): void {
+    const tmp = `${path}.tmp`;
+    writeFileSync(tmp, this.toBuffer());
+    renameSync(tmp, path);
+  }
+
+  /** The index file's bytes. */
+  toBuffer(): Buffer {
     const count = this.count;
     const minTime = count === 0 ? 0 : this.minTime;
     const cols = {
@@ -113,9 +120,7 @@ export class IndexBuilder {
       const col = cols[c];
       Buffer.from(col.buffer, col.byteOffset, col.byteLength).copy(buf, parsed.columns[c]);
     }
-    const tmp = `${path}.tmp`;
-    writeFileSync(tmp, buf);
-    renameSync(tmp, path);
+    return buf;
   }
 }
 

@@ -4,11 +4,11 @@
  * with its signed head and closing with a signed seal, and every signature valid. Stops at the first bad record and
  * says which one and why.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { GENESIS, keyId, lineHash, publicKeyFromRaw, rawPublicKey, segmentName, verifyLine, type AuditRecord } from './format.ts';
-import { listSegments } from './writer.ts';
+import { GENESIS, indexName, keyId, lineHash, publicKeyFromRaw, rawPublicKey, segmentName, verifyLine, type AuditRecord } from './format.ts';
+import { listSegments, rebuildIndex } from './writer.ts';
 
 export interface VerifyProblem {
   readonly segment: number;
@@ -128,6 +128,11 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
       records++;
       lastLine = at;
       lastSegment = n;
+    }
+    // The index is derived data, not signed: check it still describes this segment, so counts from it are right.
+    const idx = join(dir, indexName(n));
+    if (existsSync(idx) && !rebuildIndex(n, lines).toBuffer().equals(readFileSync(idx))) {
+      return fail(n, 0, undefined, `index ${indexName(n)} does not match segment ${n} (stale or altered): delete it and queries scan the segment instead`);
     }
     if (!sealed) {
       const isLast = si === segments.length - 1;

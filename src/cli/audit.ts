@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AuditRecord, RecordKind } from '../audit/format.ts';
-import { parseTime, queryLog, type QueryStats } from '../audit/query.ts';
+import { countLog, parseTime, queryLog, type QueryFilter, type QueryStats } from '../audit/query.ts';
 import { verifyLog } from '../audit/verify.ts';
 
 const USAGE = `Usage:
@@ -108,26 +108,29 @@ async function query(args: string[]): Promise<number> {
   const now = Date.now();
   const stats: QueryStats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 };
   const started = performance.now();
-  const results = queryLog(
-    resolve(positionals[0]!),
-    {
-      principal: values.principal,
-      target: values.tool ?? values.target,
-      since: values.since === undefined ? undefined : parseTime(values.since, now),
-      until: values.until === undefined ? undefined : parseTime(values.until, now),
-      decision: values.decision as 'allow' | 'deny' | undefined,
-      outcome: values.outcome,
-      kinds: kinds as RecordKind[] | undefined,
-    },
-    stats,
-  );
+  const dir = resolve(positionals[0]!);
+  const filter: QueryFilter = {
+    principal: values.principal,
+    target: values.tool ?? values.target,
+    since: values.since === undefined ? undefined : parseTime(values.since, now),
+    until: values.until === undefined ? undefined : parseTime(values.until, now),
+    decision: values.decision as 'allow' | 'deny' | undefined,
+    outcome: values.outcome,
+    kinds: kinds as RecordKind[] | undefined,
+  };
+  if (values.count) {
+    const total = countLog(dir, filter, stats);
+    await out(`${Math.min(total, limit)}\n`);
+    if (values.stats) process.stderr.write(`${total} records; ${stats.segments} segments (${stats.skipped} skipped by index header) [${Math.round(performance.now() - started)} ms]\n`);
+    return 0;
+  }
+  const results = queryLog(dir, filter, stats);
   let n = 0;
   let chunk = '';
   const rows: string[][] = [];
   for (const line of results) {
     if (n >= limit) break;
     n++;
-    if (values.count) continue;
     if (values.format === 'table') rows.push(cells(JSON.parse(line) as AuditRecord));
     else {
       chunk += `${line}\n`;
@@ -137,8 +140,7 @@ async function query(args: string[]): Promise<number> {
       }
     }
   }
-  if (values.count) chunk = `${n}\n`;
-  else if (values.format === 'table') {
+  if (values.format === 'table') {
     const all = [[...TABLE_COLUMNS], ...rows];
     const widths = TABLE_COLUMNS.map((_, c) => Math.min(60, Math.max(...all.map((r) => r[c]!.length))));
     chunk = all.map((r) => r.map((v, c) => (v.length > widths[c]! ? `${v.slice(0, widths[c]! - 1)}…` : v.padEnd(widths[c]!))).join('  ').trimEnd()).join('\n') + '\n';

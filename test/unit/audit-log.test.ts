@@ -180,3 +180,21 @@ describe('audit writer + query', () => {
     expect(() => parseTime('yesterday', now)).toThrow(/not a time/);
   });
 });
+
+describe('audit index', () => {
+  it('counts from the index what a full query returns, and verify rejects an altered index', async () => {
+    const { countLog } = await import('../../src/audit/query.ts');
+    const { writer, dir } = await openWriter(join(root, 'count'), { segment: { maxRecords: 50 } });
+    const all = specs(400);
+    for (const s of all) writer.enqueue(makeCall(s), 1);
+    await writer.close();
+    for (const f of FILTERS) expect(countLog(dir, f), JSON.stringify(f)).toBe(expected(all, f).length);
+    expect(verifyLog(dir).ok).toBe(true);
+    const { readFileSync: read, writeFileSync: write } = await import('node:fs');
+    const idx = join(dir, 'segment-00000002.idx');
+    const bytes = read(idx);
+    bytes[bytes.length - 9] ^= 1;
+    write(idx, bytes);
+    expect(verifyLog(dir).problem?.reason).toMatch(/index segment-00000002.idx does not match/);
+  });
+});
