@@ -38,6 +38,7 @@ spec:
   shutdown: { drainMs: 5000 }
   audit:
     segment: { maxRecords: 500 }
+    sinks: { stdout: true }
 `,
   );
   writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
@@ -46,6 +47,8 @@ spec:
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  let stdout = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
@@ -93,6 +96,14 @@ spec:
   for (const m of recorded) counts.set(m, (counts.get(m) ?? 0) + 1);
   expect(answered.filter((m) => counts.get(m) !== 1)).toEqual([]);
   expect(new Set(records.map((r) => r.call)).size).toBe(records.length);
+  // The stdout sink got the same records, flushed before exit.
+  const onStdout = new Set(
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{"seq":'))
+      .map((l) => (JSON.parse(l) as AuditRecord).call),
+  );
+  expect(records.filter((r) => !onStdout.has(r.call)).map((r) => r.call)).toEqual([]);
   const v = verifyLog(dir);
   expect(v.problem).toBeUndefined();
   expect(v.ok).toBe(true);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { queryLog } from '../../src/audit/query.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -42,8 +42,13 @@ async function tracedGateway(protocol: 'http/protobuf' | 'grpc'): Promise<{ gw: 
   process.env.OTEL_EXPORTER_OTLP_PROTOCOL = protocol;
   process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
   process.env.OTEL_METRIC_EXPORT_INTERVAL = '200';
+  process.env.OTEL_BLRP_SCHEDULE_DELAY = '50';
   fixture = await startHttpMcpServer({ name: 'fixture' });
-  gw = await startTestGateway({ 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) });
+  // The audit log's OTLP sink rides on the same SDK (OTLP logs).
+  gw = await startTestGateway(
+    { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
+    { gatewayYaml: `${GATEWAY_YAML}  audit: { sinks: { otlp: true } }\n` },
+  );
   return { gw, fixture, receiver };
 }
 
@@ -112,6 +117,11 @@ describe.each(['http/protobuf', 'grpc'] as const)('tracing over OTLP %s', (proto
 
     // Metrics go out over OTLP too, bridged from the Prometheus registry.
     await eventually(() => receiver.metrics.some((m) => m.name === 'tollgate_requests_total' && m.points.some((p) => p.attributes.operation === 'tools/call' && p.value >= 2)), 10_000, 'OTLP metrics');
+
+    // Audit records went out as OTLP log records too, with the chain fields.
+    await eventually(() => receiver.logs.some((l) => l.attributes['tollgate.audit.kind'] === 'call' && String(l.body).includes('"name":"fixture__echo"')), 10_000, 'OTLP audit logs');
+    const logged = receiver.logs.find((l) => String(l.body).includes('"name":"fixture__echo"'))!;
+    expect(JSON.parse(String(logged.body))).toMatchObject({ kind: 'call', trace: CLIENT_TRACE, prev: expect.stringMatching(/^[0-9a-f]{64}$/) });
 
     // The audit record carries the trace id.
     const dir = join(gw.dir, '..', '.tollgate', 'audit');
