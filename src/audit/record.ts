@@ -47,6 +47,11 @@ function limitOf(call: Call): unknown {
   return call.outcome === 'limited' ? call.error?.code : undefined;
 }
 
+/** The members every call and decision record starts with, in order. */
+function common(kind: 'call' | 'decision', call: Call, time: string, trace: string | undefined, principal: string | undefined): Record<string, unknown> {
+  return { kind, time, call: call.id, trace, principal, route: call.route.name, protocol: call.protocol, operation: call.operation };
+}
+
 function inner(obj: Record<string, unknown>): string {
   return JSON.stringify(obj).slice(1, -1);
 }
@@ -61,14 +66,7 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     for (const n of noted) {
       out.push({
         body: inner({
-          kind: 'decision',
-          time,
-          call: call.id,
-          trace,
-          principal,
-          route: call.route.name,
-          protocol: call.protocol,
-          operation: call.operation,
+          ...common('decision', call, time, trace, principal),
           target: targetOf(n.target),
           decision: decisionOf(n.decision),
         }),
@@ -81,14 +79,7 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     }
   }
   let body = inner({
-    kind: 'call',
-    time,
-    call: call.id,
-    trace,
-    principal,
-    route: call.route.name,
-    protocol: call.protocol,
-    operation: call.operation,
+    ...common('call', call, time, trace, principal),
     target: targetOf(call.target),
     upstream: call.upstream,
     session: call.sessionId,
