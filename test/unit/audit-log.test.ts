@@ -193,7 +193,7 @@ describe('audit index', () => {
     const { readFileSync: read, writeFileSync: write } = await import('node:fs');
     const idx = join(dir, 'segment-00000002.idx');
     const bytes = read(idx);
-    bytes[bytes.length - 9] ^= 1;
+    bytes[bytes.length - 9] = bytes[bytes.length - 9]! ^ 1;
     write(idx, bytes);
     expect(verifyLog(dir).problem?.reason).toMatch(/index segment-00000002.idx does not match/);
   });
