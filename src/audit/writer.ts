@@ -353,7 +353,7 @@ export class AuditWriter {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(path, 'utf8').trim());
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new Error(`audit log ${this.dir} is in use by process ${pid}`);
+        throw new Error(`audit log ${this.dir} is in use by process ${pid}: two gateways cannot share an audit dir (set spec.dataDir or spec.audit.dir)`);
       }
       writeFileSync(path, String(process.pid));
     }
