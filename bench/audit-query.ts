@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { queryLog, type QueryFilter, type QueryStats } from '../src/audit/query.ts';
+import { countLog, queryLog, type QueryFilter, type QueryStats } from '../src/audit/query.ts';
 import type { Call } from '../src/core/call.ts';
 import { makeCall, openWriter } from '../test/helpers/audit-calls.ts';
 
@@ -21,7 +21,8 @@ const { values } = parseArgs({ options: { records: { type: 'string', default: '1
 const RECORDS = Number(values.records);
 const ROUNDS = Number(values.rounds);
 const ROOT = process.env.TOLLGATE_BENCH_AUDIT_DIR ?? join(homedir(), '.cache', 'tollgate', 'bench-audit');
-const DATA = join(ROOT, `log-${RECORDS}`);
+// The directory name carries the format version: a change to the log or index format regenerates the data.
+const DATA = join(ROOT, `v2-${RECORDS}`);
 const DIR = join(DATA, 'data', 'audit');
 const MARKER = join(DATA, 'complete.json');
 const T0 = Date.parse('2026-10-01T00:00:00Z');
@@ -114,7 +115,8 @@ async function main(): Promise<void> {
       stats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 };
       const t0 = performance.now();
       let n = 0;
-      for (const _ of queryLog(DIR, c.filter, stats)) n++;
+      if (c.cli.includes('--count')) n = countLog(DIR, c.filter, stats);
+      else for (const _ of queryLog(DIR, c.filter, stats)) n++;
       inProcess.push(performance.now() - t0);
       matched = n;
       const t1 = performance.now();

@@ -172,7 +172,11 @@ function* scanSegment(path: string, q: Compiled, stats: QueryStats): Generator<s
 /** Positions (in file order) of the records the index says match, or undefined when the header rules them all out. */
 function selectIndexed(index: IndexReader, q: Compiled, stats: QueryStats): number[] | undefined {
   const h = index.header;
-  if (h.count === 0 || h.maxTime < q.since || h.minTime >= q.until) {
+  // Call and decision records only: their own time range (signed records carry the time they were written).
+  const onlyRecords = (q.kindMask & ~((1 << KIND_CODE.call) | (1 << KIND_CODE.decision))) === 0;
+  const lo = onlyRecords ? h.recordMinTime : h.minTime;
+  const hi = onlyRecords ? h.recordMaxTime : h.maxTime;
+  if (h.count === 0 || hi < lo || hi < q.since || lo >= q.until) {
     stats.skipped++;
     return undefined;
   }
@@ -185,8 +189,8 @@ function selectIndexed(index: IndexReader, q: Compiled, stats: QueryStats): numb
   stats.scanned++;
   const count = h.count;
   const flags = index.u8('flags');
-  const needTime = q.since > h.minTime || q.until <= h.maxTime;
-  const time = needTime ? index.u32('time') : undefined;
+  const needTime = q.since > lo || q.until <= hi;
+  const time = needTime ? index.times() : undefined;
   const since = q.since - h.minTime;
   const until = q.until - h.minTime;
   const pcol = principals ? index.u32('principal') : undefined;

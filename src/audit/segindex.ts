@@ -1,22 +1,27 @@
 /**
  * The binary index of a sealed segment, so a query reads a few columns instead of parsing every line.
  *
- * Layout: `TGAIDX01`, a u32 header length, the JSON header (time range, record count, the segment's principal and
+ * Layout: `TGAIDX02`, a u32 header length, the JSON header (time ranges, record count, the segment's principal and
  * target dictionaries, column offsets), then 8-byte aligned columns, one entry per record in file order:
- *   time (u32 ms since header.minTime), principal (u32 dictionary code + 1, 0 = none), target (u32, same),
+ *   time (ms since header.minTime: u32, or f64 when the segment spans more than 49 days), principal (u32 dictionary code + 1, 0 = none), target (u32, same),
  *   flags (u8: kind | decision bits), outcome (u8), offset (u32 byte offset of the line), length (u32 without '\n').
  * The segment's principal dictionary doubles as the first filter: a segment that never saw a principal is skipped
  * after reading its header alone. The index is derived data (not signed): query re-checks every matched line itself.
  */
 import { closeSync, openSync, readSync, writeFileSync, renameSync } from 'node:fs';
 
-const MAGIC = 'TGAIDX01';
+const MAGIC = 'TGAIDX02';
 
 export interface IndexHeader {
   readonly segment: number;
   readonly count: number;
   readonly minTime: number;
   readonly maxTime: number;
+  /** Time range of the call and decision records alone (the signed records carry the time they were written). */
+  readonly recordMinTime: number;
+  readonly recordMaxTime: number;
+  /** Bytes per entry of the time column. */
+  readonly timeWidth: 4 | 8;
   readonly dataBytes: number;
   readonly principals: readonly string[];
   readonly targets: readonly string[];
@@ -25,7 +30,7 @@ export interface IndexHeader {
 }
 
 export type ColumnName = 'time' | 'principal' | 'target' | 'flags' | 'outcome' | 'offset' | 'length';
-const WIDTH: Readonly<Record<ColumnName, 1 | 4>> = { time: 4, principal: 4, target: 4, flags: 1, outcome: 1, offset: 4, length: 4 };
+const WIDTH: Readonly<Record<ColumnName, 1 | 4 | 8>> = { time: 4, principal: 4, target: 4, flags: 1, outcome: 1, offset: 4, length: 4 };
 const ORDER: readonly ColumnName[] = ['time', 'principal', 'target', 'flags', 'outcome', 'offset', 'length'];
 
 /** Accumulates a segment's index while it is written (or rebuilt by scanning). */
@@ -42,6 +47,8 @@ export class IndexBuilder {
   private readonly targets = new Map<string, number>();
   private minTime = Number.POSITIVE_INFINITY;
   private maxTime = Number.NEGATIVE_INFINITY;
+  private recordMinTime = Number.POSITIVE_INFINITY;
+  private recordMaxTime = Number.NEGATIVE_INFINITY;
   bytes = 0;
 
   constructor(segment: number) {
@@ -57,6 +64,11 @@ export class IndexBuilder {
     this.times.push(timeMs);
     if (timeMs < this.minTime) this.minTime = timeMs;
     if (timeMs > this.maxTime) this.maxTime = timeMs;
+    const kind = flags & 7;
+    if (kind === 1 || kind === 2) {
+      if (timeMs < this.recordMinTime) this.recordMinTime = timeMs;
+      if (timeMs > this.recordMaxTime) this.recordMaxTime = timeMs;
+    }
     this.principal.push(code(this.principals, principal));
     this.target.push(code(this.targets, target));
     this.flags.push(flags);
@@ -77,8 +89,11 @@ export class IndexBuilder {
   toBuffer(): Buffer {
     const count = this.count;
     const minTime = count === 0 ? 0 : this.minTime;
+    const maxTime = count === 0 ? 0 : this.maxTime;
+    const timeWidth: 4 | 8 = maxTime - minTime > 0xffffffff ? 8 : 4;
+    const hasRecords = this.recordMinTime <= this.recordMaxTime;
     const cols = {
-      time: Uint32Array.from(this.times, (t) => t - minTime),
+      time: timeWidth === 4 ? Uint32Array.from(this.times, (t) => t - minTime) : Float64Array.from(this.times, (t) => t - minTime),
       principal: Uint32Array.from(this.principal),
       target: Uint32Array.from(this.target),
       flags: Uint8Array.from(this.flags),
@@ -94,13 +109,16 @@ export class IndexBuilder {
       const columns = {} as Record<ColumnName, number>;
       for (const c of ORDER) {
         columns[c] = at;
-        at = align(at + count * WIDTH[c]);
+        at = align(at + count * (c === 'time' ? timeWidth : WIDTH[c]));
       }
       header = JSON.stringify({
         segment: this.segment,
         count,
         minTime,
-        maxTime: count === 0 ? 0 : this.maxTime,
+        maxTime,
+        recordMinTime: hasRecords ? this.recordMinTime : 0,
+        recordMaxTime: hasRecords ? this.recordMaxTime : -1,
+        timeWidth,
         dataBytes: this.bytes,
         principals: [...this.principals.keys()],
         targets: [...this.targets.keys()],
@@ -169,14 +187,20 @@ export class IndexReader {
   }
 
   private read(c: ColumnName): ArrayBuffer {
-    const bytes = this.header.count * WIDTH[c];
+    const bytes = this.header.count * (c === 'time' ? this.header.timeWidth : WIDTH[c]);
     const ab = new ArrayBuffer(bytes);
     if (bytes > 0) readSync(this.fd, new Uint8Array(ab), 0, bytes, this.header.columns[c]);
     return ab;
   }
 
-  u32(c: 'time' | 'principal' | 'target' | 'offset' | 'length'): Uint32Array {
+  u32(c: 'principal' | 'target' | 'offset' | 'length'): Uint32Array {
     return new Uint32Array(this.read(c));
+  }
+
+  /** Times relative to header.minTime. */
+  times(): Uint32Array | Float64Array {
+    const ab = this.read('time');
+    return this.header.timeWidth === 8 ? new Float64Array(ab) : new Uint32Array(ab);
   }
 
   u8(c: 'flags' | 'outcome'): Uint8Array {

@@ -4,7 +4,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
-import { startGateway } from '../main.ts';
 import { audit } from './audit.ts';
 
 type Command = (args: string[]) => Promise<number>;
@@ -25,6 +24,8 @@ async function serve(args: string[]): Promise<number> {
     allowPositionals: false,
   });
   const configDir = resolve(values.config ?? process.env.TOLLGATE_CONFIG ?? 'routes');
+  // Loaded here, not at the top: the other subcommands (audit query...) should not pay for the whole gateway.
+  const { startGateway } = await import('../main.ts');
   let running;
   try {
     running = await startGateway({

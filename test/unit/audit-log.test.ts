@@ -198,3 +198,15 @@ describe('audit index', () => {
     expect(verifyLog(dir).problem?.reason).toMatch(/index segment-00000002.idx does not match/);
   });
 });
+
+describe('audit index time column', () => {
+  it('handles segments whose records span more than 49 days (a 64-bit time column)', async () => {
+    const { writer, dir } = await openWriter(join(root, 'wide'));
+    const all: CallSpec[] = [0, 10, 60, 90].map((d, i) => ({ id: `w-${i}`, time: T0 + d * 86_400_000, principal: PRINCIPALS[0], tool: TOOLS[0] }));
+    for (const s of all) writer.enqueue(makeCall(s), 1);
+    await writer.close();
+    const f = { since: T0 + 50 * 86_400_000, until: T0 + 80 * 86_400_000 };
+    expect([...queryLog(dir, f)].map((l) => (JSON.parse(l) as AuditRecord).call)).toEqual(['w-2']);
+    expect(verifyLog(dir).ok).toBe(true);
+  });
+});
