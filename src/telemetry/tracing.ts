@@ -54,6 +54,8 @@ class CallTrace implements TraceHandle {
   readonly span: Span;
   readonly ctx: Context;
   readonly traceId: string;
+  /** False when the sampler dropped this trace: then no child spans are made, only the context is passed on. */
+  readonly recording: boolean;
   stage: Span | undefined;
   stageGuard: string | undefined;
   upstream: Span | undefined;
@@ -62,6 +64,7 @@ class CallTrace implements TraceHandle {
     this.span = span;
     this.ctx = ctx;
     this.traceId = span.spanContext().traceId;
+    this.recording = span.isRecording();
     this.stage = undefined;
     this.stageGuard = undefined;
     this.upstream = undefined;
@@ -100,7 +103,7 @@ export class CallTracer implements PipelineObserver {
   /** PipelineObserver: one child span per guard's admit step. */
   stage(call: Call, guard: string, phase: 'start' | 'end', error?: GatewayError): void {
     const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
-    if (t === undefined) return;
+    if (t === undefined || !t.recording) return;
     if (phase === 'start') {
       t.stage = this.tracer.startSpan(STAGES[guard] ?? guard, { kind: SpanKind.INTERNAL, attributes: { [A.ATTR_GUARD]: guard } }, t.ctx);
       t.stageGuard = guard;
@@ -124,6 +127,12 @@ export class CallTracer implements PipelineObserver {
   propagate(call: Call): Record<string, string> | undefined {
     const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
     if (t === undefined) return undefined;
+    const fields: Record<string, string> = {};
+    if (!t.recording) {
+      // Sampled out: pass the (unsampled) context on so the upstream agrees, without making spans nobody keeps.
+      propagation.inject(t.ctx, fields);
+      return fields;
+    }
     const target = call.target;
     const local = target?.local ?? target?.name;
     const name = local !== undefined && target !== undefined && NAMED_TARGETS.has(target.kind) ? `${call.operation} ${local}` : call.operation;
@@ -135,7 +144,6 @@ export class CallTracer implements PipelineObserver {
     }
     const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, t.ctx);
     t.upstream = span;
-    const fields: Record<string, string> = {};
     propagation.inject(trace.setSpan(ROOT_CONTEXT, span), fields);
     return fields;
   }

@@ -5,7 +5,7 @@
  */
 import { propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
 import { Errors, GatewayError } from '../../src/core/errors.ts';
@@ -95,6 +95,21 @@ describe('CallTracer', () => {
     const server = exporter.getFinishedSpans()[0]!;
     expect(server.spanContext().traceId).toBe('11111111111111111111111111111111');
     expect(server.parentSpanContext?.spanId).toBe('2222222222222222');
+  });
+});
+
+describe('CallTracer, sampled out', () => {
+  it('makes no spans but still passes the unsampled context upstream', async () => {
+    const dropped = new InMemorySpanExporter();
+    const never = new BasicTracerProvider({ sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }), spanProcessors: [new SimpleSpanProcessor(dropped)] });
+    const t = new CallTracer(never.getTracer('test'));
+    const call = makeCall({ id: 'c4', time: Date.now(), tool: 'a__b' });
+    t.begin(call, undefined);
+    await new Pipeline([identity, policy, limits], t).admit(call);
+    const fields = t.propagate(call)!;
+    t.end(call);
+    expect(dropped.getFinishedSpans()).toHaveLength(0);
+    expect(fields.traceparent).toMatch(new RegExp(`^00-${traceIdOf(call)}-[0-9a-f]{16}-00$`));
   });
 });
 
