@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { audit } from './audit.ts';
+import { svid } from './svid.ts';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -14,6 +15,8 @@ Commands:
   serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
   audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
+  svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
+                                                Print a JWT-SVID of the dev trust domain the dev gateway accepts
   help                                          This text
 `;
 
@@ -76,6 +79,7 @@ export const COMMANDS: Record<string, Command> = {
   serve,
   config,
   audit,
+  svid,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

@@ -17,6 +17,7 @@ import {
   type SecretRefSpec,
 } from './schema.ts';
 import { compileRoutes, type RouteTable } from './routes.ts';
+import { checkRouteAuth } from '../guards/identity/config.ts';
 
 export interface ConfigIssue {
   readonly file: string;
@@ -189,6 +190,9 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
   }
 
   const gatewaySpec = gateway ?? defaultGatewaySpec();
+  for (const [, loc] of routes) {
+    for (const p of checkRouteAuth(gatewaySpec.identity, loc.value.spec.auth)) issues.push(at(loc, ['spec', 'auth', ...p.path], `spec.auth: ${p.message}`));
+  }
   let table: RouteTable | undefined;
   if (issues.length === 0) {
     try {

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
+import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -104,6 +105,8 @@ const gatewaySpec = z.strictObject({
   telemetry: telemetrySpec.prefault({}),
   /** The tamper-evident audit log (src/audit/config.ts). */
   audit: auditSpec.prefault({}),
+  /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
+  identity: identitySpec.prefault({}),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -130,6 +133,8 @@ const backendSpec = z
       })
       .prefault({}),
     timeouts: timeoutsSpec.partial().optional(),
+    /** Tollgate's own JWT-SVID for this backend (audience), from the SPIFFE Workload API. */
+    identity: backendIdentitySpec.optional(),
   })
   .superRefine((b, ctx) => {
     const transport = b.transport ?? (b.stdio ? 'stdio' : 'streamable-http');
@@ -140,6 +145,9 @@ const backendSpec = z
     } else {
       if (!b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url' });
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: `stdio is not allowed with transport ${transport}` });
+    }
+    if (b.identity && b.headers.some((h) => h.name.toLowerCase() === 'authorization')) {
+      ctx.addIssue({ code: 'custom', path: ['identity'], message: 'identity and an Authorization header cannot both be set' });
     }
     if (b.transport && b.protocol !== 'mcp') {
       ctx.addIssue({ code: 'custom', path: ['transport'], message: 'transport is only for MCP backends' });
@@ -167,6 +175,8 @@ const routeRule = z.strictObject({
 });
 
 const routeSpec = z.strictObject({
+  /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
+  auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),
 });
 export type RouteSpec = z.infer<typeof routeSpec>;

@@ -10,6 +10,7 @@ import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
 import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
+import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import { buildPipeline, type GuardServices } from './guards.ts';
 import type { GatewayState } from './state.ts';
 
@@ -18,6 +19,8 @@ export interface GatewayOptions {
   readonly services?: readonly GuardServices[];
   /** Spans and metrics per call (none by default). */
   readonly telemetry?: CallTelemetry;
+  /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
+  readonly credentials?: UpstreamCredentials | undefined;
 }
 
 export interface Readiness {
@@ -41,7 +44,7 @@ export class Gateway {
     this.services = opts.services ?? [];
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
-    this.mcpUpstreams = new McpUpstreams(this.log);
+    this.mcpUpstreams = new McpUpstreams(this.log, opts.credentials);
     this.mcpUpstreams.sync(snapshot);
     this.telemetry.watch(this);
     this.mcp = new McpAdapter(

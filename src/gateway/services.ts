@@ -5,9 +5,11 @@
  */
 import { createAuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
+import { IdentityService } from '../guards/identity/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createTelemetry, type CallTelemetry } from '../telemetry/service.ts';
+import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import type { GuardServices } from './guards.ts';
 
 export interface Services {
@@ -15,6 +17,10 @@ export interface Services {
   readonly admin: readonly AdminExtension[];
   /** Spans and metrics per call, handed to the Gateway. */
   readonly telemetry: CallTelemetry;
+  /** Tollgate's own credentials for upstream calls (JWT-SVIDs from the Workload API). */
+  readonly credentials: UpstreamCredentials | undefined;
+  /** The identity service (tests and benchmarks look inside). */
+  readonly identity: IdentityService;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
@@ -26,6 +32,11 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   const telemetry = createTelemetry(snapshot, log);
   admin.push(...telemetry.admin);
   closers.push(telemetry.close);
+  // authenticate: first in the pipeline.
+  const identity = await IdentityService.create(snapshot, log);
+  guards.push(identity);
+  admin.push(identity.admin);
+  closers.push(() => identity.close());
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
   const audit = await createAuditService(snapshot, log);
   if (audit) {
@@ -37,6 +48,8 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
     guards,
     admin,
     telemetry: telemetry.telemetry,
+    credentials: identity.credentials,
+    identity,
     close: async () => {
       for (const close of closers.reverse()) await close();
     },

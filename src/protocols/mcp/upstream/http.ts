@@ -3,12 +3,13 @@
  * so request ids and progress tokens never collide and pass through unchanged; the JSON result of a tools/call is
  * forwarded as the bytes the upstream sent.
  */
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
 import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
+import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
 import type {
@@ -45,7 +46,9 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly name: string;
   readonly transport = 'streamable-http' as const;
   readonly fingerprint: string;
-  readonly pool: Pool;
+  /** The backend's pool; wrapped so each request carries Tollgate's own credential when the backend has one. */
+  readonly pool: Dispatcher;
+  private readonly credential: UpstreamCredential | undefined;
   readonly path: string;
   readonly baseHeaders: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
@@ -54,19 +57,21 @@ export class HttpMcpUpstream implements McpUpstream {
   private lastOkAt = 0;
   private readonly sessions = new Set<HttpUpstreamSession>();
 
-  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
+  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
     this.fingerprint = backend.fingerprint;
     const url = new URL(backend.spec.url!);
     this.path = `${url.pathname}${url.search}`;
     this.timeouts = { ...gateway.timeouts, ...backend.spec.timeouts };
-    this.pool = createPool(url.origin, {
+    const pool = createPool(url.origin, {
       connections: backend.spec.pool.connections,
       keepAliveMs: backend.spec.pool.keepAliveMs,
       connectMs: this.timeouts.connectMs,
       headersMs: this.timeouts.headersMs,
       bodyIdleMs: this.timeouts.bodyIdleMs,
     });
+    this.credential = credential;
+    this.pool = credential ? withCredential(pool, credential) : pool;
     this.baseHeaders = backend.headers;
     this.log = log;
   }
@@ -90,6 +95,7 @@ export class HttpMcpUpstream implements McpUpstream {
   async probe(): Promise<void> {
     if (Date.now() - this.lastOkAt < 5_000) return;
     try {
+      await this.credential?.ready();
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
@@ -108,6 +114,7 @@ export class HttpMcpUpstream implements McpUpstream {
   async open(hello: ClientHello): Promise<UpstreamSession> {
     const session = new HttpUpstreamSession(this, hello);
     try {
+      await this.credential?.ready();
       await session.initialize();
       this.markOk();
     } catch (err) {
