@@ -12,7 +12,7 @@ import type { AuditRecord } from '../../src/audit/format.ts';
 import { queryLog } from '../../src/audit/query.ts';
 import { verifyLog } from '../../src/audit/verify.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { connectClient, mcpBackend, route } from '../helpers/gateway.ts';
+import { connectClient, devAuthHeaders, mcpBackend, route } from '../helpers/gateway.ts';
 
 let fixture: FixtureServer | undefined;
 let child: ChildProcess | undefined;
@@ -42,6 +42,8 @@ spec:
 `,
   );
   writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
+  // A dev SVID from the config's data dir (created here, before the gateway starts and loads it).
+  const headers = devAuthHeaders(config);
   child = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', config], {
     env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -67,7 +69,7 @@ spec:
   const answered: string[] = [];
   let stop = false;
   const worker = async (k: number): Promise<void> => {
-    const client = await connectClient(`${url}/mcp`);
+    const client = await connectClient(`${url}/mcp`, { headers });
     for (let i = 0; !stop && i < 5_000; i++) {
       const message = `c${k}-${i}`;
       try {

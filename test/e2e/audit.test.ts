@@ -15,7 +15,7 @@ import { queryLog } from '../../src/audit/query.ts';
 import { verifyLog } from '../../src/audit/verify.ts';
 import type { Call } from '../../src/core/call.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { DEV_SPIFFE_ID, connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const run = promisify(execFile);
 const GATEWAY = `apiVersion: tollgate.dev/v1alpha1
@@ -78,6 +78,9 @@ describe('audit log of a mixed run', () => {
     expect(new Set(calls.map((r) => r.call)).size).toBe(calls.length);
     const echoes = calls.filter((r) => r.target?.name === 'fixture__echo').map((r) => (r.args as { message: string }).message);
     expect(echoes.sort()).toEqual([...Array.from({ length: 12 }, (_, i) => `m-${i}`), 'with secret'].sort());
+    // The identity guard ran first: every call names its caller's SPIFFE ID, except one refused while routing,
+    // before the guards (its session id ties it to the authenticated initialize).
+    expect(calls.filter((r) => r.principal !== DEV_SPIFFE_ID).map((r) => r.code)).toEqual(['TG_MCP_UNKNOWN_TOOL']);
     const refused = calls.find((r) => r.code === 'TG_MCP_UNKNOWN_TOOL')!;
     expect(refused).toMatchObject({ protocol: 'mcp', operation: 'tools/call', outcome: 'error', route: 'mcp' });
     const add = calls.find((r) => r.target?.name === 'fixture__add')!;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { queryLog } from '../../src/audit/query.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { DEV_SPIFFE_ID, GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -95,8 +95,9 @@ describe.each(['http/protobuf', 'grpc'] as const)('tracing over OTLP %s', (proto
     const upstream = children.find((s) => s.kind === 3);
     expect(upstream?.name).toBe('tools/call echo');
     expect(upstream?.attributes['gen_ai.tool.name']).toBe('echo');
-    // The audit guard's admit step is a pipeline stage like authenticate/authorize/limit.
-    expect(children.map((s) => s.name)).toContain('audit');
+    // Guard stages: the identity guard's (authenticate) and the audit guard's back-pressure step.
+    expect(children.map((s) => s.name)).toEqual(expect.arrayContaining(['authenticate', 'audit']));
+    expect(call.attributes['tollgate.principal.id']).toBe(DEV_SPIFFE_ID);
 
     // The upstream server saw the upstream span as its parent, in params._meta.
     const metas = fixture.metas.filter((m) => m.tool === 'echo');
