@@ -107,6 +107,25 @@ async function drain(writer: AuditWriter): Promise<void> {
   while (writer.pending > 0) await new Promise((r) => setImmediate(r));
 }
 
+/** The audit guard's share on the request path alone: admit (room check) + settle (queue the call). */
+function auditRequestPath(): MicroBench {
+  let writer: AuditWriter;
+  let guard: AuditGuard;
+  const c = call();
+  return {
+    name: 'audit on, request-path share only: admit + settle (queueing)',
+    iterations: 200_000,
+    async setup() {
+      ({ writer } = await openWriter(mkdtempSync(join(tmpdir(), 'tollgate-bench-audit-')), { sync: 'none', buffer: { maxRecords: 1 << 21 } }));
+      guard = new AuditGuard(writer);
+    },
+    fn() {
+      guard.admit(c);
+      guard.settle(c);
+    },
+  };
+}
+
 export const benches: MicroBench[] = [
   { name: 'telemetry off, metrics off: begin + 3 guards + propagate + end', iterations: 1_000_000, fn: () => perCall(NO_TELEMETRY, plainPipeline, offCall) },
   { name: 'telemetry off, metrics on (default): begin + 3 guards + propagate + end', iterations: 300_000, fn: () => perCall(metricsOnly, plainPipeline, offCall) },
@@ -141,6 +160,8 @@ export const benches: MicroBench[] = [
   { name: 'metrics library: OTel SDK counter + histogram (5 attributes)', iterations: 300_000, fn: () => { const l = labels(n++); otelCounter.add(1, l); otelHistogram.record(0.0003, l); } },
   auditBench('none'),
   auditBench('batch'),
+  // Last: it leaves its queue to be written after it.
+  auditRequestPath(),
 ];
 
 // Standalone run.
