@@ -36,6 +36,10 @@ export interface QueryStats {
   matched: number;
 }
 
+/** Hits at most this many bytes apart are read in one go, up to RUN_MAX bytes a read. */
+const RUN_GAP = 8 * 1024;
+const RUN_MAX = 4 * 1024 * 1024;
+
 /** A compiled string matcher: exact, or prefix when the pattern ends in `*`. */
 function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {
   if (pattern === undefined) return undefined;
@@ -224,35 +228,35 @@ function* searchIndexed(path: string, index: IndexReader, q: Compiled, stats: Qu
   const lengths = index.u32('length');
   const fd = openSync(path, 'r');
   try {
-    // Dense hits: one read of the covered range; sparse hits: one positioned read each.
-    const first = offsets[hits[0]!]!;
-    const last = hits[hits.length - 1]!;
-    const end = offsets[last]! + lengths[last]!;
-    let block: Buffer | undefined;
-    if (hits.length > 64 && (end - first) / hits.length < 16 * 1024) {
-      block = Buffer.allocUnsafe(end - first);
-      readSync(fd, block, 0, block.length, first);
-    }
-    let buf = Buffer.allocUnsafe(4096);
-    for (const i of hits) {
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      let line: string;
-      if (block !== undefined) line = block.toString('utf8', off - first, off - first + len);
-      else {
-        if (buf.length < len) buf = Buffer.allocUnsafe(len);
-        readSync(fd, buf, 0, len, off);
-        line = buf.toString('utf8', 0, len);
+    // Hits close to each other are read together (one positioned read per run), so a selective query reads little
+    // more than its lines and a dense one does few system calls.
+    let buf = Buffer.allocUnsafe(1 << 16);
+    for (let h = 0; h < hits.length; ) {
+      const start = offsets[hits[h]!]!;
+      let stop = h + 1;
+      let end = start + lengths[hits[h]!]!;
+      while (stop < hits.length) {
+        const off = offsets[hits[stop]!]!;
+        if (off - end > RUN_GAP || off + lengths[hits[stop]!]! - start > RUN_MAX) break;
+        end = off + lengths[hits[stop]!]!;
+        stop++;
       }
-      let rec: AuditRecord;
-      try {
-        rec = JSON.parse(line) as AuditRecord;
-      } catch {
-        continue;
+      if (buf.length < end - start) buf = Buffer.allocUnsafe(end - start);
+      readSync(fd, buf, 0, end - start, start);
+      for (let k = h; k < stop; k++) {
+        const off = offsets[hits[k]!]! - start;
+        const line = buf.toString('utf8', off, off + lengths[hits[k]!]!);
+        let rec: AuditRecord;
+        try {
+          rec = JSON.parse(line) as AuditRecord;
+        } catch {
+          continue;
+        }
+        if (!q.matches(rec)) continue;
+        stats.matched++;
+        yield line;
       }
-      if (!q.matches(rec)) continue;
-      stats.matched++;
-      yield line;
+      h = stop;
     }
   } finally {
     closeSync(fd);
