@@ -91,6 +91,7 @@ const CASES: Case[] = [
   { name: 'one team (principal prefix), denied, one week', filter: { principal: 'spiffe://corp.example/ns/team-7/*', decision: 'deny', since: day(3), until: day(10) }, cli: ['--principal', 'spiffe://corp.example/ns/team-7/*', '--decision', 'deny', '--since', iso(day(3)), '--until', iso(day(10))] },
   { name: 'everything in one hour', filter: { since: day(20), until: day(20) + 3_600_000 }, cli: ['--since', iso(day(20)), '--until', iso(day(20) + 3_600_000)] },
   { name: 'all denials (count only, 500k matches)', filter: { decision: 'deny' }, cli: ['--decision', 'deny', '--count'] },
+  { name: 'all denials, every record printed (~290 MB)', filter: { decision: 'deny' }, cli: ['--decision', 'deny'] },
 ];
 
 function median(xs: number[]): number {
