@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
+import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -107,6 +108,8 @@ const gatewaySpec = z.strictObject({
   audit: auditSpec.prefault({}),
   /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
   identity: identitySpec.prefault({}),
+  /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */
+  policy: policySpec.optional(),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -178,6 +181,8 @@ const routeSpec = z.strictObject({
   /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
   auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),
+  /** Route-level policy override (src/guards/policy/config.ts). */
+  policy: routePolicySpec.optional(),
 });
 export type RouteSpec = z.infer<typeof routeSpec>;
 
