@@ -58,6 +58,11 @@ export const auditSpec = z.strictObject({
       maxBytes: z.number().int().min(64).default(8_192),
     })
     .prefault({}),
+  /**
+   * One `decision` record per policy evaluation (list filtering included) with its masked input, result and bundle
+   * revision, from the policy's decision log. Off: decisions appear only inside call records (the last one per call).
+   */
+  decisions: z.boolean().default(true),
   sinks: z
     .strictObject({
       /** Each record (as written, with seq and prev hash) also as a JSON line on stdout. */

@@ -68,9 +68,12 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
   const noted = notedDecisions(call);
   if (noted !== undefined) {
     for (const n of noted) {
+      const at = n.time ?? call.startedAt;
+      let body = `${common('decision', call, n.time === undefined ? time : new Date(at).toISOString(), trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`;
+      if (n.detail !== undefined) body += `,"policy":${args.bound(JSON.stringify(n.detail))}`;
       out.push({
-        body: `${common('decision', call, time, trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`,
-        timeMs: call.startedAt,
+        body,
+        timeMs: at,
         principal,
         target: n.target?.name,
         flags: KIND_CODE.decision | decisionFlags(n.decision),

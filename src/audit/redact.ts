@@ -1,7 +1,8 @@
 /**
  * What an audit record keeps of a call's arguments: everything, minus values under sensitive names and the paths a
- * policy obligation names (`obligations.redact` or `obligations.audit.redact`: a list of dotted argument paths, or
- * `true` / `"*"` for all of them). Arguments larger than the configured bound are replaced by their size and hash.
+ * policy obligation names (`obligations.redact` or `obligations.audit.redact`: JSON pointers into the arguments as
+ * the policy guard writes them, e.g. `/content`, or dotted paths `a.b`; or `true` / `"*"` for all of them).
+ * Arguments larger than the configured bound are replaced by their size and hash.
  */
 import { createHash } from 'node:crypto';
 import type { Decision } from '../core/call.ts';
@@ -29,7 +30,11 @@ export class ArgumentPolicy {
     if (this.mode === 'redact' || paths === true) value = redactAll(args);
     else value = this.redact(args, paths, '', 0);
     const json = JSON.stringify(value);
-    if (json === undefined) return undefined;
+    return json === undefined ? undefined : this.bound(json);
+  }
+
+  /** Serialised JSON as is, or its size and SHA-256 when larger than the bound. */
+  bound(json: string): string {
     if (json.length <= this.maxBytes) return json;
     return JSON.stringify({ truncated: true, bytes: Buffer.byteLength(json), sha256: createHash('sha256').update(json).digest('hex') });
   }
@@ -41,14 +46,14 @@ export class ArgumentPolicy {
     if (Array.isArray(value)) {
       let out: unknown[] | undefined;
       for (let i = 0; i < value.length; i++) {
-        const v = this.redact(value[i], paths, path === '' ? String(i) : `${path}.${i}`, depth + 1);
+        const v = this.redact(value[i], paths, `${path}/${i}`, depth + 1);
         if (v !== value[i]) (out ??= value.slice())[i] = v;
       }
       return out ?? value;
     }
     let out: Record<string, unknown> | undefined;
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      const p = path === '' ? k : `${path}.${k}`;
+      const p = `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
       const hidden = (this.keys !== undefined && this.keys.test(k)) || (paths !== undefined && paths.includes(p));
       const next = hidden ? REDACTED : this.redact(v, paths, p, depth + 1);
       if (next !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = next;
@@ -70,7 +75,11 @@ export function obligationPaths(decision: Decision | undefined): readonly string
   const audit = o.audit as { redact?: unknown } | undefined;
   const r = o.redact ?? audit?.redact;
   if (r === true || r === '*') return true;
-  if (Array.isArray(r)) return r.filter((x): x is string => typeof x === 'string');
-  if (typeof r === 'string') return [r];
-  return undefined;
+  const list = Array.isArray(r) ? r : typeof r === 'string' ? [r] : undefined;
+  return list?.filter((x): x is string => typeof x === 'string').map(toPointer);
+}
+
+/** JSON pointers as they are; a dotted path `a.b.0` becomes `/a/b/0`. */
+function toPointer(path: string): string {
+  return path.startsWith('/') ? path : `/${path.split('.').map((k) => k.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;
 }

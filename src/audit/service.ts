@@ -8,6 +8,8 @@ import type { Guard } from '../core/pipeline.ts';
 import type { GuardServices } from '../gateway/guards.ts';
 import { AuditGuard } from '../guards/audit/guard.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { DecisionLog } from '../guards/policy/decision-log.ts';
+import { recordPolicyDecisions } from './decisions.ts';
 import { keyId } from './format.ts';
 import { loadSigningKey } from './keys.ts';
 import { ArgumentPolicy } from './redact.ts';
@@ -26,7 +28,7 @@ export function auditDir(snapshot: ConfigSnapshot): string {
 }
 
 /** Opens the audit log when the config enables it (the default); undefined otherwise. */
-export async function createAuditService(snapshot: ConfigSnapshot, log: Logger): Promise<AuditService | undefined> {
+export async function createAuditService(snapshot: ConfigSnapshot, log: Logger, opts: { decisionLog?: DecisionLog | undefined } = {}): Promise<AuditService | undefined> {
   const spec = snapshot.gateway.audit;
   if (!spec.enabled) {
     log.warn('audit log disabled by config: calls are not recorded');
@@ -39,6 +41,7 @@ export async function createAuditService(snapshot: ConfigSnapshot, log: Logger):
   const dir = auditDir(snapshot);
   const writer = await AuditWriter.open({ dir, key, spec, args: new ArgumentPolicy(spec.arguments), log, sinks });
   log.info({ dir, key: keyId(key.publicKey), keySource: key.source, onFull: spec.buffer.onFull }, 'audit log open');
+  const unsubscribe = spec.decisions && opts.decisionLog ? recordPolicyDecisions(opts.decisionLog) : undefined;
   let guard = new AuditGuard(writer);
   let applied = spec;
   return {
@@ -53,6 +56,9 @@ export async function createAuditService(snapshot: ConfigSnapshot, log: Logger):
       }
       return [guard];
     },
-    close: () => writer.close(),
+    close: async () => {
+      unsubscribe?.();
+      await writer.close();
+    },
   };
 }

@@ -47,7 +47,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   guards.push(policy);
   closers.push(() => policy.close());
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
-  const audit = await createAuditService(snapshot, log);
+  const audit = await createAuditService(snapshot, log, { decisionLog: policy.decisionLog });
   if (audit) {
     guards.push(audit);
     closers.push(audit.close);

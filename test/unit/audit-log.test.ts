@@ -111,7 +111,7 @@ describe('audit writer + query', () => {
     const { writer, dir } = await openWriter(join(root, 'redact'), { arguments: { maxBytes: 200 } });
     const base = { time: Date.now(), principal: PRINCIPALS[0], tool: 'files__write' };
     writer.enqueue(makeCall({ ...base, id: 'r1', args: { path: '/a', apiKey: 'k', nested: { password: 'p', ok: 1 } } }), 1);
-    writer.enqueue(makeCall({ ...base, id: 'r2', allow: true, obligations: { redact: ['content', 'meta.owner'] }, args: { path: '/b', content: 'secret text', meta: { owner: 'x', size: 3 } } }), 1);
+    writer.enqueue(makeCall({ ...base, id: 'r2', allow: true, obligations: { redact: ['/content', 'meta.owner'] }, args: { path: '/b', content: 'secret text', meta: { owner: 'x', size: 3 } } }), 1);
     writer.enqueue(makeCall({ ...base, id: 'r3', allow: true, obligations: { audit: { redact: true } }, args: { path: '/c', content: 'c' } }), 1);
     writer.enqueue(makeCall({ ...base, id: 'r4', args: { content: 'x'.repeat(1000) } }), 1);
     await writer.close();
