@@ -36,7 +36,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
   const services = await createServices(snapshot, log);
-  const gateway = new Gateway(snapshot, { log, services: services.guards, credentials: services.credentials });
+  const gateway = new Gateway(snapshot, { log, services: services.guards, telemetry: services.telemetry, credentials: services.credentials });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;

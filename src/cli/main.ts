@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
-import { startGateway } from '../main.ts';
+import { audit } from './audit.ts';
 import { POLICY_USAGE, policyCommand } from './policy.ts';
 import { svid } from './svid.ts';
 
@@ -15,6 +15,7 @@ const USAGE = `Usage: tollgate <command> [options]
 Commands:
   serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
+  audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
   svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
                                                 Print a JWT-SVID of the dev trust domain the dev gateway accepts
 ${POLICY_USAGE}  help                                          This text
@@ -27,6 +28,8 @@ async function serve(args: string[]): Promise<number> {
     allowPositionals: false,
   });
   const configDir = resolve(values.config ?? process.env.TOLLGATE_CONFIG ?? 'routes');
+  // Loaded here, not at the top: the other subcommands (audit query...) should not pay for the whole gateway.
+  const { startGateway } = await import('../main.ts');
   let running;
   try {
     running = await startGateway({
@@ -76,6 +79,7 @@ async function config(args: string[]): Promise<number> {
 export const COMMANDS: Record<string, Command> = {
   serve,
   config,
+  audit,
   svid,
   policy: policyCommand,
   help: async () => {

@@ -6,6 +6,8 @@
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
 import { z } from 'zod';
+import { auditSpec } from '../audit/config.ts';
+import { telemetrySpec } from '../telemetry/config.ts';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 
@@ -100,6 +102,10 @@ const gatewaySpec = z.strictObject({
     .prefault({}),
   /** Where Tollgate keeps generated state (dev keys, audit segments). Relative to the config directory's parent. */
   dataDir: z.string().default('.tollgate'),
+  /** Tracing and metrics (src/telemetry/config.ts). */
+  telemetry: telemetrySpec.prefault({}),
+  /** The tamper-evident audit log (src/audit/config.ts). */
+  audit: auditSpec.prefault({}),
   /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
   identity: identitySpec.prefault({}),
   /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */

@@ -9,6 +9,7 @@ import { Errors, GatewayError } from '../core/errors.ts';
 import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
 import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import { buildPipeline, type GuardServices } from './guards.ts';
 import type { GatewayState } from './state.ts';
@@ -16,6 +17,8 @@ import type { GatewayState } from './state.ts';
 export interface GatewayOptions {
   readonly log: Logger;
   readonly services?: readonly GuardServices[];
+  /** Spans and metrics per call (none by default). */
+  readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
 }
@@ -32,20 +35,25 @@ export class Gateway {
   readonly mcpUpstreams: McpUpstreams;
   readonly mcp: McpAdapter;
   private readonly services: readonly GuardServices[];
+  private readonly telemetry: CallTelemetry;
   private current: GatewayState;
   private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
 
   constructor(snapshot: ConfigSnapshot, opts: GatewayOptions) {
     this.log = opts.log;
     this.services = opts.services ?? [];
-    this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services) };
+    this.telemetry = opts.telemetry ?? NO_TELEMETRY;
+    this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
     this.mcpUpstreams = new McpUpstreams(this.log, opts.credentials);
     this.mcpUpstreams.sync(snapshot);
+    this.telemetry.watch(this);
     this.mcp = new McpAdapter(
       {
         log: this.log,
         state: () => this.current,
         finish: (call) => this.finish(call),
+        begin: (call, meta) => this.telemetry.begin(call, meta),
+        propagate: (call) => this.telemetry.propagate(call),
       },
       this.mcpUpstreams,
     );
@@ -57,7 +65,7 @@ export class Gateway {
 
   /** Puts a new snapshot in force atomically. Live sessions and unchanged upstreams are kept. */
   apply(snapshot: ConfigSnapshot): void {
-    const pipeline = buildPipeline(snapshot, this.services);
+    const pipeline = buildPipeline(snapshot, this.services, this.telemetry.observer);
     this.current = { snapshot, pipeline };
     this.mcpUpstreams.sync(snapshot);
     this.mcp.reconfigure();
@@ -86,9 +94,10 @@ export class Gateway {
     }
   }
 
-  /** Settles a finished call: guards' settle steps, then its one log line. */
+  /** Settles a finished call: guards' settle steps, its spans and metrics, then its one log line. */
   finish(call: Call): void {
     this.current.pipeline.settle(call, (guard, err) => this.log.error({ guard, call: call.id, err }, 'guard settle failed'));
+    this.telemetry.end(call);
     this.log.info(
       {
         call: call.id,

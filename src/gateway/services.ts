@@ -3,17 +3,21 @@
  * reconfigured from each new snapshot. Pipeline order is the order of `guards` here:
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
+import { createAuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
 import { IdentityService } from '../guards/identity/service.ts';
 import { PolicyService } from '../guards/policy/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { createTelemetry, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import type { GuardServices } from './guards.ts';
 
 export interface Services {
   readonly guards: readonly GuardServices[];
   readonly admin: readonly AdminExtension[];
+  /** Spans and metrics per call, handed to the Gateway. */
+  readonly telemetry: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (JWT-SVIDs from the Workload API). */
   readonly credentials: UpstreamCredentials | undefined;
   /** The identity service (tests and benchmarks look inside). */
@@ -28,21 +32,31 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
+  const telemetry = createTelemetry(snapshot, log);
+  admin.push(...telemetry.admin);
+  closers.push(telemetry.close);
   // authenticate: first in the pipeline.
   const identity = await IdentityService.create(snapshot, log);
   guards.push(identity);
   admin.push(identity.admin);
   closers.push(() => identity.close());
-
   // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
   // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
   const policy = new PolicyService(log);
   await policy.configure(snapshot);
   guards.push(policy);
   closers.push(() => policy.close());
+  // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
+  const audit = await createAuditService(snapshot, log, { decisionLog: policy.decisionLog });
+  if (audit) {
+    guards.push(audit);
+    closers.push(audit.close);
+    telemetry.telemetry.watchAudit(audit.writer);
+  }
   return {
     guards,
     admin,
+    telemetry: telemetry.telemetry,
     credentials: identity.credentials,
     identity,
     policy,

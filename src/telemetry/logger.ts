@@ -50,3 +50,8 @@ export function flushLogs(): void {
     // The destination may not be ready yet (nothing written): nothing to flush.
   }
 }
+
+/** Writes one line (a newline is added) to stdout through the log destination, so it never interleaves with logs. */
+export function writeStdoutLine(line: string): void {
+  destination.write(`${line}\n`);
+}

@@ -3,7 +3,7 @@
  * before the gateway exits.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -40,7 +40,9 @@ describe('graceful shutdown', () => {
   it('drains an in-flight call on SIGTERM, then exits 0', async () => {
     fixture = await startHttpMcpServer({ name: 'fixture' });
     cleanups.push(() => fixture.close());
-    const dir = mkdtempSync(join(tmpdir(), 'tollgate-drain-'));
+    // Nested, so the data dir (audit log) is <tmp>/tollgate-drain-X/.tollgate and not a /tmp/.tollgate shared by tests.
+    const dir = join(mkdtempSync(join(tmpdir(), 'tollgate-drain-')), 'routes');
+    mkdirSync(dir);
     writeFileSync(join(dir, 'gateway.yaml'), GATEWAY_YAML.replace('port: 0', 'port: 0').replace('drainMs: 2000', 'drainMs: 5000'));
     writeFileSync(join(dir, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
     const child = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', dir, '--port', '0'], {

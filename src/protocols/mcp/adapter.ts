@@ -35,6 +35,10 @@ export interface AdapterContext {
   state(): GatewayState;
   /** Settles the call's guards and writes its log line. Called exactly once per call. */
   finish(call: Call): void;
+  /** A Call was created (telemetry: its server span, metrics). `meta`: the request's `params._meta` (trace context). */
+  begin(call: Call, meta?: unknown): void;
+  /** Starts the upstream span; the trace fields to add to the forwarded `params._meta`, or undefined (tracing off). */
+  propagate(call: Call): Readonly<Record<string, string>> | undefined;
 }
 
 const LIST_METHODS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -98,8 +102,8 @@ export class McpAdapter {
     writeError(res, null, toGatewayError(err));
   }
 
-  private newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, session: McpSession | undefined): Call {
-    return new Call({
+  private newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, session: McpSession | undefined, meta?: unknown): Call {
+    const call = new Call({
       id: randomUUID(),
       protocol: 'mcp',
       operation,
@@ -108,6 +112,8 @@ export class McpAdapter {
       rpcId,
       sessionId: session?.id,
     });
+    this.ctx.begin(call, meta);
+    return call;
   }
 
   /** Runs the pipeline; on refusal answers the caller, finishes the call and returns false. */
@@ -194,7 +200,7 @@ export class McpAdapter {
     msg: RpcRequest,
     state: GatewayState,
   ): Promise<void> {
-    const call = this.newCall(req, rule, 'initialize', msg.id, undefined);
+    const call = this.newCall(req, rule, 'initialize', msg.id, undefined, msg.params?._meta);
     call.target = scope ? { kind: 'server', name: scope, server: scope } : undefined;
     const p = msg.params ?? {};
     const info = p.clientInfo as Record<string, unknown> | undefined;
@@ -249,7 +255,7 @@ export class McpAdapter {
     state: GatewayState,
   ): Promise<void> {
     const method = msg.method;
-    const call = this.newCall(req, rule, method, msg.id, session);
+    const call = this.newCall(req, rule, method, msg.id, session, msg.params?._meta);
     const namespaced = session.scope === undefined;
     const params = msg.params ?? {};
 
@@ -409,6 +415,12 @@ export class McpAdapter {
     state: GatewayState,
     transform: ((final: string) => string) | undefined,
   ): void {
+    const trace = this.ctx.propagate(call);
+    if (trace !== undefined) {
+      // Tracing on: the upstream gets the trace context in params._meta (MCP convention), so the bytes change.
+      msg = { ...msg, params: { ...msg.params, _meta: { ...(msg.params?._meta as Record<string, unknown> | undefined), ...trace } } };
+      raw = undefined;
+    }
     const reply = new DownstreamReply(res, msg.id, state.snapshot.gateway.http.sseKeepAliveMs, transform, (outcome) => {
       session.inflight.delete(msg.id);
       if (outcome instanceof GatewayError) {
@@ -440,7 +452,7 @@ export class McpAdapter {
   }
 
   private async notification(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcNotification, state: GatewayState): Promise<void> {
-    const call = this.newCall(req, rule, msg.method, undefined, session);
+    const call = this.newCall(req, rule, msg.method, undefined, session, msg.params?._meta);
     if (!(await this.admit(call, res, null, session, state))) return;
     switch (msg.method) {
       case 'notifications/cancelled': {

@@ -1,0 +1,52 @@
+/**
+ * Policy decisions reach the audit log through the call they were taken for: a guard notes them here (the policy's
+ * decision log does, once per evaluation, list filtering included), and the audit writer turns each into a
+ * `decision` record, written before the call's own record when the call settles.
+ */
+import type { Call, Decision, Target } from '../core/call.ts';
+import type { DecisionEvent, DecisionLog } from '../guards/policy/decision-log.ts';
+
+export const DECISIONS_KEY = 'audit.decisions';
+
+export interface NotedDecision {
+  readonly decision: Decision;
+  readonly target: Target | undefined;
+  /** When it was taken (ms since epoch); the call's start when absent. */
+  readonly time?: number | undefined;
+  /** What the policy engine reports about it (entrypoint, bundle revision, masked input, result...). */
+  readonly detail?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** Records a decision taken for this call. */
+export function noteDecision(call: Call, decision: Decision, target?: Target, extra?: { time?: number; detail?: Record<string, unknown> }): void {
+  let list = call.scratch.get(DECISIONS_KEY) as NotedDecision[] | undefined;
+  if (list === undefined) {
+    list = [];
+    call.scratch.set(DECISIONS_KEY, list);
+  }
+  list.push({ decision, target, time: extra?.time, detail: extra?.detail });
+}
+
+export function notedDecisions(call: Call): readonly NotedDecision[] | undefined {
+  return call.scratch.get(DECISIONS_KEY) as NotedDecision[] | undefined;
+}
+
+/**
+ * Subscribes to the policy's decision log: every evaluation becomes a noted decision of its call (the listener runs
+ * on the request path, so it only keeps the event; the record is built by the writer). Returns the unsubscribe.
+ */
+export function recordPolicyDecisions(log: DecisionLog): () => void {
+  return log.subscribe((e: DecisionEvent, call: Call) => {
+    const detail: Record<string, unknown> = {
+      path: e.path,
+      revision: e.bundles.tollgate?.revision,
+      source: e.source,
+      evalNs: e.eval_ns,
+      input: e.input,
+      result: e.result,
+    };
+    if (e.error !== undefined) detail.error = e.error;
+    if (e.erased.length > 0) detail.erased = e.erased;
+    noteDecision(call, { id: e.decision_id, allow: e.allow, reason: e.reason }, call.target, { time: Date.parse(e.timestamp), detail });
+  });
+}

@@ -1,0 +1,213 @@
+/**
+ * The binary index of a sealed segment, so a query reads a few columns instead of parsing every line.
+ *
+ * Layout: `TGAIDX02`, a u32 header length, the JSON header (time ranges, record count, the segment's principal and
+ * target dictionaries, column offsets), then 8-byte aligned columns, one entry per record in file order:
+ *   time (ms since header.minTime: u32, or f64 when the segment spans more than 49 days), principal (u32 dictionary code + 1, 0 = none), target (u32, same),
+ *   flags (u8: kind | decision bits), outcome (u8), offset (u32 byte offset of the line), length (u32 without '\n').
+ * The segment's principal dictionary doubles as the first filter: a segment that never saw a principal is skipped
+ * after reading its header alone. The index is derived data (not signed): query re-checks every matched line itself.
+ */
+import { closeSync, openSync, readSync, writeFileSync, renameSync } from 'node:fs';
+
+const MAGIC = 'TGAIDX02';
+
+export interface IndexHeader {
+  readonly segment: number;
+  readonly count: number;
+  readonly minTime: number;
+  readonly maxTime: number;
+  /** Time range of the call and decision records alone (the signed records carry the time they were written). */
+  readonly recordMinTime: number;
+  readonly recordMaxTime: number;
+  /** Bytes per entry of the time column. */
+  readonly timeWidth: 4 | 8;
+  readonly dataBytes: number;
+  readonly principals: readonly string[];
+  readonly targets: readonly string[];
+  /** Absolute byte offsets of each column in the file. */
+  readonly columns: Readonly<Record<ColumnName, number>>;
+}
+
+export type ColumnName = 'time' | 'principal' | 'target' | 'flags' | 'outcome' | 'offset' | 'length';
+const WIDTH: Readonly<Record<ColumnName, 1 | 4 | 8>> = { time: 4, principal: 4, target: 4, flags: 1, outcome: 1, offset: 4, length: 4 };
+const ORDER: readonly ColumnName[] = ['time', 'principal', 'target', 'flags', 'outcome', 'offset', 'length'];
+
+/** Accumulates a segment's index while it is written (or rebuilt by scanning). */
+export class IndexBuilder {
+  readonly segment: number;
+  private readonly times: number[] = [];
+  private readonly principal: number[] = [];
+  private readonly target: number[] = [];
+  private readonly flags: number[] = [];
+  private readonly outcome: number[] = [];
+  private readonly offset: number[] = [];
+  private readonly length: number[] = [];
+  private readonly principals = new Map<string, number>();
+  private readonly targets = new Map<string, number>();
+  private minTime = Number.POSITIVE_INFINITY;
+  private maxTime = Number.NEGATIVE_INFINITY;
+  private recordMinTime = Number.POSITIVE_INFINITY;
+  private recordMaxTime = Number.NEGATIVE_INFINITY;
+  bytes = 0;
+
+  constructor(segment: number) {
+    this.segment = segment;
+  }
+
+  get count(): number {
+    return this.times.length;
+  }
+
+  /** Adds the next line (`length` bytes without its newline). */
+  add(timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, length: number): void {
+    this.times.push(timeMs);
+    if (timeMs < this.minTime) this.minTime = timeMs;
+    if (timeMs > this.maxTime) this.maxTime = timeMs;
+    const kind = flags & 7;
+    if (kind === 1 || kind === 2) {
+      if (timeMs < this.recordMinTime) this.recordMinTime = timeMs;
+      if (timeMs > this.recordMaxTime) this.recordMaxTime = timeMs;
+    }
+    this.principal.push(code(this.principals, principal));
+    this.target.push(code(this.targets, target));
+    this.flags.push(flags);
+    this.outcome.push(outcome);
+    this.offset.push(this.bytes);
+    this.length.push(length);
+    this.bytes += length + 1;
+  }
+
+  /** Writes the index next to the segment (atomically: temp file + rename). */
+  write(path: string): void {
+    const tmp = `${path}.tmp`;
+    writeFileSync(tmp, this.toBuffer());
+    renameSync(tmp, path);
+  }
+
+  /** The index file's bytes. */
+  toBuffer(): Buffer {
+    const count = this.count;
+    const minTime = count === 0 ? 0 : this.minTime;
+    const maxTime = count === 0 ? 0 : this.maxTime;
+    const timeWidth: 4 | 8 = maxTime - minTime > 0xffffffff ? 8 : 4;
+    const hasRecords = this.recordMinTime <= this.recordMaxTime;
+    const cols = {
+      time: timeWidth === 4 ? Uint32Array.from(this.times, (t) => t - minTime) : Float64Array.from(this.times, (t) => t - minTime),
+      principal: Uint32Array.from(this.principal),
+      target: Uint32Array.from(this.target),
+      flags: Uint8Array.from(this.flags),
+      outcome: Uint8Array.from(this.outcome),
+      offset: Uint32Array.from(this.offset),
+      length: Uint32Array.from(this.length),
+    };
+    // Column offsets depend on the header's length, which contains them: fix the point by iterating.
+    let headerLen = 0;
+    let header = '';
+    for (let pass = 0; pass < 4; pass++) {
+      let at = align(8 + 4 + headerLen);
+      const columns = {} as Record<ColumnName, number>;
+      for (const c of ORDER) {
+        columns[c] = at;
+        at = align(at + count * (c === 'time' ? timeWidth : WIDTH[c]));
+      }
+      header = JSON.stringify({
+        segment: this.segment,
+        count,
+        minTime,
+        maxTime,
+        recordMinTime: hasRecords ? this.recordMinTime : 0,
+        recordMaxTime: hasRecords ? this.recordMaxTime : -1,
+        timeWidth,
+        dataBytes: this.bytes,
+        principals: [...this.principals.keys()],
+        targets: [...this.targets.keys()],
+        columns,
+      } satisfies IndexHeader);
+      const len = Buffer.byteLength(header);
+      if (len === headerLen) break;
+      headerLen = len;
+    }
+    const parsed = JSON.parse(header) as IndexHeader;
+    const total = align(parsed.columns.length + count * 4);
+    const buf = Buffer.alloc(total);
+    buf.write(MAGIC, 0, 'latin1');
+    buf.writeUInt32LE(headerLen, 8);
+    buf.write(header, 12, 'utf8');
+    for (const c of ORDER) {
+      const col = cols[c];
+      Buffer.from(col.buffer, col.byteOffset, col.byteLength).copy(buf, parsed.columns[c]);
+    }
+    return buf;
+  }
+}
+
+function code(dict: Map<string, number>, value: string | undefined): number {
+  if (value === undefined) return 0;
+  let c = dict.get(value);
+  if (c === undefined) {
+    c = dict.size + 1;
+    dict.set(value, c);
+  }
+  return c;
+}
+
+function align(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** An opened index file: header parsed, columns read on demand. */
+export class IndexReader {
+  readonly header: IndexHeader;
+  private readonly fd: number;
+
+  private constructor(fd: number, header: IndexHeader) {
+    this.fd = fd;
+    this.header = header;
+  }
+
+  static open(path: string): IndexReader | undefined {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch {
+      return undefined;
+    }
+    try {
+      const head = Buffer.alloc(12);
+      if (readSync(fd, head, 0, 12, 0) !== 12 || head.toString('latin1', 0, 8) !== MAGIC) throw new Error('bad magic');
+      const len = head.readUInt32LE(8);
+      const hb = Buffer.alloc(len);
+      if (readSync(fd, hb, 0, len, 12) !== len) throw new Error('short header');
+      return new IndexReader(fd, JSON.parse(hb.toString('utf8')) as IndexHeader);
+    } catch {
+      closeSync(fd);
+      return undefined;
+    }
+  }
+
+  private read(c: ColumnName): ArrayBuffer {
+    const bytes = this.header.count * (c === 'time' ? this.header.timeWidth : WIDTH[c]);
+    const ab = new ArrayBuffer(bytes);
+    if (bytes > 0) readSync(this.fd, new Uint8Array(ab), 0, bytes, this.header.columns[c]);
+    return ab;
+  }
+
+  u32(c: 'principal' | 'target' | 'offset' | 'length'): Uint32Array {
+    return new Uint32Array(this.read(c));
+  }
+
+  /** Times relative to header.minTime. */
+  times(): Uint32Array | Float64Array {
+    const ab = this.read('time');
+    return this.header.timeWidth === 8 ? new Float64Array(ab) : new Uint32Array(ab);
+  }
+
+  u8(c: 'flags' | 'outcome'): Uint8Array {
+    return new Uint8Array(this.read(c));
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

@@ -1,0 +1,447 @@
+/**
+ * The audit writer: takes settled calls from the audit guard, and in the background turns them into chained records,
+ * appends them to the current segment, signs checkpoints and segment heads/seals, rotates segments and writes their
+ * indexes. The request path only pushes the Call on a queue (no serialisation, no hashing, no I/O).
+ *
+ * Nothing accepted is ever dropped: a failed write is retried (the segment is truncated back to its last good size
+ * first) until it succeeds, and while the disk is stuck the queue grows to its bound, where `admit()` makes new calls
+ * wait or refuses them (TG_AUDIT_UNAVAILABLE). `close()` writes everything, seals the segment and syncs it.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync, appendFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Call } from '../core/call.ts';
+import { Errors, GatewayError } from '../core/errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { AuditSpec } from './config.ts';
+import {
+  FORMAT_VERSION,
+  GENESIS,
+  KIND_CODE,
+  SEGMENT_RE,
+  indexFieldsOf,
+  indexName,
+  keyId,
+  lineHash,
+  rawPublicKey,
+  segmentName,
+  signLine,
+  type AuditRecord,
+} from './format.ts';
+import type { SigningKey } from './keys.ts';
+import { recordsOf, type PendingRecord } from './record.ts';
+import type { ArgumentPolicy } from './redact.ts';
+import { IndexBuilder } from './segindex.ts';
+
+/** Receives every record line once it is on disk (stdout JSON, OTLP logs). */
+export interface RecordSink {
+  write(line: string): void;
+  close?(): Promise<void>;
+}
+
+export interface WriterOptions {
+  readonly dir: string;
+  readonly key: SigningKey;
+  readonly spec: AuditSpec;
+  readonly args: ArgumentPolicy;
+  readonly log: Logger;
+  readonly sinks?: readonly RecordSink[];
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: GatewayError): void;
+  timer: NodeJS.Timeout;
+}
+
+/** Directories this process writes to (a second writer would fork the chain). */
+const openDirs = new Set<string>();
+
+export class AuditWriter {
+  readonly dir: string;
+  private spec: AuditSpec;
+  private args: ArgumentPolicy;
+  private readonly key: SigningKey;
+  private readonly kid: string;
+  private readonly pub: string;
+  private readonly log: Logger;
+  private readonly sinks: readonly RecordSink[];
+
+  // Queue: parallel arrays so that enqueueing allocates nothing per call.
+  private calls: Call[] = [];
+  private durations: number[] = [];
+  private taken = 0;
+  private scheduled = false;
+  private flushing: Promise<void> | undefined;
+  private readonly waiters: Waiter[] = [];
+  private checkpointDue = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  // Chain and segment state.
+  private seq = 0;
+  private prev = GENESIS;
+  private segment = 0;
+  private fh: FileHandle | undefined;
+  private index: IndexBuilder = new IndexBuilder(0);
+  private openedAt = 0;
+  private unsigned = 0;
+  private firstUnsignedAt = 0;
+  private lastSyncAt = 0;
+  private lines: string[] = [];
+  private readonly scratch: PendingRecord[] = [];
+  /** Records written since start (for metrics and tests). */
+  written = 0;
+
+  private constructor(opts: WriterOptions) {
+    this.dir = opts.dir;
+    this.spec = opts.spec;
+    this.args = opts.args;
+    this.key = opts.key;
+    this.kid = keyId(opts.key.publicKey);
+    this.pub = rawPublicKey(opts.key.publicKey);
+    this.log = opts.log;
+    this.sinks = opts.sinks ?? [];
+  }
+
+  /** Opens (or continues) the log in `dir`: takes the lock, seals what a crash left open, starts a new segment. */
+  static async open(opts: WriterOptions): Promise<AuditWriter> {
+    const w = new AuditWriter(opts);
+    mkdirSync(w.dir, { recursive: true, mode: 0o750 });
+    w.lock();
+    try {
+      w.recover();
+      await w.startSegment(w.segment + 1);
+      await w.writeOut();
+    } catch (err) {
+      w.unlock();
+      throw err;
+    }
+    const every = Math.max(10, Math.min(opts.spec.checkpoint.everyMs, opts.spec.segment.maxAgeMs || Number.MAX_SAFE_INTEGER));
+    w.timer = setInterval(() => w.tick(), every);
+    w.timer.unref();
+    return w;
+  }
+
+  /** Settings that may change on a config reload (the rest needs a restart). */
+  reconfigure(spec: AuditSpec, args: ArgumentPolicy): void {
+    this.spec = { ...this.spec, buffer: spec.buffer, checkpoint: spec.checkpoint, sync: spec.sync, arguments: spec.arguments };
+    this.args = args;
+  }
+
+  /** Records accepted and not yet on disk. */
+  get pending(): number {
+    return this.calls.length + this.taken;
+  }
+
+  /**
+   * Back-pressure for the audit guard's admit step: nothing (synchronous) while there is room; otherwise a promise
+   * that resolves when there is (`block`) or a refusal (`fail`, or `block` after its timeout).
+   */
+  admit(): void | Promise<void> {
+    if (this.calls.length + this.taken < this.spec.buffer.maxRecords) return undefined;
+    if (this.spec.buffer.onFull === 'fail') throw new GatewayError(Errors.AUDIT_UNAVAILABLE);
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new GatewayError(Errors.AUDIT_UNAVAILABLE, `Audit sink is stuck: no room in the audit buffer after ${this.spec.buffer.blockTimeoutMs} ms`));
+        }, this.spec.buffer.blockTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Queues a settled call (`ms`: its duration). Never blocks, never drops. */
+  enqueue(call: Call, ms: number): void {
+    if (this.closed) {
+      // Only a call that settles after shutdown finished can get here; keep it in the process log at least.
+      this.log.error({ call: call.id, op: call.operation, principal: call.principal?.id }, 'audit record after the audit log was closed');
+      return;
+    }
+    this.calls.push(call);
+    this.durations.push(ms);
+    if (!this.scheduled && this.flushing === undefined) {
+      this.scheduled = true;
+      setImmediate(this.runFlush);
+    }
+  }
+
+  private readonly runFlush = (): void => {
+    this.scheduled = false;
+    if (this.flushing !== undefined) return;
+    this.flushing = this.flushLoop()
+      .catch((err: unknown) => this.log.error({ err }, 'audit flush failed'))
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.calls.length > 0 || this.checkpointDue) this.schedule();
+      });
+  };
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing !== undefined) return;
+    this.scheduled = true;
+    setImmediate(this.runFlush);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (this.unsigned > 0 && now - this.firstUnsignedAt >= this.spec.checkpoint.everyMs) this.checkpointDue = true;
+    if (this.spec.segment.maxAgeMs > 0 && now - this.openedAt >= this.spec.segment.maxAgeMs && this.index.count > 1) this.checkpointDue = true;
+    if (this.checkpointDue) this.schedule();
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.calls.length > 0 || this.checkpointDue) {
+      const calls = this.calls;
+      const durations = this.durations;
+      this.calls = [];
+      this.durations = [];
+      this.taken = calls.length;
+      this.checkpointDue = false;
+      const out = this.scratch;
+      for (let i = 0; i < calls.length; i++) {
+        out.length = 0;
+        try {
+          recordsOf(calls[i]!, durations[i]!, this.args, out);
+        } catch (err) {
+          // A record that cannot be serialised still leaves a trace: the call id and why.
+          this.log.error({ err, call: calls[i]!.id }, 'audit record could not be built');
+          out.length = 0;
+          out.push({ body: `"kind":"call","time":${JSON.stringify(new Date(calls[i]!.startedAt).toISOString())},"call":${JSON.stringify(calls[i]!.id)},"error":"record could not be built"`, timeMs: calls[i]!.startedAt, principal: undefined, target: undefined, flags: KIND_CODE.call, outcome: 0 });
+        }
+        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome);
+        if (this.segmentFull()) await this.rotate();
+      }
+      if (this.spec.segment.maxAgeMs > 0 && Date.now() - this.openedAt >= this.spec.segment.maxAgeMs && this.index.count > 1) await this.rotate();
+      else if (this.unsigned >= this.spec.checkpoint.everyRecords || (this.unsigned > 0 && Date.now() - this.firstUnsignedAt >= this.spec.checkpoint.everyMs)) {
+        this.appendSigned('checkpoint', {});
+      }
+      await this.writeOut();
+      this.taken = 0;
+      this.release();
+    }
+  }
+
+  /** Lets blocked calls in as far as there is room. */
+  private release(): void {
+    let room = this.spec.buffer.maxRecords - this.pending;
+    while (room > 0 && this.waiters.length > 0) {
+      const w = this.waiters.shift()!;
+      clearTimeout(w.timer);
+      w.resolve();
+      room--;
+    }
+  }
+
+  private segmentFull(): boolean {
+    // Keep room for the seal record.
+    return this.index.count >= this.spec.segment.maxRecords - 1 || this.index.bytes >= this.spec.segment.maxBytes;
+  }
+
+  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
+    const line = `{"seq":${this.seq},"prev":"${this.prev}",${body}}`;
+    this.push(line, timeMs, principal, target, flags, outcome);
+  }
+
+  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
+    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line));
+    this.prev = lineHash(line);
+    this.seq++;
+    this.lines.push(line);
+    if (this.unsigned === 0) this.firstUnsignedAt = Date.now();
+    this.unsigned++;
+  }
+
+  /** Appends a signed open/checkpoint/seal record: the signature covers the line (and so the whole chain before it). */
+  private appendSigned(kind: 'open' | 'checkpoint' | 'seal', extra: Record<string, unknown>): void {
+    const now = Date.now();
+    const json = JSON.stringify({ seq: this.seq, prev: this.prev, kind, time: new Date(now).toISOString(), segment: this.segment, ...extra });
+    const line = signLine(json, this.key.privateKey);
+    this.push(line, now, undefined, undefined, KIND_CODE[kind], 0);
+    this.unsigned = 0;
+  }
+
+  /** Writes the buffered lines to the current segment, retrying until the disk takes them. */
+  private async writeOut(forceSync = false): Promise<void> {
+    if (this.lines.length === 0 && !forceSync) return;
+    const lines = this.lines;
+    this.lines = [];
+    const fh = this.fh!;
+    if (lines.length > 0) {
+      const data = Buffer.from(`${lines.join('\n')}\n`);
+      const end = this.index.bytes;
+      const start = end - data.length;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          let off = 0;
+          while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+          break;
+        } catch (err) {
+          if (attempt === 0 || attempt % 50 === 0) this.log.error({ err, segment: this.segment, attempt }, 'audit write failed; retrying (calls wait when the buffer fills)');
+          try {
+            await fh.truncate(start);
+          } catch {
+            // The retry below rewrites from the same point once truncation works again.
+          }
+          await new Promise((r) => setTimeout(r, Math.min(1000, 10 * (attempt + 1))));
+        }
+      }
+      this.written += lines.length;
+      for (const sink of this.sinks) for (const l of lines) sink.write(l);
+    }
+    const now = Date.now();
+    if (forceSync || this.spec.sync === 'batch' || (this.spec.sync === 'interval' && now - this.lastSyncAt >= 1000)) {
+      await fh.datasync();
+      this.lastSyncAt = now;
+    }
+  }
+
+  private async startSegment(n: number): Promise<void> {
+    this.segment = n;
+    this.index = new IndexBuilder(n);
+    this.fh = await open(join(this.dir, segmentName(n)), 'ax', 0o640);
+    this.openedAt = Date.now();
+    this.appendSigned('open', { v: FORMAT_VERSION, key: this.kid, pub: this.pub });
+  }
+
+  /** Seals the current segment (signed), syncs it, writes its index. */
+  private async sealSegment(extra: Record<string, unknown> = {}): Promise<void> {
+    this.appendSigned('seal', { records: this.index.count, ...extra });
+    await this.writeOut(true);
+    await this.fh!.close();
+    this.fh = undefined;
+    this.index.write(join(this.dir, indexName(this.segment)));
+  }
+
+  private async rotate(): Promise<void> {
+    // `continued` lets verify notice when the segments after this one were deleted.
+    await this.sealSegment({ continued: true });
+    await this.startSegment(this.segment + 1);
+  }
+
+  /** Flushes everything queued, seals the segment and releases the directory. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.timer) clearInterval(this.timer);
+    for (;;) {
+      if (this.flushing !== undefined) await this.flushing;
+      else if (this.calls.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
+      else break;
+    }
+    this.closed = true;
+    await this.sealSegment();
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new GatewayError(Errors.SHUTTING_DOWN));
+    }
+    for (const s of this.sinks) await s.close?.();
+    this.unlock();
+  }
+
+  // ---- start-up: lock and crash recovery ----------------------------------------------------------------------------
+
+  private lock(): void {
+    if (openDirs.has(this.dir)) throw new Error(`audit log ${this.dir} is already open in this process`);
+    const path = join(this.dir, 'LOCK');
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+        throw new Error(`audit log ${this.dir} is in use by process ${pid}: two gateways cannot share an audit dir (set spec.dataDir or spec.audit.dir)`);
+      }
+      writeFileSync(path, String(process.pid));
+    }
+    openDirs.add(this.dir);
+  }
+
+  private unlock(): void {
+    openDirs.delete(this.dir);
+    rmSync(join(this.dir, 'LOCK'), { force: true });
+  }
+
+  /** Continues the chain after the last segment; seals a segment a crash left open (signing what it holds). */
+  private recover(): void {
+    const segments = listSegments(this.dir);
+    while (segments.length > 0) {
+      const n = segments[segments.length - 1]!;
+      const path = join(this.dir, segmentName(n));
+      let text = readFileSync(path, 'utf8');
+      let truncated = 0;
+      if (!text.endsWith('\n')) {
+        // A line torn by a crash was never acknowledged as written: cut it, and say so in the seal.
+        const keep = text.lastIndexOf('\n') + 1;
+        truncated = Buffer.byteLength(text) - Buffer.byteLength(text.slice(0, keep));
+        text = text.slice(0, keep);
+        truncateSync(path, Buffer.byteLength(text));
+      }
+      const lines = text === '' ? [] : text.slice(0, -1).split('\n');
+      if (lines.length === 0) {
+        rmSync(path);
+        segments.pop();
+        continue;
+      }
+      const last = JSON.parse(lines[lines.length - 1]!) as AuditRecord;
+      this.segment = n;
+      this.seq = last.seq + 1;
+      this.prev = lineHash(lines[lines.length - 1]!);
+      if (last.kind !== 'seal' || !existsSync(join(this.dir, indexName(n)))) {
+        const builder = rebuildIndex(n, lines);
+        if (last.kind !== 'seal') {
+          const now = Date.now();
+          const json = JSON.stringify({ seq: this.seq, prev: this.prev, kind: 'seal', time: new Date(now).toISOString(), segment: n, records: builder.count, recovered: true, ...(truncated > 0 ? { truncatedBytes: truncated } : {}) });
+          const line = signLine(json, this.key.privateKey);
+          appendFileSync(path, `${line}\n`);
+          builder.add(now, undefined, undefined, KIND_CODE.seal, 0, Buffer.byteLength(line));
+          this.prev = lineHash(line);
+          this.seq++;
+          this.log.warn({ segment: n, records: builder.count, truncatedBytes: truncated }, 'audit segment left open by a previous run sealed');
+        }
+        builder.write(join(this.dir, indexName(n)));
+      }
+      return;
+    }
+    this.segment = 0;
+    this.seq = 0;
+    this.prev = GENESIS;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Segment numbers present in a log directory, ascending. */
+export function listSegments(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = SEGMENT_RE.exec(name);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Builds a segment's index from its lines (crash recovery, or a missing index). */
+export function rebuildIndex(n: number, lines: readonly string[]): IndexBuilder {
+  const b = new IndexBuilder(n);
+  for (const line of lines) {
+    let f = { timeMs: 0, principal: undefined as string | undefined, target: undefined as string | undefined, flags: 0, outcome: 0 };
+    try {
+      f = indexFieldsOf(JSON.parse(line) as AuditRecord);
+    } catch {
+      // A line that does not parse is indexed as nothing; verify reports it.
+    }
+    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line));
+  }
+  return b;
+}

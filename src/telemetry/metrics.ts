@@ -1,0 +1,174 @@
+/**
+ * Gateway metrics with prom-client (chosen over the OTel metrics SDK by measured per-call cost: about 0.8 us against
+ * 1.5 us for a counter + histogram update with the same labels, see bench/micro/telemetry.ts). Served as Prometheus
+ * text at /metrics, and bridged to OTLP when configured (otlp-metrics.ts).
+ *
+ * Label values come from config (route, upstream), from fixed sets (protocol, outcome, error code) or pass through a
+ * LabelCap (operation, model, team), so a client cannot grow the series count without bound.
+ */
+import client from 'prom-client';
+import type { Call } from '../core/call.ts';
+
+/** What metrics read from the gateway at scrape time. */
+export interface TelemetrySource {
+  readiness(): { upstreams: Record<string, { up: boolean; transport: string }>; sessions: number };
+}
+
+/** Audit log figures exposed as gauges. */
+export interface AuditFigures {
+  readonly pending: number;
+  readonly written: number;
+}
+
+/** Keeps at most `max` distinct values; later ones read as `other`. */
+export class LabelCap {
+  private readonly seen = new Map<string, string>();
+  private readonly max: number;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  get(value: string): string {
+    const v = this.seen.get(value);
+    if (v !== undefined) return v;
+    if (this.seen.size >= this.max) return 'other';
+    this.seen.set(value, value);
+    return value;
+  }
+}
+
+/** Operations that hold a stream open for their whole life (counted as active streams). */
+const STREAM_OPERATIONS = new Set(['mcp/stream']);
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const CALL_LABELS = ['protocol', 'route', 'operation', 'upstream', 'outcome'] as const;
+
+function teamOf(call: Call): string {
+  const claim = call.principal?.claims.team;
+  if (typeof claim === 'string') return claim;
+  const obligation = call.decision?.obligations?.team;
+  if (typeof obligation === 'string') return obligation;
+  const segs = call.principal?.segments;
+  if (segs !== undefined) {
+    const i = segs.indexOf('team');
+    if (i >= 0 && i + 1 < segs.length) return segs[i + 1]!;
+  }
+  return 'none';
+}
+
+export class GatewayMetrics {
+  readonly registry: client.Registry;
+  private readonly requests: client.Counter<(typeof CALL_LABELS)[number]>;
+  private readonly duration: client.Histogram<(typeof CALL_LABELS)[number]>;
+  private readonly denials: client.Counter<'protocol' | 'route' | 'code'>;
+  private readonly limited: client.Counter<'protocol' | 'route' | 'code'>;
+  private readonly tokens: client.Counter<'model' | 'team' | 'direction'>;
+  private readonly operations: LabelCap;
+  private readonly models: LabelCap;
+  private readonly teams: LabelCap;
+  private readonly streams = new Map<string, number>();
+  private source: TelemetrySource | undefined;
+  private audit: AuditFigures | undefined;
+
+  constructor(maxLabelValues: number) {
+    const registry = new client.Registry();
+    this.registry = registry;
+    this.operations = new LabelCap(64);
+    this.models = new LabelCap(maxLabelValues);
+    this.teams = new LabelCap(maxLabelValues);
+    this.requests = new client.Counter({ name: 'tollgate_requests_total', help: 'Calls handled, by protocol, route, operation, upstream and outcome', labelNames: CALL_LABELS, registers: [registry] });
+    this.duration = new client.Histogram({ name: 'tollgate_request_duration_seconds', help: 'Call duration from the Call being created to its end', labelNames: CALL_LABELS, buckets: DURATION_BUCKETS, registers: [registry] });
+    this.denials = new client.Counter({ name: 'tollgate_policy_denials_total', help: 'Calls refused by policy (or for insufficient scope)', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
+    this.limited = new client.Counter({ name: 'tollgate_limit_rejections_total', help: 'Calls refused by rate or budget limits', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
+    this.tokens = new client.Counter({ name: 'tollgate_tokens_total', help: 'Model tokens used, by model, team and direction (input/output)', labelNames: ['model', 'team', 'direction'], registers: [registry] });
+    const self = this;
+    new client.Gauge({
+      name: 'tollgate_upstream_up',
+      help: '1 when the upstream answered its last contact, else 0',
+      labelNames: ['upstream', 'transport'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const r = self.source?.readiness();
+        if (r) for (const [name, u] of Object.entries(r.upstreams)) this.set({ upstream: name, transport: u.transport }, u.up ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_active_sessions',
+      help: 'Open client sessions',
+      labelNames: ['protocol'],
+      registers: [registry],
+      collect() {
+        const r = self.source?.readiness();
+        if (r) this.set({ protocol: 'mcp' }, r.sessions);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_active_streams',
+      help: 'Open long-lived streams (e.g. MCP GET event streams)',
+      labelNames: ['protocol'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [protocol, n] of self.streams) this.set({ protocol }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_audit_pending_records',
+      help: 'Audit records accepted and not yet on disk',
+      registers: [registry],
+      collect() {
+        if (self.audit) this.set(self.audit.pending);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_audit_records_written',
+      help: 'Audit records written since start',
+      registers: [registry],
+      collect() {
+        if (self.audit) this.set(self.audit.written);
+      },
+    });
+    // Process metrics, including nodejs_eventloop_lag_seconds (and its percentiles) for event-loop lag.
+    client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  }
+
+  watch(source: TelemetrySource): void {
+    this.source = source;
+  }
+
+  watchAudit(figures: AuditFigures): void {
+    this.audit = figures;
+  }
+
+  begin(call: Call): void {
+    if (STREAM_OPERATIONS.has(call.operation)) this.streams.set(call.protocol, (this.streams.get(call.protocol) ?? 0) + 1);
+  }
+
+  end(call: Call): void {
+    const labels = {
+      protocol: call.protocol,
+      route: call.route.name,
+      operation: this.operations.get(call.operation),
+      upstream: call.upstream ?? '',
+      outcome: call.outcome,
+    };
+    this.requests.inc(labels);
+    this.duration.observe(labels, call.elapsedMs() / 1000);
+    if (call.outcome === 'denied') this.denials.inc({ protocol: call.protocol, route: call.route.name, code: call.error?.code ?? '' });
+    else if (call.outcome === 'limited') this.limited.inc({ protocol: call.protocol, route: call.route.name, code: call.error?.code ?? '' });
+    const usage = call.usage;
+    if (usage !== undefined && (usage.inputTokens !== undefined || usage.outputTokens !== undefined)) {
+      const model = this.models.get(call.target?.kind === 'model' ? call.target.name : (call.upstream ?? 'none'));
+      const team = this.teams.get(teamOf(call));
+      if (usage.inputTokens) this.tokens.inc({ model, team, direction: 'input' }, usage.inputTokens);
+      if (usage.outputTokens) this.tokens.inc({ model, team, direction: 'output' }, usage.outputTokens);
+    }
+    if (STREAM_OPERATIONS.has(call.operation)) this.streams.set(call.protocol, Math.max(0, (this.streams.get(call.protocol) ?? 1) - 1));
+  }
+
+  /** Prometheus text exposition. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

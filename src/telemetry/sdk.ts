@@ -1,0 +1,61 @@
+/**
+ * Starts @opentelemetry/sdk-node when something needs it (tracing, OTLP metrics, the audit log's OTLP sink), with
+ * exporters chosen from the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL =
+ * http/protobuf | grpc | http/json, OTEL_TRACES_SAMPLER, ...). No instrumentation packages: spans are made by hand.
+ */
+import { context, diag, metrics, propagation, trace } from '@opentelemetry/api';
+import { logs } from '@opentelemetry/api-logs';
+import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { PeriodicExportingMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+
+export interface SdkOptions {
+  readonly serviceName: string;
+  readonly traces: boolean;
+  readonly logs: boolean;
+  /** Metrics to export over OTLP (the Prometheus registry bridge), if any. */
+  readonly metrics: MetricProducer | undefined;
+}
+
+export interface RunningSdk {
+  shutdown(): Promise<void>;
+}
+
+function metricExporter(env: NodeJS.ProcessEnv): PushMetricExporter {
+  const protocol = (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
+  if (protocol === 'grpc') return new GrpcMetricExporter();
+  if (protocol === 'http/json') return new JsonMetricExporter();
+  return new ProtoMetricExporter();
+}
+
+export function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = process.env): RunningSdk {
+  const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000);
+  const sdk = new NodeSDK({
+    serviceName: opts.serviceName,
+    instrumentations: [],
+    // An empty list means "none" to NodeSDK; leaving a signal undefined lets it configure that signal from OTEL_*.
+    ...(opts.traces ? {} : { spanProcessors: [] }),
+    ...(opts.logs ? {} : { logRecordProcessors: [] }),
+    metricReaders: opts.metrics
+      ? [new PeriodicExportingMetricReader({ exporter: metricExporter(env), metricProducers: [opts.metrics], exportIntervalMillis: interval > 0 ? interval : 60_000 })]
+      : [],
+  });
+  sdk.start();
+  return {
+    shutdown: async () => {
+      try {
+        await sdk.shutdown();
+      } catch (err) {
+        diag.error('OpenTelemetry SDK shutdown failed', err);
+      }
+      // Unregister the globals so a gateway started later in this process (tests) can register its own.
+      trace.disable();
+      metrics.disable();
+      logs.disable();
+      propagation.disable();
+      context.disable();
+    },
+  };
+}

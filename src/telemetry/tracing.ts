@@ -1,0 +1,219 @@
+/**
+ * Hand-made spans for each call (no auto-instrumentation): a SERVER span from the moment the adapter creates the Call
+ * to Gateway.finish, a child span per guard stage (authenticate, authorize, limit...) fed by the PipelineObserver, and
+ * a CLIENT `upstream` span whose context is propagated to the upstream (for MCP, in `params._meta` per SEP-414).
+ *
+ * The parent is the client's W3C trace context: from the MCP request's `params._meta` when present (the MCP
+ * convention), else from the HTTP `traceparent`/`tracestate` headers. Attributes follow the GenAI/MCP conventions.
+ * None of this runs when tracing is off: the gateway then holds no CallTracer at all.
+ */
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+} from '@opentelemetry/api';
+import type { Call } from '../core/call.ts';
+import type { GatewayError } from '../core/errors.ts';
+import type { PipelineObserver } from '../core/pipeline.ts';
+import { TRACE_KEY, type TraceHandle } from './context.ts';
+import * as A from './semconv.ts';
+
+/** Guard names as the other guards spell them, mapped to the stage names the spans use. */
+const STAGES: Readonly<Record<string, string>> = {
+  identity: 'authenticate',
+  authn: 'authenticate',
+  authenticate: 'authenticate',
+  policy: 'authorize',
+  authz: 'authorize',
+  authorize: 'authorize',
+  limits: 'limit',
+  limit: 'limit',
+  ratelimit: 'limit',
+};
+
+/** Operations whose target name makes a low-cardinality span name (`tools/call get_weather`). */
+const NAMED_TARGETS = new Set(['tool', 'prompt', 'skill', 'model']);
+
+const headerGetter: TextMapGetter<Record<string, unknown>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => {
+    const v = carrier[key];
+    return typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? (v[0] as string) : undefined;
+  },
+};
+
+/** Per-call tracing state, kept in `call.scratch` under TRACE_KEY. */
+class CallTrace implements TraceHandle {
+  readonly span: Span;
+  readonly ctx: Context;
+  readonly traceId: string;
+  /** False when the sampler dropped this trace: then no child spans are made, only the context is passed on. */
+  readonly recording: boolean;
+  stage: Span | undefined;
+  stageGuard: string | undefined;
+  upstream: Span | undefined;
+
+  constructor(span: Span, ctx: Context) {
+    this.span = span;
+    this.ctx = ctx;
+    this.traceId = span.spanContext().traceId;
+    this.recording = span.isRecording();
+    this.stage = undefined;
+    this.stageGuard = undefined;
+    this.upstream = undefined;
+  }
+}
+
+export class CallTracer implements PipelineObserver {
+  private readonly tracer: Tracer;
+
+  constructor(tracer: Tracer) {
+    this.tracer = tracer;
+  }
+
+  /** Starts the call's server span. `meta` is the MCP request's `params._meta` (undefined for other protocols). */
+  begin(call: Call, meta: unknown): void {
+    let parent: Context = ROOT_CONTEXT;
+    if (typeof meta === 'object' && meta !== null && typeof (meta as Record<string, unknown>).traceparent === 'string') {
+      parent = propagation.extract(ROOT_CONTEXT, meta as Record<string, unknown>, headerGetter);
+    } else if (call.request.headers.traceparent !== undefined) {
+      parent = propagation.extract(ROOT_CONTEXT, call.request.headers as Record<string, unknown>, headerGetter);
+    }
+    const attributes: Attributes = {
+      [A.ATTR_PROTOCOL]: call.protocol,
+      [A.ATTR_ROUTE]: call.route.name,
+      [A.ATTR_CALL_ID]: call.id,
+      [A.ATTR_NETWORK_TRANSPORT]: 'tcp',
+      [A.ATTR_NETWORK_PROTOCOL_NAME]: 'http',
+      [A.ATTR_CLIENT_ADDRESS]: call.request.remoteAddress,
+    };
+    if (call.protocol === 'mcp') attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
+    if (call.rpcId !== undefined) attributes[A.ATTR_JSONRPC_REQUEST_ID] = String(call.rpcId);
+    const span = this.tracer.startSpan(call.operation, { kind: SpanKind.SERVER, attributes }, parent);
+    call.scratch.set(TRACE_KEY, new CallTrace(span, trace.setSpan(ROOT_CONTEXT, span)));
+  }
+
+  /** PipelineObserver: one child span per guard's admit step. */
+  stage(call: Call, guard: string, phase: 'start' | 'end', error?: GatewayError): void {
+    const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
+    if (t === undefined || !t.recording) return;
+    if (phase === 'start') {
+      t.stage = this.tracer.startSpan(STAGES[guard] ?? guard, { kind: SpanKind.INTERNAL, attributes: { [A.ATTR_GUARD]: guard } }, t.ctx);
+      t.stageGuard = guard;
+      return;
+    }
+    const span = t.stage;
+    if (span === undefined || t.stageGuard !== guard) return;
+    if (error !== undefined) {
+      span.setAttribute(A.ATTR_ERROR_TYPE, error.code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    }
+    span.end();
+    t.stage = undefined;
+    t.stageGuard = undefined;
+  }
+
+  /**
+   * Starts the upstream CLIENT span and returns the W3C fields (`traceparent`, `tracestate`) that carry its context to
+   * the upstream, or undefined when the call is not traced.
+   */
+  propagate(call: Call): Record<string, string> | undefined {
+    const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
+    if (t === undefined) return undefined;
+    const fields: Record<string, string> = {};
+    if (!t.recording) {
+      // Sampled out: pass the (unsampled) context on so the upstream agrees, without making spans nobody keeps.
+      propagation.inject(t.ctx, fields);
+      return fields;
+    }
+    const target = call.target;
+    const local = target?.local ?? target?.name;
+    const name = local !== undefined && target !== undefined && NAMED_TARGETS.has(target.kind) ? `${call.operation} ${local}` : call.operation;
+    const attributes: Attributes = { [A.ATTR_UPSTREAM]: call.upstream ?? '' };
+    if (call.protocol === 'mcp') attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
+    if (target?.kind === 'tool' && local !== undefined) {
+      attributes[A.ATTR_GEN_AI_TOOL_NAME] = local;
+      attributes[A.ATTR_GEN_AI_OPERATION_NAME] = 'execute_tool';
+    }
+    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, t.ctx);
+    t.upstream = span;
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, span), fields);
+    return fields;
+  }
+
+  /** Ends the call's spans with its final state (called once, after the guards settled). */
+  end(call: Call): void {
+    const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
+    if (t === undefined) return;
+    const err = call.error;
+    if (t.stage !== undefined) {
+      t.stage.end();
+      t.stage = undefined;
+    }
+    if (t.upstream !== undefined) {
+      if (call.outcome === 'upstream_error' || call.outcome === 'error' || call.outcome === 'cancelled') {
+        t.upstream.setAttribute(A.ATTR_ERROR_TYPE, err?.code ?? 'rpc_error');
+        t.upstream.setStatus({ code: SpanStatusCode.ERROR, message: err?.message ?? 'upstream answered with a JSON-RPC error' });
+      }
+      t.upstream.end();
+    }
+    const span = t.span;
+    if (!span.isRecording()) {
+      span.end();
+      return;
+    }
+    const target = call.target;
+    if (target !== undefined) {
+      if (NAMED_TARGETS.has(target.kind)) span.updateName(`${call.operation} ${target.name}`);
+      switch (target.kind) {
+        case 'tool':
+          span.setAttribute(A.ATTR_GEN_AI_TOOL_NAME, target.name);
+          if (call.operation === 'tools/call') span.setAttribute(A.ATTR_GEN_AI_OPERATION_NAME, 'execute_tool');
+          break;
+        case 'prompt':
+          span.setAttribute(A.ATTR_GEN_AI_PROMPT_NAME, target.name);
+          break;
+        case 'resource':
+          span.setAttribute(A.ATTR_MCP_RESOURCE_URI, target.name);
+          break;
+        case 'model':
+          span.setAttribute(A.ATTR_GEN_AI_REQUEST_MODEL, target.name);
+          break;
+        case 'skill':
+          span.setAttribute(A.ATTR_GEN_AI_AGENT_NAME, target.server ?? target.name);
+          break;
+        default:
+          break;
+      }
+    }
+    if (call.upstream !== undefined) span.setAttribute(A.ATTR_UPSTREAM, call.upstream);
+    if (call.sessionId !== undefined && call.protocol === 'mcp') span.setAttribute(A.ATTR_MCP_SESSION_ID, call.sessionId);
+    if (call.principal !== undefined) span.setAttribute(A.ATTR_PRINCIPAL_ID, call.principal.id);
+    if (call.decision !== undefined) {
+      span.setAttribute(A.ATTR_DECISION_ID, call.decision.id);
+      span.setAttribute(A.ATTR_DECISION_ALLOW, call.decision.allow);
+    }
+    const usage = call.usage;
+    if (usage?.inputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_INPUT_TOKENS, usage.inputTokens);
+    if (usage?.outputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, usage.outputTokens);
+    span.setAttribute(A.ATTR_OUTCOME, call.outcome);
+    if (call.status !== 0) span.setAttribute(A.ATTR_HTTP_RESPONSE_STATUS_CODE, call.status);
+    if (err !== undefined) {
+      span.setAttribute(A.ATTR_ERROR_TYPE, err.code);
+      span.setAttribute(A.ATTR_RPC_RESPONSE_STATUS_CODE, String(err.def.rpc));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    } else if (call.outcome === 'error') {
+      // The upstream answered with a JSON-RPC error (relayed as is).
+      span.setAttribute(A.ATTR_ERROR_TYPE, 'rpc_error');
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
+  }
+}

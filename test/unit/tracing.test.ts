@@ -1,0 +1,121 @@
+/**
+ * The call tracer on the real OTel SDK (in-memory exporter): guard stages become authenticate/authorize/limit child
+ * spans through the PipelineObserver, the server span carries the principal's SPIFFE ID, the decision id and the
+ * GenAI usage attributes, a refused stage is an ERROR span, and the upstream span's context is what gets propagated.
+ */
+import { propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { BasicTracerProvider, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Call } from '../../src/core/call.ts';
+import { Errors, GatewayError } from '../../src/core/errors.ts';
+import { Pipeline, type Guard } from '../../src/core/pipeline.ts';
+import { traceIdOf } from '../../src/telemetry/context.ts';
+import { LabelCap } from '../../src/telemetry/metrics.ts';
+import { CallTracer } from '../../src/telemetry/tracing.ts';
+import { makeCall, principal } from '../helpers/audit-calls.ts';
+
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = new CallTracer(provider.getTracer('test'));
+
+beforeAll(() => propagation.setGlobalPropagator(new W3CTraceContextPropagator()));
+afterAll(() => propagation.disable());
+
+/** Guards as the identity, policy and limits services name theirs. */
+const identity: Guard = { name: 'identity', admit: (c: Call) => void (c.principal = principal('spiffe://example.org/ns/prod/sa/agent')) };
+const policy: Guard = {
+  name: 'policy',
+  admit: async (c: Call) => {
+    await new Promise((r) => setImmediate(r));
+    c.decision = { id: 'dec-42', allow: c.target?.name !== 'db__drop', reason: 'rule x' };
+    if (!c.decision.allow) throw new GatewayError(Errors.POLICY_DENIED, 'Denied by policy: rule x');
+  },
+};
+const limits: Guard = { name: 'limits', admit: () => undefined };
+
+describe('CallTracer', () => {
+  it('makes one server span with authenticate, authorize, limit and upstream children', async () => {
+    exporter.reset();
+    const pipeline = new Pipeline([identity, policy, limits], tracer);
+    const call = makeCall({ id: 'c1', time: Date.now(), tool: 'llm__chat' });
+    call.request.headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    tracer.begin(call, undefined);
+    await pipeline.admit(call);
+    const fields = tracer.propagate(call)!;
+    call.usage = { inputTokens: 12, outputTokens: 30 };
+    call.status = 200;
+    tracer.end(call);
+    const spans = exporter.getFinishedSpans();
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    expect(server.name).toBe('tools/call llm__chat');
+    expect(server.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(server.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+    expect(server.attributes).toMatchObject({
+      'tollgate.principal.id': 'spiffe://example.org/ns/prod/sa/agent',
+      'tollgate.decision.id': 'dec-42',
+      'tollgate.decision.allow': true,
+      'gen_ai.usage.input_tokens': 12,
+      'gen_ai.usage.output_tokens': 30,
+      'mcp.method.name': 'tools/call',
+      'jsonrpc.request.id': '1',
+    });
+    const children = spans.filter((s) => s.parentSpanContext?.spanId === server.spanContext().spanId);
+    expect(children.map((s) => s.name).sort()).toEqual(['authenticate', 'authorize', 'limit', 'tools/call chat']);
+    const upstream = children.find((s) => s.kind === SpanKind.CLIENT)!;
+    expect(fields.traceparent).toBe(`00-0af7651916cd43dd8448eb211c80319c-${upstream.spanContext().spanId}-01`);
+    expect(traceIdOf(call)).toBe('0af7651916cd43dd8448eb211c80319c');
+  });
+
+  it('marks the refusing stage and the call as errors with the stable code', async () => {
+    exporter.reset();
+    const pipeline = new Pipeline([identity, policy, limits], tracer);
+    const call = makeCall({ id: 'c2', time: Date.now(), tool: 'db__drop' });
+    tracer.begin(call, undefined);
+    const err = await Promise.resolve(pipeline.admit(call)).then(() => undefined, (e: unknown) => e as GatewayError);
+    call.error = err;
+    call.outcome = 'denied';
+    tracer.end(call);
+    const spans = exporter.getFinishedSpans();
+    const authorize = spans.find((s) => s.name === 'authorize')!;
+    expect(authorize.status.code).toBe(SpanStatusCode.ERROR);
+    expect(authorize.attributes['error.type']).toBe('TG_POLICY_DENIED');
+    expect(spans.some((s) => s.name === 'limit')).toBe(false);
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    expect(server.status).toMatchObject({ code: SpanStatusCode.ERROR, message: 'Denied by policy: rule x' });
+    expect(server.attributes).toMatchObject({ 'error.type': 'TG_POLICY_DENIED', 'rpc.response.status_code': '-32062', 'tollgate.outcome': 'denied' });
+  });
+
+  it('takes the parent from params._meta before the HTTP header', () => {
+    exporter.reset();
+    const call = makeCall({ id: 'c3', time: Date.now(), tool: 'a__b' });
+    call.request.headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    tracer.begin(call, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01', progressToken: 1 });
+    tracer.end(call);
+    const server = exporter.getFinishedSpans()[0]!;
+    expect(server.spanContext().traceId).toBe('11111111111111111111111111111111');
+    expect(server.parentSpanContext?.spanId).toBe('2222222222222222');
+  });
+});
+
+describe('CallTracer, sampled out', () => {
+  it('makes no spans but still passes the unsampled context upstream', async () => {
+    const dropped = new InMemorySpanExporter();
+    const never = new BasicTracerProvider({ sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }), spanProcessors: [new SimpleSpanProcessor(dropped)] });
+    const t = new CallTracer(never.getTracer('test'));
+    const call = makeCall({ id: 'c4', time: Date.now(), tool: 'a__b' });
+    t.begin(call, undefined);
+    await new Pipeline([identity, policy, limits], t).admit(call);
+    const fields = t.propagate(call)!;
+    t.end(call);
+    expect(dropped.getFinishedSpans()).toHaveLength(0);
+    expect(fields.traceparent).toMatch(new RegExp(`^00-${traceIdOf(call)}-[0-9a-f]{16}-00$`));
+  });
+});
+
+describe('LabelCap', () => {
+  it('keeps label cardinality bounded', () => {
+    const cap = new LabelCap(3);
+    expect(['a', 'b', 'c', 'd', 'a', 'e'].map((v) => cap.get(v))).toEqual(['a', 'b', 'c', 'other', 'a', 'other']);
+  });
+});
