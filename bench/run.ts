@@ -24,7 +24,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SCENARIOS, SLOTS } from './scenarios.ts';
-import { PENDING_STAGES, availableStages, variants } from './stages.ts';
+import { PENDING_STAGES, availableStages, variants, type Variant } from './stages.ts';
 import { compareMarkdown, markdown } from './lib/report.ts';
 import { commitInfo, machineInfo, readResult, writeResult, type BenchResult, type ScenarioResult } from './lib/results.ts';
 import { PHASES, calibrateRate, measureRound, setupScenario, summarizeTargets, warmUp, type Phase, type PhaseOptions, type RoundResult } from './lib/runner.ts';
@@ -76,11 +76,13 @@ for (const w of wanted ?? []) {
 }
 const logLevel = values['log-level'] ?? 'info';
 const stages = availableStages(ROOT);
-const vs = variants(stages, { each: values['no-each'] !== true });
-for (const level of values['log-levels']?.split(',') ?? []) vs.push({ label: `gateway(log=${level})`, stages, logLevel: level });
-if (values['node-options']) vs.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
+const noEach = values['no-each'] === true;
+const vs = variants(stages, { each: !noEach });
+const extra: Variant[] = [];
+for (const level of values['log-levels']?.split(',') ?? []) extra.push({ label: `gateway(log=${level})`, stages, logLevel: level });
+if (values['node-options']) extra.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
 const startedAt = new Date().toISOString();
 const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
@@ -90,9 +92,11 @@ const scenarios: ScenarioResult[] = [];
 if (baseline) process.once('exit', () => baseline.remove());
 for (const scenario of SCENARIOS) {
   if (wanted && !wanted.includes(scenario.name)) continue;
-  process.stderr.write(`bench: ${scenario.name}: starting backends, proxy, ${vs.map((v) => v.label).join(', ')} (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+  process.stderr.write(`bench: ${scenario.name}: starting backends, proxy, gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const scenarioProfDir = profileDir ? join(profileDir, scenario.name) : undefined;
-  const setup = await setupScenario(scenario, { variants: vs, logLevel, proxyPoolConnections: 16, withProxy: true, cpuProfDir: scenarioProfDir });
+  // Each stage alone where the scenario asks for it (call-small); elsewhere the full pipeline and no stage.
+  const scenarioVariants = [...(scenario.eachStage ? vs : variants(stages, { each: false, none: !noEach })), ...extra];
+  const setup = await setupScenario(scenario, { variants: scenarioVariants, logLevel, proxyPoolConnections: 16, withProxy: true, cpuProfDir: scenarioProfDir });
   const results: RoundResult[] = [];
   let rate = 0;
   try {
@@ -135,7 +139,7 @@ const result: BenchResult = {
     ...phaseOpts,
     phases,
     logLevel,
-    variants: vs.map((v) => v.label),
+    variants: [...vs, ...extra].map((v) => v.label),
     baseline: baseline ? { rev: baseline.rev, sha: baseline.sha } : undefined,
     proxyPoolConnections: 16,
     gatewayPoolConnections: 16,

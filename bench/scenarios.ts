@@ -17,6 +17,8 @@ export interface Scenario {
   /** The measured request, direct and through the gateway (federated names are `<server>__<tool>`). */
   readonly directCall: BenchCall;
   readonly gatewayCall: BenchCall;
+  /** Measure each stage alone here too (default: only the full pipeline and no stage; call-small does each). */
+  readonly eachStage?: boolean;
 }
 
 const echo = { message: 'hello from the bench' };
@@ -32,6 +34,7 @@ export const SCENARIOS: readonly Scenario[] = [
     federated: ['files'],
     directCall: { method: 'tools/call', name: 'read_file', arguments: read },
     gatewayCall: { method: 'tools/call', name: 'files__read_file', arguments: read },
+    eachStage: true,
   },
   {
     name: 'call-100k',

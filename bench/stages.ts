@@ -24,6 +24,8 @@ export interface StageContext {
   readonly route: string;
   /** The gateway's base URL (known before it starts: the bench picks the port), e.g. for token audiences. */
   readonly gatewayUrl: string;
+  /** An OTLP/HTTP sink (base URL) in the backends' process, for exporters. */
+  readonly otlpUrl: string | undefined;
   /** What a stage's setup leaves for its other steps (keys, tokens), by stage. */
   readonly state: Map<string, unknown>;
 }
@@ -93,13 +95,35 @@ const policy: Stage = {
   gateway: (ctx) => ({ policy: { bundle: join(ctx.root, 'bundles/tollgate.tar.gz'), watch: false } }),
 };
 
+/** Spans for every call (sampler always on) exported in OTLP/HTTP batches to a local sink, and Prometheus metrics. */
+const telemetry: Stage = {
+  name: 'telemetry',
+  what: 'OpenTelemetry spans (every call, OTLP/HTTP batches to a local sink) + Prometheus metrics',
+  requires: 'src/telemetry/tracing.ts',
+  gateway: () => ({ telemetry: { tracing: { enabled: true }, metrics: { prometheus: true } } }),
+  env: (ctx) => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: ctx.otlpUrl ?? 'http://127.0.0.1:9',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_METRICS_EXPORTER: 'none',
+    OTEL_LOGS_EXPORTER: 'none',
+  }),
+};
+
+/** The tamper-evident audit log as configured by default: signed segments, fdatasync per batch, decision records. */
+const audit: Stage = {
+  name: 'audit',
+  what: 'tamper-evident audit log (defaults: signed checkpoints, fdatasync per batch, decision records)',
+  requires: 'src/audit/config.ts',
+  gateway: () => ({ audit: { enabled: true } }),
+};
+
 /** Stages whose code is on main. Order is the pipeline's: identity -> policy -> limits -> telemetry/audit. */
-export const STAGES: readonly Stage[] = [identity, policy];
+export const STAGES: readonly Stage[] = [identity, policy, telemetry, audit];
 
 /** Stages announced but not on this branch yet: listed in results as pending so a missing one is visible. */
 export const PENDING_STAGES: ReadonlyArray<{ name: string; what: string }> = [
   { name: 'limits', what: 'Redis rate/cost limits (not started)' },
-  { name: 'audit', what: 'OpenTelemetry spans/metrics and the tamper-evident audit log (branch audit)' },
 ].filter((p) => !STAGES.some((s) => s.name === p.name));
 
 export function availableStages(root: string): Stage[] {
@@ -122,9 +146,13 @@ export interface Variant {
   readonly nodeOptions?: readonly string[];
 }
 
-export function variants(stages: readonly Stage[], opts: { each: boolean }): Variant[] {
+export function variants(stages: readonly Stage[], opts: { each: boolean; none?: boolean }): Variant[] {
   const out: Variant[] = [{ label: 'gateway', stages }];
-  if (!opts.each || stages.length === 0) return out;
+  if (stages.length === 0) return out;
+  if (!opts.each) {
+    if (opts.none) out.push({ label: 'gateway[none]', stages: [] });
+    return out;
+  }
   if (stages.length > 1) {
     for (const s of stages) out.push({ label: `gateway[${s.name}]`, stages: stages.filter((x) => x === s || s.needs?.includes(x.name)) });
   }

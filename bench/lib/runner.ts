@@ -81,7 +81,7 @@ export async function setupScenario(scenario: Scenario, o: SetupOptions): Promis
     if (proxy) fixtures.push(proxy.child);
     const gateways: GatewayProcess[] = [];
     for (const variant of o.variants) {
-      const gw = await startGatewayProcess({ work, scenario, backendUrls: backends.urls, variant, logLevel: o.logLevel, cpuProfDir: o.cpuProfDir });
+      const gw = await startGatewayProcess({ work, scenario, backendUrls: backends.urls, otlpUrl: backends.otlp, variant, logLevel: o.logLevel, cpuProfDir: o.cpuProfDir });
       gatewayChildren.push(gw.child);
       gateways.push(gw);
     }

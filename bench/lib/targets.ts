@@ -14,12 +14,14 @@ const API = 'tollgate.dev/v1alpha1';
 
 export interface Backends {
   readonly urls: Readonly<Record<string, string>>;
+  /** OTLP/HTTP sink (base URL) for the telemetry stage. */
+  readonly otlp: string;
   readonly child: Child;
 }
 
 export async function startBackends(specs: readonly BackendSpec[]): Promise<Backends> {
-  const child = await spawnReady<{ urls: Record<string, string> }>(join(ROOT, 'bench/fixtures/backends.ts'), [JSON.stringify(specs)]);
-  return { urls: child.ready.urls, child };
+  const child = await spawnReady<{ urls: Record<string, string>; otlp: string }>(join(ROOT, 'bench/fixtures/backends.ts'), [JSON.stringify(specs)]);
+  return { urls: child.ready.urls, otlp: child.ready.otlp, child };
 }
 
 export interface Proxy {
@@ -52,6 +54,8 @@ export interface GatewayOptions {
   readonly work: string;
   readonly scenario: Scenario;
   readonly backendUrls: Readonly<Record<string, string>>;
+  /** OTLP sink for the telemetry stage (absent: that stage exports nowhere). */
+  readonly otlpUrl?: string | undefined;
   readonly variant: Variant;
   readonly logLevel: string;
   /** Write a V8 CPU profile of the gateway process into this directory (on exit). */
@@ -81,7 +85,7 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const route = 'bench';
   const root = o.variant.root ?? ROOT;
   const base = `http://127.0.0.1:${port}`;
-  const ctx: StageContext = { root, work: dir, configDir, backends: o.scenario.federated, route, gatewayUrl: base, state: new Map() };
+  const ctx: StageContext = { root, work: dir, configDir, backends: o.scenario.federated, route, gatewayUrl: base, otlpUrl: o.otlpUrl, state: new Map() };
   // Since identity landed every route needs a token unless it says anonymous: without the identity stage the bench
   // route is explicitly anonymous (a checkout older than identity has no auth section at all).
   let routeSpec: Record<string, unknown> = existsSync(join(root, 'src/guards/identity/config.ts')) ? { auth: { anonymous: true } } : {};
@@ -92,6 +96,10 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     dataDir: join(dir, 'data'),
     shutdown: { drainMs: 2000 },
   };
+  // What is on by default is switched off here and on again by its stage, so that `gateway[none]` is the bare
+  // gateway and each stage's cost shows (a checkout older than these sections does not know them).
+  if (existsSync(join(root, 'src/audit/config.ts'))) gatewaySpec.audit = { enabled: false };
+  if (existsSync(join(root, 'src/telemetry/config.ts'))) gatewaySpec.telemetry = { tracing: { enabled: false }, metrics: { prometheus: false, otlp: false } };
   const env: Record<string, string> = {};
   const headers: Record<string, string> = {};
   for (const stage of o.variant.stages) {
