@@ -18,11 +18,13 @@ import type {
   McpUpstream,
   MessageSink,
   ReplySink,
+  UpstreamResumeState,
   UpstreamSession,
   UpstreamStatus,
 } from './types.ts';
+import { ModernHttpSession, discover } from './http-modern.ts';
 
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export class HttpMcpUpstream implements McpUpstream {
   readonly name: string;
@@ -33,9 +35,13 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly baseHeaders: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
   readonly log: Logger;
+  /** Which protocol era the server speaks: learned from the first open (server/discover probe). */
+  era: 'session' | 'modern' | undefined;
   private lastError: string | undefined = 'not contacted yet';
   private lastOkAt = 0;
   private readonly sessions = new Set<HttpUpstreamSession>();
+  /** 2026-07-28 upstreams: x-mcp-header declarations by tool name (learned from tools/list, shared by sessions). */
+  readonly toolHeaders = new Map<string, import('../modern.ts').ParamHeader[]>();
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
     this.name = backend.name;
@@ -89,6 +95,22 @@ export class HttpMcpUpstream implements McpUpstream {
   }
 
   async open(hello: ClientHello): Promise<UpstreamSession> {
+    if (this.era !== 'session') {
+      // A 2026-07-28 server answers server/discover; a session-era one refuses it. The verdict is cached.
+      let found: Awaited<ReturnType<typeof discover>>;
+      try {
+        found = await discover(this, hello);
+      } catch (err) {
+        this.markFailed(err);
+        throw err;
+      }
+      if (found) {
+        this.era = 'modern';
+        this.markOk();
+        return new ModernHttpSession(this, hello, found);
+      }
+      this.era = 'session';
+    }
     const session = new HttpUpstreamSession(this, hello);
     try {
       await session.initialize();
@@ -97,8 +119,21 @@ export class HttpMcpUpstream implements McpUpstream {
       this.markFailed(err);
       throw err;
     }
+    this.track(session);
+    return session;
+  }
+
+  private track(session: HttpUpstreamSession): void {
     this.sessions.add(session);
     session.onClose = () => this.sessions.delete(session);
+  }
+
+  /** Continues an upstream session another replica opened: its id and initialize result come from the token. */
+  async resume(hello: ClientHello, state: UpstreamResumeState): Promise<UpstreamSession> {
+    this.era = 'session';
+    const session = new HttpUpstreamSession(this, hello);
+    session.adopt(state);
+    this.track(session);
     return session;
   }
 
@@ -179,6 +214,17 @@ class HttpUpstreamSession implements UpstreamSession {
     await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   }
 
+  /** Takes over an upstream session opened elsewhere (see HttpMcpUpstream.resume). */
+  adopt(state: UpstreamResumeState): void {
+    this.sessionId = state.id;
+    this.init = { protocolVersion: state.v, capabilities: state.c, serverInfo: { name: this.backend, version: '0' } };
+    this.buildHeaders();
+  }
+
+  resumeState(): UpstreamResumeState | undefined {
+    return this.sessionId === undefined ? undefined : { id: this.sessionId, v: this.init.protocolVersion, c: this.init.capabilities };
+  }
+
   /** Re-creates the upstream session once (the upstream forgot it: restarted or expired). */
   private reinitialize(): Promise<void> {
     this.reinitializing ??= this.initialize().finally(() => {
@@ -230,35 +276,7 @@ class HttpUpstreamSession implements UpstreamSession {
       await this.reinitialize();
       return this.exchange(id, body, sink, signal, false);
     }
-    const type = String(res.headers['content-type'] ?? '');
-    if (status === 200 && type.startsWith('text/event-stream')) {
-      this.up.markOk();
-      await readEvents(res, (data) => {
-        if (peekKind(data) === 'response' && peekId(data) === id) {
-          sink.final(data);
-          return true;
-        }
-        sink.interim(data);
-        return false;
-      });
-      sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} closed the stream without a response`, { data: { upstream: this.backend } }));
-      return;
-    }
-    if (type.startsWith('application/json')) {
-      const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
-      if (status === 200) {
-        this.up.markOk();
-        sink.final(bytes);
-        return;
-      }
-      // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
-      const text = bytes.toString('utf8');
-      if (peekKind(text) === 'response') {
-        sink.final(spliceId(text, id));
-        return;
-      }
-    } else await res.body.dump();
-    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} answered HTTP ${status}`, { data: { upstream: this.backend, status } }));
+    await relayResponse(this.up, res, id, sink);
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -290,9 +308,17 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   notify(msg: RpcNotification): void {
-    this.post(JSON.stringify(msg))
+    this.send(JSON.stringify(msg));
+  }
+
+  respond(response: string): void {
+    this.send(response);
+  }
+
+  private send(body: string): void {
+    this.post(body)
       .then((res) => res.body.dump())
-      .catch((err: unknown) => this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'notification not delivered'));
+      .catch((err: unknown) => this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'message not delivered upstream'));
   }
 
   listen(sink: MessageSink): () => void {
@@ -358,8 +384,45 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 }
 
+/**
+ * Relays one upstream answer to a request: the response (JSON body, or the matching event of an SSE stream, whose
+ * other events are interim messages), or a failure.
+ */
+export async function relayResponse(up: HttpMcpUpstream, res: Dispatcher.ResponseData, id: RpcId, sink: ReplySink): Promise<void> {
+  const status = res.statusCode;
+  const type = String(res.headers['content-type'] ?? '');
+  if (status === 200 && type.startsWith('text/event-stream')) {
+    up.markOk();
+    await readEvents(res, (data) => {
+      if (peekKind(data) === 'response' && peekId(data) === id) {
+        sink.final(data);
+        return true;
+      }
+      sink.interim(data);
+      return false;
+    });
+    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} closed the stream without a response`, { data: { upstream: up.name } }));
+    return;
+  }
+  if (type.startsWith('application/json')) {
+    const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
+    if (status === 200) {
+      up.markOk();
+      sink.final(bytes);
+      return;
+    }
+    // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
+    const text = bytes.toString('utf8');
+    if (peekKind(text) === 'response') {
+      sink.final(spliceId(text, id));
+      return;
+    }
+  } else await res.body.dump();
+  sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} answered HTTP ${status}`, { data: { upstream: up.name, status } }));
+}
+
 /** Reads an SSE body, calling `onData` per event until it returns true or the stream ends. */
-async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) => boolean): Promise<void> {
+export async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) => boolean): Promise<void> {
   let stop = false;
   const parser = createParser({
     onEvent: (event) => {
@@ -378,7 +441,7 @@ async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) =
 }
 
 /** The response to `id` from a JSON or SSE answer (used for initialize). */
-async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
+export async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
   const type = String(res.headers['content-type'] ?? '');
   if (res.statusCode === 200 && type.startsWith('text/event-stream')) {
     let found: string | undefined;

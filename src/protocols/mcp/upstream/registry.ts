@@ -6,6 +6,8 @@
 import type { ConfigSnapshot, ResolvedBackend } from '../../../config/load.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { HttpMcpUpstream } from './http.ts';
+import { OpenApiUpstream } from './openapi.ts';
+import { SseMcpUpstream } from './sse.ts';
 import { StdioMcpUpstream } from './stdio.ts';
 import type { McpUpstream, UpstreamStatus } from './types.ts';
 
@@ -47,6 +49,10 @@ export class McpUpstreams {
         return new StdioMcpUpstream(b, snapshot.gateway, snapshot.dir, this.log);
       case 'streamable-http':
         return new HttpMcpUpstream(b, snapshot.gateway, this.log);
+      case 'sse':
+        return new SseMcpUpstream(b, snapshot.gateway, this.log);
+      case 'openapi':
+        return new OpenApiUpstream(b, snapshot.gateway, snapshot.dir, this.log);
       default:
         throw new Error(`MCP transport ${b.transport} is not supported yet`);
     }
