@@ -123,7 +123,7 @@ export class McpAdapter {
     const origin = req.headers.origin;
     if (origin !== undefined) {
       const allowed = state.snapshot.gateway.http.allowedOrigins;
-      if (!allowed.includes(origin) && !allowed.includes('*')) {
+      if (!allowed.includes(origin) && !allowed.includes('*') && !sameLoopbackOrigin(origin, req.headers.host)) {
         req.resume();
         return writeError(res, null, new GatewayError(Errors.ORIGIN_FORBIDDEN, `Origin ${origin} is not allowed`));
       }
@@ -721,6 +721,7 @@ export class McpAdapter {
       try {
         if (!session.replay) throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, 'This server does not replay events');
         found = session.replay.locate(lastEventId);
+        found.stream.check(found.seq);
       } catch (err) {
         return this.refuse(call, res, null, toGatewayError(err));
       }
@@ -729,17 +730,16 @@ export class McpAdapter {
       const isServer = found.stream === session.serverLog;
       if (isServer) session.hasStream = true;
       sse.whenClosed(() => {
-        if (isServer) session.hasStream = false;
         found.stream.detach();
+        if (isServer) {
+          session.hasStream = false;
+          this.stopServerStream(session);
+        }
         call.status = 200;
         this.ctx.finish(call);
       });
-      try {
-        found.stream.resume(found.seq, sse);
-      } catch (err) {
-        sse.send(errorResponse(null, toGatewayError(err)));
-        sse.end();
-      }
+      found.stream.resume(found.seq, sse);
+      if (isServer) await this.startServerStream(session, rule, (m) => (found.stream.send(m), true));
       return;
     }
     if (session.hasStream) return this.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
@@ -753,8 +753,10 @@ export class McpAdapter {
     }
     sse.whenClosed(() => {
       session.hasStream = false;
-      if (stream) stream.detach();
-      else this.stopServerStream(session);
+      // Upstream streams are not kept open for a client that went away (each holds a connection); what was sent
+      // before the break stays replayable.
+      stream?.detach();
+      this.stopServerStream(session);
       call.status = 200;
       this.ctx.finish(call);
     });
@@ -840,6 +842,17 @@ function relayServerRequest(session: McpSession, up: UpstreamSession, message: s
 
 function virtualServerOf(rule: CompiledRule, name: string): import('../../config/schema.ts').VirtualServerSpec | undefined {
   return rule.route.spec.mcp?.virtualServers.find((v) => v.name === name);
+}
+
+const LOOPBACK_HOST = /^(?:127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])(?::\d{1,5})?$/;
+
+/**
+ * A page served by the gateway's own loopback address calling it (Origin = http://<Host>). Safe against DNS
+ * rebinding because the Host is a loopback literal: a rebinding page carries its own host name in Host.
+ */
+function sameLoopbackOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined || !LOOPBACK_HOST.test(host)) return false;
+  return origin === `http://${host}` || origin === `https://${host}`;
 }
 
 function keysFingerprint(keys: readonly { id: string; secret: string }[]): string {

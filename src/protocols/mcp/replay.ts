@@ -64,11 +64,16 @@ export class ReplayStream {
     this.onEnd(this);
   }
 
-  /** Replays events after `afterSeq` on `writer` and attaches it if the stream is still live. */
-  resume(afterSeq: number, writer: SseWriter): void {
+  /** Throws the out-of-range error unless every event after `afterSeq` is still held. */
+  check(afterSeq: number): void {
     if (afterSeq > this.seq || afterSeq < this.first - 1) {
       throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, `Last-Event-ID ${this.id}_${afterSeq} is outside the replay window`);
     }
+  }
+
+  /** Replays events after `afterSeq` on `writer` and attaches it if the stream is still live. */
+  resume(afterSeq: number, writer: SseWriter): void {
+    this.check(afterSeq);
     for (let s = afterSeq + 1; s <= this.seq; s++) writer.send(this.events[s - this.first]!, `${this.id}_${s}`);
     if (this.ended) writer.end();
     else this.writer = writer;

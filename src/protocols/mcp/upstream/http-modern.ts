@@ -228,7 +228,7 @@ export class ModernHttpSession implements UpstreamSession {
       while (active) {
         const id: RpcId = `tollgate-listen-${++modernIds}`;
         try {
-          const res = await this.up.pool.request({
+          const res = await this.up.streamPool.request({
             method: 'POST',
             path: this.up.path,
             headers: baseHeaders(this.up, 'subscriptions/listen'),

@@ -4,6 +4,7 @@
  * forwarded as the bytes the upstream sent.
  */
 import type { Dispatcher, Pool } from 'undici';
+import type { ParamHeader } from '../modern.ts';
 import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
@@ -31,6 +32,7 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly transport = 'streamable-http' as const;
   readonly fingerprint: string;
   readonly pool: Pool;
+  readonly streamPool: Pool;
   readonly path: string;
   readonly baseHeaders: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
@@ -41,7 +43,7 @@ export class HttpMcpUpstream implements McpUpstream {
   private lastOkAt = 0;
   private readonly sessions = new Set<HttpUpstreamSession>();
   /** 2026-07-28 upstreams: x-mcp-header declarations by tool name (learned from tools/list, shared by sessions). */
-  readonly toolHeaders = new Map<string, import('../modern.ts').ParamHeader[]>();
+  readonly toolHeaders = new Map<string, ParamHeader[]>();
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
     this.name = backend.name;
@@ -55,6 +57,15 @@ export class HttpMcpUpstream implements McpUpstream {
       connectMs: this.timeouts.connectMs,
       headersMs: this.timeouts.headersMs,
       bodyIdleMs: this.timeouts.bodyIdleMs,
+    });
+    // Long-lived streams (server streams, listen subscriptions) get their own pool: with HTTP/1.1 each holds a
+    // connection for its lifetime, and they must never starve the request pool.
+    this.streamPool = createPool(url.origin, {
+      connections: 4096,
+      keepAliveMs: backend.spec.pool.keepAliveMs,
+      connectMs: this.timeouts.connectMs,
+      headersMs: this.timeouts.headersMs,
+      bodyIdleMs: 0,
     });
     this.baseHeaders = backend.headers;
     this.log = log;
@@ -144,7 +155,7 @@ export class HttpMcpUpstream implements McpUpstream {
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.sessions].map((s) => s.close()));
-    await this.pool.close();
+    await Promise.allSettled([this.pool.close(), this.streamPool.destroy()]);
   }
 }
 
@@ -328,7 +339,7 @@ class HttpUpstreamSession implements UpstreamSession {
       let backoff = 500;
       while (active) {
         try {
-          const res = await this.up.pool.request({
+          const res = await this.up.streamPool.request({
             method: 'GET',
             path: this.up.path,
             headers: { ...this.headers, accept: 'text/event-stream' },
