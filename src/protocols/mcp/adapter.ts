@@ -19,6 +19,7 @@ import {
   errorResponse,
   peekId,
   resultResponse,
+  withResultType,
   salvageId,
   type RpcId,
   type RpcMessage,
@@ -362,7 +363,7 @@ export class McpAdapter {
 
     if (method === 'ping') {
       if (!(await this.admit(call, res, msg.id, group, state))) return;
-      return this.answer(call, res, msg.id, {});
+      return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
     }
     if (LIST_METHODS.has(method)) {
       if (!(await this.admit(call, res, msg.id, group, state))) return;
@@ -373,7 +374,7 @@ export class McpAdapter {
       const session = group.bind(call.principal?.id);
       const ups = await Promise.all(this.scopeOf(session, rule).map((b) => session.upstream(b)));
       await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
-      return this.answer(call, res, msg.id, {});
+      return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
     }
 
     // Everything else is routed to the one upstream that owns its target.
@@ -400,7 +401,12 @@ export class McpAdapter {
       return this.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${target.server} is unavailable`, { data: { upstream: target.server } }), modern);
     }
     const forwarded: RpcRequest = upstreamParams === undefined ? msg : { ...msg, params: upstreamParams };
-    const transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
+    let transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
+    if (modern && !isModernSession(up)) {
+      // A 2026 client requires resultType on every result; a session-era upstream never sends it.
+      const inner = transform;
+      transform = inner ? (text: string) => withResultType(inner(text)) : withResultType;
+    }
     this.forward(call, res, session, up, forwarded, upstreamParams === undefined ? raw : undefined, state, transform);
   }
 
@@ -510,6 +516,7 @@ export class McpAdapter {
     if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
     if (session.modern) {
       // A filtered list depends on who asked: never public, whatever the upstreams said.
+      result.resultType = 'complete';
       result.ttlMs = page.ttlMs;
       result.cacheScope = state.pipeline.filtersLists ? 'private' : page.cacheScope;
     }
@@ -520,7 +527,7 @@ export class McpAdapter {
     if (msg.method !== 'tools/list') {
       // A virtual server offers tools only.
       const empty: Record<string, unknown> = { [LIST_KEY[msg.method as ListMethod]]: [] };
-      if (session.modern) Object.assign(empty, { ttlMs: 0, cacheScope: 'private' });
+      if (session.modern) Object.assign(empty, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
       return this.answer(call, res, msg.id, empty);
     }
     const { tools, targets } = await virtualToolList(session.virtual!, (b) => session.upstream(b), LIST_TIMEOUT_MS);
@@ -535,7 +542,7 @@ export class McpAdapter {
       items = items.filter((_, i) => visible[i]);
     }
     const result: Record<string, unknown> = { tools: items };
-    if (session.modern) Object.assign(result, { ttlMs: 0, cacheScope: 'private' });
+    if (session.modern) Object.assign(result, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
     this.answer(call, res, msg.id, result);
   }
 
@@ -660,6 +667,8 @@ export class McpAdapter {
     x.pending.clear();
     const reply: DownstreamReply = new DownstreamReply(res, msg.id, {
       keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
+      // Parked exchanges are always with session-era upstreams: their results lack resultType.
+      transform: withResultType,
       serverRequest: (m) => {
         (reply as DownstreamReply & { parked?: ParkedExchange }).parked = x;
         return this.park(call, reply, session, x.up, m);

@@ -219,6 +219,7 @@ export class Stateless {
     // Server-to-client requests reach 2026 clients through input_required results; no session-era extras.
     delete capabilities.logging;
     const result: Record<string, unknown> = {
+      resultType: 'complete',
       supportedVersions: SUPPORTED_VERSIONS,
       capabilities,
       ttlMs: 0,

@@ -1,0 +1,222 @@
+/**
+ * Protocol eras through the gateway, with the official SDKs of both lines: a 1.x client (session era) and a v2
+ * client pinned to 2026-07-28 (stateless), each against a session-era upstream (SDK 1.x server) and a stateless
+ * upstream (SDK v2 `createMcpHandler`, modern-only). Plus multi round-trip requests bridged both ways, and the
+ * 2026 request validation the spec requires (header/body mismatch, unsupported version, envelope).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Transport } from '@modelcontextprotocol/client';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
+import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
+import { startModernServer, type ModernServer } from '../helpers/mcp-modern-server.ts';
+import { connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+
+let classic: FixtureServer;
+let modern: ModernServer;
+let conf: ConformanceUpstream;
+let gw: TestGateway;
+let v1: V1Client;
+let v2: V2Client;
+
+const MODERN = '2026-07-28';
+const META = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientCapabilities': {},
+  'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+};
+
+async function connectV2(url: string): Promise<V2Client> {
+  const client = new V2Client(
+    { name: 'v2-client', version: '1.0.0' },
+    { capabilities: { elicitation: { form: {} }, sampling: {} }, versionNegotiation: { mode: { pin: MODERN } } },
+  );
+  client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { confirm: true, response: 'yes from v2' } }));
+  client.setRequestHandler('sampling/createMessage', async (req) => ({
+    role: 'assistant',
+    content: { type: 'text', text: `v2 sampled: ${JSON.stringify(req.params.messages[0]?.content)}` },
+    model: 'test-model',
+    stopReason: 'endTurn',
+  }));
+  await client.connect(new V2Transport(new URL(url)));
+  return client;
+}
+
+function post(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${gw.url}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+function text(r: unknown): string {
+  return (((r as { content?: unknown }).content as { text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('');
+}
+
+beforeAll(async () => {
+  [classic, modern, conf] = await Promise.all([startHttpMcpServer({ name: 'classic' }), startModernServer(), startConformanceUpstream()]);
+  gw = await startTestGateway({
+    'mcp.yaml':
+      mcpBackend('classic', { url: classic.url }) +
+      mcpBackend('modern', { url: modern.url }) +
+      mcpBackend('conf', { url: conf.url }) +
+      route('mcp', '/mcp', ['classic', 'modern', 'conf']),
+  });
+  v1 = await connectClient(`${gw.url}/mcp`);
+  v2 = await connectV2(`${gw.url}/mcp`);
+});
+
+afterAll(async () => {
+  await v1?.close();
+  await v2?.close();
+  await gw?.stop();
+  await Promise.all([classic?.close(), modern?.close(), conf?.close()]);
+});
+
+describe('session-era client (SDK 1.x)', () => {
+  it('calls a session-era upstream', async () => {
+    expect(text(await v1.callTool({ name: 'classic__add', arguments: { a: 2, b: 3 } }))).toBe('5');
+  });
+
+  it('calls a 2026-07-28 upstream: the gateway adds the per-request envelope and headers', async () => {
+    const tools = (await v1.listTools()).tools.map((t) => t.name);
+    expect(tools).toEqual(expect.arrayContaining(['classic__add', 'modern__add', 'modern__confirm']));
+    expect(text(await v1.callTool({ name: 'modern__echo', arguments: { message: 'hi' } }))).toBe('modern: hi');
+    const call = modern.seen.find((s) => s.method === 'tools/call' && s.mcpName === 'echo');
+    expect(call?.version).toBe(MODERN);
+  });
+
+  it('answers a 2026 upstream\'s input_required with an elicitation request to the client, then retries', async () => {
+    const client = await connectClient(`${gw.url}/mcp`);
+    try {
+      // The 1.x client must declare elicitation to be asked; connectClient declares none, so register it here.
+      const asked: string[] = [];
+      const c2 = new (await import('@modelcontextprotocol/sdk/client/index.js')).Client({ name: 'elicit', version: '1' }, { capabilities: { elicitation: {} } });
+      c2.setRequestHandler(ElicitRequestSchema, async (req) => {
+        asked.push(String(req.params.message));
+        return { action: 'accept', content: { confirm: true } };
+      });
+      const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+      await c2.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+      const r = await c2.callTool({ name: 'modern__confirm', arguments: { action: 'deploy' } });
+      expect(text(r)).toBe('deploy: confirmed');
+      expect(asked).toEqual(['Really deploy?']);
+      await c2.close();
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('2026-07-28 client (SDK v2, pinned)', () => {
+  it('negotiated the stateless era with server/discover', () => {
+    expect(v2.getNegotiatedProtocolVersion()).toBe(MODERN);
+    expect(v2.getServerVersion()?.name).toBe('tollgate');
+    expect(v2.getServerCapabilities()?.tools).toBeDefined();
+  });
+
+  it('calls a session-era upstream (the gateway holds the upstream session)', async () => {
+    expect(text(await v2.callTool({ name: 'classic__add', arguments: { a: 40, b: 2 } }))).toBe('42');
+    const progress: number[] = [];
+    const r = await v2.callTool({ name: 'classic__slow', arguments: { steps: 2 } }, { onprogress: (p) => progress.push(p.progress) });
+    expect(text(r)).toBe('done after 2 steps');
+    expect(progress).toEqual([1, 2]);
+  });
+
+  it('lists tools of both eras, with the required caching hints', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 7, method: 'tools/list', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { result: { tools: { name: string }[]; ttlMs: number; cacheScope: string } };
+    expect(body.result.cacheScope).toBe('private');
+    expect(typeof body.result.ttlMs).toBe('number');
+    const names = body.result.tools.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(['classic__echo', 'modern__echo', 'conf__test_sampling']));
+    const viaSdk = (await v2.listTools()).tools.map((t) => t.name);
+    expect(viaSdk).toEqual(expect.arrayContaining(names));
+  });
+
+  it('calls a 2026-07-28 upstream, multi round-trip requests relayed as they are', async () => {
+    expect(text(await v2.callTool({ name: 'modern__add', arguments: { a: 1, b: 2 } }))).toBe('3');
+    expect(text(await v2.callTool({ name: 'modern__confirm', arguments: { action: 'ship' } }))).toBe('ship: confirmed');
+  });
+
+  it('turns a session-era upstream\'s sampling and elicitation requests into input_required round trips', async () => {
+    const s = await v2.callTool({ name: 'conf__test_sampling', arguments: { prompt: 'capital of France?' } });
+    expect(text(s)).toContain('LLM response: v2 sampled:');
+    expect(text(s)).toContain('capital of France?');
+    const e = await v2.callTool({ name: 'conf__test_elicitation', arguments: { message: 'name?' } });
+    expect(text(e)).toContain('action=accept');
+    expect(text(e)).toContain('yes from v2');
+  });
+});
+
+describe('2026-07-28 request validation', () => {
+  const call = (name: string, extra: Record<string, unknown> = {}): unknown => ({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name, arguments: { a: 1, b: 1 }, _meta: META, ...extra } });
+  const headers = (name: string): Record<string, string> => ({ 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name });
+
+  it('serves server/discover with every supported version', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'server/discover' });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { result: { supportedVersions: string[]; capabilities: Record<string, unknown>; _meta: Record<string, { name: string }> } };
+    expect(body.result.supportedVersions).toEqual(expect.arrayContaining([MODERN, '2025-11-25', '2025-03-26']));
+    expect(body.result._meta['io.modelcontextprotocol/serverInfo']?.name).toBe('tollgate');
+  });
+
+  it('answers a plain call with the upstream result', async () => {
+    const res = await post(call('classic__add'), headers('classic__add'));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { result: { content: { text: string }[] } }).result.content[0]?.text).toBe('2');
+  });
+
+  it('refuses header/body mismatches with 400 and -32020', async () => {
+    for (const [h, why] of [
+      [{ ...headers('classic__add'), 'mcp-name': 'classic__echo' }, 'name'],
+      [{ ...headers('classic__add'), 'mcp-method': 'tools/list' }, 'method'],
+      [{ ...headers('classic__add'), 'mcp-protocol-version': '2025-11-25' }, 'version'],
+      [{ 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call' }, 'missing name'],
+      [{ 'mcp-method': 'tools/call', 'mcp-name': 'classic__add' }, 'missing version'],
+      [{ ...headers('classic__add'), 'mcp-name': '=?base64?###?=' }, 'bad base64'],
+    ] as const) {
+      const res = await post(call('classic__add'), h);
+      expect(res.status, why).toBe(400);
+      expect(((await res.json()) as { error: { code: number } }).error.code, why).toBe(-32020);
+    }
+    // The Base64 sentinel form of a matching name is accepted.
+    const ok = await post(call('classic__add'), { ...headers('classic__add'), 'mcp-name': `=?base64?${Buffer.from('classic__add').toString('base64')}?=` });
+    expect(ok.status).toBe(200);
+  });
+
+  it('refuses an unsupported version with 400, -32022 and data.supported', async () => {
+    const meta = { ...META, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' };
+    const res = await post({ jsonrpc: '2.0', id: 3, method: 'tools/list', params: { _meta: meta } }, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: number; data: { supported: string[]; requested: string } } };
+    expect(body.error.code).toBe(-32022);
+    expect(body.error.data.supported).toContain(MODERN);
+    expect(body.error.data.requested).toBe('2099-01-01');
+  });
+
+  it('refuses a modern version header without the envelope, and an envelope without capabilities', async () => {
+    const a = await post({ jsonrpc: '2.0', id: 4, method: 'tools/list' }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' });
+    expect(a.status).toBe(400);
+    expect(((await a.json()) as { error: { code: number } }).error.code).toBe(-32602);
+    const b = await post({ jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' });
+    expect(b.status).toBe(400);
+    expect(((await b.json()) as { error: { code: number } }).error.code).toBe(-32602);
+  });
+
+  it('answers an unknown method with 404 and -32601, and a forged requestState with -32602', async () => {
+    const a = await post({ jsonrpc: '2.0', id: 6, method: 'nope/nothing', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'nope/nothing' });
+    expect(a.status).toBe(404);
+    expect(((await a.json()) as { error: { code: number } }).error.code).toBe(-32601);
+    const b = await post(call('conf__test_sampling', { requestState: 'tg.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', inputResponses: {} }), headers('conf__test_sampling'));
+    expect(((await b.json()) as { error: { code: number } }).error.code).toBe(-32602);
+  });
+
+  it('keeps serving after the bad inputs', async () => {
+    expect(text(await v2.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
+    expect(text(await v1.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
+  });
+});

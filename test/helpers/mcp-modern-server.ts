@@ -1,0 +1,58 @@
+/**
+ * A real 2026-07-28 (stateless) MCP server built with the official v2 SDK (`createMcpHandler`, modern-only: it
+ * refuses initialize), for era-translation tests. `confirm` asks the client through a multi round-trip request.
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import { McpServer, acceptedContent, createMcpHandler, inputRequired } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+
+export interface ModernServer {
+  readonly url: string;
+  /** Requests seen, by method (proves what reached the upstream, and in which era). */
+  readonly seen: { method: string; version: string | undefined; mcpName: string | undefined }[];
+  close(): Promise<void>;
+}
+
+function factory(): McpServer {
+  const server = new McpServer({ name: 'modern-fixture', version: '2.0.0' }, { capabilities: { tools: { listChanged: true } } });
+  server.registerTool('add', { description: 'Adds two numbers', inputSchema: z.object({ a: z.number(), b: z.number() }) }, async ({ a, b }) => ({
+    content: [{ type: 'text', text: String(a + b) }],
+  }));
+  server.registerTool('echo', { description: 'Echoes', inputSchema: z.object({ message: z.string() }) }, async ({ message }) => ({
+    content: [{ type: 'text', text: `modern: ${message}` }],
+  }));
+  server.registerTool('confirm', { description: 'Asks the user to confirm (multi round-trip)', inputSchema: z.object({ action: z.string() }) }, async ({ action }, ctx) => {
+    const schema = z.object({ confirm: z.boolean() });
+    const answer = acceptedContent(ctx.mcpReq.inputResponses, 'confirm', schema);
+    if (answer === undefined) {
+      return inputRequired({ inputRequests: { confirm: inputRequired.elicit({ message: `Really ${action}?`, requestedSchema: schema }) }, requestState: `pending:${action}` });
+    }
+    return { content: [{ type: 'text', text: answer.confirm ? `${action}: confirmed` : `${action}: declined` }] };
+  });
+  return server;
+}
+
+export async function startModernServer(): Promise<ModernServer> {
+  const handler = toNodeHandler(createMcpHandler(() => factory(), { legacy: 'reject' }));
+  const seen: ModernServer['seen'] = [];
+  const http: HttpServer = createServer((req, res) => {
+    seen.push({
+      method: String(req.headers['mcp-method'] ?? req.method),
+      version: req.headers['mcp-protocol-version'] as string | undefined,
+      mcpName: req.headers['mcp-name'] as string | undefined,
+    });
+    void (handler as (rq: typeof req, rs: typeof res) => Promise<void>)(req, res);
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const port = (http.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    seen,
+    close: async () => {
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    },
+  };
+}
