@@ -739,7 +739,7 @@ export class McpAdapter {
       const isServer = found.stream === session.serverLog;
       if (isServer) session.hasStream = true;
       sse.whenClosed(() => {
-        found.stream.detach();
+        found.stream.detach(sse);
         if (isServer) {
           session.hasStream = false;
           this.stopServerStream(session);
@@ -764,7 +764,7 @@ export class McpAdapter {
       session.hasStream = false;
       // Upstream streams are not kept open for a client that went away (each holds a connection); what was sent
       // before the break stays replayable.
-      stream?.detach();
+      stream?.detach(sse);
       this.stopServerStream(session);
       call.status = 200;
       this.ctx.finish(call);

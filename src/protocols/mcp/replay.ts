@@ -44,8 +44,9 @@ export class ReplayStream {
     return this.writer?.isOpen === true;
   }
 
-  detach(): void {
-    this.writer = undefined;
+  /** The connection `writer` went away (a later connection that resumed the stream stays attached). */
+  detach(writer: SseWriter | undefined): void {
+    if (this.writer === writer) this.writer = undefined;
   }
 
   /** Continues live on a new connection, without replay (a reconnect that names no event). */

@@ -121,7 +121,7 @@ export class DownstreamReply implements ReplySink {
 
   /** The client connection went away: a recorded stream keeps recording for a resume. */
   detach(): void {
-    this.stream?.detach();
+    this.stream?.detach(this.sse);
   }
 }
 
