@@ -54,7 +54,7 @@ function deref(doc: Json, value: unknown, depth = 0): unknown {
 }
 
 function toolName(op: Json, method: string, path: string, taken: Set<string>): string {
-  const base = (typeof op.operationId === 'string' ? op.operationId : `${method}_${path}`).replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 120) || method;
+  const base = (typeof op.operationId === 'string' ? op.operationId : `${method}_${path}`).replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/_{2,}/g, '_').replace(/^_+|_+$/g, '').slice(0, 120) || method;
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}_${i}`;
   taken.add(name);
