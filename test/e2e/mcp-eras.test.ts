@@ -215,6 +215,35 @@ describe('2026-07-28 request validation', () => {
     expect(((await b.json()) as { error: { code: number } }).error.code).toBe(-32602);
   });
 
+  it('streams opted-in change notifications on subscriptions/listen', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      signal: controller.signal,
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'subscriptions/listen' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'sub-1', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: META } }),
+    });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffered = '';
+    const next = async (match: string): Promise<string> => {
+      while (!buffered.includes(match)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error('stream ended');
+        buffered += decoder.decode(value, { stream: true });
+      }
+      return buffered;
+    };
+    expect(await next('notifications/subscriptions/acknowledged')).toContain('"toolsListChanged":true');
+    // Give the gateway a moment to attach to the upstream streams, then change a list upstream.
+    await new Promise((r) => setTimeout(r, 300));
+    await classic.addTool(`listen-${Date.now()}`);
+    const seen = await next('notifications/tools/list_changed');
+    expect(seen).toContain('"io.modelcontextprotocol/subscriptionId":"sub-1"');
+    controller.abort();
+  });
+
   it('keeps serving after the bad inputs', async () => {
     expect(text(await v2.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
     expect(text(await v1.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
