@@ -8,6 +8,7 @@ mkdir -p "$BIN"
 
 OPA_VERSION=v1.22.3
 SPIRE_VERSION=v1.13.3
+HELM_VERSION=v3.22.0
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian)"
@@ -28,6 +29,11 @@ if [ ! -x "$BIN/spire-server" ] || ! "$BIN/spire-server" --version 2>&1 | grep -
     && go get -tool "github.com/spiffe/spire/cmd/spire-server@$SPIRE_VERSION" >/dev/null 2>&1 \
     && GOBIN="$BIN" go install github.com/spiffe/spire/cmd/spire-server)
   rm -rf "$work"
+fi
+
+if [ ! -x "$BIN/helm" ] || ! "$BIN/helm" version --short 2>/dev/null | grep -q "${HELM_VERSION%.*}"; then
+  echo "building helm $HELM_VERSION (Go module proxy)"
+  GOBIN="$BIN" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
 echo "tools ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -40,7 +40,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
-  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, (s) => gateway.apply(s), log);
+  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, (s) => gateway.apply(s), log, (issues) => gateway.rejectConfig(issues));
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;

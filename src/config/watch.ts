@@ -4,7 +4,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../telemetry/logger.ts';
-import { ConfigError, loadConfigDir, type ConfigSnapshot } from './load.ts';
+import { ConfigError, loadConfigDir, type ConfigIssue, type ConfigSnapshot } from './load.ts';
 
 export interface ConfigWatcher {
   close(): void;
@@ -12,7 +12,13 @@ export interface ConfigWatcher {
   reload(): boolean;
 }
 
-export function watchConfig(dir: string, apply: (s: ConfigSnapshot) => void, log: Logger, debounceMs = 50): ConfigWatcher {
+export function watchConfig(
+  dir: string,
+  apply: (s: ConfigSnapshot) => void,
+  log: Logger,
+  reject: (issues: readonly ConfigIssue[]) => void = () => {},
+  debounceMs = 50,
+): ConfigWatcher {
   let timer: NodeJS.Timeout | undefined;
   const reload = (): boolean => {
     try {
@@ -22,7 +28,11 @@ export function watchConfig(dir: string, apply: (s: ConfigSnapshot) => void, log
     } catch (err) {
       if (err instanceof ConfigError) {
         for (const i of err.issues) log.error({ file: i.file, line: i.line, column: i.column, reason: i.message }, 'config rejected; previous config stays in force');
-      } else log.error({ err }, 'config reload failed; previous config stays in force');
+        reject(err.issues);
+      } else {
+        log.error({ err }, 'config reload failed; previous config stays in force');
+        reject([{ file: dir, line: 0, column: 0, message: (err as Error).message }]);
+      }
       return false;
     }
   };

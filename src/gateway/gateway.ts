@@ -3,7 +3,7 @@
  * registries, the protocol adapters and the guard services. It is wired by main.ts and by tests.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ConfigSnapshot } from '../config/load.ts';
+import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import type { Call } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
 import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
@@ -19,7 +19,7 @@ export interface GatewayOptions {
 
 export interface Readiness {
   readonly ready: boolean;
-  readonly config: { revision: number; loadedAt: string; dir: string };
+  readonly config: { revision: number; loadedAt: string; dir: string; rejected?: { at: string; issues: readonly ConfigIssue[] } };
   readonly upstreams: Record<string, { up: boolean; transport: string; detail?: string | undefined }>;
   readonly sessions: number;
 }
@@ -30,6 +30,7 @@ export class Gateway {
   readonly mcp: McpAdapter;
   private readonly services: readonly GuardServices[];
   private current: GatewayState;
+  private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
 
   constructor(snapshot: ConfigSnapshot, opts: GatewayOptions) {
     this.log = opts.log;
@@ -57,7 +58,13 @@ export class Gateway {
     this.current = { snapshot, pipeline };
     this.mcpUpstreams.sync(snapshot);
     this.mcp.reconfigure();
+    this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
+  }
+
+  /** Records a refused reload (the previous snapshot stays in force); shown by /readyz until a reload succeeds. */
+  rejectConfig(issues: readonly ConfigIssue[]): void {
+    this.rejected = { at: new Date().toISOString(), issues };
   }
 
   /** Dispatches a request that matched a route to its protocol adapter. */
@@ -103,10 +110,20 @@ export class Gateway {
     const ready = Object.values(upstreams).every((u) => u.up || (!strict && u.transport !== 'stdio'));
     return {
       ready,
-      config: { revision: snapshot.revision, loadedAt: new Date(snapshot.loadedAt).toISOString(), dir: snapshot.dir },
+      config: {
+        revision: snapshot.revision,
+        loadedAt: new Date(snapshot.loadedAt).toISOString(),
+        dir: snapshot.dir,
+        ...(this.rejected ? { rejected: this.rejected } : {}),
+      },
       upstreams,
       sessions: this.mcp.sessions.size,
     };
+  }
+
+  /** Shutdown has begun: end idle server streams so the drain only waits for real in-flight calls. */
+  beginDrain(): void {
+    this.mcp.endStreams();
   }
 
   async close(): Promise<void> {

@@ -88,6 +88,7 @@ export class HttpServer {
    */
   async drain(deadlineMs: number): Promise<number> {
     this.draining = true;
+    this.gateway.beginDrain();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + deadlineMs;

@@ -6,7 +6,7 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+const destination = pino.destination({ dest: 1, sync: false });
 
 export function createLogger(level: LevelWithSilent = 'info'): Logger {
   return pino(

@@ -51,6 +51,11 @@ export class StdioProcess extends EventEmitter<StdioProcessEvents> {
     this.backoff = opts.minBackoffMs ?? 200;
   }
 
+  /** Process id of the running child (undefined while restarting). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -65,6 +65,8 @@ export class McpAdapter {
   readonly stateless: Stateless;
   /** The legacy HTTP+SSE transport (2024-11-05) for old clients. */
   private readonly legacy: LegacySse;
+  /** Open server-initiated (GET) streams: ended first at shutdown, since clients simply reconnect elsewhere. */
+  private readonly streams = new Set<SseWriter>();
 
   constructor(ctx: AdapterContext, upstreams: McpUpstreams) {
     this.ctx = ctx;
@@ -754,6 +756,7 @@ export class McpAdapter {
     if (session.hasStream) return this.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
     session.hasStream = true;
     const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+    this.streams.add(sse);
     let stream: ReplayStream | undefined;
     if (session.replay) {
       // One recorded server stream per session: a reconnect without Last-Event-ID continues it live.
@@ -761,6 +764,7 @@ export class McpAdapter {
       stream.attach(sse);
     }
     sse.whenClosed(() => {
+      this.streams.delete(sse);
       session.hasStream = false;
       // Upstream streams are not kept open for a client that went away (each holds a connection); what was sent
       // before the break stays replayable.
@@ -829,7 +833,13 @@ export class McpAdapter {
     this.ctx.finish(call);
   }
 
+  /** Ends every server-initiated stream (shutdown): they carry no in-flight call, and clients reconnect. */
+  endStreams(): void {
+    for (const s of [...this.streams]) s.end();
+  }
+
   async close(): Promise<void> {
+    this.endStreams();
     this.stateless.close();
     this.legacy.close();
     await this.sessions.closeAll();

@@ -9,7 +9,7 @@ import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
-import { createPool, readAll, upstreamError } from '../../../upstream/pools.ts';
+import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
 import type {
@@ -26,6 +26,23 @@ import type {
 import { ModernHttpSession, discover } from './http-modern.ts';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Methods that only read: safe to send again when the first attempt never reached the upstream (a stale keep-alive
+ * connection reset). tools/call is never retried: a tool may have side effects whatever its annotations claim.
+ */
+const IDEMPOTENT = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'prompts/list',
+  'prompts/get',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'completion/complete',
+  'logging/setLevel',
+]);
 
 export class HttpMcpUpstream implements McpUpstream {
   readonly name: string;
@@ -267,7 +284,13 @@ class HttpUpstreamSession implements UpstreamSession {
         sink.fail(e);
       },
     };
-    this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => guarded.fail(upstreamError(this.backend, err)));
+    this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
+      if (!done && IDEMPOTENT.has(msg.method) && isConnectionError(err)) {
+        this.exchange(msg.id, body, guarded, controller.signal, false).catch((again: unknown) => guarded.fail(upstreamError(this.backend, again)));
+        return;
+      }
+      guarded.fail(upstreamError(this.backend, err));
+    });
     return {
       downstreamId: msg.id,
       cancel: (reason) => {

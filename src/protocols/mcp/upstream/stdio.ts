@@ -87,6 +87,11 @@ export class StdioMcpUpstream implements McpUpstream {
     this.ready.catch(() => {});
   }
 
+  /** The child's pid, for operators (and tests that kill it). */
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
   status(): UpstreamStatus {
     if (this.init && this.proc.running) return { up: true };
     return { up: false, detail: this.proc.lastError ?? 'starting' };
