@@ -3,7 +3,6 @@
  * and an old upstream (server-everything in `sse` mode, a real child process) behind it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -11,6 +10,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
 import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { freePort } from '../helpers/net.ts';
 
 let everything: ChildProcess;
 let conf: ConformanceUpstream;
@@ -19,14 +19,6 @@ let port: number;
 
 function text(r: unknown): string {
   return (((r as { content?: { text?: string }[] }).content) ?? []).map((c) => c.text ?? '').join('');
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const p = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return p;
 }
 
 beforeAll(async () => {

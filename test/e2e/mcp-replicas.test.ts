@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { EVERYTHING_STDIO, eventually, mcpBackend, route } from '../helpers/gateway.ts';
+import { freePort } from '../helpers/net.ts';
 
 interface Replica {
   readonly proc: ChildProcess;
@@ -66,14 +66,6 @@ async function stopReplica(r: Replica | undefined): Promise<void> {
   r.proc.kill('SIGTERM');
   await exited;
   rmSync(r.dir, { recursive: true, force: true });
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const p = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return p;
 }
 
 function text(r: unknown): string {

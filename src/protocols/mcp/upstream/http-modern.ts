@@ -5,7 +5,6 @@
  * adapter bridges them for session-era clients (see mrtr.ts).
  */
 import type { Dispatcher } from 'undici';
-import { Errors, GatewayError } from '../../../core/errors.ts';
 import { readAll, upstreamError } from '../../../upstream/pools.ts';
 import { peekKind, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
 import {
@@ -22,6 +21,7 @@ import {
 } from '../modern.ts';
 import { MAX_RESPONSE_BYTES, readEvents, relayResponse, type HttpMcpUpstream } from './http.ts';
 import type { ClientHello, InflightHandle, InitializeResult, MessageSink, ReplySink, UpstreamSession } from './types.ts';
+import { callUpstream } from './call.ts';
 
 export interface DiscoverResult {
   readonly supportedVersions: readonly string[];
@@ -182,30 +182,7 @@ export class ModernHttpSession implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++modernIds}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        handle.cancel();
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      const handle = this.request(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          try {
-            const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-            if (parsed.result && typeof parsed.result === 'object') resolve(parsed.result);
-            else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-          } catch (err) {
-            reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} sent invalid JSON`, { cause: err }));
-          }
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(_msg: RpcNotification): void {

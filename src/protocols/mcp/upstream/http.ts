@@ -24,6 +24,7 @@ import type {
   UpstreamStatus,
 } from './types.ts';
 import { ModernHttpSession, discover } from './http-modern.ts';
+import { callUpstream } from './call.ts';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
@@ -314,31 +315,7 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++internalIds}`;
-    const msg: RpcRequest = params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params };
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        handle.cancel('timeout');
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      const handle = this.request(msg, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          try {
-            const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-            if (parsed.result && typeof parsed.result === 'object') resolve(parsed.result);
-            else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-          } catch (err) {
-            reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} sent invalid JSON`, { cause: err }));
-          }
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(msg: RpcNotification): void {

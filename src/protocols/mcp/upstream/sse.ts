@@ -12,6 +12,7 @@ import { createPool, upstreamError } from '../../../upstream/pools.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
 import type { ClientHello, InflightHandle, InitializeResult, McpUpstream, MessageSink, ReplySink, UpstreamSession, UpstreamStatus } from './types.ts';
+import { callUpstream } from './call.ts';
 
 export class SseMcpUpstream implements McpUpstream {
   readonly name: string;
@@ -75,7 +76,6 @@ interface Pending {
   readonly progressToken: string | number | undefined;
 }
 
-let ids = 0;
 
 class SseUpstreamSession implements UpstreamSession {
   readonly backend: string;
@@ -206,26 +206,7 @@ class SseUpstreamSession implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++ids}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        handle.cancel('timeout');
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      const handle = this.request(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-          if (parsed.result) resolve(parsed.result);
-          else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(msg: RpcNotification): void {

@@ -22,6 +22,7 @@ import type {
   UpstreamSession,
   UpstreamStatus,
 } from './types.ts';
+import { callUpstream } from './call.ts';
 
 interface Pending {
   readonly sink: ReplySink;
@@ -288,7 +289,6 @@ export class StdioMcpUpstream implements McpUpstream {
   }
 }
 
-let callIds = 0;
 
 class StdioSessionView implements UpstreamSession {
   readonly backend: string;
@@ -340,27 +340,7 @@ class StdioSessionView implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++callIds}`;
-    return new Promise((resolve, reject) => {
-      let handle: InflightHandle | undefined;
-      const timer = setTimeout(() => {
-        handle?.cancel('timeout');
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      handle = this.request(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-          if (parsed.result) resolve(parsed.result);
-          else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(msg: RpcNotification): void {
