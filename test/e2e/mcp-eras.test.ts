@@ -152,6 +152,58 @@ describe('2026-07-28 client (SDK v2, pinned)', () => {
   });
 });
 
+describe('mirrored tool parameters and caching hints (2026-07-28)', () => {
+  const regionCall = (region: string): unknown => ({
+    jsonrpc: '2.0',
+    id: 21,
+    method: 'tools/call',
+    params: { name: 'modern__region_query', arguments: { region, query: 'q' }, _meta: META },
+  });
+  const regionHeaders = (region: string | undefined): Record<string, string> => ({
+    'mcp-protocol-version': MODERN,
+    'mcp-method': 'tools/call',
+    'mcp-name': 'modern__region_query',
+    ...(region !== undefined && { 'mcp-param-region': region }),
+  });
+
+  it('sends the Mcp-Param-* headers a 2026 upstream requires, for a session-era client too', async () => {
+    // The upstream itself rejects a call without a matching Mcp-Param-Region header (-32020).
+    expect(text(await v1.callTool({ name: 'modern__region_query', arguments: { region: 'eu-west1', query: 'q' } }))).toBe('eu-west1: q');
+    expect(text(await v2.callTool({ name: 'modern__region_query', arguments: { region: 'us-east1', query: 'q' } }))).toBe('us-east1: q');
+  });
+
+  it('checks a 2026 client\'s Mcp-Param-* headers against the arguments (-32020 on mismatch)', async () => {
+    const ok = await post(regionCall('ap-south1'), regionHeaders('ap-south1'));
+    expect(ok.status).toBe(200);
+    await ok.text();
+    for (const h of [regionHeaders('us-west1'), regionHeaders(undefined), regionHeaders('=?base64?!!?=')]) {
+      const res = await post(regionCall('ap-south1'), h);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32020);
+    }
+    // The Base64 sentinel form of the same value matches.
+    const b64 = await post(regionCall('ap-south1'), regionHeaders(`=?base64?${Buffer.from('ap-south1').toString('base64')}?=`));
+    expect(b64.status).toBe(200);
+    await b64.text();
+  });
+
+  it('caches a list page its upstream marked public, for its ttl, and never a private one', async () => {
+    const listsAt = (): number => modern.seen.filter((s) => s.method === 'tools/list').length;
+    await v2.listTools();
+    const before = listsAt();
+    for (let i = 0; i < 3; i++) {
+      const names = (await v2.listTools()).tools.map((t) => t.name);
+      expect(names).toContain('modern__region_query');
+      expect(names).toContain('classic__add');
+    }
+    expect(listsAt()).toBe(before);
+    // The session-era upstream's list carries no caching hint (private): a change shows at once.
+    const added = `fresh-${Date.now()}`;
+    await classic.addTool(added);
+    expect((await v2.listTools()).tools.map((t) => t.name)).toContain(`classic__${added}`);
+  });
+});
+
 describe('2026-07-28 request validation', () => {
   const call = (name: string, extra: Record<string, unknown> = {}): unknown => ({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name, arguments: { a: 1, b: 1 }, _meta: META, ...extra } });
   const headers = (name: string): Record<string, string> => ({ 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name });

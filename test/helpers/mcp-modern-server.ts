@@ -5,7 +5,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { toNodeHandler } from '@modelcontextprotocol/node';
-import { McpServer, acceptedContent, createMcpHandler, inputRequired } from '@modelcontextprotocol/server';
+import { McpServer, acceptedContent, createMcpHandler, fromJsonSchema, inputRequired } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 
 export interface ModernServer {
@@ -16,7 +16,23 @@ export interface ModernServer {
 }
 
 function factory(): McpServer {
-  const server = new McpServer({ name: 'modern-fixture', version: '2.0.0' }, { capabilities: { tools: { listChanged: true } } });
+  // tools/list is public and cacheable for a minute: a shared gateway may cache it (and only such lists).
+  const server = new McpServer(
+    { name: 'modern-fixture', version: '2.0.0' },
+    { capabilities: { tools: { listChanged: true } }, cacheHints: { 'tools/list': { ttlMs: 60_000, cacheScope: 'public' } } },
+  );
+  server.registerTool(
+    'region_query',
+    {
+      description: 'A query routed by region (the region is mirrored in the Mcp-Param-Region header)',
+      inputSchema: fromJsonSchema<{ region: string; query: string }>({
+        type: 'object',
+        properties: { region: { type: 'string', 'x-mcp-header': 'Region' }, query: { type: 'string' } },
+        required: ['region', 'query'],
+      } as Parameters<typeof fromJsonSchema>[0]),
+    },
+    async ({ region, query }) => ({ content: [{ type: 'text', text: `${region}: ${query}` }] }),
+  );
   server.registerTool('add', { description: 'Adds two numbers', inputSchema: z.object({ a: z.number(), b: z.number() }) }, async ({ a, b }) => ({
     content: [{ type: 'text', text: String(a + b) }],
   }));

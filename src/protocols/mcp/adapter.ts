@@ -225,7 +225,7 @@ export class McpAdapter {
   }
 
   /** Routes one validated JSON-RPC message (from a Streamable HTTP POST or the legacy SSE transport). */
-  async dispatch(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, body: Buffer): Promise<void> {
+  dispatch(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, body: Buffer): void | Promise<void> {
     if (message.kind !== 'response') {
       // Body-primary era classification (2026-07-28): a request carrying the _meta envelope claim is stateless.
       const meta = message.msg.params?._meta as Record<string, unknown> | undefined;

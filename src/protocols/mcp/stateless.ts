@@ -49,10 +49,10 @@ function header(req: IncomingMessage, name: string): string | undefined {
 }
 
 /**
- * Validates the envelope and the mirrored standard headers of a 2026 request. Returns the negotiated version, or
- * throws the spec's error.
+ * Validates the envelope and the mirrored standard headers of a 2026 request; throws the spec's error. Allocates
+ * nothing when the request is valid (it runs on every stateless request).
  */
-export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): { version: string; capabilities: Record<string, unknown>; clientInfo: { name: string; version: string } } {
+export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): void {
   const meta = msg.params!._meta as Record<string, unknown>;
   const version = meta[META_PROTOCOL_VERSION];
   if (typeof version !== 'string') throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_PROTOCOL_VERSION} must be a string`);
@@ -67,7 +67,6 @@ export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): { 
   if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) {
     throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_CLIENT_CAPABILITIES} must be an object`);
   }
-  const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
   if (hv === undefined) throw mismatch('the required MCP-Protocol-Version header is absent');
   if (mh === undefined) throw mismatch('the required Mcp-Method header is absent');
   const field = NAME_SOURCE[msg.method];
@@ -81,9 +80,13 @@ export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): { 
       if (decoded !== body) throw mismatch(`the body carries params.${field}="${body}" but the Mcp-Name header names "${decoded}"`);
     }
   }
+}
+
+/** What a 2026 client says about itself in each request's envelope (clientInfo is only a SHOULD). */
+function helloOf(meta: Record<string, unknown>): { capabilities: Record<string, unknown>; clientInfo: { name: string; version: string } } {
+  const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
   return {
-    version,
-    capabilities: caps as Record<string, unknown>,
+    capabilities: meta[META_CLIENT_CAPABILITIES] as Record<string, unknown>,
     clientInfo: {
       ...(typeof info === 'object' && info !== null ? info : {}),
       name: typeof info?.name === 'string' ? info.name : 'unknown',
@@ -116,11 +119,16 @@ export class Stateless {
     }
   }
 
-  /** The stateless group for this route/scope and client self-description. */
-  private group(rule: CompiledRule, scope: string | undefined, capabilities: Record<string, unknown>, clientInfo: { name: string; version: string }, state: GatewayState): McpSession {
-    const key = `${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(capabilities)}\0${clientInfo.name}\0${clientInfo.version}`;
+  /**
+   * The stateless group for this route/scope and client self-description (capabilities and info decide how a
+   * session-era upstream is initialized on the client's behalf).
+   */
+  private group(rule: CompiledRule, scope: string | undefined, meta: Record<string, unknown>, state: GatewayState): McpSession {
+    const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
+    const key = `${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(meta[META_CLIENT_CAPABILITIES])}\0${String(info?.name)}\0${String(info?.version)}`;
     let g = this.groups.get(key);
     if (!g) {
+      const { capabilities, clientInfo } = helloOf(meta);
       g = new McpSession({
         route: rule.route.name,
         mount: rule.mount,
@@ -141,20 +149,20 @@ export class Stateless {
     return g;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, raw: Buffer): Promise<void> {
+  /** Serves one 2026 request. Not async itself: the common path adds no promise hop before the request path. */
+  handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, raw: Buffer): void | Promise<void> {
     if (message.kind !== 'request') {
       // This revision defines no client notifications over HTTP: accepted and dropped.
       res.writeHead(202).end();
       return;
     }
     const msg = message.msg;
-    let hello: ReturnType<typeof validateModernRequest>;
     try {
-      hello = validateModernRequest(req, msg);
+      validateModernRequest(req, msg);
     } catch (err) {
       return writeError(res, msg.id, toGatewayError(err), undefined, true);
     }
-    const group = this.group(rule, scope, hello.capabilities, hello.clientInfo, state);
+    const group = this.group(rule, scope, msg.params!._meta as Record<string, unknown>, state);
     switch (msg.method) {
       case 'server/discover':
         return this.discover(req, res, rule, group, msg, state);

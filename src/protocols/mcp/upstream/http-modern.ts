@@ -131,11 +131,41 @@ export class ModernHttpSession implements UpstreamSession {
   }
 
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
+    if (msg.method === 'tools/call' && this.up.toolsListed === undefined) {
+      // The Mcp-Param-* headers a call needs come from the tool's schema: learn the tools once, first.
+      this.up.toolsListed = this.call('tools/list', undefined, this.up.timeouts.initializeMs).then(
+        () => {},
+        () => {},
+      );
+    }
+    const listed = this.up.toolsListed;
+    if (msg.method === 'tools/call' && listed !== undefined && !this.listedDone) {
+      let inner: InflightHandle | undefined;
+      let cancelled = false;
+      void listed.then(() => {
+        this.listedDone = true;
+        if (!cancelled) inner = this.send(msg, raw, sink);
+      });
+      return {
+        downstreamId: msg.id,
+        cancel: (reason) => {
+          cancelled = true;
+          inner?.cancel(reason);
+        },
+      };
+    }
+    return this.send(msg, raw, sink);
+  }
+
+  private listedDone = false;
+
+  private send(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
     const controller = new AbortController();
     const sent = this.withEnvelope(msg);
     const body = sent === msg && raw !== undefined ? raw : JSON.stringify(sent);
     let done = false;
     const learn = msg.method === 'tools/list';
+    if (learn) this.up.toolsListed ??= Promise.resolve();
     const guarded: ReplySink = {
       interim: (m) => {
         if (!done) sink.interim(m);

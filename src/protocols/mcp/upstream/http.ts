@@ -62,6 +62,8 @@ export class HttpMcpUpstream implements McpUpstream {
   private readonly sessions = new Set<HttpUpstreamSession>();
   /** 2026-07-28 upstreams: x-mcp-header declarations by tool name (learned from tools/list, shared by sessions). */
   readonly toolHeaders = new Map<string, ParamHeader[]>();
+  /** Set once the tools of a 2026 upstream were listed (their x-mcp-header declarations are then known). */
+  toolsListed: Promise<void> | undefined;
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
     this.name = backend.name;
