@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfigDir } from './config/load.ts';
 import { watchConfig, type ConfigWatcher } from './config/watch.ts';
 import { Gateway } from './gateway/gateway.ts';
-import { createServices } from './gateway/services.ts';
+import { createServices, type Services } from './gateway/services.ts';
 import { HttpServer } from './server/http.ts';
 import { createLogger, flushLogs, type Logger } from './telemetry/logger.ts';
 
@@ -25,6 +25,8 @@ export interface RunningGateway {
   readonly url: string;
   readonly log: Logger;
   readonly watcher: ConfigWatcher;
+  /** The long-lived guard services (identity, ...). */
+  readonly services: Services;
   /** Drains in-flight work up to the configured deadline, then closes everything. */
   shutdown(): Promise<void>;
 }
@@ -34,7 +36,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
   const services = await createServices(snapshot, log);
-  const gateway = new Gateway(snapshot, { log, services: services.guards });
+  const gateway = new Gateway(snapshot, { log, services: services.guards, credentials: services.credentials });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
@@ -51,6 +53,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     url: `http://${shown}:${address.port}`,
     log,
     watcher,
+    services,
     shutdown: () => {
       stopping ??= (async () => {
         watcher.close();

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { startGateway } from '../main.ts';
+import { svid } from './svid.ts';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -13,6 +14,8 @@ const USAGE = `Usage: tollgate <command> [options]
 Commands:
   serve [--config DIR] [--port N] [--host H]   Run the gateway (default config: ./routes)
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
+  svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
+                                                Print a JWT-SVID of the dev trust domain the dev gateway accepts
   help                                          This text
 `;
 
@@ -72,6 +75,7 @@ async function config(args: string[]): Promise<number> {
 export const COMMANDS: Record<string, Command> = {
   serve,
   config,
+  svid,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

@@ -17,6 +17,7 @@ import {
   type SecretRefSpec,
 } from './schema.ts';
 import { compileRoutes, type RouteTable } from './routes.ts';
+import { checkRouteAuth } from '../guards/identity/config.ts';
 
 export interface ConfigIssue {
   readonly file: string;
@@ -207,6 +208,9 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
         if (!ruleBackends.has(t.backend)) issues.push(at(loc, ['spec', 'mcp', 'virtualServers', vi, 'tools', ti, 'backend'], `backend "${t.backend}" is not a backend of this route`));
       });
     });
+  }
+  for (const [, loc] of routes) {
+    for (const p of checkRouteAuth(gatewaySpec.identity, loc.value.spec.auth)) issues.push(at(loc, ['spec', 'auth', ...p.path], `spec.auth: ${p.message}`));
   }
   let table: RouteTable | undefined;
   if (issues.length === 0) {

@@ -6,6 +6,7 @@
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
 import { z } from 'zod';
+import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -114,6 +115,8 @@ const gatewaySpec = z.strictObject({
     .prefault({}),
   /** Where Tollgate keeps generated state (dev keys, audit segments). Relative to the config directory's parent. */
   dataDir: z.string().default('.tollgate'),
+  /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
+  identity: identitySpec.prefault({}),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -145,6 +148,8 @@ const backendSpec = z
       })
       .prefault({}),
     timeouts: timeoutsSpec.partial().optional(),
+    /** Tollgate's own JWT-SVID for this backend (audience), from the SPIFFE Workload API. */
+    identity: backendIdentitySpec.optional(),
   })
   .superRefine((b, ctx) => {
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
@@ -160,6 +165,9 @@ const backendSpec = z
     } else {
       if (!b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url' });
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: `stdio is not allowed with transport ${transport}` });
+    }
+    if (b.identity && b.headers.some((h) => h.name.toLowerCase() === 'authorization')) {
+      ctx.addIssue({ code: 'custom', path: ['identity'], message: 'identity and an Authorization header cannot both be set' });
     }
     if (b.transport && b.protocol !== 'mcp') {
       ctx.addIssue({ code: 'custom', path: ['transport'], message: 'transport is only for MCP backends' });
@@ -209,6 +217,8 @@ const virtualServer = z
 export type VirtualServerSpec = z.infer<typeof virtualServer>;
 
 const routeSpec = z.strictObject({
+  /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
+  auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),
   /** MCP routes: virtual servers built from the backends of the route's rules. */
   mcp: z.strictObject({ virtualServers: z.array(virtualServer).default([]) }).optional(),

@@ -9,12 +9,15 @@ import { Errors, GatewayError } from '../core/errors.ts';
 import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
 import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import { buildPipeline, type GuardServices } from './guards.ts';
 import type { GatewayState } from './state.ts';
 
 export interface GatewayOptions {
   readonly log: Logger;
   readonly services?: readonly GuardServices[];
+  /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
+  readonly credentials?: UpstreamCredentials | undefined;
 }
 
 export interface Readiness {
@@ -36,7 +39,7 @@ export class Gateway {
     this.log = opts.log;
     this.services = opts.services ?? [];
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services) };
-    this.mcpUpstreams = new McpUpstreams(this.log);
+    this.mcpUpstreams = new McpUpstreams(this.log, opts.credentials);
     this.mcpUpstreams.sync(snapshot);
     this.mcp = new McpAdapter(
       {

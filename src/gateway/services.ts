@@ -4,24 +4,37 @@
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
 import type { ConfigSnapshot } from '../config/load.ts';
+import { IdentityService } from '../guards/identity/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import type { GuardServices } from './guards.ts';
 
 export interface Services {
   readonly guards: readonly GuardServices[];
   readonly admin: readonly AdminExtension[];
+  /** Tollgate's own credentials for upstream calls (JWT-SVIDs from the Workload API). */
+  readonly credentials: UpstreamCredentials | undefined;
+  /** The identity service (tests and benchmarks look inside). */
+  readonly identity: IdentityService;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
 
-export async function createServices(_snapshot: ConfigSnapshot, _log: Logger): Promise<Services> {
+export async function createServices(snapshot: ConfigSnapshot, log: Logger): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
+  // authenticate: first in the pipeline.
+  const identity = await IdentityService.create(snapshot, log);
+  guards.push(identity);
+  admin.push(identity.admin);
+  closers.push(() => identity.close());
   return {
     guards,
     admin,
+    credentials: identity.credentials,
+    identity,
     close: async () => {
       for (const close of closers.reverse()) await close();
     },

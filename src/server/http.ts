@@ -52,6 +52,7 @@ export class HttpServer {
       sendJson(res, err.def.status, { error: jsonRpcErrorObject(err) }, { connection: 'close' });
       return;
     }
+    if (req.headers.authorization !== undefined) keepRepeatedAuthorization(req);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -101,4 +102,21 @@ export class HttpServer {
     await closed;
     return cut;
   }
+}
+
+/**
+ * node:http keeps only the first of repeated Authorization headers. Which credential counts must never depend on
+ * that: repeated ones are joined (RFC 9110 5.3) so that the identity guard sees them all and refuses the request.
+ */
+function keepRepeatedAuthorization(req: IncomingMessage): void {
+  const raw = req.rawHeaders;
+  let values: string[] | undefined;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization') {
+      count++;
+      (values ??= []).push(raw[i + 1]!);
+    }
+  }
+  if (count > 1) req.headers.authorization = values!.join(', ');
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StdioMcpUpstream } from '../../src/protocols/mcp/upstream/stdio.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { EVERYTHING_STDIO, GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway } from '../helpers/gateway.ts';
+import { EVERYTHING_STDIO, GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway } from '../helpers/gateway.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -54,7 +54,7 @@ describe('graceful shutdown', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await eventually(() => /"address":"127\.0\.0\.1:(\d+)"/.test(out), 15_000, 'the gateway to listen');
     const port = /"address":"127\.0\.0\.1:(\d+)"/.exec(out)![1];
-    const client = await connectClient(`http://127.0.0.1:${port}/mcp`);
+    const client = await connectClient(`http://127.0.0.1:${port}/mcp`, { headers: devAuthHeaders(dir) });
     const slow = client.callTool({ name: 'fixture__slow', arguments: { steps: 8 } });
     await new Promise((r) => setTimeout(r, 200));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

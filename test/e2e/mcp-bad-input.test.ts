@@ -16,7 +16,7 @@ const ACCEPT = 'application/json, text/event-stream';
 async function post(body: string | Buffer, headers: Record<string, string> = {}, path = '/mcp') {
   const res = await request(`${gw.url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: ACCEPT, ...headers },
+    headers: { 'content-type': 'application/json', accept: ACCEPT, ...gw.authHeaders(), ...headers },
     body,
   });
   const text = await res.body.text();
@@ -39,7 +39,7 @@ beforeAll(async () => {
   );
   const res = await request(`${gw.url}/mcp`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: ACCEPT },
+    headers: { 'content-type': 'application/json', accept: ACCEPT, ...gw.authHeaders() },
     body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'corpus', version: '1' } } }),
   });
   expect(res.statusCode).toBe(200);
@@ -125,7 +125,7 @@ describe('bad input on /mcp', () => {
     const controller = new AbortController();
     const slow = request(`${gw.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: ACCEPT, ...withSession() },
+      headers: { 'content-type': 'application/json', accept: ACCEPT, ...gw.authHeaders(), ...withSession() },
       body: JSON.stringify({ jsonrpc: '2.0', id: 30, method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 5 }, _meta: { progressToken: 'p' } } }),
       signal: controller.signal,
     });

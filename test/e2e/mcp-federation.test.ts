@@ -34,7 +34,9 @@ beforeAll(async () => {
       mcpBackend('down', { url: 'http://127.0.0.1:9/mcp', timeouts: { connectMs: 500, initializeMs: 1000 } }) +
       route('mcp', '/mcp', ['everything', 'fixture', 'down']),
   });
-  client = await connectClient(`${gw.url}/mcp`);
+  // Secure by default: the gateway (no identity section) trusts its dev trust domain only; callers present an SVID.
+  client = await connectClient(`${gw.url}/mcp`, { headers: gw.authHeaders() });
+  await expect(connectClient(`${gw.url}/mcp`, { anonymous: true })).rejects.toThrow(/TG_UNAUTHENTICATED/);
 });
 
 afterAll(async () => {
@@ -154,7 +156,7 @@ describe('federated /mcp', () => {
 
 describe('single server at /mcp/<name>', () => {
   it('exposes one upstream with its own names and server info', async () => {
-    const single = await connectClient(`${gw.url}/mcp/fixture`);
+    const single = await connectClient(`${gw.url}/mcp/fixture`, { headers: gw.authHeaders() });
     try {
       expect(single.getServerVersion()?.name).toBe('fixture');
       const { tools } = await allTools(single);
@@ -170,7 +172,7 @@ describe('single server at /mcp/<name>', () => {
   it('refuses an unknown server name with 404', async () => {
     const res = await fetch(`${gw.url}/mcp/nope`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...gw.authHeaders() },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
     });
     expect(res.status).toBe(404);

@@ -1,18 +1,46 @@
 /**
  * Starts a real gateway in-process on an ephemeral port with a config directory written by the test.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
+import { loadConfigDir } from '../../src/config/load.ts';
+import { gatewayAudiences } from '../../src/guards/identity/config.ts';
+import { loadOrCreateDevAuthority, mintDevSvid } from '../../src/guards/identity/dev.ts';
 
 export interface TestGateway extends RunningGateway {
+  /** The config directory (its data dir, .tollgate, sits beside it in the same temporary root). */
   readonly dir: string;
   /** Writes (or replaces) a config file in the gateway's directory. */
   write(file: string, yaml: string): void;
+  /** A JWT-SVID of the gateway's dev trust domain (default spiffe://dev.tollgate.local/test), for its audience. */
+  devToken(spiffeId?: string, opts?: { audiences?: string[]; ttlSeconds?: number }): string;
+  /** `{ authorization: 'Bearer <dev SVID>' }` for connectClient. */
+  authHeaders(spiffeId?: string): Record<string, string>;
   stop(): Promise<void>;
+}
+
+export const DEV_SPIFFE_ID = 'spiffe://dev.tollgate.local/test';
+
+/** Test gateways by origin: connectClient presents their dev SVID unless the test passes its own Authorization. */
+const devCredentials = new Map<string, () => Record<string, string>>();
+
+/**
+ * `{ authorization: 'Bearer <dev SVID>' }` for a gateway started from `configDir` (e.g. a `tollgate serve` child
+ * process): minted with the dev trust domain key of that config's data dir, for its audience.
+ */
+export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID): Record<string, string> {
+  const snapshot = loadConfigDir(configDir);
+  const identity = snapshot.gateway.identity;
+  const token = mintDevSvid(loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain), {
+    spiffeId,
+    audiences: gatewayAudiences(identity, snapshot.gateway.listener),
+    ttlSeconds: 600,
+  });
+  return { authorization: `Bearer ${token}` };
 }
 
 export const GATEWAY_YAML = `apiVersion: tollgate.dev/v1alpha1
@@ -22,6 +50,11 @@ spec:
   listener: { host: 127.0.0.1, port: 0 }
   shutdown: { drainMs: 2000 }
 `;
+
+/** GATEWAY_YAML with an `identity` section (its YAML body, indented four spaces). */
+export function withIdentity(identityYaml: string): string {
+  return `${GATEWAY_YAML}  identity:\n${identityYaml}`;
+}
 
 export function mcpBackend(name: string, spec: Record<string, unknown>): string {
   return `---
@@ -47,25 +80,49 @@ export const EVERYTHING_STDIO = {
 };
 
 export async function startTestGateway(files: Record<string, string>, opts: { gatewayYaml?: string } = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  // Config in <root>/routes so that the data dir (<root>/.tollgate: dev keys...) is private to this gateway.
+  const root = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
+  const dir = join(root, 'routes');
+  mkdirSync(dir);
   writeFileSync(join(dir, 'gateway.yaml'), opts.gatewayYaml ?? GATEWAY_YAML);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const running = await startGateway({ configDir: dir, host: '127.0.0.1', port: 0 });
+  const devToken = (spiffeId = DEV_SPIFFE_ID, o: { audiences?: string[]; ttlSeconds?: number } = {}): string => {
+    const snapshot = running.gateway.state().snapshot;
+    const identity = snapshot.gateway.identity;
+    const authority = loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain);
+    return mintDevSvid(authority, {
+      spiffeId,
+      audiences: o.audiences ?? gatewayAudiences(identity, snapshot.gateway.listener),
+      ttlSeconds: o.ttlSeconds ?? 600,
+    });
+  };
+  const authHeaders = (spiffeId?: string): Record<string, string> => ({ authorization: `Bearer ${devToken(spiffeId)}` });
+  devCredentials.set(new URL(running.url).origin, () => authHeaders());
   return {
     ...running,
     dir,
     write: (file, yaml) => writeFileSync(join(dir, file), yaml),
+    devToken,
+    authHeaders,
     stop: async () => {
+      devCredentials.delete(new URL(running.url).origin);
       await running.shutdown();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     },
   };
 }
 
-/** An official SDK client connected over Streamable HTTP. */
-export async function connectClient(url: string, opts: { headers?: Record<string, string>; name?: string } = {}): Promise<Client> {
+/**
+ * An official SDK client connected over Streamable HTTP. On a test gateway it authenticates as the dev agent
+ * (DEV_SPIFFE_ID) unless `headers` carries an Authorization of its own or `anonymous` is set.
+ */
+export async function connectClient(url: string, opts: { headers?: Record<string, string>; name?: string; anonymous?: boolean } = {}): Promise<Client> {
   const client = new Client({ name: opts.name ?? 'test-client', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: opts.headers ?? {} } });
+  const own = Object.keys(opts.headers ?? {}).some((h) => h.toLowerCase() === 'authorization');
+  const dev = own || opts.anonymous ? undefined : devCredentials.get(new URL(url).origin);
+  const headers = { ...dev?.(), ...opts.headers };
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
   await client.connect(transport);
   return client;
 }

@@ -35,6 +35,8 @@ export interface FixtureServer {
   readonly cancelled: string[];
   /** Last `_meta` seen per tool call (trace context propagation checks). */
   readonly metas: Record<string, unknown>[];
+  /** The Authorization header of every request this server received (undefined: none). */
+  readonly authorizations: Array<string | undefined>;
   /** Live sessions on this server. */
   sessions(): number;
   /** Adds a tool and announces notifications/tools/list_changed to every session. */
@@ -126,7 +128,9 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
     return text === '' ? undefined : JSON.parse(text);
   };
 
+  const authorizations: Array<string | undefined> = [];
   const http: HttpServer = createServer((req, res) => {
+    authorizations.push(req.headers.authorization);
     void (async () => {
       const sid = req.headers['mcp-session-id'];
       let transport = typeof sid === 'string' ? transports.get(sid) : undefined;
@@ -168,6 +172,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
     port,
     cancelled,
     metas,
+    authorizations,
     sessions: () => transports.size,
     addTool: async (toolName) => {
       tools.push({ name: toolName, description: 'added at runtime', inputSchema: { type: 'object', properties: {} } });

@@ -3,13 +3,14 @@
  * so request ids and progress tokens never collide and pass through unchanged; the JSON result of a tools/call is
  * forwarded as the bytes the upstream sent.
  */
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { ParamHeader } from '../modern.ts';
 import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
 import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
+import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
 import type {
@@ -49,8 +50,11 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly name: string;
   readonly transport = 'streamable-http' as const;
   readonly fingerprint: string;
-  readonly pool: Pool;
-  readonly streamPool: Pool;
+  /** The backend's pool; wrapped so each request carries Tollgate's own credential when the backend has one. */
+  readonly pool: Dispatcher;
+  /** Long-lived streams' own pool (same credential): see the constructor. */
+  readonly streamPool: Dispatcher;
+  private readonly credential: UpstreamCredential | undefined;
   readonly path: string;
   readonly baseHeaders: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
@@ -65,28 +69,31 @@ export class HttpMcpUpstream implements McpUpstream {
   /** Set once the tools of a 2026 upstream were listed (their x-mcp-header declarations are then known). */
   toolsListed: Promise<void> | undefined;
 
-  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
+  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
     this.fingerprint = backend.fingerprint;
     const url = new URL(backend.spec.url!);
     this.path = `${url.pathname}${url.search}`;
     this.timeouts = { ...gateway.timeouts, ...backend.spec.timeouts };
-    this.pool = createPool(url.origin, {
+    const pool = createPool(url.origin, {
       connections: backend.spec.pool.connections,
       keepAliveMs: backend.spec.pool.keepAliveMs,
       connectMs: this.timeouts.connectMs,
       headersMs: this.timeouts.headersMs,
       bodyIdleMs: this.timeouts.bodyIdleMs,
     });
+    this.credential = credential;
+    this.pool = credential ? withCredential(pool, credential) : pool;
     // Long-lived streams (server streams, listen subscriptions) get their own pool: with HTTP/1.1 each holds a
     // connection for its lifetime, and they must never starve the request pool.
-    this.streamPool = createPool(url.origin, {
+    const streamPool = createPool(url.origin, {
       connections: 4096,
       keepAliveMs: backend.spec.pool.keepAliveMs,
       connectMs: this.timeouts.connectMs,
       headersMs: this.timeouts.headersMs,
       bodyIdleMs: 0,
     });
+    this.streamPool = credential ? withCredential(streamPool, credential) : streamPool;
     this.baseHeaders = backend.headers;
     this.log = log;
   }
@@ -110,6 +117,7 @@ export class HttpMcpUpstream implements McpUpstream {
   async probe(): Promise<void> {
     if (Date.now() - this.lastOkAt < 5_000) return;
     try {
+      await this.credential?.ready();
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
@@ -144,6 +152,7 @@ export class HttpMcpUpstream implements McpUpstream {
     }
     const session = new HttpUpstreamSession(this, hello);
     try {
+      await this.credential?.ready();
       await session.initialize();
       this.markOk();
     } catch (err) {

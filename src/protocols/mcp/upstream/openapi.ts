@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { request as undiciRequest, type Pool } from 'undici';
+import { request as undiciRequest, type Dispatcher } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
+import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import { createPool, readAll, upstreamError } from '../../../upstream/pools.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { errorResponse, resultResponse, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
@@ -109,7 +110,7 @@ interface Loaded {
   readonly ops: ReadonlyMap<string, OperationTool>;
   readonly tools: readonly Record<string, unknown>[];
   readonly info: { name: string; version: string };
-  readonly pool: Pool;
+  readonly pool: Dispatcher;
   readonly basePath: string;
 }
 
@@ -121,10 +122,12 @@ export class OpenApiUpstream implements McpUpstream {
   private readonly gateway: GatewaySpec;
   private readonly dir: string;
   private readonly log: Logger;
+  private readonly credential: UpstreamCredential | undefined;
   private loading: Promise<Loaded> | undefined;
   private lastError: string | undefined = 'document not loaded yet';
 
-  constructor(backend: ResolvedBackend, gateway: GatewaySpec, configDir: string, log: Logger) {
+  constructor(backend: ResolvedBackend, gateway: GatewaySpec, configDir: string, log: Logger, credential?: UpstreamCredential) {
+    this.credential = credential;
     this.name = backend.name;
     this.fingerprint = backend.fingerprint;
     this.backend = backend;
@@ -173,12 +176,13 @@ export class OpenApiUpstream implements McpUpstream {
     const base = new URL(server, docUrl);
     const t = { ...this.gateway.timeouts, ...this.backend.spec.timeouts };
     const info = doc.info as { title?: unknown; version?: unknown } | undefined;
+    const pool = createPool(base.origin, { connections: this.backend.spec.pool.connections, keepAliveMs: this.backend.spec.pool.keepAliveMs, connectMs: t.connectMs, headersMs: t.headersMs, bodyIdleMs: t.bodyIdleMs });
     this.log.info({ upstream: this.name, operations: ops.length }, 'OpenAPI document loaded');
     return {
       ops: new Map(ops.map((o) => [o.name, o])),
       tools: ops.map((o) => o.tool),
       info: { name: typeof info?.title === 'string' ? info.title : this.name, version: typeof info?.version === 'string' ? info.version : '0' },
-      pool: createPool(base.origin, { connections: this.backend.spec.pool.connections, keepAliveMs: this.backend.spec.pool.keepAliveMs, connectMs: t.connectMs, headersMs: t.headersMs, bodyIdleMs: t.bodyIdleMs }),
+      pool: this.credential ? withCredential(pool, this.credential) : pool,
       basePath: base.pathname.replace(/\/+$/, ''),
     };
   }

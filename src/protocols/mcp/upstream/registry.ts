@@ -5,6 +5,7 @@
  */
 import type { ConfigSnapshot, ResolvedBackend } from '../../../config/load.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
+import type { UpstreamCredentials } from '../../../upstream/credentials.ts';
 import { HttpMcpUpstream } from './http.ts';
 import { OpenApiUpstream } from './openapi.ts';
 import { SseMcpUpstream } from './sse.ts';
@@ -15,9 +16,11 @@ export class McpUpstreams {
   private readonly live = new Map<string, McpUpstream>();
   private readonly log: Logger;
   private probeTimer: NodeJS.Timeout | undefined;
+  private readonly credentials: UpstreamCredentials | undefined;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, credentials?: UpstreamCredentials) {
     this.log = log;
+    this.credentials = credentials;
   }
 
   get(name: string): McpUpstream | undefined {
@@ -48,11 +51,11 @@ export class McpUpstreams {
       case 'stdio':
         return new StdioMcpUpstream(b, snapshot.gateway, snapshot.dir, this.log);
       case 'streamable-http':
-        return new HttpMcpUpstream(b, snapshot.gateway, this.log);
+        return new HttpMcpUpstream(b, snapshot.gateway, this.log, this.credentials?.for(b));
       case 'sse':
-        return new SseMcpUpstream(b, snapshot.gateway, this.log);
+        return new SseMcpUpstream(b, snapshot.gateway, this.log, this.credentials?.for(b));
       case 'openapi':
-        return new OpenApiUpstream(b, snapshot.gateway, snapshot.dir, this.log);
+        return new OpenApiUpstream(b, snapshot.gateway, snapshot.dir, this.log, this.credentials?.for(b));
       default:
         throw new Error(`MCP transport ${b.transport} is not supported yet`);
     }

@@ -3,11 +3,12 @@
  * connection (so the upstream's state and ids stay per session); messages are POSTed to the URL the `endpoint`
  * event names, and every answer arrives on the stream, matched to its request by id.
  */
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
+import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import { createPool, upstreamError } from '../../../upstream/pools.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
@@ -18,7 +19,8 @@ export class SseMcpUpstream implements McpUpstream {
   readonly name: string;
   readonly transport = 'sse' as const;
   readonly fingerprint: string;
-  readonly pool: Pool;
+  /** One pool per upstream; carries Tollgate's own credential when the backend has one. */
+  readonly pool: Dispatcher;
   readonly url: URL;
   readonly headers: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
@@ -26,18 +28,19 @@ export class SseMcpUpstream implements McpUpstream {
   private lastError: string | undefined = 'not contacted yet';
   private readonly sessions = new Set<SseUpstreamSession>();
 
-  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger) {
+  constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
     this.fingerprint = backend.fingerprint;
     this.url = new URL(backend.spec.url!);
     this.timeouts = { ...gateway.timeouts, ...backend.spec.timeouts };
-    this.pool = createPool(this.url.origin, {
+    const pool = createPool(this.url.origin, {
       connections: backend.spec.pool.connections,
       keepAliveMs: backend.spec.pool.keepAliveMs,
       connectMs: this.timeouts.connectMs,
       headersMs: this.timeouts.headersMs,
       bodyIdleMs: this.timeouts.bodyIdleMs,
     });
+    this.pool = credential ? withCredential(pool, credential) : pool;
     this.headers = backend.headers;
     this.log = log;
   }

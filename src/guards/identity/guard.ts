@@ -1,0 +1,146 @@
+/**
+ * The identity guard, first in the pipeline: takes the bearer token from `Authorization` (nowhere else), verifies
+ * it (once: verified tokens are cached by hash), checks the route accepts its issuer, audience and scopes, and sets
+ * `call.principal`. Synchronous on a cache hit, so a pipeline of synchronous guards stays synchronous.
+ */
+import type { Call, Principal } from '../../core/call.ts';
+import type { GatewayError } from '../../core/errors.ts';
+import type { Guard } from '../../core/pipeline.ts';
+import { VerifiedTokenCache } from './cache.ts';
+import { insufficientScope, invalidToken, unauthenticated } from './challenge.ts';
+import { acceptsIssuer, metadataUrl, type RoutePolicy } from './policy.ts';
+import { AuthFailure, verifyToken, type IssuerDirectory, type VerifiedToken } from './token.ts';
+
+/** The principal of a call on a route that allows anonymous access and got no credentials. */
+export const ANONYMOUS: Principal = Object.freeze({
+  id: 'anonymous',
+  issuer: 'anonymous',
+  trustDomain: '',
+  path: '',
+  segments: Object.freeze([]),
+  claims: Object.freeze({}),
+  expiresAt: 0,
+});
+
+/** What verifies tokens for one identity config: issuers, options, the cache, verifications under way. */
+export class TokenAuthority {
+  readonly issuers: IssuerDirectory;
+  readonly cache: VerifiedTokenCache;
+  readonly maxTokenBytes: number;
+  readonly clockSkewSeconds: number;
+  /** Base URL of RFC 9728 metadata documents. */
+  readonly base: string;
+  private readonly inflight = new Map<string, Promise<VerifiedToken>>();
+
+  constructor(init: { issuers: IssuerDirectory; maxTokenBytes: number; clockSkewSeconds: number; cacheEntries: number; base: string }) {
+    this.issuers = init.issuers;
+    this.maxTokenBytes = init.maxTokenBytes;
+    this.clockSkewSeconds = init.clockSkewSeconds;
+    this.base = init.base;
+    this.cache = new VerifiedTokenCache(init.cacheEntries, init.clockSkewSeconds);
+  }
+
+  /** A verified token from the cache, or undefined (then call `verify`). */
+  cached(key: string): VerifiedToken | undefined {
+    return this.cache.get(key, Date.now());
+  }
+
+  /** Verifies a token (concurrent verifications of one token share the work) and caches it. */
+  verify(key: string, token: string): Promise<VerifiedToken> {
+    let pending = this.inflight.get(key);
+    if (!pending) {
+      pending = verifyToken(token, this.issuers, { clockSkewSeconds: this.clockSkewSeconds }).then(
+        (v) => {
+          this.inflight.delete(key);
+          this.cache.set(key, v);
+          return v;
+        },
+        (err: unknown) => {
+          this.inflight.delete(key);
+          throw err;
+        },
+      );
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+}
+
+/** Extracts the token of `Bearer <token>`; undefined when the header is not a single Bearer credential. */
+export function bearerToken(header: string): string | undefined {
+  if (header.length < 8 || header.charCodeAt(6) !== 32) return undefined;
+  const scheme = header.slice(0, 6);
+  if (scheme !== 'Bearer' && scheme.toLowerCase() !== 'bearer') return undefined;
+  const token = header.slice(7).trim();
+  // Two Authorization headers arrive joined as "Bearer a, Bearer b" (see server/http.ts): refused here.
+  if (token === '' || token.includes(' ') || token.includes(',')) return undefined;
+  return token;
+}
+
+const QUERY_TOKEN = /(?:^|&)access_token=/;
+
+export class IdentityGuard implements Guard {
+  readonly name = 'identity';
+  private readonly authority: TokenAuthority;
+  private readonly policies: ReadonlyMap<string, RoutePolicy>;
+
+  constructor(authority: TokenAuthority, policies: ReadonlyMap<string, RoutePolicy>) {
+    this.authority = authority;
+    this.policies = policies;
+  }
+
+  admit(call: Call): void | Promise<void> {
+    const policy = this.policies.get(call.route.name);
+    if (policy === undefined) throw this.fail(undefined, call, new AuthFailure('route has no identity policy'));
+    const path = call.request.path;
+    const q = path.indexOf('?');
+    // RFC 6750 allows a query-string token; MCP forbids it (it ends up in logs and Referer headers).
+    if (q !== -1 && QUERY_TOKEN.test(path.slice(q + 1))) {
+      throw this.fail(policy, call, new AuthFailure('tokens are accepted only in the Authorization header', 'invalid_request'));
+    }
+    const header = call.request.headers.authorization;
+    if (header === undefined) {
+      if (policy.anonymous) {
+        call.principal = ANONYMOUS;
+        return;
+      }
+      throw unauthenticated(metadataUrl(policy, this.authority.base, path));
+    }
+    const token = bearerToken(header);
+    if (token === undefined) throw this.fail(policy, call, new AuthFailure('expected one Authorization: Bearer <token> header', 'invalid_request'));
+    if (token.length > this.authority.maxTokenBytes) throw this.fail(policy, call, new AuthFailure(`token is larger than ${this.authority.maxTokenBytes} bytes`));
+    const key = VerifiedTokenCache.key(token);
+    const hit = this.authority.cached(key);
+    if (hit !== undefined) return this.accept(policy, hit, call);
+    return this.authority.verify(key, token).then(
+      (verified) => this.accept(policy, verified, call),
+      (err: unknown) => {
+        throw this.fail(policy, call, err instanceof AuthFailure ? err : new AuthFailure('token could not be verified'));
+      },
+    );
+  }
+
+  private accept(policy: RoutePolicy, v: VerifiedToken, call: Call): void {
+    if (!acceptsIssuer(policy, v.issuer)) {
+      throw this.fail(policy, call, new AuthFailure(`tokens of ${v.issuer.kind === 'spiffe' ? 'trust domain' : 'issuer'} ${v.issuer.name} are not accepted on this route`));
+    }
+    const wanted = v.issuer.audiences ?? policy.audiences;
+    let audienceOk = false;
+    for (const aud of v.audiences) {
+      if (wanted.has(aud)) {
+        audienceOk = true;
+        break;
+      }
+    }
+    if (!audienceOk) throw this.fail(policy, call, new AuthFailure('aud does not name this gateway'));
+    for (const scope of policy.scopes) {
+      if (!v.scopes.has(scope)) throw insufficientScope(metadataUrl(policy, this.authority.base, call.request.path), policy.scopes);
+    }
+    call.principal = v.principal;
+  }
+
+  private fail(policy: RoutePolicy | undefined, call: Call, failure: AuthFailure): GatewayError {
+    const url = policy ? metadataUrl(policy, this.authority.base, call.request.path) : `${this.authority.base}/.well-known/oauth-protected-resource`;
+    return invalidToken(url, failure);
+  }
+}
