@@ -1,7 +1,8 @@
 /**
  * The official conformance suite (`@modelcontextprotocol/conformance`, server mode, every scenario of the "all"
  * suite) run against the gateway, which serves a conformance upstream (test/helpers/conformance-server.ts) at
- * /mcp/conf. Every scenario the upstream supports must pass through the gateway.
+ * /mcp/conf. Every scenario the upstream supports must pass through the gateway. The route admits anonymous callers
+ * (said explicitly in its config): the conformance client sends no credentials.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +18,7 @@ let out: string;
 
 beforeAll(async () => {
   upstream = await startConformanceUpstream();
-  gw = await startTestGateway({ 'mcp.yaml': mcpBackend('conf', { url: upstream.url }) + route('mcp', '/mcp', ['conf']) });
+  gw = await startTestGateway({ 'mcp.yaml': mcpBackend('conf', { url: upstream.url }) + route('mcp', '/mcp', ['conf'], { auth: { anonymous: true } }) });
   out = mkdtempSync(join(tmpdir(), 'tollgate-conformance-'));
 });
 

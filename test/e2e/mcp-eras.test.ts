@@ -39,14 +39,14 @@ async function connectV2(url: string): Promise<V2Client> {
     model: 'test-model',
     stopReason: 'endTurn',
   }));
-  await client.connect(new V2Transport(new URL(url)));
+  await client.connect(new V2Transport(new URL(url), { requestInit: { headers: gw.authHeaders() } }));
   return client;
 }
 
 function post(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${gw.url}/mcp`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...gw.authHeaders(), ...headers },
     body: JSON.stringify(body),
   });
 }
@@ -99,7 +99,7 @@ describe('session-era client (SDK 1.x)', () => {
         return { action: 'accept', content: { confirm: true } };
       });
       const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
-      await c2.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+      await c2.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), { requestInit: { headers: gw.authHeaders() } }));
       const r = await c2.callTool({ name: 'modern__confirm', arguments: { action: 'deploy' } });
       expect(text(r)).toBe('deploy: confirmed');
       expect(asked).toEqual(['Really deploy?']);
@@ -272,7 +272,7 @@ describe('2026-07-28 request validation', () => {
     const res = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
       signal: controller.signal,
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'subscriptions/listen' },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'subscriptions/listen', ...gw.authHeaders() },
       body: JSON.stringify({ jsonrpc: '2.0', id: 'sub-1', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: META } }),
     });
     expect(res.headers.get('content-type')).toContain('text/event-stream');

@@ -17,6 +17,15 @@ let conf: ConformanceUpstream;
 let gw: TestGateway;
 let port: number;
 
+/** An old client's transport presenting the gateway's dev SVID on its GET stream and its POSTs. */
+function sse(url: string): SSEClientTransport {
+  const headers = gw.authHeaders();
+  return new SSEClientTransport(new URL(url), {
+    requestInit: { headers },
+    eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }) },
+  });
+}
+
 function text(r: unknown): string {
   return (((r as { content?: { text?: string }[] }).content) ?? []).map((c) => c.text ?? '').join('');
 }
@@ -65,7 +74,7 @@ describe('legacy SSE upstream', () => {
     const client = new Client({ name: 'sampler', version: '1' }, { capabilities: { sampling: {} } });
     client.setRequestHandler(CreateMessageRequestSchema, async () => ({ role: 'assistant', content: { type: 'text', text: 'sampled via sse' }, model: 'm', stopReason: 'endTurn' }));
     const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp/old`)));
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp/old`), { requestInit: { headers: gw.authHeaders() } }));
     try {
       const r = await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hello' } });
       expect(text(r)).toContain('sampled via sse');
@@ -78,7 +87,7 @@ describe('legacy SSE upstream', () => {
 describe('legacy SSE client', () => {
   it('serves an SSEClientTransport client at <mount>/sse (federated) and <mount>/<server>/sse', async () => {
     const client = new Client({ name: 'old-client', version: '1.0.0' });
-    await client.connect(new SSEClientTransport(new URL(`${gw.url}/mcp/sse`)));
+    await client.connect(sse(`${gw.url}/mcp/sse`));
     try {
       expect(client.getServerVersion()?.name).toBe('tollgate');
       const names = (await client.listTools()).tools.map((t) => t.name);
@@ -94,7 +103,7 @@ describe('legacy SSE client', () => {
       await client.close();
     }
     const single = new Client({ name: 'old-client', version: '1.0.0' });
-    await single.connect(new SSEClientTransport(new URL(`${gw.url}/mcp/conf/sse`)));
+    await single.connect(sse(`${gw.url}/mcp/conf/sse`));
     try {
       expect(single.getServerVersion()?.name).toBe('conformance-upstream');
       expect(text(await single.callTool({ name: 'test_simple_text', arguments: {} }))).toBe('This is a simple text response for testing.');
@@ -106,7 +115,7 @@ describe('legacy SSE client', () => {
   it('round-trips sampling for a legacy SSE client', async () => {
     const client = new Client({ name: 'old-sampler', version: '1.0.0' }, { capabilities: { sampling: {} } });
     client.setRequestHandler(CreateMessageRequestSchema, async () => ({ role: 'assistant', content: { type: 'text', text: 'old client answers' }, model: 'm', stopReason: 'endTurn' }));
-    await client.connect(new SSEClientTransport(new URL(`${gw.url}/mcp/sse`)));
+    await client.connect(sse(`${gw.url}/mcp/sse`));
     try {
       expect(text(await client.callTool({ name: 'conf__test_sampling', arguments: { prompt: 'x' } }))).toBe('LLM response: old client answers');
     } finally {
@@ -115,7 +124,7 @@ describe('legacy SSE client', () => {
   });
 
   it('refuses a POST to an unknown channel with 404', async () => {
-    const res = await fetch(`${gw.url}/mcp/sse/message?sessionId=nope`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' });
+    const res = await fetch(`${gw.url}/mcp/sse/message?sessionId=nope`, { method: 'POST', headers: { 'content-type': 'application/json', ...gw.authHeaders() }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' });
     expect(res.status).toBe(404);
   });
 });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { EVERYTHING_STDIO, eventually, mcpBackend, route } from '../helpers/gateway.ts';
+import { EVERYTHING_STDIO, devAuthHeaders, eventually, mcpBackend, route } from '../helpers/gateway.ts';
 import { freePort } from '../helpers/net.ts';
 
 interface Replica {
@@ -27,6 +27,10 @@ let b: Replica;
 const KEY_OLD = 'k1-0123456789abcdef0123456789abcdef';
 const KEY_NEW = 'k2-fedcba9876543210fedcba9876543210';
 
+/** Both replicas share a data dir, hence the dev trust domain that signs the test's JWT-SVIDs. */
+let dataDir: string;
+let auth: Record<string, string>;
+
 function gatewayYaml(keys: string[]): string {
   return `apiVersion: tollgate.dev/v1alpha1
 kind: Gateway
@@ -34,6 +38,7 @@ metadata: { name: replica }
 spec:
   listener: { host: 127.0.0.1, port: 0 }
   shutdown: { drainMs: 1000 }
+  dataDir: ${dataDir}
   mcp:
     sessionKeys:
 ${keys.map((k) => `      - { id: ${k}, valueFrom: { env: TOLLGATE_KEY_${k.toUpperCase()} } }`).join('\n')}
@@ -74,18 +79,23 @@ function text(r: unknown): string {
 
 beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
+  dataDir = mkdtempSync(join(tmpdir(), 'tollgate-replica-data-'));
   [a, b] = await Promise.all([startReplica(['k1']), startReplica(['k2', 'k1'])]);
+  process.env.TOLLGATE_KEY_K1 = KEY_OLD;
+  process.env.TOLLGATE_KEY_K2 = KEY_NEW;
+  auth = devAuthHeaders(a.dir);
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all([stopReplica(a), stopReplica(b)]);
   await fixture?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 describe('a session across two gateway processes', () => {
   it('continues on replica B a session initialized on replica A', async () => {
     const onA = new Client({ name: 'roaming-client', version: '1.0.0' });
-    const ta = new StreamableHTTPClientTransport(new URL(`${a.url}/mcp`));
+    const ta = new StreamableHTTPClientTransport(new URL(`${a.url}/mcp`), { requestInit: { headers: auth } });
     await onA.connect(ta);
     const sid = ta.sessionId!;
     expect(sid.startsWith('k1.')).toBe(true);
@@ -94,7 +104,7 @@ describe('a session across two gateway processes', () => {
 
     // The load balancer now sends the client to B: same session id, no new initialize.
     const onB = new Client({ name: 'roaming-client', version: '1.0.0' });
-    const tb = new StreamableHTTPClientTransport(new URL(`${b.url}/mcp`), { sessionId: sid });
+    const tb = new StreamableHTTPClientTransport(new URL(`${b.url}/mcp`), { sessionId: sid, requestInit: { headers: auth } });
     await onB.connect(tb);
     expect(text(await onB.callTool({ name: 'fixture__add', arguments: { a: 20, b: 22 } }))).toBe('42');
     expect(text(await onB.callTool({ name: 'everything__echo', arguments: { message: 'on b' } }))).toBe('Echo: on b');
@@ -111,7 +121,7 @@ describe('a session across two gateway processes', () => {
   it('refuses a forged or tampered session id on either replica with 404', async () => {
     const init = await fetch(`${a.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...auth },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
     });
     const sid = init.headers.get('mcp-session-id')!;
@@ -125,7 +135,7 @@ describe('a session across two gateway processes', () => {
     ] as const) {
       const res = await fetch(`${target}/mcp`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': id, 'mcp-protocol-version': '2025-11-25' },
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': id, 'mcp-protocol-version': '2025-11-25', ...auth },
         body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
       });
       expect(res.status).toBe(404);
@@ -133,14 +143,14 @@ describe('a session across two gateway processes', () => {
   });
 
   it('seals with the newest key after rotation, and the old replica cannot open it', async () => {
-    const t = new StreamableHTTPClientTransport(new URL(`${b.url}/mcp`));
+    const t = new StreamableHTTPClientTransport(new URL(`${b.url}/mcp`), { requestInit: { headers: auth } });
     const c = new Client({ name: 'c', version: '1' });
     await c.connect(t);
     expect(t.sessionId!.startsWith('k2.')).toBe(true);
     await c.close();
     const res = await fetch(`${a.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': t.sessionId!, 'mcp-protocol-version': '2025-11-25' },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': t.sessionId!, 'mcp-protocol-version': '2025-11-25', ...auth },
       body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
     });
     expect(res.status).toBe(404);

@@ -38,7 +38,7 @@ beforeAll(async () => {
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
     logs.push(String(n.params.data));
   });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), { requestInit: { headers: gw.authHeaders() } }));
 });
 
 afterAll(async () => {
@@ -87,7 +87,7 @@ describe('server-to-client requests', () => {
     const sid = (client.transport as StreamableHTTPClientTransport).sessionId!;
     const res = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', ...gw.authHeaders() },
       body: JSON.stringify({ jsonrpc: '2.0', id: 'tg:999', result: { role: 'assistant', content: { type: 'text', text: 'forged' } } }),
     });
     expect(res.status).toBe(202);

@@ -1,49 +1,28 @@
 /**
- * Session ids as sealed tokens, and what is refused: a session used by another identity, an expired session,
- * resumability (Last-Event-ID replay of a broken stream) and event ids out of range.
- *
- * Identity is another engineer's guard; this test plugs a minimal stand-in guard (principal from a test header)
- * into a real Gateway, which is all the adapter needs to bind sessions to `call.principal.id`.
+ * Session ids as sealed tokens, and what is refused: a session used by another identity (real dev JWT-SVIDs
+ * through the identity guard), an expired session, a deleted one, resumability (Last-Event-ID replay of a broken
+ * stream) and event ids out of range.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParser } from 'eventsource-parser';
-import { loadConfigDir } from '../../src/config/load.ts';
-import type { Call } from '../../src/core/call.ts';
-import { Errors, GatewayError } from '../../src/core/errors.ts';
-import type { Guard } from '../../src/core/pipeline.ts';
-import { Gateway } from '../../src/gateway/gateway.ts';
-import { HttpServer } from '../../src/server/http.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { mcpBackend, route } from '../helpers/gateway.ts';
+import { mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let fixture: FixtureServer;
-let gateway: Gateway;
-let server: HttpServer;
+let gw: TestGateway;
 let url: string;
-let dir: string;
-
-/** Stand-in for the identity guard: the principal named by a test header (absent: anonymous). */
-const testIdentity: Guard = {
-  name: 'test-identity',
-  admit(call: Call) {
-    const who = call.request.headers['x-test-principal'];
-    if (who === 'nobody') throw new GatewayError(Errors.UNAUTHENTICATED);
-    if (typeof who === 'string') {
-      call.principal = { id: `spiffe://test/${who}`, issuer: 'spiffe', trustDomain: 'test', path: `/${who}`, segments: [who], claims: {}, expiresAt: 0 };
-    }
-  },
-};
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
-async function initialize(principal?: string): Promise<string> {
+/** Credentials of a dev-trust-domain workload. */
+function as(who: string): Record<string, string> {
+  return gw.authHeaders(`spiffe://dev.tollgate.local/${who}`);
+}
+
+async function initialize(principal: string): Promise<string> {
   const res = await fetch(`${url}/mcp`, {
     method: 'POST',
-    headers: { ...JSON_HEADERS, ...(principal && { 'x-test-principal': principal }) },
+    headers: { ...JSON_HEADERS, ...as(principal) },
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
   });
   expect(res.status).toBe(200);
@@ -59,11 +38,13 @@ function rpc(sid: string, body: unknown, extra: Record<string, string> = {}): Pr
 async function events(res: Response, stop: (data: string) => boolean): Promise<Array<[string | undefined, string]>> {
   const out: Array<[string | undefined, string]> = [];
   let done = false;
-  const parser = createParser({ onEvent: (e) => {
-    if (done) return;
-    out.push([e.id, e.data]);
-    if (stop(e.data)) done = true;
-  } });
+  const parser = createParser({
+    onEvent: (e) => {
+      if (done) return;
+      out.push([e.id, e.data]);
+      if (stop(e.data)) done = true;
+    },
+  });
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   while (!done) {
@@ -77,44 +58,45 @@ async function events(res: Response, stop: (data: string) => boolean): Promise<A
 
 beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
-  dir = mkdtempSync(join(tmpdir(), 'tollgate-sessions-'));
-  writeFileSync(join(dir, 'gateway.yaml'), `apiVersion: tollgate.dev/v1alpha1
+  gw = await startTestGateway(
+    { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
+    {
+      gatewayYaml: `apiVersion: tollgate.dev/v1alpha1
 kind: Gateway
 metadata: { name: test }
 spec:
+  listener: { host: 127.0.0.1, port: 0 }
+  shutdown: { drainMs: 500 }
   mcp: { sessionTtlMs: 1500, replay: { events: 4, ttlMs: 60000 } }
-`);
-  writeFileSync(join(dir, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
-  gateway = new Gateway(loadConfigDir(dir), { log: createLogger('silent'), services: [{ guardsFor: () => [testIdentity] }] });
-  server = new HttpServer({ gateway });
-  const address = await server.listen(0, '127.0.0.1');
-  url = `http://127.0.0.1:${address.port}`;
+`,
+    },
+  );
+  url = gw.url;
 });
 
 afterAll(async () => {
-  await server?.drain(500);
-  await gateway?.close();
+  await gw?.stop();
   await fixture?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('sessions bound to identity', () => {
-  it('refuses a session used by another identity (404, as if it did not exist) and by an anonymous caller', async () => {
+  it('refuses a session used by another identity (404, as if it did not exist)', async () => {
     const sid = await initialize('alice');
-    const ok = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'x-test-principal': 'alice' });
+    const ok = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, as('alice'));
     expect(ok.status).toBe(200);
     await ok.text();
-    const mallory = await rpc(sid, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, { 'x-test-principal': 'mallory' });
+    const mallory = await rpc(sid, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, as('mallory'));
     expect(mallory.status).toBe(404);
     expect(((await mallory.json()) as { error: { data: { code: string } } }).error.data.code).toBe('TG_SESSION_IDENTITY_MISMATCH');
+    // No credentials at all: refused before the session is even looked at.
     const anon = await rpc(sid, { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'fixture__echo', arguments: { message: 'x' } } });
-    expect(anon.status).toBe(404);
+    expect(anon.status).toBe(401);
     // A session rebuilt from its id on another replica is bound the same way (the principal is sealed inside).
     // Forget it here, as a replica that never saw it.
-    gateway.mcp.sessions.delete(sid);
-    const rebuiltForMallory = await rpc(sid, { jsonrpc: '2.0', id: 5, method: 'tools/list' }, { 'x-test-principal': 'mallory' });
+    gw.gateway.mcp.sessions.delete(sid);
+    const rebuiltForMallory = await rpc(sid, { jsonrpc: '2.0', id: 5, method: 'tools/list' }, as('mallory'));
     expect(rebuiltForMallory.status).toBe(404);
-    const rebuiltForAlice = await rpc(sid, { jsonrpc: '2.0', id: 6, method: 'tools/list' }, { 'x-test-principal': 'alice' });
+    const rebuiltForAlice = await rpc(sid, { jsonrpc: '2.0', id: 6, method: 'tools/list' }, as('alice'));
     expect(rebuiltForAlice.status).toBe(200);
     await rebuiltForAlice.text();
   });
@@ -122,16 +104,16 @@ describe('sessions bound to identity', () => {
   it('refuses an expired session id with 404 (the client re-initializes)', async () => {
     const sid = await initialize('bob');
     await new Promise((r) => setTimeout(r, 1600));
-    const res = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'x-test-principal': 'bob' });
+    const res = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, as('bob'));
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: { data: { code: string } } }).error.data.code).toBe('TG_MCP_SESSION_EXPIRED');
   });
 
   it('does not continue a deleted session on this replica', async () => {
     const sid = await initialize('carol');
-    const del = await fetch(`${url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sid, 'x-test-principal': 'carol' } });
+    const del = await fetch(`${url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sid, ...as('carol') } });
     expect(del.status).toBe(200);
-    const res = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'x-test-principal': 'carol' });
+    const res = await rpc(sid, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, as('carol'));
     expect(res.status).toBe(404);
   });
 });
@@ -139,7 +121,7 @@ describe('sessions bound to identity', () => {
 describe('resumability', () => {
   it('replays a broken request stream after Last-Event-ID, then the rest of it live', async () => {
     const sid = await initialize('dave');
-    const h = { 'x-test-principal': 'dave' };
+    const h = as('dave');
     const call = await rpc(sid, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 5 }, _meta: { progressToken: 'p' } } }, h);
     expect(call.headers.get('content-type')).toContain('text/event-stream');
     // Read two progress events, then break the connection.
@@ -160,7 +142,7 @@ describe('resumability', () => {
 
   it('refuses event ids out of range with 400', async () => {
     const sid = await initialize('erin');
-    const h = { 'x-test-principal': 'erin' };
+    const h = as('erin');
     for (const id of ['999_1', 'garbage', '1_999999']) {
       const res = await fetch(`${url}/mcp`, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'last-event-id': id, ...h } });
       expect(res.status).toBe(400);
