@@ -123,6 +123,12 @@ describe('legacy SSE client', () => {
     }
   });
 
+  it('refuses an unauthenticated legacy stream before opening it', async () => {
+    const res = await fetch(`${gw.url}/mcp/sse`, { headers: { accept: 'text/event-stream' } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toContain('application/json');
+  });
+
   it('refuses a POST to an unknown channel with 404', async () => {
     const res = await fetch(`${gw.url}/mcp/sse/message?sessionId=nope`, { method: 'POST', headers: { 'content-type': 'application/json', ...gw.authHeaders() }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' });
     expect(res.status).toBe(404);

@@ -72,6 +72,9 @@ export class LegacySse {
   }
 
   private async open(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
+    // The stream itself is a call: the guards (identity first) decide before anything is opened.
+    const call = this.adapter.newCall(req, rule, 'mcp/legacy-stream', undefined, undefined);
+    if (!(await this.adapter.admit(call, res, null, undefined, state))) return;
     const id = randomBytes(18).toString('base64url');
     const sse = new SseWriter(res, {}, state.snapshot.gateway.http.sseKeepAliveMs);
     const channel: Channel = { id, rule, scope, sse, sessionId: undefined };
@@ -82,6 +85,8 @@ export class LegacySse {
     sse.whenClosed(() => {
       this.channels.delete(id);
       if (channel.sessionId !== undefined) this.adapter.sessions.delete(channel.sessionId);
+      call.status = 200;
+      this.adapter.ctx.finish(call);
     });
   }
 

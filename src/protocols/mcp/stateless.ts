@@ -33,6 +33,9 @@ import { writeError } from './adapter.ts';
 /** Every version the endpoint serves (reported in server/discover and in -32022 errors). */
 export const SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SESSION_VERSIONS];
 
+/** Upper bound on stateless groups (distinct route/scope/client self-descriptions) held at once. */
+const MAX_GROUPS = 4096;
+
 const LIST_CHANGED: Readonly<Record<string, string>> = {
   toolsListChanged: 'notifications/tools/list_changed',
   promptsListChanged: 'notifications/prompts/list_changed',
@@ -115,7 +118,8 @@ export class Stateless {
           void child.close();
         }
       }
-      if (g.children!.size === 0 && g.lastSeen < cutoff) this.groups.delete(key);
+      // A group no admitted caller ever used is dropped quickly (it may come from unauthenticated traffic).
+      if (g.children!.size === 0 && (g.lastSeen < cutoff || g.lastSeen < Date.now() - 60_000)) this.groups.delete(key);
     }
   }
 
@@ -128,6 +132,13 @@ export class Stateless {
     const key = `${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(meta[META_CLIENT_CAPABILITIES])}\0${String(info?.name)}\0${String(info?.version)}`;
     let g = this.groups.get(key);
     if (!g) {
+      // Groups are made before the caller is authenticated (routing needs them): bound their number, dropping the
+      // oldest (its children, if any, re-open their upstream sessions on next use).
+      if (this.groups.size >= MAX_GROUPS) {
+        const [oldKey, old] = this.groups.entries().next().value!;
+        this.groups.delete(oldKey);
+        void old.close();
+      }
       const { capabilities, clientInfo } = helloOf(meta);
       g = new McpSession({
         route: rule.route.name,

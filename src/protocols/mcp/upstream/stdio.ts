@@ -173,6 +173,13 @@ export class StdioMcpUpstream implements McpUpstream {
     p.sink.final(spliceId(line, p.downstreamId));
   }
 
+  /**
+   * Server-to-client requests on a shared process are refused (ping is answered here). stdio carries no link from
+   * a server request to the client request that caused it, so any routing would be a guess, and a wrong guess sends
+   * one tenant's prompt or form to another tenant's client. The handshake declares no client capabilities, so a
+   * conforming server never asks; servers that need sampling or elicitation belong behind Streamable HTTP or SSE,
+   * where each client session has its own upstream session and requests are routed exactly.
+   */
   private onServerRequest(id: RpcId, method: string): void {
     if (method === 'ping') {
       this.proc.send(JSON.stringify({ jsonrpc: '2.0', id, result: {} }));
