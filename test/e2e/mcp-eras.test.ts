@@ -263,7 +263,7 @@ describe('2026-07-28 request validation', () => {
     const a = await post({ jsonrpc: '2.0', id: 6, method: 'nope/nothing', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'nope/nothing' });
     expect(a.status).toBe(404);
     expect(((await a.json()) as { error: { code: number } }).error.code).toBe(-32601);
-    const b = await post(call('conf__test_sampling', { requestState: 'tg.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', inputResponses: {} }), headers('conf__test_sampling'));
+    const b = await post(call('conf__test_sampling', { requestState: 'tollgate.mrtr.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', inputResponses: {} }), headers('conf__test_sampling'));
     expect(((await b.json()) as { error: { code: number } }).error.code).toBe(-32602);
   });
 

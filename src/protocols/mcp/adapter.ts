@@ -622,7 +622,7 @@ export class McpAdapter {
    * A 2026 client's call met a server-to-client request from a session-era upstream: park the exchange and answer
    * input_required (the retry continues it, see resumeParked).
    */
-  private park(call: Call, reply: DownstreamReply, session: McpSession, up: UpstreamSession, message: string): undefined {
+  private park(call: Call, reply: DownstreamReply, session: McpSession, up: UpstreamSession, message: string, resumed?: ParkedExchange): undefined {
     const upstreamId = peekId(message);
     let parsed: { method?: unknown; params?: unknown };
     try {
@@ -635,9 +635,10 @@ export class McpAdapter {
       up.respond?.(resultResponse(upstreamId, {}));
       return undefined;
     }
-    const x: ParkedExchange = (reply as DownstreamReply & { parked?: ParkedExchange }).parked ?? this.parked.create(up);
+    const x: ParkedExchange = resumed ?? this.parked.create(up);
     const key = x.ask(upstreamId);
-    x.handle = session.inflight.get(reply.id) as unknown as ParkedExchange['handle'];
+    // The first park keeps the upstream request's handle (to cancel it if the client never comes back).
+    x.handle ??= session.inflight.get(reply.id);
     const inputRequests = { [key]: { method: parsed.method, ...(parsed.params !== undefined && { params: parsed.params }) } };
     const name = call.target?.name;
     const requestState = this.parked.state(x, call.principal?.id, call.operation, name);
@@ -671,10 +672,7 @@ export class McpAdapter {
       keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
       // Parked exchanges are always with session-era upstreams: their results lack resultType.
       transform: withResultType,
-      serverRequest: (m) => {
-        (reply as DownstreamReply & { parked?: ParkedExchange }).parked = x;
-        return this.park(call, reply, session, x.up, m);
-      },
+      serverRequest: (m) => this.park(call, reply, session, x.up, m, x),
       errorStatus: (err) => statusOf(err, msg.id, true),
       onDone: (outcome) => {
         if (outcome instanceof GatewayError) {

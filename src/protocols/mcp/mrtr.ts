@@ -17,7 +17,8 @@ import type { Sealer } from './sealer.ts';
 import type { ServerRequests } from './server-requests.ts';
 import type { InflightHandle, ReplySink, UpstreamSession } from './upstream/types.ts';
 
-const STATE_PREFIX = 'tg.';
+/** Marks a requestState the gateway issued (any other value belongs to an upstream and is passed on). */
+const STATE_PREFIX = 'tollgate.mrtr.';
 /** How long a parked exchange waits for the client's retry. */
 const PARK_MS = 120_000;
 const MAX_BUFFERED = 256;
