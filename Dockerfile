@@ -17,6 +17,8 @@ COPY bin ./bin
 COPY src ./src
 COPY routes ./routes
 COPY policies ./policies
+# The built policy bundle: the image has no opa, so routes/gateway.yaml serves this (see policies/README.md).
+COPY bundles ./bundles
 # Generated state (dev keys, audit segments) lives in the data dir; it must be writable by the runtime user.
 RUN mkdir -p /app/.tollgate && chown node:node /app/.tollgate
 USER node

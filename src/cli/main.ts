@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { startGateway } from '../main.ts';
+import { POLICY_USAGE, policyCommand } from './policy.ts';
 import { svid } from './svid.ts';
 
 type Command = (args: string[]) => Promise<number>;
@@ -16,7 +17,7 @@ Commands:
   config validate [DIR]                         Check a config directory; prints file:line: reason per problem
   svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
                                                 Print a JWT-SVID of the dev trust domain the dev gateway accepts
-  help                                          This text
+${POLICY_USAGE}  help                                          This text
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -76,6 +77,7 @@ export const COMMANDS: Record<string, Command> = {
   serve,
   config,
   svid,
+  policy: policyCommand,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

@@ -240,7 +240,8 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
   });
 }
 
-function resolveSecret(
+/** Resolves a `valueFrom` secret reference (files relative to the config directory `root`). */
+export function resolveSecret(
   ref: SecretRefSpec['valueFrom'],
   root: string,
   env: NodeJS.ProcessEnv,

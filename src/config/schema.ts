@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
+import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -117,6 +118,8 @@ const gatewaySpec = z.strictObject({
   dataDir: z.string().default('.tollgate'),
   /** Who may call: SPIFFE trust domains, OIDC and Kubernetes issuers, the dev trust domain (src/guards/identity). */
   identity: identitySpec.prefault({}),
+  /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */
+  policy: policySpec.optional(),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -222,6 +225,8 @@ const routeSpec = z.strictObject({
   rules: z.array(routeRule).min(1),
   /** MCP routes: virtual servers built from the backends of the route's rules. */
   mcp: z.strictObject({ virtualServers: z.array(virtualServer).default([]) }).optional(),
+  /** Route-level policy override (src/guards/policy/config.ts). */
+  policy: routePolicySpec.optional(),
 });
 export type RouteSpec = z.infer<typeof routeSpec>;
 

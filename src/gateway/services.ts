@@ -5,6 +5,7 @@
  */
 import type { ConfigSnapshot } from '../config/load.ts';
 import { IdentityService } from '../guards/identity/service.ts';
+import { PolicyService } from '../guards/policy/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
@@ -17,6 +18,8 @@ export interface Services {
   readonly credentials: UpstreamCredentials | undefined;
   /** The identity service (tests and benchmarks look inside). */
   readonly identity: IdentityService;
+  /** The policy service: its decisionLog publishes every decision (audit, telemetry). */
+  readonly policy: PolicyService;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
@@ -30,11 +33,19 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   guards.push(identity);
   admin.push(identity.admin);
   closers.push(() => identity.close());
+
+  // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
+  // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
+  const policy = new PolicyService(log);
+  await policy.configure(snapshot);
+  guards.push(policy);
+  closers.push(() => policy.close());
   return {
     guards,
     admin,
     credentials: identity.credentials,
     identity,
+    policy,
     close: async () => {
       for (const close of closers.reverse()) await close();
     },

@@ -1,0 +1,44 @@
+package tollgate.models_test
+
+import data.tollgate
+
+support := {"id": "spiffe://example.org/agents/support", "trust_domain": "example.org", "path": "/agents/support", "segments": ["agents", "support"]}
+
+dev := {"id": "spiffe://dev.tollgate.local/bob", "trust_domain": "dev.tollgate.local", "path": "/bob", "segments": ["bob"]}
+
+chat(principal, model, args) := d if {
+	d := tollgate.decision with input as {
+		"principal": principal,
+		"protocol": "openai",
+		"operation": "chat.completions",
+		"target": {"kind": "model", "name": model, "server": "vllm", "local": model, "arguments": args},
+	}
+}
+
+test_allowed_model_under_cap if {
+	d := chat(support, "llama-3.1-8b-instruct", {"max_tokens": 512})
+	d.allow
+	d.obligations == {"rate_class": "standard", "cost_multiplier": 1}
+}
+
+test_max_tokens_over_cap_refused if {
+	d := chat(support, "llama-3.1-8b-instruct", {"max_tokens": 8192})
+	d.allow == false
+	d.reason == "max_tokens 8192 exceeds the cap of 4096 for model llama-3.1-8b-instruct"
+	not chat(support, "llama-3.1-8b-instruct", {"max_completion_tokens": 5000}).allow
+	not chat(support, "llama-3.1-8b-instruct", {"max_tokens": "lots"}).allow
+}
+
+test_model_not_on_allow_list_refused if {
+	d := chat(dev, "gpt-unknown", {})
+	d.allow == false
+	d.reason == "model gpt-unknown is not on the allow-list"
+}
+
+test_grant_needed_even_for_allowed_model if {
+	# support is granted llama only; the bigger model is on the allow-list but not granted to it.
+	not chat(support, "qwen2.5-32b-instruct", {"max_tokens": 100}).allow
+	d := chat(dev, "qwen2.5-32b-instruct", {"max_tokens": 100})
+	d.allow
+	d.obligations.cost_multiplier == 4
+}

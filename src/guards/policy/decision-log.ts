@@ -1,0 +1,111 @@
+/**
+ * The decision log: every policy decision as an event, for the audit and telemetry guards.
+ *
+ *     const off = policy.decisionLog.subscribe((event, call) => { ... });
+ *
+ * Events follow OPA's decision-log fields (decision_id, path, input, result, bundles, timestamp, trace_id) plus
+ * Tollgate's (call_id, allow, reason, error, eval_ns). The input is masked before a listener sees it: paths from
+ * the config (`decisionLog.mask`) and the decision's own `obligations.redact` (pointers into target.arguments)
+ * are erased and listed in `erased`. Nothing is built when no one listens, so the hot path pays nothing for it.
+ * Listeners run synchronously on the request path: keep them cheap (enqueue, do not write).
+ */
+import type { Call } from '../../core/call.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+
+export interface DecisionEvent {
+  readonly decision_id: string;
+  /** RFC 3339 time of the decision. */
+  readonly timestamp: string;
+  /** The entrypoint evaluated, e.g. `tollgate/decision`. */
+  readonly path: string;
+  /** The input document, masked. */
+  readonly input: unknown;
+  /** The policy's raw value (undefined when the rule was undefined or evaluation failed). */
+  readonly result: unknown;
+  readonly allow: boolean;
+  readonly reason: string | undefined;
+  /** Input paths erased by masking (JSON pointers from the input root). */
+  readonly erased: readonly string[];
+  readonly bundles: { readonly [name: string]: { readonly revision: string } };
+  /** The bundle's origin (file, directory, URL). */
+  readonly source: string;
+  /** W3C trace id of the request (traceparent), when it carried one. */
+  readonly trace_id: string | undefined;
+  readonly call_id: string;
+  /** Why evaluation failed (the call was denied, fail closed). */
+  readonly error: string | undefined;
+  /** Evaluation time in nanoseconds (input building included). */
+  readonly eval_ns: number;
+}
+
+export type DecisionListener = (event: DecisionEvent, call: Call) => void;
+
+/** Fan-out of decision events to listeners (audit, telemetry). */
+export class DecisionLog {
+  private listeners: DecisionListener[] = [];
+  private readonly log: Logger;
+
+  constructor(log: Logger) {
+    this.log = log;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: DecisionListener): () => void {
+    this.listeners = [...this.listeners, listener];
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** True when someone listens: callers build events only then. */
+  get active(): boolean {
+    return this.listeners.length > 0;
+  }
+
+  emit(event: DecisionEvent, call: Call): void {
+    for (const l of this.listeners) {
+      try {
+        l(event, call);
+      } catch (err) {
+        this.log.error({ err, decision: event.decision_id }, 'decision-log listener failed');
+      }
+    }
+  }
+}
+
+/** The trace id of a W3C traceparent header (`00-<trace-id>-<parent-id>-<flags>`). */
+export function traceIdOf(call: Call): string | undefined {
+  const tp = call.request.headers.traceparent;
+  if (typeof tp !== 'string' || tp.length < 55) return undefined;
+  const id = tp.slice(3, 35);
+  return /^[0-9a-f]{32}$/.test(id) && id !== '0'.repeat(32) ? id : undefined;
+}
+
+function unescape(token: string): string {
+  return token.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/** Erases JSON-pointer paths from a (freshly parsed, owned) document; returns the paths that existed. */
+export function erase(doc: unknown, pointers: readonly string[]): string[] {
+  const erased: string[] = [];
+  for (const pointer of pointers) {
+    const keys = pointer.split('/').slice(1).map(unescape);
+    let node: unknown = doc;
+    for (let i = 0; i < keys.length - 1 && node !== undefined; i++) {
+      node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[keys[i]!] : undefined;
+    }
+    const last = keys[keys.length - 1];
+    if (last === undefined || typeof node !== 'object' || node === null) continue;
+    if (Array.isArray(node)) {
+      const idx = Number(last);
+      if (Number.isInteger(idx) && idx >= 0 && idx < node.length) {
+        node[idx] = null;
+        erased.push(pointer);
+      }
+    } else if (Object.hasOwn(node, last)) {
+      delete (node as Record<string, unknown>)[last];
+      erased.push(pointer);
+    }
+  }
+  return erased;
+}

@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Errors, GatewayError } from '../../src/core/errors.ts';
+import { readBundle } from '../../src/guards/policy/bundle.ts';
+import { DecisionLog, type DecisionEvent } from '../../src/guards/policy/decision-log.ts';
+import { PolicyEngine } from '../../src/guards/policy/engine.ts';
+import { PolicyGuard, type PolicyRuntime } from '../../src/guards/policy/guard.ts';
+import { InputBuilder } from '../../src/guards/policy/input.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { makeCall, spiffe, tool } from '../helpers/calls.ts';
+import { buildEngine } from '../helpers/policy.ts';
+
+const log = createLogger('silent');
+const DEV = spiffe('spiffe://dev.tollgate.local/alice');
+const SUPPORT = spiffe('spiffe://example.org/agents/support');
+const OPS = spiffe('spiffe://example.org/agents/ops');
+const TOLLGATE_INPUT = { shape: 'tollgate' as const, headers: ['x-tenant'], claims: 'all' as const, dropArguments: ['messages'] };
+
+function runtime(engine: PolicyEngine | undefined): PolicyRuntime & { decisionLog: DecisionLog } {
+  return { engine, decisionLog: new DecisionLog(log), log };
+}
+
+function guardFor(rt: PolicyRuntime, mask: string[] = []): PolicyGuard {
+  return new PolicyGuard({ runtime: rt, inputs: new InputBuilder(TOLLGATE_INPUT), entrypoints: { decision: 'tollgate/decision', visible: 'tollgate/visible' }, mask });
+}
+
+function refusal(fn: () => unknown): GatewayError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof GatewayError) return err;
+    throw err;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('policy guard with the default policies (committed bundle)', () => {
+  let engine: PolicyEngine;
+  beforeAll(async () => {
+    engine = await PolicyEngine.load(await readBundle(readFileSync('bundles/tollgate.tar.gz'), { source: 'bundles/tollgate.tar.gz' }), {
+      initialPages: 16,
+      maxPages: 512,
+    });
+  });
+
+  it('allows a granted call and attaches the decision with its obligations', () => {
+    const call = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hi' }, principal: DEV });
+    guardFor(runtime(engine)).admit(call);
+    expect(call.decision).toMatchObject({ allow: true, reason: undefined, obligations: { rate_class: 'dev' } });
+    expect(call.decision!.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('denies with the policy reason, a stable code and the decision id', () => {
+    const call = makeCall({ operation: 'tools/call', target: tool('everything', 'get-env'), args: {}, principal: SUPPORT });
+    const err = refusal(() => guardFor(runtime(engine)).admit(call));
+    expect(err.def).toBe(Errors.POLICY_DENIED);
+    expect(err.message).toBe('spiffe://example.org/agents/support may not use tool everything__get-env');
+    expect(err.data).toEqual({ decision_id: call.decision!.id });
+    expect(call.decision).toMatchObject({ allow: false, reason: err.message });
+  });
+
+  it('denies anonymous calls (default deny)', () => {
+    const call = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: {} });
+    expect(refusal(() => guardFor(runtime(engine)).admit(call)).message).toBe("an anonymous caller has no grant");
+  });
+
+  it('enforces argument rules at call time', () => {
+    const g = guardFor(runtime(engine));
+    g.admit(makeCall({ operation: 'tools/call', target: tool('files', 'read_file'), args: { path: '/srv/shared/a.txt' }, principal: OPS }));
+    const err = refusal(() => g.admit(makeCall({ operation: 'tools/call', target: tool('files', 'read_file'), args: { path: '/srv/shared/../../etc/passwd' }, principal: OPS })));
+    expect(err.message).toBe('files__read_file: path /srv/shared/../../etc/passwd is outside /srv/shared/');
+    const drop = refusal(() => g.admit(makeCall({ operation: 'tools/call', target: tool('db', 'query'), args: { sql: 'drop table users' }, principal: OPS })));
+    expect(drop.message).toBe('db__query: DROP statements are not allowed');
+  });
+
+  it('enforces the model allow-list and max_tokens cap, dropping bulky content from the input', () => {
+    const g = guardFor(runtime(engine));
+    const target = { kind: 'model' as const, name: 'llama-3.1-8b-instruct', server: 'vllm', local: 'llama-3.1-8b-instruct' };
+    const ok = makeCall({ protocol: 'openai', operation: 'chat.completions', target, args: { max_tokens: 100, messages: [{ role: 'user', content: 'x'.repeat(10_000) }] }, principal: SUPPORT });
+    g.admit(ok);
+    expect(ok.decision?.obligations).toEqual({ rate_class: 'standard', cost_multiplier: 1 });
+    const big = makeCall({ protocol: 'openai', operation: 'chat.completions', target, args: { max_tokens: 100_000 }, principal: SUPPORT });
+    expect(refusal(() => g.admit(big)).message).toBe('max_tokens 100000 exceeds the cap of 4096 for model llama-3.1-8b-instruct');
+  });
+
+  it('filters a 500-item list with one evaluation, summarising the batch in call.decision', () => {
+    const targets = [tool('everything', 'echo'), tool('everything', 'get-env'), ...Array.from({ length: 498 }, (_, i) => tool('bulk', `tool-${i}`))];
+    const call = makeCall({ operation: 'tools/list', principal: SUPPORT });
+    const seen = guardFor(runtime(engine)).visible(call, targets);
+    expect(seen.filter(Boolean)).toHaveLength(1);
+    expect(seen[0]).toBe(true);
+    expect(call.decision?.obligations).toMatchObject({ shown: 1 });
+    expect((call.decision?.obligations?.hidden as string[]).length).toBe(499);
+    const devCall = makeCall({ operation: 'tools/list', principal: DEV });
+    expect(guardFor(runtime(engine)).visible(devCall, targets).every(Boolean)).toBe(true);
+  });
+
+  it('lists names that need JSON escaping correctly', () => {
+    const odd = [tool('everything', 'we"ird\\name'), tool('everything', 'tab\there'), tool('everything', 'echo')];
+    const seen = guardFor(runtime(engine)).visible(makeCall({ operation: 'tools/list', principal: DEV }), odd);
+    expect(seen).toEqual([true, true, true]);
+    const support = guardFor(runtime(engine)).visible(makeCall({ operation: 'tools/list', principal: SUPPORT }), odd);
+    expect(support).toEqual([false, false, true]);
+  });
+
+  it('publishes decision-log events with masking, redactions, bundle revision and trace id', () => {
+    const rt = runtime(engine);
+    const events: DecisionEvent[] = [];
+    rt.decisionLog.subscribe((e) => events.push(e));
+    const call = makeCall({
+      operation: 'tools/call',
+      target: tool('everything', 'echo'),
+      args: { message: 'hi', api_key: 'sk-secret', nested: { pin: '1234' } },
+      principal: DEV,
+      headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'x-tenant': 'acme' },
+    });
+    guardFor(rt, ['/target/arguments/nested/pin']).admit(call);
+    expect(events).toHaveLength(1);
+    const e = events[0]!;
+    expect(e).toMatchObject({
+      decision_id: call.decision!.id,
+      path: 'tollgate/decision',
+      allow: true,
+      bundles: { tollgate: { revision: engine.revision } },
+      trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+      call_id: call.id,
+    });
+    expect([...e.erased].sort()).toEqual(['/target/arguments/api_key', '/target/arguments/nested/pin']);
+    const input = e.input as { target: { arguments: Record<string, unknown> }; request: { headers: Record<string, string> } };
+    expect(input.target.arguments).toEqual({ message: 'hi', nested: {} });
+    expect(input.request.headers).toEqual({ 'x-tenant': 'acme' });
+    expect(call.decision?.obligations?.redact).toEqual(['/api_key']);
+  });
+
+  it('a route may disable policy explicitly or use another entrypoint', async () => {
+    const g = guardFor(runtime(engine));
+    const spec = { rules: [{ matches: [{ path: { type: 'PathPrefix' as const, value: '/open' }, headers: [] }], backendRefs: [{ name: 'everything' }] }] };
+    const open = makeCall({ operation: 'tools/call', target: tool('everything', 'get-env'), route: { name: 'open', spec: { ...spec, policy: { enabled: false } } } });
+    g.admit(open);
+    expect(open.decision).toBeUndefined();
+    const strict = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), principal: DEV, route: { name: 'strict', spec: { ...spec, policy: { enabled: true, entrypoints: { decision: 'tollgate/nope' } } } } });
+    expect(refusal(() => g.admit(strict)).def).toBe(Errors.POLICY_ERROR);
+  });
+});
+
+describe('policy guard fails closed', () => {
+  const cases: Array<[string, string]> = [
+    ['a non-boolean allow', 'decision := {"allow": "yes"}'],
+    ['an undefined decision', 'decision := {"allow": true} if input.never'],
+    ['a number', 'decision := 1'],
+    ['conflicting values', 'decision := {"allow": true} if input.protocol == "mcp"\n\ndecision := {"allow": false} if input.operation == "tools/call"'],
+  ];
+  for (const [what, rego] of cases) {
+    it(`denies on ${what} with TG_POLICY_ERROR and keeps serving`, async () => {
+      const engine = await buildEngine({ 'tollgate/main.rego': `package tollgate\n\n${rego}\n\nvisible contains "x" if false\n` }, ['tollgate/decision', 'tollgate/visible']);
+      const rt = runtime(engine);
+      const events: DecisionEvent[] = [];
+      rt.decisionLog.subscribe((e) => events.push(e));
+      const call = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), principal: DEV });
+      const err = refusal(() => guardFor(rt).admit(call));
+      expect(err.def).toBe(Errors.POLICY_ERROR);
+      expect(err.message).toBe(Errors.POLICY_ERROR.message);
+      expect(call.decision).toMatchObject({ allow: false });
+      expect(events[0]?.error).toBeTruthy();
+      expect(events[0]?.allow).toBe(false);
+    });
+  }
+
+  it('denies when no policy is loaded', () => {
+    const err = refusal(() => guardFor(runtime(undefined)).admit(makeCall({ operation: 'ping', principal: DEV })));
+    expect(err.def).toBe(Errors.POLICY_ERROR);
+  });
+
+  it('a list whose visible rule is not a set of names is refused', async () => {
+    const engine = await buildEngine({ 'tollgate/main.rego': 'package tollgate\n\ndecision := true\n\nvisible := 42\n' }, ['tollgate/decision', 'tollgate/visible']);
+    const err = refusal(() => guardFor(runtime(engine)).visible(makeCall({ operation: 'tools/list', principal: DEV }), [tool('everything', 'echo')]));
+    expect(err.def).toBe(Errors.POLICY_ERROR);
+  });
+});
+
+describe('OPA-Envoy input shape', () => {
+  it('runs an Envoy ext_authz policy unchanged (boolean or object decisions)', async () => {
+    const engine = await buildEngine(
+      {
+        'envoy/authz.rego': `package envoy.authz
+
+default allow := false
+
+allow if {
+	input.attributes.request.http.method == "POST"
+	input.parsed_path == ["mcp"]
+	input.parsed_body.params.name == "everything__echo"
+	input.attributes.source.principal == "spiffe://dev.tollgate.local/alice"
+}
+
+verdict := {"allowed": allow, "body": "only echo, sorry", "http_status": 403}
+`,
+      },
+      ['envoy/authz/allow', 'envoy/authz/verdict'],
+    );
+    const inputs = new InputBuilder({ shape: 'envoy', headers: [], claims: 'all', dropArguments: [] });
+    const g = new PolicyGuard({ runtime: runtime(engine), inputs, entrypoints: { decision: 'envoy/authz/allow', visible: null }, mask: [] });
+    g.admit(makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'x' }, principal: DEV }));
+    const denied = refusal(() => g.admit(makeCall({ operation: 'tools/call', target: tool('everything', 'get-env'), args: {}, principal: DEV })));
+    expect(denied.def).toBe(Errors.POLICY_DENIED);
+    const g2 = new PolicyGuard({ runtime: runtime(engine), inputs, entrypoints: { decision: 'envoy/authz/verdict', visible: null }, mask: [] });
+    expect(refusal(() => g2.admit(makeCall({ operation: 'tools/call', target: tool('everything', 'get-env'), args: {}, principal: DEV }))).message).toBe('only echo, sorry');
+    // No visible entrypoint: lists are not filtered by an Envoy policy.
+    expect(g.visible(makeCall({ operation: 'tools/list', principal: DEV }), [tool('everything', 'get-env')])).toEqual([true]);
+  });
+});
