@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Client as V2Client, StreamableHTTPClientTransport as V2Transport } from '@modelcontextprotocol/client';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { startModernServer, type ModernServer } from '../helpers/mcp-modern-server.ts';
-import { connectClient, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let classic: FixtureServer;
 let modern: ModernServer;
@@ -104,6 +104,29 @@ describe('session-era client (SDK 1.x)', () => {
       expect(text(r)).toBe('deploy: confirmed');
       expect(asked).toEqual(['Really deploy?']);
       await c2.close();
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('change notifications across eras', () => {
+  it('turns a 2026 upstream\'s subscriptions/listen stream into list_changed on a session-era client\'s GET stream', async () => {
+    const client = await connectClient(`${gw.url}/mcp/modern`);
+    try {
+      let changed = 0;
+      client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+        changed++;
+      });
+      // The gateway subscribes upstream once the client's GET stream is open: publish until it arrives.
+      await eventually(async () => {
+        modern.toolsChanged();
+        await new Promise((r) => setTimeout(r, 100));
+        return changed > 0;
+      }, 10_000, 'list_changed from the 2026 upstream');
+      const listens = modern.seen.filter((s) => s.method === 'subscriptions/listen');
+      expect(listens.length).toBeGreaterThan(0);
+      expect(listens.every((s) => s.version === MODERN)).toBe(true);
     } finally {
       await client.close();
     }

@@ -12,6 +12,8 @@ export interface ModernServer {
   readonly url: string;
   /** Requests seen, by method (proves what reached the upstream, and in which era). */
   readonly seen: { method: string; version: string | undefined; mcpName: string | undefined }[];
+  /** Publishes notifications/tools/list_changed to every open subscriptions/listen stream. */
+  toolsChanged(): void;
   close(): Promise<void>;
 }
 
@@ -51,7 +53,8 @@ function factory(): McpServer {
 }
 
 export async function startModernServer(): Promise<ModernServer> {
-  const handler = toNodeHandler(createMcpHandler(() => factory(), { legacy: 'reject' }));
+  const mcp = createMcpHandler(() => factory(), { legacy: 'reject' });
+  const handler = toNodeHandler(mcp);
   const seen: ModernServer['seen'] = [];
   const http: HttpServer = createServer((req, res) => {
     seen.push({
@@ -66,7 +69,9 @@ export async function startModernServer(): Promise<ModernServer> {
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     seen,
+    toolsChanged: () => mcp.notify.toolsChanged(),
     close: async () => {
+      await mcp.close();
       http.closeAllConnections();
       await new Promise<void>((r) => http.close(() => r()));
     },
