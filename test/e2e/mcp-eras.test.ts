@@ -319,6 +319,30 @@ describe('2026-07-28 request validation', () => {
     controller.abort();
   });
 
+  it('answers a corpus of malformed 2026 requests with 4xx errors, never a crash', async () => {
+    const h = { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' };
+    const cases: Array<[unknown, Record<string, string>, number]> = [
+      [{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': 123 } } }, h, 400],
+      [{ jsonrpc: '2.0', id: 2, method: 'tools/list', params: { _meta: { ...META, 'io.modelcontextprotocol/clientCapabilities': [] } } }, h, 400],
+      [{ jsonrpc: '2.0', id: 3, method: 'tools/list', params: { _meta: 'not an object' } }, h, 400],
+      [{ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'classic__add', _meta: META } }, { ...h, 'mcp-method': 'tools/call', 'mcp-name': 'x'.repeat(8000) }, 400],
+      [{ jsonrpc: '2.0', id: 5, method: 'initialize', params: { _meta: META } }, { ...h, 'mcp-method': 'initialize' }, 404],
+      [{ jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 42, _meta: META } }, { ...h, 'mcp-method': 'tools/call' }, 200],
+      [{ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'nobody__x', _meta: META } }, { ...h, 'mcp-method': 'tools/call', 'mcp-name': 'nobody__x' }, 200],
+      [{ jsonrpc: '2.0', method: 'notifications/whatever', params: { _meta: META } }, h, 202],
+      [[{ jsonrpc: '2.0', id: 8, method: 'tools/list', params: { _meta: META } }], h, 400],
+    ];
+    for (const [body, headers, status] of cases) {
+      const res = await post(body, headers);
+      expect(res.status, JSON.stringify(body).slice(0, 120)).toBe(status);
+      const text = await res.text();
+      if (status !== 202) expect(JSON.parse(text).error, text).toBeDefined();
+    }
+    const res = await fetch(`${gw.url}/mcp`, { headers: { accept: 'text/event-stream', 'last-event-id': '1_1', ...gw.authHeaders() } });
+    expect(res.status).toBe(400);
+    await res.text();
+  });
+
   it('keeps serving after the bad inputs', async () => {
     expect(text(await v2.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
     expect(text(await v1.callTool({ name: 'classic__echo', arguments: { message: 'still here' } }))).toBe('still here');
