@@ -27,11 +27,14 @@ let b: Replica;
 const KEY_OLD = 'k1-0123456789abcdef0123456789abcdef';
 const KEY_NEW = 'k2-fedcba9876543210fedcba9876543210';
 
-/** Both replicas share a data dir, hence the dev trust domain that signs the test's JWT-SVIDs. */
+/**
+ * Both replicas share a data dir, hence the dev trust domain that signs the test's JWT-SVIDs; each keeps its own
+ * audit log (two writers never share one).
+ */
 let dataDir: string;
 let auth: Record<string, string>;
 
-function gatewayYaml(keys: string[]): string {
+function gatewayYaml(keys: string[], auditDir: string): string {
   return `apiVersion: tollgate.dev/v1alpha1
 kind: Gateway
 metadata: { name: replica }
@@ -39,6 +42,7 @@ spec:
   listener: { host: 127.0.0.1, port: 0 }
   shutdown: { drainMs: 1000 }
   dataDir: ${dataDir}
+  audit: { dir: ${auditDir} }
   mcp:
     sessionKeys:
 ${keys.map((k) => `      - { id: ${k}, valueFrom: { env: TOLLGATE_KEY_${k.toUpperCase()} } }`).join('\n')}
@@ -47,7 +51,7 @@ ${keys.map((k) => `      - { id: ${k}, valueFrom: { env: TOLLGATE_KEY_${k.toUppe
 
 async function startReplica(keys: string[]): Promise<Replica> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-replica-'));
-  writeFileSync(join(dir, 'gateway.yaml'), gatewayYaml(keys));
+  writeFileSync(join(dir, 'gateway.yaml'), gatewayYaml(keys, join(dir, 'audit')));
   writeFileSync(join(dir, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + mcpBackend('everything', EVERYTHING_STDIO) + route('mcp', '/mcp', ['fixture', 'everything']));
   const port = await freePort();
   const proc = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', dir, '--port', String(port)], {
