@@ -19,7 +19,8 @@ import {
   paramHeaders,
   type ParamHeader,
 } from '../modern.ts';
-import { MAX_RESPONSE_BYTES, readEvents, relayResponse, type HttpMcpUpstream } from './http.ts';
+import { MAX_RESPONSE_BYTES, relayResponse, type HttpMcpUpstream } from './http.ts';
+import { followStream, readEvents } from './follow.ts';
 import type { ClientHello, InflightHandle, InitializeResult, MessageSink, ReplySink, UpstreamSession } from './types.ts';
 import { callUpstream } from './call.ts';
 
@@ -221,8 +222,6 @@ export class ModernHttpSession implements UpstreamSession {
 
   /** Change notifications: a subscriptions/listen stream, re-opened with backoff while someone listens. */
   listen(sink: MessageSink): () => void {
-    const controller = new AbortController();
-    let active = true;
     const caps = this.init.capabilities as Record<string, { listChanged?: boolean } | undefined>;
     const filter = {
       ...(caps.tools?.listChanged && { toolsListChanged: true }),
@@ -230,43 +229,31 @@ export class ModernHttpSession implements UpstreamSession {
       ...(caps.resources?.listChanged && { resourcesListChanged: true }),
     };
     if (Object.keys(filter).length === 0) return () => {};
-    const run = async (): Promise<void> => {
-      let backoff = 500;
-      while (active) {
+    return followStream({
+      upstream: this.backend,
+      log: this.up.log,
+      open: async (signal) => {
         const id: RpcId = `tollgate-listen-${++modernIds}`;
-        try {
-          const res = await this.up.streamPool.request({
-            method: 'POST',
-            path: this.up.path,
-            headers: baseHeaders(this.up, 'subscriptions/listen'),
-            body: JSON.stringify({ jsonrpc: '2.0', id, method: 'subscriptions/listen', params: { notifications: filter, _meta: envelope(this.hello) } }),
-            signal: controller.signal,
-            bodyTimeout: 0,
-          });
-          if (res.statusCode !== 200) {
-            await res.body.dump();
-            throw new Error(`HTTP ${res.statusCode}`);
-          }
-          backoff = 500;
-          await readEvents(res, (data) => {
-            if (peekKind(data) === 'response') return true; // the server ended the subscription
-            if (!data.includes('notifications/subscriptions/acknowledged')) sink.message(data);
-            return false;
-          });
-        } catch (err) {
-          if (!active) return;
-          this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'upstream listen stream ended; reconnecting');
+        const res = await this.up.streamPool.request({
+          method: 'POST',
+          path: this.up.path,
+          headers: baseHeaders(this.up, 'subscriptions/listen'),
+          body: JSON.stringify({ jsonrpc: '2.0', id, method: 'subscriptions/listen', params: { notifications: filter, _meta: envelope(this.hello) } }),
+          signal,
+          bodyTimeout: 0,
+        });
+        if (res.statusCode !== 200) {
+          await res.body.dump();
+          throw new Error(`HTTP ${res.statusCode}`);
         }
-        if (!active) return;
-        await new Promise((r) => setTimeout(r, backoff).unref());
-        backoff = Math.min(backoff * 2, 30_000);
-      }
-    };
-    void run();
-    return () => {
-      active = false;
-      controller.abort();
-    };
+        return res;
+      },
+      onData: (data) => {
+        if (peekKind(data) === 'response') return true; // the server ended the subscription
+        if (!data.includes('notifications/subscriptions/acknowledged')) sink.message(data);
+        return false;
+      },
+    });
   }
 
   async close(): Promise<void> {

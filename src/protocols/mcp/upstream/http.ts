@@ -5,11 +5,11 @@
  */
 import type { Dispatcher } from 'undici';
 import type { ParamHeader } from '../modern.ts';
-import { createParser } from 'eventsource-parser';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
 import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
+import { followStream, readEvents } from './follow.ts';
 import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
@@ -344,52 +344,38 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   listen(sink: MessageSink): () => void {
-    const controller = new AbortController();
-    let active = true;
-    const run = async (): Promise<void> => {
-      let backoff = 500;
-      while (active) {
-        try {
-          const res = await this.up.streamPool.request({
-            method: 'GET',
-            path: this.up.path,
-            headers: { ...this.headers, accept: 'text/event-stream' },
-            signal: controller.signal,
-            bodyTimeout: 0,
-            headersTimeout: this.up.timeouts.headersMs,
-          });
-          if (res.statusCode === 405) {
-            await res.body.dump();
-            return; // this server has no server-initiated stream
-          }
-          if (res.statusCode === 404 && this.sessionId !== undefined) {
-            await res.body.dump();
-            await this.reinitialize();
-            continue;
-          }
-          if (res.statusCode !== 200) {
-            await res.body.dump();
-            throw new Error(`HTTP ${res.statusCode}`);
-          }
-          backoff = 500;
-          await readEvents(res, (data) => {
-            sink.message(data);
-            return false;
-          });
-        } catch (err) {
-          if (!active) return;
-          this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'upstream stream ended; reconnecting');
+    return followStream({
+      upstream: this.backend,
+      log: this.up.log,
+      open: async (signal) => {
+        const res = await this.up.streamPool.request({
+          method: 'GET',
+          path: this.up.path,
+          headers: { ...this.headers, accept: 'text/event-stream' },
+          signal,
+          bodyTimeout: 0,
+          headersTimeout: this.up.timeouts.headersMs,
+        });
+        if (res.statusCode === 405) {
+          await res.body.dump();
+          return 'stop'; // this server has no server-initiated stream
         }
-        if (!active) return;
-        await new Promise((r) => setTimeout(r, backoff).unref());
-        backoff = Math.min(backoff * 2, 30_000);
-      }
-    };
-    void run();
-    return () => {
-      active = false;
-      controller.abort();
-    };
+        if (res.statusCode === 404 && this.sessionId !== undefined) {
+          await res.body.dump();
+          await this.reinitialize();
+          return 'again';
+        }
+        if (res.statusCode !== 200) {
+          await res.body.dump();
+          throw new Error(`HTTP ${res.statusCode}`);
+        }
+        return res;
+      },
+      onData: (data) => {
+        sink.message(data);
+        return false;
+      },
+    });
   }
 
   async close(): Promise<void> {
@@ -443,24 +429,6 @@ export async function relayResponse(up: HttpMcpUpstream, res: Dispatcher.Respons
   sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} answered HTTP ${status}`, { data: { upstream: up.name, status } }));
 }
 
-/** Reads an SSE body, calling `onData` per event until it returns true or the stream ends. */
-export async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) => boolean): Promise<void> {
-  let stop = false;
-  const parser = createParser({
-    onEvent: (event) => {
-      if (stop || (event.event !== undefined && event.event !== 'message')) return;
-      if (event.data.length > 0 && onData(event.data)) stop = true;
-    },
-  });
-  res.body.setEncoding('utf8');
-  for await (const chunk of res.body) {
-    parser.feed(chunk as string);
-    if (stop) {
-      res.body.destroy();
-      return;
-    }
-  }
-}
 
 /** The response to `id` from a JSON or SSE answer (used for initialize). */
 export async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
