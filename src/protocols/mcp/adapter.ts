@@ -395,6 +395,10 @@ export class McpAdapter {
       upstreamParams = routed.params;
       rewriteUris = routed.rewriteUris;
     } catch (err) {
+      // Authenticate (and authorize on the name asked for) before saying a target does not exist, so a caller
+      // without credentials learns nothing about what exists, and the audit record names who asked.
+      call.target = requestedTarget(method, params);
+      if (!(await this.admit(call, res, msg.id, group, state))) return;
       return this.refuse(call, res, msg.id, toGatewayError(err), modern);
     }
     call.target = target;
@@ -892,6 +896,15 @@ function keysFingerprint(keys: readonly { id: string; secret: string }[]): strin
 function statusOf(err: GatewayError, id: RpcId | null, modern: boolean): number {
   if (modern && err.def === Errors.METHOD_NOT_FOUND) return 404;
   return err.def.inBand && id !== null ? 200 : err.def.status;
+}
+
+/** What a request names, before it is known to exist (for refusals decided after authentication). */
+function requestedTarget(method: string, params: Record<string, unknown>): Target | undefined {
+  const ref = params.ref as Record<string, unknown> | undefined;
+  const name = method === 'completion/complete' ? (ref?.name ?? ref?.uri) : (params.name ?? params.uri);
+  if (typeof name !== 'string') return undefined;
+  const kind: Target['kind'] = method.startsWith('tools/') ? 'tool' : method.startsWith('prompts/') || ref?.type === 'ref/prompt' ? 'prompt' : 'resource';
+  return { kind, name };
 }
 
 /** Writes a JSON-RPC error: in-band errors answering a request go out as HTTP 200, the others with their status. */
