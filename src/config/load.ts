@@ -39,7 +39,7 @@ export class ConfigError extends Error {
 export interface ResolvedBackend {
   readonly name: string;
   readonly spec: BackendSpec;
-  readonly transport: 'streamable-http' | 'sse' | 'stdio' | 'http';
+  readonly transport: 'streamable-http' | 'sse' | 'stdio' | 'openapi' | 'http';
   /** Headers to send upstream, secrets resolved. */
   readonly headers: Readonly<Record<string, string>>;
   /** stdio env, secrets resolved. */
@@ -58,6 +58,8 @@ export interface ConfigSnapshot {
   readonly routes: RouteTable;
   /** Raw route objects by name (settings that guards read). */
   readonly routeSpecs: ReadonlyMap<string, RouteSpec>;
+  /** MCP session-sealing keys, resolved from their secret references; the first one seals. */
+  readonly mcpSessionKeys: readonly { readonly id: string; readonly secret: string }[];
 }
 
 interface Located<T> {
@@ -190,6 +192,23 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
   }
 
   const gatewaySpec = gateway ?? defaultGatewaySpec();
+  const mcpSessionKeys: { id: string; secret: string }[] = [];
+  gatewaySpec.mcp.sessionKeys.forEach((k, i) => {
+    const r = resolveSecret(k.valueFrom, root, env);
+    const where = ['spec', 'mcp', 'sessionKeys', i, 'valueFrom'];
+    if ('error' in r) issues.push(gatewayLoc ? at(gatewayLoc, where, r.error) : { file: root, line: 0, column: 0, message: r.error });
+    else if (r.value.length < 16) issues.push(gatewayLoc ? at(gatewayLoc, where, 'session key is shorter than 16 characters') : { file: root, line: 0, column: 0, message: 'short session key' });
+    else mcpSessionKeys.push({ id: k.id, secret: r.value });
+  });
+  for (const [, loc] of routes) {
+    loc.value.spec.mcp?.virtualServers.forEach((v, vi) => {
+      const ruleBackends = new Set(loc.value.spec.rules.flatMap((r) => r.backendRefs.map((b) => b.name)));
+      if (ruleBackends.has(v.name)) issues.push(at(loc, ['spec', 'mcp', 'virtualServers', vi, 'name'], `virtual server "${v.name}" has the name of a backend of this route`));
+      v.tools.forEach((t, ti) => {
+        if (!ruleBackends.has(t.backend)) issues.push(at(loc, ['spec', 'mcp', 'virtualServers', vi, 'tools', ti, 'backend'], `backend "${t.backend}" is not a backend of this route`));
+      });
+    });
+  }
   for (const [, loc] of routes) {
     for (const p of checkRouteAuth(gatewaySpec.identity, loc.value.spec.auth)) issues.push(at(loc, ['spec', 'auth', ...p.path], `spec.auth: ${p.message}`));
   }
@@ -217,6 +236,7 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
     backends: resolvedBackends,
     routes: table,
     routeSpecs: new Map([...routes].map(([n, l]) => [n, deepFreeze(l.value.spec)])),
+    mcpSessionKeys: Object.freeze(mcpSessionKeys),
   });
 }
 
@@ -270,7 +290,7 @@ function resolveBackend(
     }
   }
   if (!ok) return undefined;
-  const transport = spec.protocol === 'mcp' ? (spec.transport ?? (spec.stdio ? 'stdio' : 'streamable-http')) : 'http';
+  const transport = spec.protocol === 'mcp' ? (spec.transport ?? (spec.stdio ? 'stdio' : spec.openapi ? 'openapi' : 'streamable-http')) : 'http';
   const fingerprint = createHash('sha256')
     .update(JSON.stringify({ spec, headers, stdioEnv }))
     .digest('base64url')

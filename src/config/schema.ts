@@ -95,6 +95,22 @@ const gatewaySpec = z.strictObject({
       sessionIdleMs: durationMs.default(30 * 60_000),
       /** Separator between server name and tool/prompt name in federated names. */
       separator: z.string().regex(/^[A-Za-z0-9_.-]{1,4}$/).default('__'),
+      /**
+       * Keys that seal session ids (AES-256-GCM, key derived with HKDF from the secret), so any replica sharing them
+       * can continue a session. The first key seals; every key opens (rotation: prepend the new key, drop the old one
+       * once sessions sealed with it have expired). Empty: a random per-process key (one replica only).
+       */
+      sessionKeys: z
+        .array(z.strictObject({ id: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be 1-16 of [A-Za-z0-9_-]'), valueFrom: secretRef.shape.valueFrom }))
+        .default([]),
+      /** Absolute lifetime of a session id (a sealed token cannot be extended; clients re-initialize after it). */
+      sessionTtlMs: durationMs.default(24 * 3_600_000),
+      /** SSE resumability: events kept per stream for Last-Event-ID replay (0 disables event ids), and for how long. */
+      replay: z.strictObject({ events: z.number().int().min(0).max(100_000).default(256), ttlMs: durationMs.default(5 * 60_000) }).prefault({}),
+      /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
+      legacySse: z
+        .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
+        .prefault({}),
     })
     .prefault({}),
   log: z
@@ -125,9 +141,14 @@ const backendSpec = z
     protocol: z.enum(['mcp', 'a2a', 'openai', 'kserve']),
     /** Base URL of an HTTP backend (for MCP: its Streamable HTTP or SSE endpoint). */
     url: z.url().optional(),
-    /** MCP only: the upstream's transport. */
-    transport: z.enum(['streamable-http', 'sse', 'stdio']).optional(),
+    /** MCP only: the upstream's transport (`openapi`: an HTTP API described by an OpenAPI 3.x document). */
+    transport: z.enum(['streamable-http', 'sse', 'stdio', 'openapi']).optional(),
     stdio: stdioSpec.optional(),
+    /** transport openapi: where the document is (`url` or a `file` relative to the config directory). */
+    openapi: z
+      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional() })
+      .refine((o) => (o.url === undefined) !== (o.file === undefined), 'set exactly one of url or file')
+      .optional(),
     headers: z.array(headerSpec).default([]),
     pool: z
       .strictObject({
@@ -140,8 +161,13 @@ const backendSpec = z
     identity: backendIdentitySpec.optional(),
   })
   .superRefine((b, ctx) => {
-    const transport = b.transport ?? (b.stdio ? 'stdio' : 'streamable-http');
-    if (transport === 'stdio') {
+    const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
+    if (transport === 'openapi') {
+      if (!b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: 'an openapi backend needs openapi.url or openapi.file' });
+    } else if (b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: `openapi is not allowed with transport ${transport}` });
+    if (transport === 'openapi') {
+      if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is not allowed with transport openapi' });
+    } else if (transport === 'stdio') {
       if (b.protocol !== 'mcp') ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is only for MCP backends' });
       if (!b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'a stdio backend needs stdio.command' });
       if (b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a stdio backend has no url' });
@@ -177,10 +203,34 @@ const routeRule = z.strictObject({
   backendRefs: z.array(z.strictObject({ name: objectName })).min(1),
 });
 
+/** One tool of a virtual server: which backend's tool, and how it is shown. */
+const virtualTool = z.strictObject({
+  backend: objectName,
+  tool: z.string().min(1),
+  /** Public name (default: the tool's own name). */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be 1-128 of [A-Za-z0-9_.-] (MCP tool name)').optional(),
+  description: z.string().optional(),
+});
+
+/** A curated subset of tools from the rule's backends, served at <mount>/<name>. */
+const virtualServer = z
+  .strictObject({ name: objectName, description: z.string().optional(), tools: z.array(virtualTool).min(1) })
+  .superRefine((v, ctx) => {
+    const seen = new Set<string>();
+    v.tools.forEach((t, i) => {
+      const name = t.name ?? t.tool;
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['tools', i], message: `duplicate public tool name "${name}"` });
+      seen.add(name);
+    });
+  });
+export type VirtualServerSpec = z.infer<typeof virtualServer>;
+
 const routeSpec = z.strictObject({
   /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
   auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),
+  /** MCP routes: virtual servers built from the backends of the route's rules. */
+  mcp: z.strictObject({ virtualServers: z.array(virtualServer).default([]) }).optional(),
   /** Route-level policy override (src/guards/policy/config.ts). */
   policy: routePolicySpec.optional(),
 });

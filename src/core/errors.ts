@@ -49,6 +49,14 @@ export const Errors = Object.freeze({
   MCP_STREAM_CONFLICT: def('TG_MCP_STREAM_CONFLICT', 409, -32600, false, 'Conflict: only one server stream per session is allowed'),
   REQUEST_CANCELLED: def('TG_REQUEST_CANCELLED', 499, -32800, true, 'Request cancelled by the client'),
   MCP_UNKNOWN_SERVER: def('TG_MCP_UNKNOWN_SERVER', 404, -32601, false, 'No MCP server of that name on this route'),
+  MCP_EVENT_ID_OUT_OF_RANGE: def('TG_MCP_EVENT_ID_OUT_OF_RANGE', 400, -32600, false, 'Bad Request: Last-Event-ID is outside the replay window'),
+  MCP_SESSION_EXPIRED: def('TG_MCP_SESSION_EXPIRED', 404, -32001, false, 'Session expired'),
+  MCP_SERVER_REQUEST_REFUSED: def('TG_MCP_SERVER_REQUEST_REFUSED', 200, -32601, true, 'This server-to-client request cannot be relayed'),
+  // MCP 2026-07-28 (stateless revision)
+  MCP_HEADER_MISMATCH: def('TG_MCP_HEADER_MISMATCH', 400, -32020, false, 'Bad Request: the request headers and body disagree'),
+  MCP_VERSION_NOT_SUPPORTED: def('TG_MCP_VERSION_NOT_SUPPORTED', 400, -32022, false, 'Unsupported protocol version'),
+  MCP_INVALID_ENVELOPE: def('TG_MCP_INVALID_ENVELOPE', 400, -32602, false, 'Invalid params: invalid per-request _meta envelope'),
+  MCP_REQUEST_STATE_INVALID: def('TG_MCP_REQUEST_STATE_INVALID', 200, -32602, true, 'Invalid params: requestState is unknown, expired or not yours'),
 
   // Identity (RFC 6750 / RFC 9728 semantics)
   UNAUTHENTICATED: def('TG_UNAUTHENTICATED', 401, -32060, false, 'Authentication required'),

@@ -66,6 +66,7 @@ describe('bad input on /mcp', () => {
     { name: 'deeply nested JSON', body: () => '['.repeat(1500) + ']'.repeat(1500), headers: withSession, status: 400, rpc: -32600, code: 'TG_BATCH_NOT_SUPPORTED' },
     { name: 'unknown method', body: '{"jsonrpc":"2.0","id":7,"method":"tools/destroy"}', headers: withSession, status: 200, rpc: -32601, code: 'TG_METHOD_NOT_FOUND' },
     { name: 'unknown tool', body: '{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"nobody__x","arguments":{}}}', headers: withSession, status: 200, rpc: -32602, code: 'TG_MCP_UNKNOWN_TOOL' },
+    { name: 'unknown tool with a stolen session id and no credentials', body: '{"jsonrpc":"2.0","id":81,"method":"tools/call","params":{"name":"nobody__x","arguments":{}}}', headers: () => withSession({ authorization: 'Bearer not-a-token' }), status: 401, rpc: -32060, code: 'TG_INVALID_TOKEN' },
     { name: 'tools/call without name', body: '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{}}', headers: withSession, status: 200, rpc: -32602, code: 'TG_INVALID_PARAMS' },
     { name: 'forged cursor', body: '{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{"cursor":"not-a-cursor"}}', headers: withSession, status: 200, rpc: -32602, code: 'TG_MCP_INVALID_CURSOR' },
     { name: 'oversized body', body: () => JSON.stringify({ jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'fixture__echo', arguments: { message: 'x'.repeat(10_000) } } }), headers: withSession, status: 413, rpc: -32600, code: 'TG_PAYLOAD_TOO_LARGE' },

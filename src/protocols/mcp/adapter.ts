@@ -17,17 +17,29 @@ import { LIST_KEY, fetchListPage, mergeInitialize, type ListMethod } from './fed
 import {
   classify,
   errorResponse,
-  peekOutcome,
+  peekId,
   resultResponse,
+  withResultType,
   salvageId,
   type RpcId,
+  type RpcMessage,
   type RpcNotification,
   type RpcRequest,
 } from './jsonrpc.ts';
+import { LegacySse } from './legacy-sse.ts';
+import { META_PROTOCOL_VERSION, isModernVersion } from './modern.ts';
+import { ParkedExchanges, bridgeInputRequired, type ParkedExchange } from './mrtr.ts';
 import { FederatedNames, publicUri, resolveUri } from './names.ts';
+import { DownstreamReply } from './reply.ts';
+import { ReplayLog, type ReplayStream } from './replay.ts';
+import { Sealer } from './sealer.ts';
 import { McpSession, SessionStore } from './session.ts';
+import { SessionTokens } from './session-token.ts';
+import { Stateless } from './stateless.ts';
+import { isModernSession } from './upstream/http-modern.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
-import type { ClientHello, ReplySink, UpstreamSession } from './upstream/types.ts';
+import type { ClientHello, UpstreamSession } from './upstream/types.ts';
+import { resolveVirtualTool, virtualBackends, virtualToolList } from './virtual.ts';
 import { DEFAULT_HEADER_VERSION, isSupportedVersion, negotiateVersion } from './versions.ts';
 
 export interface AdapterContext {
@@ -46,31 +58,71 @@ const LIST_TIMEOUT_MS = 30_000;
 
 export class McpAdapter {
   readonly sessions: SessionStore;
-  private readonly ctx: AdapterContext;
-  private readonly upstreams: McpUpstreams;
+  readonly ctx: AdapterContext;
+  readonly upstreams: McpUpstreams;
   private names: FederatedNames;
+  private tokens: SessionTokens;
+  private tokenKeys: string;
+  /** Multi round-trip exchanges parked for 2026 clients (see mrtr.ts). */
+  private parked: ParkedExchanges;
+  /** 2026-07-28 clients: validation, discovery, listen streams and their per-principal upstream state. */
+  readonly stateless: Stateless;
+  /** The legacy HTTP+SSE transport (2024-11-05) for old clients. */
+  private readonly legacy: LegacySse;
   /** Open server-initiated (GET) streams: ended first at shutdown, since clients simply reconnect elsewhere. */
   private readonly streams = new Set<SseWriter>();
 
   constructor(ctx: AdapterContext, upstreams: McpUpstreams) {
     this.ctx = ctx;
     this.upstreams = upstreams;
+    const snapshot = ctx.state().snapshot;
     this.sessions = new SessionStore(() => ctx.state().snapshot.gateway.mcp.sessionIdleMs);
-    this.names = new FederatedNames(ctx.state().snapshot.gateway.mcp.separator);
+    this.names = new FederatedNames(snapshot.gateway.mcp.separator);
+    this.tokenKeys = keysFingerprint(snapshot.mcpSessionKeys);
+    this.tokens = new SessionTokens(snapshot.mcpSessionKeys);
+    this.parked = new ParkedExchanges(new Sealer('mcp-request-state', snapshot.mcpSessionKeys));
+    this.stateless = new Stateless(this);
+    this.legacy = new LegacySse(this);
+    if (this.tokens.ephemeral) ctx.log.info('no mcp.sessionKeys configured: session ids are sealed with a per-process key (one replica)');
   }
 
   /** Called when a new config snapshot is in force. */
   reconfigure(): void {
-    const sep = this.ctx.state().snapshot.gateway.mcp.separator;
+    const snapshot = this.ctx.state().snapshot;
+    const sep = snapshot.gateway.mcp.separator;
     if (sep !== this.names.separator) this.names = new FederatedNames(sep);
+    const keys = keysFingerprint(snapshot.mcpSessionKeys);
+    if (keys !== this.tokenKeys) {
+      // Sessions in memory go on; ids sealed with a removed key no longer open on a replica that has not seen them.
+      this.tokenKeys = keys;
+      this.tokens = new SessionTokens(snapshot.mcpSessionKeys);
+      this.parked = new ParkedExchanges(new Sealer('mcp-request-state', snapshot.mcpSessionKeys));
+    }
+  }
+
+  get federatedNames(): FederatedNames {
+    return this.names;
   }
 
   handle(req: IncomingMessage, res: ServerResponse, match: RouteMatch, state: GatewayState): void {
-    const { rule, rest } = match;
+    const { rule } = match;
+    let rest = match.rest;
+    let legacy: 'stream' | 'message' | undefined;
+    const lsse = state.snapshot.gateway.mcp.legacySse;
+    if (lsse.enabled && rest.length >= lsse.path.length) {
+      if (rest.endsWith(lsse.path)) {
+        legacy = 'stream';
+        rest = rest.slice(0, rest.length - lsse.path.length);
+      } else if (rest.endsWith(`${lsse.path}/message`)) {
+        legacy = 'message';
+        rest = rest.slice(0, rest.length - lsse.path.length - 8);
+      }
+    }
     let scope: string | undefined;
     if (rest !== '') {
       const name = rest.slice(1);
-      if (!rule.backends.some((b) => b.name === name)) {
+      if (!rule.backends.some((b) => b.name === name) && !virtualServerOf(rule, name)) {
+        req.resume();
         return writeError(res, null, new GatewayError(Errors.MCP_UNKNOWN_SERVER, `No MCP server named "${name}" at ${rule.mount}`));
       }
       scope = name;
@@ -78,9 +130,14 @@ export class McpAdapter {
     const origin = req.headers.origin;
     if (origin !== undefined) {
       const allowed = state.snapshot.gateway.http.allowedOrigins;
-      if (!allowed.includes(origin) && !allowed.includes('*')) {
+      if (!allowed.includes(origin) && !allowed.includes('*') && !sameLoopbackOrigin(origin, req.headers.host)) {
+        req.resume();
         return writeError(res, null, new GatewayError(Errors.ORIGIN_FORBIDDEN, `Origin ${origin} is not allowed`));
       }
+    }
+    if (legacy !== undefined) {
+      this.legacy.handle(req, res, rule, scope, legacy, state).catch((err: unknown) => this.crash(res, err));
+      return;
     }
     switch (req.method) {
       case 'POST':
@@ -97,12 +154,12 @@ export class McpAdapter {
     }
   }
 
-  private crash(res: ServerResponse, err: unknown): void {
+  crash(res: ServerResponse, err: unknown): void {
     this.ctx.log.error({ err }, 'MCP adapter failure');
     writeError(res, null, toGatewayError(err));
   }
 
-  private newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, session: McpSession | undefined, meta?: unknown): Call {
+  newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, session: McpSession | undefined, meta?: unknown): Call {
     const call = new Call({
       id: randomUUID(),
       protocol: 'mcp',
@@ -117,24 +174,25 @@ export class McpAdapter {
   }
 
   /** Runs the pipeline; on refusal answers the caller, finishes the call and returns false. */
-  private async admit(call: Call, res: ServerResponse, id: RpcId | null, session: McpSession | undefined, state: GatewayState): Promise<boolean> {
+  async admit(call: Call, res: ServerResponse, id: RpcId | null, session: McpSession | undefined, state: GatewayState): Promise<boolean> {
     try {
       const pending = state.pipeline.admit(call);
       if (pending) await pending;
       // Sessions are bound to the identity that created them: another identity never sees it exists.
-      if (session && session.principal !== call.principal?.id) throw new GatewayError(Errors.SESSION_IDENTITY_MISMATCH);
+      // (Stateless groups bind per principal after admission instead.)
+      if (session && session.children === undefined && session.principal !== call.principal?.id) throw new GatewayError(Errors.SESSION_IDENTITY_MISMATCH);
       return true;
     } catch (err) {
-      this.refuse(call, res, id, toGatewayError(err));
+      this.refuse(call, res, id, toGatewayError(err), session?.modern === true);
       return false;
     }
   }
 
-  private refuse(call: Call, res: ServerResponse, id: RpcId | null, err: GatewayError): void {
+  refuse(call: Call, res: ServerResponse, id: RpcId | null, err: GatewayError, modern = false): void {
     call.error = err;
     call.outcome = outcomeOf(err);
-    call.status = err.def.inBand && id !== null ? 200 : err.def.status;
-    writeError(res, id, err);
+    call.status = statusOf(err, id, modern);
+    writeError(res, id, err, undefined, modern);
     this.ctx.finish(call);
   }
 
@@ -163,13 +221,28 @@ export class McpAdapter {
     } catch {
       return writeError(res, null, new GatewayError(Errors.PARSE_ERROR));
     }
-    let message: ReturnType<typeof classify>;
+    let message: RpcMessage;
     try {
       message = classify(value);
     } catch (err) {
       return writeError(res, salvageId(value), toGatewayError(err));
     }
+    return this.dispatch(req, res, rule, scope, state, message, body);
+  }
 
+  /** Routes one validated JSON-RPC message (from a Streamable HTTP POST or the legacy SSE transport). */
+  dispatch(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, body: Buffer): void | Promise<void> {
+    if (message.kind !== 'response') {
+      // Body-primary era classification (2026-07-28): a request carrying the _meta envelope claim is stateless.
+      const meta = message.msg.params?._meta as Record<string, unknown> | undefined;
+      if (meta !== undefined && meta !== null && typeof meta === 'object' && META_PROTOCOL_VERSION in meta) {
+        return this.stateless.handle(req, res, rule, scope, state, message, body);
+      }
+      const hv = req.headers['mcp-protocol-version'];
+      if (typeof hv === 'string' && isModernVersion(hv.trim())) {
+        return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: the MCP-Protocol-Version header names ${hv.trim()}, but the request has no per-request _meta envelope`));
+      }
+    }
     if (message.kind === 'request' && message.msg.method === 'initialize') {
       return this.initialize(req, res, rule, scope, message.msg, state);
     }
@@ -177,10 +250,8 @@ export class McpAdapter {
     if (typeof sid !== 'string' || sid === '') {
       return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_SESSION_REQUIRED));
     }
-    const session = this.sessions.get(sid);
-    if (!session || session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) {
-      return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_SESSION_NOT_FOUND));
-    }
+    const session = this.sessionById(sid, rule, scope);
+    if (session instanceof GatewayError) return writeError(res, message.kind === 'request' ? message.msg.id : null, session);
     const version = req.headers['mcp-protocol-version'] ?? DEFAULT_HEADER_VERSION;
     if (typeof version !== 'string' || !isSupportedVersion(version)) {
       return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_UNSUPPORTED_PROTOCOL_VERSION, `Bad Request: Unsupported protocol version: ${String(version)}`));
@@ -188,8 +259,41 @@ export class McpAdapter {
 
     if (message.kind === 'request') return this.request(req, res, rule, session, message.msg, body, state);
     if (message.kind === 'notification') return this.notification(req, res, rule, session, message.msg, state);
-    // A response to a server-initiated request: nothing is outstanding through the gateway in this era yet.
+    // The client's answer to a server-to-client request relayed through this session.
+    session.serverRequests.inbound(message.msg.id, body.toString('utf8'));
     res.writeHead(202).end();
+  }
+
+  /**
+   * The session an id names: this replica's, or rebuilt from the sealed id when another replica minted it. Errors:
+   * unknown/forged/ended ids and ids of another route or scope are all "not found" (404: the client re-initializes).
+   */
+  sessionById(sid: string, rule: CompiledRule, scope: string | undefined): McpSession | GatewayError {
+    let session = this.sessions.get(sid);
+    if (!session) {
+      const restored = this.tokens.restore(sid, this.upstreams, this.ctx.log);
+      if ('error' in restored) {
+        return new GatewayError(restored.error === 'expired' ? Errors.MCP_SESSION_EXPIRED : Errors.MCP_SESSION_NOT_FOUND);
+      }
+      session = restored.session;
+      if (session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) return new GatewayError(Errors.MCP_SESSION_NOT_FOUND);
+      this.prepare(session, rule, this.ctx.state());
+      this.sessions.add(session);
+      this.ctx.log.info({ session: sid.slice(0, 12), route: session.route }, 'session continued from its sealed id');
+    }
+    if (session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) return new GatewayError(Errors.MCP_SESSION_NOT_FOUND);
+    if (session.expiresAt < Date.now()) {
+      this.sessions.delete(session.id);
+      return new GatewayError(Errors.MCP_SESSION_EXPIRED);
+    }
+    return session;
+  }
+
+  /** Per-snapshot settings a session needs (virtual server spec, replay log). */
+  prepare(session: McpSession, rule: CompiledRule, state: GatewayState): void {
+    session.virtual = session.scope === undefined ? undefined : virtualServerOf(rule, session.scope);
+    const replay = state.snapshot.gateway.mcp.replay;
+    if (replay.events > 0 && !session.modern) session.replay ??= new ReplayLog(replay.events, replay.ttlMs);
   }
 
   private async initialize(
@@ -224,12 +328,15 @@ export class McpAdapter {
       registry: this.upstreams,
       log: this.ctx.log,
     });
-    call.sessionId = session.id;
-    const backends = scope ? [scope] : rule.backends.map((b) => b.name);
+    this.prepare(session, rule, state);
+    const backends = this.scopeOf(session, rule);
     const opened = await Promise.all(backends.map(async (b) => [b, await session.upstream(b)] as const));
     const live = opened.filter((o): o is readonly [string, UpstreamSession] => o[1] !== undefined);
     let result: Record<string, unknown>;
-    if (scope) {
+    if (session.virtual) {
+      result = { ...mergeInitialize(protocolVersion, []), serverInfo: { name: session.virtual.name, version: '1' } };
+      if (session.virtual.description) result.instructions = session.virtual.description;
+    } else if (scope) {
       const up = live[0]?.[1];
       if (!up) {
         void session.close();
@@ -239,39 +346,43 @@ export class McpAdapter {
     } else {
       result = mergeInitialize(protocolVersion, live.map(([b, s]) => [b, s.init] as const));
     }
+    session.id = this.tokens.mint(session, state.snapshot.gateway.mcp.sessionTtlMs);
+    call.sessionId = session.id;
     this.sessions.add(session);
     call.status = 200;
     sendBody(res, 200, 'application/json', resultResponse(msg.id, result), { 'mcp-session-id': session.id });
     this.ctx.finish(call);
   }
 
-  private async request(
+  async request(
     req: IncomingMessage,
     res: ServerResponse,
     rule: CompiledRule,
-    session: McpSession,
+    group: McpSession,
     msg: RpcRequest,
     raw: Buffer,
     state: GatewayState,
   ): Promise<void> {
     const method = msg.method;
-    const call = this.newCall(req, rule, method, msg.id, session, msg.params?._meta);
-    const namespaced = session.scope === undefined;
+    const call = this.newCall(req, rule, method, msg.id, group, msg.params?._meta);
+    const namespaced = group.scope === undefined;
     const params = msg.params ?? {};
+    const modern = group.modern;
 
     if (method === 'ping') {
-      if (!(await this.admit(call, res, msg.id, session, state))) return;
-      return this.answer(call, res, msg.id, {});
+      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
     }
     if (LIST_METHODS.has(method)) {
-      if (!(await this.admit(call, res, msg.id, session, state))) return;
-      return this.list(call, res, rule, session, msg, raw, state);
+      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      return this.list(call, res, rule, group.bind(call.principal?.id), msg, raw, state);
     }
     if (method === 'logging/setLevel') {
-      if (!(await this.admit(call, res, msg.id, session, state))) return;
+      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      const session = group.bind(call.principal?.id);
       const ups = await Promise.all(this.scopeOf(session, rule).map((b) => session.upstream(b)));
       await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
-      return this.answer(call, res, msg.id, {});
+      return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
     }
 
     // Everything else is routed to the one upstream that owns its target.
@@ -279,24 +390,35 @@ export class McpAdapter {
     let upstreamParams: Record<string, unknown> | undefined;
     let rewriteUris = false;
     try {
-      const routed = this.route(method, params, session, rule);
+      const routed = this.route(method, params, group, rule);
       target = routed.target;
       upstreamParams = routed.params;
       rewriteUris = routed.rewriteUris;
     } catch (err) {
-      return this.refuse(call, res, msg.id, toGatewayError(err));
+      // Authenticate (and authorize on the name asked for) before saying a target does not exist, so a caller
+      // without credentials learns nothing about what exists, and the audit record names who asked.
+      call.target = requestedTarget(method, params);
+      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      return this.refuse(call, res, msg.id, toGatewayError(err), modern);
     }
     call.target = target;
     call.upstream = target.server;
     if (method === 'tools/call' || method === 'prompts/get') call.args = params.arguments;
-    if (!(await this.admit(call, res, msg.id, session, state))) return;
+    if (!(await this.admit(call, res, msg.id, group, state))) return;
+    const session = group.bind(call.principal?.id);
 
+    if (modern && ParkedExchanges.isOurs(params.requestState)) return this.resumeParked(call, res, session, msg, target, state);
     const up = await session.upstream(target.server!);
     if (!up) {
-      return this.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${target.server} is unavailable`, { data: { upstream: target.server } }));
+      return this.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${target.server} is unavailable`, { data: { upstream: target.server } }), modern);
     }
     const forwarded: RpcRequest = upstreamParams === undefined ? msg : { ...msg, params: upstreamParams };
-    const transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
+    let transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
+    if (modern && !isModernSession(up)) {
+      // A 2026 client requires resultType on every result; a session-era upstream never sends it.
+      const inner = transform;
+      transform = inner ? (text: string) => withResultType(inner(text)) : withResultType;
+    }
     this.forward(call, res, session, up, forwarded, upstreamParams === undefined ? raw : undefined, state, transform);
   }
 
@@ -308,9 +430,15 @@ export class McpAdapter {
     rule: CompiledRule,
   ): { target: Target; params: Record<string, unknown> | undefined; rewriteUris: boolean } {
     const single = session.scope;
+    const virtual = session.virtual;
     const owns = (server: string): boolean => (single !== undefined ? server === single : rule.backends.some((b) => b.name === server));
     const byName = (name: unknown, kind: 'tool' | 'prompt', unknownErr: typeof Errors.MCP_UNKNOWN_TOOL): [Target, string] => {
       if (typeof name !== 'string' || name === '') throw new GatewayError(Errors.INVALID_PARAMS, `Invalid params: ${kind} name must be a non-empty string`);
+      if (virtual !== undefined) {
+        const t = kind === 'tool' ? resolveVirtualTool(virtual, name) : undefined;
+        if (!t) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
+        return [{ kind, name, server: t.backend, local: t.tool }, t.tool];
+      }
       if (single !== undefined) return [{ kind, name, server: single, local: name }, name];
       const owner = this.names.resolve(name);
       if (!owner || !owns(owner[0])) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
@@ -318,6 +446,7 @@ export class McpAdapter {
     };
     const byUri = (uri: unknown): [Target, string] => {
       if (typeof uri !== 'string' || uri === '') throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: uri must be a non-empty string');
+      if (virtual !== undefined) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
       if (single !== undefined) return [{ kind: 'resource', name: uri, server: single, local: uri }, uri];
       const owner = resolveUri(uri);
       if (!owner || !owns(owner[0])) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
@@ -355,14 +484,16 @@ export class McpAdapter {
     }
   }
 
-  private scopeOf(session: McpSession, rule: CompiledRule): string[] {
+  scopeOf(session: McpSession, rule: CompiledRule): string[] {
+    if (session.virtual) return virtualBackends(session.virtual);
     return session.scope !== undefined ? [session.scope] : rule.backends.map((b) => b.name);
   }
 
   private async list(call: Call, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
     const method = msg.method as ListMethod;
     const namespaced = session.scope === undefined;
-    if (!namespaced && !state.pipeline.filtersLists) {
+    if (session.virtual) return this.virtualList(call, res, session, msg, state);
+    if (!namespaced && !state.pipeline.filtersLists && !session.modern) {
       // One server, nothing to filter: forward the request and its answer untouched.
       const up = await session.upstream(session.scope!);
       if (!up) return this.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`));
@@ -395,10 +526,39 @@ export class McpAdapter {
     }
     const result: Record<string, unknown> = { [LIST_KEY[method]]: items };
     if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+    if (session.modern) {
+      // A filtered list depends on who asked: never public, whatever the upstreams said.
+      result.resultType = 'complete';
+      result.ttlMs = page.ttlMs;
+      result.cacheScope = state.pipeline.filtersLists ? 'private' : page.cacheScope;
+    }
     this.answer(call, res, msg.id, result);
   }
 
-  private answer(call: Call, res: ServerResponse, id: RpcId, result: unknown): void {
+  private async virtualList(call: Call, res: ServerResponse, session: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
+    if (msg.method !== 'tools/list') {
+      // A virtual server offers tools only.
+      const empty: Record<string, unknown> = { [LIST_KEY[msg.method as ListMethod]]: [] };
+      if (session.modern) Object.assign(empty, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+      return this.answer(call, res, msg.id, empty);
+    }
+    const { tools, targets } = await virtualToolList(session.virtual!, (b) => session.upstream(b), LIST_TIMEOUT_MS);
+    let items = tools;
+    if (state.pipeline.filtersLists && items.length > 0) {
+      let visible: boolean[];
+      try {
+        visible = await state.pipeline.visible(call, targets);
+      } catch (err) {
+        return this.refuse(call, res, msg.id, toGatewayError(err), session.modern);
+      }
+      items = items.filter((_, i) => visible[i]);
+    }
+    const result: Record<string, unknown> = { tools: items };
+    if (session.modern) Object.assign(result, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+    this.answer(call, res, msg.id, result);
+  }
+
+  answer(call: Call, res: ServerResponse, id: RpcId, result: unknown): void {
     call.status = 200;
     sendBody(res, 200, 'application/json', resultResponse(id, result));
     this.ctx.finish(call);
@@ -421,34 +581,129 @@ export class McpAdapter {
       msg = { ...msg, params: { ...msg.params, _meta: { ...(msg.params?._meta as Record<string, unknown> | undefined), ...trace } } };
       raw = undefined;
     }
-    const reply = new DownstreamReply(res, msg.id, state.snapshot.gateway.http.sseKeepAliveMs, transform, (outcome) => {
-      session.inflight.delete(msg.id);
-      if (outcome instanceof GatewayError) {
-        call.error = outcome;
-        call.outcome = outcomeOf(outcome);
-        call.status = outcome.def.status;
-      } else {
-        call.status = 200;
-        if (outcome === 'rpc-error') call.outcome = 'error';
-      }
-      this.ctx.finish(call);
+    const modern = session.modern;
+    const reply: DownstreamReply = new DownstreamReply(res, msg.id, {
+      keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
+      transform,
+      replay: session.replay,
+      serverRequest: modern
+        ? (m) => this.park(call, reply, session, up, m)
+        : (m) => relayServerRequest(session, up, m),
+      errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
+      onDone: (outcome) => {
+        if (session.inflight.get(msg.id) === inflight) session.inflight.delete(msg.id);
+        if (outcome instanceof GatewayError) {
+          call.error = outcome;
+          call.outcome = outcomeOf(outcome);
+          call.status = outcome.def.status;
+        } else {
+          call.status = 200;
+          if (outcome === 'rpc-error') call.outcome = 'error';
+        }
+        this.ctx.finish(call);
+      },
     });
-    const handle = up.request(msg, raw, reply);
-    session.inflight.set(msg.id, {
+    let handle: ReturnType<UpstreamSession['request']>;
+    let sink: import('./upstream/types.ts').ReplySink = reply;
+    if (!modern && isModernSession(up)) {
+      // A 2026 upstream may answer input_required: ask this session-era client, then retry (mrtr.ts).
+      sink = bridgeInputRequired({ msg, up, downstream: reply, push: (m) => reply.push(m), requests: session.serverRequests, track: (h) => (handle = h) });
+    }
+    handle = up.request(msg, raw, sink);
+    const inflight = {
       downstreamId: msg.id,
-      cancel: (reason) => {
+      cancel: (reason?: string) => {
         handle.cancel(reason);
         reply.fail(new GatewayError(Errors.REQUEST_CANCELLED));
       },
-    });
+    };
+    session.inflight.set(msg.id, inflight);
     res.once('close', () => {
-      // The client went away before the answer: stop relaying (session era: a disconnect is not a cancellation,
-      // so the upstream is not told to stop).
-      if (!reply.done) {
+      if (reply.done || reply.redirect) return;
+      if (modern) {
+        // 2026-07-28: closing the response stream is the cancellation.
+        handle.cancel('client closed the response stream');
+        reply.fail(new GatewayError(Errors.REQUEST_CANCELLED, 'Client closed the response stream'));
+      } else if (reply.resumable) {
+        // Session era: a disconnect is not a cancellation; the stream keeps recording for a Last-Event-ID resume.
+        reply.detach();
+      } else {
         handle.cancel();
         reply.fail(new GatewayError(Errors.REQUEST_CANCELLED, 'Client disconnected before the response'));
       }
     });
+  }
+
+  /**
+   * A 2026 client's call met a server-to-client request from a session-era upstream: park the exchange and answer
+   * input_required (the retry continues it, see resumeParked).
+   */
+  private park(call: Call, reply: DownstreamReply, session: McpSession, up: UpstreamSession, message: string, resumed?: ParkedExchange): undefined {
+    const upstreamId = peekId(message);
+    let parsed: { method?: unknown; params?: unknown };
+    try {
+      parsed = JSON.parse(message) as typeof parsed;
+    } catch {
+      return undefined;
+    }
+    if (upstreamId === undefined || upstreamId === null) return undefined;
+    if (parsed.method === 'ping') {
+      up.respond?.(resultResponse(upstreamId, {}));
+      return undefined;
+    }
+    const x: ParkedExchange = resumed ?? this.parked.create(up);
+    const key = x.ask(upstreamId);
+    // The first park keeps the upstream request's handle (to cancel it if the client never comes back).
+    x.handle ??= session.inflight.get(reply.id);
+    const inputRequests = { [key]: { method: parsed.method, ...(parsed.params !== undefined && { params: parsed.params }) } };
+    const name = call.target?.name;
+    const requestState = this.parked.state(x, call.principal?.id, call.operation, name);
+    this.parked.keep(x);
+    x.park();
+    reply.redirect = x;
+    session.inflight.delete(reply.id);
+    reply.answer(resultResponse(reply.id, { resultType: 'input_required', inputRequests, requestState }));
+    return undefined;
+  }
+
+  /** A 2026 client's retry of a parked call: answer the upstream's requests, continue the exchange on this reply. */
+  private resumeParked(call: Call, res: ServerResponse, session: McpSession, msg: RpcRequest, target: Target, state: GatewayState): void {
+    let x: ParkedExchange;
+    try {
+      x = this.parked.take(msg.params!.requestState as string, call.principal?.id, msg.method, target.name);
+    } catch (err) {
+      return this.refuse(call, res, msg.id, toGatewayError(err), true);
+    }
+    const responses = (msg.params?.inputResponses ?? {}) as Record<string, unknown>;
+    for (const [key, upstreamId] of x.pending) {
+      const answer = responses[key];
+      x.up.respond?.(
+        answer !== undefined && answer !== null && typeof answer === 'object'
+          ? resultResponse(upstreamId, answer)
+          : errorResponse(upstreamId, new GatewayError(Errors.INVALID_PARAMS, 'The client provided no response to this request')),
+      );
+    }
+    x.pending.clear();
+    const reply: DownstreamReply = new DownstreamReply(res, msg.id, {
+      keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
+      // Parked exchanges are always with session-era upstreams: their results lack resultType.
+      transform: withResultType,
+      serverRequest: (m) => this.park(call, reply, session, x.up, m, x),
+      errorStatus: (err) => statusOf(err, msg.id, true),
+      onDone: (outcome) => {
+        if (outcome instanceof GatewayError) {
+          call.error = outcome;
+          call.outcome = outcomeOf(outcome);
+          call.status = outcome.def.status;
+        } else call.status = 200;
+        this.ctx.finish(call);
+      },
+    });
+    reply.resplice = true;
+    res.once('close', () => {
+      if (!reply.done && !reply.redirect) x.handle?.cancel('client closed the response stream');
+    });
+    x.attach(reply);
   }
 
   private async notification(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcNotification, state: GatewayState): Promise<void> {
@@ -484,33 +739,84 @@ export class McpAdapter {
     if (!session) return;
     const call = this.newCall(req, rule, 'mcp/stream', undefined, session);
     if (!(await this.admit(call, res, null, session, state))) return;
+    const lastEventId = req.headers['last-event-id'];
+    if (typeof lastEventId === 'string' && lastEventId !== '') {
+      // Resumability: replay the broken stream (a request's stream or the server stream) after that event.
+      let found: { stream: ReplayStream; seq: number };
+      try {
+        if (!session.replay) throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, 'This server does not replay events');
+        found = session.replay.locate(lastEventId);
+        found.stream.check(found.seq);
+      } catch (err) {
+        return this.refuse(call, res, null, toGatewayError(err));
+      }
+      if (found.stream === session.serverLog && session.hasStream) return this.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
+      const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+      const isServer = found.stream === session.serverLog;
+      if (isServer) session.hasStream = true;
+      sse.whenClosed(() => {
+        found.stream.detach(sse);
+        if (isServer) {
+          session.hasStream = false;
+          this.stopServerStream(session);
+        }
+        call.status = 200;
+        this.ctx.finish(call);
+      });
+      found.stream.resume(found.seq, sse);
+      if (isServer) await this.startServerStream(session, rule, (m) => (found.stream.send(m), true));
+      return;
+    }
     if (session.hasStream) return this.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
     session.hasStream = true;
     const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
     this.streams.add(sse);
-    const unsubscribe: Array<() => void> = [];
+    let stream: ReplayStream | undefined;
+    if (session.replay) {
+      // One recorded server stream per session: a reconnect without Last-Event-ID continues it live.
+      stream = session.serverLog ??= session.replay.open(sse);
+      stream.attach(sse);
+    }
     sse.whenClosed(() => {
       this.streams.delete(sse);
       session.hasStream = false;
-      for (const u of unsubscribe) u();
+      // Upstream streams are not kept open for a client that went away (each holds a connection); what was sent
+      // before the break stays replayable.
+      stream?.detach(sse);
+      this.stopServerStream(session);
       call.status = 200;
       this.ctx.finish(call);
     });
-    const namespaced = scope === undefined;
-    const backends = this.scopeOf(session, rule);
+    const send = stream ? (m: string): boolean => (stream.send(m), true) : (m: string): boolean => sse.send(m);
+    await this.startServerStream(session, rule, send);
+  }
+
+  /** Feeds upstream server-initiated messages (list_changed, server requests...) to `send`, once per session. */
+  async startServerStream(session: McpSession, rule: CompiledRule, send: (message: string) => boolean): Promise<void> {
+    session.serverStream = send;
+    if (session.unlisten.length > 0) return;
+    const namespaced = session.scope === undefined;
     await Promise.all(
-      backends.map(async (backend) => {
+      this.scopeOf(session, rule).map(async (backend) => {
         const up = await session.upstream(backend);
-        if (!up || !sse.isOpen) return;
-        unsubscribe.push(
+        if (!up || !session.serverStream) return;
+        session.unlisten.push(
           up.listen({
             message: (m) => {
-              sse.send(namespaced ? rewriteNotificationUri(m, backend) : m);
+              let out: string | undefined = m;
+              if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
+              else if (namespaced) out = rewriteNotificationUri(m, backend);
+              if (out !== undefined) session.serverStream?.(out);
             },
           }),
         );
       }),
     );
+  }
+
+  stopServerStream(session: McpSession): void {
+    session.serverStream = undefined;
+    for (const u of session.unlisten.splice(0)) u();
   }
 
   private sessionFor(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined): McpSession | undefined {
@@ -519,9 +825,9 @@ export class McpAdapter {
       writeError(res, null, new GatewayError(Errors.MCP_SESSION_REQUIRED));
       return undefined;
     }
-    const session = this.sessions.get(sid);
-    if (!session || session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) {
-      writeError(res, null, new GatewayError(Errors.MCP_SESSION_NOT_FOUND));
+    const session = this.sessionById(sid, rule, scope);
+    if (session instanceof GatewayError) {
+      writeError(res, null, session);
       return undefined;
     }
     return session;
@@ -534,6 +840,7 @@ export class McpAdapter {
     if (!session) return;
     const call = this.newCall(req, rule, 'mcp/delete', undefined, session);
     if (!(await this.admit(call, res, null, session, state))) return;
+    this.tokens.end(session);
     this.sessions.delete(session.id);
     call.status = 200;
     res.writeHead(200).end();
@@ -547,79 +854,63 @@ export class McpAdapter {
 
   async close(): Promise<void> {
     this.endStreams();
+    this.stateless.close();
+    this.legacy.close();
     await this.sessions.closeAll();
   }
 }
 
-/** Writes a JSON-RPC error: in-band errors answering a request go out as HTTP 200, the others with their status. */
-export function writeError(res: ServerResponse, id: RpcId | null, err: GatewayError, extra?: OutgoingHttpHeaders): void {
-  const status = err.def.inBand && id !== null ? 200 : err.def.status;
-  const headers: OutgoingHttpHeaders = { ...err.headers, ...extra };
-  sendBody(res, status, 'application/json', errorResponse(id, err), headers);
+/**
+ * Relays a server-to-client request from an upstream to the session's client under a session-unique id; the
+ * client's answer goes back to that upstream under the upstream's id. Returns the message to write downstream.
+ */
+function relayServerRequest(session: McpSession, up: UpstreamSession, message: string): string | undefined {
+  const upstreamId = peekId(message);
+  if (upstreamId === undefined || upstreamId === null) return undefined;
+  if (!up.respond) return undefined;
+  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response));
+  if (mapped === undefined) up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, 'Too many unanswered requests to this client')));
+  return mapped;
 }
+
+function virtualServerOf(rule: CompiledRule, name: string): import('../../config/schema.ts').VirtualServerSpec | undefined {
+  return rule.route.spec.mcp?.virtualServers.find((v) => v.name === name);
+}
+
+const LOOPBACK_HOST = /^(?:127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])(?::\d{1,5})?$/;
 
 /**
- * Relays one request's answer downstream: a single JSON body when the upstream's first message is the response,
- * otherwise an SSE stream carrying interim messages (progress, logs) and then the response.
+ * A page served by the gateway's own loopback address calling it (Origin = http://<Host>). Safe against DNS
+ * rebinding because the Host is a loopback literal: a rebinding page carries its own host name in Host.
  */
-class DownstreamReply implements ReplySink {
-  done = false;
-  private sse: SseWriter | undefined;
-  private readonly res: ServerResponse;
-  private readonly id: RpcId;
-  private readonly keepAliveMs: number;
-  private readonly transform: ((final: string) => string) | undefined;
-  private readonly onDone: (outcome: 'ok' | 'rpc-error' | GatewayError) => void;
-
-  constructor(
-    res: ServerResponse,
-    id: RpcId,
-    keepAliveMs: number,
-    transform: ((final: string) => string) | undefined,
-    onDone: (outcome: 'ok' | 'rpc-error' | GatewayError) => void,
-  ) {
-    this.res = res;
-    this.id = id;
-    this.keepAliveMs = keepAliveMs;
-    this.transform = transform;
-    this.onDone = onDone;
-  }
-
-  interim(message: string): void {
-    if (this.done) return;
-    this.sse ??= new SseWriter(this.res, {}, this.keepAliveMs);
-    this.sse.send(message);
-  }
-
-  final(message: string | Buffer): void {
-    if (this.done) return;
-    this.done = true;
-    let body: string | Buffer = message;
-    if (this.transform) body = this.transform(message.toString('utf8'));
-    const isError = responseIsError(body);
-    if (this.sse) {
-      this.sse.send(typeof body === 'string' ? body : body.toString('utf8'));
-      this.sse.end();
-    } else sendBody(this.res, 200, 'application/json', body);
-    this.onDone(isError ? 'rpc-error' : 'ok');
-  }
-
-  fail(err: GatewayError): void {
-    if (this.done) return;
-    this.done = true;
-    if (this.sse) {
-      this.sse.send(errorResponse(this.id, err));
-      this.sse.end();
-    } else writeError(this.res, this.id, err);
-    this.onDone(err);
-  }
+function sameLoopbackOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined || !LOOPBACK_HOST.test(host)) return false;
+  return origin === `http://${host}` || origin === `https://${host}`;
 }
 
-/** Whether a serialized response is a JSON-RPC error (decided from its first top-level keys; bounded cost). */
-function responseIsError(body: string | Buffer): boolean {
-  // The decisive key comes first or after "jsonrpc"/"id" in every SDK's output; a prefix is enough to find it.
-  const head = typeof body === 'string' ? body.slice(0, 256) : body.subarray(0, 256).toString('latin1');
-  return peekOutcome(head) === 'error';
+function keysFingerprint(keys: readonly { id: string; secret: string }[]): string {
+  return keys.map((k) => `${k.id}:${k.secret}`).join('|');
+}
+
+/** HTTP status of an error answer. 2026-07-28: an unknown method is 404 even though it answers a request. */
+function statusOf(err: GatewayError, id: RpcId | null, modern: boolean): number {
+  if (modern && err.def === Errors.METHOD_NOT_FOUND) return 404;
+  return err.def.inBand && id !== null ? 200 : err.def.status;
+}
+
+/** What a request names, before it is known to exist (for refusals decided after authentication). */
+function requestedTarget(method: string, params: Record<string, unknown>): Target | undefined {
+  const ref = params.ref as Record<string, unknown> | undefined;
+  const name = method === 'completion/complete' ? (ref?.name ?? ref?.uri) : (params.name ?? params.uri);
+  if (typeof name !== 'string') return undefined;
+  const kind: Target['kind'] = method.startsWith('tools/') ? 'tool' : method.startsWith('prompts/') || ref?.type === 'ref/prompt' ? 'prompt' : 'resource';
+  return { kind, name };
+}
+
+/** Writes a JSON-RPC error: in-band errors answering a request go out as HTTP 200, the others with their status. */
+export function writeError(res: ServerResponse, id: RpcId | null, err: GatewayError, extra?: OutgoingHttpHeaders, modern = false): void {
+  const headers: OutgoingHttpHeaders = { ...err.headers, ...extra };
+  sendBody(res, statusOf(err, id, modern), 'application/json', errorResponse(id, err), headers);
 }
 
 /** Federated resources/read: the contents' URIs are given back in their public (namespaced) form. */

@@ -66,6 +66,31 @@ export interface ListPage {
   items: Record<string, unknown>[];
   targets: Target[];
   nextCursor: string | undefined;
+  /** 2026-07-28 caching hints of the merged page: the shortest upstream ttl, and public only if all were public. */
+  ttlMs: number;
+  cacheScope: 'public' | 'private';
+}
+
+/**
+ * Upstream list pages their server marked `cacheScope: public` (2026-07-28), kept for their `ttlMs`. Private pages
+ * are never cached: they may depend on who asked.
+ */
+const publicPages = new Map<string, { until: number; result: Record<string, unknown> }>();
+const MAX_CACHED_PAGES = 1024;
+
+function cachedPage(key: string): Record<string, unknown> | undefined {
+  const hit = publicPages.get(key);
+  if (!hit) return undefined;
+  if (hit.until > Date.now()) return hit.result;
+  publicPages.delete(key);
+  return undefined;
+}
+
+function rememberPage(key: string, result: Record<string, unknown>): void {
+  const ttl = result.ttlMs;
+  if (result.cacheScope !== 'public' || typeof ttl !== 'number' || ttl <= 0) return;
+  if (publicPages.size >= MAX_CACHED_PAGES) publicPages.delete(publicPages.keys().next().value!);
+  publicPages.set(key, { until: Date.now() + Math.min(ttl, 3_600_000), result });
 }
 
 /**
@@ -92,8 +117,13 @@ export async function fetchListPage(opts: {
       if (!up) return undefined;
       if (!(up.init.capabilities as Record<string, unknown>)[CAPABILITY[method]]) return undefined;
       const params = state?.[backend] !== undefined ? { cursor: state[backend] } : undefined;
+      const cacheKey = `${backend}\0${up.init.serverInfo.name}\0${method}\0${params?.cursor ?? ''}`;
+      const cached = cachedPage(cacheKey);
+      if (cached) return [backend, cached] as const;
       try {
-        return [backend, await up.call(method, params, opts.timeoutMs)] as const;
+        const result = await up.call(method, params, opts.timeoutMs);
+        rememberPage(cacheKey, result);
+        return [backend, result] as const;
       } catch (err) {
         opts.log.warn({ upstream: backend, method, err: (err as Error).message }, 'upstream list failed; omitted');
         return undefined;
@@ -104,9 +134,13 @@ export async function fetchListPage(opts: {
   const targets: Target[] = [];
   const next: Record<string, string> = {};
   const kind = TARGET_KIND[method];
+  let ttlMs = Number.MAX_SAFE_INTEGER;
+  let allPublic = true;
   for (const page of pages) {
     if (!page) continue;
     const [backend, result] = page;
+    ttlMs = Math.min(ttlMs, typeof result.ttlMs === 'number' && result.ttlMs >= 0 ? result.ttlMs : 0);
+    allPublic &&= result.cacheScope === 'public';
     const list = result[key];
     if (Array.isArray(list)) {
       for (const raw of list as Record<string, unknown>[]) {
@@ -119,7 +153,13 @@ export async function fetchListPage(opts: {
     }
     if (typeof result.nextCursor === 'string' && result.nextCursor !== '') next[backend] = result.nextCursor;
   }
-  return { items, targets, nextCursor: encodeCursor(next) };
+  return {
+    items,
+    targets,
+    nextCursor: encodeCursor(next),
+    ttlMs: ttlMs === Number.MAX_SAFE_INTEGER ? 0 : ttlMs,
+    cacheScope: allPublic && items.length > 0 ? 'public' : 'private',
+  };
 }
 
 function targetName(method: ListMethod, item: Record<string, unknown>): string {

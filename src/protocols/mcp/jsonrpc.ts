@@ -193,6 +193,24 @@ function scanTopLevel(text: string): [number, number] | undefined {
   return span;
 }
 
+/**
+ * Adds `"resultType":"complete"` to the result object of a serialized response (a 2026-07-28 client requires it;
+ * session-era servers never send it). An insertion after the result's opening brace: the rest of the bytes are
+ * left as they are. Error responses and non-object results are returned unchanged.
+ */
+export function withResultType(text: string): string {
+  let at = -1;
+  scanKeys(text, (key, valueAt) => {
+    if (key === 'result') at = valueAt;
+    return key === 'result' || key === 'error';
+  });
+  if (at < 0 || text.charCodeAt(at) !== 123 /* { */) return text;
+  let next = at + 1;
+  while (next < text.length && isSpace(text.charCodeAt(next))) next++;
+  const empty = text.charCodeAt(next) === 125; /* } */
+  return `${text.slice(0, at + 1)}"resultType":"complete"${empty ? '' : ','}${text.slice(at + 1)}`;
+}
+
 /** Whether a serialized response carries `result` or `error`, from its first decisive top-level key. */
 export function peekOutcome(text: string): 'result' | 'error' | undefined {
   let found: 'result' | 'error' | undefined;

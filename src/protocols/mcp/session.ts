@@ -2,11 +2,13 @@
  * Downstream MCP sessions (session era). A session remembers what the client said in initialize and holds one
  * upstream session per backend in its scope, opened at initialize and re-opened when an upstream comes back.
  */
-import { randomBytes } from 'node:crypto';
+import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { RpcId } from './jsonrpc.ts';
+import { ReplayLog } from './replay.ts';
+import { ServerRequests } from './server-requests.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
-import type { ClientHello, InflightHandle, McpUpstream, UpstreamSession } from './upstream/types.ts';
+import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, UpstreamSession } from './upstream/types.ts';
 
 /** How long a failed upstream open is remembered before a session tries that upstream again. */
 const RETRY_AFTER_MS = 3_000;
@@ -19,7 +21,8 @@ interface UpstreamSlot {
 }
 
 export class McpSession {
-  readonly id: string;
+  /** The session id: a sealed token (see session-token.ts), assigned once the upstreams are open. */
+  id = '';
   readonly route: string;
   readonly mount: string;
   /** undefined: the federated view of every backend of the rule; otherwise the one backend's name. */
@@ -28,12 +31,30 @@ export class McpSession {
   readonly protocolVersion: string;
   readonly principal: string | undefined;
   readonly inflight = new Map<RpcId, InflightHandle>();
+  /** Server-to-client requests relayed to this session's client, by the id the client sees. */
+  readonly serverRequests = new ServerRequests();
+  /** Recent SSE events of this session's streams, for Last-Event-ID replay (undefined: resumability off). */
+  replay: ReplayLog | undefined;
+  /** The recorded server stream (GET), when resumability is on. */
+  serverLog: import('./replay.ts').ReplayStream | undefined;
+  /** Where server-initiated messages go when no request stream can carry them (the GET stream, if open). */
+  serverStream: ((message: string) => boolean) | undefined;
+  /** Absolute expiry of the session id (ms since epoch). */
+  expiresAt = 0;
+  /** A 2026-07-28 (stateless) client's view: no session id, state kept per principal (see bind). */
+  modern = false;
+  /** Stateless groups: one child session per principal, created when a request of that principal is admitted. */
+  children: Map<string, McpSession> | undefined;
+  /** The virtual server this session's scope names, if it names one. */
+  virtual: VirtualServerSpec | undefined;
+  /** Upstream listeners feeding the server stream (kept across reconnects so a resume can catch up). */
+  readonly unlisten: Array<() => void> = [];
   hasStream = false;
   lastSeen = Date.now();
   private readonly slots = new Map<string, UpstreamSlot>();
   private readonly registry: McpUpstreams;
   private readonly log: Logger;
-  private closed = false;
+  closed = false;
 
   constructor(init: {
     route: string;
@@ -44,8 +65,9 @@ export class McpSession {
     principal: string | undefined;
     registry: McpUpstreams;
     log: Logger;
+    /** Upstream sessions another replica opened, to continue rather than re-open (from the session token). */
+    resume?: Readonly<Record<string, UpstreamResumeState>> | undefined;
   }) {
-    this.id = randomBytes(24).toString('base64url');
     this.route = init.route;
     this.mount = init.mount;
     this.scope = init.scope;
@@ -54,6 +76,38 @@ export class McpSession {
     this.principal = init.principal;
     this.registry = init.registry;
     this.log = init.log;
+    this.resumeStates = init.resume;
+  }
+
+  private resumeStates: Readonly<Record<string, UpstreamResumeState>> | undefined;
+
+  /** What another replica needs to continue this session's upstream sessions (sealed into the session id). */
+  resumeState(): Record<string, UpstreamResumeState> | undefined {
+    let out: Record<string, UpstreamResumeState> | undefined;
+    for (const [name, slot] of this.slots) {
+      const state = slot.session?.alive ? slot.session.resumeState?.() : undefined;
+      if (state) (out ??= {})[name] = state;
+    }
+    return out;
+  }
+
+  /**
+   * The session to act in for an admitted principal: the session itself, or for a stateless group the child of that
+   * principal, so two callers never share upstream state.
+   */
+  bind(principal: string | undefined): McpSession {
+    if (this.children === undefined) return this;
+    const key = principal ?? '';
+    let child = this.children.get(key);
+    if (!child || child.closed) {
+      child = new McpSession({ route: this.route, mount: this.mount, scope: this.scope, hello: this.hello, protocolVersion: this.protocolVersion, principal, registry: this.registry, log: this.log });
+      child.modern = true;
+      child.virtual = this.virtual;
+      child.id = this.id;
+      this.children.set(key, child);
+    }
+    child.lastSeen = Date.now();
+    return child;
   }
 
   /** The upstream session for a backend, opening (or re-opening) it when needed; undefined if it is down. */
@@ -67,11 +121,12 @@ export class McpSession {
       if (!slot.session && Date.now() - slot.failedAt < RETRY_AFTER_MS) return Promise.resolve(undefined);
     }
     if (slot?.session && slot.upstream !== current) void slot.session.close();
+    const resumable = slot === undefined ? this.resumeStates?.[name] : undefined;
     const fresh: UpstreamSlot = {
       upstream: current,
       session: undefined,
       failedAt: 0,
-      opening: current.open(this.hello).then(
+      opening: (resumable && current.resume ? current.resume(this.hello, resumable) : current.open(this.hello)).then(
         (s) => {
           fresh.session = s;
           if (this.closed) void s.close();
@@ -79,7 +134,7 @@ export class McpSession {
         },
         (err: unknown) => {
           fresh.failedAt = Date.now();
-          this.log.warn({ session: this.id.slice(0, 8), upstream: name, err: (err as Error).message }, 'upstream not available to session');
+          this.log.warn({ session: this.id.slice(0, 12), upstream: name, err: (err as Error).message }, 'upstream not available to session');
           return undefined;
         },
       ),
@@ -100,6 +155,10 @@ export class McpSession {
     this.closed = true;
     for (const h of this.inflight.values()) h.cancel();
     this.inflight.clear();
+    this.serverRequests.clear();
+    this.serverStream = undefined;
+    for (const u of this.unlisten.splice(0)) u();
+    if (this.children) for (const c of this.children.values()) void c.close();
     await Promise.allSettled([...this.slots.values()].map(async (s) => (await s.opening)?.close()));
     this.slots.clear();
   }
@@ -113,7 +172,7 @@ export class SessionStore {
     this.sweeper = setInterval(() => {
       const cutoff = Date.now() - idleMs();
       for (const s of this.sessions.values()) {
-        if (s.lastSeen < cutoff && !s.hasStream && s.inflight.size === 0) this.delete(s.id);
+        if ((s.lastSeen < cutoff || s.expiresAt < Date.now()) && !s.hasStream && s.inflight.size === 0) this.delete(s.id);
       }
     }, 30_000);
     this.sweeper.unref();
@@ -125,6 +184,11 @@ export class SessionStore {
 
   add(session: McpSession): void {
     this.sessions.set(session.id, session);
+  }
+
+  /** A session known to this replica (no token opening). */
+  peek(id: string): McpSession | undefined {
+    return this.sessions.get(id);
   }
 
   get(id: string): McpSession | undefined {

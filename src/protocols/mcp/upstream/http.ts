@@ -4,11 +4,12 @@
  * forwarded as the bytes the upstream sent.
  */
 import type { Dispatcher } from 'undici';
-import { createParser } from 'eventsource-parser';
+import type { ParamHeader } from '../modern.ts';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
 import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
+import { followStream, readEvents } from './follow.ts';
 import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
@@ -19,11 +20,14 @@ import type {
   McpUpstream,
   MessageSink,
   ReplySink,
+  UpstreamResumeState,
   UpstreamSession,
   UpstreamStatus,
 } from './types.ts';
+import { ModernHttpSession, discover } from './http-modern.ts';
+import { callUpstream } from './call.ts';
 
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * Methods that only read: safe to send again when the first attempt never reached the upstream (a stale keep-alive
@@ -48,14 +52,22 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly fingerprint: string;
   /** The backend's pool; wrapped so each request carries Tollgate's own credential when the backend has one. */
   readonly pool: Dispatcher;
+  /** Long-lived streams' own pool (same credential): see the constructor. */
+  readonly streamPool: Dispatcher;
   private readonly credential: UpstreamCredential | undefined;
   readonly path: string;
   readonly baseHeaders: Readonly<Record<string, string>>;
   readonly timeouts: GatewaySpec['timeouts'];
   readonly log: Logger;
+  /** Which protocol era the server speaks: learned from the first open (server/discover probe). */
+  era: 'session' | 'modern' | undefined;
   private lastError: string | undefined = 'not contacted yet';
   private lastOkAt = 0;
   private readonly sessions = new Set<HttpUpstreamSession>();
+  /** 2026-07-28 upstreams: x-mcp-header declarations by tool name (learned from tools/list, shared by sessions). */
+  readonly toolHeaders = new Map<string, ParamHeader[]>();
+  /** Set once the tools of a 2026 upstream were listed (their x-mcp-header declarations are then known). */
+  toolsListed: Promise<void> | undefined;
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
@@ -72,6 +84,16 @@ export class HttpMcpUpstream implements McpUpstream {
     });
     this.credential = credential;
     this.pool = credential ? withCredential(pool, credential) : pool;
+    // Long-lived streams (server streams, listen subscriptions) get their own pool: with HTTP/1.1 each holds a
+    // connection for its lifetime, and they must never starve the request pool.
+    const streamPool = createPool(url.origin, {
+      connections: 4096,
+      keepAliveMs: backend.spec.pool.keepAliveMs,
+      connectMs: this.timeouts.connectMs,
+      headersMs: this.timeouts.headersMs,
+      bodyIdleMs: 0,
+    });
+    this.streamPool = credential ? withCredential(streamPool, credential) : streamPool;
     this.baseHeaders = backend.headers;
     this.log = log;
   }
@@ -112,6 +134,22 @@ export class HttpMcpUpstream implements McpUpstream {
   }
 
   async open(hello: ClientHello): Promise<UpstreamSession> {
+    if (this.era !== 'session') {
+      // A 2026-07-28 server answers server/discover; a session-era one refuses it. The verdict is cached.
+      let found: Awaited<ReturnType<typeof discover>>;
+      try {
+        found = await discover(this, hello);
+      } catch (err) {
+        this.markFailed(err);
+        throw err;
+      }
+      if (found) {
+        this.era = 'modern';
+        this.markOk();
+        return new ModernHttpSession(this, hello, found);
+      }
+      this.era = 'session';
+    }
     const session = new HttpUpstreamSession(this, hello);
     try {
       await this.credential?.ready();
@@ -121,8 +159,21 @@ export class HttpMcpUpstream implements McpUpstream {
       this.markFailed(err);
       throw err;
     }
+    this.track(session);
+    return session;
+  }
+
+  private track(session: HttpUpstreamSession): void {
     this.sessions.add(session);
     session.onClose = () => this.sessions.delete(session);
+  }
+
+  /** Continues an upstream session another replica opened: its id and initialize result come from the token. */
+  async resume(hello: ClientHello, state: UpstreamResumeState): Promise<UpstreamSession> {
+    this.era = 'session';
+    const session = new HttpUpstreamSession(this, hello);
+    session.adopt(state);
+    this.track(session);
     return session;
   }
 
@@ -133,7 +184,7 @@ export class HttpMcpUpstream implements McpUpstream {
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.sessions].map((s) => s.close()));
-    await this.pool.close();
+    await Promise.allSettled([this.pool.close(), this.streamPool.destroy()]);
   }
 }
 
@@ -203,6 +254,17 @@ class HttpUpstreamSession implements UpstreamSession {
     await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   }
 
+  /** Takes over an upstream session opened elsewhere (see HttpMcpUpstream.resume). */
+  adopt(state: UpstreamResumeState): void {
+    this.sessionId = state.id;
+    this.init = { protocolVersion: state.v, capabilities: state.c, serverInfo: { name: this.backend, version: '0' } };
+    this.buildHeaders();
+  }
+
+  resumeState(): UpstreamResumeState | undefined {
+    return this.sessionId === undefined ? undefined : { id: this.sessionId, v: this.init.protocolVersion, c: this.init.capabilities };
+  }
+
   /** Re-creates the upstream session once (the upstream forgot it: restarted or expired). */
   private reinitialize(): Promise<void> {
     this.reinitializing ??= this.initialize().finally(() => {
@@ -260,118 +322,60 @@ class HttpUpstreamSession implements UpstreamSession {
       await this.reinitialize();
       return this.exchange(id, body, sink, signal, false);
     }
-    const type = String(res.headers['content-type'] ?? '');
-    if (status === 200 && type.startsWith('text/event-stream')) {
-      this.up.markOk();
-      await readEvents(res, (data) => {
-        if (peekKind(data) === 'response' && peekId(data) === id) {
-          sink.final(data);
-          return true;
-        }
-        sink.interim(data);
-        return false;
-      });
-      sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} closed the stream without a response`, { data: { upstream: this.backend } }));
-      return;
-    }
-    if (type.startsWith('application/json')) {
-      const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
-      if (status === 200) {
-        this.up.markOk();
-        sink.final(bytes);
-        return;
-      }
-      // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
-      const text = bytes.toString('utf8');
-      if (peekKind(text) === 'response') {
-        sink.final(spliceId(text, id));
-        return;
-      }
-    } else await res.body.dump();
-    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} answered HTTP ${status}`, { data: { upstream: this.backend, status } }));
+    await relayResponse(this.up, res, id, sink);
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++internalIds}`;
-    const msg: RpcRequest = params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params };
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        handle.cancel('timeout');
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      const handle = this.request(msg, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          try {
-            const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-            if (parsed.result && typeof parsed.result === 'object') resolve(parsed.result);
-            else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-          } catch (err) {
-            reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend} sent invalid JSON`, { cause: err }));
-          }
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(msg: RpcNotification): void {
-    this.post(JSON.stringify(msg))
+    this.send(JSON.stringify(msg));
+  }
+
+  respond(response: string): void {
+    this.send(response);
+  }
+
+  private send(body: string): void {
+    this.post(body)
       .then((res) => res.body.dump())
-      .catch((err: unknown) => this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'notification not delivered'));
+      .catch((err: unknown) => this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'message not delivered upstream'));
   }
 
   listen(sink: MessageSink): () => void {
-    const controller = new AbortController();
-    let active = true;
-    const run = async (): Promise<void> => {
-      let backoff = 500;
-      while (active) {
-        try {
-          const res = await this.up.pool.request({
-            method: 'GET',
-            path: this.up.path,
-            headers: { ...this.headers, accept: 'text/event-stream' },
-            signal: controller.signal,
-            bodyTimeout: 0,
-            headersTimeout: this.up.timeouts.headersMs,
-          });
-          if (res.statusCode === 405) {
-            await res.body.dump();
-            return; // this server has no server-initiated stream
-          }
-          if (res.statusCode === 404 && this.sessionId !== undefined) {
-            await res.body.dump();
-            await this.reinitialize();
-            continue;
-          }
-          if (res.statusCode !== 200) {
-            await res.body.dump();
-            throw new Error(`HTTP ${res.statusCode}`);
-          }
-          backoff = 500;
-          await readEvents(res, (data) => {
-            sink.message(data);
-            return false;
-          });
-        } catch (err) {
-          if (!active) return;
-          this.up.log.debug({ upstream: this.backend, err: (err as Error).message }, 'upstream stream ended; reconnecting');
+    return followStream({
+      upstream: this.backend,
+      log: this.up.log,
+      open: async (signal) => {
+        const res = await this.up.streamPool.request({
+          method: 'GET',
+          path: this.up.path,
+          headers: { ...this.headers, accept: 'text/event-stream' },
+          signal,
+          bodyTimeout: 0,
+          headersTimeout: this.up.timeouts.headersMs,
+        });
+        if (res.statusCode === 405) {
+          await res.body.dump();
+          return 'stop'; // this server has no server-initiated stream
         }
-        if (!active) return;
-        await new Promise((r) => setTimeout(r, backoff).unref());
-        backoff = Math.min(backoff * 2, 30_000);
-      }
-    };
-    void run();
-    return () => {
-      active = false;
-      controller.abort();
-    };
+        if (res.statusCode === 404 && this.sessionId !== undefined) {
+          await res.body.dump();
+          await this.reinitialize();
+          return 'again';
+        }
+        if (res.statusCode !== 200) {
+          await res.body.dump();
+          throw new Error(`HTTP ${res.statusCode}`);
+        }
+        return res;
+      },
+      onData: (data) => {
+        sink.message(data);
+        return false;
+      },
+    });
   }
 
   async close(): Promise<void> {
@@ -388,27 +392,46 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 }
 
-/** Reads an SSE body, calling `onData` per event until it returns true or the stream ends. */
-async function readEvents(res: Dispatcher.ResponseData, onData: (data: string) => boolean): Promise<void> {
-  let stop = false;
-  const parser = createParser({
-    onEvent: (event) => {
-      if (stop || (event.event !== undefined && event.event !== 'message')) return;
-      if (event.data.length > 0 && onData(event.data)) stop = true;
-    },
-  });
-  res.body.setEncoding('utf8');
-  for await (const chunk of res.body) {
-    parser.feed(chunk as string);
-    if (stop) {
-      res.body.destroy();
+/**
+ * Relays one upstream answer to a request: the response (JSON body, or the matching event of an SSE stream, whose
+ * other events are interim messages), or a failure.
+ */
+export async function relayResponse(up: HttpMcpUpstream, res: Dispatcher.ResponseData, id: RpcId, sink: ReplySink): Promise<void> {
+  const status = res.statusCode;
+  const type = String(res.headers['content-type'] ?? '');
+  if (status === 200 && type.startsWith('text/event-stream')) {
+    up.markOk();
+    await readEvents(res, (data) => {
+      if (peekKind(data) === 'response' && peekId(data) === id) {
+        sink.final(data);
+        return true;
+      }
+      sink.interim(data);
+      return false;
+    });
+    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} closed the stream without a response`, { data: { upstream: up.name } }));
+    return;
+  }
+  if (type.startsWith('application/json')) {
+    const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
+    if (status === 200) {
+      up.markOk();
+      sink.final(bytes);
       return;
     }
-  }
+    // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
+    const text = bytes.toString('utf8');
+    if (peekKind(text) === 'response') {
+      sink.final(spliceId(text, id));
+      return;
+    }
+  } else await res.body.dump();
+  sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} answered HTTP ${status}`, { data: { upstream: up.name, status } }));
 }
 
+
 /** The response to `id` from a JSON or SSE answer (used for initialize). */
-async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
+export async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
   const type = String(res.headers['content-type'] ?? '');
   if (res.statusCode === 200 && type.startsWith('text/event-stream')) {
     let found: string | undefined;

@@ -7,6 +7,8 @@ import type { ConfigSnapshot, ResolvedBackend } from '../../../config/load.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import type { UpstreamCredentials } from '../../../upstream/credentials.ts';
 import { HttpMcpUpstream } from './http.ts';
+import { OpenApiUpstream } from './openapi.ts';
+import { SseMcpUpstream } from './sse.ts';
 import { StdioMcpUpstream } from './stdio.ts';
 import type { McpUpstream, UpstreamStatus } from './types.ts';
 
@@ -50,6 +52,10 @@ export class McpUpstreams {
         return new StdioMcpUpstream(b, snapshot.gateway, snapshot.dir, this.log);
       case 'streamable-http':
         return new HttpMcpUpstream(b, snapshot.gateway, this.log, this.credentials?.for(b));
+      case 'sse':
+        return new SseMcpUpstream(b, snapshot.gateway, this.log, this.credentials?.for(b));
+      case 'openapi':
+        return new OpenApiUpstream(b, snapshot.gateway, snapshot.dir, this.log, this.credentials?.for(b));
       default:
         throw new Error(`MCP transport ${b.transport} is not supported yet`);
     }

@@ -22,6 +22,7 @@ import type {
   UpstreamSession,
   UpstreamStatus,
 } from './types.ts';
+import { callUpstream } from './call.ts';
 
 interface Pending {
   readonly sink: ReplySink;
@@ -172,6 +173,13 @@ export class StdioMcpUpstream implements McpUpstream {
     p.sink.final(spliceId(line, p.downstreamId));
   }
 
+  /**
+   * Server-to-client requests on a shared process are refused (ping is answered here). stdio carries no link from
+   * a server request to the client request that caused it, so any routing would be a guess, and a wrong guess sends
+   * one tenant's prompt or form to another tenant's client. The handshake declares no client capabilities, so a
+   * conforming server never asks; servers that need sampling or elicitation belong behind Streamable HTTP or SSE,
+   * where each client session has its own upstream session and requests are routed exactly.
+   */
   private onServerRequest(id: RpcId, method: string): void {
     if (method === 'ping') {
       this.proc.send(JSON.stringify({ jsonrpc: '2.0', id, result: {} }));
@@ -288,7 +296,6 @@ export class StdioMcpUpstream implements McpUpstream {
   }
 }
 
-let callIds = 0;
 
 class StdioSessionView implements UpstreamSession {
   readonly backend: string;
@@ -340,27 +347,7 @@ class StdioSessionView implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    const id = `tollgate-${++callIds}`;
-    return new Promise((resolve, reject) => {
-      let handle: InflightHandle | undefined;
-      const timer = setTimeout(() => {
-        handle?.cancel('timeout');
-        reject(new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${this.backend} did not answer ${method} in time`, { data: { upstream: this.backend } }));
-      }, timeoutMs);
-      handle = this.request(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, undefined, {
-        interim: () => {},
-        final: (m) => {
-          clearTimeout(timer);
-          const parsed = JSON.parse(m.toString()) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
-          if (parsed.result) resolve(parsed.result);
-          else reject(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${this.backend}: ${parsed.error?.message ?? 'no result'}`, { data: { upstream: this.backend, upstreamCode: parsed.error?.code } }));
-        },
-        fail: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
+    return callUpstream(this, method, params, timeoutMs);
   }
 
   notify(msg: RpcNotification): void {

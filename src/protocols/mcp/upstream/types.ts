@@ -44,6 +44,16 @@ export interface InflightHandle {
   cancel(reason?: string): void;
 }
 
+/** What a replica needs to continue an upstream session another replica opened (sealed into the session id). */
+export interface UpstreamResumeState {
+  /** The upstream's Mcp-Session-Id. */
+  readonly id: string;
+  /** The protocol version negotiated with the upstream. */
+  readonly v: string;
+  /** The upstream's capabilities. */
+  readonly c: Readonly<Record<string, unknown>>;
+}
+
 export interface UpstreamSession {
   readonly backend: string;
   readonly init: InitializeResult;
@@ -54,6 +64,13 @@ export interface UpstreamSession {
   /** A request the gateway makes itself (e.g. list fan-out); resolves with the result or rejects. */
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>>;
   notify(msg: RpcNotification): void;
+  /**
+   * Delivers the client's answer to a server-to-client request the upstream made (the serialized JSON-RPC response,
+   * its id already mapped back to the upstream's). Upstreams that never make such requests omit it.
+   */
+  respond?(response: string): void;
+  /** State another replica needs to continue this upstream session, when it can be continued at all. */
+  resumeState?(): UpstreamResumeState | undefined;
   /** Subscribes to server-initiated messages; returns the unsubscribe function. */
   listen(sink: MessageSink): () => void;
   close(): Promise<void>;
@@ -66,10 +83,12 @@ export interface UpstreamStatus {
 
 export interface McpUpstream {
   readonly name: string;
-  readonly transport: 'streamable-http' | 'sse' | 'stdio';
+  readonly transport: 'streamable-http' | 'sse' | 'stdio' | 'openapi';
   readonly fingerprint: string;
   status(): UpstreamStatus;
   open(hello: ClientHello): Promise<UpstreamSession>;
+  /** Continues an upstream session opened by another replica (no new initialize). */
+  resume?(hello: ClientHello, state: UpstreamResumeState): Promise<UpstreamSession>;
   /** Tells listeners when the upstream's lists may have changed outside any session (e.g. a stdio restart). */
   onListChanged(listener: (method: string) => void): () => void;
   close(): Promise<void>;

@@ -1,0 +1,180 @@
+/**
+ * The legacy HTTP+SSE transport (protocol 2024-11-05) for old clients: GET `<mount>[/<server>]/sse` opens the
+ * stream, whose first event (`endpoint`) names the POST URL `.../sse/message?sessionId=<channel>`. Every POSTed
+ * message is answered 202; its answer travels on the stream.
+ *
+ * A POSTed message goes through the same code as a Streamable HTTP POST (same guards, routing and relaying): the
+ * adapter writes its answer to a `ChannelResponse`, a minimal stand-in for a ServerResponse that turns whatever is
+ * written (a JSON body, or SSE events) into `message` events on the channel's stream. One code path for both
+ * transports, so the legacy one cannot drift from the main one.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { CompiledRule } from '../../config/routes.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { GatewayState } from '../../gateway/state.ts';
+import { readBody } from '../../server/io.ts';
+import { SseWriter } from '../../server/sse.ts';
+import type { McpAdapter } from './adapter.ts';
+import { writeError } from './adapter.ts';
+import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
+
+interface Channel {
+  readonly id: string;
+  readonly rule: CompiledRule;
+  readonly scope: string | undefined;
+  readonly sse: SseWriter;
+  /** The MCP session created by the client's initialize on this channel. */
+  sessionId: string | undefined;
+}
+
+export class LegacySse {
+  private readonly adapter: McpAdapter;
+  private readonly channels = new Map<string, Channel>();
+
+  constructor(adapter: McpAdapter) {
+    this.adapter = adapter;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, kind: 'stream' | 'message', state: GatewayState): Promise<void> {
+    if (kind === 'stream') {
+      if (req.method !== 'GET') return writeError(res, null, new GatewayError(Errors.METHOD_NOT_ALLOWED), { allow: 'GET' });
+      return this.open(req, res, rule, scope, state);
+    }
+    if (req.method !== 'POST') return writeError(res, null, new GatewayError(Errors.METHOD_NOT_ALLOWED), { allow: 'POST' });
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    const channel = this.channels.get(url.searchParams.get('sessionId') ?? '');
+    if (!channel || channel.rule.route.name !== rule.route.name || channel.scope !== scope) {
+      req.resume();
+      return writeError(res, null, new GatewayError(Errors.MCP_SESSION_NOT_FOUND));
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, state.snapshot.gateway.http.maxBodyBytes);
+    } catch (err) {
+      return writeError(res, null, toGatewayError(err));
+    }
+    let message: RpcMessage;
+    try {
+      message = classify(JSON.parse(body.toString('utf8')));
+    } catch (err) {
+      const e = err instanceof SyntaxError ? new GatewayError(Errors.PARSE_ERROR) : toGatewayError(err);
+      return writeError(res, salvageId(safeParse(body)), e);
+    }
+    res.writeHead(202).end();
+    // The message continues as if POSTed to the Streamable HTTP endpoint under the channel's session.
+    if (channel.sessionId !== undefined) req.headers['mcp-session-id'] = channel.sessionId;
+    else delete req.headers['mcp-session-id'];
+    delete req.headers['mcp-protocol-version'];
+    const out = new ChannelResponse(channel);
+    await this.adapter.dispatch(req, out as unknown as ServerResponse, rule, scope, state, message, body);
+  }
+
+  private async open(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
+    // The stream itself is a call: the guards (identity first) decide before anything is opened.
+    const call = this.adapter.newCall(req, rule, 'mcp/legacy-stream', undefined, undefined);
+    if (!(await this.adapter.admit(call, res, null, undefined, state))) return;
+    const id = randomBytes(18).toString('base64url');
+    const sse = new SseWriter(res, {}, state.snapshot.gateway.http.sseKeepAliveMs);
+    const channel: Channel = { id, rule, scope, sse, sessionId: undefined };
+    this.channels.set(id, channel);
+    owners.set(channel, this);
+    const path = (req.url ?? '').split('?')[0]!;
+    res.write(`event: endpoint\ndata: ${path}/message?sessionId=${id}\n\n`);
+    sse.whenClosed(() => {
+      this.channels.delete(id);
+      if (channel.sessionId !== undefined) this.adapter.sessions.delete(channel.sessionId);
+      call.status = 200;
+      this.adapter.ctx.finish(call);
+    });
+  }
+
+  /** Called by ChannelResponse when initialize answered: the channel now has a session, fed by its upstreams. */
+  bind(channel: Channel, sessionId: string): void {
+    channel.sessionId = sessionId;
+    const session = this.adapter.sessions.peek(sessionId);
+    if (session) void this.adapter.startServerStream(session, channel.rule, (m) => channel.sse.send(m));
+  }
+
+  close(): void {
+    for (const c of this.channels.values()) c.sse.end();
+    this.channels.clear();
+  }
+}
+
+function safeParse(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The subset of ServerResponse the adapter uses, writing into a legacy channel's SSE stream. */
+class ChannelResponse extends EventEmitter {
+  headersSent = false;
+  writableEnded = false;
+  private sse = false;
+  private partial = '';
+  private readonly channel: Channel;
+
+  constructor(channel: Channel) {
+    super();
+    this.channel = channel;
+    // The answer outlives nothing: when the channel closes, so does every response written to it.
+    channel.sse.whenClosed(() => this.emit('close'));
+  }
+
+  get destroyed(): boolean {
+    return !this.channel.sse.isOpen;
+  }
+
+  writeHead(_status: number, headers?: OutgoingHttpHeaders): this {
+    this.headersSent = true;
+    const type = headers?.['content-type'];
+    this.sse = typeof type === 'string' && type.startsWith('text/event-stream');
+    const sid = headers?.['mcp-session-id'];
+    if (typeof sid === 'string' && this.channel.sessionId === undefined) {
+      queueMicrotask(() => legacyOf(this.channel)?.bind(this.channel, sid));
+    }
+    return this;
+  }
+
+  flushHeaders(): void {}
+
+  write(chunk: string | Buffer): boolean {
+    if (!this.sse) return true;
+    // SSE frames from the adapter: forward each event's data as a message on the channel.
+    this.partial += chunk.toString();
+    let end: number;
+    while ((end = this.partial.indexOf('\n\n')) >= 0) {
+      const frame = this.partial.slice(0, end);
+      this.partial = this.partial.slice(end + 2);
+      const data = frame
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6))
+        .join('\n');
+      if (data !== '') this.channel.sse.send(data);
+    }
+    return true;
+  }
+
+  end(chunk?: string | Buffer): this {
+    if (this.writableEnded) return this;
+    this.writableEnded = true;
+    if (chunk !== undefined && chunk.length > 0) {
+      if (this.sse) this.write(chunk);
+      else this.channel.sse.send(chunk.toString());
+    }
+    this.emit('close');
+    return this;
+  }
+}
+
+/** Channels know their LegacySse through this registry (set once per adapter). */
+const owners = new WeakMap<Channel, LegacySse>();
+function legacyOf(channel: Channel): LegacySse | undefined {
+  return owners.get(channel);
+}

@@ -1,0 +1,115 @@
+/**
+ * SSE resumability (session era): every event written on a session's SSE streams gets an id `<stream>_<seq>`, and
+ * the last `max` events of each stream are kept for `ttlMs` after it ends. A client whose stream broke reconnects
+ * with GET + Last-Event-ID and receives what it missed; if the stream is still live it then continues on the new
+ * connection. Only the broken stream is replayed. The buffer is per replica: a resume reaching another replica is
+ * refused like an id out of range (the client then re-sends or re-initializes).
+ */
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { SseWriter } from '../../server/sse.ts';
+
+export class ReplayStream {
+  readonly id: number;
+  private readonly max: number;
+  private readonly events: string[] = [];
+  /** Sequence number of events[0]. */
+  private first = 1;
+  private seq = 0;
+  private writer: SseWriter | undefined;
+  ended = false;
+  endedAt = 0;
+  /** Called when the stream ends (the session forgets it after its ttl). */
+  private readonly onEnd: (s: ReplayStream) => void;
+
+  constructor(id: number, max: number, writer: SseWriter | undefined, onEnd: (s: ReplayStream) => void) {
+    this.id = id;
+    this.max = max;
+    this.writer = writer;
+    this.onEnd = onEnd;
+  }
+
+  /** Writes one message event (recorded for replay; delivered if a connection is attached). */
+  send(data: string): void {
+    const seq = ++this.seq;
+    this.events.push(data);
+    if (this.events.length > this.max) {
+      this.events.shift();
+      this.first++;
+    }
+    this.writer?.send(data, `${this.id}_${seq}`);
+  }
+
+  /** True while a client connection is attached and open. */
+  get attached(): boolean {
+    return this.writer?.isOpen === true;
+  }
+
+  /** The connection `writer` went away (a later connection that resumed the stream stays attached). */
+  detach(writer: SseWriter | undefined): void {
+    if (this.writer === writer) this.writer = undefined;
+  }
+
+  /** Continues live on a new connection, without replay (a reconnect that names no event). */
+  attach(writer: SseWriter): void {
+    if (this.ended) writer.end();
+    else this.writer = writer;
+  }
+
+  /** The stream is complete: closes the attached connection, keeps the events for replay until the ttl. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endedAt = Date.now();
+    this.writer?.end();
+    this.writer = undefined;
+    this.onEnd(this);
+  }
+
+  /** Throws the out-of-range error unless every event after `afterSeq` is still held. */
+  check(afterSeq: number): void {
+    if (afterSeq > this.seq || afterSeq < this.first - 1) {
+      throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, `Last-Event-ID ${this.id}_${afterSeq} is outside the replay window`);
+    }
+  }
+
+  /** Replays events after `afterSeq` on `writer` and attaches it if the stream is still live. */
+  resume(afterSeq: number, writer: SseWriter): void {
+    this.check(afterSeq);
+    for (let s = afterSeq + 1; s <= this.seq; s++) writer.send(this.events[s - this.first]!, `${this.id}_${s}`);
+    if (this.ended) writer.end();
+    else this.writer = writer;
+  }
+}
+
+export class ReplayLog {
+  private readonly max: number;
+  private readonly ttlMs: number;
+  private next = 0;
+  private readonly streams = new Map<number, ReplayStream>();
+
+  constructor(max: number, ttlMs: number) {
+    this.max = max;
+    this.ttlMs = ttlMs;
+  }
+
+  /** A new recorded stream writing to `writer`. */
+  open(writer: SseWriter): ReplayStream {
+    this.sweep();
+    const s = new ReplayStream(++this.next, this.max, writer, () => {});
+    this.streams.set(s.id, s);
+    return s;
+  }
+
+  /** Finds the stream and position a Last-Event-ID names; throws the out-of-range error when it cannot. */
+  locate(lastEventId: string): { stream: ReplayStream; seq: number } {
+    const m = /^(\d{1,9})_(\d{1,12})$/.exec(lastEventId);
+    const stream = m ? this.streams.get(Number(m[1])) : undefined;
+    if (!m || !stream) throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, 'Last-Event-ID names no stream this server can replay');
+    return { stream, seq: Number(m[2]) };
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.ttlMs;
+    for (const [id, s] of this.streams) if (s.ended && s.endedAt < cutoff) this.streams.delete(id);
+  }
+}

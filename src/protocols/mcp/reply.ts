@@ -1,0 +1,144 @@
+/**
+ * Relays one request's answer downstream: a single JSON body when the upstream's first message is the response,
+ * otherwise an SSE stream carrying interim messages (progress, logs, server-to-client requests) and then the
+ * response. In the session era the stream's events get ids and are recorded for Last-Event-ID replay.
+ */
+import type { ServerResponse } from 'node:http';
+import type { GatewayError } from '../../core/errors.ts';
+import { sendBody } from '../../server/io.ts';
+import { SseWriter } from '../../server/sse.ts';
+import { errorResponse, peekOutcome, spliceId, type RpcId } from './jsonrpc.ts';
+import type { ReplayLog, ReplayStream } from './replay.ts';
+import type { ReplySink } from './upstream/types.ts';
+
+export type ReplyOutcome = 'ok' | 'rpc-error' | GatewayError;
+
+export interface ReplyOptions {
+  readonly keepAliveMs: number;
+  /** Rewrites the final response text (federated resources/read URIs). */
+  readonly transform?: ((final: string) => string) | undefined;
+  /** Records SSE events for resumability (session era). */
+  readonly replay?: ReplayLog | undefined;
+  /** Server-to-client requests met in the answer; returns the message to write instead (undefined: drop it). */
+  readonly serverRequest?: ((message: string) => string | undefined) | undefined;
+  /** Status for a transport-level error written as a whole body (default: the error's own). */
+  readonly errorStatus?: ((err: GatewayError) => number) | undefined;
+  readonly onDone: (outcome: ReplyOutcome) => void;
+}
+
+export class DownstreamReply implements ReplySink {
+  done = false;
+  /** Once set, everything the upstream still sends goes there (a parked multi round-trip exchange). */
+  redirect: ReplySink | undefined;
+  /** Set when this reply continues an exchange begun under another request id: the final id is rewritten. */
+  resplice = false;
+  private sse: SseWriter | undefined;
+  private stream: ReplayStream | undefined;
+  private readonly res: ServerResponse;
+  readonly id: RpcId;
+  private readonly o: ReplyOptions;
+
+  constructor(res: ServerResponse, id: RpcId, options: ReplyOptions) {
+    this.res = res;
+    this.id = id;
+    this.o = options;
+  }
+
+  /** True when the answer went out as a resumable SSE stream (a client disconnect is then not the end). */
+  get resumable(): boolean {
+    return this.stream !== undefined;
+  }
+
+  private write(message: string): void {
+    if (!this.sse) {
+      this.sse = new SseWriter(this.res, {}, this.o.keepAliveMs);
+      if (this.o.replay) this.stream = this.o.replay.open(this.sse);
+    }
+    if (this.stream) this.stream.send(message);
+    else this.sse.send(message);
+  }
+
+  interim(message: string): void {
+    if (this.redirect) return this.redirect.interim(message);
+    if (this.done) return;
+    if (this.o.serverRequest && message.includes('"method"') && isRequest(message)) {
+      const mapped = this.o.serverRequest(message);
+      if (mapped === undefined || this.redirect) return;
+      return this.write(mapped);
+    }
+    this.write(message);
+  }
+
+  final(message: string | Buffer): void {
+    if (this.redirect) return this.redirect.final(message);
+    if (this.done) return;
+    this.done = true;
+    let body: string | Buffer = message;
+    if (this.resplice) body = spliceId(message.toString('utf8'), this.id);
+    if (this.o.transform) body = this.o.transform(body.toString('utf8'));
+    const isError = responseIsError(body);
+    if (this.sse) {
+      this.write(typeof body === 'string' ? body : body.toString('utf8'));
+      this.end();
+    } else sendBody(this.res, 200, 'application/json', body);
+    this.o.onDone(isError ? 'rpc-error' : 'ok');
+  }
+
+  fail(err: GatewayError): void {
+    if (this.redirect) return this.redirect.fail(err);
+    if (this.done) return;
+    this.done = true;
+    if (this.sse) {
+      this.write(errorResponse(this.id, err));
+      this.end();
+    } else {
+      const status = err.def.inBand ? 200 : (this.o.errorStatus?.(err) ?? err.def.status);
+      sendBody(this.res, status, 'application/json', errorResponse(this.id, err), err.headers);
+    }
+    this.o.onDone(err);
+  }
+
+  /** Writes a message on the reply's stream as it is (opening the stream if needed). */
+  push(message: string): void {
+    if (!this.done) this.write(message);
+  }
+
+  /** Answers with a result the gateway built (e.g. an input_required result), ending the exchange downstream. */
+  answer(body: string): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.sse) {
+      this.write(body);
+      this.end();
+    } else sendBody(this.res, 200, 'application/json', body);
+    this.o.onDone('ok');
+  }
+
+  private end(): void {
+    if (this.stream) this.stream.end();
+    else this.sse!.end();
+  }
+
+  /** The client connection went away: a recorded stream keeps recording for a resume. */
+  detach(): void {
+    this.stream?.detach(this.sse);
+  }
+}
+
+function isRequest(message: string): boolean {
+  // A request has both a method and an id; cheap checks first, parse only when both keys are present.
+  if (!message.includes('"id"')) return false;
+  try {
+    const m = JSON.parse(message) as { method?: unknown; id?: unknown };
+    return typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number');
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a serialized response is a JSON-RPC error (decided from its first top-level keys; bounded cost). */
+function responseIsError(body: string | Buffer): boolean {
+  // The decisive key comes first or after "jsonrpc"/"id" in every SDK's output; a prefix is enough to find it.
+  const head = typeof body === 'string' ? body.slice(0, 256) : body.subarray(0, 256).toString('latin1');
+  return peekOutcome(head) === 'error';
+}

@@ -1,0 +1,54 @@
+/**
+ * Server-to-client requests (sampling, elicitation, roots/list, ping) relayed to the client of one downstream
+ * session. Federation means two upstreams can use the same request id, so each relayed request gets an id unique
+ * within the session (`tg:<n>`); the client's answer is mapped back to the upstream's own id and handed to whoever
+ * is waiting for it (an upstream session, or the gateway bridging a 2026 multi round-trip request).
+ */
+import { findTopLevelId, spliceId, type RpcId } from './jsonrpc.ts';
+
+interface Waiting {
+  readonly upstreamId: RpcId;
+  readonly answer: (response: string) => void;
+}
+
+/** Bound on unanswered requests per session: a client that never answers cannot grow gateway memory. */
+const MAX_PENDING = 256;
+
+export class ServerRequests {
+  private next = 0;
+  private readonly waiting = new Map<string, Waiting>();
+
+  get size(): number {
+    return this.waiting.size;
+  }
+
+  /**
+   * Registers a server-to-client request and returns it re-addressed with a session-unique id, or undefined when
+   * too many are pending (the caller answers the upstream with an error).
+   */
+  outbound(message: string, upstreamId: RpcId, answer: (response: string) => void): string | undefined {
+    if (this.waiting.size >= MAX_PENDING) return undefined;
+    const id = `tg:${++this.next}`;
+    this.waiting.set(id, { upstreamId, answer });
+    return spliceId(message, id);
+  }
+
+  /** A client's response: maps its id back and delivers it. False when no such request is pending. */
+  inbound(id: RpcId | null, raw: string): boolean {
+    if (typeof id !== 'string') return false;
+    const w = this.waiting.get(id);
+    if (!w) return false;
+    this.waiting.delete(id);
+    w.answer(spliceId(raw, w.upstreamId));
+    return true;
+  }
+
+  clear(): void {
+    this.waiting.clear();
+  }
+}
+
+/** Whether a serialized message from an upstream is a request (has both a method and an id). */
+export function isRequestMessage(text: string): boolean {
+  return text.includes('"method"') && findTopLevelId(text) !== undefined;
+}

@@ -1,0 +1,307 @@
+/**
+ * 2026-07-28 clients on the same endpoint as session-era ones. Each request is validated on its own (the `_meta`
+ * envelope, and the headers that mirror the body: mismatch -> 400/-32020, unsupported version -> 400/-32022 with
+ * `data.supported`), then served through a stateless group: one per (route, scope, client capabilities and info),
+ * whose per-principal child holds the upstream sessions a session-era upstream needs. `server/discover` and
+ * `subscriptions/listen` are answered here; everything else walks the same request path as the session era.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CompiledRule } from '../../config/routes.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { GatewayState } from '../../gateway/state.ts';
+import { SseWriter } from '../../server/sse.ts';
+import type { McpAdapter } from './adapter.ts';
+import { GATEWAY_INFO, mergeInitialize } from './federation.ts';
+import { notification, type RpcMessage, type RpcRequest } from './jsonrpc.ts';
+import {
+  META_CLIENT_CAPABILITIES,
+  META_CLIENT_INFO,
+  META_PROTOCOL_VERSION,
+  META_SERVER_INFO,
+  META_SUBSCRIPTION_ID,
+  MODERN_VERSIONS,
+  NAME_SOURCE,
+  checkParamHeaders,
+  decodeHeaderValue,
+  type ParamHeader,
+} from './modern.ts';
+import { publicUri } from './names.ts';
+import { McpSession } from './session.ts';
+import { SESSION_VERSIONS } from './versions.ts';
+import { writeError } from './adapter.ts';
+
+/** Every version the endpoint serves (reported in server/discover and in -32022 errors). */
+export const SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SESSION_VERSIONS];
+
+/** Upper bound on stateless groups (distinct route/scope/client self-descriptions) held at once. */
+const MAX_GROUPS = 4096;
+
+const LIST_CHANGED: Readonly<Record<string, string>> = {
+  toolsListChanged: 'notifications/tools/list_changed',
+  promptsListChanged: 'notifications/prompts/list_changed',
+  resourcesListChanged: 'notifications/resources/list_changed',
+};
+
+function mismatch(detail: string): GatewayError {
+  return new GatewayError(Errors.MCP_HEADER_MISMATCH, `Bad Request: the request headers and body disagree: ${detail}`);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v.trim() : undefined;
+}
+
+/**
+ * Validates the envelope and the mirrored standard headers of a 2026 request; throws the spec's error. Allocates
+ * nothing when the request is valid (it runs on every stateless request).
+ */
+export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): void {
+  const meta = msg.params!._meta as Record<string, unknown>;
+  const version = meta[META_PROTOCOL_VERSION];
+  if (typeof version !== 'string') throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_PROTOCOL_VERSION} must be a string`);
+  const hv = header(req, 'mcp-protocol-version');
+  if (hv !== undefined && hv !== version) throw mismatch(`the body names protocol version ${version} but the MCP-Protocol-Version header names ${hv}`);
+  const mh = header(req, 'mcp-method');
+  if (mh !== undefined && mh !== msg.method) throw mismatch(`the body names method ${msg.method} but the Mcp-Method header names ${mh}`);
+  if (!MODERN_VERSIONS.includes(version)) {
+    throw new GatewayError(Errors.MCP_VERSION_NOT_SUPPORTED, 'Unsupported protocol version', { data: { supported: [...SUPPORTED_VERSIONS], requested: version } });
+  }
+  const caps = meta[META_CLIENT_CAPABILITIES];
+  if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) {
+    throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_CLIENT_CAPABILITIES} must be an object`);
+  }
+  if (hv === undefined) throw mismatch('the required MCP-Protocol-Version header is absent');
+  if (mh === undefined) throw mismatch('the required Mcp-Method header is absent');
+  const field = NAME_SOURCE[msg.method];
+  if (field !== undefined) {
+    const body = msg.params?.[field];
+    const nh = header(req, 'mcp-name');
+    if (typeof body === 'string') {
+      if (nh === undefined) throw mismatch(`the body carries params.${field} but the required Mcp-Name header is absent`);
+      const decoded = decodeHeaderValue(nh);
+      if (decoded === undefined) throw mismatch('the Mcp-Name header carries an invalid Base64 value');
+      if (decoded !== body) throw mismatch(`the body carries params.${field}="${body}" but the Mcp-Name header names "${decoded}"`);
+    }
+  }
+}
+
+/** What a 2026 client says about itself in each request's envelope (clientInfo is only a SHOULD). */
+function helloOf(meta: Record<string, unknown>): { capabilities: Record<string, unknown>; clientInfo: { name: string; version: string } } {
+  const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
+  return {
+    capabilities: meta[META_CLIENT_CAPABILITIES] as Record<string, unknown>,
+    clientInfo: {
+      ...(typeof info === 'object' && info !== null ? info : {}),
+      name: typeof info?.name === 'string' ? info.name : 'unknown',
+      version: typeof info?.version === 'string' ? info.version : '0',
+    },
+  };
+}
+
+export class Stateless {
+  private readonly adapter: McpAdapter;
+  private readonly groups = new Map<string, McpSession>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(adapter: McpAdapter) {
+    this.adapter = adapter;
+    this.sweeper = setInterval(() => this.sweep(), 30_000);
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.adapter.ctx.state().snapshot.gateway.mcp.sessionIdleMs;
+    for (const [key, g] of this.groups) {
+      for (const [p, child] of g.children!) {
+        if (child.lastSeen < cutoff && child.inflight.size === 0 && !child.hasStream) {
+          g.children!.delete(p);
+          void child.close();
+        }
+      }
+      // A group no admitted caller ever used is dropped quickly (it may come from unauthenticated traffic).
+      if (g.children!.size === 0 && (g.lastSeen < cutoff || g.lastSeen < Date.now() - 60_000)) this.groups.delete(key);
+    }
+  }
+
+  /**
+   * The stateless group for this route/scope and client self-description (capabilities and info decide how a
+   * session-era upstream is initialized on the client's behalf).
+   */
+  private group(rule: CompiledRule, scope: string | undefined, meta: Record<string, unknown>, state: GatewayState): McpSession {
+    const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
+    const key = `${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(meta[META_CLIENT_CAPABILITIES])}\0${String(info?.name)}\0${String(info?.version)}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      // Groups are made before the caller is authenticated (routing needs them): bound their number, dropping the
+      // oldest (its children, if any, re-open their upstream sessions on next use).
+      if (this.groups.size >= MAX_GROUPS) {
+        const [oldKey, old] = this.groups.entries().next().value!;
+        this.groups.delete(oldKey);
+        void old.close();
+      }
+      const { capabilities, clientInfo } = helloOf(meta);
+      g = new McpSession({
+        route: rule.route.name,
+        mount: rule.mount,
+        scope,
+        // Session-era upstreams are initialized with the newest session-era version on the client's behalf.
+        hello: { protocolVersion: SESSION_VERSIONS[0], capabilities, clientInfo },
+        protocolVersion: SESSION_VERSIONS[0],
+        principal: undefined,
+        registry: this.adapter.upstreams,
+        log: this.adapter.ctx.log,
+      });
+      g.modern = true;
+      g.children = new Map();
+      this.adapter.prepare(g, rule, state);
+      this.groups.set(key, g);
+    }
+    g.lastSeen = Date.now();
+    return g;
+  }
+
+  /** Serves one 2026 request. Not async itself: the common path adds no promise hop before the request path. */
+  handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, raw: Buffer): void | Promise<void> {
+    if (message.kind !== 'request') {
+      // This revision defines no client notifications over HTTP: accepted and dropped.
+      res.writeHead(202).end();
+      return;
+    }
+    const msg = message.msg;
+    try {
+      validateModernRequest(req, msg);
+    } catch (err) {
+      return writeError(res, msg.id, toGatewayError(err), undefined, true);
+    }
+    const group = this.group(rule, scope, msg.params!._meta as Record<string, unknown>, state);
+    switch (msg.method) {
+      case 'server/discover':
+        return this.discover(req, res, rule, group, msg, state);
+      case 'subscriptions/listen':
+        return this.listen(req, res, rule, group, msg, state);
+      case 'initialize':
+        return writeError(res, msg.id, new GatewayError(Errors.METHOD_NOT_FOUND, 'Method not found: initialize (2026-07-28 has no handshake)'), undefined, true);
+      case 'tools/call': {
+        const err = this.checkParamHeaders(req, group, msg);
+        if (err) return writeError(res, msg.id, err, undefined, true);
+        break;
+      }
+    }
+    return this.adapter.request(req, res, rule, group, msg, raw, state);
+  }
+
+  /** Mcp-Param-* headers checked against the arguments, for tools whose x-mcp-header declarations are known. */
+  private checkParamHeaders(req: IncomingMessage, group: McpSession, msg: RpcRequest): GatewayError | undefined {
+    const name = msg.params?.name;
+    if (typeof name !== 'string') return undefined;
+    let backend: string | undefined;
+    let local = name;
+    if (group.scope === undefined) {
+      const owner = this.adapter.federatedNames.resolve(name);
+      if (!owner) return undefined;
+      [backend, local] = owner;
+    } else backend = group.scope;
+    const up = this.adapter.upstreams.get(backend) as { toolHeaders?: Map<string, ParamHeader[]> } | undefined;
+    const decls = up?.toolHeaders?.get(local);
+    if (!decls) return undefined;
+    const problem = checkParamHeaders(decls, msg.params?.arguments, req.headers as Record<string, string | string[] | undefined>);
+    return problem === undefined ? undefined : mismatch(problem);
+  }
+
+  private async discover(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, group: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
+    const call = this.adapter.newCall(req, rule, msg.method, msg.id, group, msg.params?._meta);
+    if (!(await this.adapter.admit(call, res, msg.id, group, state))) return;
+    const session = group.bind(call.principal?.id);
+    const backends = this.adapter.scopeOf(session, rule);
+    const opened = await Promise.all(backends.map(async (b) => [b, await session.upstream(b)] as const));
+    const live = opened.filter((o): o is readonly [string, NonNullable<(typeof o)[1]>] => o[1] !== undefined);
+    let capabilities: Record<string, unknown>;
+    let serverInfo: Record<string, unknown> = GATEWAY_INFO;
+    let instructions: string | undefined;
+    if (session.virtual) {
+      capabilities = { tools: { listChanged: true } };
+      serverInfo = { name: session.virtual.name, version: '1' };
+      instructions = session.virtual.description;
+    } else if (session.scope !== undefined) {
+      const up = live[0]?.[1];
+      if (!up) {
+        return this.adapter.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`, { data: { upstream: session.scope } }), true);
+      }
+      capabilities = { ...up.init.capabilities };
+      serverInfo = up.init.serverInfo;
+      instructions = up.init.instructions;
+    } else {
+      const merged = mergeInitialize(MODERN_VERSIONS[0]!, live.map(([b, s]) => [b, s.init] as const));
+      capabilities = merged.capabilities as Record<string, unknown>;
+      instructions = merged.instructions as string | undefined;
+    }
+    // Server-to-client requests reach 2026 clients through input_required results; no session-era extras.
+    delete capabilities.logging;
+    const result: Record<string, unknown> = {
+      resultType: 'complete',
+      supportedVersions: SUPPORTED_VERSIONS,
+      capabilities,
+      ttlMs: 0,
+      cacheScope: 'private',
+      _meta: { [META_SERVER_INFO]: serverInfo },
+    };
+    if (instructions) result.instructions = instructions;
+    this.adapter.answer(call, res, msg.id, result);
+  }
+
+  /** subscriptions/listen: a long-lived SSE stream of the change notifications the client opted in to. */
+  private async listen(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, group: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
+    const call = this.adapter.newCall(req, rule, msg.method, msg.id, group, msg.params?._meta);
+    if (!(await this.adapter.admit(call, res, msg.id, group, state))) return;
+    const session = group.bind(call.principal?.id);
+    const asked = (msg.params?.notifications ?? {}) as Record<string, unknown>;
+    const wanted = new Set<string>();
+    const ack: Record<string, unknown> = {};
+    for (const [flag, method] of Object.entries(LIST_CHANGED)) {
+      if (asked[flag] === true) {
+        wanted.add(method);
+        ack[flag] = true;
+      }
+    }
+    const sse = new SseWriter(res, {}, state.snapshot.gateway.http.sseKeepAliveMs);
+    const subscription = { [META_SUBSCRIPTION_ID]: msg.id };
+    sse.send(notification('notifications/subscriptions/acknowledged', { _meta: subscription, notifications: ack }));
+    const unlisten: Array<() => void> = [];
+    sse.whenClosed(() => {
+      for (const u of unlisten) u();
+      call.status = 200;
+      this.adapter.ctx.finish(call);
+    });
+    const namespaced = session.scope === undefined;
+    await Promise.all(
+      this.adapter.scopeOf(session, rule).map(async (backend) => {
+        const up = await session.upstream(backend);
+        if (!up || !sse.isOpen) return;
+        unlisten.push(
+          up.listen({
+            message: (m) => {
+              let parsed: { method?: unknown; id?: unknown; params?: Record<string, unknown> };
+              try {
+                parsed = JSON.parse(m) as typeof parsed;
+              } catch {
+                return;
+              }
+              // Only opted-in change notifications: never server requests or another request's progress.
+              if (parsed.id !== undefined || typeof parsed.method !== 'string' || !wanted.has(parsed.method)) return;
+              const params: Record<string, unknown> = { ...parsed.params, _meta: { ...(parsed.params?._meta as object | undefined), ...subscription } };
+              if (namespaced && typeof params.uri === 'string') params.uri = publicUri(backend, params.uri);
+              sse.send(notification(parsed.method, params));
+            },
+          }),
+        );
+      }),
+    );
+    if (!sse.isOpen) for (const u of unlisten.splice(0)) u();
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const g of this.groups.values()) void g.close();
+    this.groups.clear();
+  }
+}

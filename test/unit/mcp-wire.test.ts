@@ -1,0 +1,88 @@
+/** 2026-07-28 wire helpers and id mapping: header value encoding, x-mcp-header declarations, resultType splice. */
+import { describe, expect, it } from 'vitest';
+import { withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
+import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders } from '../../src/protocols/mcp/modern.ts';
+import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
+
+describe('mirrored header values', () => {
+  it('encodes unsafe values with the Base64 sentinel and decodes them back', () => {
+    for (const v of ['us-west1', 'Hello, 世界', ' padded ', 'line1\nline2', '=?base64?literal?=']) {
+      const h = encodeHeaderValue(v);
+      expect(h).toMatch(/^[\x20-\x7e]+$/);
+      expect(decodeHeaderValue(h)).toBe(v);
+    }
+    expect(encodeHeaderValue('us-west1')).toBe('us-west1');
+    expect(encodeHeaderValue('Hello, 世界')).toBe('=?base64?SGVsbG8sIOS4lueVjA==?=');
+    expect(decodeHeaderValue('=?base64?###?=')).toBeUndefined();
+    expect(decodeHeaderValue('=?base64?/w==?=')).toBeUndefined(); // not UTF-8
+  });
+
+  it('tells the eras apart by version', () => {
+    expect(isModernVersion('2026-07-28')).toBe(true);
+    expect(isModernVersion('2025-11-25')).toBe(false);
+    expect(isModernVersion('garbage')).toBe(false);
+  });
+});
+
+describe('x-mcp-header declarations', () => {
+  const schema = {
+    type: 'object',
+    properties: {
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      limit: { type: 'integer', 'x-mcp-header': 'Limit' },
+      nested: { type: 'object', properties: { tenant: { type: 'string', 'x-mcp-header': 'Tenant' } } },
+      bad: { type: 'string', 'x-mcp-header': 'has space' },
+      list: { type: 'array', items: { type: 'object', properties: { x: { type: 'string', 'x-mcp-header': 'X' } } } },
+    },
+  };
+
+  it('finds declarations reachable through properties only, with valid header names', () => {
+    expect(paramHeaders(schema).map((d) => [d.header, d.path.join('.')])).toEqual([
+      ['Region', 'region'],
+      ['Limit', 'limit'],
+      ['Tenant', 'nested.tenant'],
+    ]);
+  });
+
+  it('builds the headers a client sends and checks them on the way in', () => {
+    const decls = paramHeaders(schema);
+    const args = { region: 'eu', limit: 42, nested: { tenant: 'acme' } };
+    const headers = paramHeaderValues(decls, args);
+    expect(headers).toEqual({ 'mcp-param-region': 'eu', 'mcp-param-limit': '42', 'mcp-param-tenant': 'acme' });
+    expect(checkParamHeaders(decls, args, headers)).toBeUndefined();
+    expect(checkParamHeaders(decls, args, { ...headers, 'mcp-param-limit': '42.0' })).toBeUndefined(); // numeric compare
+    expect(checkParamHeaders(decls, args, { ...headers, 'mcp-param-region': 'us' })).toContain('Region');
+    const { 'mcp-param-tenant': _omit, ...missing } = headers;
+    expect(checkParamHeaders(decls, args, missing)).toContain('absent');
+    expect(checkParamHeaders(decls, { region: null }, {})).toBeUndefined(); // null: no header expected
+  });
+});
+
+describe('withResultType', () => {
+  it('adds resultType to a result object without re-serialising the rest', () => {
+    const sdk = '{"result":{"content":[{"type":"text","text":"a \\"}\\" b"}]},"jsonrpc":"2.0","id":3}';
+    const out = withResultType(sdk);
+    expect(out).toBe('{"result":{"resultType":"complete","content":[{"type":"text","text":"a \\"}\\" b"}]},"jsonrpc":"2.0","id":3}');
+    expect(JSON.parse(out).result.content[0].text).toBe('a "}" b');
+    expect(withResultType('{"jsonrpc":"2.0","id":1,"result":{}}')).toBe('{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}');
+    const err = '{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}';
+    expect(withResultType(err)).toBe(err);
+  });
+});
+
+describe('ServerRequests', () => {
+  it('gives colliding upstream ids distinct downstream ids and maps answers back', () => {
+    const r = new ServerRequests();
+    const got: string[] = [];
+    const a = r.outbound('{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{}}', 0, (m) => got.push(`a:${m}`))!;
+    const b = r.outbound('{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{}}', 0, (m) => got.push(`b:${m}`))!;
+    const idA = JSON.parse(a).id as string;
+    const idB = JSON.parse(b).id as string;
+    expect(idA).not.toBe(idB);
+    expect(r.inbound(idB, `{"jsonrpc":"2.0","id":"${idB}","result":{"x":2}}`)).toBe(true);
+    expect(r.inbound(idA, `{"jsonrpc":"2.0","id":"${idA}","result":{"x":1}}`)).toBe(true);
+    expect(got).toEqual(['b:{"jsonrpc":"2.0","id":0,"result":{"x":2}}', 'a:{"jsonrpc":"2.0","id":0,"result":{"x":1}}']);
+    expect(r.inbound(idA, '{"jsonrpc":"2.0","id":"x","result":{}}')).toBe(false); // answered once only
+    expect(r.inbound(7, '{}')).toBe(false);
+  });
+});
