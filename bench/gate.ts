@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { SCENARIOS } from './scenarios.ts';
 import { PENDING_STAGES, availableStages } from './stages.ts';
 import { median } from './lib/histogram.ts';
-import { commitInfo, machineInfo, writeResult, type BenchResult } from './lib/results.ts';
+import { machineInfo, newResult, recordedTargets, writeResult } from './lib/results.ts';
 import { measureRound, setupScenario, summarizeTargets, warmUp, type RoundResult } from './lib/runner.ts';
 import { ROOT } from './lib/targets.ts';
 import { judgeRounds } from './lib/judge.ts';
@@ -72,19 +72,16 @@ const summary = summarizeTargets(setup.targets, rounds);
 const added = summary[label]?.added?.c1;
 const p50 = added?.p50.median ?? Number.NaN;
 const p99 = added?.p99.median ?? Number.NaN;
-const result: BenchResult = {
-  schema: 1,
-  kind: 'gate',
-  startedAt,
-  finishedAt: new Date().toISOString(),
-  machine: { ...machine, loadavgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
-  node: process.version,
-  commit: commitInfo(),
-  config: { ...plan, short: values.short === true, slo: { ...slo, enforcedP99Ms: limit } },
-  stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
-  scenarios: [{ name: scenario.name, what: scenario.what, targets: setup.targets.map((t) => ({ label: t.label, kind: t.kind, stages: t.stages, request: { headers: { ...t.template.headers }, body: t.template.sample } })), rounds, summary }],
-  notes: [`rounds repeated once after failing: ${repeated.length ? repeated.map((r) => r + 1).join(', ') : 'none'}`],
-};
+const result = newResult(
+  'gate',
+  { at: startedAt, machine },
+  {
+    config: { ...plan, short: values.short === true, slo: { ...slo, enforcedP99Ms: limit } },
+    stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
+    scenarios: [{ name: scenario.name, what: scenario.what, targets: recordedTargets(setup.targets), rounds, summary }],
+    notes: [`rounds repeated once after failing: ${repeated.length ? repeated.map((r) => r + 1).join(', ') : 'none'}`],
+  },
+);
 const file = writeResult(result, values.out);
 const verdict = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');
 const met = (ok: boolean): string => (ok ? 'met' : 'missed');

@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { SCENARIOS, SLOTS } from './scenarios.ts';
 import { PENDING_STAGES, availableStages, variants, type Variant } from './stages.ts';
 import { compareMarkdown, markdown } from './lib/report.ts';
-import { commitInfo, machineInfo, readResult, writeResult, type BenchResult, type ScenarioResult } from './lib/results.ts';
+import { machineInfo, newResult, readResult, recordedTargets, writeResult, type ScenarioResult } from './lib/results.ts';
 import { PHASES, calibrateRate, measureRound, setupScenario, summarizeTargets, warmUp, type Phase, type PhaseOptions, type RoundResult } from './lib/runner.ts';
 import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
 import { ROOT } from './lib/targets.ts';
@@ -95,7 +95,9 @@ for (const scenario of SCENARIOS) {
   process.stderr.write(`bench: ${scenario.name}: starting backends, proxy, gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const scenarioProfDir = profileDir ? join(profileDir, scenario.name) : undefined;
   // Each stage alone where the scenario asks for it (call-small); elsewhere the full pipeline and no stage.
-  const scenarioVariants = [...(scenario.eachStage ? vs : variants(stages, { each: false, none: !noEach })), ...extra];
+  const off = scenario.withoutStages?.names ?? [];
+  const scenarioStages = stages.filter((s) => !off.includes(s.name));
+  const scenarioVariants = [...(scenario.eachStage ? variants(scenarioStages, { each: !noEach }) : variants(scenarioStages, { each: false, none: !noEach })), ...extra];
   const setup = await setupScenario(scenario, { variants: scenarioVariants, logLevel, proxyPoolConnections: 16, withProxy: true, cpuProfDir: scenarioProfDir });
   const results: RoundResult[] = [];
   let rate = 0;
@@ -112,8 +114,9 @@ for (const scenario of SCENARIOS) {
   scenarios.push({
     name: scenario.name,
     what: scenario.what,
+    ...(scenario.withoutStages ? { stagesOff: scenario.withoutStages } : {}),
     rate,
-    targets: setup.targets.map((t) => ({ label: t.label, kind: t.kind, stages: t.stages, request: { headers: { ...t.template.headers }, body: t.template.sample } })),
+    targets: recordedTargets(setup.targets),
     rounds: results,
     summary: summarizeTargets(setup.targets, results),
   });
@@ -126,14 +129,7 @@ for (const scenario of SCENARIOS) {
 }
 for (const slot of SLOTS) if (!wanted || wanted.includes(slot.name)) scenarios.push({ name: slot.name, what: slot.what, pending: slot.pending });
 
-const result: BenchResult = {
-  schema: 1,
-  kind: 'bench',
-  startedAt,
-  finishedAt: new Date().toISOString(),
-  machine: { ...machine, loadavgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
-  node: process.version,
-  commit: commitInfo(),
+const result = newResult('bench', { at: startedAt, machine }, {
   config: {
     rounds,
     ...phaseOpts,
@@ -151,7 +147,7 @@ const result: BenchResult = {
     'rate: open-loop paced generator over an undici Pool (autocannon rate mode sends per-second bursts); corrected = from intended send time.',
     'added = target minus direct in the same round; medians over rounds with min..max spread.',
   ],
-};
+});
 const file = writeResult(result, values.out);
 process.stdout.write(`\n${markdown(result)}\n\nresults: ${file}\n`);
 if (values.compare) process.stdout.write(`\n${compareMarkdown(readResult(values.compare), result)}\n`);

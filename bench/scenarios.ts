@@ -4,7 +4,7 @@
  * serves the scenario's backends federated at /mcp.
  */
 import type { BackendSpec } from './fixtures/backends.ts';
-import type { BenchCall } from './lib/mcp-client.ts';
+import type { BenchCall, ClientEra } from './lib/mcp-client.ts';
 
 export interface Scenario {
   readonly name: string;
@@ -19,6 +19,10 @@ export interface Scenario {
   readonly gatewayCall: BenchCall;
   /** Measure each stage alone here too (default: only the full pipeline and no stage; call-small does each). */
   readonly eachStage?: boolean;
+  /** The client's protocol era (default: session, SDK 1.x). */
+  readonly client?: ClientEra;
+  /** Stages left off in this scenario, and why (recorded in the results). */
+  readonly withoutStages?: { readonly names: readonly string[]; readonly reason: string };
 }
 
 const echo = { message: 'hello from the bench' };
@@ -68,6 +72,20 @@ export const SCENARIOS: readonly Scenario[] = [
     directCall: { method: 'tools/call', name: 'echo', arguments: echo },
     gatewayCall: { method: 'tools/call', name: 'sdk__echo', arguments: echo },
   },
+  {
+    name: 'stateless-2026',
+    what: 'MCP tools/call from a stateless 2026-07-28 client (v2 SDK, no session) to a 2026 server (v2 SDK createMcpHandler)',
+    backends: [{ name: 'modern', kind: 'modern' }],
+    direct: 'modern',
+    federated: ['modern'],
+    directCall: { method: 'tools/call', name: 'echo', arguments: echo },
+    gatewayCall: { method: 'tools/call', name: 'modern__echo', arguments: echo },
+    client: 'stateless',
+    withoutStages: {
+      names: ['policy'],
+      reason: 'the default policy (policies/tollgate/main.rego) does not list server/discover as housekeeping, so it denies a 2026-07-28 client before its first call',
+    },
+  },
 ];
 
 /** Scenarios the issue asks for whose code is not on main yet: listed in every results file, never run. */
@@ -79,11 +97,6 @@ export interface Slot {
 }
 
 export const SLOTS: readonly Slot[] = [
-  {
-    name: 'stateless-2026',
-    what: 'MCP tools/call from a stateless 2026-07-28 client (no session)',
-    pending: 'needs the 2026-07-28 stateless revision (branch mcp) on main',
-  },
   { name: 'chat-stream', what: 'Streamed chat completion (OpenAI-compatible): TTFB and total', pending: 'model routes (protocol openai) are not served yet' },
   { name: 'a2a-send', what: 'A2A SendMessage', pending: 'A2A routes are not served yet' },
 ];

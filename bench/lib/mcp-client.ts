@@ -39,8 +39,16 @@ const FETCH_DEFAULTS: Record<string, string> = {
   'accept-encoding': 'gzip, deflate',
 };
 
-/** Opens a session to `url` with the SDK client and captures the measured request. `extra`: headers a stage adds. */
-export async function openBenchSession(url: string, call: BenchCall, extra: Record<string, string> = {}): Promise<BenchSession> {
+/** Which client: the SDK 1.x client (session era), or the v2 SDK client pinned to the stateless 2026-07-28 revision. */
+export type ClientEra = 'session' | 'stateless';
+
+export const STATELESS_VERSION = '2026-07-28';
+
+/**
+ * Opens a session to `url` with the SDK client (or, stateless, just discovers the server) and captures the measured
+ * request. `extra`: headers a stage adds.
+ */
+export async function openBenchSession(url: string, call: BenchCall, extra: Record<string, string> = {}, era: ClientEra = 'session'): Promise<BenchSession> {
   let captured: { headers: Record<string, string>; body: string } | undefined;
   const recording: typeof fetch = async (input, init) => {
     const body = init?.body;
@@ -53,9 +61,8 @@ export async function openBenchSession(url: string, call: BenchCall, extra: Reco
     }
     return fetch(input, init);
   };
-  const client = new Client({ name: 'tollgate-bench', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recording, requestInit: { headers: extra } });
-  await client.connect(transport);
+  const opened = era === 'session' ? await connectSessionEra(url, recording, extra) : await connectStateless(url, recording, extra);
+  const { client, transport } = opened;
   if (call.method === 'tools/call') {
     const r = await client.callTool({ name: call.name, arguments: call.arguments });
     if (r.isError) throw new Error(`${url}: tools/call ${call.name} answered an error: ${JSON.stringify(r.content).slice(0, 200)}`);
@@ -79,6 +86,31 @@ export async function openBenchSession(url: string, call: BenchCall, extra: Reco
     protocolVersion: transport.protocolVersion,
     close: () => client.close(),
   };
+}
+
+interface OpenedClient {
+  readonly client: {
+    callTool(p: { name: string; arguments: Record<string, unknown> }): Promise<{ isError?: boolean; content?: unknown }>;
+    listTools(): Promise<{ tools: unknown[] }>;
+    close(): Promise<void>;
+  };
+  readonly transport: { readonly sessionId?: string | undefined; readonly protocolVersion?: string | undefined };
+}
+
+async function connectSessionEra(url: string, fetchFn: typeof fetch, headers: Record<string, string>): Promise<OpenedClient> {
+  const client = new Client({ name: 'tollgate-bench', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: fetchFn, requestInit: { headers } });
+  await client.connect(transport);
+  return { client: client as unknown as OpenedClient['client'], transport };
+}
+
+async function connectStateless(url: string, fetchFn: typeof fetch, headers: Record<string, string>): Promise<OpenedClient> {
+  // The v2 SDK is only needed for this era: loaded on demand.
+  const v2 = await import('@modelcontextprotocol/client');
+  const client = new v2.Client({ name: 'tollgate-bench', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: STATELESS_VERSION } } });
+  const transport = new v2.StreamableHTTPClientTransport(new URL(url), { fetch: fetchFn, requestInit: { headers } });
+  await client.connect(transport);
+  return { client: client as unknown as OpenedClient['client'], transport: { sessionId: undefined, protocolVersion: STATELESS_VERSION } };
 }
 
 /** True when a response body is a JSON-RPC result (not an error), decided from its first keys. */

@@ -26,6 +26,7 @@ export function markdown(result: BenchResult): string {
     }
     for (const [label, s] of Object.entries(sc.summary ?? {})) lines.push(row(sc, label, s));
   }
+  for (const sc of result.scenarios) if (sc.stagesOff) lines.push('', `${sc.name}: ${sc.stagesOff.names.join(', ')} off: ${sc.stagesOff.reason}.`);
   return lines.join('\n');
 }
 

@@ -11,6 +11,8 @@ export interface ScenarioResult {
   readonly what: string;
   /** Set for slots that could not run (what they wait for). */
   readonly pending?: string;
+  /** Stages left off in this scenario, and why. */
+  readonly stagesOff?: { readonly names: readonly string[]; readonly reason: string };
   readonly rate?: number;
   readonly targets?: ReadonlyArray<Omit<Target, 'template' | 'pid'> & { request: { headers: Record<string, string>; body: string } }>;
   readonly rounds?: readonly RoundResult[];
@@ -54,6 +56,29 @@ export function machineInfo(): Record<string, unknown> {
     loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
     note: 'load generator, backends, reference proxy and gateway share these cores (separate processes)',
   };
+}
+
+/** A results document: what every kind shares (when, where, which Node and commit) around the measurements. */
+export function newResult(
+  kind: BenchResult['kind'],
+  started: { at: string; machine: Record<string, unknown> },
+  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes'>,
+): BenchResult {
+  return {
+    schema: 1,
+    kind,
+    startedAt: started.at,
+    finishedAt: new Date().toISOString(),
+    machine: { ...started.machine, loadavgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
+    node: process.version,
+    commit: commitInfo(),
+    ...body,
+  };
+}
+
+/** The targets as recorded: what each one is and the exact request bytes its client sent. */
+export function recordedTargets(targets: readonly Target[]): NonNullable<ScenarioResult['targets']> {
+  return targets.map((t) => ({ label: t.label, kind: t.kind, stages: t.stages, request: { headers: { ...t.template.headers }, body: t.template.sample } }));
 }
 
 export function writeResult(result: BenchResult, out?: string): string {

@@ -87,7 +87,7 @@ export async function setupScenario(scenario: Scenario, o: SetupOptions): Promis
     }
     const targets: Target[] = [];
     const open = async (label: string, kind: Target['kind'], pid: number, url: string, stages: readonly string[], call: Scenario['directCall'], headers?: Record<string, string>): Promise<void> => {
-      const s = await openBenchSession(url, call, headers);
+      const s = await openBenchSession(url, call, headers, scenario.client ?? 'session');
       sessions.push(s);
       targets.push({ label, kind, pid, stages, template: s.template });
     };
