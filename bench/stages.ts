@@ -144,6 +144,8 @@ export interface Variant {
   readonly root?: string;
   /** Extra Node options for the gateway process (e.g. V8 heap flags). */
   readonly nodeOptions?: readonly string[];
+  /** Extra environment for the gateway process, over the stages' (e.g. OTEL_TRACES_SAMPLER). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export function variants(stages: readonly Stage[], opts: { each: boolean; none?: boolean }): Variant[] {

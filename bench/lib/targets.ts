@@ -131,7 +131,7 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${o.variant.label.replace(/[^a-z0-9-]+/gi, '_')}.cpuprofile`);
   args.push(join(root, 'bin/tollgate.mjs'), 'serve', '--config', configDir, '--port', String(port), '--host', '127.0.0.1');
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, ...o.variant.env };
   delete childEnv.TOLLGATE_LOG_LEVEL;
   const spawnedAt = Date.now();
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
