@@ -36,12 +36,12 @@ function row(sc: ScenarioResult, label: string, s: TargetSummary): string {
   return `| ${sc.name} | ${label}${err} | ${spread(s.c1?.p50)} | ${spread(s.c1?.p99)} | ${signed(s.added?.c1?.p50)} | ${signed(s.added?.c1?.p99)} | ${rate} | ${signed(s.added?.rate?.p99)} | ${rps(s.tput?.rps)} | ${ratio(s.added?.tputVsProxy)} | ${ratio(s.added?.tputVsDirect)} | ${rps(s.c1?.cpuUsPerReq)} | ${rps(s.tput?.cpuUsPerReq)} |`;
 }
 
-function delta(a: number | undefined, b: number | undefined, lowerIsBetter = true): string {
+function delta(a: number | undefined, b: number | undefined, lowerIsBetter = true, digits = 3): string {
   if (a === undefined || b === undefined || Number.isNaN(a) || Number.isNaN(b)) return '-';
   const d = b - a;
   const pct = a !== 0 ? (d / Math.abs(a)) * 100 : 0;
   const better = lowerIsBetter ? d < 0 : d > 0;
-  return `${ms(a)} -> ${ms(b)} (${pct >= 0 ? '+' : ''}${pct.toFixed(0)}%${Math.abs(pct) >= 10 ? (better ? ' better' : ' worse') : ''})`;
+  return `${a.toFixed(digits)} -> ${b.toFixed(digits)} (${pct >= 0 ? '+' : ''}${pct.toFixed(0)}%${Math.abs(pct) >= 10 ? (better ? ' better' : ' worse') : ''})`;
 }
 
 /** The change from `old` to `cur`, per scenario and target present in both. */
@@ -58,7 +58,7 @@ export function compareMarkdown(old: BenchResult, cur: BenchResult): string {
       const b = before.summary[label];
       if (!b) continue;
       lines.push(
-        `| ${sc.name} | ${label} | ${delta(b.c1?.p50.median, s.c1?.p50.median)} | ${delta(b.c1?.p99.median, s.c1?.p99.median)} | ${delta(b.added?.c1?.p50.median, s.added?.c1?.p50.median)} | ${delta(b.added?.c1?.p99.median, s.added?.c1?.p99.median)} | ${delta(b.added?.rate?.p99.median, s.added?.rate?.p99.median)} | ${delta(b.tput?.rps.median, s.tput?.rps.median, false)} | ${delta(b.added?.tputVsProxy?.median, s.added?.tputVsProxy?.median, false)} | ${delta(b.c1?.cpuUsPerReq?.median, s.c1?.cpuUsPerReq?.median)} |`,
+        `| ${sc.name} | ${label} | ${delta(b.c1?.p50.median, s.c1?.p50.median)} | ${delta(b.c1?.p99.median, s.c1?.p99.median)} | ${delta(b.added?.c1?.p50.median, s.added?.c1?.p50.median)} | ${delta(b.added?.c1?.p99.median, s.added?.c1?.p99.median)} | ${delta(b.added?.rate?.p99.median, s.added?.rate?.p99.median)} | ${delta(b.tput?.rps.median, s.tput?.rps.median, false, 0)} | ${delta(b.added?.tputVsProxy?.median, s.added?.tputVsProxy?.median, false, 2)} | ${delta(b.c1?.cpuUsPerReq?.median, s.c1?.cpuUsPerReq?.median, true, 0)} |`,
       );
     }
   }
