@@ -7,8 +7,8 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 export type { Logger };
 
 // Lines are batched into 4 KB writes: without minLength every call's line was its own write(2) plus a thread-pool
-// round trip (measured: +1 write, +3 futex, ~20 us CPU per call; see bench/NOTES.md). Under low traffic a line
-// waits at most FLUSH_MS, so the log still reads as live.
+// round trip (strace: one write and three futex calls per call; see bench/NOTES.md). Under low traffic a line waits
+// at most FLUSH_MS, so the log still reads as live.
 const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
 const FLUSH_MS = 100;
 setInterval(() => {
@@ -16,7 +16,7 @@ setInterval(() => {
   if ((destination as unknown as { _len?: number })._len !== 0) destination.flush();
 }, FLUSH_MS).unref();
 
-// `new Date().toISOString()` is about half of a log line's cost (bench/micro/logger.ts); calls in the same
+// `new Date().toISOString()` is about a fifth of a log line's cost (bench/micro/logger.ts); calls in the same
 // millisecond share the formatted timestamp. Same output as pino.stdTimeFunctions.isoTime.
 let isoMs = -1;
 let isoField = '';
