@@ -63,6 +63,12 @@ test_housekeeping_open_to_callers_with_a_grant if {
 	not tollgate.decision.allow with input as {"principal": stranger, "operation": "initialize", "target": null}
 }
 
+test_stateless_era_housekeeping_open_to_callers_with_a_grant if {
+	tollgate.decision.allow with input as {"principal": support, "operation": "server/discover", "target": null}
+	tollgate.decision.allow with input as {"principal": support, "operation": "subscriptions/listen", "target": null}
+	not tollgate.decision.allow with input as {"principal": stranger, "operation": "server/discover", "target": null}
+}
+
 test_allowed_decision_has_empty_reason_and_rate_class if {
 	d := tollgate.decision with input as call(dev, tool("everything", "echo", {}))
 	d.reason == ""

@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Transport } from '@modelcontextprotocol/client';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DecisionEvent } from '../../src/guards/policy/decision-log.ts';
@@ -145,5 +146,19 @@ describe('policy through the gateway (default policies, real SVIDs)', () => {
     const e = events.filter((x) => x.path === 'tollgate/decision' && (x.input as { target?: { local?: string } }).target?.local === 'read_file').at(-1)!;
     expect(e.erased).toContain('/target/arguments/api_key');
     expect(JSON.stringify(e.input)).not.toContain('sk-live-123');
+  });
+
+  it('serves a stateless (2026-07-28) client under the same policy: discover, filtered list, granted and denied calls', async () => {
+    const v2 = new V2Client({ name: 'v2-support', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    await v2.connect(new V2Transport(new URL(`${gw.url}/mcp`), { requestInit: { headers: gw.authHeaders(SUPPORT) } }));
+    try {
+      const names = (await v2.listTools()).tools.map((t) => t.name).sort();
+      expect(names).toEqual(['everything__echo', 'everything__get-sum', 'everything__get-tiny-image']);
+      const r = await v2.callTool({ name: 'everything__echo', arguments: { message: 'stateless' } });
+      expect(JSON.stringify(r)).toContain('stateless');
+      await expect(v2.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toThrow(/may not use tool everything__get-env/);
+    } finally {
+      await v2.close();
+    }
   });
 });
