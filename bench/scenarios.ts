@@ -81,10 +81,6 @@ export const SCENARIOS: readonly Scenario[] = [
     directCall: { method: 'tools/call', name: 'echo', arguments: echo },
     gatewayCall: { method: 'tools/call', name: 'modern__echo', arguments: echo },
     client: 'stateless',
-    withoutStages: {
-      names: ['policy'],
-      reason: 'the default policy (policies/tollgate/main.rego) does not list server/discover as housekeeping, so it denies a 2026-07-28 client before its first call',
-    },
   },
 ];
 
