@@ -14,6 +14,18 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
+// Children still running when the runner exits (a crash, Ctrl-C) are killed with it: a gateway does not watch its
+// stdin, so it would otherwise outlive the bench.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+function track(proc: ChildProcess): ChildProcess {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  return proc;
+}
+
 function stopper(proc: ChildProcess): (graceMs?: number) => Promise<void> {
   return (graceMs = 10_000) => {
     if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
@@ -33,7 +45,7 @@ function stopper(proc: ChildProcess): (graceMs?: number) => Promise<void> {
  * pipe it watches, so it exits if the runner dies without stopping it.
  */
 export async function spawnReady<T>(script: string, args: string[], nodeArgs: readonly string[] = [], timeoutMs = 30_000): Promise<Child & { ready: T }> {
-  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ...nodeArgs, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = track(spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ...nodeArgs, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
   const lines = createInterface({ input: proc.stdout! });
   const ready = await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms`)), timeoutMs);
@@ -57,7 +69,7 @@ export async function spawnReady<T>(script: string, args: string[], nodeArgs: re
 
 /** Spawns a process with the given stdio files (the gateway: logs go to a file, not through the runner). */
 export function spawnPlain(args: string[], opts: { cwd: string; stdout: number; env?: NodeJS.ProcessEnv }): Child {
-  const proc = spawn(process.execPath, args, { cwd: opts.cwd, stdio: ['ignore', opts.stdout, opts.stdout], env: opts.env ?? process.env });
+  const proc = track(spawn(process.execPath, args, { cwd: opts.cwd, stdio: ['ignore', opts.stdout, opts.stdout], env: opts.env ?? process.env }));
   return { proc, pid: proc.pid!, stop: stopper(proc) };
 }
 
