@@ -1,0 +1,164 @@
+/**
+ * `npm run bench [-- options]`: direct-to-backend vs bare reference proxy vs gateway, per scenario, interleaved over
+ * rounds; writes bench/results/bench-<time>-<commit>.json and prints a Markdown table.
+ *
+ *   --scenario a,b      scenarios to run (default: all runnable; see bench/scenarios.ts)
+ *   --rounds N          interleaved rounds (default 3)
+ *   --duration S        seconds per measured run (default 3)
+ *   --warmup S          seconds of unrecorded load per target first (default 1)
+ *   --connections N     connections for the throughput phase (default 32)
+ *   --rate R            fixed rate for the latency-under-load phase (default: half the gateway's throughput)
+ *   --phases list       c1,rate,tput (default all)
+ *   --no-each           only the gateway with every stage on (not each stage alone)
+ *   --log-level L       gateway log level (default info: one line per call, to a file)
+ *   --profile           write a CPU profile of each gateway process and print its summary
+ *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
+ *   --log-levels a,b    also run the gateway at these log levels (e.g. warn: the access log's share)
+ *   --node-options "..." also run the gateway with these Node/V8 options (e.g. --max-semi-space-size=32)
+ *   --env K=V,K2=V2     also run the gateway with this environment (e.g. OTEL_TRACES_SAMPLER=traceidratio)
+ *   --quick             2 rounds of 1.5 s (for development; noisier)
+ *   --out FILE          results file (default bench/results/bench-<time>-<commit>.json)
+ *   --compare OLD.json  print the change from OLD to this run (with --against NEW.json: compare two files, no run)
+ */
+import { mkdirSync, readdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SCENARIOS, SLOTS } from './scenarios.ts';
+import { PENDING_STAGES, availableStages, variants, type Variant } from './stages.ts';
+import { compareMarkdown, markdown } from './lib/report.ts';
+import { machineInfo, newResult, readResult, recordedTargets, writeResult, type ScenarioResult } from './lib/results.ts';
+import { PHASES, calibrateRate, measureRound, setupScenario, summarizeTargets, warmUp, type Phase, type PhaseOptions, type RoundResult } from './lib/runner.ts';
+import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
+import { ROOT } from './lib/targets.ts';
+import { addBaseline } from './lib/baseline.ts';
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    rate: { type: 'string' },
+    phases: { type: 'string' },
+    'no-each': { type: 'boolean' },
+    'log-level': { type: 'string' },
+    profile: { type: 'boolean' },
+    baseline: { type: 'string' },
+    'log-levels': { type: 'string' },
+    'node-options': { type: 'string' },
+    env: { type: 'string' },
+    quick: { type: 'boolean' },
+    out: { type: 'string' },
+    compare: { type: 'string' },
+    against: { type: 'string' },
+  },
+});
+
+if (values.compare && values.against) {
+  process.stdout.write(`${compareMarkdown(readResult(values.compare), readResult(values.against))}\n`);
+  process.exit(0);
+}
+
+const num = (v: string | undefined, d: number): number => (v === undefined ? d : Number(v));
+const quick = values.quick === true;
+const rounds = num(values.rounds, quick ? 2 : 3);
+const phaseOpts: PhaseOptions = {
+  durationS: num(values.duration, quick ? 1.5 : 3),
+  warmupS: num(values.warmup, quick ? 0.5 : 1),
+  connections: num(values.connections, 32),
+  rate: values.rate === undefined ? undefined : Number(values.rate),
+};
+const phases = (values.phases?.split(',') ?? PHASES) as Phase[];
+for (const p of phases) if (!PHASES.includes(p)) throw new Error(`unknown phase ${p} (phases: ${PHASES.join(', ')})`);
+const wanted = values.scenario?.split(',');
+for (const w of wanted ?? []) {
+  if (!SCENARIOS.some((s) => s.name === w) && !SLOTS.some((s) => s.name === w)) throw new Error(`unknown scenario ${w}`);
+}
+const logLevel = values['log-level'] ?? 'info';
+const stages = availableStages(ROOT);
+const noEach = values['no-each'] === true;
+const vs = variants(stages, { each: !noEach });
+const extra: Variant[] = [];
+for (const level of values['log-levels']?.split(',') ?? []) extra.push({ label: `gateway(log=${level})`, stages, logLevel: level });
+if (values['node-options']) extra.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
+if (values.env) {
+  const env = Object.fromEntries(values.env.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  extra.push({ label: `gateway(${values.env})`, stages, env });
+}
+const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
+if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+const startedAt = new Date().toISOString();
+const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
+if (profileDir) mkdirSync(profileDir, { recursive: true });
+
+const machine = machineInfo();
+const scenarios: ScenarioResult[] = [];
+if (baseline) process.once('exit', () => baseline.remove());
+for (const scenario of SCENARIOS) {
+  if (wanted && !wanted.includes(scenario.name)) continue;
+  process.stderr.write(`bench: ${scenario.name}: starting backends, proxy, gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+  const scenarioProfDir = profileDir ? join(profileDir, scenario.name) : undefined;
+  // Each stage alone where the scenario asks for it (call-small); elsewhere the full pipeline and no stage.
+  const off = scenario.withoutStages?.names ?? [];
+  const scenarioStages = stages.filter((s) => !off.includes(s.name));
+  const scenarioVariants = [...(scenario.eachStage ? variants(scenarioStages, { each: !noEach }) : variants(scenarioStages, { each: false, none: !noEach })), ...extra];
+  const setup = await setupScenario(scenario, { variants: scenarioVariants, logLevel, proxyPoolConnections: 16, withProxy: true, cpuProfDir: scenarioProfDir });
+  const results: RoundResult[] = [];
+  let rate = 0;
+  try {
+    await warmUp(setup, phaseOpts);
+    rate = phases.includes('rate') ? await calibrateRate(setup, phaseOpts) : 0;
+    for (let r = 0; r < rounds; r++) {
+      results.push(await measureRound(setup, r, phases, phaseOpts, rate));
+      process.stderr.write(`bench: ${scenario.name}: round ${r + 1}/${rounds} done (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+    }
+  } finally {
+    await setup.teardown();
+  }
+  scenarios.push({
+    name: scenario.name,
+    what: scenario.what,
+    ...(scenario.withoutStages ? { stagesOff: scenario.withoutStages } : {}),
+    rate,
+    targets: recordedTargets(setup.targets),
+    rounds: results,
+    summary: summarizeTargets(setup.targets, results),
+  });
+  if (scenarioProfDir) {
+    for (const f of readdirSync(scenarioProfDir).filter((f) => f.endsWith('.cpuprofile'))) {
+      const file = join(scenarioProfDir, f);
+      process.stdout.write(`\n${scenario.name}: ${profileMarkdown(file, summarizeProfile(file))}\n`);
+    }
+  }
+}
+for (const slot of SLOTS) if (!wanted || wanted.includes(slot.name)) scenarios.push({ name: slot.name, what: slot.what, pending: slot.pending });
+
+const result = newResult('bench', { at: startedAt, machine }, {
+  config: {
+    rounds,
+    ...phaseOpts,
+    phases,
+    logLevel,
+    variants: [...vs, ...extra].map((v) => v.label),
+    baseline: baseline ? { rev: baseline.rev, sha: baseline.sha } : undefined,
+    proxyPoolConnections: 16,
+    gatewayPoolConnections: 16,
+  },
+  stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
+  scenarios,
+  notes: [
+    'c1 and tput: autocannon (programmatic API), latency recorded per response in microseconds.',
+    'rate: open-loop paced generator over an undici Pool (autocannon rate mode sends per-second bursts); corrected = from intended send time.',
+    'added = target minus direct in the same round; medians over rounds with min..max spread.',
+  ],
+});
+const file = writeResult(result, values.out);
+process.stdout.write(`\n${markdown(result)}\n\nresults: ${file}\n`);
+if (values.compare) process.stdout.write(`\n${compareMarkdown(readResult(values.compare), result)}\n`);
+const errors = scenarios.reduce((n, s) => n + Object.values(s.summary ?? {}).reduce((m, t) => m + t.errors, 0), 0);
+if (errors > 0) {
+  process.stderr.write(`bench: ${errors} failed requests: results are not trustworthy\n`);
+  process.exitCode = 1;
+}
