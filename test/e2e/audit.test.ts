@@ -78,11 +78,11 @@ describe('audit log of a mixed run', () => {
     expect(new Set(calls.map((r) => r.call)).size).toBe(calls.length);
     const echoes = calls.filter((r) => r.target?.name === 'fixture__echo').map((r) => (r.args as { message: string }).message);
     expect(echoes.sort()).toEqual([...Array.from({ length: 12 }, (_, i) => `m-${i}`), 'with secret'].sort());
-    // The identity guard ran first: every call names its caller's SPIFFE ID, except one refused while routing,
-    // before the guards (its session id ties it to the authenticated initialize).
-    expect(calls.filter((r) => r.principal !== DEV_SPIFFE_ID).map((r) => r.code)).toEqual(['TG_MCP_UNKNOWN_TOOL']);
+    // The identity guard ran first on every call, even the one refused because its tool does not exist: each
+    // record names its caller's SPIFFE ID.
+    expect(calls.filter((r) => r.principal !== DEV_SPIFFE_ID)).toEqual([]);
     const refused = calls.find((r) => r.code === 'TG_MCP_UNKNOWN_TOOL')!;
-    expect(refused).toMatchObject({ protocol: 'mcp', operation: 'tools/call', outcome: 'error', route: 'mcp' });
+    expect(refused).toMatchObject({ protocol: 'mcp', operation: 'tools/call', outcome: 'error', route: 'mcp', principal: DEV_SPIFFE_ID, target: { kind: 'tool', name: 'nobody__nothing' } });
     const add = calls.find((r) => r.target?.name === 'fixture__add')!;
     expect(add).toMatchObject({ upstream: 'fixture', status: 200, outcome: 'ok', target: { kind: 'tool', server: 'fixture', local: 'add' } });
     expect(typeof add.ms).toBe('number');
