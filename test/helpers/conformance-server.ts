@@ -5,11 +5,8 @@
  * Also used by the sampling/elicitation round-trip tests: its server-to-client requests go both ways the SDK
  * sends them, on the call's own stream (extra.sendRequest) and on the session's GET stream (server.request).
  */
-import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { serveSdkSessions } from './sdk-sessions.ts';
 import {
   CallToolRequestSchema,
   CompleteRequestSchema,
@@ -261,53 +258,9 @@ function makeServer(): Server {
 
 /** Starts the upstream over Streamable HTTP (one SDK transport per session). */
 export async function startConformanceUpstream(): Promise<ConformanceUpstream> {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
-  const readJson = async (req: IncomingMessage): Promise<unknown> => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
-    return text === '' ? undefined : JSON.parse(text);
-  };
-  const http: HttpServer = createServer((req, res) => {
-    void (async () => {
-      const sid = req.headers['mcp-session-id'];
-      let transport = typeof sid === 'string' ? transports.get(sid) : undefined;
-      if (req.method === 'POST') {
-        const body = await readJson(req);
-        if (!transport) {
-          if (typeof sid === 'string' || (body as { method?: string } | undefined)?.method !== 'initialize') {
-            res.writeHead(typeof sid === 'string' ? 404 : 400, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Bad Request: no valid session' } }));
-            return;
-          }
-          const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), onsessioninitialized: (id) => {
-            transports.set(id, t);
-          } });
-          t.onclose = () => {
-            if (t.sessionId) transports.delete(t.sessionId);
-          };
-          transport = t;
-          await makeServer().connect(t);
-        }
-        await transport.handleRequest(req, res, body);
-        return;
-      }
-      if (!transport) {
-        res.writeHead(typeof sid === 'string' ? 404 : 400).end();
-        return;
-      }
-      await transport.handleRequest(req, res);
-    })().catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(500).end(String(err));
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  const port = (http.address() as AddressInfo).port;
+  const served = await serveSdkSessions(makeServer);
   return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    close: async () => {
-      await Promise.allSettled([...transports.values()].map((t) => t.close()));
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
-    },
+    url: served.url,
+    close: served.close,
   };
 }

@@ -2,11 +2,8 @@
  * A real MCP server over Streamable HTTP built with the official SDK (low-level Server, so tools/list can paginate),
  * one SDK transport per session. Used as an upstream behind the gateway and as the direct baseline in benches.
  */
-import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { serveSdkSessions } from './sdk-sessions.ts';
 import {
   CallToolRequestSchema,
   GetPromptRequestSchema,
@@ -60,7 +57,6 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
   const pageSize = opts.pageSize ?? 0;
   const cancelled: string[] = [];
   const metas: Record<string, unknown>[] = [];
-  const transports = new Map<string, StreamableHTTPServerTransport>();
   const servers = new Set<Server>();
 
   const makeServer = (): Server => {
@@ -121,67 +117,20 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
     return server;
   };
 
-  const readJson = async (req: IncomingMessage): Promise<unknown> => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
-    return text === '' ? undefined : JSON.parse(text);
-  };
-
   const authorizations: Array<string | undefined> = [];
-  const http: HttpServer = createServer((req, res) => {
-    authorizations.push(req.headers.authorization);
-    void (async () => {
-      const sid = req.headers['mcp-session-id'];
-      let transport = typeof sid === 'string' ? transports.get(sid) : undefined;
-      if (req.method === 'POST') {
-        const body = await readJson(req);
-        if (!transport) {
-          if (typeof sid === 'string') {
-            res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
-            return;
-          }
-          transport = new StreamableHTTPServerTransport({
-            sessionIdGenerator: () => randomUUID(),
-            enableJsonResponse: opts.json ?? false,
-            onsessioninitialized: (id) => {
-              transports.set(id, transport!);
-            },
-          });
-          transport.onclose = () => {
-            if (transport!.sessionId) transports.delete(transport!.sessionId);
-          };
-          await makeServer().connect(transport);
-        }
-        await transport.handleRequest(req, res, body);
-        return;
-      }
-      if (!transport) {
-        res.writeHead(typeof sid === 'string' ? 404 : 400).end();
-        return;
-      }
-      await transport.handleRequest(req, res);
-    })().catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(500).end(String(err));
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  const port = (http.address() as AddressInfo).port;
+  const served = await serveSdkSessions(makeServer, { json: opts.json ?? false, onRequest: (req) => authorizations.push(req.headers.authorization) });
+  const port = served.port;
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     port,
     cancelled,
     metas,
     authorizations,
-    sessions: () => transports.size,
+    sessions: served.sessions,
     addTool: async (toolName) => {
       tools.push({ name: toolName, description: 'added at runtime', inputSchema: { type: 'object', properties: {} } });
       await Promise.all([...servers].map((s) => s.sendToolListChanged().catch(() => {})));
     },
-    close: async () => {
-      await Promise.allSettled([...transports.values()].map((t) => t.close()));
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
-    },
+    close: served.close,
   };
 }

@@ -21,6 +21,7 @@ import {
 } from '../modern.ts';
 import { MAX_RESPONSE_BYTES, relayResponse, type HttpMcpUpstream } from './http.ts';
 import { followStream, readEvents } from './follow.ts';
+import { OnceSink } from './once-sink.ts';
 import type { ClientHello, InflightHandle, InitializeResult, MessageSink, ReplySink, UpstreamSession } from './types.ts';
 import { callUpstream } from './call.ts';
 
@@ -164,25 +165,9 @@ export class ModernHttpSession implements UpstreamSession {
     const controller = new AbortController();
     const sent = this.withEnvelope(msg);
     const body = sent === msg && raw !== undefined ? raw : JSON.stringify(sent);
-    let done = false;
     const learn = msg.method === 'tools/list';
     if (learn) this.up.toolsListed ??= Promise.resolve();
-    const guarded: ReplySink = {
-      interim: (m) => {
-        if (!done) sink.interim(m);
-      },
-      final: (m) => {
-        if (done) return;
-        done = true;
-        if (learn) this.learnHeaders(m);
-        sink.final(m);
-      },
-      fail: (e) => {
-        if (done) return;
-        done = true;
-        sink.fail(e);
-      },
-    };
+    const guarded = new OnceSink(sink, learn ? (m) => this.learnHeaders(m) : undefined);
     this.up.pool
       .request({ method: 'POST', path: this.up.path, headers: this.headersFor(msg), body, signal: controller.signal })
       .then((res) => relayResponse(this.up, res, msg.id, guarded))
@@ -191,7 +176,7 @@ export class ModernHttpSession implements UpstreamSession {
       downstreamId: msg.id,
       // Closing the response stream is the cancellation in this revision.
       cancel: () => {
-        done = true;
+        guarded.stop();
         controller.abort();
       },
     };

@@ -10,6 +10,7 @@ import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
 import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
 import { followStream, readEvents } from './follow.ts';
+import { OnceSink } from './once-sink.ts';
 import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
@@ -280,24 +281,9 @@ class HttpUpstreamSession implements UpstreamSession {
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
     const controller = new AbortController();
     const body = raw ?? JSON.stringify(msg);
-    let done = false;
-    const guarded: ReplySink = {
-      interim: (m) => {
-        if (!done) sink.interim(m);
-      },
-      final: (m) => {
-        if (done) return;
-        done = true;
-        sink.final(m);
-      },
-      fail: (e) => {
-        if (done) return;
-        done = true;
-        sink.fail(e);
-      },
-    };
+    const guarded = new OnceSink(sink);
     this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
-      if (!done && IDEMPOTENT.has(msg.method) && isConnectionError(err)) {
+      if (!guarded.done && IDEMPOTENT.has(msg.method) && isConnectionError(err)) {
         this.exchange(msg.id, body, guarded, controller.signal, false).catch((again: unknown) => guarded.fail(upstreamError(this.backend, again)));
         return;
       }
@@ -307,7 +293,7 @@ class HttpUpstreamSession implements UpstreamSession {
       downstreamId: msg.id,
       cancel: (reason) => {
         if (reason !== undefined) this.notify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason } });
-        done = true;
+        guarded.stop();
         controller.abort();
       },
     };
