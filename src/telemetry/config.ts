@@ -16,6 +16,11 @@ export const telemetrySpec = z.strictObject({
        */
       enabled: onOffAuto.default('auto'),
       serviceName: z.string().min(1).default('tollgate'),
+      /**
+       * Where spans for OTLP are serialised and sent: `worker` (default), a worker thread, so a batch export never
+       * stalls requests; `main`, the SDK's BatchSpanProcessor on the gateway's thread.
+       */
+      exportThread: z.enum(['worker', 'main']).default('worker'),
     })
     .prefault({}),
   metrics: z

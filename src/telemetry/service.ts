@@ -11,7 +11,7 @@ import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
 import { GatewayMetrics, type AuditFigures, type TelemetrySource } from './metrics.ts';
 import { PrometheusRegistryProducer } from './otlp-metrics.ts';
-import { startSdk, type RunningSdk } from './sdk.ts';
+import { otlpTracesOnly, startSdk, type RunningSdk } from './sdk.ts';
 import { CallTracer } from './tracing.ts';
 import { trace } from '@opentelemetry/api';
 
@@ -85,10 +85,20 @@ export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: Node
   const metrics = spec.metrics.prometheus || otlpMetrics ? new GatewayMetrics(spec.metrics.maxLabelValues) : undefined;
   let sdk: RunningSdk | undefined;
   if (tracing || otlpMetrics || otlpLogs) {
-    sdk = startSdk({ serviceName: spec.tracing.serviceName, traces: tracing, logs: otlpLogs, metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined }, env);
+    sdk = startSdk(
+      {
+        serviceName: spec.tracing.serviceName,
+        traces: tracing,
+        logs: otlpLogs,
+        metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined,
+        exportThread: spec.tracing.exportThread,
+        report: (level, message) => log[level](message),
+      },
+      env,
+    );
   }
   const tracer = tracing ? new CallTracer(trace.getTracer('tollgate')) : undefined;
-  log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs }, 'telemetry');
+  log.info({ tracing, exportThread: !tracing ? undefined : spec.tracing.exportThread === 'worker' && otlpTracesOnly(env) ? 'worker' : 'main', otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs }, 'telemetry');
   const admin: AdminExtension[] = [];
   if (metrics && spec.metrics.prometheus) {
     admin.push((app) => {
