@@ -11,7 +11,7 @@ import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
 import { GatewayMetrics, type AuditFigures, type TelemetrySource } from './metrics.ts';
 import { PrometheusRegistryProducer } from './otlp-metrics.ts';
-import { otlpTracesOnly, startSdk, type RunningSdk } from './sdk.ts';
+import { startSdk, workerSignals, type RunningSdk } from './sdk.ts';
 import { CallTracer } from './tracing.ts';
 import { trace } from '@opentelemetry/api';
 
@@ -91,14 +91,16 @@ export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: Node
         traces: tracing,
         logs: otlpLogs,
         metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined,
-        exportThread: spec.tracing.exportThread,
+        exportThread: spec.exportThread,
         report: (level, message) => log[level](message),
       },
       env,
     );
   }
   const tracer = tracing ? new CallTracer(trace.getTracer('tollgate')) : undefined;
-  log.info({ tracing, exportThread: !tracing ? undefined : spec.tracing.exportThread === 'worker' && otlpTracesOnly(env) ? 'worker' : 'main', otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs }, 'telemetry');
+  const inWorker = workerSignals({ traces: tracing, logs: otlpLogs, exportThread: spec.exportThread }, env);
+  if (sdk !== undefined) metrics?.watchHandOff(sdk.handOff);
+  log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs, exportWorker: inWorker }, 'telemetry');
   const admin: AdminExtension[] = [];
   if (metrics && spec.metrics.prometheus) {
     admin.push((app) => {

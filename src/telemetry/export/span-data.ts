@@ -4,7 +4,7 @@
  *
  * A span travels as one positional array (structured clone copies an array of primitives plus the span's own
  * attributes object for ~0.5 us a span, against ~2.6 us to serialise it to OTLP protobuf: bench/micro/telemetry.ts).
- * Its resource and instrumentation scope travel once, as numbered definitions the spans refer to.
+ * Its resource and instrumentation scope travel once, as numbered definitions (wire.ts) the spans refer to.
  */
 import type { Attributes, HrTime, Link, SpanContext, SpanStatus } from '@opentelemetry/api';
 import { TraceState, hrTimeDuration, type InstrumentationScope } from '@opentelemetry/core';
@@ -48,30 +48,6 @@ export type SpanData = [
   links: LinkData[] | undefined,
   droppedLinks: number,
 ];
-
-/** A resource the spans of a batch refer to by number; sent once, before the first span that uses it. */
-export interface ResourceDef {
-  readonly id: number;
-  readonly attributes: Attributes;
-  readonly schemaUrl: string | undefined;
-}
-
-/** An instrumentation scope (tracer) the spans refer to by number. */
-export interface ScopeDef {
-  readonly id: number;
-  readonly name: string;
-  readonly version: string | undefined;
-  readonly schemaUrl: string | undefined;
-}
-
-/** Messages to the export worker. Replies to `flush` and `shutdown` carry the same id. */
-export type ToWorker =
-  | { readonly t: 'spans'; readonly resources: ResourceDef[] | undefined; readonly scopes: ScopeDef[] | undefined; readonly spans: SpanData[] }
-  | { readonly t: 'flush'; readonly id: number }
-  | { readonly t: 'shutdown'; readonly id: number };
-
-/** Messages from the export worker: `ack` after it took `n` spans into its export queue; `done` answers a request. */
-export type FromWorker = { readonly t: 'ack'; readonly n: number } | { readonly t: 'done'; readonly id: number; readonly error: string | undefined };
 
 function linkData(link: Link): LinkData {
   const c = link.context;
@@ -123,7 +99,8 @@ export function spanData(span: ReadableSpan, resource: number, scope: number): S
 const NO_EVENTS: TimedEvent[] = [];
 const NO_LINKS: Link[] = [];
 
-function context(traceId: string, spanId: string, traceFlags: number, isRemote: boolean | undefined, traceState: string | undefined): SpanContext {
+/** A SpanContext from its parts as they travel (trace state as its W3C string). */
+export function spanContextOf(traceId: string, spanId: string, traceFlags: number, isRemote: boolean | undefined, traceState: string | undefined): SpanContext {
   const c: SpanContext = { traceId, spanId, traceFlags };
   if (isRemote !== undefined) c.isRemote = isRemote;
   if (traceState !== undefined) c.traceState = new TraceState(traceState);
@@ -150,8 +127,8 @@ export class ExportedSpan implements ReadableSpan {
   private readonly ctx: SpanContext;
 
   constructor(d: SpanData, resource: Resource, scope: InstrumentationScope) {
-    this.ctx = context(d[2], d[3], d[4], undefined, d[5]);
-    this.parentSpanContext = d[6] === undefined ? undefined : context(d[2], d[6], d[8], d[7], undefined);
+    this.ctx = spanContextOf(d[2], d[3], d[4], undefined, d[5]);
+    this.parentSpanContext = d[6] === undefined ? undefined : spanContextOf(d[2], d[6], d[8], d[7], undefined);
     this.name = d[9];
     this.kind = d[10];
     this.startTime = [d[11], d[12]];
@@ -161,7 +138,7 @@ export class ExportedSpan implements ReadableSpan {
     this.status = d[18] === undefined ? { code: d[17] } : { code: d[17], message: d[18] };
     this.events = d[19] ?? NO_EVENTS;
     this.droppedEventsCount = d[20];
-    this.links = d[21] === undefined ? NO_LINKS : d[21].map((l) => ({ context: context(l.traceId, l.spanId, l.traceFlags, l.isRemote, l.traceState), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount }));
+    this.links = d[21] === undefined ? NO_LINKS : d[21].map((l) => ({ context: spanContextOf(l.traceId, l.spanId, l.traceFlags, l.isRemote, l.traceState), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount }));
     this.droppedLinksCount = d[22];
     this.resource = resource;
     this.instrumentationScope = scope;

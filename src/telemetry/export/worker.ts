@@ -1,73 +1,119 @@
 /**
- * The export worker (a worker_threads thread): takes finished spans as plain data from the gateway's thread,
- * rebuilds them as ReadableSpans, and exports them with the standard BatchSpanProcessor and OTLP exporter,
- * configured from the same OTEL_* environment NodeSDK reads (protocol http/protobuf | grpc | http/json, endpoint,
- * headers, timeout, compression; OTEL_BSP_* batch size, delay, queue bound, export timeout). The OTLP serialisation
- * and the network I/O happen here, off the request path.
+ * The OTLP export worker (a worker_threads thread, started by link.ts): takes spans and log records as plain data,
+ * rebuilds them as the SDK's readable records, and exports them with the SDK's own batch processors and OTLP
+ * exporters, configured from the same OTEL_* environment NodeSDK reads: protocol (http/protobuf, grpc, http/json),
+ * endpoint, headers, timeout, compression; OTEL_BSP_* / OTEL_BLRP_* batch size, delay, queue bound, export
+ * timeout. Serialisation and network I/O happen here, off the gateway's thread.
  */
-import { parentPort } from 'node:worker_threads';
-import { DiagConsoleLogger, diag } from '@opentelemetry/api';
+import { parentPort, workerData } from 'node:worker_threads';
+import { DiagConsoleLogger, diag, type Attributes } from '@opentelemetry/api';
 import { diagLogLevelFromString, getStringFromEnv, type InstrumentationScope } from '@opentelemetry/core';
+import { OTLPLogExporter as GrpcLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
+import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { OTLPLogExporter as ProtoLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import { BatchLogRecordProcessor, type LogRecordExporter, type SdkLogRecord } from '@opentelemetry/sdk-logs';
 import { BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { ExportedSpan, type FromWorker, type ToWorker } from './span-data.ts';
+import { ExportedLogRecord } from './log-data.ts';
+import { ExportedSpan } from './span-data.ts';
+import { SIGNALS, type FromWorker, type ResourceDef, type ScopeDef, type Signal, type ToWorker, type WorkerSetup } from './wire.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('src/telemetry/export/worker.ts runs as a worker thread');
+const setup = workerData as WorkerSetup;
+const taken = new Int32Array(setup.taken);
 
-// As NodeSDK does in the gateway's thread: the SDK's own diagnostics on the console when OTEL_LOG_LEVEL asks.
+// As NodeSDK does on the gateway's thread: the SDK's own diagnostics on the console when OTEL_LOG_LEVEL asks.
 const logLevel = getStringFromEnv('OTEL_LOG_LEVEL');
 if (logLevel !== undefined) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(logLevel) });
 
-/** The OTLP trace exporter for the configured protocol (the same choice as NodeSDK's). */
+/** The OTLP protocol for a signal, as NodeSDK picks it (signal-specific variable first). */
+function protocol(signal: 'TRACES' | 'LOGS'): string {
+  const p = (getStringFromEnv(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`) ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf').trim();
+  if (p === 'grpc' || p === 'http/json' || p === 'http/protobuf') return p;
+  diag.warn(`Unsupported OTLP ${signal.toLowerCase()} protocol: ${p}. Using http/protobuf.`);
+  return 'http/protobuf';
+}
+
 function traceExporter(): SpanExporter {
-  const protocol = (getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf').trim();
-  switch (protocol) {
-    case 'grpc':
-      return new GrpcTraceExporter();
-    case 'http/json':
-      return new JsonTraceExporter();
-    case 'http/protobuf':
-      return new ProtoTraceExporter();
-    default:
-      diag.warn(`Unsupported OTLP traces protocol: ${protocol}. Using http/protobuf.`);
-      return new ProtoTraceExporter();
+  const p = protocol('TRACES');
+  return p === 'grpc' ? new GrpcTraceExporter() : p === 'http/json' ? new JsonTraceExporter() : new ProtoTraceExporter();
+}
+
+function logExporter(): LogRecordExporter {
+  const p = protocol('LOGS');
+  return p === 'grpc' ? new GrpcLogExporter() : p === 'http/json' ? new JsonLogExporter() : new ProtoLogExporter();
+}
+
+/** A number from the environment for a batch option (as NodeSDK reads OTEL_BLRP_*), or undefined for the default. */
+function envNumber(name: string): number | undefined {
+  const raw = getStringFromEnv(name);
+  const n = raw === undefined ? Number.NaN : Number(raw);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+// BatchSpanProcessor (sdk-trace-base) reads OTEL_BSP_* itself; BatchLogRecordProcessor is given OTEL_BLRP_* as NodeSDK does.
+const spans = setup.signals.includes('spans') ? new BatchSpanProcessor(traceExporter()) : undefined;
+const logs = setup.signals.includes('logs')
+  ? new BatchLogRecordProcessor({
+      exporter: logExporter(),
+      maxQueueSize: envNumber('OTEL_BLRP_MAX_QUEUE_SIZE'),
+      scheduledDelayMillis: envNumber('OTEL_BLRP_SCHEDULE_DELAY'),
+      exportTimeoutMillis: envNumber('OTEL_BLRP_EXPORT_TIMEOUT'),
+      maxExportBatchSize: envNumber('OTEL_BLRP_MAX_EXPORT_BATCH_SIZE'),
+    })
+  : undefined;
+
+const resources = new Map<number, Resource>();
+const scopes = new Map<number, InstrumentationScope & { attributes?: Attributes }>();
+
+function define(rs: ResourceDef[] | undefined, ss: ScopeDef[] | undefined): void {
+  if (rs !== undefined) for (const r of rs) resources.set(r.id, resourceFromAttributes(r.attributes, r.schemaUrl === undefined ? undefined : { schemaUrl: r.schemaUrl }));
+  if (ss !== undefined) {
+    for (const s of ss) {
+      // Only the fields that are set: the exporters test for presence.
+      scopes.set(s.id, {
+        name: s.name,
+        ...(s.version === undefined ? {} : { version: s.version }),
+        ...(s.schemaUrl === undefined ? {} : { schemaUrl: s.schemaUrl }),
+        ...(s.attributes === undefined ? {} : { attributes: s.attributes }),
+      });
+    }
   }
 }
 
-// BatchSpanProcessor reads OTEL_BSP_MAX_QUEUE_SIZE, _SCHEDULE_DELAY, _EXPORT_TIMEOUT and _MAX_EXPORT_BATCH_SIZE.
-const processor = new BatchSpanProcessor(traceExporter());
-const resources = new Map<number, Resource>();
-const scopes = new Map<number, InstrumentationScope>();
-
-function reply(m: FromWorker): void {
-  port!.postMessage(m);
+function processorOf(signal: Signal): { forceFlush(): Promise<void>; shutdown(): Promise<void> } | undefined {
+  return signal === 'spans' ? spans : logs;
 }
 
-function answer(id: number, work: Promise<void>): void {
-  work.then(
-    () => reply({ t: 'done', id, error: undefined }),
-    (err: unknown) => reply({ t: 'done', id, error: err instanceof Error ? err.message : String(err) }),
+function answer(id: number, work: Promise<void> | undefined): void {
+  void (work ?? Promise.resolve()).then(
+    () => port!.postMessage({ id, error: undefined } satisfies FromWorker),
+    (err: unknown) => port!.postMessage({ id, error: err instanceof Error ? err.message : String(err) } satisfies FromWorker),
   );
 }
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
-    case 'spans': {
-      if (m.resources !== undefined) for (const r of m.resources) resources.set(r.id, resourceFromAttributes(r.attributes, r.schemaUrl === undefined ? undefined : { schemaUrl: r.schemaUrl }));
-      if (m.scopes !== undefined) for (const s of m.scopes) scopes.set(s.id, s.version === undefined && s.schemaUrl === undefined ? { name: s.name } : { name: s.name, version: s.version, schemaUrl: s.schemaUrl });
-      for (const d of m.spans) processor.onEnd(new ExportedSpan(d, resources.get(d[0])!, scopes.get(d[1])!));
-      reply({ t: 'ack', n: m.spans.length });
+    case 'spans':
+      define(m.resources, m.scopes);
+      if (spans !== undefined) for (const d of m.items) spans.onEnd(new ExportedSpan(d, resources.get(d[0])!, scopes.get(d[1])!));
+      Atomics.add(taken, SIGNALS.indexOf('spans'), m.items.length);
       break;
-    }
+    case 'logs':
+      define(m.resources, m.scopes);
+      // The batch processor keeps and exports what it is given; it reads a record and never writes to it.
+      if (logs !== undefined) for (const d of m.items) logs.onEmit(new ExportedLogRecord(d, resources.get(d[0])!, scopes.get(d[1])!) as unknown as SdkLogRecord);
+      Atomics.add(taken, SIGNALS.indexOf('logs'), m.items.length);
+      break;
     case 'flush':
-      answer(m.id, processor.forceFlush());
+      answer(m.id, processorOf(m.signal)?.forceFlush());
       break;
     case 'shutdown':
-      answer(m.id, processor.shutdown());
+      answer(m.id, processorOf(m.signal)?.shutdown());
       break;
   }
 });
