@@ -5,7 +5,6 @@
  * gateway's /metrics counts what it handed over. A gateway process stopped by SIGTERM under load exports every span
  * of every call it answered before it exits.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { queryLog } from '../../src/audit/query.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { DEV_SPIFFE_ID, GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { startGatewayProcess, sigtermUnderLoad, type GatewayProcess } from '../helpers/gateway-process.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -188,13 +188,13 @@ describe('tracing off (the embedded default)', () => {
 });
 
 describe('SIGTERM under load (gateway process)', () => {
-  let child: ChildProcess | undefined;
+  let gateway: GatewayProcess | undefined;
   let root: string | undefined;
 
   afterEach(() => {
-    if (child && child.exitCode === null) child.kill('SIGKILL');
+    if (gateway && gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
     if (root) rmSync(root, { recursive: true, force: true });
-    child = undefined;
+    gateway = undefined;
     root = undefined;
   });
 
@@ -221,39 +221,19 @@ spec:
     // The SDK's default batch delay (5 s) and batch size: the last spans leave only because shutdown flushes them.
     const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRICS_EXPORTER: 'none' };
     for (const k of Object.keys(env)) if (k.startsWith('OTEL_B')) delete env[k];
-    child = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
-    await eventually(() => /"msg":"tollgate listening"/.test(stdout) || child!.exitCode !== null, 30_000, 'gateway listening');
-    const url = `http://${/"address":"([^"]+)"[^\n]*"msg":"tollgate listening"/.exec(stdout)![1]}`;
-    expect(stdout).toMatch(/"exportWorker":\["spans","logs"\][^\n]*"msg":"telemetry"/);
+    gateway = await startGatewayProcess(config, env);
+    expect(gateway.stdout()).toMatch(/"exportWorker":\["spans","logs"\][^\n]*"msg":"telemetry"/);
 
-    // Each call carries its own trace id, so each answered call's spans and audit record can be found.
-    const answered: string[] = [];
-    let stop = false;
-    const load = async (k: number): Promise<void> => {
-      const client = await connectClient(`${url}/mcp`, { headers });
-      for (let i = 0; !stop && i < 5_000; i++) {
-        const traceId = `${(k + 1).toString(16).padStart(8, '0')}${i.toString(16).padStart(8, '0')}${'c'.repeat(16)}`;
-        try {
-          const r = await client.callTool({ name: 'fixture__echo', arguments: { message: traceId }, _meta: { traceparent: `00-${traceId}-${'1'.repeat(16)}-01` } });
-          if ((r.content as Array<{ text: string }>)[0]?.text === traceId) answered.push(traceId);
-        } catch {
-          break; // the gateway is draining or gone
-        }
-      }
-      await client.close().catch(() => {});
-    };
-    const clients = [0, 1, 2, 3].map(load);
-    while (answered.length < 400 && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-    child.kill('SIGTERM');
-    const code = await exited;
-    stop = true;
-    await Promise.all(clients);
-    expect(code, stderr).toBe(0);
+    // Each call carries its own trace id (also its echo text), so each answered call's spans and record can be found.
+    const traceOf = (k: number, i: number): string => `${(k + 1).toString(16).padStart(8, '0')}${i.toString(16).padStart(8, '0')}${'c'.repeat(16)}`;
+    const { answered, code } = await sigtermUnderLoad(gateway, {
+      headers,
+      tool: 'fixture__echo',
+      clients: 4,
+      before: 400,
+      call: (k, i) => ({ name: traceOf(k, i), meta: { traceparent: `00-${traceOf(k, i)}-${'1'.repeat(16)}-01` } }),
+    });
+    expect(code, gateway.stderr()).toBe(0);
     expect(answered.length).toBeGreaterThanOrEqual(400);
 
     // Every answered call: one server span, with its authenticate and upstream children, all exported.

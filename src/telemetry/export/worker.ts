@@ -8,12 +8,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiagConsoleLogger, diag, type Attributes } from '@opentelemetry/api';
 import { diagLogLevelFromString, getStringFromEnv, type InstrumentationScope } from '@opentelemetry/core';
-import { OTLPLogExporter as GrpcLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
-import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
-import { OTLPLogExporter as ProtoLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
-import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BatchLogRecordProcessor, type LogRecordExporter, type SdkLogRecord } from '@opentelemetry/sdk-logs';
 import { BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -38,14 +32,19 @@ function protocol(signal: 'TRACES' | 'LOGS'): string {
   return 'http/protobuf';
 }
 
-function traceExporter(): SpanExporter {
+// Only the exporter package of the configured protocol is loaded (the gRPC one brings @grpc/grpc-js).
+async function traceExporter(): Promise<SpanExporter> {
   const p = protocol('TRACES');
-  return p === 'grpc' ? new GrpcTraceExporter() : p === 'http/json' ? new JsonTraceExporter() : new ProtoTraceExporter();
+  if (p === 'grpc') return new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter();
+  if (p === 'http/json') return new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter();
+  return new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter();
 }
 
-function logExporter(): LogRecordExporter {
+async function logExporter(): Promise<LogRecordExporter> {
   const p = protocol('LOGS');
-  return p === 'grpc' ? new GrpcLogExporter() : p === 'http/json' ? new JsonLogExporter() : new ProtoLogExporter();
+  if (p === 'grpc') return new (await import('@opentelemetry/exporter-logs-otlp-grpc')).OTLPLogExporter();
+  if (p === 'http/json') return new (await import('@opentelemetry/exporter-logs-otlp-http')).OTLPLogExporter();
+  return new (await import('@opentelemetry/exporter-logs-otlp-proto')).OTLPLogExporter();
 }
 
 /** A number from the environment for a batch option (as NodeSDK reads OTEL_BLRP_*), or undefined for the default. */
@@ -56,10 +55,11 @@ function envNumber(name: string): number | undefined {
 }
 
 // BatchSpanProcessor (sdk-trace-base) reads OTEL_BSP_* itself; BatchLogRecordProcessor is given OTEL_BLRP_* as NodeSDK does.
-const spans = setup.signals.includes('spans') ? new BatchSpanProcessor(traceExporter()) : undefined;
+// Messages posted meanwhile wait in the port until the listener below is attached.
+const spans = setup.signals.includes('spans') ? new BatchSpanProcessor(await traceExporter()) : undefined;
 const logs = setup.signals.includes('logs')
   ? new BatchLogRecordProcessor({
-      exporter: logExporter(),
+      exporter: await logExporter(),
       maxQueueSize: envNumber('OTEL_BLRP_MAX_QUEUE_SIZE'),
       scheduledDelayMillis: envNumber('OTEL_BLRP_SCHEDULE_DELAY'),
       exportTimeoutMillis: envNumber('OTEL_BLRP_EXPORT_TIMEOUT'),
