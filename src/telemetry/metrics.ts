@@ -20,10 +20,10 @@ export interface AuditFigures {
   readonly written: number;
 }
 
-/** Per signal: items handed to the OTLP export worker, and items dropped before export (queue full, worker gone). */
+/** Per signal: items handed to the OTLP export worker, dropped before export (queue full, worker gone), failed to export. */
 export interface HandOffSource {
-  readonly spans?: { readonly handedOver: number; readonly dropped: number };
-  readonly logs?: { readonly handedOver: number; readonly dropped: number };
+  readonly spans?: { readonly handedOver: number; readonly dropped: number; readonly failed: number };
+  readonly logs?: { readonly handedOver: number; readonly dropped: number; readonly failed: number };
 }
 
 /** Keeps at most `max` distinct values; later ones read as `other`. */
@@ -136,30 +136,23 @@ export class GatewayMetrics {
         if (self.audit) this.set(self.audit.written);
       },
     });
-    new client.Counter({
-      name: 'tollgate_otlp_handed_over_total',
-      help: 'Spans and log records handed to the OTLP export worker, by signal',
-      labelNames: ['signal'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const h = self.handOff;
-        if (h?.spans) this.inc({ signal: 'spans' }, h.spans.handedOver);
-        if (h?.logs) this.inc({ signal: 'logs' }, h.logs.handedOver);
-      },
-    });
-    new client.Counter({
-      name: 'tollgate_otlp_dropped_total',
-      help: 'Spans and log records dropped before export (export queue full, or the export worker gone), by signal',
-      labelNames: ['signal'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const h = self.handOff;
-        if (h?.spans) this.inc({ signal: 'spans' }, h.spans.dropped);
-        if (h?.logs) this.inc({ signal: 'logs' }, h.logs.dropped);
-      },
-    });
+    const handOffCounter = (name: string, help: string, figure: 'handedOver' | 'dropped' | 'failed'): void => {
+      new client.Counter({
+        name,
+        help,
+        labelNames: ['signal'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          const h = self.handOff;
+          if (h?.spans) this.inc({ signal: 'spans' }, h.spans[figure]);
+          if (h?.logs) this.inc({ signal: 'logs' }, h.logs[figure]);
+        },
+      });
+    };
+    handOffCounter('tollgate_otlp_handed_over_total', 'Spans and log records handed to the OTLP export worker, by signal', 'handedOver');
+    handOffCounter('tollgate_otlp_dropped_total', 'Spans and log records dropped before export (export queue full, or the export worker gone), by signal', 'dropped');
+    handOffCounter('tollgate_otlp_failed_total', 'Spans and log records whose OTLP export failed (collector unreachable or refusing, export timeout), by signal', 'failed');
     // Process metrics, including nodejs_eventloop_lag_seconds (and its percentiles) for event-loop lag.
     client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   }

@@ -148,6 +148,7 @@ describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTL
     expect(await handed('logs')).toBeGreaterThanOrEqual(1);
     expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
     expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
+    expect(await counter(gw.url, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
 
     // The audit record carries the trace id.
     const dir = join(gw.dir, '..', '.tollgate', 'audit');

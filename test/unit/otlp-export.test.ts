@@ -97,13 +97,15 @@ describe('hand-off to the export worker', () => {
     const tracer = new BasicTracerProvider({ resource, spanProcessors: [processor] }).getTracer('bound');
     for (let i = 0; i < 80; i++) tracer.startSpan(`s${i}`).end();
     expect(processor.figures).toMatchObject({ handedOver: 0, dropped: 30 });
-    // The chunk leaves after its delay; once the worker took it in, there is room again, and the drops are reported.
-    await eventually(() => processor.figures.handedOver === 50 && link.inFlight('spans') === 0, 5_000, 'hand-off');
+    // The chunk leaves after its delay; the worker's BatchSpanProcessor caps its batch at its queue size, so the 50
+    // go out as one full batch. Once exported there is room again, and the drops are reported.
+    await eventually(() => receiver!.spans.length === 50, 5_000, 'the full batch');
+    await eventually(() => link.outstanding('spans') === 0, 5_000, 'export settled');
+    expect(processor.figures).toMatchObject({ handedOver: 50, dropped: 30, failed: 0 });
     tracer.startSpan('after').end();
     expect(reports).toEqual(['warn: Dropped 30 spans because maxQueueSize reached']);
-    // The worker's BatchSpanProcessor caps its batch at its queue size: the 50 left as one full batch; the last one
-    // waits for the 60 s batch delay, so only shutdown's flush sends it.
-    await eventually(() => receiver!.spans.length === 50, 5_000, 'the full batch');
+    // The last one waits for the 60 s batch delay: only shutdown's flush sends it.
+    await new Promise((r) => setTimeout(r, 100));
     expect(receiver.spans).toHaveLength(50);
     await processor.shutdown();
     expect(receiver.spans.map((s) => s.name)).toEqual([...Array.from({ length: 50 }, (_, i) => `s${i}`), 'after']);
@@ -112,5 +114,22 @@ describe('hand-off to the export worker', () => {
     // After shutdown nothing is taken (as the SDK's processor ignores spans once shut down).
     tracer.startSpan('late').end();
     expect(processor.figures).toMatchObject({ handedOver: 51, dropped: 30 });
+  });
+
+  it('counts spans whose export failed (collector unreachable), and frees their room in the queue', async () => {
+    receiver = new OtlpReceiver();
+    await receiver.start();
+    const url = receiver.httpUrl;
+    await receiver.close(); // nothing listens there any more
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: '1000', OTEL_BSP_MAX_QUEUE_SIZE: '10', OTEL_BSP_SCHEDULE_DELAY: '10' };
+    const link = new ExportLink({ env, signals: ['spans'], report: () => {} });
+    const processor = new WorkerSpanProcessor(link, env);
+    const tracer = new BasicTracerProvider({ spanProcessors: [processor] }).getTracer('failing');
+    for (let i = 0; i < 10; i++) tracer.startSpan(`s${i}`).end();
+    await eventually(() => processor.figures.failed === 10, 20_000, 'failed export counted');
+    expect(link.outstanding('spans')).toBe(0);
+    tracer.startSpan('room again').end();
+    expect(processor.figures).toMatchObject({ handedOver: 10, dropped: 0 });
+    await processor.shutdown();
   });
 });

@@ -6,14 +6,14 @@
  * thread that calls them; in the gateway that stalled every request behind it for milliseconds (bench/NOTES.md).
  * Handing a span over as plain data costs about a fifth of serialising it, in chunks of ~30 us.
  *
- * Accounting: the worker adds what it takes into its export queue to a shared Int32 per signal (Atomics), so
- * `inFlight` (posted, not yet taken) needs no reply message per chunk.
+ * Accounting: the worker counts, in shared Int32s (Atomics), the items whose export finished and those whose export
+ * failed, so `outstanding` (handed over, export not finished) and the failures need no message per chunk.
  */
 import { Worker } from 'node:worker_threads';
 import type { Attributes } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import { SIGNALS, type FromWorker, type ResourceDef, type ScopeDef, type Signal, type ToWorker, type WorkerSetup } from './wire.ts';
+import { COUNTERS, FAILED, SETTLED, SIGNALS, type FromWorker, type ResourceDef, type ScopeDef, type Signal, type ToWorker, type WorkerSetup } from './wire.ts';
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url);
 /** Upper bound on waiting for the worker at shutdown beyond the export timeout it applies itself. */
@@ -44,8 +44,8 @@ type ScopeWithAttributes = InstrumentationScope & { readonly attributes?: Attrib
 export class ExportLink {
   readonly report: Report;
   private readonly worker: Worker;
-  private readonly taken: Int32Array;
-  /** Items posted per signal (Int32 arithmetic, like `taken`, so both wrap alike). */
+  private readonly counters: Int32Array;
+  /** Items posted per signal (Int32 arithmetic, like the counters, so both wrap alike). */
   private readonly posted = new Int32Array(SIGNALS.length);
   private readonly open: Set<Signal>;
   private readonly closing = new Set<Signal>();
@@ -65,10 +65,10 @@ export class ExportLink {
   constructor(opts: ExportLinkOptions) {
     this.report = opts.report;
     this.open = new Set(opts.signals);
-    const shared = new SharedArrayBuffer(SIGNALS.length * Int32Array.BYTES_PER_ELEMENT);
-    this.taken = new Int32Array(shared);
+    const shared = new SharedArrayBuffer(COUNTERS * Int32Array.BYTES_PER_ELEMENT);
+    this.counters = new Int32Array(shared);
     this.exportTimeoutMs = Math.max(positive(opts.env.OTEL_BSP_EXPORT_TIMEOUT, 30_000), positive(opts.env.OTEL_BLRP_EXPORT_TIMEOUT, 30_000));
-    const setup: WorkerSetup = { signals: opts.signals, taken: shared };
+    const setup: WorkerSetup = { signals: opts.signals, counters: shared };
     this.worker = new Worker(WORKER_URL, { env: { ...opts.env }, workerData: setup, name: 'tollgate-otlp-export' });
     // The worker never keeps the process alive by itself; flush and shutdown hold a reference while they wait.
     this.worker.unref();
@@ -82,10 +82,15 @@ export class ExportLink {
     return !this.dead;
   }
 
-  /** Items of `signal` posted and not yet taken in by the worker. */
-  inFlight(signal: Signal): number {
+  /** Items of `signal` handed over whose export has not finished (queued in the worker, or being exported). */
+  outstanding(signal: Signal): number {
     const i = SIGNALS.indexOf(signal);
-    return (this.posted[i]! - Atomics.load(this.taken, i)) | 0;
+    return (this.posted[i]! - Atomics.load(this.counters, SETTLED + i)) | 0;
+  }
+
+  /** Items of `signal` whose export failed (collector unreachable or refusing, export timeout) since start. */
+  failed(signal: Signal): number {
+    return Atomics.load(this.counters, FAILED + SIGNALS.indexOf(signal));
   }
 
   register(queue: { handOff(): void; lost(): void }): void {
@@ -211,15 +216,20 @@ export class ExportLink {
 
 /**
  * One signal's hand-off on the gateway's thread: items join a chunk that is posted when it holds HANDOFF_ITEMS or
- * HANDOFF_DELAY_MS after its first item. Items in the chunk plus items posted and not yet taken by the worker are
- * bounded by the signal's max queue size (OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE), as the SDK's batch
- * processor bounds its queue; items over it are dropped and counted.
+ * HANDOFF_DELAY_MS after its first item. The signal's max queue size (OTEL_BSP_MAX_QUEUE_SIZE /
+ * OTEL_BLRP_MAX_QUEUE_SIZE) bounds every item between its end and the end of its export: in the chunk, on its way,
+ * in the worker's batch processor (whose own bound, the same number, is then never reached) or being exported.
+ * Items over it are dropped and counted here, where the metrics see them.
  */
 export class HandOffQueue<D> {
   /** Items handed to the worker since start. */
   handedOver = 0;
   /** Items dropped since start (queue full, or the worker gone). */
   dropped = 0;
+  /** Items whose export failed since start. */
+  get failed(): number {
+    return this.link.failed(this.signal);
+  }
   private readonly link: ExportLink;
   private readonly signal: Signal;
   private readonly maxQueueSize: number;
@@ -236,7 +246,7 @@ export class HandOffQueue<D> {
 
   /** Whether one more item fits; when not, the item is counted as dropped. */
   admit(): boolean {
-    if (this.link.alive && this.pending.length + this.link.inFlight(this.signal) < this.maxQueueSize) return true;
+    if (this.link.alive && this.pending.length + this.link.outstanding(this.signal) < this.maxQueueSize) return true;
     this.dropped++;
     this.droppedSinceReport++;
     return false;
@@ -283,9 +293,9 @@ export class HandOffQueue<D> {
     await this.link.close(this.signal);
   }
 
-  /** The worker is gone: what was pending or in flight is lost. */
+  /** The worker is gone: what was pending or not yet exported is lost. */
   lost(): void {
-    this.dropped += this.pending.length + this.link.inFlight(this.signal);
+    this.dropped += this.pending.length + this.link.outstanding(this.signal);
     this.pending = [];
   }
 

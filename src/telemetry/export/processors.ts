@@ -16,6 +16,7 @@ import { spanData, type SpanData } from './span-data.ts';
 export interface HandOffFigures {
   readonly handedOver: number;
   readonly dropped: number;
+  readonly failed: number;
 }
 
 export class WorkerSpanProcessor implements SpanProcessor {

@@ -7,9 +7,14 @@ import type { Attributes } from '@opentelemetry/api';
 import type { LogData } from './log-data.ts';
 import type { SpanData } from './span-data.ts';
 
-/** The signals the worker exports; also the index of each signal's counter in the shared `taken` array. */
+/** The signals the worker exports; also the index of each signal's counters in the shared `counters` array. */
 export const SIGNALS = ['spans', 'logs'] as const;
 export type Signal = (typeof SIGNALS)[number];
+
+/** Offsets of the two counter rows in WorkerSetup.counters. */
+export const SETTLED = 0;
+export const FAILED = SIGNALS.length;
+export const COUNTERS = 2 * SIGNALS.length;
 
 export interface ResourceDef {
   readonly id: number;
@@ -30,10 +35,11 @@ export interface ScopeDef {
 export interface WorkerSetup {
   readonly signals: readonly Signal[];
   /**
-   * Int32 per signal (SIGNALS order): items the worker has taken into its export queue, added with Atomics as it
-   * takes them, so the gateway's thread can bound what is in flight without a reply message per hand-off.
+   * Int32 counters, written by the worker with Atomics and read by the gateway's thread without a message: at
+   * SETTLED + signal index, items whose export finished (exported, failed, or given up at the export timeout); at
+   * FAILED + signal index, items whose export failed.
    */
-  readonly taken: SharedArrayBuffer;
+  readonly counters: SharedArrayBuffer;
 }
 
 export type ToWorker =

@@ -7,18 +7,18 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiagConsoleLogger, diag, type Attributes } from '@opentelemetry/api';
-import { diagLogLevelFromString, getStringFromEnv, type InstrumentationScope } from '@opentelemetry/core';
+import { ExportResultCode, diagLogLevelFromString, getStringFromEnv, type ExportResult, type InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BatchLogRecordProcessor, type LogRecordExporter, type SdkLogRecord } from '@opentelemetry/sdk-logs';
 import { BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ExportedLogRecord } from './log-data.ts';
 import { ExportedSpan } from './span-data.ts';
-import { SIGNALS, type FromWorker, type ResourceDef, type ScopeDef, type Signal, type ToWorker, type WorkerSetup } from './wire.ts';
+import { FAILED, SETTLED, SIGNALS, type FromWorker, type ResourceDef, type ScopeDef, type Signal, type ToWorker, type WorkerSetup } from './wire.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('src/telemetry/export/worker.ts runs as a worker thread');
 const setup = workerData as WorkerSetup;
-const taken = new Int32Array(setup.taken);
+const counters = new Int32Array(setup.counters);
 
 // As NodeSDK does on the gateway's thread: the SDK's own diagnostics on the console when OTEL_LOG_LEVEL asks.
 const logLevel = getStringFromEnv('OTEL_LOG_LEVEL');
@@ -30,6 +30,40 @@ function protocol(signal: 'TRACES' | 'LOGS'): string {
   if (p === 'grpc' || p === 'http/json' || p === 'http/protobuf') return p;
   diag.warn(`Unsupported OTLP ${signal.toLowerCase()} protocol: ${p}. Using http/protobuf.`);
   return 'http/protobuf';
+}
+
+/** What the batch processors need of an exporter (SpanExporter and LogRecordExporter alike). */
+interface Exporter<T> {
+  export(items: T[], done: (result: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+  forceFlush?(): Promise<void>;
+}
+
+/**
+ * Counts each export's items in the shared counters once it finished: exported or failed, or when the batch
+ * processor's export timeout passed (it gives up on the export then, and so does the gateway's queue bound).
+ */
+function counted<T>(inner: Exporter<T>, signal: Signal, timeoutMs: number): Exporter<T> {
+  const i = SIGNALS.indexOf(signal);
+  return {
+    export(items, done) {
+      let settled = false;
+      const settle = (failed: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (failed) Atomics.add(counters, FAILED + i, items.length);
+        Atomics.add(counters, SETTLED + i, items.length);
+      };
+      const timer = setTimeout(() => settle(true), timeoutMs);
+      inner.export(items, (result) => {
+        settle(result.code !== ExportResultCode.SUCCESS);
+        done(result);
+      });
+    },
+    shutdown: () => inner.shutdown(),
+    forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
+  };
 }
 
 // Only the exporter package of the configured protocol is loaded (the gRPC one brings @grpc/grpc-js).
@@ -56,10 +90,10 @@ function envNumber(name: string): number | undefined {
 
 // BatchSpanProcessor (sdk-trace-base) reads OTEL_BSP_* itself; BatchLogRecordProcessor is given OTEL_BLRP_* as NodeSDK does.
 // Messages posted meanwhile wait in the port until the listener below is attached.
-const spans = setup.signals.includes('spans') ? new BatchSpanProcessor(await traceExporter()) : undefined;
+const spans = setup.signals.includes('spans') ? new BatchSpanProcessor(counted(await traceExporter(), 'spans', envNumber('OTEL_BSP_EXPORT_TIMEOUT') ?? 30_000) as SpanExporter) : undefined;
 const logs = setup.signals.includes('logs')
   ? new BatchLogRecordProcessor({
-      exporter: await logExporter(),
+      exporter: counted(await logExporter(), 'logs', envNumber('OTEL_BLRP_EXPORT_TIMEOUT') ?? 30_000) as LogRecordExporter,
       maxQueueSize: envNumber('OTEL_BLRP_MAX_QUEUE_SIZE'),
       scheduledDelayMillis: envNumber('OTEL_BLRP_SCHEDULE_DELAY'),
       exportTimeoutMillis: envNumber('OTEL_BLRP_EXPORT_TIMEOUT'),
@@ -101,13 +135,11 @@ port.on('message', (m: ToWorker) => {
     case 'spans':
       define(m.resources, m.scopes);
       if (spans !== undefined) for (const d of m.items) spans.onEnd(new ExportedSpan(d, resources.get(d[0])!, scopes.get(d[1])!));
-      Atomics.add(taken, SIGNALS.indexOf('spans'), m.items.length);
       break;
     case 'logs':
       define(m.resources, m.scopes);
       // The batch processor keeps and exports what it is given; it reads a record and never writes to it.
       if (logs !== undefined) for (const d of m.items) logs.onEmit(new ExportedLogRecord(d, resources.get(d[0])!, scopes.get(d[1])!) as unknown as SdkLogRecord);
-      Atomics.add(taken, SIGNALS.indexOf('logs'), m.items.length);
       break;
     case 'flush':
       answer(m.id, processorOf(m.signal)?.forceFlush());
