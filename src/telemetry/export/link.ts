@@ -4,7 +4,7 @@
  *
  * Why a worker: the SDK's batch processors serialise each batch (512 spans by default) to OTLP in one go on the
  * thread that calls them; in the gateway that stalled every request behind it for milliseconds (bench/NOTES.md).
- * Handing a span over as plain data costs about a fifth of serialising it, in chunks of ~30 us.
+ * Handing a span over as plain data costs about a third of serialising it, in chunks of ~50 us (bench/NOTES.md).
  *
  * Accounting: the worker counts, in shared Int32s (Atomics), the items whose export finished and those whose export
  * failed, so `outstanding` (handed over, export not finished) and the failures need no message per chunk.
@@ -18,7 +18,7 @@ import { COUNTERS, FAILED, SETTLED, SIGNALS, type FromWorker, type ResourceDef, 
 const WORKER_URL = new URL('./worker.ts', import.meta.url);
 /** Upper bound on waiting for the worker at shutdown beyond the export timeout it applies itself. */
 const SHUTDOWN_GRACE_MS = 5_000;
-/** Items per hand-off message: ~30 us of structured clone for spans, amortising the ~2 us cost of a message. */
+/** Items per hand-off message: ~50 us of structured clone for spans, amortising the ~2 us cost of a message. */
 export const HANDOFF_ITEMS = 64;
 /** How long a partial chunk may wait for more (the worker's own batch delay, 5 s by default, comes on top). */
 export const HANDOFF_DELAY_MS = 10;
