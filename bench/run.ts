@@ -15,7 +15,8 @@
  *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
  *   --log-levels a,b    also run the gateway at these log levels (e.g. warn: the access log's share)
  *   --node-options "..." also run the gateway with these Node/V8 options (e.g. --max-semi-space-size=32)
- *   --env K=V,K2=V2     also run the gateway with this environment (e.g. OTEL_TRACES_SAMPLER=traceidratio)
+ *   --env K=V,K2=V2     also run the gateway with this environment (e.g. OTEL_TRACES_SAMPLER=traceidratio);
+ *                       several such variants separated by ';'
  *   --quick             2 rounds of 1.5 s (for development; noisier)
  *   --out FILE          results file (default bench/results/bench-<time>-<commit>.json)
  *   --compare OLD.json  print the change from OLD to this run (with --against NEW.json: compare two files, no run)
@@ -83,9 +84,9 @@ const vs = variants(stages, { each: !noEach });
 const extra: Variant[] = [];
 for (const level of values['log-levels']?.split(',') ?? []) extra.push({ label: `gateway(log=${level})`, stages, logLevel: level });
 if (values['node-options']) extra.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
-if (values.env) {
-  const env = Object.fromEntries(values.env.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  extra.push({ label: `gateway(${values.env})`, stages, env });
+for (const variant of values.env?.split(';') ?? []) {
+  const env = Object.fromEntries(variant.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  extra.push({ label: `gateway(${variant})`, stages, env });
 }
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
 if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });

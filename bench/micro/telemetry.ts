@@ -8,8 +8,12 @@
  *   (on: the real SDK tracer with a BatchSpanProcessor whose exporter discards, so export stays off the path).
  * - audit: the guard's admit + settle plus the writer's background work for the record (serialise, hash, append),
  *   amortised: every 256th call waits for the writer to drain, so the cost of writing is in the figure.
+ * - OTLP export: what a 512-span batch of the gateway's spans (5 per call) costs the gateway's thread when the SDK's
+ *   BatchSpanProcessor serialises it to OTLP protobuf there, against handing it to the export worker as plain data
+ *   (src/telemetry/export: spanData + postMessage in chunks of 64, to a worker thread that takes them in).
  */
 import { mkdtempSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -17,12 +21,16 @@ import { propagation } from '@opentelemetry/api';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import client from 'prom-client';
 import type { AuditWriter } from '../../src/audit/writer.ts';
 import type { Call } from '../../src/core/call.ts';
 import { Pipeline, type Guard } from '../../src/core/pipeline.ts';
 import { AuditGuard } from '../../src/guards/audit/guard.ts';
+import { HANDOFF_ITEMS } from '../../src/telemetry/export/link.ts';
+import { spanData, type SpanData } from '../../src/telemetry/export/span-data.ts';
 import { GatewayMetrics } from '../../src/telemetry/metrics.ts';
 import { NO_TELEMETRY, Telemetry } from '../../src/telemetry/service.ts';
 import { CallTracer } from '../../src/telemetry/tracing.ts';
@@ -126,6 +134,24 @@ function auditRequestPath(): MicroBench {
   };
 }
 
+/** 512 finished spans as the gateway makes them (server, 3 guard stages, upstream per call), with a detected-like resource. */
+function gatewaySpans(): ReadableSpan[] {
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const exporter = new InMemorySpanExporter();
+  const resource = resourceFromAttributes({ 'service.name': 'tollgate', 'host.name': 'bench-host', 'host.arch': 'amd64', 'process.pid': 4242, 'process.executable.name': 'node', 'process.runtime.version': '24.21.0', 'process.command_args': ['node', 'bin/tollgate.mjs', 'serve'] });
+  const tracer = new CallTracer(new BasicTracerProvider({ resource, spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('tollgate'));
+  const pipeline = new Pipeline([...guards.slice(0, 2), { name: 'audit', admit: () => undefined }], tracer);
+  for (let i = 0; exporter.getFinishedSpans().length < 512; i++) {
+    const c = call();
+    c.sessionId = 'a4c1f2e0-5b7d-4c8e-9f3a-1b2c3d4e5f60';
+    perCall(new Telemetry(tracer, undefined), pipeline, c);
+  }
+  return exporter.getFinishedSpans().slice(0, 512);
+}
+
+let batch: ReadableSpan[] = [];
+let sink: Worker | undefined;
+
 export const benches: MicroBench[] = [
   { name: 'telemetry off, metrics off: begin + 3 guards + propagate + end', iterations: 1_000_000, fn: () => perCall(NO_TELEMETRY, plainPipeline, offCall) },
   { name: 'telemetry off, metrics on (default): begin + 3 guards + propagate + end', iterations: 300_000, fn: () => perCall(metricsOnly, plainPipeline, offCall) },
@@ -158,6 +184,35 @@ export const benches: MicroBench[] = [
   },
   { name: 'metrics library: prom-client counter + histogram (5 labels)', iterations: 300_000, fn: () => { const l = labels(n++); promCounter.inc(l); promHistogram.observe(l, 0.0003); } },
   { name: 'metrics library: OTel SDK counter + histogram (5 attributes)', iterations: 300_000, fn: () => { const l = labels(n++); otelCounter.add(1, l); otelHistogram.record(0.0003, l); } },
+  {
+    name: 'OTLP export, gateway thread: protobuf serialisation of a 512-span batch (BatchSpanProcessor in thread), per batch',
+    iterations: 2_000,
+    setup() {
+      batch = gatewaySpans();
+    },
+    fn: () => ProtobufTraceSerializer.serializeRequest(batch),
+  },
+  {
+    name: `OTLP export, gateway thread: hand-off of a 512-span batch to the export worker (spanData + postMessage per ${HANDOFF_ITEMS}), per batch`,
+    iterations: 2_000,
+    setup() {
+      batch = gatewaySpans();
+      // A worker that takes the chunks in (deserialises them) and drops them: the gateway thread's side is measured.
+      sink ??= new Worker("require('node:worker_threads').parentPort.on('message', () => {})", { eval: true });
+      sink.unref();
+    },
+    fn: () => {
+      let chunk: SpanData[] = [];
+      for (const span of batch) {
+        chunk.push(spanData(span, 0, 0));
+        if (chunk.length === HANDOFF_ITEMS) {
+          sink!.postMessage({ t: 'spans', resources: undefined, scopes: undefined, items: chunk });
+          chunk = [];
+        }
+      }
+      return chunk;
+    },
+  },
   auditBench('none'),
   auditBench('batch'),
   // Last: it leaves its queue to be written after it.

@@ -8,6 +8,11 @@ import { z } from 'zod';
 const onOffAuto = z.union([z.boolean(), z.literal('auto')]);
 
 export const telemetrySpec = z.strictObject({
+  /**
+   * Where spans and log records bound for OTLP are serialised and sent: `worker` (default), a worker thread, so a
+   * batch export never stalls requests; `main`, the SDK's batch processors on the gateway's own thread.
+   */
+  exportThread: z.enum(['worker', 'main']).default('worker'),
   tracing: z
     .strictObject({
       /**

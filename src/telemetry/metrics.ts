@@ -20,6 +20,12 @@ export interface AuditFigures {
   readonly written: number;
 }
 
+/** Per signal: items handed to the OTLP export worker, dropped before export (queue full, worker gone), failed to export. */
+export interface HandOffSource {
+  readonly spans?: { readonly handedOver: number; readonly dropped: number; readonly failed: number };
+  readonly logs?: { readonly handedOver: number; readonly dropped: number; readonly failed: number };
+}
+
 /** Keeps at most `max` distinct values; later ones read as `other`. */
 export class LabelCap {
   private readonly seen = new Map<string, string>();
@@ -69,6 +75,7 @@ export class GatewayMetrics {
   private readonly streams = new Map<string, number>();
   private source: TelemetrySource | undefined;
   private audit: AuditFigures | undefined;
+  private handOff: HandOffSource | undefined;
 
   constructor(maxLabelValues: number) {
     const registry = new client.Registry();
@@ -129,6 +136,23 @@ export class GatewayMetrics {
         if (self.audit) this.set(self.audit.written);
       },
     });
+    const handOffCounter = (name: string, help: string, figure: 'handedOver' | 'dropped' | 'failed'): void => {
+      new client.Counter({
+        name,
+        help,
+        labelNames: ['signal'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          const h = self.handOff;
+          if (h?.spans) this.inc({ signal: 'spans' }, h.spans[figure]);
+          if (h?.logs) this.inc({ signal: 'logs' }, h.logs[figure]);
+        },
+      });
+    };
+    handOffCounter('tollgate_otlp_handed_over_total', 'Spans and log records handed to the OTLP export worker, by signal', 'handedOver');
+    handOffCounter('tollgate_otlp_dropped_total', 'Spans and log records dropped before export (export queue full, or the export worker gone), by signal', 'dropped');
+    handOffCounter('tollgate_otlp_failed_total', 'Spans and log records whose OTLP export failed (collector unreachable or refusing, export timeout), by signal', 'failed');
     // Process metrics, including nodejs_eventloop_lag_seconds (and its percentiles) for event-loop lag.
     client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   }
@@ -139,6 +163,10 @@ export class GatewayMetrics {
 
   watchAudit(figures: AuditFigures): void {
     this.audit = figures;
+  }
+
+  watchHandOff(source: HandOffSource): void {
+    this.handOff = source;
   }
 
   begin(call: Call): void {

@@ -2,6 +2,10 @@
  * Starts @opentelemetry/sdk-node when something needs it (tracing, OTLP metrics, the audit log's OTLP sink), with
  * exporters chosen from the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL =
  * http/protobuf | grpc | http/json, OTEL_TRACES_SAMPLER, ...). No instrumentation packages: spans are made by hand.
+ *
+ * Spans and log records going to OTLP are serialised and sent from a worker thread (export/) unless the config says
+ * `exportThread: main`; other exporters (console, zipkin) stay NodeSDK's own, on the gateway's thread. OTLP metrics
+ * stay here too: they are collected here (the Prometheus registry) and exported once a minute, not per call.
  */
 import { context, diag, metrics, propagation, trace } from '@opentelemetry/api';
 import { logs } from '@opentelemetry/api-logs';
@@ -10,6 +14,9 @@ import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporte
 import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { PeriodicExportingMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { ExportLink, type Report } from './export/link.ts';
+import { WorkerLogRecordProcessor, WorkerSpanProcessor, type HandOffFigures } from './export/processors.ts';
+import type { Signal } from './export/wire.ts';
 
 export interface SdkOptions {
   readonly serviceName: string;
@@ -17,9 +24,15 @@ export interface SdkOptions {
   readonly logs: boolean;
   /** Metrics to export over OTLP (the Prometheus registry bridge), if any. */
   readonly metrics: MetricProducer | undefined;
+  /** Where OTLP spans and log records are serialised and sent: a worker thread (default) or the gateway's thread. */
+  readonly exportThread?: 'worker' | 'main';
+  /** Export problems worth an operator's attention (the export worker died, items dropped). Default: OTel's diag. */
+  readonly report?: Report;
 }
 
 export interface RunningSdk {
+  /** Hand-off figures per signal exported from the worker (absent for a signal exported on the gateway's thread). */
+  readonly handOff: { readonly spans?: HandOffFigures; readonly logs?: HandOffFigures };
   shutdown(): Promise<void>;
 }
 
@@ -30,20 +43,40 @@ function metricExporter(env: NodeJS.ProcessEnv): PushMetricExporter {
   return new ProtoMetricExporter();
 }
 
+/** Whether an OTEL_{TRACES,LOGS}_EXPORTER value asks for OTLP alone (unset means OTLP, as NodeSDK reads it). */
+export function otlpOnly(value: string | undefined): boolean {
+  const names = new Set((value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null'));
+  return names.size === 0 || (names.size === 1 && names.has('otlp'));
+}
+
+/** The signals exported from the worker thread under these options. */
+export function workerSignals(opts: Pick<SdkOptions, 'traces' | 'logs' | 'exportThread'>, env: NodeJS.ProcessEnv): Signal[] {
+  if (opts.exportThread === 'main') return [];
+  const out: Signal[] = [];
+  if (opts.traces && otlpOnly(env.OTEL_TRACES_EXPORTER)) out.push('spans');
+  if (opts.logs && otlpOnly(env.OTEL_LOGS_EXPORTER)) out.push('logs');
+  return out;
+}
+
 export function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = process.env): RunningSdk {
   const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000);
+  const signals = workerSignals(opts, env);
+  const link = signals.length === 0 ? undefined : new ExportLink({ env, signals, report: opts.report ?? ((level, message) => diag[level](message)) });
+  const spanProcessor = link && signals.includes('spans') ? new WorkerSpanProcessor(link, env) : undefined;
+  const logProcessor = link && signals.includes('logs') ? new WorkerLogRecordProcessor(link, env) : undefined;
   const sdk = new NodeSDK({
     serviceName: opts.serviceName,
     instrumentations: [],
     // An empty list means "none" to NodeSDK; leaving a signal undefined lets it configure that signal from OTEL_*.
-    ...(opts.traces ? {} : { spanProcessors: [] }),
-    ...(opts.logs ? {} : { logRecordProcessors: [] }),
+    ...(!opts.traces ? { spanProcessors: [] } : spanProcessor ? { spanProcessors: [spanProcessor] } : {}),
+    ...(!opts.logs ? { logRecordProcessors: [] } : logProcessor ? { logRecordProcessors: [logProcessor] } : {}),
     metricReaders: opts.metrics
       ? [new PeriodicExportingMetricReader({ exporter: metricExporter(env), metricProducers: [opts.metrics], exportIntervalMillis: interval > 0 ? interval : 60_000 })]
       : [],
   });
   sdk.start();
   return {
+    handOff: { ...(spanProcessor ? { spans: spanProcessor.figures } : {}), ...(logProcessor ? { logs: logProcessor.figures } : {}) },
     shutdown: async () => {
       try {
         await sdk.shutdown();

@@ -11,7 +11,7 @@ import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
 import { GatewayMetrics, type AuditFigures, type TelemetrySource } from './metrics.ts';
 import { PrometheusRegistryProducer } from './otlp-metrics.ts';
-import { startSdk, type RunningSdk } from './sdk.ts';
+import { startSdk, workerSignals, type RunningSdk } from './sdk.ts';
 import { CallTracer } from './tracing.ts';
 import { trace } from '@opentelemetry/api';
 
@@ -85,10 +85,22 @@ export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: Node
   const metrics = spec.metrics.prometheus || otlpMetrics ? new GatewayMetrics(spec.metrics.maxLabelValues) : undefined;
   let sdk: RunningSdk | undefined;
   if (tracing || otlpMetrics || otlpLogs) {
-    sdk = startSdk({ serviceName: spec.tracing.serviceName, traces: tracing, logs: otlpLogs, metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined }, env);
+    sdk = startSdk(
+      {
+        serviceName: spec.tracing.serviceName,
+        traces: tracing,
+        logs: otlpLogs,
+        metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined,
+        exportThread: spec.exportThread,
+        report: (level, message) => log[level](message),
+      },
+      env,
+    );
   }
   const tracer = tracing ? new CallTracer(trace.getTracer('tollgate')) : undefined;
-  log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs }, 'telemetry');
+  const inWorker = workerSignals({ traces: tracing, logs: otlpLogs, exportThread: spec.exportThread }, env);
+  if (sdk !== undefined) metrics?.watchHandOff(sdk.handOff);
+  log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs, exportWorker: inWorker }, 'telemetry');
   const admin: AdminExtension[] = [];
   if (metrics && spec.metrics.prometheus) {
     admin.push((app) => {

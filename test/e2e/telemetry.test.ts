@@ -1,13 +1,20 @@
 /**
- * Tracing end to end: the official SDK client calls a tool through the gateway, a real OTLP receiver (HTTP/protobuf
- * and gRPC, decoding the protobuf) gets the spans, and the upstream SDK server sees the trace context in `_meta`.
+ * Tracing end to end: the official SDK client calls a tool through the gateway, a real OTLP receiver (HTTP/protobuf,
+ * HTTP/JSON and gRPC, decoding what it gets) gets the spans, and the upstream SDK server sees the trace context in
+ * `_meta`. Spans and audit log records are serialised and sent by the export worker thread (the default); the
+ * gateway's /metrics counts what it handed over. A gateway process stopped by SIGTERM under load exports every span
+ * of every call it answered before it exits.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { queryLog } from '../../src/audit/query.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { DEV_SPIFFE_ID, GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { DEV_SPIFFE_ID, GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { startGatewayProcess, sigtermUnderLoad, type GatewayProcess } from '../helpers/gateway-process.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -34,7 +41,9 @@ afterEach(async () => {
   }
 });
 
-async function tracedGateway(protocol: 'http/protobuf' | 'grpc'): Promise<{ gw: TestGateway; fixture: FixtureServer; receiver: OtlpReceiver }> {
+type Protocol = 'http/protobuf' | 'http/json' | 'grpc';
+
+async function tracedGateway(protocol: Protocol, exportThread: 'worker' | 'main' = 'worker'): Promise<{ gw: TestGateway; fixture: FixtureServer; receiver: OtlpReceiver }> {
   receiver = new OtlpReceiver();
   await receiver.start();
   for (const k of OTEL_VARS) saved[k] = process.env[k];
@@ -47,16 +56,24 @@ async function tracedGateway(protocol: 'http/protobuf' | 'grpc'): Promise<{ gw: 
   // The audit log's OTLP sink rides on the same SDK (OTLP logs).
   gw = await startTestGateway(
     { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
-    { gatewayYaml: `${GATEWAY_YAML}  audit: { sinks: { otlp: true } }\n` },
+    { gatewayYaml: `${GATEWAY_YAML}  audit: { sinks: { otlp: true } }\n  telemetry: { exportThread: ${exportThread} }\n` },
   );
   return { gw, fixture, receiver };
+}
+
+/** A counter's value per label set, from the gateway's /metrics (undefined when the series is absent). */
+async function counter(url: string, name: string, labels: Record<string, string>): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const family = parsePrometheusTextFormat(text).find((f) => f.name === name);
+  const m = family?.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v));
+  return m === undefined ? undefined : Number(m.value);
 }
 
 function childrenOf(spans: readonly ReceivedSpan[], parent: ReceivedSpan): ReceivedSpan[] {
   return spans.filter((s) => s.parentSpanId === parent.spanId && s.traceId === parent.traceId);
 }
 
-describe.each(['http/protobuf', 'grpc'] as const)('tracing over OTLP %s', (protocol) => {
+describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTLP %s', (protocol) => {
   it('exports a server span per call with stage and upstream children, parented by the client, and propagates _meta', async () => {
     const { gw, fixture, receiver } = await tracedGateway(protocol);
     const client = await connectClient(`${gw.url}/mcp`, { headers: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` } });
@@ -74,7 +91,7 @@ describe.each(['http/protobuf', 'grpc'] as const)('tracing over OTLP %s', (proto
     await eventually(() => receiver.spans.filter((s) => s.kind === 3).length >= 2, 10_000, 'upstream spans');
 
     const call = serverSpan('tools/call fixture__echo')!;
-    expect(call.via).toBe(protocol === 'grpc' ? 'grpc' : 'http');
+    expect(call.via).toBe(protocol === 'http/protobuf' ? 'http' : protocol);
     expect(call.traceId).toBe(CLIENT_TRACE);
     expect(call.parentSpanId).toBe(CLIENT_SPAN);
     expect(call.resource['service.name']).toBe('tollgate');
@@ -124,11 +141,32 @@ describe.each(['http/protobuf', 'grpc'] as const)('tracing over OTLP %s', (proto
     const logged = receiver.logs.find((l) => String(l.body).includes('"name":"fixture__echo"'))!;
     expect(JSON.parse(String(logged.body))).toMatchObject({ kind: 'call', trace: CLIENT_TRACE, prev: expect.stringMatching(/^[0-9a-f]{64}$/) });
 
+    // Spans and audit log records went through the export worker: the gateway handed over at least what arrived
+    // (every span the receiver has is the gateway's), and dropped none.
+    const handed = (signal: string): Promise<number | undefined> => counter(gw.url, 'tollgate_otlp_handed_over_total', { signal });
+    expect(await handed('spans')).toBeGreaterThanOrEqual(receiver.spans.length);
+    expect(await handed('logs')).toBeGreaterThanOrEqual(1);
+    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
+    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
+    expect(await counter(gw.url, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
+
     // The audit record carries the trace id.
     const dir = join(gw.dir, '..', '.tollgate', 'audit');
     await gw.shutdown();
     const records = [...queryLog(dir, { target: 'fixture__echo' })].map((l) => JSON.parse(l) as AuditRecord);
     expect(records.map((r) => r.trace)).toEqual([CLIENT_TRACE]);
+  });
+});
+
+describe('exportThread: main', () => {
+  it("exports with the SDK's batch processors on the gateway's thread, handing nothing to a worker", async () => {
+    const { gw, receiver } = await tracedGateway('http/protobuf', 'main');
+    const client = await connectClient(`${gw.url}/mcp`);
+    await client.callTool({ name: 'fixture__echo', arguments: { message: 'inline' } });
+    await client.close();
+    await eventually(() => receiver.spans.some((s) => s.name === 'tools/call fixture__echo' && s.kind === 2), 10_000, 'server span');
+    await eventually(() => receiver.logs.some((l) => String(l.body).includes('"name":"fixture__echo"')), 10_000, 'OTLP audit log');
+    expect(await counter(gw.url, 'tollgate_otlp_handed_over_total', { signal: 'spans' })).toBeUndefined();
   });
 });
 
@@ -147,5 +185,70 @@ describe('tracing off (the embedded default)', () => {
     await gw.shutdown();
     const records = [...queryLog(dir, { target: 'fixture__echo' })].map((l) => JSON.parse(l) as AuditRecord);
     expect(records.map((r) => r.trace)).toEqual([CLIENT_TRACE]);
+  });
+});
+
+describe('SIGTERM under load (gateway process)', () => {
+  let gateway: GatewayProcess | undefined;
+  let root: string | undefined;
+
+  afterEach(() => {
+    if (gateway && gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+    if (root) rmSync(root, { recursive: true, force: true });
+    gateway = undefined;
+    root = undefined;
+  });
+
+  it('exports every span and audit log record of every answered call before it exits', async () => {
+    receiver = new OtlpReceiver();
+    await receiver.start();
+    fixture = await startHttpMcpServer({ name: 'fixture', json: true });
+    root = mkdtempSync(join(tmpdir(), 'tollgate-trace-sigterm-'));
+    const config = join(root, 'routes');
+    mkdirSync(config);
+    writeFileSync(
+      join(config, 'gateway.yaml'),
+      `apiVersion: tollgate.dev/v1alpha1
+kind: Gateway
+metadata: { name: trace-sigterm }
+spec:
+  listener: { host: 127.0.0.1, port: 0 }
+  shutdown: { drainMs: 5000 }
+  audit: { sinks: { otlp: true } }
+`,
+    );
+    writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
+    const headers = devAuthHeaders(config);
+    // The SDK's default batch delay (5 s) and batch size: the last spans leave only because shutdown flushes them.
+    const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRICS_EXPORTER: 'none' };
+    for (const k of Object.keys(env)) if (k.startsWith('OTEL_B')) delete env[k];
+    gateway = await startGatewayProcess(config, env);
+    expect(gateway.stdout()).toMatch(/"exportWorker":\["spans","logs"\][^\n]*"msg":"telemetry"/);
+
+    // Each call carries its own trace id (also its echo text), so each answered call's spans and record can be found.
+    const traceOf = (k: number, i: number): string => `${(k + 1).toString(16).padStart(8, '0')}${i.toString(16).padStart(8, '0')}${'c'.repeat(16)}`;
+    const { answered, code } = await sigtermUnderLoad(gateway, {
+      headers,
+      tool: 'fixture__echo',
+      clients: 4,
+      before: 400,
+      call: (k, i) => ({ name: traceOf(k, i), meta: { traceparent: `00-${traceOf(k, i)}-${'1'.repeat(16)}-01` } }),
+    });
+    expect(code, gateway.stderr()).toBe(0);
+    expect(answered.length).toBeGreaterThanOrEqual(400);
+
+    // Every answered call: one server span, with its authenticate and upstream children, all exported.
+    const servers = new Map<string, ReceivedSpan[]>();
+    for (const s of receiver.spans) if (s.kind === 2) servers.set(s.traceId, [...(servers.get(s.traceId) ?? []), s]);
+    const incomplete = answered.filter((t) => {
+      const server = servers.get(t);
+      if (server?.length !== 1) return true;
+      const names = childrenOf(receiver!.spans, server[0]!).map((c) => c.name);
+      return !names.includes('authenticate') || !names.includes('tools/call echo');
+    });
+    expect(incomplete).toEqual([]);
+    // And its audit record went out as an OTLP log record.
+    const logged = new Set(receiver.logs.map((l) => (JSON.parse(String(l.body)) as { trace?: string }).trace));
+    expect(answered.filter((t) => !logged.has(t))).toEqual([]);
   });
 });

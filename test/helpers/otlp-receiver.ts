@@ -1,8 +1,9 @@
 /**
- * A real OTLP receiver for tests: an HTTP server taking OTLP/HTTP protobuf exports (POST /v1/traces, /v1/metrics,
- * /v1/logs) and a gRPC server for the same services, decoding the requests with protobufjs from the OTLP proto
- * definitions (the subset of opentelemetry-proto's messages and field numbers the tests read; unknown fields are
- * skipped by the decoder, as protobuf requires).
+ * A real OTLP receiver for tests: an HTTP server taking OTLP/HTTP exports (POST /v1/traces, /v1/metrics, /v1/logs)
+ * in protobuf or, by content type, JSON, and a gRPC server for the same services. Protobuf is decoded with
+ * protobufjs from the OTLP proto definitions (the subset of opentelemetry-proto's messages and field numbers the
+ * tests read; unknown fields are skipped by the decoder, as protobuf requires); JSON per the OTLP/JSON mapping
+ * (lowerCamelCase fields, ids as hex strings).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -58,7 +59,7 @@ export interface ReceivedSpan {
   readonly attributes: Record<string, AttrValue>;
   readonly status: { code: number; message: string };
   readonly resource: Record<string, AttrValue>;
-  readonly via: 'http' | 'grpc';
+  readonly via: 'http' | 'http/json' | 'grpc';
 }
 
 export interface ReceivedMetric {
@@ -94,6 +95,33 @@ function attributes(kvs: PbKeyValue[] | undefined): Record<string, AttrValue> {
 
 const hex = (b: Uint8Array | undefined): string => (b === undefined ? '' : Buffer.from(b).toString('hex'));
 
+/** OTLP/JSON: an AnyValue ({stringValue}, {intValue} as number or string...) as the tests read it. */
+interface JsonAnyValue {
+  stringValue?: string;
+  boolValue?: boolean;
+  intValue?: number | string;
+  doubleValue?: number;
+}
+interface JsonKeyValue {
+  key: string;
+  value?: JsonAnyValue;
+}
+
+function jsonValue(v: JsonAnyValue | undefined): AttrValue {
+  if (v === undefined) return undefined;
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.boolValue !== undefined) return v.boolValue;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.doubleValue !== undefined) return v.doubleValue;
+  return undefined;
+}
+
+function jsonAttributes(kvs: JsonKeyValue[] | undefined): Record<string, AttrValue> {
+  const out: Record<string, AttrValue> = {};
+  for (const kv of kvs ?? []) out[kv.key] = jsonValue(kv.value);
+  return out;
+}
+
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
   readonly metrics: ReceivedMetric[] = [];
@@ -126,6 +154,49 @@ export class OtlpReceiver {
         }
       }
     }
+  }
+
+  private ingestJsonTraces(body: string): void {
+    type JsonSpan = { traceId: string; spanId: string; parentSpanId?: string; name: string; kind?: number; attributes?: JsonKeyValue[]; status?: { code?: number; message?: string } };
+    const req = JSON.parse(body) as { resourceSpans?: Array<{ resource?: { attributes?: JsonKeyValue[] }; scopeSpans?: Array<{ spans?: JsonSpan[] }> }> };
+    for (const rs of req.resourceSpans ?? []) {
+      const resource = jsonAttributes(rs.resource?.attributes);
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          this.spans.push({
+            traceId: s.traceId,
+            spanId: s.spanId,
+            parentSpanId: s.parentSpanId ?? '',
+            name: s.name,
+            kind: s.kind ?? 0,
+            attributes: jsonAttributes(s.attributes),
+            status: { code: s.status?.code ?? 0, message: s.status?.message ?? '' },
+            resource,
+            via: 'http/json',
+          });
+        }
+      }
+    }
+  }
+
+  private ingestJsonMetrics(body: string): void {
+    type Point = { attributes?: JsonKeyValue[]; asDouble?: number; asInt?: number | string; count?: number | string };
+    type Metric = { name: string; sum?: { dataPoints?: Point[] }; gauge?: { dataPoints?: Point[] }; histogram?: { dataPoints?: Point[] } };
+    const req = JSON.parse(body) as { resourceMetrics?: Array<{ scopeMetrics?: Array<{ metrics?: Metric[] }> }> };
+    for (const rm of req.resourceMetrics ?? []) {
+      for (const sm of rm.scopeMetrics ?? []) {
+        for (const m of sm.metrics ?? []) {
+          const kind = m.histogram ? 'histogram' : m.sum ? 'sum' : 'gauge';
+          const pts = (m.histogram ?? m.sum ?? m.gauge)?.dataPoints ?? [];
+          this.metrics.push({ name: m.name, kind, points: pts.map((p) => ({ attributes: jsonAttributes(p.attributes), value: Number(kind === 'histogram' ? p.count : (p.asDouble ?? p.asInt ?? 0)) })) });
+        }
+      }
+    }
+  }
+
+  private ingestJsonLogs(body: string): void {
+    const req = JSON.parse(body) as { resourceLogs?: Array<{ scopeLogs?: Array<{ logRecords?: Array<{ body?: JsonAnyValue; attributes?: JsonKeyValue[] }> }> }> };
+    for (const rl of req.resourceLogs ?? []) for (const sl of rl.scopeLogs ?? []) for (const r of sl.logRecords ?? []) this.logs.push({ body: jsonValue(r.body), attributes: jsonAttributes(r.attributes) });
   }
 
   private ingestMetrics(buf: Uint8Array): void {
@@ -161,16 +232,24 @@ export class OtlpReceiver {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
+        const json = (req.headers['content-type'] ?? '').includes('json');
         try {
-          if (req.url === '/v1/traces') this.ingestTraces(body, 'http');
-          else if (req.url === '/v1/metrics') this.ingestMetrics(body);
-          else if (req.url === '/v1/logs') this.ingestLogs(body);
-          else {
+          if (req.url === '/v1/traces') {
+            if (json) this.ingestJsonTraces(body.toString());
+            else this.ingestTraces(body, 'http');
+          } else if (req.url === '/v1/metrics') {
+            if (json) this.ingestJsonMetrics(body.toString());
+            else this.ingestMetrics(body);
+          } else if (req.url === '/v1/logs') {
+            if (json) this.ingestJsonLogs(body.toString());
+            else this.ingestLogs(body);
+          } else {
             res.writeHead(404).end();
             return;
           }
           // An empty Export*ServiceResponse.
-          res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+          if (json) res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
         } catch (err) {
           res.writeHead(400).end(String(err));
         }

@@ -1,0 +1,63 @@
+/**
+ * The gateway as its own process (`node bin/tollgate.mjs serve`), for what only a real process shows: SIGTERM
+ * while SDK clients keep calling, and what the process flushed before it exited.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connectClient, eventually } from './gateway.ts';
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** Everything the process wrote so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+}
+
+export async function startGatewayProcess(configDir: string, env: NodeJS.ProcessEnv): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', configDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const listening = /"address":"([^"]+)"[^\n]*"msg":"tollgate listening"/;
+  await eventually(() => listening.test(stdout) || child.exitCode !== null, 30_000, `gateway listening: ${stderr}`);
+  const m = listening.exec(stdout);
+  if (m === null) throw new Error(`gateway exited before listening: ${stdout}${stderr}`);
+  return { child, url: `http://${m[1]}`, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/**
+ * `clients` SDK clients call `tool` in a loop (arguments and `_meta` from `call(client, i)`, which also names the
+ * call), the process gets SIGTERM once `before` calls were answered, and the clients stop at the first refusal.
+ * Returns the names of the calls that were answered (their text echoed back) and the exit code.
+ */
+export async function sigtermUnderLoad(
+  gw: GatewayProcess,
+  opts: { headers: Record<string, string>; tool: string; clients: number; before: number; call(client: number, i: number): { name: string; meta?: Record<string, unknown> } },
+): Promise<{ answered: string[]; code: number | null }> {
+  const answered: string[] = [];
+  let stop = false;
+  const load = async (k: number): Promise<void> => {
+    const client = await connectClient(`${gw.url}/mcp`, { headers: opts.headers });
+    for (let i = 0; !stop && i < 5_000; i++) {
+      const { name, meta } = opts.call(k, i);
+      try {
+        const r = await client.callTool({ name: opts.tool, arguments: { message: name }, ...(meta ? { _meta: meta } : {}) });
+        if ((r.content as Array<{ text: string }>)[0]?.text === name) answered.push(name);
+      } catch {
+        break; // the gateway is draining or gone
+      }
+    }
+    await client.close().catch(() => {});
+  };
+  const clients = Array.from({ length: opts.clients }, (_, k) => load(k));
+  while (answered.length < opts.before && gw.child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+  gw.child.kill('SIGTERM');
+  const code = await gw.exited;
+  stop = true;
+  await Promise.all(clients);
+  return { answered, code };
+}
