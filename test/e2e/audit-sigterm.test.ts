@@ -3,7 +3,7 @@
  * SDK clients call tools in a loop, the gateway is told to stop mid-load, and afterwards every call a client saw
  * answered is in the log exactly once, and the log verifies (sealed) without --allow-open.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,8 @@ import type { AuditRecord } from '../../src/audit/format.ts';
 import { queryLog } from '../../src/audit/query.ts';
 import { verifyLog } from '../../src/audit/verify.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { connectClient, devAuthHeaders, mcpBackend, route } from '../helpers/gateway.ts';
+import { devAuthHeaders, mcpBackend, route } from '../helpers/gateway.ts';
+import { sigtermUnderLoad, startGatewayProcess } from '../helpers/gateway-process.ts';
 
 let fixture: FixtureServer | undefined;
 let child: ChildProcess | undefined;
@@ -44,49 +45,17 @@ spec:
   writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
   // A dev SVID from the config's data dir (created here, before the gateway starts and loads it).
   const headers = devAuthHeaders(config);
-  child = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', config], {
-    env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const gw = await startGatewayProcess(config, { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
+  child = gw.child;
+  const { answered, code } = await sigtermUnderLoad(gw, {
+    headers,
+    tool: 'fixture__echo',
+    clients: 4,
+    before: 300,
+    call: (k, i) => ({ name: `c${k}-${i}` }),
   });
-  let stderr = '';
-  let stdout = '';
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}${stderr}`)), 30_000);
-    child!.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /"address":"([^"]+)"[^\n]*"msg":"tollgate listening"/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`http://${m[1]}`);
-      }
-    });
-  });
-
-  const answered: string[] = [];
-  let stop = false;
-  const worker = async (k: number): Promise<void> => {
-    const client = await connectClient(`${url}/mcp`, { headers });
-    for (let i = 0; !stop && i < 5_000; i++) {
-      const message = `c${k}-${i}`;
-      try {
-        const r = await client.callTool({ name: 'fixture__echo', arguments: { message } });
-        if ((r.content as Array<{ text: string }>)[0]?.text === message) answered.push(message);
-      } catch {
-        break; // the gateway is draining or gone
-      }
-    }
-    await client.close().catch(() => {});
-  };
-  const workers = [0, 1, 2, 3].map(worker);
-  while (answered.length < 300 && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-  child.kill('SIGTERM');
-  const code = await exited;
-  stop = true;
-  await Promise.all(workers);
+  const stdout = gw.stdout();
+  const stderr = gw.stderr();
   expect(code, stderr).toBe(0);
 
   const dir = join(root, '.tollgate', 'audit');
