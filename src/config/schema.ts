@@ -10,6 +10,7 @@ import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
+import { redisSpec } from '../store/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -126,6 +127,8 @@ const gatewaySpec = z.strictObject({
   identity: identitySpec.prefault({}),
   /** Rego policy compiled to WASM (src/guards/policy/config.ts); absent = no policy guard. */
   policy: policySpec.optional(),
+  /** The shared store for state that must hold across replicas (src/store/config.ts); absent = in memory. */
+  redis: redisSpec.optional(),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 

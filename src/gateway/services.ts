@@ -11,6 +11,7 @@ import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createTelemetry, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
+import { RedisStore } from '../store/redis.ts';
 import type { GuardServices } from './guards.ts';
 
 export interface Services {
@@ -24,6 +25,8 @@ export interface Services {
   readonly identity: IdentityService;
   /** The policy service: its decisionLog publishes every decision (audit, telemetry). */
   readonly policy: PolicyService;
+  /** The shared Redis store when the Gateway configures `redis` (limits, session revocation, A2A task ownership). */
+  readonly store: RedisStore | undefined;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
@@ -33,6 +36,12 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
   const telemetry = createTelemetry(snapshot, log);
+  // One Redis connection for every cross-replica feature; connects in the background (features apply their own fail
+  // mode while it is not ready). A change of the redis section needs a restart.
+  const store = snapshot.gateway.redis ? new RedisStore(snapshot.gateway.redis, snapshot.dir, log) : undefined;
+  if (store) {
+    admin.push((app) => app.get('/readyz/store', (c) => c.json(store.status(), store.ready ? 200 : 503)));
+  }
   admin.push(...telemetry.admin);
   closers.push(telemetry.close);
   // authenticate: first in the pipeline.
@@ -60,8 +69,10 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
     credentials: identity.credentials,
     identity,
     policy,
+    store,
     close: async () => {
       for (const close of closers.reverse()) await close();
+      await store?.close();
     },
   };
 }
