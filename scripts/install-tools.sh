@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need outside npm: Redis (Debian), opa and spire-server (built from the Go module proxy).
+# Installs what the tests need outside npm: Redis (Debian), opa, spire-server and spire-agent (built from the Go module
+# proxy).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
 CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
@@ -22,14 +23,18 @@ if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERS
   GOBIN="$BIN" go install "github.com/open-policy-agent/opa@$OPA_VERSION"
 fi
 
-if [ ! -x "$BIN/spire-server" ] || ! "$BIN/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then
-  echo "building spire-server $SPIRE_VERSION (Go module proxy; several minutes the first time)"
-  work="$(mktemp -d)"
-  (cd "$work" && go mod init tollgate-tools >/dev/null 2>&1 \
-    && go get -tool "github.com/spiffe/spire/cmd/spire-server@$SPIRE_VERSION" >/dev/null 2>&1 \
-    && GOBIN="$BIN" go install github.com/spiffe/spire/cmd/spire-server)
-  rm -rf "$work"
-fi
+# spire-server and spire-agent come from the same module (`go install ...@version` is refused for it here: a scratch
+# module with `go get -tool` instead); the agent build reuses most of the server's build cache.
+for tool in spire-server spire-agent; do
+  if [ ! -x "$BIN/$tool" ] || ! "$BIN/$tool" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then
+    echo "building $tool $SPIRE_VERSION (Go module proxy; several minutes the first time)"
+    work="$(mktemp -d)"
+    (cd "$work" && go mod init tollgate-tools >/dev/null 2>&1 \
+      && go get -tool "github.com/spiffe/spire/cmd/$tool@$SPIRE_VERSION" >/dev/null 2>&1 \
+      && GOBIN="$BIN" go install "github.com/spiffe/spire/cmd/$tool")
+    rm -rf "$work"
+  fi
+done
 
 if [ ! -x "$BIN/helm" ] || ! "$BIN/helm" version --short 2>/dev/null | grep -q "${HELM_VERSION%.*}"; then
   echo "building helm $HELM_VERSION (Go module proxy)"
