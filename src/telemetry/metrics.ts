@@ -50,6 +50,9 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 const CALL_LABELS = ['protocol', 'route', 'operation', 'upstream', 'outcome'] as const;
 
 function teamOf(call: Call): string {
+  // The team the limits guard resolved (claim or SPIFFE path mapping, as configured) comes first.
+  const limited = (call.scratch.get('limits') as { team?: unknown } | undefined)?.team;
+  if (typeof limited === 'string') return limited;
   const claim = call.principal?.claims.team;
   if (typeof claim === 'string') return claim;
   const obligation = call.decision?.obligations?.team;
