@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { audit } from './audit.ts';
+import { LIMITS_USAGE, limitsCommand } from './limits.ts';
 import { POLICY_USAGE, policyCommand } from './policy.ts';
 import { svid } from './svid.ts';
 
@@ -18,7 +19,7 @@ Commands:
   audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
   svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
                                                 Print a JWT-SVID of the dev trust domain the dev gateway accepts
-${POLICY_USAGE}  help                                          This text
+${POLICY_USAGE}${LIMITS_USAGE}  help                                          This text
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -82,6 +83,7 @@ export const COMMANDS: Record<string, Command> = {
   audit,
   svid,
   policy: policyCommand,
+  limits: limitsCommand,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

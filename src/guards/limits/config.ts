@@ -10,16 +10,8 @@ import { z } from 'zod';
 export const DIMENSIONS = ['principal', 'team', 'route', 'upstream', 'tool', 'model', 'rate_class'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
-const dimension = z.string().transform((v, ctx): Dimension => {
-  if ((DIMENSIONS as readonly string[]).includes(v)) return v as Dimension;
-  ctx.addIssue({
-    code: 'custom',
-    message:
-      `"${v}" is not a key dimension (one of ${DIMENSIONS.join(', ')}): keying on a free-form value such as a tool ` +
-      'argument or a header would let callers create counters without bound',
-  });
-  return z.NEVER;
-});
+/** Key dimensions are checked with the object's other rules (so one load reports every problem of a limit). */
+const dimension = z.string();
 
 /** Exact name, or a prefix ending in `*` (the same patterns as the policy's grants). */
 const pattern = z.string().regex(/^[^*]*\*?$/, 'must be a name, or a prefix ending in "*"').min(1);
@@ -124,12 +116,25 @@ const matchSpec = z.strictObject({
 });
 export type MatchSpec = z.infer<typeof matchSpec>;
 
-function uniqueDims(dims: readonly Dimension[], ctx: z.RefinementCtx): void {
+function checkDims(dims: readonly string[], ctx: z.RefinementCtx): void {
   const seen = new Set<string>();
   dims.forEach((d, i) => {
-    if (seen.has(d)) ctx.addIssue({ code: 'custom', path: ['key', i], message: `"${d}" is listed twice` });
+    if (!(DIMENSIONS as readonly string[]).includes(d)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['key', i],
+        message:
+          `"${d}" is not a key dimension (one of ${DIMENSIONS.join(', ')}): keying on a free-form value such as a tool ` +
+          'argument or a header would let callers create counters without bound',
+      });
+    } else if (seen.has(d)) ctx.addIssue({ code: 'custom', path: ['key', i], message: `"${d}" is listed twice` });
     seen.add(d);
   });
+}
+
+/** After validation, the key is a list of dimensions. */
+function typedKey<T extends { key: string[] }>(v: T): Omit<T, 'key'> & { key: Dimension[] } {
+  return v as Omit<T, 'key'> & { key: Dimension[] };
 }
 
 /** GCRA needs a whole number of microseconds per request; below 1 us (over 1,000,000/s) it cannot be represented. */
@@ -148,7 +153,7 @@ export const rateLimitSpec = z
     failMode: z.enum(['closed', 'open', 'local']).optional(),
   })
   .superRefine((r, ctx) => {
-    uniqueDims(r.key, ctx);
+    checkDims(r.key, ctx);
     if (r.requests === 0 && (r.burst ?? 0) === 0) {
       ctx.addIssue({ code: 'custom', path: ['requests'], message: 'a rate of 0 with a burst of 0 admits nothing: deny such calls with policy instead' });
     } else if (r.requests === 0) {
@@ -160,7 +165,8 @@ export const rateLimitSpec = z
       ctx.addIssue({ code: 'custom', path: ['requests'], message: `at most ${MAX_RATE_PER_SECOND} per second per limit` });
     }
     if ((r.burst ?? r.requests) > 1_000_000_000) ctx.addIssue({ code: 'custom', path: ['burst'], message: 'must be at most 1000000000' });
-  });
+  })
+  .transform(typedKey);
 export type RateLimitSpec = z.infer<typeof rateLimitSpec>;
 
 export const budgetSpec = z
@@ -177,9 +183,10 @@ export const budgetSpec = z
     failMode: z.enum(['closed', 'open']).optional(),
   })
   .superRefine((b, ctx) => {
-    uniqueDims(b.key, ctx);
+    checkDims(b.key, ctx);
     if (b.tokens === undefined && b.cost === undefined) ctx.addIssue({ code: 'custom', message: 'set tokens, cost or both' });
-  });
+  })
+  .transform(typedKey);
 export type BudgetSpec = z.infer<typeof budgetSpec>;
 
 /** A problem found across objects, with the path (inside the object's document) it points at. */
