@@ -65,7 +65,7 @@ export const limitsSpec = z
         spiffePath: z
           .string()
           .regex(/^\/.*\{team\}.*$/, 'must be an absolute path pattern containing {team}')
-          .refine((p) => p.split('{team}').length === 2, 'must contain {team} exactly once')
+          .refine((p) => p.split('{team}').length <= 2, 'must contain {team} only once')
           .optional(),
       })
       .prefault({}),
