@@ -10,10 +10,17 @@ import type { Op, OpResult, Verdict } from './decide.ts';
 /** Where the script takes "now" from: Redis TIME in production; ARGV only for the replay test's script. */
 export type ScriptClock = 'server' | 'argv';
 
+/**
+ * `now`, and extra life for rate keys. A rate key may vanish once its bucket is full again (absent = full), so its
+ * expiry never changes a decision, as long as Redis's own clock agrees with `now`: with a replayed `now` it does
+ * not (a loaded machine replays slower than real time), so the replay script keeps rate keys a minute longer.
+ */
 const NOW: Record<ScriptClock, string> = {
   server: `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])`,
-  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 4])`,
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl_slack = 0`,
+  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 4])
+local ttl_slack = 60000`,
 };
 
 /**
@@ -81,7 +88,7 @@ if admitted then
   for i = 1, n do
     local b = 2 + (i - 1) * 4
     if ARGV[b] == 'r' then
-      redis.call('SET', KEYS[i], string.format('%d', values[i]), 'PX', string.format('%d', math.floor((values[i] - now) / 1000) + 1))
+      redis.call('SET', KEYS[i], string.format('%d', values[i]), 'PX', string.format('%d', math.floor((values[i] - now) / 1000) + 1 + ttl_slack))
     else
       redis.call('SET', KEYS[i], string.format('%d', values[i]), 'PXAT', ARGV[b + 3])
     end
