@@ -34,7 +34,12 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export async function createServices(snapshot: ConfigSnapshot, log: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /** Guard services added after policy and before audit (tests add their own guards this way). */
+  readonly guards?: readonly GuardServices[] | undefined;
+}
+
+export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -46,6 +51,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
     admin.push((app) => app.get('/readyz/store', (c) => c.json(store.status(), store.ready ? 200 : 503)));
   }
   admin.push(...telemetry.admin);
+  if (store) telemetry.telemetry.watchStore(store);
   closers.push(telemetry.close);
   // authenticate: first in the pipeline.
   const identity = await IdentityService.create(snapshot, log);
@@ -56,6 +62,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
   const policy = new PolicyService(log);
   await policy.configure(snapshot);
+  telemetry.telemetry.watchPolicy(() => policy.status().sources);
   guards.push(policy);
   closers.push(() => policy.close());
   // Limit: after authorize (keys and rate_class / cost_multiplier come from the principal and the policy's
@@ -64,6 +71,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   guards.push(limits);
   admin.push(limits.admin);
   closers.push(() => limits.close());
+  guards.push(...(opts.guards ?? []));
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
   const audit = await createAuditService(snapshot, log, { decisionLog: policy.decisionLog });
   if (audit) {

@@ -7,7 +7,7 @@ import type { Hono } from 'hono';
 import type client from 'prom-client';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { Guard } from '../../core/pipeline.ts';
-import type { GuardServices } from '../../gateway/guards.ts';
+import type { GuardServices } from '../../core/pipeline.ts';
 import type { AdminExtension } from '../../server/admin.ts';
 import type { RedisStore } from '../../store/redis.ts';
 import type { Logger } from '../../telemetry/logger.ts';

@@ -51,7 +51,7 @@ export class LegacySse {
     }
     let body: Buffer;
     try {
-      body = await readBody(req, state.snapshot.gateway.http.maxBodyBytes);
+      body = await readBody(req, rule.maxBodyBytes);
     } catch (err) {
       return writeError(res, null, toGatewayError(err));
     }
