@@ -2,7 +2,7 @@
  * What the limits guard tells adapters about a caller's limits, protocol-neutral: each adapter renders it in its own
  * shape. A refusal (TG_RATE_LIMITED / TG_BUDGET_EXCEEDED) carries the notices in `GatewayError.data.limits` and the
  * plain-HTTP headers (Retry-After, the IETF RateLimit-Policy / RateLimit fields) in `GatewayError.headers`; an
- * admitted call has them in `call.scratch.get('limits').notices`. OpenAI-compatible adapters add the
+ * admitted call's are given by `limitNoticesOf(call)`. OpenAI-compatible adapters add the
  * `x-ratelimit-*` headers OpenAI's clients read with `openAiRateLimitHeaders`.
  */
 import type { Call } from './call.ts';
@@ -22,10 +22,14 @@ export interface LimitNotice {
   readonly resetSeconds: number;
 }
 
+/** Scratch key of a call's notices: an array, or a function computing it (built only when an adapter asks). */
+export const NOTICES_KEY = 'limits:notices';
+
 /** The notices an admitted or refused call carries (empty when no limit applied). */
 export function limitNoticesOf(call: Call): readonly LimitNotice[] {
-  const noted = call.scratch.get('limits') as { notices?: readonly LimitNotice[] } | undefined;
-  return noted?.notices ?? [];
+  const noted = call.scratch.get(NOTICES_KEY) as readonly LimitNotice[] | (() => readonly LimitNotice[]) | undefined;
+  if (noted === undefined) return [];
+  return typeof noted === 'function' ? noted() : noted;
 }
 
 /** An sf-string (RFC 9651) for a limit name: names are Kubernetes names, but quote defensively. */

@@ -6,7 +6,8 @@
  * response (outer span), and, demand being continuous, the decisions cover at least the first response to the last
  * send (inner span); GCRA admits exactly B + floor(R * span), so admitted must lie in
  * [B + floor(R * inner) - 1, B + floor(R * outer) + 1]. Each gateway must have admitted calls (one bucket shared by
- * both: two private buckets would admit about twice as many).
+ * both: two private buckets would admit about twice as many). The command timeout is raised to 2 s so that a loaded
+ * machine's stalls do not turn into fail-closed refusals (the failover test covers those).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedRange, hammer, startFleet, type Fleet } from '../helpers/limits-fleet.ts';
@@ -55,7 +56,7 @@ describe('one rate limit shared by two gateway processes', () => {
   let fleet: Fleet;
   beforeAll(async () => {
     redis = await startRedis();
-    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n`, docs: DOCS });
+    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n    commandTimeoutMs: 2000\n`, docs: DOCS });
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -83,7 +84,7 @@ describe('the same against a Redis Cluster of three masters', () => {
     fleet = await startFleet({
       replicas: 2,
       toolUrl: tools.url,
-      redisYaml: `    cluster:\n      nodes:\n${nodes}\n`,
+      redisYaml: `    commandTimeoutMs: 2000\n    cluster:\n      nodes:\n${nodes}\n`,
       limitsYaml: '    partition: principal\n    toolCosts: [{ tool: tools/spread, cost: 0.01 }]\n',
       docs: DOCS,
     });

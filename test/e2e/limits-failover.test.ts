@@ -79,7 +79,7 @@ beforeAll(async () => {
   // appendfsync always: what was written before the kill is there after the restart (a deferred settle applies).
   redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
   tools = await startToolServer('tools', { closed: ['message'], open: ['message'], local: ['message'], 'pay-closed': ['message'], 'pay-open': ['message'] });
-  const gatewayYaml = `${GATEWAY_YAML}  redis: { url: ${redis.url}, reconnect: { minMs: 50, maxMs: 400 } }
+  const gatewayYaml = `${GATEWAY_YAML}  redis: { url: ${redis.url}, commandTimeoutMs: 2000, reconnect: { minMs: 50, maxMs: 400 } }
   limits:
     replicas: 2
     toolCosts: [{ tool: "tools/pay-*", cost: 1 }]

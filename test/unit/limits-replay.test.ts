@@ -95,7 +95,7 @@ describe('in-memory and Redis decisions', () => {
 
   it('are the same through the limits guard on the production paths (Redis TIME vs the process clock)', async () => {
     const log = createLogger('silent');
-    const store = new RedisStore(redisSpec.parse({ url: REDIS_URL, keyPrefix: `tgt:g:${process.pid}:${Date.now().toString(36)}:` }), process.cwd(), log);
+    const store = new RedisStore(redisSpec.parse({ url: REDIS_URL, keyPrefix: `tgt:g:${process.pid}:${Date.now().toString(36)}:`, commandTimeoutMs: 5_000 }), process.cwd(), log);
     await store.waitReady(5_000);
     const snapshot = limitsSnapshot(`
 apiVersion: tollgate.dev/v1alpha1

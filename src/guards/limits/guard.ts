@@ -11,6 +11,7 @@
  * streamed), giving back the rest. Returns a promise with Redis (the pipeline awaits it before the audit record).
  */
 import type { Call } from '../../core/call.ts';
+import type { LimitNotice } from '../../core/limits.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { CounterStore } from './counters.ts';
@@ -79,14 +80,15 @@ export class LimitsGuard implements Guard {
   /** Applies a store's verdict: notes it, and throws the refusal when it did not admit. */
   private decided(call: Call, plan: Plan, verdict: Verdict, store: CounterStore): void {
     const nowMs = verdict.nowUs / 1000;
-    const notices = plan.entries.map((e, i) => noticeOf(e, verdict.results[i]!, nowMs));
-    call.scratch.set(NOTICES_KEY, notices);
+    const notices = (): LimitNotice[] => plan.entries.map((e, i) => noticeOf(e, verdict.results[i]!, nowMs));
     const metrics = this.runtime.metrics;
     const note: LimitNote = { decision: 'admitted', store: store.kind, limits: plan.entries.map((e) => e.limit.name) };
     if (plan.facts.team !== undefined) note.team = plan.facts.team;
     call.scratch.set(NOTE_KEY, note);
     if (!verdict.admitted) {
-      const err = refusalOf(plan.entries, verdict, notices, this.ctx.spec.currency, nowMs);
+      const all = notices();
+      call.scratch.set(NOTICES_KEY, all);
+      const err = refusalOf(plan.entries, verdict, all, this.ctx.spec.currency, nowMs);
       note.decision = err.code === 'TG_BUDGET_EXCEEDED' ? 'budget_exceeded' : 'rate_limited';
       note.refused = (err.data as { limit: string }).limit;
       if (metrics) {
@@ -98,6 +100,9 @@ export class LimitsGuard implements Guard {
       }
       throw err;
     }
+    // Built only if an adapter asks (OpenAI's x-ratelimit-* on every response): most calls never need them.
+    let built: LimitNotice[] | undefined;
+    call.scratch.set(NOTICES_KEY, () => (built ??= notices()));
     const reserved = plan.entries.filter((e): e is Entry & { kind: 'budget' } => e.kind === 'budget');
     if (metrics) for (const e of plan.entries) e.kind === 'rate' ? metrics.rate(e.limit.name, 'admitted') : metrics.budget(e.limit.name, 'reserved');
     this.reserve(call, plan, store, reserved, note);

@@ -60,8 +60,22 @@ export function factsOf(call: Call, teams: TeamResolver): Facts {
   };
 }
 
+/** Recently encoded values (principals and teams repeat call after call); cleared when full. */
+const encoded = new Map<string, string>();
+const ENCODED_MAX = 10_000;
+
 /** Percent-encodes all but [A-Za-z0-9._~/-]; values over 128 characters become a SHA-256 (base64url) instead. */
 export function encodeValue(v: string): string {
+  let e = encoded.get(v);
+  if (e === undefined) {
+    e = encode(v);
+    if (encoded.size >= ENCODED_MAX) encoded.clear();
+    encoded.set(v, e);
+  }
+  return e;
+}
+
+function encode(v: string): string {
   const e = v.replace(/[^A-Za-z0-9._~/-]/g, (c) => {
     const bytes = Buffer.from(c, 'utf8');
     let out = '';

@@ -4,14 +4,13 @@
  */
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
-import { httpRateLimitHeaders, type LimitNotice } from '../../core/limits.ts';
+import { httpRateLimitHeaders, NOTICES_KEY, type LimitNotice } from '../../core/limits.ts';
 import type { Verdict } from './decide.ts';
 import { money, NANOS, type Entry } from './plan.ts';
 
 /** Scratch key of the audit-visible note (src/audit/record.ts reads it). */
 export const NOTE_KEY = 'limits';
-/** Scratch key of the notices adapters render (core/limits.ts reads it). */
-export const NOTICES_KEY = 'limits:notices';
+export { NOTICES_KEY };
 
 /** The limits part of a call's audit record. */
 export interface LimitNote {
