@@ -36,12 +36,15 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
   const services = await createServices(snapshot, log);
-  const gateway = new Gateway(snapshot, { log, services: services.guards, telemetry: services.telemetry, credentials: services.credentials });
+  const gateway = new Gateway(snapshot, { log, services: services.guards, telemetry: services.telemetry, credentials: services.credentials, store: services.store });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
+  // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
+  services.identity.setListenerAddress({ host: address.address, port: address.port });
+  gateway.refresh();
   const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, (s) => gateway.apply(s), log, (issues) => gateway.rejectConfig(issues));
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');

@@ -8,6 +8,8 @@ import type { Call } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
 import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
 import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
+import type { RedisStore } from '../store/redis.ts';
+import { RevocationSet } from '../store/revocations.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
@@ -21,6 +23,8 @@ export interface GatewayOptions {
   readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
+  /** The shared Redis store (services.store): session revocations then hold across replicas. */
+  readonly store?: RedisStore | undefined;
 }
 
 export interface Readiness {
@@ -36,6 +40,8 @@ export class Gateway {
   readonly mcp: McpAdapter;
   private readonly services: readonly GuardServices[];
   private readonly telemetry: CallTelemetry;
+  /** Ended MCP sessions, by fingerprint (in Redis when configured). */
+  readonly revocations: RevocationSet;
   private current: GatewayState;
   private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
 
@@ -47,6 +53,7 @@ export class Gateway {
     this.mcpUpstreams = new McpUpstreams(this.log, opts.credentials);
     this.mcpUpstreams.sync(snapshot);
     this.telemetry.watch(this);
+    this.revocations = new RevocationSet('mcp:session', this.log, opts.store);
     this.mcp = new McpAdapter(
       {
         log: this.log,
@@ -54,6 +61,7 @@ export class Gateway {
         finish: (call) => this.finish(call),
         begin: (call, meta) => this.telemetry.begin(call, meta),
         propagate: (call) => this.telemetry.propagate(call),
+        revocations: this.revocations,
       },
       this.mcpUpstreams,
     );
@@ -71,6 +79,11 @@ export class Gateway {
     this.mcp.reconfigure();
     this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
+  }
+
+  /** Rebuilds the pipeline for the snapshot in force (a guard service's settings changed, e.g. the bound address). */
+  refresh(): void {
+    this.current = { snapshot: this.current.snapshot, pipeline: buildPipeline(this.current.snapshot, this.services, this.telemetry.observer) };
   }
 
   /** Records a refused reload (the previous snapshot stays in force); shown by /readyz until a reload succeeds. */
@@ -129,7 +142,8 @@ export class Gateway {
         ...(this.rejected ? { rejected: this.rejected } : {}),
       },
       upstreams,
-      sessions: this.mcp.sessions.size,
+      // Session-era sessions and 2026 stateless contexts: what callers hold open here.
+      sessions: this.mcp.sessions.size + this.mcp.stateless.size,
     };
   }
 
@@ -141,5 +155,6 @@ export class Gateway {
   async close(): Promise<void> {
     await this.mcp.close();
     await this.mcpUpstreams.close();
+    await this.revocations.close();
   }
 }

@@ -97,7 +97,7 @@ plugins {
 }
 
 async function mint(spire: Spire, spiffeId: string): Promise<string> {
-  const { stdout } = await run(SPIRE, ['jwt', 'mint', '-socketPath', spire.socket, '-spiffeID', spiffeId, '-audience', AUD, '-ttl', '10m']);
+  const { stdout } = await run(SPIRE, ['jwt', 'mint', '-socketPath', spire.socket, '-spiffeID', spiffeId, '-audience', `${AUD}/mcp`, '-ttl', '10m']);
   return stdout.trim();
 }
 

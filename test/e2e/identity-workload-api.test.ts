@@ -22,7 +22,7 @@ let agent: WorkloadApiServer;
 let fixture: FixtureServer;
 let gw: TestGateway;
 
-const callerToken = (signer = key1, sub = 'spiffe://wl.test/caller'): string => signJwt(signer, { sub, aud: AUD, exp: nowS() + 300 });
+const callerToken = (signer = key1, sub = 'spiffe://wl.test/caller'): string => signJwt(signer, { sub, aud: `${AUD}/mcp`, exp: nowS() + 300 });
 const payload = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
 
 beforeAll(async () => {
