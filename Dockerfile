@@ -1,28 +1,82 @@
-# Tollgate container image: Node 24, production dependencies only, non-root, config in /app/routes by default
-# (the Helm chart mounts its own). Build: docker build -t tollgate .
-FROM node:24-bookworm-slim AS deps
+# syntax=docker/dockerfile:1.7
+# Tollgate container image.
+#
+#   opa      the opa binary: compiles Rego to WASM (policy build in `build`; live rebuilds of Rego mounted from a
+#            ConfigMap in `runtime`)
+#   build    every dependency (dev included): typecheck, the Rego unit tests, and the policy bundle built from the
+#            sources (the runtime serves it when no other policy is configured)
+#   deps     production dependencies only
+#   runtime  Node 24, user node (uid 1000), no dev dependency; writes only to /var/lib/tollgate (data: audit log,
+#            generated state) and /tmp, so it runs with a read-only root filesystem. TOLLGATE_PROFILE=production:
+#            the gateway refuses to start until an identity (SPIFFE trust domain, OIDC or Kubernetes issuer) is
+#            configured, and never turns the self-keyed dev issuer on (`npm start` outside the image keeps it).
+#
+# docker build -t tollgate:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) \
+#   --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+# docker run --read-only -p 8080:8080 -v $PWD/myconfig:/etc/tollgate/routes:ro tollgate:0.1.0
+#
+# Where no Docker daemon runs, test/e2e/image.test.ts builds these same stages from this file (its COPY and RUN
+# lines, the .dockerignore'd context) and starts the entrypoint as uid 1000 on a read-only root (DEVELOPERS.md).
+# Keep RUN lines relative to WORKDIR and free of cache cleaning (the npm cache is a build cache mount).
+ARG NODE_IMAGE=node:24-bookworm-slim
+ARG OPA_IMAGE=openpolicyagent/opa:1.22.3-static
+
+FROM ${OPA_IMAGE} AS opa
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY --from=opa /opa /usr/local/bin/opa
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+COPY policies ./policies
+RUN npx tsc --noEmit -p tsconfig.json
+RUN node bin/tollgate.mjs policy test --dir policies
+RUN node bin/tollgate.mjs policy build --dir policies --output out/bundles/tollgate.tar.gz
+# An empty directory owned by node becomes the data volume's mount point (a fresh volume takes its owner).
+RUN mkdir -p out/data
+
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
 
-FROM node:24-bookworm-slim
+FROM ${NODE_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="tollgate" \
+      org.opencontainers.image.description="Gateway for AI agents: MCP federation, A2A and model traffic behind SPIFFE identity, Rego policy, limits and a tamper-evident audit log" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://github.com/tollgate/tollgate" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
 ENV NODE_ENV=production \
+    TOLLGATE_PROFILE=production \
+    TOLLGATE_CONFIG=/etc/tollgate/routes \
     HOST=0.0.0.0 \
     PORT=8080 \
     PATH=/app/node_modules/.bin:$PATH
 WORKDIR /app
+COPY --from=opa /opa /usr/local/bin/opa
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY src ./src
-COPY routes ./routes
-COPY policies ./policies
-# The built policy bundle: the image has no opa, so routes/gateway.yaml serves this (see policies/README.md).
-COPY bundles ./bundles
-# Generated state (dev keys, audit segments) lives in the data dir; it must be writable by the runtime user.
-RUN mkdir -p /app/.tollgate && chown node:node /app/.tollgate
+COPY --from=build /app/out/bundles ./bundles
+COPY docker/healthcheck.mjs ./docker/healthcheck.mjs
+# The default config: a production skeleton without identity, so an image started without its own config says
+# what to configure instead of serving. The Helm chart (and `docker run -v`) mount a real one over it.
+COPY docker/config /etc/tollgate/routes
+COPY --from=build --chown=node:node /app/out/data /var/lib/tollgate
 USER node
+VOLUME ["/var/lib/tollgate", "/tmp"]
 EXPOSE 8080
 STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["node", "docker/healthcheck.mjs"]
 ENTRYPOINT ["node", "bin/tollgate.mjs"]
-CMD ["serve", "--config", "/app/routes"]
+CMD ["serve", "--config", "/etc/tollgate/routes"]

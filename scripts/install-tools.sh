@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need outside npm: Redis (Debian), opa and spire-server (built from the Go module proxy).
+# Installs what the tests need outside npm: Redis (Debian), opa, spire-server, helm and promtool (built from the Go
+# module proxy).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
 CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
@@ -8,7 +9,9 @@ mkdir -p "$BIN"
 
 OPA_VERSION=v1.22.3
 SPIRE_VERSION=v1.13.3
-HELM_VERSION=v3.22.0
+# helm from its v4 module (the proxy serves the v3 line's newest tags but does not approve them here).
+HELM_VERSION=v4.3.2
+PROMTOOL_VERSION=v0.316.0
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian)"
@@ -31,9 +34,31 @@ if [ ! -x "$BIN/spire-server" ] || ! "$BIN/spire-server" --version 2>&1 | grep -
   rm -rf "$work"
 fi
 
-if [ ! -x "$BIN/helm" ] || ! "$BIN/helm" version --short 2>/dev/null | grep -q "${HELM_VERSION%.*}"; then
-  echo "building helm $HELM_VERSION (Go module proxy)"
-  GOBIN="$BIN" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# The module version a binary was built from (`go install` leaves no version string of its own in helm/promtool).
+built_from() { go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'; }
+
+# Built into a scratch GOBIN, then moved in place: a half-written binary is never on PATH, and a concurrent test run
+# sees either the old binary or the new one.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 scratch
+  scratch="$(mktemp -d)"
+  if ! GOBIN="$scratch" go install "$pkg@$version"; then
+    # Some modules' newest versions are only reachable through a module that requires them (as spire-server above).
+    (cd "$scratch" && go mod init tollgate-tools >/dev/null 2>&1 && go get -tool "$pkg@$version" >/dev/null 2>&1 \
+      && GOBIN="$scratch" go install "$pkg")
+  fi
+  mv "$scratch/$name" "$BIN/$name"
+  rm -rf "$scratch"
+}
+
+if [ "$(built_from "$BIN/helm" helm.sh/helm/v4)" != "$HELM_VERSION" ]; then
+  echo "building helm $HELM_VERSION (Go module proxy; ~3 min the first time)"
+  go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+fi
+
+if [ "$(built_from "$BIN/promtool" github.com/prometheus/prometheus)" != "$PROMTOOL_VERSION" ]; then
+  echo "building promtool $PROMTOOL_VERSION (Go module proxy; a large build, ~5-10 min the first time)"
+  go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
 fi
 
 echo "tools ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

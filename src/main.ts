@@ -2,7 +2,8 @@
  * Wiring only: load config, build the gateway and its services, listen, reload on change, drain on SIGTERM.
  */
 import type { AddressInfo } from 'node:net';
-import { loadConfigDir } from './config/load.ts';
+import { loadConfigDir, type ConfigSnapshot } from './config/load.ts';
+import { assertProfile, deploymentProfile, profileProblems } from './config/profile.ts';
 import { watchConfig, type ConfigWatcher } from './config/watch.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { createServices, type Services } from './gateway/services.ts';
@@ -33,6 +34,9 @@ export interface RunningGateway {
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
   const snapshot = loadConfigDir(opts.configDir);
+  // Before anything is created: the production profile (the container image) never serves without a real issuer.
+  const profile = deploymentProfile();
+  assertProfile(snapshot, profile);
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
   const services = await createServices(snapshot, log);
@@ -45,7 +49,14 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
   services.identity.setListenerAddress({ host: address.address, port: address.port });
   gateway.refresh();
-  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, (s) => gateway.apply(s), log, (issues) => gateway.rejectConfig(issues));
+  // A reload the profile forbids (e.g. one that drops the last issuer) is refused like an invalid file.
+  const apply = (s: ConfigSnapshot): void => {
+    const problems = profileProblems(s, profile);
+    if (problems.length === 0) return gateway.apply(s);
+    for (const reason of problems) log.error({ reason }, 'config rejected by the production profile; previous config stays in force');
+    gateway.rejectConfig(problems.map((message) => ({ file: s.dir, line: 0, column: 0, message })));
+  };
+  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues));
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;

@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
+import { deploymentProfile, ProfileError, profileProblems } from '../config/profile.ts';
 import { audit } from './audit.ts';
 import { POLICY_USAGE, policyCommand } from './policy.ts';
 import { svid } from './svid.ts';
@@ -42,6 +43,10 @@ async function serve(args: string[]): Promise<number> {
       process.stderr.write(`tollgate: invalid config in ${configDir}\n${err.message}\n`);
       return 1;
     }
+    if (err instanceof ProfileError) {
+      process.stderr.write(`tollgate: ${err.message}\n`);
+      return 1;
+    }
     throw err;
   }
   process.once('SIGHUP', () => running.watcher.reload());
@@ -65,10 +70,16 @@ async function config(args: string[]): Promise<number> {
   const target = resolve(dir ?? 'routes');
   try {
     const s = loadConfigDir(target);
+    // Under the production profile (the container image) a config that could not serve is not valid either.
+    const problems = profileProblems(s, deploymentProfile());
+    if (problems.length > 0) {
+      process.stderr.write(problems.map((p) => `${target}: ${p} (TOLLGATE_PROFILE=production)\n`).join(''));
+      return 1;
+    }
     process.stdout.write(`${target}: OK (${s.routeSpecs.size} routes, ${s.backends.size} backends)\n`);
     return 0;
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof ProfileError) {
       process.stderr.write(`${err.message}\n`);
       return 1;
     }

@@ -43,6 +43,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
     admin.push((app) => app.get('/readyz/store', (c) => c.json(store.status(), store.ready ? 200 : 503)));
   }
   admin.push(...telemetry.admin);
+  if (store) telemetry.telemetry.watchStore(store);
   closers.push(telemetry.close);
   // authenticate: first in the pipeline.
   const identity = await IdentityService.create(snapshot, log);
@@ -53,6 +54,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
   const policy = new PolicyService(log);
   await policy.configure(snapshot);
+  telemetry.telemetry.watchPolicy(() => policy.status().sources);
   guards.push(policy);
   closers.push(() => policy.close());
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.

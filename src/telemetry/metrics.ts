@@ -11,7 +11,20 @@ import type { Call } from '../core/call.ts';
 
 /** What metrics read from the gateway at scrape time. */
 export interface TelemetrySource {
-  readiness(): { upstreams: Record<string, { up: boolean; transport: string }>; sessions: number };
+  readiness(): {
+    upstreams: Record<string, { up: boolean; transport: string }>;
+    sessions: number;
+    /** `rejected` is set while the last config reload was refused (the previous config stays in force). */
+    config?: { readonly rejected?: unknown };
+  };
+}
+
+/** Policy sources as the policy service reports them: a source whose last load failed has an error. */
+export type PolicySourceFigures = () => ReadonlyArray<{ readonly kind: string; readonly error: string | undefined }>;
+
+/** The shared store (Redis), when one is configured. */
+export interface StoreFigures {
+  readonly ready: boolean;
 }
 
 /** Audit log figures exposed as gauges. */
@@ -48,6 +61,10 @@ export class LabelCap {
 const STREAM_OPERATIONS = new Set(['mcp/stream']);
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const CALL_LABELS = ['protocol', 'route', 'operation', 'upstream', 'outcome'] as const;
+/** The gateway's own time before a call is handed upstream; 0.02 is the overhead objective the alerts use. */
+const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1];
+/** Call scratch key: elapsed ms when the call was handed to its upstream (set once, by `forwarded`). */
+const FORWARDED_AT = 'metrics.forwardedMs';
 
 function teamOf(call: Call): string {
   const claim = call.principal?.claims.team;
@@ -70,6 +87,9 @@ export class GatewayMetrics {
   private readonly limited: client.Counter<'protocol' | 'route' | 'code'>;
   private readonly refusals: client.Counter<'protocol' | 'route' | 'code'>;
   private readonly tokens: client.Counter<'model' | 'team' | 'direction'>;
+  private readonly overhead: client.Histogram<'protocol'>;
+  private policySources: PolicySourceFigures | undefined;
+  private store: StoreFigures | undefined;
   private readonly operations: LabelCap;
   private readonly models: LabelCap;
   private readonly teams: LabelCap;
@@ -90,7 +110,42 @@ export class GatewayMetrics {
     this.limited = new client.Counter({ name: 'tollgate_limit_rejections_total', help: 'Calls refused by rate or budget limits', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
     this.refusals = new client.Counter({ name: 'tollgate_refusals_total', help: 'Calls and requests the gateway refused or failed, by protocol, route and error code (a request refused before its call existed included)', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
     this.tokens = new client.Counter({ name: 'tollgate_tokens_total', help: 'Model tokens used, by model, team and direction (input/output)', labelNames: ['model', 'team', 'direction'], registers: [registry] });
+    this.overhead = new client.Histogram({
+      name: 'tollgate_overhead_seconds',
+      help: 'Time the gateway spent on a call before handing it upstream (parsing, identity, policy, limits), by protocol',
+      labelNames: ['protocol'],
+      buckets: OVERHEAD_BUCKETS,
+      registers: [registry],
+    });
     const self = this;
+    new client.Gauge({
+      name: 'tollgate_config_last_reload_successful',
+      help: '0 while the last config reload was refused (the previous config stays in force), else 1',
+      registers: [registry],
+      collect() {
+        const r = self.source?.readiness();
+        if (r) this.set(r.config?.rejected === undefined ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_policy_last_load_successful',
+      help: '0 while the last load of a policy source (dir, bundle, service) failed, else 1, by source kind',
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of self.policySources?.() ?? []) this.set({ source: s.kind }, s.error === undefined ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_store_up',
+      help: '1 when the shared store (Redis) is connected and ready, else 0; absent without a store',
+      registers: [registry],
+      collect() {
+        this.reset();
+        if (self.store) this.set(self.store.ready ? 1 : 0);
+      },
+    });
     new client.Gauge({
       name: 'tollgate_upstream_up',
       help: '1 when the upstream answered its last contact, else 0',
@@ -171,6 +226,19 @@ export class GatewayMetrics {
     this.handOff = source;
   }
 
+  watchPolicy(sources: PolicySourceFigures): void {
+    this.policySources = sources;
+  }
+
+  watchStore(store: StoreFigures): void {
+    this.store = store;
+  }
+
+  /** The call is being handed to its upstream: what it cost the gateway so far is its overhead. */
+  forwarded(call: Call): void {
+    if (!call.scratch.has(FORWARDED_AT)) call.scratch.set(FORWARDED_AT, call.elapsedMs());
+  }
+
   begin(call: Call): void {
     if (STREAM_OPERATIONS.has(call.operation)) this.streams.set(call.protocol, (this.streams.get(call.protocol) ?? 0) + 1);
   }
@@ -187,6 +255,8 @@ export class GatewayMetrics {
     this.duration.observe(labels, call.elapsedMs() / 1000);
     const err = call.error;
     if (err !== undefined) this.refusals.inc({ protocol: call.protocol, route: call.route.name, code: err.code });
+    const forwardedMs = call.scratch.get(FORWARDED_AT) as number | undefined;
+    if (forwardedMs !== undefined) this.overhead.observe({ protocol: call.protocol }, forwardedMs / 1000);
     if (call.outcome === 'denied') this.denials.inc({ protocol: call.protocol, route: call.route.name, code: call.error?.code ?? '' });
     else if (call.outcome === 'limited') this.limited.inc({ protocol: call.protocol, route: call.route.name, code: call.error?.code ?? '' });
     const usage = call.usage;

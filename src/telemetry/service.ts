@@ -9,7 +9,7 @@ import type { PipelineObserver } from '../core/pipeline.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
-import { GatewayMetrics, type AuditFigures, type TelemetrySource } from './metrics.ts';
+import { GatewayMetrics, type AuditFigures, type PolicySourceFigures, type StoreFigures, type TelemetrySource } from './metrics.ts';
 import { PrometheusRegistryProducer } from './otlp-metrics.ts';
 import { startSdk, workerSignals, type RunningSdk } from './sdk.ts';
 import { CallTracer } from './tracing.ts';
@@ -48,6 +48,8 @@ export class Telemetry implements CallTelemetry {
   }
 
   propagate(call: Call): Readonly<Record<string, string>> | undefined {
+    const m = this.metrics;
+    if (m !== undefined) m.forwarded(call);
     const t = this.tracer;
     return t === undefined ? undefined : t.propagate(call);
   }
@@ -65,6 +67,14 @@ export class Telemetry implements CallTelemetry {
 
   watchAudit(figures: AuditFigures): void {
     this.metrics?.watchAudit(figures);
+  }
+
+  watchPolicy(sources: PolicySourceFigures): void {
+    this.metrics?.watchPolicy(sources);
+  }
+
+  watchStore(store: StoreFigures): void {
+    this.metrics?.watchStore(store);
   }
 }
 

@@ -57,8 +57,10 @@ describe('graceful shutdown', () => {
     await eventually(() => /"address":"127\.0\.0\.1:(\d+)"/.test(out), 15_000, 'the gateway to listen');
     const port = /"address":"127\.0\.0\.1:(\d+)"/.exec(out)![1];
     const client = await connectClient(`http://127.0.0.1:${port}/mcp`, { headers: devAuthHeaders(dir, undefined, `http://127.0.0.1:${port}`) });
+    const slowBefore = fixture.metas.filter((m) => m.tool === 'slow').length;
     const slow = client.callTool({ name: 'fixture__slow', arguments: { steps: 8 } });
-    await new Promise((r) => setTimeout(r, 200));
+    // SIGTERM once the call is in flight upstream (not after a guessed delay).
+    await eventually(() => fixture.metas.filter((m) => m.tool === 'slow').length > slowBefore, 10_000, 'the slow call upstream');
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     const result = await slow;

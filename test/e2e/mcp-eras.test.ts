@@ -302,21 +302,28 @@ describe('2026-07-28 request validation', () => {
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
     let buffered = '';
-    const next = async (match: string): Promise<string> => {
-      while (!buffered.includes(match)) {
+    // Read the stream in the background; the checks below look at what arrived so far.
+    const reading = (async () => {
+      for (;;) {
         const { value, done } = await reader.read();
-        if (done) throw new Error('stream ended');
+        if (done) return;
         buffered += decoder.decode(value, { stream: true });
       }
-      return buffered;
-    };
-    expect(await next('notifications/subscriptions/acknowledged')).toContain('"toolsListChanged":true');
-    // Give the gateway a moment to attach to the upstream streams, then change a list upstream.
-    await new Promise((r) => setTimeout(r, 300));
-    await classic.addTool(`listen-${Date.now()}`);
-    const seen = await next('notifications/tools/list_changed');
-    expect(seen).toContain('"io.modelcontextprotocol/subscriptionId":"sub-1"');
-    controller.abort();
+    })().catch(() => {});
+    try {
+      await eventually(() => buffered.includes('notifications/subscriptions/acknowledged'), 10_000, 'the acknowledgement');
+      expect(buffered).toContain('"toolsListChanged":true');
+      // The gateway attaches to the upstream streams after acknowledging: change a list upstream until it shows.
+      await eventually(async () => {
+        await classic.addTool(`listen-${Date.now()}`);
+        await new Promise((r) => setTimeout(r, 100));
+        return buffered.includes('notifications/tools/list_changed');
+      }, 10_000, 'list_changed on the subscription stream');
+      expect(buffered).toContain('"io.modelcontextprotocol/subscriptionId":"sub-1"');
+    } finally {
+      controller.abort();
+      await reading;
+    }
   });
 
   it('answers a corpus of malformed 2026 requests with 4xx errors, never a crash', async () => {

@@ -43,24 +43,34 @@ export async function sigtermUnderLoad(
 ): Promise<{ answered: string[]; code: number | null }> {
   const answered: string[] = [];
   let stop = false;
+  let done = 0;
   const load = async (k: number): Promise<void> => {
-    const client = await connectClient(`${gw.url}/mcp`, { headers: opts.headers });
-    for (let i = 0; !stop && i < 5_000; i++) {
-      const { name, meta } = opts.call(k, i);
-      try {
-        const r = await client.callTool({ name: opts.tool, arguments: { message: name }, ...(meta ? { _meta: meta } : {}) });
-        if ((r.content as Array<{ text: string }>)[0]?.text === name) answered.push(name);
-      } catch {
-        break; // the gateway is draining or gone
+    try {
+      const client = await connectClient(`${gw.url}/mcp`, { headers: opts.headers });
+      for (let i = 0; !stop && i < 5_000; i++) {
+        const { name, meta } = opts.call(k, i);
+        try {
+          const r = await client.callTool({ name: opts.tool, arguments: { message: name }, ...(meta ? { _meta: meta } : {}) });
+          if ((r.content as Array<{ text: string }>)[0]?.text === name) answered.push(name);
+        } catch {
+          break; // the gateway is draining or gone
+        }
       }
+      await client.close().catch(() => {});
+    } finally {
+      done++;
     }
-    await client.close().catch(() => {});
   };
   const clients = Array.from({ length: opts.clients }, (_, k) => load(k));
-  while (answered.length < opts.before && gw.child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-  gw.child.kill('SIGTERM');
-  const code = await gw.exited;
-  stop = true;
-  await Promise.all(clients);
-  return { answered, code };
+  try {
+    // Until enough calls were answered; clients that all stopped early (a failure) end the wait at once.
+    while (answered.length < opts.before && done < opts.clients && gw.child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+    if (answered.length < opts.before) throw new Error(`only ${answered.length} calls answered before the load stopped: ${gw.stderr()}`);
+    gw.child.kill('SIGTERM');
+    const code = await gw.exited;
+    return { answered, code };
+  } finally {
+    stop = true;
+    await Promise.allSettled(clients);
+  }
 }

@@ -137,11 +137,15 @@ export async function connectClient(url: string, opts: { headers?: Record<string
   return client;
 }
 
-/** Polls `check` until it returns true (or throws after `ms`). */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5_000, what = 'condition'): Promise<void> {
+/**
+ * Polls `check` until it returns true (or throws after `ms`). Resolves with the time it took (ms), for tests where
+ * time is the behaviour (reload, rotation) to assert a bound on.
+ */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 5_000, what = 'condition'): Promise<number> {
+  const start = performance.now();
   const until = Date.now() + ms;
   for (;;) {
-    if (await check()) return;
+    if (await check()) return performance.now() - start;
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -23,6 +23,8 @@ export interface FixtureOptions {
   pageSize?: number;
   /** JSON responses instead of SSE for POSTs. */
   json?: boolean;
+  /** Adds `count`: returns how many times it was called in this upstream session (state an upstream keeps per session). */
+  counter?: boolean;
 }
 
 export interface FixtureServer {
@@ -51,6 +53,7 @@ const BUILTIN: Tool[] = [
 export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<FixtureServer> {
   const name = opts.name ?? 'fixture';
   const tools: Tool[] = [...BUILTIN];
+  if (opts.counter) tools.push({ name: 'count', description: 'Counts its calls in this session', inputSchema: { type: 'object', properties: {} } });
   for (let i = 0; i < (opts.extraTools ?? 0); i++) {
     tools.push({ name: `tool-${i}`, description: `Generated tool ${i}`, inputSchema: { type: 'object', properties: {} } });
   }
@@ -60,6 +63,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
   const servers = new Set<Server>();
 
   const makeServer = (): Server => {
+    let count = 0;
     const server = new Server(
       { name, version: '1.0.0' },
       { capabilities: { tools: { listChanged: true }, resources: {}, prompts: {} }, instructions: `${name} fixture` },
@@ -74,6 +78,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
       const args = (req.params.arguments ?? {}) as Record<string, unknown>;
       metas.push({ tool: req.params.name, ...(req.params._meta ?? {}) });
+      if (opts.counter && req.params.name === 'count') return { content: [{ type: 'text', text: String(++count) }] };
       switch (req.params.name) {
         case 'add':
           return { content: [{ type: 'text', text: String(Number(args.a) + Number(args.b)) }] };

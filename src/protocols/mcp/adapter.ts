@@ -195,12 +195,13 @@ export class McpAdapter {
 
   /**
    * Refuses a request before its Call exists (`pre`, from handle): recorded like a call (audit, metrics, log) with
-   * the reason's code, answered in JSON-RPC. A body not read yet is not read at all: the connection closes after.
+   * the reason's code, answered in JSON-RPC. A body not read yet is never buffered or parsed, only drained (closing
+   * at once would risk a reset that loses the answer; the server's request timeout bounds a body that never ends).
    */
   reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError, id: RpcId | null = null, extra?: OutgoingHttpHeaders, modern = false): void {
     recordRefusal(this.ctx, pre, err, statusOf(err, id, modern));
-    const unread = !req.complete && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined);
-    writeError(res, id, err, unread ? { ...extra, connection: 'close' } : extra, modern);
+    if (!req.complete) req.resume();
+    writeError(res, id, err, extra, modern);
   }
 
   newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, meta?: unknown): Call {

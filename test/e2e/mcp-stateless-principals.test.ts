@@ -1,0 +1,140 @@
+/**
+ * 2026-07-28 (stateless) callers are kept apart by principal, seen from outside with two real identities (dev
+ * JWT-SVIDs) that describe themselves identically:
+ * - a session-era upstream keeps state per upstream session: each principal gets its own, never the other's;
+ * - a multi round-trip `requestState` is bound to the caller it was issued to: another principal replaying it is
+ *   refused (-32602, TG_MCP_REQUEST_STATE_INVALID), its answer never reaches the upstream, and the rightful caller
+ *   can still complete the exchange.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Transport } from '@modelcontextprotocol/client';
+import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
+import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
+import { mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+
+const MODERN = '2026-07-28';
+const ALICE = 'spiffe://dev.tollgate.local/tenant-a/agent';
+const BOB = 'spiffe://dev.tollgate.local/tenant-b/agent';
+
+let fixture: FixtureServer;
+let conf: ConformanceUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  [fixture, conf] = await Promise.all([startHttpMcpServer({ name: 'fixture', counter: true }), startConformanceUpstream()]);
+  gw = await startTestGateway({ 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + mcpBackend('conf', { url: conf.url }) + route('mcp', '/mcp', ['fixture', 'conf']) });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await Promise.all([fixture?.close(), conf?.close()]);
+});
+
+function text(r: unknown): string {
+  return (((r as { content?: { text?: string }[] }).content) ?? []).map((c) => c.text ?? '').join('');
+}
+
+/** A v2 SDK client pinned to 2026-07-28; every instance describes itself the same way, only the identity differs. */
+async function connectAs(spiffeId: string): Promise<V2Client> {
+  const client = new V2Client({ name: 'same-client', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: MODERN } } });
+  await client.connect(new V2Transport(new URL(`${gw.url}/mcp`), { requestInit: { headers: gw.authHeaders(spiffeId) } }));
+  return client;
+}
+
+describe('stateless callers with two principals', () => {
+  it('gives each principal its own upstream session state, and keeps it for that principal', async () => {
+    const alice = await connectAs(ALICE);
+    const bob = await connectAs(BOB);
+    try {
+      expect(alice.getNegotiatedProtocolVersion()).toBe(MODERN);
+      const count = async (c: V2Client): Promise<string> => text(await c.callTool({ name: 'fixture__count', arguments: {} }));
+      expect(await count(alice)).toBe('1');
+      expect(await count(bob)).toBe('1');
+      expect(await count(alice)).toBe('2');
+      expect(await count(alice)).toBe('3');
+      expect(await count(bob)).toBe('2');
+      // A second connection of the same principal continues that principal's state (it is not per connection).
+      const again = await connectAs(ALICE);
+      try {
+        expect(await count(again)).toBe('4');
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+  });
+});
+
+describe('multi round-trip requestState bound to its caller', () => {
+  const META = {
+    'io.modelcontextprotocol/protocolVersion': MODERN,
+    'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+    'io.modelcontextprotocol/clientInfo': { name: 'same-client', version: '1.0.0' },
+  };
+  const NAME = 'conf__test_sampling';
+
+  /** POSTs a 2026 tools/call as `spiffeId`; returns the HTTP status and the JSON-RPC response (JSON or SSE). */
+  async function callAs(spiffeId: string, id: number, extra: Record<string, unknown>): Promise<{ status: number; msg: { result?: Record<string, unknown>; error?: { code: number; data?: { code?: string } } } }> {
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': MODERN,
+        'mcp-method': 'tools/call',
+        'mcp-name': NAME,
+        ...gw.authHeaders(spiffeId),
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: NAME, arguments: { prompt: 'whose turn?' }, _meta: META, ...extra } }),
+    });
+    const body = await res.text();
+    const candidates = (res.headers.get('content-type') ?? '').includes('text/event-stream')
+      ? body.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim())
+      : [body];
+    const msg = candidates.map((c) => JSON.parse(c) as { id?: unknown }).find((m) => m.id === id);
+    if (!msg) throw new Error(`no response to ${id} in: ${body}`);
+    return { status: res.status, msg: msg as never };
+  }
+
+  const answer = (who: string): Record<string, unknown> => ({ role: 'assistant', content: { type: 'text', text: `answered by ${who}` }, model: 'test', stopReason: 'endTurn' });
+
+  it('refuses the requestState of one principal replayed by another; the rightful caller still completes', async () => {
+    const first = await callAs(ALICE, 1, {});
+    expect(first.status).toBe(200);
+    expect(first.msg.result?.resultType).toBe('input_required');
+    const requestState = first.msg.result!.requestState as string;
+    const keys = Object.keys(first.msg.result!.inputRequests as Record<string, unknown>);
+    expect(keys).toHaveLength(1);
+    expect(typeof requestState).toBe('string');
+
+    // Bob got hold of Alice's requestState (same route, same self-description, a valid identity of his own).
+    const stolen = await callAs(BOB, 2, { requestState, inputResponses: { [keys[0]!]: answer('bob') } });
+    expect(stolen.msg.error?.code).toBe(-32602);
+    expect(stolen.msg.error?.data?.code).toBe('TG_MCP_REQUEST_STATE_INVALID');
+    expect(stolen.msg.result).toBeUndefined();
+
+    // Alice's exchange was neither consumed nor answered by Bob.
+    const done = await callAs(ALICE, 3, { requestState, inputResponses: { [keys[0]!]: answer('alice') } });
+    expect(done.msg.error).toBeUndefined();
+    expect(done.msg.result?.resultType).toBe('complete');
+    expect(text(done.msg.result)).toBe('LLM response: answered by alice');
+  });
+
+  it('refuses a requestState used for another tool, even by its own caller', async () => {
+    const first = await callAs(ALICE, 4, {});
+    const requestState = first.msg.result!.requestState as string;
+    const key = Object.keys(first.msg.result!.inputRequests as Record<string, unknown>)[0]!;
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'conf__test_elicitation', ...gw.authHeaders(ALICE) },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'conf__test_elicitation', arguments: { message: 'x' }, _meta: META, requestState, inputResponses: { [key]: answer('alice') } } }),
+    });
+    const msg = (await res.json()) as { error?: { code: number; data?: { code?: string } } };
+    expect(msg.error?.data?.code).toBe('TG_MCP_REQUEST_STATE_INVALID');
+    // Still Alice's to finish on the tool it was issued for.
+    const done = await callAs(ALICE, 6, { requestState, inputResponses: { [key]: answer('alice') } });
+    expect(text(done.msg.result)).toBe('LLM response: answered by alice');
+  });
+});
