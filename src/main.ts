@@ -5,8 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { loadConfigDir, type ConfigSnapshot } from './config/load.ts';
 import { assertProfile, deploymentProfile, profileProblems } from './config/profile.ts';
 import { watchConfig, type ConfigWatcher } from './config/watch.ts';
+import type { GuardServices } from './core/pipeline.ts';
+import type { ProtocolDefinition } from './gateway/adapter.ts';
 import { Gateway } from './gateway/gateway.ts';
+import { ProtocolRegistry } from './gateway/registry.ts';
 import { createServices, type Services } from './gateway/services.ts';
+import { BUILTIN_PROTOCOLS } from './protocols/builtin.ts';
 import { HttpServer } from './server/http.ts';
 import { createLogger, flushLogs, type Logger } from './telemetry/logger.ts';
 
@@ -17,6 +21,10 @@ export interface StartOptions {
   /** Overrides the configured log level (tests use 'silent'). */
   readonly logLevel?: string | undefined;
   readonly watch?: boolean;
+  /** Protocols served besides the built-in ones (tests register their own adapters this way). */
+  readonly protocols?: readonly ProtocolDefinition[];
+  /** Guard services added after policy, before audit (tests add their own guards this way). */
+  readonly guards?: readonly GuardServices[];
 }
 
 export interface RunningGateway {
@@ -33,14 +41,25 @@ export interface RunningGateway {
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
-  const snapshot = loadConfigDir(opts.configDir);
+  const registry = new ProtocolRegistry(BUILTIN_PROTOCOLS);
+  for (const p of opts.protocols ?? []) registry.register(p);
+  const served = registry.names();
+  const load = (dir: string): ConfigSnapshot => loadConfigDir(dir, process.env, served);
+  const snapshot = load(opts.configDir);
   // Before anything is created: the production profile (the container image) never serves without a real issuer.
   const profile = deploymentProfile();
   assertProfile(snapshot, profile);
   const level = opts.logLevel ?? process.env.TOLLGATE_LOG_LEVEL ?? snapshot.gateway.log.level;
   const log = createLogger(level as Parameters<typeof createLogger>[0]);
-  const services = await createServices(snapshot, log);
-  const gateway = new Gateway(snapshot, { log, services: services.guards, telemetry: services.telemetry, credentials: services.credentials, store: services.store });
+  const services = await createServices(snapshot, log, { guards: opts.guards });
+  const gateway = new Gateway(snapshot, {
+    log,
+    protocols: registry.definitions(),
+    services: services.guards,
+    telemetry: services.telemetry,
+    credentials: services.credentials,
+    store: services.store,
+  });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
@@ -56,7 +75,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     for (const reason of problems) log.error({ reason }, 'config rejected by the production profile; previous config stays in force');
     gateway.rejectConfig(problems.map((message) => ({ file: s.dir, line: 0, column: 0, message })));
   };
-  const watcher = opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues));
+  const watcher =
+    opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues), { load });
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;

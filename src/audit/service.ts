@@ -5,7 +5,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { ConfigSnapshot } from '../config/load.ts';
 import type { Guard } from '../core/pipeline.ts';
-import type { GuardServices } from '../gateway/guards.ts';
+import type { GuardServices } from '../core/pipeline.ts';
 import { AuditGuard } from '../guards/audit/guard.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { DecisionLog } from '../guards/policy/decision-log.ts';

@@ -61,6 +61,12 @@ async function serve(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The protocol values the built-in adapters serve (loaded here only: other subcommands do not pay for them). */
+async function servedProtocols(): Promise<ReadonlySet<string>> {
+  const [{ ProtocolRegistry }, { BUILTIN_PROTOCOLS }] = await Promise.all([import('../gateway/registry.ts'), import('../protocols/builtin.ts')]);
+  return new ProtocolRegistry(BUILTIN_PROTOCOLS).names();
+}
+
 async function config(args: string[]): Promise<number> {
   const [sub, dir] = args;
   if (sub !== 'validate') {
@@ -69,7 +75,7 @@ async function config(args: string[]): Promise<number> {
   }
   const target = resolve(dir ?? 'routes');
   try {
-    const s = loadConfigDir(target);
+    const s = loadConfigDir(target, process.env, await servedProtocols());
     // Under the production profile (the container image) a config that could not serve is not valid either.
     const problems = profileProblems(s, deploymentProfile());
     if (problems.length > 0) {

@@ -71,8 +71,15 @@ interface Located<T> {
 
 let revisionCounter = 0;
 
-/** Loads and validates every *.yaml / *.yml file of a directory. Throws ConfigError listing every problem found. */
-export function loadConfigDir(dir: string, env: NodeJS.ProcessEnv = process.env): ConfigSnapshot {
+/**
+ * Loads and validates every *.yaml / *.yml file of a directory. Throws ConfigError listing every problem found.
+ *
+ * `protocols`: the protocol names the gateway's registered adapters serve (src/gateway/registry.ts). A Backend
+ * naming another protocol is refused here, with its file and line, rather than failing at request time. The
+ * loader is told the set instead of importing the adapters (config knows no protocol); undefined skips the check
+ * (tools that only read config, unit tests of other sections).
+ */
+export function loadConfigDir(dir: string, env: NodeJS.ProcessEnv = process.env, protocols?: ReadonlySet<string>): ConfigSnapshot {
   const root = resolve(dir);
   let names: string[];
   try {
@@ -90,7 +97,7 @@ export function loadConfigDir(dir: string, env: NodeJS.ProcessEnv = process.env)
     docs.push(...parseFile(file, readFileSync(file, 'utf8'), issues));
   }
   if (issues.length > 0) throw new ConfigError(issues);
-  return buildSnapshot(root, docs, env);
+  return buildSnapshot(root, docs, env, protocols);
 }
 
 /** Parses one file's YAML documents and validates each against the schema. */
@@ -143,7 +150,7 @@ function at(loc: Omit<Located<unknown>, 'value'>, path: readonly (string | numbe
   return { file: loc.file, line: pos.line, column: pos.col, message };
 }
 
-function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.ProcessEnv): ConfigSnapshot {
+function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.ProcessEnv, protocols: ReadonlySet<string> | undefined): ConfigSnapshot {
   const issues: ConfigIssue[] = [];
   let gateway: GatewaySpec | undefined;
   let gatewayLoc: Located<ConfigDoc> | undefined;
@@ -167,6 +174,16 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
       const prior = routes.get(d.metadata.name);
       if (prior) issues.push(at(loc, ['metadata', 'name'], `duplicate Route "${d.metadata.name}" (also in ${prior.file})`));
       else routes.set(d.metadata.name, loc as Located<ConfigDoc & { kind: 'Route' }>);
+    }
+  }
+
+  if (protocols !== undefined) {
+    for (const [name, loc] of backends) {
+      const protocol = (loc.value as ConfigDoc & { kind: 'Backend' }).spec.protocol;
+      if (!protocols.has(protocol)) {
+        const served = [...protocols].sort().join(', ') || 'none';
+        issues.push(at(loc, ['spec', 'protocol'], `Backend "${name}": protocol "${protocol}" is not served by this gateway (served: ${served})`));
+      }
     }
   }
 
@@ -218,6 +235,7 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
       table = compileRoutes(
         [...routes.values()].map((l) => ({ name: l.value.metadata.name, spec: l.value.spec })),
         resolvedBackends,
+        { maxBodyBytes: gatewaySpec.http.maxBodyBytes },
       );
     } catch (err) {
       const conflict = err as Error & { route?: string; rule?: number };

@@ -15,6 +15,8 @@ export interface CompiledRule {
   readonly backends: readonly ResolvedBackend[];
   /** Path this rule is mounted at (the matched prefix or exact path, without trailing slash). */
   readonly mount: string;
+  /** Largest request body this rule accepts: the route's http.maxBodyBytes, else the Gateway's. */
+  readonly maxBodyBytes: number;
 }
 
 interface Matcher {
@@ -82,6 +84,7 @@ function headersMatch(wanted: Matcher['headers'], headers: IncomingHttpHeaders):
 export function compileRoutes(
   routes: readonly { name: string; spec: RouteSpec }[],
   backends: ReadonlyMap<string, ResolvedBackend>,
+  defaults: { readonly maxBodyBytes: number },
 ): RouteTable {
   const matchers: Matcher[] = [];
   const rules: CompiledRule[] = [];
@@ -89,6 +92,7 @@ export function compileRoutes(
   let order = 0;
   for (const { name, spec } of routes) {
     const route: RouteRef = Object.freeze({ name, spec });
+    const maxBodyBytes = spec.http?.maxBodyBytes ?? defaults.maxBodyBytes;
     spec.rules.forEach((r, ruleIndex) => {
       const ruleBackends = r.backendRefs.map((ref) => backends.get(ref.name)!);
       for (const match of r.matches) {
@@ -100,6 +104,7 @@ export function compileRoutes(
           protocol: ruleBackends[0]!.spec.protocol,
           backends: Object.freeze(ruleBackends),
           mount: path === '/' ? '' : path,
+          maxBodyBytes,
         });
         rules.push(rule);
         const headers = match.headers.map((h) =>

@@ -59,6 +59,9 @@ const headerSpec = z
 
 const durationMs = z.number().int().min(0);
 
+/** Largest request body, in bytes (at least 1 KiB). */
+const bodyBytes = z.number().int().min(1024).max(Number.MAX_SAFE_INTEGER);
+
 const timeoutsSpec = z.strictObject({
   /** TCP+TLS connect to an upstream. */
   connectMs: durationMs.default(5_000),
@@ -68,6 +71,23 @@ const timeoutsSpec = z.strictObject({
   bodyIdleMs: durationMs.default(300_000),
   /** How long a stdio/HTTP upstream may take to answer initialize. */
   initializeMs: durationMs.default(10_000),
+  /** Whole forwarded exchange, request to the end of the response body (0 = no limit; HTTP-forwarded protocols). */
+  totalMs: durationMs.default(0),
+});
+
+/**
+ * Retries of forwarded HTTP requests, only ever before the first byte of an answer reached the client, and only
+ * with a body the gateway holds (a streamed body cannot be sent twice). A request that never reached the upstream
+ * (connection refused, connect timeout) is retried whatever its method; other failures and the listed statuses
+ * only for requests the protocol marks idempotent.
+ */
+const retriesSpec = z.strictObject({
+  /** Attempts in all, the first included (1 = no retry). */
+  attempts: z.number().int().min(1).max(5).default(2),
+  /** Upstream statuses worth another attempt (idempotent requests only). */
+  statuses: z.array(z.number().int().min(500).max(599)).default([]),
+  /** Pause before each retry. */
+  backoffMs: durationMs.max(10_000).default(25),
 });
 
 const gatewaySpec = z.strictObject({
@@ -81,7 +101,8 @@ const gatewaySpec = z.strictObject({
     .prefault({}),
   http: z
     .strictObject({
-      maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+      /** Default request body limit of every route (a route's own http.maxBodyBytes overrides it). */
+      maxBodyBytes: bodyBytes.default(4 * 1024 * 1024),
       /** Origins allowed to call (DNS-rebinding protection); requests without Origin are not affected. */
       allowedOrigins: z.array(z.string()).default([]),
       /** Keep-alive comment interval on long-lived SSE streams. */
@@ -170,7 +191,11 @@ const stdioSpec = z.strictObject({
 
 const backendSpec = z
   .strictObject({
-    protocol: z.enum(['mcp', 'a2a', 'openai', 'kserve']),
+    /**
+     * Which protocol adapter serves it (`mcp`, `a2a`, `openai`, `kserve`...). Any name is accepted here; the loader
+     * refuses one that no adapter registered with the gateway serves (src/gateway/registry.ts).
+     */
+    protocol: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a protocol name (lowercase letters, digits, "-")'),
     /** Base URL of an HTTP backend (for MCP: its Streamable HTTP or SSE endpoint). */
     url: z.url().optional(),
     /** MCP only: the upstream's transport (`openapi`: an HTTP API described by an OpenAPI 3.x document). */
@@ -189,6 +214,8 @@ const backendSpec = z
       })
       .prefault({}),
     timeouts: timeoutsSpec.partial().optional(),
+    /** Retries of forwarded HTTP requests (protocols forwarded by src/upstream/forwarder.ts). */
+    retries: retriesSpec.prefault({}),
     /** Tollgate's own JWT-SVID for this backend (audience), from the SPIFFE Workload API. */
     identity: backendIdentitySpec.optional(),
   })
@@ -258,6 +285,12 @@ const virtualServer = z
 export type VirtualServerSpec = z.infer<typeof virtualServer>;
 
 const routeSpec = z.strictObject({
+  /**
+   * HTTP settings of this route. `maxBodyBytes` overrides the Gateway's `http.maxBodyBytes` (a KServe route
+   * carrying tensors needs far more than an MCP route); adapters that parse a body read it bounded by this, those
+   * that stream it through count it and refuse it (413) as soon as it is exceeded.
+   */
+  http: z.strictObject({ maxBodyBytes: bodyBytes.optional() }).optional(),
   /** Which issuers this route accepts; absent: any configured SPIFFE trust domain. Anonymous only if said. */
   auth: routeAuthSpec.optional(),
   rules: z.array(routeRule).min(1),

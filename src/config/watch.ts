@@ -12,17 +12,25 @@ export interface ConfigWatcher {
   reload(): boolean;
 }
 
+export interface WatchOptions {
+  /** Loads the directory (main.ts passes the loader that knows the registered protocols). */
+  readonly load?: (dir: string) => ConfigSnapshot;
+  readonly debounceMs?: number;
+}
+
 export function watchConfig(
   dir: string,
   apply: (s: ConfigSnapshot) => void,
   log: Logger,
   reject: (issues: readonly ConfigIssue[]) => void = () => {},
-  debounceMs = 50,
+  options: WatchOptions = {},
 ): ConfigWatcher {
+  const load = options.load ?? ((d: string) => loadConfigDir(d));
+  const debounceMs = options.debounceMs ?? 50;
   let timer: NodeJS.Timeout | undefined;
   const reload = (): boolean => {
     try {
-      const snapshot = loadConfigDir(dir);
+      const snapshot = load(dir);
       apply(snapshot);
       return true;
     } catch (err) {

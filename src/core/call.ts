@@ -2,7 +2,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteSpec } from '../config/schema.ts';
 import { Errors, type GatewayError } from './errors.ts';
 
-export type Protocol = 'mcp' | 'a2a' | 'openai' | 'kserve';
+/**
+ * A protocol name as config and adapters spell it (`mcp`, `a2a`, `openai`, `kserve`, ...). Open-ended: the protocols
+ * a gateway serves are the adapters registered with it (src/gateway/registry.ts), not a list in the core.
+ */
+export type Protocol = string;
 
 /** Who is calling. Every identity issuer (SPIFFE, OIDC, Kubernetes) maps to this one shape. */
 export interface Principal {
@@ -44,6 +48,20 @@ export interface Usage {
   cost?: number;
   bytesIn?: number;
   bytesOut?: number;
+}
+
+/** What the forwarder measured of the upstream exchange (src/upstream/forwarder.ts). */
+export interface Transfer {
+  /** Request body bytes sent upstream. */
+  requestBytes: number;
+  /** Response body bytes received from upstream. */
+  responseBytes: number;
+  /** Attempts made (1 unless a retry happened before the first byte reached the client). */
+  attempts: number;
+  /** Time from the first attempt to the upstream's response headers, ms (-1: none arrived). */
+  firstByteMs: number;
+  /** Time from the first attempt to the end of the response body, ms (-1: not finished). */
+  totalMs: number;
 }
 
 export type Outcome = 'ok' | 'error' | 'denied' | 'limited' | 'unauthenticated' | 'upstream_error' | 'cancelled';
@@ -96,6 +114,10 @@ export class Call {
   error: GatewayError | undefined;
   /** Upstream HTTP status or equivalent. */
   status: number;
+  /** Bytes and timings of the upstream exchange, when the call was forwarded over HTTP by the forwarder. */
+  transfer: Transfer | undefined;
+  /** Guards whose settle step failed (or timed out): recorded by the audit guard, which settles last. */
+  settleFailures: string[] | undefined;
   /** Per-call scratch space for guards (e.g. span handles, limiter reservations), keyed by guard name. */
   readonly scratch: Map<string, unknown>;
 
@@ -129,6 +151,8 @@ export class Call {
     this.outcome = 'ok';
     this.error = undefined;
     this.status = 0;
+    this.transfer = undefined;
+    this.settleFailures = undefined;
     this.scratch = new Map();
   }
 
@@ -157,6 +181,8 @@ export function outcomeOf(err: GatewayError): Outcome {
     case Errors.UPSTREAM_TIMEOUT:
     case Errors.UPSTREAM_BAD_RESPONSE:
       return 'upstream_error';
+    case Errors.REQUEST_CANCELLED:
+      return 'cancelled';
     default:
       return 'error';
   }

@@ -1,3 +1,4 @@
+import type { ConfigSnapshot } from '../config/load.ts';
 import type { Call, Target } from './call.ts';
 import { toGatewayError, type GatewayError } from './errors.ts';
 
@@ -24,9 +25,23 @@ export interface Guard {
   visible?(call: Call, targets: readonly Target[]): readonly boolean[] | Promise<readonly boolean[]>;
   /**
    * Runs once the call has ended (forwarded, refused or failed), in pipeline order, so accounting guards settle
-   * before the audit guard (last) records the final state. Must not throw.
+   * before the audit guard (last) records the final state. May return a promise (e.g. a budget reconciled in
+   * Redis): the guards after it then settle once it has finished, failed or timed out; a failure is noted in
+   * `call.settleFailures` so the audit record shows it. Should not throw (a throw counts as a failure).
    */
-  settle?(call: Call): void;
+  settle?(call: Call): void | Promise<void>;
+}
+
+/** How long an asynchronous settle step may take before the guards after it settle without it. */
+export const SETTLE_TIMEOUT_MS = 10_000;
+
+/**
+ * A long-lived service behind one or more guards (identity, policy, limits, audit), reconfigured from each
+ * snapshot. The gateway builds each snapshot's Pipeline from these, in order.
+ */
+export interface GuardServices {
+  /** Guards in pipeline order, already configured for the snapshot. */
+  guardsFor(snapshot: ConfigSnapshot): Guard[];
 }
 
 export interface PipelineObserver {
@@ -46,8 +61,10 @@ export class Pipeline {
   private readonly authenticators: readonly Guard[];
   private readonly settlers: readonly Guard[];
   private readonly observer: PipelineObserver | undefined;
+  private readonly settleTimeoutMs: number;
 
-  constructor(guards: readonly Guard[], observer?: PipelineObserver) {
+  constructor(guards: readonly Guard[], observer?: PipelineObserver, options?: { settleTimeoutMs?: number }) {
+    this.settleTimeoutMs = options?.settleTimeoutMs ?? SETTLE_TIMEOUT_MS;
     this.guards = Object.freeze([...guards]);
     this.admitters = this.guards.filter((g) => g.admit !== undefined);
     this.filters = this.guards.filter((g) => g.visible !== undefined);
@@ -136,14 +153,62 @@ export class Pipeline {
     return verdict;
   }
 
-  /** Runs every settle step in order. Never throws: a failing settler must not lose the others. */
-  settle(call: Call, onError: (guard: string, err: unknown) => void): void {
-    for (const guard of this.settlers) {
-      try {
-        guard.settle!(call);
-      } catch (err) {
-        onError(guard.name, err);
-      }
+  /**
+   * Runs every settle step in order. Never throws: a failing settler must not lose the others. Returns undefined
+   * when every step was synchronous, otherwise a promise that resolves (never rejects) once all have settled; a
+   * step runs only after the asynchronous steps before it finished, so the audit guard (last) records final state.
+   */
+  settle(call: Call, onError: (guard: string, err: unknown) => void): void | Promise<void> {
+    const settlers = this.settlers;
+    for (let i = 0; i < settlers.length; i++) {
+      const result = this.settleOne(settlers[i]!, call, onError);
+      if (result !== undefined) return this.settleFrom(call, i, result, onError);
+    }
+    return undefined;
+  }
+
+  private settleOne(guard: Guard, call: Call, onError: (guard: string, err: unknown) => void): Promise<void> | undefined {
+    let result: void | Promise<void>;
+    try {
+      result = guard.settle!(call);
+    } catch (err) {
+      settleFailed(call, guard.name);
+      onError(guard.name, err);
+      return undefined;
+    }
+    return isPromise(result) ? result : undefined;
+  }
+
+  private async settleFrom(call: Call, index: number, pending: Promise<void>, onError: (guard: string, err: unknown) => void): Promise<void> {
+    const settlers = this.settlers;
+    await this.awaitSettle(settlers[index]!, call, pending, onError);
+    for (let i = index + 1; i < settlers.length; i++) {
+      const result = this.settleOne(settlers[i]!, call, onError);
+      if (result !== undefined) await this.awaitSettle(settlers[i]!, call, result, onError);
     }
   }
+
+  private async awaitSettle(guard: Guard, call: Call, pending: Promise<void>, onError: (guard: string, err: unknown) => void): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.settleTimeoutMs);
+      timer.unref();
+    });
+    try {
+      const outcome = await Promise.race([pending, timeout]);
+      if (outcome === 'timeout') {
+        settleFailed(call, guard.name);
+        onError(guard.name, new Error(`settle did not finish within ${this.settleTimeoutMs} ms`));
+      }
+    } catch (err) {
+      settleFailed(call, guard.name);
+      onError(guard.name, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function settleFailed(call: Call, guard: string): void {
+  (call.settleFailures ??= []).push(guard);
 }

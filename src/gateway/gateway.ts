@@ -1,47 +1,50 @@
 /**
- * The Gateway owns what outlives a single request: the current state (config snapshot + pipeline), the upstream
- * registries, the protocol adapters and the guard services. It is wired by main.ts and by tests.
+ * The Gateway owns what outlives a single request: the current state (config snapshot + pipeline), the protocol
+ * adapters created from the registered protocol definitions, the call lifecycle and the guard services. It knows
+ * no protocol: a matched request goes to the adapter registered for `rule.protocol`. Wired by main.ts and by tests.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
-import type { Call } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
-import { McpAdapter, writeError } from '../protocols/mcp/adapter.ts';
-import { McpUpstreams } from '../protocols/mcp/upstream/registry.ts';
 import type { RedisStore } from '../store/redis.ts';
-import { RevocationSet } from '../store/revocations.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
+import { writeHttpError } from '../wire/errors.ts';
+import type { AdapterContext, ErrorTarget, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from './adapter.ts';
 import { buildPipeline, type GuardServices } from './guards.ts';
+import { CallLifecycle } from './lifecycle.ts';
 import type { GatewayState } from './state.ts';
 
 export interface GatewayOptions {
   readonly log: Logger;
+  /** The protocols served (main.ts passes src/protocols/builtin.ts plus what tests register). */
+  readonly protocols: readonly ProtocolDefinition[];
   readonly services?: readonly GuardServices[];
   /** Spans and metrics per call (none by default). */
   readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
-  /** The shared Redis store (services.store): session revocations then hold across replicas. */
+  /** The shared Redis store (services.store), for adapters' cross-replica state (MCP session revocations...). */
   readonly store?: RedisStore | undefined;
 }
 
 export interface Readiness {
   readonly ready: boolean;
   readonly config: { revision: number; loadedAt: string; dir: string; rejected?: { at: string; issues: readonly ConfigIssue[] } };
-  readonly upstreams: Record<string, { up: boolean; transport: string; detail?: string | undefined }>;
+  readonly upstreams: Record<string, UpstreamReadiness>;
   readonly sessions: number;
 }
 
 export class Gateway {
   readonly log: Logger;
-  readonly mcpUpstreams: McpUpstreams;
-  readonly mcp: McpAdapter;
+  /** The one call lifecycle every adapter uses. */
+  readonly calls: CallLifecycle;
   private readonly services: readonly GuardServices[];
   private readonly telemetry: CallTelemetry;
-  /** Ended MCP sessions, by fingerprint (in Redis when configured). */
-  readonly revocations: RevocationSet;
+  /** Adapter by protocol value; `adapterList` holds each adapter once. */
+  private readonly adapters = new Map<string, ProtocolAdapter>();
+  private readonly adapterList: ProtocolAdapter[] = [];
   private current: GatewayState;
   private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
 
@@ -50,33 +53,35 @@ export class Gateway {
     this.services = opts.services ?? [];
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
-    this.mcpUpstreams = new McpUpstreams(this.log, opts.credentials);
-    this.mcpUpstreams.sync(snapshot);
+    this.calls = new CallLifecycle({
+      log: this.log,
+      telemetry: this.telemetry,
+      state: () => this.current,
+      render: (protocol, err, to) => this.renderError(protocol, err, to),
+    });
+    const ctx: AdapterContext = { log: this.log, state: () => this.current, calls: this.calls, credentials: opts.credentials, store: opts.store };
+    for (const definition of opts.protocols) {
+      const adapter = definition.create(ctx);
+      this.adapterList.push(adapter);
+      for (const p of adapter.protocols) this.adapters.set(p, adapter);
+    }
     this.telemetry.watch(this);
-    this.revocations = new RevocationSet('mcp:session', this.log, opts.store);
-    this.mcp = new McpAdapter(
-      {
-        log: this.log,
-        state: () => this.current,
-        finish: (call) => this.finish(call),
-        begin: (call, meta) => this.telemetry.begin(call, meta),
-        propagate: (call) => this.telemetry.propagate(call),
-        revocations: this.revocations,
-      },
-      this.mcpUpstreams,
-    );
   }
 
   state(): GatewayState {
     return this.current;
   }
 
+  /** The adapter serving a protocol value (tests and tools look inside it). */
+  adapter(protocol: string): ProtocolAdapter | undefined {
+    return this.adapters.get(protocol);
+  }
+
   /** Puts a new snapshot in force atomically. Live sessions and unchanged upstreams are kept. */
   apply(snapshot: ConfigSnapshot): void {
     const pipeline = buildPipeline(snapshot, this.services, this.telemetry.observer);
     this.current = { snapshot, pipeline };
-    this.mcpUpstreams.sync(snapshot);
-    this.mcp.reconfigure();
+    for (const adapter of this.adapterList) adapter.reconfigure(snapshot);
     this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
   }
@@ -91,47 +96,38 @@ export class Gateway {
     this.rejected = { at: new Date().toISOString(), issues };
   }
 
-  /** Dispatches a request that matched a route to its protocol adapter. */
+  /** Dispatches a request that matched a route to the adapter of its protocol. False: no route matched. */
   dispatch(req: IncomingMessage, res: ServerResponse, path: string): boolean {
     const state = this.current;
     const match = state.snapshot.routes.match(path, req.headers);
     if (!match) return false;
-    switch (match.rule.protocol) {
-      case 'mcp':
-        this.mcp.handle(req, res, match, state);
-        return true;
-      default:
-        req.resume();
-        writeError(res, null, new GatewayError(Errors.NOT_FOUND, `Protocol ${match.rule.protocol} is not served yet`));
-        return true;
+    const adapter = this.adapters.get(match.rule.protocol);
+    if (adapter === undefined) {
+      // The loader refuses a Backend of an unregistered protocol, so this only happens to a gateway built by hand.
+      this.calls.refuse({ protocol: match.rule.protocol, rule: match.rule, req, res }, new GatewayError(Errors.NOT_FOUND, `Protocol ${match.rule.protocol} is not served`));
+      return true;
     }
+    adapter.handle({ req, res, match, state });
+    return true;
   }
 
-  /** Settles a finished call: guards' settle steps, its spans and metrics, then its one log line. */
-  finish(call: Call): void {
-    this.current.pipeline.settle(call, (guard, err) => this.log.error({ guard, call: call.id, err }, 'guard settle failed'));
-    this.telemetry.end(call);
-    this.log.info(
-      {
-        call: call.id,
-        protocol: call.protocol,
-        op: call.operation,
-        route: call.route.name,
-        upstream: call.upstream,
-        target: call.target?.name,
-        principal: call.principal?.id,
-        outcome: call.outcome,
-        status: call.status,
-        code: call.error?.code,
-        ms: Math.round(call.elapsedMs() * 1000) / 1000,
-      },
-      'call',
-    );
+  /** Writes an error in the shape of the protocol that serves `protocol` (plain HTTP when none does). */
+  renderError(protocol: string, err: GatewayError, to: ErrorTarget): void {
+    const adapter = this.adapters.get(protocol);
+    if (adapter !== undefined) adapter.renderError(err, to);
+    else writeHttpError(to.res, err);
   }
 
   readiness(strict = false): Readiness {
     const snapshot = this.current.snapshot;
-    const upstreams = this.mcpUpstreams.statuses();
+    const upstreams: Record<string, UpstreamReadiness> = {};
+    let sessions = 0;
+    for (const adapter of this.adapterList) {
+      Object.assign(upstreams, adapter.upstreams());
+      sessions += adapter.sessions();
+    }
+    // Not strict: an HTTP upstream that is down does not make the gateway unready (clients may still reach the
+    // others); a local process (stdio) that is down does.
     const ready = Object.values(upstreams).every((u) => u.up || (!strict && u.transport !== 'stdio'));
     return {
       ready,
@@ -142,19 +138,25 @@ export class Gateway {
         ...(this.rejected ? { rejected: this.rejected } : {}),
       },
       upstreams,
-      // Session-era sessions and 2026 stateless contexts: what callers hold open here.
-      sessions: this.mcp.sessions.size + this.mcp.stateless.size,
+      sessions,
     };
   }
 
-  /** Shutdown has begun: end idle server streams so the drain only waits for real in-flight calls. */
+  /** Shutdown has begun: adapters end idle server streams so the drain only waits for real in-flight calls. */
   beginDrain(): void {
-    this.mcp.endStreams();
+    for (const adapter of this.adapterList) adapter.drain();
   }
 
+  /**
+   * Closes the adapters, then waits for the calls whose settle steps are still running, so that the audit records
+   * they owe are queued before the audit log closes. The wait is bounded: the pipeline gives each asynchronous
+   * settle step at most SETTLE_TIMEOUT_MS before the steps after it (the audit guard last) run without it.
+   */
   async close(): Promise<void> {
-    await this.mcp.close();
-    await this.mcpUpstreams.close();
-    await this.revocations.close();
+    await Promise.allSettled(this.adapterList.map((a) => a.close()));
+    if (this.calls.pending > 0) {
+      this.log.info({ calls: this.calls.pending }, 'waiting for settle steps to finish');
+      await this.calls.settled(Number.MAX_SAFE_INTEGER);
+    }
   }
 }

@@ -5,12 +5,9 @@
  * simply absent (an empty pipeline forwards everything).
  */
 import type { ConfigSnapshot } from '../config/load.ts';
-import { Pipeline, type Guard, type PipelineObserver } from '../core/pipeline.ts';
+import { Pipeline, type Guard, type GuardServices, type PipelineObserver } from '../core/pipeline.ts';
 
-export interface GuardServices {
-  /** Guards in pipeline order, already configured for the snapshot. */
-  guardsFor(snapshot: ConfigSnapshot): Guard[];
-}
+export type { GuardServices } from '../core/pipeline.ts';
 
 export function buildPipeline(snapshot: ConfigSnapshot, services: readonly GuardServices[], observer?: PipelineObserver): Pipeline {
   const guards: Guard[] = [];

@@ -31,7 +31,12 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export async function createServices(snapshot: ConfigSnapshot, log: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /** Guard services added after policy and before audit (tests add their own guards this way). */
+  readonly guards?: readonly GuardServices[] | undefined;
+}
+
+export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -57,6 +62,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger): Pro
   telemetry.telemetry.watchPolicy(() => policy.status().sources);
   guards.push(policy);
   closers.push(() => policy.close());
+  guards.push(...(opts.guards ?? []));
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
   const audit = await createAuditService(snapshot, log, { decisionLog: policy.decisionLog });
   if (audit) {

@@ -22,6 +22,8 @@ export const ATTR_NETWORK_TRANSPORT = 'network.transport';
 export const ATTR_NETWORK_PROTOCOL_NAME = 'network.protocol.name';
 export const ATTR_CLIENT_ADDRESS = 'client.address';
 export const ATTR_HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
+export const ATTR_HTTP_REQUEST_BODY_SIZE = 'http.request.body.size';
+export const ATTR_HTTP_RESPONSE_BODY_SIZE = 'http.response.body.size';
 
 /** The caller's identity: its SPIFFE ID (or issuer-qualified subject). */
 export const ATTR_PRINCIPAL_ID = 'tollgate.principal.id';

@@ -158,6 +158,12 @@ export class CallTracer implements PipelineObserver {
       t.stage = undefined;
     }
     if (t.upstream !== undefined) {
+      const transfer = call.transfer;
+      if (transfer !== undefined && t.recording) {
+        // Bytes sent to and received from the upstream, as the forwarder counted them.
+        t.upstream.setAttribute(A.ATTR_HTTP_REQUEST_BODY_SIZE, transfer.requestBytes);
+        t.upstream.setAttribute(A.ATTR_HTTP_RESPONSE_BODY_SIZE, transfer.responseBytes);
+      }
       if (call.outcome === 'upstream_error' || call.outcome === 'error' || call.outcome === 'cancelled') {
         t.upstream.setAttribute(A.ATTR_ERROR_TYPE, err?.code ?? 'rpc_error');
         t.upstream.setStatus({ code: SpanStatusCode.ERROR, message: err?.message ?? 'upstream answered with a JSON-RPC error' });

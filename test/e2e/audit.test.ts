@@ -45,8 +45,8 @@ beforeAll(async () => {
   gw = await startTestGateway({ 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) }, { gatewayYaml: GATEWAY });
   dataDir = join(gw.dir, '..', '.tollgate');
   dir = join(dataDir, 'audit');
-  const settle = gw.gateway.finish.bind(gw.gateway);
-  gw.gateway.finish = (call: Call) => {
+  const settle = gw.gateway.calls.finish.bind(gw.gateway.calls);
+  gw.gateway.calls.finish = (call: Call) => {
     finished.push(call.id);
     settle(call);
   };

@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { McpProtocol } from '../../src/protocols/mcp/index.ts';
 import { StdioMcpUpstream } from '../../src/protocols/mcp/upstream/stdio.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { EVERYTHING_STDIO, GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway } from '../helpers/gateway.ts';
@@ -25,7 +26,7 @@ describe('stdio upstream supervision', () => {
     const echo = () => client.callTool({ name: 'everything__echo', arguments: { message: 'ping' } });
     expect((await echo()).content).toEqual([{ type: 'text', text: 'Echo: ping' }]);
 
-    const up = gw.gateway.mcpUpstreams.get('everything') as StdioMcpUpstream;
+    const up = (gw.gateway.adapter('mcp') as McpProtocol).upstreamSet.get('everything') as StdioMcpUpstream;
     const firstPid = up.pid;
     expect(firstPid).toBeGreaterThan(0);
     process.kill(firstPid!, 'SIGKILL');

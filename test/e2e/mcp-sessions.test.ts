@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParser } from 'eventsource-parser';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import type { McpProtocol } from '../../src/protocols/mcp/index.ts';
 
 let fixture: FixtureServer;
 let gw: TestGateway;
@@ -93,7 +94,7 @@ describe('sessions bound to identity', () => {
     expect(anon.status).toBe(401);
     // A session rebuilt from its id on another replica is bound the same way (the principal is sealed inside).
     // Forget it here, as a replica that never saw it.
-    gw.gateway.mcp.sessions.delete(sid);
+    (gw.gateway.adapter('mcp') as McpProtocol).adapter.sessions.delete(sid);
     const rebuiltForMallory = await rpc(sid, { jsonrpc: '2.0', id: 5, method: 'tools/list' }, as('mallory'));
     expect(rebuiltForMallory.status).toBe(404);
     const rebuiltForAlice = await rpc(sid, { jsonrpc: '2.0', id: 6, method: 'tools/list' }, as('alice'));

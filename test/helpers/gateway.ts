@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { GuardServices } from '../../src/core/pipeline.ts';
+import type { ProtocolDefinition } from '../../src/gateway/adapter.ts';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
 import { loadConfigDir } from '../../src/config/load.ts';
 import { gatewayAudiences, listenerOf } from '../../src/guards/identity/config.ts';
@@ -88,14 +90,17 @@ export const EVERYTHING_STDIO = {
   stdio: { command: process.execPath, args: [join(process.cwd(), 'node_modules/@modelcontextprotocol/server-everything/dist/index.js'), 'stdio'] },
 };
 
-export async function startTestGateway(files: Record<string, string>, opts: { gatewayYaml?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  files: Record<string, string>,
+  opts: { gatewayYaml?: string; protocols?: readonly ProtocolDefinition[]; guards?: readonly GuardServices[] } = {},
+): Promise<TestGateway> {
   // Config in <root>/routes so that the data dir (<root>/.tollgate: dev keys...) is private to this gateway.
   const root = mkdtempSync(join(tmpdir(), 'tollgate-test-'));
   const dir = join(root, 'routes');
   mkdirSync(dir);
   writeFileSync(join(dir, 'gateway.yaml'), opts.gatewayYaml ?? GATEWAY_YAML);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  const running = await startGateway({ configDir: dir, host: '127.0.0.1', port: 0 });
+  const running = await startGateway({ configDir: dir, host: '127.0.0.1', port: 0, protocols: opts.protocols, guards: opts.guards });
   const devToken = (spiffeId = DEV_SPIFFE_ID, o: { audiences?: string[]; ttlSeconds?: number } = {}): string => {
     const snapshot = running.gateway.state().snapshot;
     const identity = snapshot.gateway.identity;

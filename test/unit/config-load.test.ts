@@ -75,6 +75,37 @@ spec:
     expect(conflict[0]?.message).toContain('same requests');
   });
 
+  it('gives each rule its route body limit, the Gateway one by default, and refuses a tiny one', () => {
+    const doc = (name: string, path: string, http: string) => `---
+apiVersion: tollgate.dev/v1alpha1
+kind: Route
+metadata: { name: ${name} }
+spec:
+${http}  rules:
+    - matches: [{ path: { type: PathPrefix, value: ${path} } }]
+      backendRefs: [{ name: up }]
+`;
+    const gateway = 'apiVersion: tollgate.dev/v1alpha1\nkind: Gateway\nmetadata: { name: g }\nspec: { http: { maxBodyBytes: 65536 } }\n';
+    const snap = loadConfigDir(dirWith({ 'g.yaml': gateway, 'r.yaml': backend('') + doc('big', '/big', '  http: { maxBodyBytes: 1073741824 }\n') + doc('plain', '/plain', '') }), {});
+    expect(snap.routes.match('/big/x', {})?.rule.maxBodyBytes).toBe(1073741824);
+    expect(snap.routes.match('/plain', {})?.rule.maxBodyBytes).toBe(65536);
+    const tiny = issues({ 'r.yaml': backend('') + doc('tiny', '/t', '  http: { maxBodyBytes: 10 }\n') });
+    expect(tiny[0]?.message).toContain('spec.http.maxBodyBytes');
+  });
+
+  it('refuses a Backend of a protocol the gateway does not serve, at its line, when told what is served', () => {
+    const dir = dirWith({ 'p.yaml': backend('').replace('protocol: mcp', 'protocol: smtp') });
+    expect(loadConfigDir(dir, {}).backends.get('up')?.spec.protocol).toBe('smtp');
+    try {
+      loadConfigDir(dir, {}, new Set(['mcp', 'a2a']));
+      throw new Error('config unexpectedly valid');
+    } catch (err) {
+      const [i] = (err as ConfigError).issues;
+      expect(i?.line).toBe(6);
+      expect(i?.message).toBe('Backend "up": protocol "smtp" is not served by this gateway (served: a2a, mcp)');
+    }
+  });
+
   it('loads the committed example config', () => {
     const snap = loadConfigDir(join(process.cwd(), 'routes'));
     expect(snap.routes.match('/mcp', {})?.rule.protocol).toBe('mcp');

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { Guard } from '../../core/pipeline.ts';
-import type { GuardServices } from '../../gateway/guards.ts';
+import type { GuardServices } from '../../core/pipeline.ts';
 import type { AdminExtension } from '../../server/admin.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { configuredTrustDomains, devEnabled, gatewayAudiences, listenerOf } from './config.ts';

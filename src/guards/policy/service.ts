@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import { resolveSecret } from '../../config/load.ts';
 import type { Guard } from '../../core/pipeline.ts';
-import type { GuardServices } from '../../gateway/guards.ts';
+import type { GuardServices } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { PolicyBundle } from './bundle.ts';
 import { configuredEntrypoints, gatewayEntrypoints, type PolicySpec } from './config.ts';

@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Call, outcomeOf, type Target } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
-import { recordRefusal, requestCall, type CallRecorder } from '../../gateway/refusal.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
 import type { VirtualServerSpec } from '../../config/schema.ts';
@@ -47,7 +46,7 @@ import type { ClientHello, UpstreamSession } from './upstream/types.ts';
 import { resolveVirtualTool, virtualBackends, virtualToolList } from './virtual.ts';
 import { DEFAULT_HEADER_VERSION, isSupportedVersion, negotiateVersion } from './versions.ts';
 
-export interface AdapterContext extends CallRecorder {
+export interface AdapterContext {
   readonly log: Logger;
   state(): GatewayState;
   /** Settles the call's guards and writes its log line. Called exactly once per call. */
@@ -56,6 +55,10 @@ export interface AdapterContext extends CallRecorder {
   begin(call: Call, meta?: unknown): void;
   /** Starts the upstream span; the trace fields to add to the forwarded `params._meta`, or undefined (tracing off). */
   propagate(call: Call): Readonly<Record<string, string>> | undefined;
+  /** A Call for a raw request, not begun, to authenticate from the headers (CallLifecycle.prepare). */
+  prepare(init: { rule: CompiledRule; operation: string; req: IncomingMessage; resource: string }): Call;
+  /** Records the refusal of a prepared Call whose answer the adapter wrote (CallLifecycle.refused). */
+  refused(call: Call, err: GatewayError, status: number): void;
   /** Ended sessions (by fingerprint), shared by every replica when Redis is configured. */
   readonly revocations: RevocationSet;
 }
@@ -146,7 +149,7 @@ export class McpAdapter {
     const known = name !== undefined && (rule.backends.some((b) => b.name === name) || virtualServerOf(rule, name) !== undefined);
     // The protected resource (RFC 8707) the request is for: the mount, or one server of it.
     const resource = known ? `${rule.mount}/${name}` : rule.mount;
-    const pre = requestCall({ protocol: 'mcp', route: rule.route, operation: preOperation(req.method, legacy), req, resource });
+    const pre = this.ctx.prepare({ rule, operation: preOperation(req.method, legacy), req, resource });
     const origin = req.headers.origin;
     if (origin !== undefined) {
       const allowed = state.snapshot.gateway.http.allowedOrigins;
@@ -199,7 +202,7 @@ export class McpAdapter {
    * at once would risk a reset that loses the answer; the server's request timeout bounds a body that never ends).
    */
   reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError, id: RpcId | null = null, extra?: OutgoingHttpHeaders, modern = false): void {
-    recordRefusal(this.ctx, pre, err, statusOf(err, id, modern));
+    this.ctx.refused(pre, err, statusOf(err, id, modern));
     if (!req.complete) req.resume();
     writeError(res, id, err, extra, modern);
   }
@@ -266,7 +269,7 @@ export class McpAdapter {
     }
     let body: Buffer;
     try {
-      body = await readBody(req, state.snapshot.gateway.http.maxBodyBytes);
+      body = await readBody(req, rule.maxBodyBytes);
     } catch (err) {
       return this.reject(pre, req, res, toGatewayError(err));
     }

@@ -60,7 +60,7 @@ export class LegacySse {
     if (pre.principal?.id !== channel.principal) return this.adapter.reject(pre, req, res, new GatewayError(Errors.SESSION_IDENTITY_MISMATCH));
     let body: Buffer;
     try {
-      body = await readBody(req, state.snapshot.gateway.http.maxBodyBytes);
+      body = await readBody(req, rule.maxBodyBytes);
     } catch (err) {
       return this.adapter.reject(pre, req, res, toGatewayError(err));
     }

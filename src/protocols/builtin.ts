@@ -1,0 +1,8 @@
+/**
+ * The protocols a Tollgate binary serves. Adding a protocol is adding its folder under src/protocols/ and its
+ * definition here; the gateway itself never changes (src/gateway/registry.ts).
+ */
+import type { ProtocolDefinition } from '../gateway/adapter.ts';
+import { mcpProtocol } from './mcp/index.ts';
+
+export const BUILTIN_PROTOCOLS: readonly ProtocolDefinition[] = [mcpProtocol];
