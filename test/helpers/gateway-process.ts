@@ -3,7 +3,7 @@
  * while SDK clients keep calling, and what the process flushed before it exited.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connectClient, eventually } from './gateway.ts';
+import { connectClient, eventually, rememberProcessUrl } from './gateway.ts';
 
 export interface GatewayProcess {
   readonly child: ChildProcess;
@@ -28,6 +28,7 @@ export async function startGatewayProcess(configDir: string, env: NodeJS.Process
   await eventually(() => listening.test(stdout) || child.exitCode !== null, 30_000, `gateway listening: ${stderr}`);
   const m = listening.exec(stdout);
   if (m === null) throw new Error(`gateway exited before listening: ${stdout}${stderr}`);
+  rememberProcessUrl(configDir, `http://${m[1]}`);
   const admin = /"admin":"([^"]+)"[^\n]*"msg":"tollgate listening"/.exec(stdout);
   return { child, url: `http://${m[1]}`, adminUrl: admin ? `http://${admin[1]}` : undefined, stdout: () => stdout, stderr: () => stderr, exited };
 }

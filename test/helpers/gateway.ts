@@ -3,7 +3,7 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { GuardServices } from '../../src/core/pipeline.ts';
@@ -37,18 +37,29 @@ export const DEV_SPIFFE_ID = 'spiffe://dev.tollgate.local/test';
 /** Test gateways by origin: connectClient presents their dev SVID unless the test passes its own Authorization. */
 const devCredentials = new Map<string, () => Record<string, string>>();
 
+/** Base URLs of gateway processes started from a config dir (gateway-process.ts), for devAuthHeaders. */
+const processUrls = new Map<string, string>();
+
+/** Remembers where a gateway process started from `configDir` listens (its tokens name resources there). */
+export function rememberProcessUrl(configDir: string, url: string): void {
+  processUrls.set(resolve(configDir), url);
+}
+
 /**
  * `{ authorization: 'Bearer <dev SVID>' }` for a gateway started from `configDir` (e.g. a `tollgate serve` child
  * process): minted with the dev trust domain key of that config's data dir, its `aud` naming every resource of the
- * config under `base` (the URL the gateway listens at; default: the config's publicUrl/audiences/listener).
+ * config under `base`: the URL the gateway listens at (default: where a process started by startGatewayProcess from
+ * this dir listens, else the config's publicUrl/audiences/listener). `resources` names resource paths (e.g. a route
+ * not configured yet) instead of the config's.
  */
-export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID, base?: string): Record<string, string> {
+export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID, base?: string, resources?: readonly string[]): Record<string, string> {
   const snapshot = loadConfigDir(configDir);
   const identity = snapshot.gateway.identity;
-  const bases = base !== undefined ? [base] : resourceBases(gatewayAudiences(identity, listenerOf(snapshot.gateway.listener)));
+  const started = identity.audiences === undefined && snapshot.gateway.listener.publicUrl === undefined ? processUrls.get(resolve(configDir)) : undefined;
+  const bases = base !== undefined ? [base] : started !== undefined ? [started] : resourceBases(gatewayAudiences(identity, listenerOf(snapshot.gateway.listener)));
   const token = mintDevSvid(loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain), {
     spiffeId,
-    audiences: bases.flatMap((b) => allResources(snapshot).map((r) => `${b}${r}`)),
+    audiences: bases.flatMap((b) => (resources ?? allResources(snapshot)).map((r) => `${b}${r}`)),
     ttlSeconds: 600,
   });
   return { authorization: `Bearer ${token}` };
