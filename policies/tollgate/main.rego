@@ -25,6 +25,8 @@ housekeeping := {
 	"initialize", "ping", "logging/setLevel", "mcp/stream", "mcp/delete", "mcp/legacy-stream", "mcp/response",
 	"server/discover", "subscriptions/listen",
 	"tools/list", "prompts/list", "resources/list", "resources/templates/list",
+	# OpenAI-compatible model lists (filtered by `visible` like MCP lists).
+	"models.list",
 }
 
 permitted if {
@@ -90,11 +92,13 @@ secret_name(name) if {
 
 decision := {"allow": allow, "reason": reason, "obligations": obligations}
 
-# One evaluation per list, whatever its length: every item the caller may use (arguments aside) is visible.
+# One evaluation per list, whatever its length: every item the caller may use (arguments aside) is visible; a
+# model off the allow-list (models.rego) is hidden even from callers granted every model.
 # input.targets groups the items by server: {"everything": {"echo": "everything__echo", ...}} (local name ->
 # the name the caller sees), and input.kind says what they are (tool, prompt, resource...).
 visible contains name if {
 	some server, items in input.targets
 	some local, name in items
 	grants.listed(input.kind, server, local)
+	not models.hidden(input.kind, name)
 }

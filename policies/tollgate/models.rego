@@ -27,3 +27,9 @@ within(asked, cap) if {
 }
 
 cost_multiplier := allowed[input.target.name].cost_multiplier if input.target.kind == "model"
+
+# A model not on the allow-list is left out of model lists (a caller never sees what it may not call).
+hidden(kind, name) if {
+	kind == "model"
+	not allowed[name]
+}

@@ -42,3 +42,24 @@ test_grant_needed_even_for_allowed_model if {
 	d.allow
 	d.obligations.cost_multiplier == 4
 }
+
+listing(principal, targets) := v if {
+	v := tollgate.visible with input as {"principal": principal, "protocol": "openai", "operation": "models.list", "kind": "model", "targets": targets}
+}
+
+test_model_list_open_to_callers_with_a_grant if {
+	tollgate.decision.allow with input as {"principal": support, "protocol": "openai", "operation": "models.list", "target": null}
+	not tollgate.decision.allow with input as {"principal": null, "protocol": "openai", "operation": "models.list", "target": null}
+}
+
+test_model_list_shows_granted_allowed_models_only if {
+	targets := {"vllm": {"llama-3.1-8b-instruct": "llama-3.1-8b-instruct", "qwen2.5-32b-instruct": "qwen2.5-32b-instruct", "gpt-unknown": "gpt-unknown"}}
+	# support is granted llama only; dev every model, but an unlisted one stays hidden.
+	listing(support, targets) == {"llama-3.1-8b-instruct"}
+	listing(dev, targets) == {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct"}
+}
+
+test_tokenize_needs_the_model_grant if {
+	tollgate.decision.allow with input as {"principal": support, "protocol": "openai", "operation": "tokenize", "target": {"kind": "model", "name": "llama-3.1-8b-instruct", "server": "vllm", "local": "meta-llama/Llama-3.1-8B-Instruct", "arguments": {"model": "llama-3.1-8b-instruct"}}}
+	not tollgate.decision.allow with input as {"principal": support, "protocol": "openai", "operation": "tokenize", "target": {"kind": "model", "name": "qwen2.5-32b-instruct", "server": "vllm", "local": "qwen", "arguments": {}}}
+}

@@ -90,6 +90,7 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     member('decision', decisionOf(call.decision)) +
     member('limit', limitOf(call)) +
     member('usage', call.usage) +
+    member('model', call.model) +
     member('settleFailed', call.settleFailures) +
     `,"status":${call.status},"outcome":"${call.outcome}"` +
     member('code', call.error?.code) +

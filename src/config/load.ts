@@ -18,6 +18,7 @@ import {
 } from './schema.ts';
 import { compileRoutes, type RouteTable } from './routes.ts';
 import { checkRouteAuth } from '../guards/identity/config.ts';
+import { checkModelRoutes } from '../upstream/models.ts';
 import { checkLimits, type BudgetSpec, type NamedLimit, type RateLimitSpec } from '../guards/limits/config.ts';
 
 export interface ConfigIssue {
@@ -235,6 +236,12 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
         if (!ruleBackends.has(t.backend)) issues.push(at(loc, ['spec', 'mcp', 'virtualServers', vi, 'tools', ti, 'backend'], `backend "${t.backend}" is not a backend of this route`));
       });
     });
+  }
+  for (const [, loc] of routes) {
+    const models = loc.value.spec.models;
+    if (models === undefined) continue;
+    const ruleBackends = new Set(loc.value.spec.rules.flatMap((r) => r.backendRefs.map((b) => b.name)));
+    for (const p of checkModelRoutes(models, ruleBackends)) issues.push(at(loc, ['spec', 'models', ...p.path], `spec.models: ${p.message}`));
   }
   for (const [, loc] of routes) {
     for (const p of checkRouteAuth(gatewaySpec.identity, loc.value.spec.auth)) issues.push(at(loc, ['spec', 'auth', ...p.path], `spec.auth: ${p.message}`));

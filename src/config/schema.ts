@@ -13,6 +13,7 @@ import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 import { redisSpec } from '../store/config.ts';
 import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.ts';
 import { poolShape } from '../upstream/config.ts';
+import { modelRouteSpec } from '../upstream/models.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -306,6 +307,30 @@ const routeSpec = z.strictObject({
   rules: z.array(routeRule).min(1),
   /** MCP routes: virtual servers built from the backends of the route's rules. */
   mcp: z.strictObject({ virtualServers: z.array(virtualServer).default([]) }).optional(),
+  /**
+   * Model routes (OpenAI-compatible, KServe): which backend of the rules serves each model name callers use (exact
+   * with aliases, or a `*` pattern), and its name there. Absent: the models the backends advertise, as they are.
+   */
+  models: z.array(modelRouteSpec).optional(),
+  /** OpenAI-compatible routes. */
+  openai: z
+    .strictObject({
+      /**
+       * The reservation estimate of prompt tokens: `bytes` (the JSON bytes of the prompt as sent, over
+       * `bytesPerToken`: no extra round trip, an over-estimate for most text) or `tokenize` (the backend's /tokenize:
+       * exact, one more round trip before the first token).
+       */
+      promptTokens: z
+        .strictObject({ estimate: z.enum(['bytes', 'tokenize']).default('bytes'), bytesPerToken: z.number().min(1).max(16).default(3) })
+        .prefault({}),
+      /** Largest prompt (messages, prompt or input, as sent), in bytes: over it, 400 TG_PROMPT_TOO_LARGE. */
+      maxPromptBytes: z.number().int().min(1).optional(),
+      /** Give policies the prompt itself (messages / prompt / input); by default only its shape (counts, bytes, roles). */
+      policyContent: z.boolean().default(false),
+      /** How long a backend's model list (GET /v1/models) is reused for /v1/models and routing without `models`. */
+      modelsCacheMs: durationMs.default(30_000),
+    })
+    .optional(),
   /** Route-level policy override (src/guards/policy/config.ts). */
   policy: routePolicySpec.optional(),
 });

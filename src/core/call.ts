@@ -88,6 +88,29 @@ export interface Transfer {
   totalMs: number;
 }
 
+/**
+ * What a model call (OpenAI-compatible, KServe) adds for telemetry (the GenAI conventions) and the audit record.
+ * The model asked for is `target.name` (aliases resolved) and `requested`; the adapter fills the rest as the answer
+ * arrives.
+ */
+export interface ModelInfo {
+  /** gen_ai.operation.name: `chat`, `text_completion`, `embeddings`... */
+  operation?: string | undefined;
+  /** The name the caller used, when it is not `target.name` (an alias). */
+  requested?: string | undefined;
+  /** The model the backend named in its answer (gen_ai.response.model). */
+  response?: string | undefined;
+  /** gen_ai.response.finish_reasons. */
+  finishReasons?: string[] | undefined;
+  /**
+   * How the call's token usage is known: `reported` by the backend, `counted` by the gateway from what it relayed
+   * (a stream that broke, a backend that reports none), or `unmetered` (the protocol gives nothing to count).
+   */
+  metering?: 'reported' | 'counted' | 'unmetered' | undefined;
+  /** The backend sent an error inside a stream it had started (relayed to the client as it was). */
+  streamError?: boolean | undefined;
+}
+
 export type Outcome = 'ok' | 'error' | 'denied' | 'limited' | 'unauthenticated' | 'upstream_error' | 'cancelled';
 
 /** The route a call came in on, as guards need to see it: its name and its (frozen) spec from the snapshot. */
@@ -141,6 +164,8 @@ export class Call {
    * let the upstream produce (it sets `max_tokens` to this when the client set none, so a budget is never overshot).
    */
   outputTokenCap: number | undefined;
+  /** Set by model adapters (see ModelInfo); undefined for other calls. */
+  model: ModelInfo | undefined;
   outcome: Outcome;
   error: GatewayError | undefined;
   /** Upstream HTTP status or equivalent. */
@@ -181,6 +206,7 @@ export class Call {
     this.usage = undefined;
     this.estimate = undefined;
     this.outputTokenCap = undefined;
+    this.model = undefined;
     this.outcome = 'ok';
     this.error = undefined;
     this.status = 0;

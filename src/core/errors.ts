@@ -88,6 +88,11 @@ export const Errors = Object.freeze({
   UPSTREAM_UNAVAILABLE: def('TG_UPSTREAM_UNAVAILABLE', 502, -32070, true, 'Upstream unavailable'),
   UPSTREAM_TIMEOUT: def('TG_UPSTREAM_TIMEOUT', 504, -32071, true, 'Upstream timed out'),
   UPSTREAM_BAD_RESPONSE: def('TG_UPSTREAM_BAD_RESPONSE', 502, -32072, true, 'Upstream returned an invalid response'),
+  // Model traffic (OpenAI-compatible, KServe)
+  /** No backend of the route serves a model of that name (told only after policy saw the name). */
+  MODEL_NOT_FOUND: def('TG_MODEL_NOT_FOUND', 404, -32075, true, 'The model does not exist on this route'),
+  /** The prompt (messages, prompt, input) is over the route's maxPromptBytes. */
+  PROMPT_TOO_LARGE: def('TG_PROMPT_TOO_LARGE', 400, -32602, true, 'The prompt exceeds the configured size'),
   /** A pool's circuit breaker: too many requests in flight to one backend; the newcomer is refused, nobody is queued. */
   UPSTREAM_OVERLOADED: def('TG_UPSTREAM_OVERLOADED', 503, -32074, true, 'Upstream has too many requests in flight'),
 });

@@ -4,5 +4,6 @@
  */
 import type { ProtocolDefinition } from '../gateway/adapter.ts';
 import { mcpProtocol } from './mcp/index.ts';
+import { openaiProtocol } from './openai/index.ts';
 
-export const BUILTIN_PROTOCOLS: readonly ProtocolDefinition[] = [mcpProtocol];
+export const BUILTIN_PROTOCOLS: readonly ProtocolDefinition[] = [mcpProtocol, openaiProtocol];

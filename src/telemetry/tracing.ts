@@ -189,9 +189,16 @@ export class CallTracer implements PipelineObserver {
         case 'resource':
           span.setAttribute(A.ATTR_MCP_RESOURCE_URI, target.name);
           break;
-        case 'model':
+        case 'model': {
           span.setAttribute(A.ATTR_GEN_AI_REQUEST_MODEL, target.name);
+          const m = call.model;
+          if (m !== undefined) {
+            if (m.operation !== undefined) span.setAttribute(A.ATTR_GEN_AI_OPERATION_NAME, m.operation);
+            if (m.response !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_MODEL, m.response);
+            if (m.finishReasons !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_FINISH_REASONS, m.finishReasons);
+          }
           break;
+        }
         case 'skill':
           span.setAttribute(A.ATTR_GEN_AI_AGENT_NAME, target.server ?? target.name);
           break;

@@ -228,6 +228,21 @@ class Exchange {
   }
 }
 
+/**
+ * Looks at (and may change) a relayed body chunk by chunk, for protocols that read what they relay (usage in model
+ * answers) or must end a broken stream in their own terms. Synchronous: a chunk leaves as soon as it is filtered.
+ */
+export interface ChunkFilter {
+  /** True when the filter never changes the bytes (the upstream's Content-Length can be kept). */
+  readonly sameBytes: boolean;
+  /** The bytes to send for this chunk now (undefined or empty: nothing yet). */
+  chunk(data: Buffer): Buffer | undefined;
+  /** Bytes to send last when the upstream body ended cleanly. */
+  end(): Buffer | undefined;
+  /** When the upstream body failed: bytes that end the response cleanly, or undefined to break it. */
+  fail(err: GatewayError): Buffer | undefined;
+}
+
 /** An upstream answer whose headers arrived. Consume its body exactly once. */
 export class UpstreamResponse {
   readonly status: number;
@@ -264,12 +279,14 @@ export class UpstreamResponse {
 
   /**
    * Streams the answer to the client as it arrives: status and allowed headers (plus `headers`), then the body
-   * chunk by chunk with backpressure (the upstream is read no faster than the client reads). Resolves at the end;
-   * rejects (the client's response destroyed) when the upstream fails, times out or the client goes away.
+   * chunk by chunk with backpressure (the upstream is read no faster than the client reads), through `filter` when
+   * given. Resolves at the end; rejects when the upstream fails, times out or the client goes away (the client's
+   * response is destroyed, unless the filter ended it cleanly).
    */
-  pipeTo(res: ServerResponse, opts?: { status?: number; headers?: OutgoingHttpHeaders }): Promise<void> {
+  pipeTo(res: ServerResponse, opts?: { status?: number; headers?: OutgoingHttpHeaders; filter?: ChunkFilter | undefined }): Promise<void> {
+    const filter = opts?.filter;
     const headers = this.forwardedHeaders();
-    const length = this.headers['content-length'];
+    const length = filter === undefined || filter.sameBytes ? this.headers['content-length'] : undefined;
     if (length !== undefined) headers['content-length'] = length;
     if (opts?.headers !== undefined) Object.assign(headers, opts.headers);
     res.writeHead(opts?.status ?? this.status, headers);
@@ -280,7 +297,8 @@ export class UpstreamResponse {
       let bytes = 0;
       const onData = (chunk: Buffer): void => {
         bytes += chunk.length;
-        if (!res.write(chunk)) body.pause();
+        const out = filter === undefined ? chunk : filter.chunk(chunk);
+        if (out !== undefined && out.length > 0 && !res.write(out)) body.pause();
       };
       const onDrain = (): void => {
         body.resume();
@@ -290,10 +308,13 @@ export class UpstreamResponse {
         res.off('drain', onDrain);
         this.done(bytes, err);
         if (err) {
-          res.destroy();
+          // A filter may close the stream in its protocol's terms (an error event) instead of breaking it.
+          const tail = filter?.fail(err);
+          if (tail !== undefined && !res.destroyed && !res.writableEnded) res.end(tail);
+          else res.destroy();
           reject(err);
         } else {
-          res.end();
+          res.end(filter?.end());
           resolve();
         }
       };

@@ -1,0 +1,265 @@
+/**
+ * The OpenAI-compatible adapter (vLLM's server as the reference): chat/completions, completions, embeddings,
+ * tokenize/detokenize and models under a route's mount (conventionally /v1), routed by model name to a pool.
+ *
+ * One road per request: authenticate from the headers (before the body is read or anything created), read and parse
+ * the body (bounded by the route), resolve the model (the policy sees the name before the caller learns whether it
+ * exists), set the budget estimate, admit (policy, limits), forward the client's bytes with only the needed edits
+ * (model rewrite, stream_options.include_usage, max_tokens capped to the reservation), relay the answer byte for byte
+ * while reading its usage, settle.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigSnapshot } from '../../config/load.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import type { RouteSpec } from '../../config/schema.ts';
+import type { Call } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import { limitNoticesOf, openAiRateLimitHeaders, type LimitNotice } from '../../core/limits.ts';
+import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import { readBody } from '../../server/io.ts';
+import { forward } from '../../upstream/forwarder.ts';
+import { HttpUpstreams, type HttpUpstream } from '../../upstream/http-upstream.ts';
+import { ModelCatalog } from '../../upstream/model-catalog.ts';
+import { ModelRouter, type ResolvedModel } from '../../upstream/models.ts';
+import { writeOpenAiError } from '../../wire/errors.ts';
+import { HEADERS, listModels, retrieveModel, type ModelsContext } from './list.ts';
+import { notFound, parseModelList } from './models.ts';
+import { MODELS_LIST, MODELS_RETRIEVE, POST_OPERATIONS, type Operation } from './operations.ts';
+import {
+  cappedMaxTokens,
+  clientMaxTokens,
+  estimatePromptTokens,
+  maxOutputTokens,
+  parseBody,
+  policyArguments,
+  promptBytes,
+  upstreamBody,
+  type ParsedBody,
+} from './request.ts';
+import { CompletionStream, JsonAnswer } from './stream.ts';
+
+type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
+
+const DEFAULTS: OpenAiRouteSpec = Object.freeze({
+  promptTokens: Object.freeze({ estimate: 'bytes' as const, bytesPerToken: 3 }),
+  maxPromptBytes: undefined,
+  policyContent: false,
+  modelsCacheMs: 30_000,
+});
+
+/** A whole JSON answer larger than this is relayed without reading its usage (the reservation is then charged). */
+const JSON_READ_LIMIT = 16 * 1024 * 1024;
+/** A caller naming an unknown model refreshes a backend's model list at most this often (routes without `models`). */
+const UNKNOWN_MODEL_REFRESH_MS = 2_000;
+
+export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
+  readonly protocols = ['openai'];
+  readonly ctx: AdapterContext;
+  readonly upstreamSet: HttpUpstreams;
+  readonly catalog: ModelCatalog;
+  private readonly routers = new WeakMap<CompiledRule, ModelRouter>();
+
+  constructor(ctx: AdapterContext) {
+    this.ctx = ctx;
+    // vLLM answers GET /health with 200 once its engine is up.
+    this.upstreamSet = new HttpUpstreams({ protocols: this.protocols, log: ctx.log, credentials: ctx.credentials, health: { path: '/health' } });
+    this.catalog = new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 });
+    this.reconfigure(ctx.state().snapshot);
+  }
+
+  settings(rule: CompiledRule): OpenAiRouteSpec {
+    return rule.route.spec.openai ?? DEFAULTS;
+  }
+
+  router(rule: CompiledRule): ModelRouter {
+    let r = this.routers.get(rule);
+    if (r === undefined) {
+      r = new ModelRouter(rule.route.spec.models ?? [], rule.backends.map((b) => b.name));
+      this.routers.set(rule, r);
+    }
+    return r;
+  }
+
+  handle(x: Exchange): void {
+    const { req, res, match } = x;
+    const rest = match.rest;
+    const method = req.method ?? 'GET';
+    let op: Operation | undefined = POST_OPERATIONS.get(rest);
+    let allowed = 'POST';
+    if (op === undefined && (rest === '/models' || rest.startsWith('/models/'))) {
+      op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
+      allowed = 'GET';
+    }
+    const pre = this.ctx.calls.prepare({ protocol: 'openai', rule: match.rule, operation: op?.name ?? 'refused', req, resource: match.rule.mount });
+    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
+    let auth: void | Promise<void>;
+    try {
+      auth = x.state.pipeline.authenticate(pre);
+    } catch (err) {
+      return this.reject(pre, req, res, toGatewayError(err));
+    }
+    const next = (): void => {
+      if (op === undefined) return this.reject(pre, req, res, new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`));
+      if (method !== allowed) return this.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${rest}`, { headers: { allow: allowed } }));
+      if (op === MODELS_LIST) return void listModels(this, x, pre).catch((err: unknown) => this.crash(res, err));
+      if (op === MODELS_RETRIEVE) return void retrieveModel(this, x, pre, safeDecode(rest.slice('/models/'.length))).catch((err: unknown) => this.crash(res, err));
+      void this.infer(x, pre, op).catch((err: unknown) => this.crash(res, err));
+    };
+    if (auth === undefined) return next();
+    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
+  }
+
+  /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
+  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+    if (!req.complete) req.resume();
+    this.renderError(err, { res, req, call: pre });
+    this.ctx.calls.refused(pre, err, res.statusCode);
+  }
+
+  private crash(res: ServerResponse, err: unknown): void {
+    this.ctx.log.error({ err }, 'OpenAI adapter failure');
+    if (!res.headersSent) writeOpenAiError(res, toGatewayError(err));
+    else if (!res.writableEnded) res.destroy();
+  }
+
+  /** A model-bearing POST: completions (streamed or not), embeddings, tokenize, detokenize. */
+  private async infer(x: Exchange, call: Call, op: Operation): Promise<void> {
+    const { req, res, match, state } = x;
+    const rule = match.rule;
+    let p: ParsedBody;
+    try {
+      p = parseBody(await readBody(req, rule.maxBodyBytes));
+    } catch (err) {
+      return this.reject(call, req, res, toGatewayError(err));
+    }
+    const settings = this.settings(rule);
+    const resolved = await this.resolve(rule, p.model);
+    call.target = { kind: 'model', name: resolved?.name ?? p.model, server: resolved?.backend, local: resolved?.upstream };
+    call.upstream = resolved?.backend;
+    call.args = policyArguments(p, settings.policyContent);
+    call.model = { operation: op.genAi, ...(resolved !== undefined && resolved.requested !== resolved.name ? { requested: resolved.requested } : {}) };
+    const upstream = resolved === undefined ? undefined : this.upstreamSet.get(resolved.backend);
+    // The budget's reservation: nothing for tokenize/detokenize (no tokens are generated or billed).
+    call.estimate = op.metered
+      ? { inputTokens: await this.promptTokens(p, op, settings, upstream), maxOutputTokens: maxOutputTokens(p, op) }
+      : { inputTokens: 0, maxOutputTokens: 0 };
+    this.ctx.calls.begin(call);
+    await this.ctx.calls.run(call, { res, req, call }, state, async () => {
+      // After the policy saw the name: only an admitted caller learns that a model does not exist.
+      if (resolved === undefined) throw notFound(p.model);
+      const max = settings.maxPromptBytes;
+      if (max !== undefined && promptBytes(p) > max) {
+        throw new GatewayError(Errors.PROMPT_TOO_LARGE, `The prompt is ${promptBytes(p)} bytes, over the ${max} bytes this route accepts`, { data: { param: 'messages' } });
+      }
+      if (upstream === undefined) throw new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${resolved.backend} is unavailable`, { data: { upstream: resolved.backend } });
+      await this.forwardInference(call, op, p, resolved, upstream, x);
+    });
+  }
+
+  private async forwardInference(call: Call, op: Operation, p: ParsedBody, resolved: ResolvedModel, upstream: HttpUpstream, x: Exchange): Promise<void> {
+    const { req, res } = x;
+    const streaming = op.streams && p.json.stream === true;
+    const options = p.json.stream_options as { include_usage?: unknown } | null | undefined;
+    // The client did not ask for the usage chunk: the gateway asks for it, and drops it from what the client sees.
+    const addUsage = streaming && options?.include_usage !== true;
+    const cap = call.outputTokenCap;
+    const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p) === undefined ? cappedMaxTokens(p, op, cap) : undefined;
+    const body = upstreamBody(p, { model: resolved.upstream !== p.model ? resolved.upstream : undefined, includeUsage: addUsage, maxTokens });
+    const answer = await forward(upstream, {
+      method: 'POST',
+      path: op.upstreamPath,
+      headers: req.headers,
+      policy: HEADERS,
+      set: { 'content-type': 'application/json', ...this.ctx.calls.propagate(call) },
+      body,
+      client: res,
+      // A completion has no side effect but its cost: sending it again before any byte reached the client is safe.
+      idempotent: true,
+      call,
+    });
+    const headers = openAiRateLimitHeaders(limitNoticesOf(call));
+    if (answer.status !== 200) {
+      // The backend's own error, passed on as it is; nothing was generated, so nothing is charged.
+      call.outcome = answer.status >= 500 ? 'upstream_error' : 'error';
+      await answer.pipeTo(res, { headers });
+      return;
+    }
+    const type = answer.headers['content-type'];
+    const sse = typeof type === 'string' && type.startsWith('text/event-stream');
+    const filter = sse ? new CompletionStream(call, addUsage) : new JsonAnswer(call, JSON_READ_LIMIT);
+    await answer.pipeTo(res, { headers, filter });
+    if (call.model?.streamError === true) call.outcome = 'upstream_error';
+  }
+
+  /** The reservation's prompt tokens: bytes / N (default), or the backend's /tokenize when the route says so. */
+  private async promptTokens(p: ParsedBody, op: Operation, s: OpenAiRouteSpec, upstream: HttpUpstream | undefined): Promise<number> {
+    const bytes = estimatePromptTokens(p, s.promptTokens.bytesPerToken);
+    if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || op.name === 'embeddings') return bytes;
+    try {
+      const body = JSON.stringify(p.json.messages !== undefined ? { model: p.json.model, messages: p.json.messages } : { model: p.json.model, prompt: p.json.prompt });
+      const answer = await forward(upstream, { method: 'POST', path: '/tokenize', headers: {}, policy: HEADERS, set: { 'content-type': 'application/json' }, body, idempotent: true, timeouts: { totalMs: 5_000 } });
+      if (answer.status !== 200) {
+        await answer.dump();
+        return bytes;
+      }
+      const count = (JSON.parse((await answer.read(1024 * 1024)).toString('utf8')) as { count?: unknown }).count;
+      return typeof count === 'number' && count >= 0 ? count : bytes;
+    } catch {
+      // The estimate is only a reservation: fall back to the byte estimate rather than refuse the call.
+      return bytes;
+    }
+  }
+
+  /** Resolves a model name; for routes without `models`, an unknown name refreshes the backends' lists (rate-limited). */
+  async resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined> {
+    const router = this.router(rule);
+    const hit = router.resolve(model, this.catalog);
+    if (hit !== undefined || router.explicit) return hit;
+    await Promise.all(router.backends.map((b) => this.catalog.refreshIfIdle(b, UNKNOWN_MODEL_REFRESH_MS)));
+    return router.resolve(model, this.catalog);
+  }
+
+  private async fetchModels(backend: string): Promise<ReturnType<typeof parseModelList>> {
+    const upstream = this.upstreamSet.get(backend);
+    if (upstream === undefined) throw new Error(`backend ${backend} is not configured`);
+    const answer = await forward(upstream, { method: 'GET', path: '/v1/models', headers: {}, policy: HEADERS, idempotent: true, timeouts: { totalMs: 5_000 } });
+    if (answer.status !== 200) {
+      await answer.dump();
+      throw new Error(`backend ${backend}: GET /v1/models answered ${answer.status}`);
+    }
+    return parseModelList(await answer.read(4 * 1024 * 1024), backend);
+  }
+
+  renderError(err: GatewayError, to: ErrorTarget): void {
+    const notices = (err.data as { limits?: readonly LimitNotice[] } | undefined)?.limits;
+    writeOpenAiError(to.res, err, notices === undefined ? undefined : openAiRateLimitHeaders(notices));
+  }
+
+  upstreams(): Record<string, UpstreamReadiness> {
+    return this.upstreamSet.statuses();
+  }
+
+  sessions(): number {
+    return 0;
+  }
+
+  reconfigure(snapshot: ConfigSnapshot): void {
+    this.upstreamSet.sync(snapshot);
+    this.catalog.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'openai').map((b) => b.name)));
+  }
+
+  drain(): void {}
+
+  close(): Promise<void> {
+    return this.upstreamSet.close();
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+

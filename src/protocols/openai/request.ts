@@ -1,0 +1,194 @@
+/**
+ * An OpenAI-compatible request body as the gateway reads it: parsed once, its top-level members located in the
+ * original text (so edits leave everything else byte for byte: vLLM's extra sampling parameters, guided_* and
+ * structured-output fields pass untouched), summarised for policy, and estimated for the budget reservation.
+ */
+import { Errors, GatewayError } from '../../core/errors.ts';
+import { editMembers, topLevelMembers, type MemberEdit, type MemberRange } from '../../wire/json-edit.ts';
+import type { Operation } from './operations.ts';
+
+export interface ParsedBody {
+  readonly text: string;
+  readonly json: Readonly<Record<string, unknown>>;
+  readonly members: ReadonlyMap<string, MemberRange>;
+  readonly model: string;
+}
+
+function invalid(message: string, param: string | null = null): GatewayError {
+  return new GatewayError(Errors.INVALID_REQUEST, message, param === null ? undefined : { data: { param } });
+}
+
+/** Parses a request body: a JSON object with a string `model` (400 otherwise, in OpenAI's terms). */
+export function parseBody(raw: Buffer): ParsedBody {
+  const text = raw.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new GatewayError(Errors.PARSE_ERROR, `We could not parse the JSON body of your request: ${(err as Error).message}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid('The request body must be a JSON object');
+  const body = json as Record<string, unknown>;
+  if (body.model === undefined) throw invalid('you must provide a model parameter', 'model');
+  if (typeof body.model !== 'string' || body.model === '') throw invalid('model must be a non-empty string', 'model');
+  return { text, json: body, members: topLevelMembers(text), model: body.model };
+}
+
+/** Bytes of a top-level member's value as the client sent it (0 when absent). */
+export function memberBytes(p: ParsedBody, key: string): number {
+  const r = p.members.get(key);
+  return r === undefined ? 0 : Buffer.byteLength(p.text.slice(r.start, r.end));
+}
+
+/** The request fields whose content is the prompt: left out of the policy input unless the route asks. */
+const CONTENT_FIELDS: Readonly<Record<string, string>> = { messages: 'message', prompt: 'prompt', input: 'input' };
+
+/** A member larger than this reaches the policy as its size only (its copy into WASM memory is the policy's cost). */
+const LARGE_MEMBER = 2048;
+
+/**
+ * The call's arguments as policies see them (policies/README.md): every request parameter (model, max_tokens,
+ * temperature, tool_choice, vLLM's extras...), the names of the tools requested, and the prompt's shape (count and
+ * bytes of messages, prompts or inputs; roles of messages); the content itself only with `content`. A parameter
+ * over 2 KiB (a large JSON schema) is given as `{"omitted_bytes": N}`.
+ */
+export function policyArguments(p: ParsedBody, content: boolean): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  for (const [key, range] of p.members) {
+    const value = p.json[key];
+    const label = CONTENT_FIELDS[key];
+    if (label !== undefined) {
+      const items = Array.isArray(value) ? value : [value];
+      args[`${label}_count`] = items.length;
+      args[`${label}_bytes`] = Buffer.byteLength(p.text.slice(range.start, range.end));
+      if (key === 'messages') args.message_roles = rolesOf(items);
+      if (content) args[key] = value;
+      continue;
+    }
+    if ((key === 'tools' || key === 'functions') && Array.isArray(value)) {
+      args[key] = value.map(toolName).filter((n): n is string => n !== undefined);
+      continue;
+    }
+    const bytes = range.end - range.start;
+    args[key] = bytes > LARGE_MEMBER ? { omitted_bytes: Buffer.byteLength(p.text.slice(range.start, range.end)) } : value;
+  }
+  return args;
+}
+
+function rolesOf(messages: readonly unknown[]): Record<string, number> {
+  const roles: Record<string, number> = {};
+  for (const m of messages) {
+    const role = typeof m === 'object' && m !== null ? (m as { role?: unknown }).role : undefined;
+    const r = typeof role === 'string' ? role : 'unknown';
+    roles[r] = (roles[r] ?? 0) + 1;
+  }
+  return roles;
+}
+
+/** `tools: [{type: "function", function: {name}}]` or legacy `functions: [{name}]`. */
+function toolName(t: unknown): string | undefined {
+  if (typeof t !== 'object' || t === null) return undefined;
+  const f = (t as { function?: { name?: unknown }; name?: unknown }).function;
+  const name = f?.name ?? (t as { name?: unknown }).name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+function positiveInt(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** How many sequences the request makes the backend produce (each up to max_tokens). */
+function sequences(p: ParsedBody, op: Operation): number {
+  let n = positiveInt(p.json.n) ?? 1;
+  if (n < 1) n = 1;
+  if (op.name === 'completions') {
+    // One prompt, a list of prompts, or a list of token lists: each is completed n times.
+    const prompt = p.json.prompt;
+    if (Array.isArray(prompt) && prompt.length > 0 && (typeof prompt[0] === 'string' || Array.isArray(prompt[0]))) n *= prompt.length;
+  }
+  return n;
+}
+
+/** The output limit the client set (per sequence), if any. */
+export function clientMaxTokens(p: ParsedBody): number | undefined {
+  return positiveInt(p.json.max_completion_tokens) ?? positiveInt(p.json.max_tokens);
+}
+
+/** OpenAI's (and vLLM's) legacy completions default when max_tokens is not set. */
+const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+
+/**
+ * The output tokens to reserve: max_tokens (or max_completion_tokens) times the sequences asked for; undefined when
+ * the client set no limit on a chat completion (the limits guard reserves its default and the gateway then caps the
+ * request to it).
+ */
+export function maxOutputTokens(p: ParsedBody, op: Operation): number | undefined {
+  if (!op.generates) return 0;
+  const max = clientMaxTokens(p) ?? (op.name === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
+  return max === undefined ? undefined : max * sequences(p, op);
+}
+
+/**
+ * The prompt's tokens estimated from its bytes: the JSON text of the prompt members as sent (messages, prompt, input,
+ * tools and functions: tool definitions are part of the prompt) divided by `bytesPerToken`, and token-id arrays
+ * counted exactly. The JSON structure around the text makes this an over-estimate, which only holds budget back
+ * until the call settles (an under-estimate could overshoot a budget).
+ */
+export function estimatePromptTokens(p: ParsedBody, bytesPerToken: number): number {
+  let bytes = 0;
+  let tokens = 0;
+  for (const key of ['messages', 'prompt', 'input', 'tools', 'functions']) {
+    const value = p.json[key];
+    if (value === undefined) continue;
+    if ((key === 'prompt' || key === 'input') && isTokenIds(value)) {
+      tokens += tokenIdCount(value);
+      continue;
+    }
+    bytes += memberBytes(p, key);
+  }
+  return tokens + Math.ceil(bytes / bytesPerToken);
+}
+
+function isTokenIds(v: unknown): boolean {
+  return Array.isArray(v) && v.length > 0 && (typeof v[0] === 'number' || (Array.isArray(v[0]) && typeof v[0][0] === 'number'));
+}
+
+function tokenIdCount(v: unknown): number {
+  const a = v as unknown[];
+  return typeof a[0] === 'number' ? a.length : a.reduce<number>((n, x) => n + (x as unknown[]).length, 0);
+}
+
+/** Bytes of the prompt content a route may cap (`openai.maxPromptBytes`): messages, prompt or input as sent. */
+export function promptBytes(p: ParsedBody): number {
+  return memberBytes(p, 'messages') + memberBytes(p, 'prompt') + memberBytes(p, 'input');
+}
+
+export interface BodyChanges {
+  /** The model name for the backend, when the route rewrites it. */
+  readonly model?: string | undefined;
+  /** Ask for the usage chunk (the client did not). */
+  readonly includeUsage?: boolean | undefined;
+  /** max_tokens to set (the client set none and a budget capped the call). */
+  readonly maxTokens?: number | undefined;
+}
+
+/** The body to send upstream: the client's bytes, with only the members that must change replaced or added. */
+export function upstreamBody(p: ParsedBody, changes: BodyChanges): string {
+  const edits: MemberEdit[] = [];
+  if (changes.model !== undefined) edits.push({ key: 'model', value: JSON.stringify(changes.model) });
+  if (changes.includeUsage === true) {
+    const prior = p.json.stream_options;
+    const options: Record<string, unknown> = typeof prior === 'object' && prior !== null && !Array.isArray(prior) ? { ...(prior as Record<string, unknown>) } : {};
+    options.include_usage = true;
+    // Continuous usage stats follow include_usage in vLLM: the client did not get them before, it does not now.
+    if (options.continuous_usage_stats === true) options.continuous_usage_stats = false;
+    edits.push({ key: 'stream_options', value: JSON.stringify(options) });
+  }
+  if (changes.maxTokens !== undefined) edits.push({ key: 'max_tokens', value: String(changes.maxTokens) });
+  return edits.length === 0 ? p.text : editMembers(p.text, p.members, edits);
+}
+
+/** The max_tokens that keeps a call within `cap` output tokens in all (per sequence, at least 1). */
+export function cappedMaxTokens(p: ParsedBody, op: Operation, cap: number): number {
+  return Math.max(1, Math.floor(cap / sequences(p, op)));
+}

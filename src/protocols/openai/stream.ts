@@ -1,0 +1,169 @@
+/**
+ * Relaying a model's answer while reading what the gateway needs from it, without changing a byte the client would
+ * have received from the backend directly:
+ *
+ * - CompletionStream (SSE, `stream: true`): whole events are passed on as they arrive (usually the whole chunk, as
+ *   is); each is read for the model that answered, the output so far (one token per content delta, so a stream that
+ *   breaks is charged what was streamed) and the backend's final `usage`. When the gateway asked for that usage
+ *   chunk itself (the client did not set stream_options.include_usage) the chunk is dropped. When the backend breaks
+ *   mid-stream the client gets a well-formed error event and `[DONE]`, and the stream ends cleanly.
+ * - JsonAnswer (a whole JSON answer): passed on chunk by chunk, a copy kept to read `usage` and `model` at the end.
+ */
+import type { Call } from '../../core/call.ts';
+import { Errors, type GatewayError } from '../../core/errors.ts';
+import type { ChunkFilter } from '../../upstream/forwarder.ts';
+import { openAiErrorBody } from '../../wire/errors.ts';
+import { eventData, SseFramer } from '../../wire/sse-frames.ts';
+
+interface UsageReport {
+  readonly prompt_tokens?: unknown;
+  readonly completion_tokens?: unknown;
+}
+
+function count(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/** Sets the call's usage from the backend's report (replacing what was counted). */
+function reportUsage(call: Call, usage: UsageReport): void {
+  const input = count(usage.prompt_tokens);
+  const output = count(usage.completion_tokens);
+  if (input === undefined && output === undefined) return;
+  call.usage = { ...call.usage, inputTokens: input ?? 0, outputTokens: output ?? 0, reported: true };
+  modelOf(call).metering = 'reported';
+}
+
+function modelOf(call: Call): NonNullable<Call['model']> {
+  return (call.model ??= {});
+}
+
+function noteResponse(call: Call, body: { model?: unknown; choices?: unknown }): void {
+  const m = modelOf(call);
+  if (m.response === undefined && typeof body.model === 'string') m.response = body.model;
+  if (!Array.isArray(body.choices)) return;
+  for (const c of body.choices as unknown[]) {
+    const reason = (c as { finish_reason?: unknown } | null)?.finish_reason;
+    if (typeof reason === 'string') (m.finishReasons ??= []).push(reason);
+  }
+}
+
+/** True when a streamed choice delta carries output (text, a tool call, reasoning). */
+function producedOutput(choice: unknown): boolean {
+  if (typeof choice !== 'object' || choice === null) return false;
+  const c = choice as { delta?: Record<string, unknown>; text?: unknown };
+  if (typeof c.text === 'string' && c.text !== '') return true;
+  const d = c.delta;
+  if (d === undefined || d === null) return false;
+  return (
+    (typeof d.content === 'string' && d.content !== '') ||
+    (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) ||
+    (typeof d.reasoning_content === 'string' && d.reasoning_content !== '')
+  );
+}
+
+const DONE = Buffer.from('data: [DONE]\n\n');
+
+export class CompletionStream implements ChunkFilter {
+  readonly sameBytes = false;
+  private readonly call: Call;
+  private readonly strip: boolean;
+  private readonly framer = new SseFramer();
+  private readonly frames: Buffer[] = [];
+  private counted = 0;
+  private reported = false;
+
+  /** `strip`: the gateway added include_usage, so the usage-only chunk is not the client's. */
+  constructor(call: Call, strip: boolean) {
+    this.call = call;
+    this.strip = strip;
+    modelOf(call).metering = 'counted';
+  }
+
+  chunk(data: Buffer): Buffer | undefined {
+    const frames = this.frames;
+    frames.length = 0;
+    const whole = this.framer.push(data, frames);
+    if (whole === undefined) return undefined;
+    let drop: Buffer | undefined;
+    for (const f of frames) if (this.read(f) && this.strip) drop = f;
+    if (drop === undefined) return whole;
+    const at = drop.byteOffset - whole.byteOffset;
+    return Buffer.concat([whole.subarray(0, at), whole.subarray(at + drop.length)]);
+  }
+
+  /** Reads one event; true when it is the usage-only chunk (empty choices, usage set). */
+  private read(frame: Buffer): boolean {
+    const data = eventData(frame);
+    if (data === undefined || data === '[DONE]') return false;
+    let body: { model?: unknown; choices?: unknown; usage?: UsageReport | null; error?: unknown };
+    try {
+      body = JSON.parse(data) as typeof body;
+    } catch {
+      return false;
+    }
+    if (typeof body !== 'object' || body === null) return false;
+    noteResponse(this.call, body);
+    if (body.error !== undefined) modelOf(this.call).streamError = true;
+    const choices = Array.isArray(body.choices) ? (body.choices as unknown[]) : undefined;
+    if (choices !== undefined && !this.reported) {
+      for (const c of choices) if (producedOutput(c)) this.counted++;
+      if (this.counted > 0) this.call.usage = { ...this.call.usage, outputTokens: this.counted };
+    }
+    if (body.usage !== undefined && body.usage !== null && typeof body.usage === 'object') {
+      reportUsage(this.call, body.usage);
+      this.reported = true;
+      return choices !== undefined && choices.length === 0;
+    }
+    return false;
+  }
+
+  end(): Buffer | undefined {
+    // A last event without its blank line is still the client's bytes.
+    return this.framer.take();
+  }
+
+  fail(err: GatewayError): Buffer | undefined {
+    if (err.def === Errors.REQUEST_CANCELLED) return undefined;
+    // What the broken event had sent is dropped: the error starts on an event boundary.
+    this.framer.take();
+    return Buffer.concat([Buffer.from(`data: ${openAiErrorBody(err)}\n\n`), DONE]);
+  }
+}
+
+/** A whole JSON answer: relayed as it arrives, read at the end (up to `limit` bytes kept). */
+export class JsonAnswer implements ChunkFilter {
+  readonly sameBytes = true;
+  private readonly call: Call;
+  private readonly limit: number;
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(call: Call, limit: number) {
+    this.call = call;
+    this.limit = limit;
+  }
+
+  chunk(data: Buffer): Buffer {
+    this.bytes += data.length;
+    if (this.bytes <= this.limit) this.chunks.push(data);
+    return data;
+  }
+
+  end(): undefined {
+    if (this.bytes > this.limit) return undefined;
+    try {
+      const body = JSON.parse(Buffer.concat(this.chunks).toString('utf8')) as { model?: unknown; choices?: unknown; usage?: UsageReport };
+      if (typeof body === 'object' && body !== null) {
+        noteResponse(this.call, body);
+        if (typeof body.usage === 'object' && body.usage !== null) reportUsage(this.call, body.usage);
+      }
+    } catch {
+      // Not JSON: nothing to read (the budget then charges the whole reservation).
+    }
+    return undefined;
+  }
+
+  fail(): undefined {
+    return undefined;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Edits of a JSON object's top-level members made in its original bytes, so that everything the gateway does not
+ * change reaches the upstream exactly as the client sent it (number spellings, escapes, key order, members the
+ * gateway does not know: vLLM's extra sampling parameters, guided_* fields). Re-serialising a parsed body would
+ * round large integers and rewrite escapes.
+ *
+ * `topLevelMembers` expects text that JSON.parse accepted as an object (callers parse first): it only finds where
+ * each member's value starts and ends.
+ */
+
+/** Where a top-level member's value is in the text (UTF-16 offsets): [start, end). */
+export interface MemberRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+function skipWs(s: string, i: number): number {
+  for (;;) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
+    else return i;
+  }
+}
+
+/** End (exclusive) of the string starting at `i` (a quote). */
+function skipString(s: string, i: number): number {
+  i++;
+  for (;;) {
+    const c = s.charCodeAt(i);
+    if (c === 0x5c /* \ */) i += 2;
+    else if (c === 0x22 /* " */) return i + 1;
+    else if (Number.isNaN(c)) throw new Error('unterminated string');
+    else i++;
+  }
+}
+
+/** End (exclusive) of the value starting at `i`. */
+function skipValue(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c === 0x22) return skipString(s, i);
+  if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+    let depth = 0;
+    for (;;) {
+      const d = s.charCodeAt(i);
+      if (d === 0x22) {
+        i = skipString(s, i);
+        continue;
+      }
+      if (d === 0x7b || d === 0x5b) depth++;
+      else if (d === 0x7d || d === 0x5d) {
+        depth--;
+        if (depth === 0) return i + 1;
+      } else if (Number.isNaN(d)) throw new Error('unterminated value');
+      i++;
+    }
+  }
+  // number, true, false, null: up to the next delimiter
+  while (i < s.length) {
+    const d = s.charCodeAt(i);
+    if (d === 0x2c || d === 0x7d || d === 0x5d || d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) break;
+    i++;
+  }
+  return i;
+}
+
+/** The value range of every top-level member, by key (the last one wins for a duplicate key, as in JSON.parse). */
+export function topLevelMembers(text: string): Map<string, MemberRange> {
+  const out = new Map<string, MemberRange>();
+  let i = skipWs(text, 0);
+  if (text.charCodeAt(i) !== 0x7b) throw new Error('not a JSON object');
+  i = skipWs(text, i + 1);
+  if (text.charCodeAt(i) === 0x7d) return out;
+  for (;;) {
+    const keyEnd = skipString(text, i);
+    const key = JSON.parse(text.slice(i, keyEnd)) as string;
+    i = skipWs(text, keyEnd);
+    i = skipWs(text, i + 1); // ':'
+    const end = skipValue(text, i);
+    out.set(key, { start: i, end });
+    i = skipWs(text, end);
+    if (text.charCodeAt(i) === 0x7d) return out;
+    i = skipWs(text, i + 1); // ','
+  }
+}
+
+/** One change: a member's new value (JSON text), set in place when present, else appended. */
+export interface MemberEdit {
+  readonly key: string;
+  /** JSON text of the new value. */
+  readonly value: string;
+}
+
+/**
+ * Applies edits to the object's text: members present are replaced in place, new ones appended before the closing
+ * brace. Returns the new text.
+ */
+export function editMembers(text: string, members: ReadonlyMap<string, MemberRange>, edits: readonly MemberEdit[]): string {
+  const replace: { start: number; end: number; text: string }[] = [];
+  let appended = '';
+  for (const e of edits) {
+    const r = members.get(e.key);
+    if (r !== undefined) replace.push({ start: r.start, end: r.end, text: e.value });
+    else appended += `,${JSON.stringify(e.key)}:${e.value}`;
+  }
+  replace.sort((a, b) => b.start - a.start);
+  let out = text;
+  for (const r of replace) out = out.slice(0, r.start) + r.text + out.slice(r.end);
+  if (appended !== '') {
+    const close = out.lastIndexOf('}');
+    const before = out.slice(0, close).trimEnd();
+    // An empty object gets no leading comma.
+    const body = before.endsWith('{') ? appended.slice(1) : appended;
+    out = before + body + out.slice(close);
+  }
+  return out;
+}
