@@ -107,10 +107,11 @@ export function editMembers(text: string, members: ReadonlyMap<string, MemberRan
   for (const r of replace) out = out.slice(0, r.start) + r.text + out.slice(r.end);
   if (appended !== '') {
     const close = out.lastIndexOf('}');
-    const before = out.slice(0, close).trimEnd();
-    // An empty object gets no leading comma.
-    const body = before.endsWith('{') ? appended.slice(1) : appended;
-    out = before + body + out.slice(close);
+    const before = out.slice(0, close);
+    const last = before.trimEnd();
+    // An empty object gets no leading comma; the whitespace before the closing brace stays where it was.
+    const body = last.endsWith('{') ? appended.slice(1) : appended;
+    out = last + body + before.slice(last.length) + out.slice(close);
   }
   return out;
 }

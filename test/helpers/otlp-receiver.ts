@@ -47,7 +47,7 @@ const TraceRequest = root.lookupType('otlp.ExportTraceServiceRequest');
 const MetricsRequest = root.lookupType('otlp.ExportMetricsServiceRequest');
 const LogsRequest = root.lookupType('otlp.ExportLogsServiceRequest');
 
-export type AttrValue = string | number | boolean | undefined;
+export type AttrValue = string | number | boolean | undefined | AttrValue[];
 
 export interface ReceivedSpan {
   readonly traceId: string;
@@ -75,11 +75,20 @@ export interface ReceivedLog {
 
 interface PbKeyValue {
   key: string;
-  value?: { string_value?: string; bool_value?: boolean; int_value?: number | { toNumber(): number }; double_value?: number };
+  value?: PbAnyValue;
 }
 
-function value(v: PbKeyValue['value']): AttrValue {
+interface PbAnyValue {
+  string_value?: string;
+  bool_value?: boolean;
+  int_value?: number | { toNumber(): number };
+  double_value?: number;
+  array_value?: { values?: PbAnyValue[] };
+}
+
+function value(v: PbAnyValue | undefined): AttrValue {
   if (v === undefined) return undefined;
+  if (v.array_value !== undefined) return (v.array_value.values ?? []).map(value);
   if (v.string_value !== undefined) return v.string_value;
   if (v.bool_value !== undefined) return v.bool_value;
   if (v.int_value !== undefined) return typeof v.int_value === 'number' ? v.int_value : v.int_value.toNumber();
@@ -101,6 +110,7 @@ interface JsonAnyValue {
   boolValue?: boolean;
   intValue?: number | string;
   doubleValue?: number;
+  arrayValue?: { values?: JsonAnyValue[] };
 }
 interface JsonKeyValue {
   key: string;
@@ -109,6 +119,7 @@ interface JsonKeyValue {
 
 function jsonValue(v: JsonAnyValue | undefined): AttrValue {
   if (v === undefined) return undefined;
+  if (v.arrayValue !== undefined) return (v.arrayValue.values ?? []).map(jsonValue);
   if (v.stringValue !== undefined) return v.stringValue;
   if (v.boolValue !== undefined) return v.boolValue;
   if (v.intValue !== undefined) return Number(v.intValue);
