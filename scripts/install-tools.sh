@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside npm: Redis (Debian), opa, spire-server, spire-agent, helm and promtool (built
-# from the Go module proxy).
+# from the Go module proxy), and the Python openai client's virtualenv (PyPI).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
 CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
@@ -59,6 +59,24 @@ fi
 if [ "$(built_from "$BIN/promtool" github.com/prometheus/prometheus)" != "$PROMTOOL_VERSION" ]; then
   echo "building promtool $PROMTOOL_VERSION (Go module proxy; a large build, ~5-10 min the first time)"
   go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
+fi
+
+# The Python `openai` client for the OpenAI-compatible tests, in a virtualenv of its own (the Triton tests keep theirs
+# apart), from Debian's python3.11, every package pinned (test/python/requirements-openai.txt, installed --no-deps).
+# Rebuilt only when that file changes; built aside and moved in place, so a concurrent run never sees half of it.
+OPENAI_VENV="$CACHE/venv-openai"
+OPENAI_REQ=test/python/requirements-openai.txt
+openai_stamp="$(sha256sum "$OPENAI_REQ" | cut -c1-16)"
+if [ "$(cat "$OPENAI_VENV/.stamp" 2>/dev/null)" != "$openai_stamp" ]; then
+  echo "building the openai Python client virtualenv ($OPENAI_VENV)"
+  [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
+  scratch="$CACHE/venv-openai.build.$$"
+  rm -rf "$scratch"
+  /usr/bin/python3.11 -m venv "$scratch"
+  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$OPENAI_REQ"
+  echo "$openai_stamp" > "$scratch/.stamp"
+  rm -rf "$OPENAI_VENV"
+  mv "$scratch" "$OPENAI_VENV"
 fi
 
 echo "tools ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

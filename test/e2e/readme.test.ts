@@ -73,4 +73,13 @@ describe('README quick start', () => {
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toContain('resource_metadata=');
   });
+
+  it('serves the example model route at /v1 and is ready with no model server running behind it', async () => {
+    const ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { ready: boolean; upstreams: Record<string, unknown> };
+    expect(ready.ready).toBe(true);
+    expect(ready.upstreams.vllm).toBeDefined();
+    const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"llama","messages":[]}' });
+    expect(r.status).toBe(401);
+    expect(await r.json()).toMatchObject({ error: { type: 'authentication_error', code: 'TG_UNAUTHENTICATED' } });
+  });
 });

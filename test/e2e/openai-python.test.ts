@@ -1,0 +1,53 @@
+/**
+ * The official Python `openai` client (pinned, in the virtualenv scripts/install-tools.sh builds under
+ * ~/.cache/tollgate/venv-openai) through the gateway to a vLLM-like backend: chat, streams with and without
+ * include_usage (the gateway's usage chunk never reaches a client that did not ask), completions, embeddings, model
+ * lists, and the errors it raises for an unknown model, a denied one, a bad key and a stream that breaks.
+ * A missing virtualenv fails the test (npm test builds it).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestGateway } from '../helpers/gateway.ts';
+import { AGENT, LLAMA, LLAMA_UPSTREAM, modelsRoute, openaiBackend, startModelsGateway } from '../helpers/openai-gateway.ts';
+import { startVllm, type VllmServer } from '../helpers/vllm-server.ts';
+
+const PYTHON = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'venv-openai/bin/python');
+
+let vllm: VllmServer;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  vllm = await startVllm({ models: [LLAMA_UPSTREAM], tokenDelayMs: 2 });
+  gw = await startModelsGateway({
+    'models.yaml': openaiBackend('vllm', { url: vllm.url }) + modelsRoute('models', ['vllm'], { models: [{ name: LLAMA, backend: 'vllm', model: LLAMA_UPSTREAM }] }),
+  });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await vllm?.stop();
+});
+
+describe('the Python openai client', () => {
+  it('gets the same answers, streams and errors as from vLLM itself', async () => {
+    expect(existsSync(PYTHON), `${PYTHON} (run scripts/install-tools.sh)`).toBe(true);
+    const { stdout } = await promisify(execFile)(PYTHON, ['test/python/openai_client.py', `${gw.url}/v1`, gw.devToken(AGENT), LLAMA], { timeout: 60_000 });
+    const out = JSON.parse(stdout) as Record<string, unknown>;
+    expect(out.version).toBe('3.60.0');
+    expect(out.chat).toEqual({ content: 't0 t1 t2 t3 t4 ', usage: { prompt_tokens: 5, total_tokens: 10, completion_tokens: 5 }, model: LLAMA_UPSTREAM });
+    expect(out.stream).toEqual({ text: 't0 t1 t2 t3 ', usage_chunks: 0 });
+    expect(out.stream_usage).toEqual({ prompt_tokens: 5, total_tokens: 8, completion_tokens: 3 });
+    expect(out.completions_stream).toBe('t0 t1 ');
+    expect(out.embedding).toEqual([0.125, -0.5, 0]);
+    expect(out.models).toEqual([LLAMA]);
+    expect(out.unknown_model).toMatchObject({ class: 'NotFoundError', status: 404, code: 'TG_MODEL_NOT_FOUND' });
+    expect(out.denied_model).toMatchObject({ class: 'PermissionDeniedError', status: 403, code: 'TG_POLICY_DENIED' });
+    expect(out.bad_key).toMatchObject({ class: 'AuthenticationError', status: 401 });
+    expect(out.broken).toMatchObject({ class: 'APIError', code: 'TG_UPSTREAM_UNAVAILABLE', type: 'server_error' });
+    expect(out.broken_text).toBe('t0 t1 t2 ');
+  });
+});
