@@ -79,9 +79,10 @@ const identity: Stage = {
   headers(ctx) {
     const { signer } = ctx.state.get('identity') as { signer: Signer };
     const now = nowS();
-    // The gateway's URL for checkouts that accept it, and the /mcp resource's canonical URI (RFC 8707) for those
-    // that bind tokens to the resource.
-    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud: [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`], iat: now, exp: now + 3600 });
+    // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
+    // calls (/mcp, and /v1 for the model stream scenario) for those that bind tokens to the resource.
+    const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`];
+    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud, iat: now, exp: now + 3600 });
     return { authorization: `Bearer ${token}` };
   },
 };
@@ -139,7 +140,8 @@ const limits: Stage = {
   },
   gateway: (ctx) => ({
     redis: { url: ctx.state.get('limits') as string, keyPrefix: `b${Math.random().toString(36).slice(2, 8)}:` },
-    limits: { toolCosts: [{ tool: '*', cost: 0.000001 }] },
+    // A price for every model, so the cost budget also counts the stream scenario's completions.
+    limits: { toolCosts: [{ tool: '*', cost: 0.000001 }], prices: [{ model: '*', input: 0.1, output: 0.2 }] },
   }),
   files: () => ({
     'limits.yaml': [

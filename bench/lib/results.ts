@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, release, totalmem, platform, arch } from 'node:os';
 import { join } from 'node:path';
 import type { RoundResult, Target, TargetSummary } from './runner.ts';
+import type { StreamResult } from './streams.ts';
 import { ROOT } from './targets.ts';
 
 export interface ScenarioResult {
@@ -30,6 +31,8 @@ export interface BenchResult {
   readonly config: Record<string, unknown>;
   readonly stages: { on: string[]; pending: Array<{ name: string; what: string }> };
   readonly scenarios: readonly ScenarioResult[];
+  /** The streamed-completion scenario (OpenAI-compatible route): time to first byte and total, direct vs gateway. */
+  readonly streams?: StreamResult | undefined;
   readonly notes: readonly string[];
 }
 
@@ -62,7 +65,7 @@ export function machineInfo(): Record<string, unknown> {
 export function newResult(
   kind: BenchResult['kind'],
   started: { at: string; machine: Record<string, unknown> },
-  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes'>,
+  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes' | 'streams'>,
 ): BenchResult {
   return {
     schema: 1,

@@ -52,7 +52,8 @@ export interface GatewayProcess {
 
 export interface GatewayOptions {
   readonly work: string;
-  readonly scenario: Scenario;
+  /** The backends the gateway federates at /mcp (what stages key on). */
+  readonly scenario: Pick<Scenario, 'federated'>;
   readonly backendUrls: Readonly<Record<string, string>>;
   /** OTLP sink for the telemetry stage (absent: that stage exports nowhere). */
   readonly otlpUrl?: string | undefined;
@@ -60,6 +61,11 @@ export interface GatewayOptions {
   readonly logLevel: string;
   /** Write a V8 CPU profile of the gateway process into this directory (on exit). */
   readonly cpuProfDir?: string | undefined;
+  /**
+   * Other routes than the MCP federation (a model route for the stream scenario): the config documents by file, given
+   * the Route spec fragment the stages ask for, and the path the returned `url` names.
+   */
+  readonly routes?: ((routeSpec: Record<string, unknown>, route: string) => { files: Record<string, ConfigDocument[]>; path: string }) | undefined;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -75,6 +81,20 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 /** YAML documents in JSON flow style (valid YAML, one line each, so config errors still point at a line). */
 function yamlDocs(docs: readonly ConfigDocument[]): string {
   return docs.map((d) => `---\n${JSON.stringify(d)}\n`).join('');
+}
+
+/** The MCP federation at /mcp: one Backend per federated backend and the bench Route. */
+function mcpRoutes(federated: readonly string[], urls: Readonly<Record<string, string>>): NonNullable<GatewayOptions['routes']> {
+  return (routeSpec, route) => {
+    const backends: ConfigDocument[] = federated.map((name) => ({ apiVersion: API, kind: 'Backend', metadata: { name }, spec: { protocol: 'mcp', url: urls[name] } }));
+    const routeDoc: ConfigDocument = {
+      apiVersion: API,
+      kind: 'Route',
+      metadata: { name: route },
+      spec: { ...routeSpec, rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' } }], backendRefs: federated.map((name) => ({ name })) }] },
+    };
+    return { files: { 'mcp.yaml': [...backends, routeDoc] }, path: '/mcp' };
+  };
 }
 
 export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayProcess> {
@@ -110,19 +130,8 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     Object.assign(env, stage.env?.(ctx) ?? {});
   }
   writeFileSync(join(configDir, 'gateway.yaml'), yamlDocs([{ apiVersion: API, kind: 'Gateway', metadata: { name: 'bench' }, spec: gatewaySpec }]));
-  const backends: ConfigDocument[] = o.scenario.federated.map((name) => ({
-    apiVersion: API,
-    kind: 'Backend',
-    metadata: { name },
-    spec: { protocol: 'mcp', url: o.backendUrls[name] },
-  }));
-  const routeDoc: ConfigDocument = {
-    apiVersion: API,
-    kind: 'Route',
-    metadata: { name: route },
-    spec: { ...routeSpec, rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' } }], backendRefs: o.scenario.federated.map((name) => ({ name })) }] },
-  };
-  writeFileSync(join(configDir, 'mcp.yaml'), yamlDocs([...backends, routeDoc]));
+  const routes = (o.routes ?? mcpRoutes(o.scenario.federated, o.backendUrls))(routeSpec, route);
+  for (const [file, docs] of Object.entries(routes.files)) writeFileSync(join(configDir, file), yamlDocs(docs));
   for (const stage of o.variant.stages) Object.assign(headers, (await stage.headers?.(ctx)) ?? {});
 
   const logFile = join(dir, 'gateway.log');
@@ -142,5 +151,5 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     await child.stop(1000);
     throw new Error(`gateway ${o.variant.label} did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { label: o.variant.label, url: `${base}/mcp`, headers, child, configDir, logFile, spawnedAt };
+  return { label: o.variant.label, url: `${base}${routes.path}`, headers, child, configDir, logFile, spawnedAt };
 }
