@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
-import { eventually, type TestGateway } from '../helpers/gateway.ts';
+import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
 import { AGENT, LLAMA, LLAMA_UPSTREAM, SUPPORT, modelsRoute, openaiBackend, openaiClient, recordingFetch, startModelsGateway } from '../helpers/openai-gateway.ts';
 import { startVllm, type VllmServer } from '../helpers/vllm-server.ts';
 
@@ -22,7 +22,7 @@ const QWEN = 'qwen2.5-32b-instruct';
 let llama: VllmServer;
 let qwen: VllmServer;
 let gw: TestGateway;
-const finished: Call[] = [];
+let finished: Call[] = [];
 
 beforeAll(async () => {
   llama = await startVllm({ name: 'llama', models: [LLAMA_UPSTREAM], tokenDelayMs: 2 });
@@ -42,11 +42,7 @@ beforeAll(async () => {
         }),
     },
   );
-  const finish = gw.gateway.calls.finish.bind(gw.gateway.calls);
-  gw.gateway.calls.finish = (call: Call) => {
-    finished.push(call);
-    finish(call);
-  };
+  finished = recordCalls(gw);
 });
 
 afterAll(async () => {
@@ -174,6 +170,33 @@ describe('/v1/models', () => {
     expect(support.data.map((m) => m.id)).toEqual([LLAMA]);
     expect(await openaiClient(gw).models.retrieve(QWEN)).toMatchObject({ id: QWEN, max_model_len: 8192 });
     await expect(openaiClient(gw, { spiffeId: SUPPORT }).models.retrieve(QWEN)).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+  });
+});
+
+describe('routes without a model list, and the tokenize estimate', () => {
+  it('serve the models the backends advertise (from their /v1/models), unknown names 404', async () => {
+    gw.write('advertised.yaml', modelsRoute('advertised', ['vllm-qwen'], {}, '/adv/v1'));
+    await eventually(() => gw.gateway.state().snapshot.routeSpecs.has('advertised'), 5_000, 'the route');
+    const client = openaiClient(gw, { path: '/adv/v1' });
+    // Both of the backend's models are on the test allow-list.
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual([QWEN, 'Qwen/Qwen2.5-7B-Instruct']);
+    const answer = await client.chat.completions.create({ model: 'Qwen/Qwen2.5-7B-Instruct', messages: ask('words 2') });
+    expect(answer.choices[0]!.message.content).toBe('t0 t1 ');
+    const missing = await client.chat.completions.create({ model: 'mistral-7b-instruct', messages: ask('words 1') }).catch((e: unknown) => e);
+    expect((missing as InstanceType<typeof OpenAI.APIError>).code).toBe('TG_MODEL_NOT_FOUND');
+  });
+
+  it('estimate: tokenize reserves what the backend\'s /tokenize counts', async () => {
+    gw.write('tokenize.yaml', modelsRoute('tokenized', ['vllm-llama'], { models: [{ name: LLAMA, backend: 'vllm-llama', model: LLAMA_UPSTREAM }], openai: { promptTokens: { estimate: 'tokenize' } } }, '/tok/v1'));
+    await eventually(() => gw.gateway.state().snapshot.routeSpecs.has('tokenized'), 5_000, 'the route');
+    const since = finished.length;
+    const tokenizeCalls = llama.seen.filter((r) => r.path === '/tokenize').length;
+    await openaiClient(gw, { path: '/tok/v1' }).chat.completions.create({ model: LLAMA, messages: ask('words 2 and some more words') });
+    const call = await callAfter(since);
+    // system 3 words + 3, user 6 words + 3: exactly the count /tokenize gave (the bytes estimate is larger).
+    expect(call.estimate?.inputTokens).toBe(15);
+    expect(call.usage?.inputTokens).toBe(15);
+    expect(llama.seen.filter((r) => r.path === '/tokenize').length).toBe(tokenizeCalls + 1);
   });
 });
 

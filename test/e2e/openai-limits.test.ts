@@ -12,7 +12,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
 import { encodeValue } from '../../src/guards/limits/keys.ts';
-import { eventually, type TestGateway } from '../helpers/gateway.ts';
+import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
 import { AGENT, LLAMA, LLAMA_UPSTREAM, modelsRoute, openaiBackend, openaiClient, startModelsGateway, testPolicyGateway } from '../helpers/openai-gateway.ts';
 import { promptTokens, startVllm, type VllmServer } from '../helpers/vllm-server.ts';
 
@@ -36,7 +36,7 @@ spec: { match: { protocols: [openai], principals: ["${RATED}"] }, key: [principa
 let vllm: VllmServer;
 let gw: TestGateway;
 let redis: Redis;
-const finished: Call[] = [];
+let finished: Call[] = [];
 
 beforeAll(async () => {
   vllm = await startVllm({ models: [LLAMA_UPSTREAM], tokenDelayMs: 1 });
@@ -52,11 +52,7 @@ beforeAll(async () => {
 `),
   );
   await gw.services.store!.waitReady(5_000);
-  const finish = gw.gateway.calls.finish.bind(gw.gateway.calls);
-  gw.gateway.calls.finish = (call: Call) => {
-    finished.push(call);
-    finish(call);
-  };
+  finished = recordCalls(gw);
 });
 
 afterAll(async () => {

@@ -17,7 +17,7 @@ import type { Call } from '../../src/core/call.ts';
 import { startGateway } from '../../src/main.ts';
 import { echoBackend, echoProtocol } from '../helpers/echo-protocol.ts';
 import { startEchoServer, type EchoServer } from '../helpers/echo-server.ts';
-import { DEV_SPIFFE_ID, GATEWAY_YAML, eventually, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { DEV_SPIFFE_ID, GATEWAY_YAML, eventually, recordCalls, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { writeTree } from '../helpers/policy.ts';
 
@@ -46,7 +46,7 @@ const saved: Record<string, string | undefined> = {};
 let gw: TestGateway;
 let upstream: EchoServer;
 let receiver: OtlpReceiver;
-const finished: Call[] = [];
+let finished: Call[] = [];
 
 function auditRecords(): Array<Record<string, unknown>> {
   const dir = join(gw.dir, '..', '.tollgate', 'audit');
@@ -94,11 +94,7 @@ beforeAll(async () => {
       protocols: [echoProtocol],
     },
   );
-  const finish = gw.gateway.calls.finish.bind(gw.gateway.calls);
-  gw.gateway.calls.finish = (call: Call) => {
-    finished.push(call);
-    finish(call);
-  };
+  finished = recordCalls(gw);
 });
 
 afterAll(async () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Call } from '../../src/core/call.ts';
 import type { GuardServices } from '../../src/core/pipeline.ts';
 import type { ProtocolDefinition } from '../../src/gateway/adapter.ts';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
@@ -165,4 +166,18 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Every call the gateway finishes from now on, in order (a real gateway's lifecycle, observed): tests read what a
+ * call ended with (usage, outcome, target) once the gateway has finished it.
+ */
+export function recordCalls(gw: RunningGateway): Call[] {
+  const finished: Call[] = [];
+  const finish = gw.gateway.calls.finish.bind(gw.gateway.calls);
+  gw.gateway.calls.finish = (call: Call) => {
+    finished.push(call);
+    finish(call);
+  };
+  return finished;
 }

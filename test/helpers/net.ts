@@ -8,3 +8,14 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((r) => srv.close(() => r()));
   return p;
 }
+
+/** Listens on loopback at `port` (0: any free one); resolves with the port, rejects when it cannot bind. */
+export function listenLoopback(server: import('node:net').Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+}

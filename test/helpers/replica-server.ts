@@ -9,7 +9,7 @@
  * Every request but health probes is counted by path in `hits`; probes are counted in `probes`.
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './net.ts';
 
 export interface ReplicaServer {
   readonly name: string;
@@ -88,15 +88,8 @@ export async function startReplica(name: string): Promise<ReplicaServer> {
             res.writeHead(200, { 'content-type': 'text/plain', 'x-replica': name }).end(name);
         }
       });
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(port, '127.0.0.1', () => {
-          s.off('error', reject);
-          resolve();
-        });
-      });
+      port = await listenLoopback(s, port);
       server = s;
-      port = (s.address() as AddressInfo).port;
       replica.port = port;
       replica.url = `http://127.0.0.1:${port}`;
     },

@@ -17,7 +17,7 @@
  * message (a chat template), the same count /tokenize gives.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLoopback } from './net.ts';
 
 export interface SeenModelRequest {
   readonly path: string;
@@ -251,15 +251,8 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
           handle(req, res, raw, index, out).catch(() => res.destroy());
         });
       });
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(port, '127.0.0.1', () => {
-          s.off('error', reject);
-          resolve();
-        });
-      });
+      port = await listenLoopback(s, port);
       server = s;
-      port = (s.address() as AddressInfo).port;
       (vllm as { port: number }).port = port;
       (vllm as { url: string }).url = `http://127.0.0.1:${port}`;
     },

@@ -141,7 +141,7 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
     const upstream = resolved === undefined ? undefined : this.upstreamSet.get(resolved.backend);
     // The budget's reservation: nothing for tokenize/detokenize (no tokens are generated or billed).
     call.estimate = op.metered
-      ? { inputTokens: await this.promptTokens(p, op, settings, upstream), maxOutputTokens: maxOutputTokens(p, op) }
+      ? { inputTokens: await this.promptTokens(p, op, settings, upstream, resolved?.upstream), maxOutputTokens: maxOutputTokens(p, op) }
       : { inputTokens: 0, maxOutputTokens: 0 };
     this.ctx.calls.begin(call);
     await this.ctx.calls.run(call, { res, req, call }, state, async () => {
@@ -192,11 +192,11 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
   }
 
   /** The reservation's prompt tokens: bytes / N (default), or the backend's /tokenize when the route says so. */
-  private async promptTokens(p: ParsedBody, op: Operation, s: OpenAiRouteSpec, upstream: HttpUpstream | undefined): Promise<number> {
+  private async promptTokens(p: ParsedBody, op: Operation, s: OpenAiRouteSpec, upstream: HttpUpstream | undefined, model: string | undefined): Promise<number> {
     const bytes = estimatePromptTokens(p, s.promptTokens.bytesPerToken);
     if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || op.name === 'embeddings') return bytes;
     try {
-      const body = JSON.stringify(p.json.messages !== undefined ? { model: p.json.model, messages: p.json.messages } : { model: p.json.model, prompt: p.json.prompt });
+      const body = JSON.stringify(p.json.messages !== undefined ? { model, messages: p.json.messages, tools: p.json.tools } : { model, prompt: p.json.prompt });
       const answer = await forward(upstream, { method: 'POST', path: '/tokenize', headers: {}, policy: HEADERS, set: { 'content-type': 'application/json' }, body, idempotent: true, timeouts: { totalMs: 5_000 } });
       if (answer.status !== 200) {
         await answer.dump();
