@@ -28,6 +28,7 @@ export const SCOPES = {
       'test/e2e/mcp-sessions.test.ts',
       'test/e2e/mcp-replicas.test.ts',
       'test/e2e/mcp-stateless-principals.test.ts',
+      'test/e2e/mcp-session-tokens.test.ts',
       'test/e2e/mcp-eras.test.ts',
       'test/e2e/identity-gateway.test.ts',
     ],
