@@ -58,12 +58,16 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     services: services.guards,
     telemetry: services.telemetry,
     credentials: services.credentials,
+    store: services.store,
   });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
+  // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
+  services.identity.setListenerAddress({ host: address.address, port: address.port });
+  gateway.refresh();
   // A reload the profile forbids (e.g. one that drops the last issuer) is refused like an invalid file.
   const apply = (s: ConfigSnapshot): void => {
     const problems = profileProblems(s, profile);

@@ -11,6 +11,7 @@ import { telemetrySpec } from '../telemetry/config.ts';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 import { redisSpec } from '../store/config.ts';
+import { poolShape } from '../upstream/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -127,8 +128,37 @@ const gatewaySpec = z.strictObject({
         .default([]),
       /** Absolute lifetime of a session id (a sealed token cannot be extended; clients re-initialize after it). */
       sessionTtlMs: durationMs.default(24 * 3_600_000),
-      /** SSE resumability: events kept per stream for Last-Event-ID replay (0 disables event ids), and for how long. */
-      replay: z.strictObject({ events: z.number().int().min(0).max(100_000).default(256), ttlMs: durationMs.default(5 * 60_000) }).prefault({}),
+      /**
+       * SSE resumability: events kept per stream for Last-Event-ID replay (0 disables event ids), for how long, and at
+       * most how many bytes of them per session (its oldest events go first: a session never grows past it).
+       */
+      replay: z
+        .strictObject({
+          events: z.number().int().min(0).max(100_000).default(256),
+          ttlMs: durationMs.default(5 * 60_000),
+          maxBytes: z.number().int().min(1024).default(1024 * 1024),
+        })
+        .prefault({}),
+      /**
+       * Per-principal caps: reaching one refuses the newcomer (429 / TG_CAP_REACHED); nothing is evicted or
+       * cancelled to make room, and nothing is created for a caller before it is authenticated.
+       */
+      limits: z
+        .strictObject({
+          /** Session-era sessions one principal may hold on one replica. */
+          sessionsPerPrincipal: z.number().int().min(1).default(64),
+          /** 2026-07-28 (stateless) contexts per principal: one per route, server and client self-description. */
+          statelessContextsPerPrincipal: z.number().int().min(1).default(16),
+          /** Long-lived streams per principal: legacy HTTP+SSE channels and subscriptions/listen streams. */
+          streamsPerPrincipal: z.number().int().min(1).default(16),
+          /** Multi round-trip exchanges parked for one principal's retries (2026 clients, session-era upstreams). */
+          parkedPerPrincipal: z.number().int().min(1).default(32),
+          /** Unanswered server-to-client requests (sampling, elicitation...) relayed to one session's client. */
+          pendingServerRequests: z.number().int().min(1).default(64),
+          /** Shortened federated names kept per upstream (names over 128 characters or outside the MCP rule). */
+          aliasesPerServer: z.number().int().min(1).default(4096),
+        })
+        .prefault({}),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
@@ -189,6 +219,8 @@ const backendSpec = z
     retries: retriesSpec.prefault({}),
     /** Tollgate's own JWT-SVID for this backend (audience), from the SPIFFE Workload API. */
     identity: backendIdentitySpec.optional(),
+    /** HTTP-forwarded protocols: several endpoints, balancing, health checks, ejection, circuit breaking (upstream/config.ts). */
+    ...poolShape,
   })
   .superRefine((b, ctx) => {
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
@@ -202,8 +234,12 @@ const backendSpec = z
       if (!b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'a stdio backend needs stdio.command' });
       if (b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a stdio backend has no url' });
     } else {
-      if (!b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url' });
+      if (b.url === undefined && b.endpoints === undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url (or endpoints)' });
+      if (b.url !== undefined && b.endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'set url or endpoints, not both' });
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: `stdio is not allowed with transport ${transport}` });
+    }
+    if (b.endpoints !== undefined && b.protocol === 'mcp') {
+      ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'endpoints (a pool of replicas) are for HTTP-forwarded protocols, not MCP: one url per MCP backend' });
     }
     if (b.identity && b.headers.some((h) => h.name.toLowerCase() === 'authorization')) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'identity and an Authorization header cannot both be set' });

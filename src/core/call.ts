@@ -79,6 +79,11 @@ export interface CallRequest {
   readonly path: string;
   readonly headers: IncomingHttpHeaders;
   readonly remoteAddress: string;
+  /**
+   * The path of the protected resource (RFC 8707 / RFC 9728) the request is for, when the adapter knows it better
+   * than the URL does (MCP: `<mount>` or `<mount>/<server>`, whatever transport suffix the URL carries).
+   */
+  readonly resource?: string | undefined;
 }
 
 /**
@@ -167,6 +172,7 @@ export function outcomeOf(err: GatewayError): Outcome {
     case Errors.RATE_LIMITED:
     case Errors.BUDGET_EXCEEDED:
     case Errors.LIMITER_UNAVAILABLE:
+    case Errors.CAP_REACHED:
       return 'limited';
     case Errors.UNAUTHENTICATED:
     case Errors.INVALID_TOKEN:
@@ -174,6 +180,7 @@ export function outcomeOf(err: GatewayError): Outcome {
     case Errors.UPSTREAM_UNAVAILABLE:
     case Errors.UPSTREAM_TIMEOUT:
     case Errors.UPSTREAM_BAD_RESPONSE:
+    case Errors.UPSTREAM_OVERLOADED:
       return 'upstream_error';
     case Errors.REQUEST_CANCELLED:
       return 'cancelled';

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
+import type { RedisStore } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
+  /** The shared Redis store (services.store), for adapters' cross-replica state (MCP session revocations...). */
+  readonly store?: RedisStore | undefined;
 }
 
 export interface Readiness {
@@ -56,7 +59,7 @@ export class Gateway {
       state: () => this.current,
       render: (protocol, err, to) => this.renderError(protocol, err, to),
     });
-    const ctx: AdapterContext = { log: this.log, state: () => this.current, calls: this.calls, credentials: opts.credentials };
+    const ctx: AdapterContext = { log: this.log, state: () => this.current, calls: this.calls, credentials: opts.credentials, store: opts.store };
     for (const definition of opts.protocols) {
       const adapter = definition.create(ctx);
       this.adapterList.push(adapter);
@@ -81,6 +84,11 @@ export class Gateway {
     for (const adapter of this.adapterList) adapter.reconfigure(snapshot);
     this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
+  }
+
+  /** Rebuilds the pipeline for the snapshot in force (a guard service's settings changed, e.g. the bound address). */
+  refresh(): void {
+    this.current = { snapshot: this.current.snapshot, pipeline: buildPipeline(this.current.snapshot, this.services, this.telemetry.observer) };
   }
 
   /** Records a refused reload (the previous snapshot stays in force); shown by /readyz until a reload succeeds. */
