@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need outside npm: Redis (Debian), opa, spire-server, helm and promtool (built from the Go
-# module proxy).
+# Installs what the tests need outside npm: Redis (Debian), opa, spire-server, spire-agent, helm and promtool (built
+# from the Go module proxy).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
 CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
@@ -25,15 +25,6 @@ if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERS
   GOBIN="$BIN" go install "github.com/open-policy-agent/opa@$OPA_VERSION"
 fi
 
-if [ ! -x "$BIN/spire-server" ] || ! "$BIN/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then
-  echo "building spire-server $SPIRE_VERSION (Go module proxy; several minutes the first time)"
-  work="$(mktemp -d)"
-  (cd "$work" && go mod init tollgate-tools >/dev/null 2>&1 \
-    && go get -tool "github.com/spiffe/spire/cmd/spire-server@$SPIRE_VERSION" >/dev/null 2>&1 \
-    && GOBIN="$BIN" go install github.com/spiffe/spire/cmd/spire-server)
-  rm -rf "$work"
-fi
-
 # The module version a binary was built from (`go install` leaves no version string of its own in helm/promtool).
 built_from() { go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'; }
 
@@ -43,13 +34,22 @@ go_tool() {
   local name=$1 pkg=$2 version=$3 scratch
   scratch="$(mktemp -d)"
   if ! GOBIN="$scratch" go install "$pkg@$version"; then
-    # Some modules' newest versions are only reachable through a module that requires them (as spire-server above).
+    # Some modules' newest versions are only reachable through a module that requires them (as spire-server and spire-agent below).
     (cd "$scratch" && go mod init tollgate-tools >/dev/null 2>&1 && go get -tool "$pkg@$version" >/dev/null 2>&1 \
       && GOBIN="$scratch" go install "$pkg")
   fi
   mv "$scratch/$name" "$BIN/$name"
   rm -rf "$scratch"
 }
+
+# spire-server and spire-agent come from the same module (`go install ...@version` is refused for it here, so go_tool
+# falls back to a scratch module with `go get -tool`); the second build reuses most of the first one's build cache.
+for tool in spire-server spire-agent; do
+  if [ ! -x "$BIN/$tool" ] || ! "$BIN/$tool" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then
+    echo "building $tool $SPIRE_VERSION (Go module proxy; several minutes the first time)"
+    go_tool "$tool" "github.com/spiffe/spire/cmd/$tool" "$SPIRE_VERSION"
+  fi
+done
 
 if [ "$(built_from "$BIN/helm" helm.sh/helm/v4)" != "$HELM_VERSION" ]; then
   echo "building helm $HELM_VERSION (Go module proxy; ~3 min the first time)"

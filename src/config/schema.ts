@@ -12,6 +12,7 @@ import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/iden
 import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 import { redisSpec } from '../store/config.ts';
 import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.ts';
+import { poolShape } from '../upstream/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -192,6 +193,8 @@ const backendSpec = z
     retries: retriesSpec.prefault({}),
     /** Tollgate's own JWT-SVID for this backend (audience), from the SPIFFE Workload API. */
     identity: backendIdentitySpec.optional(),
+    /** HTTP-forwarded protocols: several endpoints, balancing, health checks, ejection, circuit breaking (upstream/config.ts). */
+    ...poolShape,
   })
   .superRefine((b, ctx) => {
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
@@ -205,8 +208,12 @@ const backendSpec = z
       if (!b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'a stdio backend needs stdio.command' });
       if (b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a stdio backend has no url' });
     } else {
-      if (!b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url' });
+      if (b.url === undefined && b.endpoints === undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an HTTP backend needs a url (or endpoints)' });
+      if (b.url !== undefined && b.endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'set url or endpoints, not both' });
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: `stdio is not allowed with transport ${transport}` });
+    }
+    if (b.endpoints !== undefined && b.protocol === 'mcp') {
+      ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'endpoints (a pool of replicas) are for HTTP-forwarded protocols, not MCP: one url per MCP backend' });
     }
     if (b.identity && b.headers.some((h) => h.name.toLowerCase() === 'authorization')) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'identity and an Authorization header cannot both be set' });

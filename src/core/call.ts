@@ -207,6 +207,7 @@ export function outcomeOf(err: GatewayError): Outcome {
     case Errors.UPSTREAM_UNAVAILABLE:
     case Errors.UPSTREAM_TIMEOUT:
     case Errors.UPSTREAM_BAD_RESPONSE:
+    case Errors.UPSTREAM_OVERLOADED:
       return 'upstream_error';
     case Errors.REQUEST_CANCELLED:
       return 'cancelled';

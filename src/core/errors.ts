@@ -80,6 +80,8 @@ export const Errors = Object.freeze({
   UPSTREAM_UNAVAILABLE: def('TG_UPSTREAM_UNAVAILABLE', 502, -32070, true, 'Upstream unavailable'),
   UPSTREAM_TIMEOUT: def('TG_UPSTREAM_TIMEOUT', 504, -32071, true, 'Upstream timed out'),
   UPSTREAM_BAD_RESPONSE: def('TG_UPSTREAM_BAD_RESPONSE', 502, -32072, true, 'Upstream returned an invalid response'),
+  /** A pool's circuit breaker: too many requests in flight to one backend; the newcomer is refused, nobody is queued. */
+  UPSTREAM_OVERLOADED: def('TG_UPSTREAM_OVERLOADED', 503, -32074, true, 'Upstream has too many requests in flight'),
 });
 
 export type ErrorName = keyof typeof Errors;

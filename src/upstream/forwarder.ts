@@ -106,7 +106,15 @@ export async function forward(upstream: HttpUpstream, r: ForwardRequest): Promis
   const retries = upstream.retries;
   let previous: Endpoint | undefined;
   for (let attempt = 1; ; attempt++) {
-    const endpoint = upstream.picker.pick(attempt, previous);
+    let endpoint: Endpoint | undefined;
+    try {
+      endpoint = upstream.picker.pick(attempt, previous);
+    } catch (err) {
+      // The pool refused outright (its circuit breaker): nothing was sent.
+      const e = exchange.error(err);
+      exchange.end(e);
+      throw e;
+    }
     if (endpoint === undefined) {
       const e = new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${upstream.name} has no endpoint available`, { data: { upstream: upstream.name } });
       exchange.end(e);
@@ -150,9 +158,11 @@ export async function forward(upstream: HttpUpstream, r: ForwardRequest): Promis
     }
     upstream.markOk();
     transfer.firstByteMs = round(performance.now() - started);
-    return new UpstreamResponse(res, r.policy, exchange, () => {
+    const answered = endpoint;
+    return new UpstreamResponse(res, r.policy, exchange, (err) => {
       if (!replayable) transfer.requestBytes = streamedBytes(body);
-      upstream.picker.release(endpoint, { answered: true, status: res.statusCode, ms: performance.now() - t0 });
+      // A body that broke (or went silent) counts against the endpoint; the client going away does not (the pool says).
+      upstream.picker.release(answered, { answered: true, status: res.statusCode, ms: performance.now() - t0, error: err });
     });
   }
 }
@@ -226,10 +236,10 @@ export class UpstreamResponse {
   private readonly body: Dispatcher.ResponseData['body'];
   private readonly policy: HeaderPolicy;
   private readonly exchange: Exchange;
-  private readonly onEnd: () => void;
+  private readonly onEnd: (err: GatewayError | undefined) => void;
   private finished = false;
 
-  constructor(res: Dispatcher.ResponseData, policy: HeaderPolicy, exchange: Exchange, onEnd: () => void) {
+  constructor(res: Dispatcher.ResponseData, policy: HeaderPolicy, exchange: Exchange, onEnd: (err: GatewayError | undefined) => void) {
     this.status = res.statusCode;
     this.headers = res.headers;
     this.body = res.body;
@@ -249,7 +259,7 @@ export class UpstreamResponse {
     this.finished = true;
     this.exchange.transfer.responseBytes = bytes;
     this.exchange.end(err);
-    this.onEnd();
+    this.onEnd(err);
   }
 
   /**

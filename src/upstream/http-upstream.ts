@@ -1,10 +1,10 @@
 /**
  * An HTTP upstream (an A2A agent, a model server, any backend reached over HTTP) as the forwarder sees it: its
  * configured headers (the gateway's own credentials, secrets resolved), its timeouts, and its endpoints behind an
- * `EndpointPicker`. Today a backend has one URL, so one endpoint with one keep-alive undici Pool; a backend with
- * several replicas plugs in a picker (least outstanding requests, power of two choices, health, ejection, circuit
- * breaking) without the forwarder or any adapter changing: the forwarder asks `pick()` per attempt and reports
- * each outcome to `release()`.
+ * `EndpointPicker`: an EndpointPool (endpoint-pool.ts) of one or more replicas, each with its keep-alive undici Pool,
+ * balanced by least outstanding requests or power of two choices, health-checked, ejected on errors and capped
+ * (circuit breaker). The forwarder asks `pick()` per attempt and reports each outcome to `release()`; adapters never
+ * see endpoints.
  */
 import type { Dispatcher } from 'undici';
 import type { ConfigSnapshot, ResolvedBackend } from '../config/load.ts';
@@ -12,6 +12,8 @@ import type { GatewaySpec } from '../config/schema.ts';
 import type { GatewayError } from '../core/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { withCredential, type UpstreamCredential, type UpstreamCredentials } from './credentials.ts';
+import { EndpointPool, PooledEndpoint, type EndpointStatus } from './endpoint-pool.ts';
+import { httpProbe, type HealthProbe, type HealthSettings } from './health.ts';
 import { createPool } from './pools.ts';
 
 /** One address of an upstream: an origin with its base path and its connection pool. */
@@ -35,7 +37,10 @@ export interface AttemptResult {
 
 /** Chooses the endpoint for each attempt. The seam for pools of replicas. */
 export interface EndpointPicker {
-  /** The endpoint for attempt `attempt` (1-based); `previous` failed the attempt before. Undefined: none available. */
+  /**
+   * The endpoint for attempt `attempt` (1-based); `previous` failed the attempt before. Undefined: none available.
+   * Throws a GatewayError to refuse the request outright (a circuit breaker).
+   */
   pick(attempt: number, previous?: Endpoint): Endpoint | undefined;
   /** Called once per attempt with its outcome (an outstanding-requests picker decrements here). */
   release(endpoint: Endpoint, result: AttemptResult): void;
@@ -52,27 +57,6 @@ export interface UpstreamTimeouts {
   readonly totalMs: number;
 }
 
-/** The one endpoint of a backend with one URL. */
-export class SingleEndpoint implements EndpointPicker {
-  private readonly endpoint: Endpoint;
-  private readonly pool: Dispatcher;
-
-  constructor(endpoint: Endpoint, pool: Dispatcher) {
-    this.endpoint = endpoint;
-    this.pool = pool;
-  }
-
-  pick(): Endpoint {
-    return this.endpoint;
-  }
-
-  release(): void {}
-
-  close(): Promise<void> {
-    return this.pool.close();
-  }
-}
-
 /** Retries before the first byte reached the client (see the Backend `retries` config). */
 export interface RetryPolicy {
   /** Attempts in all, the first included. */
@@ -83,6 +67,9 @@ export interface RetryPolicy {
 }
 
 export const NO_RETRY: RetryPolicy = Object.freeze({ attempts: 1, statuses: [], backoffMs: 0 });
+
+/** How an adapter checks its backends' endpoints: GET a path (2xx = healthy), or its own probe (the hook). */
+export type HealthDefaults = { readonly path: string } | { readonly probe: (backend: ResolvedBackend) => HealthProbe };
 
 export class HttpUpstream {
   readonly name: string;
@@ -111,33 +98,60 @@ export class HttpUpstream {
     this.picker = init.picker;
   }
 
-  /** Builds the upstream of a configured backend: one pool on its URL, its credential wrapped around it. */
-  static fromBackend(backend: ResolvedBackend, gateway: GatewaySpec, credential?: UpstreamCredential): HttpUpstream {
-    const url = new URL(backend.spec.url!);
-    const t = { ...gateway.timeouts, ...backend.spec.timeouts };
+  /**
+   * Builds the upstream of a configured backend: one keep-alive undici Pool per endpoint (its `url`, or each of its
+   * `endpoints`), its credential wrapped around each, behind an EndpointPool (balancing, health, ejection, circuit
+   * breaking). Active checks run when the backend sets `healthCheck.path` or the adapter gives `health` (its default
+   * path or its own probe), unless `healthCheck.enabled: false`.
+   */
+  static fromBackend(backend: ResolvedBackend, gateway: GatewaySpec, opts: { credential?: UpstreamCredential | undefined; log: Logger; health?: HealthDefaults | undefined }): HttpUpstream {
+    const spec = backend.spec;
+    const t = { ...gateway.timeouts, ...spec.timeouts };
     const timeouts: UpstreamTimeouts = { connectMs: t.connectMs, firstByteMs: t.headersMs, idleMs: t.bodyIdleMs, totalMs: t.totalMs ?? 0 };
-    const pool = createPool(url.origin, {
-      connections: backend.spec.pool.connections,
-      keepAliveMs: backend.spec.pool.keepAliveMs,
-      connectMs: timeouts.connectMs,
-      headersMs: timeouts.firstByteMs,
-      bodyIdleMs: timeouts.idleMs,
+    const urls = spec.endpoints?.map((e) => e.url) ?? [spec.url!];
+    const endpoints = urls.map((u) => {
+      const url = new URL(u);
+      const pool = createPool(url.origin, {
+        connections: spec.pool.connections,
+        keepAliveMs: spec.pool.keepAliveMs,
+        connectMs: timeouts.connectMs,
+        headersMs: timeouts.firstByteMs,
+        bodyIdleMs: timeouts.idleMs,
+      });
+      const dispatcher = opts.credential ? withCredential(pool, opts.credential) : pool;
+      return new PooledEndpoint({ key: url.origin, basePath: url.pathname.replace(/\/+$/, ''), dispatcher, connections: pool });
     });
-    const dispatcher = credential ? withCredential(pool, credential) : pool;
-    const basePath = url.pathname.replace(/\/+$/, '');
-    const endpoint: Endpoint = { key: url.origin, basePath, dispatcher };
-    return new HttpUpstream({
+    const hc = spec.healthCheck;
+    let health: { settings: HealthSettings; probe: HealthProbe } | undefined;
+    if (hc.enabled && (hc.path !== undefined || opts.health !== undefined)) {
+      // A configured path wins; else the adapter's probe (its hook) or its default path.
+      const d = opts.health;
+      const probe = hc.path !== undefined || d === undefined ? httpProbe(hc.path!, backend.headers, hc.timeoutMs) : 'probe' in d ? d.probe(backend) : httpProbe(d.path, backend.headers, hc.timeoutMs);
+      health = { settings: hc, probe };
+    }
+    const picker = new EndpointPool({
       name: backend.name,
-      fingerprint: backend.fingerprint,
-      headers: backend.headers,
-      timeouts,
-      retries: backend.spec.retries,
-      picker: new SingleEndpoint(endpoint, pool),
+      endpoints,
+      balancing: spec.loadBalancing.policy,
+      outlier: spec.outlierDetection,
+      maxRequests: spec.circuitBreaker.maxRequests,
+      health,
+      log: opts.log,
     });
+    picker.start();
+    return new HttpUpstream({ name: backend.name, fingerprint: backend.fingerprint, headers: backend.headers, timeouts, retries: spec.retries, picker });
   }
 
-  /** Reachability as the last exchange saw it (no active probing here; a health-checking picker adds it). */
-  status(): { up: boolean; transport: string; detail?: string | undefined } {
+  /** Reachability: the pool's endpoints when it has them, else what the last exchange saw. */
+  status(): UpstreamStatus {
+    const picker = this.picker;
+    if (picker instanceof EndpointPool) {
+      const endpoints = picker.statuses();
+      const available = endpoints.filter((e) => e.state === 'available').length;
+      const up = available > 0;
+      const detail = up && available === endpoints.length ? undefined : `${available}/${endpoints.length} endpoints available`;
+      return { up, transport: this.transport, ...(detail !== undefined ? { detail } : {}), endpoints };
+    }
     return this.lastError === undefined ? { up: true, transport: this.transport } : { up: false, transport: this.transport, detail: this.lastError };
   }
 
@@ -154,6 +168,13 @@ export class HttpUpstream {
   }
 }
 
+export interface UpstreamStatus {
+  readonly up: boolean;
+  readonly transport: string;
+  readonly detail?: string | undefined;
+  readonly endpoints?: readonly EndpointStatus[];
+}
+
 /**
  * The live HTTP upstreams of the backends whose protocol an adapter serves, kept in step with snapshots: an
  * unchanged backend keeps its pools; a changed or removed one is replaced and closed.
@@ -163,11 +184,13 @@ export class HttpUpstreams {
   private readonly protocols: ReadonlySet<string>;
   private readonly log: Logger;
   private readonly credentials: UpstreamCredentials | undefined;
+  private readonly health: HealthDefaults | undefined;
 
-  constructor(opts: { protocols: readonly string[]; log: Logger; credentials?: UpstreamCredentials | undefined }) {
+  constructor(opts: { protocols: readonly string[]; log: Logger; credentials?: UpstreamCredentials | undefined; health?: HealthDefaults | undefined }) {
     this.protocols = new Set(opts.protocols);
     this.log = opts.log;
     this.credentials = opts.credentials;
+    this.health = opts.health;
   }
 
   get(name: string): HttpUpstream | undefined {
@@ -176,7 +199,9 @@ export class HttpUpstreams {
 
   sync(snapshot: ConfigSnapshot): void {
     const wanted = new Map<string, ResolvedBackend>();
-    for (const b of snapshot.backends.values()) if (this.protocols.has(b.spec.protocol) && b.spec.url !== undefined) wanted.set(b.name, b);
+    for (const b of snapshot.backends.values()) {
+      if (this.protocols.has(b.spec.protocol) && (b.spec.url !== undefined || b.spec.endpoints !== undefined)) wanted.set(b.name, b);
+    }
     for (const [name, up] of this.live) {
       const b = wanted.get(name);
       if (!b || b.fingerprint !== up.fingerprint) {
@@ -185,12 +210,14 @@ export class HttpUpstreams {
       }
     }
     for (const [name, b] of wanted) {
-      if (!this.live.has(name)) this.live.set(name, HttpUpstream.fromBackend(b, snapshot.gateway, this.credentials?.for(b)));
+      if (!this.live.has(name)) {
+        this.live.set(name, HttpUpstream.fromBackend(b, snapshot.gateway, { credential: this.credentials?.for(b), log: this.log, health: this.health }));
+      }
     }
   }
 
-  statuses(): Record<string, { up: boolean; transport: string; detail?: string | undefined }> {
-    const out: Record<string, { up: boolean; transport: string; detail?: string | undefined }> = {};
+  statuses(): Record<string, UpstreamStatus> {
+    const out: Record<string, UpstreamStatus> = {};
     for (const [name, up] of this.live) out[name] = up.status();
     return out;
   }

@@ -13,6 +13,8 @@ const LIMIT = 64 * 1024;
 /** What the client is ready to send: far beyond the limit, so an unchecked gateway visibly reads it all. */
 const TOTAL = 16 * 1024 * 1024;
 const CHUNK = 16 * 1024;
+/** A route's own, smaller limit. */
+const SMALL = 4 * 1024;
 
 let fixture: FixtureServer;
 let gw: TestGateway;
@@ -20,7 +22,7 @@ let gw: TestGateway;
 beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
   gw = await startTestGateway(
-    { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
+    { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) + route('small', '/small', ['fixture'], { http: { maxBodyBytes: SMALL } }) },
     { gatewayYaml: GATEWAY_YAML.replace('spec:\n', `spec:\n  http: { maxBodyBytes: ${LIMIT} }\n`) },
   );
 });
@@ -89,6 +91,24 @@ function streamPost(path: string, headers: Record<string, string>, head: string,
   });
 }
 
+/** POSTs a whole body in two writes without a length (chunked); resolves with the status and the response text. */
+function chunkedPost(path: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string }> {
+  const u = new URL(path, gw.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } },
+      (r) => {
+        let text = '';
+        r.on('data', (c: Buffer) => (text += c.toString()));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.write(body.slice(0, 1000));
+    req.end(body.slice(1000));
+  });
+}
+
 describe('body limit on a streamed (chunked) body', () => {
   it('refuses a chunked session-era request with 413 once it crosses the limit, while it is still being sent', async () => {
     // Valid JSON-RPC all the way: only the size is wrong, so nothing but the limit can refuse it.
@@ -130,30 +150,19 @@ describe('body limit on a streamed (chunked) body', () => {
     }
   });
 
+  it("applies a route's own smaller limit to a streamed body", async () => {
+    // Over the route's 4 KiB, well under the Gateway's 64 KiB: only the route's limit refuses it.
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'big', version: '1' } };
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: meta, pad: 'z'.repeat(3 * SMALL) } });
+    const headers = { ...gw.authHeaders(), 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' };
+    expect((await chunkedPost('/small', headers, body)).status).toBe(413);
+    expect((await chunkedPost('/mcp', headers, body)).status).toBe(200);
+  });
+
   it('still serves a chunked body under the limit', async () => {
     const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'small', version: '1' } };
     const body = JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'fixture__echo', arguments: { message: 'y'.repeat(LIMIT / 2) }, _meta: meta } });
-    const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const u = new URL('/mcp', gw.url);
-      const req = request(
-        {
-          host: u.hostname,
-          port: u.port,
-          path: u.pathname,
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'fixture__echo', ...gw.authHeaders() },
-        },
-        (r) => {
-          let text = '';
-          r.on('data', (c: Buffer) => (text += c.toString()));
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, text }));
-        },
-      );
-      req.on('error', reject);
-      // Two writes and no length: chunked.
-      req.write(body.slice(0, 1000));
-      req.end(body.slice(1000));
-    });
+    const res = await chunkedPost('/mcp', { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'fixture__echo', ...gw.authHeaders() }, body);
     expect(res.status).toBe(200);
     expect(res.text).toContain('y'.repeat(100));
   });

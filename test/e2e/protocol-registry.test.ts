@@ -168,7 +168,8 @@ describe('a protocol registered by a test gets the whole core (the echo adapter)
 
   it('shows its upstream in /readyz', async () => {
     const body = (await (await fetch(`${gw.url}/readyz`)).json()) as { upstreams: Record<string, { up: boolean; transport: string }> };
-    expect(body.upstreams.echoer).toEqual({ up: true, transport: 'http' });
+    // A backend with one url is a pool of one endpoint (src/upstream/endpoint-pool.ts).
+    expect(body.upstreams.echoer).toEqual({ up: true, transport: 'http', endpoints: [{ url: upstream.url, state: 'available', outstanding: 0 }] });
   });
 
   it('counts, traces and audits every echo call like any other protocol', async () => {

@@ -2,6 +2,8 @@
  * A SPIFFE Workload API endpoint for tests: a real gRPC server (@grpc/grpc-js) on a unix socket, implementing the
  * vendored workload.proto. Like a SPIRE agent it refuses calls without the `workload.spiffe.io: true` header.
  * FetchJWTBundles streams whatever the test publishes; FetchJWTSVID signs real JWT-SVIDs with a test key.
+ * Only for faults a real agent cannot be made to show (identity-workload-api.test.ts); everything else is tested
+ * against a real spire-agent (identity-spire-agent.test.ts, test/helpers/spire.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,8 @@ export interface WorkloadApiServer {
   readonly svids: string[];
   /** Sends bundles (JWKS documents keyed by trust domain SPIFFE ID) to every open and future stream. */
   publish(bundles: Record<string, unknown>): void;
+  /** Sends documents as given (raw bytes per trust domain): for malformed bundles. */
+  publishRaw(bundles: Record<string, Buffer>): void;
   /** Ends every open FetchJWTBundles stream (clients must reconnect). */
   endStreams(): void;
   /** Lifetime of the SVIDs handed out (seconds). */
@@ -52,6 +56,10 @@ export async function startWorkloadApiServer(opts: { spiffeId?: string; svidTtl?
     svidTtl: opts.svidTtl ?? 300,
     publish: (bundles) => {
       current = Object.fromEntries(Object.entries(bundles).map(([td, doc]) => [td, Buffer.from(JSON.stringify(doc))]));
+      for (const s of streams) s.write({ bundles: current });
+    },
+    publishRaw: (bundles) => {
+      current = { ...bundles };
       for (const s of streams) s.write({ bundles: current });
     },
     endStreams: () => {

@@ -231,7 +231,9 @@ export class FileSource extends PolicySource {
       try {
         // Watch the directory: a bundle dropped in by rename replaces the inode a file watch would follow.
         this.watcher = watch(dirname(this.opts.file), { persistent: false }, (_e, changed) => {
-          if (changed === null || changed === name) this.debounce.poke();
+          // A Kubernetes ConfigMap/Secret volume replaces the file by swapping its `..data` symlink (the file itself,
+          // a symlink into it, never changes): that swap is a change of the bundle too.
+          if (changed === null || changed === name || changed.startsWith('..data')) this.debounce.poke();
         });
       } catch (e) {
         this.host.log.warn({ file: this.opts.file, err: (e as Error).message }, 'cannot watch the bundle file; replacing it needs a restart');
