@@ -58,6 +58,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     services: services.guards,
     telemetry: services.telemetry,
     credentials: services.credentials,
+    store: services.store,
   });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
