@@ -79,7 +79,9 @@ const identity: Stage = {
   headers(ctx) {
     const { signer } = ctx.state.get('identity') as { signer: Signer };
     const now = nowS();
-    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud: [ctx.gatewayUrl], iat: now, exp: now + 3600 });
+    // The gateway's URL for checkouts that accept it, and the /mcp resource's canonical URI (RFC 8707) for those
+    // that bind tokens to the resource.
+    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud: [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`], iat: now, exp: now + 3600 });
     return { authorization: `Bearer ${token}` };
   },
 };

@@ -65,6 +65,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
+  // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
+  services.identity.setListenerAddress({ host: address.address, port: address.port });
+  gateway.refresh();
   // A reload the profile forbids (e.g. one that drops the last issuer) is refused like an invalid file.
   const apply = (s: ConfigSnapshot): void => {
     const problems = profileProblems(s, profile);

@@ -23,7 +23,7 @@ interface MicroBench {
   iterations?: number;
 }
 
-const AUD = 'https://gw.bench';
+const AUD = 'https://gw.bench/mcp';
 const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
 
 function keyPair(kind: 'ES256' | 'RS256', kid: string) {
@@ -47,8 +47,15 @@ const esToken = es.mint('spiffe://bench.test/agents/planner');
 const rsToken = rs.mint('spiffe://bench.test/agents/planner');
 
 const spec = { auth: routeAuthSpec.parse({}), rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' }, headers: [] }], backendRefs: [{ name: 'b' }] }] } as RouteSpec;
-const policy = compileRoutePolicy('mcp', spec, identitySpec.parse({}), ['bench.test'], [AUD], AUD);
-const authority = new TokenAuthority({ issuers, maxTokenBytes: 8192, clockSkewSeconds: 30, cacheEntries: 10_000, base: AUD });
+const policy = compileRoutePolicy('mcp', spec, identitySpec.parse({}), ['bench.test'], ['/mcp']);
+const authority = new TokenAuthority({
+  issuers,
+  maxTokenBytes: 8192,
+  clockSkewSeconds: 30,
+  cacheEntries: 10_000,
+  audiences: { bases: ['https://gw.bench'], gateway: new Set(['https://gw.bench']), sharedAudience: false },
+  negative: { ttlSeconds: 10, maxEntries: 10_000 },
+});
 const guard = new IdentityGuard(authority, new Map([['mcp', policy]]));
 const call = new Call({
   id: 'bench',

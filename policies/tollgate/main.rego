@@ -19,9 +19,10 @@ allow if {
 }
 
 # Session housekeeping is open to every caller that has a grant (the lists it returns are filtered).
-# Both MCP eras: initialize/streams of the session era, server/discover and subscriptions/listen of 2026-07-28.
+# Both MCP eras: initialize/streams of the session era, server/discover and subscriptions/listen of 2026-07-28;
+# mcp/response is a client's answer to a server-to-client request (sampling, elicitation) of its own session.
 housekeeping := {
-	"initialize", "ping", "logging/setLevel", "mcp/stream", "mcp/delete", "mcp/legacy-stream",
+	"initialize", "ping", "logging/setLevel", "mcp/stream", "mcp/delete", "mcp/legacy-stream", "mcp/response",
 	"server/discover", "subscriptions/listen",
 	"tools/list", "prompts/list", "resources/list", "resources/templates/list",
 }

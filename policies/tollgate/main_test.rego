@@ -63,6 +63,11 @@ test_housekeeping_open_to_callers_with_a_grant if {
 	not tollgate.decision.allow with input as {"principal": stranger, "operation": "initialize", "target": null}
 }
 
+test_answers_to_server_requests_open_to_callers_with_a_grant if {
+	tollgate.decision.allow with input as {"principal": support, "operation": "mcp/response", "target": null}
+	not tollgate.decision.allow with input as {"principal": stranger, "operation": "mcp/response", "target": null}
+}
+
 test_stateless_era_housekeeping_open_to_callers_with_a_grant if {
 	tollgate.decision.allow with input as {"principal": support, "operation": "server/discover", "target": null}
 	tollgate.decision.allow with input as {"principal": support, "operation": "subscriptions/listen", "target": null}

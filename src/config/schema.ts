@@ -129,8 +129,37 @@ const gatewaySpec = z.strictObject({
         .default([]),
       /** Absolute lifetime of a session id (a sealed token cannot be extended; clients re-initialize after it). */
       sessionTtlMs: durationMs.default(24 * 3_600_000),
-      /** SSE resumability: events kept per stream for Last-Event-ID replay (0 disables event ids), and for how long. */
-      replay: z.strictObject({ events: z.number().int().min(0).max(100_000).default(256), ttlMs: durationMs.default(5 * 60_000) }).prefault({}),
+      /**
+       * SSE resumability: events kept per stream for Last-Event-ID replay (0 disables event ids), for how long, and at
+       * most how many bytes of them per session (its oldest events go first: a session never grows past it).
+       */
+      replay: z
+        .strictObject({
+          events: z.number().int().min(0).max(100_000).default(256),
+          ttlMs: durationMs.default(5 * 60_000),
+          maxBytes: z.number().int().min(1024).default(1024 * 1024),
+        })
+        .prefault({}),
+      /**
+       * Per-principal caps: reaching one refuses the newcomer (429 / TG_CAP_REACHED); nothing is evicted or
+       * cancelled to make room, and nothing is created for a caller before it is authenticated.
+       */
+      limits: z
+        .strictObject({
+          /** Session-era sessions one principal may hold on one replica. */
+          sessionsPerPrincipal: z.number().int().min(1).default(64),
+          /** 2026-07-28 (stateless) contexts per principal: one per route, server and client self-description. */
+          statelessContextsPerPrincipal: z.number().int().min(1).default(16),
+          /** Long-lived streams per principal: legacy HTTP+SSE channels and subscriptions/listen streams. */
+          streamsPerPrincipal: z.number().int().min(1).default(16),
+          /** Multi round-trip exchanges parked for one principal's retries (2026 clients, session-era upstreams). */
+          parkedPerPrincipal: z.number().int().min(1).default(32),
+          /** Unanswered server-to-client requests (sampling, elicitation...) relayed to one session's client. */
+          pendingServerRequests: z.number().int().min(1).default(64),
+          /** Shortened federated names kept per upstream (names over 128 characters or outside the MCP rule). */
+          aliasesPerServer: z.number().int().min(1).default(4096),
+        })
+        .prefault({}),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })

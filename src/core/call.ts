@@ -103,6 +103,11 @@ export interface CallRequest {
   readonly path: string;
   readonly headers: IncomingHttpHeaders;
   readonly remoteAddress: string;
+  /**
+   * The path of the protected resource (RFC 8707 / RFC 9728) the request is for, when the adapter knows it better
+   * than the URL does (MCP: `<mount>` or `<mount>/<server>`, whatever transport suffix the URL carries).
+   */
+  readonly resource?: string | undefined;
 }
 
 /**
@@ -200,6 +205,7 @@ export function outcomeOf(err: GatewayError): Outcome {
     case Errors.RATE_LIMITED:
     case Errors.BUDGET_EXCEEDED:
     case Errors.LIMITER_UNAVAILABLE:
+    case Errors.CAP_REACHED:
       return 'limited';
     case Errors.UNAUTHENTICATED:
     case Errors.INVALID_TOKEN:

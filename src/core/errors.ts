@@ -52,6 +52,8 @@ export const Errors = Object.freeze({
   MCP_EVENT_ID_OUT_OF_RANGE: def('TG_MCP_EVENT_ID_OUT_OF_RANGE', 400, -32600, false, 'Bad Request: Last-Event-ID is outside the replay window'),
   MCP_SESSION_EXPIRED: def('TG_MCP_SESSION_EXPIRED', 404, -32001, false, 'Session expired'),
   MCP_SERVER_REQUEST_REFUSED: def('TG_MCP_SERVER_REQUEST_REFUSED', 200, -32601, true, 'This server-to-client request cannot be relayed'),
+  MCP_UNKNOWN_RESPONSE: def('TG_MCP_UNKNOWN_RESPONSE', 400, -32600, false, 'Invalid Request: no server-to-client request with this id is pending on this session'),
+  MCP_SESSION_UNVERIFIABLE: def('TG_MCP_SESSION_UNVERIFIABLE', 404, -32001, false, 'Session cannot be continued here now (its revocation cannot be checked); re-initialize'),
   // MCP 2026-07-28 (stateless revision)
   MCP_HEADER_MISMATCH: def('TG_MCP_HEADER_MISMATCH', 400, -32020, false, 'Bad Request: the request headers and body disagree'),
   MCP_VERSION_NOT_SUPPORTED: def('TG_MCP_VERSION_NOT_SUPPORTED', 400, -32022, false, 'Unsupported protocol version'),
@@ -63,6 +65,7 @@ export const Errors = Object.freeze({
   INVALID_TOKEN: def('TG_INVALID_TOKEN', 401, -32060, false, 'Invalid token'),
   INSUFFICIENT_SCOPE: def('TG_INSUFFICIENT_SCOPE', 403, -32061, false, 'Insufficient scope'),
   SESSION_IDENTITY_MISMATCH: def('TG_SESSION_IDENTITY_MISMATCH', 404, -32001, false, 'Session not found for this identity'),
+  ADMIN_FORBIDDEN: def('TG_ADMIN_FORBIDDEN', 403, -32069, false, 'This identity is not an administrator of this gateway'),
 
   // Policy
   POLICY_DENIED: def('TG_POLICY_DENIED', 403, -32062, true, 'Denied by policy'),
@@ -72,6 +75,11 @@ export const Errors = Object.freeze({
   RATE_LIMITED: def('TG_RATE_LIMITED', 429, -32064, true, 'Rate limit exceeded'),
   BUDGET_EXCEEDED: def('TG_BUDGET_EXCEEDED', 429, -32065, true, 'Token or cost budget exceeded'),
   LIMITER_UNAVAILABLE: def('TG_LIMITER_UNAVAILABLE', 503, -32066, true, 'Limit store unavailable; denied (fail closed)'),
+  /** A per-principal cap (sessions, streams, stateless contexts, parked exchanges...) is reached: the newcomer is refused. */
+  CAP_REACHED: def('TG_CAP_REACHED', 429, -32068, false, 'Too many open at once for this identity; close some and retry'),
+
+  // Shared state (Redis) a decision depends on could not be reached
+  STORE_UNAVAILABLE: def('TG_STORE_UNAVAILABLE', 503, -32073, false, 'The shared store is unavailable; nothing was changed on other replicas'),
 
   // Audit back-pressure
   AUDIT_UNAVAILABLE: def('TG_AUDIT_UNAVAILABLE', 503, -32067, true, 'Audit sink is stuck; call refused so no record is lost'),

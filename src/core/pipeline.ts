@@ -9,6 +9,11 @@ import { toGatewayError, type GatewayError } from './errors.ts';
 export interface Guard {
   readonly name: string;
   /**
+   * True for a guard that establishes who is calling (sets `call.principal`): `Pipeline.authenticate` runs only
+   * these, so an adapter can authenticate from the headers before it reads a body or creates anything.
+   */
+  readonly authenticates?: boolean;
+  /**
    * Runs before the call is forwarded. Throw a GatewayError (or reject) to refuse the call. Return nothing when the
    * decision is synchronous: the pipeline stays synchronous when every guard is.
    */
@@ -53,6 +58,7 @@ export class Pipeline {
   readonly guards: readonly Guard[];
   private readonly admitters: readonly Guard[];
   private readonly filters: readonly Guard[];
+  private readonly authenticators: readonly Guard[];
   private readonly settlers: readonly Guard[];
   private readonly observer: PipelineObserver | undefined;
   private readonly settleTimeoutMs: number;
@@ -62,6 +68,7 @@ export class Pipeline {
     this.guards = Object.freeze([...guards]);
     this.admitters = this.guards.filter((g) => g.admit !== undefined);
     this.filters = this.guards.filter((g) => g.visible !== undefined);
+    this.authenticators = this.admitters.filter((g) => g.authenticates === true);
     this.settlers = this.guards.filter((g) => g.settle !== undefined);
     this.observer = observer?.stage ? observer : undefined;
   }
@@ -76,6 +83,24 @@ export class Pipeline {
     for (let i = 0; i < guards.length; i++) {
       const result = this.runOne(guards[i]!, call);
       if (isPromise(result)) return this.admitFrom(call, i, result);
+    }
+    return undefined;
+  }
+
+  /**
+   * Runs only the authenticating guards (identity): who is calling, from the request's headers, before the body is
+   * read. `admit` later runs them again (a cache hit). Same contract as `admit`: undefined when synchronous.
+   */
+  authenticate(call: Call): void | Promise<void> {
+    const guards = this.authenticators;
+    for (let i = 0; i < guards.length; i++) {
+      const result = guards[i]!.admit!(call);
+      if (isPromise(result)) {
+        return (async () => {
+          await result;
+          for (let j = i + 1; j < guards.length; j++) await guards[j]!.admit!(call);
+        })();
+      }
     }
     return undefined;
   }

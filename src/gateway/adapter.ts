@@ -14,6 +14,7 @@ import type { ConfigSnapshot } from '../config/load.ts';
 import type { RouteMatch } from '../config/routes.ts';
 import type { Call } from '../core/call.ts';
 import type { GatewayError } from '../core/errors.ts';
+import type { RedisStore } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import type { CallLifecycle } from './lifecycle.ts';
@@ -71,6 +72,8 @@ export interface AdapterContext {
   readonly calls: CallLifecycle;
   /** Tollgate's own credentials for upstream calls (never the caller's). */
   readonly credentials: UpstreamCredentials | undefined;
+  /** The shared Redis store when `spec.redis` is configured (state that must hold across replicas), else undefined. */
+  readonly store?: RedisStore | undefined;
 }
 
 /** A protocol as registered: its name, the protocol values it serves, and how its adapter is made. */

@@ -6,9 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
+import type { RedisStore, StoreStatus } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
-import type { StoreStatus } from '../store/redis.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import { writeHttpError } from '../wire/errors.ts';
 import type { AdapterContext, ErrorTarget, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from './adapter.ts';
@@ -25,8 +25,11 @@ export interface GatewayOptions {
   readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
-  /** The shared store, whose state /readyz shows (strict readiness also requires it). */
-  readonly store?: { readonly ready: boolean; status(): StoreStatus } | undefined;
+  /**
+   * The shared Redis store (services.store): adapters' cross-replica state (MCP session revocations...), and its
+   * state in /readyz (strict readiness also requires it).
+   */
+  readonly store?: RedisStore | undefined;
 }
 
 export interface Readiness {
@@ -63,7 +66,7 @@ export class Gateway {
       state: () => this.current,
       render: (protocol, err, to) => this.renderError(protocol, err, to),
     });
-    const ctx: AdapterContext = { log: this.log, state: () => this.current, calls: this.calls, credentials: opts.credentials };
+    const ctx: AdapterContext = { log: this.log, state: () => this.current, calls: this.calls, credentials: opts.credentials, store: opts.store };
     for (const definition of opts.protocols) {
       const adapter = definition.create(ctx);
       this.adapterList.push(adapter);
@@ -88,6 +91,11 @@ export class Gateway {
     for (const adapter of this.adapterList) adapter.reconfigure(snapshot);
     this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
+  }
+
+  /** Rebuilds the pipeline for the snapshot in force (a guard service's settings changed, e.g. the bound address). */
+  refresh(): void {
+    this.current = { snapshot: this.current.snapshot, pipeline: buildPipeline(this.current.snapshot, this.services, this.telemetry.observer) };
   }
 
   /** Records a refused reload (the previous snapshot stays in force); shown by /readyz until a reload succeeds. */

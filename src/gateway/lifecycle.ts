@@ -73,6 +73,36 @@ export class CallLifecycle {
     return call;
   }
 
+  /**
+   * A Call for a raw request before its protocol operation is known (`operation` names the stage, e.g. `mcp/post`),
+   * not begun: an adapter authenticates it from the headers (Pipeline.authenticate) before it reads a body or creates
+   * anything, and records it (`refused`) only if it refuses the request. `resource`: the protected resource (RFC 8707)
+   * the request is for, when the adapter knows it better than the URL does.
+   */
+  prepare(init: { protocol: string; rule: CompiledRule; operation: string; req: IncomingMessage; resource?: string | undefined }): Call {
+    const req = init.req;
+    return new Call({
+      id: randomUUID(),
+      protocol: init.protocol,
+      operation: init.operation,
+      route: init.rule.route,
+      request: { method: req.method ?? 'GET', path: req.url ?? '', headers: req.headers, remoteAddress: remoteAddress(req), resource: init.resource },
+    });
+  }
+
+  /**
+   * Records the refusal of a Call that was never begun (see `prepare`; its principal is kept when it was
+   * authenticated), the adapter having written the answer itself: audited, counted and logged with its reason code
+   * like `refuse`.
+   */
+  refused(call: Call, err: GatewayError, status: number = err.def.status): void {
+    call.error = err;
+    call.outcome = outcomeOf(err);
+    call.status = status;
+    this.deps.telemetry.begin(call);
+    this.finish(call);
+  }
+
   /** Starts the telemetry of a Call the adapter built itself. */
   begin(call: Call, meta?: unknown): void {
     this.deps.telemetry.begin(call, meta);

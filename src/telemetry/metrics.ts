@@ -88,6 +88,7 @@ export class GatewayMetrics {
   private readonly duration: client.Histogram<(typeof CALL_LABELS)[number]>;
   private readonly denials: client.Counter<'protocol' | 'route' | 'code'>;
   private readonly limited: client.Counter<'protocol' | 'route' | 'code'>;
+  private readonly refusals: client.Counter<'protocol' | 'route' | 'code'>;
   private readonly tokens: client.Counter<'model' | 'team' | 'direction'>;
   private readonly overhead: client.Histogram<'protocol'>;
   private policySources: PolicySourceFigures | undefined;
@@ -110,6 +111,7 @@ export class GatewayMetrics {
     this.duration = new client.Histogram({ name: 'tollgate_request_duration_seconds', help: 'Call duration from the Call being created to its end', labelNames: CALL_LABELS, buckets: DURATION_BUCKETS, registers: [registry] });
     this.denials = new client.Counter({ name: 'tollgate_policy_denials_total', help: 'Calls refused by policy (or for insufficient scope)', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
     this.limited = new client.Counter({ name: 'tollgate_limit_rejections_total', help: 'Calls refused by rate or budget limits', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
+    this.refusals = new client.Counter({ name: 'tollgate_refusals_total', help: 'Calls and requests the gateway refused or failed, by protocol, route and error code (a request refused before its call existed included)', labelNames: ['protocol', 'route', 'code'], registers: [registry] });
     this.tokens = new client.Counter({ name: 'tollgate_tokens_total', help: 'Model tokens used, by model, team and direction (input/output)', labelNames: ['model', 'team', 'direction'], registers: [registry] });
     this.overhead = new client.Histogram({
       name: 'tollgate_overhead_seconds',
@@ -254,6 +256,8 @@ export class GatewayMetrics {
     };
     this.requests.inc(labels);
     this.duration.observe(labels, call.elapsedMs() / 1000);
+    const err = call.error;
+    if (err !== undefined) this.refusals.inc({ protocol: call.protocol, route: call.route.name, code: err.code });
     const forwardedMs = call.scratch.get(FORWARDED_AT) as number | undefined;
     if (forwardedMs !== undefined) this.overhead.observe({ protocol: call.protocol }, forwardedMs / 1000);
     if (call.outcome === 'denied') this.denials.inc({ protocol: call.protocol, route: call.route.name, code: call.error?.code ?? '' });

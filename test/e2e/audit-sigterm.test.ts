@@ -43,9 +43,9 @@ spec:
 `,
   );
   writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
-  // A dev SVID from the config's data dir (created here, before the gateway starts and loads it).
-  const headers = devAuthHeaders(config);
   const gw = await startGatewayProcess(config, { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
+  // A dev SVID from the config's data dir, for the resources at the URL the gateway listens at.
+  const headers = devAuthHeaders(config, undefined, gw.url);
   child = gw.child;
   const { answered, code } = await sigtermUnderLoad(gw, {
     headers,

@@ -71,7 +71,7 @@ describe('ConfigMap volumes: changes reach the running gateway', () => {
     writeVolume(policies, { 'main.rego': rego(['fixture__add']) });
     writeVolume(config, files());
     gw = await startGateway({ configDir: config, host: '127.0.0.1', port: 0, logLevel: 'silent' });
-    client = await connectClient(`${gw.url}/mcp`, { headers: devAuthHeaders(config) });
+    client = await connectClient(`${gw.url}/mcp`, { headers: devAuthHeaders(config, undefined, gw.url) });
   });
   afterAll(async () => {
     await client?.close();
@@ -85,7 +85,8 @@ describe('ConfigMap volumes: changes reach the running gateway', () => {
   });
 
   it('a Route added to the config volume serves, same process', async () => {
-    const auth = devAuthHeaders(config).authorization!;
+    // A token for the resource the new route will serve (RFC 8707: tokens name their resource).
+    const auth = devAuthHeaders(config, undefined, gw.url, ['/extra']).authorization!;
     expect((await rawPost(`${gw.url}/extra`, { authorization: auth })).status).toBe(404);
     writeVolume(config, files({ 'extra.yaml': route('extra', '/extra', ['fixture']) }));
     await eventually(async () => (await rawPost(`${gw.url}/extra`, { authorization: auth })).status === 200, 10_000, 'the new route');
@@ -95,7 +96,7 @@ describe('ConfigMap volumes: changes reach the running gateway', () => {
   });
 
   it('a Route removed from the config volume stops serving', async () => {
-    const auth = devAuthHeaders(config).authorization!;
+    const auth = devAuthHeaders(config, undefined, gw.url).authorization!;
     writeVolume(config, files());
     await eventually(async () => (await rawPost(`${gw.url}/extra`, { authorization: auth })).status === 404, 10_000, 'the route gone');
   });
@@ -122,7 +123,7 @@ describe('ConfigMap volume: a replaced policy bundle', () => {
       'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']),
     });
     const gw = await startGateway({ configDir: config, host: '127.0.0.1', port: 0, logLevel: 'silent' });
-    const client = await connectClient(`${gw.url}/mcp`, { headers: devAuthHeaders(config) });
+    const client = await connectClient(`${gw.url}/mcp`, { headers: devAuthHeaders(config, undefined, gw.url) });
     try {
       expect(await add(client)).toMatch(/refused: .*switched off/);
       writeVolume(volume, { 'tollgate.tar.gz': bundles[1]! });

@@ -80,7 +80,7 @@ describe('200 MiB both ways through a gateway process', () => {
     await eventually(() => out.includes('\n') || child.exitCode !== null, 30_000, 'the gateway process to listen');
     if (!out.includes('"url"')) throw new Error(`gateway process failed: ${out}${err}`);
     url = (JSON.parse(out.split('\n')[0]!) as { url: string }).url;
-    headers = devAuthHeaders(dir);
+    headers = devAuthHeaders(dir, undefined, url);
   });
 
   afterAll(async () => {

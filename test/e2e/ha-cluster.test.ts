@@ -124,7 +124,7 @@ afterAll(async () => {
 
 describe('HA cluster: two replicas, one Redis, a load balancer without affinity', () => {
   it('an MCP session started on one replica continues on the other', async () => {
-    const client = await connectClient(`${lb.url}/mcp`, { headers: token('continuity', lb.url) });
+    const client = await connectClient(`${lb.url}/mcp`, { headers: token('continuity', `${lb.url}/mcp`) });
     for (let i = 0; i < 10; i++) expect(text(await client.callTool({ name: 'fixture__echo', arguments: { message: `c${i}` } }))).toBe(`c${i}`);
     const session = (client.transport as { sessionId?: string } | undefined)?.sessionId;
     expect(session).toBeTruthy();
@@ -145,7 +145,7 @@ describe('HA cluster: two replicas, one Redis, a load balancer without affinity'
     const sessionsAfter: Array<string | undefined> = [];
     const clients: Client[] = [];
     for (let k = 0; k < CLIENTS; k++) {
-      const c = await connectClient(`${lb.url}/mcp`, { headers: token(`load-${k}`, lb.url) });
+      const c = await connectClient(`${lb.url}/mcp`, { headers: token(`load-${k}`, `${lb.url}/mcp`) });
       clients.push(c);
       sessionsBefore.push((c.transport as { sessionId?: string }).sessionId);
     }

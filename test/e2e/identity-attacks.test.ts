@@ -42,7 +42,7 @@ function profiles(): Profile[] {
       path: '/mcp',
       signer: tdA,
       foreign: tdB,
-      claims: () => ({ sub: 'spiffe://a.test/agent', aud: [AUD], iat: nowS(), exp: nowS() + 300 }),
+      claims: () => ({ sub: 'spiffe://a.test/agent', aud: [`${AUD}/mcp`], iat: nowS(), exp: nowS() + 300 }),
       badSubjects: [
         ['sub not a SPIFFE ID', { sub: 'agent' }],
         ['sub in another (untrusted) trust domain', { sub: 'spiffe://b.test/agent' }],
@@ -55,7 +55,7 @@ function profiles(): Profile[] {
       path: '/oidc',
       signer: corp,
       foreign: kube,
-      claims: () => ({ iss: corpIss, sub: 'user-1', aud: AUD, iat: nowS(), exp: nowS() + 300, scope: 'mcp' }),
+      claims: () => ({ iss: corpIss, sub: 'user-1', aud: `${AUD}/oidc`, iat: nowS(), exp: nowS() + 300, scope: 'mcp' }),
       badSubjects: [
         ['another issuer in iss', { iss: 'https://evil.example' }],
         ['sub not a string', { sub: 42 }],
@@ -66,7 +66,7 @@ function profiles(): Profile[] {
       path: '/k8s',
       signer: kube,
       foreign: corp,
-      claims: () => ({ iss: K8S_ISS, sub: 'system:serviceaccount:agents:planner', aud: [AUD], iat: nowS(), exp: nowS() + 300 }),
+      claims: () => ({ iss: K8S_ISS, sub: 'system:serviceaccount:agents:planner', aud: [`${AUD}/k8s`], iat: nowS(), exp: nowS() + 300 }),
       badSubjects: [
         ['sub not a service account', { sub: 'alice' }],
         ['sub a service account with a bad namespace', { sub: 'system:serviceaccount:Bad_NS:planner' }],
@@ -97,13 +97,16 @@ function corpus(): Case[] {
     ['unknown kid', withToken((p) => signJwt(newSigner(p.signer.alg, 'no-such-kid'), p.claims())), /unknown kid/],
     ['key of another issuer / trust domain (its kid)', withToken((p) => signJwt(p.foreign, p.claims())), /unknown kid/],
     ['key of another issuer / trust domain (claiming our kid)', withToken((p) => signJwt(p.foreign, p.claims(), { kid: p.signer.kid, alg: p.foreign.alg })), /signature verification failed/],
-    ['key of another issuer / trust domain (no kid)', withToken((p) => signJwt(p.foreign, p.claims(), { kid: undefined })), /signature verification failed/],
+    // A JWT-SVID without kid is refused outright (go-spiffe); an OIDC/Kubernetes one is tried against its one key.
+    ['key of another issuer / trust domain (no kid)', withToken((p) => signJwt(p.foreign, p.claims(), { kid: undefined })), /signature verification failed|missing key id/],
     ['right key, alg of another key type', withToken((p) => { const [, body, sig] = valid(p).split('.'); return `${b64url({ alg: p.signer.alg.startsWith('ES') ? 'RS256' : 'ES256', kid: p.signer.kid })}.${body}.${sig}`; }), /unknown kid/],
     ['signature of another token', withToken((p) => { const [h, body] = valid(p).split('.'); const [, , sig] = signJwt(p.signer, { ...p.claims(), extra: 1 }).split('.'); return `${h}.${body}.${sig}`; }), /signature verification failed/],
     ['payload changed after signing', withToken((p) => { const [h, , sig] = valid(p).split('.'); return `${h}.${b64url({ ...p.claims(), sub: 'spiffe://a.test/admin' })}.${sig}`; }), /signature verification failed/],
     ['missing aud', withToken((p) => signJwt(p.signer, strip(p.claims(), 'aud'))), /missing aud/],
-    ['wrong aud', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: ['https://other.example'] })), /aud does not name this gateway/],
-    ['aud of the gateway but another path prefix trick', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: `${AUD}.evil.example` })), /aud does not name this gateway/],
+    ['wrong aud', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: ['https://other.example'] })), /aud does not name this resource/],
+    ['aud of the gateway but another path prefix trick', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: `${AUD}.evil.example` })), /aud does not name this resource/],
+    ['aud of the gateway itself (no shared audience)', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: AUD })), /aud does not name this resource/],
+    ['aud of another resource of the gateway', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: `${AUD}/elsewhere` })), /aud does not name this resource/],
     ['aud not a string', withToken((p) => signJwt(p.signer, { ...p.claims(), aud: 7 })), /aud must be/],
     ['expired beyond the leeway', withToken((p) => signJwt(p.signer, { ...p.claims(), iat: nowS() - 3600, exp: nowS() - 120 })), /expired/],
     ['nbf in the future', withToken((p) => signJwt(p.signer, { ...p.claims(), nbf: nowS() + 600 })), /not yet valid/],
@@ -214,9 +217,9 @@ describe('after the corpus', () => {
   });
 
   it('accepts the RSA key of the same trust domain and a token within the clock leeway', async () => {
-    const token = signJwt(tdArsa, { sub: 'spiffe://a.test/rsa', aud: AUD, exp: nowS() - 5 });
+    const token = signJwt(tdArsa, { sub: 'spiffe://a.test/rsa', aud: `${AUD}/mcp`, exp: nowS() - 5 });
     expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${token}` })).status).toBe(200);
-    const ps = signJwt(tdArsa, { sub: 'spiffe://a.test/pss', aud: AUD, exp: nowS() + 60 }, { alg: 'PS256' });
+    const ps = signJwt(tdArsa, { sub: 'spiffe://a.test/pss', aud: `${AUD}/mcp`, exp: nowS() + 60 }, { alg: 'PS256' });
     // The RSA key carries no alg: PS256 with it is allowed by the JWT-SVID algorithm list.
     expect((await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${ps}` })).status).toBe(200);
   });

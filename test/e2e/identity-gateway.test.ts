@@ -43,8 +43,10 @@ let json: JsonServer;
 let gw: TestGateway;
 let corpIss: string;
 
+/** Every resource of the test config (RFC 8707: a token is valid only for the resources its aud names). */
+const ALL = ['/mcp', '/mcp/fixture', '/web', '/web/fixture', '/open', '/open/fixture', '/scoped', '/scoped/fixture'].map((p) => `${AUD}${p}`);
 const svid = (signer: typeof fileKey1, sub: string, extra: Record<string, unknown> = {}): string =>
-  signJwt(signer, { sub, aud: AUD, iat: nowS(), exp: nowS() + 300, ...extra });
+  signJwt(signer, { sub, aud: ALL, iat: nowS(), exp: nowS() + 300, ...extra });
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
 
 function writeAtomically(path: string, doc: unknown): void {
@@ -115,7 +117,7 @@ describe('challenges', () => {
   });
 
   it('answers 403 insufficient_scope when the token lacks a required scope', async () => {
-    const base = { iss: corpIss, sub: 'alice', aud: AUD, exp: nowS() + 300 };
+    const base = { iss: corpIss, sub: 'alice', aud: `${AUD}/scoped`, exp: nowS() + 300 };
     const res = await rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${signJwt(corp, { ...base, scope: 'mcp:read' })}` });
     expect(res.status).toBe(403);
     expect(res.headers['www-authenticate']).toBe(`Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="${META}/scoped"`);
@@ -125,13 +127,15 @@ describe('challenges', () => {
     expect((await rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${signJwt(corp, { ...base, scp: ['mcp:tools'] })}` })).status).toBe(200);
   });
 
-  it('accepts the route resource URIs as audiences (RFC 8707), not just the gateway base', async () => {
-    for (const aud of [`${AUD}/mcp`, `${AUD}/mcp/fixture`, [`https://other.example`, AUD]]) {
-      const res = await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${svid(fileKey1, 'spiffe://file.test/a', { aud })}` });
-      expect(res.status, JSON.stringify(aud)).toBe(200);
-    }
-    const wrong = await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${svid(fileKey1, 'spiffe://file.test/a', { aud: `${AUD}/scoped` })}` });
-    expect(wrong.status).toBe(401);
+  it('accepts a token only on the resource its aud names (RFC 8707), not on the gateway base nor another resource', async () => {
+    const on = async (path: string, aud: unknown): Promise<number> => (await rawPost(`${gw.url}${path}`, { authorization: `Bearer ${svid(fileKey1, 'spiffe://file.test/a', { aud })}` })).status;
+    for (const aud of [`${AUD}/mcp`, `${AUD}/mcp/`, [`https://other.example`, `${AUD}/mcp`]]) expect(await on('/mcp', aud), JSON.stringify(aud)).toBe(200);
+    for (const aud of [AUD, `${AUD}/mcp/fixture`, `${AUD}/scoped`, [`https://other.example`, AUD]]) expect(await on('/mcp', aud), JSON.stringify(aud)).toBe(401);
+    expect(await on('/mcp/fixture', `${AUD}/mcp/fixture`)).toBe(200);
+    expect(await on('/mcp/fixture', `${AUD}/mcp`)).toBe(401);
+    const wrong = await rawPost(`${gw.url}/mcp/fixture`, { authorization: `Bearer ${svid(fileKey1, 'spiffe://file.test/a', { aud: `${AUD}/mcp` })}` });
+    // The challenge names the metadata of the resource the token should have named.
+    expect(wrong.headers['www-authenticate']).toContain(`resource_metadata="${META}/mcp/fixture"`);
   });
 });
 
@@ -249,14 +253,14 @@ describe('key rotation without restart', () => {
 
 describe('OIDC key rotation and live reload', () => {
   it('fetches the provider JWKS again when a token names a kid it has not seen (rate-limited)', async () => {
-    const token = signJwt(corpNext, { iss: corpIss, sub: 'bob', aud: AUD, exp: nowS() + 300, scope: 'mcp:tools' });
+    const token = signJwt(corpNext, { iss: corpIss, sub: 'bob', aud: `${AUD}/scoped`, exp: nowS() + 300, scope: 'mcp:tools' });
     json.set('/corp/jwks', jwks([corp, corpNext]));
     const ms = await eventually(async () => (await rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${token}` })).status === 200, 10_000, 'rotated OIDC key');
     console.log(`key rotation (OIDC JWKS, unknown kid -> refetch -> accepted): ${ms.toFixed(0)} ms`);
     expect(ms).toBeLessThan(OIDC_ROTATION_BOUND_MS);
     // A flood of unknown kids does not turn into a flood of JWKS fetches.
     const before = json.hits('/corp/jwks');
-    const forged = signJwt(newSigner('ES256', 'nobody'), { iss: corpIss, sub: 'eve', aud: AUD, exp: nowS() + 300 });
+    const forged = signJwt(newSigner('ES256', 'nobody'), { iss: corpIss, sub: 'eve', aud: `${AUD}/scoped`, exp: nowS() + 300 });
     await Promise.all(Array.from({ length: 20 }, () => rawPost(`${gw.url}/scoped`, { authorization: `Bearer ${forged}` })));
     expect(json.hits('/corp/jwks') - before).toBeLessThanOrEqual(1);
   });
@@ -300,17 +304,12 @@ describe('dev trust domain', () => {
   });
 
   it('accepts what `tollgate svid mint` prints, over MCP with the official SDK client', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [
-      join(process.cwd(), 'bin/tollgate.mjs'),
-      'svid',
-      'mint',
-      '--spiffe-id',
-      'spiffe://dev.tollgate.local/cli-agent',
-      '--ttl',
-      '5m',
-      '--config',
-      dev.dir,
-    ]);
+    // The gateway listens on an ephemeral port: PORT tells the CLI, as it would tell `npm start`.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [join(process.cwd(), 'bin/tollgate.mjs'), 'svid', 'mint', '--spiffe-id', 'spiffe://dev.tollgate.local/cli-agent', '--ttl', '5m', '--config', dev.dir],
+      { env: { ...process.env, PORT: String(dev.address.port) } },
+    );
     const token = stdout.trim();
     expect(token.split('.')).toHaveLength(3);
     const client = await connectClient(`${dev.url}/mcp`, { headers: bearer(token) });

@@ -56,7 +56,7 @@ async function gateway(bundle: string): Promise<TestGateway> {
 }
 
 describe('https_web over TLS', () => {
-  const token = (): string => signJwt(key, { sub: 'spiffe://tls.test/agent', aud: AUD, exp: nowS() + 300 });
+  const token = (): string => signJwt(key, { sub: 'spiffe://tls.test/agent', aud: `${AUD}/mcp`, exp: nowS() + 300 });
 
   it('loads the bundle from an endpoint whose certificate chains to caFile', async () => {
     const gw = await gateway(`{ url: "${bundleUrl}", caFile: ${JSON.stringify(join(dir, 'cert.pem'))} }`);

@@ -28,6 +28,8 @@ import { rawPost } from '../helpers/raw-http.ts';
 import { startSpireAgent, startSpireServer, type SpireAgent, type SpireServer } from '../helpers/spire.ts';
 
 const AUD = 'https://gw.test';
+/** The /mcp resource's canonical URI: what a caller's token names (RFC 8707). */
+const RES = `${AUD}/mcp`;
 const UPSTREAM_AUD = 'spiffe://a.test/fixture';
 const TOLLGATE = 'spiffe://a.test/tollgate';
 const CALLER = 'spiffe://a.test/caller';
@@ -55,7 +57,7 @@ const kidOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.'
 const status = async (token: string): Promise<number> => (await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${token}` })).status;
 
 /** A caller's JWT-SVID from the agent (this process is entitled to the caller identity). */
-async function callerToken(audience = AUD): Promise<string> {
+async function callerToken(audience = RES): Promise<string> {
   const svids = await client.fetchJwtSvids([audience], CALLER);
   expect(svids.map((s) => s.spiffeId)).toEqual([CALLER]);
   return svids[0]!.token;
@@ -185,13 +187,13 @@ describe('trust bundles from the agent', () => {
       await mcp.close();
     }
     // SVIDs minted by the server (no agent involved) verify with the same streamed bundle.
-    expect(await status(await a.mint('spiffe://a.test/minted', AUD))).toBe(200);
+    expect(await status(await a.mint('spiffe://a.test/minted', RES))).toBe(200);
     // An SVID for another audience is not for this gateway.
     expect(await status(await callerToken('https://elsewhere.example'))).toBe(401);
   });
 
   it('accepts SVIDs of the federated trust domain, whose keys never vouch for a.test', async () => {
-    const fromPartner = await partner.mint('spiffe://partner.test/agent', AUD);
+    const fromPartner = await partner.mint('spiffe://partner.test/agent', RES);
     expect(await status(fromPartner)).toBe(200);
     // partner.test's signature on a token claiming an a.test identity: refused (keys chosen by the sub's domain).
     const [h, , sig] = fromPartner.split('.');
@@ -205,21 +207,21 @@ describe('rotation without restart', () => {
     const before = await callerToken();
     await agent.stop();
     // The agent is gone: tokens verified from the last bundle still are.
-    expect(await status(await a.mint('spiffe://a.test/while-down', AUD))).toBe(200);
+    expect(await status(await a.mint('spiffe://a.test/while-down', RES))).toBe(200);
     expect(await status(before)).toBe(200);
     await agent.restart();
     // Only the re-opened stream can bring a key prepared now.
     await a.cli(['localauthority', 'jwt', 'prepare']);
     const { prepared } = await authorities();
     await a.cli(['localauthority', 'jwt', 'activate', '-authorityID', prepared!]);
-    const fresh = await a.mint('spiffe://a.test/after-restart', AUD);
+    const fresh = await a.mint('spiffe://a.test/after-restart', RES);
     expect(kidOf(fresh)).toBe(prepared);
     await eventually(async () => (await status(fresh)) === 200, 30_000, 'a key prepared after the agent restart to be accepted');
   });
 
   it('follows prepare -> activate -> taint -> revoke of the JWT authority, within a bound', async () => {
     const { active: oldKid } = await authorities();
-    const old = await a.mint('spiffe://a.test/rotating', AUD);
+    const old = await a.mint('spiffe://a.test/rotating', RES);
     expect(kidOf(old)).toBe(oldKid);
     expect(await status(old)).toBe(200);
 
@@ -227,7 +229,7 @@ describe('rotation without restart', () => {
     await a.cli(['localauthority', 'jwt', 'prepare']);
     const { prepared } = await authorities();
     await a.cli(['localauthority', 'jwt', 'activate', '-authorityID', prepared!]);
-    const fresh = await a.mint('spiffe://a.test/rotating', AUD);
+    const fresh = await a.mint('spiffe://a.test/rotating', RES);
     expect(kidOf(fresh)).toBe(prepared);
     await eventually(async () => (await status(fresh)) === 200, 30_000, 'the new key to be accepted');
     const added = performance.now() - t0;

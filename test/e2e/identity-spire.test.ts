@@ -32,8 +32,8 @@ beforeAll(async () => {
   const [a, b] = await Promise.all([startSpireServer(root, 'a.test'), startSpireServer(root, 'b.test')]);
   servers.push(a, b);
   const bundle = await a.bundle();
-  tokenA = await a.mint('spiffe://a.test/agents/planner', AUD);
-  tokenB = await b.mint('spiffe://b.test/agents/planner', AUD);
+  tokenA = await a.mint('spiffe://a.test/agents/planner', `${AUD}/mcp`);
+  tokenB = await b.mint('spiffe://b.test/agents/planner', `${AUD}/mcp`);
   fixture = await startHttpMcpServer({ name: 'fixture' });
   gw = await startTestGateway(
     { 'a.test.bundle.json': bundle, 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },

@@ -26,7 +26,7 @@ let agent: WorkloadApiServer;
 let fixture: FixtureServer;
 let gw: TestGateway;
 
-const token = (signer = key1, sub = 'spiffe://wl.test/caller'): string => signJwt(signer, { sub, aud: AUD, exp: nowS() + 300 });
+const token = (signer = key1, sub = 'spiffe://wl.test/caller'): string => signJwt(signer, { sub, aud: `${AUD}/mcp`, exp: nowS() + 300 });
 const status = async (t: string): Promise<number> => (await rawPost(`${gw.url}/mcp`, { authorization: `Bearer ${t}` })).status;
 /** The key source of a trust domain (its lastError is the refusal signal). */
 const source = (td: string) => gw.services.identity.authority!.issuers.trustDomains.get(td)!.source;

@@ -240,12 +240,12 @@ describe('image: running it (uid 1000, read-only root)', () => {
     });
 
     it('serves an MCP call authenticated by a SPIFFE JWT-SVID and authorized by Rego compiled by the image\'s opa', async () => {
-      const token = signJwt(signer, { sub: 'spiffe://example.org/agents/builder', aud: url, iat: nowS(), exp: nowS() + 300 });
+      const token = signJwt(signer, { sub: 'spiffe://example.org/agents/builder', aud: `${url}/mcp`, iat: nowS(), exp: nowS() + 300 });
       const client = await connectClient(`${url}/mcp`, { headers: { authorization: `Bearer ${token}` } });
       const r = await client.callTool({ name: 'fixture__echo', arguments: { message: 'from the image' } });
       expect((r.content as Array<{ text: string }>)[0]!.text).toBe('from the image');
       await client.close();
-      const stranger = signJwt(signer, { sub: 'spiffe://example.org/someone', aud: url, iat: nowS(), exp: nowS() + 300 });
+      const stranger = signJwt(signer, { sub: 'spiffe://example.org/someone', aud: `${url}/mcp`, iat: nowS(), exp: nowS() + 300 });
       // The test's Rego grants nothing else to other identities, initialize included.
       await expect(connectClient(`${url}/mcp`, { headers: { authorization: `Bearer ${stranger}` } })).rejects.toMatchObject({ code: -32062, message: expect.stringContaining('not an agent of example.org') });
       const anonymous = await rawPost(`${url}/mcp`);

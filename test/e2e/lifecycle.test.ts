@@ -57,7 +57,7 @@ describe('graceful shutdown', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await eventually(() => /"address":"127\.0\.0\.1:(\d+)"/.test(out), 15_000, 'the gateway to listen');
     const port = /"address":"127\.0\.0\.1:(\d+)"/.exec(out)![1];
-    const client = await connectClient(`http://127.0.0.1:${port}/mcp`, { headers: devAuthHeaders(dir) });
+    const client = await connectClient(`http://127.0.0.1:${port}/mcp`, { headers: devAuthHeaders(dir, undefined, `http://127.0.0.1:${port}`) });
     const slowBefore = fixture.metas.filter((m) => m.tool === 'slow').length;
     const slow = client.callTool({ name: 'fixture__slow', arguments: { steps: 8 } });
     // SIGTERM once the call is in flight upstream (not after a guessed delay).

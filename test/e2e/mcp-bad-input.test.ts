@@ -99,16 +99,20 @@ describe('bad input on /mcp', () => {
   });
 
   it('refuses other HTTP methods and session-less GET/DELETE', async () => {
-    const put = await request(`${gw.url}/mcp`, { method: 'PUT', body: '{}' });
+    const put = await request(`${gw.url}/mcp`, { method: 'PUT', body: '{}', headers: gw.authHeaders() });
     expect(put.statusCode).toBe(405);
     expect(put.headers.allow).toContain('POST');
     await put.body.dump();
-    const get = await request(`${gw.url}/mcp`, { method: 'GET', headers: { accept: 'text/event-stream' } });
+    const get = await request(`${gw.url}/mcp`, { method: 'GET', headers: { accept: 'text/event-stream', ...gw.authHeaders() } });
     expect(get.statusCode).toBe(400);
     await get.body.dump();
-    const del = await request(`${gw.url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': 'nope' } });
+    const del = await request(`${gw.url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': 'nope', ...gw.authHeaders() } });
     expect(del.statusCode).toBe(404);
     await del.body.dump();
+    // Without credentials nothing is said about the method or the session: 401 first.
+    const anonymous = await request(`${gw.url}/mcp`, { method: 'PUT', body: '{}' });
+    expect(anonymous.statusCode).toBe(401);
+    await anonymous.body.dump();
   });
 
   it('survives a client that disconnects mid-body and mid-response', async () => {

@@ -39,7 +39,8 @@ function gatewayYaml(keys: string[], auditDir: string): string {
 kind: Gateway
 metadata: { name: replica }
 spec:
-  listener: { host: 127.0.0.1, port: 0 }
+  # Replicas behind one name: tokens name its resources, whichever replica serves them.
+  listener: { host: 127.0.0.1, port: 0, publicUrl: https://replicas.test }
   shutdown: { drainMs: 1000 }
   dataDir: ${dataDir}
   audit: { dir: ${auditDir} }

@@ -83,14 +83,15 @@ describe('server-to-client requests', () => {
     expect(tools).not.toContain('everything__trigger-sampling-request');
   });
 
-  it('ignores an answer to a request nobody is waiting for, and keeps serving', async () => {
+  it('refuses an answer to a request nobody is waiting for (400), and keeps serving', async () => {
     const sid = (client.transport as StreamableHTTPClientTransport).sessionId!;
     const res = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', ...gw.authHeaders() },
       body: JSON.stringify({ jsonrpc: '2.0', id: 'tg:999', result: { role: 'assistant', content: { type: 'text', text: 'forged' } } }),
     });
-    expect(res.status).toBe(202);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { data: { code: string } } }).error.data.code).toBe('TG_MCP_UNKNOWN_RESPONSE');
     const r = await client.callTool({ name: 'a__test_simple_text', arguments: {} });
     expect(text(r)).toBe('This is a simple text response for testing.');
   });

@@ -87,7 +87,7 @@ describe('/metrics', () => {
     for (let i = 0; i < 80; i++) {
       await fetch(`${gw.url}/mcp`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18', ...gw.authHeaders() },
         body: JSON.stringify({ jsonrpc: '2.0', id: i, method: `made/up-${i}` }),
       }).then((r) => r.text());
     }

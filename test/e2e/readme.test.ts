@@ -57,7 +57,8 @@ describe('README quick start', () => {
     const script = blocks[1]!.replaceAll('http://127.0.0.1:8080/mcp', `http://127.0.0.1:${port}/mcp`);
     expect(script).toContain('svid mint');
     expect(script).toContain('--cli');
-    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8', timeout: 120_000 });
+    // The gateway runs on PORT: the same PORT tells `svid mint` which resource URIs (http://127.0.0.1:PORT/mcp) to name.
+    const run = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, PORT: String(port) } });
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toContain('"everything__echo"');
     expect(run.stdout).toContain('Echo: hello');

@@ -53,8 +53,8 @@ spec:
 `,
   );
   writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
-  const headers = devAuthHeaders(config);
   const gw = await startGatewayProcess(config, { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
+  const headers = devAuthHeaders(config, undefined, gw.url);
   children.push(gw);
   return { gw, headers };
 }

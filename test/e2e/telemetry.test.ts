@@ -218,11 +218,11 @@ spec:
 `,
     );
     writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
-    const headers = devAuthHeaders(config);
     // The SDK's default batch delay (5 s) and batch size: the last spans leave only because shutdown flushes them.
     const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRICS_EXPORTER: 'none' };
     for (const k of Object.keys(env)) if (k.startsWith('OTEL_B')) delete env[k];
     gateway = await startGatewayProcess(config, env);
+    const headers = devAuthHeaders(config, undefined, gateway.url);
     expect(gateway.stdout()).toMatch(/"exportWorker":\["spans","logs"\][^\n]*"msg":"telemetry"/);
 
     // Each call carries its own trace id (also its echo text), so each answered call's spans and record can be found.

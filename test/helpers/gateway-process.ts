@@ -3,11 +3,13 @@
  * while SDK clients keep calling, and what the process flushed before it exited.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connectClient, eventually } from './gateway.ts';
+import { connectClient, eventually, rememberProcessUrl } from './gateway.ts';
 
 export interface GatewayProcess {
   readonly child: ChildProcess;
   readonly url: string;
+  /** The admin listener's base URL (/readyz, /metrics...), from the "tollgate listening" line. */
+  readonly adminUrl: string | undefined;
   /** Everything the process wrote so far. */
   stdout(): string;
   stderr(): string;
@@ -26,7 +28,9 @@ export async function startGatewayProcess(configDir: string, env: NodeJS.Process
   await eventually(() => listening.test(stdout) || child.exitCode !== null, 30_000, `gateway listening: ${stderr}`);
   const m = listening.exec(stdout);
   if (m === null) throw new Error(`gateway exited before listening: ${stdout}${stderr}`);
-  return { child, url: `http://${m[1]}`, stdout: () => stdout, stderr: () => stderr, exited };
+  rememberProcessUrl(configDir, `http://${m[1]}`);
+  const admin = /"admin":"([^"]+)"[^\n]*"msg":"tollgate listening"/.exec(stdout);
+  return { child, url: `http://${m[1]}`, adminUrl: admin ? `http://${admin[1]}` : undefined, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 /**

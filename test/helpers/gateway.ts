@@ -3,23 +3,30 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { GuardServices } from '../../src/core/pipeline.ts';
 import type { ProtocolDefinition } from '../../src/gateway/adapter.ts';
 import { startGateway, type RunningGateway } from '../../src/main.ts';
 import { loadConfigDir } from '../../src/config/load.ts';
-import { gatewayAudiences } from '../../src/guards/identity/config.ts';
+import { gatewayAudiences, listenerOf } from '../../src/guards/identity/config.ts';
 import { loadOrCreateDevAuthority, mintDevSvid } from '../../src/guards/identity/dev.ts';
+import { resourceBases } from '../../src/guards/identity/policy.ts';
+import { allResources } from '../../src/guards/identity/resources.ts';
 
 export interface TestGateway extends RunningGateway {
   /** The config directory (its data dir, .tollgate, sits beside it in the same temporary root). */
   readonly dir: string;
   /** Writes (or replaces) a config file in the gateway's directory. */
   write(file: string, yaml: string): void;
-  /** A JWT-SVID of the gateway's dev trust domain (default spiffe://dev.tollgate.local/test), for its audience. */
+  /**
+   * A JWT-SVID of the gateway's dev trust domain (default spiffe://dev.tollgate.local/test). Its `aud` names every
+   * resource of the gateway (`<base>/mcp`, `<base>/mcp/<server>`...) unless `audiences` says otherwise.
+   */
   devToken(spiffeId?: string, opts?: { audiences?: string[]; ttlSeconds?: number }): string;
+  /** The canonical URI of a resource path of this gateway (`/mcp`, `/mcp/<server>`): what a bound token's aud names. */
+  resourceUri(path: string): string;
   /** `{ authorization: 'Bearer <dev SVID>' }` for connectClient. */
   authHeaders(spiffeId?: string): Record<string, string>;
   stop(): Promise<void>;
@@ -30,16 +37,29 @@ export const DEV_SPIFFE_ID = 'spiffe://dev.tollgate.local/test';
 /** Test gateways by origin: connectClient presents their dev SVID unless the test passes its own Authorization. */
 const devCredentials = new Map<string, () => Record<string, string>>();
 
+/** Base URLs of gateway processes started from a config dir (gateway-process.ts), for devAuthHeaders. */
+const processUrls = new Map<string, string>();
+
+/** Remembers where a gateway process started from `configDir` listens (its tokens name resources there). */
+export function rememberProcessUrl(configDir: string, url: string): void {
+  processUrls.set(resolve(configDir), url);
+}
+
 /**
  * `{ authorization: 'Bearer <dev SVID>' }` for a gateway started from `configDir` (e.g. a `tollgate serve` child
- * process): minted with the dev trust domain key of that config's data dir, for its audience.
+ * process): minted with the dev trust domain key of that config's data dir, its `aud` naming every resource of the
+ * config under `base`: the URL the gateway listens at (default: where a process started by startGatewayProcess from
+ * this dir listens, else the config's publicUrl/audiences/listener). `resources` names resource paths (e.g. a route
+ * not configured yet) instead of the config's.
  */
-export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID): Record<string, string> {
+export function devAuthHeaders(configDir: string, spiffeId = DEV_SPIFFE_ID, base?: string, resources?: readonly string[]): Record<string, string> {
   const snapshot = loadConfigDir(configDir);
   const identity = snapshot.gateway.identity;
+  const started = identity.audiences === undefined && snapshot.gateway.listener.publicUrl === undefined ? processUrls.get(resolve(configDir)) : undefined;
+  const bases = base !== undefined ? [base] : started !== undefined ? [started] : resourceBases(gatewayAudiences(identity, listenerOf(snapshot.gateway.listener)));
   const token = mintDevSvid(loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain), {
     spiffeId,
-    audiences: gatewayAudiences(identity, snapshot.gateway.listener),
+    audiences: bases.flatMap((b) => (resources ?? allResources(snapshot)).map((r) => `${b}${r}`)),
     ttlSeconds: 600,
   });
   return { authorization: `Bearer ${token}` };
@@ -98,7 +118,7 @@ export async function startTestGateway(
     const authority = loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain);
     return mintDevSvid(authority, {
       spiffeId,
-      audiences: o.audiences ?? gatewayAudiences(identity, snapshot.gateway.listener),
+      audiences: o.audiences ?? allResources(snapshot).map((r) => running.services.identity.resourceUri(r)),
       ttlSeconds: o.ttlSeconds ?? 600,
     });
   };
@@ -109,6 +129,7 @@ export async function startTestGateway(
     dir,
     write: (file, yaml) => writeFileSync(join(dir, file), yaml),
     devToken,
+    resourceUri: (path) => running.services.identity.resourceUri(path),
     authHeaders,
     stop: async () => {
       devCredentials.delete(new URL(running.url).origin);

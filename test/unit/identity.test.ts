@@ -27,10 +27,10 @@ const log = createLogger('silent');
 const tmp = mkdtempSync(join(tmpdir(), 'tollgate-unit-identity-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function directory(signers: ReturnType<typeof newSigner>[], td = 'a.test'): { dir: IssuerDirectory; source: StaticKeySource } {
+function directory(signers: ReturnType<typeof newSigner>[], td = 'a.test', allowMissingKid = false): { dir: IssuerDirectory; source: StaticKeySource } {
   const source = new StaticKeySource({ label: td, fingerprint: td, profile: 'spiffe', log, doc: spiffeBundle(signers) });
   source.start();
-  return { dir: { trustDomains: new Map([[td, new SpiffeTrustDomain(td, source)]]), byIss: new Map() }, source };
+  return { dir: { trustDomains: new Map([[td, new SpiffeTrustDomain(td, source, allowMissingKid)]]), byIss: new Map() }, source };
 }
 
 describe('parseSpiffeId', () => {
@@ -141,15 +141,20 @@ describe('verifyToken and the cache', () => {
   const a1 = newSigner('ES256', 'a1');
   const a2 = newSigner('ES256');
 
-  it('verifies with the key of the kid, or tries every fitting key when there is no kid', async () => {
+  it('verifies with the key of the kid; refuses a JWT-SVID without kid unless allowed for a one-key bundle', async () => {
     const { dir } = directory([a1, a2]);
     const claims = { sub: 'spiffe://a.test/x', aud: 'aud', exp: nowS() + 60 };
     const v = await verifyToken(signJwt(a1, claims), dir, { clockSkewSeconds: 0 });
     expect(v.principal).toMatchObject({ id: 'spiffe://a.test/x', issuer: 'spiffe', trustDomain: 'a.test', path: '/x', segments: ['x'] });
     expect(v.audiences).toEqual(['aud']);
-    const noKid = await verifyToken(signJwt(a2, claims, { kid: undefined }), dir, { clockSkewSeconds: 0 });
+    // go-spiffe: "token header missing key id", whatever the bundle.
+    await expect(verifyToken(signJwt(a2, claims, { kid: undefined }), dir, { clockSkewSeconds: 0 })).rejects.toThrow(/missing key id/);
+    // allowMissingKid: only while the bundle holds exactly one key, and then only that key is tried.
+    await expect(verifyToken(signJwt(a2, claims, { kid: undefined }), directory([a1, a2], 'a.test', true).dir, { clockSkewSeconds: 0 })).rejects.toThrow(/has 2 keys/);
+    const single = directory([a2], 'a.test', true).dir;
+    const noKid = await verifyToken(signJwt(a2, claims, { kid: undefined }), single, { clockSkewSeconds: 0 });
     expect(noKid.key.kid).toBe(a2.kid);
-    await expect(verifyToken(signJwt(newSigner(), claims, { kid: undefined }), dir, { clockSkewSeconds: 0 })).rejects.toThrow(AuthFailure);
+    await expect(verifyToken(signJwt(newSigner(), claims, { kid: undefined }), single, { clockSkewSeconds: 0 })).rejects.toThrow(AuthFailure);
   });
 
   it('honours the clock leeway on exp', async () => {

@@ -5,7 +5,7 @@
  * stops being accepted at once. Bounded: the oldest entry goes first when full.
  */
 import { hash } from 'node:crypto';
-import type { VerifiedToken } from './token.ts';
+import type { AuthFailure, VerifiedToken } from './token.ts';
 
 export class VerifiedTokenCache {
   private readonly entries = new Map<string, VerifiedToken>();
@@ -47,5 +47,41 @@ export class VerifiedTokenCache {
 
   clear(): void {
     this.entries.clear();
+  }
+}
+
+/**
+ * Tokens that failed verification, by the same hash, for a short time: a flood replaying one bad token costs a hash
+ * and a lookup each instead of a signature check. Bounded: when full, the oldest entry goes first.
+ */
+export class FailedTokenCache {
+  private readonly entries = new Map<string, { failure: AuthFailure; until: number }>();
+  private readonly max: number;
+  private readonly ttlMs: number;
+
+  constructor(maxEntries: number, ttlMs: number) {
+    this.max = maxEntries;
+    this.ttlMs = ttlMs;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string, now: number): AuthFailure | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined) return undefined;
+    if (now < e.until) return e.failure;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, failure: AuthFailure): void {
+    if (this.max === 0 || this.ttlMs === 0) return;
+    if (this.entries.size >= this.max && !this.entries.has(key)) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { failure, until: Date.now() + this.ttlMs });
   }
 }

@@ -64,6 +64,11 @@ export type BundleSourceSpec = z.infer<typeof bundleSource>;
 const trustDomainSpec = z.strictObject({
   name: trustDomainName,
   bundle: bundleSource,
+  /**
+   * Accept JWT-SVIDs without a `kid` header, only while the bundle holds exactly one key (a token is never tried
+   * against several keys). Off by default: SPIRE always sets kid, and go-spiffe refuses tokens without one.
+   */
+  allowMissingKid: z.boolean().default(false),
 });
 export type TrustDomainSpec = z.infer<typeof trustDomainSpec>;
 
@@ -127,6 +132,15 @@ export const identitySpec = z
      * listener's publicUrl, else http://<host>:<port>.
      */
     audiences: audiences.optional(),
+    /**
+     * Also accept tokens whose `aud` names the gateway itself (one of `audiences`) on every resource. Off by default:
+     * a token is valid only for the resource it was issued for (`<base>/mcp`, `<base>/mcp/<server>`: RFC 8707).
+     */
+    sharedAudience: z.boolean().default(false),
+    /** Tokens that failed verification are remembered (by hash) this long, at most maxEntries of them. */
+    negativeCache: z
+      .strictObject({ ttlSeconds: seconds.max(3600).default(10), maxEntries: z.number().int().min(0).max(1_000_000).default(10_000) })
+      .prefault({}),
     /** Leeway for exp/nbf (seconds). */
     clockSkewSeconds: seconds.max(300).default(30),
     /** Longer bearer tokens are refused before any parsing. */
@@ -229,10 +243,20 @@ export function configuredTrustDomains(identity: IdentitySpec): string[] {
   return out;
 }
 
-/** The gateway's audiences: configured, else derived from the listener (publicUrl or http://host:port). */
+/**
+ * The gateway's audiences: configured, else derived from the listener (publicUrl, else http://host:port of where it
+ * actually listens: pass the bound address, or the PORT/HOST overrides, so the audience follows them).
+ */
 export function gatewayAudiences(identity: IdentitySpec, listener: { host: string; port: number; publicUrl?: string | undefined }): string[] {
   if (identity.audiences) return identity.audiences;
   if (listener.publicUrl) return [listener.publicUrl.replace(/\/+$/, '')];
   const host = listener.host.includes(':') ? `[${listener.host}]` : listener.host;
   return [`http://${host}:${listener.port}`];
+}
+
+/** The listener as configured, with the PORT and HOST environment overrides applied (what `serve` binds). */
+export function listenerOf(spec: { host: string; port: number; publicUrl?: string | undefined }, env: NodeJS.ProcessEnv = process.env): { host: string; port: number; publicUrl?: string | undefined } {
+  const port = env.PORT === undefined || env.PORT === '' ? spec.port : Number(env.PORT);
+  const host = env.HOST === undefined || env.HOST === '' ? spec.host : env.HOST;
+  return { host, port, publicUrl: spec.publicUrl };
 }

@@ -1,14 +1,15 @@
 /**
  * The identity guard, first in the pipeline: takes the bearer token from `Authorization` (nowhere else), verifies
- * it (once: verified tokens are cached by hash), checks the route accepts its issuer, audience and scopes, and sets
- * `call.principal`. Synchronous on a cache hit, so a pipeline of synchronous guards stays synchronous.
+ * it (once: verified tokens are cached by hash, failed ones briefly too), checks the route accepts its issuer, that
+ * its audience names the resource the request is for (policy.ts) and its scopes, and sets `call.principal`.
+ * Synchronous on a cache hit, so a pipeline of synchronous guards stays synchronous.
  */
 import type { Call, Principal } from '../../core/call.ts';
 import type { GatewayError } from '../../core/errors.ts';
 import type { Guard } from '../../core/pipeline.ts';
-import { VerifiedTokenCache } from './cache.ts';
+import { FailedTokenCache, VerifiedTokenCache } from './cache.ts';
 import { insufficientScope, invalidToken, unauthenticated } from './challenge.ts';
-import { acceptsIssuer, metadataUrl, type RoutePolicy } from './policy.ts';
+import { acceptsIssuer, audienceFits, metadataUrl, resourcePath, type Audiences, type RoutePolicy } from './policy.ts';
 import { AuthFailure, verifyToken, type IssuerDirectory, type VerifiedToken } from './token.ts';
 
 /** The principal of a call on a route that allows anonymous access and got no credentials. */
@@ -28,16 +29,24 @@ export class TokenAuthority {
   readonly cache: VerifiedTokenCache;
   readonly maxTokenBytes: number;
   readonly clockSkewSeconds: number;
-  /** Base URL of RFC 9728 metadata documents. */
-  readonly base: string;
+  /** Base URLs of canonical resource URIs (the first one names RFC 9728 metadata documents). */
+  readonly audiences: Audiences;
+  /** Tokens that failed verification recently, by hash: a flood of one bad token costs a hash each, not a check. */
+  readonly failures: FailedTokenCache;
   private readonly inflight = new Map<string, Promise<VerifiedToken>>();
 
-  constructor(init: { issuers: IssuerDirectory; maxTokenBytes: number; clockSkewSeconds: number; cacheEntries: number; base: string }) {
+  constructor(init: { issuers: IssuerDirectory; maxTokenBytes: number; clockSkewSeconds: number; cacheEntries: number; audiences: Audiences; negative: { ttlSeconds: number; maxEntries: number } }) {
     this.issuers = init.issuers;
     this.maxTokenBytes = init.maxTokenBytes;
     this.clockSkewSeconds = init.clockSkewSeconds;
-    this.base = init.base;
+    this.audiences = init.audiences;
     this.cache = new VerifiedTokenCache(init.cacheEntries, init.clockSkewSeconds);
+    this.failures = new FailedTokenCache(init.negative.maxEntries, init.negative.ttlSeconds * 1000);
+  }
+
+  /** Base URL of RFC 9728 metadata documents. */
+  get base(): string {
+    return this.audiences.bases[0]!;
   }
 
   /** A verified token from the cache, or undefined (then call `verify`). */
@@ -57,6 +66,8 @@ export class TokenAuthority {
         },
         (err: unknown) => {
           this.inflight.delete(key);
+          // A transient failure (no keys yet, a kid not fetched yet) is not remembered: the next try may pass.
+          if (err instanceof AuthFailure && !err.transient) this.failures.set(key, err);
           throw err;
         },
       );
@@ -81,6 +92,7 @@ const QUERY_TOKEN = /(?:^|&)access_token=/;
 
 export class IdentityGuard implements Guard {
   readonly name = 'identity';
+  readonly authenticates = true;
   private readonly authority: TokenAuthority;
   private readonly policies: ReadonlyMap<string, RoutePolicy>;
 
@@ -104,7 +116,7 @@ export class IdentityGuard implements Guard {
         call.principal = ANONYMOUS;
         return;
       }
-      throw unauthenticated(metadataUrl(policy, this.authority.base, path));
+      throw unauthenticated(this.metadata(policy, call));
     }
     const token = bearerToken(header);
     if (token === undefined) throw this.fail(policy, call, new AuthFailure('expected one Authorization: Bearer <token> header', 'invalid_request'));
@@ -112,6 +124,8 @@ export class IdentityGuard implements Guard {
     const key = VerifiedTokenCache.key(token);
     const hit = this.authority.cached(key);
     if (hit !== undefined) return this.accept(policy, hit, call);
+    const failed = this.authority.failures.get(key, Date.now());
+    if (failed !== undefined) throw this.fail(policy, call, failed);
     return this.authority.verify(key, token).then(
       (verified) => this.accept(policy, verified, call),
       (err: unknown) => {
@@ -124,23 +138,26 @@ export class IdentityGuard implements Guard {
     if (!acceptsIssuer(policy, v.issuer)) {
       throw this.fail(policy, call, new AuthFailure(`tokens of ${v.issuer.kind === 'spiffe' ? 'trust domain' : 'issuer'} ${v.issuer.name} are not accepted on this route`));
     }
-    const wanted = v.issuer.audiences ?? policy.audiences;
-    let audienceOk = false;
-    for (const aud of v.audiences) {
-      if (wanted.has(aud)) {
-        audienceOk = true;
-        break;
-      }
+    const resource = resourcePath(policy, call.request);
+    const own = v.issuer.audiences;
+    if (own !== undefined) {
+      // The operator pinned this issuer's audiences (an IdP that cannot mint per-resource audiences).
+      if (!v.audiences.some((a) => own.has(a))) throw this.fail(policy, call, new AuthFailure(`aud does not name an audience accepted for ${v.issuer.name}`));
+    } else if (!audienceFits(v.audiences, resource, this.authority.audiences)) {
+      throw this.fail(policy, call, new AuthFailure(`aud does not name this resource (${this.authority.base}${resource})`));
     }
-    if (!audienceOk) throw this.fail(policy, call, new AuthFailure('aud does not name this gateway'));
     for (const scope of policy.scopes) {
-      if (!v.scopes.has(scope)) throw insufficientScope(metadataUrl(policy, this.authority.base, call.request.path), policy.scopes);
+      if (!v.scopes.has(scope)) throw insufficientScope(metadataUrl(this.authority.base, resource), policy.scopes);
     }
     call.principal = v.principal;
   }
 
+  private metadata(policy: RoutePolicy, call: Call): string {
+    return metadataUrl(this.authority.base, resourcePath(policy, call.request));
+  }
+
   private fail(policy: RoutePolicy | undefined, call: Call, failure: AuthFailure): GatewayError {
-    const url = policy ? metadataUrl(policy, this.authority.base, call.request.path) : `${this.authority.base}/.well-known/oauth-protected-resource`;
+    const url = policy ? this.metadata(policy, call) : metadataUrl(this.authority.base, '');
     return invalidToken(url, failure);
   }
 }

@@ -1,9 +1,15 @@
 /**
- * Per-route authentication policy, compiled once per config snapshot: which issuers a route accepts, the audiences
- * its tokens may carry (the gateway's canonical URIs and the route's own resource URIs), required scopes, and
- * whether anonymous calls are allowed (only when the route says so).
+ * Per-route authentication policy, compiled once per config snapshot: which issuers a route accepts, the protected
+ * resources it serves (RFC 8707 / RFC 9728: the route's mount, and for MCP each `<mount>/<server>`), required scopes,
+ * and whether anonymous calls are allowed (only when the route says so).
+ *
+ * A token is valid only for the resource it was issued for: its `aud` must name the canonical URI of the resource
+ * the request is for (`<base><resource path>`, for any of the gateway's base URLs). Naming the gateway itself is
+ * enough only when `identity.sharedAudience` is on (off by default); an issuer with its own `audiences` is held to
+ * those instead.
  */
 import type { RouteSpec } from '../../config/schema.ts';
+import type { CallRequest } from '../../core/call.ts';
 import type { IdentitySpec } from './config.ts';
 import type { Issuer } from './issuers/issuer.ts';
 
@@ -16,41 +22,30 @@ export interface RoutePolicy {
   readonly oidc: ReadonlySet<string>;
   readonly kubernetes: ReadonlySet<string>;
   readonly scopes: readonly string[];
-  /** Audiences a token used on this route may carry (issuers with their own audiences use those instead). */
-  readonly audiences: ReadonlySet<string>;
-  /** The route's match paths, longest first (to name the resource a request is for). */
-  readonly paths: readonly string[];
+  /** Paths of the protected resources this route serves, longest first ('' is the root). */
+  readonly resources: readonly string[];
   /** `iss` of the OIDC issuers the route accepts (RFC 9728 authorization_servers). */
   readonly authorizationServers: readonly string[];
 }
 
-/** The canonical base URL resources are named under: the first audience that is an http(s) URL. */
-export function resourceBase(audiences: readonly string[]): string {
-  const url = audiences.find((a) => a.startsWith('https://') || a.startsWith('http://')) ?? audiences[0] ?? '';
-  return url.replace(/\/+$/, '');
+/** Where the gateway is reached: the URLs resources are named under, and what a shared audience may name. */
+export interface Audiences {
+  /** Base URLs (no trailing slash) of canonical resource URIs; the first names metadata documents. */
+  readonly bases: readonly string[];
+  /** The gateway's own audiences (accepted alone only with sharedAudience). */
+  readonly gateway: ReadonlySet<string>;
+  readonly sharedAudience: boolean;
 }
 
-export function compileRoutePolicy(
-  name: string,
-  spec: RouteSpec,
-  identity: IdentitySpec,
-  trustDomains: readonly string[],
-  audiences: readonly string[],
-  base: string,
-): RoutePolicy {
+/** The base URLs among the gateway's audiences (http(s) URLs, no trailing slash); at least one. */
+export function resourceBases(audiences: readonly string[]): string[] {
+  const urls = audiences.filter((a) => a.startsWith('https://') || a.startsWith('http://')).map((a) => a.replace(/\/+$/, ''));
+  return urls.length > 0 ? urls : [(audiences[0] ?? '').replace(/\/+$/, '')];
+}
+
+export function compileRoutePolicy(name: string, spec: RouteSpec, identity: IdentitySpec, trustDomains: readonly string[], resources: Iterable<string>): RoutePolicy {
   const auth = spec.auth;
   const spiffe = auth?.spiffe === false ? [] : (auth?.spiffe?.trustDomains ?? trustDomains);
-  const paths = new Set<string>();
-  const accepted = new Set(audiences);
-  for (const rule of spec.rules) {
-    for (const m of rule.matches) {
-      const p = m.path.value.length > 1 ? m.path.value.replace(/\/+$/, '') : '';
-      paths.add(p);
-      accepted.add(`${base}${p}`);
-      // Single-server views of a federated mount (/mcp/<backend>) are resources of their own.
-      for (const ref of rule.backendRefs) accepted.add(`${base}${p}/${ref.name}`);
-    }
-  }
   const oidc = auth?.oidc ?? [];
   return Object.freeze({
     route: name,
@@ -59,8 +54,7 @@ export function compileRoutePolicy(
     oidc: new Set(oidc),
     kubernetes: new Set(auth?.kubernetes ?? []),
     scopes: Object.freeze([...(auth?.scopes ?? [])]),
-    audiences: accepted,
-    paths: Object.freeze([...paths].sort((a, b) => b.length - a.length)),
+    resources: Object.freeze([...new Set(resources)].sort((a, b) => b.length - a.length)),
     authorizationServers: Object.freeze(identity.oidc.filter((o) => oidc.includes(o.name)).map((o) => o.issuer)),
   });
 }
@@ -77,17 +71,27 @@ export function acceptsIssuer(policy: RoutePolicy, issuer: Issuer): boolean {
   }
 }
 
-/** The RFC 9728 metadata URL for a request path on this route (built from config, never from the request). */
-export function metadataUrl(policy: RoutePolicy, base: string, requestPath: string): string {
-  const q = requestPath.indexOf('?');
-  const path = q === -1 ? requestPath : requestPath.slice(0, q);
-  for (const p of policy.paths) {
-    if (p === '' || path === p || path.startsWith(`${p}/`)) {
-      const rest = path.slice(p.length);
-      // /mcp/<backend>: name the single-server resource when <backend> is a plain name of this route.
-      const extra = /^\/[a-z0-9-]{1,63}$/.test(rest) && policy.audiences.has(`${base}${p}${rest}`) ? rest : '';
-      return `${base}${METADATA_PATH}${p}${extra}`;
-    }
+/** The path of the protected resource a request is for: the adapter's word, else the longest resource it is under. */
+export function resourcePath(policy: RoutePolicy, request: CallRequest): string {
+  if (request.resource !== undefined && policy.resources.includes(request.resource)) return request.resource;
+  const raw = request.path;
+  const q = raw.indexOf('?');
+  const path = q === -1 ? raw : raw.slice(0, q);
+  for (const r of policy.resources) if (r === '' || path === r || path.startsWith(`${r}/`)) return r;
+  return policy.resources[policy.resources.length - 1] ?? '';
+}
+
+/** Whether a token's audiences name this resource (or, with sharedAudience, the gateway). */
+export function audienceFits(tokenAudiences: readonly string[], resource: string, a: Audiences): boolean {
+  for (const raw of tokenAudiences) {
+    const aud = raw.length > 1 && raw.endsWith('/') ? raw.replace(/\/+$/, '') : raw;
+    for (const b of a.bases) if (aud === `${b}${resource}`) return true;
+    if (a.sharedAudience && (a.gateway.has(raw) || a.gateway.has(aud))) return true;
   }
-  return `${base}${METADATA_PATH}`;
+  return false;
+}
+
+/** The RFC 9728 metadata URL of a resource (built from config, never from the request). */
+export function metadataUrl(base: string, resource: string): string {
+  return `${base}${METADATA_PATH}${resource}`;
 }

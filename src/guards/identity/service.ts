@@ -10,7 +10,7 @@ import type { Guard } from '../../core/pipeline.ts';
 import type { GuardServices } from '../../core/pipeline.ts';
 import type { AdminExtension } from '../../server/admin.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { configuredTrustDomains, devEnabled, gatewayAudiences } from './config.ts';
+import { configuredTrustDomains, devEnabled, gatewayAudiences, listenerOf } from './config.ts';
 import { loadOrCreateDevAuthority } from './dev.ts';
 import { IdentityGuard, TokenAuthority } from './guard.ts';
 import type { Issuer } from './issuers/issuer.ts';
@@ -18,7 +18,8 @@ import { KubernetesIssuer, createKubernetesSource } from './issuers/kubernetes.t
 import { OidcIssuer, createOidcSource } from './issuers/oidc.ts';
 import { SpiffeTrustDomain, createTrustDomainSource, type SourceContext } from './issuers/spiffe.ts';
 import { protectedResourceMetadata, type MetadataView } from './metadata.ts';
-import { compileRoutePolicy, resourceBase, type RoutePolicy } from './policy.ts';
+import { compileRoutePolicy, resourceBases, type RoutePolicy } from './policy.ts';
+import { routeResources } from './resources.ts';
 import { StaticKeySource, type KeySource } from './sources/source.ts';
 import { WorkloadBundleHub } from './sources/workload.ts';
 import { WorkloadSvidCredentials } from './upstream-identity.ts';
@@ -45,6 +46,8 @@ export class IdentityService implements GuardServices {
   private hub: WorkloadBundleHub | undefined;
   private workloadSocket: string | undefined;
   private renewAt = 0.5;
+  /** Where the listener actually is (known once it listens): the default audience follows it. */
+  private bound: { host: string; port: number } | undefined;
 
   private constructor(log: Logger) {
     this.log = log;
@@ -63,6 +66,24 @@ export class IdentityService implements GuardServices {
     return service;
   }
 
+  /**
+   * The address the public listener is bound to (PORT/HOST overrides and ephemeral ports included). The gateway's
+   * default audience and resource URIs follow it; the next `guardsFor` uses it.
+   */
+  setListenerAddress(address: { host: string; port: number }): void {
+    this.bound = address;
+  }
+
+  /** The gateway's audiences in force (tests mint tokens for them). */
+  get audiences(): readonly string[] {
+    return this.compiled?.audiences ?? [];
+  }
+
+  /** The canonical URI of a resource path (`/mcp`, `/mcp/<server>`) in force. */
+  resourceUri(path: string): string {
+    return `${this.compiled?.authority.base ?? ''}${path}`;
+  }
+
   /** The token authority in force (tests and benchmarks look inside). */
   get authority(): TokenAuthority | undefined {
     return this.compiled?.authority;
@@ -72,23 +93,22 @@ export class IdentityService implements GuardServices {
     const compiled = this.compile(snapshot);
     const base = compiled.authority.base;
     const policies = new Map<string, RoutePolicy>();
+    const resources = routeResources(snapshot);
+    const byResource = new Map<string, RoutePolicy>();
     for (const [name, spec] of snapshot.routeSpecs) {
-      policies.set(name, compileRoutePolicy(name, spec, snapshot.gateway.identity, compiled.trustDomains, compiled.audiences, base));
+      const policy = compileRoutePolicy(name, spec, snapshot.gateway.identity, compiled.trustDomains, resources.get(name) ?? []);
+      policies.set(name, policy);
+      for (const r of policy.resources) if (!byResource.has(r)) byResource.set(r, policy);
     }
-    this.view = {
-      base,
-      lookup: (path) => {
-        const match = snapshot.routes.match(path, {});
-        return match ? policies.get(match.rule.route.name) : undefined;
-      },
-    };
+    this.view = { base, lookup: (path) => byResource.get(path) };
     return [new IdentityGuard(compiled.authority, policies)];
   }
 
   /** Builds (or keeps) the authority for a snapshot's identity section. */
   private compile(snapshot: ConfigSnapshot): Compiled {
     const identity = snapshot.gateway.identity;
-    const audiences = gatewayAudiences(identity, snapshot.gateway.listener);
+    const listener = listenerOf(snapshot.gateway.listener);
+    const audiences = gatewayAudiences(identity, this.bound ? { ...listener, ...this.bound } : listener);
     const key = createHash('sha256').update(JSON.stringify([identity, audiences, snapshot.dataDir, snapshot.dir])).digest('base64url');
     if (this.compiled?.key === key) return this.compiled;
 
@@ -119,7 +139,7 @@ export class IdentityService implements GuardServices {
     const trustDomains = new Map<string, Issuer>();
     const byIss = new Map<string, Issuer>();
     for (const td of identity.trustDomains) {
-      trustDomains.set(td.name, new SpiffeTrustDomain(td.name, reuse(createTrustDomainSource(td, ctx))));
+      trustDomains.set(td.name, new SpiffeTrustDomain(td.name, reuse(createTrustDomainSource(td, ctx)), td.allowMissingKid));
     }
     if (devEnabled(identity) && !trustDomains.has(identity.dev.trustDomain)) {
       const dev = loadOrCreateDevAuthority(snapshot.dataDir, identity.dev.trustDomain);
@@ -141,7 +161,8 @@ export class IdentityService implements GuardServices {
       maxTokenBytes: identity.maxTokenBytes,
       clockSkewSeconds: identity.clockSkewSeconds,
       cacheEntries: identity.cache.maxEntries,
-      base: resourceBase(audiences),
+      audiences: { bases: resourceBases(audiences), gateway: new Set(audiences), sharedAudience: identity.sharedAudience },
+      negative: identity.negativeCache,
     });
     this.compiled = { key, authority, sources, trustDomains: configuredTrustDomains(identity), audiences };
     this.log.info(

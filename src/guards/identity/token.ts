@@ -5,7 +5,10 @@
  * RS/ES/PS 256/384/512 (so `none` and HS* - algorithm confusion with a public key - never reach a key), `exp`,
  * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf. The issuer is chosen before any key is
  * touched: by `iss` for configured OIDC/Kubernetes issuers, else by the trust domain of the SPIFFE ID in `sub`, and
- * only that issuer's keys are tried (never keys of another trust domain). Signature and claim checks are jose's.
+ * only that issuer's keys are tried (never keys of another trust domain). A token is checked against one key only:
+ * the one its `kid` names; a JWT-SVID without `kid` is refused as go-spiffe does ("token header missing key id"),
+ * unless its trust domain allows it and has a single key; another issuer's token without `kid` is tried only when
+ * exactly one key fits its alg. Signature and claim checks are jose's.
  */
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Principal } from '../../core/call.ts';
@@ -21,9 +24,12 @@ export class AuthFailure extends Error {
   override readonly name = 'AuthFailure';
   /** RFC 6750 error code for WWW-Authenticate. */
   readonly error: 'invalid_token' | 'invalid_request';
-  constructor(reason: string, error: 'invalid_token' | 'invalid_request' = 'invalid_token') {
+  /** The same token may pass in a moment (keys not loaded yet, a kid not fetched yet): not remembered as failed. */
+  readonly transient: boolean;
+  constructor(reason: string, error: 'invalid_token' | 'invalid_request' = 'invalid_token', transient = false) {
     super(reason);
     this.error = error;
+    this.transient = transient;
   }
 }
 
@@ -71,13 +77,20 @@ export async function verifyToken(token: string, issuers: IssuerDirectory, opts:
   if (typ !== undefined && (typeof typ !== 'string' || !issuer.types.has(typ.toLowerCase()))) throw new AuthFailure(`typ ${String(typ)} is not accepted`);
 
   const keys = issuer.source.current;
-  if (!keys) throw new AuthFailure(`no keys for ${describe(issuer)} are available yet`);
-  const candidates = keys.candidates(kid, alg);
+  if (!keys) throw new AuthFailure(`no keys for ${describe(issuer)} are available yet`, 'invalid_token', true);
+  let candidates = keys.candidates(kid, alg);
+  if (kid === undefined) {
+    if (issuer.missingKid === 'refuse') throw new AuthFailure('token header missing key id (kid)');
+    if (issuer.missingKid === 'single' && keys.size !== 1) throw new AuthFailure(`token header missing key id (kid), and ${describe(issuer)} has ${keys.size} keys`);
+    if (candidates.length > 1) throw new AuthFailure(`token header missing key id (kid), and several keys of ${describe(issuer)} fit alg ${alg}`);
+  }
   if (candidates.length === 0) {
     // A provider may have rotated in a key we have not fetched yet (rate-limited by the source).
     if (kid !== undefined) issuer.source.refresh();
-    throw new AuthFailure(kid === undefined ? `no key of ${describe(issuer)} fits alg ${alg}` : `unknown kid for ${describe(issuer)}`);
+    throw new AuthFailure(kid === undefined ? `no key of ${describe(issuer)} fits alg ${alg}` : `unknown kid for ${describe(issuer)}`, 'invalid_token', kid !== undefined);
   }
+  // One key per token: the kid names at most one in a sane bundle; several keys under one kid are not all tried.
+  if (candidates.length > 1) candidates = candidates.slice(0, 1);
 
   let claims: JWTPayload | undefined;
   let used: VerificationKey | undefined;

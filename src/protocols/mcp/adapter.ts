@@ -10,7 +10,9 @@ import { Call, outcomeOf, type Target } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
+import type { VirtualServerSpec } from '../../config/schema.ts';
 import { accepts, readBody, remoteAddress, sendBody } from '../../server/io.ts';
+import type { RevocationSet } from '../../store/revocations.ts';
 import { SseWriter } from '../../server/sse.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { LIST_KEY, fetchListPage, mergeInitialize, type ListMethod } from './federation.ts';
@@ -25,6 +27,7 @@ import {
   type RpcMessage,
   type RpcNotification,
   type RpcRequest,
+  type RpcResponse,
 } from './jsonrpc.ts';
 import { LegacySse } from './legacy-sse.ts';
 import { META_PROTOCOL_VERSION, isModernVersion } from './modern.ts';
@@ -33,8 +36,9 @@ import { FederatedNames, publicUri, resolveUri } from './names.ts';
 import { DownstreamReply } from './reply.ts';
 import { ReplayLog, type ReplayStream } from './replay.ts';
 import { Sealer } from './sealer.ts';
-import { McpSession, SessionStore } from './session.ts';
-import { SessionTokens } from './session-token.ts';
+import { McpSession, type SessionStore } from './session.ts';
+import { SessionAccess } from './session-access.ts';
+import { PrincipalSlots } from './slots.ts';
 import { Stateless } from './stateless.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
@@ -51,18 +55,36 @@ export interface AdapterContext {
   begin(call: Call, meta?: unknown): void;
   /** Starts the upstream span; the trace fields to add to the forwarded `params._meta`, or undefined (tracing off). */
   propagate(call: Call): Readonly<Record<string, string>> | undefined;
+  /** A Call for a raw request, not begun, to authenticate from the headers (CallLifecycle.prepare). */
+  prepare(init: { rule: CompiledRule; operation: string; req: IncomingMessage; resource: string }): Call;
+  /** Records the refusal of a prepared Call whose answer the adapter wrote (CallLifecycle.refused). */
+  refused(call: Call, err: GatewayError, status: number): void;
+  /** Ended sessions (by fingerprint), shared by every replica when Redis is configured. */
+  readonly revocations: RevocationSet;
+}
+
+/**
+ * What a request acts in, as far as its URL says, before the caller is authenticated: the server scope and its
+ * virtual server, and the era. The session itself (continued, or created for a 2026 caller) is resolved from it
+ * only once the call is admitted, so nothing is created or looked up for a caller who is not authenticated.
+ */
+export interface SessionView {
+  readonly scope: string | undefined;
+  readonly virtual: VirtualServerSpec | undefined;
+  readonly modern: boolean;
+  resolve(call: Call): McpSession | GatewayError | Promise<McpSession | GatewayError>;
 }
 
 const LIST_METHODS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 const LIST_TIMEOUT_MS = 30_000;
 
 export class McpAdapter {
-  readonly sessions: SessionStore;
   readonly ctx: AdapterContext;
   readonly upstreams: McpUpstreams;
   private names: FederatedNames;
-  private tokens: SessionTokens;
-  private tokenKeys: string;
+  /** Session-era sessions: continued, bound to their principal, capped, revoked (session-access.ts). */
+  readonly access: SessionAccess;
+  private parkedKeys: string;
   /** Multi round-trip exchanges parked for 2026 clients (see mrtr.ts). */
   private parked: ParkedExchanges;
   /** 2026-07-28 clients: validation, discovery, listen streams and their per-principal upstream state. */
@@ -71,33 +93,38 @@ export class McpAdapter {
   private readonly legacy: LegacySse;
   /** Open server-initiated (GET) streams: ended first at shutdown, since clients simply reconnect elsewhere. */
   private readonly streams = new Set<SseWriter>();
+  /** Long-lived streams per principal (legacy SSE channels, subscriptions/listen): mcp.limits.streamsPerPrincipal. */
+  readonly streamSlots = new PrincipalSlots();
 
   constructor(ctx: AdapterContext, upstreams: McpUpstreams) {
     this.ctx = ctx;
     this.upstreams = upstreams;
     const snapshot = ctx.state().snapshot;
-    this.sessions = new SessionStore(() => ctx.state().snapshot.gateway.mcp.sessionIdleMs);
-    this.names = new FederatedNames(snapshot.gateway.mcp.separator);
-    this.tokenKeys = keysFingerprint(snapshot.mcpSessionKeys);
-    this.tokens = new SessionTokens(snapshot.mcpSessionKeys);
+    this.names = new FederatedNames(snapshot.gateway.mcp.separator, () => ctx.state().snapshot.gateway.mcp.limits.aliasesPerServer);
+    this.access = new SessionAccess({ log: ctx.log, state: ctx.state, upstreams, revocations: ctx.revocations, prepare: (s, r, st) => this.prepare(s, r, st) });
+    this.parkedKeys = keysFingerprint(snapshot.mcpSessionKeys);
     this.parked = new ParkedExchanges(new Sealer('mcp-request-state', snapshot.mcpSessionKeys));
     this.stateless = new Stateless(this);
     this.legacy = new LegacySse(this);
-    if (this.tokens.ephemeral) ctx.log.info('no mcp.sessionKeys configured: session ids are sealed with a per-process key (one replica)');
+    if (this.access.ephemeral) ctx.log.info('no mcp.sessionKeys configured: session ids are sealed with a per-process key (one replica)');
   }
 
   /** Called when a new config snapshot is in force. */
   reconfigure(): void {
     const snapshot = this.ctx.state().snapshot;
     const sep = snapshot.gateway.mcp.separator;
-    if (sep !== this.names.separator) this.names = new FederatedNames(sep);
+    if (sep !== this.names.separator) this.names = new FederatedNames(sep, () => this.ctx.state().snapshot.gateway.mcp.limits.aliasesPerServer);
+    this.access.reconfigure(snapshot.mcpSessionKeys);
     const keys = keysFingerprint(snapshot.mcpSessionKeys);
-    if (keys !== this.tokenKeys) {
-      // Sessions in memory go on; ids sealed with a removed key no longer open on a replica that has not seen them.
-      this.tokenKeys = keys;
-      this.tokens = new SessionTokens(snapshot.mcpSessionKeys);
+    if (keys !== this.parkedKeys) {
+      this.parkedKeys = keys;
       this.parked = new ParkedExchanges(new Sealer('mcp-request-state', snapshot.mcpSessionKeys));
     }
+  }
+
+  /** The session-era sessions of this replica. */
+  get sessions(): SessionStore {
+    return this.access.sessions;
   }
 
   get federatedNames(): FederatedNames {
@@ -118,40 +145,50 @@ export class McpAdapter {
         rest = rest.slice(0, rest.length - lsse.path.length - 8);
       }
     }
-    let scope: string | undefined;
-    if (rest !== '') {
-      const name = rest.slice(1);
-      if (!rule.backends.some((b) => b.name === name) && !virtualServerOf(rule, name)) {
-        req.resume();
-        return writeError(res, null, new GatewayError(Errors.MCP_UNKNOWN_SERVER, `No MCP server named "${name}" at ${rule.mount}`));
-      }
-      scope = name;
-    }
+    const name = rest === '' ? undefined : rest.slice(1);
+    const known = name !== undefined && (rule.backends.some((b) => b.name === name) || virtualServerOf(rule, name) !== undefined);
+    // The protected resource (RFC 8707) the request is for: the mount, or one server of it.
+    const resource = known ? `${rule.mount}/${name}` : rule.mount;
+    const pre = this.ctx.prepare({ rule, operation: preOperation(req.method, legacy), req, resource });
     const origin = req.headers.origin;
     if (origin !== undefined) {
       const allowed = state.snapshot.gateway.http.allowedOrigins;
       if (!allowed.includes(origin) && !allowed.includes('*') && !sameLoopbackOrigin(origin, req.headers.host)) {
-        req.resume();
-        return writeError(res, null, new GatewayError(Errors.ORIGIN_FORBIDDEN, `Origin ${origin} is not allowed`));
+        return this.reject(pre, req, res, new GatewayError(Errors.ORIGIN_FORBIDDEN, `Origin ${origin} is not allowed`));
       }
     }
-    if (legacy !== undefined) {
-      this.legacy.handle(req, res, rule, scope, legacy, state).catch((err: unknown) => this.crash(res, err));
-      return;
+    // Who is calling, from the headers alone: before a body is read, a session looked up or anything created.
+    let auth: void | Promise<void>;
+    try {
+      auth = state.pipeline.authenticate(pre);
+    } catch (err) {
+      return this.reject(pre, req, res, toGatewayError(err));
     }
-    switch (req.method) {
-      case 'POST':
-        this.post(req, res, rule, scope, state).catch((err: unknown) => this.crash(res, err));
+    const next = (): void => {
+      if (name !== undefined && !known) {
+        return this.reject(pre, req, res, new GatewayError(Errors.MCP_UNKNOWN_SERVER, `No MCP server named "${name}" at ${rule.mount}`));
+      }
+      const scope = known ? name : undefined;
+      if (legacy !== undefined) {
+        this.legacy.handle(req, res, rule, scope, legacy, state, pre).catch((err: unknown) => this.crash(res, err));
         return;
-      case 'GET':
-        this.get(req, res, rule, scope, state).catch((err: unknown) => this.crash(res, err));
-        return;
-      case 'DELETE':
-        this.delete(req, res, rule, scope, state).catch((err: unknown) => this.crash(res, err));
-        return;
-      default:
-        return writeError(res, null, new GatewayError(Errors.METHOD_NOT_ALLOWED), { allow: 'GET, POST, DELETE' });
-    }
+      }
+      switch (req.method) {
+        case 'POST':
+          this.post(req, res, rule, scope, state, pre).catch((err: unknown) => this.crash(res, err));
+          return;
+        case 'GET':
+          this.get(req, res, rule, scope, state, pre).catch((err: unknown) => this.crash(res, err));
+          return;
+        case 'DELETE':
+          this.delete(req, res, rule, scope, state).catch((err: unknown) => this.crash(res, err));
+          return;
+        default:
+          return this.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED), null, { allow: 'GET, POST, DELETE' });
+      }
+    };
+    if (auth === undefined) return next();
+    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
   }
 
   crash(res: ServerResponse, err: unknown): void {
@@ -159,7 +196,18 @@ export class McpAdapter {
     writeError(res, null, toGatewayError(err));
   }
 
-  newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, session: McpSession | undefined, meta?: unknown): Call {
+  /**
+   * Refuses a request before its Call exists (`pre`, from handle): recorded like a call (audit, metrics, log) with
+   * the reason's code, answered in JSON-RPC. A body not read yet is never buffered or parsed, only drained (closing
+   * at once would risk a reset that loses the answer; the server's request timeout bounds a body that never ends).
+   */
+  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError, id: RpcId | null = null, extra?: OutgoingHttpHeaders, modern = false): void {
+    this.ctx.refused(pre, err, statusOf(err, id, modern));
+    if (!req.complete) req.resume();
+    writeError(res, id, err, extra, modern);
+  }
+
+  newCall(req: IncomingMessage, rule: CompiledRule, operation: string, rpcId: RpcId | undefined, meta?: unknown): Call {
     const call = new Call({
       id: randomUUID(),
       protocol: 'mcp',
@@ -167,25 +215,37 @@ export class McpAdapter {
       route: rule.route,
       request: { method: req.method ?? 'POST', path: req.url ?? '', headers: req.headers, remoteAddress: remoteAddress(req) },
       rpcId,
-      sessionId: session?.id,
     });
     this.ctx.begin(call, meta);
     return call;
   }
 
   /** Runs the pipeline; on refusal answers the caller, finishes the call and returns false. */
-  async admit(call: Call, res: ServerResponse, id: RpcId | null, session: McpSession | undefined, state: GatewayState): Promise<boolean> {
+  async admit(call: Call, res: ServerResponse, id: RpcId | null, modern: boolean, state: GatewayState): Promise<boolean> {
     try {
       const pending = state.pipeline.admit(call);
       if (pending) await pending;
-      // Sessions are bound to the identity that created them: another identity never sees it exists.
-      // (Stateless groups bind per principal after admission instead.)
-      if (session && session.children === undefined && session.principal !== call.principal?.id) throw new GatewayError(Errors.SESSION_IDENTITY_MISMATCH);
       return true;
     } catch (err) {
-      this.refuse(call, res, id, toGatewayError(err), session?.modern === true);
+      this.refuse(call, res, id, toGatewayError(err), modern);
       return false;
     }
+  }
+
+  /**
+   * Admits the call, then resolves the session it acts in (continued, or created for a 2026 caller): only now, for
+   * an authenticated caller. On refusal answers, finishes the call and returns undefined.
+   */
+  async enter(call: Call, res: ServerResponse, id: RpcId | null, view: SessionView, state: GatewayState): Promise<McpSession | undefined> {
+    if (!(await this.admit(call, res, id, view.modern, state))) return undefined;
+    let session = view.resolve(call);
+    if (session instanceof Promise) session = await session;
+    if (session instanceof GatewayError) {
+      this.refuse(call, res, id, session, view.modern);
+      return undefined;
+    }
+    if (session.fingerprint !== '') call.sessionId = session.fingerprint;
+    return session;
   }
 
   refuse(call: Call, res: ServerResponse, id: RpcId | null, err: GatewayError, modern = false): void {
@@ -198,102 +258,95 @@ export class McpAdapter {
 
   // ---- POST -------------------------------------------------------------------------------------------------
 
-  private async post(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
+  private async post(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, pre: Call): Promise<void> {
     const accept = req.headers.accept;
     if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) {
-      req.resume();
-      return writeError(res, null, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include application/json and text/event-stream'));
+      return this.reject(pre, req, res, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include application/json and text/event-stream'));
     }
     const type = req.headers['content-type'];
     if (type === undefined || !type.startsWith('application/json')) {
-      req.resume();
-      return writeError(res, null, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE));
+      return this.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE));
     }
     let body: Buffer;
     try {
       body = await readBody(req, rule.maxBodyBytes);
     } catch (err) {
-      return writeError(res, null, toGatewayError(err));
+      return this.reject(pre, req, res, toGatewayError(err));
     }
     let value: unknown;
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch {
-      return writeError(res, null, new GatewayError(Errors.PARSE_ERROR));
+      return this.reject(pre, req, res, new GatewayError(Errors.PARSE_ERROR));
     }
     let message: RpcMessage;
     try {
       message = classify(value);
     } catch (err) {
-      return writeError(res, salvageId(value), toGatewayError(err));
+      return this.reject(pre, req, res, toGatewayError(err), salvageId(value));
     }
-    return this.dispatch(req, res, rule, scope, state, message, body);
+    return this.dispatch(req, res, rule, scope, state, message, body, pre);
   }
 
-  /** Routes one validated JSON-RPC message (from a Streamable HTTP POST or the legacy SSE transport). */
-  dispatch(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, body: Buffer): void | Promise<void> {
+  /**
+   * Routes one validated JSON-RPC message (from a Streamable HTTP POST or the legacy SSE transport) of an
+   * authenticated caller; `pre` records refusals decided before the message's own Call exists.
+   */
+  dispatch(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, body: Buffer, pre: Call): void | Promise<void> {
+    const id = message.kind === 'request' ? message.msg.id : null;
     if (message.kind !== 'response') {
       // Body-primary era classification (2026-07-28): a request carrying the _meta envelope claim is stateless.
       const meta = message.msg.params?._meta as Record<string, unknown> | undefined;
       if (meta !== undefined && meta !== null && typeof meta === 'object' && META_PROTOCOL_VERSION in meta) {
-        return this.stateless.handle(req, res, rule, scope, state, message, body);
+        return this.stateless.handle(req, res, rule, scope, state, message, body, pre);
       }
       const hv = req.headers['mcp-protocol-version'];
       if (typeof hv === 'string' && isModernVersion(hv.trim())) {
-        return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: the MCP-Protocol-Version header names ${hv.trim()}, but the request has no per-request _meta envelope`));
+        return this.reject(pre, req, res, new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: the MCP-Protocol-Version header names ${hv.trim()}, but the request has no per-request _meta envelope`), id);
       }
     }
     if (message.kind === 'request' && message.msg.method === 'initialize') {
       return this.initialize(req, res, rule, scope, message.msg, state);
     }
-    const sid = req.headers['mcp-session-id'];
-    if (typeof sid !== 'string' || sid === '') {
-      return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_SESSION_REQUIRED));
-    }
-    const session = this.sessionById(sid, rule, scope);
-    if (session instanceof GatewayError) return writeError(res, message.kind === 'request' ? message.msg.id : null, session);
     const version = req.headers['mcp-protocol-version'] ?? DEFAULT_HEADER_VERSION;
     if (typeof version !== 'string' || !isSupportedVersion(version)) {
-      return writeError(res, message.kind === 'request' ? message.msg.id : null, new GatewayError(Errors.MCP_UNSUPPORTED_PROTOCOL_VERSION, `Bad Request: Unsupported protocol version: ${String(version)}`));
+      return this.reject(pre, req, res, new GatewayError(Errors.MCP_UNSUPPORTED_PROTOCOL_VERSION, `Bad Request: Unsupported protocol version: ${String(version)}`), id);
     }
+    const view = this.sessionView(req.headers['mcp-session-id'], rule, scope);
+    if (message.kind === 'request') return this.request(req, res, rule, view, message.msg, body, state);
+    if (message.kind === 'notification') return this.notification(req, res, rule, view, message.msg, state);
+    return this.response(req, res, rule, view, message.msg, body, state);
+  }
 
-    if (message.kind === 'request') return this.request(req, res, rule, session, message.msg, body, state);
-    if (message.kind === 'notification') return this.notification(req, res, rule, session, message.msg, state);
-    // The client's answer to a server-to-client request relayed through this session.
-    session.serverRequests.inbound(message.msg.id, body.toString('utf8'));
-    res.writeHead(202).end();
+  /** The session-era view of a request: its session is the one its Mcp-Session-Id names, for the admitted principal. */
+  private sessionView(sid: unknown, rule: CompiledRule, scope: string | undefined): SessionView {
+    return {
+      scope,
+      virtual: scope === undefined ? undefined : virtualServerOf(rule, scope),
+      modern: false,
+      resolve: (call) => this.access.resolve(sid, rule, scope, call.principal?.id),
+    };
   }
 
   /**
-   * The session an id names: this replica's, or rebuilt from the sealed id when another replica minted it. Errors:
-   * unknown/forged/ended ids and ids of another route or scope are all "not found" (404: the client re-initializes).
+   * The client's answer to a server-to-client request relayed through its session: a call like any other (admitted,
+   * from the session's own principal), delivered only to a request that session is waiting on.
    */
-  sessionById(sid: string, rule: CompiledRule, scope: string | undefined): McpSession | GatewayError {
-    let session = this.sessions.get(sid);
-    if (!session) {
-      const restored = this.tokens.restore(sid, this.upstreams, this.ctx.log);
-      if ('error' in restored) {
-        return new GatewayError(restored.error === 'expired' ? Errors.MCP_SESSION_EXPIRED : Errors.MCP_SESSION_NOT_FOUND);
-      }
-      session = restored.session;
-      if (session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) return new GatewayError(Errors.MCP_SESSION_NOT_FOUND);
-      this.prepare(session, rule, this.ctx.state());
-      this.sessions.add(session);
-      this.ctx.log.info({ session: sid.slice(0, 12), route: session.route }, 'session continued from its sealed id');
-    }
-    if (session.route !== rule.route.name || session.mount !== rule.mount || session.scope !== scope) return new GatewayError(Errors.MCP_SESSION_NOT_FOUND);
-    if (session.expiresAt < Date.now()) {
-      this.sessions.delete(session.id);
-      return new GatewayError(Errors.MCP_SESSION_EXPIRED);
-    }
-    return session;
+  private async response(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcResponse, body: Buffer, state: GatewayState): Promise<void> {
+    const call = this.newCall(req, rule, 'mcp/response', undefined);
+    const session = await this.enter(call, res, null, view, state);
+    if (!session) return;
+    if (!session.serverRequests.inbound(msg.id, body.toString('utf8'))) return this.refuse(call, res, null, new GatewayError(Errors.MCP_UNKNOWN_RESPONSE));
+    call.status = 202;
+    res.writeHead(202).end();
+    this.ctx.finish(call);
   }
 
   /** Per-snapshot settings a session needs (virtual server spec, replay log). */
   prepare(session: McpSession, rule: CompiledRule, state: GatewayState): void {
     session.virtual = session.scope === undefined ? undefined : virtualServerOf(rule, session.scope);
     const replay = state.snapshot.gateway.mcp.replay;
-    if (replay.events > 0 && !session.modern) session.replay ??= new ReplayLog(replay.events, replay.ttlMs);
+    if (replay.events > 0 && !session.modern) session.replay ??= new ReplayLog(replay.events, replay.ttlMs, replay.maxBytes);
   }
 
   private async initialize(
@@ -304,14 +357,17 @@ export class McpAdapter {
     msg: RpcRequest,
     state: GatewayState,
   ): Promise<void> {
-    const call = this.newCall(req, rule, 'initialize', msg.id, undefined, msg.params?._meta);
+    const call = this.newCall(req, rule, 'initialize', msg.id, msg.params?._meta);
     call.target = scope ? { kind: 'server', name: scope, server: scope } : undefined;
     const p = msg.params ?? {};
     const info = p.clientInfo as Record<string, unknown> | undefined;
     if (typeof p.protocolVersion !== 'string' || typeof p.capabilities !== 'object' || p.capabilities === null || typeof info?.name !== 'string') {
       return this.refuse(call, res, msg.id, new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: initialize needs protocolVersion, capabilities and clientInfo'));
     }
-    if (!(await this.admit(call, res, msg.id, undefined, state))) return;
+    if (!(await this.admit(call, res, msg.id, false, state))) return;
+    // A principal holds at most mcp.limits.sessionsPerPrincipal sessions here: the newcomer is refused.
+    const release = this.access.reserve(call.principal?.id);
+    if (release instanceof GatewayError) return this.refuse(call, res, msg.id, release);
     const protocolVersion = negotiateVersion(p.protocolVersion);
     const hello: ClientHello = {
       protocolVersion,
@@ -327,6 +383,7 @@ export class McpAdapter {
       principal: call.principal?.id,
       registry: this.upstreams,
       log: this.ctx.log,
+      maxPendingServerRequests: state.snapshot.gateway.mcp.limits.pendingServerRequests,
     });
     this.prepare(session, rule, state);
     const backends = this.scopeOf(session, rule);
@@ -339,6 +396,7 @@ export class McpAdapter {
     } else if (scope) {
       const up = live[0]?.[1];
       if (!up) {
+        release();
         void session.close();
         return this.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${scope} is unavailable`, { data: { upstream: scope } }));
       }
@@ -346,40 +404,32 @@ export class McpAdapter {
     } else {
       result = mergeInitialize(protocolVersion, live.map(([b, s]) => [b, s.init] as const));
     }
-    session.id = this.tokens.mint(session, state.snapshot.gateway.mcp.sessionTtlMs);
-    call.sessionId = session.id;
-    this.sessions.add(session);
+    this.access.add(session, state.snapshot.gateway.mcp.sessionTtlMs, release);
+    call.sessionId = session.fingerprint;
     call.status = 200;
     sendBody(res, 200, 'application/json', resultResponse(msg.id, result), { 'mcp-session-id': session.id });
     this.ctx.finish(call);
   }
 
-  async request(
-    req: IncomingMessage,
-    res: ServerResponse,
-    rule: CompiledRule,
-    group: McpSession,
-    msg: RpcRequest,
-    raw: Buffer,
-    state: GatewayState,
-  ): Promise<void> {
+  async request(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
     const method = msg.method;
-    const call = this.newCall(req, rule, method, msg.id, group, msg.params?._meta);
-    const namespaced = group.scope === undefined;
+    const call = this.newCall(req, rule, method, msg.id, msg.params?._meta);
+    const namespaced = view.scope === undefined;
     const params = msg.params ?? {};
-    const modern = group.modern;
+    const modern = view.modern;
 
     if (method === 'ping') {
-      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      if (!(await this.enter(call, res, msg.id, view, state))) return;
       return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
     }
     if (LIST_METHODS.has(method)) {
-      if (!(await this.admit(call, res, msg.id, group, state))) return;
-      return this.list(call, res, rule, group.bind(call.principal?.id), msg, raw, state);
+      const session = await this.enter(call, res, msg.id, view, state);
+      if (!session) return;
+      return this.list(call, res, rule, session, msg, raw, state);
     }
     if (method === 'logging/setLevel') {
-      if (!(await this.admit(call, res, msg.id, group, state))) return;
-      const session = group.bind(call.principal?.id);
+      const session = await this.enter(call, res, msg.id, view, state);
+      if (!session) return;
       const ups = await Promise.all(this.scopeOf(session, rule).map((b) => session.upstream(b)));
       await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
       return this.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
@@ -390,7 +440,7 @@ export class McpAdapter {
     let upstreamParams: Record<string, unknown> | undefined;
     let rewriteUris = false;
     try {
-      const routed = this.route(method, params, group, rule);
+      const routed = this.route(method, params, view, rule);
       target = routed.target;
       upstreamParams = routed.params;
       rewriteUris = routed.rewriteUris;
@@ -398,14 +448,14 @@ export class McpAdapter {
       // Authenticate (and authorize on the name asked for) before saying a target does not exist, so a caller
       // without credentials learns nothing about what exists, and the audit record names who asked.
       call.target = requestedTarget(method, params);
-      if (!(await this.admit(call, res, msg.id, group, state))) return;
+      if (!(await this.enter(call, res, msg.id, view, state))) return;
       return this.refuse(call, res, msg.id, toGatewayError(err), modern);
     }
     call.target = target;
     call.upstream = target.server;
     if (method === 'tools/call' || method === 'prompts/get') call.args = params.arguments;
-    if (!(await this.admit(call, res, msg.id, group, state))) return;
-    const session = group.bind(call.principal?.id);
+    const session = await this.enter(call, res, msg.id, view, state);
+    if (!session) return;
 
     if (modern && ParkedExchanges.isOurs(params.requestState)) return this.resumeParked(call, res, session, msg, target, state);
     const up = await session.upstream(target.server!);
@@ -426,11 +476,11 @@ export class McpAdapter {
   private route(
     method: string,
     params: Record<string, unknown>,
-    session: McpSession,
+    view: SessionView,
     rule: CompiledRule,
   ): { target: Target; params: Record<string, unknown> | undefined; rewriteUris: boolean } {
-    const single = session.scope;
-    const virtual = session.virtual;
+    const single = view.scope;
+    const virtual = view.virtual;
     const owns = (server: string): boolean => (single !== undefined ? server === single : rule.backends.some((b) => b.name === server));
     const byName = (name: unknown, kind: 'tool' | 'prompt', unknownErr: typeof Errors.MCP_UNKNOWN_TOOL): [Target, string] => {
       if (typeof name !== 'string' || name === '') throw new GatewayError(Errors.INVALID_PARAMS, `Invalid params: ${kind} name must be a non-empty string`);
@@ -651,14 +701,20 @@ export class McpAdapter {
       up.respond?.(resultResponse(upstreamId, {}));
       return undefined;
     }
-    const x: ParkedExchange = resumed ?? this.parked.create(up);
+    const principal = call.principal?.id;
+    const x = resumed ?? this.parked.create(up, principal, this.ctx.state().snapshot.gateway.mcp.limits.parkedPerPrincipal);
+    if (x === undefined) {
+      // At the cap of parked exchanges: this request is refused, the caller's other exchanges are untouched.
+      up.respond?.(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, 'Too many requests are waiting for this client\'s input')));
+      return undefined;
+    }
     const key = x.ask(upstreamId);
     // The first park keeps the upstream request's handle (to cancel it if the client never comes back).
     x.handle ??= session.inflight.get(reply.id);
     const inputRequests = { [key]: { method: parsed.method, ...(parsed.params !== undefined && { params: parsed.params }) } };
     const name = call.target?.name;
-    const requestState = this.parked.state(x, call.principal?.id, call.operation, name);
-    this.parked.keep(x);
+    const requestState = this.parked.state(x, principal, call.operation, name);
+    if (resumed) this.parked.keep(x, principal);
     x.park();
     reply.redirect = x;
     session.inflight.delete(reply.id);
@@ -706,9 +762,10 @@ export class McpAdapter {
     x.attach(reply);
   }
 
-  private async notification(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcNotification, state: GatewayState): Promise<void> {
-    const call = this.newCall(req, rule, msg.method, undefined, session, msg.params?._meta);
-    if (!(await this.admit(call, res, null, session, state))) return;
+  private async notification(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcNotification, state: GatewayState): Promise<void> {
+    const call = this.newCall(req, rule, msg.method, undefined, msg.params?._meta);
+    const session = await this.enter(call, res, null, view, state);
+    if (!session) return;
     switch (msg.method) {
       case 'notifications/cancelled': {
         const requestId = msg.params?.requestId as RpcId | undefined;
@@ -731,14 +788,13 @@ export class McpAdapter {
 
   // ---- GET: the server-initiated stream -----------------------------------------------------------------------
 
-  private async get(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
+  private async get(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, pre: Call): Promise<void> {
     if (!accepts(req.headers.accept, 'text/event-stream')) {
-      return writeError(res, null, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include text/event-stream'));
+      return this.reject(pre, req, res, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include text/event-stream'));
     }
-    const session = this.sessionFor(req, res, rule, scope);
+    const call = this.newCall(req, rule, 'mcp/stream', undefined);
+    const session = await this.enter(call, res, null, this.sessionView(req.headers['mcp-session-id'], rule, scope), state);
     if (!session) return;
-    const call = this.newCall(req, rule, 'mcp/stream', undefined, session);
-    if (!(await this.admit(call, res, null, session, state))) return;
     const lastEventId = req.headers['last-event-id'];
     if (typeof lastEventId === 'string' && lastEventId !== '') {
       // Resumability: replay the broken stream (a request's stream or the server stream) after that event.
@@ -819,29 +875,19 @@ export class McpAdapter {
     for (const u of session.unlisten.splice(0)) u();
   }
 
-  private sessionFor(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined): McpSession | undefined {
-    const sid = req.headers['mcp-session-id'];
-    if (typeof sid !== 'string' || sid === '') {
-      writeError(res, null, new GatewayError(Errors.MCP_SESSION_REQUIRED));
-      return undefined;
-    }
-    const session = this.sessionById(sid, rule, scope);
-    if (session instanceof GatewayError) {
-      writeError(res, null, session);
-      return undefined;
-    }
-    return session;
-  }
-
   // ---- DELETE -------------------------------------------------------------------------------------------------
 
   private async delete(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
-    const session = this.sessionFor(req, res, rule, scope);
+    const call = this.newCall(req, rule, 'mcp/delete', undefined);
+    const session = await this.enter(call, res, null, this.sessionView(req.headers['mcp-session-id'], rule, scope), state);
     if (!session) return;
-    const call = this.newCall(req, rule, 'mcp/delete', undefined, session);
-    if (!(await this.admit(call, res, null, session, state))) return;
-    this.tokens.end(session);
-    this.sessions.delete(session.id);
+    try {
+      await this.access.end(session);
+    } catch (err) {
+      // Ended here, but other replicas could not be told: say so rather than pretend it ended everywhere.
+      this.ctx.log.error({ session: session.fingerprint, err: (err as Error).message }, 'session ended here but its revocation could not be shared');
+      return this.refuse(call, res, null, new GatewayError(Errors.STORE_UNAVAILABLE, 'The session ended on this replica, but its revocation could not be recorded for the others; retry the DELETE'));
+    }
     call.status = 200;
     res.writeHead(200).end();
     this.ctx.finish(call);
@@ -856,7 +902,7 @@ export class McpAdapter {
     this.endStreams();
     this.stateless.close();
     this.legacy.close();
-    await this.sessions.closeAll();
+    await this.access.close();
   }
 }
 
@@ -873,7 +919,7 @@ function relayServerRequest(session: McpSession, up: UpstreamSession, message: s
   return mapped;
 }
 
-function virtualServerOf(rule: CompiledRule, name: string): import('../../config/schema.ts').VirtualServerSpec | undefined {
+function virtualServerOf(rule: CompiledRule, name: string): VirtualServerSpec | undefined {
   return rule.route.spec.mcp?.virtualServers.find((v) => v.name === name);
 }
 
@@ -890,6 +936,22 @@ function sameLoopbackOrigin(origin: string, host: string | undefined): boolean {
 
 function keysFingerprint(keys: readonly { id: string; secret: string }[]): string {
   return keys.map((k) => `${k.id}:${k.secret}`).join('|');
+}
+
+/** The operation a refusal before the message's own Call is recorded under (the HTTP exchange it refused). */
+function preOperation(method: string | undefined, legacy: 'stream' | 'message' | undefined): string {
+  if (legacy === 'stream') return 'mcp/legacy-stream';
+  if (legacy === 'message') return 'mcp/legacy-message';
+  switch (method) {
+    case 'POST':
+      return 'mcp/post';
+    case 'GET':
+      return 'mcp/get';
+    case 'DELETE':
+      return 'mcp/delete';
+    default:
+      return 'mcp/other';
+  }
 }
 
 /** HTTP status of an error answer. 2026-07-28: an unknown method is 404 even though it answers a request. */

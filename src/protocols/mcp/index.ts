@@ -5,6 +5,7 @@
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { GatewayError } from '../../core/errors.ts';
 import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from '../../gateway/adapter.ts';
+import { RevocationSet } from '../../store/revocations.ts';
 import { McpAdapter, writeError } from './adapter.ts';
 import { McpUpstreams } from './upstream/registry.ts';
 
@@ -12,10 +13,13 @@ export class McpProtocol implements ProtocolAdapter {
   readonly protocols = ['mcp'] as const;
   readonly upstreamSet: McpUpstreams;
   readonly adapter: McpAdapter;
+  /** Ended sessions, by fingerprint: in Redis when the gateway has a store (every replica refuses them), else here. */
+  readonly revocations: RevocationSet;
 
   constructor(ctx: AdapterContext) {
     this.upstreamSet = new McpUpstreams(ctx.log, ctx.credentials);
     this.upstreamSet.sync(ctx.state().snapshot);
+    this.revocations = new RevocationSet('mcp:session', ctx.log, ctx.store);
     const calls = ctx.calls;
     this.adapter = new McpAdapter(
       {
@@ -24,6 +28,9 @@ export class McpProtocol implements ProtocolAdapter {
         finish: (call) => calls.finish(call),
         begin: (call, meta) => calls.begin(call, meta),
         propagate: (call) => calls.propagate(call),
+        prepare: (init) => calls.prepare({ protocol: 'mcp', ...init }),
+        refused: (call, err, status) => calls.refused(call, err, status),
+        revocations: this.revocations,
       },
       this.upstreamSet,
     );
@@ -42,7 +49,8 @@ export class McpProtocol implements ProtocolAdapter {
   }
 
   sessions(): number {
-    return this.adapter.sessions.size;
+    // Session-era sessions and 2026 stateless contexts: what callers hold open here.
+    return this.adapter.sessions.size + this.adapter.stateless.size;
   }
 
   reconfigure(snapshot: ConfigSnapshot): void {
@@ -57,6 +65,7 @@ export class McpProtocol implements ProtocolAdapter {
   async close(): Promise<void> {
     await this.adapter.close();
     await this.upstreamSet.close();
+    await this.revocations.close();
   }
 }
 

@@ -15,6 +15,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { RpcId, RpcRequest } from './jsonrpc.ts';
 import type { Sealer } from './sealer.ts';
 import type { ServerRequests } from './server-requests.ts';
+import { PrincipalSlots } from './slots.ts';
 import type { InflightHandle, ReplySink, UpstreamSession } from './upstream/types.ts';
 
 /** Marks a requestState the gateway issued (any other value belongs to an upstream and is passed on). */
@@ -104,6 +105,9 @@ export class ParkedExchange implements ReplySink {
 export class ParkedExchanges {
   private readonly sealer: Sealer;
   private readonly parked = new Map<string, ParkedExchange>();
+  /** Exchanges parked per principal (mcp.limits.parkedPerPrincipal), and the slot each holds while parked. */
+  private readonly slots = new PrincipalSlots();
+  private readonly held = new Map<string, { principal: string | undefined; release: () => void }>();
 
   constructor(sealer: Sealer) {
     this.sealer = sealer;
@@ -113,10 +117,20 @@ export class ParkedExchanges {
     return this.parked.size;
   }
 
-  create(up: UpstreamSession): ParkedExchange {
-    const x: ParkedExchange = new ParkedExchange(up, () => this.parked.delete(x.id));
+  /** Parks a new exchange for `principal`; undefined when it has `cap` parked already (the newcomer is refused). */
+  create(up: UpstreamSession, principal: string | undefined, cap: number): ParkedExchange | undefined {
+    const release = this.slots.take(principal, cap);
+    if (!release) return undefined;
+    const x: ParkedExchange = new ParkedExchange(up, () => this.forget(x.id));
     this.parked.set(x.id, x);
+    this.held.set(x.id, { principal, release });
     return x;
+  }
+
+  private forget(id: string): void {
+    this.parked.delete(id);
+    this.held.get(id)?.release();
+    this.held.delete(id);
   }
 
   /** The sealed requestState naming a parked exchange, bound to the caller and the request it belongs to. */
@@ -137,13 +151,14 @@ export class ParkedExchanges {
     if (!c || !x || c.e < Date.now() || c.p !== principal || c.m !== method || c.n !== name) {
       throw new GatewayError(Errors.MCP_REQUEST_STATE_INVALID);
     }
-    this.parked.delete(c.x);
+    this.forget(c.x);
     return x;
   }
 
-  /** Re-registers an exchange that needs another round trip. */
-  keep(x: ParkedExchange): void {
+  /** Re-registers an exchange that needs another round trip (it keeps its place under its principal's cap). */
+  keep(x: ParkedExchange, principal: string | undefined): void {
     this.parked.set(x.id, x);
+    this.held.set(x.id, { principal, release: this.slots.take(principal, Number.POSITIVE_INFINITY)! });
   }
 }
 

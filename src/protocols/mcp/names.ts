@@ -10,11 +10,17 @@ const VALID = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export class FederatedNames {
   readonly separator: string;
-  /** Shortened names (over 128 chars) -> [server, original]; rebuilt whenever a list is fetched. */
-  private readonly aliases = new Map<string, readonly [string, string]>();
+  /**
+   * Shortened names (over 128 chars) -> [server, original], per server; filled whenever a list is fetched. Bounded
+   * per server (mcp.limits.aliasesPerServer): an upstream listing ever more long names cannot grow gateway memory
+   * without bound, nor crowd out another server's aliases; past the bound a new long name cannot be called.
+   */
+  private readonly aliases = new Map<string, Map<string, readonly [string, string]>>();
+  private readonly cap: () => number;
 
-  constructor(separator = '__') {
+  constructor(separator = '__', cap: () => number = () => 4096) {
     this.separator = separator;
+    this.cap = cap;
   }
 
   /** The public name of `name` on `server`. */
@@ -26,14 +32,18 @@ export class FederatedNames {
     const safe = name.replace(/[^A-Za-z0-9_.-]/g, '_');
     const room = MAX_NAME - server.length - this.separator.length - hash.length - 1;
     const alias = `${server}${this.separator}${safe.slice(0, Math.max(1, room))}_${hash}`;
-    this.aliases.set(alias, [server, name]);
+    let own = this.aliases.get(server);
+    if (!own) this.aliases.set(server, (own = new Map()));
+    if (own.has(alias) || own.size < this.cap()) own.set(alias, [server, name]);
     return alias;
   }
 
   /** Splits a public name into [server, original name], or undefined if it names no server. */
   resolve(publicName: string): readonly [string, string] | undefined {
-    const alias = this.aliases.get(publicName);
-    if (alias) return alias;
+    for (const own of this.aliases.values()) {
+      const alias = own.get(publicName);
+      if (alias) return alias;
+    }
     const at = publicName.indexOf(this.separator);
     if (at <= 0) return undefined;
     return [publicName.slice(0, at), publicName.slice(at + this.separator.length)];

@@ -3,7 +3,8 @@
  * the last `max` events of each stream are kept for `ttlMs` after it ends. A client whose stream broke reconnects
  * with GET + Last-Event-ID and receives what it missed; if the stream is still live it then continues on the new
  * connection. Only the broken stream is replayed. The buffer is per replica: a resume reaching another replica is
- * refused like an id out of range (the client then re-sends or re-initializes).
+ * refused like an id out of range (the client then re-sends or re-initializes). A session's kept events are bounded
+ * in bytes too (`replay.maxBytes`): past it, ended streams are forgotten first, then a stream's oldest events.
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { SseWriter } from '../../server/sse.ts';
@@ -18,25 +19,44 @@ export class ReplayStream {
   private writer: SseWriter | undefined;
   ended = false;
   endedAt = 0;
-  /** Called when the stream ends (the session forgets it after its ttl). */
-  private readonly onEnd: (s: ReplayStream) => void;
+  /** Bytes of the events kept. */
+  bytes = 0;
+  /** Called with the change in bytes kept (the log's total). */
+  private readonly account: (delta: number) => void;
 
-  constructor(id: number, max: number, writer: SseWriter | undefined, onEnd: (s: ReplayStream) => void) {
+  constructor(id: number, max: number, writer: SseWriter | undefined, account: (delta: number) => void) {
     this.id = id;
     this.max = max;
     this.writer = writer;
-    this.onEnd = onEnd;
+    this.account = account;
   }
 
   /** Writes one message event (recorded for replay; delivered if a connection is attached). */
   send(data: string): void {
     const seq = ++this.seq;
     this.events.push(data);
-    if (this.events.length > this.max) {
-      this.events.shift();
-      this.first++;
-    }
+    this.bytes += data.length;
+    this.account(data.length);
+    if (this.events.length > this.max) this.dropOldest();
     this.writer?.send(data, `${this.id}_${seq}`);
+  }
+
+  /** Forgets the oldest kept event (it can no longer be replayed). False when none is kept. */
+  dropOldest(): boolean {
+    const old = this.events.shift();
+    if (old === undefined) return false;
+    this.first++;
+    this.bytes -= old.length;
+    this.account(-old.length);
+    return true;
+  }
+
+  /** Forgets every kept event. */
+  forget(): void {
+    this.events.length = 0;
+    this.first = this.seq + 1;
+    this.account(-this.bytes);
+    this.bytes = 0;
   }
 
   /** True while a client connection is attached and open. */
@@ -62,7 +82,6 @@ export class ReplayStream {
     this.endedAt = Date.now();
     this.writer?.end();
     this.writer = undefined;
-    this.onEnd(this);
   }
 
   /** Throws the out-of-range error unless every event after `afterSeq` is still held. */
@@ -81,23 +100,68 @@ export class ReplayStream {
   }
 }
 
+/** Streams remembered per session (ended ones are forgotten first beyond it). */
+const MAX_STREAMS = 1024;
+
 export class ReplayLog {
   private readonly max: number;
   private readonly ttlMs: number;
+  private readonly maxBytes: number;
   private next = 0;
+  private bytes = 0;
+  private trimming = false;
   private readonly streams = new Map<number, ReplayStream>();
 
-  constructor(max: number, ttlMs: number) {
+  constructor(max: number, ttlMs: number, maxBytes = Number.POSITIVE_INFINITY) {
     this.max = max;
     this.ttlMs = ttlMs;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Bytes of events kept across the session's streams. */
+  get size(): number {
+    return this.bytes;
   }
 
   /** A new recorded stream writing to `writer`. */
   open(writer: SseWriter): ReplayStream {
     this.sweep();
-    const s = new ReplayStream(++this.next, this.max, writer, () => {});
+    if (this.streams.size >= MAX_STREAMS) {
+      for (const [id, old] of this.streams) {
+        if (!old.ended) continue;
+        old.forget();
+        this.streams.delete(id);
+        if (this.streams.size < MAX_STREAMS) break;
+      }
+    }
+    const s: ReplayStream = new ReplayStream(++this.next, this.max, writer, (delta) => {
+      this.bytes += delta;
+      if (delta > 0 && this.bytes > this.maxBytes) this.trim(s);
+    });
     this.streams.set(s.id, s);
     return s;
+  }
+
+  /** Over the byte bound: ended streams go first (oldest first), then the oldest events of the live ones. */
+  private trim(current: ReplayStream): void {
+    if (this.trimming) return;
+    this.trimming = true;
+    try {
+      for (const [id, s] of this.streams) {
+        if (this.bytes <= this.maxBytes) return;
+        if (s.ended && s !== current) {
+          s.forget();
+          this.streams.delete(id);
+        }
+      }
+      for (const s of this.streams.values()) {
+        while (this.bytes > this.maxBytes && s !== current && s.dropOldest());
+      }
+      // Then the stream being written (down to nothing if one event alone is over the bound: it was delivered live).
+      while (this.bytes > this.maxBytes && current.bytes > 0 && current.dropOldest());
+    } finally {
+      this.trimming = false;
+    }
   }
 
   /** Finds the stream and position a Last-Event-ID names; throws the out-of-range error when it cannot. */
@@ -110,6 +174,11 @@ export class ReplayLog {
 
   private sweep(): void {
     const cutoff = Date.now() - this.ttlMs;
-    for (const [id, s] of this.streams) if (s.ended && s.endedAt < cutoff) this.streams.delete(id);
+    for (const [id, s] of this.streams) {
+      if (s.ended && s.endedAt < cutoff) {
+        s.forget();
+        this.streams.delete(id);
+      }
+    }
   }
 }

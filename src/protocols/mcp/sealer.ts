@@ -4,7 +4,7 @@
  * any replica holding the key opens it, nobody else can read or forge it. Keys rotate: the first key seals, every
  * key opens. Each purpose derives its own key (HKDF), so a session id can never be replayed as a requestState.
  */
-import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 
 export interface SealKey {
   readonly id: string;
@@ -16,6 +16,8 @@ interface DerivedKey {
   /** A KeyObject, not a Buffer: createCipheriv then skips importing the key on every call (~8x cheaper). */
   readonly key: KeyObject;
   readonly aad: Buffer;
+  /** HMAC key of fingerprints of values sealed with this key (derived apart: a fingerprint reveals nothing). */
+  readonly fp: KeyObject;
 }
 
 const IV_BYTES = 12;
@@ -66,6 +68,17 @@ export class Sealer {
     return `${k.id}.${out.toString('base64url')}`;
   }
 
+  /**
+   * A keyed hash of a sealed value (128 bits, base64url): what logs, spans and audit records show instead of the value
+   * itself. Keyed by the key that sealed it, so every replica that can open the value computes the same fingerprint,
+   * across key rotations; without the key it cannot be linked back to the value.
+   */
+  fingerprint(sealed: string): string {
+    const dot = sealed.indexOf('.');
+    const k = (dot > 0 ? this.byId.get(sealed.slice(0, dot)) : undefined) ?? this.sealWith;
+    return createHmac('sha256', k.fp).update(sealed).digest('base64url').slice(0, 22);
+  }
+
   /** Opens a sealed value; undefined when it is malformed, forged, or sealed with a key this replica lacks. */
   open(sealed: string): unknown {
     if (sealed.length > MAX_SEALED_CHARS) return undefined;
@@ -89,5 +102,6 @@ export class Sealer {
 
 function derive(purpose: string, k: SealKey): DerivedKey {
   const key = createSecretKey(Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/v1`, 32)));
-  return { id: k.id, key, aad: Buffer.from(`tollgate/${purpose}/${k.id}`) };
+  const fp = createSecretKey(Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/fingerprint/v1`, 32)));
+  return { id: k.id, key, aad: Buffer.from(`tollgate/${purpose}/${k.id}`), fp };
 }

@@ -1,9 +1,12 @@
 /**
  * Server-to-client requests (sampling, elicitation, roots/list, ping) relayed to the client of one downstream
- * session. Federation means two upstreams can use the same request id, so each relayed request gets an id unique
- * within the session (`tg:<n>`); the client's answer is mapped back to the upstream's own id and handed to whoever
- * is waiting for it (an upstream session, or the gateway bridging a 2026 multi round-trip request).
+ * session. Federation means two upstreams can use the same request id, so each relayed request gets an id of its
+ * own: random (`tg-<128 bits>`), so nobody can guess which ids a session is waiting on, and held in the session's
+ * own table, so an answer is only ever taken from that session (whose principal the adapter checked). The client's
+ * answer is mapped back to the upstream's own id and handed to whoever is waiting for it (an upstream session, or
+ * the gateway bridging a 2026 multi round-trip request).
  */
+import { randomBytes } from 'node:crypto';
 import { findTopLevelId, spliceId, type RpcId } from './jsonrpc.ts';
 
 interface Waiting {
@@ -11,12 +14,16 @@ interface Waiting {
   readonly answer: (response: string) => void;
 }
 
-/** Bound on unanswered requests per session: a client that never answers cannot grow gateway memory. */
-const MAX_PENDING = 256;
+/** Default bound on unanswered requests per session: a client that never answers cannot grow gateway memory. */
+const MAX_PENDING = 64;
 
 export class ServerRequests {
-  private next = 0;
   private readonly waiting = new Map<string, Waiting>();
+  private readonly max: number;
+
+  constructor(max = MAX_PENDING) {
+    this.max = max;
+  }
 
   get size(): number {
     return this.waiting.size;
@@ -27,10 +34,15 @@ export class ServerRequests {
    * too many are pending (the caller answers the upstream with an error).
    */
   outbound(message: string, upstreamId: RpcId, answer: (response: string) => void): string | undefined {
-    if (this.waiting.size >= MAX_PENDING) return undefined;
-    const id = `tg:${++this.next}`;
+    if (this.waiting.size >= this.max) return undefined;
+    const id = `tg-${randomBytes(16).toString('base64url')}`;
     this.waiting.set(id, { upstreamId, answer });
     return spliceId(message, id);
+  }
+
+  /** Whether a request with this id is waiting for the client's answer. */
+  has(id: RpcId | null): boolean {
+    return typeof id === 'string' && this.waiting.has(id);
   }
 
   /** A client's response: maps its id back and delivers it. False when no such request is pending. */

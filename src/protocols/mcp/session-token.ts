@@ -34,8 +34,6 @@ export type RestoreResult = { session: McpSession } | { error: 'invalid' | 'expi
 
 export class SessionTokens {
   private readonly sealer: Sealer;
-  /** Ids ended with DELETE on this replica, until they would have expired anyway. */
-  private readonly ended = new Map<string, number>();
 
   constructor(keys: readonly SealKey[]) {
     this.sealer = new Sealer('mcp-session', keys);
@@ -61,12 +59,18 @@ export class SessionTokens {
       e: expiresAt,
     };
     session.expiresAt = expiresAt;
-    return this.sealer.seal(claims);
+    const id = this.sealer.seal(claims);
+    session.fingerprint = this.sealer.fingerprint(id);
+    return id;
+  }
+
+  /** The fingerprint of a session id: the one value of it logs, spans, audit records and revocations carry. */
+  fingerprint(id: string): string {
+    return this.sealer.fingerprint(id);
   }
 
   /** Opens a session id minted by any replica sharing the keys and rebuilds the session. */
   restore(id: string, registry: McpUpstreams, log: Logger): RestoreResult {
-    if (this.ended.has(id)) return { error: 'invalid' };
     const c = this.sealer.open(id) as SessionClaims | undefined;
     if (!c || c.v !== 1 || typeof c.r !== 'string' || typeof c.e !== 'number') return { error: 'invalid' };
     if (c.e < Date.now()) return { error: 'expired' };
@@ -82,14 +86,8 @@ export class SessionTokens {
       resume: c.u,
     });
     session.id = id;
+    session.fingerprint = this.sealer.fingerprint(id);
     session.expiresAt = c.e;
     return { session };
-  }
-
-  /** Remembers that a session was ended here, so this replica does not rebuild it from its id. */
-  end(session: McpSession): void {
-    const now = Date.now();
-    for (const [id, exp] of this.ended) if (exp < now) this.ended.delete(id);
-    this.ended.set(session.id, session.expiresAt);
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import type { RpcId } from './jsonrpc.ts';
 import { ReplayLog } from './replay.ts';
 import { ServerRequests } from './server-requests.ts';
+import { PrincipalSlots } from './slots.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
 import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, UpstreamSession } from './upstream/types.ts';
 
@@ -21,8 +22,10 @@ interface UpstreamSlot {
 }
 
 export class McpSession {
-  /** The session id: a sealed token (see session-token.ts), assigned once the upstreams are open. */
+  /** The session id: a sealed token (see session-token.ts), assigned once the upstreams are open. A secret. */
   id = '';
+  /** Keyed hash of the id: what logs, spans, audit records and revocations carry instead of it. */
+  fingerprint = '';
   readonly route: string;
   readonly mount: string;
   /** undefined: the federated view of every backend of the rule; otherwise the one backend's name. */
@@ -32,7 +35,7 @@ export class McpSession {
   readonly principal: string | undefined;
   readonly inflight = new Map<RpcId, InflightHandle>();
   /** Server-to-client requests relayed to this session's client, by the id the client sees. */
-  readonly serverRequests = new ServerRequests();
+  readonly serverRequests: ServerRequests;
   /** Recent SSE events of this session's streams, for Last-Event-ID replay (undefined: resumability off). */
   replay: ReplayLog | undefined;
   /** The recorded server stream (GET), when resumability is on. */
@@ -41,15 +44,15 @@ export class McpSession {
   serverStream: ((message: string) => boolean) | undefined;
   /** Absolute expiry of the session id (ms since epoch). */
   expiresAt = 0;
-  /** A 2026-07-28 (stateless) client's view: no session id, state kept per principal (see bind). */
+  /** A 2026-07-28 (stateless) client's view: no session id, state kept per principal (stateless.ts). */
   modern = false;
-  /** Stateless groups: one child session per principal, created when a request of that principal is admitted. */
-  children: Map<string, McpSession> | undefined;
   /** The virtual server this session's scope names, if it names one. */
   virtual: VirtualServerSpec | undefined;
   /** Upstream listeners feeding the server stream (kept across reconnects so a resume can catch up). */
   readonly unlisten: Array<() => void> = [];
   hasStream = false;
+  /** Open subscriptions/listen streams of a 2026 context (it is not swept while one is open). */
+  openStreams = 0;
   lastSeen = Date.now();
   private readonly slots = new Map<string, UpstreamSlot>();
   private readonly registry: McpUpstreams;
@@ -67,7 +70,10 @@ export class McpSession {
     log: Logger;
     /** Upstream sessions another replica opened, to continue rather than re-open (from the session token). */
     resume?: Readonly<Record<string, UpstreamResumeState>> | undefined;
+    /** Bound on unanswered server-to-client requests relayed to this session's client. */
+    maxPendingServerRequests?: number | undefined;
   }) {
+    this.serverRequests = new ServerRequests(init.maxPendingServerRequests);
     this.route = init.route;
     this.mount = init.mount;
     this.scope = init.scope;
@@ -89,25 +95,6 @@ export class McpSession {
       if (state) (out ??= {})[name] = state;
     }
     return out;
-  }
-
-  /**
-   * The session to act in for an admitted principal: the session itself, or for a stateless group the child of that
-   * principal, so two callers never share upstream state.
-   */
-  bind(principal: string | undefined): McpSession {
-    if (this.children === undefined) return this;
-    const key = principal ?? '';
-    let child = this.children.get(key);
-    if (!child || child.closed) {
-      child = new McpSession({ route: this.route, mount: this.mount, scope: this.scope, hello: this.hello, protocolVersion: this.protocolVersion, principal, registry: this.registry, log: this.log });
-      child.modern = true;
-      child.virtual = this.virtual;
-      child.id = this.id;
-      this.children.set(key, child);
-    }
-    child.lastSeen = Date.now();
-    return child;
   }
 
   /** The upstream session for a backend, opening (or re-opening) it when needed; undefined if it is down. */
@@ -134,7 +121,7 @@ export class McpSession {
         },
         (err: unknown) => {
           fresh.failedAt = Date.now();
-          this.log.warn({ session: this.id.slice(0, 12), upstream: name, err: (err as Error).message }, 'upstream not available to session');
+          this.log.warn({ session: this.fingerprint, upstream: name, err: (err as Error).message }, 'upstream not available to session');
           return undefined;
         },
       ),
@@ -158,14 +145,20 @@ export class McpSession {
     this.serverRequests.clear();
     this.serverStream = undefined;
     for (const u of this.unlisten.splice(0)) u();
-    if (this.children) for (const c of this.children.values()) void c.close();
     await Promise.allSettled([...this.slots.values()].map(async (s) => (await s.opening)?.close()));
     this.slots.clear();
   }
 }
 
+/**
+ * The session-era sessions this replica holds, with how many each principal holds: a new one (initialize, or a
+ * session continued from its sealed id) first takes a slot under its principal's cap, and one over the cap is
+ * refused (nothing ever evicts another caller's session). Idle and expired sessions are swept.
+ */
 export class SessionStore {
   private readonly sessions = new Map<string, McpSession>();
+  private readonly releases = new Map<string, () => void>();
+  private readonly slots = new PrincipalSlots();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(idleMs: () => number) {
@@ -182,8 +175,18 @@ export class SessionStore {
     return this.sessions.size;
   }
 
-  add(session: McpSession): void {
+  /**
+   * Reserves a slot for a new session of `principal` under `cap`: the release function (for a session that is not
+   * added after all), or undefined when the principal holds `cap` sessions already.
+   */
+  reserve(principal: string | undefined, cap: number): (() => void) | undefined {
+    return this.slots.take(principal, cap);
+  }
+
+  /** Adds a session with the slot it reserved (given back when the session goes). */
+  add(session: McpSession, release: () => void): void {
     this.sessions.set(session.id, session);
+    this.releases.set(session.id, release);
   }
 
   /** A session known to this replica (no token opening). */
@@ -197,10 +200,17 @@ export class SessionStore {
     return s;
   }
 
+  /** Every session held (revocation resync). */
+  all(): McpSession[] {
+    return [...this.sessions.values()];
+  }
+
   delete(id: string): boolean {
     const s = this.sessions.get(id);
     if (!s) return false;
     this.sessions.delete(id);
+    this.releases.get(id)?.();
+    this.releases.delete(id);
     void s.close();
     return true;
   }
@@ -209,6 +219,8 @@ export class SessionStore {
     clearInterval(this.sweeper);
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.releases.clear();
+    this.slots.clear();
     await Promise.allSettled(all.map((s) => s.close()));
   }
 }

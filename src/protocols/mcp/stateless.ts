@@ -1,16 +1,19 @@
 /**
  * 2026-07-28 clients on the same endpoint as session-era ones. Each request is validated on its own (the `_meta`
  * envelope, and the headers that mirror the body: mismatch -> 400/-32020, unsupported version -> 400/-32022 with
- * `data.supported`), then served through a stateless group: one per (route, scope, client capabilities and info),
- * whose per-principal child holds the upstream sessions a session-era upstream needs. `server/discover` and
- * `subscriptions/listen` are answered here; everything else walks the same request path as the session era.
+ * `data.supported`), then served in a stateless context: one per (principal, route, scope, client capabilities and
+ * info), holding the upstream sessions a session-era upstream needs. A context is created only for an admitted
+ * (authenticated) caller, and a principal holds at most `mcp.limits.statelessContextsPerPrincipal` of them: a newcomer
+ * past the cap is refused, nobody else's context is ever evicted. `server/discover` and `subscriptions/listen` are
+ * answered here; everything else walks the same request path as the session era.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledRule } from '../../config/routes.ts';
+import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { SseWriter } from '../../server/sse.ts';
-import type { McpAdapter } from './adapter.ts';
+import type { McpAdapter, SessionView } from './adapter.ts';
 import { GATEWAY_INFO, mergeInitialize } from './federation.ts';
 import { notification, type RpcMessage, type RpcRequest } from './jsonrpc.ts';
 import {
@@ -27,14 +30,12 @@ import {
 } from './modern.ts';
 import { publicUri } from './names.ts';
 import { McpSession } from './session.ts';
+import { capReached } from './session-access.ts';
+import { PrincipalSlots } from './slots.ts';
 import { SESSION_VERSIONS } from './versions.ts';
-import { writeError } from './adapter.ts';
 
 /** Every version the endpoint serves (reported in server/discover and in -32022 errors). */
 export const SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SESSION_VERSIONS];
-
-/** Upper bound on stateless groups (distinct route/scope/client self-descriptions) held at once. */
-const MAX_GROUPS = 4096;
 
 const LIST_CHANGED: Readonly<Record<string, string>> = {
   toolsListChanged: 'notifications/tools/list_changed',
@@ -100,7 +101,8 @@ function helloOf(meta: Record<string, unknown>): { capabilities: Record<string, 
 
 export class Stateless {
   private readonly adapter: McpAdapter;
-  private readonly groups = new Map<string, McpSession>();
+  private readonly contexts = new Map<string, { session: McpSession; release: () => void }>();
+  private readonly slots = new PrincipalSlots();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(adapter: McpAdapter) {
@@ -109,59 +111,63 @@ export class Stateless {
     this.sweeper.unref();
   }
 
+  /** Contexts held (tests, metrics). */
+  get size(): number {
+    return this.contexts.size;
+  }
+
   private sweep(): void {
     const cutoff = Date.now() - this.adapter.ctx.state().snapshot.gateway.mcp.sessionIdleMs;
-    for (const [key, g] of this.groups) {
-      for (const [p, child] of g.children!) {
-        if (child.lastSeen < cutoff && child.inflight.size === 0 && !child.hasStream) {
-          g.children!.delete(p);
-          void child.close();
-        }
-      }
-      // A group no admitted caller ever used is dropped quickly (it may come from unauthenticated traffic).
-      if (g.children!.size === 0 && (g.lastSeen < cutoff || g.lastSeen < Date.now() - 60_000)) this.groups.delete(key);
+    for (const [key, c] of this.contexts) {
+      if ((c.session.lastSeen < cutoff || c.session.closed) && c.session.inflight.size === 0 && c.session.openStreams === 0) this.drop(key);
     }
+  }
+
+  private drop(key: string): void {
+    const c = this.contexts.get(key);
+    if (!c) return;
+    this.contexts.delete(key);
+    c.release();
+    void c.session.close();
   }
 
   /**
-   * The stateless group for this route/scope and client self-description (capabilities and info decide how a
-   * session-era upstream is initialized on the client's behalf).
+   * The context of an admitted principal for this route/scope and client self-description (capabilities and info
+   * decide how a session-era upstream is initialized on the client's behalf); created now if new, under the cap.
    */
-  private group(rule: CompiledRule, scope: string | undefined, meta: Record<string, unknown>, state: GatewayState): McpSession {
+  private contextFor(principal: string | undefined, rule: CompiledRule, scope: string | undefined, meta: Record<string, unknown>, state: GatewayState): McpSession | GatewayError {
     const info = meta[META_CLIENT_INFO] as { name?: unknown; version?: unknown } | undefined;
-    const key = `${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(meta[META_CLIENT_CAPABILITIES])}\0${String(info?.name)}\0${String(info?.version)}`;
-    let g = this.groups.get(key);
-    if (!g) {
-      // Groups are made before the caller is authenticated (routing needs them): bound their number, dropping the
-      // oldest (its children, if any, re-open their upstream sessions on next use).
-      if (this.groups.size >= MAX_GROUPS) {
-        const [oldKey, old] = this.groups.entries().next().value!;
-        this.groups.delete(oldKey);
-        void old.close();
-      }
-      const { capabilities, clientInfo } = helloOf(meta);
-      g = new McpSession({
-        route: rule.route.name,
-        mount: rule.mount,
-        scope,
-        // Session-era upstreams are initialized with the newest session-era version on the client's behalf.
-        hello: { protocolVersion: SESSION_VERSIONS[0], capabilities, clientInfo },
-        protocolVersion: SESSION_VERSIONS[0],
-        principal: undefined,
-        registry: this.adapter.upstreams,
-        log: this.adapter.ctx.log,
-      });
-      g.modern = true;
-      g.children = new Map();
-      this.adapter.prepare(g, rule, state);
-      this.groups.set(key, g);
+    const key = `${principal ?? ''}\0${rule.route.name}\0${rule.mount}\0${scope ?? ''}\0${JSON.stringify(meta[META_CLIENT_CAPABILITIES])}\0${String(info?.name)}\0${String(info?.version)}`;
+    const held = this.contexts.get(key);
+    if (held && !held.session.closed) {
+      held.session.lastSeen = Date.now();
+      return held.session;
     }
-    g.lastSeen = Date.now();
-    return g;
+    if (held) this.drop(key);
+    const limits = state.snapshot.gateway.mcp.limits;
+    const release = this.slots.take(principal, limits.statelessContextsPerPrincipal);
+    if (!release) return capReached('statelessContextsPerPrincipal', limits.statelessContextsPerPrincipal);
+    const { capabilities, clientInfo } = helloOf(meta);
+    const session = new McpSession({
+      route: rule.route.name,
+      mount: rule.mount,
+      scope,
+      // Session-era upstreams are initialized with the newest session-era version on the client's behalf.
+      hello: { protocolVersion: SESSION_VERSIONS[0], capabilities, clientInfo },
+      protocolVersion: SESSION_VERSIONS[0],
+      principal,
+      registry: this.adapter.upstreams,
+      log: this.adapter.ctx.log,
+      maxPendingServerRequests: limits.pendingServerRequests,
+    });
+    session.modern = true;
+    this.adapter.prepare(session, rule, state);
+    this.contexts.set(key, { session, release });
+    return session;
   }
 
-  /** Serves one 2026 request. Not async itself: the common path adds no promise hop before the request path. */
-  handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, raw: Buffer): void | Promise<void> {
+  /** Serves one 2026 request of an authenticated caller (`pre` records refusals before its Call exists). */
+  handle(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, message: RpcMessage, raw: Buffer, pre: Call): void | Promise<void> {
     if (message.kind !== 'request') {
       // This revision defines no client notifications over HTTP: accepted and dropped.
       res.writeHead(202).end();
@@ -171,36 +177,42 @@ export class Stateless {
     try {
       validateModernRequest(req, msg);
     } catch (err) {
-      return writeError(res, msg.id, toGatewayError(err), undefined, true);
+      return this.adapter.reject(pre, req, res, toGatewayError(err), msg.id, undefined, true);
     }
-    const group = this.group(rule, scope, msg.params!._meta as Record<string, unknown>, state);
+    const meta = msg.params!._meta as Record<string, unknown>;
+    const view: SessionView = {
+      scope,
+      virtual: scope === undefined ? undefined : rule.route.spec.mcp?.virtualServers.find((v) => v.name === scope),
+      modern: true,
+      resolve: (call) => this.contextFor(call.principal?.id, rule, scope, meta, state),
+    };
     switch (msg.method) {
       case 'server/discover':
-        return this.discover(req, res, rule, group, msg, state);
+        return this.discover(req, res, rule, view, msg, state);
       case 'subscriptions/listen':
-        return this.listen(req, res, rule, group, msg, state);
+        return this.listen(req, res, rule, view, msg, state);
       case 'initialize':
-        return writeError(res, msg.id, new GatewayError(Errors.METHOD_NOT_FOUND, 'Method not found: initialize (2026-07-28 has no handshake)'), undefined, true);
+        return this.adapter.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_FOUND, 'Method not found: initialize (2026-07-28 has no handshake)'), msg.id, undefined, true);
       case 'tools/call': {
-        const err = this.checkParamHeaders(req, group, msg);
-        if (err) return writeError(res, msg.id, err, undefined, true);
+        const err = this.checkParamHeaders(req, scope, msg);
+        if (err) return this.adapter.reject(pre, req, res, err, msg.id, undefined, true);
         break;
       }
     }
-    return this.adapter.request(req, res, rule, group, msg, raw, state);
+    return this.adapter.request(req, res, rule, view, msg, raw, state);
   }
 
   /** Mcp-Param-* headers checked against the arguments, for tools whose x-mcp-header declarations are known. */
-  private checkParamHeaders(req: IncomingMessage, group: McpSession, msg: RpcRequest): GatewayError | undefined {
+  private checkParamHeaders(req: IncomingMessage, scope: string | undefined, msg: RpcRequest): GatewayError | undefined {
     const name = msg.params?.name;
     if (typeof name !== 'string') return undefined;
     let backend: string | undefined;
     let local = name;
-    if (group.scope === undefined) {
+    if (scope === undefined) {
       const owner = this.adapter.federatedNames.resolve(name);
       if (!owner) return undefined;
       [backend, local] = owner;
-    } else backend = group.scope;
+    } else backend = scope;
     const up = this.adapter.upstreams.get(backend) as { toolHeaders?: Map<string, ParamHeader[]> } | undefined;
     const decls = up?.toolHeaders?.get(local);
     if (!decls) return undefined;
@@ -208,10 +220,10 @@ export class Stateless {
     return problem === undefined ? undefined : mismatch(problem);
   }
 
-  private async discover(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, group: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
-    const call = this.adapter.newCall(req, rule, msg.method, msg.id, group, msg.params?._meta);
-    if (!(await this.adapter.admit(call, res, msg.id, group, state))) return;
-    const session = group.bind(call.principal?.id);
+  private async discover(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcRequest, state: GatewayState): Promise<void> {
+    const call = this.adapter.newCall(req, rule, msg.method, msg.id, msg.params?._meta);
+    const session = await this.adapter.enter(call, res, msg.id, view, state);
+    if (!session) return;
     const backends = this.adapter.scopeOf(session, rule);
     const opened = await Promise.all(backends.map(async (b) => [b, await session.upstream(b)] as const));
     const live = opened.filter((o): o is readonly [string, NonNullable<(typeof o)[1]>] => o[1] !== undefined);
@@ -250,10 +262,14 @@ export class Stateless {
   }
 
   /** subscriptions/listen: a long-lived SSE stream of the change notifications the client opted in to. */
-  private async listen(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, group: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
-    const call = this.adapter.newCall(req, rule, msg.method, msg.id, group, msg.params?._meta);
-    if (!(await this.adapter.admit(call, res, msg.id, group, state))) return;
-    const session = group.bind(call.principal?.id);
+  private async listen(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcRequest, state: GatewayState): Promise<void> {
+    const call = this.adapter.newCall(req, rule, msg.method, msg.id, msg.params?._meta);
+    const session = await this.adapter.enter(call, res, msg.id, view, state);
+    if (!session) return;
+    // A long-lived stream: under the principal's stream cap (shared with legacy SSE channels).
+    const cap = state.snapshot.gateway.mcp.limits.streamsPerPrincipal;
+    const release = this.adapter.streamSlots.take(call.principal?.id, cap);
+    if (!release) return this.adapter.refuse(call, res, msg.id, capReached('streamsPerPrincipal', cap), true);
     const asked = (msg.params?.notifications ?? {}) as Record<string, unknown>;
     const wanted = new Set<string>();
     const ack: Record<string, unknown> = {};
@@ -267,7 +283,10 @@ export class Stateless {
     const subscription = { [META_SUBSCRIPTION_ID]: msg.id };
     sse.send(notification('notifications/subscriptions/acknowledged', { _meta: subscription, notifications: ack }));
     const unlisten: Array<() => void> = [];
+    session.openStreams++;
     sse.whenClosed(() => {
+      release();
+      session.openStreams--;
       for (const u of unlisten) u();
       call.status = 200;
       this.adapter.ctx.finish(call);
@@ -301,7 +320,8 @@ export class Stateless {
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const g of this.groups.values()) void g.close();
-    this.groups.clear();
+    for (const c of this.contexts.values()) void c.session.close();
+    this.contexts.clear();
+    this.slots.clear();
   }
 }

@@ -17,6 +17,12 @@ export interface Issuer {
   readonly audiences: ReadonlySet<string> | undefined;
   /** `typ` header values accepted when the header is present (lowercase). */
   readonly types: ReadonlySet<string>;
+  /**
+   * How a token without `kid` is treated: `refuse` (SPIFFE, as go-spiffe: "token header missing key id"), `single`
+   * (tried only when the key set holds exactly one key: a SPIFFE trust domain's allowMissingKid), or `unique`
+   * (tried only against the one key fitting its alg, never against several: OIDC and Kubernetes, as jose does).
+   */
+  readonly missingKid: 'refuse' | 'single' | 'unique';
   readonly source: KeySource;
   /** Maps verified claims to a principal; returns a reason string when the claims do not fit this issuer. */
   principal(claims: Readonly<Record<string, unknown>>): Principal | string;
@@ -38,6 +44,7 @@ export abstract class ConfiguredIssuer implements Issuer {
   readonly name: string;
   readonly iss: string;
   readonly audiences: ReadonlySet<string> | undefined;
+  readonly missingKid = 'unique' as const;
   readonly source: KeySource;
 
   constructor(spec: { name: string; issuer: string; audiences?: readonly string[] | undefined }, source: KeySource) {

@@ -20,11 +20,13 @@ export class SpiffeTrustDomain implements Issuer {
   readonly iss = undefined;
   readonly audiences = undefined;
   readonly types = SVID_TYPES;
+  readonly missingKid: 'refuse' | 'single';
   readonly source: KeySource;
 
-  constructor(name: string, source: KeySource) {
+  constructor(name: string, source: KeySource, allowMissingKid = false) {
     this.name = name;
     this.source = source;
+    this.missingKid = allowMissingKid ? 'single' : 'refuse';
   }
 
   principal(claims: Readonly<Record<string, unknown>>): Principal | string {
