@@ -17,7 +17,7 @@ export const FLEET_AUDIENCE = 'https://tollgate.fleet.test';
 
 export interface Fleet {
   readonly gateways: readonly GatewayProcess[];
-  /** `Authorization` for a SPIFFE ID of example.org. */
+  /** `Authorization` for a SPIFFE ID of example.org: a token for the /mcp resource (its audience). */
   auth(spiffeId: string): Record<string, string>;
   stop(): Promise<void>;
 }
@@ -65,7 +65,7 @@ ${opts.limitsYaml ? `  limits:\n${opts.limitsYaml}` : ''}`,
     gateways,
     auth: (spiffeId) => {
       const now = nowS();
-      return { authorization: `Bearer ${signJwt(signer, { sub: spiffeId, aud: [FLEET_AUDIENCE], iat: now, exp: now + 600 })}` };
+      return { authorization: `Bearer ${signJwt(signer, { sub: spiffeId, aud: [`${FLEET_AUDIENCE}/mcp`], iat: now, exp: now + 600 })}` };
     },
     stop: async () => {
       for (const g of gateways) {
