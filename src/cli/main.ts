@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { deploymentProfile, ProfileError, profileProblems } from '../config/profile.ts';
 import { audit } from './audit.ts';
+import { LIMITS_USAGE, limitsCommand } from './limits.ts';
 import { POLICY_USAGE, policyCommand } from './policy.ts';
 import { svid } from './svid.ts';
 
@@ -19,7 +20,7 @@ Commands:
   audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
   svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
                                                 Print a JWT-SVID of the dev trust domain the dev gateway accepts
-${POLICY_USAGE}  help                                          This text
+${POLICY_USAGE}${LIMITS_USAGE}  help                                          This text
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -99,6 +100,7 @@ export const COMMANDS: Record<string, Command> = {
   audit,
   svid,
   policy: policyCommand,
+  limits: limitsCommand,
   help: async () => {
     process.stdout.write(USAGE);
     return 0;

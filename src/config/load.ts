@@ -18,6 +18,7 @@ import {
 } from './schema.ts';
 import { compileRoutes, type RouteTable } from './routes.ts';
 import { checkRouteAuth } from '../guards/identity/config.ts';
+import { checkLimits, type BudgetSpec, type NamedLimit, type RateLimitSpec } from '../guards/limits/config.ts';
 
 export interface ConfigIssue {
   readonly file: string;
@@ -60,6 +61,8 @@ export interface ConfigSnapshot {
   readonly routeSpecs: ReadonlyMap<string, RouteSpec>;
   /** MCP session-sealing keys, resolved from their secret references; the first one seals. */
   readonly mcpSessionKeys: readonly { readonly id: string; readonly secret: string }[];
+  /** RateLimit and Budget objects in file order (the Gateway's `limits` section holds their shared settings). */
+  readonly limits: { readonly rates: readonly NamedLimit<RateLimitSpec>[]; readonly budgets: readonly NamedLimit<BudgetSpec>[] };
 }
 
 interface Located<T> {
@@ -156,6 +159,8 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
   let gatewayLoc: Located<ConfigDoc> | undefined;
   const backends = new Map<string, Located<ConfigDoc & { kind: 'Backend' }>>();
   const routes = new Map<string, Located<ConfigDoc & { kind: 'Route' }>>();
+  const rateLimits = new Map<string, Located<ConfigDoc & { kind: 'RateLimit' }>>();
+  const budgets = new Map<string, Located<ConfigDoc & { kind: 'Budget' }>>();
 
   for (const loc of docs) {
     const d = loc.value;
@@ -170,6 +175,11 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
       const prior = backends.get(d.metadata.name);
       if (prior) issues.push(at(loc, ['metadata', 'name'], `duplicate Backend "${d.metadata.name}" (also in ${prior.file})`));
       else backends.set(d.metadata.name, loc as Located<ConfigDoc & { kind: 'Backend' }>);
+    } else if (d.kind === 'RateLimit' || d.kind === 'Budget') {
+      const map = (d.kind === 'RateLimit' ? rateLimits : budgets) as Map<string, Located<ConfigDoc>>;
+      const prior = map.get(d.metadata.name);
+      if (prior) issues.push(at(loc, ['metadata', 'name'], `duplicate ${d.kind} "${d.metadata.name}" (also in ${prior.file})`));
+      else map.set(d.metadata.name, loc);
     } else {
       const prior = routes.get(d.metadata.name);
       if (prior) issues.push(at(loc, ['metadata', 'name'], `duplicate Route "${d.metadata.name}" (also in ${prior.file})`));
@@ -229,6 +239,12 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
   for (const [, loc] of routes) {
     for (const p of checkRouteAuth(gatewaySpec.identity, loc.value.spec.auth)) issues.push(at(loc, ['spec', 'auth', ...p.path], `spec.auth: ${p.message}`));
   }
+  const rateList = [...rateLimits.values()].map((l) => ({ name: l.value.metadata.name, spec: l.value.spec }));
+  const budgetList = [...budgets.values()].map((l) => ({ name: l.value.metadata.name, spec: l.value.spec }));
+  for (const p of checkLimits(gatewaySpec.limits, rateList, budgetList, { routes: new Set(routes.keys()), backends: new Set(backends.keys()) })) {
+    const loc = p.object.kind === 'RateLimit' ? rateLimits.get(p.object.name) : p.object.kind === 'Budget' ? budgets.get(p.object.name) : gatewayLoc;
+    issues.push(loc ? at(loc, p.path, p.message) : { file: root, line: 0, column: 0, message: p.message });
+  }
   let table: RouteTable | undefined;
   if (issues.length === 0) {
     try {
@@ -255,6 +271,7 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
     routes: table,
     routeSpecs: new Map([...routes].map(([n, l]) => [n, deepFreeze(l.value.spec)])),
     mcpSessionKeys: Object.freeze(mcpSessionKeys),
+    limits: deepFreeze({ rates: rateList, budgets: budgetList }),
   });
 }
 

@@ -11,6 +11,7 @@ import { telemetrySpec } from '../telemetry/config.ts';
 import { backendIdentitySpec, identitySpec, routeAuthSpec } from '../guards/identity/config.ts';
 import { policySpec, routePolicySpec } from '../guards/policy/config.ts';
 import { redisSpec } from '../store/config.ts';
+import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.ts';
 import { poolShape } from '../upstream/config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
@@ -180,6 +181,8 @@ const gatewaySpec = z.strictObject({
   policy: policySpec.optional(),
   /** The shared store for state that must hold across replicas (src/store/config.ts); absent = in memory. */
   redis: redisSpec.optional(),
+  /** Settings shared by every RateLimit and Budget object (src/guards/limits/config.ts). */
+  limits: limitsSpec.prefault({}),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 
@@ -327,7 +330,22 @@ export const routeDoc = z.strictObject({
   spec: routeSpec,
 });
 
-export const configDoc = z.discriminatedUnion('kind', [gatewayDoc, backendDoc, routeDoc]);
+/** A request-rate limit (token bucket, src/guards/limits). */
+export const rateLimitDoc = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('RateLimit'),
+  metadata,
+  spec: rateLimitSpec,
+});
+/** A token and/or cost budget over a calendar window (src/guards/limits). */
+export const budgetDoc = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Budget'),
+  metadata,
+  spec: budgetSpec,
+});
+
+export const configDoc = z.discriminatedUnion('kind', [gatewayDoc, backendDoc, routeDoc, rateLimitDoc, budgetDoc]);
 export type ConfigDoc = z.infer<typeof configDoc>;
 
 /** Defaults for a config directory with no Gateway object. */

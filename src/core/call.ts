@@ -27,7 +27,10 @@ export interface Target {
   readonly kind: 'tool' | 'prompt' | 'resource' | 'skill' | 'model' | 'task' | 'server';
   /** The caller-visible name (for a federated MCP tool: `<server>__<tool>`; for a resource: its URI). */
   readonly name: string;
-  /** The backend that owns it. */
+  /**
+   * The backend that owns it: set only once the adapter resolved the name to a configured backend (limits key on
+   * `tool` and `model` only then, so a caller cannot mint counters with made-up names).
+   */
   readonly server?: string | undefined;
   /** Its name at that backend (differs from `name` when federation namespaced it). */
   readonly local?: string | undefined;
@@ -42,12 +45,33 @@ export interface Decision {
   readonly obligations?: Readonly<Record<string, unknown>> | undefined;
 }
 
+/**
+ * What a call used. Adapters of metered protocols (models) fill the token counts: while a response streams they keep
+ * `outputTokens` current (counted from the chunks relayed so far), and when the backend reports usage they replace
+ * the counts with it and set `reported`. So when a stream breaks, `usage` holds what was streamed, and the budget
+ * guard charges that. `cost` is set by the limits guard when it settles (currency units, after `cost_multiplier`).
+ */
 export interface Usage {
   inputTokens?: number;
   outputTokens?: number;
   cost?: number;
   bytesIn?: number;
   bytesOut?: number;
+  /** True when the token counts came from the backend's own usage report, not from counting. */
+  reported?: boolean;
+}
+
+/**
+ * The reservation estimate a metered adapter (models) sets on the Call before the pipeline runs: the budget guard
+ * reserves `inputTokens + maxOutputTokens` (or its configured default output when the request states none) before
+ * forwarding, and reconciles with `usage` after. Adapters choose how to estimate input (bytes / N, or the backend's
+ * tokenizer); an over-estimate only holds budget back until the call settles, an under-estimate can overshoot.
+ */
+export interface UsageEstimate {
+  /** Prompt tokens the request will cost, estimated. */
+  readonly inputTokens: number;
+  /** `max_tokens` / `max_completion_tokens` (or the protocol's equivalent) as the client asked; undefined if unset. */
+  readonly maxOutputTokens?: number | undefined;
 }
 
 /** What the forwarder measured of the upstream exchange (src/upstream/forwarder.ts). */
@@ -110,6 +134,13 @@ export class Call {
   principal: Principal | undefined;
   decision: Decision | undefined;
   usage: Usage | undefined;
+  /** Set by a metered adapter before admit (see UsageEstimate); undefined for calls that use no tokens. */
+  estimate: UsageEstimate | undefined;
+  /**
+   * Set by the limits guard when a token budget reserved output for this call: the most output tokens the adapter may
+   * let the upstream produce (it sets `max_tokens` to this when the client set none, so a budget is never overshot).
+   */
+  outputTokenCap: number | undefined;
   outcome: Outcome;
   error: GatewayError | undefined;
   /** Upstream HTTP status or equivalent. */
@@ -148,6 +179,8 @@ export class Call {
     this.principal = undefined;
     this.decision = undefined;
     this.usage = undefined;
+    this.estimate = undefined;
+    this.outputTokenCap = undefined;
     this.outcome = 'ok';
     this.error = undefined;
     this.status = 0;

@@ -6,6 +6,7 @@
 import { createAuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
 import { IdentityService } from '../guards/identity/service.ts';
+import { LimitsService } from '../guards/limits/service.ts';
 import { PolicyService } from '../guards/policy/service.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -27,6 +28,8 @@ export interface Services {
   readonly policy: PolicyService;
   /** The shared Redis store when the Gateway configures `redis` (limits, session revocation, A2A task ownership). */
   readonly store: RedisStore | undefined;
+  /** Rate limits and budgets (counters in `store`, or in memory without one). */
+  readonly limits: LimitsService;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
@@ -62,6 +65,12 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   telemetry.telemetry.watchPolicy(() => policy.status().sources);
   guards.push(policy);
   closers.push(() => policy.close());
+  // Limit: after authorize (keys and rate_class / cost_multiplier come from the principal and the policy's
+  // obligations); its settle reconciles budget reservations before the audit guard records the call.
+  const limits = new LimitsService({ log, store, registry: telemetry.telemetry.metrics?.registry });
+  guards.push(limits);
+  admin.push(limits.admin);
+  closers.push(() => limits.close());
   guards.push(...(opts.guards ?? []));
   // Audit stays last: it records the final state of every call, and closes (flushes) before telemetry does.
   const audit = await createAuditService(snapshot, log, { decisionLog: policy.decisionLog });
@@ -78,6 +87,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
     identity,
     policy,
     store,
+    limits,
     close: async () => {
       for (const close of closers.reverse()) await close();
       await store?.close();

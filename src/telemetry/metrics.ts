@@ -67,6 +67,9 @@ const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.
 const FORWARDED_AT = 'metrics.forwardedMs';
 
 function teamOf(call: Call): string {
+  // The team the limits guard resolved (claim or SPIFFE path mapping, as configured) comes first.
+  const limited = (call.scratch.get('limits') as { team?: unknown } | undefined)?.team;
+  if (typeof limited === 'string') return limited;
   const claim = call.principal?.claims.team;
   if (typeof claim === 'string') return claim;
   const obligation = call.decision?.obligations?.team;

@@ -35,3 +35,8 @@ export const ATTR_OUTCOME = 'tollgate.outcome';
 export const ATTR_CALL_ID = 'tollgate.call.id';
 export const ATTR_PROTOCOL = 'tollgate.protocol';
 export const ATTR_GUARD = 'tollgate.guard';
+/** The limits guard's decision (admitted, rate_limited, budget_exceeded, unavailable, fail_open, local) and the limit that refused. */
+export const ATTR_LIMIT_DECISION = 'tollgate.limit.decision';
+export const ATTR_LIMIT_REFUSED = 'tollgate.limit.refused';
+/** The call's cost in the configured currency, after the policy's cost multiplier. */
+export const ATTR_USAGE_COST = 'tollgate.usage.cost';

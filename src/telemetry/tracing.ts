@@ -209,6 +209,10 @@ export class CallTracer implements PipelineObserver {
     const usage = call.usage;
     if (usage?.inputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_INPUT_TOKENS, usage.inputTokens);
     if (usage?.outputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, usage.outputTokens);
+    if (usage?.cost !== undefined) span.setAttribute(A.ATTR_USAGE_COST, usage.cost);
+    const limit = call.scratch.get('limits') as { decision?: unknown; refused?: unknown } | undefined;
+    if (typeof limit?.decision === 'string') span.setAttribute(A.ATTR_LIMIT_DECISION, limit.decision);
+    if (typeof limit?.refused === 'string') span.setAttribute(A.ATTR_LIMIT_REFUSED, limit.refused);
     span.setAttribute(A.ATTR_OUTCOME, call.outcome);
     if (call.status !== 0) span.setAttribute(A.ATTR_HTTP_RESPONSE_STATUS_CODE, call.status);
     if (err !== undefined) {
