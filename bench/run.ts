@@ -11,6 +11,7 @@
  *   --rate R            fixed rate for the latency-under-load phase (default: half the gateway's throughput)
  *   --phases list       c1,rate,tput (default all)
  *   --no-each           only the gateway with every stage on (not each stage alone)
+ *   --stages a,b        only these stages (and the stages they need), e.g. --stages limits: gateway[limits] vs [none]
  *   --log-level L       gateway log level (default info: one line per call, to a file)
  *   --profile           write a CPU profile of each gateway process and print its summary
  *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     rate: { type: 'string' },
     phases: { type: 'string' },
     'no-each': { type: 'boolean' },
+    stages: { type: 'string' },
     'log-level': { type: 'string' },
     profile: { type: 'boolean' },
     baseline: { type: 'string' },
@@ -80,7 +82,10 @@ for (const w of wanted ?? []) {
   if (!SCENARIOS.some((s) => s.name === w) && !SLOTS.some((s) => s.name === w) && w !== 'stream-completion') throw new Error(`unknown scenario ${w}`);
 }
 const logLevel = values['log-level'] ?? 'info';
-const stages = availableStages(ROOT);
+const only = values.stages?.split(',');
+const available = availableStages(ROOT);
+for (const n of only ?? []) if (!available.some((s) => s.name === n)) throw new Error(`unknown or unavailable stage ${n} (stages: ${available.map((s) => s.name).join(', ')})`);
+const stages = only === undefined ? available : available.filter((s) => only.includes(s.name) || only.some((n) => available.find((x) => x.name === n)?.needs?.includes(s.name)));
 const noEach = values['no-each'] === true;
 const vs = variants(stages, { each: !noEach });
 const extra: Variant[] = [];

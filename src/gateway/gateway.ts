@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
-import type { RedisStore } from '../store/redis.ts';
+import type { RedisStore, StoreStatus } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
@@ -25,7 +25,10 @@ export interface GatewayOptions {
   readonly telemetry?: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (e.g. JWT-SVIDs from the Workload API). */
   readonly credentials?: UpstreamCredentials | undefined;
-  /** The shared Redis store (services.store), for adapters' cross-replica state (MCP session revocations...). */
+  /**
+   * The shared Redis store (services.store): adapters' cross-replica state (MCP session revocations...), and its
+   * state in /readyz (strict readiness also requires it).
+   */
   readonly store?: RedisStore | undefined;
 }
 
@@ -34,6 +37,8 @@ export interface Readiness {
   readonly config: { revision: number; loadedAt: string; dir: string; rejected?: { at: string; issues: readonly ConfigIssue[] } };
   readonly upstreams: Record<string, UpstreamReadiness>;
   readonly sessions: number;
+  /** The shared Redis store (absent when none is configured): limits apply their fail modes while it is down. */
+  readonly store?: StoreStatus;
 }
 
 export class Gateway {
@@ -41,6 +46,7 @@ export class Gateway {
   /** The one call lifecycle every adapter uses. */
   readonly calls: CallLifecycle;
   private readonly services: readonly GuardServices[];
+  private readonly store: GatewayOptions['store'];
   private readonly telemetry: CallTelemetry;
   /** Adapter by protocol value; `adapterList` holds each adapter once. */
   private readonly adapters = new Map<string, ProtocolAdapter>();
@@ -51,6 +57,7 @@ export class Gateway {
   constructor(snapshot: ConfigSnapshot, opts: GatewayOptions) {
     this.log = opts.log;
     this.services = opts.services ?? [];
+    this.store = opts.store;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
     this.calls = new CallLifecycle({
@@ -128,7 +135,9 @@ export class Gateway {
     }
     // Not strict: an HTTP upstream that is down does not make the gateway unready (clients may still reach the
     // others); a local process (stdio) that is down does.
-    const ready = Object.values(upstreams).every((u) => u.up || (!strict && u.transport !== 'stdio'));
+    // A store that is down does not make the gateway unready (each limit applies its fail mode) unless strict.
+    const storeReady = this.store === undefined || this.store.ready || !strict;
+    const ready = storeReady && Object.values(upstreams).every((u) => u.up || (!strict && u.transport !== 'stdio'));
     return {
       ready,
       config: {
@@ -139,6 +148,7 @@ export class Gateway {
       },
       upstreams,
       sessions,
+      ...(this.store ? { store: this.store.status() } : {}),
     };
   }
 

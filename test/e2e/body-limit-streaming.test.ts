@@ -159,6 +159,44 @@ describe('body limit on a streamed (chunked) body', () => {
     expect((await chunkedPost('/mcp', headers, body)).status).toBe(200);
   });
 
+  it('refuses a declared Content-Length over the limit at once, before any of the body arrives', async () => {
+    const u = new URL('/mcp', gw.url);
+    const r = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(
+        { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(LIMIT + 1), ...gw.authHeaders() } },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => {
+            req.destroy();
+            resolve({ status: res.statusCode ?? 0, text });
+          });
+        },
+      );
+      req.on('error', (err) => reject(err));
+      // A few bytes of a body that claims LIMIT + 1: only the declared length can decide now.
+      req.write('{"jsonrpc":');
+    });
+    expect(r.status).toBe(413);
+    expect((JSON.parse(r.text) as { error: { message: string } }).error.message).toContain(`exceeds ${LIMIT} bytes`);
+  });
+
+  it('takes a body of exactly the limit, declared or streamed', async () => {
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'exact', version: '1' } };
+    const shell = JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: meta, pad: '' } });
+    const body = shell.replace('"pad":""', `"pad":"${'p'.repeat(LIMIT - Buffer.byteLength(shell))}"`);
+    expect(Buffer.byteLength(body)).toBe(LIMIT);
+    const headers = { ...gw.authHeaders(), 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' };
+    expect((await chunkedPost('/mcp', headers, body)).status).toBe(200);
+    const declared = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body });
+    expect(declared.status).toBe(200);
+    await declared.text();
+    // One byte more is refused, streamed, with the limit named.
+    const over = await chunkedPost('/mcp', headers, body.replace('"pad":"', '"pad":"p'));
+    expect(over.status).toBe(413);
+    expect((JSON.parse(over.text) as { error: { message: string } }).error.message).toContain(`exceeds ${LIMIT} bytes`);
+  });
+
   it('still serves a chunked body under the limit', async () => {
     const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'small', version: '1' } };
     const body = JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'fixture__echo', arguments: { message: 'y'.repeat(LIMIT / 2) }, _meta: meta } });

@@ -196,12 +196,12 @@ describe('limits, aborts, timeouts and retries', () => {
     const path = '/small/sink?streamed';
     const seenBefore = upstream.seen.length;
     let written = 0;
-    const answer = await new Promise<{ status: number; body: string; written: number }>((resolve, reject) => {
+    const answer = await new Promise<{ status: number; body: string; written: number; connection: string | undefined }>((resolve, reject) => {
       const req = request(`${gw.url}${path}`, { method: 'POST', headers: { ...gw.authHeaders(), 'content-type': 'application/octet-stream' } }, (res) => {
         const at = written;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), written: at }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), written: at, connection: res.headers.connection }));
         res.on('error', reject);
       });
       // The gateway closes the connection after the 413: writes after that may fail, which is expected.
@@ -220,7 +220,9 @@ describe('limits, aborts, timeouts and retries', () => {
       pump();
     });
     expect(answer.status).toBe(413);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'TG_PAYLOAD_TOO_LARGE', data: { limit: MiB } } });
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'TG_PAYLOAD_TOO_LARGE', message: `Request body exceeds ${MiB} bytes`, data: { limit: MiB } } });
+    // The rest of the body is not read: the connection is closed after the answer.
+    expect(answer.connection).toBe('close');
     // Refused while streaming: long before the client had sent its 64 MiB.
     expect(answer.written).toBeLessThan(16 * MiB);
     const seen = upstream.seen.slice(seenBefore).find((r) => r.path === '/sink?streamed')!;
@@ -243,6 +245,21 @@ describe('limits, aborts, timeouts and retries', () => {
     });
     expect(status).toBe(413);
     expect(upstream.seen.length).toBe(seenBefore);
+  });
+
+  it('aborts the upstream request when the client goes away mid-body', async () => {
+    const path = '/small/sink?midbody';
+    const seenBefore = upstream.seen.length;
+    const req = request(`${gw.url}${path}`, { method: 'POST', headers: { ...gw.authHeaders(), 'content-type': 'application/octet-stream' } });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(128 * 1024, 2));
+    await eventually(() => upstream.seen.slice(seenBefore).some((r) => r.path === '/sink?midbody' && r.bytes > 0), 10_000, 'the first bytes upstream');
+    req.destroy();
+    const seen = upstream.seen.slice(seenBefore).find((r) => r.path === '/sink?midbody')!;
+    const cut = await Promise.race([seen.ended, new Promise<string>((r) => setTimeout(() => r('still open after 10 s'), 10_000))]);
+    expect(cut).toBe(true);
+    const call = await finishedCall(path);
+    expect(call.error?.code).toBe('TG_REQUEST_CANCELLED');
   });
 
   it('passes a body at the limit through', async () => {

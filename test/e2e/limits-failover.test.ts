@@ -113,6 +113,11 @@ describe('limits when Redis dies and comes back', () => {
     await eventually(async () => (await storeStatus()) === 503, 10_000, '/readyz/store reports the store down');
     const status = (await (await fetch(`${gw.url}/readyz/store`)).json()) as { ready: boolean; state: string };
     expect(status.ready).toBe(false);
+    // /readyz shows it too: still ready (every limit has a fail mode), but not under ?strict.
+    const readyz = await fetch(`${gw.url}/readyz`);
+    expect(readyz.status).toBe(200);
+    expect(((await readyz.json()) as { store: { ready: boolean; mode: string } }).store).toMatchObject({ ready: false, mode: 'standalone' });
+    expect((await fetch(`${gw.url}/readyz?strict`)).status).toBe(503);
 
     expect(await outcomes('closed', 3)).toEqual(Array(3).fill('TG_LIMITER_UNAVAILABLE'));
     expect(await outcomes('open', 6)).toEqual(Array(6).fill('ok')); // beyond the 4 per 10 minutes: not counted
@@ -128,6 +133,7 @@ describe('limits when Redis dies and comes back', () => {
 
     await redis.restart();
     await eventually(async () => (await storeStatus()) === 200, 15_000, 'store ready again (no gateway restart)');
+    expect((await fetch(`${gw.url}/readyz?strict`)).status).toBe(200);
     // The deferred reconciliation was applied on reconnect: 1000 reserved -> 200 used.
     await probe.connect();
     await eventually(async () => (await probe.get(tokensKey)) === '200', 5_000, 'deferred settle applied');

@@ -80,6 +80,9 @@ describe('bad input on /mcp', () => {
     { name: 'unknown server path', body: '{"jsonrpc":"2.0","id":19,"method":"ping"}', path: '/mcp/nope', status: 404, rpc: -32601, code: 'TG_MCP_UNKNOWN_SERVER' },
     { name: 'session used on another endpoint', body: '{"jsonrpc":"2.0","id":20,"method":"tools/list"}', headers: withSession, path: '/mcp/fixture', status: 404, rpc: -32001, code: 'TG_MCP_SESSION_NOT_FOUND' },
     { name: 'invalid UTF-8', body: () => Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), headers: withSession, status: 400, rpc: -32700, code: 'TG_PARSE_ERROR' },
+    { name: 'Accept with wildcards of other types only', body: '{"jsonrpc":"2.0","id":21,"method":"ping"}', headers: () => withSession({ accept: 'image/*, audio/*' }), status: 406, rpc: -32600, code: 'TG_NOT_ACCEPTABLE' },
+    // The error names the tool: multi-byte characters must not cut the answer short (Content-Length in bytes).
+    { name: 'unknown tool with a non-ASCII name', body: '{"jsonrpc":"2.0","id":22,"method":"tools/call","params":{"name":"nobody__café☃","arguments":{}}}', headers: withSession, status: 200, rpc: -32602, code: 'TG_MCP_UNKNOWN_TOOL' },
   ];
 
   for (const c of cases) {
@@ -92,6 +95,13 @@ describe('bad input on /mcp', () => {
       expect(typeof r.json?.error?.message).toBe('string');
     });
   }
+
+  it('accepts Accept values that allow the types by wildcard', async () => {
+    for (const accept of ['application/*, text/*', '*/*', 'application/json, text/*']) {
+      const r = await post('{"jsonrpc":"2.0","id":23,"method":"ping"}', withSession({ accept }));
+      expect(r.status, accept).toBe(200);
+    }
+  });
 
   it('keeps the id of a request whose error is in-band', async () => {
     const r = await post('{"jsonrpc":"2.0","id":"abc","method":"tools/destroy"}', withSession());

@@ -21,7 +21,7 @@ let conf: ConformanceUpstream;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  [fixture, conf] = await Promise.all([startHttpMcpServer({ name: 'fixture', counter: true }), startConformanceUpstream()]);
+  [fixture, conf] = await Promise.all([startHttpMcpServer({ name: 'fixture', counter: true, asks: true }), startConformanceUpstream()]);
   gw = await startTestGateway({ 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + mcpBackend('conf', { url: conf.url }) + route('mcp', '/mcp', ['fixture', 'conf']) });
 });
 
@@ -120,6 +120,35 @@ describe('multi round-trip requestState bound to its caller', () => {
     expect(done.msg.error).toBeUndefined();
     expect(done.msg.result?.resultType).toBe('complete');
     expect(text(done.msg.result)).toBe('LLM response: answered by alice');
+  });
+
+  it('takes a requestState once: replaying it after the exchange completed is refused', async () => {
+    const first = await callAs(ALICE, 7, {});
+    const requestState = first.msg.result!.requestState as string;
+    const key = Object.keys(first.msg.result!.inputRequests as Record<string, unknown>)[0]!;
+    const done = await callAs(ALICE, 8, { requestState, inputResponses: { [key]: answer('alice') } });
+    expect(text(done.msg.result)).toBe('LLM response: answered by alice');
+    const again = await Promise.race([
+      callAs(ALICE, 9, { requestState, inputResponses: { [key]: answer('alice again') } }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a replayed requestState was taken (no answer)')), 10_000)),
+    ]);
+    expect(again.msg.error?.data?.code).toBe('TG_MCP_REQUEST_STATE_INVALID');
+  });
+
+  it('carries an exchange over several round trips (an upstream that asks twice)', async () => {
+    const client = new V2Client({ name: 'same-client', version: '1.0.0' }, { capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: { pin: MODERN } } });
+    const asked: string[] = [];
+    client.setRequestHandler('elicitation/create', async (req) => {
+      asked.push(req.params.message);
+      return { action: 'accept', content: { answer: `answer ${asked.length}` } };
+    });
+    await client.connect(new V2Transport(new URL(`${gw.url}/mcp`), { requestInit: { headers: gw.authHeaders(ALICE) } }));
+    try {
+      expect(text(await client.callTool({ name: 'fixture__ask_twice', arguments: {} }))).toBe('first=answer 1; second=answer 2');
+      expect(asked).toEqual(['first?', 'second?']);
+    } finally {
+      await client.close();
+    }
   });
 
   it('refuses a requestState used for another tool, even by its own caller', async () => {

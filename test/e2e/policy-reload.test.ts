@@ -16,12 +16,15 @@ import { GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGa
 import { buildBytes, requireOpa, writeTree } from '../helpers/policy.ts';
 
 /**
- * Edit of a .rego file -> opa build -> new decision served. Medians measured on the shared 2-core machine:
- * 0.60 s (busy, load average ~12), so 5x is 3 s; the bound is that.
+ * Edit of a .rego file -> opa build -> new decision served. Median measured on the shared 2-core machine 0.60 s
+ * (load average ~12; 1.26 s seen at load ~18), so 5x is 3 s; the bound is that.
  */
 const DIR_RELOAD_BOUND_MS = 3_000;
-/** Bundle dropped in (rename) -> new decision served: median 0.11 s; 5x is 0.55 s, with a 1.5 s floor for scheduling. */
-const BUNDLE_RELOAD_BOUND_MS = 1_500;
+/**
+ * Bundle dropped in (rename) -> new decision served: median 0.11 s at moderate load, but 1.19 s seen at load ~18 on
+ * 2 cores; the bound is 3 s (a watcher that stopped working leaves it at "never").
+ */
+const BUNDLE_RELOAD_BOUND_MS = 3_000;
 
 /** A policy that depends on no identity: `echo` is allowed or refused with a versioned reason. */
 function rego(version: string, echo: boolean): string {

@@ -14,7 +14,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { createRequire } from 'node:module';
@@ -289,6 +289,7 @@ export function buildImage(opts: { context: string; buildArgs?: Record<string, s
   const cacheRoot = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'image');
   const cached = join(cacheRoot, key);
   if (existsSync(join(cached, 'config.json'))) {
+    utimesSync(cached, new Date(), new Date()); // recently used: pruning keeps it
     return { rootfs: join(cached, 'rootfs'), config: JSON.parse(readFileSync(join(cached, 'config.json'), 'utf8')) as ImageConfig, stages, built: false };
   }
   mkdirSync(cacheRoot, { recursive: true });
@@ -314,13 +315,29 @@ export function buildImage(opts: { context: string; buildArgs?: Record<string, s
     mkdirSync(out);
     renameSync(last.root, join(out, 'rootfs'));
     writeFileSync(join(out, 'config.json'), JSON.stringify(config, null, 2));
-    // Other builds of older contexts are dropped: only the newest image is kept.
-    for (const old of readdirSync(cacheRoot)) if (old !== basename(work)) rmSync(join(cacheRoot, old), { recursive: true, force: true });
-    renameSync(out, cached);
+    try {
+      renameSync(out, cached);
+    } catch (err) {
+      // Another test run (another worktree on this machine) built the same context meanwhile: use theirs.
+      if (!existsSync(join(cached, 'config.json'))) throw err;
+    }
+    pruneImages(cacheRoot, cached);
     return { rootfs: join(cached, 'rootfs'), config, stages, built: true };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Several test runs share the cache (one per worktree): keep the three newest images (another run may still be
+ * running containers from one of them) and never touch a build in progress unless it is a day old (a killed run).
+ */
+function pruneImages(cacheRoot: string, keep: string): void {
+  const now = Date.now();
+  const entries = readdirSync(cacheRoot).map((name) => ({ name, mtime: statSync(join(cacheRoot, name)).mtimeMs }));
+  const images = entries.filter((e) => !e.name.startsWith('build-') && join(cacheRoot, e.name) !== keep).sort((a, b) => b.mtime - a.mtime);
+  for (const e of images.slice(2)) rmSync(join(cacheRoot, e.name), { recursive: true, force: true });
+  for (const e of entries) if (e.name.startsWith('build-') && now - e.mtime > 86_400_000) rmSync(join(cacheRoot, e.name), { recursive: true, force: true });
 }
 
 /** Total size in bytes of a directory tree (what `du -sb` says). */

@@ -11,12 +11,13 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { startGatewayProcess, type GatewayProcess } from './gateway-process.ts';
 import { connectClient, eventually, mcpBackend, route } from './gateway.ts';
 import { newSigner, nowS, signJwt, spiffeBundle, type Signer } from './jwt.ts';
+import { MemoryCounters } from '../../src/guards/limits/decide.ts';
 
 export const FLEET_AUDIENCE = 'https://tollgate.fleet.test';
 
 export interface Fleet {
   readonly gateways: readonly GatewayProcess[];
-  /** `Authorization` for a SPIFFE ID of example.org. */
+  /** `Authorization` for a SPIFFE ID of example.org: a token for the /mcp resource (its audience). */
   auth(spiffeId: string): Record<string, string>;
   stop(): Promise<void>;
 }
@@ -64,7 +65,7 @@ ${opts.limitsYaml ? `  limits:\n${opts.limitsYaml}` : ''}`,
     gateways,
     auth: (spiffeId) => {
       const now = nowS();
-      return { authorization: `Bearer ${signJwt(signer, { sub: spiffeId, aud: [FLEET_AUDIENCE], iat: now, exp: now + 600 })}` };
+      return { authorization: `Bearer ${signJwt(signer, { sub: spiffeId, aud: [`${FLEET_AUDIENCE}/mcp`], iat: now, exp: now + 600 })}` };
     },
     stop: async () => {
       for (const g of gateways) {
@@ -129,12 +130,22 @@ export async function hammer(fleet: Fleet, opts: { callers: number; seconds: num
 }
 
 /**
- * The bucket's math for a run: every decision lies between the first send and the last response, and (demand being
- * continuous) the decisions span at least from the first response to the last send. GCRA then admits exactly
- * burst + floor(rate * span) (one either way for where the span falls between refills).
+ * The most a bucket may admit in a run: every decision lies between the first send and the last response, and
+ * GCRA admits at most burst + floor(rate * span) in a span (one more for where the span falls between refills).
  */
-export function expectedRange(r: LoadResult, rate: number, burst: number): { min: number; max: number; outerSeconds: number; innerSeconds: number } {
+export function upperBound(r: LoadResult, rate: number, burst: number): { max: number; outerSeconds: number } {
   const outer = (r.lastResponse - r.firstSend) / 1000;
-  const inner = Math.max(0, (r.lastSend - r.firstResponse) / 1000);
-  return { min: burst + Math.floor(rate * inner) - 1, max: burst + Math.floor(rate * outer) + 1, outerSeconds: outer, innerSeconds: inner };
+  return { max: burst + Math.floor(rate * outer) + 1, outerSeconds: outer };
+}
+
+/**
+ * What the bucket's math admits for decisions taken at these server times (microseconds): the in-memory limiter
+ * replayed over the arrival times Redis saw. Equal to what the shared limiter admitted, whatever the load did to
+ * the arrivals (a starved machine leaves the bucket idle, and then admits less than burst + rate x time).
+ */
+export function bucketMath(times: readonly number[], rate: number, burst: number): number {
+  const counters = new MemoryCounters(() => 0);
+  const intervalUs = Math.floor(1e6 / rate);
+  const op = { kind: 'r' as const, key: 'k', intervalUs, toleranceUs: burst * intervalUs, cost: 1 };
+  return times.filter((t) => counters.decide([op], t).admitted).length;
 }

@@ -6,6 +6,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { serveSdkSessions } from './sdk-sessions.ts';
 import {
   CallToolRequestSchema,
+  ElicitResultSchema,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
@@ -25,6 +26,8 @@ export interface FixtureOptions {
   json?: boolean;
   /** Adds `count`: returns how many times it was called in this upstream session (state an upstream keeps per session). */
   counter?: boolean;
+  /** Adds `ask_twice`: asks the client two elicitations one after the other during the call (two round trips). */
+  asks?: boolean;
 }
 
 export interface FixtureServer {
@@ -54,6 +57,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
   const name = opts.name ?? 'fixture';
   const tools: Tool[] = [...BUILTIN];
   if (opts.counter) tools.push({ name: 'count', description: 'Counts its calls in this session', inputSchema: { type: 'object', properties: {} } });
+  if (opts.asks) tools.push({ name: 'ask_twice', description: 'Asks the client twice, one after the other', inputSchema: { type: 'object', properties: {} } });
   for (let i = 0; i < (opts.extraTools ?? 0); i++) {
     tools.push({ name: `tool-${i}`, description: `Generated tool ${i}`, inputSchema: { type: 'object', properties: {} } });
   }
@@ -79,6 +83,18 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
       const args = (req.params.arguments ?? {}) as Record<string, unknown>;
       metas.push({ tool: req.params.name, ...(req.params._meta ?? {}) });
       if (opts.counter && req.params.name === 'count') return { content: [{ type: 'text', text: String(++count) }] };
+      if (opts.asks && req.params.name === 'ask_twice') {
+        const ask = async (message: string): Promise<string> => {
+          const r = await extra.sendRequest(
+            { method: 'elicitation/create', params: { message, requestedSchema: { type: 'object', properties: { answer: { type: 'string' } } } } },
+            ElicitResultSchema,
+          );
+          return r.action === 'accept' ? String(r.content?.answer) : r.action;
+        };
+        const first = await ask('first?');
+        const second = await ask('second?');
+        return { content: [{ type: 'text', text: `first=${first}; second=${second}` }] };
+      }
       switch (req.params.name) {
         case 'add':
           return { content: [{ type: 'text', text: String(Number(args.a) + Number(args.b)) }] };

@@ -117,3 +117,51 @@ export function keysOn(port: number, pattern: string): string[] {
   const out = execFileSync('redis-cli', ['-p', String(port), '--raw', 'keys', pattern], { encoding: 'utf8' }).trim();
   return out === '' ? [] : out.split('\n');
 }
+
+export interface DecisionMonitor {
+  /** Stops monitoring; the server times (us) at which scripts touching a key containing `keyPart` read TIME. */
+  stop(): Promise<number[]>;
+}
+
+/**
+ * Watches servers with MONITOR (test-private servers only: it slows Redis) and records when each limiter script
+ * that names a key containing `keyPart` took its decision: the timestamp of the script's own TIME call (Redis logs
+ * the commands a script runs right after the script, and runs one command at a time).
+ */
+export async function monitorDecisions(ports: readonly number[], keyPart: string): Promise<DecisionMonitor> {
+  const watchers = ports.map((port) => {
+    const child = spawn('redis-cli', ['-p', String(port), 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const times: number[] = [];
+    let rest = '';
+    let pending = false;
+    let attached: () => void = () => {};
+    const ready = new Promise<void>((r) => (attached = r));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) {
+        if (line.trim() === 'OK') attached();
+        const m = /^(\d+)\.(\d{6}) \[\d+ ([^\]]+)\] "([^"]+)"/.exec(line);
+        if (m === null) continue;
+        const [, sec, usec, source, command] = m;
+        if (source !== 'lua') pending = (command === 'evalsha' || command === 'eval') && line.includes(keyPart);
+        else if (pending && command === 'TIME') {
+          times.push(Number(sec) * 1_000_000 + Number(usec));
+          pending = false;
+        }
+      }
+    });
+    return { child, times, ready };
+  });
+  // MONITOR answers OK once it is on.
+  await Promise.all(watchers.map((w) => w.ready));
+  return {
+    stop: async () => {
+      for (const w of watchers) {
+        w.child.kill('SIGTERM');
+        await exited(w.child);
+      }
+      return watchers.flatMap((w) => w.times).sort((a, b) => a - b);
+    },
+  };
+}

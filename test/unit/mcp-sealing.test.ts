@@ -16,6 +16,14 @@ describe('Sealer', () => {
     expect(a).not.toContain('spiffe'); // encrypted, not just signed
   });
 
+  it('never repeats an IV (AES-GCM), also after its pool of random IVs is used up and refilled', () => {
+    const s = new Sealer('mcp-session', [K1]);
+    const ivs = new Set<string>();
+    const n = 2_000; // several refills of the pooled IVs
+    for (let i = 0; i < n; i++) ivs.add(Buffer.from(s.seal({ i }).split('.')[1]!, 'base64url').subarray(0, 12).toString('hex'));
+    expect(ivs.size).toBe(n);
+  });
+
   it('rotates: the first key seals, every key opens; a dropped key no longer opens', () => {
     const old = new Sealer('mcp-session', [K1]);
     const rotated = new Sealer('mcp-session', [K2, K1]);
