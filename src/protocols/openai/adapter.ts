@@ -245,7 +245,13 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
 
   reconfigure(snapshot: ConfigSnapshot): void {
     this.upstreamSet.sync(snapshot);
-    this.catalog.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'openai').map((b) => b.name)));
+    const mine = [...snapshot.backends.values()].filter((b) => b.spec.protocol === 'openai');
+    this.catalog.retain(new Set(mine.map((b) => b.name)));
+    for (const b of mine) {
+      // The adapter adds /v1 itself (and reaches /tokenize, /health at the root): an OpenAI-style base URL doubles it.
+      const urls = b.spec.endpoints?.map((e) => e.url) ?? [b.spec.url ?? ''];
+      if (urls.some((u) => /\/v1\/?$/.test(u))) this.ctx.log.warn({ backend: b.name }, 'an openai backend URL ends with /v1: give the server root (http://host:8000), the gateway adds /v1');
+    }
   }
 
   drain(): void {}
