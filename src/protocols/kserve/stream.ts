@@ -12,6 +12,7 @@
 import type { Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
+import { kserveErrorBody } from '../../wire/errors.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
 
 function modelOf(call: Call): NonNullable<Call['model']> {
@@ -78,7 +79,7 @@ export class GenerateStream implements ChunkFilter {
     // What the broken event had sent is dropped: the error event starts on an event boundary.
     this.framer.take();
     modelOf(this.call).streamError = true;
-    return Buffer.from(`data: ${JSON.stringify({ error: err.message })}\n\n`);
+    return Buffer.from(`data: ${kserveErrorBody(err)}\n\n`);
   }
 }
 
