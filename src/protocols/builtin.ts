@@ -4,7 +4,8 @@
  */
 import type { ProtocolDefinition } from '../gateway/adapter.ts';
 import { a2aProtocol } from './a2a/index.ts';
+import { kserveProtocol } from './kserve/index.ts';
 import { mcpProtocol } from './mcp/index.ts';
 import { openaiProtocol } from './openai/index.ts';
 
-export const BUILTIN_PROTOCOLS: readonly ProtocolDefinition[] = [mcpProtocol, openaiProtocol, a2aProtocol];
+export const BUILTIN_PROTOCOLS: readonly ProtocolDefinition[] = [mcpProtocol, openaiProtocol, kserveProtocol, a2aProtocol];
