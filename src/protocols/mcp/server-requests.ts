@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Errors, GatewayError } from '../../core/errors.ts';
-import { errorResponse, findTopLevelId, peekId, spliceId, type RpcId } from './jsonrpc.ts';
+import { errorResponse, peekId, spliceId, type RpcId } from './jsonrpc.ts';
 import type { McpSession } from './session.ts';
 import type { UpstreamSession } from './upstream/types.ts';
 
@@ -61,11 +61,6 @@ export class ServerRequests {
   clear(): void {
     this.waiting.clear();
   }
-}
-
-/** Whether a serialized message from an upstream is a request (has both a method and an id). */
-export function isRequestMessage(text: string): boolean {
-  return text.includes('"method"') && findTopLevelId(text) !== undefined;
 }
 
 /**
