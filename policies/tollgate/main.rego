@@ -59,9 +59,13 @@ reason := "" if {
 	input.target.name
 } else := sprintf("%s may not call %s", [caller, input.operation])
 
-caller := input.principal.id
-
-caller := "an anonymous caller" if input.principal == null
+# An anonymous call (a route with auth.anonymous) has the principal {"id": "anonymous", "issuer": "anonymous", ...};
+# null only reaches a policy evaluated without the identity guard.
+caller := "an anonymous caller" if {
+	input.principal.issuer == "anonymous"
+} else := "an anonymous caller" if {
+	input.principal == null
+} else := input.principal.id
 
 # Obligations other guards honour: the limits guard applies rate_class and cost_multiplier, the audit log erases
 # the argument paths in redact.

@@ -206,9 +206,13 @@ const backendSpec = z
     /** MCP only: the upstream's transport (`openapi`: an HTTP API described by an OpenAPI 3.x document). */
     transport: z.enum(['streamable-http', 'sse', 'stdio', 'openapi']).optional(),
     stdio: stdioSpec.optional(),
-    /** transport openapi: where the document is (`url` or a `file` relative to the config directory). */
+    /**
+     * transport openapi: where the document is (`url` or a `file` relative to the config directory). The API base
+     * URL is the backend's `url`; the document's `servers` are used only when `servers` here pins them (the first
+     * document server that is one of these), so a document never decides where the backend's credentials go.
+     */
     openapi: z
-      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional() })
+      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional(), servers: z.array(z.url()).min(1).optional() })
       .refine((o) => (o.url === undefined) !== (o.file === undefined), 'set exactly one of url or file')
       .optional(),
     headers: z.array(headerSpec).default([]),
@@ -230,6 +234,8 @@ const backendSpec = z
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
     if (transport === 'openapi') {
       if (!b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: 'an openapi backend needs openapi.url or openapi.file' });
+      else if (b.url === undefined && b.openapi.servers === undefined)
+        ctx.addIssue({ code: 'custom', path: ['url'], message: "an openapi backend needs url (the API base URL) or openapi.servers (the document's servers it may use)" });
     } else if (b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: `openapi is not allowed with transport ${transport}` });
     if (transport === 'openapi') {
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is not allowed with transport openapi' });

@@ -45,6 +45,7 @@ export const Errors = Object.freeze({
   MCP_UNKNOWN_TOOL: def('TG_MCP_UNKNOWN_TOOL', 200, -32602, true, 'Unknown tool'),
   MCP_UNKNOWN_PROMPT: def('TG_MCP_UNKNOWN_PROMPT', 200, -32602, true, 'Unknown prompt'),
   MCP_RESOURCE_NOT_FOUND: def('TG_MCP_RESOURCE_NOT_FOUND', 200, -32002, true, 'Resource not found'),
+  OPENAPI_PATH_PARAM: def('TG_OPENAPI_PATH_PARAM', 200, -32602, true, 'Invalid params: a path parameter value would change the request path'),
   MCP_INVALID_CURSOR: def('TG_MCP_INVALID_CURSOR', 200, -32602, true, 'Invalid pagination cursor'),
   MCP_STREAM_CONFLICT: def('TG_MCP_STREAM_CONFLICT', 409, -32600, false, 'Conflict: only one server stream per session is allowed'),
   REQUEST_CANCELLED: def('TG_REQUEST_CANCELLED', 499, -32800, true, 'Request cancelled by the client'),
