@@ -38,6 +38,10 @@ export interface RunningGateway {
   readonly services: Services;
   /** Drains in-flight work up to the configured deadline, then closes everything. */
   shutdown(): Promise<void>;
+  /** Reloads the config directory and every policy source now (SIGHUP). True when a new config was applied. */
+  reload(): Promise<boolean>;
+  /** Skips the drain: flushes and seals the audit log only (a second SIGTERM/SIGINT); the caller exits after. */
+  abort(): Promise<void>;
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
@@ -88,6 +92,16 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     log,
     watcher,
     services,
+    reload: async () => {
+      const applied = watcher.reload();
+      await services.policy.refresh();
+      return applied;
+    },
+    abort: async () => {
+      log.warn('second stop signal: exiting without draining');
+      await services.sealAudit();
+      flushLogs();
+    },
     shutdown: () => {
       stopping ??= (async () => {
         watcher.close();

@@ -50,16 +50,26 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
-  process.once('SIGHUP', () => running.watcher.reload());
-  await new Promise<void>((done) => {
-    const stop = (signal: string): void => {
-      running.log.info({ signal }, 'shutting down');
-      void running.shutdown().then(done);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  // Every SIGHUP reloads routes and policy (a listener that stays: `once` left the second SIGHUP to the default action).
+  process.on('SIGHUP', () => {
+    running.log.info({ signal: 'SIGHUP' }, 'reloading config and policy');
+    running.reload().catch((err: unknown) => running.log.error({ err }, 'reload failed; previous config stays in force'));
   });
-  return 0;
+  // The first SIGTERM/SIGINT drains; a second one exits at once, after sealing the audit log.
+  let stopping = false;
+  return new Promise<number>((done) => {
+    const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
+      if (stopping) {
+        void running.abort().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        return;
+      }
+      stopping = true;
+      running.log.info({ signal }, 'shutting down');
+      void running.shutdown().then(() => done(0));
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
 }
 
 /** The protocol values the built-in adapters serve (loaded here only: other subcommands do not pay for them). */

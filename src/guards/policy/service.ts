@@ -188,6 +188,11 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     return [guard];
   }
 
+  /** Every source loads again now (SIGHUP): an unchanged bundle is kept, a changed one is put in force. */
+  async refresh(): Promise<void> {
+    await Promise.all(this.sources.map((s) => s.refresh()));
+  }
+
   status(): PolicyStatus {
     return {
       active: this.engine ? { source: this.engine.source, revision: this.engine.revision } : undefined,

@@ -53,6 +53,9 @@ export abstract class PolicySource {
   /** First load attempt; resolves (never rejects) when done. Returns the error when it failed. */
   abstract start(): Promise<string | undefined>;
 
+  /** Loads again now, without waiting for a file event or the next poll (SIGHUP); returns the error when it failed. */
+  abstract refresh(): Promise<string | undefined>;
+
   close(): void {
     this.closed = true;
   }
@@ -165,6 +168,10 @@ export class DirSource extends PolicySource {
   }
 
   /** Builds now (or after the build in progress). */
+  refresh(): Promise<string | undefined> {
+    return this.rebuild(process.hrtime.bigint());
+  }
+
   rebuild(sinceNs: bigint | undefined): Promise<string | undefined> {
     if (this.building) {
       this.queued = sinceNs ?? process.hrtime.bigint();
@@ -242,6 +249,10 @@ export class FileSource extends PolicySource {
     return err;
   }
 
+  refresh(): Promise<string | undefined> {
+    return this.reload(process.hrtime.bigint());
+  }
+
   private async reload(sinceNs: bigint | undefined): Promise<string | undefined> {
     if (this.loading) await this.loading;
     this.loading = this.loadOnce(sinceNs);
@@ -313,6 +324,10 @@ export class ServiceSource extends PolicySource {
       void this.poll().then(() => this.schedule());
     }, min + Math.random() * (max - min));
     this.timer.unref();
+  }
+
+  refresh(): Promise<string | undefined> {
+    return this.poll();
   }
 
   /** One poll: fetch if changed, verify, load. Resolves with the error when it failed. */
