@@ -27,6 +27,8 @@ housekeeping := {
 	"tools/list", "prompts/list", "resources/list", "resources/templates/list",
 	# OpenAI-compatible model lists (filtered by `visible` like MCP lists).
 	"models.list",
+	# KServe v2 server health and metadata (no model named; each model's metadata, readiness and inference need its grant).
+	"server.live", "server.ready", "server.metadata",
 }
 
 permitted if {

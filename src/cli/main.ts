@@ -50,11 +50,8 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
-  // Every SIGHUP reloads routes and policy (a listener that stays: `once` left the second SIGHUP to the default action).
-  process.on('SIGHUP', () => {
-    running.log.info({ signal: 'SIGHUP' }, 'reloading config and policy');
-    running.reload().catch((err: unknown) => running.log.error({ err }, 'reload failed; previous config stays in force'));
-  });
+  // `on`, not `once`: a second SIGHUP must reload again, not fall back to the default action (exit).
+  process.on('SIGHUP', () => void running.reload());
   // The first SIGTERM/SIGINT drains; a second one exits at once, after sealing the audit log.
   let stopping = false;
   return new Promise<number>((done) => {

@@ -337,6 +337,25 @@ const routeSpec = z.strictObject({
       modelsCacheMs: durationMs.default(30_000),
     })
     .optional(),
+  /** KServe v2 (Triton) routes. */
+  kserve: z
+    .strictObject({
+      /**
+       * Largest JSON header of a binary-tensor infer request (`Inference-Header-Content-Length`), the only part of such
+       * a body the gateway reads (for policy); the tensor bytes after it stream through unread.
+       */
+      maxHeaderBytes: z.number().int().min(64).max(64 * 1024 * 1024).default(1024 * 1024),
+      /**
+       * generate_stream: count one output token per event carrying output (Triton reports no usage), so budgets and
+       * audit see what streamed; false: the call is marked unmetered (budgets charge its whole reservation).
+       */
+      countStreamEvents: z.boolean().default(false),
+      /** generate / generate_stream: prompt tokens reserved per this many bytes of `text_input`. */
+      bytesPerToken: z.number().min(1).max(16).default(3),
+      /** Give policies `text_input` itself (generate); by default only its size. */
+      policyContent: z.boolean().default(false),
+    })
+    .optional(),
   /** Route-level policy override (src/guards/policy/config.ts). */
   policy: routePolicySpec.optional(),
 });

@@ -94,6 +94,10 @@ export const Errors = Object.freeze({
   MODEL_NOT_FOUND: def('TG_MODEL_NOT_FOUND', 404, -32075, true, 'The model does not exist on this route'),
   /** The prompt (messages, prompt, input) is over the route's maxPromptBytes. */
   PROMPT_TOO_LARGE: def('TG_PROMPT_TOO_LARGE', 400, -32602, true, 'The prompt exceeds the configured size'),
+  /** KServe binary tensors: Inference-Header-Content-Length is not a number, over the cap, or its header is not JSON. */
+  INVALID_TENSOR_HEADER: def('TG_INVALID_TENSOR_HEADER', 400, -32602, false, 'Inference-Header-Content-Length does not frame a JSON inference header'),
+  /** KServe server readiness through the gateway: a backend of the route has no endpoint passing its health checks. */
+  UPSTREAM_NOT_READY: def('TG_UPSTREAM_NOT_READY', 503, -32070, false, 'A backend of this route has no ready endpoint'),
   /** A pool's circuit breaker: too many requests in flight to one backend; the newcomer is refused, nobody is queued. */
   UPSTREAM_OVERLOADED: def('TG_UPSTREAM_OVERLOADED', 503, -32074, true, 'Upstream has too many requests in flight'),
 });

@@ -99,7 +99,7 @@ describe('defect 10: signals', () => {
     await other.close();
     // The refusals under v2 are audited with the policy's reason.
     await gw.record((r) => r.operation === 'tools/call' && r.decision?.allow === false && /v2: echo closed/.test(r.decision.reason ?? ''), 'a v2 refusal');
-    await eventually(() => (gw.proc.stdout().match(/reloading config and policy/g) ?? []).length === 4, 10_000, 'four SIGHUPs logged');
+    await eventually(() => (gw.proc.stdout().match(/reload requested \(SIGHUP\)/g) ?? []).length === 4, 10_000, 'four SIGHUPs logged');
     await victim.close();
     expect(await gw.stop()).toBe(0);
     expect(auditVerify(join(gw.dataDir, 'audit')).status).toBe(0);
