@@ -46,8 +46,12 @@ export class HttpServer {
       (req, res) => this.onRequest(req, res),
     );
     if (http.maxConnections > 0) this.server.maxConnections = http.maxConnections;
-    this.server.on('clientError', (err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // A request not received in time (slowloris) is told so (408); anything unparsable (smuggling attempts:
+      // Content-Length with Transfer-Encoding, two lengths, an obfuscated Transfer-Encoding) gets 400. Either way
+      // the connection is closed: nothing after the bad bytes is read as another request.
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       else socket.destroy(err);
     });
     this.sweeper = setInterval(() => this.sweepSlowClients(), Math.min(1_000, this.slow.slowClientMs));
@@ -64,7 +68,8 @@ export class HttpServer {
     const now = Date.now();
     const { maxBufferedBytes, slowClientMs } = this.slow;
     for (const res of this.open) {
-      if (res.destroyed || !res.headersSent || !res.writableNeedDrain) {
+      // Over the high-water mark: still waiting on the client (also after end(): a whole answer written at once).
+      if (res.destroyed || !res.headersSent || res.writableLength <= res.writableHighWaterMark) {
         this.stalled.delete(res);
         continue;
       }
@@ -72,7 +77,6 @@ export class HttpServer {
       const seen = this.stalled.get(res);
       if (seen === undefined) {
         this.stalled.set(res, { since: now, buffered });
-        res.once('drain', () => this.stalled.delete(res));
         continue;
       }
       if (buffered < seen.buffered) {
