@@ -34,6 +34,8 @@ export interface RunningGateway {
   readonly url: string;
   readonly log: Logger;
   readonly watcher: ConfigWatcher;
+  /** SIGHUP: reloads the config directory and rebuilds/reloads the policy, changed or not. */
+  reload(): Promise<void>;
   /** The long-lived guard services (identity, ...). */
   readonly services: Services;
   /** Drains in-flight work up to the configured deadline, then closes everything. */
@@ -59,6 +61,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     telemetry: services.telemetry,
     credentials: services.credentials,
     store: services.store,
+    policy: () => services.policy.status(),
   });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
@@ -88,6 +91,12 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     log,
     watcher,
     services,
+    reload: async () => {
+      log.info('reload requested (SIGHUP)');
+      watcher.reload();
+      const errors = await services.policy.reload();
+      for (const reason of errors) log.error({ reason }, 'policy reload refused; the policy in force stays');
+    },
     shutdown: () => {
       stopping ??= (async () => {
         watcher.close();

@@ -27,6 +27,8 @@ housekeeping := {
 	"tools/list", "prompts/list", "resources/list", "resources/templates/list",
 	# OpenAI-compatible model lists (filtered by `visible` like MCP lists).
 	"models.list",
+	# KServe v2 server health and metadata (no model named; each model's metadata, readiness and inference need its grant).
+	"server.live", "server.ready", "server.metadata",
 }
 
 permitted if {
@@ -59,9 +61,13 @@ reason := "" if {
 	input.target.name
 } else := sprintf("%s may not call %s", [caller, input.operation])
 
-caller := input.principal.id
-
-caller := "an anonymous caller" if input.principal == null
+# An anonymous call (a route with auth.anonymous) has the principal {"id": "anonymous", "issuer": "anonymous", ...};
+# null only reaches a policy evaluated without the identity guard.
+caller := "an anonymous caller" if {
+	input.principal.issuer == "anonymous"
+} else := "an anonymous caller" if {
+	input.principal == null
+} else := input.principal.id
 
 # Obligations other guards honour: the limits guard applies rate_class and cost_multiplier, the audit log erases
 # the argument paths in redact.

@@ -50,7 +50,8 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
-  process.once('SIGHUP', () => running.watcher.reload());
+  // `on`, not `once`: a second SIGHUP must reload again, not fall back to the default action (exit).
+  process.on('SIGHUP', () => void running.reload());
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {
       running.log.info({ signal }, 'shutting down');

@@ -242,9 +242,13 @@ const backendSpec = z
     /** MCP only: the upstream's transport (`openapi`: an HTTP API described by an OpenAPI 3.x document). */
     transport: z.enum(['streamable-http', 'sse', 'stdio', 'openapi']).optional(),
     stdio: stdioSpec.optional(),
-    /** transport openapi: where the document is (`url` or a `file` relative to the config directory). */
+    /**
+     * transport openapi: where the document is (`url` or a `file` relative to the config directory). The API base
+     * URL is the backend's `url`; the document's `servers` are used only when `servers` here pins them (the first
+     * document server that is one of these), so a document never decides where the backend's credentials go.
+     */
     openapi: z
-      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional() })
+      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional(), servers: z.array(z.url()).min(1).optional() })
       .refine((o) => (o.url === undefined) !== (o.file === undefined), 'set exactly one of url or file')
       .optional(),
     headers: z.array(headerSpec).default([]),
@@ -266,6 +270,8 @@ const backendSpec = z
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
     if (transport === 'openapi') {
       if (!b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: 'an openapi backend needs openapi.url or openapi.file' });
+      else if (b.url === undefined && b.openapi.servers === undefined)
+        ctx.addIssue({ code: 'custom', path: ['url'], message: "an openapi backend needs url (the API base URL) or openapi.servers (the document's servers it may use)" });
     } else if (b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: `openapi is not allowed with transport ${transport}` });
     if (transport === 'openapi') {
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is not allowed with transport openapi' });
@@ -365,6 +371,25 @@ const routeSpec = z.strictObject({
       policyContent: z.boolean().default(false),
       /** How long a backend's model list (GET /v1/models) is reused for /v1/models and routing without `models`. */
       modelsCacheMs: durationMs.default(30_000),
+    })
+    .optional(),
+  /** KServe v2 (Triton) routes. */
+  kserve: z
+    .strictObject({
+      /**
+       * Largest JSON header of a binary-tensor infer request (`Inference-Header-Content-Length`), the only part of such
+       * a body the gateway reads (for policy); the tensor bytes after it stream through unread.
+       */
+      maxHeaderBytes: z.number().int().min(64).max(64 * 1024 * 1024).default(1024 * 1024),
+      /**
+       * generate_stream: count one output token per event carrying output (Triton reports no usage), so budgets and
+       * audit see what streamed; false: the call is marked unmetered (budgets charge its whole reservation).
+       */
+      countStreamEvents: z.boolean().default(false),
+      /** generate / generate_stream: prompt tokens reserved per this many bytes of `text_input`. */
+      bytesPerToken: z.number().min(1).max(16).default(3),
+      /** Give policies `text_input` itself (generate); by default only its size. */
+      policyContent: z.boolean().default(false),
     })
     .optional(),
   /** Route-level policy override (src/guards/policy/config.ts). */

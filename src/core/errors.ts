@@ -50,6 +50,7 @@ export const Errors = Object.freeze({
   MCP_UNKNOWN_TOOL: def('TG_MCP_UNKNOWN_TOOL', 200, -32602, true, 'Unknown tool'),
   MCP_UNKNOWN_PROMPT: def('TG_MCP_UNKNOWN_PROMPT', 200, -32602, true, 'Unknown prompt'),
   MCP_RESOURCE_NOT_FOUND: def('TG_MCP_RESOURCE_NOT_FOUND', 200, -32002, true, 'Resource not found'),
+  OPENAPI_PATH_PARAM: def('TG_OPENAPI_PATH_PARAM', 200, -32602, true, 'Invalid params: a path parameter value would change the request path'),
   MCP_INVALID_CURSOR: def('TG_MCP_INVALID_CURSOR', 200, -32602, true, 'Invalid pagination cursor'),
   MCP_STREAM_CONFLICT: def('TG_MCP_STREAM_CONFLICT', 409, -32600, false, 'Conflict: only one server stream per session is allowed'),
   REQUEST_CANCELLED: def('TG_REQUEST_CANCELLED', 499, -32800, true, 'Request cancelled by the client'),
@@ -98,6 +99,10 @@ export const Errors = Object.freeze({
   MODEL_NOT_FOUND: def('TG_MODEL_NOT_FOUND', 404, -32075, true, 'The model does not exist on this route'),
   /** The prompt (messages, prompt, input) is over the route's maxPromptBytes. */
   PROMPT_TOO_LARGE: def('TG_PROMPT_TOO_LARGE', 400, -32602, true, 'The prompt exceeds the configured size'),
+  /** KServe binary tensors: Inference-Header-Content-Length is not a number, over the cap, or its header is not JSON. */
+  INVALID_TENSOR_HEADER: def('TG_INVALID_TENSOR_HEADER', 400, -32602, false, 'Inference-Header-Content-Length does not frame a JSON inference header'),
+  /** KServe server readiness through the gateway: a backend of the route has no endpoint passing its health checks. */
+  UPSTREAM_NOT_READY: def('TG_UPSTREAM_NOT_READY', 503, -32070, false, 'A backend of this route has no ready endpoint'),
   /** A pool's circuit breaker: too many requests in flight to one backend; the newcomer is refused, nobody is queued. */
   UPSTREAM_OVERLOADED: def('TG_UPSTREAM_OVERLOADED', 503, -32074, true, 'Upstream has too many requests in flight'),
 });

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
+import type { PolicyStatus } from '../guards/policy/service.ts';
 import type { RedisStore, StoreStatus } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
@@ -31,6 +32,17 @@ export interface GatewayOptions {
    * state in /readyz (strict readiness also requires it).
    */
   readonly store?: RedisStore | undefined;
+  /** The policy in force and its sources' state, for /readyz (absent: no policy configured). */
+  readonly policy?: (() => PolicyStatus) | undefined;
+}
+
+/** The policy part of /readyz: what is in force, since when, and a refused load with its reason. */
+export interface PolicyReadiness {
+  readonly revision: string | undefined;
+  readonly source: string | undefined;
+  readonly loadedAt: string | undefined;
+  readonly sources: PolicyStatus['sources'];
+  readonly rejected?: { readonly at: string | undefined; readonly location: string; readonly error: string };
 }
 
 export interface Readiness {
@@ -42,6 +54,8 @@ export interface Readiness {
   readonly store?: StoreStatus;
   /** Load shedding: calls in flight and waiting, event-loop delay, refusals by reason. */
   readonly overload: AdmissionStatus;
+  /** The policy in force (absent when no policy is configured). A refused load does not make the gateway unready. */
+  readonly policy?: PolicyReadiness;
 }
 
 export class Gateway {
@@ -50,6 +64,7 @@ export class Gateway {
   readonly calls: CallLifecycle;
   private readonly services: readonly GuardServices[];
   private readonly store: GatewayOptions['store'];
+  private readonly policy: GatewayOptions['policy'];
   private readonly telemetry: CallTelemetry;
   /** Adapter by protocol value; `adapterList` holds each adapter once. */
   private readonly adapters = new Map<string, ProtocolAdapter>();
@@ -63,6 +78,7 @@ export class Gateway {
     this.log = opts.log;
     this.services = opts.services ?? [];
     this.store = opts.store;
+    this.policy = opts.policy;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
     this.admission = new Admission(snapshot.gateway.overload);
@@ -166,6 +182,22 @@ export class Gateway {
       sessions,
       ...(this.store ? { store: this.store.status() } : {}),
       overload: this.admission.status(),
+      ...this.policyReadiness(),
+    };
+  }
+
+  private policyReadiness(): { policy?: PolicyReadiness } {
+    const status = this.policy?.();
+    if (status === undefined || (status.active === undefined && status.sources.length === 0)) return {};
+    const refused = status.sources.find((s) => s.error !== undefined);
+    return {
+      policy: {
+        revision: status.active?.revision,
+        source: status.active?.source,
+        loadedAt: status.active?.since,
+        sources: status.sources,
+        ...(refused ? { rejected: { at: refused.rejectedAt, location: refused.location, error: refused.error! } } : {}),
+      },
     };
   }
 
