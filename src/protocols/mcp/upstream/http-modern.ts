@@ -19,7 +19,8 @@ import {
   paramHeaders,
   type ParamHeader,
 } from '../modern.ts';
-import { MAX_RESPONSE_BYTES, relayResponse, type HttpMcpUpstream } from './http.ts';
+import type { HttpMcpUpstream } from './http.ts';
+import { MAX_RESPONSE_BYTES, relayResponse } from './http-response.ts';
 import { followStream, readEvents } from './follow.ts';
 import type { ClientHello, InflightHandle, InitializeResult, MessageSink, ReplySink, UpstreamSession } from './types.ts';
 import { callUpstream } from './call.ts';
