@@ -36,6 +36,11 @@ export const Errors = Object.freeze({
   ORIGIN_FORBIDDEN: def('TG_ORIGIN_FORBIDDEN', 403, -32600, false, 'Origin not allowed'),
   INTERNAL: def('TG_INTERNAL', 500, -32603, true, 'Internal gateway error'),
   SHUTTING_DOWN: def('TG_SHUTTING_DOWN', 503, -32603, false, 'The gateway is shutting down'),
+  /**
+   * Load shedding (src/gateway/admission.ts): too many calls in flight and the wait queue full, no slot freed in
+   * time, or the event loop lagging. Sent with Retry-After; nothing already admitted was cancelled to make room.
+   */
+  OVERLOADED: def('TG_OVERLOADED', 503, -32076, false, 'The gateway is overloaded; retry later'),
 
   // MCP transport and session
   MCP_SESSION_REQUIRED: def('TG_MCP_SESSION_REQUIRED', 400, -32600, false, 'Bad Request: Mcp-Session-Id header is required'),
