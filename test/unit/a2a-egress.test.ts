@@ -16,7 +16,7 @@ function table(entries: Record<string, string[]>): Resolver & { asked: string[] 
     const a = entries[host];
     if (a === undefined) throw Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
     return a;
-  }) as Resolver & { asked: string[] };
+  }) as unknown as Resolver & { asked: string[] };
   r.asked = asked;
   return r;
 }
