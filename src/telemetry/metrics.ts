@@ -16,6 +16,8 @@ export interface TelemetrySource {
     sessions: number;
     /** `rejected` is set while the last config reload was refused (the previous config stays in force). */
     config?: { readonly rejected?: unknown };
+    /** Load shedding (src/gateway/admission.ts). */
+    overload?: { inFlight: number; queued: number; eventLoopDelayMs: number; shed: Readonly<Record<string, number>> };
   };
 }
 
@@ -178,6 +180,44 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const [protocol, n] of self.streams) this.set({ protocol }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_calls_in_flight',
+      help: 'Calls holding an admission slot (long-lived server streams excluded)',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.inFlight);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_calls_queued',
+      help: 'Calls waiting for an admission slot',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.queued);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_event_loop_delay_seconds',
+      help: 'Event-loop delay (p99 over the last 250 ms window) that admission control watches',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.eventLoopDelayMs / 1000);
+      },
+    });
+    new client.Counter({
+      name: 'tollgate_shed_total',
+      help: 'Calls refused by load shedding (TG_OVERLOADED), by reason: concurrency, queue_timeout, event_loop_lag',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const o = self.source?.readiness().overload;
+        if (o) for (const [reason, n] of Object.entries(o.shed)) this.inc({ reason }, n);
       },
     });
     new client.Gauge({
