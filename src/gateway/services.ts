@@ -59,6 +59,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   const identity = await IdentityService.create(snapshot, log);
   guards.push(identity);
   admin.push(identity.admin);
+  telemetry.telemetry.watchTokenChecks(identity.checks);
   closers.push(() => identity.close());
   // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
   // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
