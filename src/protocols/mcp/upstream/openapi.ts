@@ -222,10 +222,6 @@ export class OpenApiUpstream implements McpUpstream {
     return new OpenApiSession(this.name, loaded, hello, this.backend.headers);
   }
 
-  onListChanged(): () => void {
-    return () => {};
-  }
-
   async close(): Promise<void> {
     const l = await this.loading?.catch(() => undefined);
     await l?.pool.close();
