@@ -326,7 +326,17 @@ class HttpUpstreamSession implements UpstreamSession {
       await this.reinitialize();
       return this.exchange(id, body, sink, signal, false);
     }
-    await relayResponse(this.up, res, id, sink);
+    // An SSE answer the upstream closes before the response is resumed with GET + Last-Event-ID (its events replayed).
+    await relayResponse(this.up, res, id, sink, (lastEventId) =>
+      this.up.streamPool.request({
+        method: 'GET',
+        path: this.up.path,
+        headers: { ...this.headers, accept: 'text/event-stream', 'last-event-id': lastEventId },
+        signal,
+        bodyTimeout: this.up.timeouts.bodyIdleMs,
+        headersTimeout: this.up.timeouts.headersMs,
+      }),
+    );
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -351,11 +361,11 @@ class HttpUpstreamSession implements UpstreamSession {
     return followStream({
       upstream: this.backend,
       log: this.up.log,
-      open: async (signal) => {
+      open: async (signal, lastEventId) => {
         const res = await this.up.streamPool.request({
           method: 'GET',
           path: this.up.path,
-          headers: { ...this.headers, accept: 'text/event-stream' },
+          headers: { ...this.headers, accept: 'text/event-stream', ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}) },
           signal,
           bodyTimeout: 0,
           headersTimeout: this.up.timeouts.headersMs,
