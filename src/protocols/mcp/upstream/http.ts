@@ -327,16 +327,13 @@ class HttpUpstreamSession implements UpstreamSession {
       return this.exchange(id, body, sink, signal, false);
     }
     // An SSE answer the upstream closes before the response is resumed with GET + Last-Event-ID (its events replayed).
-    await relayResponse(this.up, res, id, sink, (lastEventId) =>
-      this.up.streamPool.request({
-        method: 'GET',
-        path: this.up.path,
-        headers: { ...this.headers, accept: 'text/event-stream', 'last-event-id': lastEventId },
-        signal,
-        bodyTimeout: this.up.timeouts.bodyIdleMs,
-        headersTimeout: this.up.timeouts.headersMs,
-      }),
-    );
+    await relayResponse(this.up, res, id, sink, (lastEventId) => this.streamGet(signal, lastEventId, this.up.timeouts.bodyIdleMs));
+  }
+
+  /** GET of an event stream: the session's own (bodyTimeout 0: it may stay quiet), or a broken one resumed. */
+  private streamGet(signal: AbortSignal, lastEventId: string | undefined, bodyTimeout: number): Promise<Dispatcher.ResponseData> {
+    const headers = { ...this.headers, accept: 'text/event-stream', ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}) };
+    return this.up.streamPool.request({ method: 'GET', path: this.up.path, headers, signal, bodyTimeout, headersTimeout: this.up.timeouts.headersMs });
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -362,14 +359,7 @@ class HttpUpstreamSession implements UpstreamSession {
       upstream: this.backend,
       log: this.up.log,
       open: async (signal, lastEventId) => {
-        const res = await this.up.streamPool.request({
-          method: 'GET',
-          path: this.up.path,
-          headers: { ...this.headers, accept: 'text/event-stream', ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}) },
-          signal,
-          bodyTimeout: 0,
-          headersTimeout: this.up.timeouts.headersMs,
-        });
+        const res = await this.streamGet(signal, lastEventId, 0);
         if (res.statusCode === 405) {
           await res.body.dump();
           return 'stop'; // this server has no server-initiated stream
