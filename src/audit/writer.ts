@@ -31,7 +31,7 @@ import {
 import type { SigningKey } from './keys.ts';
 import { recordsOf, type PendingRecord } from './record.ts';
 import type { ArgumentPolicy } from './redact.ts';
-import { IndexBuilder } from './segindex.ts';
+import { IndexBuilder, NO_EXTRA, type IndexExtra } from './segindex.ts';
 
 /** Receives every record line once it is on disk (stdout JSON, OTLP logs). */
 export interface RecordSink {
@@ -213,7 +213,7 @@ export class AuditWriter {
           out.length = 0;
           out.push({ body: `"kind":"call","time":${JSON.stringify(new Date(calls[i]!.startedAt).toISOString())},"call":${JSON.stringify(calls[i]!.id)},"error":"record could not be built"`, timeMs: calls[i]!.startedAt, principal: undefined, target: undefined, flags: KIND_CODE.call, outcome: 0 });
         }
-        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome);
+        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome, r.extra);
         if (this.segmentFull()) await this.rotate();
       }
       if (this.spec.segment.maxAgeMs > 0 && Date.now() - this.openedAt >= this.spec.segment.maxAgeMs && this.index.count > 1) await this.rotate();
@@ -242,13 +242,13 @@ export class AuditWriter {
     return this.index.count >= this.spec.segment.maxRecords - 1 || this.index.bytes >= this.spec.segment.maxBytes;
   }
 
-  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
+  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
     const line = `{"seq":${this.seq},"prev":"${this.prev}",${body}}`;
-    this.push(line, timeMs, principal, target, flags, outcome);
+    this.push(line, timeMs, principal, target, flags, outcome, extra);
   }
 
-  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
-    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line));
+  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
+    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line), extra);
     this.prev = lineHash(line);
     this.seq++;
     this.lines.push(line);
@@ -435,13 +435,13 @@ export function listSegments(dir: string): number[] {
 export function rebuildIndex(n: number, lines: readonly string[]): IndexBuilder {
   const b = new IndexBuilder(n);
   for (const line of lines) {
-    let f = { timeMs: 0, principal: undefined as string | undefined, target: undefined as string | undefined, flags: 0, outcome: 0 };
+    let f: ReturnType<typeof indexFieldsOf> = { timeMs: 0, principal: undefined, target: undefined, flags: 0, outcome: 0, extra: NO_EXTRA };
     try {
       f = indexFieldsOf(JSON.parse(line) as AuditRecord);
     } catch {
       // A line that does not parse is indexed as nothing; verify reports it.
     }
-    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line));
+    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line), f.extra);
   }
   return b;
 }
