@@ -65,7 +65,7 @@ export class AuditWriter {
   private readonly kid: string;
   private readonly pub: string;
   private readonly log: Logger;
-  private readonly sinks: readonly RecordSink[];
+  private readonly sinks: RecordSink[];
 
   // Queue: parallel arrays so that enqueueing allocates nothing per call.
   private calls: Call[] = [];
@@ -101,7 +101,7 @@ export class AuditWriter {
     this.kid = keyId(opts.key.publicKey);
     this.pub = rawPublicKey(opts.key.publicKey);
     this.log = opts.log;
-    this.sinks = opts.sinks ?? [];
+    this.sinks = [...(opts.sinks ?? [])];
   }
 
   /** Opens (or continues) the log in `dir`: takes the lock, seals what a crash left open, starts a new segment. */
@@ -121,6 +121,15 @@ export class AuditWriter {
     w.timer = setInterval(() => w.tick(), every);
     w.timer.unref();
     return w;
+  }
+
+  /** Adds a destination for every record written from now on (the console's live view); returns its removal. */
+  addSink(sink: RecordSink): () => void {
+    this.sinks.push(sink);
+    return () => {
+      const i = this.sinks.indexOf(sink);
+      if (i >= 0) this.sinks.splice(i, 1);
+    };
   }
 
   /** Settings that may change on a config reload (the rest needs a restart). */
