@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DECISION_DENY, KIND_CODE, indexFieldsOf, indexName, segmentName, type AuditRecord } from './format.ts';
 import { IndexReader } from './segindex.ts';
-import { listSegments } from './writer.ts';
+import { listSegments } from './segments.ts';
 
 export interface UsageQuery {
   /** Inclusive, ms since epoch. */
