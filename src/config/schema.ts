@@ -5,6 +5,7 @@
  * objects (what Tollgate forwards to) and `Route` objects (which requests go to which backends). Secrets are never
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
+import { a2aRouteSpec } from './a2a.ts';
 import { z } from 'zod';
 import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
@@ -110,6 +111,42 @@ const gatewaySpec = z.strictObject({
       allowedOrigins: z.array(z.string()).default([]),
       /** Keep-alive comment interval on long-lived SSE streams. */
       sseKeepAliveMs: durationMs.default(15_000),
+      /** A client must send its request headers within this long (slowloris); idle new connections are closed too. */
+      headersTimeoutMs: z.number().int().min(100).default(10_000),
+      /** A client must send its whole request (headers and body) within this long (slow bodies); 0 = no limit. */
+      requestTimeoutMs: durationMs.default(120_000),
+      /** An idle keep-alive connection is closed after this long. */
+      keepAliveTimeoutMs: durationMs.default(65_000),
+      /** Open client connections at once; a connection past it is closed as soon as it is accepted (0 = no limit). */
+      maxConnections: z.number().int().min(0).default(10_000),
+      /**
+       * A response whose client reads slower than it is written: over `maxBufferedBytes` waiting for the client, or
+       * unable to write anything for `slowClientMs`, the client is cut off (its memory is freed, the upstream released).
+       */
+      maxBufferedBytes: z.number().int().min(16 * 1024).default(1024 * 1024),
+      slowClientMs: z.number().int().min(100).default(30_000),
+    })
+    .refine((h) => h.requestTimeoutMs === 0 || h.headersTimeoutMs <= h.requestTimeoutMs, {
+      message: 'headersTimeoutMs must not exceed requestTimeoutMs',
+      path: ['headersTimeoutMs'],
+    })
+    .prefault({}),
+  /**
+   * Load shedding (src/gateway/admission.ts): calls in flight, a bounded wait queue, and event-loop-lag-aware
+   * admission. A refused call gets 503 + Retry-After (TG_OVERLOADED) in its protocol's shape.
+   */
+  overload: z
+    .strictObject({
+      /** Calls running at once on this replica (0 = no limit). Long-lived server streams (GET event streams) do not count. */
+      maxInFlight: z.number().int().min(0).default(1024),
+      /** Calls waiting for a slot; past it the newcomer is refused at once. */
+      maxQueue: z.number().int().min(0).default(512),
+      /** Longest wait in the queue. */
+      queueTimeoutMs: z.number().int().min(1).default(2_000),
+      /** Event-loop delay (p99 over 250 ms windows, two windows in a row) over which new calls are refused (0 = off). */
+      maxEventLoopDelayMs: durationMs.default(500),
+      /** Retry-After of a refusal, in seconds. */
+      retryAfterSeconds: z.number().int().min(1).max(3600).default(1),
     })
     .prefault({}),
   timeouts: timeoutsSpec.prefault({}),
@@ -337,6 +374,8 @@ const routeSpec = z.strictObject({
       modelsCacheMs: durationMs.default(30_000),
     })
     .optional(),
+  /** A2A routes (agents at <mount>/<agent>, src/protocols/a2a): src/config/a2a.ts. */
+  a2a: a2aRouteSpec.optional(),
   /** KServe v2 (Triton) routes. */
   kserve: z
     .strictObject({

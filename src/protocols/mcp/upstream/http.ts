@@ -68,6 +68,9 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly toolHeaders = new Map<string, ParamHeader[]>();
   /** Set once the tools of a 2026 upstream were listed (their x-mcp-header declarations are then known). */
   toolsListed: Promise<void> | undefined;
+  /** Requests in flight to this upstream, and their bound (the Backend's circuitBreaker.maxRequests). */
+  private inFlight = 0;
+  private readonly maxRequests: number;
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
@@ -96,6 +99,26 @@ export class HttpMcpUpstream implements McpUpstream {
     this.streamPool = credential ? withCredential(streamPool, credential) : streamPool;
     this.baseHeaders = backend.headers;
     this.log = log;
+    this.maxRequests = backend.spec.circuitBreaker.maxRequests;
+  }
+
+  /**
+   * Takes an in-flight slot for one request (a hanging upstream must not hold every call the gateway admits): past
+   * circuitBreaker.maxRequests the request fails at once with TG_UPSTREAM_OVERLOADED (nothing is queued). Returns
+   * the sink to relay through (it frees the slot when the exchange settles), or undefined when refused.
+   */
+  enter(sink: ReplySink, onFinal?: (message: string | Buffer) => void): OnceSink | undefined {
+    if (this.inFlight >= this.maxRequests) {
+      sink.fail(
+        new GatewayError(Errors.UPSTREAM_OVERLOADED, `Upstream ${this.name} has ${this.inFlight} requests in flight (circuit breaker maxRequests ${this.maxRequests})`, {
+          data: { upstream: this.name },
+          headers: { 'retry-after': '1' },
+        }),
+      );
+      return undefined;
+    }
+    this.inFlight++;
+    return new OnceSink(sink, onFinal, () => this.inFlight--);
   }
 
   status(): UpstreamStatus {
@@ -273,9 +296,10 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
+    const guarded = this.up.enter(sink);
+    if (guarded === undefined) return { downstreamId: msg.id, cancel: () => {} };
     const controller = new AbortController();
     const body = raw ?? JSON.stringify(msg);
-    const guarded = new OnceSink(sink);
     this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
       if (!guarded.done && IDEMPOTENT.has(msg.method) && isConnectionError(err)) {
         this.exchange(msg.id, body, guarded, controller.signal, false).catch((again: unknown) => guarded.fail(upstreamError(this.backend, again)));
