@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, release, totalmem, platform, arch } from 'node:os';
 import { join } from 'node:path';
 import type { RoundResult, Target, TargetSummary } from './runner.ts';
+import type { KServeResult } from './kserve.ts';
 import type { StreamResult } from './streams.ts';
 import { ROOT } from './targets.ts';
 
@@ -33,6 +34,7 @@ export interface BenchResult {
   readonly scenarios: readonly ScenarioResult[];
   /** The streamed-completion scenario (OpenAI-compatible route): time to first byte and total, direct vs gateway. */
   readonly streams?: StreamResult | undefined;
+  readonly kserve?: KServeResult | undefined;
   readonly notes: readonly string[];
 }
 
@@ -65,7 +67,7 @@ export function machineInfo(): Record<string, unknown> {
 export function newResult(
   kind: BenchResult['kind'],
   started: { at: string; machine: Record<string, unknown> },
-  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes' | 'streams'>,
+  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes' | 'streams' | 'kserve'>,
 ): BenchResult {
   return {
     schema: 1,
