@@ -18,7 +18,7 @@ import { FORMAT_VERSION, GENESIS, KIND_CODE, indexName, keyId, lineHash, rawPubl
 import type { SigningKey } from './keys.ts';
 import { recordsOf, type PendingRecord } from './record.ts';
 import type { ArgumentPolicy } from './redact.ts';
-import { IndexBuilder } from './segindex.ts';
+import { IndexBuilder, type IndexExtra } from './segindex.ts';
 import { lockDir, recoverChain, unlockDir } from './segments.ts';
 import { writeTail } from './tail.ts';
 
@@ -51,7 +51,7 @@ export class AuditWriter {
   private readonly kid: string;
   private readonly pub: string;
   private readonly log: Logger;
-  private readonly sinks: readonly RecordSink[];
+  private readonly sinks: RecordSink[];
 
   // Queue: parallel arrays so that enqueueing allocates nothing per call.
   private calls: Call[] = [];
@@ -91,7 +91,7 @@ export class AuditWriter {
     this.kid = keyId(opts.key.publicKey);
     this.pub = rawPublicKey(opts.key.publicKey);
     this.log = opts.log;
-    this.sinks = opts.sinks ?? [];
+    this.sinks = [...(opts.sinks ?? [])];
   }
 
   /** Opens (or continues) the log in `dir`: takes the lock, seals what a crash left open, starts a new segment. */
@@ -111,6 +111,15 @@ export class AuditWriter {
     w.timer = setInterval(() => w.tick(), every);
     w.timer.unref();
     return w;
+  }
+
+  /** Adds a destination for every record written from now on (the console's live view); returns its removal. */
+  addSink(sink: RecordSink): () => void {
+    this.sinks.push(sink);
+    return () => {
+      const i = this.sinks.indexOf(sink);
+      if (i >= 0) this.sinks.splice(i, 1);
+    };
   }
 
   /** Settings that may change on a config reload (the rest needs a restart). */
@@ -203,7 +212,7 @@ export class AuditWriter {
           out.length = 0;
           out.push({ body: `"kind":"call","time":${JSON.stringify(new Date(calls[i]!.startedAt).toISOString())},"call":${JSON.stringify(calls[i]!.id)},"error":"record could not be built"`, timeMs: calls[i]!.startedAt, principal: undefined, target: undefined, flags: KIND_CODE.call, outcome: 0 });
         }
-        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome);
+        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome, r.extra);
         if (this.segmentFull()) await this.rotate();
       }
       if (this.spec.segment.maxAgeMs > 0 && Date.now() - this.openedAt >= this.spec.segment.maxAgeMs && this.index.count > 1) await this.rotate();
@@ -232,13 +241,13 @@ export class AuditWriter {
     return this.index.count >= this.spec.segment.maxRecords - 1 || this.index.bytes >= this.spec.segment.maxBytes;
   }
 
-  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
+  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
     const line = `{"seq":${this.seq},"prev":"${this.prev}",${body}}`;
-    this.push(line, timeMs, principal, target, flags, outcome);
+    this.push(line, timeMs, principal, target, flags, outcome, extra);
   }
 
-  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
-    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line));
+  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
+    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line), extra);
     this.prev = lineHash(line);
     this.seq++;
     this.lines.push(line);
