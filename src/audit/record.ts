@@ -73,7 +73,7 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     for (const n of noted) {
       const at = n.time ?? call.startedAt;
       let body = `${common('decision', call, n.time === undefined ? time : new Date(at).toISOString(), trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`;
-      if (n.detail !== undefined) body += `,"policy":${args.bound(JSON.stringify(n.detail))}`;
+      if (n.detail !== undefined) body += `,"policy":${args.serialiseDetail(n.detail)}`;
       out.push({
         body,
         timeMs: at,

@@ -20,6 +20,7 @@ import { recordsOf, type PendingRecord } from './record.ts';
 import type { ArgumentPolicy } from './redact.ts';
 import { IndexBuilder, type IndexExtra } from './segindex.ts';
 import { lockDir, recoverChain, unlockDir } from './segments.ts';
+import { writeTail } from './tail.ts';
 
 /** Receives every record line once it is on disk (stdout JSON, OTLP logs). */
 export interface RecordSink {
@@ -62,6 +63,9 @@ export class AuditWriter {
   private checkpointDue = false;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** The newest signed line not yet written out / written but not yet synced (tail.ts). */
+  private tail: string | undefined;
+  private unsyncedTail: string | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   // Chain and segment state.
@@ -258,6 +262,7 @@ export class AuditWriter {
     const line = signLine(json, this.key.privateKey);
     this.push(line, now, undefined, undefined, KIND_CODE[kind], 0);
     this.unsigned = 0;
+    this.tail = line;
   }
 
   /** Writes the buffered lines to the current segment, retrying until the disk takes them. */
@@ -265,6 +270,9 @@ export class AuditWriter {
     if (this.lines.length === 0 && !forceSync) return;
     const lines = this.lines;
     this.lines = [];
+    // The newest signed line of this batch (or one written before but not yet synced) names the log's tail.
+    const tail = this.tail ?? this.unsyncedTail;
+    this.tail = undefined;
     const fh = this.fh!;
     if (lines.length > 0) {
       const data = Buffer.from(`${lines.join('\n')}\n`);
@@ -292,7 +300,9 @@ export class AuditWriter {
     if (forceSync || this.spec.sync === 'batch' || (this.spec.sync === 'interval' && now - this.lastSyncAt >= 1000)) {
       await fh.datasync();
       this.lastSyncAt = now;
-    }
+      this.unsyncedTail = undefined;
+      if (tail !== undefined) writeTail(this.dir, tail);
+    } else this.unsyncedTail = tail;
   }
 
   private async startSegment(n: number): Promise<void> {
@@ -331,7 +341,8 @@ export class AuditWriter {
       else break;
     }
     this.closed = true;
-    await this.sealSegment();
+    // A clean shutdown says so: the next start chains from this seal; a seal made on recovery says `recovered`.
+    await this.sealSegment({ shutdown: true });
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
       w.reject(new GatewayError(Errors.SHUTTING_DOWN));
