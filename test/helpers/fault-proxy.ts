@@ -36,6 +36,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
   let garbage: Buffer = Buffer.from('\x00\xffnot the protocol you expected\r\n\r\n{{{{');
   let accepted = 0;
   const pairs = new Set<Pair>();
+  const sockets = new Set<Socket>();
 
   const relay = (pair: Pair, from: Socket, to: Socket): void => {
     from.on('data', (chunk: Buffer) => {
@@ -63,11 +64,15 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
 
   const server: Server = createServer((client) => {
     accepted++;
+    sockets.add(client);
+    client.once('close', () => sockets.delete(client));
     client.on('error', () => {});
     if (mode === 'reset') return void client.resetAndDestroy();
     if (mode === 'drop') return void client.end();
     if (mode === 'garbage') return void client.end(garbage);
     const upstream = connect({ host, port: target.port });
+    sockets.add(upstream);
+    upstream.once('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
     const pair: Pair = { client, server: upstream };
     pairs.add(pair);
@@ -96,10 +101,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
       }
     },
     async close() {
-      for (const p of pairs) {
-        p.client.destroy();
-        p.server.destroy();
-      }
+      for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
