@@ -40,6 +40,8 @@ export interface RunningGateway {
   readonly services: Services;
   /** Drains in-flight work up to the configured deadline, then closes everything. */
   shutdown(): Promise<void>;
+  /** Skips the drain: flushes and seals the audit log only (a second SIGTERM/SIGINT); the caller exits after. */
+  abort(): Promise<void>;
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
@@ -96,6 +98,11 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       watcher.reload();
       const errors = await services.policy.reload();
       for (const reason of errors) log.error({ reason }, 'policy reload refused; the policy in force stays');
+    },
+    abort: async () => {
+      log.warn('second stop signal: exiting without draining');
+      await services.sealAudit();
+      flushLogs();
     },
     shutdown: () => {
       stopping ??= (async () => {

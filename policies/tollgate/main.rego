@@ -41,6 +41,22 @@ permitted if {
 	startswith(input.operation, "notifications/")
 }
 
+# A2A: the agent itself (its card, ListTasks, the extended card) and tasks (GetTask, CancelTask, SubscribeToTask,
+# push configs) are open to callers that may use some skill of that agent; the gateway lets a caller reach only the
+# tasks it created. Messages name a skill: they need a grant for it (`grants.may_use`).
+permitted if {
+	input.protocol == "a2a"
+	input.target.kind in {"server", "task"}
+	grants.reaches_agent(input.target.server)
+}
+
+# A2A agent listings (GET /a2a) are open to callers with a grant; the list shows only what they may use.
+permitted if {
+	grants.known
+	input.protocol == "a2a"
+	input.operation == "ListAgents"
+}
+
 # Anything that names a target (a tool call, a prompt, a resource, a model...) needs a grant for that target.
 permitted if grants.may_use(input.target)
 

@@ -61,6 +61,7 @@ export class AuditWriter {
   private readonly waiters: Waiter[] = [];
   private checkpointDue = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   // Chain and segment state.
@@ -308,9 +309,12 @@ export class AuditWriter {
     await this.startSegment(this.segment + 1);
   }
 
-  /** Flushes everything queued, seals the segment and releases the directory. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Flushes everything queued, seals the segment and releases the directory. Idempotent, also when concurrent. */
+  close(): Promise<void> {
+    return (this.closing ??= this.closeOnce());
+  }
+
+  private async closeOnce(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (;;) {
       if (this.flushing !== undefined) await this.flushing;

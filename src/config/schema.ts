@@ -5,6 +5,7 @@
  * objects (what Tollgate forwards to) and `Route` objects (which requests go to which backends). Secrets are never
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
+import { a2aRouteSpec } from './a2a.ts';
 import { z } from 'zod';
 import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
@@ -373,6 +374,8 @@ const routeSpec = z.strictObject({
       modelsCacheMs: durationMs.default(30_000),
     })
     .optional(),
+  /** A2A routes (agents at <mount>/<agent>, src/protocols/a2a): src/config/a2a.ts. */
+  a2a: a2aRouteSpec.optional(),
   /** KServe v2 (Triton) routes. */
   kserve: z
     .strictObject({

@@ -66,6 +66,22 @@ export const Errors = Object.freeze({
   MCP_INVALID_ENVELOPE: def('TG_MCP_INVALID_ENVELOPE', 400, -32602, false, 'Invalid params: invalid per-request _meta envelope'),
   MCP_REQUEST_STATE_INVALID: def('TG_MCP_REQUEST_STATE_INVALID', 200, -32602, true, 'Invalid params: requestState is unknown, expired or not yours'),
 
+  // A2A (JSON-RPC codes from the A2A specification; REST renders the same errors as google.rpc.Status)
+  /** The task does not exist, or belongs to another identity (the two are indistinguishable on purpose). */
+  A2A_TASK_NOT_FOUND: def('TG_A2A_TASK_NOT_FOUND', 404, -32001, true, 'Task not found'),
+  /** The A2A-Version header names a version the gateway does not serve (1.0 and 0.3 are served). */
+  A2A_VERSION_NOT_SUPPORTED: def('TG_A2A_VERSION_NOT_SUPPORTED', 400, -32009, true, 'A2A protocol version not supported'),
+  /** A request body whose Content-Type is not JSON (application/json, application/a2a+json). */
+  A2A_CONTENT_TYPE_NOT_SUPPORTED: def('TG_A2A_CONTENT_TYPE_NOT_SUPPORTED', 415, -32005, false, 'Content type not supported'),
+  /** No agent of that name on this route. */
+  A2A_UNKNOWN_AGENT: def('TG_A2A_UNKNOWN_AGENT', 404, -32601, false, 'No agent of that name on this route'),
+  /** A push-notification URL the configuration does not allow (scheme, host, or an address it resolves to). */
+  A2A_PUSH_URL_REFUSED: def('TG_A2A_PUSH_URL_REFUSED', 400, -32602, true, 'Push-notification URL not allowed'),
+  /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
+  A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
+  /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */
+  A2A_INVALID_AGENT_RESPONSE: def('TG_A2A_INVALID_AGENT_RESPONSE', 502, -32006, true, 'The agent returned an invalid response'),
+
   // Identity (RFC 6750 / RFC 9728 semantics)
   UNAUTHENTICATED: def('TG_UNAUTHENTICATED', 401, -32060, false, 'Authentication required'),
   INVALID_TOKEN: def('TG_INVALID_TOKEN', 401, -32060, false, 'Invalid token'),
