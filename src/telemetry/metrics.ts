@@ -29,6 +29,12 @@ export interface StoreFigures {
   readonly ready: boolean;
 }
 
+/** Token verifications really run (signature checks), by result. */
+export interface TokenCheckFigures {
+  readonly ok: number;
+  readonly failed: number;
+}
+
 /** Audit log figures exposed as gauges. */
 export interface AuditFigures {
   readonly pending: number;
@@ -95,6 +101,7 @@ export class GatewayMetrics {
   private readonly overhead: client.Histogram<'protocol'>;
   private policySources: PolicySourceFigures | undefined;
   private store: StoreFigures | undefined;
+  private tokenChecks: TokenCheckFigures | undefined;
   private readonly operations: LabelCap;
   private readonly models: LabelCap;
   private readonly teams: LabelCap;
@@ -140,6 +147,19 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const s of self.policySources?.() ?? []) this.set({ source: s.kind }, s.error === undefined ? 1 : 0);
+      },
+    });
+    new client.Counter({
+      name: 'tollgate_token_verifications_total',
+      help: 'Token verifications really run (signature checks), by result; cached successes and failures are not counted',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        if (self.tokenChecks) {
+          this.inc({ result: 'ok' }, self.tokenChecks.ok);
+          this.inc({ result: 'failed' }, self.tokenChecks.failed);
+        }
       },
     });
     new client.Gauge({
@@ -275,6 +295,10 @@ export class GatewayMetrics {
 
   watchStore(store: StoreFigures): void {
     this.store = store;
+  }
+
+  watchTokenChecks(checks: TokenCheckFigures): void {
+    this.tokenChecks = checks;
   }
 
   /** The call is being handed to its upstream: what it cost the gateway so far is its overhead. */
