@@ -5,7 +5,7 @@
  */
 import type { Call, Decision, Target } from '../core/call.ts';
 import { traceIdOf } from '../telemetry/context.ts';
-import { notedDecisions } from './decisions.ts';
+import { notedDecisions, policyJson } from './decisions.ts';
 import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, outcomeCode } from './format.ts';
 import type { ArgumentPolicy } from './redact.ts';
 
@@ -70,7 +70,8 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     for (const n of noted) {
       const at = n.time ?? call.startedAt;
       let body = `${common('decision', call, n.time === undefined ? time : new Date(at).toISOString(), trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`;
-      if (n.detail !== undefined) body += `,"policy":${args.bound(JSON.stringify(n.detail))}`;
+      if (n.event !== undefined) body += `,"policy":${args.bound(policyJson(n.event))}`;
+      else if (n.detail !== undefined) body += `,"policy":${args.bound(JSON.stringify(n.detail))}`;
       out.push({
         body,
         timeMs: at,

@@ -132,6 +132,30 @@ describe('policy guard with the default policies (committed bundle)', () => {
     expect(call.decision?.obligations?.redact).toEqual(['/api_key']);
   });
 
+  it('decision events carry the input as JSON text: unmasked as evaluated, masked with nothing of what was erased', () => {
+    const rt = runtime(engine);
+    const events: DecisionEvent[] = [];
+    rt.decisionLog.subscribe((e) => events.push(e));
+    const plain = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hi' }, principal: DEV });
+    const before = Date.now();
+    guardFor(rt).admit(plain);
+    const e = events[0]!;
+    expect(e.erased).toEqual([]);
+    expect(JSON.parse(e.inputJson)).toEqual(e.input);
+    expect((e.input as { target: { arguments: unknown } }).target.arguments).toEqual({ message: 'hi' });
+    expect(e.time).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(e.timestamp)).toBe(e.time);
+    // JSON.stringify(event) gives OPA's decision-log fields.
+    expect(JSON.parse(JSON.stringify(e))).toMatchObject({ decision_id: plain.decision!.id, path: 'tollgate/decision', allow: true, input: { target: { arguments: { message: 'hi' } } } });
+
+    const secret = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hi', api_key: 'sk-secret', nested: { pin: '1234' } }, principal: DEV });
+    guardFor(rt, ['/target/arguments/nested/pin']).admit(secret);
+    const m = events[1]!;
+    expect(m.inputJson).not.toContain('sk-secret');
+    expect(m.inputJson).not.toContain('1234');
+    expect(JSON.parse(m.inputJson).target.arguments).toEqual({ message: 'hi', nested: {} });
+  });
+
   it('a route may disable policy explicitly or use another entrypoint', async () => {
     const g = guardFor(runtime(engine));
     const spec = { rules: [{ matches: [{ path: { type: 'PathPrefix' as const, value: '/open' }, headers: [] }], backendRefs: [{ name: 'everything' }] }] };

@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { interpretDecision, interpretVisible } from './decision.ts';
-import { erase, traceIdOf, type DecisionLog } from './decision-log.ts';
+import { LazyDecisionEvent, traceIdOf, type DecisionLog } from './decision-log.ts';
 import { PolicyEvalError, type PolicyEngine } from './engine.ts';
 import type { InputBuilder } from './input.ts';
 
@@ -143,26 +143,24 @@ export class PolicyGuard implements Guard {
 
   private emit(call: Call, ev: Evaluation, allow: boolean, reason: string | undefined, error: string | undefined, redact: readonly string[] | undefined): void {
     const evalNs = Number(process.hrtime.bigint() - ev.t0!);
-    const doc: unknown = JSON.parse(ev.input);
-    const pointers = redact === undefined ? this.mask : [...this.mask, ...redact.map((p) => `/target/arguments${p}`)];
-    const erased = pointers.length === 0 ? [] : erase(doc, pointers);
+    const pointers = redact === undefined || redact.length === 0 ? this.mask : [...this.mask, ...redact.map((p) => `/target/arguments${p}`)];
     this.runtime.decisionLog.emit(
-      {
+      new LazyDecisionEvent({
         decision_id: ev.id,
-        timestamp: new Date().toISOString(),
+        time: Date.now(),
         path: ev.entrypoint,
-        input: doc,
+        rawInput: ev.input,
+        pointers,
         result: ev.value,
         allow,
         reason,
-        erased,
-        bundles: { tollgate: { revision: ev.engine?.revision ?? '' } },
+        revision: ev.engine?.revision ?? '',
         source: ev.engine?.source ?? '',
         trace_id: traceIdOf(call),
         call_id: call.id,
         error,
         eval_ns: evalNs,
-      },
+      }),
       call,
     );
   }
