@@ -52,5 +52,6 @@ export function policyJson(e: DecisionEvent): string {
   if (e.result !== undefined) out += `,"result":${JSON.stringify(e.result)}`;
   if (e.error !== undefined) out += `,"error":${JSON.stringify(e.error)}`;
   if (e.erased.length > 0) out += `,"erased":${JSON.stringify(e.erased)}`;
+  if (e.memo_of !== undefined) out += `,"memoOf":${JSON.stringify(e.memo_of)}`;
   return `${out}}`;
 }

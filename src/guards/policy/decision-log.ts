@@ -40,6 +40,8 @@ export interface DecisionEvent {
   readonly error: string | undefined;
   /** Evaluation time in nanoseconds (input building included). */
   readonly eval_ns: number;
+  /** Set when the answer was not evaluated but memoized: the decision id of the evaluation that produced it. */
+  readonly memo_of?: string | undefined;
 }
 
 /** What the policy guard knows of one evaluation; the event derives the rest when a listener asks for it. */
@@ -59,6 +61,7 @@ export interface DecisionFacts {
   readonly call_id: string;
   readonly error: string | undefined;
   readonly eval_ns: number;
+  readonly memo_of?: string | undefined;
 }
 
 /**
@@ -79,6 +82,7 @@ export class LazyDecisionEvent implements DecisionEvent {
   readonly call_id: string;
   readonly error: string | undefined;
   readonly eval_ns: number;
+  readonly memo_of: string | undefined;
   private readonly revision: string;
   private json: string;
   private doc: unknown;
@@ -97,6 +101,7 @@ export class LazyDecisionEvent implements DecisionEvent {
     this.call_id = f.call_id;
     this.error = f.error;
     this.eval_ns = f.eval_ns;
+    this.memo_of = f.memo_of;
     if (f.pointers.length === 0) {
       this.json = f.rawInput;
       this.doc = undefined;
@@ -146,6 +151,7 @@ export class LazyDecisionEvent implements DecisionEvent {
       call_id: this.call_id,
       error: this.error,
       eval_ns: this.eval_ns,
+      memo_of: this.memo_of,
     };
   }
 }
