@@ -79,4 +79,29 @@ if [ "$(cat "$OPENAI_VENV/.stamp" 2>/dev/null)" != "$openai_stamp" ]; then
   mv "$scratch" "$OPENAI_VENV"
 fi
 
+# Triton (nvidia-pytriton bundles tritonserver; runs on CPU) and tritonclient for the KServe v2 tests, in a virtualenv
+# of their own from Debian's python3.11 (the Python backend stub links the system libpython3.11), every package
+# pinned (test/python/requirements-triton.txt, --no-deps). Rebuilt only when that file changes; under a lock, so
+# concurrent runs build it once (the second waits, then finds it ready); built aside and moved in place.
+TRITON_VENV="$CACHE/venv-triton"
+TRITON_REQ=test/python/requirements-triton.txt
+triton_stamp="$(sha256sum "$TRITON_REQ" | cut -c1-16)"
+if [ "$(cat "$TRITON_VENV/.stamp" 2>/dev/null)" != "$triton_stamp" ]; then
+  exec 9>"$CACHE/venv-triton.lock"
+  flock 9
+  if [ "$(cat "$TRITON_VENV/.stamp" 2>/dev/null)" != "$triton_stamp" ]; then
+    echo "building the Triton virtualenv ($TRITON_VENV; ~400 MB, about a minute)"
+    [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
+    scratch="$CACHE/venv-triton.build.$$"
+    rm -rf "$scratch"
+    /usr/bin/python3.11 -m venv "$scratch"
+    "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$TRITON_REQ"
+    echo "$triton_stamp" > "$scratch/.stamp"
+    rm -rf "$TRITON_VENV"
+    mv "$scratch" "$TRITON_VENV"
+  fi
+  flock -u 9
+  exec 9>&-
+fi
+
 echo "tools ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -34,10 +34,14 @@ export interface RunningGateway {
   readonly url: string;
   readonly log: Logger;
   readonly watcher: ConfigWatcher;
+  /** SIGHUP: reloads the config directory and rebuilds/reloads the policy, changed or not. */
+  reload(): Promise<void>;
   /** The long-lived guard services (identity, ...). */
   readonly services: Services;
   /** Drains in-flight work up to the configured deadline, then closes everything. */
   shutdown(): Promise<void>;
+  /** Skips the drain: flushes and seals the audit log only (a second SIGTERM/SIGINT); the caller exits after. */
+  abort(): Promise<void>;
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
@@ -59,6 +63,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     telemetry: services.telemetry,
     credentials: services.credentials,
     store: services.store,
+    policy: () => services.policy.status(),
   });
   const server = new HttpServer({ gateway, adminExtensions: services.admin });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
@@ -88,6 +93,17 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     log,
     watcher,
     services,
+    reload: async () => {
+      log.info('reload requested (SIGHUP)');
+      watcher.reload();
+      const errors = await services.policy.reload();
+      for (const reason of errors) log.error({ reason }, 'policy reload refused; the policy in force stays');
+    },
+    abort: async () => {
+      log.warn('second stop signal: exiting without draining');
+      await services.sealAudit();
+      flushLogs();
+    },
     shutdown: () => {
       stopping ??= (async () => {
         watcher.close();

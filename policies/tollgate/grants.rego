@@ -6,6 +6,9 @@
 # together they allow the union of their targets, and the first one (in list order) that names a rate_class
 # gives the call its rate-limit class.
 #
+# A2A skills are named "<agent>/<skill id>" ("<agent>/*" is a message that names no skill, so only a grant of the
+# whole agent, "<agent>/*" or "*", covers it).
+#
 # Targets are named "<server>/<name as the server knows it>" (the tool "echo" of the backend "everything" is
 # "everything/echo", whatever the gateway calls it in a federated list); models by their model name. A pattern is
 # an exact name, or a prefix ending in "*" ("everything/*", "files/read_*", "*").
@@ -20,6 +23,7 @@ grants := [
 		"prompts": ["*"],
 		"resources": ["*"],
 		"models": ["*"],
+		"skills": ["*"],
 		"rate_class": "dev",
 	},
 	{
@@ -101,4 +105,12 @@ name(target) := target.name if {
 rate_class := classes[0] if {
 	classes := [grant.rate_class | some grant in grants; covers(grant.spiffe_id); grant.rate_class]
 	count(classes) > 0
+}
+
+# reaches_agent(agent): the caller may use some skill of the A2A agent (its card, its task lists, its tasks).
+reaches_agent(agent) if allowed("skills", concat("/", [agent, "*"]))
+
+reaches_agent(agent) if {
+	some pattern in exact.skills
+	startswith(pattern, concat("", [agent, "/"]))
 }

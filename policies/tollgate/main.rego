@@ -27,6 +27,8 @@ housekeeping := {
 	"tools/list", "prompts/list", "resources/list", "resources/templates/list",
 	# OpenAI-compatible model lists (filtered by `visible` like MCP lists).
 	"models.list",
+	# KServe v2 server health and metadata (no model named; each model's metadata, readiness and inference need its grant).
+	"server.live", "server.ready", "server.metadata",
 }
 
 permitted if {
@@ -37,6 +39,22 @@ permitted if {
 permitted if {
 	grants.known
 	startswith(input.operation, "notifications/")
+}
+
+# A2A: the agent itself (its card, ListTasks, the extended card) and tasks (GetTask, CancelTask, SubscribeToTask,
+# push configs) are open to callers that may use some skill of that agent; the gateway lets a caller reach only the
+# tasks it created. Messages name a skill: they need a grant for it (`grants.may_use`).
+permitted if {
+	input.protocol == "a2a"
+	input.target.kind in {"server", "task"}
+	grants.reaches_agent(input.target.server)
+}
+
+# A2A agent listings (GET /a2a) are open to callers with a grant; the list shows only what they may use.
+permitted if {
+	grants.known
+	input.protocol == "a2a"
+	input.operation == "ListAgents"
 }
 
 # Anything that names a target (a tool call, a prompt, a resource, a model...) needs a grant for that target.
@@ -59,9 +77,13 @@ reason := "" if {
 	input.target.name
 } else := sprintf("%s may not call %s", [caller, input.operation])
 
-caller := input.principal.id
-
-caller := "an anonymous caller" if input.principal == null
+# An anonymous call (a route with auth.anonymous) has the principal {"id": "anonymous", "issuer": "anonymous", ...};
+# null only reaches a policy evaluated without the identity guard.
+caller := "an anonymous caller" if {
+	input.principal.issuer == "anonymous"
+} else := "an anonymous caller" if {
+	input.principal == null
+} else := input.principal.id
 
 # Obligations other guards honour: the limits guard applies rate_class and cost_multiplier, the audit log erases
 # the argument paths in redact.

@@ -19,6 +19,15 @@ test_default_deny_without_principal if {
 	d.reason == "an anonymous caller has no grant"
 }
 
+# The principal the identity guard gives a call without credentials on a route with auth.anonymous.
+anonymous := {"id": "anonymous", "issuer": "anonymous", "trust_domain": "", "path": "", "segments": [], "claims": {}}
+
+test_default_deny_anonymous if {
+	d := tollgate.decision with input as call(anonymous, tool("everything", "echo", {}))
+	d.allow == false
+	d.reason == "an anonymous caller has no grant"
+}
+
 test_default_deny_other_trust_domain if {
 	d := tollgate.decision with input as call(stranger, tool("everything", "echo", {}))
 	d.allow == false

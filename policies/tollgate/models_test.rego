@@ -63,3 +63,14 @@ test_tokenize_needs_the_model_grant if {
 	tollgate.decision.allow with input as {"principal": support, "protocol": "openai", "operation": "tokenize", "target": {"kind": "model", "name": "llama-3.1-8b-instruct", "server": "vllm", "local": "meta-llama/Llama-3.1-8B-Instruct", "arguments": {"model": "llama-3.1-8b-instruct"}}}
 	not tollgate.decision.allow with input as {"principal": support, "protocol": "openai", "operation": "tokenize", "target": {"kind": "model", "name": "qwen2.5-32b-instruct", "server": "vllm", "local": "qwen", "arguments": {}}}
 }
+
+test_kserve_server_health_and_metadata_open_to_callers_with_a_grant if {
+	some op in ["server.live", "server.ready", "server.metadata"]
+	tollgate.decision.allow with input as {"principal": support, "protocol": "kserve", "operation": op, "target": null}
+	not tollgate.decision.allow with input as {"principal": null, "protocol": "kserve", "operation": op, "target": null}
+}
+
+test_kserve_inference_needs_the_model_grant if {
+	tollgate.decision.allow with input as {"principal": support, "protocol": "kserve", "operation": "generate", "target": {"kind": "model", "name": "llama-3.1-8b-instruct", "server": "triton", "local": "llama", "arguments": {"text_input_bytes": 5}}}
+	not tollgate.decision.allow with input as {"principal": support, "protocol": "kserve", "operation": "infer", "target": {"kind": "model", "name": "qwen2.5-32b-instruct", "server": "triton", "local": "qwen", "arguments": {}}}
+}

@@ -11,7 +11,7 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, OUTCOME_CODES, indexFieldsOf, indexName, segmentName, type AuditRecord, type RecordKind } from './format.ts';
 import { IndexReader } from './segindex.ts';
-import { listSegments } from './writer.ts';
+import { listSegments } from './segments.ts';
 
 export interface QueryFilter {
   /** Exact principal id, or a prefix ending in `*`. */

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { GENESIS, indexName, keyId, lineHash, publicKeyFromRaw, rawPublicKey, segmentName, verifyLine, type AuditRecord } from './format.ts';
-import { listSegments, rebuildIndex } from './writer.ts';
+import { listSegments, rebuildIndex } from './segments.ts';
 
 export interface VerifyProblem {
   readonly segment: number;

@@ -7,31 +7,19 @@
  * first) until it succeeds, and while the disk is stuck the queue grows to its bound, where `admit()` makes new calls
  * wait or refuses them (TG_AUDIT_UNAVAILABLE). `close()` writes everything, seals the segment and syncs it.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Call } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { AuditSpec } from './config.ts';
-import {
-  FORMAT_VERSION,
-  GENESIS,
-  KIND_CODE,
-  SEGMENT_RE,
-  indexFieldsOf,
-  indexName,
-  keyId,
-  lineHash,
-  rawPublicKey,
-  segmentName,
-  signLine,
-  type AuditRecord,
-} from './format.ts';
+import { FORMAT_VERSION, GENESIS, KIND_CODE, indexName, keyId, lineHash, rawPublicKey, segmentName, signLine } from './format.ts';
 import type { SigningKey } from './keys.ts';
 import { recordsOf, type PendingRecord } from './record.ts';
 import type { ArgumentPolicy } from './redact.ts';
 import { IndexBuilder } from './segindex.ts';
+import { lockDir, recoverChain, unlockDir } from './segments.ts';
 
 /** Receives every record line once it is on disk (stdout JSON, OTLP logs). */
 export interface RecordSink {
@@ -54,9 +42,6 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** Directories this process writes to (a second writer would fork the chain). */
-const openDirs = new Set<string>();
-
 export class AuditWriter {
   readonly dir: string;
   private spec: AuditSpec;
@@ -76,6 +61,7 @@ export class AuditWriter {
   private readonly waiters: Waiter[] = [];
   private checkpointDue = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   // Chain and segment state.
@@ -108,13 +94,13 @@ export class AuditWriter {
   static async open(opts: WriterOptions): Promise<AuditWriter> {
     const w = new AuditWriter(opts);
     mkdirSync(w.dir, { recursive: true, mode: 0o750 });
-    w.lock();
+    lockDir(w.dir);
     try {
-      w.recover();
+      ({ segment: w.segment, seq: w.seq, prev: w.prev } = recoverChain(w.dir, w.key, w.log));
       await w.startSegment(w.segment + 1);
       await w.writeOut();
     } catch (err) {
-      w.unlock();
+      unlockDir(w.dir);
       throw err;
     }
     const every = Math.max(10, Math.min(opts.spec.checkpoint.everyMs, opts.spec.segment.maxAgeMs || Number.MAX_SAFE_INTEGER));
@@ -323,9 +309,12 @@ export class AuditWriter {
     await this.startSegment(this.segment + 1);
   }
 
-  /** Flushes everything queued, seals the segment and releases the directory. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Flushes everything queued, seals the segment and releases the directory. Idempotent, also when concurrent. */
+  close(): Promise<void> {
+    return (this.closing ??= this.closeOnce());
+  }
+
+  private async closeOnce(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (;;) {
       if (this.flushing !== undefined) await this.flushing;
@@ -339,109 +328,6 @@ export class AuditWriter {
       w.reject(new GatewayError(Errors.SHUTTING_DOWN));
     }
     for (const s of this.sinks) await s.close?.();
-    this.unlock();
+    unlockDir(this.dir);
   }
-
-  // ---- start-up: lock and crash recovery ----------------------------------------------------------------------------
-
-  private lock(): void {
-    if (openDirs.has(this.dir)) throw new Error(`audit log ${this.dir} is already open in this process`);
-    const path = join(this.dir, 'LOCK');
-    try {
-      writeFileSync(path, String(process.pid), { flag: 'wx' });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new Error(`audit log ${this.dir} is in use by process ${pid}: two gateways cannot share an audit dir (set spec.dataDir or spec.audit.dir)`);
-      }
-      writeFileSync(path, String(process.pid));
-    }
-    openDirs.add(this.dir);
-  }
-
-  private unlock(): void {
-    openDirs.delete(this.dir);
-    rmSync(join(this.dir, 'LOCK'), { force: true });
-  }
-
-  /** Continues the chain after the last segment; seals a segment a crash left open (signing what it holds). */
-  private recover(): void {
-    const segments = listSegments(this.dir);
-    while (segments.length > 0) {
-      const n = segments[segments.length - 1]!;
-      const path = join(this.dir, segmentName(n));
-      let text = readFileSync(path, 'utf8');
-      let truncated = 0;
-      if (!text.endsWith('\n')) {
-        // A line torn by a crash was never acknowledged as written: cut it, and say so in the seal.
-        const keep = text.lastIndexOf('\n') + 1;
-        truncated = Buffer.byteLength(text) - Buffer.byteLength(text.slice(0, keep));
-        text = text.slice(0, keep);
-        truncateSync(path, Buffer.byteLength(text));
-      }
-      const lines = text === '' ? [] : text.slice(0, -1).split('\n');
-      if (lines.length === 0) {
-        rmSync(path);
-        segments.pop();
-        continue;
-      }
-      const last = JSON.parse(lines[lines.length - 1]!) as AuditRecord;
-      this.segment = n;
-      this.seq = last.seq + 1;
-      this.prev = lineHash(lines[lines.length - 1]!);
-      if (last.kind !== 'seal' || !existsSync(join(this.dir, indexName(n)))) {
-        const builder = rebuildIndex(n, lines);
-        if (last.kind !== 'seal') {
-          const now = Date.now();
-          const json = JSON.stringify({ seq: this.seq, prev: this.prev, kind: 'seal', time: new Date(now).toISOString(), segment: n, records: builder.count, recovered: true, ...(truncated > 0 ? { truncatedBytes: truncated } : {}) });
-          const line = signLine(json, this.key.privateKey);
-          appendFileSync(path, `${line}\n`);
-          builder.add(now, undefined, undefined, KIND_CODE.seal, 0, Buffer.byteLength(line));
-          this.prev = lineHash(line);
-          this.seq++;
-          this.log.warn({ segment: n, records: builder.count, truncatedBytes: truncated }, 'audit segment left open by a previous run sealed');
-        }
-        builder.write(join(this.dir, indexName(n)));
-      }
-      return;
-    }
-    this.segment = 0;
-    this.seq = 0;
-    this.prev = GENESIS;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Segment numbers present in a log directory, ascending. */
-export function listSegments(dir: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync(dir)) {
-    const m = SEGMENT_RE.exec(name);
-    if (m) out.push(Number(m[1]));
-  }
-  return out.sort((a, b) => a - b);
-}
-
-/** Builds a segment's index from its lines (crash recovery, or a missing index). */
-export function rebuildIndex(n: number, lines: readonly string[]): IndexBuilder {
-  const b = new IndexBuilder(n);
-  for (const line of lines) {
-    let f = { timeMs: 0, principal: undefined as string | undefined, target: undefined as string | undefined, flags: 0, outcome: 0 };
-    try {
-      f = indexFieldsOf(JSON.parse(line) as AuditRecord);
-    } catch {
-      // A line that does not parse is indexed as nothing; verify reports it.
-    }
-    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line));
-  }
-  return b;
 }

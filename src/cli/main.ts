@@ -50,16 +50,23 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
-  process.once('SIGHUP', () => running.watcher.reload());
-  await new Promise<void>((done) => {
-    const stop = (signal: string): void => {
+  // `on`, not `once`: a second SIGHUP must reload again, not fall back to the default action (exit).
+  process.on('SIGHUP', () => void running.reload());
+  // The first SIGTERM/SIGINT drains; a second one exits at once, after sealing the audit log.
+  let stopping = false;
+  return new Promise<number>((done) => {
+    const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
+      if (stopping) {
+        void running.abort().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        return;
+      }
+      stopping = true;
       running.log.info({ signal }, 'shutting down');
-      void running.shutdown().then(done);
+      void running.shutdown().then(() => done(0));
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
-  return 0;
 }
 
 /** The protocol values the built-in adapters serve (loaded here only: other subcommands do not pay for them). */

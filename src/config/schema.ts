@@ -5,6 +5,7 @@
  * objects (what Tollgate forwards to) and `Route` objects (which requests go to which backends). Secrets are never
  * inline: they are `valueFrom: {env}` or `valueFrom: {file}` references resolved when the config is loaded.
  */
+import { a2aRouteSpec } from './a2a.ts';
 import { z } from 'zod';
 import { auditSpec } from '../audit/config.ts';
 import { telemetrySpec } from '../telemetry/config.ts';
@@ -110,6 +111,42 @@ const gatewaySpec = z.strictObject({
       allowedOrigins: z.array(z.string()).default([]),
       /** Keep-alive comment interval on long-lived SSE streams. */
       sseKeepAliveMs: durationMs.default(15_000),
+      /** A client must send its request headers within this long (slowloris); idle new connections are closed too. */
+      headersTimeoutMs: z.number().int().min(100).default(10_000),
+      /** A client must send its whole request (headers and body) within this long (slow bodies); 0 = no limit. */
+      requestTimeoutMs: durationMs.default(120_000),
+      /** An idle keep-alive connection is closed after this long. */
+      keepAliveTimeoutMs: durationMs.default(65_000),
+      /** Open client connections at once; a connection past it is closed as soon as it is accepted (0 = no limit). */
+      maxConnections: z.number().int().min(0).default(10_000),
+      /**
+       * A response whose client reads slower than it is written: over `maxBufferedBytes` waiting for the client, or
+       * unable to write anything for `slowClientMs`, the client is cut off (its memory is freed, the upstream released).
+       */
+      maxBufferedBytes: z.number().int().min(16 * 1024).default(1024 * 1024),
+      slowClientMs: z.number().int().min(100).default(30_000),
+    })
+    .refine((h) => h.requestTimeoutMs === 0 || h.headersTimeoutMs <= h.requestTimeoutMs, {
+      message: 'headersTimeoutMs must not exceed requestTimeoutMs',
+      path: ['headersTimeoutMs'],
+    })
+    .prefault({}),
+  /**
+   * Load shedding (src/gateway/admission.ts): calls in flight, a bounded wait queue, and event-loop-lag-aware
+   * admission. A refused call gets 503 + Retry-After (TG_OVERLOADED) in its protocol's shape.
+   */
+  overload: z
+    .strictObject({
+      /** Calls running at once on this replica (0 = no limit). Long-lived server streams (GET event streams) do not count. */
+      maxInFlight: z.number().int().min(0).default(1024),
+      /** Calls waiting for a slot; past it the newcomer is refused at once. */
+      maxQueue: z.number().int().min(0).default(512),
+      /** Longest wait in the queue. */
+      queueTimeoutMs: z.number().int().min(1).default(2_000),
+      /** Event-loop delay (p99 over 250 ms windows, two windows in a row) over which new calls are refused (0 = off). */
+      maxEventLoopDelayMs: durationMs.default(500),
+      /** Retry-After of a refusal, in seconds. */
+      retryAfterSeconds: z.number().int().min(1).max(3600).default(1),
     })
     .prefault({}),
   timeouts: timeoutsSpec.prefault({}),
@@ -206,9 +243,13 @@ const backendSpec = z
     /** MCP only: the upstream's transport (`openapi`: an HTTP API described by an OpenAPI 3.x document). */
     transport: z.enum(['streamable-http', 'sse', 'stdio', 'openapi']).optional(),
     stdio: stdioSpec.optional(),
-    /** transport openapi: where the document is (`url` or a `file` relative to the config directory). */
+    /**
+     * transport openapi: where the document is (`url` or a `file` relative to the config directory). The API base
+     * URL is the backend's `url`; the document's `servers` are used only when `servers` here pins them (the first
+     * document server that is one of these), so a document never decides where the backend's credentials go.
+     */
     openapi: z
-      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional() })
+      .strictObject({ url: z.url().optional(), file: z.string().min(1).optional(), servers: z.array(z.url()).min(1).optional() })
       .refine((o) => (o.url === undefined) !== (o.file === undefined), 'set exactly one of url or file')
       .optional(),
     headers: z.array(headerSpec).default([]),
@@ -230,6 +271,8 @@ const backendSpec = z
     const transport = b.transport ?? (b.stdio ? 'stdio' : b.openapi ? 'openapi' : 'streamable-http');
     if (transport === 'openapi') {
       if (!b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: 'an openapi backend needs openapi.url or openapi.file' });
+      else if (b.url === undefined && b.openapi.servers === undefined)
+        ctx.addIssue({ code: 'custom', path: ['url'], message: "an openapi backend needs url (the API base URL) or openapi.servers (the document's servers it may use)" });
     } else if (b.openapi) ctx.addIssue({ code: 'custom', path: ['openapi'], message: `openapi is not allowed with transport ${transport}` });
     if (transport === 'openapi') {
       if (b.stdio) ctx.addIssue({ code: 'custom', path: ['stdio'], message: 'stdio is not allowed with transport openapi' });
@@ -329,6 +372,27 @@ const routeSpec = z.strictObject({
       policyContent: z.boolean().default(false),
       /** How long a backend's model list (GET /v1/models) is reused for /v1/models and routing without `models`. */
       modelsCacheMs: durationMs.default(30_000),
+    })
+    .optional(),
+  /** A2A routes (agents at <mount>/<agent>, src/protocols/a2a): src/config/a2a.ts. */
+  a2a: a2aRouteSpec.optional(),
+  /** KServe v2 (Triton) routes. */
+  kserve: z
+    .strictObject({
+      /**
+       * Largest JSON header of a binary-tensor infer request (`Inference-Header-Content-Length`), the only part of such
+       * a body the gateway reads (for policy); the tensor bytes after it stream through unread.
+       */
+      maxHeaderBytes: z.number().int().min(64).max(64 * 1024 * 1024).default(1024 * 1024),
+      /**
+       * generate_stream: count one output token per event carrying output (Triton reports no usage), so budgets and
+       * audit see what streamed; false: the call is marked unmetered (budgets charge its whole reservation).
+       */
+      countStreamEvents: z.boolean().default(false),
+      /** generate / generate_stream: prompt tokens reserved per this many bytes of `text_input`. */
+      bytesPerToken: z.number().min(1).max(16).default(3),
+      /** Give policies `text_input` itself (generate); by default only its size. */
+      policyContent: z.boolean().default(false),
     })
     .optional(),
   /** Route-level policy override (src/guards/policy/config.ts). */

@@ -1,9 +1,10 @@
 /**
  * Watches the config directory and reloads on change (debounced). A file that fails to load is reported with file,
- * line and reason, and the snapshot in force stays in force.
+ * line and reason, and the snapshot in force stays in force. The directory is watched, not the files (a file
+ * replaced by rename or unlink + create is seen), with a periodic stat-digest check as a safety net (dir-watch.ts).
  */
-import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../telemetry/logger.ts';
+import { DirWatcher } from './dir-watch.ts';
 import { ConfigError, loadConfigDir, type ConfigIssue, type ConfigSnapshot } from './load.ts';
 
 export interface ConfigWatcher {
@@ -16,6 +17,8 @@ export interface WatchOptions {
   /** Loads the directory (main.ts passes the loader that knows the registered protocols). */
   readonly load?: (dir: string) => ConfigSnapshot;
   readonly debounceMs?: number;
+  /** Period of the safety-net digest check (0: none). */
+  readonly checkIntervalMs?: number;
 }
 
 export function watchConfig(
@@ -27,7 +30,6 @@ export function watchConfig(
 ): ConfigWatcher {
   const load = options.load ?? ((d: string) => loadConfigDir(d));
   const debounceMs = options.debounceMs ?? 50;
-  let timer: NodeJS.Timeout | undefined;
   const reload = (): boolean => {
     try {
       const snapshot = load(dir);
@@ -44,24 +46,25 @@ export function watchConfig(
       return false;
     }
   };
-  let watcher: FSWatcher | undefined;
+  let watcher: DirWatcher | undefined;
   try {
-    watcher = watch(dir, { persistent: false }, (_event, name) => {
-      if (name !== null && !/\.ya?ml$/.test(name) && !name.startsWith('..')) return;
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => {
-        timer = undefined;
+    watcher = new DirWatcher({
+      root: dir,
+      recursive: false,
+      relevant: (name) => /\.ya?ml$/.test(name),
+      debounceMs,
+      checkIntervalMs: options.checkIntervalMs ?? 1000,
+      onChange: (_since, cause) => {
+        if (cause === 'check') log.warn({ dir }, 'config change seen by the periodic check, not by the watcher');
         reload();
-      }, debounceMs);
+      },
+      warn: (message, err) => log.warn({ dir, err: err.message }, `${message}; changes are seen by the periodic check (or SIGHUP)`),
     });
   } catch (err) {
     log.warn({ dir, err: (err as Error).message }, 'cannot watch config directory; reload with SIGHUP');
   }
   return {
-    close: () => {
-      if (timer) clearTimeout(timer);
-      watcher?.close();
-    },
+    close: () => watcher?.close(),
     reload,
   };
 }

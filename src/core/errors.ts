@@ -36,6 +36,11 @@ export const Errors = Object.freeze({
   ORIGIN_FORBIDDEN: def('TG_ORIGIN_FORBIDDEN', 403, -32600, false, 'Origin not allowed'),
   INTERNAL: def('TG_INTERNAL', 500, -32603, true, 'Internal gateway error'),
   SHUTTING_DOWN: def('TG_SHUTTING_DOWN', 503, -32603, false, 'The gateway is shutting down'),
+  /**
+   * Load shedding (src/gateway/admission.ts): too many calls in flight and the wait queue full, no slot freed in
+   * time, or the event loop lagging. Sent with Retry-After; nothing already admitted was cancelled to make room.
+   */
+  OVERLOADED: def('TG_OVERLOADED', 503, -32076, false, 'The gateway is overloaded; retry later'),
 
   // MCP transport and session
   MCP_SESSION_REQUIRED: def('TG_MCP_SESSION_REQUIRED', 400, -32600, false, 'Bad Request: Mcp-Session-Id header is required'),
@@ -45,6 +50,7 @@ export const Errors = Object.freeze({
   MCP_UNKNOWN_TOOL: def('TG_MCP_UNKNOWN_TOOL', 200, -32602, true, 'Unknown tool'),
   MCP_UNKNOWN_PROMPT: def('TG_MCP_UNKNOWN_PROMPT', 200, -32602, true, 'Unknown prompt'),
   MCP_RESOURCE_NOT_FOUND: def('TG_MCP_RESOURCE_NOT_FOUND', 200, -32002, true, 'Resource not found'),
+  OPENAPI_PATH_PARAM: def('TG_OPENAPI_PATH_PARAM', 200, -32602, true, 'Invalid params: a path parameter value would change the request path'),
   MCP_INVALID_CURSOR: def('TG_MCP_INVALID_CURSOR', 200, -32602, true, 'Invalid pagination cursor'),
   MCP_STREAM_CONFLICT: def('TG_MCP_STREAM_CONFLICT', 409, -32600, false, 'Conflict: only one server stream per session is allowed'),
   REQUEST_CANCELLED: def('TG_REQUEST_CANCELLED', 499, -32800, true, 'Request cancelled by the client'),
@@ -59,6 +65,22 @@ export const Errors = Object.freeze({
   MCP_VERSION_NOT_SUPPORTED: def('TG_MCP_VERSION_NOT_SUPPORTED', 400, -32022, false, 'Unsupported protocol version'),
   MCP_INVALID_ENVELOPE: def('TG_MCP_INVALID_ENVELOPE', 400, -32602, false, 'Invalid params: invalid per-request _meta envelope'),
   MCP_REQUEST_STATE_INVALID: def('TG_MCP_REQUEST_STATE_INVALID', 200, -32602, true, 'Invalid params: requestState is unknown, expired or not yours'),
+
+  // A2A (JSON-RPC codes from the A2A specification; REST renders the same errors as google.rpc.Status)
+  /** The task does not exist, or belongs to another identity (the two are indistinguishable on purpose). */
+  A2A_TASK_NOT_FOUND: def('TG_A2A_TASK_NOT_FOUND', 404, -32001, true, 'Task not found'),
+  /** The A2A-Version header names a version the gateway does not serve (1.0 and 0.3 are served). */
+  A2A_VERSION_NOT_SUPPORTED: def('TG_A2A_VERSION_NOT_SUPPORTED', 400, -32009, true, 'A2A protocol version not supported'),
+  /** A request body whose Content-Type is not JSON (application/json, application/a2a+json). */
+  A2A_CONTENT_TYPE_NOT_SUPPORTED: def('TG_A2A_CONTENT_TYPE_NOT_SUPPORTED', 415, -32005, false, 'Content type not supported'),
+  /** No agent of that name on this route. */
+  A2A_UNKNOWN_AGENT: def('TG_A2A_UNKNOWN_AGENT', 404, -32601, false, 'No agent of that name on this route'),
+  /** A push-notification URL the configuration does not allow (scheme, host, or an address it resolves to). */
+  A2A_PUSH_URL_REFUSED: def('TG_A2A_PUSH_URL_REFUSED', 400, -32602, true, 'Push-notification URL not allowed'),
+  /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
+  A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
+  /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */
+  A2A_INVALID_AGENT_RESPONSE: def('TG_A2A_INVALID_AGENT_RESPONSE', 502, -32006, true, 'The agent returned an invalid response'),
 
   // Identity (RFC 6750 / RFC 9728 semantics)
   UNAUTHENTICATED: def('TG_UNAUTHENTICATED', 401, -32060, false, 'Authentication required'),
@@ -93,6 +115,10 @@ export const Errors = Object.freeze({
   MODEL_NOT_FOUND: def('TG_MODEL_NOT_FOUND', 404, -32075, true, 'The model does not exist on this route'),
   /** The prompt (messages, prompt, input) is over the route's maxPromptBytes. */
   PROMPT_TOO_LARGE: def('TG_PROMPT_TOO_LARGE', 400, -32602, true, 'The prompt exceeds the configured size'),
+  /** KServe binary tensors: Inference-Header-Content-Length is not a number, over the cap, or its header is not JSON. */
+  INVALID_TENSOR_HEADER: def('TG_INVALID_TENSOR_HEADER', 400, -32602, false, 'Inference-Header-Content-Length does not frame a JSON inference header'),
+  /** KServe server readiness through the gateway: a backend of the route has no endpoint passing its health checks. */
+  UPSTREAM_NOT_READY: def('TG_UPSTREAM_NOT_READY', 503, -32070, false, 'A backend of this route has no ready endpoint'),
   /** A pool's circuit breaker: too many requests in flight to one backend; the newcomer is refused, nobody is queued. */
   UPSTREAM_OVERLOADED: def('TG_UPSTREAM_OVERLOADED', 503, -32074, true, 'Upstream has too many requests in flight'),
 });

@@ -6,12 +6,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigIssue, ConfigSnapshot } from '../config/load.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
+import type { PolicyStatus } from '../guards/policy/service.ts';
 import type { RedisStore, StoreStatus } from '../store/redis.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { NO_TELEMETRY, type CallTelemetry } from '../telemetry/service.ts';
 import type { UpstreamCredentials } from '../upstream/credentials.ts';
 import { writeHttpError } from '../wire/errors.ts';
 import type { AdapterContext, ErrorTarget, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from './adapter.ts';
+import { Admission, type AdmissionStatus } from './admission.ts';
 import { buildPipeline, type GuardServices } from './guards.ts';
 import { CallLifecycle } from './lifecycle.ts';
 import type { GatewayState } from './state.ts';
@@ -30,6 +32,17 @@ export interface GatewayOptions {
    * state in /readyz (strict readiness also requires it).
    */
   readonly store?: RedisStore | undefined;
+  /** The policy in force and its sources' state, for /readyz (absent: no policy configured). */
+  readonly policy?: (() => PolicyStatus) | undefined;
+}
+
+/** The policy part of /readyz: what is in force, since when, and a refused load with its reason. */
+export interface PolicyReadiness {
+  readonly revision: string | undefined;
+  readonly source: string | undefined;
+  readonly loadedAt: string | undefined;
+  readonly sources: PolicyStatus['sources'];
+  readonly rejected?: { readonly at: string | undefined; readonly location: string; readonly error: string };
 }
 
 export interface Readiness {
@@ -39,6 +52,10 @@ export interface Readiness {
   readonly sessions: number;
   /** The shared Redis store (absent when none is configured): limits apply their fail modes while it is down. */
   readonly store?: StoreStatus;
+  /** Load shedding: calls in flight and waiting, event-loop delay, refusals by reason. */
+  readonly overload: AdmissionStatus;
+  /** The policy in force (absent when no policy is configured). A refused load does not make the gateway unready. */
+  readonly policy?: PolicyReadiness;
 }
 
 export class Gateway {
@@ -47,19 +64,24 @@ export class Gateway {
   readonly calls: CallLifecycle;
   private readonly services: readonly GuardServices[];
   private readonly store: GatewayOptions['store'];
+  private readonly policy: GatewayOptions['policy'];
   private readonly telemetry: CallTelemetry;
   /** Adapter by protocol value; `adapterList` holds each adapter once. */
   private readonly adapters = new Map<string, ProtocolAdapter>();
   private readonly adapterList: ProtocolAdapter[] = [];
   private current: GatewayState;
   private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
+  /** Load shedding for every matched request (admin endpoints are never shed). */
+  private readonly admission: Admission;
 
   constructor(snapshot: ConfigSnapshot, opts: GatewayOptions) {
     this.log = opts.log;
     this.services = opts.services ?? [];
     this.store = opts.store;
+    this.policy = opts.policy;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.current = { snapshot, pipeline: buildPipeline(snapshot, this.services, this.telemetry.observer) };
+    this.admission = new Admission(snapshot.gateway.overload);
     this.calls = new CallLifecycle({
       log: this.log,
       telemetry: this.telemetry,
@@ -88,6 +110,7 @@ export class Gateway {
   apply(snapshot: ConfigSnapshot): void {
     const pipeline = buildPipeline(snapshot, this.services, this.telemetry.observer);
     this.current = { snapshot, pipeline };
+    this.admission.configure(snapshot.gateway.overload);
     for (const adapter of this.adapterList) adapter.reconfigure(snapshot);
     this.rejected = undefined;
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
@@ -114,7 +137,16 @@ export class Gateway {
       this.calls.refuse({ protocol: match.rule.protocol, rule: match.rule, req, res }, new GatewayError(Errors.NOT_FOUND, `Protocol ${match.rule.protocol} is not served`));
       return true;
     }
-    adapter.handle({ req, res, match, state });
+    this.admission.admit(
+      req,
+      res,
+      () => adapter.handle({ req, res, match, state }),
+      (err) => {
+        // Shedding must stay cheap: no Call, no audit record (nothing was accepted), the body is discarded.
+        req.resume();
+        adapter.renderError(err, { res, req });
+      },
+    );
     return true;
   }
 
@@ -149,6 +181,23 @@ export class Gateway {
       upstreams,
       sessions,
       ...(this.store ? { store: this.store.status() } : {}),
+      overload: this.admission.status(),
+      ...this.policyReadiness(),
+    };
+  }
+
+  private policyReadiness(): { policy?: PolicyReadiness } {
+    const status = this.policy?.();
+    if (status === undefined || (status.active === undefined && status.sources.length === 0)) return {};
+    const refused = status.sources.find((s) => s.error !== undefined);
+    return {
+      policy: {
+        revision: status.active?.revision,
+        source: status.active?.source,
+        loadedAt: status.active?.since,
+        sources: status.sources,
+        ...(refused ? { rejected: { at: refused.rejectedAt, location: refused.location, error: refused.error! } } : {}),
+      },
     };
   }
 
@@ -163,6 +212,7 @@ export class Gateway {
    * settle step at most SETTLE_TIMEOUT_MS before the steps after it (the audit guard last) run without it.
    */
   async close(): Promise<void> {
+    this.admission.close();
     await Promise.allSettled(this.adapterList.map((a) => a.close()));
     if (this.calls.pending > 0) {
       this.log.info({ calls: this.calls.pending }, 'waiting for settle steps to finish');

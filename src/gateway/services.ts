@@ -30,6 +30,8 @@ export interface Services {
   readonly store: RedisStore | undefined;
   /** Rate limits and budgets (counters in `store`, or in memory without one). */
   readonly limits: LimitsService;
+  /** Flushes and seals the audit log now (a second SIGTERM: no drain, but never an unsealed log). */
+  sealAudit(): Promise<void>;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
   close(): Promise<void>;
 }
@@ -57,6 +59,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   const identity = await IdentityService.create(snapshot, log);
   guards.push(identity);
   admin.push(identity.admin);
+  telemetry.telemetry.watchTokenChecks(identity.checks);
   closers.push(() => identity.close());
   // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
   // policy.decisionLog (subscribe(listener)) for the audit and telemetry guards.
@@ -88,6 +91,9 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
     policy,
     store,
     limits,
+    sealAudit: async () => {
+      await audit?.close();
+    },
     close: async () => {
       for (const close of closers.reverse()) await close();
       await store?.close();

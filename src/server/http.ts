@@ -21,31 +21,91 @@ export class HttpServer {
   private readonly admin: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   private readonly open = new Set<ServerResponse>();
   private draining = false;
+  private readonly slow: { readonly maxBufferedBytes: number; readonly slowClientMs: number };
+  /** Responses over their socket's high-water mark, since when (the sweep cuts those stalled too long). */
+  private readonly stalled = new Map<ServerResponse, { since: number; buffered: number }>();
+  private readonly sweeper: NodeJS.Timeout;
+  private slowCut = 0;
 
   constructor(opts: HttpServerOptions) {
     this.gateway = opts.gateway;
     const app = createAdminApp(opts.gateway, opts.adminExtensions ?? []);
     this.admin = getRequestListener(app.fetch, { overrideGlobalObjects: false });
+    const http = opts.gateway.state().snapshot.gateway.http;
+    this.slow = { maxBufferedBytes: http.maxBufferedBytes, slowClientMs: http.slowClientMs };
     this.server = createServer(
       {
-        keepAliveTimeout: 65_000,
-        headersTimeout: 60_000,
-        requestTimeout: 300_000,
-        // SSE responses can be long: never time the socket out from here.
-        connectionsCheckingInterval: 30_000,
+        keepAliveTimeout: http.keepAliveTimeoutMs,
+        // Slowloris: headers (and a new connection's first bytes) within headersTimeoutMs, the whole request within
+        // requestTimeoutMs. Responses (SSE) are never timed out from here; slow readers are cut by the sweep below.
+        headersTimeout: http.headersTimeoutMs,
+        requestTimeout: http.requestTimeoutMs,
+        // How often those two are checked: their resolution.
+        connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
       },
       (req, res) => this.onRequest(req, res),
     );
-    this.server.on('clientError', (err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    if (http.maxConnections > 0) this.server.maxConnections = http.maxConnections;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // A request not received in time (slowloris) is told so (408); anything unparsable (smuggling attempts:
+      // Content-Length with Transfer-Encoding, two lengths, an obfuscated Transfer-Encoding) gets 400. Either way
+      // the connection is closed: nothing after the bad bytes is read as another request.
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       else socket.destroy(err);
     });
+    this.sweeper = setInterval(() => this.sweepSlowClients(), Math.min(1_000, this.slow.slowClientMs));
+    this.sweeper.unref();
+  }
+
+  /**
+   * Cuts off clients that do not read what they asked for (an SSE stream nobody reads). A response over its socket's
+   * high-water mark is watched: if its buffer did not shrink since the last sweep while holding more than
+   * maxBufferedBytes, or for slowClientMs in all, the client is cut off. Whatever wrote to it (a relayed upstream
+   * stream paused by backpressure, server events) sees the close and lets go. A big answer read at any pace shrinks.
+   */
+  private sweepSlowClients(): void {
+    const now = Date.now();
+    const { maxBufferedBytes, slowClientMs } = this.slow;
+    for (const res of this.open) {
+      // Over the high-water mark: still waiting on the client (also after end(): a whole answer written at once).
+      if (res.destroyed || !res.headersSent || res.writableLength <= res.writableHighWaterMark) {
+        this.stalled.delete(res);
+        continue;
+      }
+      const buffered = res.writableLength;
+      const seen = this.stalled.get(res);
+      if (seen === undefined) {
+        this.stalled.set(res, { since: now, buffered });
+        continue;
+      }
+      if (buffered < seen.buffered) {
+        seen.since = now;
+        seen.buffered = buffered;
+        continue;
+      }
+      seen.buffered = buffered;
+      if (buffered > maxBufferedBytes || now - seen.since > slowClientMs) {
+        this.slowCut++;
+        this.gateway.log.warn({ buffered, stalledMs: now - seen.since }, 'client not reading its response; cut off');
+        this.stalled.delete(res);
+        res.destroy();
+      }
+    }
+  }
+
+  /** Responses cut off because their client did not read them. */
+  get slowClientsCut(): number {
+    return this.slowCut;
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const open = this.open;
     open.add(res);
-    res.once('close', () => open.delete(res));
+    res.once('close', () => {
+      open.delete(res);
+      this.stalled.delete(res);
+    });
     if (this.draining) {
       req.resume();
       const err = new GatewayError(Errors.SHUTTING_DOWN);
@@ -98,6 +158,7 @@ export class HttpServer {
       this.server.closeIdleConnections();
     }
     const cut = this.open.size;
+    clearInterval(this.sweeper);
     this.server.closeAllConnections();
     await closed;
     return cut;

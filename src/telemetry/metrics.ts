@@ -16,6 +16,8 @@ export interface TelemetrySource {
     sessions: number;
     /** `rejected` is set while the last config reload was refused (the previous config stays in force). */
     config?: { readonly rejected?: unknown };
+    /** Load shedding (src/gateway/admission.ts). */
+    overload?: { inFlight: number; queued: number; eventLoopDelayMs: number; shed: Readonly<Record<string, number>> };
   };
 }
 
@@ -25,6 +27,12 @@ export type PolicySourceFigures = () => ReadonlyArray<{ readonly kind: string; r
 /** The shared store (Redis), when one is configured. */
 export interface StoreFigures {
   readonly ready: boolean;
+}
+
+/** Token verifications really run (signature checks), by result. */
+export interface TokenCheckFigures {
+  readonly ok: number;
+  readonly failed: number;
 }
 
 /** Audit log figures exposed as gauges. */
@@ -93,6 +101,7 @@ export class GatewayMetrics {
   private readonly overhead: client.Histogram<'protocol'>;
   private policySources: PolicySourceFigures | undefined;
   private store: StoreFigures | undefined;
+  private tokenChecks: TokenCheckFigures | undefined;
   private readonly operations: LabelCap;
   private readonly models: LabelCap;
   private readonly teams: LabelCap;
@@ -140,6 +149,19 @@ export class GatewayMetrics {
         for (const s of self.policySources?.() ?? []) this.set({ source: s.kind }, s.error === undefined ? 1 : 0);
       },
     });
+    new client.Counter({
+      name: 'tollgate_token_verifications_total',
+      help: 'Token verifications really run (signature checks), by result; cached successes and failures are not counted',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        if (self.tokenChecks) {
+          this.inc({ result: 'ok' }, self.tokenChecks.ok);
+          this.inc({ result: 'failed' }, self.tokenChecks.failed);
+        }
+      },
+    });
     new client.Gauge({
       name: 'tollgate_store_up',
       help: '1 when the shared store (Redis) is connected and ready, else 0; absent without a store',
@@ -178,6 +200,44 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const [protocol, n] of self.streams) this.set({ protocol }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_calls_in_flight',
+      help: 'Calls holding an admission slot (long-lived server streams excluded)',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.inFlight);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_calls_queued',
+      help: 'Calls waiting for an admission slot',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.queued);
+      },
+    });
+    new client.Gauge({
+      name: 'tollgate_event_loop_delay_seconds',
+      help: 'Event-loop delay (p99 over the last 250 ms window) that admission control watches',
+      registers: [registry],
+      collect() {
+        const o = self.source?.readiness().overload;
+        if (o) this.set(o.eventLoopDelayMs / 1000);
+      },
+    });
+    new client.Counter({
+      name: 'tollgate_shed_total',
+      help: 'Calls refused by load shedding (TG_OVERLOADED), by reason: concurrency, queue_timeout, event_loop_lag',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const o = self.source?.readiness().overload;
+        if (o) for (const [reason, n] of Object.entries(o.shed)) this.inc({ reason }, n);
       },
     });
     new client.Gauge({
@@ -235,6 +295,10 @@ export class GatewayMetrics {
 
   watchStore(store: StoreFigures): void {
     this.store = store;
+  }
+
+  watchTokenChecks(checks: TokenCheckFigures): void {
+    this.tokenChecks = checks;
   }
 
   /** The call is being handed to its upstream: what it cost the gateway so far is its overhead. */

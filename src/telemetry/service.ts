@@ -9,7 +9,7 @@ import type { PipelineObserver } from '../core/pipeline.ts';
 import type { AdminExtension } from '../server/admin.ts';
 import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
-import { GatewayMetrics, type AuditFigures, type PolicySourceFigures, type StoreFigures, type TelemetrySource } from './metrics.ts';
+import { GatewayMetrics, type AuditFigures, type PolicySourceFigures, type StoreFigures, type TelemetrySource, type TokenCheckFigures } from './metrics.ts';
 import { PrometheusRegistryProducer } from './otlp-metrics.ts';
 import { startSdk, workerSignals, type RunningSdk } from './sdk.ts';
 import { CallTracer } from './tracing.ts';
@@ -75,6 +75,10 @@ export class Telemetry implements CallTelemetry {
 
   watchStore(store: StoreFigures): void {
     this.metrics?.watchStore(store);
+  }
+
+  watchTokenChecks(checks: TokenCheckFigures): void {
+    this.metrics?.watchTokenChecks(checks);
   }
 }
 

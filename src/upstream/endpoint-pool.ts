@@ -122,6 +122,7 @@ export class EndpointPool implements EndpointPicker {
     if (this.inFlight >= this.maxRequests) {
       throw new GatewayError(Errors.UPSTREAM_OVERLOADED, `Upstream ${this.name} has ${this.inFlight} requests in flight (circuit breaker maxRequests ${this.maxRequests})`, {
         data: { upstream: this.name },
+        headers: { 'retry-after': '1' },
       });
     }
     const now = this.now();

@@ -6,7 +6,7 @@
  *   in-band errors answering a request go out as HTTP 200, transport-level ones with their HTTP status.
  * - A2A HTTP+JSON (REST): google.rpc.Status as JSON (AIP-193), the stable code as the ErrorInfo reason.
  * - OpenAI-compatible: `{"error":{"message","type","param","code"}}` (what OpenAI and vLLM clients parse).
- * - KServe v2 / Triton: `{"error":"<message>"}`.
+ * - KServe v2 / Triton: `{"error":"<message>","code":"TG_.."}` (KServe clients read `error`; the code rides along).
  * - Plain HTTP: `{"error":{"code":"TG_..","message":".."}}`.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
@@ -70,8 +70,13 @@ export function writeOpenAiError(res: ServerResponse, err: GatewayError, headers
   send(res, err.def.status, openAiErrorBody(err), err, headers);
 }
 
+/** KServe v2's error body: `error` is what KServe clients (tritonclient) read; `code` is the gateway's stable code. */
+export function kserveErrorBody(err: GatewayError): string {
+  return JSON.stringify({ error: err.message, code: err.def.code });
+}
+
 export function writeKServeError(res: ServerResponse, err: GatewayError, headers?: OutgoingHttpHeaders): void {
-  send(res, err.def.status, JSON.stringify({ error: err.message }), err, headers);
+  send(res, err.def.status, kserveErrorBody(err), err, headers);
 }
 
 /** google.rpc.Code names by HTTP status (AIP-193's mapping). */

@@ -1,7 +1,11 @@
 /**
  * Config: invalid files are refused with file, line and reason while the running config keeps serving; a route
- * added to a file is served after reload without a restart and without dropping an open session.
+ * added to a file is served after reload without a restart and without dropping an open session; a file replaced
+ * (rename over, unlink + create) or a whole directory swapped is seen; a call in flight on an upstream a reload
+ * changed finishes (up to the drain deadline) instead of failing at once.
  */
+import { cpSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
@@ -93,3 +97,69 @@ describe('live config reload', () => {
     expect(a.sessions()).toBe(sessionsBefore);
   });
 });
+
+describe('files replaced, not rewritten', () => {
+  const served = async (path: string): Promise<boolean> => (await fetch(`${gw.url}${path}`, { method: 'POST' })).status !== 404;
+
+  it('a route file renamed over, then unlinked and created again, then written in place', async () => {
+    writeFileSync(join(gw.dir, '.extra.yaml.tmp'), route('extra', '/extra', ['beta']) + route('renamed', '/renamed', ['beta']));
+    renameSync(join(gw.dir, '.extra.yaml.tmp'), join(gw.dir, 'extra.yaml'));
+    await eventually(() => served('/renamed'), CONFIG_RELOAD_BOUND_MS, 'the route of the renamed-over file');
+    unlinkSync(join(gw.dir, 'extra.yaml'));
+    writeFileSync(join(gw.dir, 'extra.yaml'), route('extra', '/extra', ['beta']) + route('recreated', '/recreated', ['beta']));
+    await eventually(() => served('/recreated'), CONFIG_RELOAD_BOUND_MS, 'the route of the re-created file');
+    expect(await served('/renamed')).toBe(false);
+    gw.write('extra.yaml', route('extra', '/extra', ['beta']) + route('inplace', '/inplace', ['beta']));
+    await eventually(() => served('/inplace'), CONFIG_RELOAD_BOUND_MS, 'the route of the file written in place');
+  });
+
+  it('the config directory itself swapped (no watcher sees it): the periodic digest check reloads it', async () => {
+    const incoming = join(dirname(gw.dir), 'incoming');
+    cpSync(gw.dir, incoming, { recursive: true });
+    writeFileSync(join(incoming, 'extra.yaml'), route('extra', '/extra', ['beta']) + route('swapped', '/swapped', ['beta']));
+    renameSync(gw.dir, join(dirname(gw.dir), 'routes-old'));
+    renameSync(incoming, gw.dir);
+    // The check runs every second: 5x plus scheduling noise.
+    await eventually(() => served('/swapped'), 5_000, 'the route of the swapped directory');
+    rmSync(join(dirname(gw.dir), 'routes-old'), { recursive: true, force: true });
+    // Watched again: an in-place edit in the new directory is seen at watcher speed.
+    gw.write('extra.yaml', route('extra', '/extra', ['beta']) + route('after-swap', '/after-swap', ['beta']));
+    await eventually(() => served('/after-swap'), CONFIG_RELOAD_BOUND_MS, 'an edit in the swapped-in directory');
+  });
+});
+
+describe('an upstream changed by a reload drains its calls in flight', () => {
+  const alphaWith = (rev: string): string =>
+    mcpBackend('alpha', { url: a.url, headers: [{ name: 'x-rev', value: rev }] }) + mcpBackend('beta', { url: b.url }) + route('mcp', '/mcp', ['alpha', 'beta']) + route('beta-only', '/beta', ['beta']);
+
+  /** Starts `alpha__slow` (100 ms a step), resolves once its first progress arrived (it is in flight upstream). */
+  async function slowCall(steps: number): Promise<{ result: Promise<unknown> }> {
+    let started!: () => void;
+    const first = new Promise<void>((r) => (started = r));
+    const result = client.callTool({ name: 'alpha__slow', arguments: { steps } }, undefined, { onprogress: () => started(), timeout: 30_000 });
+    result.catch(() => started());
+    await first;
+    return { result };
+  }
+
+  it('a call running when its upstream is replaced finishes with its result; new calls use the new upstream', async () => {
+    const call = await slowCall(8);
+    const before = gw.gateway.state().snapshot.revision;
+    gw.write('mcp.yaml', alphaWith('2'));
+    await eventually(() => gw.gateway.state().snapshot.revision > before, CONFIG_RELOAD_BOUND_MS, 'the reload');
+    // A new call meanwhile goes to the new upstream (a new upstream session), while the old one drains.
+    const r = await client.callTool({ name: 'alpha__echo', arguments: { message: 'new' } });
+    expect(r.content).toEqual([{ type: 'text', text: 'new' }]);
+    const done = (await call.result) as { content: Array<{ text: string }> };
+    expect(done.content[0]!.text).toBe('done after 8 steps');
+  });
+
+  it('a call still running at the drain deadline (shutdown.drainMs: 2 s here) is cut', async () => {
+    const call = await slowCall(60);
+    const before = gw.gateway.state().snapshot.revision;
+    gw.write('mcp.yaml', alphaWith('3'));
+    await eventually(() => gw.gateway.state().snapshot.revision > before, CONFIG_RELOAD_BOUND_MS, 'the reload');
+    await expect(call.result).rejects.toThrow();
+  });
+});
+

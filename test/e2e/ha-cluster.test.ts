@@ -3,6 +3,8 @@
  * runs them) behind a small round-robin load balancer without session affinity, sharing one Redis and the MCP
  * session keys, each with its own audit log.
  *   - An MCP session started on one replica continues on the other (every request alternates).
+ *   - A rate limit holds across both: one principal's calls, alternating between the replicas, are admitted exactly
+ *     as often as one bucket allows (the bucket lives in the shared Redis, not per replica).
  *   - One replica terminated mid-load (SIGTERM while calls are in flight and the balancer still routes to it, the
  *     harshest of Kubernetes' terminations: no preStop pause): every call a client got an answer for is in one of
  *     the two audit logs, both logs verify, and every client carries on, in its same session, on the other replica.
@@ -24,6 +26,8 @@ import { freePort } from '../helpers/net.ts';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
 const root = mkdtempSync(join(tmpdir(), 'tollgate-ha-'));
 const signer = newSigner('ES256');
+/** The shared bucket of the limit-across-replicas test: BURST calls at once, then one an hour. */
+const BURST = 8;
 const KEYS = { TOLLGATE_SESSION_KEY_1: 'ha-session-key-0123456789abcdef0123456789abcdef' };
 
 interface Replica {
@@ -64,6 +68,11 @@ kind: Route
 metadata: { name: mcp }
 spec:
   rules: [{ matches: [{ path: { type: PathPrefix, value: /mcp } }], backendRefs: [{ name: fixture }] }]
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: RateLimit
+metadata: { name: add-per-principal }
+spec: { match: { tools: [fixture/add] }, key: [principal], requests: 1, per: 1h, burst: ${BURST}, failMode: closed }
 `;
 }
 
@@ -131,6 +140,34 @@ describe('HA cluster: two replicas, one Redis, a load balancer without affinity'
     // The same session id went to both replicas, and every call was answered.
     expect([...lb.sessions.get(session!)!].sort()).toEqual(replicas.map((r) => r.url).sort());
     await client.close();
+  });
+
+  it('a rate limit holds across both replicas: one bucket in the shared Redis, not one per replica', async () => {
+    const ATTEMPTS = 3 * BURST;
+    const results: Array<'ok' | 'limited' | string> = [];
+    // Two sessions of one principal, every request alternating between the replicas: 2 x ATTEMPTS/2 calls.
+    const clients = [0, 1].map(() => connectClient(`${lb.url}/mcp`, { headers: token('limited', `${lb.url}/mcp`) }));
+    const [c1, c2] = await Promise.all(clients);
+    for (let i = 0; i < ATTEMPTS; i++) {
+      try {
+        const r = await (i % 2 === 0 ? c1! : c2!).callTool({ name: 'fixture__add', arguments: { a: i, b: 1 } });
+        expect(text(r)).toBe(String(i + 1));
+        results.push('ok');
+      } catch (err) {
+        const e = err as { code?: number; message: string };
+        results.push(e.code === -32064 ? 'limited' : `other: ${e.code} ${e.message}`);
+      }
+    }
+    await Promise.all([c1!.close(), c2!.close()]);
+    const admitted = results.filter((r) => r === 'ok').length;
+    const limited = results.filter((r) => r === 'limited').length;
+    process.stderr.write(`ha-cluster limit: ${JSON.stringify({ attempts: ATTEMPTS, admitted, limited, burst: BURST })}\n`);
+    // Per-replica buckets would admit 2 x BURST; a shared one admits BURST (plus at most one refill, 1/h).
+    expect(results.filter((r) => r.startsWith('other'))).toEqual([]);
+    expect(admitted).toBe(BURST);
+    expect(limited).toBe(ATTEMPTS - BURST);
+    // Both replicas took part.
+    for (const r of replicas) expect(lb.served.get(r.url) ?? 0).toBeGreaterThan(0);
   });
 
   it('one replica terminated mid-load: no answered call missing from the audit logs, clients carry on in their sessions on the other', async () => {

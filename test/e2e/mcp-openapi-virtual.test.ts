@@ -87,7 +87,7 @@ beforeAll(async () => {
   process.env.TOLLGATE_TEST_PETS_TOKEN = 'Bearer gateway-own-credential';
   gw = await startTestGateway({
     'mcp.yaml':
-      mcpBackend('pets', { transport: 'openapi', openapi: { url: `${apiUrl}/openapi.json` }, headers: [{ name: 'authorization', valueFrom: { env: 'TOLLGATE_TEST_PETS_TOKEN' } }] }) +
+      mcpBackend('pets', { transport: 'openapi', openapi: { url: `${apiUrl}/openapi.json`, servers: [`${apiUrl}/v1`] }, headers: [{ name: 'authorization', valueFrom: { env: 'TOLLGATE_TEST_PETS_TOKEN' } }] }) +
       mcpBackend('fixture', { url: fixture.url }) +
       route('mcp', '/mcp', ['pets', 'fixture'], {
         mcp: {

@@ -46,7 +46,10 @@ beforeAll(async () => {
       'models.yaml': openaiBackend('vllm', { url: vllm.url }) + modelsRoute('models', ['vllm'], { models: [{ name: LLAMA, backend: 'vllm', model: LLAMA_UPSTREAM }] }),
       'limits.yaml': LIMITS,
     },
-    testPolicyGateway(`  redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(PREFIX)} }
+    // The command timeout is raised as in the other tests of budget arithmetic: a decision that times out on a
+    // loaded machine fails closed (503) and its reservation, which Redis may still have applied, stays charged (the
+    // safe side: never an overshoot), which would make the exact reconciliation below miss by one reservation.
+    testPolicyGateway(`  redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(PREFIX)}, commandTimeoutMs: 5000 }
   limits:
     reservation: { defaultOutputTokens: 40, maxTokens: 100000 }
 `),

@@ -12,6 +12,6 @@ const n = Number(count);
 for (let i = 0; i < n; i++) writer.enqueue(makeCall({ id: `crash-${i}`, time: Date.now(), principal: 'spiffe://example.org/ns/a/sa/b', tool: 'srv__echo', allow: true }), 1);
 while (writer.pending > 0 || writer.written < n) await new Promise((r) => setTimeout(r, 5));
 // A torn record: a crash in the middle of a write.
-const segments = (await import('../../src/audit/writer.ts')).listSegments(dir);
+const segments = (await import('../../src/audit/segments.ts')).listSegments(dir);
 appendFileSync(join(dir, `segment-${String(segments[segments.length - 1]).padStart(8, '0')}.jsonl`), '{"seq":999999,"prev":"ab');
 process.kill(process.pid, 'SIGKILL');

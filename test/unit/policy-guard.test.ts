@@ -6,6 +6,7 @@ import { DecisionLog, type DecisionEvent } from '../../src/guards/policy/decisio
 import { PolicyEngine } from '../../src/guards/policy/engine.ts';
 import { VisibleMemo } from '../../src/guards/policy/visible-memo.ts';
 import { PolicyGuard, type PolicyRuntime } from '../../src/guards/policy/guard.ts';
+import { ANONYMOUS } from '../../src/guards/identity/guard.ts';
 import { InputBuilder } from '../../src/guards/policy/input.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { makeCall, spiffe, tool } from '../helpers/calls.ts';
@@ -67,6 +68,17 @@ describe('policy guard with the default policies (committed bundle)', () => {
   it('denies anonymous calls (default deny)', () => {
     const call = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: {} });
     expect(refusal(() => guardFor(runtime(engine)).admit(call)).message).toBe("an anonymous caller has no grant");
+    // What a route with auth.anonymous really gives the policy: the ANONYMOUS principal (policies/README.md).
+    const anon = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: {}, principal: ANONYMOUS });
+    expect(JSON.parse(new InputBuilder(TOLLGATE_INPUT).forCall(anon)).principal).toEqual({
+      id: 'anonymous',
+      issuer: 'anonymous',
+      trust_domain: '',
+      path: '',
+      segments: [],
+      claims: {},
+    });
+    expect(refusal(() => guardFor(runtime(engine)).admit(anon)).message).toBe('an anonymous caller has no grant');
   });
 
   it('enforces argument rules at call time', () => {

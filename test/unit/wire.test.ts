@@ -167,10 +167,10 @@ describe('error shapes', () => {
       expect(await transport.json()).toMatchObject({ id: null, error: { code: -32700 } });
     });
 
-    it('KServe: {"error": message} with the HTTP status', async () => {
+    it('KServe: {"error": message, "code": stable code} with the HTTP status', async () => {
       const res = await fetch(`${url}/kserve`);
       expect(res.status).toBe(504);
-      expect(await res.json()).toEqual({ error: 'Upstream triton timed out' });
+      expect(await res.json()).toEqual({ error: 'Upstream triton timed out', code: 'TG_UPSTREAM_TIMEOUT' });
     });
   });
 });

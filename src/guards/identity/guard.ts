@@ -23,6 +23,12 @@ export const ANONYMOUS: Principal = Object.freeze({
   expiresAt: 0,
 });
 
+/** Counts of token verifications really run (a cached success or failure is not one). */
+export interface TokenChecks {
+  ok: number;
+  failed: number;
+}
+
 /** What verifies tokens for one identity config: issuers, options, the cache, verifications under way. */
 export class TokenAuthority {
   readonly issuers: IssuerDirectory;
@@ -33,9 +39,12 @@ export class TokenAuthority {
   readonly audiences: Audiences;
   /** Tokens that failed verification recently, by hash: a flood of one bad token costs a hash each, not a check. */
   readonly failures: FailedTokenCache;
+  /** Token verifications really run (signature checks), by result: shared by the authorities of one service. */
+  readonly checks: TokenChecks;
   private readonly inflight = new Map<string, Promise<VerifiedToken>>();
 
-  constructor(init: { issuers: IssuerDirectory; maxTokenBytes: number; clockSkewSeconds: number; cacheEntries: number; audiences: Audiences; negative: { ttlSeconds: number; maxEntries: number } }) {
+  constructor(init: { issuers: IssuerDirectory; maxTokenBytes: number; clockSkewSeconds: number; cacheEntries: number; audiences: Audiences; negative: { ttlSeconds: number; maxEntries: number }; checks?: TokenChecks }) {
+    this.checks = init.checks ?? { ok: 0, failed: 0 };
     this.issuers = init.issuers;
     this.maxTokenBytes = init.maxTokenBytes;
     this.clockSkewSeconds = init.clockSkewSeconds;
@@ -60,11 +69,13 @@ export class TokenAuthority {
     if (!pending) {
       pending = verifyToken(token, this.issuers, { clockSkewSeconds: this.clockSkewSeconds }).then(
         (v) => {
+          this.checks.ok++;
           this.inflight.delete(key);
           this.cache.set(key, v);
           return v;
         },
         (err: unknown) => {
+          this.checks.failed++;
           this.inflight.delete(key);
           // A transient failure (no keys yet, a kid not fetched yet) is not remembered: the next try may pass.
           if (err instanceof AuthFailure && !err.transient) this.failures.set(key, err);

@@ -12,7 +12,7 @@ import type { AdminExtension } from '../../server/admin.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { configuredTrustDomains, devEnabled, gatewayAudiences, listenerOf } from './config.ts';
 import { loadOrCreateDevAuthority } from './dev.ts';
-import { IdentityGuard, TokenAuthority } from './guard.ts';
+import { IdentityGuard, TokenAuthority, type TokenChecks } from './guard.ts';
 import type { Issuer } from './issuers/issuer.ts';
 import { KubernetesIssuer, createKubernetesSource } from './issuers/kubernetes.ts';
 import { OidcIssuer, createOidcSource } from './issuers/oidc.ts';
@@ -38,6 +38,8 @@ interface Compiled {
 
 export class IdentityService implements GuardServices {
   readonly admin: AdminExtension;
+  /** Token verifications really run, by result (tollgate_token_verifications_total). */
+  readonly checks: TokenChecks = { ok: 0, failed: 0 };
   readonly credentials: WorkloadSvidCredentials;
   private readonly log: Logger;
   private compiled: Compiled | undefined;
@@ -163,6 +165,7 @@ export class IdentityService implements GuardServices {
       cacheEntries: identity.cache.maxEntries,
       audiences: { bases: resourceBases(audiences), gateway: new Set(audiences), sharedAudience: identity.sharedAudience },
       negative: identity.negativeCache,
+      checks: this.checks,
     });
     this.compiled = { key, authority, sources, trustDomains: configuredTrustDomains(identity), audiences };
     this.log.info(

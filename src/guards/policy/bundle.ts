@@ -65,35 +65,58 @@ function text(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
 
+/**
+ * Keys that reach an object's prototype when assigned on a plain object (`o.__proto__ = ...`) or that let Rego data
+ * shadow built-in properties: refused anywhere in a bundle's data (document keys and directory names).
+ */
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+type DataObject = Record<string, unknown>;
+
+/** A plain-data copy of a parsed document: null-prototype objects, forbidden keys refused naming their path. */
+function cleanData(value: unknown, file: string, path: string[]): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => cleanData(v, file, [...path, String(i)]));
+  if (typeof value !== 'object' || value === null) return value;
+  const out = Object.create(null) as DataObject;
+  for (const k of Object.keys(value)) {
+    if (FORBIDDEN_KEYS.has(k)) throw new BundleError(`${file}: forbidden key "${k}" at data.${[...path, k].join('.')}`);
+    out[k] = cleanData((value as DataObject)[k], file, [...path, k]);
+  }
+  return out;
+}
+
 /** Puts a data document at the directory path of its file (a/b/data.json -> data.a.b), merging objects. */
-function insertData(root: Record<string, unknown>, dir: string, value: unknown, file: string): void {
+function insertData(root: DataObject, dir: string, raw: unknown, file: string): void {
   const keys = dir === '' ? [] : dir.split('/');
+  for (const k of keys) if (FORBIDDEN_KEYS.has(k)) throw new BundleError(`${file}: forbidden data path segment "${k}" at data.${keys.join('.')}`);
+  const value = cleanData(raw, file, keys);
   if (keys.length === 0) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BundleError(`${file}: root data must be an object`);
-    merge(root, value as Record<string, unknown>, file);
+    if (!isObject(value)) throw new BundleError(`${file}: root data must be an object`);
+    merge(root, value, file);
     return;
   }
   let node = root;
   for (const k of keys.slice(0, -1)) {
-    const next = node[k];
-    if (next === undefined) node = node[k] = {} as Record<string, unknown>;
-    else if (typeof next === 'object' && next !== null && !Array.isArray(next)) node = next as Record<string, unknown>;
+    const next = Object.hasOwn(node, k) ? node[k] : undefined;
+    if (next === undefined) node = node[k] = Object.create(null) as DataObject;
+    else if (isObject(next)) node = next;
     else throw new BundleError(`${file}: conflicts with data at ${k}`);
   }
   const last = keys[keys.length - 1]!;
-  const prior = node[last];
+  const prior = Object.hasOwn(node, last) ? node[last] : undefined;
   if (prior === undefined) node[last] = value;
   else if (isObject(prior) && isObject(value)) merge(prior, value, file);
   else throw new BundleError(`${file}: conflicting values at ${keys.join('.')}`);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+function isObject(v: unknown): v is DataObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function merge(into: Record<string, unknown>, from: Record<string, unknown>, file: string): void {
-  for (const [k, v] of Object.entries(from)) {
-    const prior = into[k];
+function merge(into: DataObject, from: DataObject, file: string): void {
+  for (const k of Object.keys(from)) {
+    const v = from[k];
+    const prior = Object.hasOwn(into, k) ? into[k] : undefined;
     if (prior === undefined) into[k] = v;
     else if (isObject(prior) && isObject(v)) merge(prior, v, file);
     else throw new BundleError(`${file}: conflicting values at ${k}`);
@@ -134,7 +157,7 @@ export async function readBundle(gz: Uint8Array, opts: ReadOptions): Promise<Pol
       throw new BundleError(`${opts.source}: .manifest is not valid JSON`);
     }
   }
-  const data: Record<string, unknown> = {};
+  const data = Object.create(null) as DataObject;
   for (const [path, bytes] of files) {
     const base = path.slice(path.lastIndexOf('/') + 1);
     if (base !== 'data.json' && base !== 'data.yaml' && base !== 'data.yml') continue;

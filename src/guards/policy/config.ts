@@ -78,6 +78,11 @@ export const policySpec = z
     bundle: z.string().min(1).optional(),
     /** Rebuild/reload when files in `dir` or the `bundle` file change. */
     watch: z.boolean().default(true),
+    /**
+     * Safety net of the watch: how often a stat digest (names, inodes, sizes, mtimes) of the watched files is compared
+     * with the last one seen, catching a change no file event reported (0: never).
+     */
+    checkIntervalMs: z.number().int().min(0).default(1000),
     /** Poll an OPA-compatible bundle server; its bundle takes precedence over local ones once fetched. */
     service: serviceSpec.optional(),
     /** Verify `.signatures.json` of every bundle that is loaded from a file or a bundle server. */

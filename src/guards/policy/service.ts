@@ -24,8 +24,9 @@ import type { VerificationConfig } from './signature.ts';
 import { DirSource, FileSource, ServiceSource, type PolicySource, type SourceHost, type SourceStatus } from './sources.ts';
 
 export interface PolicyStatus {
-  /** Where the policy in force came from, and its revision. */
-  readonly active: { readonly source: string; readonly revision: string } | undefined;
+  /** Where the policy in force came from, its revision and when it was put in force. */
+  readonly active: { readonly source: string; readonly revision: string; readonly since: string } | undefined;
+  /** Each source's state: its last loaded revision, and the error of a refused load (the policy in force stays). */
   readonly sources: readonly SourceStatus[];
 }
 
@@ -51,6 +52,8 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
   private fallback: PolicyEngine | undefined;
   private guard: { key: string; snapshot: ConfigSnapshot; guard: PolicyGuard } | undefined;
   private readonly env: NodeJS.ProcessEnv;
+  /** When the engine in force was put in force. */
+  private since = 0;
 
   constructor(log: Logger, env: NodeJS.ProcessEnv = process.env) {
     this.log = log.child({ guard: 'policy' });
@@ -136,12 +139,20 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     }
     if (r.dir !== undefined) {
       const opa = findOpa(this.env);
-      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, watch: spec.watch, entrypoints: r.all }));
+      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, watch: spec.watch, checkIntervalMs: spec.checkIntervalMs, entrypoints: r.all }));
       else if (r.bundle === undefined) this.log.error({ dir: r.dir }, 'policy.dir needs opa (PATH or TOLLGATE_OPA) to be built, and no bundle is configured');
       else this.log.info({ dir: r.dir, bundle: r.bundle }, 'opa not found: serving the built bundle; .rego edits take effect after `tollgate policy build`');
     }
     if (r.bundle !== undefined) {
-      out.push(new FileSource(this, { file: r.bundle, watch: spec.watch, verification: r.verification, maxBytes: spec.service?.maxBytes ?? 256 * 1024 * 1024 }));
+      out.push(
+        new FileSource(this, {
+          file: r.bundle,
+          watch: spec.watch,
+          checkIntervalMs: spec.checkIntervalMs,
+          verification: r.verification,
+          maxBytes: spec.service?.maxBytes ?? 256 * 1024 * 1024,
+        }),
+      );
     }
     return out;
   }
@@ -166,6 +177,7 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     const next = this.sources.find((s) => s.engine !== undefined)?.engine ?? this.fallback;
     if (next === this.engine) return;
     this.engine = next;
+    this.since = Date.now();
     const reloadMs = sinceNs === undefined ? undefined : Math.round(Number(process.hrtime.bigint() - sinceNs) / 1e4) / 100;
     this.log.info({ source: source.kind, location: next?.source, revision: next?.revision, reloadMs }, 'policy in force');
   }
@@ -192,9 +204,24 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
 
   status(): PolicyStatus {
     return {
-      active: this.engine ? { source: this.engine.source, revision: this.engine.revision } : undefined,
+      active: this.engine ? { source: this.engine.source, revision: this.engine.revision, since: new Date(this.since).toISOString() } : undefined,
       sources: this.sources.map((s) => s.status()),
     };
+  }
+
+  /**
+   * Loads every source again, changed or not (SIGHUP): a Rego directory is rebuilt, a bundle file re-read, a bundle
+   * server polled. Resolves with the errors of the sources that refused (the policy in force stays).
+   */
+  async reload(): Promise<string[]> {
+    const errors: string[] = [];
+    await Promise.all(
+      this.sources.map(async (s) => {
+        const err = await s.reload();
+        if (err !== undefined) errors.push(`${s.location}: ${err}`);
+      }),
+    );
+    return errors;
   }
 
   /** The source of a kind, if configured (tests poll the service source directly). */

@@ -7,14 +7,15 @@
  * - ServiceSource: an OPA-compatible bundle server polled with ETag / If-None-Match.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, watch, type FSWatcher } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { request } from 'undici';
+import { DirWatcher } from '../../config/dir-watch.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { readBundle, type PolicyBundle, type ReadOptions } from './bundle.ts';
 import type { PolicyEngine } from './engine.ts';
-import { buildWasmBundle, isSourceFile } from './opa.ts';
+import { buildWasmBundle, isSourceFile, sourceRevision } from './opa.ts';
 import type { VerificationConfig } from './signature.ts';
 
 export type SourceKind = 'service' | 'dir' | 'file';
@@ -33,7 +34,9 @@ export interface SourceStatus {
   readonly location: string;
   readonly revision: string | undefined;
   readonly loadedAt: string | undefined;
+  /** Why the last load was refused (the engine loaded before stays in force), and when. */
   readonly error: string | undefined;
+  readonly rejectedAt: string | undefined;
 }
 
 /** Common state of a source: its engine, last error and status. */
@@ -43,6 +46,7 @@ export abstract class PolicySource {
   engine: PolicyEngine | undefined;
   protected lastError: string | undefined;
   protected loadedAt: number | undefined;
+  protected rejectedAt: number | undefined;
   protected readonly host: SourceHost;
   protected closed = false;
 
@@ -52,6 +56,9 @@ export abstract class PolicySource {
 
   /** First load attempt; resolves (never rejects) when done. Returns the error when it failed. */
   abstract start(): Promise<string | undefined>;
+
+  /** Loads again now, even when nothing seems to have changed (SIGHUP). Returns the error when it failed. */
+  abstract reload(): Promise<string | undefined>;
 
   close(): void {
     this.closed = true;
@@ -76,6 +83,7 @@ export abstract class PolicySource {
       revision: this.engine?.revision,
       loadedAt: this.loadedAt === undefined ? undefined : new Date(this.loadedAt).toISOString(),
       error: this.lastError,
+      rejectedAt: this.lastError === undefined || this.rejectedAt === undefined ? undefined : new Date(this.rejectedAt).toISOString(),
     };
   }
 
@@ -88,37 +96,9 @@ export abstract class PolicySource {
 
   protected reject(message: string): string {
     this.lastError = message;
+    this.rejectedAt = Date.now();
     this.host.log.error({ source: this.kind, location: this.location, reason: message }, 'policy bundle rejected; the policy in force stays');
     return message;
-  }
-}
-
-/** Debounces bursts of file events (editors write in several steps) and remembers when the first one came. */
-class Debouncer {
-  private timer: NodeJS.Timeout | undefined;
-  private first: bigint | undefined;
-  private readonly ms: number;
-  private readonly run: (sinceNs: bigint) => void;
-
-  constructor(ms: number, run: (sinceNs: bigint) => void) {
-    this.ms = ms;
-    this.run = run;
-  }
-
-  poke(): void {
-    this.first ??= process.hrtime.bigint();
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      const since = this.first!;
-      this.timer = undefined;
-      this.first = undefined;
-      this.run(since);
-    }, this.ms);
-  }
-
-  cancel(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
   }
 }
 
@@ -126,64 +106,93 @@ export interface DirSourceOptions {
   readonly dir: string;
   readonly opa: string;
   readonly watch: boolean;
+  /** Period of the safety-net digest check of the watched files (0: none). */
+  readonly checkIntervalMs: number;
   /** Entrypoints to compile (gateway-level and route overrides). */
   readonly entrypoints: readonly string[];
 }
 
-/** A Rego directory built with opa; rebuilt on change (builds never overlap; a change during a build queues one). */
+/**
+ * Quiet time that ends a burst of file events. A write is a few events within a millisecond; editors that replace
+ * the file (write aside, rename over) take a few more. Short, because it adds to every edit's reload time.
+ */
+const DEBOUNCE_MS = 5;
+
+/**
+ * A Rego directory built with opa; rebuilt on change (builds never overlap; a change during a build queues one). A
+ * change that leaves the sources' content as it was (a touch, a second event for one write) builds nothing.
+ */
 export class DirSource extends PolicySource {
   readonly kind = 'dir';
   readonly location: string;
   private readonly opts: DirSourceOptions;
   private readonly work: string;
-  private watcher: FSWatcher | undefined;
-  private readonly debounce: Debouncer;
+  private watcher: DirWatcher | undefined;
   private building: Promise<string | undefined> | undefined;
-  private queued: bigint | undefined;
+  private queued: { sinceNs: bigint; force: boolean } | undefined;
+  /** Revision of the last build attempted (its outcome is the engine or lastError). */
+  private attempted: string | undefined;
 
   constructor(host: SourceHost, opts: DirSourceOptions) {
     super(host);
     this.opts = opts;
     this.location = opts.dir;
     this.work = mkdtempSync(join(tmpdir(), 'tollgate-policy-'));
-    this.debounce = new Debouncer(10, (since) => void this.rebuild(since));
   }
 
   async start(): Promise<string | undefined> {
-    const err = await this.rebuild(undefined);
-    if (this.opts.watch && !this.closed) {
-      try {
-        this.watcher = watch(this.opts.dir, { recursive: true, persistent: false }, (_e, name) => {
-          // Only files that go into the bundle (not tests, docs or editor swap files) trigger a build.
-          if (name === null || isSourceFile(basename(name))) this.debounce.poke();
-        });
-      } catch (e) {
-        this.host.log.warn({ dir: this.opts.dir, err: (e as Error).message }, 'cannot watch the policy directory; edits need a restart');
-      }
+    if (this.opts.watch) {
+      // Armed before the first build: an edit made while it runs queues another one.
+      this.watcher = new DirWatcher({
+        root: this.opts.dir,
+        recursive: true,
+        // Only files that go into the bundle (not tests, docs or editor swap files) trigger a build.
+        relevant: (path) => isSourceFile(basename(path)),
+        debounceMs: DEBOUNCE_MS,
+        checkIntervalMs: this.opts.checkIntervalMs,
+        onChange: (since, cause) => {
+          if (cause === 'check') this.host.log.warn({ dir: this.opts.dir }, 'policy change seen by the periodic check, not by the watcher');
+          void this.rebuild(since);
+        },
+        warn: (message, err) => this.host.log.warn({ dir: this.opts.dir, err: err.message }, `${message}; edits are seen by the periodic check only`),
+      });
     }
-    return err;
+    return this.rebuild(undefined);
   }
 
-  /** Builds now (or after the build in progress). */
-  rebuild(sinceNs: bigint | undefined): Promise<string | undefined> {
+  reload(): Promise<string | undefined> {
+    return this.rebuild(process.hrtime.bigint(), true);
+  }
+
+  /** Builds now (or after the build in progress). `force` builds even when the sources did not change. */
+  rebuild(sinceNs: bigint | undefined, force = false): Promise<string | undefined> {
     if (this.building) {
-      this.queued = sinceNs ?? process.hrtime.bigint();
+      const q = this.queued;
+      this.queued = { sinceNs: q?.sinceNs ?? sinceNs ?? process.hrtime.bigint(), force: force || (q?.force ?? false) };
       return this.building;
     }
-    this.building = this.buildOnce(sinceNs).finally(() => {
+    this.building = this.buildOnce(sinceNs, force).finally(() => {
       this.building = undefined;
       const next = this.queued;
       this.queued = undefined;
-      if (next !== undefined && !this.closed) void this.rebuild(next);
+      if (next !== undefined && !this.closed) void this.rebuild(next.sinceNs, next.force);
     });
     return this.building;
   }
 
-  private async buildOnce(sinceNs: bigint | undefined): Promise<string | undefined> {
+  private async buildOnce(sinceNs: bigint | undefined, force: boolean): Promise<string | undefined> {
+    let revision: string;
+    try {
+      revision = sourceRevision(this.opts.dir);
+    } catch (err) {
+      return this.reject(`cannot read the policy directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!force && revision === this.attempted) return this.lastError;
+    this.attempted = revision;
     const output = join(this.work, 'bundle.tar.gz');
     let built;
     try {
-      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output });
+      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output, revision });
     } catch (err) {
       return this.reject(`opa build failed: ${(err as Error).message}`);
     }
@@ -194,7 +203,6 @@ export class DirSource extends PolicySource {
 
   override close(): void {
     super.close();
-    this.debounce.cancel();
     this.watcher?.close();
     rmSync(this.work, { recursive: true, force: true });
   }
@@ -205,6 +213,8 @@ export interface FileSourceOptions {
   readonly watch: boolean;
   readonly verification: VerificationConfig | undefined;
   readonly maxBytes: number;
+  /** Period of the safety-net digest check of the file (0: none). */
+  readonly checkIntervalMs: number;
 }
 
 /** A built bundle file; a replaced file (new content) is loaded again. */
@@ -212,8 +222,7 @@ export class FileSource extends PolicySource {
   readonly kind = 'file';
   readonly location: string;
   private readonly opts: FileSourceOptions;
-  private watcher: FSWatcher | undefined;
-  private readonly debounce: Debouncer;
+  private watcher: DirWatcher | undefined;
   private digest: string | undefined;
   private loading: Promise<string | undefined> | undefined;
 
@@ -221,30 +230,36 @@ export class FileSource extends PolicySource {
     super(host);
     this.opts = opts;
     this.location = opts.file;
-    this.debounce = new Debouncer(20, (since) => void this.reload(since));
   }
 
   async start(): Promise<string | undefined> {
-    const err = await this.reload(undefined);
-    if (this.opts.watch && !this.closed) {
+    if (this.opts.watch) {
       const name = basename(this.opts.file);
-      try {
-        // Watch the directory: a bundle dropped in by rename replaces the inode a file watch would follow.
-        this.watcher = watch(dirname(this.opts.file), { persistent: false }, (_e, changed) => {
-          // A Kubernetes ConfigMap/Secret volume replaces the file by swapping its `..data` symlink (the file itself,
-          // a symlink into it, never changes): that swap is a change of the bundle too.
-          if (changed === null || changed === name || changed.startsWith('..data')) this.debounce.poke();
-        });
-      } catch (e) {
-        this.host.log.warn({ file: this.opts.file, err: (e as Error).message }, 'cannot watch the bundle file; replacing it needs a restart');
-      }
+      // Watch the directory: a bundle dropped in by rename replaces the inode a file watch would follow. A Kubernetes
+      // ConfigMap/Secret volume replaces the file by swapping its `..data` symlink: the watcher reports that too.
+      this.watcher = new DirWatcher({
+        root: dirname(this.opts.file),
+        recursive: false,
+        relevant: (path) => path === name,
+        debounceMs: DEBOUNCE_MS,
+        checkIntervalMs: this.opts.checkIntervalMs,
+        onChange: (since, cause) => {
+          if (cause === 'check') this.host.log.warn({ file: this.opts.file }, 'bundle change seen by the periodic check, not by the watcher');
+          void this.load(since, false);
+        },
+        warn: (message, err) => this.host.log.warn({ file: this.opts.file, err: err.message }, `${message}; a replaced bundle is seen by the periodic check only`),
+      });
     }
-    return err;
+    return this.load(undefined, false);
   }
 
-  private async reload(sinceNs: bigint | undefined): Promise<string | undefined> {
+  reload(): Promise<string | undefined> {
+    return this.load(process.hrtime.bigint(), true);
+  }
+
+  private async load(sinceNs: bigint | undefined, force: boolean): Promise<string | undefined> {
     if (this.loading) await this.loading;
-    this.loading = this.loadOnce(sinceNs);
+    this.loading = this.loadOnce(sinceNs, force);
     try {
       return await this.loading;
     } finally {
@@ -252,7 +267,7 @@ export class FileSource extends PolicySource {
     }
   }
 
-  private async loadOnce(sinceNs: bigint | undefined): Promise<string | undefined> {
+  private async loadOnce(sinceNs: bigint | undefined, force: boolean): Promise<string | undefined> {
     let bytes: Buffer;
     try {
       bytes = readFileSync(this.opts.file);
@@ -260,7 +275,7 @@ export class FileSource extends PolicySource {
       return this.reject(`cannot read bundle: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const digest = createHash('sha256').update(bytes).digest('hex');
-    if (digest === this.digest) return undefined; // same bytes (touched, or a second event for one write)
+    if (digest === this.digest && !force) return undefined; // same bytes (touched, or a second event for one write)
     const err = await this.install(bytes, { source: this.opts.file, verification: this.opts.verification, maxBytes: this.opts.maxBytes }, sinceNs);
     if (err === undefined) this.digest = digest;
     return err;
@@ -268,7 +283,6 @@ export class FileSource extends PolicySource {
 
   override close(): void {
     super.close();
-    this.debounce.cancel();
     this.watcher?.close();
   }
 }
@@ -313,6 +327,10 @@ export class ServiceSource extends PolicySource {
       void this.poll().then(() => this.schedule());
     }, min + Math.random() * (max - min));
     this.timer.unref();
+  }
+
+  reload(): Promise<string | undefined> {
+    return this.poll();
   }
 
   /** One poll: fetch if changed, verify, load. Resolves with the error when it failed. */

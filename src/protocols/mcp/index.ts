@@ -6,7 +6,8 @@ import type { ConfigSnapshot } from '../../config/load.ts';
 import type { GatewayError } from '../../core/errors.ts';
 import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from '../../gateway/adapter.ts';
 import { RevocationSet } from '../../store/revocations.ts';
-import { McpAdapter, writeError } from './adapter.ts';
+import { McpAdapter } from './adapter.ts';
+import { writeError } from './respond.ts';
 import { McpUpstreams } from './upstream/registry.ts';
 
 export class McpProtocol implements ProtocolAdapter {

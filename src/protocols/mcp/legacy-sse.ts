@@ -25,6 +25,7 @@ import { SseWriter } from '../../server/sse.ts';
 import type { McpAdapter } from './adapter.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
 import { capReached } from './session-access.ts';
+import { dispatch } from './transport.ts';
 
 interface Channel {
   readonly id: string;
@@ -77,7 +78,7 @@ export class LegacySse {
     else delete req.headers['mcp-session-id'];
     delete req.headers['mcp-protocol-version'];
     const out = new ChannelResponse(channel);
-    await this.adapter.dispatch(req, out as unknown as ServerResponse, rule, scope, state, message, body, pre);
+    await dispatch(this.adapter, req, out as unknown as ServerResponse, rule, scope, state, message, body, pre);
   }
 
   private async open(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState): Promise<void> {
@@ -108,7 +109,7 @@ export class LegacySse {
   bind(channel: Channel, sessionId: string): void {
     channel.sessionId = sessionId;
     const session = this.adapter.sessions.peek(sessionId);
-    if (session) void this.adapter.startServerStream(session, channel.rule, (m) => channel.sse.send(m));
+    if (session) void this.adapter.serverStreams.start(session, channel.rule, (m) => channel.sse.send(m));
   }
 
   close(): void {

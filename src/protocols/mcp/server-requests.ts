@@ -7,7 +7,10 @@
  * the gateway bridging a 2026 multi round-trip request).
  */
 import { randomBytes } from 'node:crypto';
-import { findTopLevelId, spliceId, type RpcId } from './jsonrpc.ts';
+import { Errors, GatewayError } from '../../core/errors.ts';
+import { errorResponse, peekId, spliceId, type RpcId } from './jsonrpc.ts';
+import type { McpSession } from './session.ts';
+import type { UpstreamSession } from './upstream/types.ts';
 
 interface Waiting {
   readonly upstreamId: RpcId;
@@ -60,7 +63,15 @@ export class ServerRequests {
   }
 }
 
-/** Whether a serialized message from an upstream is a request (has both a method and an id). */
-export function isRequestMessage(text: string): boolean {
-  return text.includes('"method"') && findTopLevelId(text) !== undefined;
+/**
+ * Relays a server-to-client request from an upstream to the session's client under a session-unique id; the
+ * client's answer goes back to that upstream under the upstream's id. Returns the message to write downstream.
+ */
+export function relayServerRequest(session: McpSession, up: UpstreamSession, message: string): string | undefined {
+  const upstreamId = peekId(message);
+  if (upstreamId === undefined || upstreamId === null) return undefined;
+  if (!up.respond) return undefined;
+  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response));
+  if (mapped === undefined) up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, 'Too many unanswered requests to this client')));
+  return mapped;
 }

@@ -113,7 +113,7 @@ export class McpSession {
       upstream: current,
       session: undefined,
       failedAt: 0,
-      opening: (resumable && current.resume ? current.resume(this.hello, resumable) : current.open(this.hello)).then(
+      opening: this.registry.open(current, this.hello, resumable).then(
         (s) => {
           fresh.session = s;
           if (this.closed) void s.close();

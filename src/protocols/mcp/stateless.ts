@@ -13,7 +13,7 @@ import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { SseWriter } from '../../server/sse.ts';
-import type { McpAdapter, SessionView } from './adapter.ts';
+import type { McpAdapter } from './adapter.ts';
 import { GATEWAY_INFO, mergeInitialize } from './federation.ts';
 import { notification, type RpcMessage, type RpcRequest } from './jsonrpc.ts';
 import {
@@ -29,6 +29,9 @@ import {
   type ParamHeader,
 } from './modern.ts';
 import { publicUri } from './names.ts';
+import { request } from './requests.ts';
+import { scopeOf, type SessionView } from './routing.ts';
+import { prepareSession } from './session-era.ts';
 import { McpSession } from './session.ts';
 import { capReached } from './session-access.ts';
 import { PrincipalSlots } from './slots.ts';
@@ -161,7 +164,7 @@ export class Stateless {
       maxPendingServerRequests: limits.pendingServerRequests,
     });
     session.modern = true;
-    this.adapter.prepare(session, rule, state);
+    prepareSession(session, rule, state);
     this.contexts.set(key, { session, release });
     return session;
   }
@@ -199,7 +202,7 @@ export class Stateless {
         break;
       }
     }
-    return this.adapter.request(req, res, rule, view, msg, raw, state);
+    return request(this.adapter, req, res, rule, view, msg, raw, state);
   }
 
   /** Mcp-Param-* headers checked against the arguments, for tools whose x-mcp-header declarations are known. */
@@ -224,7 +227,7 @@ export class Stateless {
     const call = this.adapter.newCall(req, rule, msg.method, msg.id, msg.params?._meta);
     const session = await this.adapter.enter(call, res, msg.id, view, state);
     if (!session) return;
-    const backends = this.adapter.scopeOf(session, rule);
+    const backends = scopeOf(session, rule);
     const opened = await Promise.all(backends.map(async (b) => [b, await session.upstream(b)] as const));
     const live = opened.filter((o): o is readonly [string, NonNullable<(typeof o)[1]>] => o[1] !== undefined);
     let capabilities: Record<string, unknown>;
@@ -293,7 +296,7 @@ export class Stateless {
     });
     const namespaced = session.scope === undefined;
     await Promise.all(
-      this.adapter.scopeOf(session, rule).map(async (backend) => {
+      scopeOf(session, rule).map(async (backend) => {
         const up = await session.upstream(backend);
         if (!up || !sse.isOpen) return;
         unlisten.push(

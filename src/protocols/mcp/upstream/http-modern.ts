@@ -19,9 +19,9 @@ import {
   paramHeaders,
   type ParamHeader,
 } from '../modern.ts';
-import { MAX_RESPONSE_BYTES, relayResponse, type HttpMcpUpstream } from './http.ts';
+import type { HttpMcpUpstream } from './http.ts';
+import { MAX_RESPONSE_BYTES, relayResponse } from './http-response.ts';
 import { followStream, readEvents } from './follow.ts';
-import { OnceSink } from './once-sink.ts';
 import type { ClientHello, InflightHandle, InitializeResult, MessageSink, ReplySink, UpstreamSession } from './types.ts';
 import { callUpstream } from './call.ts';
 
@@ -167,7 +167,8 @@ export class ModernHttpSession implements UpstreamSession {
     const body = sent === msg && raw !== undefined ? raw : JSON.stringify(sent);
     const learn = msg.method === 'tools/list';
     if (learn) this.up.toolsListed ??= Promise.resolve();
-    const guarded = new OnceSink(sink, learn ? (m) => this.learnHeaders(m) : undefined);
+    const guarded = this.up.enter(sink, learn ? (m) => this.learnHeaders(m) : undefined);
+    if (guarded === undefined) return { downstreamId: msg.id, cancel: () => {} };
     this.up.pool
       .request({ method: 'POST', path: this.up.path, headers: this.headersFor(msg), body, signal: controller.signal })
       .then((res) => relayResponse(this.up, res, msg.id, guarded))

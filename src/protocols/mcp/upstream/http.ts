@@ -8,12 +8,12 @@ import type { ParamHeader } from '../modern.ts';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import type { ResolvedBackend } from '../../../config/load.ts';
 import type { GatewaySpec } from '../../../config/schema.ts';
-import { createPool, isConnectionError, readAll, upstreamError } from '../../../upstream/pools.ts';
-import { followStream, readEvents } from './follow.ts';
+import { createPool, isConnectionError, upstreamError } from '../../../upstream/pools.ts';
+import { followStream } from './follow.ts';
 import { OnceSink } from './once-sink.ts';
 import { withCredential, type UpstreamCredential } from '../../../upstream/credentials.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
-import { peekId, peekKind, spliceId, type RpcId, type RpcNotification, type RpcRequest } from '../jsonrpc.ts';
+import type { RpcId, RpcNotification, RpcRequest } from '../jsonrpc.ts';
 import type {
   ClientHello,
   InflightHandle,
@@ -27,8 +27,7 @@ import type {
 } from './types.ts';
 import { ModernHttpSession, discover } from './http-modern.ts';
 import { callUpstream } from './call.ts';
-
-export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+import { firstResponse, relayResponse } from './http-response.ts';
 
 /**
  * Methods that only read: safe to send again when the first attempt never reached the upstream (a stale keep-alive
@@ -69,6 +68,9 @@ export class HttpMcpUpstream implements McpUpstream {
   readonly toolHeaders = new Map<string, ParamHeader[]>();
   /** Set once the tools of a 2026 upstream were listed (their x-mcp-header declarations are then known). */
   toolsListed: Promise<void> | undefined;
+  /** Requests in flight to this upstream, and their bound (the Backend's circuitBreaker.maxRequests). */
+  private inFlight = 0;
+  private readonly maxRequests: number;
 
   constructor(backend: ResolvedBackend, gateway: GatewaySpec, log: Logger, credential?: UpstreamCredential) {
     this.name = backend.name;
@@ -97,6 +99,26 @@ export class HttpMcpUpstream implements McpUpstream {
     this.streamPool = credential ? withCredential(streamPool, credential) : streamPool;
     this.baseHeaders = backend.headers;
     this.log = log;
+    this.maxRequests = backend.spec.circuitBreaker.maxRequests;
+  }
+
+  /**
+   * Takes an in-flight slot for one request (a hanging upstream must not hold every call the gateway admits): past
+   * circuitBreaker.maxRequests the request fails at once with TG_UPSTREAM_OVERLOADED (nothing is queued). Returns
+   * the sink to relay through (it frees the slot when the exchange settles), or undefined when refused.
+   */
+  enter(sink: ReplySink, onFinal?: (message: string | Buffer) => void): OnceSink | undefined {
+    if (this.inFlight >= this.maxRequests) {
+      sink.fail(
+        new GatewayError(Errors.UPSTREAM_OVERLOADED, `Upstream ${this.name} has ${this.inFlight} requests in flight (circuit breaker maxRequests ${this.maxRequests})`, {
+          data: { upstream: this.name },
+          headers: { 'retry-after': '1' },
+        }),
+      );
+      return undefined;
+    }
+    this.inFlight++;
+    return new OnceSink(sink, onFinal, () => this.inFlight--);
   }
 
   status(): UpstreamStatus {
@@ -176,11 +198,6 @@ export class HttpMcpUpstream implements McpUpstream {
     session.adopt(state);
     this.track(session);
     return session;
-  }
-
-  onListChanged(): () => void {
-    // Streamable HTTP upstreams announce list changes on each session's own stream.
-    return () => {};
   }
 
   async close(): Promise<void> {
@@ -279,9 +296,10 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
+    const guarded = this.up.enter(sink);
+    if (guarded === undefined) return { downstreamId: msg.id, cancel: () => {} };
     const controller = new AbortController();
     const body = raw ?? JSON.stringify(msg);
-    const guarded = new OnceSink(sink);
     this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
       if (!guarded.done && IDEMPOTENT.has(msg.method) && isConnectionError(err)) {
         this.exchange(msg.id, body, guarded, controller.signal, false).catch((again: unknown) => guarded.fail(upstreamError(this.backend, again)));
@@ -377,61 +395,3 @@ class HttpUpstreamSession implements UpstreamSession {
     }
   }
 }
-
-/**
- * Relays one upstream answer to a request: the response (JSON body, or the matching event of an SSE stream, whose
- * other events are interim messages), or a failure.
- */
-export async function relayResponse(up: HttpMcpUpstream, res: Dispatcher.ResponseData, id: RpcId, sink: ReplySink): Promise<void> {
-  const status = res.statusCode;
-  const type = String(res.headers['content-type'] ?? '');
-  if (status === 200 && type.startsWith('text/event-stream')) {
-    up.markOk();
-    await readEvents(res, (data) => {
-      if (peekKind(data) === 'response' && peekId(data) === id) {
-        sink.final(data);
-        return true;
-      }
-      sink.interim(data);
-      return false;
-    });
-    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} closed the stream without a response`, { data: { upstream: up.name } }));
-    return;
-  }
-  if (type.startsWith('application/json')) {
-    const bytes = await readAll(res.body, MAX_RESPONSE_BYTES);
-    if (status === 200) {
-      up.markOk();
-      sink.final(bytes);
-      return;
-    }
-    // An HTTP error carrying a JSON-RPC error: give the client the upstream's error under its own id.
-    const text = bytes.toString('utf8');
-    if (peekKind(text) === 'response') {
-      sink.final(spliceId(text, id));
-      return;
-    }
-  } else await res.body.dump();
-  sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} answered HTTP ${status}`, { data: { upstream: up.name, status } }));
-}
-
-
-/** The response to `id` from a JSON or SSE answer (used for initialize). */
-export async function firstResponse(res: Dispatcher.ResponseData, id: RpcId, backend: string): Promise<string> {
-  const type = String(res.headers['content-type'] ?? '');
-  if (res.statusCode === 200 && type.startsWith('text/event-stream')) {
-    let found: string | undefined;
-    await readEvents(res, (data) => {
-      if (peekKind(data) === 'response' && peekId(data) === id) found = data;
-      return found !== undefined;
-    });
-    if (found !== undefined) return found;
-  } else if (type.startsWith('application/json')) {
-    const text = (await readAll(res.body, MAX_RESPONSE_BYTES)).toString('utf8');
-    if (res.statusCode === 200 || peekKind(text) === 'response') return text;
-  } else await res.body.dump();
-  throw new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${backend} answered HTTP ${res.statusCode} to initialize`, {
-    data: { upstream: backend, status: res.statusCode },
-  });
-}
-

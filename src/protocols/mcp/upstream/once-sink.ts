@@ -9,10 +9,18 @@ export class OnceSink implements ReplySink {
   done = false;
   private readonly sink: ReplySink;
   private readonly onFinal: ((message: string | Buffer) => void) | undefined;
+  /** Called once when the exchange settles (answered, failed or cancelled): frees the upstream's in-flight slot. */
+  private readonly onSettled: (() => void) | undefined;
 
-  constructor(sink: ReplySink, onFinal?: (message: string | Buffer) => void) {
+  constructor(sink: ReplySink, onFinal?: (message: string | Buffer) => void, onSettled?: () => void) {
     this.sink = sink;
     this.onFinal = onFinal;
+    this.onSettled = onSettled;
+  }
+
+  private settle(): void {
+    this.done = true;
+    this.onSettled?.();
   }
 
   interim(message: string): void {
@@ -21,19 +29,19 @@ export class OnceSink implements ReplySink {
 
   final(message: string | Buffer): void {
     if (this.done) return;
-    this.done = true;
+    this.settle();
     this.onFinal?.(message);
     this.sink.final(message);
   }
 
   fail(err: GatewayError): void {
     if (this.done) return;
-    this.done = true;
+    this.settle();
     this.sink.fail(err);
   }
 
   /** Stops relaying (cancelled): nothing reaches the wrapped sink any more. */
   stop(): void {
-    this.done = true;
+    if (!this.done) this.settle();
   }
 }

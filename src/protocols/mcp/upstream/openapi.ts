@@ -106,6 +106,39 @@ export function operationsOf(doc: Json): OperationTool[] {
   return out;
 }
 
+/**
+ * The API base URL: the configured `url`, else the first of the document's servers that config pins
+ * (`openapi.servers`). A document alone never chooses where requests (and the backend's credentials) go.
+ */
+export function apiBase(configured: string | undefined, pinned: readonly string[] | undefined, servers: unknown, docUrl: URL | undefined): URL {
+  if (configured !== undefined) return new URL(configured);
+  const allowed = new Set((pinned ?? []).map((u) => new URL(u).href.replace(/\/+$/, '')));
+  const listed = Array.isArray(servers) ? servers.map((s) => (s as { url?: unknown } | null)?.url).filter((u): u is string => typeof u === 'string') : [];
+  for (const u of listed) {
+    let url: URL;
+    try {
+      url = new URL(u, docUrl);
+    } catch {
+      continue;
+    }
+    if (allowed.has(url.href.replace(/\/+$/, ''))) return url;
+  }
+  throw new Error(`no API base URL: the document's servers (${listed.join(', ') || 'none'}) include none of openapi.servers`);
+}
+
+/**
+ * Puts a path parameter's value into the path: percent-encoded, and refused when it would change the path even
+ * encoded (`.`/`..` segments, an empty segment) or could once a server decodes it (`/`, `\\`).
+ */
+export function fillPathParam(path: string, name: string, value: string): string {
+  if (value === '' || value === '.' || value === '..' || /[/\\]/.test(value)) {
+    throw new GatewayError(Errors.OPENAPI_PATH_PARAM, `Invalid params: path parameter "${name}" may not be empty, "." or "..", or contain "/" or "\\"`, { data: { param: name } });
+  }
+  const encoded = encodeURIComponent(value);
+  // A function replacement: `$&`, `$\`` and the like in a value are text, never replacement patterns.
+  return path.replace(`{${name}}`, () => encoded);
+}
+
 interface Loaded {
   readonly ops: ReadonlyMap<string, OperationTool>;
   readonly tools: readonly Record<string, unknown>[];
@@ -170,10 +203,7 @@ export class OpenApiUpstream implements McpUpstream {
     } else text = readFileSync(resolve(this.dir, src.file!), 'utf8');
     const doc = (text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text)) as Json;
     const ops = operationsOf(doc);
-    const servers = doc.servers as Array<{ url?: unknown }> | undefined;
-    const server = this.backend.spec.url ?? (typeof servers?.[0]?.url === 'string' ? servers[0].url : undefined);
-    if (server === undefined) throw new Error('no API base URL: set spec.url or servers[0].url in the document');
-    const base = new URL(server, docUrl);
+    const base = apiBase(this.backend.spec.url, this.backend.spec.openapi!.servers, doc.servers, docUrl);
     const t = { ...this.gateway.timeouts, ...this.backend.spec.timeouts };
     const info = doc.info as { title?: unknown; version?: unknown } | undefined;
     const pool = createPool(base.origin, { connections: this.backend.spec.pool.connections, keepAliveMs: this.backend.spec.pool.keepAliveMs, connectMs: t.connectMs, headersMs: t.headersMs, bodyIdleMs: t.bodyIdleMs });
@@ -190,10 +220,6 @@ export class OpenApiUpstream implements McpUpstream {
   async open(hello: ClientHello): Promise<UpstreamSession> {
     const loaded = await this.load();
     return new OpenApiSession(this.name, loaded, hello, this.backend.headers);
-  }
-
-  onListChanged(): () => void {
-    return () => {};
   }
 
   async close(): Promise<void> {
@@ -252,7 +278,7 @@ class OpenApiSession implements UpstreamSession {
         continue;
       }
       const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-      if (p.in === 'path') path = path.replace(`{${p.name}}`, encodeURIComponent(s));
+      if (p.in === 'path') path = fillPathParam(path, p.name, s);
       else if (p.in === 'query') query.append(p.name, s);
       else if (!/[\r\n]/.test(s) && !(p.name.toLowerCase() in this.headers)) headers[p.name.toLowerCase()] = s;
     }

@@ -64,10 +64,6 @@ export class SseMcpUpstream implements McpUpstream {
     return s;
   }
 
-  onListChanged(): () => void {
-    return () => {};
-  }
-
   async close(): Promise<void> {
     await Promise.allSettled([...this.sessions].map((s) => s.close()));
     await this.pool.close();

@@ -54,7 +54,6 @@ export class StdioMcpUpstream implements McpUpstream {
   private readonly pending = new Map<number, Pending>();
   private readonly progress = new Map<string, ProgressRoute>();
   private readonly views = new Set<StdioSessionView>();
-  private readonly listChangedListeners = new Set<(method: string) => void>();
   private readonly subscriptions = new Map<string, number>();
   private nextId = 1;
   private handshakeId = 0;
@@ -159,10 +158,9 @@ export class StdioMcpUpstream implements McpUpstream {
       this.proc.send(notification('notifications/initialized'));
       this.settleReady(parsed.result);
       if (!first) {
-        // A restarted server may offer different lists: tell every session and listener.
+        // A restarted server may offer different lists: tell every session.
         const changed = notification('notifications/tools/list_changed');
         for (const v of this.views) v.deliver(changed);
-        for (const l of this.listChangedListeners) l('notifications/tools/list_changed');
       }
       return;
     }
@@ -202,7 +200,6 @@ export class StdioMcpUpstream implements McpUpstream {
     }
     if (LIST_CHANGED.has(method)) {
       for (const v of this.views) v.deliver(line);
-      for (const l of this.listChangedListeners) l(method);
       return;
     }
     if (method === 'notifications/resources/updated') {
@@ -284,11 +281,6 @@ export class StdioMcpUpstream implements McpUpstream {
     for (const uri of view.subscribed) {
       if (this.subscription(uri, -1)) this.proc.send(JSON.stringify({ jsonrpc: '2.0', id: this.nextId++, method: 'resources/unsubscribe', params: { uri } }));
     }
-  }
-
-  onListChanged(listener: (method: string) => void): () => void {
-    this.listChangedListeners.add(listener);
-    return () => this.listChangedListeners.delete(listener);
   }
 
   async close(): Promise<void> {

@@ -89,7 +89,5 @@ export interface McpUpstream {
   open(hello: ClientHello): Promise<UpstreamSession>;
   /** Continues an upstream session opened by another replica (no new initialize). */
   resume?(hello: ClientHello, state: UpstreamResumeState): Promise<UpstreamSession>;
-  /** Tells listeners when the upstream's lists may have changed outside any session (e.g. a stdio restart). */
-  onListChanged(listener: (method: string) => void): () => void;
   close(): Promise<void>;
 }

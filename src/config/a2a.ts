@@ -1,0 +1,29 @@
+/** The `a2a` section of a Route (agents at <mount>/<agent>, served by src/protocols/a2a). */
+import { z } from 'zod';
+
+const durationMs = z.number().int().min(0);
+
+export const a2aRouteSpec = z.strictObject({
+  /**
+   * The A2A version of a request without an `A2A-Version` header whose method name does not tell (REST paths
+   * shared by both versions). The specification says 0.3; many 1.0 clients omit the header.
+   */
+  defaultVersion: z.enum(['1.0', '0.3']).default('0.3'),
+  /** The skill a message that names none is for, per agent (policy and limits see it). */
+  defaultSkills: z.record(z.string(), z.string().min(1)).default({}),
+  /** How long an agent card is served from cache before it is revalidated with the agent (ETag). */
+  cardCacheMs: durationMs.default(60_000),
+  /** Put the call's W3C trace context in the message's metadata too (`traceparent`, `tracestate`). */
+  traceMetadata: z.boolean().default(false),
+  /** How long the gateway remembers which identity created a task (only that identity may use it). */
+  taskTtlMs: durationMs.default(7 * 24 * 3_600_000),
+  /**
+   * Push-notification URLs callers may give agents: none unless listed. `https` only (http only when
+   * `allowHttp`); hosts exact or `*.suffix`; a host resolving to a loopback, private, link-local or metadata
+   * address is refused whatever the list says.
+   */
+  push: z
+    .strictObject({ allowHosts: z.array(z.string().min(1)).default([]), allowHttp: z.boolean().default(false) })
+    .prefault({}),
+});
+export type A2aRouteSpec = z.infer<typeof a2aRouteSpec>;

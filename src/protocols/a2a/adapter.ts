@@ -1,0 +1,263 @@
+/**
+ * The A2A adapter: agents (Backends with `protocol: a2a`) at `<mount>/<agent>` (conventionally /a2a/<agent>).
+ *
+ * - `POST <mount>/<agent>`: the JSON-RPC binding; `<mount>/<agent>/message:send`, `/tasks/...` (and 0.3's `/v1/...`):
+ *   the HTTP+JSON binding (calls.ts);
+ * - `GET <mount>/<agent>/.well-known/agent-card.json` (and `agent.json`): the agent's card, rewritten for the caller
+ *   (card.ts); `GET <mount>`: the cards of every agent of the route the caller may use.
+ *
+ * Every request is authenticated from its headers before its body is read or anything is looked up for it; each
+ * becomes a Call (operation: the v1.0 method name; target: the skill a message is for, the task, or the agent) that
+ * the policy, limits, telemetry and audit see like an MCP tool call. Errors are rendered in the caller's binding:
+ * a JSON-RPC error object, or google.rpc.Status for REST and the cards.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigSnapshot } from '../../config/load.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import type { RouteSpec } from '../../config/schema.ts';
+import type { Call, Target } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import type { GatewayState } from '../../gateway/state.ts';
+import { sendBody } from '../../server/io.ts';
+import { systemResolver, type Resolver } from '../../upstream/egress.ts';
+import { HttpUpstreams } from '../../upstream/http-upstream.ts';
+import { writeA2aRestError, writeJsonRpcError } from '../../wire/errors.ts';
+import { A2aCalls } from './calls.ts';
+import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
+import { headerVersion, type A2aVersion } from './methods.ts';
+import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { TaskOwners } from './tasks.ts';
+
+export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
+
+export const DEFAULTS: A2aRouteSpec = Object.freeze({
+  defaultVersion: '0.3' as const,
+  defaultSkills: Object.freeze({}),
+  cardCacheMs: 60_000,
+  traceMetadata: false,
+  taskTtlMs: 7 * 24 * 3_600_000,
+  push: Object.freeze({ allowHosts: Object.freeze([]) as unknown as string[], allowHttp: false }),
+});
+
+const CARD_PATHS = new Set(['/.well-known/agent-card.json', '/.well-known/agent.json']);
+
+const BINDING = BINDING_KEY;
+
+export interface A2aAdapterOptions {
+  /** Resolves push-notification hosts (tests inject one; default: the system resolver). */
+  readonly resolver?: Resolver | undefined;
+}
+
+export class A2aAdapter implements ProtocolAdapter {
+  readonly protocols = ['a2a'];
+  readonly ctx: AdapterContext;
+  readonly upstreamSet: HttpUpstreams;
+  readonly cards = new CardCache();
+  readonly owners: TaskOwners;
+  readonly resolver: Resolver;
+  private readonly calls: A2aCalls;
+
+  constructor(ctx: AdapterContext, opts: A2aAdapterOptions = {}) {
+    this.ctx = ctx;
+    // An agent is healthy when it serves its card.
+    this.upstreamSet = new HttpUpstreams({ protocols: this.protocols, log: ctx.log, credentials: ctx.credentials, health: { path: '/.well-known/agent-card.json' } });
+    this.owners = new TaskOwners(ctx.store);
+    this.resolver = opts.resolver ?? systemResolver;
+    this.calls = new A2aCalls(this);
+    this.reconfigure(ctx.state().snapshot);
+  }
+
+  settings(rule: CompiledRule): A2aRouteSpec {
+    return rule.route.spec.a2a ?? DEFAULTS;
+  }
+
+  handle(x: Exchange): void {
+    const { req, res, match } = x;
+    const rest = match.rest;
+    const slash = rest.indexOf('/', 1);
+    const agentName = rest === '' ? '' : safeDecode(slash < 0 ? rest.slice(1) : rest.slice(1, slash));
+    const sub = slash < 0 ? '' : rest.slice(slash);
+    const method = req.method ?? 'GET';
+    const kind: 'list' | 'card' | 'rpc' | 'rest' = rest === '' ? 'list' : CARD_PATHS.has(sub) ? 'card' : sub === '' && method === 'POST' ? 'rpc' : 'rest';
+    const pre = this.ctx.calls.prepare({ protocol: 'a2a', rule: match.rule, operation: `a2a/${kind}`, req, resource: match.rule.mount });
+    pre.scratch.set(BINDING, kind === 'rpc' ? 'jsonrpc' : 'rest');
+    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
+    let auth: void | Promise<void>;
+    try {
+      auth = x.state.pipeline.authenticate(pre);
+    } catch (err) {
+      return this.reject(pre, req, res, toGatewayError(err));
+    }
+    const next = (): void => {
+      if (kind === 'list') {
+        if (method !== 'GET') return this.reject(pre, req, res, notAllowed(method, match.rule.mount, 'GET'));
+        return void this.listAgents(x).catch((err: unknown) => this.crash(res, err));
+      }
+      const backend = match.rule.backends.find((b) => b.name === agentName);
+      const upstream = backend === undefined ? undefined : this.upstreamSet.get(backend.name);
+      if (backend === undefined || upstream === undefined) {
+        return this.reject(pre, req, res, new GatewayError(Errors.A2A_UNKNOWN_AGENT, `No agent ${agentName} at ${match.rule.mount}`));
+      }
+      const agent: Agent = { name: agentName, backend, upstream, base: `${match.rule.mount}/${encodeURIComponent(agentName)}` };
+      if (kind === 'card') {
+        if (method !== 'GET') return this.reject(pre, req, res, notAllowed(method, `${agent.base}${sub}`, 'GET'));
+        return void this.serveCard(x, agent).catch((err: unknown) => this.crash(res, err));
+      }
+      const work = kind === 'rpc' ? this.calls.rpc(x, pre, agent) : this.calls.rest(x, pre, agent, sub);
+      void work.catch((err: unknown) => this.crash(res, err));
+    };
+    if (auth === undefined) return next();
+    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
+  }
+
+  /** Refuses a request whose Call was only prepared: recorded, answered in its binding's shape, body drained. */
+  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+    if (!req.complete) req.resume();
+    this.renderError(err, { res, req, call: pre });
+    this.ctx.calls.refused(pre, err, res.statusCode);
+  }
+
+  crash(res: ServerResponse, err: unknown): void {
+    this.ctx.log.error({ err }, 'A2A adapter failure');
+    if (!res.headersSent) writeA2aRestError(res, toGatewayError(err));
+    else if (!res.writableEnded) res.destroy();
+  }
+
+  /** The version a request speaks by its header alone (route default when absent); throws for an unknown one. */
+  requestVersion(req: IncomingMessage): A2aVersion | undefined {
+    const v = headerVersion(req.headers['a2a-version']);
+    if (v === 'unsupported') {
+      throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `A2A-Version ${String(req.headers['a2a-version'])} is not supported (1.0 and 0.3 are)`, {
+        data: { supported: ['1.0', '0.3'] },
+      });
+    }
+    return v;
+  }
+
+  /** Where the agent serves each binding (from its 1.0 card, cached). */
+  async interfaces(agent: Agent, rule: CompiledRule): Promise<{ card: Card; interfaces: AgentInterfaces }> {
+    const card = await this.cards.get(agent.upstream, '/.well-known/agent-card.json', '1.0', this.settings(rule).cardCacheMs);
+    return { card, interfaces: interfacesOf(card, agent.backend.spec.url ?? agent.backend.spec.endpoints?.[0]?.url ?? 'http://invalid') };
+  }
+
+  /** The skills of `card` the caller may use (one `visible` evaluation); undefined when lists are not filtered. */
+  async visibleSkills(call: Call, state: GatewayState, agent: Agent, card: Card): Promise<Set<string> | undefined> {
+    if (!state.pipeline.filtersLists) return undefined;
+    const ids = skillIds(card);
+    if (ids.length === 0) return new Set();
+    const seen = await state.pipeline.visible(call, ids.map((id) => skillTarget(agent.name, id)));
+    return new Set(ids.filter((_, i) => seen[i]));
+  }
+
+  /** The public base URL of the gateway as the caller reached it. */
+  publicBase(req: IncomingMessage, state: GatewayState): string {
+    const configured = state.snapshot.gateway.listener.publicUrl;
+    if (configured !== undefined) return configured.replace(/\/+$/, '');
+    const host = req.headers.host ?? `${state.snapshot.gateway.listener.host}:${state.snapshot.gateway.listener.port}`;
+    return `http://${host}`;
+  }
+
+  private served(call: Call, x: Exchange, agent: Agent, card: Card, skills: ReadonlySet<string> | undefined): Card {
+    const s = this.settings(x.match.rule);
+    return rewriteCard(card, {
+      url: `${this.publicBase(x.req, x.state)}${agent.base}`,
+      backend: agent.backend,
+      visibleSkills: skills,
+      anonymous: x.match.rule.route.spec.auth?.anonymous === true,
+      push: s.push.allowHosts.length > 0,
+    });
+  }
+
+  /** GET <mount>/<agent>/.well-known/agent-card.json: the card as this caller may see it. */
+  private async serveCard(x: Exchange, agent: Agent): Promise<void> {
+    const { req, res, match, state } = x;
+    const call = this.ctx.calls.start({ protocol: 'a2a', operation: 'GetAgentCard', rule: match.rule, req, target: agentTarget(agent.name), upstream: agent.name });
+    call.scratch.set(BINDING, 'rest');
+    await this.ctx.calls.run(call, { res, req, call }, state, async () => {
+      const version = this.requestVersion(req);
+      const path = new URL(req.url ?? '/', 'http://x').pathname.endsWith('/agent.json') ? '/.well-known/agent.json' : '/.well-known/agent-card.json';
+      const card = await this.cards.get(agent.upstream, path, version, this.settings(match.rule).cardCacheMs);
+      const skills = await this.visibleSkills(call, state, agent, card);
+      const body = JSON.stringify(this.served(call, x, agent, card, skills));
+      sendBody(res, 200, 'application/json', body, { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version' });
+    });
+  }
+
+  /** GET <mount>: every agent of the route the caller may use, with its card (rewritten and filtered). */
+  private async listAgents(x: Exchange): Promise<void> {
+    const { req, res, match, state } = x;
+    const call = this.ctx.calls.start({ protocol: 'a2a', operation: 'ListAgents', rule: match.rule, req });
+    call.scratch.set(BINDING, 'rest');
+    await this.ctx.calls.run(call, { res, req, call }, state, async () => {
+      const version = this.requestVersion(req);
+      const agents: { name: string; url: string; card: Card }[] = [];
+      const found: { agent: Agent; card: Card }[] = [];
+      for (const backend of match.rule.backends) {
+        const upstream = this.upstreamSet.get(backend.name);
+        if (upstream === undefined) continue;
+        const agent: Agent = { name: backend.name, backend, upstream, base: `${match.rule.mount}/${encodeURIComponent(backend.name)}` };
+        try {
+          found.push({ agent, card: await this.cards.get(upstream, '/.well-known/agent-card.json', version, this.settings(match.rule).cardCacheMs) });
+        } catch (err) {
+          // An agent that is down is left out of the list; the others are still listed.
+          this.ctx.log.warn({ upstream: backend.name, err: (err as Error).message }, 'agent card unavailable');
+        }
+      }
+      // One evaluation for every skill of every agent, plus one "any skill" entry per agent.
+      const targets: Target[] = [];
+      for (const f of found) {
+        targets.push(skillTarget(f.agent.name, '*'));
+        for (const id of skillIds(f.card)) targets.push(skillTarget(f.agent.name, id));
+      }
+      const seen = state.pipeline.filtersLists && targets.length > 0 ? await state.pipeline.visible(call, targets) : targets.map(() => true);
+      let i = 0;
+      for (const f of found) {
+        const any = seen[i++] === true;
+        const skills = new Set<string>();
+        for (const id of skillIds(f.card)) if (seen[i++] === true) skills.add(id);
+        if (!any && skills.size === 0) continue;
+        const url = `${this.publicBase(req, state)}${f.agent.base}`;
+        agents.push({ name: f.agent.name, url, card: this.served(call, x, f.agent, f.card, state.pipeline.filtersLists ? skills : undefined) });
+      }
+      sendBody(res, 200, 'application/json', JSON.stringify({ agents }), { 'cache-control': 'private, no-store' });
+    });
+  }
+
+  renderError(err: GatewayError, to: ErrorTarget): void {
+    const binding = to.call?.scratch.get(BINDING);
+    if (binding === 'jsonrpc') writeJsonRpcError(to.res, to.call?.rpcId ?? null, err);
+    else writeA2aRestError(to.res, err);
+  }
+
+  upstreams(): Record<string, UpstreamReadiness> {
+    return this.upstreamSet.statuses();
+  }
+
+  sessions(): number {
+    return 0;
+  }
+
+  reconfigure(snapshot: ConfigSnapshot): void {
+    this.upstreamSet.sync(snapshot);
+    this.cards.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'a2a').map((b) => b.name)));
+  }
+
+  drain(): void {}
+
+  close(): Promise<void> {
+    return this.upstreamSet.close();
+  }
+}
+
+function notAllowed(method: string, path: string, allow: string): GatewayError {
+  return new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${path}`, { headers: { allow } });
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

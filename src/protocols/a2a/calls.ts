@@ -1,0 +1,318 @@
+/**
+ * One A2A call over either binding: read and validate the request (content type, size, JSON, JSON-RPC envelope or
+ * REST path, version), build the Call (operation, target, policy arguments), admit it, check that a task it names
+ * is the caller's and that a push URL it carries is allowed, forward it to the agent's interface for that binding
+ * and version, and relay the answer (binding new tasks to the caller, filtering task lists, streams event by event).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Call, Target } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { Exchange } from '../../gateway/adapter.ts';
+import { readBody } from '../../server/io.ts';
+import { refuseUrl } from '../../upstream/egress.ts';
+import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
+import { HeaderPolicy } from '../../upstream/headers.ts';
+import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
+import type { A2aAdapter } from './adapter.ts';
+import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { rewriteCard, skillIds } from './card.ts';
+import { EXTENDED_CARD, LIST_TASKS, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
+import { EventRelay, filterTasks, listedTasks, taskIdIn } from './relay.ts';
+
+/** What crosses to the agent besides the body: never the caller's credentials. */
+export const HEADERS = new HeaderPolicy({
+  request: ['accept', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'traceparent', 'tracestate', 'accept-language'],
+  response: ['content-type', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'cache-control'],
+});
+
+/** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
+const READ_LIMIT = 16 * 1024 * 1024;
+
+type Params = Record<string, unknown>;
+
+interface Parsed {
+  readonly op: Operation;
+  readonly version: A2aVersion;
+  readonly params: Params;
+  /** The body to forward (the client's bytes unless the gateway had to change them). */
+  body: Buffer | string | undefined;
+  readonly rpcId?: string | number | undefined;
+  /** REST: the path under the agent's REST base, with its query. */
+  readonly restPath?: string | undefined;
+  readonly taskId?: string | undefined;
+}
+
+function isJsonType(type: string | undefined): boolean {
+  if (type === undefined) return false;
+  const t = type.split(';', 1)[0]!.trim().toLowerCase();
+  return t === 'application/json' || t === 'application/a2a+json';
+}
+
+export class A2aCalls {
+  private readonly a: A2aAdapter;
+
+  constructor(adapter: A2aAdapter) {
+    this.a = adapter;
+  }
+
+  /** POST <mount>/<agent>: the JSON-RPC binding. */
+  async rpc(x: Exchange, pre: Call, agent: Agent): Promise<void> {
+    const { req, res, match } = x;
+    let parsed: Parsed;
+    try {
+      if (!isJsonType(req.headers['content-type'])) {
+        throw new GatewayError(Errors.A2A_CONTENT_TYPE_NOT_SUPPORTED, `Content-Type ${req.headers['content-type'] ?? '(none)'} is not supported: send application/json`);
+      }
+      const body = await readBody(req, match.rule.maxBodyBytes);
+      const { message } = parseMessage(body);
+      if (message.kind !== 'request') throw new GatewayError(Errors.INVALID_REQUEST, 'Invalid Request: an A2A JSON-RPC message is a request with an id');
+      const m = message.msg;
+      pre.rpcId = m.id;
+      const found = rpcOperation(m.method);
+      if (found === undefined) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${m.method}`);
+      const header = this.a.requestVersion(req);
+      // A 1.0 client that names its version but spells a 0.3 method (or the reverse) called a method its version lacks.
+      if (header !== undefined && header !== found.version) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found in A2A ${header}: ${m.method}`);
+      parsed = { op: found.op, version: found.version, params: (m.params ?? {}) as Params, body, rpcId: m.id };
+    } catch (err) {
+      if (err instanceof RpcParseError) {
+        pre.rpcId = err.id ?? undefined;
+        return this.a.reject(pre, req, res, err.error);
+      }
+      return this.a.reject(pre, req, res, toGatewayError(err));
+    }
+    await this.run(x, agent, parsed, 'jsonrpc');
+  }
+
+  /** <mount>/<agent>/<path>: the HTTP+JSON (REST) binding. */
+  async rest(x: Exchange, pre: Call, agent: Agent, sub: string): Promise<void> {
+    const { req, res, match } = x;
+    const method = req.method ?? 'GET';
+    const target = restOperation(method, sub);
+    let parsed: Parsed;
+    try {
+      if (target === undefined) throw new GatewayError(Errors.NOT_FOUND, `No A2A endpoint ${method} ${agent.base}${sub}`);
+      const header = this.a.requestVersion(req);
+      const version: A2aVersion = header ?? (target.legacyPath ? '0.3' : this.a.settings(match.rule).defaultVersion);
+      let params: Params = {};
+      let body: Buffer | undefined;
+      if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
+        const length = req.headers['content-length'];
+        const hasBody = (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+        if (hasBody && !isJsonType(req.headers['content-type'])) {
+          throw new GatewayError(Errors.A2A_CONTENT_TYPE_NOT_SUPPORTED, `Content-Type ${req.headers['content-type'] ?? '(none)'} is not supported: send application/a2a+json or application/json`);
+        }
+        body = await readBody(req, match.rule.maxBodyBytes);
+        if (body.length > 0) {
+          let value: unknown;
+          try {
+            value = JSON.parse(body.toString('utf8'));
+          } catch {
+            throw new GatewayError(Errors.PARSE_ERROR);
+          }
+          if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new GatewayError(Errors.INVALID_REQUEST, 'Invalid request: the body must be a JSON object');
+          params = value as Params;
+        }
+      } else if (!req.complete) req.resume();
+      const query = (req.url ?? '').indexOf('?');
+      parsed = { op: target.op, version, params, body, restPath: target.path + (query < 0 ? '' : (req.url ?? '').slice(query)), taskId: target.taskId };
+    } catch (err) {
+      return this.a.reject(pre, req, res, toGatewayError(err));
+    }
+    await this.run(x, agent, parsed, 'rest');
+  }
+
+  /** The Call of a parsed request: admitted, checked, forwarded, relayed, settled. */
+  private async run(x: Exchange, agent: Agent, p: Parsed, binding: 'jsonrpc' | 'rest'): Promise<void> {
+    const { req, res, match, state } = x;
+    const rule = match.rule;
+    const settings = this.a.settings(rule);
+    const op = p.op;
+    const taskId = p.taskId ?? taskIdOf(op, p.params);
+    // The card says which skills exist (and where the agent serves each binding); fetched before the Call so a
+    // skill name the agent does not have never keys a limit counter.
+    let card: Record<string, unknown> | undefined;
+    let cardError: unknown;
+    let where: Awaited<ReturnType<A2aAdapter['interfaces']>>['interfaces'] | undefined;
+    try {
+      const got = await this.a.interfaces(agent, rule);
+      card = got.card;
+      where = got.interfaces;
+    } catch (err) {
+      cardError = err;
+    }
+    let target: Target;
+    let args: Record<string, unknown> | undefined;
+    if (op.sends) {
+      const skill = namedSkill(p.params) ?? settings.defaultSkills[agent.name];
+      const known = skill === undefined || (card !== undefined && skillIds(card).includes(skill));
+      target = skillTarget(agent.name, skill ?? '*', known);
+      const message = (p.params.message ?? {}) as Params;
+      args = {
+        skill: skill ?? null,
+        part_kinds: partKinds(p.params),
+        metadata: message.metadata ?? {},
+        context_id: typeof message.contextId === 'string' ? message.contextId : null,
+        task_id: taskId ?? null,
+        callee: agent.name,
+      };
+      const push = pushUrlOf(op, p.params);
+      if (typeof push === 'string') args.push_host = hostOf(push);
+    } else if (taskId !== undefined) {
+      target = { kind: 'task', name: taskId, server: agent.name, local: taskId };
+      args = { callee: agent.name };
+    } else {
+      target = agentTarget(agent.name);
+      args = { callee: agent.name };
+    }
+    const call = this.a.ctx.calls.start({ protocol: 'a2a', operation: op.name, rule, req, target, upstream: agent.name, args, rpcId: p.rpcId });
+    call.scratch.set(BINDING_KEY, binding);
+    await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
+      if (where === undefined) throw toGatewayError(cardError);
+      const caller = call.principal?.id ?? '';
+      // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
+      if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
+      if (op.sends) {
+        const refs = ((p.params.message ?? {}) as Params).referenceTaskIds;
+        if (Array.isArray(refs)) for (const r of refs) if (typeof r === 'string') await this.a.owners.check(agent.name, r, caller);
+      }
+      const push = pushUrlOf(op, p.params);
+      if (push !== undefined) await this.guardPush(push, settings.push);
+      const paths = binding === 'jsonrpc' ? where.jsonrpc : where.rest;
+      const base = paths[p.version];
+      if (base === undefined) {
+        throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {
+          data: { supported: Object.keys(paths) },
+        });
+      }
+      if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
+      const answer = await forward(agent.upstream, {
+        method: req.method ?? 'POST',
+        path: binding === 'jsonrpc' ? base : `${base}${p.restPath ?? ''}`,
+        headers: req.headers,
+        policy: HEADERS,
+        set: {
+          ...(p.body !== undefined && p.body.length > 0 ? { 'content-type': binding === 'jsonrpc' ? 'application/json' : (req.headers['content-type'] ?? 'application/json') } : {}),
+          'a2a-version': p.version,
+          ...this.a.ctx.calls.propagate(call),
+        },
+        body: p.body !== undefined && p.body.length > 0 ? p.body : undefined,
+        client: res,
+        // Reads have no side effect: safe to send again before any byte reached the client.
+        idempotent: !op.sends && op.name !== 'CancelTask' && !op.push && op.name !== 'DeleteTaskPushNotificationConfig',
+        timeouts: op.streams ? { idleMs: 0 } : undefined,
+        call,
+      });
+      await this.relay(call, x, agent, op, answer, settings.taskTtlMs);
+    });
+  }
+
+  private async guardPush(url: string | null, policy: { allowHosts: readonly string[]; allowHttp: boolean }): Promise<void> {
+    if (policy.allowHosts.length === 0) {
+      throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, 'Push notifications are not allowed on this route (no push.allowHosts configured)');
+    }
+    const why = url === null ? 'not a string' : await refuseUrl(url, policy, this.a.resolver);
+    if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);
+  }
+
+  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number): Promise<void> {
+    const { res, state } = x;
+    const caller = call.principal?.id ?? '';
+    const type = answer.headers['content-type'];
+    if (answer.status >= 500) call.outcome = 'upstream_error';
+    if (typeof type === 'string' && type.startsWith('text/event-stream')) {
+      // Task ids seen in the stream are bound at once in this replica (before the event is passed on), and in the
+      // shared store as soon as it answers.
+      const pending: Promise<void>[] = [];
+      const relay = new EventRelay(
+        op.sends
+          ? (id) => {
+              this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+              pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+            }
+          : undefined,
+      );
+      relay.keepAlive(res, state.snapshot.gateway.http.sseKeepAliveMs);
+      try {
+        await answer.pipeTo(res, { filter: relay });
+      } finally {
+        relay.stop();
+        await Promise.all(pending);
+      }
+      return;
+    }
+    const reads = op.sends || op === LIST_TASKS || op === EXTENDED_CARD;
+    if (!reads || answer.status !== 200) {
+      await answer.pipeTo(res);
+      return;
+    }
+    const raw = await answer.read(READ_LIMIT);
+    let payload: unknown;
+    try {
+      payload = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
+    }
+    let out: Buffer | string = raw;
+    if (op.sends) {
+      const id = taskIdIn(payload);
+      if (id !== undefined) await this.a.owners.bind(agent.name, id, caller, ttlMs);
+    } else if (op === LIST_TASKS) {
+      const listed = listedTasks(payload);
+      if (listed !== undefined) {
+        const ids = listed.tasks.map((t) => String((t as { id?: unknown } | null)?.id ?? ''));
+        filterTasks(payload, await this.a.owners.mine(agent.name, ids, caller));
+        out = JSON.stringify(payload);
+      }
+    } else {
+      // The extended card is a card: rewritten like the public one.
+      const top = payload as Record<string, unknown>;
+      const isRpc = typeof top === 'object' && top !== null && 'jsonrpc' in top;
+      const card = (isRpc ? top.result : top) as Record<string, unknown> | undefined;
+      if (card !== undefined && typeof card === 'object' && card !== null && typeof card.name === 'string') {
+        const skills = await this.a.visibleSkills(call, state, agent, card);
+        const served = rewriteCard(card, {
+          url: `${this.a.publicBase(x.req, state)}${agent.base}`,
+          backend: agent.backend,
+          visibleSkills: skills,
+          anonymous: x.match.rule.route.spec.auth?.anonymous === true,
+          push: this.a.settings(x.match.rule).push.allowHosts.length > 0,
+        });
+        out = JSON.stringify(isRpc ? { ...top, result: served } : served);
+      }
+    }
+    const headers = answer.forwardedHeaders();
+    headers['content-length'] = Buffer.byteLength(out);
+    res.writeHead(answer.status, headers);
+    res.end(out);
+  }
+}
+
+function hostOf(url: string): string | null {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return null;
+  }
+}
+
+function traceHeaders(req: IncomingMessage): Record<string, string> | undefined {
+  const tp = req.headers.traceparent;
+  if (typeof tp !== 'string') return undefined;
+  const ts = req.headers.tracestate;
+  return typeof ts === 'string' ? { traceparent: tp, tracestate: ts } : { traceparent: tp };
+}
+
+/** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
+function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
+  if (trace === undefined || p.body === undefined) return p.body;
+  const message = p.params.message;
+  if (typeof message !== 'object' || message === null) return p.body;
+  const m = message as Params;
+  m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
+  if (binding === 'rest') return JSON.stringify(p.params);
+  const envelope = JSON.parse(p.body.toString()) as Params;
+  envelope.params = p.params;
+  return JSON.stringify(envelope);
+}
+

@@ -1,0 +1,182 @@
+/**
+ * A2A operations as the gateway sees them, whatever the binding (JSON-RPC or HTTP+JSON) and version (1.0 or 0.3):
+ * one table from v1.0 method names, v0.3 method names and REST paths to an `Operation` that says what the call acts
+ * on (a skill through a message, a task, a push config, the extended card), whether it streams, and where the task
+ * id is in its parameters. Spec: a2aproject/A2A docs/specification.md (v1.0 sections 9 and 11; v0.3 sections 7, 11).
+ */
+export type A2aVersion = '1.0' | '0.3';
+
+export interface Operation {
+  /** The v1.0 method name: the Call's operation, what policies and limits name. */
+  readonly name: string;
+  /** The v0.3 JSON-RPC method name ('' when 0.3 has none). */
+  readonly legacy: string;
+  /** Sends a message (policy sees its skill; the answer may create a task bound to the caller). */
+  readonly sends: boolean;
+  /** Answers with an SSE stream. */
+  readonly streams: boolean;
+  /** Addresses an existing task (ownership checked before anything is forwarded). */
+  readonly addressesTask: boolean;
+  /** Carries a push-notification URL (guarded against SSRF). */
+  readonly push: boolean;
+}
+
+function op(name: string, legacy: string, o: Partial<Omit<Operation, 'name' | 'legacy'>> = {}): Operation {
+  return Object.freeze({ name, legacy, sends: false, streams: false, addressesTask: false, push: false, ...o });
+}
+
+export const SEND = op('SendMessage', 'message/send', { sends: true, push: true });
+export const STREAM = op('SendStreamingMessage', 'message/stream', { sends: true, streams: true, push: true });
+export const GET_TASK = op('GetTask', 'tasks/get', { addressesTask: true });
+export const LIST_TASKS = op('ListTasks', 'tasks/list');
+export const CANCEL_TASK = op('CancelTask', 'tasks/cancel', { addressesTask: true });
+export const SUBSCRIBE = op('SubscribeToTask', 'tasks/resubscribe', { addressesTask: true, streams: true });
+export const CREATE_PUSH = op('CreateTaskPushNotificationConfig', 'tasks/pushNotificationConfig/set', { addressesTask: true, push: true });
+export const GET_PUSH = op('GetTaskPushNotificationConfig', 'tasks/pushNotificationConfig/get', { addressesTask: true });
+export const LIST_PUSH = op('ListTaskPushNotificationConfigs', 'tasks/pushNotificationConfig/list', { addressesTask: true });
+export const DELETE_PUSH = op('DeleteTaskPushNotificationConfig', 'tasks/pushNotificationConfig/delete', { addressesTask: true });
+export const EXTENDED_CARD = op('GetExtendedAgentCard', 'agent/getAuthenticatedExtendedCard');
+
+const ALL = [SEND, STREAM, GET_TASK, LIST_TASKS, CANCEL_TASK, SUBSCRIBE, CREATE_PUSH, GET_PUSH, LIST_PUSH, DELETE_PUSH, EXTENDED_CARD];
+
+const V1 = new Map<string, Operation>(ALL.map((o) => [o.name, o]));
+// The SDK's JSON-RPC server also accepts this singular spelling of the list method.
+V1.set('ListTaskPushNotificationConfig', LIST_PUSH);
+const V03 = new Map<string, Operation>(ALL.filter((o) => o.legacy !== '').map((o) => [o.legacy, o]));
+
+/** The operation of a JSON-RPC method name, and the version its spelling belongs to. */
+export function rpcOperation(method: string): { op: Operation; version: A2aVersion } | undefined {
+  const v1 = V1.get(method);
+  if (v1 !== undefined) return { op: v1, version: '1.0' };
+  const v03 = V03.get(method);
+  if (v03 !== undefined) return { op: v03, version: '0.3' };
+  return undefined;
+}
+
+/** The `A2A-Version` header: the version it names, undefined when absent, or 'unsupported'. */
+export function headerVersion(value: string | string[] | undefined): A2aVersion | undefined | 'unsupported' {
+  if (value === undefined) return undefined;
+  const v = (Array.isArray(value) ? value[0] : value)?.trim() ?? '';
+  if (v === '') return undefined;
+  if (v === '1.0' || v === '1') return '1.0';
+  if (v === '0.3' || v === '0.3.0') return '0.3';
+  return 'unsupported';
+}
+
+/** A REST request resolved to an operation: the task and config ids its path names. */
+export interface RestTarget {
+  readonly op: Operation;
+  readonly taskId?: string | undefined;
+  /** The path under the agent's REST base, as the upstream gets it (the client's own spelling, /v1 included). */
+  readonly path: string;
+  /** The path carried the 0.3 `/v1` prefix. */
+  readonly legacyPath: boolean;
+}
+
+function decode(s: string): string | undefined {
+  try {
+    const d = decodeURIComponent(s);
+    return d === '' || d.includes('/') ? undefined : d;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resolves `<method> <path>` of the HTTP+JSON binding (path under the agent, query excluded). Undefined: no such
+ * endpoint (a malformed REST path); the caller answers 404 in the REST error shape.
+ */
+export function restOperation(method: string, rawPath: string): RestTarget | undefined {
+  let path = rawPath;
+  let legacyPath = false;
+  if (path.startsWith('/v1/')) {
+    path = path.slice(3);
+    legacyPath = true;
+  }
+  const at = (o: Operation, taskId?: string): RestTarget | undefined => (taskId === undefined && o.addressesTask ? undefined : { op: o, taskId, path: rawPath, legacyPath });
+  if (path === '/message:send') return method === 'POST' ? at(SEND) : undefined;
+  if (path === '/message:stream') return method === 'POST' ? at(STREAM) : undefined;
+  if (path === '/extendedAgentCard' || (legacyPath && path === '/card')) return method === 'GET' ? at(EXTENDED_CARD) : undefined;
+  if (path === '/tasks') return method === 'GET' ? at(LIST_TASKS) : undefined;
+  if (!path.startsWith('/tasks/')) return undefined;
+  const rest = path.slice('/tasks/'.length);
+  const slash = rest.indexOf('/');
+  const head = slash < 0 ? rest : rest.slice(0, slash);
+  const tail = slash < 0 ? '' : rest.slice(slash);
+  const colon = head.lastIndexOf(':');
+  const verb = colon < 0 ? '' : head.slice(colon + 1);
+  const taskId = decode(colon < 0 ? head : head.slice(0, colon));
+  if (taskId === undefined) return undefined;
+  if (tail === '') {
+    if (verb === '') return method === 'GET' ? at(GET_TASK, taskId) : undefined;
+    if (verb === 'cancel') return method === 'POST' ? at(CANCEL_TASK, taskId) : undefined;
+    if (verb === 'subscribe' || verb === 'resubscribe') return method === 'POST' || method === 'GET' ? at(SUBSCRIBE, taskId) : undefined;
+    return undefined;
+  }
+  if (verb !== '') return undefined;
+  if (tail === '/pushNotificationConfigs') return method === 'POST' ? at(CREATE_PUSH, taskId) : method === 'GET' ? at(LIST_PUSH, taskId) : undefined;
+  if (tail.startsWith('/pushNotificationConfigs/') && decode(tail.slice('/pushNotificationConfigs/'.length)) !== undefined) {
+    return method === 'GET' ? at(GET_PUSH, taskId) : method === 'DELETE' ? at(DELETE_PUSH, taskId) : undefined;
+  }
+  return undefined;
+}
+
+type Params = Record<string, unknown> | undefined;
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+function obj(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+}
+
+/** The task a JSON-RPC call addresses: `id` (GetTask, CancelTask...), `taskId` (push configs in 1.0), or 0.3's `id`. */
+export function taskIdOf(o: Operation, params: Params): string | undefined {
+  if (params === undefined) return undefined;
+  if (o.sends) return str(obj(params.message)?.taskId);
+  if (!o.addressesTask) return undefined;
+  if (o === GET_TASK || o === CANCEL_TASK || o === SUBSCRIBE) return str(params.id);
+  // Push configs: 1.0 names the task `taskId`; 0.3 `taskId` for set, `id` for get/list/delete.
+  return str(params.taskId) ?? (o === CREATE_PUSH ? undefined : str(params.id));
+}
+
+/** The push-notification URL a call carries (1.0 and 0.3 shapes, JSON-RPC params or REST body alike). */
+export function pushUrlOf(o: Operation, params: Params): string | undefined | null {
+  if (!o.push || params === undefined) return undefined;
+  let holder: Record<string, unknown> | undefined;
+  if (o.sends) {
+    const conf = obj(params.configuration);
+    holder = obj(conf?.taskPushNotificationConfig) ?? obj(conf?.pushNotificationConfig);
+  } else {
+    holder = obj(params.pushNotificationConfig) ?? obj(obj(params.config)?.pushNotificationConfig) ?? obj(params.config) ?? params;
+  }
+  if (holder === undefined) return undefined;
+  const url = holder.url;
+  if (url === undefined) return undefined;
+  return typeof url === 'string' ? url : null;
+}
+
+/** The skill a message names in its metadata (`skill` or `skillId`, on the message or the request). */
+export function namedSkill(params: Params): string | undefined {
+  if (params === undefined) return undefined;
+  const m = obj(obj(params.message)?.metadata);
+  const r = obj(params.metadata);
+  return str(m?.skill) ?? str(m?.skillId) ?? str(r?.skill) ?? str(r?.skillId);
+}
+
+/** The part kinds of a message (text, data, file/url/raw), for policy: what is sent, not its content. */
+export function partKinds(params: Params): string[] {
+  const parts = obj(params?.message)?.parts;
+  if (!Array.isArray(parts)) return [];
+  const kinds = new Set<string>();
+  for (const p of parts) {
+    const part = obj(p);
+    if (part === undefined) continue;
+    if (typeof part.kind === 'string') kinds.add(part.kind);
+    else if ('text' in part) kinds.add('text');
+    else if ('data' in part) kinds.add('data');
+    else if ('url' in part || 'raw' in part || 'file' in part) kinds.add('file');
+  }
+  return [...kinds].sort();
+}

@@ -1,0 +1,27 @@
+/** The things an A2A call acts on, as policies, limits and audit records name them. */
+import type { ResolvedBackend } from '../../config/load.ts';
+import type { Target } from '../../core/call.ts';
+import type { HttpUpstream } from '../../upstream/http-upstream.ts';
+
+/** Call scratch key: which error shape a call's errors take ('jsonrpc' | 'rest'). */
+export const BINDING_KEY = 'a2a.binding';
+
+/** An agent a request is for. */
+export interface Agent {
+  readonly name: string;
+  readonly backend: ResolvedBackend;
+  readonly upstream: HttpUpstream;
+  /** Its path at the gateway (`<mount>/<agent>`). */
+  readonly base: string;
+}
+
+/** A skill of an agent as policies and limits see it: `<agent>/<skill>` (`*`: a message that names no skill). */
+export function skillTarget(agent: string, skill: string, known = true): Target {
+  return { kind: 'skill', name: skill, server: known ? agent : undefined, local: skill };
+}
+
+/** The agent itself (its card, ListTasks, the extended card). */
+export function agentTarget(agent: string): Target {
+  return { kind: 'server', name: agent, server: agent, local: agent };
+}
+

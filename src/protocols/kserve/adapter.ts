@@ -1,0 +1,325 @@
+/**
+ * The KServe v2 adapter (Triton Inference Server as the reference backend): server and model health and metadata,
+ * infer (JSON tensors, or the binary tensor extension streamed through unread), and the generate extension
+ * (generate, generate_stream relayed event by event), under a route's mount (conventionally /v2), routed by model
+ * name to a pool.
+ *
+ * One road per request, as for every protocol: authenticate from the headers (before any body is read or anything
+ * created), read what policy needs (bounded), resolve the model (the policy sees the name before the caller learns
+ * whether it exists), set the budget estimate, admit (policy, limits), forward the client's own bytes, relay the
+ * answer as it arrives, settle (usage, audit, telemetry). Errors are KServe's `{"error": "..."}` with the gateway's
+ * status; the backend's own errors are passed on as they are (they already have that shape).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigSnapshot } from '../../config/load.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import type { RouteSpec } from '../../config/schema.ts';
+import type { Call } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import { boundedBody, type BoundedBody } from '../../server/body.ts';
+import { readBody } from '../../server/io.ts';
+import { forward, type ForwardRequest } from '../../upstream/forwarder.ts';
+import { HeaderPolicy } from '../../upstream/headers.ts';
+import { HttpUpstreams } from '../../upstream/http-upstream.ts';
+import { ModelCatalog, type ModelCard } from '../../upstream/model-catalog.ts';
+import { ModelRouter, type ResolvedModel } from '../../upstream/models.ts';
+import { writeKServeError } from '../../wire/errors.ts';
+import { modelsByBackend, readyProbe } from './health.ts';
+import { parsePath, upstreamPath, type KServePath } from './operations.ts';
+import {
+  declaredBinaryBytes,
+  generateArguments,
+  generateMaxTokens,
+  headerLength,
+  inferArguments,
+  parseObject,
+  peekHeader,
+  tensorHeader,
+  textInputBytes,
+} from './request.ts';
+import { GenerateStream, KServeAnswer } from './stream.ts';
+
+type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
+
+const DEFAULTS: KServeRouteSpec = Object.freeze({ maxHeaderBytes: 1024 * 1024, countStreamEvents: false, bytesPerToken: 3, policyContent: false });
+
+/** What crosses the gateway besides the body (never the caller's credentials; no content coding: see `handle`). */
+const HEADERS = new HeaderPolicy({
+  request: ['content-type', 'accept', 'inference-header-content-length', 'x-request-id'],
+  response: ['content-type', 'inference-header-content-length', 'x-request-id'],
+});
+
+/** A caller naming an unknown model refreshes a backend's repository index at most this often. */
+const UNKNOWN_MODEL_REFRESH_MS = 2_000;
+
+/** A request body as forwarded: held in memory (JSON), or streamed (binary tensors) with its declared length. */
+interface Body {
+  readonly data: Buffer | BoundedBody;
+  readonly length?: number | undefined;
+}
+
+export class KServeAdapter implements ProtocolAdapter {
+  readonly protocols = ['kserve'];
+  private readonly ctx: AdapterContext;
+  private readonly upstreamSet: HttpUpstreams;
+  private readonly catalog: ModelCatalog;
+  private readonly routers = new WeakMap<CompiledRule, ModelRouter>();
+  /** The models each backend serves by exact name (what its health probe asks Triton about). */
+  private probed: ReadonlyMap<string, readonly string[]> = new Map();
+
+  constructor(ctx: AdapterContext) {
+    this.ctx = ctx;
+    // Triton answers /v2/health/ready before any model has loaded: the probe asks each served model's /ready.
+    this.upstreamSet = new HttpUpstreams({
+      protocols: this.protocols,
+      log: ctx.log,
+      credentials: ctx.credentials,
+      health: { probe: (backend) => readyProbe(backend.headers, backend.spec.healthCheck.timeoutMs, () => this.probed.get(backend.name) ?? []) },
+    });
+    this.catalog = new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 });
+    this.reconfigure(ctx.state().snapshot);
+  }
+
+  private settings(rule: CompiledRule): KServeRouteSpec {
+    return rule.route.spec.kserve ?? DEFAULTS;
+  }
+
+  private router(rule: CompiledRule): ModelRouter {
+    let r = this.routers.get(rule);
+    if (r === undefined) {
+      r = new ModelRouter(rule.route.spec.models ?? [], rule.backends.map((b) => b.name));
+      this.routers.set(rule, r);
+    }
+    return r;
+  }
+
+  handle(x: Exchange): void {
+    const { req, res, match } = x;
+    const path = parsePath(match.rest);
+    const pre = this.ctx.calls.prepare({ protocol: 'kserve', rule: match.rule, operation: path?.operation ?? 'refused', req, resource: match.rule.mount });
+    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
+    let auth: void | Promise<void>;
+    try {
+      auth = x.state.pipeline.authenticate(pre);
+    } catch (err) {
+      return this.reject(pre, req, res, toGatewayError(err));
+    }
+    const next = (): void => {
+      const method = req.method ?? 'GET';
+      if (path === undefined) return this.reject(pre, req, res, new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`));
+      if (method !== path.method) {
+        return this.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: path.method } }));
+      }
+      const coding = req.headers['content-encoding'];
+      if (coding !== undefined && coding !== 'identity') {
+        // The gateway reads the JSON (or the inference header) it forwards: a compressed body would hide it.
+        return this.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Encoding ${coding} is not supported: send the body uncompressed`));
+      }
+      const work = path.model === undefined ? this.server(x, pre, path) : this.model(x, pre, path, path.model);
+      void work.catch((err: unknown) => this.crash(res, err));
+    };
+    if (auth === undefined) return next();
+    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
+  }
+
+  /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
+  private reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+    if (!req.complete) req.resume();
+    this.renderError(err, { res, req, call: pre });
+    this.ctx.calls.refused(pre, err, res.statusCode);
+  }
+
+  private crash(res: ServerResponse, err: unknown): void {
+    this.ctx.log.error({ err }, 'KServe adapter failure');
+    if (!res.headersSent) writeKServeError(res, toGatewayError(err));
+    else if (!res.writableEnded) res.destroy();
+  }
+
+  /**
+   * /v2, /v2/health/live, /v2/health/ready. Live and ready are the gateway's own answers for the route (live: it
+   * serves; ready: every backend of the rule has an endpoint passing its health checks); the server metadata is the
+   * rule's first backend's (its name, version and extensions are what a client negotiates against).
+   */
+  private async server(x: Exchange, call: Call, path: KServePath): Promise<void> {
+    const { req, res, match, state } = x;
+    this.ctx.calls.begin(call);
+    await this.ctx.calls.run(call, { res, req, call }, state, async () => {
+      if (path.operation === 'server.live') return void res.writeHead(200, { 'content-length': 0 }).end();
+      if (path.operation === 'server.ready') {
+        const statuses = this.upstreamSet.statuses();
+        const down = match.rule.backends.filter((b) => statuses[b.name]?.up !== true).map((b) => b.name);
+        if (down.length > 0) throw new GatewayError(Errors.UPSTREAM_NOT_READY, `Backend ${down.join(', ')} has no ready endpoint`, { data: { upstreams: down } });
+        return void res.writeHead(200, { 'content-length': 0 }).end();
+      }
+      const backend = match.rule.backends[0]!.name;
+      call.upstream = backend;
+      call.target = { kind: 'server', name: backend, server: backend };
+      await this.relay(call, x, backend, { method: 'GET', path: '/v2', idempotent: true });
+    });
+  }
+
+  /** A model endpoint: metadata, ready, infer, generate, generate_stream. */
+  private async model(x: Exchange, call: Call, path: KServePath, model: string): Promise<void> {
+    const { req, res, match, state } = x;
+    const rule = match.rule;
+    const settings = this.settings(rule);
+    let body: Body | undefined;
+    let generate: Record<string, unknown> | undefined;
+    try {
+      if (path.operation === 'infer') body = await this.inferBody(req, rule, settings, call);
+      else if (path.method === 'POST') {
+        const raw = await readBody(req, rule.maxBodyBytes);
+        generate = parseObject(raw);
+        call.args = generateArguments(generate, settings.policyContent);
+        body = { data: raw };
+      }
+    } catch (err) {
+      return this.reject(call, req, res, toGatewayError(err));
+    }
+    const resolved = await this.resolve(rule, model);
+    call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream };
+    call.upstream = resolved?.backend;
+    const generates = path.operation === 'generate' || path.operation === 'generate_stream';
+    call.model = { ...(generates ? { operation: 'text_completion' } : {}), ...(resolved !== undefined && resolved.requested !== resolved.name ? { requested: resolved.requested } : {}) };
+    if (path.operation === 'infer' || path.operation === 'generate') call.model.metering = 'unmetered';
+    // Tensors are not tokens: only generation reserves tokens (text_input bytes / N, and max_tokens when given).
+    call.estimate =
+      generate !== undefined
+        ? { inputTokens: Math.ceil(textInputBytes(generate) / settings.bytesPerToken), maxOutputTokens: generateMaxTokens(generate) }
+        : { inputTokens: 0, maxOutputTokens: 0 };
+    this.ctx.calls.begin(call);
+    let sent = false;
+    try {
+      await this.ctx.calls.run(call, { res, req, call }, state, async () => {
+        // After the policy saw the name: only an admitted caller learns that a model does not exist.
+        if (resolved === undefined) throw new GatewayError(Errors.MODEL_NOT_FOUND, `Model '${model}' is not served on this route`, { data: { model } });
+        sent = true;
+        const stream = path.operation === 'generate_stream';
+        await this.relay(call, x, resolved.backend, {
+          method: path.method,
+          path: upstreamPath(path, resolved.upstream),
+          body,
+          idempotent: path.method === 'GET',
+          filter: stream ? new GenerateStream(call, settings.countStreamEvents) : new KServeAnswer(call),
+        });
+      });
+    } finally {
+      // A streamed body that was never forwarded (refused by policy or limits): stop reading it.
+      if (!sent && body !== undefined && !Buffer.isBuffer(body.data)) body.data.destroy();
+    }
+  }
+
+  /**
+   * An infer body: JSON tensors read whole (bounded by the route); binary tensors streamed, their JSON header alone
+   * read (bounded by `maxHeaderBytes`) and checked against the body's declared length.
+   */
+  private async inferBody(req: IncomingMessage, rule: CompiledRule, s: KServeRouteSpec, call: Call): Promise<Body> {
+    const n = headerLength(req.headers, s.maxHeaderBytes);
+    const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+    if (n === undefined) {
+      const raw = await readBody(req, rule.maxBodyBytes);
+      call.args = inferArguments(parseObject(raw), raw.length, false);
+      return { data: raw };
+    }
+    const stream = boundedBody(req, rule.maxBodyBytes);
+    try {
+      const raw = await peekHeader(stream, n);
+      let header: Record<string, unknown>;
+      try {
+        header = parseObject(raw, 'inference header');
+      } catch (err) {
+        throw tensorHeader(`Inference-Header-Content-Length ${n} does not frame a JSON inference header: ${(err as Error).message}`);
+      }
+      const binary = declaredBinaryBytes(header);
+      if (declared !== undefined && binary !== undefined && n + binary !== declared) {
+        throw tensorHeader(`The body is ${declared} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
+      }
+      call.args = inferArguments(header, declared, true);
+      return { data: stream, length: declared };
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+  }
+
+  /** Forwards to a backend and relays its answer (the backend's own errors pass as they are). */
+  private async relay(
+    call: Call,
+    x: Exchange,
+    backend: string,
+    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: KServeAnswer | GenerateStream },
+  ): Promise<void> {
+    const { req, res } = x;
+    const upstream = this.upstreamSet.get(backend);
+    if (upstream === undefined) throw new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${backend} is unavailable`, { data: { upstream: backend } });
+    const fr: ForwardRequest = {
+      method: r.method,
+      path: r.path,
+      headers: req.headers,
+      policy: HEADERS,
+      set: { ...(r.body !== undefined && Buffer.isBuffer(r.body.data) && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
+      body: r.body?.data,
+      bodyLength: r.body?.length,
+      client: res,
+      idempotent: r.idempotent,
+      call,
+    };
+    const answer = await forward(upstream, fr);
+    // The backend's own error (KServe-shaped already): passed on; the call records it.
+    if (answer.status !== 200) call.outcome = answer.status >= 500 ? 'upstream_error' : 'error';
+    await answer.pipeTo(res, { filter: r.filter });
+    if (call.model?.streamError === true && call.outcome === 'ok') call.outcome = 'upstream_error';
+  }
+
+  /** Resolves a model name; for routes without `models`, an unknown name refreshes the repository index (rate-limited). */
+  private async resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined> {
+    const router = this.router(rule);
+    const hit = router.resolve(model, this.catalog);
+    if (hit !== undefined || router.explicit) return hit;
+    await Promise.all(router.backends.map((b) => this.catalog.refreshIfIdle(b, UNKNOWN_MODEL_REFRESH_MS)));
+    return router.resolve(model, this.catalog);
+  }
+
+  /** A backend's models from Triton's repository index (refused by servers that restrict that API, e.g. PyTriton). */
+  private async fetchModels(backend: string): Promise<ModelCard[]> {
+    const upstream = this.upstreamSet.get(backend);
+    if (upstream === undefined) throw new Error(`backend ${backend} is not configured`);
+    const answer = await forward(upstream, { method: 'POST', path: '/v2/repository/index', headers: {}, policy: HEADERS, set: { 'content-type': 'application/json' }, body: '{"ready":true}', idempotent: true, timeouts: { totalMs: 5_000 } });
+    if (answer.status !== 200) {
+      await answer.dump();
+      throw new Error(`backend ${backend}: POST /v2/repository/index answered ${answer.status}`);
+    }
+    const index = JSON.parse((await answer.read(4 * 1024 * 1024)).toString('utf8')) as unknown;
+    if (!Array.isArray(index)) throw new Error(`backend ${backend}: the repository index is not a list`);
+    return index.flatMap((m: unknown) => {
+      const name = (m as { name?: unknown } | null)?.name;
+      return typeof name === 'string' ? [{ ...(m as object), id: name }] : [];
+    });
+  }
+
+  renderError(err: GatewayError, to: ErrorTarget): void {
+    writeKServeError(to.res, err);
+  }
+
+  upstreams(): Record<string, UpstreamReadiness> {
+    return this.upstreamSet.statuses();
+  }
+
+  sessions(): number {
+    return 0;
+  }
+
+  reconfigure(snapshot: ConfigSnapshot): void {
+    // Before the pools are (re)built: their first health round reads it.
+    this.probed = modelsByBackend(snapshot, 'kserve');
+    this.upstreamSet.sync(snapshot);
+    this.catalog.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'kserve').map((b) => b.name)));
+  }
+
+  drain(): void {}
+
+  close(): Promise<void> {
+    return this.upstreamSet.close();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The KServe v2 endpoints Tollgate serves under a route's mount (conventionally /v2), and what each is as a Call:
+ * its operation name (what policies match on, policies/README.md), its HTTP method, and the model it names. The
+ * repository, statistics, trace and logging APIs are not exposed (they administer the server, not a model).
+ */
+
+export type OperationName =
+  | 'server.metadata'
+  | 'server.live'
+  | 'server.ready'
+  | 'model.metadata'
+  | 'model.ready'
+  | 'infer'
+  | 'generate'
+  | 'generate_stream';
+
+export interface KServePath {
+  readonly operation: OperationName;
+  readonly method: 'GET' | 'POST';
+  /** The model named in the path (URL-decoded), for model operations. */
+  readonly model?: string | undefined;
+  /** The version named in the path (`/versions/<v>`), if any. */
+  readonly version?: string | undefined;
+}
+
+const SERVER: Readonly<Record<string, KServePath>> = {
+  '': { operation: 'server.metadata', method: 'GET' },
+  '/health/live': { operation: 'server.live', method: 'GET' },
+  '/health/ready': { operation: 'server.ready', method: 'GET' },
+};
+
+const MODEL_ACTIONS: Readonly<Record<string, { operation: OperationName; method: 'GET' | 'POST' }>> = {
+  '': { operation: 'model.metadata', method: 'GET' },
+  ready: { operation: 'model.ready', method: 'GET' },
+  infer: { operation: 'infer', method: 'POST' },
+  generate: { operation: 'generate', method: 'POST' },
+  generate_stream: { operation: 'generate_stream', method: 'POST' },
+};
+
+function decode(segment: string): string | undefined {
+  try {
+    const s = decodeURIComponent(segment);
+    return s === '' || s.includes('/') ? undefined : s;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The endpoint a path under the mount names, or undefined (404). */
+export function parsePath(rest: string): KServePath | undefined {
+  const server = SERVER[rest];
+  if (server !== undefined) return server;
+  if (!rest.startsWith('/models/')) return undefined;
+  const parts = rest.slice('/models/'.length).split('/');
+  const model = decode(parts[0]!);
+  if (model === undefined) return undefined;
+  let i = 1;
+  let version: string | undefined;
+  if (parts[i] === 'versions') {
+    version = parts[i + 1] === undefined ? undefined : decode(parts[i + 1]!);
+    if (version === undefined) return undefined;
+    i += 2;
+  }
+  if (parts.length > i + 1) return undefined;
+  const action = MODEL_ACTIONS[parts[i] ?? ''];
+  if (action === undefined) return undefined;
+  return { ...action, model, version };
+}
+
+/** The path of a model endpoint at the backend, for the model's name there. */
+export function upstreamPath(p: KServePath, model: string): string {
+  let path = `/v2/models/${encodeURIComponent(model)}`;
+  if (p.version !== undefined) path += `/versions/${encodeURIComponent(p.version)}`;
+  const action = p.operation === 'model.metadata' ? '' : p.operation === 'model.ready' ? 'ready' : p.operation;
+  return action === '' ? path : `${path}/${action}`;
+}

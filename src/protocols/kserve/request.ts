@@ -1,0 +1,172 @@
+/**
+ * KServe v2 request bodies as the gateway reads them, for policy and the budget reservation only (the bytes sent
+ * upstream are always the client's own):
+ *
+ * - infer with JSON tensors: the whole body (bounded by the route), parsed; policies see the tensors' names,
+ *   datatypes and shapes, never their data.
+ * - infer with the binary tensor extension: only the JSON inference header, `Inference-Header-Content-Length` bytes
+ *   from the start of the body (bounded by `kserve.maxHeaderBytes`), is read; those bytes are put back and the whole
+ *   body streams upstream, its tensor bytes never parsed. A header length that does not frame a JSON object (too
+ *   long, too short, not a number), or a Content-Length that disagrees with the sizes the header declares, is refused.
+ * - generate / generate_stream: the JSON body; `text_input` reaches policies as its size unless the route asks.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Errors, GatewayError } from '../../core/errors.ts';
+
+export const HEADER_LENGTH = 'inference-header-content-length';
+
+function invalid(message: string): GatewayError {
+  return new GatewayError(Errors.INVALID_REQUEST, message);
+}
+
+/** Parses a JSON object body (TG_PARSE_ERROR / TG_INVALID_REQUEST otherwise). */
+export function parseObject(raw: Buffer | string, what = 'request body'): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch (err) {
+    throw new GatewayError(Errors.PARSE_ERROR, `The ${what} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid(`The ${what} must be a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+/** A member larger than this (JSON text) reaches the policy as its size only. */
+const LARGE_MEMBER = 2048;
+
+function small(value: unknown): unknown {
+  const text = JSON.stringify(value) ?? '';
+  return text.length > LARGE_MEMBER ? { omitted_bytes: Buffer.byteLength(text) } : value;
+}
+
+interface TensorSummary {
+  name: unknown;
+  datatype: unknown;
+  shape: unknown;
+  binary_data_size?: number;
+}
+
+function tensors(v: unknown): TensorSummary[] {
+  if (!Array.isArray(v)) return [];
+  return v.map((t: unknown) => {
+    const o = (typeof t === 'object' && t !== null ? t : {}) as { name?: unknown; datatype?: unknown; shape?: unknown; parameters?: { binary_data_size?: unknown } };
+    const size = o.parameters?.binary_data_size;
+    return { name: o.name, datatype: o.datatype, shape: small(o.shape), ...(typeof size === 'number' ? { binary_data_size: size } : {}) };
+  });
+}
+
+/** What an inference request shows policies: tensors' names, datatypes and shapes, requested outputs, parameters. */
+export function inferArguments(header: Record<string, unknown>, bodyBytes: number | undefined, binary: boolean): Record<string, unknown> {
+  const outputs = Array.isArray(header.outputs) ? (header.outputs as unknown[]).map((o) => (o as { name?: unknown } | null)?.name).filter((n) => typeof n === 'string') : [];
+  const args: Record<string, unknown> = { inputs: tensors(header.inputs), outputs, binary };
+  if (header.parameters !== undefined) args.parameters = small(header.parameters);
+  if (bodyBytes !== undefined) args.body_bytes = bodyBytes;
+  return args;
+}
+
+/** The inputs' declared binary sizes, summed; undefined when an input declares none (its data is in the JSON). */
+export function declaredBinaryBytes(header: Record<string, unknown>): number | undefined {
+  if (!Array.isArray(header.inputs)) return undefined;
+  let sum = 0;
+  for (const t of header.inputs as unknown[]) {
+    const size = (t as { parameters?: { binary_data_size?: unknown } } | null)?.parameters?.binary_data_size;
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) return undefined;
+    sum += size;
+  }
+  return sum;
+}
+
+/** What a generate request shows policies: every parameter, `text_input` as its size (itself only with `content`). */
+export function generateArguments(body: Record<string, unknown>, content: boolean): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (key === 'text_input') {
+      args.text_input_bytes = typeof value === 'string' ? Buffer.byteLength(value) : Buffer.byteLength(JSON.stringify(value) ?? '');
+      if (content) args.text_input = value;
+      continue;
+    }
+    args[key] = small(value);
+  }
+  // Generation limits as tools commonly name them, lifted from `parameters` so a policy finds them in one place.
+  const params = body.parameters;
+  if (typeof params === 'object' && params !== null) {
+    for (const k of ['max_tokens', 'temperature']) {
+      const v = (params as Record<string, unknown>)[k];
+      if (v !== undefined && args[k] === undefined) args[k] = v;
+    }
+  }
+  return args;
+}
+
+/** The declared output limit of a generate request (`max_tokens`, top level or in `parameters`), if any. */
+export function generateMaxTokens(body: Record<string, unknown>): number | undefined {
+  const params = body.parameters as Record<string, unknown> | undefined;
+  const v = body.max_tokens ?? (typeof params === 'object' && params !== null ? params.max_tokens : undefined);
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** Bytes of `text_input` (the prompt of a generate request). */
+export function textInputBytes(body: Record<string, unknown>): number {
+  const v = body.text_input;
+  if (v === undefined) return 0;
+  return typeof v === 'string' ? Buffer.byteLength(v) : Buffer.byteLength(JSON.stringify(v) ?? '');
+}
+
+/**
+ * The inference header length a binary request declares: undefined when the header is absent (JSON tensors), else a
+ * positive integer no larger than `max` and than the body's declared length (TG_INVALID_TENSOR_HEADER otherwise).
+ */
+export function headerLength(headers: IncomingHttpHeaders, max: number): number | undefined {
+  const raw = headers[HEADER_LENGTH];
+  if (raw === undefined) return undefined;
+  const text = Array.isArray(raw) ? raw.join(',') : raw;
+  if (!/^[0-9]{1,15}$/.test(text.trim())) throw tensorHeader(`Inference-Header-Content-Length "${text}" is not a byte count`);
+  const n = Number(text.trim());
+  if (n === 0) throw tensorHeader('Inference-Header-Content-Length is 0: the inference header is missing');
+  if (n > max) throw tensorHeader(`Inference-Header-Content-Length ${n} is over the ${max} bytes this route reads`);
+  const declared = headers['content-length'];
+  if (declared !== undefined && n > Number(declared)) throw tensorHeader(`Inference-Header-Content-Length ${n} is larger than the whole body (${declared} bytes)`);
+  return n;
+}
+
+export function tensorHeader(message: string): GatewayError {
+  return new GatewayError(Errors.INVALID_TENSOR_HEADER, message);
+}
+
+/**
+ * Reads the first `n` bytes of `body` (the inference header) and puts everything read back in front of the stream,
+ * so the stream still yields the whole body from its first byte. The stream is left paused.
+ */
+export function peekHeader(body: Readable, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size < n) return;
+      body.pause();
+      cleanup();
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      body.unshift(all);
+      resolve(all.subarray(0, n));
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(tensorHeader(`The body ended after ${size} bytes, before the ${n}-byte inference header Inference-Header-Content-Length announced`));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
+}

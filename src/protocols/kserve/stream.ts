@@ -1,0 +1,118 @@
+/**
+ * Relaying Triton's answers while reading what the gateway records of them, without changing a byte the client
+ * would have received directly:
+ *
+ * - GenerateStream (generate_stream, SSE): whole events passed on as they arrive; each is read for the model that
+ *   answered, an `error` event (Triton reports a failing model inside the stream), and, when the route counts
+ *   stream events, one output token per event carrying output (Triton reports no usage). When the backend breaks
+ *   mid-stream the client gets a well-formed `data: {"error": ...}` event (KServe's error shape) and a clean end.
+ * - KServeAnswer (a whole JSON answer: infer, generate, metadata): passed on chunk by chunk, a small copy kept to
+ *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once).
+ */
+import type { Call } from '../../core/call.ts';
+import { Errors, type GatewayError } from '../../core/errors.ts';
+import type { ChunkFilter } from '../../upstream/forwarder.ts';
+import { kserveErrorBody } from '../../wire/errors.ts';
+import { eventData, SseFramer } from '../../wire/sse-frames.ts';
+
+function modelOf(call: Call): NonNullable<Call['model']> {
+  return (call.model ??= {});
+}
+
+/** Reads one answer object: the model that answered, and whether it is an error. True when it carries output. */
+function note(call: Call, body: unknown): boolean {
+  if (typeof body !== 'object' || body === null) return false;
+  const b = body as { model_name?: unknown; error?: unknown; text_output?: unknown; outputs?: unknown };
+  const m = modelOf(call);
+  if (m.response === undefined && typeof b.model_name === 'string') m.response = b.model_name;
+  if (b.error !== undefined) {
+    m.streamError = true;
+    return false;
+  }
+  return (typeof b.text_output === 'string' ? b.text_output !== '' : b.text_output !== undefined) || b.outputs !== undefined;
+}
+
+export class GenerateStream implements ChunkFilter {
+  readonly sameBytes = false;
+  private readonly call: Call;
+  private readonly count: boolean;
+  private readonly framer = new SseFramer();
+  private readonly frames: Buffer[] = [];
+  private events = 0;
+
+  /** `count`: one output token per event carrying output (route `kserve.countStreamEvents`). */
+  constructor(call: Call, count: boolean) {
+    this.call = call;
+    this.count = count;
+    modelOf(call).metering = count ? 'counted' : 'unmetered';
+  }
+
+  chunk(data: Buffer): Buffer | undefined {
+    const frames = this.frames;
+    frames.length = 0;
+    const whole = this.framer.push(data, frames);
+    for (const f of frames) this.read(f);
+    return whole;
+  }
+
+  private read(frame: Buffer): void {
+    const data = eventData(frame);
+    if (data === undefined) return;
+    let body: unknown;
+    try {
+      body = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (note(this.call, body) && this.count) {
+      this.events++;
+      this.call.usage = { ...this.call.usage, outputTokens: this.events };
+    }
+  }
+
+  end(): Buffer | undefined {
+    return this.framer.take();
+  }
+
+  fail(err: GatewayError): Buffer | undefined {
+    if (err.def === Errors.REQUEST_CANCELLED) return undefined;
+    // What the broken event had sent is dropped: the error event starts on an event boundary.
+    this.framer.take();
+    modelOf(this.call).streamError = true;
+    return Buffer.from(`data: ${kserveErrorBody(err)}\n\n`);
+  }
+}
+
+/** Bytes of a whole JSON answer kept to read it (a larger one, e.g. big output tensors, is relayed unread). */
+const READ_LIMIT = 64 * 1024;
+
+export class KServeAnswer implements ChunkFilter {
+  readonly sameBytes = true;
+  private readonly call: Call;
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(call: Call) {
+    this.call = call;
+  }
+
+  chunk(data: Buffer): Buffer {
+    this.bytes += data.length;
+    if (this.bytes <= READ_LIMIT) this.chunks.push(data);
+    return data;
+  }
+
+  end(): undefined {
+    if (this.bytes > READ_LIMIT) return undefined;
+    try {
+      note(this.call, JSON.parse(Buffer.concat(this.chunks).toString('utf8')));
+    } catch {
+      // Not JSON (an empty ready answer): nothing to read.
+    }
+    return undefined;
+  }
+
+  fail(): undefined {
+    return undefined;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * tools/list, prompts/list, resources/list and resources/templates/list: one server's list forwarded untouched
+ * when nothing is filtered; otherwise the pages of every backend in scope merged under federated names
+ * (federation.ts), filtered by policy (Pipeline.visible), and, for 2026 clients, given their cache hints.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Call } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { GatewayState } from '../../gateway/state.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import type { McpAdapter } from './adapter.ts';
+import { LIST_KEY, fetchListPage, type ListMethod } from './federation.ts';
+import { forward } from './forward.ts';
+import type { RpcRequest } from './jsonrpc.ts';
+import { scopeOf } from './routing.ts';
+import type { McpSession } from './session.ts';
+import { virtualToolList } from './virtual.ts';
+
+export const LIST_METHODS: ReadonlySet<string> = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
+export const LIST_TIMEOUT_MS = 30_000;
+
+export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
+  const method = msg.method as ListMethod;
+  const namespaced = session.scope === undefined;
+  if (session.virtual) return virtualList(mcp, call, res, session, msg, state);
+  if (!namespaced && !state.pipeline.filtersLists && !session.modern) {
+    // One server, nothing to filter: forward the request and its answer untouched.
+    const up = await session.upstream(session.scope!);
+    if (!up) return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`));
+    return forward(mcp, { call, res, session, up, msg, raw, state, transform: undefined });
+  }
+  let page;
+  try {
+    page = await fetchListPage({
+      method,
+      cursor: msg.params?.cursor,
+      scope: scopeOf(session, rule),
+      namespaced,
+      names: mcp.federatedNames,
+      open: (b) => session.upstream(b),
+      timeoutMs: LIST_TIMEOUT_MS,
+      log: mcp.ctx.log,
+    });
+  } catch (err) {
+    return mcp.refuse(call, res, msg.id, toGatewayError(err));
+  }
+  let items = page.items;
+  if (state.pipeline.filtersLists && items.length > 0) {
+    let visible: boolean[];
+    try {
+      visible = await state.pipeline.visible(call, page.targets);
+    } catch (err) {
+      return mcp.refuse(call, res, msg.id, toGatewayError(err));
+    }
+    items = items.filter((_, i) => visible[i]);
+  }
+  const result: Record<string, unknown> = { [LIST_KEY[method]]: items };
+  if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+  if (session.modern) {
+    // A filtered list depends on who asked: never public, whatever the upstreams said.
+    result.resultType = 'complete';
+    result.ttlMs = page.ttlMs;
+    result.cacheScope = state.pipeline.filtersLists ? 'private' : page.cacheScope;
+  }
+  mcp.answer(call, res, msg.id, result);
+}
+
+async function virtualList(mcp: McpAdapter, call: Call, res: ServerResponse, session: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {
+  if (msg.method !== 'tools/list') {
+    // A virtual server offers tools only.
+    const empty: Record<string, unknown> = { [LIST_KEY[msg.method as ListMethod]]: [] };
+    if (session.modern) Object.assign(empty, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+    return mcp.answer(call, res, msg.id, empty);
+  }
+  const { tools, targets } = await virtualToolList(session.virtual!, (b) => session.upstream(b), LIST_TIMEOUT_MS);
+  let items = tools;
+  if (state.pipeline.filtersLists && items.length > 0) {
+    let visible: boolean[];
+    try {
+      visible = await state.pipeline.visible(call, targets);
+    } catch (err) {
+      return mcp.refuse(call, res, msg.id, toGatewayError(err), session.modern);
+    }
+    items = items.filter((_, i) => visible[i]);
+  }
+  const result: Record<string, unknown> = { tools: items };
+  if (session.modern) Object.assign(result, { resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+  mcp.answer(call, res, msg.id, result);
+}

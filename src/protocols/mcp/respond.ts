@@ -1,0 +1,17 @@
+/** How the MCP adapter writes an error: a JSON-RPC error object, with the HTTP status the transport calls for. */
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Errors, type GatewayError } from '../../core/errors.ts';
+import { sendBody } from '../../server/io.ts';
+import { errorResponse, type RpcId } from './jsonrpc.ts';
+
+/** HTTP status of an error answer. 2026-07-28: an unknown method is 404 even though it answers a request. */
+export function statusOf(err: GatewayError, id: RpcId | null, modern: boolean): number {
+  if (modern && err.def === Errors.METHOD_NOT_FOUND) return 404;
+  return err.def.inBand && id !== null ? 200 : err.def.status;
+}
+
+/** Writes a JSON-RPC error: in-band errors answering a request go out as HTTP 200, the others with their status. */
+export function writeError(res: ServerResponse, id: RpcId | null, err: GatewayError, extra?: OutgoingHttpHeaders, modern = false): void {
+  const headers: OutgoingHttpHeaders = { ...err.headers, ...extra };
+  sendBody(res, statusOf(err, id, modern), 'application/json', errorResponse(id, err), headers);
+}

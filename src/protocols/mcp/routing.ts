@@ -1,0 +1,107 @@
+/**
+ * Which backend owns what a request names: a tool or prompt by its (federated, virtual or single-server) name, a
+ * resource by its (namespaced) URI; and the params to send that backend. Pure: no I/O, no session state.
+ */
+import type { Call, Target } from '../../core/call.ts';
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import type { VirtualServerSpec } from '../../config/schema.ts';
+import { resolveUri, type FederatedNames } from './names.ts';
+import type { McpSession } from './session.ts';
+import { resolveVirtualTool, virtualBackends } from './virtual.ts';
+
+/**
+ * What a request acts in, as far as its URL says, before the caller is authenticated: the server scope and its
+ * virtual server, and the era. The session itself (continued, or created for a 2026 caller) is resolved from it
+ * only once the call is admitted, so nothing is created or looked up for a caller who is not authenticated.
+ */
+export interface SessionView {
+  readonly scope: string | undefined;
+  readonly virtual: VirtualServerSpec | undefined;
+  readonly modern: boolean;
+  resolve(call: Call): McpSession | GatewayError | Promise<McpSession | GatewayError>;
+}
+
+/** A routed request: its owner, and the params to send upstream (undefined: unchanged). */
+export interface Routed {
+  readonly target: Target;
+  readonly params: Record<string, unknown> | undefined;
+  /** resources/read on the federated view: the contents' URIs go back in their public form. */
+  readonly rewriteUris: boolean;
+}
+
+/** Maps a routed request to its owner; throws the error to answer (unknown tool, resource not found, ...). */
+export function route(method: string, params: Record<string, unknown>, view: SessionView, rule: CompiledRule, names: FederatedNames): Routed {
+  const single = view.scope;
+  const virtual = view.virtual;
+  const owns = (server: string): boolean => (single !== undefined ? server === single : rule.backends.some((b) => b.name === server));
+  const byName = (name: unknown, kind: 'tool' | 'prompt', unknownErr: typeof Errors.MCP_UNKNOWN_TOOL): [Target, string] => {
+    if (typeof name !== 'string' || name === '') throw new GatewayError(Errors.INVALID_PARAMS, `Invalid params: ${kind} name must be a non-empty string`);
+    if (virtual !== undefined) {
+      const t = kind === 'tool' ? resolveVirtualTool(virtual, name) : undefined;
+      if (!t) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
+      return [{ kind, name, server: t.backend, local: t.tool }, t.tool];
+    }
+    if (single !== undefined) return [{ kind, name, server: single, local: name }, name];
+    const owner = names.resolve(name);
+    if (!owner || !owns(owner[0])) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
+    return [{ kind, name, server: owner[0], local: owner[1] }, owner[1]];
+  };
+  const byUri = (uri: unknown): [Target, string] => {
+    if (typeof uri !== 'string' || uri === '') throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: uri must be a non-empty string');
+    if (virtual !== undefined) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
+    if (single !== undefined) return [{ kind: 'resource', name: uri, server: single, local: uri }, uri];
+    const owner = resolveUri(uri);
+    if (!owner || !owns(owner[0])) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
+    return [{ kind: 'resource', name: uri, server: owner[0], local: owner[1] }, owner[1]];
+  };
+  switch (method) {
+    case 'tools/call': {
+      const [target, local] = byName(params.name, 'tool', Errors.MCP_UNKNOWN_TOOL);
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+    }
+    case 'prompts/get': {
+      const [target, local] = byName(params.name, 'prompt', Errors.MCP_UNKNOWN_PROMPT);
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+    }
+    case 'resources/read':
+    case 'resources/subscribe':
+    case 'resources/unsubscribe': {
+      const [target, local] = byUri(params.uri);
+      return { target, params: local === params.uri ? undefined : { ...params, uri: local }, rewriteUris: method === 'resources/read' };
+    }
+    case 'completion/complete': {
+      const ref = params.ref as Record<string, unknown> | undefined;
+      if (ref?.type === 'ref/prompt') {
+        const [target, local] = byName(ref.name, 'prompt', Errors.MCP_UNKNOWN_PROMPT);
+        return { target, params: local === ref.name ? undefined : { ...params, ref: { ...ref, name: local } }, rewriteUris: false };
+      }
+      if (ref?.type === 'ref/resource') {
+        const [target, local] = byUri(ref.uri);
+        return { target, params: local === ref.uri ? undefined : { ...params, ref: { ...ref, uri: local } }, rewriteUris: false };
+      }
+      throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: ref must be a ref/prompt or ref/resource');
+    }
+    default:
+      throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`);
+  }
+}
+
+/** What a request names, before it is known to exist (for refusals decided after authentication). */
+export function requestedTarget(method: string, params: Record<string, unknown>): Target | undefined {
+  const ref = params.ref as Record<string, unknown> | undefined;
+  const name = method === 'completion/complete' ? (ref?.name ?? ref?.uri) : (params.name ?? params.uri);
+  if (typeof name !== 'string') return undefined;
+  const kind: Target['kind'] = method.startsWith('tools/') ? 'tool' : method.startsWith('prompts/') || ref?.type === 'ref/prompt' ? 'prompt' : 'resource';
+  return { kind, name };
+}
+
+export function virtualServerOf(rule: CompiledRule, name: string): VirtualServerSpec | undefined {
+  return rule.route.spec.mcp?.virtualServers.find((v) => v.name === name);
+}
+
+/** The backends a session spans: its virtual server's, its one server, or every backend of the rule. */
+export function scopeOf(session: McpSession, rule: CompiledRule): string[] {
+  if (session.virtual) return virtualBackends(session.virtual);
+  return session.scope !== undefined ? [session.scope] : rule.backends.map((b) => b.name);
+}

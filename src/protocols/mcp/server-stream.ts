@@ -1,0 +1,132 @@
+/**
+ * The session era's GET stream: server-initiated messages of every upstream in the session's scope (list_changed,
+ * resources/updated, server-to-client requests relayed under session-unique ids), one stream per session, recorded
+ * for a Last-Event-ID resume when the replay log is on (a request's broken stream is resumed here too).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Call } from '../../core/call.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
+import type { GatewayState } from '../../gateway/state.ts';
+import type { CompiledRule } from '../../config/routes.ts';
+import { accepts } from '../../server/io.ts';
+import { SseWriter } from '../../server/sse.ts';
+import type { McpAdapter } from './adapter.ts';
+import { peekId } from './jsonrpc.ts';
+import { publicUri } from './names.ts';
+import type { ReplayStream } from './replay.ts';
+import { scopeOf } from './routing.ts';
+import { relayServerRequest } from './server-requests.ts';
+import { sessionView } from './session-era.ts';
+import type { McpSession } from './session.ts';
+
+export class ServerStreams {
+  private readonly mcp: McpAdapter;
+  /** Open server-initiated (GET) streams: ended first at shutdown, since clients simply reconnect elsewhere. */
+  private readonly streams = new Set<SseWriter>();
+
+  constructor(mcp: McpAdapter) {
+    this.mcp = mcp;
+  }
+
+  async get(req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, pre: Call): Promise<void> {
+    const mcp = this.mcp;
+    if (!accepts(req.headers.accept, 'text/event-stream')) {
+      return mcp.reject(pre, req, res, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include text/event-stream'));
+    }
+    const call = mcp.newCall(req, rule, 'mcp/stream', undefined);
+    const session = await mcp.enter(call, res, null, sessionView(mcp, req.headers['mcp-session-id'], rule, scope), state);
+    if (!session) return;
+    const lastEventId = req.headers['last-event-id'];
+    if (typeof lastEventId === 'string' && lastEventId !== '') {
+      // Resumability: replay the broken stream (a request's stream or the server stream) after that event.
+      let found: { stream: ReplayStream; seq: number };
+      try {
+        if (!session.replay) throw new GatewayError(Errors.MCP_EVENT_ID_OUT_OF_RANGE, 'This server does not replay events');
+        found = session.replay.locate(lastEventId);
+        found.stream.check(found.seq);
+      } catch (err) {
+        return mcp.refuse(call, res, null, toGatewayError(err));
+      }
+      if (found.stream === session.serverLog && session.hasStream) return mcp.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
+      const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+      const isServer = found.stream === session.serverLog;
+      if (isServer) session.hasStream = true;
+      sse.whenClosed(() => {
+        found.stream.detach(sse);
+        if (isServer) {
+          session.hasStream = false;
+          this.stop(session);
+        }
+        call.status = 200;
+        mcp.ctx.finish(call);
+      });
+      found.stream.resume(found.seq, sse);
+      if (isServer) await this.start(session, rule, (m) => (found.stream.send(m), true));
+      return;
+    }
+    if (session.hasStream) return mcp.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
+    session.hasStream = true;
+    const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+    this.streams.add(sse);
+    let stream: ReplayStream | undefined;
+    if (session.replay) {
+      // One recorded server stream per session: a reconnect without Last-Event-ID continues it live.
+      stream = session.serverLog ??= session.replay.open(sse);
+      stream.attach(sse);
+    }
+    sse.whenClosed(() => {
+      this.streams.delete(sse);
+      session.hasStream = false;
+      // Upstream streams are not kept open for a client that went away (each holds a connection); what was sent
+      // before the break stays replayable.
+      stream?.detach(sse);
+      this.stop(session);
+      call.status = 200;
+      mcp.ctx.finish(call);
+    });
+    const send = stream ? (m: string): boolean => (stream.send(m), true) : (m: string): boolean => sse.send(m);
+    await this.start(session, rule, send);
+  }
+
+  /** Feeds upstream server-initiated messages (list_changed, server requests...) to `send`, once per session. */
+  async start(session: McpSession, rule: CompiledRule, send: (message: string) => boolean): Promise<void> {
+    session.serverStream = send;
+    if (session.unlisten.length > 0) return;
+    const namespaced = session.scope === undefined;
+    await Promise.all(
+      scopeOf(session, rule).map(async (backend) => {
+        const up = await session.upstream(backend);
+        if (!up || !session.serverStream) return;
+        session.unlisten.push(
+          up.listen({
+            message: (m) => {
+              let out: string | undefined = m;
+              if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
+              else if (namespaced) out = rewriteNotificationUri(m, backend);
+              if (out !== undefined) session.serverStream?.(out);
+            },
+          }),
+        );
+      }),
+    );
+  }
+
+  stop(session: McpSession): void {
+    session.serverStream = undefined;
+    for (const u of session.unlisten.splice(0)) u();
+  }
+
+  /** Ends every server-initiated stream (shutdown): they carry no in-flight call, and clients reconnect. */
+  endAll(): void {
+    for (const s of [...this.streams]) s.end();
+  }
+}
+
+/** Federated streams: resources/updated names the resource by its public URI. */
+function rewriteNotificationUri(message: string, server: string): string {
+  if (!message.includes('notifications/resources/updated')) return message;
+  const parsed = JSON.parse(message) as { method?: string; params?: { uri?: unknown } };
+  if (parsed.method !== 'notifications/resources/updated' || typeof parsed.params?.uri !== 'string') return message;
+  parsed.params.uri = publicUri(server, parsed.params.uri);
+  return JSON.stringify(parsed);
+}

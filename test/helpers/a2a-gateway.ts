@@ -1,0 +1,104 @@
+/**
+ * An in-process gateway in front of a real @a2a-js/sdk agent (test/helpers/a2a-agent.ts) at /a2a/echo, with the
+ * default policies (built by the real opa) plus test grants, and SDK clients built from the card the gateway serves.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, RestTransportFactory, type Client } from '@a2a-js/sdk/client';
+import { startTestAgent, type TestAgent } from './a2a-agent.ts';
+import { GATEWAY_YAML, startTestGateway, type TestGateway } from './gateway.ts';
+
+/** May use every skill of the echo agent. */
+export const ADMIN = 'spiffe://example.org/agents/a2a-admin';
+/** May use the echo skill only (not secret-ops). */
+export const ALICE = 'spiffe://example.org/agents/alice';
+/** Same grants as Alice: another identity, for cross-identity access. */
+export const BOB = 'spiffe://example.org/agents/bob';
+/** No A2A grant at all. */
+export const NOBODY = 'spiffe://example.org/agents/nobody';
+
+export function a2aPolicyGateway(extra = ''): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-a2a-policy-'));
+  mkdirSync(join(dir, 'tollgate'));
+  for (const f of readdirSync('policies/tollgate')) {
+    if (f.endsWith('_test.rego')) continue;
+    let text = readFileSync(join('policies/tollgate', f), 'utf8');
+    if (f === 'grants.rego') {
+      text = text.replace(
+        'grants := [',
+        `grants := [
+\t{"spiffe_id": "${ADMIN}", "skills": ["echo/*"], "rate_class": "standard"},
+\t{"spiffe_id": "${ALICE}", "skills": ["echo/echo"], "rate_class": "standard"},
+\t{"spiffe_id": "${BOB}", "skills": ["echo/echo"], "rate_class": "standard"},
+\t{"spiffe_id": "${NOBODY}", "tools": ["none/none"]},`,
+      );
+    }
+    writeFileSync(join(dir, 'tollgate', f), text);
+  }
+  return `${GATEWAY_YAML}  identity:
+    dev: { enabled: true, trustDomain: example.org }
+  policy: { dir: ${JSON.stringify(dir)}, watch: false }
+${extra}`;
+}
+
+export function a2aConfig(agentUrl: string, a2a: Record<string, unknown> = {}): Record<string, string> {
+  return {
+    'echo.yaml': `apiVersion: tollgate.dev/v1alpha1
+kind: Backend
+metadata: { name: echo }
+spec: ${JSON.stringify({ protocol: 'a2a', url: agentUrl })}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Route
+metadata: { name: agents }
+spec: ${JSON.stringify({
+      a2a: { defaultVersion: '1.0', defaultSkills: { echo: 'echo' }, push: { allowHosts: ['hooks.example.com', 'localhost'] }, ...a2a },
+      rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/a2a' } }], backendRefs: [{ name: 'echo' }] }],
+    })}
+`,
+  };
+}
+
+export interface A2aSetup {
+  readonly agent: TestAgent;
+  readonly gw: TestGateway;
+  /** The agent's URL at the gateway. */
+  readonly url: string;
+  fetchAs(spiffeId: string): typeof fetch;
+  /** An SDK client built only from the card the gateway serves (JSON-RPC or REST), authenticated as `spiffeId`. */
+  client(spiffeId: string, transport: 'JSONRPC' | 'HTTP+JSON'): Promise<Client>;
+  close(): Promise<void>;
+}
+
+export async function startA2a(opts: { a2a?: Record<string, unknown>; gatewayExtra?: string } = {}): Promise<A2aSetup> {
+  const agent = await startTestAgent();
+  const gw = await startTestGateway(a2aConfig(agent.url, opts.a2a), { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra) });
+  const fetchAs = (spiffeId: string): typeof fetch => {
+    const token = gw.devToken(spiffeId);
+    return (input, init) => {
+      const headers = new Headers(init?.headers);
+      headers.set('authorization', `Bearer ${token}`);
+      return fetch(input, { ...init, headers });
+    };
+  };
+  return {
+    agent,
+    gw,
+    url: `${gw.url}/a2a/echo`,
+    fetchAs,
+    client: async (spiffeId, transport) => {
+      const fetchImpl = fetchAs(spiffeId);
+      const factory = new ClientFactory({
+        transports: [new JsonRpcTransportFactory({ fetchImpl }), new RestTransportFactory({ fetchImpl })],
+        preferredTransports: [transport],
+        cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
+      });
+      return factory.createFromUrl(`${gw.url}/a2a/echo/`);
+    },
+    close: async () => {
+      await gw.stop();
+      await agent.close();
+    },
+  };
+}
