@@ -3,9 +3,10 @@
  * committed baseline (bench/slo.json `cpu.baseline`), failing above `maxRegression` (0.25: more than 25% worse).
  *
  * CPU per request depends far less on other load than latency does, but it does depend on the machine (clock,
- * caches). So the value compared is the gateway's CPU per request divided by the direct backend's, measured in the
- * same round (the backend parses the same request and answers it: a yardstick of the machine's speed at that moment);
- * the absolute figures are reported beside it. Both runs must have the same stages on: a baseline taken with fewer
+ * caches) and, on a shared machine, on contention. So the value compared is the gateway's CPU per request divided by
+ * the bare reference proxy's (bench/fixtures/bare-proxy.ts: node:http + undici, the same kind of work without any of
+ * the gateway's code, so it moves with the machine but not with the gateway), measured in the same round; the
+ * absolute figures are reported beside it. Both runs must have the same stages on: a baseline taken with fewer
  * guards would make every run look like a regression.
  */
 import { readFileSync } from 'node:fs';
@@ -18,18 +19,18 @@ export interface CpuSlo {
   readonly maxRegression: number;
 }
 
-/** CPU per request of the gateway and of the direct backend in one round (c=1 phase), microseconds. */
+/** CPU per request of the gateway and of the bare proxy in one round (c=1 phase), microseconds. */
 export interface CpuRound {
   readonly gateway: number;
-  readonly direct: number;
+  readonly proxy: number;
 }
 
 export interface CpuFigures {
   /** Median over rounds of gateway CPU us/req. */
   readonly gatewayUs: number;
-  /** Median over rounds of direct-backend CPU us/req. */
-  readonly directUs: number;
-  /** Median over rounds of gateway / direct, same round. */
+  /** Median over rounds of bare-proxy CPU us/req. */
+  readonly proxyUs: number;
+  /** Median over rounds of gateway / proxy, same round. */
   readonly ratio: number;
   readonly rounds: number;
 }
@@ -45,11 +46,11 @@ export interface CpuVerdict {
 
 /** Medians over rounds (rounds missing either figure are skipped). */
 export function cpuFigures(rounds: readonly CpuRound[]): CpuFigures {
-  const ok = rounds.filter((r) => r.gateway > 0 && r.direct > 0);
+  const ok = rounds.filter((r) => r.gateway > 0 && r.proxy > 0);
   return {
     gatewayUs: median(ok.map((r) => r.gateway)),
-    directUs: median(ok.map((r) => r.direct)),
-    ratio: median(ok.map((r) => r.gateway / r.direct)),
+    proxyUs: median(ok.map((r) => r.proxy)),
+    ratio: median(ok.map((r) => r.gateway / r.proxy)),
     rounds: ok.length,
   };
 }
@@ -59,7 +60,7 @@ interface ResultsShape {
   scenarios?: Array<{ name: string; rounds?: Array<{ phases?: { c1?: Record<string, { cpuUsPerReq?: number }> } }> }>;
 }
 
-/** The c=1 CPU figures of target `label` (and of `direct`) in scenario `scenario` of a results file. */
+/** The c=1 CPU figures of target `label` (and of `proxy`) in scenario `scenario` of a results file. */
 export function cpuRoundsOf(results: ResultsShape, scenario: string, label: string): { rounds: CpuRound[]; stages: string[] } {
   const s = results.scenarios?.find((x) => x.name === scenario);
   if (s === undefined) throw new Error(`the CPU baseline has no scenario ${scenario}`);
@@ -67,10 +68,10 @@ export function cpuRoundsOf(results: ResultsShape, scenario: string, label: stri
   for (const r of s.rounds ?? []) {
     const c1 = r.phases?.c1;
     const g = c1?.[label]?.cpuUsPerReq;
-    const d = c1?.direct?.cpuUsPerReq;
-    if (g !== undefined && d !== undefined) rounds.push({ gateway: g, direct: d });
+    const p = c1?.proxy?.cpuUsPerReq;
+    if (g !== undefined && p !== undefined) rounds.push({ gateway: g, proxy: p });
   }
-  if (rounds.length === 0) throw new Error(`the CPU baseline has no c=1 CPU figures for ${label} and direct in ${scenario}`);
+  if (rounds.length === 0) throw new Error(`the CPU baseline has no c=1 CPU figures for ${label} and proxy in ${scenario}`);
   return { rounds, stages: [...(results.stages?.on ?? [])].sort() };
 }
 
