@@ -79,6 +79,23 @@ if [ "$(cat "$OPENAI_VENV/.stamp" 2>/dev/null)" != "$openai_stamp" ]; then
   mv "$scratch" "$OPENAI_VENV"
 fi
 
+# The Python A2A client (a2a-sdk) for the A2A tests, in a virtualenv of its own, built the same way (every package
+# pinned in test/python/requirements-a2a.txt, --no-deps), rebuilt only when that file changes.
+A2A_VENV="$CACHE/venv-a2a"
+A2A_REQ=test/python/requirements-a2a.txt
+a2a_stamp="$(sha256sum "$A2A_REQ" | cut -c1-16)"
+if [ "$(cat "$A2A_VENV/.stamp" 2>/dev/null)" != "$a2a_stamp" ]; then
+  echo "building the a2a-sdk Python client virtualenv ($A2A_VENV)"
+  [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
+  scratch="$CACHE/venv-a2a.build.$$"
+  rm -rf "$scratch"
+  /usr/bin/python3.11 -m venv "$scratch"
+  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$A2A_REQ"
+  echo "$a2a_stamp" > "$scratch/.stamp"
+  rm -rf "$A2A_VENV"
+  mv "$scratch" "$A2A_VENV"
+fi
+
 # Triton (nvidia-pytriton bundles tritonserver; runs on CPU) and tritonclient for the KServe v2 tests, in a virtualenv
 # of their own from Debian's python3.11 (the Python backend stub links the system libpython3.11), every package
 # pinned (test/python/requirements-triton.txt, --no-deps). Rebuilt only when that file changes; under a lock, so

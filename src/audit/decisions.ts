@@ -44,14 +44,14 @@ export function recordPolicyDecisions(log: DecisionLog): () => void {
 }
 
 /**
- * The `policy` member of a decision record: entrypoint, bundle revision and origin, evaluation time, the masked input
- * (its JSON text as the policy saw it, not parsed again) and the result.
+ * The `policy` member of a decision record (before the writer scrubs it: argument mode, sensitive names, credential
+ * values): entrypoint, bundle revision and origin, evaluation time, the masked input and the result. Built by the
+ * writer off the request path; the input is parsed from the event's JSON text only then.
  */
-export function policyJson(e: DecisionEvent): string {
-  let out = `{"path":${JSON.stringify(e.path)},"revision":${JSON.stringify(e.bundles.tollgate?.revision)},"source":${JSON.stringify(e.source)},"evalNs":${e.eval_ns},"input":${e.inputJson}`;
-  if (e.result !== undefined) out += `,"result":${JSON.stringify(e.result)}`;
-  if (e.error !== undefined) out += `,"error":${JSON.stringify(e.error)}`;
-  if (e.erased.length > 0) out += `,"erased":${JSON.stringify(e.erased)}`;
-  if (e.memo_of !== undefined) out += `,"memoOf":${JSON.stringify(e.memo_of)}`;
-  return `${out}}`;
+export function policyDetail(e: DecisionEvent): Record<string, unknown> {
+  const detail: Record<string, unknown> = { path: e.path, revision: e.bundles.tollgate?.revision, source: e.source, evalNs: e.eval_ns, input: e.input, result: e.result };
+  if (e.error !== undefined) detail.error = e.error;
+  if (e.erased.length > 0) detail.erased = e.erased;
+  if (e.memo_of !== undefined) detail.memoOf = e.memo_of;
+  return detail;
 }

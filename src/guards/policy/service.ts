@@ -41,7 +41,17 @@ interface Resolved {
   readonly bundle: string | undefined;
 }
 
+/** A policy put in force (the console's reload history). */
+export interface PolicyChange {
+  readonly at: string;
+  readonly source: string;
+  readonly location: string | undefined;
+  readonly revision: string | undefined;
+  readonly reloadMs: number | undefined;
+}
+
 export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
+  private readonly changes: PolicyChange[] = [];
   engine: PolicyEngine | undefined;
   readonly decisionLog: DecisionLog;
   readonly log: Logger;
@@ -179,6 +189,8 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     this.engine = next;
     this.since = Date.now();
     const reloadMs = sinceNs === undefined ? undefined : Math.round(Number(process.hrtime.bigint() - sinceNs) / 1e4) / 100;
+    this.changes.push({ at: new Date().toISOString(), source: source.kind, location: next?.source, revision: next?.revision, reloadMs });
+    if (this.changes.length > 50) this.changes.shift();
     this.log.info({ source: source.kind, location: next?.source, revision: next?.revision, reloadMs }, 'policy in force');
   }
 
@@ -200,6 +212,11 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     const guard = new PolicyGuard({ runtime: this, inputs: new InputBuilder(inputOptions(r.spec)), entrypoints: r.entrypoints, mask: r.spec.decisionLog.mask, visibleMemo: memo });
     this.guard = { key: this.key!, snapshot, guard };
     return [guard];
+  }
+
+  /** The last policies put in force, oldest first. */
+  history(): readonly PolicyChange[] {
+    return [...this.changes];
   }
 
   status(): PolicyStatus {
