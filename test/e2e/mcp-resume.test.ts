@@ -9,6 +9,9 @@
  *   streams start with `retry` and a priming event, so a connection lost before the first message resumes too.
  * A TCP hop between client and gateway breaks the connections (`drop()`) and records what the client sent.
  */
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer as createTcpServer, connect, type Server as TcpServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage } from 'node:http';
@@ -232,3 +235,25 @@ describe('gateway side: a client whose connection breaks mid-call resumes throug
     }
   });
 });
+
+describe("the conformance suite's client-side sse-retry scenario, through the gateway", () => {
+  it('passes: the gateway (as the suite server\'s client) reconnects with GET + Last-Event-ID after the retry it was given', async () => {
+    const cli = join(process.cwd(), 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
+    const client = `${process.execPath} ${join(process.cwd(), 'test/helpers/conformance-client-through-gateway.ts')}`;
+    const output = await new Promise<string>((resolve) => {
+      execFile(process.execPath, [cli, 'client', '--scenario', 'sse-retry', '--command', client], { timeout: 120_000, maxBuffer: 8 * 1024 * 1024 }, (_err, stdout, stderr) =>
+        resolve(`${stdout}\n${stderr}`),
+      );
+    });
+    const checks = Object.fromEntries([...output.matchAll(/\[(client-[a-z-]+)\s*\]\s*\S*(SUCCESS|FAILURE|WARNING)/g)].map((m) => [m[1]!, m[2]!]));
+    mkdirSync('test-results', { recursive: true });
+    writeFileSync('test-results/mcp-conformance-client.json', `${JSON.stringify({ scenario: 'sse-retry', through: 'gateway (anonymous single-server route)', checks }, null, 2)}\n`);
+    expect(checks, output.slice(-3000)).toEqual({
+      'client-sse-graceful-reconnect': 'SUCCESS',
+      'client-sse-retry-timing': 'SUCCESS',
+      'client-sse-last-event-id': 'SUCCESS',
+    });
+    expect(output).toContain('OVERALL: PASSED');
+  }, 150_000);
+});
+
