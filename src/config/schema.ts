@@ -15,6 +15,7 @@ import { redisSpec } from '../store/config.ts';
 import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.ts';
 import { poolShape } from '../upstream/config.ts';
 import { modelRouteSpec } from '../upstream/models.ts';
+import { adminSpec } from '../server/admin-config.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -221,6 +222,8 @@ const gatewaySpec = z.strictObject({
   redis: redisSpec.optional(),
   /** Settings shared by every RateLimit and Budget object (src/guards/limits/config.ts). */
   limits: limitsSpec.prefault({}),
+  /** The admin listener, its administrators and the operator console (src/server/admin-config.ts). */
+  admin: adminSpec.prefault({}),
 });
 export type GatewaySpec = z.infer<typeof gatewaySpec>;
 

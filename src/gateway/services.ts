@@ -3,7 +3,8 @@
  * reconfigured from each new snapshot. Pipeline order is the order of `guards` here:
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
-import { createAuditService } from '../audit/service.ts';
+import type { Registry } from 'prom-client';
+import { createAuditService, type AuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
 import { IdentityService } from '../guards/identity/service.ts';
 import { LimitsService } from '../guards/limits/service.ts';
@@ -30,6 +31,10 @@ export interface Services {
   readonly store: RedisStore | undefined;
   /** Rate limits and budgets (counters in `store`, or in memory without one). */
   readonly limits: LimitsService;
+  /** The metrics registry (undefined when metrics are off): the console reads it. */
+  readonly metrics: Registry | undefined;
+  /** The audit log (undefined when the config disables it). */
+  readonly audit: AuditService | undefined;
   /** Flushes and seals the audit log now (a second SIGTERM: no drain, but never an unsealed log). */
   sealAudit(): Promise<void>;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
@@ -91,6 +96,8 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
     policy,
     store,
     limits,
+    audit,
+    metrics: telemetry.telemetry.metrics?.registry,
     sealAudit: async () => {
       await audit?.close();
     },
