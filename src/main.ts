@@ -91,7 +91,6 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     adminServer = new AdminServer(gateway, consoleHandle ? [...services.admin, consoleHandle.extension] : services.admin);
     const a = await adminServer.listen(adminAt.port, adminAt.host);
     adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-    log.info({ admin: adminUrl, console: consoleWanted }, 'admin listener');
   }
   // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
   services.identity.setListenerAddress({ host: address.address, port: address.port });
@@ -106,7 +105,10 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const watcher =
     opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues), { load });
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
+  log.info(
+    { address: `${shown}:${address.port}`, ...(adminUrl ? { admin: adminUrl.slice('http://'.length), console: consoleWanted } : {}), config: snapshot.dir, revision: snapshot.revision },
+    'tollgate listening',
+  );
   let stopping: Promise<void> | undefined;
   return {
     gateway,
