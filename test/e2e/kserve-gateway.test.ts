@@ -20,6 +20,7 @@ import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
 import { AGENT, SUPPORT, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
 import { freePort, listenLoopback } from '../helpers/net.ts';
+import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -34,6 +35,9 @@ let hung: Server;
 const hungSockets = new Set<Socket>();
 let hungPort: number;
 let deadPort: number;
+let receiver: OtlpReceiver;
+const OTEL_VARS = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_BSP_SCHEDULE_DELAY'] as const;
+const savedEnv: Record<string, string | undefined> = {};
 
 const ADD = { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }, { name: 'b', datatype: 'FP32', shape: [1, 3], data: [10, 20, 30] }] };
 
@@ -45,6 +49,12 @@ beforeAll(async () => {
   });
   hungPort = await listenLoopback(hung, 0);
   deadPort = await freePort();
+  receiver = new OtlpReceiver();
+  await receiver.start();
+  for (const k of OTEL_VARS) savedEnv[k] = process.env[k];
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.httpUrl;
+  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/protobuf';
+  process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
   gw = await startKServeGateway(
     {
       'models.yaml':
@@ -83,6 +93,11 @@ afterAll(async () => {
   await triton?.stop();
   for (const s of hungSockets) s.destroy();
   await new Promise((r) => hung?.close(r));
+  await receiver?.close();
+  for (const k of OTEL_VARS) {
+    if (savedEnv[k] === undefined) delete process.env[k];
+    else process.env[k] = savedEnv[k];
+  }
 }, 60_000);
 
 async function callAfter(since: number): Promise<Call> {
@@ -329,6 +344,12 @@ describe('guards', () => {
     expect(all.find((r) => r.code === 'TG_POLICY_DENIED')).toMatchObject({ outcome: 'denied' });
     expect(all.find((r) => r.code === 'TG_INVALID_TENSOR_HEADER')).toMatchObject({ status: 400 });
     expect(JSON.stringify(all)).not.toContain('Bearer');
+    // Spans: the call's server span with the GenAI conventions, and its upstream span.
+    const isStream = (x: (typeof receiver.spans)[number]): boolean => x.kind === 2 && x.attributes['tollgate.protocol'] === 'kserve' && x.attributes['gen_ai.usage.output_tokens'] === 5;
+    await eventually(() => receiver.spans.some(isStream), 10_000, 'the generate_stream span');
+    const span = receiver.spans.find(isStream)!;
+    expect(span.attributes).toMatchObject({ 'gen_ai.operation.name': 'text_completion', 'gen_ai.request.model': 'stream', 'gen_ai.response.model': 'stream', 'tollgate.upstream': 'triton' });
+    await eventually(() => receiver.spans.some((x) => x.parentSpanId === span.spanId && x.kind === 3), 10_000, 'the upstream span');
     const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.url}/metrics`)).text());
     const requests = metrics.find((f) => f.name === 'tollgate_requests_total')!.metrics as Array<{ labels: Record<string, string>; value: string }>;
     const infer = requests.filter((m) => m.labels.protocol === 'kserve' && m.labels.operation === 'infer' && m.labels.outcome === 'ok');
