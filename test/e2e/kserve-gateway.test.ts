@@ -299,7 +299,7 @@ describe('guards', () => {
     expect(all.find((r) => r.code === 'TG_POLICY_DENIED')).toMatchObject({ outcome: 'denied' });
     expect(all.find((r) => r.code === 'TG_INVALID_TENSOR_HEADER')).toMatchObject({ status: 400 });
     expect(JSON.stringify(all)).not.toContain('Bearer');
-    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.url}/metrics`)).text());
+    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.adminUrl}/metrics`)).text());
     const requests = metrics.find((f) => f.name === 'tollgate_requests_total')!.metrics as Array<{ labels: Record<string, string>; value: string }>;
     const infer = requests.filter((m) => m.labels.protocol === 'kserve' && m.labels.operation === 'infer' && m.labels.outcome === 'ok');
     expect(infer.reduce((n, m) => n + Number(m.value), 0)).toBeGreaterThanOrEqual(4);
