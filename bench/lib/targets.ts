@@ -151,6 +151,8 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, ...o.variant.env };
   delete childEnv.TOLLGATE_LOG_LEVEL;
+  // Likewise the admin port: the config names it (tests set TOLLGATE_ADMIN_PORT=0 for their own gateways).
+  delete childEnv.TOLLGATE_ADMIN_PORT;
   const spawnedAt = Date.now();
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
