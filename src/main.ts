@@ -78,10 +78,10 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   // The admin listener (its own port, loopback by default): the console is served there and nowhere else.
   const adminAt = adminListener(snapshot.gateway.admin, port);
   const consoleWanted = snapshot.gateway.admin.console.enabled;
-  if (consoleWanted && adminAt === undefined) {
+  if (adminAt === undefined) {
     await server.drain(0);
     await services.close();
-    throw new Error('admin.console.enabled needs the admin listener: set admin.listener.port (or TOLLGATE_ADMIN_PORT)');
+    throw new Error(`invalid admin listener port: TOLLGATE_ADMIN_PORT=${process.env.TOLLGATE_ADMIN_PORT ?? ''} (an integer 0-65535)`);
   }
   let adminServer: AdminServer | undefined;
   let consoleHandle: ConsoleHandle | undefined;

@@ -50,6 +50,8 @@ export interface GatewayProcess {
   readonly logFile: string;
   /** Date.now() when the process was spawned (V8 traces count ms from about then). */
   readonly spawnedAt: number;
+  /** ms from spawn to /healthz answering (polled every 5 ms): the gateway's cold start. */
+  readonly readyMs: number;
 }
 
 export interface GatewayOptions {
@@ -157,10 +159,10 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
   try {
-    await waitHealthy(`${base}/healthz`, child);
+    await waitHealthy(`${base}/healthz`, child, 30_000, 5);
   } catch (err) {
     await child.stop(1000);
     throw new Error(`gateway ${o.variant.label} did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { label: o.variant.label, url: `${base}${routes.path}`, headers, adminUrl, child, configDir, logFile, spawnedAt };
+  return { label: o.variant.label, url: `${base}${routes.path}`, headers, adminUrl, child, configDir, logFile, spawnedAt, readyMs: Date.now() - spawnedAt };
 }

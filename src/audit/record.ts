@@ -5,7 +5,7 @@
  */
 import type { Call, Decision, Target } from '../core/call.ts';
 import { traceIdOf } from '../telemetry/context.ts';
-import { notedDecisions } from './decisions.ts';
+import { notedDecisions, policyDetail } from './decisions.ts';
 import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, indexExtra, outcomeCode } from './format.ts';
 import type { IndexExtra } from './segindex.ts';
 import type { ArgumentPolicy } from './redact.ts';
@@ -73,7 +73,8 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     for (const n of noted) {
       const at = n.time ?? call.startedAt;
       let body = `${common('decision', call, n.time === undefined ? time : new Date(at).toISOString(), trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`;
-      if (n.detail !== undefined) body += `,"policy":${args.serialiseDetail(n.detail)}`;
+      const detail = n.event !== undefined ? policyDetail(n.event) : n.detail;
+      if (detail !== undefined) body += `,"policy":${args.serialiseDetail(detail)}`;
       out.push({
         body,
         timeMs: at,

@@ -60,6 +60,8 @@ export function factsOf(call: Call, teams: TeamResolver): Facts {
     tool: resolved && t.kind === 'tool' ? `${t.server}/${t.local ?? t.name}` : undefined,
     model: resolved && t.kind === 'model' ? t.name : undefined,
     rate_class: typeof rateClass === 'string' && rateClass !== '' ? rateClass : undefined,
+    // An A2A skill only once the adapter found it on the agent's card (or `*`: a message naming no skill).
+    skill: resolved && t.kind === 'skill' ? `${t.server}/${t.local ?? t.name}` : undefined,
   };
 }
 

@@ -18,6 +18,7 @@ import { DecisionLog } from './decision-log.ts';
 import { PolicyEngine, type MemoryBounds } from './engine.ts';
 import { PolicyGuard, type Entrypoints, type PolicyRuntime } from './guard.ts';
 import { InputBuilder, inputOptions } from './input.ts';
+import { VisibleMemo } from './visible-memo.ts';
 import { findOpa } from './opa.ts';
 import type { VerificationConfig } from './signature.ts';
 import { DirSource, FileSource, ServiceSource, type PolicySource, type SourceHost, type SourceStatus } from './sources.ts';
@@ -207,7 +208,8 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     if (r === undefined) return [];
     const cached = this.guard;
     if (cached !== undefined && cached.key === this.key && cached.snapshot === snapshot) return [cached.guard];
-    const guard = new PolicyGuard({ runtime: this, inputs: new InputBuilder(inputOptions(r.spec)), entrypoints: r.entrypoints, mask: r.spec.decisionLog.mask });
+    const memo = new VisibleMemo(r.spec.visibleCache.maxEntries, r.spec.visibleCache.ttlMs);
+    const guard = new PolicyGuard({ runtime: this, inputs: new InputBuilder(inputOptions(r.spec)), entrypoints: r.entrypoints, mask: r.spec.decisionLog.mask, visibleMemo: memo });
     this.guard = { key: this.key!, snapshot, guard };
     return [guard];
   }
