@@ -202,7 +202,7 @@ const gatewaySpec = z.strictObject({
       /**
        * Merged tools/prompts/resources list pages kept per client session (src/protocols/mcp/list-cache.ts): dropped
        * when an upstream sends notifications/*\/list_changed on the session's stream, else after this long. 0: every
-       * list is fetched from the upstreams.
+       * list is fetched from the upstreams. 2026-07-28 clients follow the upstreams' own caching hints instead.
        */
       listCacheTtlMs: durationMs.default(10_000),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */

@@ -33,7 +33,10 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   const scope = scopeOf(session, rule);
   const cacheKey = listCacheKey(method, msg.params?.cursor, scope);
   const now = Date.now();
-  let page = cachedList(session, cacheKey, now);
+  // A 2026-07-28 client gets the upstreams' own caching hints (ttlMs, cacheScope) and follows them itself: its list
+  // is fetched each time it asks (public upstream pages are still cached in fetchListPage, for their ttl).
+  const ttlMs = session.modern ? 0 : state.snapshot.gateway.mcp.listCacheTtlMs;
+  let page = ttlMs > 0 ? cachedList(session, cacheKey, now) : undefined;
   if (page === undefined) {
     try {
       page = await fetchListPage({
@@ -49,7 +52,7 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     } catch (err) {
       return mcp.refuse(call, res, msg.id, toGatewayError(err));
     }
-    rememberList(session, cacheKey, page, state.snapshot.gateway.mcp.listCacheTtlMs, now);
+    rememberList(session, cacheKey, page, ttlMs, now);
   }
   let items = page.items;
   if (state.pipeline.filtersLists && items.length > 0) {
