@@ -175,6 +175,17 @@ export class Gateway {
     return true;
   }
 
+  /**
+   * Refuses a request before anything else looks at it (shutting down): in the shape of the protocol of the route it
+   * matches, plain HTTP when it matches none. No Call, no audit record: nothing was accepted.
+   */
+  reject(req: IncomingMessage, res: ServerResponse, path: string, err: GatewayError): void {
+    const match = this.current.snapshot.routes.match(path, req.headers);
+    const adapter = match ? this.adapters.get(match.rule.protocol) : undefined;
+    if (adapter !== undefined) adapter.renderError(err, { res, req });
+    else writeHttpError(res, err);
+  }
+
   /** Writes an error in the shape of the protocol that serves `protocol` (plain HTTP when none does). */
   renderError(protocol: string, err: GatewayError, to: ErrorTarget): void {
     const adapter = this.adapters.get(protocol);

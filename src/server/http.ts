@@ -106,16 +106,16 @@ export class HttpServer {
       open.delete(res);
       this.stalled.delete(res);
     });
-    if (this.draining) {
-      req.resume();
-      const err = new GatewayError(Errors.SHUTTING_DOWN);
-      sendJson(res, err.def.status, { error: jsonRpcErrorObject(err) }, { connection: 'close' });
-      return;
-    }
-    if (req.headers.authorization !== undefined) keepRepeatedAuthorization(req);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    if (this.draining) {
+      req.resume();
+      // In the shape of the protocol the request was for (a JSON-RPC error, an OpenAI error object...).
+      this.gateway.reject(req, res, path, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
+      return;
+    }
+    if (req.headers.authorization !== undefined) keepRepeatedAuthorization(req);
     try {
       if (this.gateway.dispatch(req, res, path)) return;
     } catch (err) {
