@@ -70,18 +70,18 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     store: services.store,
     policy: () => services.policy.status(),
   });
-  const server = new HttpServer({ gateway, adminExtensions: services.admin });
+  const server = new HttpServer({ gateway, publicExtensions: services.publicExtensions });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
   // The admin listener (its own port, loopback by default): the console is served there and nowhere else.
-  const adminAt = adminListener(snapshot.gateway.admin);
+  const adminAt = adminListener(snapshot.gateway.admin, port);
   const consoleWanted = snapshot.gateway.admin.console.enabled;
-  if (consoleWanted && adminAt === undefined) {
+  if (adminAt === undefined) {
     await server.drain(0);
     await services.close();
-    throw new Error('admin.console.enabled needs the admin listener: set admin.listener.port (or TOLLGATE_ADMIN_PORT)');
+    throw new Error(`invalid admin listener port: TOLLGATE_ADMIN_PORT=${process.env.TOLLGATE_ADMIN_PORT ?? ''} (an integer 0-65535)`);
   }
   let adminServer: AdminServer | undefined;
   let consoleHandle: ConsoleHandle | undefined;
@@ -91,6 +91,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     adminServer = new AdminServer(gateway, consoleHandle ? [...services.admin, consoleHandle.extension] : services.admin);
     const a = await adminServer.listen(adminAt.port, adminAt.host);
     adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    log.info({ admin: adminUrl, console: consoleWanted }, 'admin listener');
   }
   // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
   services.identity.setListenerAddress({ host: address.address, port: address.port });
@@ -105,10 +106,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const watcher =
     opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues), { load });
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  log.info(
-    { address: `${shown}:${address.port}`, ...(adminUrl ? { admin: adminUrl.slice('http://'.length), console: consoleWanted } : {}), config: snapshot.dir, revision: snapshot.revision },
-    'tollgate listening',
-  );
+  log.info({ address: `${shown}:${address.port}`, admin: adminUrl?.replace(/^http:\/\//, ''), config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;
   return {
     gateway,
