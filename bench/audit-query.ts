@@ -4,7 +4,8 @@
  * Generates the log once with the real writer (chained, signed, indexed segments) into a cache directory outside the
  * repo (default ~/.cache/tollgate/bench-audit, or $TOLLGATE_BENCH_AUDIT_DIR), then times typical queries, in process
  * (queryLog) and through the CLI as an operator runs it (`tollgate audit query`, Node start-up included). Results go
- * to stdout and bench/results/audit-query.json. Options: --records N (default 10000000), --rounds N (default 3).
+ * to stdout and bench/results/audit-query.json. Options: --records N (default 10000000), --rounds N (default 3),
+ * --only console (only the console's queries).
  *
  * Data: 1,000 principals in 50 teams, 200 tools on 20 servers, 5% denied, over 30 days (~3.9 calls/s on average);
  * calls come in tasks of 5 sharing a trace id, and one call in 4 is a model call with token usage and a cost.
@@ -21,7 +22,9 @@ import { usageSeries } from '../src/audit/usage.ts';
 import type { Call } from '../src/core/call.ts';
 import { makeCall, openWriter } from '../test/helpers/audit-calls.ts';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } } });
+/** `--only console`: only the console's queries (the CLI cases take minutes on a loaded machine). */
+const ONLY_CONSOLE = values.only === 'console';
 const RECORDS = Number(values.records);
 const ROUNDS = Number(values.rounds);
 const ROOT = process.env.TOLLGATE_BENCH_AUDIT_DIR ?? join(homedir(), '.cache', 'tollgate', 'bench-audit');
@@ -116,7 +119,7 @@ async function main(): Promise<void> {
   const info = JSON.parse(readFileSync(MARKER, 'utf8')) as { records: number };
   process.stdout.write(`audit query over ${info.records.toLocaleString()} records (${DIR})\n`);
   const results: Array<Record<string, unknown>> = [];
-  for (const c of CASES) {
+  for (const c of ONLY_CONSOLE ? [] : CASES) {
     const inProcess: number[] = [];
     const viaCli: number[] = [];
     let matched = 0;

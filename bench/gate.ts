@@ -7,7 +7,8 @@
  * first byte and of the whole stream, with the first-token target (within 1 ms of direct, p50) reported.
  * And the CPU check (bench/lib/cpu-check.ts): the full pipeline's CPU per request at c=1, relative to the bare
  * reference proxy's in the same round, must not exceed the committed baseline's (slo.json `cpu`) by more than 25%; a failing
- * check is measured once more (as many rounds again) before it fails.
+ * check is measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
+ * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -22,6 +23,7 @@ import { ROOT } from './lib/targets.ts';
 import { judgeRounds } from './lib/judge.ts';
 import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
+import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
 
 interface StreamSlo {
   sloP99Ms: number;
@@ -31,8 +33,17 @@ interface StreamSlo {
   short: { rounds: number; requests: number; warmup: number };
 }
 
+interface A2aSlo {
+  sloP99Ms: number;
+  toleranceMs: number;
+  targets: { p50Ms: number };
+  full: { rounds: number; requests: number; warmup: number; throughputRequests: number };
+  short: { rounds: number; requests: number; warmup: number; throughputRequests: number };
+}
+
 interface Slo {
   streams: StreamSlo;
+  a2a: A2aSlo;
   cpu: CpuSlo;
   scenario: string;
   sloP99Ms: number;
@@ -180,5 +191,43 @@ process.stdout.write(
   ].join('\n'),
 );
 if (streams.errors > 0) process.stdout.write(`  ${streams.errors} streams failed during the gate: FAIL\n`);
+// The a2a scenario: the same contract on A2A SendMessage.
+const as = slo.a2a;
+const a2aPlan = { ...A2A_PLAN, ...(values.short ? as.short : as.full) };
+const a2aLimit = (values.slo === undefined ? as.sloP99Ms : Number(values.slo)) + as.toleranceMs;
+const t2 = Date.now();
+const a2aSetup = await setupA2a([{ label, stages }], a2aPlan, { logLevel: 'info' });
+let a2aVerdict: Awaited<ReturnType<typeof judgeRounds<A2aRound>>>;
+try {
+  a2aVerdict = await judgeRounds(
+    a2aPlan.rounds,
+    a2aLimit,
+    async (r) => {
+      const round = await a2aSetup.measure(r);
+      return { result: round, value: round.added[label]!.p99 };
+    },
+    (r, value, repeat) => process.stderr.write(`gate: a2a round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
+  );
+} finally {
+  await a2aSetup.teardown();
+}
+const a2a = a2aResult(a2aSetup, a2aPlan, a2aVerdict.rounds.map((v) => v.kept));
+const g = a2a.summary[label]!;
+const a2aFile = writeResult(
+  newResult('gate', { at: new Date(t2).toISOString(), machine }, { config: { ...a2aPlan, short: values.short === true, slo: { ...as, enforcedP99Ms: a2aLimit } }, stages: { on: stages.map((x) => x.name), pending: [...PENDING_STAGES] }, scenarios: [], a2a, notes: [] }),
+  values.out === undefined ? undefined : values.out.replace(/(\.json)?$/, '-a2a.json'),
+);
+process.stdout.write(
+  [
+    `SLO gate (${a2a.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${a2a.rounds.length} rounds of ${a2aPlan.requests} requests, ${Math.round((Date.now() - t2) / 1000)} s`,
+    `  added latency: p50 ${fmt(g.addedP50.median)}, p99 ${fmt(g.addedP99.median)} (medians over rounds); throughput ${g.rps.toFixed(0)} req/s vs direct ${a2a.summary.direct!.rps.toFixed(0)} (${a2aPlan.concurrency} in flight)`,
+    `  contract: added p99 <= ${a2aLimit - as.toleranceMs} ms (+${as.toleranceMs} ms tolerance): ${verdict(!a2aVerdict.breach)}${a2aVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  target:   added p50 <= ${as.targets.p50Ms} ms: ${met(g.addedP50.median <= as.targets.p50Ms)} (reported, not enforced)`,
+    `  results: ${a2aFile}`,
+    '',
+  ].join('\n'),
+);
+if (a2a.errors > 0) process.stdout.write(`  ${a2a.errors} A2A requests failed during the gate: FAIL\n`);
+
 // Exit explicitly: a shared fixture (the limits stage's Redis) would keep the process alive; the exit hook kills it.
-process.exit(breach || errors > 0 || cpuFailed || streamVerdict.breach || streams.errors > 0 ? 1 : 0);
+process.exit(breach || errors > 0 || cpuFailed || streamVerdict.breach || streams.errors > 0 || a2aVerdict.breach || a2a.errors > 0 ? 1 : 0);

@@ -80,8 +80,8 @@ const identity: Stage = {
     const { signer } = ctx.state.get('identity') as { signer: Signer };
     const now = nowS();
     // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
-    // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer) for those that bind tokens to the resource.
-    const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`];
+    // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer, /a2a for the a2a scenario) for those that bind tokens to the resource.
+    const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`, `${ctx.gatewayUrl}/a2a`];
     const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud, iat: now, exp: now + 3600 });
     return { authorization: `Bearer ${token}` };
   },

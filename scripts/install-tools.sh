@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need outside npm: Redis (Debian), opa, spire-server, spire-agent, helm and promtool (built
+# Installs what the tests need outside npm: Redis and Chromium (Debian), opa, spire-server, spire-agent, helm and promtool (built
 # from the Go module proxy), and the Python openai client's virtualenv (PyPI).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
@@ -18,6 +18,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# Chromium for the operator console's browser tests (driven by playwright-core, the npm package, with this binary).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then

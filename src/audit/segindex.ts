@@ -8,7 +8,8 @@
  *   trace (u32: the first 32 bits of the trace id, 0 = none; a key to narrow a search by trace, collisions are
  *   re-checked on the line), tokens (u32: input + output tokens), cost (f32: the call's cost).
  * The last three (added in v3) let the console join a task's chain by trace id and chart usage from columns alone;
- * a v2 index (without them) is still read, and searches that need them scan its segment instead.
+ * the v3 header also carries a rollup of the call records (per-minute and per-principal totals), so usage over whole
+ * segments needs no column at all. A v2 index (without them) is still read; searches that need them scan its segment.
  * The segment's principal dictionary doubles as the first filter: a segment that never saw a principal is skipped
  * after reading its header alone. The index is derived data (not signed): query re-checks every matched line itself.
  */
@@ -32,7 +33,26 @@ export interface IndexHeader {
   readonly targets: readonly string[];
   /** Absolute byte offsets of each column in the file. */
   readonly columns: Readonly<Record<ColumnName, number>>;
+  /** Usage totals of the call records (v3; absent in older indexes): what usage charts read instead of columns. */
+  readonly rollup?: Rollup;
 }
+
+/** Totals of call records: [calls, denied, tokens, cost] (cost: the sum of the f32 column's values). */
+export type Totals = [number, number, number, number];
+
+export interface Rollup {
+  /** Width of a slice; slices start at multiples of it since the epoch. */
+  readonly sliceMs: number;
+  /** [slice number (time / sliceMs), ...totals], ascending; absent when the segment has too many slices. */
+  readonly slices?: ReadonlyArray<[number, number, number, number, number]>;
+  /** Totals per principal dictionary code - 1 (same order as `principals`); [calls, denied, tokens, cost]. */
+  readonly principals: readonly Totals[];
+  /** Totals of call records without a principal. */
+  readonly anonymous: Totals;
+}
+
+export const ROLLUP_SLICE_MS = 60_000;
+const MAX_SLICES = 4096;
 
 export type ColumnName = 'time' | 'principal' | 'target' | 'flags' | 'outcome' | 'offset' | 'length' | 'trace' | 'tokens' | 'cost';
 const WIDTH: Readonly<Record<ColumnName, 1 | 4 | 8>> = { time: 4, principal: 4, target: 4, flags: 1, outcome: 1, offset: 4, length: 4, trace: 4, tokens: 4, cost: 4 };
@@ -93,7 +113,9 @@ export class IndexBuilder {
       if (timeMs < this.recordMinTime) this.recordMinTime = timeMs;
       if (timeMs > this.recordMaxTime) this.recordMaxTime = timeMs;
     }
-    this.principal.push(code(this.principals, principal));
+    const pcode = code(this.principals, principal);
+    this.principal.push(pcode);
+    if (kind === 1) this.roll(timeMs, pcode, (flags & 0x30) === 0x20, extra);
     this.target.push(code(this.targets, target));
     this.flags.push(flags);
     this.outcome.push(outcome);
@@ -103,6 +125,29 @@ export class IndexBuilder {
     this.tokens.push(Math.min(0xffffffff, Math.max(0, Math.round(extra.tokens))));
     this.cost.push(extra.cost);
     this.bytes += length + 1;
+  }
+
+  private readonly slices = new Map<number, Totals>();
+  private readonly byPrincipal: Totals[] = [];
+  private readonly anonymous: Totals = [0, 0, 0, 0];
+
+  private roll(timeMs: number, pcode: number, denied: boolean, extra: IndexExtra): void {
+    const tokens = Math.min(0xffffffff, Math.max(0, Math.round(extra.tokens)));
+    const cost = Math.fround(extra.cost);
+    const slice = Math.floor(timeMs / ROLLUP_SLICE_MS);
+    let t = this.slices.get(slice);
+    if (t === undefined) this.slices.set(slice, (t = [0, 0, 0, 0]));
+    addTotals(t, denied, tokens, cost);
+    let p = pcode === 0 ? this.anonymous : this.byPrincipal[pcode - 1];
+    if (p === undefined) this.byPrincipal[pcode - 1] = p = [0, 0, 0, 0];
+    addTotals(p, denied, tokens, cost);
+  }
+
+  private rollup(): Rollup {
+    const principals: Totals[] = [];
+    for (let i = 0; i < this.principals.size; i++) principals.push(this.byPrincipal[i] ?? [0, 0, 0, 0]);
+    const slices = this.slices.size > MAX_SLICES ? undefined : [...this.slices.entries()].sort((a, b) => a[0] - b[0]).map(([k, t]) => [k, ...t] as [number, number, number, number, number]);
+    return { sliceMs: ROLLUP_SLICE_MS, ...(slices ? { slices } : {}), principals, anonymous: this.anonymous };
   }
 
   /** Writes the index next to the segment (atomically: temp file + rename). */
@@ -131,6 +176,7 @@ export class IndexBuilder {
       tokens: Uint32Array.from(this.tokens),
       cost: Float32Array.from(this.cost),
     };
+    const rollup = this.rollup();
     // Column offsets depend on the header's length, which contains them: fix the point by iterating.
     let headerLen = 0;
     let header = '';
@@ -153,6 +199,7 @@ export class IndexBuilder {
         principals: [...this.principals.keys()],
         targets: [...this.targets.keys()],
         columns,
+        rollup,
       } satisfies IndexHeader);
       const len = Buffer.byteLength(header);
       if (len === headerLen) break;
@@ -180,6 +227,13 @@ function code(dict: Map<string, number>, value: string | undefined): number {
     dict.set(value, c);
   }
   return c;
+}
+
+function addTotals(t: Totals, denied: boolean, tokens: number, cost: number): void {
+  t[0]++;
+  if (denied) t[1]++;
+  t[2] += tokens;
+  t[3] += cost;
 }
 
 function align(n: number): number {

@@ -1,12 +1,15 @@
 /**
  * Usage over time from the audit log: calls, denials, tokens and cost per time bucket and per agent (or team), for
- * the operator console's charts. Sealed segments are summed from their index columns alone (time, principal, flags,
- * tokens, cost: ~17 bytes a record, no line read); the open segment and segments without a v3 index are parsed.
+ * the operator console's charts. Buckets have a round width (1 min .. 7 days) and start at multiples of it, so a
+ * sealed segment lying wholly inside the range is answered from its index's rollup alone (per-minute and
+ * per-principal totals in the header: no column read); a segment across the range's edges, or a query for one
+ * principal's buckets, sums the index columns (time, principal, flags, tokens, cost: ~17 bytes a record, no line
+ * read); the open segment and segments without a v3 index are parsed.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DECISION_DENY, KIND_CODE, indexFieldsOf, indexName, segmentName, type AuditRecord } from './format.ts';
-import { IndexReader } from './segindex.ts';
+import { IndexReader, type IndexHeader, type Rollup } from './segindex.ts';
 import { listSegments } from './segments.ts';
 
 export interface UsageQuery {
@@ -41,14 +44,27 @@ export interface UsageSeries {
   readonly bucketMs: number;
   readonly buckets: readonly UsageBucket[];
   readonly groups: readonly UsageGroup[];
-  readonly stats: { segments: number; skipped: number; indexed: number; parsed: number };
+  readonly stats: { segments: number; skipped: number; rolledUp: number; indexed: number; parsed: number };
+}
+
+const MINUTE = 60_000;
+const WIDTHS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10_080].map((m) => m * MINUTE);
+
+/** The smallest round bucket width that covers `span` in at most `n` buckets. */
+function bucketWidth(span: number, n: number): number {
+  const want = Math.ceil(span / n);
+  return WIDTHS.find((w) => w >= want) ?? Math.ceil(want / WIDTHS.at(-1)!) * WIDTHS.at(-1)!;
 }
 
 const CALL = KIND_CODE.call;
 
 export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
-  const nb = Math.max(1, Math.min(1000, Math.floor(q.buckets)));
-  const bucketMs = Math.max(1, Math.ceil((q.until - q.since) / nb));
+  const asked = Math.max(1, Math.min(1000, Math.floor(q.buckets)));
+  const bucketMs = bucketWidth(Math.max(1, q.until - q.since), asked);
+  const since = Math.floor(q.since / bucketMs) * bucketMs;
+  const nb = Math.max(1, Math.ceil((q.until - since) / bucketMs));
+  const until = since + nb * bucketMs;
+  const range = { ...q, since, until };
   const buckets: UsageBucket[] = Array.from({ length: nb }, () => ({ calls: 0, denied: 0, tokens: 0, cost: 0 }));
   const groups = new Map<string, number>();
   const list: UsageGroup[] = [];
@@ -61,7 +77,7 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
     }
     return g;
   };
-  const stats = { segments: 0, skipped: 0, indexed: 0, parsed: 0 };
+  const stats = { segments: 0, skipped: 0, rolledUp: 0, indexed: 0, parsed: 0 };
   const match = matcher(q.principal);
   const groupOf = q.groupOf ?? ((p: string) => p);
   const add = (b: number, principal: string | undefined, denied: boolean, tokens: number, cost: number): void => {
@@ -84,12 +100,12 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
     if (index === undefined || !index.extended) {
       index?.close();
       stats.parsed++;
-      parseSegment(join(dir, segmentName(n)), q, bucketMs, match, add);
+      parseSegment(join(dir, segmentName(n)), range, bucketMs, match, add);
       continue;
     }
     try {
       const h = index.header;
-      if (h.count === 0 || h.recordMaxTime < q.since || h.recordMinTime >= q.until) {
+      if (h.count === 0 || h.recordMaxTime < since || h.recordMinTime >= until) {
         stats.skipped++;
         continue;
       }
@@ -101,6 +117,19 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
       if (!any) {
         stats.skipped++;
         continue;
+      }
+      // Wholly inside the range, with per-minute totals: the rollup answers (for one principal, only its groups).
+      const r = h.rollup;
+      if (r !== undefined && h.recordMinTime >= since && h.recordMaxTime < until && bucketMs % r.sliceMs === 0) {
+        const onlyGroups = match !== undefined;
+        if (onlyGroups || r.slices !== undefined) {
+          if (!onlyGroups) addSlices(r, buckets, since, bucketMs);
+          addPrincipals(h, r, accept, groupOf, slot, list);
+          if (!onlyGroups) {
+            stats.rolledUp++;
+            continue;
+          }
+        }
       }
       stats.indexed++;
       // Group of each principal code, resolved once per segment (not per record).
@@ -115,8 +144,10 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
       const pcol = index.u32('principal');
       const tokens = index.u32('tokens');
       const cost = index.f32('cost');
-      const base = h.minTime - q.since;
-      const span = q.until - q.since;
+      const base = h.minTime - since;
+      const span = until - since;
+      // Groups already counted from the rollup (one principal's query): only buckets here.
+      const groupsDone = r !== undefined && match !== undefined && h.recordMinTime >= since && h.recordMaxTime < until && bucketMs % r.sliceMs === 0;
       for (let i = 0; i < h.count; i++) {
         const f = flags[i]!;
         if ((f & 7) !== CALL) continue;
@@ -132,7 +163,7 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
         bucket.tokens += tk;
         bucket.cost += c;
         if (denied) bucket.denied++;
-        const g = group[p]!;
+        const g = groupsDone ? -1 : group[p]!;
         if (g < 0) continue;
         const gr = list[g]!;
         gr.calls++;
@@ -145,7 +176,40 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
     }
   }
   const top = list.filter((g) => g.calls > 0).sort((a, b) => b.cost - a.cost || b.tokens - a.tokens || b.calls - a.calls).slice(0, q.top ?? 20);
-  return { since: q.since, until: q.until, bucketMs, buckets, groups: top, stats };
+  return { since, until, bucketMs, buckets, groups: top, stats };
+}
+
+function addSlices(r: Rollup, buckets: UsageBucket[], since: number, bucketMs: number): void {
+  for (const [slice, calls, denied, tokens, cost] of r.slices!) {
+    const b = buckets[Math.floor((slice * r.sliceMs - since) / bucketMs)]!;
+    b.calls += calls;
+    b.denied += denied;
+    b.tokens += tokens;
+    b.cost += cost;
+  }
+}
+
+function addPrincipals(
+  h: IndexHeader,
+  r: Rollup,
+  accept: Uint8Array,
+  groupOf: (p: string) => string | undefined,
+  slot: (name: string) => number,
+  list: UsageGroup[],
+): void {
+  // Call records without a principal belong to no group (the buckets count them).
+  for (let i = 0; i < h.principals.length; i++) {
+    if (accept[i + 1] !== 1) continue;
+    const t = r.principals[i]!;
+    if (t[0] === 0) continue;
+    const name = groupOf(h.principals[i]!);
+    if (name === undefined) continue;
+    const g = list[slot(name)]!;
+    g.calls += t[0];
+    g.denied += t[1];
+    g.tokens += t[2];
+    g.cost += t[3];
+  }
 }
 
 function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {

@@ -78,6 +78,7 @@ export function requireAdmin(opts: AdminAuthOptions, refuse: (c: Context, r: Ext
     const r = await authenticate(requestToken(c), opts);
     if (!r.ok) return refuse(c, r);
     c.set('admin' as never, r.principal.id as never);
+    c.set('adminExpiresAt' as never, r.expiresAt as never);
     await next();
   };
 }

@@ -71,8 +71,8 @@ export const CALL_COLUMNS = ['Time', 'Protocol', 'Principal', 'Operation', 'Targ
 export function callRow(v: RecordView): H {
   return html`<tr class="${v.allow === false ? 'deny' : v.outcome === 'ok' ? 'ok' : 'err'}">
 <td><time datetime="${v.time}">${v.time.replace('T', ' ').replace('Z', '')}</time></td><td>${v.protocol ?? ''}</td><td class="wrap">${v.principal ?? ''}</td>
-<td>${v.operation ?? ''}</td><td class="wrap">${v.target ?? v.model ?? ''}</td><td>${decisionText(v)}</td><td>${v.status ?? ''} ${v.outcome ?? ''}</td>
-<td class="num">${fmtNum(v.ms, 1)}</td><td class="num">${tokens(v)}</td><td class="num">${v.cost === undefined ? '' : fmtNum(v.cost, 4)}</td><td>${traceLink(v)}</td></tr>`;
+<td>${v.operation ?? ''}</td><td class="wrap">${v.target ?? v.model ?? ''}</td><td>${decisionText(v)}</td><td>${v.status ?? ''} ${v.outcome ?? ''}${v.outcome === 'limited' && v.limit ? ` (${v.limit})` : ''}</td>
+<td class="num">${fmtNum(v.ms, 1)}</td><td class="num">${tokens(v)}</td><td class="num">${v.cost === undefined ? '' : fmtNum(v.cost, 6)}</td><td>${traceLink(v)}</td></tr>`;
 }
 
 export function livePage(rows: readonly RecordView[], filter: { principal?: string | undefined; protocol?: string | undefined }): H {
@@ -170,8 +170,8 @@ ${limits === undefined ? html`<p>The limit store is unavailable.</p>` : limitsTa
 function limitsTable(r: LimitsReport): H {
   const budgets = r.limits.filter((l): l is BudgetReport => l.kind === 'budget');
   const rows = budgets.flatMap((b) =>
-    b.counters.map(
-      (c) => html`<tr><td>${b.name}</td><td class="wrap">${Object.entries(c.key).map(([k, v]) => `${k}=${v}`).join(', ')}</td><td>${b.window} (resets ${b.resetsAt})</td>
+    (b.counters.length === 0 ? [{ key: {} as Record<string, string>, tokens: undefined, cost: undefined }] : b.counters).map(
+      (c) => html`<tr><td>${b.name}</td><td class="wrap">${b.counters.length === 0 ? 'nothing charged in this window' : Object.entries(c.key).map(([k, v]) => `${k}=${v}`).join(', ')}</td><td>${b.window} (resets ${b.resetsAt})</td>
 <td class="num">${c.tokens ? `${fmtNum(c.tokens.used)} used / ${fmtNum(c.tokens.remaining)} left` : ''}</td><td class="num">${c.cost ? `${c.cost.used} used / ${c.cost.remaining} left ${b.currency}` : ''}</td></tr>`,
     ),
   );

@@ -197,8 +197,12 @@ export function consoleExtension(opts: ConsoleOptions): AdminExtension {
         }
         await stream.writeSSE({ event: 'ready', data: '{}' });
         const keepAlive = setInterval(() => void stream.write(': keep-alive\n\n'), opts.keepAliveMs ?? 15_000);
+        // The stream lives no longer than the token that opened it (the browser reconnects, and is asked again).
+        const expiresAt = c.get('adminExpiresAt' as never) as number;
+        const expiry = setTimeout(() => stream.abort(), Math.max(0, Math.min(2 ** 31 - 1, expiresAt - Date.now())));
         await new Promise<void>((resolve) => stream.onAbort(resolve));
         clearInterval(keepAlive);
+        clearTimeout(expiry);
         stop();
       });
       res.headers.set('cache-control', 'no-store');

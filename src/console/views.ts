@@ -78,7 +78,7 @@ function limitNote(v: unknown): string | undefined {
   const parts: string[] = [];
   if (typeof o.decision === 'string') parts.push(o.decision);
   if (typeof o.refused === 'string') parts.push(`by ${o.refused}`);
-  if (Array.isArray(o.limits)) parts.push(o.limits.filter((x) => typeof x === 'string').slice(0, 5).join(', '));
+  else if (Array.isArray(o.limits)) parts.push(o.limits.filter((x) => typeof x === 'string').slice(0, 5).join(', '));
   return parts.length === 0 ? undefined : text(parts.join(' '), 256);
 }
 

@@ -125,6 +125,23 @@ describe('console access', () => {
     expect((await post(run.consoleToken(ADMIN), { origin: 'https://evil.example' })).status).toBe(403);
   });
 
+  it('ends a live stream when the token that opened it expires', async () => {
+    const token = run.gw.devToken(ADMIN, { audiences: [run.gw.resourceUri('/console')], ttlSeconds: 3 });
+    const res = await fetch(`${run.gw.adminUrl}/console/api/live`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const started = Date.now();
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    expect(text).toContain('event: ready');
+    // Ended by the gateway at the token's expiry (3 s; bound generous for a loaded machine), not by the client.
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
   it('escapes markup from tool names and shows no secret: no token, session fingerprint or redacted value', async () => {
     const token = run.consoleToken(ADMIN);
     const html = await (await get('/console', token)).text();

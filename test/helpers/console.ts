@@ -2,14 +2,16 @@
  * A gateway with the operator console on its admin listener, after a mixed run of real traffic: MCP tool calls (the
  * official SDK client, against a real SDK tool server, one tool named like markup), OpenAI-compatible model calls
  * (the `openai` npm client, against the vLLM-format backend), policy denials (the default Rego policies, built by
- * the real opa) and a budget refusal. One task's calls share a W3C trace id across MCP and model calls.
+ * the real opa) and a budget refusal, and A2A messages (the @a2a-js/sdk client, against an SDK agent). One task's
+ * calls share a W3C trace id across MCP tools, A2A agents and model calls.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
 import OpenAI from 'openai';
+import { startTestAgent, type TestAgent } from './a2a-agent.ts';
 import { connectClient, eventually, GATEWAY_YAML, startTestGateway, type TestGateway } from './gateway.ts';
 import { LLAMA, LLAMA_UPSTREAM, modelsRoute, openaiBackend } from './openai-gateway.ts';
 import { startToolServer, type ToolServer } from './tool-server.ts';
@@ -29,6 +31,7 @@ export interface ConsoleRun {
   readonly gw: TestGateway;
   readonly tools: ToolServer;
   readonly vllm: VllmServer;
+  readonly agent: TestAgent;
   /** The task whose calls share a trace id, in the order they were made: [protocol, target]. */
   readonly task: { trace: string; steps: Array<[string, string]> };
   /** A token for the console (aud `<base>/console`) of any identity. */
@@ -48,7 +51,7 @@ function policyDir(): string {
     if (f === 'grants.rego') {
       text = text.replace(
         'grants := [',
-        `grants := [\n\t{"spiffe_id": "${WORKER}", "tools": ["tools/*"], "models": ["*"], "rate_class": "standard"},\n\t{"spiffe_id": "${FRUGAL}", "models": ["*"], "rate_class": "standard"},`,
+        `grants := [\n\t{"spiffe_id": "${WORKER}", "tools": ["tools/*"], "models": ["*"], "skills": ["echo/*"], "rate_class": "standard"},\n\t{"spiffe_id": "${FRUGAL}", "models": ["*"], "rate_class": "standard"},`,
       );
     }
     writeFileSync(join(dir, 'tollgate', f), text);
@@ -70,6 +73,7 @@ console.warn = (...args: unknown[]) => {
 export async function startConsoleRun(opts: { adminExtra?: string } = {}): Promise<ConsoleRun> {
   const vllm = await startVllm({ name: 'llama', models: [LLAMA_UPSTREAM] });
   const tools = await startToolServer('tools', { search: ['q'], [XSS_TOOL]: ['q'], delete_all: [] });
+  const agent = await startTestAgent();
   const gatewayYaml = `${GATEWAY_YAML}  identity:
     dev: { enabled: true, trustDomain: example.org }
   policy: { dir: ${JSON.stringify(policyDir())}, watch: false }
@@ -93,12 +97,28 @@ kind: Route
 metadata: { name: agents }
 spec: ${JSON.stringify({ rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/mcp' } }], backendRefs: [{ name: 'tools' }] }] })}
 `,
+      'a2a.yaml': `---
+apiVersion: tollgate.dev/v1alpha1
+kind: Backend
+metadata: { name: echo }
+spec: ${JSON.stringify({ protocol: 'a2a', url: agent.url })}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Route
+metadata: { name: a2a-agents }
+spec: ${JSON.stringify({ a2a: { defaultVersion: '1.0', defaultSkills: { echo: 'echo' } }, rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/a2a' } }], backendRefs: [{ name: 'echo' }] }] })}
+`,
       'models.yaml': openaiBackend('vllm-llama', { url: vllm.url }) + modelsRoute('models', ['vllm-llama'], { models: [{ name: LLAMA, backend: 'vllm-llama', model: LLAMA_UPSTREAM }] }),
       'budget.yaml': `---
 apiVersion: tollgate.dev/v1alpha1
 kind: Budget
 metadata: { name: frugal-daily }
 spec: { match: { protocols: [openai], principals: [${JSON.stringify(FRUGAL)}] }, key: [principal], window: day, tokens: 200 }
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: { name: agents-daily }
+spec: { match: { protocols: [openai] }, key: [principal], window: day, tokens: 1000000, cost: 100 }
 `,
     },
     { gatewayYaml },
@@ -106,15 +126,17 @@ spec: { match: { protocols: [openai], principals: [${JSON.stringify(FRUGAL)}] },
   const model = (spiffeId: string, headers: Record<string, string> = {}): OpenAI =>
     new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.devToken(spiffeId), maxRetries: 0, defaultHeaders: headers });
   const callTool = async (spiffeId: string, tool = 'search', tp?: string): Promise<string | undefined> => {
-    const client = await connectClient(`${gw.url}/mcp`, { headers: { authorization: `Bearer ${gw.devToken(spiffeId)}`, ...(tp ? { traceparent: tp } : {}) } });
+    let client: Awaited<ReturnType<typeof connectClient>> | undefined;
     try {
+      client = await connectClient(`${gw.url}/mcp`, { headers: { authorization: `Bearer ${gw.devToken(spiffeId)}`, ...(tp ? { traceparent: tp } : {}) } });
       await client.callTool({ name: `tools__${tool}`, arguments: { q: 'console' } });
       return undefined;
     } catch (err) {
-      if (!(err instanceof McpError)) throw err;
+      // A JSON-RPC error answer (the SDK's McpError, whichever copy of the module made it).
+      if (!(err instanceof Error) || typeof (err as { code?: unknown }).code !== 'number') throw err;
       return err.message;
     } finally {
-      await client.close();
+      await client?.close();
     }
   };
 
@@ -130,6 +152,15 @@ spec: { match: { protocols: [openai], principals: [${JSON.stringify(FRUGAL)}] },
   steps.push(['openai', LLAMA]);
   await worker.callTool({ name: `tools__${XSS_TOOL}`, arguments: { q: 'markup' } });
   steps.push(['mcp', `tools__${XSS_TOOL}`]);
+  const a2aFetch: typeof fetch = (input, init) => {
+    const headers = new Headers(init?.headers);
+    headers.set('authorization', `Bearer ${gw.devToken(WORKER)}`);
+    headers.set('traceparent', traceparent(trace));
+    return fetch(input, { ...init, headers });
+  };
+  const a2a = await new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl: a2aFetch })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: a2aFetch }) }).createFromUrl(`${gw.url}/a2a/echo/`);
+  await a2a.sendMessage({ message: { messageId: randomBytes(8).toString('hex'), role: 1, parts: [{ content: { $case: 'text', value: 'hand over' } }] } } as never);
+  steps.push(['a2a', 'echo']);
   await model(WORKER, { traceparent: traceparent(trace) }).chat.completions.create({ model: LLAMA, messages: [{ role: 'user', content: 'words 3 summary' }], max_tokens: 20 });
   steps.push(['openai', LLAMA]);
   await worker.close();
@@ -160,6 +191,7 @@ spec: { match: { protocols: [openai], principals: [${JSON.stringify(FRUGAL)}] },
     gw,
     tools,
     vllm,
+    agent,
     task: { trace, steps },
     consoleToken,
     callTool,
@@ -167,6 +199,7 @@ spec: { match: { protocols: [openai], principals: [${JSON.stringify(FRUGAL)}] },
       await gw.stop();
       await tools.close();
       await vllm.stop();
+      await agent.close();
     },
   };
 }

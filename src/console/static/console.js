@@ -29,11 +29,11 @@ function rowOf(v) {
   cell(tr, v.operation || '');
   cell(tr, v.target || v.model || '', 'wrap');
   cell(tr, v.allow === undefined || v.allow === null ? '' : v.allow ? 'allow' : 'deny');
-  cell(tr, `${v.status ?? ''} ${v.outcome ?? ''}`);
+  cell(tr, `${v.status ?? ''} ${v.outcome ?? ''}${v.outcome === 'limited' && v.limit ? ` (${v.limit})` : ''}`);
   cell(tr, fmt(v.ms, 1), 'num');
   const tokens = v.inputTokens === undefined && v.outputTokens === undefined ? '' : `${fmt(v.inputTokens, 0)} in / ${fmt(v.outputTokens, 0)} out`;
   cell(tr, tokens, 'num');
-  cell(tr, typeof v.cost === 'number' ? fmt(v.cost, 4) : '', 'num');
+  cell(tr, typeof v.cost === 'number' ? fmt(v.cost, 6) : '', 'num');
   const chain = cell(tr, '');
   if (typeof v.trace === 'string' && TRACE.test(v.trace)) {
     const a = document.createElement('a');
