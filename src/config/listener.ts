@@ -40,7 +40,7 @@ export const overloadSpec = z
     maxQueue: z.number().int().min(0).default(512),
     /** Longest wait in the queue. */
     queueTimeoutMs: z.number().int().min(1).default(2_000),
-    /** Event-loop delay (p99 over 250 ms windows, two windows in a row) over which new calls are refused (0 = off). */
+    /** Event-loop delay (p99 over 250 ms windows, two in a row, the loop busy >= 80%) over which new calls are refused (0 = off). */
     maxEventLoopDelayMs: durationMs.default(500),
     /** Retry-After of a refusal, in seconds. */
     retryAfterSeconds: z.number().int().min(1).max(3600).default(1),
