@@ -134,6 +134,8 @@ const gatewaySpec = z.strictObject({
           events: z.number().int().min(0).max(100_000).default(256),
           ttlMs: durationMs.default(5 * 60_000),
           maxBytes: z.number().int().min(1024).default(1024 * 1024),
+          /** `retry` sent on every recorded stream: how long a client that lost its connection waits to resume. */
+          retryMs: durationMs.default(1000),
         })
         .prefault({}),
       /**
@@ -156,6 +158,12 @@ const gatewaySpec = z.strictObject({
           aliasesPerServer: z.number().int().min(1).default(4096),
         })
         .prefault({}),
+      /**
+       * Merged tools/prompts/resources list pages kept per client session (src/protocols/mcp/list-cache.ts): dropped
+       * when an upstream sends notifications/*\/list_changed on the session's stream, else after this long. 0: every
+       * list is fetched from the upstreams. 2026-07-28 clients follow the upstreams' own caching hints instead.
+       */
+      listCacheTtlMs: durationMs.default(10_000),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
