@@ -33,7 +33,7 @@ module.exports = {
       name: 'lower-layers-know-no-protocol',
       severity: 'error',
       comment: 'Guards, core, config, audit, telemetry, upstream, server, wire and store see Calls, not wire protocols.',
-      from: { path: '^src/(guards|core|config|audit|telemetry|upstream|server|wire|store)/' },
+      from: { path: '^src/(guards|core|config|audit|telemetry|upstream|server|wire|store|console)/' },
       to: { path: '^src/protocols/' },
     },
     {

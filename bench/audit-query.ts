@@ -4,25 +4,32 @@
  * Generates the log once with the real writer (chained, signed, indexed segments) into a cache directory outside the
  * repo (default ~/.cache/tollgate/bench-audit, or $TOLLGATE_BENCH_AUDIT_DIR), then times typical queries, in process
  * (queryLog) and through the CLI as an operator runs it (`tollgate audit query`, Node start-up included). Results go
- * to stdout and bench/results/audit-query.json. Options: --records N (default 10000000), --rounds N (default 3).
+ * to stdout and bench/results/audit-query.json. Options: --records N (default 10000000), --rounds N (default 3),
+ * --only console (only the console's queries).
  *
- * Data: 1,000 principals in 50 teams, 200 tools on 20 servers, 5% denied, over 30 days (~3.9 calls/s on average).
+ * Data: 1,000 principals in 50 teams, 200 tools on 20 servers, 5% denied, over 30 days (~3.9 calls/s on average);
+ * calls come in tasks of 5 sharing a trace id, and one call in 4 is a model call with token usage and a cost.
+ * The console's queries (a task's chain by trace id, the newest calls and denials, usage charts per team and per
+ * agent over 30 days) are timed too, in process (what the console's API does per request).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { countLog, queryLog, type QueryFilter, type QueryStats } from '../src/audit/query.ts';
+import { countLog, latestRecords, queryLog, type QueryFilter, type QueryStats } from '../src/audit/query.ts';
+import { usageSeries } from '../src/audit/usage.ts';
 import type { Call } from '../src/core/call.ts';
 import { makeCall, openWriter } from '../test/helpers/audit-calls.ts';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } } });
+/** `--only console`: only the console's queries (the CLI cases take minutes on a loaded machine). */
+const ONLY_CONSOLE = values.only === 'console';
 const RECORDS = Number(values.records);
 const ROUNDS = Number(values.rounds);
 const ROOT = process.env.TOLLGATE_BENCH_AUDIT_DIR ?? join(homedir(), '.cache', 'tollgate', 'bench-audit');
 // The directory name carries the format version: a change to the log or index format regenerates the data.
-const DATA = join(ROOT, `v2-${RECORDS}`);
+const DATA = join(ROOT, `v3-${RECORDS}`);
 const DIR = join(DATA, 'data', 'audit');
 const MARKER = join(DATA, 'complete.json');
 const T0 = Date.parse('2026-10-01T00:00:00Z');
@@ -32,6 +39,9 @@ const TOOLS = 200;
 
 const principal = (i: number): string => `spiffe://corp.example/ns/team-${i % 50}/sa/agent-${i}`;
 const tool = (i: number): string => `srv-${i % 20}__tool-${i}`;
+
+/** The trace id of task `k` (five consecutive calls): 32 hex digits, first 32 bits well spread. */
+const traceOf = (k: number): string => (Math.imul(k + 1, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0') + k.toString(16).padStart(24, '0');
 
 /** Deterministic pseudo-random stream (xorshift32), so every run generates the same log. */
 function rng(seed: number): () => number {
@@ -65,6 +75,8 @@ async function generate(): Promise<void> {
         args: { path: `/data/${j % 997}`, limit: j % 100 },
       });
       c.upstream = `srv-${t % 20}`;
+      c.scratch.set('trace', { traceId: traceOf(Math.floor(j / 5)) });
+      if (j % 4 === 0) c.usage = { inputTokens: 200 + (j % 800), outputTokens: 50 + (j % 300), cost: 0.0001 * (1 + (j % 17)) };
       writer.enqueue(c, 1 + (j % 50) / 10);
     }
     while (writer.pending > 0) await new Promise((r) => setTimeout(r, 1));
@@ -107,7 +119,7 @@ async function main(): Promise<void> {
   const info = JSON.parse(readFileSync(MARKER, 'utf8')) as { records: number };
   process.stdout.write(`audit query over ${info.records.toLocaleString()} records (${DIR})\n`);
   const results: Array<Record<string, unknown>> = [];
-  for (const c of CASES) {
+  for (const c of ONLY_CONSOLE ? [] : CASES) {
     const inProcess: number[] = [];
     const viaCli: number[] = [];
     let matched = 0;
@@ -140,8 +152,39 @@ async function main(): Promise<void> {
       `  ${c.name.padEnd(48)} ${String(matched).padStart(7)} matches  in-process ${String(row.inProcessMs).padStart(5)} ms  CLI ${String(row.cliMs).padStart(5)} ms  (segments ${stats.skipped} skipped / ${stats.scanned} searched, ${stats.candidates} lines read)\n`,
     );
   }
+  const consoleResults = consoleCases();
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/audit-query.json', `${JSON.stringify({ records: info.records, rounds: ROUNDS, at: new Date().toISOString(), results }, null, 2)}\n`);
+  writeFileSync('bench/results/audit-query.json', `${JSON.stringify({ records: info.records, rounds: ROUNDS, at: new Date().toISOString(), results, console: consoleResults }, null, 2)}\n`);
+}
+
+/** The operator console's queries (src/console/api.ts), timed in process. */
+function consoleCases(): Array<Record<string, unknown>> {
+  const team = (p: string): string | undefined => /\/ns\/([^/]+)\//.exec(p)?.[1];
+  const task = Math.floor(RECORDS / 5 / 2);
+  const cases: Array<{ name: string; run: () => number }> = [
+    { name: 'chain: one task by trace id (5 calls)', run: () => [...queryLog(DIR, { trace: traceOf(task), kinds: ['call', 'decision'] })].length },
+    { name: 'live: newest 100 calls', run: () => latestRecords(DIR, { kinds: ['call'] }, 100).length },
+    { name: 'denials: newest 100', run: () => latestRecords(DIR, { kinds: ['call', 'decision'], decision: 'deny' }, 100).length },
+    { name: 'denials: newest 100 of one agent', run: () => latestRecords(DIR, { kinds: ['call', 'decision'], decision: 'deny', principal: principal(123) }, 100).length },
+    { name: 'usage: 30 days x 60 buckets, per team', run: () => usageSeries(DIR, { since: T0, until: T0 + SPAN, buckets: 60, groupOf: team }).buckets.reduce((a, b) => a + b.calls, 0) },
+    { name: 'usage: 30 days x 60 buckets, one agent', run: () => usageSeries(DIR, { since: T0, until: T0 + SPAN, buckets: 60, principal: principal(123) }).buckets.reduce((a, b) => a + b.calls, 0) },
+    { name: 'usage: one day x 48 buckets, per agent', run: () => usageSeries(DIR, { since: day(12), until: day(13), buckets: 48 }).buckets.reduce((a, b) => a + b.calls, 0) },
+  ];
+  const out: Array<Record<string, unknown>> = [];
+  process.stdout.write('console queries (in process)\n');
+  for (const c of cases) {
+    const times: number[] = [];
+    let n = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      const t0 = performance.now();
+      n = c.run();
+      times.push(performance.now() - t0);
+    }
+    const row = { query: c.name, matched: n, medianMs: Math.round(median(times)), maxMs: Math.round(Math.max(...times)) };
+    out.push(row);
+    process.stdout.write(`  ${c.name.padEnd(48)} ${String(n).padStart(9)} records  median ${String(row.medianMs).padStart(5)} ms  max ${String(row.maxMs).padStart(5)} ms\n`);
+  }
+  return out;
 }
 
 await main();

@@ -5,8 +5,12 @@
  * targets (p50 <= 0.35 ms, p99 <= 1 ms) are reported alongside, not enforced. Requests that fail also fail the gate.
  * Then the same contract for the streamed-completion scenario (bench/lib/streams.ts): added p99 of the time to the
  * first byte and of the whole stream, with the first-token target (within 1 ms of direct, p50) reported.
+ * And the CPU check (bench/lib/cpu-check.ts): the full pipeline's CPU per request at c=1, relative to the bare
+ * reference proxy's in the same round, must not exceed the committed baseline's (slo.json `cpu`) by more than 25%; a failing
+ * check is measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
+ * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,7 +21,9 @@ import { machineInfo, newResult, recordedTargets, writeResult } from './lib/resu
 import { measureRound, setupScenario, summarizeTargets, warmUp, type RoundResult } from './lib/runner.ts';
 import { ROOT } from './lib/targets.ts';
 import { judgeRounds } from './lib/judge.ts';
+import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
+import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
 
 interface StreamSlo {
   sloP99Ms: number;
@@ -27,8 +33,18 @@ interface StreamSlo {
   short: { rounds: number; requests: number; warmup: number };
 }
 
+interface A2aSlo {
+  sloP99Ms: number;
+  toleranceMs: number;
+  targets: { p50Ms: number };
+  full: { rounds: number; requests: number; warmup: number; throughputRequests: number };
+  short: { rounds: number; requests: number; warmup: number; throughputRequests: number };
+}
+
 interface Slo {
   streams: StreamSlo;
+  a2a: A2aSlo;
+  cpu: CpuSlo;
   scenario: string;
   sloP99Ms: number;
   toleranceMs: number;
@@ -52,11 +68,18 @@ const fmt = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
 const startedAt = new Date().toISOString();
 const machine = machineInfo();
 const t0 = Date.now();
-const setup = await setupScenario(scenario, { variants: [{ label, stages }], logLevel: 'info', proxyPoolConnections: 16, withProxy: false });
+const setup = await setupScenario(scenario, { variants: [{ label, stages }], logLevel: 'info', proxyPoolConnections: 16, withProxy: true });
 let rounds: RoundResult[] = [];
 let repeated: number[] = [];
 let breach = false;
 let errors = 0;
+let cpu: CpuVerdict | undefined;
+let cpuRepeated = false;
+const cpuRounds = (rs: readonly RoundResult[]): CpuRound[] =>
+  rs.map((r) => ({ gateway: r.phases.c1![label]!.cpuUsPerReq ?? 0, proxy: r.phases.c1!.proxy?.cpuUsPerReq ?? 0 }));
+const cpuBaselineFile = join(ROOT, slo.cpu.baseline);
+const judgeCpuOf = (rs: readonly RoundResult[]): CpuVerdict | undefined =>
+  existsSync(cpuBaselineFile) ? judgeCpu(slo.cpu, cpuBaselineFile, scenario.name, label, cpuRounds(rs), stages.map((s) => s.name)) : undefined;
 try {
   await warmUp(setup, phase);
   const verdict = await judgeRounds(
@@ -66,7 +89,7 @@ try {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
       const gw = round.phases.c1![label]!;
       const direct = round.phases.c1!.direct!;
-      errors += gw.errors + direct.errors;
+      errors += gw.errors + direct.errors + (round.phases.c1!.proxy?.errors ?? 0);
       return { result: round, value: gw.latency.p99 - direct.latency.p99 };
     },
     (r, value, repeat) => {
@@ -76,6 +99,19 @@ try {
   breach = verdict.breach;
   rounds = verdict.rounds.map((v) => v.kept);
   repeated = verdict.rounds.filter((v) => v.repeated).map((v) => v.round);
+  cpu = judgeCpuOf(rounds);
+  if (cpu !== undefined && !cpu.ok && !breach) {
+    // Measured once more before failing, as a latency round is.
+    cpuRepeated = true;
+    const again: RoundResult[] = [];
+    for (let r = 0; r < plan.rounds; r++) {
+      const round = await measureRound(setup, r, ['c1'], phase, 0);
+      errors += round.phases.c1![label]!.errors + round.phases.c1!.direct!.errors + (round.phases.c1!.proxy?.errors ?? 0);
+      again.push(round);
+    }
+    process.stderr.write(`gate: CPU per request ${(cpu.change * 100).toFixed(1)}% over the baseline: measured again\n`);
+    cpu = judgeCpuOf(again);
+  }
 } finally {
   await setup.teardown();
 }
@@ -91,7 +127,10 @@ const result = newResult(
     config: { ...plan, short: values.short === true, slo: { ...slo, enforcedP99Ms: limit } },
     stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
     scenarios: [{ name: scenario.name, what: scenario.what, targets: recordedTargets(setup.targets), rounds, summary }],
-    notes: [`rounds repeated once after failing: ${repeated.length ? repeated.map((r) => r + 1).join(', ') : 'none'}`],
+    notes: [
+      `rounds repeated once after failing: ${repeated.length ? repeated.map((r) => r + 1).join(', ') : 'none'}`,
+      ...(cpu ? [`cpu check: ${JSON.stringify({ ...cpu, repeated: cpuRepeated })}`] : []),
+    ],
   },
 );
 const file = writeResult(result, values.out);
@@ -104,11 +143,15 @@ process.stdout.write(
     `  added latency: p50 ${fmt(p50)}, p99 ${fmt(p99)} (medians over rounds; worst round p99 ${fmt(maxRoundP99)}; median of ${median(rounds.map((r) => r.phases.c1!.direct!.latency.count))} requests a run)`,
     `  contract: added p99 <= ${sloMs} ms (+${slo.toleranceMs} ms tolerance): ${verdict(!breach)}${breach ? ' (a round failed twice)' : ''}`,
     `  target:   added p99 <= ${slo.targets.p99Ms} ms: ${met(p99 <= slo.targets.p99Ms)}; added p50 <= ${slo.targets.p50Ms} ms: ${met(p50 <= slo.targets.p50Ms)} (reported, not enforced)`,
+    cpu === undefined
+      ? `  cpu:      no baseline at ${slo.cpu.baseline}: FAIL (take one with npm run bench:gate -- --short --out ${slo.cpu.baseline})`
+      : `  cpu:      ${cpu.now.gatewayUs} us/req at c=1, ${cpu.now.ratio.toFixed(2)}x the bare proxy's (${cpu.now.proxyUs} us); baseline ${cpu.baseline.gatewayUs} us, ${cpu.baseline.ratio.toFixed(2)}x (${slo.cpu.baseline}): ${cpu.change >= 0 ? '+' : ''}${(cpu.change * 100).toFixed(1)}%, limit +${slo.cpu.maxRegression * 100}%: ${verdict(cpu.ok)}${cpuRepeated ? ' (measured twice)' : ''}${cpu.stagesMatch ? '' : ' (WARNING: the baseline was taken with other stages on; commit a new one)'}`,
     `  results: ${file}`,
     '',
   ].join('\n'),
 );
 if (errors > 0) process.stdout.write(`  ${errors} requests failed during the gate: FAIL\n`);
+const cpuFailed = cpu === undefined || !cpu.ok;
 
 // The streamed-completion scenario: the same contract on time to first byte and on the whole stream.
 const ss = slo.streams;
@@ -148,5 +191,43 @@ process.stdout.write(
   ].join('\n'),
 );
 if (streams.errors > 0) process.stdout.write(`  ${streams.errors} streams failed during the gate: FAIL\n`);
+// The a2a scenario: the same contract on A2A SendMessage.
+const as = slo.a2a;
+const a2aPlan = { ...A2A_PLAN, ...(values.short ? as.short : as.full) };
+const a2aLimit = (values.slo === undefined ? as.sloP99Ms : Number(values.slo)) + as.toleranceMs;
+const t2 = Date.now();
+const a2aSetup = await setupA2a([{ label, stages }], a2aPlan, { logLevel: 'info' });
+let a2aVerdict: Awaited<ReturnType<typeof judgeRounds<A2aRound>>>;
+try {
+  a2aVerdict = await judgeRounds(
+    a2aPlan.rounds,
+    a2aLimit,
+    async (r) => {
+      const round = await a2aSetup.measure(r);
+      return { result: round, value: round.added[label]!.p99 };
+    },
+    (r, value, repeat) => process.stderr.write(`gate: a2a round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
+  );
+} finally {
+  await a2aSetup.teardown();
+}
+const a2a = a2aResult(a2aSetup, a2aPlan, a2aVerdict.rounds.map((v) => v.kept));
+const g = a2a.summary[label]!;
+const a2aFile = writeResult(
+  newResult('gate', { at: new Date(t2).toISOString(), machine }, { config: { ...a2aPlan, short: values.short === true, slo: { ...as, enforcedP99Ms: a2aLimit } }, stages: { on: stages.map((x) => x.name), pending: [...PENDING_STAGES] }, scenarios: [], a2a, notes: [] }),
+  values.out === undefined ? undefined : values.out.replace(/(\.json)?$/, '-a2a.json'),
+);
+process.stdout.write(
+  [
+    `SLO gate (${a2a.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${a2a.rounds.length} rounds of ${a2aPlan.requests} requests, ${Math.round((Date.now() - t2) / 1000)} s`,
+    `  added latency: p50 ${fmt(g.addedP50.median)}, p99 ${fmt(g.addedP99.median)} (medians over rounds); throughput ${g.rps.toFixed(0)} req/s vs direct ${a2a.summary.direct!.rps.toFixed(0)} (${a2aPlan.concurrency} in flight)`,
+    `  contract: added p99 <= ${a2aLimit - as.toleranceMs} ms (+${as.toleranceMs} ms tolerance): ${verdict(!a2aVerdict.breach)}${a2aVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  target:   added p50 <= ${as.targets.p50Ms} ms: ${met(g.addedP50.median <= as.targets.p50Ms)} (reported, not enforced)`,
+    `  results: ${a2aFile}`,
+    '',
+  ].join('\n'),
+);
+if (a2a.errors > 0) process.stdout.write(`  ${a2a.errors} A2A requests failed during the gate: FAIL\n`);
+
 // Exit explicitly: a shared fixture (the limits stage's Redis) would keep the process alive; the exit hook kills it.
-process.exit(breach || errors > 0 || streamVerdict.breach || streams.errors > 0 ? 1 : 0);
+process.exit(breach || errors > 0 || cpuFailed || streamVerdict.breach || streams.errors > 0 || a2aVerdict.breach || a2a.errors > 0 ? 1 : 0);

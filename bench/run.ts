@@ -3,7 +3,10 @@
  * rounds; writes bench/results/bench-<time>-<commit>.json and prints a Markdown table.
  *
  *   --scenario a,b      scenarios to run (default: all runnable; see bench/scenarios.ts; stream-completion is the
- *                       OpenAI-compatible streamed completion, bench/lib/streams.ts: time to first byte and total)
+ *                       OpenAI-compatible streamed completion, bench/lib/streams.ts: time to first byte and total;
+ *                       policy-reload is save -> first decision under the new policy, bench/lib/policy-reload.ts;
+ *                       kserve-infer is KServe v2 infer against a real Triton, bench/lib/kserve.ts; a2a is A2A
+ *                       SendMessage to an @a2a-js/sdk agent, bench/lib/a2a.ts)
  *   --rounds N          interleaved rounds (default 3)
  *   --duration S        seconds per measured run (default 3)
  *   --warmup S          seconds of unrecorded load per target first (default 1)
@@ -27,6 +30,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { A2A_PLAN, a2aMarkdown, runA2a, type A2aResult } from './lib/a2a.ts';
 import { SCENARIOS, SLOTS } from './scenarios.ts';
 import { PENDING_STAGES, availableStages, variants, type Variant } from './stages.ts';
 import { compareMarkdown, markdown } from './lib/report.ts';
@@ -36,6 +40,8 @@ import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
 import { ROOT } from './lib/targets.ts';
 import { addBaseline } from './lib/baseline.ts';
 import { runStreams, STREAM_PLAN, streamMarkdown, type StreamResult } from './lib/streams.ts';
+import { RELOAD_PLAN, reloadMarkdown, runPolicyReload, type ReloadResult } from './lib/policy-reload.ts';
+import { KSERVE_PLAN, kserveMarkdown, runKServe, type KServeResult } from './lib/kserve.ts';
 
 const { values } = parseArgs({
   options: {
@@ -79,7 +85,7 @@ const phases = (values.phases?.split(',') ?? PHASES) as Phase[];
 for (const p of phases) if (!PHASES.includes(p)) throw new Error(`unknown phase ${p} (phases: ${PHASES.join(', ')})`);
 const wanted = values.scenario?.split(',');
 for (const w of wanted ?? []) {
-  if (!SCENARIOS.some((s) => s.name === w) && !SLOTS.some((s) => s.name === w) && w !== 'stream-completion') throw new Error(`unknown scenario ${w}`);
+  if (!SCENARIOS.some((s) => s.name === w) && !SLOTS.some((s) => s.name === w) && w !== 'stream-completion' && w !== 'policy-reload' && w !== 'kserve-infer' && w !== 'a2a') throw new Error(`unknown scenario ${w}`);
 }
 const logLevel = values['log-level'] ?? 'info';
 const only = values.stages?.split(',');
@@ -148,6 +154,24 @@ if (!wanted || wanted.includes('stream-completion')) {
   const plan = quick ? { ...STREAM_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...STREAM_PLAN, rounds };
   streams = await runStreams(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
 }
+let policyReload: ReloadResult | undefined;
+if (!wanted || wanted.includes('policy-reload')) {
+  process.stderr.write(`bench: policy-reload: building bundles, starting gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+  policyReload = await runPolicyReload(quick ? { ...RELOAD_PLAN, samples: 10 } : RELOAD_PLAN, { logLevel });
+}
+let kserve: KServeResult | undefined;
+if (!wanted || wanted.includes('kserve-infer')) {
+  process.stderr.write(`bench: kserve-infer: starting Triton and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+  const plan = quick ? { ...KSERVE_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...KSERVE_PLAN, rounds };
+  kserve = await runKServe(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+}
+
+let a2a: A2aResult | undefined;
+if (!wanted || wanted.includes('a2a')) {
+  process.stderr.write(`bench: a2a: starting the agent and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
+  const plan = quick ? { ...A2A_PLAN, rounds: 2, requests: 100, warmup: 20, throughputRequests: 300 } : { ...A2A_PLAN, rounds };
+  a2a = await runA2a(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+}
 
 const result = newResult('bench', { at: startedAt, machine }, {
   config: {
@@ -163,6 +187,9 @@ const result = newResult('bench', { at: startedAt, machine }, {
   stages: { on: stages.map((s) => s.name), pending: [...PENDING_STAGES] },
   scenarios,
   streams,
+  policyReload,
+  kserve,
+  a2a,
   notes: [
     'c1 and tput: autocannon (programmatic API), latency recorded per response in microseconds.',
     'rate: open-loop paced generator over an undici Pool (autocannon rate mode sends per-second bursts); corrected = from intended send time.',
@@ -170,9 +197,9 @@ const result = newResult('bench', { at: startedAt, machine }, {
   ],
 });
 const file = writeResult(result, values.out);
-process.stdout.write(`\n${markdown(result)}\n${streams ? `\n${streamMarkdown(streams)}\n` : ''}\nresults: ${file}\n`);
+process.stdout.write(`\n${markdown(result)}\n${streams ? `\n${streamMarkdown(streams)}\n` : ''}${policyReload ? `\n${reloadMarkdown(policyReload)}\n` : ''}${kserve ? `\n${kserveMarkdown(kserve)}\n` : ''}${a2a ? `\n${a2aMarkdown(a2a)}\n` : ''}\nresults: ${file}\n`);
 if (values.compare) process.stdout.write(`\n${compareMarkdown(readResult(values.compare), result)}\n`);
-const errors = scenarios.reduce((n, s) => n + Object.values(s.summary ?? {}).reduce((m, t) => m + t.errors, 0), 0) + (streams?.errors ?? 0);
+const errors = scenarios.reduce((n, s) => n + Object.values(s.summary ?? {}).reduce((m, t) => m + t.errors, 0), 0) + (streams?.errors ?? 0) + (policyReload?.errors ?? 0) + (kserve?.errors ?? 0) + (a2a?.errors ?? 0);
 if (errors > 0) process.stderr.write(`bench: ${errors} failed requests: results are not trustworthy\n`);
 // Exit explicitly: a shared fixture (the limits stage's Redis) would keep the process alive; the exit hook kills it.
 process.exit(errors > 0 ? 1 : 0);

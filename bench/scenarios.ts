@@ -94,5 +94,4 @@ export interface Slot {
 
 export const SLOTS: readonly Slot[] = [
   { name: 'chat-stream', what: 'Streamed chat completion (OpenAI-compatible): TTFB and total', pending: 'model routes (protocol openai) are not served yet' },
-  { name: 'a2a-send', what: 'A2A SendMessage', pending: 'A2A routes are not served yet' },
 ];

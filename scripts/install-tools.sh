@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need outside npm: Redis (Debian), opa, spire-server, spire-agent, helm and promtool (built
+# Installs what the tests need outside npm: Redis and Chromium (Debian), opa, spire-server, spire-agent, helm and promtool (built
 # from the Go module proxy), and the Python openai client's virtualenv (PyPI).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
@@ -18,6 +18,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# Chromium for the operator console's browser tests (driven by playwright-core, the npm package, with this binary).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then
@@ -77,6 +85,23 @@ if [ "$(cat "$OPENAI_VENV/.stamp" 2>/dev/null)" != "$openai_stamp" ]; then
   echo "$openai_stamp" > "$scratch/.stamp"
   rm -rf "$OPENAI_VENV"
   mv "$scratch" "$OPENAI_VENV"
+fi
+
+# The Python A2A client (a2a-sdk) for the A2A tests, in a virtualenv of its own, built the same way (every package
+# pinned in test/python/requirements-a2a.txt, --no-deps), rebuilt only when that file changes.
+A2A_VENV="$CACHE/venv-a2a"
+A2A_REQ=test/python/requirements-a2a.txt
+a2a_stamp="$(sha256sum "$A2A_REQ" | cut -c1-16)"
+if [ "$(cat "$A2A_VENV/.stamp" 2>/dev/null)" != "$a2a_stamp" ]; then
+  echo "building the a2a-sdk Python client virtualenv ($A2A_VENV)"
+  [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
+  scratch="$CACHE/venv-a2a.build.$$"
+  rm -rf "$scratch"
+  /usr/bin/python3.11 -m venv "$scratch"
+  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$A2A_REQ"
+  echo "$a2a_stamp" > "$scratch/.stamp"
+  rm -rf "$A2A_VENV"
+  mv "$scratch" "$A2A_VENV"
 fi
 
 # Triton (nvidia-pytriton bundles tritonserver; runs on CPU) and tritonclient for the KServe v2 tests, in a virtualenv

@@ -10,7 +10,10 @@ import type { ProtocolDefinition } from './gateway/adapter.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { ProtocolRegistry } from './gateway/registry.ts';
 import { createServices, type Services } from './gateway/services.ts';
+import { createConsole, type ConsoleHandle } from './console/index.ts';
 import { BUILTIN_PROTOCOLS } from './protocols/builtin.ts';
+import { adminListener } from './server/admin-config.ts';
+import { AdminServer } from './server/admin-listener.ts';
 import { HttpServer } from './server/http.ts';
 import { createLogger, flushLogs, type Logger } from './telemetry/logger.ts';
 
@@ -32,6 +35,8 @@ export interface RunningGateway {
   readonly server: HttpServer;
   readonly address: AddressInfo;
   readonly url: string;
+  /** The admin listener's base URL (operational endpoints and the console), when one is configured. */
+  readonly adminUrl: string | undefined;
   readonly log: Logger;
   readonly watcher: ConfigWatcher;
   /** SIGHUP: reloads the config directory and rebuilds/reloads the policy, changed or not. */
@@ -65,11 +70,29 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     store: services.store,
     policy: () => services.policy.status(),
   });
-  const server = new HttpServer({ gateway, adminExtensions: services.admin });
+  const server = new HttpServer({ gateway, publicExtensions: services.publicExtensions });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
+  // The admin listener (its own port, loopback by default): the console is served there and nowhere else.
+  const adminAt = adminListener(snapshot.gateway.admin, port);
+  const consoleWanted = snapshot.gateway.admin.console.enabled;
+  if (adminAt === undefined) {
+    await server.drain(0);
+    await services.close();
+    throw new Error(`invalid admin listener port: TOLLGATE_ADMIN_PORT=${process.env.TOLLGATE_ADMIN_PORT ?? ''} (an integer 0-65535)`);
+  }
+  let adminServer: AdminServer | undefined;
+  let consoleHandle: ConsoleHandle | undefined;
+  let adminUrl: string | undefined;
+  if (adminAt !== undefined) {
+    consoleHandle = consoleWanted ? createConsole(gateway, services) : undefined;
+    adminServer = new AdminServer(gateway, consoleHandle ? [...services.admin, consoleHandle.extension] : services.admin);
+    const a = await adminServer.listen(adminAt.port, adminAt.host);
+    adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    log.info({ admin: adminUrl, console: consoleWanted }, 'admin listener');
+  }
   // The default audience and resource URIs follow where the listener really is (PORT/HOST, an ephemeral port).
   services.identity.setListenerAddress({ host: address.address, port: address.port });
   gateway.refresh();
@@ -83,13 +106,14 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const watcher =
     opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues), { load });
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
+  log.info({ address: `${shown}:${address.port}`, admin: adminUrl?.replace(/^http:\/\//, ''), config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;
   return {
     gateway,
     server,
     address,
     url: `http://${shown}:${address.port}`,
+    adminUrl,
     log,
     watcher,
     services,
@@ -111,6 +135,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         log.info({ inFlight: server.inFlight, deadlineMs: deadline }, 'draining');
         const cut = await server.drain(deadline);
         if (cut > 0) log.warn({ cut }, 'drain deadline reached; remaining exchanges closed');
+        consoleHandle?.close();
+        await adminServer?.close();
         await gateway.close();
         await services.close();
         log.info('stopped');

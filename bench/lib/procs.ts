@@ -86,7 +86,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Polls `url` until it answers 200 (or throws after `ms`, or as soon as `child` exits). */
-export async function waitHealthy(url: string, child: Child, ms = 30_000): Promise<void> {
+export async function waitHealthy(url: string, child: Child, ms = 30_000, pollMs = 50): Promise<void> {
   const until = Date.now() + ms;
   for (;;) {
     if (child.proc.exitCode !== null) throw new Error(`process ${child.pid} exited with ${child.proc.exitCode} before it was healthy`);
@@ -98,7 +98,7 @@ export async function waitHealthy(url: string, child: Child, ms = 30_000): Promi
       // not listening yet
     }
     if (Date.now() > until) throw new Error(`${url} not healthy after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 

@@ -4,6 +4,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, release, totalmem, platform, arch } from 'node:os';
 import { join } from 'node:path';
 import type { RoundResult, Target, TargetSummary } from './runner.ts';
+import type { A2aResult } from './a2a.ts';
+import type { KServeResult } from './kserve.ts';
+import type { ReloadResult } from './policy-reload.ts';
 import type { StreamResult } from './streams.ts';
 import { ROOT } from './targets.ts';
 
@@ -22,7 +25,7 @@ export interface ScenarioResult {
 
 export interface BenchResult {
   readonly schema: 1;
-  readonly kind: 'bench' | 'gate';
+  readonly kind: 'bench' | 'gate' | 'policy-reload';
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly machine: Record<string, unknown>;
@@ -33,6 +36,12 @@ export interface BenchResult {
   readonly scenarios: readonly ScenarioResult[];
   /** The streamed-completion scenario (OpenAI-compatible route): time to first byte and total, direct vs gateway. */
   readonly streams?: StreamResult | undefined;
+  /** The policy-reload scenario: save a policy -> first call decided by it, per way of saving. */
+  readonly policyReload?: ReloadResult | undefined;
+  /** The kserve-infer scenario: KServe v2 infer against a real Triton, direct vs gateway. */
+  readonly kserve?: KServeResult | undefined;
+  /** The a2a scenario: A2A SendMessage to an @a2a-js/sdk agent, direct vs gateway (latency c=1, throughput). */
+  readonly a2a?: A2aResult | undefined;
   readonly notes: readonly string[];
 }
 
@@ -65,7 +74,7 @@ export function machineInfo(): Record<string, unknown> {
 export function newResult(
   kind: BenchResult['kind'],
   started: { at: string; machine: Record<string, unknown> },
-  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes' | 'streams'>,
+  body: Pick<BenchResult, 'config' | 'stages' | 'scenarios' | 'notes' | 'streams' | 'policyReload' | 'kserve' | 'a2a'>,
 ): BenchResult {
   return {
     schema: 1,

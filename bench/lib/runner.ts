@@ -71,7 +71,8 @@ export async function setupScenario(scenario: Scenario, o: SetupOptions): Promis
     // Gateways first (they hold upstream sessions), then backends and the proxy.
     await Promise.allSettled(gatewayChildren.map((c) => c.stop()));
     await Promise.allSettled(fixtures.map((c) => c.stop()));
-    rmSync(work, { recursive: true, force: true });
+    if (process.env.TOLLGATE_BENCH_KEEP === undefined) rmSync(work, { recursive: true, force: true });
+    else process.stderr.write(`bench: kept ${work} (TOLLGATE_BENCH_KEEP)\n`);
   };
   try {
     const backends = await startBackends(scenario.backends);

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Target } from '../../src/core/call.ts';
+import { DECISIONS_KEY, recordPolicyDecisions } from '../../src/audit/decisions.ts';
+import { recordsOf, type PendingRecord } from '../../src/audit/record.ts';
+import { ArgumentPolicy } from '../../src/audit/redact.ts';
 import { readBundle } from '../../src/guards/policy/bundle.ts';
 import { DecisionLog } from '../../src/guards/policy/decision-log.ts';
 import { PolicyEngine } from '../../src/guards/policy/engine.ts';
@@ -29,6 +32,9 @@ const inputs = new InputBuilder({ shape: 'tollgate', headers: [], claims: 'all',
 let engine: PolicyEngine;
 let guard: PolicyGuard;
 let logged: PolicyGuard;
+let audited: PolicyGuard;
+const auditArgs = new ArgumentPolicy({ mode: 'include', maxBytes: 16_384, redactKeys: ['password', 'secret', 'token', 'api[-_]?key'] } as ConstructorParameters<typeof ArgumentPolicy>[0]);
+const records: PendingRecord[] = [];
 
 async function load(): Promise<void> {
   if (engine) return;
@@ -43,6 +49,18 @@ async function load(): Promise<void> {
     events++;
   });
   logged = new PolicyGuard({ runtime: withLog, inputs, entrypoints, mask: ['/target/arguments/message'] });
+  const withAudit: PolicyRuntime = { engine, decisionLog: new DecisionLog(log), log };
+  recordPolicyDecisions(withAudit.decisionLog);
+  audited = new PolicyGuard({ runtime: withAudit, inputs, entrypoints, mask: [] });
+}
+
+/** What a policy decision costs with audit on (the default): the event, the audit listener, both record bodies. */
+function admitAndRecord(): unknown {
+  echo.scratch.delete(DECISIONS_KEY);
+  audited.admit(echo);
+  records.length = 0;
+  recordsOf(echo, 0.5, auditArgs, records);
+  return records[0];
 }
 
 const echo = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hello from the bench' }, principal: DEV });
@@ -85,6 +103,7 @@ export const benches: MicroBench[] = [
     },
   },
   { name: 'guard.admit with a decision-log listener (event + masking)', setup: load, fn: admit(() => logged, echo), iterations: 50_000 },
+  { name: 'guard.admit + audit decision and call records (audit listener, defaults)', setup: load, fn: admitAndRecord, iterations: 50_000 },
   { name: 'guard.visible 500 tools, 1 evaluation (support: 3 visible)', setup: load, fn: () => guard.visible(listSupport, targets), iterations: 5_000 },
   { name: 'guard.visible 500 tools, 1 evaluation (dev: all visible)', setup: load, fn: () => guard.visible(listDev, targets), iterations: 5_000 },
   { name: 'guard.admit arguments 100 B', setup: load, fn: admit(() => guard, args100) },

@@ -4,6 +4,8 @@ package tollgate.models
 allowed := {
 	"llama-3.1-8b-instruct": {"max_tokens": 4096, "cost_multiplier": 1},
 	"qwen2.5-32b-instruct": {"max_tokens": 2048, "cost_multiplier": 4},
+	# Triton's quick-start image classifier (routes/kserve.yaml): no tokens, so no cap applies.
+	"densenet_onnx": {"max_tokens": 0, "cost_multiplier": 1},
 }
 
 refusals contains msg if {

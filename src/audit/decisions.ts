@@ -15,16 +15,18 @@ export interface NotedDecision {
   readonly time?: number | undefined;
   /** What the policy engine reports about it (entrypoint, bundle revision, masked input, result...). */
   readonly detail?: Readonly<Record<string, unknown>> | undefined;
+  /** The policy's decision event: the writer serialises it (`policyJson`) off the request path. */
+  readonly event?: DecisionEvent | undefined;
 }
 
 /** Records a decision taken for this call. */
-export function noteDecision(call: Call, decision: Decision, target?: Target, extra?: { time?: number; detail?: Record<string, unknown> }): void {
+export function noteDecision(call: Call, decision: Decision, target?: Target, extra?: { time?: number; detail?: Record<string, unknown>; event?: DecisionEvent }): void {
   let list = call.scratch.get(DECISIONS_KEY) as NotedDecision[] | undefined;
   if (list === undefined) {
     list = [];
     call.scratch.set(DECISIONS_KEY, list);
   }
-  list.push({ decision, target, time: extra?.time, detail: extra?.detail });
+  list.push({ decision, target, time: extra?.time, detail: extra?.detail, event: extra?.event });
 }
 
 export function notedDecisions(call: Call): readonly NotedDecision[] | undefined {
@@ -37,16 +39,19 @@ export function notedDecisions(call: Call): readonly NotedDecision[] | undefined
  */
 export function recordPolicyDecisions(log: DecisionLog): () => void {
   return log.subscribe((e: DecisionEvent, call: Call) => {
-    const detail: Record<string, unknown> = {
-      path: e.path,
-      revision: e.bundles.tollgate?.revision,
-      source: e.source,
-      evalNs: e.eval_ns,
-      input: e.input,
-      result: e.result,
-    };
-    if (e.error !== undefined) detail.error = e.error;
-    if (e.erased.length > 0) detail.erased = e.erased;
-    noteDecision(call, { id: e.decision_id, allow: e.allow, reason: e.reason }, call.target, { time: Date.parse(e.timestamp), detail });
+    noteDecision(call, { id: e.decision_id, allow: e.allow, reason: e.reason }, call.target, { time: e.time, event: e });
   });
+}
+
+/**
+ * The `policy` member of a decision record (before the writer scrubs it: argument mode, sensitive names, credential
+ * values): entrypoint, bundle revision and origin, evaluation time, the masked input and the result. Built by the
+ * writer off the request path; the input is parsed from the event's JSON text only then.
+ */
+export function policyDetail(e: DecisionEvent): Record<string, unknown> {
+  const detail: Record<string, unknown> = { path: e.path, revision: e.bundles.tollgate?.revision, source: e.source, evalNs: e.eval_ns, input: e.input, result: e.result };
+  if (e.error !== undefined) detail.error = e.error;
+  if (e.erased.length > 0) detail.erased = e.erased;
+  if (e.memo_of !== undefined) detail.memoOf = e.memo_of;
+  return detail;
 }

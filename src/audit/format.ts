@@ -10,6 +10,7 @@
  * each signature vouches for the whole log up to it. Sealed segments get a binary index (`.idx`) for queries.
  */
 import { createHash, createPublicKey, hash, sign, verify, type KeyObject } from 'node:crypto';
+import { traceKey, type IndexExtra } from './segindex.ts';
 
 export const FORMAT_VERSION = 1;
 export const GENESIS = '0'.repeat(64);
@@ -113,9 +114,17 @@ export interface AuditRecord extends RecordHead {
 }
 
 /** Index columns of a parsed record (used when an index is rebuilt from the lines, and to scan open segments). */
-export function indexFieldsOf(rec: AuditRecord): { timeMs: number; principal: string | undefined; target: string | undefined; flags: number; outcome: number } {
+export function indexFieldsOf(rec: AuditRecord): { timeMs: number; principal: string | undefined; target: string | undefined; flags: number; outcome: number; extra: IndexExtra } {
   const kind = KIND_CODE[rec.kind] ?? 0;
   const d = rec.decision;
   const flags = kind | (d === undefined ? 0 : d.allow ? DECISION_ALLOW : DECISION_DENY);
-  return { timeMs: Date.parse(rec.time), principal: rec.principal, target: rec.target?.name, flags, outcome: outcomeCode(rec.outcome) };
+  const u = kind === KIND_CODE.call ? rec.usage : undefined;
+  const extra = indexExtra(typeof rec.trace === 'string' ? rec.trace : undefined, u?.inputTokens, u?.outputTokens, u?.cost);
+  return { timeMs: Date.parse(rec.time), principal: rec.principal, target: rec.target?.name, flags, outcome: outcomeCode(rec.outcome), extra };
+}
+
+/** The v3 index columns of a record: its trace key, tokens (input + output) and cost. */
+export function indexExtra(trace: string | undefined, inputTokens: unknown, outputTokens: unknown, cost: unknown): IndexExtra {
+  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+  return { trace: traceKey(trace), tokens: n(inputTokens) + n(outputTokens), cost: n(cost) };
 }

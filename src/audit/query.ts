@@ -10,7 +10,7 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, OUTCOME_CODES, indexFieldsOf, indexName, segmentName, type AuditRecord, type RecordKind } from './format.ts';
-import { IndexReader } from './segindex.ts';
+import { IndexReader, traceKey } from './segindex.ts';
 import { listSegments } from './segments.ts';
 
 export interface QueryFilter {
@@ -26,6 +26,8 @@ export interface QueryFilter {
   readonly outcome?: string | undefined;
   /** Record kinds to return (default: call and decision). */
   readonly kinds?: readonly RecordKind[] | undefined;
+  /** Exact trace id (32 hex digits): one task's chain across protocols. */
+  readonly trace?: string | undefined;
 }
 
 export interface QueryStats {
@@ -58,8 +60,12 @@ class Compiled {
   readonly kindMask: number;
   readonly decisionBits: number;
   readonly outcome: number;
+  readonly trace: string | undefined;
+  readonly traceKey: number;
 
   constructor(f: QueryFilter) {
+    this.trace = f.trace;
+    this.traceKey = traceKey(f.trace);
     this.principal = matcher(f.principal);
     this.target = matcher(f.target);
     this.since = f.since ?? Number.NEGATIVE_INFINITY;
@@ -82,7 +88,8 @@ class Compiled {
       (this.decisionBits === 0 || (f.flags & 0x30) === this.decisionBits) &&
       (this.outcome < 0 || f.outcome === this.outcome) &&
       (this.principal === undefined || this.principal(f.principal)) &&
-      (this.target === undefined || this.target(f.target))
+      (this.target === undefined || this.target(f.target)) &&
+      (this.trace === undefined || rec.trace === this.trace)
     );
   }
 }
@@ -159,6 +166,8 @@ function* scanSegment(path: string, q: Compiled, stats: QueryStats): Generator<s
     if (end < 0) end = text.length;
     const line = text.slice(start, end);
     start = end + 1;
+    // A trace id is unique enough that a substring test rules out nearly every line before it is parsed.
+    if (q.trace !== undefined && !line.includes(q.trace)) continue;
     stats.candidates++;
     let rec: AuditRecord;
     try {
@@ -200,6 +209,9 @@ function selectIndexed(index: IndexReader, q: Compiled, stats: QueryStats): numb
   const pcol = principals ? index.u32('principal') : undefined;
   const tcol = targets ? index.u32('target') : undefined;
   const ocol = q.outcome >= 0 ? index.u8('outcome') : undefined;
+  // A v2 index has no trace column: every other candidate is read and checked on its line.
+  const trcol = q.trace !== undefined && index.extended ? index.u32('trace') : undefined;
+  const tkey = q.traceKey;
   const kindMask = q.kindMask;
   const dbits = q.decisionBits;
   const hits: number[] = [];
@@ -214,6 +226,7 @@ function selectIndexed(index: IndexReader, q: Compiled, stats: QueryStats): numb
     if (pcol !== undefined && principals![pcol[i]!] !== 1) continue;
     if (tcol !== undefined && targets![tcol[i]!] !== 1) continue;
     if (ocol !== undefined && ocol[i] !== q.outcome) continue;
+    if (trcol !== undefined && trcol[i] !== tkey) continue;
     hits.push(i);
   }
   return hits;
@@ -222,6 +235,11 @@ function selectIndexed(index: IndexReader, q: Compiled, stats: QueryStats): numb
 function* searchIndexed(path: string, index: IndexReader, q: Compiled, stats: QueryStats): Generator<string> {
   const hits = selectIndexed(index, q, stats);
   if (hits === undefined) return;
+  yield* readHits(path, index, hits, q, stats);
+}
+
+/** Reads and re-checks the lines at the given index positions (in file order). */
+function* readHits(path: string, index: IndexReader, hits: readonly number[], q: Compiled, stats: QueryStats): Generator<string> {
   stats.candidates += hits.length;
   if (hits.length === 0) return;
   const offsets = index.u32('offset');
@@ -261,6 +279,38 @@ function* searchIndexed(path: string, index: IndexReader, q: Compiled, stats: Qu
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The last `limit` matching record lines, newest first: segments are searched from the newest, so a console page of
+ * recent calls reads only the tail of the log whatever its size.
+ */
+export function latestRecords(dir: string, filter: QueryFilter, limit: number, stats: QueryStats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 }): string[] {
+  const q = new Compiled(filter);
+  const out: string[] = [];
+  const segments = listSegments(dir);
+  for (let s = segments.length - 1; s >= 0 && out.length < limit; s--) {
+    const n = segments[s]!;
+    stats.segments++;
+    const index = IndexReader.open(join(dir, indexName(n)));
+    let lines: string[];
+    if (index === undefined) {
+      lines = [...scanSegment(join(dir, segmentName(n)), q, stats)];
+    } else {
+      try {
+        const hits = selectIndexed(index, q, stats);
+        if (hits === undefined) continue;
+        // Lines can fail the exact re-check: read a few more than needed, then everything if that was not enough.
+        const want = limit - out.length;
+        lines = [...readHits(join(dir, segmentName(n)), index, hits.slice(-Math.min(hits.length, want * 2 + 16)), q, stats)];
+        if (lines.length < want && hits.length > want * 2 + 16) lines = [...readHits(join(dir, segmentName(n)), index, hits, q, stats)];
+      } finally {
+        index.close();
+      }
+    }
+    for (let i = lines.length - 1; i >= 0 && out.length < limit; i--) out.push(lines[i]!);
+  }
+  return out;
 }
 
 /** Parses `--since`/`--until`: an ISO 8601 time, epoch milliseconds, or a duration ago (`90s`, `15m`, `2h`, `7d`). */

@@ -5,8 +5,9 @@
  */
 import type { Call, Decision, Target } from '../core/call.ts';
 import { traceIdOf } from '../telemetry/context.ts';
-import { notedDecisions } from './decisions.ts';
-import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, outcomeCode } from './format.ts';
+import { notedDecisions, policyDetail } from './decisions.ts';
+import { DECISION_ALLOW, DECISION_DENY, KIND_CODE, indexExtra, outcomeCode } from './format.ts';
+import type { IndexExtra } from './segindex.ts';
 import type { ArgumentPolicy } from './redact.ts';
 
 /** One record ready to be chained, with the columns the index keeps. */
@@ -19,6 +20,8 @@ export interface PendingRecord {
   /** Kind code | decision bits. */
   readonly flags: number;
   readonly outcome: number;
+  /** Trace key, tokens and cost columns (absent: none). */
+  readonly extra?: IndexExtra | undefined;
 }
 
 function targetOf(t: Target | undefined): Record<string, string> | undefined {
@@ -70,7 +73,8 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     for (const n of noted) {
       const at = n.time ?? call.startedAt;
       let body = `${common('decision', call, n.time === undefined ? time : new Date(at).toISOString(), trace, principal)}${member('target', targetOf(n.target))}${member('decision', decisionOf(n.decision))}`;
-      if (n.detail !== undefined) body += `,"policy":${args.bound(JSON.stringify(n.detail))}`;
+      const detail = n.event !== undefined ? policyDetail(n.event) : n.detail;
+      if (detail !== undefined) body += `,"policy":${args.serialiseDetail(detail)}`;
       out.push({
         body,
         timeMs: at,
@@ -78,6 +82,7 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
         target: n.target?.name,
         flags: KIND_CODE.decision | decisionFlags(n.decision),
         outcome: 0,
+        extra: indexExtra(trace, 0, 0, 0),
       });
     }
   }
@@ -104,5 +109,6 @@ export function recordsOf(call: Call, ms: number, args: ArgumentPolicy, out: Pen
     target: call.target?.name,
     flags: KIND_CODE.call | decisionFlags(call.decision),
     outcome: outcomeCode(call.outcome),
+    extra: indexExtra(trace, call.usage?.inputTokens, call.usage?.outputTokens, call.usage?.cost),
   });
 }

@@ -11,6 +11,31 @@ import type { AuditSpec } from './config.ts';
 export const REDACTED = '[REDACTED]';
 const MAX_DEPTH = 16;
 
+/**
+ * Values that are credentials whatever their name: a bearer credential, a JWT (three base64url parts, the first a
+ * JSON header), a PEM private key. A string containing one is replaced whole.
+ */
+const SECRET_VALUE = /\bBearer\s+[A-Za-z0-9._~+/-]{8,}|\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*|-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/** Whether a string value is (or contains) a credential. */
+export function secretValue(v: string): boolean {
+  return v.length >= 16 && SECRET_VALUE.test(v);
+}
+
+/**
+ * A name pattern matches a whole name or a component of it (`db_password`, `dbPassword`, `x-api-key`,
+ * `config.private_key`), not any substring (`max_tokens` is not `token`).
+ */
+function keyMatcher(patterns: readonly string[]): RegExp | undefined {
+  if (patterns.length === 0) return undefined;
+  return new RegExp(`(?:^|[_.\\-\\s])(?:${patterns.join('|')})(?:$|[_.\\-\\s])`, 'i');
+}
+
+/** `dbPassword` -> `db_Password`: camelCase components become separable. */
+function components(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2');
+}
+
 export class ArgumentPolicy {
   readonly mode: AuditSpec['arguments']['mode'];
   readonly maxBytes: number;
@@ -19,7 +44,36 @@ export class ArgumentPolicy {
   constructor(spec: AuditSpec['arguments']) {
     this.mode = spec.mode;
     this.maxBytes = spec.maxBytes;
-    this.keys = spec.redactKeys.length === 0 ? undefined : new RegExp(`^(?:${spec.redactKeys.join('|')})$`, 'i');
+    this.keys = keyMatcher(spec.redactKeys);
+  }
+
+  /** Whether a member of this name is always redacted (a sensitive name, at any depth). */
+  sensitiveKey(name: string): boolean {
+    return this.keys !== undefined && this.keys.test(components(name));
+  }
+
+  /**
+   * What a decision record keeps of the policy's report (its input holds the call's arguments, and headers when the
+   * policy config asks for them): the argument mode applies to every `arguments` member (omitted, values hidden, or
+   * kept), sensitive names and credential values are redacted at any depth, and the whole is bounded.
+   */
+  serialiseDetail(detail: Readonly<Record<string, unknown>>): string {
+    const json = JSON.stringify(this.scrub(detail, 0));
+    return this.bound(json ?? '{}');
+  }
+
+  private scrub(value: unknown, depth: number): unknown {
+    if (typeof value === 'string') return secretValue(value) ? REDACTED : value;
+    if (typeof value !== 'object' || value === null) return value;
+    if (depth > MAX_DEPTH) return REDACTED;
+    if (Array.isArray(value)) return value.map((v) => this.scrub(v, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      if (k === 'arguments' && this.mode === 'omit') continue;
+      if (k === 'arguments' && this.mode === 'redact') out[k] = redactAll(v);
+      else out[k] = this.sensitiveKey(k) ? REDACTED : this.scrub(v, depth + 1);
+    }
+    return out;
   }
 
   /** The arguments as serialised JSON for the record, or undefined when none are kept. */
@@ -41,6 +95,7 @@ export class ArgumentPolicy {
 
   /** Copy-on-write walk: returns `value` itself when nothing under it needs redacting. */
   private redact(value: unknown, paths: readonly string[] | undefined, path: string, depth: number): unknown {
+    if (typeof value === 'string') return secretValue(value) ? REDACTED : value;
     if (typeof value !== 'object' || value === null) return value;
     if (depth > MAX_DEPTH) return REDACTED;
     if (Array.isArray(value)) {
@@ -54,7 +109,7 @@ export class ArgumentPolicy {
     let out: Record<string, unknown> | undefined;
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
       const p = `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      const hidden = (this.keys !== undefined && this.keys.test(k)) || (paths !== undefined && paths.includes(p));
+      const hidden = this.sensitiveKey(k) || (paths !== undefined && paths.includes(p));
       const next = hidden ? REDACTED : this.redact(v, paths, p, depth + 1);
       if (next !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = next;
     }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from '../telemetry/logger.ts';
 import { GENESIS, KIND_CODE, SEGMENT_RE, indexFieldsOf, indexName, lineHash, segmentName, signLine, type AuditRecord } from './format.ts';
 import type { SigningKey } from './keys.ts';
-import { IndexBuilder } from './segindex.ts';
+import { IndexBuilder, NO_EXTRA } from './segindex.ts';
 
 /** Directories this process writes to (a second writer would fork the chain). */
 const openDirs = new Set<string>();
@@ -109,13 +109,13 @@ export function listSegments(dir: string): number[] {
 export function rebuildIndex(n: number, lines: readonly string[]): IndexBuilder {
   const b = new IndexBuilder(n);
   for (const line of lines) {
-    let f = { timeMs: 0, principal: undefined as string | undefined, target: undefined as string | undefined, flags: 0, outcome: 0 };
+    let f: ReturnType<typeof indexFieldsOf> = { timeMs: 0, principal: undefined, target: undefined, flags: 0, outcome: 0, extra: NO_EXTRA };
     try {
       f = indexFieldsOf(JSON.parse(line) as AuditRecord);
     } catch {
       // A line that does not parse is indexed as nothing; verify reports it.
     }
-    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line));
+    b.add(f.timeMs, f.principal, f.target, f.flags, f.outcome, Buffer.byteLength(line), f.extra);
   }
   return b;
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { GENESIS, indexName, keyId, lineHash, publicKeyFromRaw, rawPublicKey, segmentName, verifyLine, type AuditRecord } from './format.ts';
 import { listSegments, rebuildIndex } from './segments.ts';
+import { readTail, TAIL_FILE } from './tail.ts';
 
 export interface VerifyProblem {
   readonly segment: number;
@@ -29,6 +30,12 @@ export interface VerifyResult {
   readonly problem?: VerifyProblem;
   /** The last segment when it is still open (the gateway is running, or crashed): records after its last signature. */
   readonly open?: { segment: number; unsignedRecords: number };
+  /**
+   * What an intact chain does not prove by itself and an operator must look at: seals made on recovery (the run
+   * before did not shut down cleanly, or its open segment was cut), a tail marker naming records the log no longer
+   * has (its end was deleted). `--strict` fails on any.
+   */
+  readonly findings?: readonly string[];
 }
 
 export interface VerifyOptions {
@@ -59,6 +66,11 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
   // Where the previous record was, to name it when a broken link points at it.
   let lastLine = 0;
   let lastSegment = 0;
+  const findings: string[] = [];
+  const tailLine = readTail(dir);
+  const tailSeq = tailLine === undefined ? undefined : seqOf(tailLine);
+  let tailFound = false;
+  let lastKey: KeyObject | undefined;
   for (let si = 0; si < segments.length; si++) {
     const n = segments[si]!;
     if (si > 0 && n !== segments[si - 1]! + 1) return fail(segments[si - 1]! + 1, 0, undefined, `segment ${segments[si - 1]! + 1} is missing (deleted)`);
@@ -114,6 +126,9 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
         if (!verifyLine(line, key!)) return fail(n, at, rec.seq, `bad signature on ${rec.kind} record`);
         if (rec.kind === 'seal') {
           if (rec.records !== li) return fail(n, at, rec.seq, `seal counts ${String(rec.records)} records before it, segment has ${li}`);
+          if (rec.recovered === true) {
+            findings.push(`segment ${n} was sealed on recovery at the next start, not at shutdown (a crash, a kill, or its tail was cut${typeof rec.truncatedBytes === 'number' ? `; ${rec.truncatedBytes} torn bytes cut` : ''})`);
+          }
           if (rec.continued === true && si === segments.length - 1) {
             return fail(n + 1, 0, rec.seq + 1, `segment ${n + 1} is missing: segment ${n}'s seal says the log continued (the log's tail was deleted)`);
           }
@@ -123,6 +138,8 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
       } else {
         sinceSigned++;
       }
+      if (rec.seq === tailSeq && line === tailLine) tailFound = true;
+      lastKey = key;
       prev = lineHash(line);
       seq++;
       records++;
@@ -140,10 +157,36 @@ export function verifyLog(dir: string, opts: VerifyOptions = {}): VerifyResult {
       if (!opts.allowOpen) {
         return fail(n, lines.length, seq - 1, `segment ${n} is not sealed: the gateway is running or crashed, or the log's tail was cut (${sinceSigned} records after the last signature; use --allow-open for a live log)`);
       }
-      return { ok: true, segments: segments.length, records, keys: [...keys], pinned: pinnedRaw !== undefined, open: { segment: n, unsignedRecords: sinceSigned } };
+      tailFindings(findings, tailLine, tailSeq, tailFound, seq - 1, lastKey);
+      return { ok: true, segments: segments.length, records, keys: [...keys], pinned: pinnedRaw !== undefined, open: { segment: n, unsignedRecords: sinceSigned }, findings };
     }
   }
-  return { ok: true, segments: segments.length, records, keys: [...keys], pinned: pinnedRaw !== undefined };
+  tailFindings(findings, tailLine, tailSeq, tailFound, seq - 1, lastKey);
+  return { ok: true, segments: segments.length, records, keys: [...keys], pinned: pinnedRaw !== undefined, findings };
+}
+
+/** What the tail marker says about the end of the log. */
+function tailFindings(findings: string[], line: string | undefined, tailSeq: number | undefined, found: boolean, lastSeq: number, key: KeyObject | undefined): void {
+  if (line === undefined) {
+    findings.push(`no ${TAIL_FILE} marker: whether records were deleted from the log's end cannot be told (it was removed, or the log predates it)`);
+    return;
+  }
+  if (found) return;
+  if (tailSeq === undefined || key === undefined || !verifyLine(line, key)) {
+    findings.push(`the ${TAIL_FILE} marker is not a line signed by the log's key (altered or replaced)`);
+    return;
+  }
+  if (tailSeq > lastSeq) findings.push(`the log's tail is missing: ${TAIL_FILE} (signed) names seq ${tailSeq}, the log ends at seq ${lastSeq} (records or segments were deleted)`);
+  else findings.push(`the ${TAIL_FILE} marker names seq ${tailSeq}, but the log holds another line there (the log was rewritten from that point)`);
+}
+
+function seqOf(line: string): number | undefined {
+  try {
+    const s = (JSON.parse(line) as { seq?: unknown }).seq;
+    return typeof s === 'number' ? s : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function prevOf(line: string): string | undefined {

@@ -18,8 +18,9 @@ import { FORMAT_VERSION, GENESIS, KIND_CODE, indexName, keyId, lineHash, rawPubl
 import type { SigningKey } from './keys.ts';
 import { recordsOf, type PendingRecord } from './record.ts';
 import type { ArgumentPolicy } from './redact.ts';
-import { IndexBuilder } from './segindex.ts';
+import { IndexBuilder, type IndexExtra } from './segindex.ts';
 import { lockDir, recoverChain, unlockDir } from './segments.ts';
+import { writeTail } from './tail.ts';
 
 /** Receives every record line once it is on disk (stdout JSON, OTLP logs). */
 export interface RecordSink {
@@ -50,7 +51,7 @@ export class AuditWriter {
   private readonly kid: string;
   private readonly pub: string;
   private readonly log: Logger;
-  private readonly sinks: readonly RecordSink[];
+  private readonly sinks: RecordSink[];
 
   // Queue: parallel arrays so that enqueueing allocates nothing per call.
   private calls: Call[] = [];
@@ -62,6 +63,9 @@ export class AuditWriter {
   private checkpointDue = false;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** The newest signed line not yet written out / written but not yet synced (tail.ts). */
+  private tail: string | undefined;
+  private unsyncedTail: string | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   // Chain and segment state.
@@ -87,7 +91,7 @@ export class AuditWriter {
     this.kid = keyId(opts.key.publicKey);
     this.pub = rawPublicKey(opts.key.publicKey);
     this.log = opts.log;
-    this.sinks = opts.sinks ?? [];
+    this.sinks = [...(opts.sinks ?? [])];
   }
 
   /** Opens (or continues) the log in `dir`: takes the lock, seals what a crash left open, starts a new segment. */
@@ -107,6 +111,15 @@ export class AuditWriter {
     w.timer = setInterval(() => w.tick(), every);
     w.timer.unref();
     return w;
+  }
+
+  /** Adds a destination for every record written from now on (the console's live view); returns its removal. */
+  addSink(sink: RecordSink): () => void {
+    this.sinks.push(sink);
+    return () => {
+      const i = this.sinks.indexOf(sink);
+      if (i >= 0) this.sinks.splice(i, 1);
+    };
   }
 
   /** Settings that may change on a config reload (the rest needs a restart). */
@@ -199,7 +212,7 @@ export class AuditWriter {
           out.length = 0;
           out.push({ body: `"kind":"call","time":${JSON.stringify(new Date(calls[i]!.startedAt).toISOString())},"call":${JSON.stringify(calls[i]!.id)},"error":"record could not be built"`, timeMs: calls[i]!.startedAt, principal: undefined, target: undefined, flags: KIND_CODE.call, outcome: 0 });
         }
-        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome);
+        for (const r of out) this.append(r.body, r.timeMs, r.principal, r.target, r.flags, r.outcome, r.extra);
         if (this.segmentFull()) await this.rotate();
       }
       if (this.spec.segment.maxAgeMs > 0 && Date.now() - this.openedAt >= this.spec.segment.maxAgeMs && this.index.count > 1) await this.rotate();
@@ -228,13 +241,13 @@ export class AuditWriter {
     return this.index.count >= this.spec.segment.maxRecords - 1 || this.index.bytes >= this.spec.segment.maxBytes;
   }
 
-  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
+  private append(body: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
     const line = `{"seq":${this.seq},"prev":"${this.prev}",${body}}`;
-    this.push(line, timeMs, principal, target, flags, outcome);
+    this.push(line, timeMs, principal, target, flags, outcome, extra);
   }
 
-  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number): void {
-    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line));
+  private push(line: string, timeMs: number, principal: string | undefined, target: string | undefined, flags: number, outcome: number, extra?: IndexExtra): void {
+    this.index.add(timeMs, principal, target, flags, outcome, Buffer.byteLength(line), extra);
     this.prev = lineHash(line);
     this.seq++;
     this.lines.push(line);
@@ -249,6 +262,7 @@ export class AuditWriter {
     const line = signLine(json, this.key.privateKey);
     this.push(line, now, undefined, undefined, KIND_CODE[kind], 0);
     this.unsigned = 0;
+    this.tail = line;
   }
 
   /** Writes the buffered lines to the current segment, retrying until the disk takes them. */
@@ -256,6 +270,9 @@ export class AuditWriter {
     if (this.lines.length === 0 && !forceSync) return;
     const lines = this.lines;
     this.lines = [];
+    // The newest signed line of this batch (or one written before but not yet synced) names the log's tail.
+    const tail = this.tail ?? this.unsyncedTail;
+    this.tail = undefined;
     const fh = this.fh!;
     if (lines.length > 0) {
       const data = Buffer.from(`${lines.join('\n')}\n`);
@@ -283,7 +300,9 @@ export class AuditWriter {
     if (forceSync || this.spec.sync === 'batch' || (this.spec.sync === 'interval' && now - this.lastSyncAt >= 1000)) {
       await fh.datasync();
       this.lastSyncAt = now;
-    }
+      this.unsyncedTail = undefined;
+      if (tail !== undefined) writeTail(this.dir, tail);
+    } else this.unsyncedTail = tail;
   }
 
   private async startSegment(n: number): Promise<void> {
@@ -322,7 +341,8 @@ export class AuditWriter {
       else break;
     }
     this.closed = true;
-    await this.sealSegment();
+    // A clean shutdown says so: the next start chains from this seal; a seal made on recovery says `recovered`.
+    await this.sealSegment({ shutdown: true });
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
       w.reject(new GatewayError(Errors.SHUTTING_DOWN));

@@ -10,10 +10,11 @@ import { countLog, parseTime, queryLog, type QueryFilter, type QueryStats } from
 import { verifyLog } from '../audit/verify.ts';
 
 const USAGE = `Usage:
-  tollgate audit verify <dir> [--key PUBLIC.pem] [--allow-open] [--json]
+  tollgate audit verify <dir> [--key PUBLIC.pem] [--allow-open] [--strict] [--json]
       Checks the hash chain and every signature; names the first bad record and why. Exit 0 = intact.
       --key pins the Ed25519 public key (otherwise the key the log names is trusted, and the output says so).
       --allow-open accepts an unsealed last segment (a gateway still writing to it).
+      --strict fails on findings too: seals made on recovery (no clean shutdown), a missing tail (TAIL marker).
   tollgate audit query <dir> [--principal ID[*]] [--tool NAME[*]] [--since T] [--until T]
                              [--decision allow|deny] [--outcome O] [--kind call,decision,...]
                              [--limit N] [--format json|table] [--count] [--stats]
@@ -32,7 +33,7 @@ function out(text: string): Promise<void> {
 async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { key: { type: 'string' }, 'allow-open': { type: 'boolean' }, json: { type: 'boolean' } },
+    options: { key: { type: 'string' }, 'allow-open': { type: 'boolean' }, json: { type: 'boolean' }, strict: { type: 'boolean' } },
     allowPositionals: true,
   });
   if (positionals.length !== 1) {
@@ -44,9 +45,11 @@ async function verify(args: string[]): Promise<number> {
   const started = performance.now();
   const r = verifyLog(dir, { publicKey, allowOpen: values['allow-open'] ?? false });
   const ms = Math.round(performance.now() - started);
+  const findings = r.findings ?? [];
+  const failed = !r.ok || (values.strict === true && findings.length > 0);
   if (values.json) {
     await out(`${JSON.stringify({ ...r, ms })}\n`);
-    return r.ok ? 0 : 1;
+    return failed ? 1 : 0;
   }
   if (!r.ok) {
     const p = r.problem!;
@@ -56,8 +59,10 @@ async function verify(args: string[]): Promise<number> {
   const trust = r.pinned ? 'the pinned key' : `the key recorded in the log (${r.keys.join(', ')}); pass --key to pin it`;
   let text = `${dir}: OK: ${r.records} records in ${r.segments} segments, chain intact, all signatures valid (${trust}) [${ms} ms]\n`;
   if (r.open) text += `  segment ${r.open.segment} is open; ${r.open.unsignedRecords} records after its last signed checkpoint\n`;
+  for (const f of findings) text += `  finding: ${f}\n`;
+  if (failed) text += `  ${findings.length} finding(s): failing under --strict\n`;
   await out(text);
-  return 0;
+  return failed ? 1 : 0;
 }
 
 const TABLE_COLUMNS = ['time', 'kind', 'principal', 'operation', 'target', 'decision', 'outcome', 'status', 'ms'] as const;

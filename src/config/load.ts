@@ -123,7 +123,15 @@ export function parseFile(file: string, text: string, issues: ConfigIssue[]): Lo
       continue;
     }
     if (doc.contents === null) continue; // empty document (e.g. trailing ---)
-    const raw: unknown = doc.toJS({ maxAliasCount: 50 });
+    let raw: unknown;
+    try {
+      raw = doc.toJS({ maxAliasCount: 50 });
+    } catch (err) {
+      // An alias to no anchor, or one expanding past maxAliasCount: the yaml library throws rather than reporting it.
+      const pos = lines.linePos(doc.range[0]);
+      issues.push({ file, line: pos.line, column: pos.col, message: `YAML: ${(err as Error).message.split('\n')[0]}` });
+      continue;
+    }
     const result = configDoc.safeParse(raw);
     if (!result.success) {
       for (const issue of result.error.issues) issues.push(locate(file, doc, lines, issue));

@@ -58,6 +58,17 @@ export interface Readiness {
   readonly policy?: PolicyReadiness;
 }
 
+/** A config reload, applied or refused (the console's reload history). */
+export interface ReloadEvent {
+  readonly at: string;
+  readonly revision: number;
+  readonly applied: boolean;
+  readonly issues?: readonly ConfigIssue[];
+}
+
+/** Reload events kept in memory. */
+const HISTORY = 50;
+
 export class Gateway {
   readonly log: Logger;
   /** The one call lifecycle every adapter uses. */
@@ -71,6 +82,7 @@ export class Gateway {
   private readonly adapterList: ProtocolAdapter[] = [];
   private current: GatewayState;
   private rejected: { at: string; issues: readonly ConfigIssue[] } | undefined;
+  private readonly reloads: ReloadEvent[] = [];
   /** Load shedding for every matched request (admin endpoints are never shed). */
   private readonly admission: Admission;
 
@@ -95,6 +107,17 @@ export class Gateway {
       for (const p of adapter.protocols) this.adapters.set(p, adapter);
     }
     this.telemetry.watch(this);
+    this.remember({ at: new Date(snapshot.loadedAt).toISOString(), revision: snapshot.revision, applied: true });
+  }
+
+  private remember(e: ReloadEvent): void {
+    this.reloads.push(e);
+    if (this.reloads.length > HISTORY) this.reloads.shift();
+  }
+
+  /** The last config loads (the first one included), oldest first: applied revisions and refused edits. */
+  reloadHistory(): readonly ReloadEvent[] {
+    return [...this.reloads];
   }
 
   state(): GatewayState {
@@ -113,6 +136,7 @@ export class Gateway {
     this.admission.configure(snapshot.gateway.overload);
     for (const adapter of this.adapterList) adapter.reconfigure(snapshot);
     this.rejected = undefined;
+    this.remember({ at: new Date().toISOString(), revision: snapshot.revision, applied: true });
     this.log.info({ revision: snapshot.revision, routes: snapshot.routeSpecs.size, backends: snapshot.backends.size }, 'config applied');
   }
 
@@ -124,6 +148,7 @@ export class Gateway {
   /** Records a refused reload (the previous snapshot stays in force); shown by /readyz until a reload succeeds. */
   rejectConfig(issues: readonly ConfigIssue[]): void {
     this.rejected = { at: new Date().toISOString(), issues };
+    this.remember({ at: this.rejected.at, revision: this.current.snapshot.revision, applied: false, issues });
   }
 
   /** Dispatches a request that matched a route to the adapter of its protocol. False: no route matched. */
@@ -148,6 +173,17 @@ export class Gateway {
       },
     );
     return true;
+  }
+
+  /**
+   * Refuses a request before anything else looks at it (shutting down): in the shape of the protocol of the route it
+   * matches, plain HTTP when it matches none. No Call, no audit record: nothing was accepted.
+   */
+  reject(req: IncomingMessage, res: ServerResponse, path: string, err: GatewayError): void {
+    const match = this.current.snapshot.routes.match(path, req.headers);
+    const adapter = match ? this.adapters.get(match.rule.protocol) : undefined;
+    if (adapter !== undefined) adapter.renderError(err, { res, req });
+    else writeHttpError(res, err);
   }
 
   /** Writes an error in the shape of the protocol that serves `protocol` (plain HTTP when none does). */

@@ -3,7 +3,8 @@
  * reconfigured from each new snapshot. Pipeline order is the order of `guards` here:
  * authenticate -> authorize -> limit -> (forward) -> account -> audit.
  */
-import { createAuditService } from '../audit/service.ts';
+import type { Registry } from 'prom-client';
+import { createAuditService, type AuditService } from '../audit/service.ts';
 import type { ConfigSnapshot } from '../config/load.ts';
 import { IdentityService } from '../guards/identity/service.ts';
 import { LimitsService } from '../guards/limits/service.ts';
@@ -17,7 +18,10 @@ import type { GuardServices } from './guards.ts';
 
 export interface Services {
   readonly guards: readonly GuardServices[];
+  /** Endpoints of the admin listener (/readyz/store, /metrics, /limits...). */
   readonly admin: readonly AdminExtension[];
+  /** Endpoints of the public listener besides routes (RFC 9728 metadata). */
+  readonly publicExtensions: readonly AdminExtension[];
   /** Spans and metrics per call, handed to the Gateway. */
   readonly telemetry: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (JWT-SVIDs from the Workload API). */
@@ -30,6 +34,10 @@ export interface Services {
   readonly store: RedisStore | undefined;
   /** Rate limits and budgets (counters in `store`, or in memory without one). */
   readonly limits: LimitsService;
+  /** The metrics registry (undefined when metrics are off): the console reads it. */
+  readonly metrics: Registry | undefined;
+  /** The audit log (undefined when the config disables it). */
+  readonly audit: AuditService | undefined;
   /** Flushes and seals the audit log now (a second SIGTERM: no drain, but never an unsealed log). */
   sealAudit(): Promise<void>;
   /** Flushes and closes everything (audit buffers, exporters, connections) at shutdown. */
@@ -44,6 +52,7 @@ export interface ServiceOptions {
 export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
+  const publicExtensions: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
   const telemetry = createTelemetry(snapshot, log);
   // One Redis connection for every cross-replica feature; connects in the background (features apply their own fail
@@ -58,7 +67,8 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   // authenticate: first in the pipeline.
   const identity = await IdentityService.create(snapshot, log);
   guards.push(identity);
-  admin.push(identity.admin);
+  // RFC 9728 metadata is for callers: served on the public listener (everything else in `admin` is operational).
+  publicExtensions.push(identity.admin);
   telemetry.telemetry.watchTokenChecks(identity.checks);
   closers.push(() => identity.close());
   // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
@@ -85,12 +95,15 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   return {
     guards,
     admin,
+    publicExtensions,
     telemetry: telemetry.telemetry,
     credentials: identity.credentials,
     identity,
     policy,
     store,
     limits,
+    audit,
+    metrics: telemetry.telemetry.metrics?.registry,
     sealAudit: async () => {
       await audit?.close();
     },

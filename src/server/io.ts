@@ -1,5 +1,6 @@
 /** Small helpers for the bare node:http hot path: reading a bounded body and writing whole responses. */
 import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import Negotiator from 'negotiator';
 import { Errors, GatewayError } from '../core/errors.ts';
 
 /** Reads the request body, refusing it (413) as soon as it exceeds `limit` bytes. */
@@ -56,10 +57,24 @@ export function remoteAddress(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? '';
 }
 
-/** True when `accept` allows `type` (exact, type/*, or any). */
-export function accepts(accept: string | undefined, type: string): boolean {
+const negotiated = new Map<string, boolean>();
+const NEGOTIATED_MAX = 256;
+
+/**
+ * True when an `Accept` header allows every one of `types` (RFC 9110 12.5.1: media ranges such as `text/*` and the
+ * any-type range, parameters, q-values; a type whose most specific matching range has q=0 is refused). A missing or
+ * empty header allows nothing: the protocol using this (MCP) requires clients to name what they accept. Parsed by
+ * `negotiator`; the answers for the few headers clients actually send are remembered (a bounded table, emptied when
+ * full).
+ */
+export function accepts(accept: string | undefined, ...types: string[]): boolean {
   if (accept === undefined || accept === '') return false;
-  if (accept.includes(type) || accept.includes('*/*')) return true;
-  const slash = type.indexOf('/');
-  return accept.includes(`${type.slice(0, slash)}/*`);
+  const key = `${types.join(' ')}\n${accept}`;
+  let ok = negotiated.get(key);
+  if (ok === undefined) {
+    ok = new Negotiator({ headers: { accept } }).mediaTypes(types).length === types.length;
+    if (negotiated.size >= NEGOTIATED_MAX) negotiated.clear();
+    negotiated.set(key, ok);
+  }
+  return ok;
 }

@@ -21,6 +21,11 @@ export const telemetrySpec = z.strictObject({
        */
       enabled: onOffAuto.default('auto'),
       serviceName: z.string().min(1).default('tollgate'),
+      /**
+       * Guard stages (authenticate, authorize, limit, audit) in a sampled trace: `events` of the server span (default:
+       * name, guard, duration, error type), or child `spans` (a duration bar each in a trace view; costs more per call).
+       */
+      stages: z.enum(['events', 'spans']).default('events'),
     })
     .prefault({}),
   metrics: z

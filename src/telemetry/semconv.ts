@@ -37,6 +37,8 @@ export const ATTR_OUTCOME = 'tollgate.outcome';
 export const ATTR_CALL_ID = 'tollgate.call.id';
 export const ATTR_PROTOCOL = 'tollgate.protocol';
 export const ATTR_GUARD = 'tollgate.guard';
+/** A guard stage's duration (an event of the server span), milliseconds. */
+export const ATTR_STAGE_DURATION_MS = 'tollgate.stage.duration_ms';
 /** The limits guard's decision (admitted, rate_limited, budget_exceeded, unavailable, fail_open, local) and the limit that refused. */
 export const ATTR_LIMIT_DECISION = 'tollgate.limit.decision';
 export const ATTR_LIMIT_REFUSED = 'tollgate.limit.refused';

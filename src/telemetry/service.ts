@@ -111,7 +111,7 @@ export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: Node
       env,
     );
   }
-  const tracer = tracing ? new CallTracer(trace.getTracer('tollgate')) : undefined;
+  const tracer = tracing ? new CallTracer(trace.getTracer('tollgate'), { stages: spec.tracing.stages }) : undefined;
   const inWorker = workerSignals({ traces: tracing, logs: otlpLogs, exportThread: spec.exportThread }, env);
   if (sdk !== undefined) metrics?.watchHandOff(sdk.handOff);
   log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs, exportWorker: inWorker }, 'telemetry');

@@ -1,7 +1,13 @@
 /**
  * Hand-made spans for each call (no auto-instrumentation): a SERVER span from the moment the adapter creates the Call
- * to Gateway.finish, a child span per guard stage (authenticate, authorize, limit...) fed by the PipelineObserver, and
- * a CLIENT `upstream` span whose context is propagated to the upstream (for MCP, in `params._meta` per SEP-414).
+ * to Gateway.finish, the guard stages (authenticate, authorize, limit...) fed by the PipelineObserver, and a CLIENT
+ * `upstream` span whose context is propagated to the upstream (for MCP, in `params._meta` per SEP-414).
+ *
+ * Guard stages are, by default (`telemetry.tracing.stages: events`), events of the server span: one per stage, at
+ * the time it started, with its guard, its duration (`tollgate.stage.duration_ms`) and, when it refused the call,
+ * `error.type`. `stages: spans` makes a child span per stage instead (durations drawn in a trace view), at about
+ * twice the tracing cost per call (bench/NOTES.md): each span is an object, two ids, a processor pass and a trip to
+ * the export thread; an event is one small object carried by the server span.
  *
  * The parent is the client's W3C trace context: from the MCP request's `params._meta` when present (the MCP
  * convention), else from the HTTP `traceparent`/`tracestate` headers. Attributes follow the GenAI/MCP conventions.
@@ -58,6 +64,8 @@ class CallTrace implements TraceHandle {
   readonly recording: boolean;
   stage: Span | undefined;
   stageGuard: string | undefined;
+  /** performance.now() when the current stage started (stages as events). */
+  stageStart: number;
   upstream: Span | undefined;
 
   constructor(span: Span, ctx: Context) {
@@ -67,15 +75,21 @@ class CallTrace implements TraceHandle {
     this.recording = span.isRecording();
     this.stage = undefined;
     this.stageGuard = undefined;
+    this.stageStart = 0;
     this.upstream = undefined;
   }
 }
 
+/** How guard stages appear in a sampled trace. */
+export type StageMode = 'events' | 'spans';
+
 export class CallTracer implements PipelineObserver {
   private readonly tracer: Tracer;
+  readonly stages: StageMode;
 
-  constructor(tracer: Tracer) {
+  constructor(tracer: Tracer, options: { stages?: StageMode } = {}) {
     this.tracer = tracer;
+    this.stages = options.stages ?? 'events';
   }
 
   /** Starts the call's server span. `meta` is the MCP request's `params._meta` (undefined for other protocols). */
@@ -100,10 +114,24 @@ export class CallTracer implements PipelineObserver {
     call.scratch.set(TRACE_KEY, new CallTrace(span, trace.setSpan(ROOT_CONTEXT, span)));
   }
 
-  /** PipelineObserver: one child span per guard's admit step. */
+  /** PipelineObserver: one event of the server span (or one child span) per guard's admit step. */
   stage(call: Call, guard: string, phase: 'start' | 'end', error?: GatewayError): void {
     const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
     if (t === undefined || !t.recording) return;
+    if (this.stages === 'events') {
+      if (phase === 'start') {
+        t.stageGuard = guard;
+        t.stageStart = performance.now();
+        return;
+      }
+      if (t.stageGuard !== guard) return;
+      const start = t.stageStart;
+      const attributes: Attributes = { [A.ATTR_GUARD]: guard, [A.ATTR_STAGE_DURATION_MS]: Math.round((performance.now() - start) * 1000) / 1000 };
+      if (error !== undefined) attributes[A.ATTR_ERROR_TYPE] = error.code;
+      t.span.addEvent(STAGES[guard] ?? guard, attributes, start);
+      t.stageGuard = undefined;
+      return;
+    }
     if (phase === 'start') {
       t.stage = this.tracer.startSpan(STAGES[guard] ?? guard, { kind: SpanKind.INTERNAL, attributes: { [A.ATTR_GUARD]: guard } }, t.ctx);
       t.stageGuard = guard;

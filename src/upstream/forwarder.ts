@@ -20,6 +20,7 @@ import type { Dispatcher } from 'undici';
 import type { Transfer } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
 import { readSse, type EventSourceMessage, type SseReadOptions } from '../wire/sse.ts';
+import { AbortEmitter } from './abort-emitter.ts';
 import type { HeaderPolicy } from './headers.ts';
 import type { Endpoint, HttpUpstream, UpstreamTimeouts } from './http-upstream.ts';
 
@@ -124,6 +125,7 @@ export async function forward(upstream: HttpUpstream, r: ForwardRequest): Promis
     const t0 = performance.now();
     let res: Dispatcher.ResponseData;
     try {
+      if (exchange.aborted) throw exchange.reason; // undici does not check an emitter signal for a past abort
       res = await endpoint.dispatcher.request({
         method: r.method as Dispatcher.HttpMethod,
         path: endpoint.basePath + r.path,
@@ -138,7 +140,7 @@ export async function forward(upstream: HttpUpstream, r: ForwardRequest): Promis
       upstream.picker.release(endpoint, { answered: false, error: e, ms: performance.now() - t0 });
       const code = codeOf(err);
       const retry =
-        attempt < retries.attempts && replayable && !exchange.signal.aborted && (NEVER_REACHED.has(code) || (r.idempotent === true && CONNECTION_LOST.has(code)));
+        attempt < retries.attempts && replayable && !exchange.aborted && (NEVER_REACHED.has(code) || (r.idempotent === true && CONNECTION_LOST.has(code)));
       if (retry) {
         previous = endpoint;
         await pause(retries.backoffMs);
@@ -175,11 +177,11 @@ function pause(ms: number): Promise<void> {
   return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
 }
 
-/** The state of one forwarded exchange: its abort controller, total timer and client watch. */
+/** The state of one forwarded exchange: its abort signal, total timer and client watch. */
 class Exchange {
   readonly upstream: string;
   readonly timeouts: UpstreamTimeouts;
-  private readonly controller = new AbortController();
+  private readonly controller = new AbortEmitter();
   private readonly client: ServerResponse | undefined;
   private readonly started: number;
   /** Figures of the exchange, also referenced by the Call. */
@@ -205,13 +207,20 @@ class Exchange {
     }
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  get signal(): AbortEmitter {
+    return this.controller;
+  }
+
+  get aborted(): boolean {
+    return this.controller.fired;
+  }
+  get reason(): unknown {
+    return this.controller.reason;
   }
 
   /** The error to report for `err`: the abort reason when we aborted (client gone, total timeout), else mapped. */
   error(err: unknown): GatewayError {
-    const reason: unknown = this.controller.signal.aborted ? this.controller.signal.reason : undefined;
+    const reason: unknown = this.controller.fired ? this.controller.reason : undefined;
     return forwardError(this.upstream, reason instanceof GatewayError ? reason : err, this.timeouts);
   }
 

@@ -33,7 +33,8 @@ beforeAll(async () => {
   gw.services.policy.decisionLog.subscribe((e) => events.push(e));
   const support = await connectClient(`${gw.url}/mcp`, { headers: gw.authHeaders(SUPPORT) });
   await support.callTool({ name: 'everything__echo', arguments: { message: 'hi', credentials: 'hunter2-credentials' } });
-  await expect(support.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toMatchObject({ code: -32062 });
+  // Hidden from support: answered like an unknown tool, recorded as the denial it is.
+  await expect(support.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toMatchObject({ code: -32602 });
   await support.listTools();
   await support.close();
   await gw.shutdown();
@@ -47,10 +48,11 @@ afterAll(async () => {
 describe('policy decisions in the audit log', () => {
   it('has one decision record per policy evaluation, list filtering included', () => {
     const decisions = records.filter((r) => r.kind === 'decision');
-    expect(events.length).toBeGreaterThanOrEqual(4); // initialize, echo, get-env, tools/list (+ its filtering)
+    expect(events.length).toBeGreaterThanOrEqual(5); // initialize, echo, get-env (+ its visibility), tools/list (+ its filtering)
     expect(decisions.map((r) => r.decision!.id).sort()).toEqual(events.map((e) => e.decision_id).sort());
-    const visible = decisions.find((r) => (r.policy as { path: string }).path === events.find((e) => e.path.endsWith('visible'))?.path);
-    expect(visible?.operation).toBe('tools/list');
+    const visiblePath = events.find((e) => e.path.endsWith('visible'))?.path;
+    const visible = decisions.filter((r) => (r.policy as { path: string }).path === visiblePath).map((r) => r.operation);
+    expect(visible).toEqual(['tools/call', 'tools/list']);
     for (const r of decisions) {
       expect(r.principal).toBe(SUPPORT);
       expect((r.policy as { revision: string }).revision).toMatch(/^src-/);
@@ -64,7 +66,7 @@ describe('policy decisions in the audit log', () => {
       ['decision', 'everything__get-env'],
       ['call', 'everything__get-env'],
     ]);
-    expect(denied[1]).toMatchObject({ outcome: 'denied', code: 'TG_POLICY_DENIED', decision: { allow: false, reason: `${SUPPORT} may not use tool everything__get-env` } });
+    expect(denied[1]).toMatchObject({ outcome: 'denied', code: 'TG_MCP_UNKNOWN_TOOL', decision: { allow: false, reason: `${SUPPORT} may not use tool everything__get-env` } });
     expect(denied[0]!.decision!.id).toBe(denied[1]!.decision!.id);
   });
 

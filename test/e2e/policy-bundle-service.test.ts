@@ -28,7 +28,10 @@ decision := {"allow": true} if {
 	data.tollgate.echo_open
 }
 
-visible contains t.name if some t in input.targets
+visible contains name if {
+	some _, items in input.targets
+	some _, name in items
+}
 `;
 
 interface BundleServer {

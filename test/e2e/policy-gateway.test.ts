@@ -1,8 +1,9 @@
 /**
  * Policy through the gateway with the official SDK client and real SVIDs (signed by the gateway's dev trust
  * domain, here named example.org): the committed default bundle (bundles/tollgate.tar.gz) decides. Allowed calls
- * pass, denials come back as JSON-RPC errors with the policy's reason, argument rules stop calls before the
- * upstream sees them, and tools/list shows each identity only what it may call.
+ * pass, a tool the caller may not see is answered like an unknown one (-32602), argument rules stop calls of visible
+ * tools before the upstream sees them (-32062 with the policy's reason), and tools/list shows each identity only
+ * what it may call.
  */
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -76,19 +77,21 @@ describe('policy through the gateway (default policies, real SVIDs)', () => {
     expect(text(r)).toContain('hello');
   });
 
-  it('answers a denied call with a JSON-RPC error carrying the policy reason and a stable code', async () => {
+  it('answers a call to a tool the caller may not see like a call to a tool that does not exist (-32602)', async () => {
     const err = await refusal(support.callTool({ name: 'everything__get-env', arguments: {} }));
-    expect(err.code).toBe(-32062);
-    expect(err.message).toBe('MCP error -32062: spiffe://example.org/agents/support may not use tool everything__get-env');
-    const data = err.data as { code: string; decision_id: string };
-    expect(data.code).toBe('TG_POLICY_DENIED');
-    const event = events.find((e) => e.decision_id === data.decision_id);
-    expect(event).toMatchObject({ allow: false, path: 'tollgate/decision', reason: 'spiffe://example.org/agents/support may not use tool everything__get-env' });
+    const unknown = await refusal(support.callTool({ name: 'everything__no-such-tool', arguments: {} }));
+    expect(err.code).toBe(-32602);
+    expect(err.message).toBe('MCP error -32602: Unknown tool: everything__get-env');
+    expect(err.data).toEqual({ code: 'TG_MCP_UNKNOWN_TOOL' });
+    expect({ code: unknown.code, message: unknown.message.replace('no-such-tool', 'get-env'), data: unknown.data }).toEqual({ code: err.code, message: err.message, data: err.data });
+    // The decision log still has the denial, with the policy's reason.
+    const event = events.findLast((e) => e.path === 'tollgate/decision' && (e.input as { target?: { name?: string } }).target?.name === 'everything__get-env');
+    expect(event).toMatchObject({ allow: false, reason: 'spiffe://example.org/agents/support may not use tool everything__get-env' });
     expect((event!.input as { principal: { id: string } }).principal.id).toBe(SUPPORT);
     expect(event!.bundles.tollgate?.revision).toMatch(/^src-/);
   });
 
-  it('answers with the same error over raw JSON-RPC (HTTP 200, in band)', async () => {
+  it('answers a hidden tool with the same error over raw JSON-RPC (HTTP 200, in band)', async () => {
     const headers = { ...gw.authHeaders(SUPPORT), 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const init = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
@@ -105,10 +108,10 @@ describe('policy through the gateway (default policies, real SVIDs)', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { id: number; error: { code: number; message: string; data: Record<string, unknown> } };
     expect(body.id).toBe(7);
-    expect(body.error).toMatchObject({ code: -32062, message: 'spiffe://example.org/agents/support may not use tool everything__get-env', data: { code: 'TG_POLICY_DENIED' } });
+    expect(body.error).toEqual({ code: -32602, message: 'Unknown tool: everything__get-env', data: { code: 'TG_MCP_UNKNOWN_TOOL' } });
   });
 
-  it('enforces argument rules before the upstream sees the call', async () => {
+  it('enforces argument rules before the upstream sees the call (a visible tool keeps the denial and its reason)', async () => {
     const ok = await ops.callTool({ name: 'files__read_file', arguments: { path: '/srv/shared/report.txt' } });
     expect(text(ok)).toContain('/srv/shared/report.txt');
     const before = files.calls.length;
@@ -156,7 +159,7 @@ describe('policy through the gateway (default policies, real SVIDs)', () => {
       expect(names).toEqual(['everything__echo', 'everything__get-sum', 'everything__get-tiny-image']);
       const r = await v2.callTool({ name: 'everything__echo', arguments: { message: 'stateless' } });
       expect(JSON.stringify(r)).toContain('stateless');
-      await expect(v2.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toThrow(/may not use tool everything__get-env/);
+      await expect(v2.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toThrow(/Unknown tool: everything__get-env/);
     } finally {
       await v2.close();
     }

@@ -35,7 +35,10 @@ decision := {"allow": true} if input.operation != "tools/call"
 
 decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
 
-visible contains t.name if some t in input.targets
+visible contains name if {
+	some _, items in input.targets
+	some _, name in items
+}
 `;
 }
 
@@ -79,8 +82,8 @@ function policyGateway(policyYaml: string): Promise<TestGateway> {
   );
 }
 
-async function readyz(gw: { url: string }): Promise<Record<string, any>> {
-  const res = await fetch(`${gw.url}/readyz`);
+async function readyz(gw: { adminUrl?: string | undefined }): Promise<Record<string, any>> {
+  const res = await fetch(`${gw.adminUrl}/readyz`);
   return (await res.json()) as Record<string, any>;
 }
 

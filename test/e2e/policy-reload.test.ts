@@ -36,7 +36,10 @@ decision := {"allow": true} if input.operation != "tools/call"
 
 decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
 
-visible contains t.name if some t in input.targets
+visible contains name if {
+	some _, items in input.targets
+	some _, name in items
+}
 `;
 }
 

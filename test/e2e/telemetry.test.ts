@@ -74,7 +74,7 @@ function childrenOf(spans: readonly ReceivedSpan[], parent: ReceivedSpan): Recei
 }
 
 describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTLP %s', (protocol) => {
-  it('exports a server span per call with stage and upstream children, parented by the client, and propagates _meta', async () => {
+  it('exports a server span per call with guard-stage events and an upstream child, parented by the client, and propagates _meta', async () => {
     const { gw, fixture, receiver } = await tracedGateway(protocol);
     const client = await connectClient(`${gw.url}/mcp`, { headers: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` } });
     try {
@@ -112,8 +112,13 @@ describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTL
     const upstream = children.find((s) => s.kind === 3);
     expect(upstream?.name).toBe('tools/call echo');
     expect(upstream?.attributes['gen_ai.tool.name']).toBe('echo');
-    // Guard stages: the identity guard's (authenticate) and the audit guard's back-pressure step.
-    expect(children.map((s) => s.name)).toEqual(expect.arrayContaining(['authenticate', 'audit']));
+    // Guard stages (events of the server span by default): the identity guard's (authenticate) and the audit
+    // guard's back-pressure step, each with its guard and duration.
+    expect(call.events.map((e) => e.name)).toEqual(expect.arrayContaining(['authenticate', 'audit']));
+    const authn = call.events.find((e) => e.name === 'authenticate')!;
+    expect(authn.attributes['tollgate.guard']).toBe('identity');
+    expect(typeof authn.attributes['tollgate.stage.duration_ms']).toBe('number');
+    expect(children.map((s) => s.name)).toEqual(['tools/call echo']);
     expect(call.attributes['tollgate.principal.id']).toBe(DEV_SPIFFE_ID);
 
     // The upstream server saw the upstream span as its parent, in params._meta.
@@ -143,12 +148,12 @@ describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTL
 
     // Spans and audit log records went through the export worker: the gateway handed over at least what arrived
     // (every span the receiver has is the gateway's), and dropped none.
-    const handed = (signal: string): Promise<number | undefined> => counter(gw.url, 'tollgate_otlp_handed_over_total', { signal });
+    const handed = (signal: string): Promise<number | undefined> => counter(gw.adminUrl!, 'tollgate_otlp_handed_over_total', { signal });
     expect(await handed('spans')).toBeGreaterThanOrEqual(receiver.spans.length);
     expect(await handed('logs')).toBeGreaterThanOrEqual(1);
-    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
-    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
-    expect(await counter(gw.url, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
 
     // The audit record carries the trace id.
     const dir = join(gw.dir, '..', '.tollgate', 'audit');
@@ -166,7 +171,7 @@ describe('exportThread: main', () => {
     await client.close();
     await eventually(() => receiver.spans.some((s) => s.name === 'tools/call fixture__echo' && s.kind === 2), 10_000, 'server span');
     await eventually(() => receiver.logs.some((l) => String(l.body).includes('"name":"fixture__echo"')), 10_000, 'OTLP audit log');
-    expect(await counter(gw.url, 'tollgate_otlp_handed_over_total', { signal: 'spans' })).toBeUndefined();
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_handed_over_total', { signal: 'spans' })).toBeUndefined();
   });
 });
 
@@ -237,14 +242,14 @@ spec:
     expect(code, gateway.stderr()).toBe(0);
     expect(answered.length).toBeGreaterThanOrEqual(400);
 
-    // Every answered call: one server span, with its authenticate and upstream children, all exported.
+    // Every answered call: one server span, with its authenticate stage and upstream child, all exported.
     const servers = new Map<string, ReceivedSpan[]>();
     for (const s of receiver.spans) if (s.kind === 2) servers.set(s.traceId, [...(servers.get(s.traceId) ?? []), s]);
     const incomplete = answered.filter((t) => {
       const server = servers.get(t);
       if (server?.length !== 1) return true;
       const names = childrenOf(receiver!.spans, server[0]!).map((c) => c.name);
-      return !names.includes('authenticate') || !names.includes('tools/call echo');
+      return !server[0]!.events.some((e) => e.name === 'authenticate') || !names.includes('tools/call echo');
     });
     expect(incomplete).toEqual([]);
     // And its audit record went out as an OTLP log record.

@@ -26,10 +26,12 @@ import express from 'express';
 export interface TestAgent {
   readonly url: string;
   readonly card: AgentCard;
-  /** Every request the agent received: method, path and headers (to check what the gateway forwarded). */
+  /** Every A2A request the agent received (card fetches and health checks aside): method, path and headers. */
   readonly seen: { method: string; path: string; headers: Record<string, string | string[] | undefined>; body?: unknown }[];
   /** Task ids the agent created, in order. */
   readonly tasks: string[];
+  /** Agent card requests (fetches, revalidations, health checks), with their headers. */
+  readonly cardRequests: { path: string; headers: Record<string, string | string[] | undefined>; status?: number }[];
   close(): Promise<void>;
 }
 
@@ -115,8 +117,13 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
   const tasks: string[] = [];
   const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore());
   const seen: TestAgent['seen'] = [];
-  app.use((req, _res, next) => {
-    seen.push({ method: req.method, path: req.url, headers: { ...req.headers } });
+  const cardRequests: TestAgent['cardRequests'] = [];
+  app.use((req, res, next) => {
+    if (req.url.startsWith('/.well-known/')) {
+      const entry: TestAgent['cardRequests'][number] = { path: req.url, headers: { ...req.headers } };
+      cardRequests.push(entry);
+      res.on('finish', () => (entry.status = res.statusCode));
+    } else seen.push({ method: req.method, path: req.url, headers: { ...req.headers } });
     next();
   });
   app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler, legacyCompat: { enabled: true } }));
@@ -128,6 +135,7 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
     card,
     seen,
     tasks,
+    cardRequests,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

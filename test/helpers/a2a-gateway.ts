@@ -15,10 +15,14 @@ export const ADMIN = 'spiffe://example.org/agents/a2a-admin';
 export const ALICE = 'spiffe://example.org/agents/alice';
 /** Same grants as Alice: another identity, for cross-identity access. */
 export const BOB = 'spiffe://example.org/agents/bob';
+/** Alice's path in another trust domain: granted like her, yet another identity. */
+export const OTHER_ALICE = 'spiffe://other.test/agents/alice';
+/** Granted the echo skill, and rate-limited in the limits tests. */
+export const RATED = 'spiffe://example.org/agents/rated';
 /** No A2A grant at all. */
 export const NOBODY = 'spiffe://example.org/agents/nobody';
 
-export function a2aPolicyGateway(extra = ''): string {
+export function a2aPolicyGateway(extra = '', identityExtra = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-a2a-policy-'));
   mkdirSync(join(dir, 'tollgate'));
   for (const f of readdirSync('policies/tollgate')) {
@@ -31,14 +35,16 @@ export function a2aPolicyGateway(extra = ''): string {
 \t{"spiffe_id": "${ADMIN}", "skills": ["echo/*"], "rate_class": "standard"},
 \t{"spiffe_id": "${ALICE}", "skills": ["echo/echo"], "rate_class": "standard"},
 \t{"spiffe_id": "${BOB}", "skills": ["echo/echo"], "rate_class": "standard"},
-\t{"spiffe_id": "${NOBODY}", "tools": ["none/none"]},`,
+\t{"spiffe_id": "${NOBODY}", "tools": ["none/none"]},
+\t{"spiffe_id": "${OTHER_ALICE}", "skills": ["echo/echo"], "rate_class": "standard"},
+\t{"spiffe_id": "${RATED}", "skills": ["echo/echo"], "rate_class": "standard"},`,
       );
     }
     writeFileSync(join(dir, 'tollgate', f), text);
   }
   return `${GATEWAY_YAML}  identity:
     dev: { enabled: true, trustDomain: example.org }
-  policy: { dir: ${JSON.stringify(dir)}, watch: false }
+${identityExtra}  policy: { dir: ${JSON.stringify(dir)}, watch: false }
 ${extra}`;
 }
 
@@ -71,9 +77,11 @@ export interface A2aSetup {
   close(): Promise<void>;
 }
 
-export async function startA2a(opts: { a2a?: Record<string, unknown>; gatewayExtra?: string } = {}): Promise<A2aSetup> {
-  const agent = await startTestAgent();
-  const gw = await startTestGateway(a2aConfig(agent.url, opts.a2a), { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra) });
+export async function startA2a(
+  opts: { a2a?: Record<string, unknown>; gatewayExtra?: string; identityExtra?: string; files?: Record<string, string>; agent?: TestAgent } = {},
+): Promise<A2aSetup> {
+  const agent = opts.agent ?? (await startTestAgent());
+  const gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra) });
   const fetchAs = (spiffeId: string): typeof fetch => {
     const token = gw.devToken(spiffeId);
     return (input, init) => {
@@ -98,7 +106,7 @@ export async function startA2a(opts: { a2a?: Record<string, unknown>; gatewayExt
     },
     close: async () => {
       await gw.stop();
-      await agent.close();
+      if (opts.agent === undefined) await agent.close();
     },
   };
 }

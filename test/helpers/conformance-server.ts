@@ -59,6 +59,8 @@ const TOOLS: Tool[] = [
 
 export interface ConformanceUpstream {
   readonly url: string;
+  /** The names of the tools it serves (what a virtual server exposing all of them lists). */
+  readonly tools: readonly string[];
   close(): Promise<void>;
 }
 
@@ -261,6 +263,7 @@ export async function startConformanceUpstream(): Promise<ConformanceUpstream> {
   const served = await serveSdkSessions(makeServer);
   return {
     url: served.url,
+    tools: TOOLS.map((t) => t.name),
     close: served.close,
   };
 }

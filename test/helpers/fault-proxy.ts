@@ -3,8 +3,8 @@
  * network faults on demand, for the resilience tests:
  *
  * - `pass`: bytes flow both ways;
- * - `stall`: connections stay open but nothing flows any more (a hung peer, a black-holed network); new ones are
- *   accepted and held;
+ * - `stall`: connections stay open but nothing flows any more (a hung peer, a black-holed network: bytes wait, as
+ *   TCP keeps them, and flow again on `pass`); new ones are accepted and held;
  * - `reset`: every open connection is reset (RST) now, and new ones as soon as they arrive;
  * - `drop`: every open connection is closed cleanly (FIN) now, and new ones at once;
  * - `garbage`: new connections get bytes that are not the protocol (open ones are closed);
@@ -36,10 +36,16 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
   let garbage: Buffer = Buffer.from('\x00\xffnot the protocol you expected\r\n\r\n{{{{');
   let accepted = 0;
   const pairs = new Set<Pair>();
+  const sockets = new Set<Socket>();
 
   const relay = (pair: Pair, from: Socket, to: Socket): void => {
     from.on('data', (chunk: Buffer) => {
-      if (mode === 'stall') return; // swallowed: the peer never sees it
+      if (mode === 'stall') {
+        // Held, not lost (TCP would retransmit): flows again when the stall ends.
+        from.pause();
+        from.unshift(chunk);
+        return;
+      }
       if (mode === 'slow' && slowMs > 0) {
         from.pause();
         setTimeout(() => {
@@ -63,11 +69,15 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
 
   const server: Server = createServer((client) => {
     accepted++;
+    sockets.add(client);
+    client.once('close', () => sockets.delete(client));
     client.on('error', () => {});
     if (mode === 'reset') return void client.resetAndDestroy();
     if (mode === 'drop') return void client.end();
     if (mode === 'garbage') return void client.end(garbage);
     const upstream = connect({ host, port: target.port });
+    sockets.add(upstream);
+    upstream.once('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
     const pair: Pair = { client, server: upstream };
     pairs.add(pair);
@@ -83,7 +93,9 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
       return accepted;
     },
     mode(m, opts) {
+      const wasStalled = mode === 'stall';
       mode = m;
+      if (wasStalled && m !== 'stall') for (const p of pairs) (p.client.resume(), p.server.resume());
       slowMs = opts?.slowMs ?? slowMs;
       if (opts?.garbage !== undefined) garbage = Buffer.from(opts.garbage);
       if (m === 'reset' || m === 'drop' || m === 'garbage') {
@@ -96,10 +108,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, s
       }
     },
     async close() {
-      for (const p of pairs) {
-        p.client.destroy();
-        p.server.destroy();
-      }
+      for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };

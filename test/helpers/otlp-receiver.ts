@@ -22,8 +22,10 @@ message InstrumentationScope { string name = 1; string version = 2; }
 message Status { string message = 2; int32 code = 3; }
 message Span {
   bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4; string name = 5; int32 kind = 6;
-  fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9; Status status = 15;
+  fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9; repeated SpanEvent events = 11;
+  Status status = 15;
 }
+message SpanEvent { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
 message ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
 message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
 message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
@@ -57,6 +59,8 @@ export interface ReceivedSpan {
   /** OTLP SpanKind: 1 internal, 2 server, 3 client. */
   readonly kind: number;
   readonly attributes: Record<string, AttrValue>;
+  /** The span's events (guard stages, by default), in order. */
+  readonly events: ReadonlyArray<{ name: string; attributes: Record<string, AttrValue> }>;
   readonly status: { code: number; message: string };
   readonly resource: Record<string, AttrValue>;
   readonly via: 'http' | 'http/json' | 'grpc';
@@ -158,6 +162,7 @@ export class OtlpReceiver {
             name: s.name as string,
             kind: (s.kind as number | undefined) ?? 0,
             attributes: attributes(s.attributes as PbKeyValue[]),
+            events: ((s.events ?? []) as Array<{ name?: string; attributes?: PbKeyValue[] }>).map((e) => ({ name: e.name ?? '', attributes: attributes(e.attributes) })),
             status: { code: status.code ?? 0, message: status.message ?? '' },
             resource,
             via,
@@ -168,7 +173,16 @@ export class OtlpReceiver {
   }
 
   private ingestJsonTraces(body: string): void {
-    type JsonSpan = { traceId: string; spanId: string; parentSpanId?: string; name: string; kind?: number; attributes?: JsonKeyValue[]; status?: { code?: number; message?: string } };
+    type JsonSpan = {
+      traceId: string;
+      spanId: string;
+      parentSpanId?: string;
+      name: string;
+      kind?: number;
+      attributes?: JsonKeyValue[];
+      events?: Array<{ name?: string; attributes?: JsonKeyValue[] }>;
+      status?: { code?: number; message?: string };
+    };
     const req = JSON.parse(body) as { resourceSpans?: Array<{ resource?: { attributes?: JsonKeyValue[] }; scopeSpans?: Array<{ spans?: JsonSpan[] }> }> };
     for (const rs of req.resourceSpans ?? []) {
       const resource = jsonAttributes(rs.resource?.attributes);
@@ -181,6 +195,7 @@ export class OtlpReceiver {
             name: s.name,
             kind: s.kind ?? 0,
             attributes: jsonAttributes(s.attributes),
+            events: (s.events ?? []).map((e) => ({ name: e.name ?? '', attributes: jsonAttributes(e.attributes) })),
             status: { code: s.status?.code ?? 0, message: s.status?.message ?? '' },
             resource,
             via: 'http/json',

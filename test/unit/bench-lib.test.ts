@@ -5,6 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { decodeHistogram, encodeHistogram, median, newHistogram, recordMs, summarize } from '../../bench/lib/histogram.ts';
 import { judgeRounds } from '../../bench/lib/judge.ts';
+import { cpuFigures, judgeCpu } from '../../bench/lib/cpu-check.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { compareMarkdown, markdown } from '../../bench/lib/report.ts';
 import type { BenchResult } from '../../bench/lib/results.ts';
 import { summarizeTargets, type RoundResult, type Target } from '../../bench/lib/runner.ts';
@@ -64,6 +68,36 @@ describe('gate verdict', () => {
 function load(p50: number, p99: number, rps: number, errors = 0): LoadResult {
   return { latency: { count: 100, mean: p50, p50, p90: p99, p99, max: p99 }, rps, requests: 100, errors, histogram: '', cpuUsPerReq: 50 };
 }
+
+describe('gate CPU check', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tg-cpu-'));
+  const file = join(dir, 'baseline.json');
+  // Baseline: gateway 300 us, proxy 100 us per request (3.0x), three rounds.
+  const c1 = (g: number, d: number) => ({ phases: { c1: { gateway: { cpuUsPerReq: g }, proxy: { cpuUsPerReq: d } } } });
+  writeFileSync(file, JSON.stringify({ stages: { on: ['identity', 'policy'] }, scenarios: [{ name: 'call-small', rounds: [c1(290, 100), c1(300, 100), c1(330, 100)] }] }));
+  const slo = { baseline: file, maxRegression: 0.25 };
+
+  it('medians of the same-round ratio', () => {
+    expect(cpuFigures([{ gateway: 300, proxy: 100 }, { gateway: 500, proxy: 100 }, { gateway: 360, proxy: 120 }])).toEqual({ gatewayUs: 360, proxyUs: 100, ratio: 3, rounds: 3 });
+  });
+
+  it('passes within 25% of the baseline, machine speed factored out, and fails above it', () => {
+    // A machine twice as slow: both figures double, the ratio stays 3.0x.
+    const slow = judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 600, proxy: 200 }], ['policy', 'identity']);
+    expect(slow).toMatchObject({ ok: true, stagesMatch: true });
+    expect(slow.change).toBeCloseTo(0, 5);
+    expect(judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 370, proxy: 100 }], ['identity', 'policy']).ok).toBe(true);
+    const worse = judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 380, proxy: 100 }], ['identity', 'policy']);
+    expect(worse.ok).toBe(false);
+    expect(worse.change).toBeCloseTo(380 / 300 - 1, 5);
+  });
+
+  it('fails when nothing was measured, and flags a baseline taken with other stages', () => {
+    expect(judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 0, proxy: 0 }], ['identity', 'policy']).ok).toBe(false);
+    expect(judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 300, proxy: 100 }], ['identity']).stagesMatch).toBe(false);
+    expect(() => judgeCpu(slo, file, 'list-300', 'gateway', [], [])).toThrow(/no scenario list-300/);
+  });
+});
 
 describe('bench summaries and tables', () => {
   const targets: Target[] = [

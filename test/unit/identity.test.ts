@@ -183,6 +183,27 @@ describe('verifyToken and the cache', () => {
     (source as unknown as { publish(doc: unknown): boolean }).publish(spiffeBundle([a2]));
     expect(cache.get('b', Date.now())).toBeUndefined();
   });
+
+  it('evicts the least recently used entry: a flood of new tokens does not push out a caller in use', async () => {
+    const { dir } = directory([a1]);
+    const v = await verifyToken(signJwt(a1, { sub: 'spiffe://a.test/x', aud: 'aud', exp: nowS() + 60 }), dir, { clockSkewSeconds: 0 });
+    const cache = new VerifiedTokenCache(3, 0);
+    cache.set('busy', v);
+    cache.set('idle', v);
+    cache.set('other', v);
+    // The busy caller presents its token again: it becomes the youngest entry.
+    expect(cache.get('busy', Date.now())).toBe(v);
+    cache.set('new-1', v);
+    cache.set('new-2', v);
+    expect(cache.get('idle', Date.now())).toBeUndefined();
+    expect(cache.get('other', Date.now())).toBeUndefined();
+    expect(cache.get('busy', Date.now())).toBe(v);
+    expect(cache.size).toBe(3);
+    // Setting a key that is present replaces it without evicting anyone.
+    cache.set('new-1', v);
+    expect(cache.size).toBe(3);
+    expect(cache.get('new-2', Date.now())).toBe(v);
+  });
 });
 
 describe('dev trust domain', () => {

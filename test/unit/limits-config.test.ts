@@ -62,7 +62,7 @@ spec:
     expect(problems(docs, limits)).toEqual([
       'gateway.yaml:8: spec.limits.prices.1.input: a price cannot be negative',
       'limits.yaml:5: spec.requests: a rate of 0 with a burst of 0 admits nothing: deny such calls with policy instead',
-      'limits.yaml:14: spec.key.1: "args.city" is not a key dimension (one of principal, team, route, upstream, tool, model, rate_class): keying on a free-form value such as a tool argument or a header would let callers create counters without bound',
+      'limits.yaml:14: spec.key.1: "args.city" is not a key dimension (one of principal, team, route, upstream, tool, model, rate_class, skill): keying on a free-form value such as a tool argument or a header would let callers create counters without bound',
       'limits.yaml:20: spec.requests: at most 1000000 per second per limit',
       'limits.yaml:25: spec: set tokens, cost or both',
     ]);

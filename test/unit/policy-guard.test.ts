@@ -4,6 +4,7 @@ import { Errors, GatewayError } from '../../src/core/errors.ts';
 import { readBundle } from '../../src/guards/policy/bundle.ts';
 import { DecisionLog, type DecisionEvent } from '../../src/guards/policy/decision-log.ts';
 import { PolicyEngine } from '../../src/guards/policy/engine.ts';
+import { VisibleMemo } from '../../src/guards/policy/visible-memo.ts';
 import { PolicyGuard, type PolicyRuntime } from '../../src/guards/policy/guard.ts';
 import { ANONYMOUS } from '../../src/guards/identity/guard.ts';
 import { InputBuilder } from '../../src/guards/policy/input.ts';
@@ -23,6 +24,10 @@ function runtime(engine: PolicyEngine | undefined): PolicyRuntime & { decisionLo
 
 function guardFor(rt: PolicyRuntime, mask: string[] = []): PolicyGuard {
   return new PolicyGuard({ runtime: rt, inputs: new InputBuilder(TOLLGATE_INPUT), entrypoints: { decision: 'tollgate/decision', visible: 'tollgate/visible' }, mask });
+}
+
+function memoGuard(rt: PolicyRuntime, memo: VisibleMemo): PolicyGuard {
+  return new PolicyGuard({ runtime: rt, inputs: new InputBuilder(TOLLGATE_INPUT), entrypoints: { decision: 'tollgate/decision', visible: 'tollgate/visible' }, mask: [], visibleMemo: memo });
 }
 
 function refusal(fn: () => unknown): GatewayError {
@@ -142,6 +147,106 @@ describe('policy guard with the default policies (committed bundle)', () => {
     expect(input.target.arguments).toEqual({ message: 'hi', nested: {} });
     expect(input.request.headers).toEqual({ 'x-tenant': 'acme' });
     expect(call.decision?.obligations?.redact).toEqual(['/api_key']);
+  });
+
+  it('memoizes a list filter per policy engine and whole input but its time; a memoized answer is still a logged decision', async () => {
+    const rt = runtime(engine);
+    const events: DecisionEvent[] = [];
+    rt.decisionLog.subscribe((e) => events.push(e));
+    const memo = new VisibleMemo(100, 60_000);
+    const g = memoGuard(rt, memo);
+    const odd = [tool('everything', 'echo'), tool('everything', 'get-env'), tool('files', 'read_file')];
+    const list = (principal = SUPPORT, headers: Record<string, string> = {}) => makeCall({ operation: 'tools/list', principal, headers });
+    const first = list();
+    expect(g.visible(first, odd)).toEqual([true, false, false]);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(memo.size).toBe(1);
+
+    // Same principal, same tools, a moment later: the answer of the first evaluation, a decision of its own.
+    const again = list();
+    expect(g.visible(again, odd)).toEqual([true, false, false]);
+    const hit = events.at(-1)!;
+    expect(hit.memo_of).toBe(first.decision!.id);
+    expect(hit.decision_id).toBe(again.decision!.id);
+    expect(again.decision!.id).not.toBe(first.decision!.id);
+    expect(again.decision!.obligations).toEqual({ hidden: ['everything__get-env', 'files__read_file'], shown: 1 });
+    expect(JSON.parse(hit.inputJson).principal.id).toBe('spiffe://example.org/agents/support');
+
+    // Anything else in the input is another key: another principal, other targets, a configured header, the source.
+    expect(g.visible(list(DEV), odd)).toEqual([true, true, true]);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(g.visible(list(), odd.slice(1))).toEqual([false, false]);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(g.visible(list(SUPPORT, { 'x-tenant': 'acme' }), odd)).toEqual([true, false, false]);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    const elsewhere = list();
+    (elsewhere.request as { remoteAddress: string }).remoteAddress = '10.0.0.9';
+    g.visible(elsewhere, odd);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(memo.size).toBe(5);
+
+    // A new policy revision (a new engine) starts from an empty memo.
+    const next = await PolicyEngine.load(await readBundle(readFileSync('bundles/tollgate.tar.gz'), { source: 'bundles/tollgate.tar.gz' }), { initialPages: 16, maxPages: 512 });
+    const rt2 = { ...rt, engine: next };
+    memoGuard(rt2, memo).visible(list(), odd);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(memo.size).toBe(1);
+  });
+
+  it('the list memo expires after its TTL, is bounded (least recently used first), and ttlMs 0 turns it off', async () => {
+    const rt = runtime(engine);
+    const events: DecisionEvent[] = [];
+    rt.decisionLog.subscribe((e) => events.push(e));
+    const targets = [tool('everything', 'echo')];
+    const short = memoGuard(rt, new VisibleMemo(100, 5));
+    short.visible(makeCall({ operation: 'tools/list', principal: DEV }), targets);
+    await new Promise((r) => setTimeout(r, 20));
+    short.visible(makeCall({ operation: 'tools/list', principal: DEV }), targets);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+
+    const small = new VisibleMemo(2, 60_000);
+    const g = memoGuard(rt, small);
+    const who = ['a', 'b', 'c'].map((n) => spiffe(`spiffe://dev.tollgate.local/${n}`));
+    g.visible(makeCall({ operation: 'tools/list', principal: who[0]! }), targets);
+    g.visible(makeCall({ operation: 'tools/list', principal: who[1]! }), targets);
+    g.visible(makeCall({ operation: 'tools/list', principal: who[0]! }), targets); // a: used again
+    g.visible(makeCall({ operation: 'tools/list', principal: who[2]! }), targets); // evicts b
+    expect(small.size).toBe(2);
+    g.visible(makeCall({ operation: 'tools/list', principal: who[0]! }), targets);
+    expect(events.at(-1)!.memo_of).toBeDefined();
+    g.visible(makeCall({ operation: 'tools/list', principal: who[1]! }), targets);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+
+    const off = new VisibleMemo(100, 0);
+    const g0 = memoGuard(rt, off);
+    g0.visible(makeCall({ operation: 'tools/list', principal: DEV }), targets);
+    g0.visible(makeCall({ operation: 'tools/list', principal: DEV }), targets);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(off.size).toBe(0);
+  });
+
+  it('decision events carry the input as JSON text: unmasked as evaluated, masked with nothing of what was erased', () => {
+    const rt = runtime(engine);
+    const events: DecisionEvent[] = [];
+    rt.decisionLog.subscribe((e) => events.push(e));
+    const plain = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hi' }, principal: DEV });
+    const before = Date.now();
+    guardFor(rt).admit(plain);
+    const e = events[0]!;
+    expect(e.erased).toEqual([]);
+    expect(JSON.parse(e.inputJson)).toEqual(e.input);
+    expect((e.input as { target: { arguments: unknown } }).target.arguments).toEqual({ message: 'hi' });
+    expect(e.time).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(e.timestamp)).toBe(e.time);
+    // JSON.stringify(event) gives OPA's decision-log fields.
+    expect(JSON.parse(JSON.stringify(e))).toMatchObject({ decision_id: plain.decision!.id, path: 'tollgate/decision', allow: true, input: { target: { arguments: { message: 'hi' } } } });
+
+    const secret = makeCall({ operation: 'tools/call', target: tool('everything', 'echo'), args: { message: 'hi', api_key: 'sk-secret', nested: { pin: '1234' } }, principal: DEV });
+    guardFor(rt, ['/target/arguments/nested/pin']).admit(secret);
+    const m = events[1]!;
+    expect(m.inputJson).not.toContain('sk-secret');
+    expect(m.inputJson).not.toContain('1234');
+    expect(JSON.parse(m.inputJson).target.arguments).toEqual({ message: 'hi', nested: {} });
   });
 
   it('a route may disable policy explicitly or use another entrypoint', async () => {

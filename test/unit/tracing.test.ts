@@ -1,6 +1,6 @@
 /**
- * The call tracer on the real OTel SDK (in-memory exporter): guard stages become authenticate/authorize/limit child
- * spans through the PipelineObserver, the server span carries the principal's SPIFFE ID, the decision id and the
+ * The call tracer on the real OTel SDK (in-memory exporter): guard stages become authenticate/authorize/limit events
+ * of the server span (or child spans with `stages: spans`) through the PipelineObserver, the server span carries the principal's SPIFFE ID, the decision id and the
  * GenAI usage attributes, a refused stage is an ERROR span, and the upstream span's context is what gets propagated.
  */
 import { propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -17,7 +17,8 @@ import { makeCall, principal } from '../helpers/audit-calls.ts';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = new CallTracer(provider.getTracer('test'));
+const tracer = new CallTracer(provider.getTracer('test'), { stages: 'spans' });
+const evented = new CallTracer(provider.getTracer('test'));
 
 beforeAll(() => propagation.setGlobalPropagator(new W3CTraceContextPropagator()));
 afterAll(() => propagation.disable());
@@ -35,7 +36,41 @@ const policy: Guard = {
 const limits: Guard = { name: 'limits', admit: () => undefined };
 
 describe('CallTracer', () => {
-  it('makes one server span with authenticate, authorize, limit and upstream children', async () => {
+  it('by default, guard stages are events of the server span: name, guard, duration, error type of a refusal', async () => {
+    exporter.reset();
+    expect(evented.stages).toBe('events');
+    const pipeline = new Pipeline([identity, policy, limits], evented);
+    const call = makeCall({ id: 'c0', time: Date.now(), tool: 'llm__chat' });
+    evented.begin(call, undefined);
+    const t0 = performance.timeOrigin + performance.now();
+    await pipeline.admit(call);
+    evented.propagate(call);
+    call.status = 200;
+    evented.end(call);
+    const spans = exporter.getFinishedSpans();
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    expect(spans.map((s) => s.name).sort()).toEqual(['tools/call chat', 'tools/call llm__chat']);
+    expect(server.events.map((e) => e.name)).toEqual(['authenticate', 'authorize', 'limit']);
+    expect(server.events.map((e) => e.attributes?.['tollgate.guard'])).toEqual(['identity', 'policy', 'limits']);
+    const authorize = server.events[1]!;
+    // The policy stage waits a turn of the event loop: its duration is measured, its time is when it started.
+    expect(authorize.attributes?.['tollgate.stage.duration_ms']).toBeGreaterThan(0);
+    const at = authorize.time[0] * 1000 + authorize.time[1] / 1e6;
+    expect(Math.abs(at - t0)).toBeLessThan(1000);
+
+    exporter.reset();
+    const denied = makeCall({ id: 'c0d', time: Date.now(), tool: 'db__drop' });
+    evented.begin(denied, undefined);
+    denied.error = await Promise.resolve(pipeline.admit(denied)).then(() => undefined, (e: unknown) => e as GatewayError);
+    denied.outcome = 'denied';
+    evented.end(denied);
+    const refused = exporter.getFinishedSpans()[0]!;
+    expect(refused.events.map((e) => e.name)).toEqual(['authenticate', 'authorize']);
+    expect(refused.events[1]!.attributes?.['error.type']).toBe('TG_POLICY_DENIED');
+    expect(refused.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
+  it('with stages: spans, makes one server span with authenticate, authorize, limit and upstream children', async () => {
     exporter.reset();
     const pipeline = new Pipeline([identity, policy, limits], tracer);
     const call = makeCall({ id: 'c1', time: Date.now(), tool: 'llm__chat' });

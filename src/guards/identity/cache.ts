@@ -2,7 +2,8 @@
  * Verified-token cache: a token's signature is verified once, then every call presenting it costs a hash and a Map
  * lookup. Keyed by the SHA-256 of the token (the cache never holds the bearer credential itself), valid until `exp`
  * (plus leeway) and only while the issuer still publishes the key that verified it, so a key removed from a bundle
- * stops being accepted at once. Bounded: the oldest entry goes first when full.
+ * stops being accepted at once. Bounded, least recently used first: a hit moves the entry to the young end (a Map
+ * keeps insertion order), so a flood of new tokens evicts idle ones, not the tokens of callers active right now.
  */
 import { hash } from 'node:crypto';
 import type { AuthFailure, VerifiedToken } from './token.ts';
@@ -31,14 +32,22 @@ export class VerifiedTokenCache {
     const v = this.entries.get(key);
     if (v === undefined) return undefined;
     const keys = v.issuer.source.current;
-    if (now < v.expiresAt + this.leewayMs && keys !== undefined && keys.has(v.key)) return v;
+    if (now < v.expiresAt + this.leewayMs && keys !== undefined && keys.has(v.key)) {
+      this.entries.delete(key);
+      this.entries.set(key, v);
+      return v;
+    }
     this.entries.delete(key);
     return undefined;
   }
 
   set(key: string, value: VerifiedToken): void {
     if (this.max === 0) return;
-    if (this.entries.size >= this.max && !this.entries.has(key)) {
+    if (this.entries.delete(key)) {
+      this.entries.set(key, value);
+      return;
+    }
+    if (this.entries.size >= this.max) {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }

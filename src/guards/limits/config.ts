@@ -7,7 +7,7 @@
 import { z } from 'zod';
 
 /** What a limit may be keyed by: each is bounded (config, verified identities, policy), none is free-form input. */
-export const DIMENSIONS = ['principal', 'team', 'route', 'upstream', 'tool', 'model', 'rate_class'] as const;
+export const DIMENSIONS = ['principal', 'team', 'route', 'upstream', 'tool', 'model', 'rate_class', 'skill'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
 /** Key dimensions are checked with the object's other rules (so one load reports every problem of a limit). */
@@ -108,6 +108,8 @@ const matchSpec = z.strictObject({
   upstreams: z.array(z.string().min(1)).optional(),
   /** MCP tools as `<server>/<tool>`. */
   tools: z.array(pattern).optional(),
+  /** A2A skills as `<agent>/<skill id>` (`<agent>/*`: messages that name no skill). */
+  skills: z.array(pattern).optional(),
   models: z.array(pattern).optional(),
   principals: z.array(pattern).optional(),
   teams: z.array(z.string().min(1)).optional(),

@@ -7,7 +7,7 @@
  * carries the same one (limits.partition), so the decision is one script on one shard.
  */
 import { createHash } from 'node:crypto';
-import type { Call } from '../../core/call.ts';
+import type { Call, Principal } from '../../core/call.ts';
 import { DIMENSIONS, type Dimension, type LimitsSpec } from './config.ts';
 
 /** The values of every dimension for one call (undefined: the call has none, so limits keyed by it do not apply). */
@@ -30,8 +30,11 @@ export class TeamResolver {
   }
 
   teamOf(call: Call): string | undefined {
-    const p = call.principal;
-    if (p === undefined) return undefined;
+    return call.principal === undefined ? undefined : this.teamOfPrincipal(call.principal);
+  }
+
+  /** The team of a principal: its team claim first, else its SPIFFE path. */
+  teamOfPrincipal(p: Pick<Principal, 'claims' | 'issuer' | 'path'>): string | undefined {
     if (this.claim !== undefined) {
       const v = p.claims[this.claim];
       if (typeof v === 'string' && v !== '') return v;
@@ -57,6 +60,8 @@ export function factsOf(call: Call, teams: TeamResolver): Facts {
     tool: resolved && t.kind === 'tool' ? `${t.server}/${t.local ?? t.name}` : undefined,
     model: resolved && t.kind === 'model' ? t.name : undefined,
     rate_class: typeof rateClass === 'string' && rateClass !== '' ? rateClass : undefined,
+    // An A2A skill only once the adapter found it on the agent's card (or `*`: a message naming no skill).
+    skill: resolved && t.kind === 'skill' ? `${t.server}/${t.local ?? t.name}` : undefined,
   };
 }
 

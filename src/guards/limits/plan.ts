@@ -37,6 +37,7 @@ function compileMatch(m: MatchSpec): Matcher {
   anyOf(m.operations, (c) => c.operation);
   inSet(m.upstreams, (c) => c.upstream);
   anyOf(m.tools, (_c, f) => f.tool);
+  anyOf(m.skills, (_c, f) => f.skill);
   anyOf(m.models, (_c, f) => f.model);
   anyOf(m.principals, (_c, f) => f.principal);
   inSet(m.teams, (_c, f) => f.team);

@@ -108,6 +108,16 @@ export const policySpec = z
         dropArguments: z.array(z.string()).default(['messages', 'prompt', 'input', 'inputs', 'contents', 'parts']),
       })
       .prefault({}),
+    /**
+     * Memo of list filters (the visible entrypoint), per policy revision, keyed by the whole list input but its time:
+     * a rule reading `input.request.time_ns` sees it at most ttlMs late. ttlMs 0 evaluates every list.
+     */
+    visibleCache: z
+      .strictObject({
+        maxEntries: z.number().int().min(0).max(1_000_000).default(1000),
+        ttlMs: z.number().int().min(0).max(3_600_000).default(10_000),
+      })
+      .prefault({}),
     decisionLog: z
       .strictObject({
         /** Input paths erased from decision-log events (JSON pointers into the input, e.g. /target/arguments/password). */

@@ -14,12 +14,16 @@ import type { Logger } from '../../telemetry/logger.ts';
 
 export interface DecisionEvent {
   readonly decision_id: string;
-  /** RFC 3339 time of the decision. */
+  /** RFC 3339 time of the decision (formatted when read). */
   readonly timestamp: string;
+  /** The time of the decision in ms since the epoch. */
+  readonly time: number;
   /** The entrypoint evaluated, e.g. `tollgate/decision`. */
   readonly path: string;
-  /** The input document, masked. */
+  /** The input document, masked (parsed from `inputJson` when read). */
   readonly input: unknown;
+  /** The masked input as JSON text: what a listener that only stores or forwards the input should use. */
+  readonly inputJson: string;
   /** The policy's raw value (undefined when the rule was undefined or evaluation failed). */
   readonly result: unknown;
   readonly allow: boolean;
@@ -36,6 +40,120 @@ export interface DecisionEvent {
   readonly error: string | undefined;
   /** Evaluation time in nanoseconds (input building included). */
   readonly eval_ns: number;
+  /** Set when the answer was not evaluated but memoized: the decision id of the evaluation that produced it. */
+  readonly memo_of?: string | undefined;
+}
+
+/** What the policy guard knows of one evaluation; the event derives the rest when a listener asks for it. */
+export interface DecisionFacts {
+  readonly decision_id: string;
+  readonly time: number;
+  readonly path: string;
+  /** The input as evaluated (JSON text), and the pointers to erase from it before anyone sees it. */
+  readonly rawInput: string;
+  readonly pointers: readonly string[];
+  readonly result: unknown;
+  readonly allow: boolean;
+  readonly reason: string | undefined;
+  readonly revision: string;
+  readonly source: string;
+  readonly trace_id: string | undefined;
+  readonly call_id: string;
+  readonly error: string | undefined;
+  readonly eval_ns: number;
+  readonly memo_of?: string | undefined;
+}
+
+/**
+ * A decision event built lazily: the guard pays for the facts it has anyway; masking (a parse, the erasure and a
+ * re-serialisation) happens once, and only when masking is configured or asked for by the decision; `input` is
+ * parsed and `timestamp` formatted only when a listener reads them. The audit listener reads `inputJson`, so an
+ * unmasked input goes from the policy input to the audit record without being parsed.
+ */
+export class LazyDecisionEvent implements DecisionEvent {
+  readonly decision_id: string;
+  readonly time: number;
+  readonly path: string;
+  readonly result: unknown;
+  readonly allow: boolean;
+  readonly reason: string | undefined;
+  readonly source: string;
+  readonly trace_id: string | undefined;
+  readonly call_id: string;
+  readonly error: string | undefined;
+  readonly eval_ns: number;
+  readonly memo_of: string | undefined;
+  private readonly revision: string;
+  private json: string;
+  private doc: unknown;
+  private readonly _erased: readonly string[];
+
+  constructor(f: DecisionFacts) {
+    this.decision_id = f.decision_id;
+    this.time = f.time;
+    this.path = f.path;
+    this.result = f.result;
+    this.allow = f.allow;
+    this.reason = f.reason;
+    this.revision = f.revision;
+    this.source = f.source;
+    this.trace_id = f.trace_id;
+    this.call_id = f.call_id;
+    this.error = f.error;
+    this.eval_ns = f.eval_ns;
+    this.memo_of = f.memo_of;
+    if (f.pointers.length === 0) {
+      this.json = f.rawInput;
+      this.doc = undefined;
+      this._erased = [];
+    } else {
+      // Masked at once: the unmasked input is never kept past this point.
+      this.doc = JSON.parse(f.rawInput);
+      this._erased = erase(this.doc, f.pointers);
+      this.json = this._erased.length === 0 ? f.rawInput : JSON.stringify(this.doc);
+    }
+  }
+
+  get timestamp(): string {
+    return new Date(this.time).toISOString();
+  }
+
+  get input(): unknown {
+    // Parsed once, on first read; listeners must not edit it.
+    return this.doc !== undefined ? this.doc : (this.doc = JSON.parse(this.json));
+  }
+
+  get inputJson(): string {
+    return this.json;
+  }
+
+  get erased(): readonly string[] {
+    return this._erased;
+  }
+
+  get bundles(): { readonly [name: string]: { readonly revision: string } } {
+    return { tollgate: { revision: this.revision } };
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      decision_id: this.decision_id,
+      timestamp: this.timestamp,
+      path: this.path,
+      input: this.input,
+      result: this.result,
+      allow: this.allow,
+      reason: this.reason,
+      erased: this.erased,
+      bundles: this.bundles,
+      source: this.source,
+      trace_id: this.trace_id,
+      call_id: this.call_id,
+      error: this.error,
+      eval_ns: this.eval_ns,
+      memo_of: this.memo_of,
+    };
+  }
 }
 
 export type DecisionListener = (event: DecisionEvent, call: Call) => void;

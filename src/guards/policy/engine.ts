@@ -2,9 +2,9 @@
  * One loaded policy: a WASM instance of a bundle's policy.wasm with its data, evaluated synchronously in process.
  * A reload builds a new engine and swaps the reference; an engine is never mutated after load.
  *
- * Evaluation uses the OPA WASM ABI 1.2 single-call path directly (opa_eval) with the input given as JSON text that
- * is encoded straight into WASM memory, instead of opa-wasm's evaluate() (which re-stringifies an object and copies
- * it twice). Loading, builtins and data still go through opa-wasm.
+ * Everything goes through opa-wasm's public API: the input is handed to `evaluate()` as the JSON text's bytes (an
+ * ArrayBuffer, its documented fast path: no re-stringifying of an object; ABI 1.2 evaluates it in one opa_eval
+ * call), and the result set comes back parsed.
  */
 import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { EvalClock, customBuiltins } from './builtins.ts';
@@ -15,10 +15,6 @@ const PAGE = 64 * 1024;
 // The WebAssembly global as used here (its full typings live in lib.dom, which this Node project does not load).
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmInstance {
-  readonly exports: Record<string, unknown>;
 }
 declare const WebAssembly: { compile(bytes: Uint8Array): Promise<object> };
 
@@ -41,12 +37,7 @@ export interface MemoryBounds {
   readonly maxPages: number;
 }
 
-interface OpaExports {
-  opa_eval(reserved: number, entrypoint: number, data: number, input: number, inputLen: number, heapPtr: number, format: number): number;
-}
-
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Text of whatever a WASM abort / builtin / trap threw (opa-wasm throws strings and plain objects). */
 function describe(err: unknown): string {
@@ -64,10 +55,7 @@ export class PolicyEngine {
   readonly entrypoints: ReadonlyMap<string, number>;
   private readonly policy: LoadedPolicy;
   private readonly memory: WasmMemory;
-  private readonly exports: OpaExports;
   private readonly clock: EvalClock;
-  private readonly fast: boolean;
-  private view: Uint8Array;
 
   private constructor(bundle: PolicyBundle, policy: LoadedPolicy, clock: EvalClock) {
     this.bundle = bundle;
@@ -76,11 +64,7 @@ export class PolicyEngine {
     this.policy = policy;
     this.clock = clock;
     this.memory = policy.mem as WasmMemory;
-    const instance = policy.wasmInstance as unknown as WasmInstance;
-    this.exports = instance.exports as unknown as OpaExports;
     this.entrypoints = new Map(Object.entries(policy.entrypoints as Record<string, number>));
-    this.fast = typeof policy.minorVersion === 'number' && policy.minorVersion >= 2 && typeof this.exports.opa_eval === 'function';
-    this.view = new Uint8Array(this.memory.buffer);
   }
 
   /** Compiles and instantiates a bundle's WASM with bounded memory and loads its data. */
@@ -115,45 +99,19 @@ export class PolicyEngine {
     const at = { entrypoint, source: this.source, revision: this.revision };
     if (id === undefined) throw new PolicyEvalError(`entrypoint ${entrypoint} is not in the bundle`, at);
     this.clock.reset();
-    let out: string;
-    try {
-      out = this.fast ? this.evalFast(id, inputJson) : JSON.stringify(this.policy.evaluate(JSON.parse(inputJson), id));
-    } catch (err) {
-      const message = err instanceof RangeError ? `memory bound exceeded (${describe(err)})` : describe(err);
-      throw new PolicyEvalError(message, at, { cause: err });
-    }
     let rs: unknown;
     try {
-      rs = JSON.parse(out);
+      // An exact-size copy of the bytes: opa-wasm reads the whole ArrayBuffer.
+      const bytes = encoder.encode(inputJson);
+      rs = this.policy.evaluate(bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer, id);
     } catch (err) {
-      throw new PolicyEvalError('policy returned malformed JSON', at, { cause: err });
+      const message =
+        err instanceof RangeError ? `memory bound exceeded (${describe(err)})` : err instanceof SyntaxError ? 'policy returned malformed JSON' : describe(err);
+      throw new PolicyEvalError(message, at, { cause: err });
     }
     if (!Array.isArray(rs)) throw new PolicyEvalError('policy returned no result set', at);
     if (rs.length === 0) return undefined;
     if (rs.length > 1) throw new PolicyEvalError('policy returned more than one result', at);
     return (rs[0] as { result?: unknown }).result;
-  }
-
-  private evalFast(id: number, json: string): string {
-    const base = this.policy.dataHeapPtr as number;
-    let view = this.viewOf();
-    let { read, written } = encoder.encodeInto(json, view.subarray(base));
-    if (read < json.length) {
-      // Not enough room: grow to fit (throws RangeError past the memory bound, which fails the call closed).
-      const need = base + Buffer.byteLength(json) - this.memory.buffer.byteLength;
-      this.memory.grow(Math.ceil(need / PAGE));
-      view = this.viewOf();
-      ({ read, written } = encoder.encodeInto(json, view.subarray(base)));
-    }
-    const addr = this.exports.opa_eval(0, id, this.policy.dataAddr, base, written, base + written, 0);
-    view = this.viewOf(); // evaluation may have grown memory
-    const end = view.indexOf(0, addr);
-    return decoder.decode(view.subarray(addr, end < 0 ? view.length : end));
-  }
-
-  /** A byte view of memory, renewed when growth replaced the buffer. */
-  private viewOf(): Uint8Array {
-    if (this.view.buffer !== this.memory.buffer) this.view = new Uint8Array(this.memory.buffer);
-    return this.view;
   }
 }

@@ -13,8 +13,9 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { interpretDecision, interpretVisible } from './decision.ts';
-import { erase, traceIdOf, type DecisionLog } from './decision-log.ts';
+import { LazyDecisionEvent, traceIdOf, type DecisionLog } from './decision-log.ts';
 import { PolicyEvalError, type PolicyEngine } from './engine.ts';
+import type { VisibleMemo } from './visible-memo.ts';
 import type { InputBuilder } from './input.ts';
 
 /** What the guard reads at call time (the service swaps the engine on reload). */
@@ -49,6 +50,8 @@ export interface PolicyGuardOptions {
   readonly entrypoints: Entrypoints;
   /** Decision-log masking (JSON pointers into the input). */
   readonly mask: readonly string[];
+  /** Memo of list filters (absent: every list is evaluated). */
+  readonly visibleMemo?: VisibleMemo | undefined;
 }
 
 export class PolicyGuard implements Guard {
@@ -57,12 +60,14 @@ export class PolicyGuard implements Guard {
   private readonly inputs: InputBuilder;
   private readonly entrypoints: Entrypoints;
   private readonly mask: readonly string[];
+  private readonly memo: VisibleMemo | undefined;
 
   constructor(opts: PolicyGuardOptions) {
     this.runtime = opts.runtime;
     this.inputs = opts.inputs;
     this.entrypoints = opts.entrypoints;
     this.mask = opts.mask;
+    this.memo = opts.visibleMemo?.enabled ? opts.visibleMemo : undefined;
   }
 
   /** Entrypoints for a call's route (null: the route disables policy explicitly). */
@@ -93,7 +98,36 @@ export class PolicyGuard implements Guard {
   visible(call: Call, targets: readonly Target[]): readonly boolean[] {
     const ep = this.entrypointsFor(call);
     if (ep === null || ep.visible === null) return targets.map(() => true);
-    const { ev, outcome: names } = this.evaluate(call, ep.visible, targets, interpretVisible);
+    const memo = this.memo;
+    const engine = this.runtime.engine;
+    let names: ReadonlySet<string>;
+    if (memo !== undefined && engine !== undefined) {
+      const t0 = this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined;
+      const head = this.inputs.listHead(call, targets);
+      const key = `${ep.visible}\u0000${this.inputs.listKey(call, head)}`;
+      const now = Date.now();
+      const hit = memo.get(engine, key, now);
+      if (hit !== undefined) {
+        const ev: Evaluation = { id: randomUUID(), entrypoint: ep.visible, engine, input: this.inputs.listInput(call, head), value: hit.value, t0 };
+        const verdict = this.verdict(call, ev, targets, hit.names);
+        if (t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined, hit.id);
+        return verdict;
+      }
+      const { ev, outcome } = this.evaluate(call, ep.visible, this.inputs.listInput(call, head), interpretVisible, t0);
+      memo.set(engine, key, { id: ev.id, names: outcome, value: ev.value }, now);
+      names = outcome;
+      const verdict = this.verdict(call, ev, targets, names);
+      if (ev.t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined);
+      return verdict;
+    }
+    const { ev, outcome } = this.evaluate(call, ep.visible, this.inputs.forList(call, targets), interpretVisible);
+    const verdict = this.verdict(call, ev, targets, outcome);
+    if (ev.t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined);
+    return verdict;
+  }
+
+  /** One boolean per target; the batch is summarised in call.decision (obligations.hidden = names hidden). */
+  private verdict(call: Call, ev: Evaluation, targets: readonly Target[], names: ReadonlySet<string>): boolean[] {
     const verdict = new Array<boolean>(targets.length);
     const hidden: string[] = [];
     for (let i = 0; i < targets.length; i++) {
@@ -103,7 +137,6 @@ export class PolicyGuard implements Guard {
       if (!seen) hidden.push(name);
     }
     call.decision = { id: ev.id, allow: true, reason: undefined, obligations: { hidden, shown: targets.length - hidden.length } };
-    if (ev.t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined);
     return verdict;
   }
 
@@ -114,17 +147,17 @@ export class PolicyGuard implements Guard {
   private evaluate<T>(
     call: Call,
     entrypoint: string,
-    targets: readonly Target[] | undefined,
+    input: string | undefined,
     interpret: (value: unknown) => T | string,
+    started?: bigint,
   ): { ev: Evaluation; outcome: T } {
     const engine = this.runtime.engine;
-    const t0 = this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined;
-    const input = targets === undefined ? this.inputs.forCall(call) : this.inputs.forList(call, targets);
-    const ev: Evaluation = { id: randomUUID(), entrypoint, engine, input, value: undefined, t0 };
+    const t0 = started ?? (this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined);
+    const ev: Evaluation = { id: randomUUID(), entrypoint, engine, input: input ?? this.inputs.forCall(call), value: undefined, t0 };
     let outcome: T | string;
     try {
       if (engine === undefined) throw new PolicyEvalError('no policy is loaded', { entrypoint, source: '-', revision: '-' });
-      ev.value = engine.evaluate(entrypoint, input);
+      ev.value = engine.evaluate(entrypoint, ev.input);
       outcome = interpret(ev.value);
     } catch (err) {
       outcome = err instanceof Error ? err.message : String(err);
@@ -141,28 +174,27 @@ export class PolicyGuard implements Guard {
     return { ev, outcome };
   }
 
-  private emit(call: Call, ev: Evaluation, allow: boolean, reason: string | undefined, error: string | undefined, redact: readonly string[] | undefined): void {
+  private emit(call: Call, ev: Evaluation, allow: boolean, reason: string | undefined, error: string | undefined, redact: readonly string[] | undefined, memoOf?: string): void {
     const evalNs = Number(process.hrtime.bigint() - ev.t0!);
-    const doc: unknown = JSON.parse(ev.input);
-    const pointers = redact === undefined ? this.mask : [...this.mask, ...redact.map((p) => `/target/arguments${p}`)];
-    const erased = pointers.length === 0 ? [] : erase(doc, pointers);
+    const pointers = redact === undefined || redact.length === 0 ? this.mask : [...this.mask, ...redact.map((p) => `/target/arguments${p}`)];
     this.runtime.decisionLog.emit(
-      {
+      new LazyDecisionEvent({
         decision_id: ev.id,
-        timestamp: new Date().toISOString(),
+        time: Date.now(),
         path: ev.entrypoint,
-        input: doc,
+        rawInput: ev.input,
+        pointers,
         result: ev.value,
         allow,
         reason,
-        erased,
-        bundles: { tollgate: { revision: ev.engine?.revision ?? '' } },
+        revision: ev.engine?.revision ?? '',
         source: ev.engine?.source ?? '',
         trace_id: traceIdOf(call),
         call_id: call.id,
         error,
         eval_ns: evalNs,
-      },
+        memo_of: memoOf,
+      }),
       call,
     );
   }

@@ -80,11 +80,27 @@ export class InputBuilder {
    * of one object per item, and the JSON copy into WASM memory is most of a list's cost.
    */
   forList(call: Call, targets: readonly Target[]): string {
+    return this.listInput(call, this.listHead(call, targets));
+  }
+
+  /**
+   * A list input in two steps, for the visible memo: `listHead` is everything but the request, and `listKey` of it
+   * everything but the request's time (what the memo is keyed by); `listInput` completes the document.
+   */
+  listHead(call: Call, targets: readonly Target[]): string {
     return (
       `{"principal":${this.principal(call.principal)},"protocol":"${call.protocol}","operation":${str(call.operation)},` +
       `"route":${str(call.route.name)},"upstream":${opt(call.upstream)},"kind":"${targets[0]?.kind ?? 'tool'}",` +
-      `"targets":${groupedTargets(targets)},"request":${this.request(call)}}`
+      `"targets":${groupedTargets(targets)},"request":`
     );
+  }
+
+  listKey(call: Call, head: string): string {
+    return `${head}${str(call.request.remoteAddress)}${this.headerJson(call)}`;
+  }
+
+  listInput(call: Call, head: string): string {
+    return `${head}${this.request(call)}}`;
   }
 
   private principal(p: Principal | undefined): string {

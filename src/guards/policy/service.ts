@@ -18,6 +18,7 @@ import { DecisionLog } from './decision-log.ts';
 import { PolicyEngine, type MemoryBounds } from './engine.ts';
 import { PolicyGuard, type Entrypoints, type PolicyRuntime } from './guard.ts';
 import { InputBuilder, inputOptions } from './input.ts';
+import { VisibleMemo } from './visible-memo.ts';
 import { findOpa } from './opa.ts';
 import type { VerificationConfig } from './signature.ts';
 import { DirSource, FileSource, ServiceSource, type PolicySource, type SourceHost, type SourceStatus } from './sources.ts';
@@ -40,7 +41,17 @@ interface Resolved {
   readonly bundle: string | undefined;
 }
 
+/** A policy put in force (the console's reload history). */
+export interface PolicyChange {
+  readonly at: string;
+  readonly source: string;
+  readonly location: string | undefined;
+  readonly revision: string | undefined;
+  readonly reloadMs: number | undefined;
+}
+
 export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
+  private readonly changes: PolicyChange[] = [];
   engine: PolicyEngine | undefined;
   readonly decisionLog: DecisionLog;
   readonly log: Logger;
@@ -178,6 +189,8 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     this.engine = next;
     this.since = Date.now();
     const reloadMs = sinceNs === undefined ? undefined : Math.round(Number(process.hrtime.bigint() - sinceNs) / 1e4) / 100;
+    this.changes.push({ at: new Date().toISOString(), source: source.kind, location: next?.source, revision: next?.revision, reloadMs });
+    if (this.changes.length > 50) this.changes.shift();
     this.log.info({ source: source.kind, location: next?.source, revision: next?.revision, reloadMs }, 'policy in force');
   }
 
@@ -195,9 +208,15 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     if (r === undefined) return [];
     const cached = this.guard;
     if (cached !== undefined && cached.key === this.key && cached.snapshot === snapshot) return [cached.guard];
-    const guard = new PolicyGuard({ runtime: this, inputs: new InputBuilder(inputOptions(r.spec)), entrypoints: r.entrypoints, mask: r.spec.decisionLog.mask });
+    const memo = new VisibleMemo(r.spec.visibleCache.maxEntries, r.spec.visibleCache.ttlMs);
+    const guard = new PolicyGuard({ runtime: this, inputs: new InputBuilder(inputOptions(r.spec)), entrypoints: r.entrypoints, mask: r.spec.decisionLog.mask, visibleMemo: memo });
     this.guard = { key: this.key!, snapshot, guard };
     return [guard];
+  }
+
+  /** The last policies put in force, oldest first. */
+  history(): readonly PolicyChange[] {
+    return [...this.changes];
   }
 
   status(): PolicyStatus {

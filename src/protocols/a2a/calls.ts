@@ -242,7 +242,7 @@ export class A2aCalls {
       return;
     }
     const reads = op.sends || op === LIST_TASKS || op === EXTENDED_CARD;
-    if (!reads || answer.status !== 200) {
+    if (!reads || answer.status < 200 || answer.status >= 300) {
       await answer.pipeTo(res);
       return;
     }

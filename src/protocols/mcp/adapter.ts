@@ -43,6 +43,9 @@ import type { McpUpstreams } from './upstream/registry.ts';
 
 export type { SessionView } from './routing.ts';
 
+/** Replaces a refusal by the answer the caller should see instead (see requests.ts). */
+export type Conceal = (refusal: GatewayError) => GatewayError | Promise<GatewayError>;
+
 export interface AdapterContext {
   readonly log: Logger;
   state(): GatewayState;
@@ -142,14 +145,19 @@ export class McpAdapter {
     return call;
   }
 
-  /** Runs the pipeline; on refusal answers the caller, finishes the call and returns false. */
-  async admit(call: Call, res: ServerResponse, id: RpcId | null, modern: boolean, state: GatewayState): Promise<boolean> {
+  /**
+   * Runs the pipeline; on refusal answers the caller, finishes the call and returns false. `conceal` may replace the
+   * refusal by the answer that says less (requests.ts: a target the caller may not see answers as unknown).
+   */
+  async admit(call: Call, res: ServerResponse, id: RpcId | null, modern: boolean, state: GatewayState, conceal?: Conceal): Promise<boolean> {
     try {
       const pending = state.pipeline.admit(call);
       if (pending) await pending;
       return true;
     } catch (err) {
-      this.refuse(call, res, id, toGatewayError(err), modern);
+      const refusal = toGatewayError(err);
+      // The record keeps what happened (a denial stays `denied`); the caller gets the concealed answer.
+      this.refuse(call, res, id, conceal ? await conceal(refusal) : refusal, modern, refusal);
       return false;
     }
   }
@@ -158,8 +166,8 @@ export class McpAdapter {
    * Admits the call, then resolves the session it acts in (continued, or created for a 2026 caller): only now, for
    * an authenticated caller. On refusal answers, finishes the call and returns undefined.
    */
-  async enter(call: Call, res: ServerResponse, id: RpcId | null, view: SessionView, state: GatewayState): Promise<McpSession | undefined> {
-    if (!(await this.admit(call, res, id, view.modern, state))) return undefined;
+  async enter(call: Call, res: ServerResponse, id: RpcId | null, view: SessionView, state: GatewayState, conceal?: Conceal): Promise<McpSession | undefined> {
+    if (!(await this.admit(call, res, id, view.modern, state, conceal))) return undefined;
     let session = view.resolve(call);
     if (session instanceof Promise) session = await session;
     if (session instanceof GatewayError) {
@@ -170,9 +178,10 @@ export class McpAdapter {
     return session;
   }
 
-  refuse(call: Call, res: ServerResponse, id: RpcId | null, err: GatewayError, modern = false): void {
+  /** Answers `err` and finishes the call; its outcome is that of `cause` (what was decided) when given. */
+  refuse(call: Call, res: ServerResponse, id: RpcId | null, err: GatewayError, modern = false, cause: GatewayError = err): void {
     call.error = err;
-    call.outcome = outcomeOf(err);
+    call.outcome = outcomeOf(cause);
     call.status = statusOf(err, id, modern);
     writeError(res, id, err, undefined, modern);
     this.ctx.finish(call);

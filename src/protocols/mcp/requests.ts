@@ -2,9 +2,15 @@
  * One JSON-RPC request of either era, after the transport classified it: answered here (ping, logging/setLevel),
  * merged across backends (lists.ts), or routed to the one backend that owns its target (routing.ts) and forwarded
  * (forward.ts). The target is resolved before the call is admitted, so policy decides on the named tool/resource.
+ *
+ * Errors in the protocol's terms, without leaking what exists: an unknown method is -32601, an unknown tool or
+ * prompt -32602, an unknown resource -32002, also when the policy would have denied the call (nothing it could
+ * protect exists). A target that exists but that the caller may not see (the policy's `visible` entrypoint, the rule
+ * that filters lists) is answered exactly like an unknown one; a target the caller sees but may not call with these
+ * arguments keeps the policy's denial (-32062) and its reason. Upstream errors are relayed as the upstream sent them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Target } from '../../core/call.ts';
+import type { Call, Target } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule } from '../../config/routes.ts';
@@ -14,7 +20,7 @@ import { withResultType, type RpcRequest } from './jsonrpc.ts';
 import { LIST_METHODS, LIST_TIMEOUT_MS, list } from './lists.ts';
 import { ParkedExchanges } from './mrtr.ts';
 import { publicUri } from './names.ts';
-import { requestedTarget, route, scopeOf, type SessionView } from './routing.ts';
+import { requestedTarget, route, scopeOf, unknownTarget, type SessionView } from './routing.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 
 export async function request(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
@@ -53,14 +59,15 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
   } catch (err) {
     // Authenticate (and authorize on the name asked for) before saying a target does not exist, so a caller
     // without credentials learns nothing about what exists, and the audit record names who asked.
+    const unknown = toGatewayError(err);
     call.target = requestedTarget(method, params);
-    if (!(await mcp.enter(call, res, msg.id, view, state))) return;
-    return mcp.refuse(call, res, msg.id, toGatewayError(err), modern);
+    if (!(await mcp.enter(call, res, msg.id, view, state, (refusal) => (refusal.def === Errors.POLICY_DENIED ? unknown : refusal)))) return;
+    return mcp.refuse(call, res, msg.id, unknown, modern);
   }
   call.target = target;
   call.upstream = target.server;
   if (method === 'tools/call' || method === 'prompts/get') call.args = params.arguments;
-  const session = await mcp.enter(call, res, msg.id, view, state);
+  const session = await mcp.enter(call, res, msg.id, view, state, (refusal) => concealHidden(call, refusal, target, state));
   if (!session) return;
 
   if (modern && ParkedExchanges.isOurs(params.requestState)) return mcp.parking.resume(call, res, session, msg, target, state);
@@ -76,6 +83,24 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     transform = inner ? (text: string) => withResultType(inner(text)) : withResultType;
   }
   forward(mcp, { call, res, session, up, msg: forwarded, raw: upstreamParams === undefined ? raw : undefined, state, transform });
+}
+
+/**
+ * A policy denial of a target the caller may not even see becomes the target's "unknown" answer. The visibility
+ * check leaves the call's recorded decision (the denial, for the audit record) as it was; if the check itself fails,
+ * the denial stands.
+ */
+async function concealHidden(call: Call, refusal: GatewayError, target: Target, state: GatewayState): Promise<GatewayError> {
+  if (refusal.def !== Errors.POLICY_DENIED || !state.pipeline.filtersLists) return refusal;
+  const decision = call.decision;
+  try {
+    const [shown] = await state.pipeline.visible(call, [target]);
+    return shown ? refusal : unknownTarget(target.kind, target.name);
+  } catch {
+    return refusal;
+  } finally {
+    call.decision = decision;
+  }
 }
 
 /** Federated resources/read: the contents' URIs are given back in their public (namespaced) form. */

@@ -30,38 +30,47 @@ export interface Routed {
   readonly rewriteUris: boolean;
 }
 
+/**
+ * The answer for a target that does not exist, or that the caller may not see (policy's `visible` entrypoint): the
+ * same error either way, so a hidden target cannot be told from an unknown one.
+ */
+export function unknownTarget(kind: Target['kind'], name: string): GatewayError {
+  if (kind === 'resource') return new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${name}`, { data: { uri: name } });
+  return new GatewayError(kind === 'prompt' ? Errors.MCP_UNKNOWN_PROMPT : Errors.MCP_UNKNOWN_TOOL, `Unknown ${kind}: ${name}`);
+}
+
 /** Maps a routed request to its owner; throws the error to answer (unknown tool, resource not found, ...). */
 export function route(method: string, params: Record<string, unknown>, view: SessionView, rule: CompiledRule, names: FederatedNames): Routed {
   const single = view.scope;
   const virtual = view.virtual;
   const owns = (server: string): boolean => (single !== undefined ? server === single : rule.backends.some((b) => b.name === server));
-  const byName = (name: unknown, kind: 'tool' | 'prompt', unknownErr: typeof Errors.MCP_UNKNOWN_TOOL): [Target, string] => {
+  const byName = (name: unknown, kind: 'tool' | 'prompt'): [Target, string] => {
     if (typeof name !== 'string' || name === '') throw new GatewayError(Errors.INVALID_PARAMS, `Invalid params: ${kind} name must be a non-empty string`);
     if (virtual !== undefined) {
       const t = kind === 'tool' ? resolveVirtualTool(virtual, name) : undefined;
-      if (!t) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
+      if (!t) throw unknownTarget(kind, name);
       return [{ kind, name, server: t.backend, local: t.tool }, t.tool];
     }
     if (single !== undefined) return [{ kind, name, server: single, local: name }, name];
     const owner = names.resolve(name);
-    if (!owner || !owns(owner[0])) throw new GatewayError(unknownErr, `Unknown ${kind}: ${name}`);
+    if (!owner || !owns(owner[0])) throw unknownTarget(kind, name);
     return [{ kind, name, server: owner[0], local: owner[1] }, owner[1]];
   };
   const byUri = (uri: unknown): [Target, string] => {
     if (typeof uri !== 'string' || uri === '') throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: uri must be a non-empty string');
-    if (virtual !== undefined) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
+    if (virtual !== undefined) throw unknownTarget('resource', uri);
     if (single !== undefined) return [{ kind: 'resource', name: uri, server: single, local: uri }, uri];
     const owner = resolveUri(uri);
-    if (!owner || !owns(owner[0])) throw new GatewayError(Errors.MCP_RESOURCE_NOT_FOUND, `Resource not found: ${uri}`, { data: { uri } });
+    if (!owner || !owns(owner[0])) throw unknownTarget('resource', uri);
     return [{ kind: 'resource', name: uri, server: owner[0], local: owner[1] }, owner[1]];
   };
   switch (method) {
     case 'tools/call': {
-      const [target, local] = byName(params.name, 'tool', Errors.MCP_UNKNOWN_TOOL);
+      const [target, local] = byName(params.name, 'tool');
       return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
     }
     case 'prompts/get': {
-      const [target, local] = byName(params.name, 'prompt', Errors.MCP_UNKNOWN_PROMPT);
+      const [target, local] = byName(params.name, 'prompt');
       return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
     }
     case 'resources/read':
@@ -73,7 +82,7 @@ export function route(method: string, params: Record<string, unknown>, view: Ses
     case 'completion/complete': {
       const ref = params.ref as Record<string, unknown> | undefined;
       if (ref?.type === 'ref/prompt') {
-        const [target, local] = byName(ref.name, 'prompt', Errors.MCP_UNKNOWN_PROMPT);
+        const [target, local] = byName(ref.name, 'prompt');
         return { target, params: local === ref.name ? undefined : { ...params, ref: { ...ref, name: local } }, rewriteUris: false };
       }
       if (ref?.type === 'ref/resource') {

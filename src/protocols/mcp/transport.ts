@@ -18,6 +18,12 @@ import { virtualServerOf } from './routing.ts';
 import { endSession, initialize, notification, response, sessionView } from './session-era.ts';
 import { DEFAULT_HEADER_VERSION, isSupportedVersion } from './versions.ts';
 
+/**
+ * What a POST's Accept must allow (Streamable HTTP). JSON is UTF-8 (RFC 8259), so the JSON type is offered with
+ * that charset: a range naming it (`application/json; charset=utf-8`) matches, as does one without parameters.
+ */
+export const POST_ACCEPTS: readonly string[] = ['application/json; charset=utf-8', 'text/event-stream'];
+
 export function handleExchange(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, match: RouteMatch, state: GatewayState): void {
   const { rule } = match;
   let rest = match.rest;
@@ -81,7 +87,7 @@ export function handleExchange(mcp: McpAdapter, req: IncomingMessage, res: Serve
 
 async function post(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, state: GatewayState, pre: Call): Promise<void> {
   const accept = req.headers.accept;
-  if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) {
+  if (!accepts(accept, ...POST_ACCEPTS)) {
     return mcp.reject(pre, req, res, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include application/json and text/event-stream'));
   }
   const type = req.headers['content-type'];

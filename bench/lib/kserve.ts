@@ -1,0 +1,219 @@
+/**
+ * The kserve-infer scenario: KServe v2 infer against a real Triton Inference Server (PyTriton's tritonserver on CPU,
+ * from the virtualenv scripts/install-tools.sh builds; test/helpers/triton.ts starts it), directly and through each
+ * gateway variant (a KServe route at /v2, the stages' pipeline), one request at a time (c=1), interleaved request
+ * by request (direct, gateway, ..., the order rotating), over rounds, for two requests of the `add` model:
+ * - json: 1x3 FP32 tensors as JSON (the gateway reads and parses the body for policy, forwards it as sent);
+ * - binary: 1x16384 FP32 tensors (128 KiB of tensor data) with the binary tensor extension, binary output (the
+ *   gateway reads only the JSON inference header, the rest streams through both ways).
+ * Per request: time to the end of the answer. "added" = target minus direct, same round, per percentile.
+ * The gateway's caller uses `densenet_onnx` (on the default policy's allow-list), which the route rewrites to `add`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { startTriton, type Triton } from '../../test/helpers/triton.ts';
+import type { ConfigDocument, Variant } from '../stages.ts';
+import { encodeHistogram, median, newHistogram, recordMs, summarize, type Histogram, type LatencySummary } from './histogram.ts';
+import { startGatewayProcess, type GatewayProcess } from './targets.ts';
+
+export interface KServePlan {
+  readonly rounds: number;
+  /** Requests per target per kind per round. */
+  readonly requests: number;
+  readonly warmup: number;
+  /** FP32 elements per input of the binary request. */
+  readonly binaryElements: number;
+}
+
+export const KSERVE_PLAN: KServePlan = { rounds: 3, requests: 200, warmup: 30, binaryElements: 16384 };
+
+const API = 'tollgate.dev/v1alpha1';
+const PUBLIC_MODEL = 'densenet_onnx';
+const KINDS = ['json', 'binary'] as const;
+type Kind = (typeof KINDS)[number];
+
+interface Request {
+  readonly body: Buffer;
+  readonly headers: Record<string, string>;
+}
+
+function requests(plan: KServePlan): Record<Kind, Request> {
+  const json = Buffer.from(JSON.stringify({ inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }, { name: 'b', datatype: 'FP32', shape: [1, 3], data: [10, 20, 30] }] }));
+  const n = plan.binaryElements;
+  const data = Buffer.from(new Float32Array(Array.from({ length: n }, (_, i) => i)).buffer);
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        { name: 'a', datatype: 'FP32', shape: [1, n], parameters: { binary_data_size: data.length } },
+        { name: 'b', datatype: 'FP32', shape: [1, n], parameters: { binary_data_size: data.length } },
+      ],
+      outputs: [{ name: 'sum', parameters: { binary_data: true } }],
+    }),
+  );
+  return {
+    json: { body: json, headers: { 'content-type': 'application/json' } },
+    binary: { body: Buffer.concat([header, data, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } },
+  };
+}
+
+interface Target {
+  readonly label: string;
+  readonly pool: Pool;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+}
+
+/** One infer: ms to the end of the answer, or an error. */
+async function once(t: Target, r: Request, expectBytes: number): Promise<number | Error> {
+  const start = performance.now();
+  try {
+    const res = await t.pool.request({ method: 'POST', path: t.path, headers: { ...r.headers, ...t.headers }, body: r.body });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    const ms = performance.now() - start;
+    if (res.statusCode !== 200 || body.length < expectBytes) return new Error(`${t.label}: status ${res.statusCode}, ${body.length} bytes: ${body.subarray(0, 200).toString()}`);
+    return ms;
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+export interface KServeTargetRound {
+  readonly latency: LatencySummary;
+  readonly errors: number;
+  readonly histogram: string;
+}
+
+export interface KServeResult {
+  readonly name: 'kserve-infer';
+  readonly what: string;
+  readonly plan: KServePlan;
+  readonly targets: ReadonlyArray<{ label: string; stages: string[]; path: string }>;
+  readonly rounds: ReadonlyArray<{ round: number; kinds: Record<Kind, { targets: Record<string, KServeTargetRound>; added: Record<string, { p50: number; p99: number }> }> }>;
+  /** Per kind and gateway variant: medians over rounds of the added p50/p99 (min..max), and of the direct p50/p99. */
+  readonly summary: Record<Kind, Record<string, { p50: number; p99: number; addedP50: { median: number; min: number; max: number }; addedP99: { median: number; min: number; max: number } }>>;
+  readonly errors: number;
+}
+
+/** The whole scenario for `npm run bench`: Triton, one gateway per variant, interleaved rounds, teardown. */
+export async function runKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<KServeResult> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-kserve-'));
+  const triton: Triton = await startTriton();
+  const gateways: GatewayProcess[] = [];
+  const targets: Target[] = [];
+  const reqs = requests(plan);
+  // The smallest answer each kind can be (a truncated one is an error).
+  const expect: Record<Kind, number> = { json: 60, binary: plan.binaryElements * 4 };
+  try {
+    targets.push({ label: 'direct', pool: new Pool(triton.url, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
+    for (const variant of variants) {
+      const gw = await startGatewayProcess({
+        work,
+        scenario: { federated: ['triton'] },
+        backendUrls: {},
+        variant,
+        logLevel: opts.logLevel,
+        routes: (routeSpec, route) => ({
+          files: {
+            'kserve.yaml': [
+              { apiVersion: API, kind: 'Backend', metadata: { name: 'triton' }, spec: { protocol: 'kserve', url: triton.url } },
+              {
+                apiVersion: API,
+                kind: 'Route',
+                metadata: { name: route },
+                spec: { ...routeSpec, http: { maxBodyBytes: 64 * 1024 * 1024 }, rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/v2' } }], backendRefs: [{ name: 'triton' }] }], models: [{ name: PUBLIC_MODEL, backend: 'triton', model: 'add' }] },
+              } satisfies ConfigDocument,
+            ],
+          },
+          path: '/v2',
+        }),
+      });
+      gateways.push(gw);
+      const u = new URL(gw.url);
+      targets.push({ label: variant.label, pool: new Pool(u.origin, { connections: 1 }), path: `${u.pathname}/models/${PUBLIC_MODEL}/infer`, headers: gw.headers });
+    }
+    for (const t of targets) {
+      for (const kind of KINDS) {
+        for (let i = 0; i < plan.warmup; i++) {
+          const r = await once(t, reqs[kind], expect[kind]);
+          if (r instanceof Error) throw new Error(`kserve scenario: warm-up failed: ${r.message}`);
+        }
+      }
+    }
+    const rounds: KServeResult['rounds'][number][] = [];
+    for (let round = 0; round < plan.rounds; round++) {
+      const kinds = {} as KServeResult['rounds'][number]['kinds'];
+      for (const kind of KINDS) {
+        const h = new Map<string, { h: Histogram; errors: number }>(targets.map((t) => [t.label, { h: newHistogram(), errors: 0 }]));
+        for (let i = 0; i < plan.requests; i++) {
+          for (let k = 0; k < targets.length; k++) {
+            const t = targets[(i + k + round) % targets.length]!;
+            const r = await once(t, reqs[kind], expect[kind]);
+            const m = h.get(t.label)!;
+            if (r instanceof Error) m.errors++;
+            else recordMs(m.h, r);
+          }
+        }
+        const per: Record<string, KServeTargetRound> = {};
+        for (const [label, m] of h) per[label] = { latency: summarize(m.h), errors: m.errors, histogram: encodeHistogram(m.h) };
+        const added: Record<string, { p50: number; p99: number }> = {};
+        for (const v of variants) added[v.label] = { p50: per[v.label]!.latency.p50 - per.direct!.latency.p50, p99: per[v.label]!.latency.p99 - per.direct!.latency.p99 };
+        kinds[kind] = { targets: per, added };
+      }
+      rounds.push({ round, kinds });
+      log(`bench: kserve-infer: round ${round + 1}/${plan.rounds}: ${KINDS.map((k) => variants.map((v) => `${k} ${v.label} added p50 ${fmt(kinds[k].added[v.label]!.p50)} p99 ${fmt(kinds[k].added[v.label]!.p99)}`).join('; ')).join('; ')}`);
+    }
+    return result(plan, targets, variants, rounds);
+  } finally {
+    await Promise.allSettled(targets.map((t) => t.pool.close()));
+    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    await triton.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function result(plan: KServePlan, targets: readonly Target[], variants: readonly Variant[], rounds: KServeResult['rounds']): KServeResult {
+  const stat = (xs: number[]): { median: number; min: number; max: number } => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+  const summary = {} as KServeResult['summary'];
+  for (const kind of KINDS) {
+    summary[kind] = {};
+    for (const t of targets) {
+      const lat = rounds.map((r) => r.kinds[kind].targets[t.label]!.latency);
+      const added = t.label === 'direct' ? undefined : rounds.map((r) => r.kinds[kind].added[t.label]!);
+      summary[kind][t.label] = {
+        p50: median(lat.map((l) => l.p50)),
+        p99: median(lat.map((l) => l.p99)),
+        addedP50: added === undefined ? stat([0]) : stat(added.map((a) => a.p50)),
+        addedP99: added === undefined ? stat([0]) : stat(added.map((a) => a.p99)),
+      };
+    }
+  }
+  return {
+    name: 'kserve-infer',
+    what: `KServe v2 infer of Triton's \`add\` (PyTriton, CPU): json = 1x3 FP32 as JSON; binary = 2 x 1x${plan.binaryElements} FP32 binary tensors, binary output; c=1, interleaved per request`,
+    plan,
+    targets: targets.map((t) => ({ label: t.label, stages: t.label === 'direct' ? [] : (variants.find((v) => v.label === t.label)?.stages.map((s) => s.name) ?? []), path: t.path })),
+    rounds,
+    summary,
+    errors: rounds.reduce((n, r) => n + KINDS.reduce((m, k) => m + Object.values(r.kinds[k].targets).reduce((e, t) => e + t.errors, 0), 0), 0),
+  };
+}
+
+function fmt(v: number): string {
+  return `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
+}
+
+/** A Markdown table: per kind and target, p50/p99 and the added p50/p99 (median over rounds, min..max). */
+export function kserveMarkdown(r: KServeResult): string {
+  const ms = (v: number): string => v.toFixed(3);
+  const lines = [`${r.name}: ${r.what}`, '', '| request | target | p50 | p99 | added p50 | added p99 |', '|---|---|---|---|---|---|'];
+  for (const kind of KINDS) {
+    for (const [label, s] of Object.entries(r.summary[kind])) {
+      const a = (x: { median: number; min: number; max: number }): string => (label === 'direct' ? '-' : `${fmt(x.median)} (${ms(x.min)}..${ms(x.max)})`);
+      lines.push(`| ${kind} | ${label} | ${ms(s.p50)} | ${ms(s.p99)} | ${a(s.addedP50)} | ${a(s.addedP99)} |`);
+    }
+  }
+  return lines.join('\n');
+}
