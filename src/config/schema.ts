@@ -201,6 +201,12 @@ const gatewaySpec = z.strictObject({
           aliasesPerServer: z.number().int().min(1).default(4096),
         })
         .prefault({}),
+      /**
+       * Merged tools/prompts/resources list pages kept per client session (src/protocols/mcp/list-cache.ts): dropped
+       * when an upstream sends notifications/*\/list_changed on the session's stream, else after this long. 0: every
+       * list is fetched from the upstreams. 2026-07-28 clients follow the upstreams' own caching hints instead.
+       */
+      listCacheTtlMs: durationMs.default(10_000),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
