@@ -16,6 +16,7 @@ import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.t
 import { poolShape } from '../upstream/config.ts';
 import { modelRouteSpec } from '../upstream/models.ts';
 import { adminSpec } from '../server/admin-config.ts';
+import { reservedPathOf } from './reserved-paths.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -310,7 +311,13 @@ export type BackendSpec = z.infer<typeof backendSpec>;
 
 const pathMatch = z.strictObject({
   type: z.enum(['Exact', 'PathPrefix']).default('PathPrefix'),
-  value: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path without query'),
+  value: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, 'must be an absolute path without query')
+    .superRefine((v, ctx) => {
+      const r = reservedPathOf(v);
+      if (r !== undefined) ctx.addIssue({ code: 'custom', message: `${v} would shadow the gateway's own ${r} endpoint: choose another path` });
+    }),
 });
 
 const headerMatch = z.strictObject({
