@@ -17,6 +17,7 @@ import { poolShape } from '../upstream/config.ts';
 import { modelRouteSpec } from '../upstream/models.ts';
 import { bodyBytes, httpSpec, overloadSpec } from './listener.ts';
 import { adminSpec } from '../server/admin-config.ts';
+import { reservedPathOf } from './reserved-paths.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -267,7 +268,13 @@ export type BackendSpec = z.infer<typeof backendSpec>;
 
 const pathMatch = z.strictObject({
   type: z.enum(['Exact', 'PathPrefix']).default('PathPrefix'),
-  value: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path without query'),
+  value: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, 'must be an absolute path without query')
+    .superRefine((v, ctx) => {
+      const r = reservedPathOf(v);
+      if (r !== undefined) ctx.addIssue({ code: 'custom', message: `${v} would shadow the gateway's own ${r} endpoint: choose another path` });
+    }),
 });
 
 const headerMatch = z.strictObject({
