@@ -161,12 +161,12 @@ describe('federated /mcp', () => {
   });
 
   it('reports the unreachable upstream in /readyz without failing the others', async () => {
-    const res = await fetch(`${gw.url}/readyz`);
+    const res = await fetch(`${gw.adminUrl}/readyz`);
     const body = (await res.json()) as { upstreams: Record<string, { up: boolean; detail?: string }> };
     expect(body.upstreams.down?.up).toBe(false);
     expect(body.upstreams.fixture?.up).toBe(true);
     expect(body.upstreams.everything?.up).toBe(true);
-    const strict = await fetch(`${gw.url}/readyz?strict`);
+    const strict = await fetch(`${gw.adminUrl}/readyz?strict`);
     expect(strict.status).toBe(503);
   });
 });
