@@ -177,6 +177,8 @@ const gatewaySpec = z.strictObject({
           events: z.number().int().min(0).max(100_000).default(256),
           ttlMs: durationMs.default(5 * 60_000),
           maxBytes: z.number().int().min(1024).default(1024 * 1024),
+          /** `retry` sent on every recorded stream: how long a client that lost its connection waits to resume. */
+          retryMs: durationMs.default(1000),
         })
         .prefault({}),
       /**

@@ -125,8 +125,9 @@ describe('resumability', () => {
     const h = as('dave');
     const call = await rpc(sid, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 5 }, _meta: { progressToken: 'p' } } }, h);
     expect(call.headers.get('content-type')).toContain('text/event-stream');
-    // Read two progress events, then break the connection.
-    const first = await events(call, () => true);
+    // The stream starts with its priming event (an id, no data); read up to the first progress, then break it.
+    const first = await events(call, (d) => d !== '');
+    expect(first[0]).toEqual([expect.stringMatching(/^\d+_0$/), '']);
     const second = first;
     const lastId = second.at(-1)![0]!;
     expect(lastId).toMatch(/^\d+_\d+$/);

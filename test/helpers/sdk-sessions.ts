@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { StreamableHTTPServerTransport, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 
 export interface SdkSessions {
   readonly url: string;
@@ -25,7 +25,14 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 
 export async function serveSdkSessions(
   makeServer: () => Server,
-  opts: { json?: boolean; onRequest?: (req: IncomingMessage) => void } = {},
+  opts: {
+    json?: boolean;
+    onRequest?: (req: IncomingMessage) => void;
+    /** Resumability: a store per session (the SDK then sends priming events and replays on Last-Event-ID). */
+    eventStore?: () => EventStore;
+    /** `retry` (ms) the SDK sends on its SSE streams. */
+    retryInterval?: number;
+  } = {},
 ): Promise<SdkSessions> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const http = createServer((req, res) => {
@@ -45,6 +52,8 @@ export async function serveSdkSessions(
           const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
             sessionIdGenerator: () => randomUUID(),
             enableJsonResponse: opts.json ?? false,
+            ...(opts.eventStore ? { eventStore: opts.eventStore() } : {}),
+            ...(opts.retryInterval !== undefined ? { retryInterval: opts.retryInterval } : {}),
             onsessioninitialized: (id) => {
               transports.set(id, t);
             },

@@ -112,10 +112,7 @@ export interface DirSourceOptions {
   readonly entrypoints: readonly string[];
 }
 
-/**
- * Quiet time that ends a burst of file events. A write is a few events within a millisecond; editors that replace
- * the file (write aside, rename over) take a few more. Short, because it adds to every edit's reload time.
- */
+/** Quiet time ending a burst of file events (a write or a replacement takes a few ms); adds to every reload. */
 const DEBOUNCE_MS = 5;
 
 /**

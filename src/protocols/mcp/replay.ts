@@ -1,6 +1,8 @@
 /**
  * SSE resumability (session era): every event written on a session's SSE streams gets an id `<stream>_<seq>`, and
- * the last `max` events of each stream are kept for `ttlMs` after it ends. A client whose stream broke reconnects
+ * the last `max` events of each stream are kept for `ttlMs` after it ends. As the 2025-11-25 revision describes, a
+ * stream starts with `retry` and a priming event (the id `<stream>_0`, empty data), so a client whose connection
+ * breaks before the first message can resume too. A client whose stream broke reconnects
  * with GET + Last-Event-ID and receives what it missed; if the stream is still live it then continues on the new
  * connection. Only the broken stream is replayed. The buffer is per replica: a resume reaching another replica is
  * refused like an id out of range (the client then re-sends or re-initializes). A session's kept events are bounded
@@ -29,6 +31,11 @@ export class ReplayStream {
     this.max = max;
     this.writer = writer;
     this.account = account;
+  }
+
+  /** Writes the priming event: the id of the last event sent (`<stream>_0` on a new stream) and no data. */
+  prime(): void {
+    this.writer?.event({ id: `${this.id}_${this.seq}`, data: '' });
   }
 
   /** Writes one message event (recorded for replay; delivered if a connection is attached). */
@@ -111,11 +118,16 @@ export class ReplayLog {
   private bytes = 0;
   private trimming = false;
   private readonly streams = new Map<number, ReplayStream>();
+  /** `retry` for the streams' writers (ms). */
+  readonly retryMs: number | undefined;
+  private readonly priming: boolean;
 
-  constructor(max: number, ttlMs: number, maxBytes = Number.POSITIVE_INFINITY) {
+  constructor(max: number, ttlMs: number, maxBytes = Number.POSITIVE_INFINITY, opts: { retryMs?: number; prime?: boolean } = {}) {
     this.max = max;
     this.ttlMs = ttlMs;
     this.maxBytes = maxBytes;
+    this.retryMs = opts.retryMs;
+    this.priming = opts.prime ?? false;
   }
 
   /** Bytes of events kept across the session's streams. */
@@ -139,6 +151,7 @@ export class ReplayLog {
       if (delta > 0 && this.bytes > this.maxBytes) this.trim(s);
     });
     this.streams.set(s.id, s);
+    if (this.priming) s.prime();
     return s;
   }
 

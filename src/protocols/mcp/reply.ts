@@ -51,8 +51,9 @@ export class DownstreamReply implements ReplySink {
 
   private write(message: string): void {
     if (!this.sse) {
-      this.sse = new SseWriter(this.res, {}, this.o.keepAliveMs);
-      if (this.o.replay) this.stream = this.o.replay.open(this.sse);
+      const replay = this.o.replay;
+      this.sse = new SseWriter(this.res, {}, this.o.keepAliveMs, replay?.retryMs === undefined ? undefined : { retryMs: replay.retryMs });
+      if (replay) this.stream = replay.open(this.sse);
     }
     if (this.stream) this.stream.send(message);
     else this.sse.send(message);

@@ -48,7 +48,7 @@ export class ServerStreams {
         return mcp.refuse(call, res, null, toGatewayError(err));
       }
       if (found.stream === session.serverLog && session.hasStream) return mcp.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
-      const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+      const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs, retryOf(session));
       const isServer = found.stream === session.serverLog;
       if (isServer) session.hasStream = true;
       sse.whenClosed(() => {
@@ -66,7 +66,7 @@ export class ServerStreams {
     }
     if (session.hasStream) return mcp.refuse(call, res, null, new GatewayError(Errors.MCP_STREAM_CONFLICT));
     session.hasStream = true;
-    const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs);
+    const sse = new SseWriter(res, { 'mcp-session-id': session.id }, state.snapshot.gateway.http.sseKeepAliveMs, retryOf(session));
     this.streams.add(sse);
     let stream: ReplayStream | undefined;
     if (session.replay) {
@@ -129,4 +129,10 @@ function rewriteNotificationUri(message: string, server: string): string {
   if (parsed.method !== 'notifications/resources/updated' || typeof parsed.params?.uri !== 'string') return message;
   parsed.params.uri = publicUri(server, parsed.params.uri);
   return JSON.stringify(parsed);
+}
+
+/** The `retry` of a session's recorded streams (none when it records nothing). */
+function retryOf(session: { replay: { retryMs: number | undefined } | undefined }): { retryMs: number } | undefined {
+  const ms = session.replay?.retryMs;
+  return ms === undefined ? undefined : { retryMs: ms };
 }

@@ -31,7 +31,11 @@ export function sessionView(mcp: McpAdapter, sid: unknown, rule: CompiledRule, s
 export function prepareSession(session: McpSession, rule: CompiledRule, state: GatewayState): void {
   session.virtual = session.scope === undefined ? undefined : virtualServerOf(rule, session.scope);
   const replay = state.snapshot.gateway.mcp.replay;
-  if (replay.events > 0 && !session.modern) session.replay ??= new ReplayLog(replay.events, replay.ttlMs, replay.maxBytes);
+  if (replay.events > 0 && !session.modern) session.replay ??= new ReplayLog(replay.events, replay.ttlMs, replay.maxBytes, {
+      retryMs: replay.retryMs,
+      // Priming events (an id, empty data) came with 2025-11-25: older clients may not expect an event without data.
+      prime: session.protocolVersion >= '2025-11-25',
+    });
 }
 
 export async function initialize(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, rule: CompiledRule, scope: string | undefined, msg: RpcRequest, state: GatewayState): Promise<void> {

@@ -50,8 +50,12 @@ export interface DrainState {
   retiring: number | undefined;
 }
 
-/** Wraps an upstream session so that its calls count on the upstream's and its own Inflight. */
-export function trackSession(inner: UpstreamSession, state: DrainState): UpstreamSession {
+/**
+ * Makes an upstream session count its calls on the upstream's and its own Inflight. The session object itself is
+ * instrumented (its request, call and close), not wrapped: callers keep seeing what it is (a 2026-07-28 session's
+ * own methods and marks).
+ */
+export function trackSession<S extends UpstreamSession>(session: S, state: DrainState): S {
   const own = new Inflight();
   const enter = (): (() => void) => {
     state.inflight.enter();
@@ -64,60 +68,48 @@ export function trackSession(inner: UpstreamSession, state: DrainState): Upstrea
       state.inflight.leave();
     };
   };
-  const tracked: UpstreamSession = {
-    get backend() {
-      return inner.backend;
-    },
-    get init() {
-      return inner.init;
-    },
-    get alive() {
-      return inner.alive;
-    },
-    request(msg, raw, sink: ReplySink): InflightHandle {
-      const leave = enter();
-      let handle: InflightHandle;
-      try {
-        handle = inner.request(msg, raw, {
-          interim: (m) => sink.interim(m),
-          final: (m) => {
-            leave();
-            sink.final(m);
-          },
-          fail: (e) => {
-            leave();
-            sink.fail(e);
-          },
-        });
-      } catch (err) {
-        leave();
-        throw err;
-      }
-      return {
-        downstreamId: handle.downstreamId,
-        cancel: (reason) => {
+  const request = session.request.bind(session);
+  const call = session.call.bind(session);
+  const close = session.close.bind(session);
+  session.request = (msg, raw, sink: ReplySink): InflightHandle => {
+    const leave = enter();
+    let handle: InflightHandle;
+    try {
+      handle = request(msg, raw, {
+        interim: (m) => sink.interim(m),
+        final: (m) => {
           leave();
-          handle.cancel(reason);
+          sink.final(m);
         },
-      };
-    },
-    async call(method, params, timeoutMs) {
-      const leave = enter();
-      try {
-        return await inner.call(method, params, timeoutMs);
-      } finally {
+        fail: (e) => {
+          leave();
+          sink.fail(e);
+        },
+      });
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    return {
+      downstreamId: handle.downstreamId,
+      cancel: (reason) => {
         leave();
-      }
-    },
-    notify: (msg) => inner.notify(msg),
-    listen: (sink) => inner.listen(sink),
-    // A session let go of because its upstream was replaced finishes its calls first (up to the deadline).
-    close: async () => {
-      if (state.retiring !== undefined && own.count > 0) await own.idle(state.retiring);
-      await inner.close();
-    },
+        handle.cancel(reason);
+      },
+    };
   };
-  if (inner.respond) tracked.respond = (response) => inner.respond!(response);
-  if (inner.resumeState) tracked.resumeState = () => inner.resumeState!();
-  return tracked;
+  session.call = async (method, params, timeoutMs) => {
+    const leave = enter();
+    try {
+      return await call(method, params, timeoutMs);
+    } finally {
+      leave();
+    }
+  };
+  // A session let go of because its upstream was replaced finishes its calls first (up to the deadline).
+  session.close = async () => {
+    if (state.retiring !== undefined && own.count > 0) await own.idle(state.retiring);
+    await close();
+  };
+  return session;
 }

@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import { Errors, GatewayError } from '../../../core/errors.ts';
 import { readAll } from '../../../upstream/pools.ts';
 import { peekId, peekKind, spliceId, type RpcId } from '../jsonrpc.ts';
-import { readEvents } from './follow.ts';
+import { readEvents, retryDelay, type StreamCursor } from './follow.ts';
 import type { ReplySink } from './types.ts';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -18,23 +18,51 @@ export interface RelayingUpstream {
 }
 
 /**
- * Relays one upstream answer to a request: the response (JSON body, or the matching event of an SSE stream, whose
- * other events are interim messages), or a failure.
+ * Continues an SSE answer the upstream closed before the response (session era, 2025-11-25): a GET naming the last
+ * event id received (`Last-Event-ID`), whose events continue the broken stream.
  */
-export async function relayResponse(up: RelayingUpstream, res: Dispatcher.ResponseData, id: RpcId, sink: ReplySink): Promise<void> {
+export type ResumeStream = (lastEventId: string) => Promise<Dispatcher.ResponseData>;
+
+/** Reconnects in a row that brought no new event before the relay gives up. */
+const MAX_IDLE_RESUMES = 5;
+/** Wait before a reconnect when the upstream gave no `retry` (the spec leaves it to the client). */
+const DEFAULT_RETRY_MS = 1000;
+
+/**
+ * Relays one upstream answer to a request: the response (JSON body, or the matching event of an SSE stream, whose
+ * other events are interim messages), or a failure. An SSE stream that ends before the response, after an event
+ * with an id, is resumed with `resume` (after the upstream's `retry`), as often as reconnects keep bringing events.
+ */
+export async function relayResponse(up: RelayingUpstream, res: Dispatcher.ResponseData, id: RpcId, sink: ReplySink, resume?: ResumeStream): Promise<void> {
   const status = res.statusCode;
   const type = String(res.headers['content-type'] ?? '');
   if (status === 200 && type.startsWith('text/event-stream')) {
     up.markOk();
-    await readEvents(res, (data) => {
+    let answered = false;
+    const cursor: StreamCursor = { lastEventId: undefined, retryMs: undefined };
+    const onData = (data: string): boolean => {
       if (peekKind(data) === 'response' && peekId(data) === id) {
+        answered = true;
         sink.final(data);
         return true;
       }
       sink.interim(data);
       return false;
-    });
-    sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} closed the stream without a response`, { data: { upstream: up.name } }));
+    };
+    await readEvents(res, onData, cursor);
+    for (let idle = 0; !answered && resume !== undefined && cursor.lastEventId !== undefined && idle < MAX_IDLE_RESUMES; idle++) {
+      const from = cursor.lastEventId;
+      await new Promise((r) => setTimeout(r, retryDelay(cursor.retryMs ?? DEFAULT_RETRY_MS)));
+      const next = await resume(from);
+      if (next.statusCode !== 200 || !String(next.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+        await next.body.dump();
+        sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} answered HTTP ${next.statusCode} to a stream resumption`, { data: { upstream: up.name, status: next.statusCode } }));
+        return;
+      }
+      await readEvents(next, onData, cursor);
+      if (cursor.lastEventId !== from) idle = -1; // progress: the count is of reconnects in a row that brought nothing
+    }
+    if (!answered) sink.fail(new GatewayError(Errors.UPSTREAM_BAD_RESPONSE, `Upstream ${up.name} closed the stream without a response`, { data: { upstream: up.name } }));
     return;
   }
   if (type.startsWith('application/json')) {

@@ -326,7 +326,14 @@ class HttpUpstreamSession implements UpstreamSession {
       await this.reinitialize();
       return this.exchange(id, body, sink, signal, false);
     }
-    await relayResponse(this.up, res, id, sink);
+    // An SSE answer the upstream closes before the response is resumed with GET + Last-Event-ID (its events replayed).
+    await relayResponse(this.up, res, id, sink, (lastEventId) => this.streamGet(signal, lastEventId, this.up.timeouts.bodyIdleMs));
+  }
+
+  /** GET of an event stream: the session's own (bodyTimeout 0: it may stay quiet), or a broken one resumed. */
+  private streamGet(signal: AbortSignal, lastEventId: string | undefined, bodyTimeout: number): Promise<Dispatcher.ResponseData> {
+    const headers = { ...this.headers, accept: 'text/event-stream', ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}) };
+    return this.up.streamPool.request({ method: 'GET', path: this.up.path, headers, signal, bodyTimeout, headersTimeout: this.up.timeouts.headersMs });
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -351,15 +358,8 @@ class HttpUpstreamSession implements UpstreamSession {
     return followStream({
       upstream: this.backend,
       log: this.up.log,
-      open: async (signal) => {
-        const res = await this.up.streamPool.request({
-          method: 'GET',
-          path: this.up.path,
-          headers: { ...this.headers, accept: 'text/event-stream' },
-          signal,
-          bodyTimeout: 0,
-          headersTimeout: this.up.timeouts.headersMs,
-        });
+      open: async (signal, lastEventId) => {
+        const res = await this.streamGet(signal, lastEventId, 0);
         if (res.statusCode === 405) {
           await res.body.dump();
           return 'stop'; // this server has no server-initiated stream
