@@ -16,6 +16,7 @@ import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.t
 import { poolShape } from '../upstream/config.ts';
 import { modelRouteSpec } from '../upstream/models.ts';
 import { adminSpec } from '../server/admin-config.ts';
+import { reservedPathOf } from './reserved-paths.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -201,6 +202,12 @@ const gatewaySpec = z.strictObject({
           aliasesPerServer: z.number().int().min(1).default(4096),
         })
         .prefault({}),
+      /**
+       * Merged tools/prompts/resources list pages kept per client session (src/protocols/mcp/list-cache.ts): dropped
+       * when an upstream sends notifications/*\/list_changed on the session's stream, else after this long. 0: every
+       * list is fetched from the upstreams. 2026-07-28 clients follow the upstreams' own caching hints instead.
+       */
+      listCacheTtlMs: durationMs.default(10_000),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
@@ -304,7 +311,13 @@ export type BackendSpec = z.infer<typeof backendSpec>;
 
 const pathMatch = z.strictObject({
   type: z.enum(['Exact', 'PathPrefix']).default('PathPrefix'),
-  value: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path without query'),
+  value: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, 'must be an absolute path without query')
+    .superRefine((v, ctx) => {
+      const r = reservedPathOf(v);
+      if (r !== undefined) ctx.addIssue({ code: 'custom', message: `${v} would shadow the gateway's own ${r} endpoint: choose another path` });
+    }),
 });
 
 const headerMatch = z.strictObject({

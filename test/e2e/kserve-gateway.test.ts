@@ -350,7 +350,7 @@ describe('guards', () => {
     const span = receiver.spans.find(isStream)!;
     expect(span.attributes).toMatchObject({ 'gen_ai.operation.name': 'text_completion', 'gen_ai.request.model': 'stream', 'gen_ai.response.model': 'stream', 'tollgate.upstream': 'triton' });
     await eventually(() => receiver.spans.some((x) => x.parentSpanId === span.spanId && x.kind === 3), 10_000, 'the upstream span');
-    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.url}/metrics`)).text());
+    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.adminUrl}/metrics`)).text());
     const requests = metrics.find((f) => f.name === 'tollgate_requests_total')!.metrics as Array<{ labels: Record<string, string>; value: string }>;
     const infer = requests.filter((m) => m.labels.protocol === 'kserve' && m.labels.operation === 'infer' && m.labels.outcome === 'ok');
     expect(infer.reduce((n, m) => n + Number(m.value), 0)).toBeGreaterThanOrEqual(4);

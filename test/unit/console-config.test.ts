@@ -22,12 +22,13 @@ describe('admin and console config', () => {
     expect(adminSpec.safeParse({ console: { enabled: false } }).success).toBe(true);
   });
 
-  it('starts the admin listener only when a port is configured (config or TOLLGATE_ADMIN_PORT)', () => {
+  it('always starts the admin listener: 127.0.0.1:9090 by default, ephemeral beside an ephemeral public port, config or TOLLGATE_ADMIN_PORT', () => {
     const spec = adminSpec.parse({});
-    expect(adminListener(spec, {})).toBeUndefined();
-    expect(adminListener(adminSpec.parse({ listener: { port: 9090 } }), {})).toEqual({ host: '127.0.0.1', port: 9090 });
-    expect(adminListener(spec, { TOLLGATE_ADMIN_PORT: '9191', TOLLGATE_ADMIN_HOST: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9191 });
-    expect(adminListener(spec, { TOLLGATE_ADMIN_PORT: 'nope' })).toBeUndefined();
+    expect(adminListener(spec, 8080, {})).toEqual({ host: '127.0.0.1', port: 9090 });
+    expect(adminListener(spec, 0, {})).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(adminListener(adminSpec.parse({ listener: { port: 9191 } }), 8080, {})).toEqual({ host: '127.0.0.1', port: 9191 });
+    expect(adminListener(spec, 8080, { TOLLGATE_ADMIN_PORT: '9191', TOLLGATE_ADMIN_HOST: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9191 });
+    expect(adminListener(spec, 8080, { TOLLGATE_ADMIN_PORT: 'nope' })).toBeUndefined();
   });
 
   it('administrators by exact id, prefix, or OIDC group; never anonymous', () => {
