@@ -9,6 +9,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     // The JSON report is what .ci/run counts ("N passed, N failed"); the default reporter is for humans.
     reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
-    env: { TOLLGATE_LOG_LEVEL: process.env.TOLLGATE_LOG_LEVEL ?? 'silent' },
+    // Admin listeners on ephemeral ports: many gateways run at once (a test that wants its own sets it).
+    env: { TOLLGATE_LOG_LEVEL: process.env.TOLLGATE_LOG_LEVEL ?? 'silent', TOLLGATE_ADMIN_PORT: process.env.TOLLGATE_ADMIN_PORT ?? '0' },
   },
 });

@@ -4,7 +4,8 @@
  * - cold start: process spawned -> /healthz answers (config loaded, guards built, listener up), polled every 5 ms;
  *   and the same for `npm start` (the default config in routes/, the stdio demo upstream included), three times each;
  * - resident memory (VmRSS, /proc) when ready, after a 32-connection closed-loop load of S seconds (default 20), and
- *   after N more live MCP sessions (default 10,000: initialize through the gateway, each kept open);
+ *   after N more live MCP sessions (`--sessions N`, default 0: initialize through the gateway, each kept open; one
+ *   principal, so the gateway's mcp.limits.sessionsPerPrincipal (64) refuses the rest: recorded, not an error);
  * - the same with the young generation capped (`--semi`: --max-semi-space-size values in MB), and for another
  *   revision (`--baseline REV`), side by side.
  * Results: stdout and bench/results/memory-<time>-<commit>.json.
@@ -27,7 +28,7 @@ const { values } = parseArgs({
   options: { seconds: { type: 'string' }, sessions: { type: 'string' }, semi: { type: 'string' }, baseline: { type: 'string' }, 'no-start': { type: 'boolean' } },
 });
 const seconds = Number(values.seconds ?? 20);
-const sessions = Number(values.sessions ?? 10_000);
+const sessions = Number(values.sessions ?? 0);
 const scenario = SCENARIOS.find((s) => s.name === 'call-small')!;
 const stages = availableStages(ROOT);
 
@@ -75,13 +76,18 @@ async function openSessions(url: string, headers: Readonly<Record<string, string
   const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench-memory', version: '1' } } });
   let opened = 0;
   let next = 0;
+  let refused: number | undefined;
   const worker = async (): Promise<void> => {
     while (next < n) {
       next++;
       const r = await pool.request({ path: u.pathname, method: 'POST', headers: h, body: init });
       await r.body.text();
       const sid = r.headers['mcp-session-id'];
-      if (r.statusCode !== 200 || typeof sid !== 'string') throw new Error(`initialize answered ${r.statusCode}`);
+      if (r.statusCode !== 200 || typeof sid !== 'string') {
+        refused = r.statusCode;
+        next = n;
+        return;
+      }
       const n2 = await pool.request({ path: u.pathname, method: 'POST', headers: { ...h, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' }, body: '{"jsonrpc":"2.0","method":"notifications/initialized"}' });
       await n2.body.text();
       opened++;
@@ -89,6 +95,7 @@ async function openSessions(url: string, headers: Readonly<Record<string, string
   };
   await Promise.all(Array.from({ length: conc }, worker));
   await pool.close();
+  if (refused !== undefined) process.stderr.write(`sessions: ${opened} opened, then refused with ${refused} (per-principal cap)\n`);
   return opened;
 }
 

@@ -70,18 +70,18 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     store: services.store,
     policy: () => services.policy.status(),
   });
-  const server = new HttpServer({ gateway, adminExtensions: services.admin });
+  const server = new HttpServer({ gateway, publicExtensions: services.publicExtensions });
   const envPort = process.env.PORT === undefined || process.env.PORT === '' ? undefined : Number(process.env.PORT);
   const port = opts.port ?? envPort ?? snapshot.gateway.listener.port;
   const host = opts.host ?? process.env.HOST ?? snapshot.gateway.listener.host;
   const address = await server.listen(port, host);
   // The admin listener (its own port, loopback by default): the console is served there and nowhere else.
-  const adminAt = adminListener(snapshot.gateway.admin);
+  const adminAt = adminListener(snapshot.gateway.admin, port);
   const consoleWanted = snapshot.gateway.admin.console.enabled;
-  if (consoleWanted && adminAt === undefined) {
+  if (adminAt === undefined) {
     await server.drain(0);
     await services.close();
-    throw new Error('admin.console.enabled needs the admin listener: set admin.listener.port (or TOLLGATE_ADMIN_PORT)');
+    throw new Error(`invalid admin listener port: TOLLGATE_ADMIN_PORT=${process.env.TOLLGATE_ADMIN_PORT ?? ''} (an integer 0-65535)`);
   }
   let adminServer: AdminServer | undefined;
   let consoleHandle: ConsoleHandle | undefined;
@@ -106,7 +106,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const watcher =
     opts.watch === false ? { close: () => {}, reload: () => false } : watchConfig(opts.configDir, apply, log, (issues) => gateway.rejectConfig(issues), { load });
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  log.info({ address: `${shown}:${address.port}`, config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
+  log.info({ address: `${shown}:${address.port}`, admin: adminUrl?.replace(/^http:\/\//, ''), config: snapshot.dir, revision: snapshot.revision }, 'tollgate listening');
   let stopping: Promise<void> | undefined;
   return {
     gateway,

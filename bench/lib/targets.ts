@@ -43,6 +43,8 @@ export interface GatewayProcess {
   readonly url: string;
   /** Headers the stages need on every request. */
   readonly headers: Readonly<Record<string, string>>;
+  /** The admin listener (/readyz, /metrics, /limits), when the checkout has one. */
+  readonly adminUrl: string | undefined;
   readonly child: Child;
   readonly configDir: string;
   readonly logFile: string;
@@ -118,6 +120,13 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     dataDir: join(dir, 'data'),
     shutdown: { drainMs: 2000 },
   };
+  // The admin listener on a port of its own (not the default 9090: several gateways run at once).
+  let adminUrl: string | undefined;
+  if (existsSync(join(root, 'src/server/admin-config.ts'))) {
+    const adminPort = await freePort();
+    gatewaySpec.admin = { listener: { host: '127.0.0.1', port: adminPort } };
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+  }
   // What is on by default is switched off here and on again by its stage, so that `gateway[none]` is the bare
   // gateway and each stage's cost shows (a checkout older than these sections does not know them).
   if (existsSync(join(root, 'src/audit/config.ts'))) gatewaySpec.audit = { enabled: false };
@@ -144,6 +153,8 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
   // The config decides the log level: an inherited TOLLGATE_LOG_LEVEL (tests set 'silent') would override it.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, ...o.variant.env };
   delete childEnv.TOLLGATE_LOG_LEVEL;
+  // Likewise the admin port: the config names it (tests set TOLLGATE_ADMIN_PORT=0 for their own gateways).
+  delete childEnv.TOLLGATE_ADMIN_PORT;
   const spawnedAt = Date.now();
   const child = spawnPlain(args, { cwd: root, stdout: fd, env: childEnv });
   closeSync(fd);
@@ -153,5 +164,5 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     await child.stop(1000);
     throw new Error(`gateway ${o.variant.label} did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { label: o.variant.label, url: `${base}${routes.path}`, headers, child, configDir, logFile, spawnedAt, readyMs: Date.now() - spawnedAt };
+  return { label: o.variant.label, url: `${base}${routes.path}`, headers, adminUrl, child, configDir, logFile, spawnedAt, readyMs: Date.now() - spawnedAt };
 }

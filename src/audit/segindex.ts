@@ -8,8 +8,8 @@
  *   trace (u32: the first 32 bits of the trace id, 0 = none; a key to narrow a search by trace, collisions are
  *   re-checked on the line), tokens (u32: input + output tokens), cost (f32: the call's cost).
  * The last three (added in v3) let the console join a task's chain by trace id and chart usage from columns alone;
- * the v3 header also carries a rollup of the call records (per-minute and per-principal totals), so usage over whole
- * segments needs no column at all. A v2 index (without them) is still read; searches that need them scan its segment.
+ * a v3 index also carries a rollup of the call records (per-minute and per-principal totals, JSON after the columns,
+ * located by the header and read only by usage queries), so usage over whole segments needs no column at all. A v2 index (without them) is still read; searches that need them scan its segment.
  * The segment's principal dictionary doubles as the first filter: a segment that never saw a principal is skipped
  * after reading its header alone. The index is derived data (not signed): query re-checks every matched line itself.
  */
@@ -33,8 +33,8 @@ export interface IndexHeader {
   readonly targets: readonly string[];
   /** Absolute byte offsets of each column in the file. */
   readonly columns: Readonly<Record<ColumnName, number>>;
-  /** Usage totals of the call records (v3; absent in older indexes): what usage charts read instead of columns. */
-  readonly rollup?: Rollup;
+  /** Where the rollup's JSON lies (v3; absent in older indexes): read by IndexReader.rollup(). */
+  readonly rollup?: { readonly at: number; readonly bytes: number };
 }
 
 /** Totals of call records: [calls, denied, tokens, cost] (cost: the sum of the f32 column's values). */
@@ -176,7 +176,8 @@ export class IndexBuilder {
       tokens: Uint32Array.from(this.tokens),
       cost: Float32Array.from(this.cost),
     };
-    const rollup = this.rollup();
+    const rollupJson = JSON.stringify(this.rollup());
+    const rollupBytes = Buffer.byteLength(rollupJson);
     // Column offsets depend on the header's length, which contains them: fix the point by iterating.
     let headerLen = 0;
     let header = '';
@@ -199,18 +200,19 @@ export class IndexBuilder {
         principals: [...this.principals.keys()],
         targets: [...this.targets.keys()],
         columns,
-        rollup,
+        rollup: { at, bytes: rollupBytes },
       } satisfies IndexHeader);
       const len = Buffer.byteLength(header);
       if (len === headerLen) break;
       headerLen = len;
     }
     const parsed = JSON.parse(header) as IndexHeader;
-    const total = align(parsed.columns.cost + count * 4);
+    const total = align(parsed.rollup!.at + rollupBytes);
     const buf = Buffer.alloc(total);
     buf.write(MAGIC, 0, 'latin1');
     buf.writeUInt32LE(headerLen, 8);
     buf.write(header, 12, 'utf8');
+    buf.write(rollupJson, parsed.rollup!.at, 'utf8');
     for (const c of ORDER) {
       const col = cols[c];
       Buffer.from(col.buffer, col.byteOffset, col.byteLength).copy(buf, parsed.columns[c]);
@@ -283,6 +285,19 @@ export class IndexReader {
 
   u32(c: 'principal' | 'target' | 'offset' | 'length' | 'trace' | 'tokens'): Uint32Array {
     return new Uint32Array(this.read(c));
+  }
+
+  /** The usage rollup of the call records (undefined for an index that has none or a damaged one). */
+  rollup(): Rollup | undefined {
+    const r = this.header.rollup;
+    if (r === undefined) return undefined;
+    const b = Buffer.alloc(r.bytes);
+    if (readSync(this.fd, b, 0, r.bytes, r.at) !== r.bytes) return undefined;
+    try {
+      return JSON.parse(b.toString('utf8')) as Rollup;
+    } catch {
+      return undefined;
+    }
   }
 
   f32(c: 'cost'): Float32Array {

@@ -119,8 +119,9 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
         continue;
       }
       // Wholly inside the range, with per-minute totals: the rollup answers (for one principal, only its groups).
-      const r = h.rollup;
-      if (r !== undefined && h.recordMinTime >= since && h.recordMaxTime < until && bucketMs % r.sliceMs === 0) {
+      const inside = h.recordMinTime >= since && h.recordMaxTime < until;
+      const r = inside ? index.rollup() : undefined;
+      if (r !== undefined && bucketMs % r.sliceMs === 0) {
         const onlyGroups = match !== undefined;
         if (onlyGroups || r.slices !== undefined) {
           if (!onlyGroups) addSlices(r, buckets, since, bucketMs);
@@ -147,7 +148,7 @@ export function usageSeries(dir: string, q: UsageQuery): UsageSeries {
       const base = h.minTime - since;
       const span = until - since;
       // Groups already counted from the rollup (one principal's query): only buckets here.
-      const groupsDone = r !== undefined && match !== undefined && h.recordMinTime >= since && h.recordMaxTime < until && bucketMs % r.sliceMs === 0;
+      const groupsDone = r !== undefined && match !== undefined && bucketMs % r.sliceMs === 0;
       for (let i = 0; i < h.count; i++) {
         const f = flags[i]!;
         if ((f & 7) !== CALL) continue;

@@ -1,5 +1,6 @@
 /** The `a2a` section of a Route (agents at <mount>/<agent>, served by src/protocols/a2a). */
 import { z } from 'zod';
+import { secretRef } from './secret.ts';
 
 const durationMs = z.number().int().min(0);
 
@@ -25,5 +26,18 @@ export const a2aRouteSpec = z.strictObject({
   push: z
     .strictObject({ allowHosts: z.array(z.string().min(1)).default([]), allowHttp: z.boolean().default(false) })
     .prefault({}),
+  /**
+   * Re-sign the cards the gateway serves (1.0 cards: a JWS over the RFC 8785 canonical card, as the A2A SDKs verify
+   * it) with this key: a PKCS#8 PEM private key (EC P-256 for ES256, Ed25519 for EdDSA). Absent: the agent's
+   * signatures are removed (rewriting a card breaks them) and none is added.
+   */
+  cardSigning: z
+    .strictObject({
+      key: secretRef,
+      keyId: z.string().min(1),
+      /** Where verifiers find the public key (the JWS `jku` header), optional. */
+      jku: z.url().optional(),
+    })
+    .optional(),
 });
 export type A2aRouteSpec = z.infer<typeof a2aRouteSpec>;

@@ -2,7 +2,7 @@
  * Loads routes/*.yaml into a validated, immutable ConfigSnapshot. Any error is reported with file, line and reason;
  * the caller keeps its previous snapshot when loading fails.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LineCounter, parseAllDocuments, isNode, type Document } from 'yaml';
@@ -236,6 +236,21 @@ function buildSnapshot(root: string, docs: Located<ConfigDoc>[], env: NodeJS.Pro
     else if (r.value.length < 16) issues.push(gatewayLoc ? at(gatewayLoc, where, 'session key is shorter than 16 characters') : { file: root, line: 0, column: 0, message: 'short session key' });
     else mcpSessionKeys.push({ id: k.id, secret: r.value });
   });
+  for (const [, loc] of routes) {
+    const signing = loc.value.spec.a2a?.cardSigning;
+    if (signing === undefined) continue;
+    const r = resolveSecret(signing.key.valueFrom, root, env);
+    const where = ['spec', 'a2a', 'cardSigning', 'key', 'valueFrom'];
+    if ('error' in r) issues.push(at(loc, where, r.error));
+    else {
+      try {
+        const type = createPrivateKey(r.value).asymmetricKeyType;
+        if (type !== 'ec' && type !== 'ed25519') issues.push(at(loc, where, `card signing key must be EC P-256 or Ed25519 (got ${type})`));
+      } catch {
+        issues.push(at(loc, where, 'card signing key is not a PEM private key'));
+      }
+    }
+  }
   for (const [, loc] of routes) {
     loc.value.spec.mcp?.virtualServers.forEach((v, vi) => {
       const ruleBackends = new Set(loc.value.spec.rules.flatMap((r) => r.backendRefs.map((b) => b.name)));

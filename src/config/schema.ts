@@ -15,7 +15,9 @@ import { redisSpec } from '../store/config.ts';
 import { budgetSpec, limitsSpec, rateLimitSpec } from '../guards/limits/config.ts';
 import { poolShape } from '../upstream/config.ts';
 import { modelRouteSpec } from '../upstream/models.ts';
+import { bodyBytes, httpSpec, overloadSpec } from './listener.ts';
 import { adminSpec } from '../server/admin-config.ts';
+import { reservedPathOf } from './reserved-paths.ts';
 
 export const API_VERSION = 'tollgate.dev/v1alpha1';
 
@@ -64,8 +66,6 @@ const headerSpec = z
 
 const durationMs = z.number().int().min(0);
 
-/** Largest request body, in bytes (at least 1 KiB). */
-const bodyBytes = z.number().int().min(1024).max(Number.MAX_SAFE_INTEGER);
 
 const timeoutsSpec = z.strictObject({
   /** TCP+TLS connect to an upstream. */
@@ -104,52 +104,10 @@ const gatewaySpec = z.strictObject({
       publicUrl: z.url().optional(),
     })
     .prefault({}),
-  http: z
-    .strictObject({
-      /** Default request body limit of every route (a route's own http.maxBodyBytes overrides it). */
-      maxBodyBytes: bodyBytes.default(4 * 1024 * 1024),
-      /** Origins allowed to call (DNS-rebinding protection); requests without Origin are not affected. */
-      allowedOrigins: z.array(z.string()).default([]),
-      /** Keep-alive comment interval on long-lived SSE streams. */
-      sseKeepAliveMs: durationMs.default(15_000),
-      /** A client must send its request headers within this long (slowloris); idle new connections are closed too. */
-      headersTimeoutMs: z.number().int().min(100).default(10_000),
-      /** A client must send its whole request (headers and body) within this long (slow bodies); 0 = no limit. */
-      requestTimeoutMs: durationMs.default(120_000),
-      /** An idle keep-alive connection is closed after this long. */
-      keepAliveTimeoutMs: durationMs.default(65_000),
-      /** Open client connections at once; a connection past it is closed as soon as it is accepted (0 = no limit). */
-      maxConnections: z.number().int().min(0).default(10_000),
-      /**
-       * A response whose client reads slower than it is written: over `maxBufferedBytes` waiting for the client, or
-       * unable to write anything for `slowClientMs`, the client is cut off (its memory is freed, the upstream released).
-       */
-      maxBufferedBytes: z.number().int().min(16 * 1024).default(1024 * 1024),
-      slowClientMs: z.number().int().min(100).default(30_000),
-    })
-    .refine((h) => h.requestTimeoutMs === 0 || h.headersTimeoutMs <= h.requestTimeoutMs, {
-      message: 'headersTimeoutMs must not exceed requestTimeoutMs',
-      path: ['headersTimeoutMs'],
-    })
-    .prefault({}),
-  /**
-   * Load shedding (src/gateway/admission.ts): calls in flight, a bounded wait queue, and event-loop-lag-aware
-   * admission. A refused call gets 503 + Retry-After (TG_OVERLOADED) in its protocol's shape.
-   */
-  overload: z
-    .strictObject({
-      /** Calls running at once on this replica (0 = no limit). Long-lived server streams (GET event streams) do not count. */
-      maxInFlight: z.number().int().min(0).default(1024),
-      /** Calls waiting for a slot; past it the newcomer is refused at once. */
-      maxQueue: z.number().int().min(0).default(512),
-      /** Longest wait in the queue. */
-      queueTimeoutMs: z.number().int().min(1).default(2_000),
-      /** Event-loop delay (p99 over 250 ms windows, two windows in a row) over which new calls are refused (0 = off). */
-      maxEventLoopDelayMs: durationMs.default(500),
-      /** Retry-After of a refusal, in seconds. */
-      retryAfterSeconds: z.number().int().min(1).max(3600).default(1),
-    })
-    .prefault({}),
+  /** Request bodies, origins, SSE keep-alives, listener timeouts and caps (src/config/listener.ts). */
+  http: httpSpec.prefault({}),
+  /** Load shedding (src/config/listener.ts). */
+  overload: overloadSpec.prefault({}),
   timeouts: timeoutsSpec.prefault({}),
   shutdown: z.strictObject({ drainMs: durationMs.default(10_000) }).prefault({}),
   mcp: z
@@ -201,6 +159,12 @@ const gatewaySpec = z.strictObject({
           aliasesPerServer: z.number().int().min(1).default(4096),
         })
         .prefault({}),
+      /**
+       * Merged tools/prompts/resources list pages kept per client session (src/protocols/mcp/list-cache.ts): dropped
+       * when an upstream sends notifications/*\/list_changed on the session's stream, else after this long. 0: every
+       * list is fetched from the upstreams. 2026-07-28 clients follow the upstreams' own caching hints instead.
+       */
+      listCacheTtlMs: durationMs.default(10_000),
       /** Legacy HTTP+SSE transport (2024-11-05) for old clients: GET <mount>[/<server>]<path>, POST <...><path>/message. */
       legacySse: z
         .strictObject({ enabled: z.boolean().default(true), path: z.string().regex(/^\/[A-Za-z0-9_.-]+$/).default('/sse') })
@@ -304,7 +268,13 @@ export type BackendSpec = z.infer<typeof backendSpec>;
 
 const pathMatch = z.strictObject({
   type: z.enum(['Exact', 'PathPrefix']).default('PathPrefix'),
-  value: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path without query'),
+  value: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, 'must be an absolute path without query')
+    .superRefine((v, ctx) => {
+      const r = reservedPathOf(v);
+      if (r !== undefined) ctx.addIssue({ code: 'custom', message: `${v} would shadow the gateway's own ${r} endpoint: choose another path` });
+    }),
 });
 
 const headerMatch = z.strictObject({

@@ -56,7 +56,14 @@ export class ConsoleData {
   calls(q: CallsQuery): RecordView[] {
     const dir = this.src.auditDir;
     const filter: QueryFilter = { kinds: ['call'], principal: q.principal, decision: q.decision };
-    if (dir === undefined) return this.src.live.recent(q.limit, (v) => v.kind === 'call' && (q.protocol === undefined || v.protocol === q.protocol));
+    // The live feed's ring holds the newest records: when it has a whole page, no file is read.
+    const keep = (v: RecordView): boolean =>
+      v.kind === 'call' &&
+      (q.protocol === undefined || v.protocol === q.protocol) &&
+      (q.decision === undefined || v.allow === (q.decision === 'allow')) &&
+      (q.principal === undefined || (q.principal.endsWith('*') ? (v.principal ?? '').startsWith(q.principal.slice(0, -1)) : v.principal === q.principal));
+    const recent = this.src.live.recent(q.limit, keep);
+    if (dir === undefined || recent.length >= q.limit) return recent;
     if (q.protocol === undefined) return views(latestRecords(dir, filter, q.limit));
     // A protocol is not an index column: read a bounded multiple of the page and filter.
     return views(latestRecords(dir, filter, q.limit * 20))

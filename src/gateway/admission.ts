@@ -5,7 +5,7 @@
  *   `queueTimeoutMs` for a slot; anything past that is refused at once with TG_OVERLOADED (503 + Retry-After),
  *   rendered by the protocol's adapter in its own shape (JSON-RPC error, OpenAI error object...);
  * - while the event loop lags (its delay, sampled with perf_hooks `monitorEventLoopDelay`, is over
- *   `maxEventLoopDelayMs` in two 250 ms windows in a row), new calls are refused before they cost anything: when the loop is late, every call
+ *   `maxEventLoopDelayMs` in two 250 ms windows in a row, while the loop is busy at least 80% of the time), new calls are refused before they cost anything: when the loop is late, every call
  *   already admitted is late too, and adding more only makes all of them later;
  * - long-lived server streams (a GET asking for text/event-stream: MCP's server stream, legacy SSE channels) do not
  *   take a slot: they cost nothing while idle and are capped per principal (`mcp.limits.streamsPerPrincipal`) and by
@@ -14,7 +14,7 @@
  * Nothing admitted is ever evicted to make room: the newcomer is the one refused.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type ELDHistogram, type EventLoopUtilization } from 'node:perf_hooks';
 import { Errors, GatewayError } from '../core/errors.ts';
 
 export interface OverloadSettings {
@@ -38,6 +38,8 @@ export interface AdmissionStatus {
   readonly queued: number;
   /** The event loop's delay over the last sampling window (ms, p99). */
   readonly eventLoopDelayMs: number;
+  /** Share of the last window the event loop was busy (0-1). */
+  readonly eventLoopUtilization: number;
   readonly lagging: boolean;
   /** Calls refused since start, by reason. */
   readonly shed: Readonly<Record<ShedReason, number>>;
@@ -53,6 +55,8 @@ interface Waiter {
 
 /** Sampling window of the event-loop delay: short enough to react within a fraction of a second. */
 const LAG_WINDOW_MS = 250;
+/** Event-loop utilization over which a lagging loop is this process's own overload. */
+const BUSY = 0.8;
 
 export class Admission {
   private settings: OverloadSettings;
@@ -67,6 +71,9 @@ export class Admission {
   private delayMs = 0;
   /** The delay of the window before (lag counts when two windows in a row are over the threshold). */
   private previousMs = 0;
+  /** Share of the last window the loop was busy: lag with an idle loop is CPU taken by others, not our load. */
+  private utilization = 0;
+  private elu: EventLoopUtilization | undefined;
 
   constructor(settings: OverloadSettings) {
     this.settings = settings;
@@ -92,6 +99,9 @@ export class Admission {
     // p99 of the window, in ms: one long pause (a GC, a sync burst) shows, the timer's own jitter does not.
     this.previousMs = this.delayMs;
     this.delayMs = h.count > 0 ? h.percentile(99) / 1e6 : 0;
+    const now = performance.eventLoopUtilization();
+    this.utilization = this.elu === undefined ? 0 : performance.eventLoopUtilization(now, this.elu).utilization;
+    this.elu = now;
     h.reset();
   }
 
@@ -102,12 +112,16 @@ export class Admission {
     this.sampler = undefined;
     this.delayMs = 0;
     this.previousMs = 0;
+    this.utilization = 0;
+    this.elu = undefined;
   }
 
   get lagging(): boolean {
     const max = this.settings.maxEventLoopDelayMs;
     // Sustained lag only: one long pause (a GC, a policy compiled) is over before anything could be shed for it.
-    return max > 0 && this.delayMs > max && this.previousMs > max;
+    // And only while the loop itself is busy: a process starved of CPU by its neighbours lags with an idle loop, and
+    // refusing calls would not give it the CPU back.
+    return max > 0 && this.delayMs > max && this.previousMs > max && this.utilization >= BUSY;
   }
 
   /**
@@ -190,7 +204,7 @@ export class Admission {
   }
 
   status(): AdmissionStatus {
-    return { inFlight: this.inFlight, queued: this.waiting, eventLoopDelayMs: Math.round(this.delayMs * 10) / 10, lagging: this.lagging, shed: { ...this.shed } };
+    return { inFlight: this.inFlight, queued: this.waiting, eventLoopDelayMs: Math.round(this.delayMs * 10) / 10, eventLoopUtilization: Math.round(this.utilization * 100) / 100, lagging: this.lagging, shed: { ...this.shed } };
   }
 
   close(): void {

@@ -18,7 +18,10 @@ import type { GuardServices } from './guards.ts';
 
 export interface Services {
   readonly guards: readonly GuardServices[];
+  /** Endpoints of the admin listener (/readyz/store, /metrics, /limits...). */
   readonly admin: readonly AdminExtension[];
+  /** Endpoints of the public listener besides routes (RFC 9728 metadata). */
+  readonly publicExtensions: readonly AdminExtension[];
   /** Spans and metrics per call, handed to the Gateway. */
   readonly telemetry: CallTelemetry;
   /** Tollgate's own credentials for upstream calls (JWT-SVIDs from the Workload API). */
@@ -49,6 +52,7 @@ export interface ServiceOptions {
 export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
   const guards: GuardServices[] = [];
   const admin: AdminExtension[] = [];
+  const publicExtensions: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
   const telemetry = createTelemetry(snapshot, log);
   // One Redis connection for every cross-replica feature; connects in the background (features apply their own fail
@@ -63,7 +67,8 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   // authenticate: first in the pipeline.
   const identity = await IdentityService.create(snapshot, log);
   guards.push(identity);
-  admin.push(identity.admin);
+  // RFC 9728 metadata is for callers: served on the public listener (everything else in `admin` is operational).
+  publicExtensions.push(identity.admin);
   telemetry.telemetry.watchTokenChecks(identity.checks);
   closers.push(() => identity.close());
   // Authorize: Rego compiled to WASM (after identity, which sets call.principal). Decisions are also published on
@@ -90,6 +95,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   return {
     guards,
     admin,
+    publicExtensions,
     telemetry: telemetry.telemetry,
     credentials: identity.credentials,
     identity,

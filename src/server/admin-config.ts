@@ -1,6 +1,6 @@
 /**
  * The admin listener's config (`spec.admin` of the Gateway): where it listens, who its administrators are, and the
- * operator console it serves. The listener exists only when a port is configured (`listener.port`, or the
+ * operator console it serves. The listener always exists (loopback:9090 by default; `listener`, or the
  * TOLLGATE_ADMIN_PORT / TOLLGATE_ADMIN_HOST variables the Helm chart sets); the console only when enabled, and only
  * there (never on the public listener).
  */
@@ -11,7 +11,11 @@ export const adminSpec = z
     listener: z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
-        /** Absent: no admin listener (unless TOLLGATE_ADMIN_PORT is set). 0: an ephemeral port (tests). */
+        /**
+         * The admin listener's port (TOLLGATE_ADMIN_PORT overrides it): /readyz, /metrics, /limits and the console
+         * are served there and nowhere else. Default 9090, or an ephemeral port when the public listener is on an
+         * ephemeral one (tests, benches: many gateways on one machine). 0: an ephemeral port.
+         */
         port: z.number().int().min(0).max(65535).optional(),
       })
       .prefault({}),
@@ -39,10 +43,15 @@ export const adminSpec = z
   });
 export type AdminSpec = z.infer<typeof adminSpec>;
 
-/** Where the admin listener listens, from config and the environment; undefined when it is not configured. */
-export function adminListener(spec: AdminSpec, env: NodeJS.ProcessEnv = process.env): { host: string; port: number } | undefined {
+export const DEFAULT_ADMIN_PORT = 9090;
+
+/**
+ * Where the admin listener listens, from config and the environment (`publicPort`: the public listener's configured
+ * port; an ephemeral public port makes the default admin port ephemeral too); undefined for an invalid port.
+ */
+export function adminListener(spec: AdminSpec, publicPort: number, env: NodeJS.ProcessEnv = process.env): { host: string; port: number } | undefined {
   const envPort = env.TOLLGATE_ADMIN_PORT === undefined || env.TOLLGATE_ADMIN_PORT === '' ? undefined : Number(env.TOLLGATE_ADMIN_PORT);
-  const port = envPort ?? spec.listener.port;
+  const port = envPort ?? spec.listener.port ?? (publicPort === 0 ? 0 : DEFAULT_ADMIN_PORT);
   if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
   return { host: env.TOLLGATE_ADMIN_HOST || spec.listener.host, port };
 }

@@ -7,12 +7,13 @@ import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { Errors, GatewayError, jsonRpcErrorObject } from '../core/errors.ts';
 import type { Gateway } from '../gateway/gateway.ts';
-import { createAdminApp, type AdminExtension } from './admin.ts';
+import { createPublicApp, publicOwnPath, type AdminExtension } from './admin.ts';
 import { sendJson } from './io.ts';
 
 export interface HttpServerOptions {
   readonly gateway: Gateway;
-  readonly adminExtensions?: readonly AdminExtension[];
+  /** What the public listener serves besides routes (RFC 9728 metadata); operational endpoints are on AdminServer. */
+  readonly publicExtensions?: readonly AdminExtension[];
 }
 
 export class HttpServer {
@@ -29,7 +30,7 @@ export class HttpServer {
 
   constructor(opts: HttpServerOptions) {
     this.gateway = opts.gateway;
-    const app = createAdminApp(opts.gateway, opts.adminExtensions ?? []);
+    const app = createPublicApp(opts.publicExtensions ?? []);
     this.admin = getRequestListener(app.fetch, { overrideGlobalObjects: false });
     const http = opts.gateway.state().snapshot.gateway.http;
     this.slow = { maxBufferedBytes: http.maxBufferedBytes, slowClientMs: http.slowClientMs };
@@ -117,7 +118,8 @@ export class HttpServer {
     }
     if (req.headers.authorization !== undefined) keepRepeatedAuthorization(req);
     try {
-      if (this.gateway.dispatch(req, res, path)) return;
+      // The gateway's own public paths first: no route (not even one at "/") shadows them.
+      if (!publicOwnPath(path) && this.gateway.dispatch(req, res, path)) return;
     } catch (err) {
       this.gateway.log.error({ err }, 'dispatch failed');
       if (!res.headersSent) sendJson(res, 500, { error: jsonRpcErrorObject(new GatewayError(Errors.INTERNAL)) });

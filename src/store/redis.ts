@@ -35,6 +35,8 @@ export class RedisStore {
   /** Prefix of every key written (config `keyPrefix`). */
   readonly prefix: string;
   readonly mode: StoreStatus['mode'];
+  /** The per-command timeout (ms) ioredis applies; callers that handle late replies apply it themselves. */
+  readonly commandTimeoutMs: number;
   private lastError: string | undefined;
   private since = new Date().toISOString();
   private readonly log: Logger;
@@ -42,6 +44,7 @@ export class RedisStore {
   constructor(spec: RedisSpec, configDir: string, log: Logger, env: NodeJS.ProcessEnv = process.env) {
     this.log = log;
     this.prefix = spec.keyPrefix;
+    this.commandTimeoutMs = spec.commandTimeoutMs;
     const secret = (ref: { valueFrom: Parameters<typeof resolveSecret>[0] } | undefined): string | undefined => {
       if (!ref) return undefined;
       const r = resolveSecret(ref.valueFrom, configDir, env);

@@ -111,7 +111,7 @@ describe('bench fixtures', () => {
     const outside = { method: 'tools/call' as const, name: 'files__read_file', arguments: { path: '/etc/passwd' } };
     await expect(openBenchSession(gw.url, outside, { ...gw.headers })).rejects.toThrow(/outside|denied|policy/i);
     // The limits stage decided the calls in its Redis: the rate bucket and the cost budget have counters.
-    const report = (await (await fetch(`${new URL(gw.url).origin}/limits`)).json()) as { store: string; limits: Array<{ name: string; counters: unknown[] }> };
+    const report = (await (await fetch(`${gw.adminUrl}/limits`)).json()) as { store: string; limits: Array<{ name: string; counters: unknown[] }> };
     expect(report.store).toBe('redis');
     expect(report.limits.find((l) => l.name === 'bench-cost')?.counters).toHaveLength(1);
   });

@@ -50,6 +50,7 @@ kind: Gateway
 metadata: { name: ${name} }
 spec:
   listener: { host: 127.0.0.1, port: ${port}, publicUrl: "${publicUrl}" }
+  admin: { listener: { host: 127.0.0.1, port: 0 } }
   shutdown: { drainMs: 5000 }
   dataDir: ${join(root, name, 'data')}
   identity:

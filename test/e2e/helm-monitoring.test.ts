@@ -77,7 +77,7 @@ beforeAll(async () => {
   const client = await connectClient(`${gw.url}/mcp`);
   for (let i = 0; i < 3; i++) await client.callTool({ name: 'fixture__echo', arguments: { message: `m${i}` } });
   await client.close();
-  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   for (const line of text.split('\n')) {
     const typed = /^# TYPE (\S+) (\S+)/.exec(line);
     if (typed) {

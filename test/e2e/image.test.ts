@@ -129,7 +129,7 @@ describe('image: running it (uid 1000, read-only root)', () => {
   it('without a configured identity it refuses to start and says what to configure', async () => {
     const data = volume('tollgate-img-data-');
     const port = await freePort();
-    const run = collect(runContainer(image, { env: { PORT: String(port) }, mounts: [{ source: data, target: '/var/lib/tollgate' }] }));
+    const run = collect(runContainer(image, { env: { PORT: String(port), TOLLGATE_ADMIN_PORT: '0' }, mounts: [{ source: data, target: '/var/lib/tollgate' }] }));
     const r = await run.exited;
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('refusing to start: TOLLGATE_PROFILE=production');
@@ -140,7 +140,7 @@ describe('image: running it (uid 1000, read-only root)', () => {
   it('the dev issuer turned on in a mounted config is refused too', async () => {
     const config = temp('tollgate-img-dev-');
     writeFileSync(join(config, 'gateway.yaml'), 'apiVersion: tollgate.dev/v1alpha1\nkind: Gateway\nmetadata: { name: t }\nspec:\n  dataDir: /var/lib/tollgate\n  identity:\n    trustDomains: [{ name: example.org, bundle: { workload_api: {} } }]\n    dev: { enabled: true }\n');
-    const run = collect(runContainer(image, { env: { PORT: String(await freePort()) }, mounts: [{ source: config, target: '/etc/tollgate/routes', readOnly: true }, { source: volume('tollgate-img-data-'), target: '/var/lib/tollgate' }] }));
+    const run = collect(runContainer(image, { env: { PORT: String(await freePort()), TOLLGATE_ADMIN_PORT: '0' }, mounts: [{ source: config, target: '/etc/tollgate/routes', readOnly: true }, { source: volume('tollgate-img-data-'), target: '/var/lib/tollgate' }] }));
     const r = await run.exited;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/dev\.enabled is true: the dev issuer trusts a key the gateway generated itself/);

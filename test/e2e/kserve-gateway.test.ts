@@ -10,6 +10,7 @@
  * - the audit record (metering counted or unmetered, usage, target) and the request metrics.
  */
 import { execFile } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -18,6 +19,8 @@ import { queryLog } from '../../src/audit/query.ts';
 import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
 import { AGENT, SUPPORT, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
+import { freePort, listenLoopback } from '../helpers/net.ts';
+import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
@@ -27,11 +30,31 @@ const RATED = `${AGENT}/rated`;
 let triton: Triton;
 let gw: TestGateway;
 let finished: Call[] = [];
+/** A server that accepts connections and never answers (a hung backend), and a port nobody listens on. */
+let hung: Server;
+const hungSockets = new Set<Socket>();
+let hungPort: number;
+let deadPort: number;
+let receiver: OtlpReceiver;
+const OTEL_VARS = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_BSP_SCHEDULE_DELAY'] as const;
+const savedEnv: Record<string, string | undefined> = {};
 
 const ADD = { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }, { name: 'b', datatype: 'FP32', shape: [1, 3], data: [10, 20, 30] }] };
 
 beforeAll(async () => {
   triton = await startTriton();
+  hung = createServer((s) => {
+    hungSockets.add(s);
+    s.on('close', () => hungSockets.delete(s));
+  });
+  hungPort = await listenLoopback(hung, 0);
+  deadPort = await freePort();
+  receiver = new OtlpReceiver();
+  await receiver.start();
+  for (const k of OTEL_VARS) savedEnv[k] = process.env[k];
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.httpUrl;
+  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/protobuf';
+  process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
   gw = await startKServeGateway(
     {
       'models.yaml':
@@ -47,6 +70,9 @@ beforeAll(async () => {
           ],
           kserve: { countStreamEvents: true },
         }) +
+        kserveBackend('hung', { url: `http://127.0.0.1:${hungPort}`, healthCheck: { enabled: false }, retries: { attempts: 1 }, timeouts: { headersMs: 300 } }) +
+        kserveBackend('dead', { url: `http://127.0.0.1:${deadPort}`, healthCheck: { enabled: false }, retries: { attempts: 1 }, outlierDetection: { consecutiveFailures: 1 } }) +
+        kserveRoute('faults', ['hung', 'dead'], { models: [{ name: 'add', backend: 'hung' }, { name: 'echo', backend: 'dead' }] }, '/faults/v2') +
         // The same backend without event counting: generate_stream is unmetered there.
         kserveRoute('plain', ['triton'], { models: [{ name: 'stream', backend: 'triton' }] }, '/plain/v2') +
         `---
@@ -65,6 +91,13 @@ spec: { match: { protocols: [kserve], principals: ["${RATED}"] }, key: [principa
 afterAll(async () => {
   await gw?.stop();
   await triton?.stop();
+  for (const s of hungSockets) s.destroy();
+  await new Promise((r) => hung?.close(r));
+  await receiver?.close();
+  for (const k of OTEL_VARS) {
+    if (savedEnv[k] === undefined) delete process.env[k];
+    else process.env[k] = savedEnv[k];
+  }
 }, 60_000);
 
 async function callAfter(since: number): Promise<Call> {
@@ -211,6 +244,18 @@ describe('infer', () => {
     await kserveError(await fetch(`${gw.url}/v2/repository/index`, { method: 'POST', headers: auth(gw) }), 404, 'TG_NOT_FOUND');
   });
 
+  it('a body over the route\'s limit is refused (413) before anything is forwarded; a hung or unreachable backend in KServe\'s shape', async () => {
+    // The `plain` route keeps the Gateway's default limit (4 MiB); binary tensors are refused as soon as it is crossed.
+    const { body, headerLength } = binaryAddRequest(Array.from({ length: 600_000 }, () => 1), Array.from({ length: 600_000 }, () => 2));
+    const big = await fetch(`${gw.url}/plain/v2/models/stream/infer`, { method: 'POST', headers: { ...auth(gw), 'inference-header-content-length': String(headerLength) }, body });
+    await kserveError(big, 413, 'TG_PAYLOAD_TOO_LARGE');
+    const hangs = await post('/faults/v2/models/add/infer', ADD);
+    expect(await kserveError(hangs, 504, 'TG_UPSTREAM_TIMEOUT')).toContain('hung');
+    expect(await kserveError(await post('/faults/v2/models/echo/generate', { text_input: 'x' }), 502, 'TG_UPSTREAM_UNAVAILABLE')).toContain('dead');
+    // The refused connection ejected the dead backend's only endpoint: the route is not ready.
+    await kserveError(await fetch(`${gw.url}/faults/v2/health/ready`, { headers: auth(gw) }), 503, 'TG_UPSTREAM_NOT_READY');
+  });
+
   it('routes by alias with the model renamed for the backend', async () => {
     const since = finished.length;
     const res = await post('/v2/models/sum/infer', ADD);
@@ -299,7 +344,13 @@ describe('guards', () => {
     expect(all.find((r) => r.code === 'TG_POLICY_DENIED')).toMatchObject({ outcome: 'denied' });
     expect(all.find((r) => r.code === 'TG_INVALID_TENSOR_HEADER')).toMatchObject({ status: 400 });
     expect(JSON.stringify(all)).not.toContain('Bearer');
-    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.url}/metrics`)).text());
+    // Spans: the call's server span with the GenAI conventions, and its upstream span.
+    const isStream = (x: (typeof receiver.spans)[number]): boolean => x.kind === 2 && x.attributes['tollgate.protocol'] === 'kserve' && x.attributes['gen_ai.usage.output_tokens'] === 5;
+    await eventually(() => receiver.spans.some(isStream), 10_000, 'the generate_stream span');
+    const span = receiver.spans.find(isStream)!;
+    expect(span.attributes).toMatchObject({ 'gen_ai.operation.name': 'text_completion', 'gen_ai.request.model': 'stream', 'gen_ai.response.model': 'stream', 'tollgate.upstream': 'triton' });
+    await eventually(() => receiver.spans.some((x) => x.parentSpanId === span.spanId && x.kind === 3), 10_000, 'the upstream span');
+    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.adminUrl}/metrics`)).text());
     const requests = metrics.find((f) => f.name === 'tollgate_requests_total')!.metrics as Array<{ labels: Record<string, string>; value: string }>;
     const infer = requests.filter((m) => m.labels.protocol === 'kserve' && m.labels.operation === 'infer' && m.labels.outcome === 'ok');
     expect(infer.reduce((n, m) => n + Number(m.value), 0)).toBeGreaterThanOrEqual(4);

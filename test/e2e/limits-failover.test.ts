@@ -68,7 +68,7 @@ async function outcomes(tool: string, n: number): Promise<string[]> {
 }
 
 async function storeStatus(): Promise<number> {
-  return (await fetch(`${gw.url}/readyz/store`)).status;
+  return (await fetch(`${gw.adminUrl}/readyz/store`)).status;
 }
 
 function limitsGuard(): Guard {
@@ -111,13 +111,13 @@ describe('limits when Redis dies and comes back', () => {
 
     await redis.kill();
     await eventually(async () => (await storeStatus()) === 503, 10_000, '/readyz/store reports the store down');
-    const status = (await (await fetch(`${gw.url}/readyz/store`)).json()) as { ready: boolean; state: string };
+    const status = (await (await fetch(`${gw.adminUrl}/readyz/store`)).json()) as { ready: boolean; state: string };
     expect(status.ready).toBe(false);
     // /readyz shows it too: still ready (every limit has a fail mode), but not under ?strict.
-    const readyz = await fetch(`${gw.url}/readyz`);
+    const readyz = await fetch(`${gw.adminUrl}/readyz`);
     expect(readyz.status).toBe(200);
     expect(((await readyz.json()) as { store: { ready: boolean; mode: string } }).store).toMatchObject({ ready: false, mode: 'standalone' });
-    expect((await fetch(`${gw.url}/readyz?strict`)).status).toBe(503);
+    expect((await fetch(`${gw.adminUrl}/readyz?strict`)).status).toBe(503);
 
     expect(await outcomes('closed', 3)).toEqual(Array(3).fill('TG_LIMITER_UNAVAILABLE'));
     expect(await outcomes('open', 6)).toEqual(Array(6).fill('ok')); // beyond the 4 per 10 minutes: not counted
@@ -133,7 +133,7 @@ describe('limits when Redis dies and comes back', () => {
 
     await redis.restart();
     await eventually(async () => (await storeStatus()) === 200, 15_000, 'store ready again (no gateway restart)');
-    expect((await fetch(`${gw.url}/readyz?strict`)).status).toBe(200);
+    expect((await fetch(`${gw.adminUrl}/readyz?strict`)).status).toBe(200);
     // The deferred reconciliation was applied on reconnect: 1000 reserved -> 200 used.
     await probe.connect();
     await eventually(async () => (await probe.get(tokensKey)) === '200', 5_000, 'deferred settle applied');
@@ -144,7 +144,7 @@ describe('limits when Redis dies and comes back', () => {
     const key = rateKey('tg:', 'tollgate', 'rate-closed', `principal=${encodeValue(DEV_SPIFFE_ID)}`);
     expect(Number(await probe.get(key))).toBeGreaterThan(Date.now() * 1000);
 
-    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/tollgate_limiter_store_errors_total\{reason="not_connected"\} [1-9]/);
     expect(metrics).toMatch(/tollgate_rate_limit_decisions_total\{limit="rate-local",decision="local_limited"\} 1/);
     expect(metrics).toMatch(/tollgate_rate_limit_decisions_total\{limit="rate-open",decision="fail_open"\} 6/);
@@ -161,7 +161,7 @@ describe('limits when Redis dies and comes back', () => {
     expect(await outcome('closed')).toBe('TG_LIMITER_UNAVAILABLE');
     await probe.set(openKey, '-5');
     expect(await outcome('open')).toBe('ok'); // that limit's fail mode is open
-    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/tollgate_limiter_store_errors_total\{reason="corrupt"\} 3/);
     await probe.del(key, openKey);
     expect(await outcome('closed')).toBe('ok');

@@ -204,7 +204,7 @@ describe('limits through the gateway (in memory)', () => {
   });
 
   it('counts refusals and decisions per limit family in /metrics', async () => {
-    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 'NaN');
     expect(value(/^tollgate_limit_rejections_total\{protocol="mcp",route="mcp",code="TG_RATE_LIMITED"\} (\d+)/m)).toBeGreaterThanOrEqual(5);
     expect(value(/^tollgate_limit_rejections_total\{protocol="mcp",route="mcp",code="TG_BUDGET_EXCEEDED"\} (\d+)/m)).toBeGreaterThanOrEqual(3);
@@ -215,7 +215,7 @@ describe('limits through the gateway (in memory)', () => {
   });
 
   it('shows usage and what is left per limit on the admin endpoint and with `tollgate limits show`', async () => {
-    const res = await fetch(`${gw.url}/limits?principal=${encodeURIComponent(HEAVY)}`);
+    const res = await fetch(`${gw.adminUrl}/limits?principal=${encodeURIComponent(HEAVY)}`);
     expect(res.status).toBe(200);
     const report = (await res.json()) as { store: string; limits: Array<{ name: string; kind: string; counters: Array<Record<string, unknown>> }> };
     expect(report.store).toBe('memory');
@@ -224,9 +224,9 @@ describe('limits through the gateway (in memory)', () => {
     // Limits keyed by team are not about a principal filter; per-principal ones show only this principal's counters.
     expect(report.limits.map((l) => l.name).sort()).toEqual(['bronze', 'gold', 'per-agent', 'spend']);
     expect(report.limits.find((l) => l.name === 'per-agent')!.counters).toEqual([]);
-    const team = (await (await fetch(`${gw.url}/limits?team=red`)).json()) as typeof report;
+    const team = (await (await fetch(`${gw.adminUrl}/limits?team=red`)).json()) as typeof report;
     expect(team.limits.find((l) => l.name === 'team-calls')!.counters).toEqual([expect.objectContaining({ key: { team: 'red' }, remaining: 0 })]);
-    const cli = await run(process.execPath, ['bin/tollgate.mjs', 'limits', 'show', '--url', gw.url, '--principal', AGENT]);
+    const cli = await run(process.execPath, ['bin/tollgate.mjs', 'limits', 'show', '--url', gw.adminUrl!, '--principal', AGENT]);
     expect(cli.stdout).toContain('rate per-agent: 3 per 60s, burst 3');
     expect(cli.stdout).toMatch(new RegExp(`principal=${AGENT}  remaining 0/3  full in \\d+ ms`));
     expect(cli.stdout).toMatch(new RegExp(`budget spend: 1 USD per day .*\\n  principal=${AGENT}  cost 1 used, 0 left`));
@@ -238,7 +238,7 @@ describe('limits through the gateway (in memory)', () => {
     gw.write('broken.yaml', 'apiVersion: tollgate.dev/v1alpha1\nkind: RateLimit\nmetadata: { name: broken }\nspec:\n  key: [principal, arguments.path]\n  requests: 0\n  burst: 0\n');
     let rejected: { issues: Array<{ line: number; message: string }> } | undefined;
     await eventually(async () => {
-      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { config: { rejected?: typeof rejected } };
+      const r = (await (await fetch(`${gw.adminUrl}/readyz`)).json()) as { config: { rejected?: typeof rejected } };
       rejected = r.config.rejected;
       return rejected !== undefined;
     }, 10_000, 'the broken file refused');

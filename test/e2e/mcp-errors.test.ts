@@ -189,6 +189,39 @@ describe('a tool hidden by policy', () => {
   });
 });
 
+describe('2026-07-28 clients of a session-era upstream', () => {
+  it('get -32601 for the methods that revision removed, and the cache hints resources/read must carry', async () => {
+    const v2 = new V2Client({ name: 'v2', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    await v2.connect(new V2Transport(new URL(`${gw.url}/mcp/up`), { requestInit: { headers: gw.authHeaders() } }));
+    try {
+      // The v2 SDK client does not even send them in this revision: raw requests with the per-request envelope.
+      const meta = {
+        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientCapabilities': {},
+        'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+      };
+      for (const [method, params] of [
+        ['ping', {}],
+        ['logging/setLevel', { level: 'info' }],
+        ['resources/subscribe', { uri: 'test://present' }],
+        ['resources/unsubscribe', { uri: 'test://present' }],
+      ] as const) {
+        const res = await fetch(`${gw.url}/mcp/up`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...gw.authHeaders() },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: meta } }),
+        });
+        expect(res.status, method).toBe(404);
+        expect(((await res.json()) as { error: { code: number; message: string } }).error).toMatchObject({ code: -32601, message: `Method not found: ${method} (removed in 2026-07-28)` });
+      }
+      const read = (await v2.readResource({ uri: 'test://present' })) as Record<string, unknown>;
+      expect(read).toMatchObject({ ttlMs: 0, cacheScope: 'private', contents: [{ uri: 'test://present', text: 'here' }] });
+    } finally {
+      await v2.close();
+    }
+  });
+});
+
 describe('a visible tool refused for these arguments', () => {
   it('keeps the denial code and the policy reason', async () => {
     expect((await federated.callTool({ name: 'up__echo', arguments: { message: 'quiet' } })).content).toEqual([{ type: 'text', text: 'echo: quiet' }]);

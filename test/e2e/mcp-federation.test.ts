@@ -128,6 +128,22 @@ describe('federated /mcp', () => {
     expect(sum.content).toEqual([{ type: 'text', text: '7' }]);
   });
 
+  it('keeps a session\'s merged list: listing again asks no upstream, another session gets its own', async () => {
+    const first = await allTools(client);
+    const asked = fixture.lists.count;
+    const again = await allTools(client);
+    expect(again.tools.map((t) => t.name)).toEqual(first.tools.map((t) => t.name));
+    expect(fixture.lists.count).toBe(asked);
+    // Per session, never shared: a new session's first list goes to the upstream.
+    const other = await connectClient(`${gw.url}/mcp`, { headers: gw.authHeaders() });
+    try {
+      await allTools(other);
+      expect(fixture.lists.count).toBeGreaterThan(asked);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('re-emits list_changed from an upstream and serves the new tool', async () => {
     let changed = 0;
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
@@ -139,17 +155,18 @@ describe('federated /mcp', () => {
       await new Promise((r) => setTimeout(r, 100));
       return changed > 0;
     }, 10_000, 'list_changed to reach the client');
+    // The session's cached list was dropped by the list_changed: the new tool is listed at once.
     const { tools } = await allTools(client);
     expect(tools.some((t) => t.name.startsWith('fixture__late-'))).toBe(true);
   });
 
   it('reports the unreachable upstream in /readyz without failing the others', async () => {
-    const res = await fetch(`${gw.url}/readyz`);
+    const res = await fetch(`${gw.adminUrl}/readyz`);
     const body = (await res.json()) as { upstreams: Record<string, { up: boolean; detail?: string }> };
     expect(body.upstreams.down?.up).toBe(false);
     expect(body.upstreams.fixture?.up).toBe(true);
     expect(body.upstreams.everything?.up).toBe(true);
-    const strict = await fetch(`${gw.url}/readyz?strict`);
+    const strict = await fetch(`${gw.adminUrl}/readyz?strict`);
     expect(strict.status).toBe(503);
   });
 });

@@ -29,7 +29,7 @@ afterAll(async () => {
 let lastText = '';
 
 async function scrape(): Promise<Map<string, PromFamily>> {
-  const res = await fetch(`${gw.url}/metrics`);
+  const res = await fetch(`${gw.adminUrl}/metrics`);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   lastText = await res.text();

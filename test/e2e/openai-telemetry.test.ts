@@ -97,7 +97,7 @@ describe('telemetry and audit of model calls', () => {
     expect(JSON.stringify(ok)).not.toContain('words 4');
     expect(broken).toMatchObject({ usage: { outputTokens: 2 }, model: { metering: 'counted' }, outcome: 'upstream_error', code: 'TG_UPSTREAM_UNAVAILABLE' });
 
-    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.url}/metrics`)).text());
+    const metrics = parsePrometheusTextFormat(await (await fetch(`${gw.adminUrl}/metrics`)).text());
     const tokens = metrics.find((f) => f.name === 'tollgate_tokens_total')!.metrics;
     const count = (direction: string): number => tokens.filter((m) => m.labels?.model === LLAMA && m.labels?.direction === direction).reduce((n, m) => n + Number(m.value), 0);
     expect(count('input')).toBe(5);

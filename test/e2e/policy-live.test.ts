@@ -82,8 +82,8 @@ function policyGateway(policyYaml: string): Promise<TestGateway> {
   );
 }
 
-async function readyz(gw: { url: string }): Promise<Record<string, any>> {
-  const res = await fetch(`${gw.url}/readyz`);
+async function readyz(gw: { adminUrl?: string | undefined }): Promise<Record<string, any>> {
+  const res = await fetch(`${gw.adminUrl}/readyz`);
   return (await res.json()) as Record<string, any>;
 }
 

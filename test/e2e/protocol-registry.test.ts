@@ -67,7 +67,7 @@ function exchange(url: string, opts: { method: string; headers: Record<string, s
 }
 
 async function counter(name: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   const family = parsePrometheusTextFormat(text).find((f) => f.name === name);
   const m = family?.metrics.filter((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v)) ?? [];
   return m.reduce((sum, x) => sum + Number(x.value), 0);
@@ -163,7 +163,7 @@ describe('a protocol registered by a test gets the whole core (the echo adapter)
   });
 
   it('shows its upstream in /readyz', async () => {
-    const body = (await (await fetch(`${gw.url}/readyz`)).json()) as { upstreams: Record<string, { up: boolean; transport: string }> };
+    const body = (await (await fetch(`${gw.adminUrl}/readyz`)).json()) as { upstreams: Record<string, { up: boolean; transport: string }> };
     // A backend with one url is a pool of one endpoint (src/upstream/endpoint-pool.ts).
     expect(body.upstreams.echoer).toEqual({ up: true, transport: 'http', endpoints: [{ url: upstream.url, state: 'available', outstanding: 0 }] });
   });

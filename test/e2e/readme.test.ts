@@ -15,6 +15,8 @@ const blocks = [...quickStart.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[
 
 let server: ChildProcess;
 let port: number;
+/** The admin listener (/readyz) of the `npm start` gateway. */
+let adminPort: number;
 let output = '';
 
 async function freePort(): Promise<number> {
@@ -30,13 +32,14 @@ beforeAll(async () => {
   expect(blocks[0]).toContain('npm ci && npm start');
   expect(blocks[0]).toContain('npm test');
   port = await freePort();
+  adminPort = await freePort();
   // Exactly the README's start command (after `npm ci`), on a free port.
-  server = spawn('npm', ['start'], { env: { ...process.env, PORT: String(port), TOLLGATE_LOG_LEVEL: 'info' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  server = spawn('npm', ['start'], { env: { ...process.env, PORT: String(port), TOLLGATE_ADMIN_PORT: String(adminPort), TOLLGATE_LOG_LEVEL: 'info' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   server.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   server.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   await eventually(async () => {
     try {
-      const r = await fetch(`http://127.0.0.1:${port}/readyz`);
+      const r = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
       return r.status === 200;
     } catch {
       return false;
@@ -75,7 +78,7 @@ describe('README quick start', () => {
   });
 
   it('serves the example model route at /v1 and is ready with no model server running behind it', async () => {
-    const ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { ready: boolean; upstreams: Record<string, unknown> };
+    const ready = (await (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).json()) as { ready: boolean; upstreams: Record<string, unknown> };
     expect(ready.ready).toBe(true);
     expect(ready.upstreams.vllm).toBeDefined();
     const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"llama","messages":[]}' });

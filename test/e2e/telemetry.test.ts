@@ -148,12 +148,12 @@ describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTL
 
     // Spans and audit log records went through the export worker: the gateway handed over at least what arrived
     // (every span the receiver has is the gateway's), and dropped none.
-    const handed = (signal: string): Promise<number | undefined> => counter(gw.url, 'tollgate_otlp_handed_over_total', { signal });
+    const handed = (signal: string): Promise<number | undefined> => counter(gw.adminUrl!, 'tollgate_otlp_handed_over_total', { signal });
     expect(await handed('spans')).toBeGreaterThanOrEqual(receiver.spans.length);
     expect(await handed('logs')).toBeGreaterThanOrEqual(1);
-    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
-    expect(await counter(gw.url, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
-    expect(await counter(gw.url, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_dropped_total', { signal: 'spans' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_dropped_total', { signal: 'logs' })).toBe(0);
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_failed_total', { signal: 'spans' })).toBe(0);
 
     // The audit record carries the trace id.
     const dir = join(gw.dir, '..', '.tollgate', 'audit');
@@ -171,7 +171,7 @@ describe('exportThread: main', () => {
     await client.close();
     await eventually(() => receiver.spans.some((s) => s.name === 'tools/call fixture__echo' && s.kind === 2), 10_000, 'server span');
     await eventually(() => receiver.logs.some((l) => String(l.body).includes('"name":"fixture__echo"')), 10_000, 'OTLP audit log');
-    expect(await counter(gw.url, 'tollgate_otlp_handed_over_total', { signal: 'spans' })).toBeUndefined();
+    expect(await counter(gw.adminUrl!, 'tollgate_otlp_handed_over_total', { signal: 'spans' })).toBeUndefined();
   });
 });
 

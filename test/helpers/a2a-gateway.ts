@@ -81,7 +81,13 @@ export async function startA2a(
   opts: { a2a?: Record<string, unknown>; gatewayExtra?: string; identityExtra?: string; files?: Record<string, string>; agent?: TestAgent } = {},
 ): Promise<A2aSetup> {
   const agent = opts.agent ?? (await startTestAgent());
-  const gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra) });
+  let gw: TestGateway;
+  try {
+    gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra) });
+  } catch (err) {
+    if (opts.agent === undefined) await agent.close();
+    throw err;
+  }
   const fetchAs = (spiffeId: string): typeof fetch => {
     const token = gw.devToken(spiffeId);
     return (input, init) => {

@@ -55,7 +55,7 @@ ${opts.limitsYaml ? `  limits:\n${opts.limitsYaml}` : ''}`,
       const gw = await startGatewayProcess(dir, { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
       gateways.push(gw);
       // As a load balancer would: traffic only once the replica reports its store ready.
-      await eventually(async () => (await fetch(`${gw.url}/readyz/store`).catch(() => undefined))?.status === 200, 20_000, `replica ${i} store ready`);
+      await eventually(async () => (await fetch(`${gw.adminUrl}/readyz/store`).catch(() => undefined))?.status === 200, 20_000, `replica ${i} store ready`);
     }
   } catch (err) {
     for (const g of gateways) g.child.kill('SIGKILL');

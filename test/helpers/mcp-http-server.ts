@@ -35,6 +35,8 @@ export interface FixtureServer {
   readonly port: number;
   /** Requests whose handler saw its AbortSignal fire (cancellation reached the upstream). */
   readonly cancelled: string[];
+  /** tools/list requests this server answered (every page counts). */
+  readonly lists: { count: number };
   /** Last `_meta` seen per tool call (trace context propagation checks). */
   readonly metas: Record<string, unknown>[];
   /** The Authorization header of every request this server received (undefined: none). */
@@ -63,6 +65,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
   }
   const pageSize = opts.pageSize ?? 0;
   const cancelled: string[] = [];
+  const lists = { count: 0 };
   const metas: Record<string, unknown>[] = [];
   const servers = new Set<Server>();
 
@@ -73,6 +76,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
       { capabilities: { tools: { listChanged: true }, resources: {}, prompts: {} }, instructions: `${name} fixture` },
     );
     server.setRequestHandler(ListToolsRequestSchema, (req) => {
+      lists.count++;
       if (pageSize === 0) return { tools };
       const start = req.params?.cursor ? Number(req.params.cursor) : 0;
       const page = tools.slice(start, start + pageSize);
@@ -145,6 +149,7 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
     url: `http://127.0.0.1:${port}/mcp`,
     port,
     cancelled,
+    lists,
     metas,
     authorizations,
     sessions: served.sessions,

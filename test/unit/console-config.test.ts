@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isAdmin } from '../../src/console/auth.ts';
+import { LiveFeed } from '../../src/console/live.ts';
 import { parseParams } from '../../src/console/params.ts';
 import { scrub, viewOf } from '../../src/console/views.ts';
 import { adminListener, adminSpec } from '../../src/server/admin-config.ts';
@@ -21,12 +22,13 @@ describe('admin and console config', () => {
     expect(adminSpec.safeParse({ console: { enabled: false } }).success).toBe(true);
   });
 
-  it('starts the admin listener only when a port is configured (config or TOLLGATE_ADMIN_PORT)', () => {
+  it('always starts the admin listener: 127.0.0.1:9090 by default, ephemeral beside an ephemeral public port, config or TOLLGATE_ADMIN_PORT', () => {
     const spec = adminSpec.parse({});
-    expect(adminListener(spec, {})).toBeUndefined();
-    expect(adminListener(adminSpec.parse({ listener: { port: 9090 } }), {})).toEqual({ host: '127.0.0.1', port: 9090 });
-    expect(adminListener(spec, { TOLLGATE_ADMIN_PORT: '9191', TOLLGATE_ADMIN_HOST: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9191 });
-    expect(adminListener(spec, { TOLLGATE_ADMIN_PORT: 'nope' })).toBeUndefined();
+    expect(adminListener(spec, 8080, {})).toEqual({ host: '127.0.0.1', port: 9090 });
+    expect(adminListener(spec, 0, {})).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(adminListener(adminSpec.parse({ listener: { port: 9191 } }), 8080, {})).toEqual({ host: '127.0.0.1', port: 9191 });
+    expect(adminListener(spec, 8080, { TOLLGATE_ADMIN_PORT: '9191', TOLLGATE_ADMIN_HOST: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9191 });
+    expect(adminListener(spec, 8080, { TOLLGATE_ADMIN_PORT: 'nope' })).toBeUndefined();
   });
 
   it('administrators by exact id, prefix, or OIDC group; never anonymous', () => {
@@ -71,5 +73,23 @@ describe('console parameters and views', () => {
     expect(JSON.parse(v.input!)).toEqual({ q: 'ok', nested: { deeper: { db_password: '[redacted]', note: '[redacted]', pem: '[redacted]' } }, token: '[redacted]' });
     expect(v.target).toBe('<b>x</b>'); // escaped where it is rendered, kept as data here
     expect(scrub({ __proto__: { polluted: 1 } })).not.toHaveProperty('polluted');
+  });
+});
+
+describe('live feed', () => {
+  it('keeps the newest call and decision records in a ring, newest first, and pushes views to listeners up to a cap', () => {
+    const feed = new LiveFeed(10, 2);
+    const seen: string[] = [];
+    const stop = feed.listen((v) => seen.push(v.call!))!;
+    expect(feed.listen(() => {})).toBeDefined();
+    expect(feed.listen(() => {})).toBeUndefined(); // the cap refuses the newcomer
+    for (let i = 0; i < 25; i++) {
+      feed.write(JSON.stringify({ seq: i, prev: '', kind: i % 5 === 0 ? 'checkpoint' : 'call', time: new Date(i).toISOString(), call: `c${i}`, principal: i % 2 ? 'spiffe://a' : 'spiffe://b' }));
+    }
+    const recent = feed.recent(100);
+    expect(recent.map((v) => v.call)).toEqual(['c24', 'c23', 'c22', 'c21', 'c19', 'c18', 'c17', 'c16', 'c14', 'c13']);
+    expect(feed.recent(3, (v) => v.principal === 'spiffe://a').map((v) => v.call)).toEqual(['c23', 'c21', 'c19']);
+    expect(seen).toHaveLength(20);
+    stop();
   });
 });

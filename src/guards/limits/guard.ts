@@ -14,7 +14,7 @@ import type { Call } from '../../core/call.ts';
 import type { LimitNotice } from '../../core/limits.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { CounterStore } from './counters.ts';
+import { SettlePending, type CounterStore } from './counters.ts';
 import type { Adjustment, MemoryCounters, Op, Verdict } from './decide.ts';
 import type { LimitMetrics } from './metrics.ts';
 import { noteOf, noticeOf, NOTE_KEY, NOTICES_KEY, planRefusal, refusalOf, unavailable, type LimitNote } from './notices.ts';
@@ -201,6 +201,12 @@ export class LimitsGuard implements Guard {
     };
     const defer = (err: unknown): void => {
       this.runtime.storeFailed(err);
+      if (err instanceof SettlePending) {
+        // Still in flight: the store resends it only if it turns out never applied (a settle is not idempotent).
+        if (note !== undefined) note.settle = 'pending';
+        this.runtime.metrics?.settle('pending');
+        return;
+      }
       this.runtime.deferSettle(store, adjustments);
       if (note !== undefined) note.settle = 'queued';
     };

@@ -51,7 +51,7 @@ export class LimitMetrics {
     });
     this.settles = new client.Counter({
       name: 'tollgate_budget_settles_total',
-      help: 'Budget reconciliations after calls: ok, queued (store unavailable, retried on reconnect), dropped',
+      help: 'Budget reconciliations after calls: ok, queued (store unavailable, retried on reconnect), pending (timed out, still in flight, resent only if never applied), dropped, late_released (reservations of a decision that timed out but was applied by Redis, given back)',
       labelNames: ['result'],
       registers: [registry],
     });
@@ -73,7 +73,7 @@ export class LimitMetrics {
     this.storeErrors.inc({ reason });
   }
 
-  settle(result: 'ok' | 'queued' | 'dropped', n = 1): void {
+  settle(result: 'ok' | 'queued' | 'pending' | 'dropped' | 'late_released', n = 1): void {
     this.settles.inc({ result }, n);
   }
 }

@@ -26,7 +26,7 @@ export interface LimitNote {
   /** Charged when the call settled. */
   charged?: { tokens?: number; cost?: number; multiplier?: number };
   /** Reconciliation: ok, queued (store unavailable; retried on reconnect), failed. */
-  settle?: 'ok' | 'queued' | 'failed';
+  settle?: 'ok' | 'queued' | 'pending' | 'failed';
 }
 
 export function noteOf(call: Call): LimitNote | undefined {

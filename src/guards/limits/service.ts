@@ -69,7 +69,13 @@ export class LimitsService implements GuardServices, LimitsRuntime {
   constructor(opts: LimitsServiceOptions) {
     this.log = opts.log.child({ guard: 'limits' });
     this.redis = opts.store;
-    this.store = opts.store ? new RedisCounterStore(opts.store) : new MemoryCounterStore();
+    // A decision that timed out here but was applied by Redis after all gives its reservations back, like a settle
+    // that could not reach the store (queued, sent when the store answers).
+    this.store = opts.store ? new RedisCounterStore(
+          opts.store,
+          (back) => this.lateReservations(back),
+          (adjustments) => this.deferSettle(this.store, adjustments),
+        ) : new MemoryCounterStore();
     this.metrics = opts.registry ? new LimitMetrics(opts.registry) : undefined;
     this.redis?.client.on('ready', this.onReady);
     this.admin = (app: Hono) => {
@@ -127,6 +133,16 @@ export class LimitsService implements GuardServices, LimitsRuntime {
     this.log.warn({ reason, err: err instanceof Error ? err.message : String(err), suppressed: this.suppressed }, 'limit store failed; fail modes apply');
     this.lastLogMs = now;
     this.suppressed = 0;
+  }
+
+  private lateReservations(adjustments: Adjustment[]): void {
+    this.metrics?.settle('late_released', adjustments.length);
+    const store = this.store;
+    const p = store.available ? store.settle(adjustments) : Promise.reject(new Error('limit store not connected'));
+    Promise.resolve(p).then(
+      () => this.metrics?.settle('ok', adjustments.length),
+      () => this.deferSettle(store, adjustments),
+    );
   }
 
   deferSettle(store: CounterStore, adjustments: readonly Adjustment[]): void {

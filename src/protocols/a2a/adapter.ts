@@ -27,6 +27,7 @@ import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
 import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
@@ -57,6 +58,8 @@ export class A2aAdapter implements ProtocolAdapter {
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
   private readonly calls: A2aCalls;
+  /** The card signer of each route that configures one (by its spec object: a reload makes a new one). */
+  private readonly signers = new WeakMap<object, CardSigner>();
 
   constructor(ctx: AdapterContext, opts: A2aAdapterOptions = {}) {
     this.ctx = ctx;
@@ -158,15 +161,24 @@ export class A2aAdapter implements ProtocolAdapter {
     return `http://${host}`;
   }
 
-  private served(call: Call, x: Exchange, agent: Agent, card: Card, skills: ReadonlySet<string> | undefined): Card {
+  /** The card as this caller may see it: rewritten, filtered, and signed by the gateway when the route says so. */
+  async served(x: Exchange, agent: Agent, card: Card, skills: ReadonlySet<string> | undefined): Promise<Card> {
     const s = this.settings(x.match.rule);
-    return rewriteCard(card, {
+    const out = rewriteCard(card, {
       url: `${this.publicBase(x.req, x.state)}${agent.base}`,
       backend: agent.backend,
       visibleSkills: skills,
       anonymous: x.match.rule.route.spec.auth?.anonymous === true,
       push: s.push.allowHosts.length > 0,
     });
+    const signing = s.cardSigning;
+    if (signing === undefined) return out;
+    let signer = this.signers.get(signing);
+    if (signer === undefined) {
+      signer = CardSigner.load(signing, x.state.snapshot.dir);
+      this.signers.set(signing, signer);
+    }
+    return signer.signed(out);
   }
 
   /** GET <mount>/<agent>/.well-known/agent-card.json: the card as this caller may see it. */
@@ -179,7 +191,7 @@ export class A2aAdapter implements ProtocolAdapter {
       const path = new URL(req.url ?? '/', 'http://x').pathname.endsWith('/agent.json') ? '/.well-known/agent.json' : '/.well-known/agent-card.json';
       const card = await this.cards.get(agent.upstream, path, version, this.settings(match.rule).cardCacheMs);
       const skills = await this.visibleSkills(call, state, agent, card);
-      const body = JSON.stringify(this.served(call, x, agent, card, skills));
+      const body = JSON.stringify(await this.served(x, agent, card, skills));
       sendBody(res, 200, 'application/json', body, { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version' });
     });
   }
@@ -218,7 +230,7 @@ export class A2aAdapter implements ProtocolAdapter {
         for (const id of skillIds(f.card)) if (seen[i++] === true) skills.add(id);
         if (!any && skills.size === 0) continue;
         const url = `${this.publicBase(req, state)}${f.agent.base}`;
-        agents.push({ name: f.agent.name, url, card: this.served(call, x, f.agent, f.card, state.pipeline.filtersLists ? skills : undefined) });
+        agents.push({ name: f.agent.name, url, card: await this.served(x, f.agent, f.card, state.pipeline.filtersLists ? skills : undefined) });
       }
       sendBody(res, 200, 'application/json', JSON.stringify({ agents }), { 'cache-control': 'private, no-store' });
     });

@@ -15,7 +15,7 @@ import { HeaderPolicy } from '../../upstream/headers.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
-import { rewriteCard, skillIds } from './card.ts';
+import { skillIds } from './card.ts';
 import { EXTENDED_CARD, LIST_TASKS, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
 import { EventRelay, filterTasks, listedTasks, taskIdIn } from './relay.ts';
 
@@ -271,13 +271,7 @@ export class A2aCalls {
       const card = (isRpc ? top.result : top) as Record<string, unknown> | undefined;
       if (card !== undefined && typeof card === 'object' && card !== null && typeof card.name === 'string') {
         const skills = await this.a.visibleSkills(call, state, agent, card);
-        const served = rewriteCard(card, {
-          url: `${this.a.publicBase(x.req, state)}${agent.base}`,
-          backend: agent.backend,
-          visibleSkills: skills,
-          anonymous: x.match.rule.route.spec.auth?.anonymous === true,
-          push: this.a.settings(x.match.rule).push.allowHosts.length > 0,
-        });
+        const served = await this.a.served(x, agent, card, skills);
         out = JSON.stringify(isRpc ? { ...top, result: served } : served);
       }
     }

@@ -12,3 +12,12 @@ export * from '../../wire/jsonrpc.ts';
 export function withResultType(text: string): string {
   return addResultMember(text, 'resultType', '"complete"');
 }
+
+/**
+ * withResultType, plus the cache hints a 2026-07-28 ReadResourceResult requires (`ttlMs`, `cacheScope`), for a
+ * session-era upstream's resources/read answer: it says nothing about caching, so nothing may be cached (0 ms) and
+ * never shared between callers (`private`).
+ */
+export function withReadResultHints(text: string): string {
+  return addResultMember(addResultMember(addResultMember(text, 'cacheScope', '"private"'), 'ttlMs', '0'), 'resultType', '"complete"');
+}

@@ -15,6 +15,7 @@ import type { RpcRequest } from './jsonrpc.ts';
 import { scopeOf } from './routing.ts';
 import type { McpSession } from './session.ts';
 import { virtualToolList } from './virtual.ts';
+import { cachedList, listCacheKey, rememberList } from './list-cache.ts';
 
 export const LIST_METHODS: ReadonlySet<string> = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 export const LIST_TIMEOUT_MS = 30_000;
@@ -29,20 +30,29 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     if (!up) return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`));
     return forward(mcp, { call, res, session, up, msg, raw, state, transform: undefined });
   }
-  let page;
-  try {
-    page = await fetchListPage({
-      method,
-      cursor: msg.params?.cursor,
-      scope: scopeOf(session, rule),
-      namespaced,
-      names: mcp.federatedNames,
-      open: (b) => session.upstream(b),
-      timeoutMs: LIST_TIMEOUT_MS,
-      log: mcp.ctx.log,
-    });
-  } catch (err) {
-    return mcp.refuse(call, res, msg.id, toGatewayError(err));
+  const scope = scopeOf(session, rule);
+  const cacheKey = listCacheKey(method, msg.params?.cursor, scope);
+  const now = Date.now();
+  // A 2026-07-28 client gets the upstreams' own caching hints (ttlMs, cacheScope) and follows them itself: its list
+  // is fetched each time it asks (public upstream pages are still cached in fetchListPage, for their ttl).
+  const ttlMs = session.modern ? 0 : state.snapshot.gateway.mcp.listCacheTtlMs;
+  let page = ttlMs > 0 ? cachedList(session, cacheKey, now) : undefined;
+  if (page === undefined) {
+    try {
+      page = await fetchListPage({
+        method,
+        cursor: msg.params?.cursor,
+        scope,
+        namespaced,
+        names: mcp.federatedNames,
+        open: (b) => session.upstream(b),
+        timeoutMs: LIST_TIMEOUT_MS,
+        log: mcp.ctx.log,
+      });
+    } catch (err) {
+      return mcp.refuse(call, res, msg.id, toGatewayError(err));
+    }
+    rememberList(session, cacheKey, page, ttlMs, now);
   }
   let items = page.items;
   if (state.pipeline.filtersLists && items.length > 0) {

@@ -16,12 +16,18 @@ import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule } from '../../config/routes.ts';
 import type { McpAdapter } from './adapter.ts';
 import { forward } from './forward.ts';
-import { withResultType, type RpcRequest } from './jsonrpc.ts';
+import { withReadResultHints, withResultType, type RpcRequest } from './jsonrpc.ts';
 import { LIST_METHODS, LIST_TIMEOUT_MS, list } from './lists.ts';
 import { ParkedExchanges } from './mrtr.ts';
 import { publicUri } from './names.ts';
 import { requestedTarget, route, scopeOf, unknownTarget, type SessionView } from './routing.ts';
 import { isModernSession } from './upstream/http-modern.ts';
+
+/**
+ * Methods the 2026-07-28 revision removed (liveness is the HTTP exchange itself; logging and resource subscriptions
+ * moved to subscriptions/listen): a 2026 client gets -32601 with HTTP 404, as for any unknown method.
+ */
+const REMOVED_IN_2026: ReadonlySet<string> = new Set(['ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']);
 
 export async function request(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, rule: CompiledRule, view: SessionView, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
   const method = msg.method;
@@ -30,9 +36,14 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
   const params = msg.params ?? {};
   const modern = view.modern;
 
+  if (modern && REMOVED_IN_2026.has(method)) {
+    const removed = new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method} (removed in 2026-07-28)`);
+    if (!(await mcp.enter(call, res, msg.id, view, state, (refusal) => (refusal.def === Errors.POLICY_DENIED ? removed : refusal)))) return;
+    return mcp.refuse(call, res, msg.id, removed, true);
+  }
   if (method === 'ping') {
     if (!(await mcp.enter(call, res, msg.id, view, state))) return;
-    return mcp.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
+    return mcp.answer(call, res, msg.id, {});
   }
   if (LIST_METHODS.has(method)) {
     const session = await mcp.enter(call, res, msg.id, view, state);
@@ -44,7 +55,7 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     if (!session) return;
     const ups = await Promise.all(scopeOf(session, rule).map((b) => session.upstream(b)));
     await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
-    return mcp.answer(call, res, msg.id, modern ? { resultType: 'complete' } : {});
+    return mcp.answer(call, res, msg.id, {});
   }
 
   // Everything else is routed to the one upstream that owns its target.
@@ -79,8 +90,10 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
   let transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
   if (modern && !isModernSession(up)) {
     // A 2026 client requires resultType on every result; a session-era upstream never sends it.
+    // resources/read results also need their cache hints.
+    const complete = method === 'resources/read' ? withReadResultHints : withResultType;
     const inner = transform;
-    transform = inner ? (text: string) => withResultType(inner(text)) : withResultType;
+    transform = inner ? (text: string) => complete(inner(text)) : complete;
   }
   forward(mcp, { call, res, session, up, msg: forwarded, raw: upstreamParams === undefined ? raw : undefined, state, transform });
 }

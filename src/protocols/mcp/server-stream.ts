@@ -18,6 +18,7 @@ import { scopeOf } from './routing.ts';
 import { relayServerRequest } from './server-requests.ts';
 import { sessionView } from './session-era.ts';
 import type { McpSession } from './session.ts';
+import { listChanged } from './list-cache.ts';
 
 export class ServerStreams {
   private readonly mcp: McpAdapter;
@@ -100,6 +101,7 @@ export class ServerStreams {
         session.unlisten.push(
           up.listen({
             message: (m) => {
+              listChanged(session, m);
               let out: string | undefined = m;
               if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
               else if (namespaced) out = rewriteNotificationUri(m, backend);
