@@ -69,40 +69,28 @@ if [ "$(built_from "$BIN/promtool" github.com/prometheus/prometheus)" != "$PROMT
   go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
 fi
 
-# The Python `openai` client for the OpenAI-compatible tests, in a virtualenv of its own (the Triton tests keep theirs
-# apart), from Debian's python3.11, every package pinned (test/python/requirements-openai.txt, installed --no-deps).
-# Rebuilt only when that file changes; built aside and moved in place, so a concurrent run never sees half of it.
-OPENAI_VENV="$CACHE/venv-openai"
-OPENAI_REQ=test/python/requirements-openai.txt
-openai_stamp="$(sha256sum "$OPENAI_REQ" | cut -c1-16)"
-if [ "$(cat "$OPENAI_VENV/.stamp" 2>/dev/null)" != "$openai_stamp" ]; then
-  echo "building the openai Python client virtualenv ($OPENAI_VENV)"
+# A Python client's virtualenv (`venv-<name>` under the cache), from Debian's python3.11, every package pinned in its
+# requirements file (installed --no-deps). Rebuilt only when that file changes; built aside and moved in place, so a
+# concurrent run never sees half of it.
+python_client_venv() {
+  local name="$1" req="$2" venv="$CACHE/venv-$1" stamp scratch
+  stamp="$(sha256sum "$req" | cut -c1-16)"
+  [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  echo "building the $name Python client virtualenv ($venv)"
   [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
-  scratch="$CACHE/venv-openai.build.$$"
+  scratch="$CACHE/venv-$name.build.$$"
   rm -rf "$scratch"
   /usr/bin/python3.11 -m venv "$scratch"
-  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$OPENAI_REQ"
-  echo "$openai_stamp" > "$scratch/.stamp"
-  rm -rf "$OPENAI_VENV"
-  mv "$scratch" "$OPENAI_VENV"
-fi
+  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$req"
+  echo "$stamp" > "$scratch/.stamp"
+  rm -rf "$venv"
+  mv "$scratch" "$venv"
+}
 
-# The Python A2A client (a2a-sdk) for the A2A tests, in a virtualenv of its own, built the same way (every package
-# pinned in test/python/requirements-a2a.txt, --no-deps), rebuilt only when that file changes.
-A2A_VENV="$CACHE/venv-a2a"
-A2A_REQ=test/python/requirements-a2a.txt
-a2a_stamp="$(sha256sum "$A2A_REQ" | cut -c1-16)"
-if [ "$(cat "$A2A_VENV/.stamp" 2>/dev/null)" != "$a2a_stamp" ]; then
-  echo "building the a2a-sdk Python client virtualenv ($A2A_VENV)"
-  [ -x /usr/bin/python3.11 ] || { echo "/usr/bin/python3.11 is missing (Debian's python3.11 and python3.11-venv)" >&2; exit 1; }
-  scratch="$CACHE/venv-a2a.build.$$"
-  rm -rf "$scratch"
-  /usr/bin/python3.11 -m venv "$scratch"
-  "$scratch/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$A2A_REQ"
-  echo "$a2a_stamp" > "$scratch/.stamp"
-  rm -rf "$A2A_VENV"
-  mv "$scratch" "$A2A_VENV"
-fi
+# The Python `openai` client for the OpenAI-compatible tests (the Triton tests keep their virtualenv apart), and the
+# Python A2A client (a2a-sdk) for the A2A tests.
+python_client_venv openai test/python/requirements-openai.txt
+python_client_venv a2a test/python/requirements-a2a.txt
 
 # Triton (nvidia-pytriton bundles tritonserver; runs on CPU) and tritonclient for the KServe v2 tests, in a virtualenv
 # of their own from Debian's python3.11 (the Python backend stub links the system libpython3.11), every package
