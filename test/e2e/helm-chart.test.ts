@@ -117,6 +117,7 @@ describe('helm chart: render-time refusals', () => {
     [{ 'audit.verify.enabled': true }, /audit\.verify needs audit\.persistence\.enabled/],
     [{ 'gateway.extraSpec': { identity: { dev: { enabled: true } } } }, /gateway\.extraSpec\.identity is not allowed/],
     [{ 'httpRoute.enabled': true }, /httpRoute\.parentRefs/],
+    [{ 'admin.console.enabled': true }, /admin\.console\.enabled needs admin\.principals or admin\.groups/],
   ])('refuses %j', (json, message) => {
     expect(renderError({ json })).toMatch(message);
   });
@@ -296,6 +297,14 @@ describe('helm chart: the Tollgate config it ships', () => {
     expect(s.gateway.policy?.dir).toMatch(/\/etc\/tollgate\/policies$/);
     expect(s.backends.get('weather')?.headers.authorization).toBe('Bearer upstream-credential');
     expect(s.gateway.audit.sinks).toEqual({ stdout: true, otlp: true });
+    expect(s.gateway.admin.console).toMatchObject({ enabled: true, traceUrl: 'https://jaeger.example.com/trace/{traceId}' });
+    expect(s.gateway.admin.principals).toEqual(['spiffe://example.org/ops/*']);
+    expect(s.gateway.admin.groups).toEqual(['tollgate-admins']);
     expect(profileProblems(s, 'production')).toEqual([]);
+  });
+
+  it('the console is off by default, and its trace link must be an http(s) URL with {traceId}', () => {
+    expect(loads(render()).gateway.admin.console.enabled).toBe(false);
+    expect(renderError({ json: { 'admin.principals': ['spiffe://example.org/ops'], 'admin.console': { enabled: true, traceUrl: 'javascript:alert(1)' } } })).toMatch(/traceUrl/);
   });
 });

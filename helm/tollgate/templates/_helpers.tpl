@@ -178,7 +178,16 @@ what to set.
 {{- $_ := set $spec "audit" $audit -}}
 {{- $_ := set $spec "telemetry" $telemetry -}}
 {{- $_ := set $spec "policy" (include "tollgate.policySpec" . | fromJson) -}}
-{{- if $v.admin.principals }}{{ $_ := set $spec "admin" (dict "principals" $v.admin.principals) }}{{ end -}}
+{{- $admin := dict -}}
+{{- if $v.admin.principals }}{{ $_ := set $admin "principals" $v.admin.principals }}{{ end -}}
+{{- if $v.admin.groups }}{{ $_ := set $admin "groups" $v.admin.groups }}{{ end -}}
+{{- if $v.admin.console.enabled }}
+{{- if not (or $v.admin.principals $v.admin.groups) }}{{ fail "admin.console.enabled needs admin.principals or admin.groups: the console is never anonymous" }}{{ end -}}
+{{- $console := dict "enabled" true -}}
+{{- if $v.admin.console.traceUrl }}{{ $_ := set $console "traceUrl" $v.admin.console.traceUrl }}{{ end -}}
+{{- $_ := set $admin "console" $console -}}
+{{- end -}}
+{{- if $admin }}{{ $_ := set $spec "admin" $admin }}{{ end -}}
 {{- if include "tollgate.redisConfigured" . }}{{ $_ := set $spec "redis" (include "tollgate.redisSpec" . | fromJson) }}{{ end -}}
 {{- $spec = mergeOverwrite $spec (deepCopy $v.gateway.extraSpec) -}}
 {{- $doc := dict "apiVersion" "tollgate.dev/v1alpha1" "kind" "Gateway" "metadata" (dict "name" (include "tollgate.fullname" .)) "spec" $spec -}}
