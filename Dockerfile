@@ -41,7 +41,9 @@ RUN mkdir -p out/data
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+# --omit=optional too: optional peers of runtime packages (express of @a2a-js/sdk, the tests' agent server) are in the
+# lockfile as devOptional and would otherwise be installed; no runtime package needs an optional dependency.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
 ARG VERSION=0.1.0

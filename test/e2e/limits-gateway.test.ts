@@ -243,7 +243,7 @@ describe('limits through the gateway (in memory)', () => {
       return rejected !== undefined;
     }, 10_000, 'the broken file refused');
     const messages = rejected!.issues.map((i) => `${i.line}: ${i.message}`);
-    expect(messages).toContain('5: spec.key.1: "arguments.path" is not a key dimension (one of principal, team, route, upstream, tool, model, rate_class): keying on a free-form value such as a tool argument or a header would let callers create counters without bound');
+    expect(messages).toContain('5: spec.key.1: "arguments.path" is not a key dimension (one of principal, team, route, upstream, tool, model, rate_class, skill): keying on a free-form value such as a tool argument or a header would let callers create counters without bound');
     expect(messages).toContain('6: spec.requests: a rate of 0 with a burst of 0 admits nothing: deny such calls with policy instead');
     expect(await call(AGENT, 'echo')).toBe('ok');
   });

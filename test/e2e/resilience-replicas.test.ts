@@ -50,7 +50,7 @@ spec:
     trustDomains: [{ name: example.org, bundle: { file: ${join(root, 'example.org.json')} } }]
   mcp:
     sessionKeys: [{ id: k1, valueFrom: { env: TOLLGATE_SESSION_KEY_1 } }]
-  redis: { url: "${REDIS_URL}", keyPrefix: "tgresil${process.pid}:" }
+  redis: { url: "${REDIS_URL}", keyPrefix: "tgresil${process.pid}:", commandTimeoutMs: 2000 }
 ---
 apiVersion: tollgate.dev/v1alpha1
 kind: Backend
