@@ -29,6 +29,7 @@ import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
+import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
 
@@ -116,15 +117,11 @@ export class A2aAdapter implements ProtocolAdapter {
 
   /** Refuses a request whose Call was only prepared: recorded, answered in its binding's shape, body drained. */
   reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    if (!req.complete) req.resume();
-    this.renderError(err, { res, req, call: pre });
-    this.ctx.calls.refused(pre, err, res.statusCode);
+    refusePrepared(this, this.ctx, pre, req, res, err);
   }
 
   crash(res: ServerResponse, err: unknown): void {
-    this.ctx.log.error({ err }, 'A2A adapter failure');
-    if (!res.headersSent) writeA2aRestError(res, toGatewayError(err));
-    else if (!res.writableEnded) res.destroy();
+    answerCrash(this.ctx, 'A2A', res, err, writeA2aRestError);
   }
 
   /** The version a request speaks by its header alone (route default when absent); throws for an unknown one. */

@@ -39,6 +39,7 @@ import {
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer } from './stream.ts';
+import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
@@ -125,15 +126,11 @@ export class KServeAdapter implements ProtocolAdapter {
 
   /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
   private reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    if (!req.complete) req.resume();
-    this.renderError(err, { res, req, call: pre });
-    this.ctx.calls.refused(pre, err, res.statusCode);
+    refusePrepared(this, this.ctx, pre, req, res, err);
   }
 
   private crash(res: ServerResponse, err: unknown): void {
-    this.ctx.log.error({ err }, 'KServe adapter failure');
-    if (!res.headersSent) writeKServeError(res, toGatewayError(err));
-    else if (!res.writableEnded) res.destroy();
+    answerCrash(this.ctx, 'KServe', res, err, writeKServeError);
   }
 
   /**

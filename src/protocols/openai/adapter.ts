@@ -37,6 +37,7 @@ import {
   type ParsedBody,
 } from './request.ts';
 import { CompletionStream, JsonAnswer } from './stream.ts';
+import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
 
@@ -111,15 +112,11 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
 
   /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
   reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    if (!req.complete) req.resume();
-    this.renderError(err, { res, req, call: pre });
-    this.ctx.calls.refused(pre, err, res.statusCode);
+    refusePrepared(this, this.ctx, pre, req, res, err);
   }
 
   private crash(res: ServerResponse, err: unknown): void {
-    this.ctx.log.error({ err }, 'OpenAI adapter failure');
-    if (!res.headersSent) writeOpenAiError(res, toGatewayError(err));
-    else if (!res.writableEnded) res.destroy();
+    answerCrash(this.ctx, 'OpenAI', res, err, writeOpenAiError);
   }
 
   /** A model-bearing POST: completions (streamed or not), embeddings, tokenize, detokenize. */
