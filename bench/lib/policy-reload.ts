@@ -59,7 +59,10 @@ decision := {"allow": false, "reason": "policy ${version}"} if {
 	"${version}" != "v0"
 }
 
-visible contains t.name if some t in input.targets
+visible contains name if {
+	some _, items in input.targets
+	some _, name in items
+}
 `;
 }
 
