@@ -29,6 +29,7 @@ import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
+import { StreamBuffers } from './resume.ts';
 import { reshapeCard } from './translate.ts';
 import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
@@ -57,6 +58,8 @@ export class A2aAdapter implements ProtocolAdapter {
   readonly ctx: AdapterContext;
   readonly upstreamSet: HttpUpstreams;
   readonly cards = new CardCache();
+  /** Recent events of task streams, for clients that resume with Last-Event-ID. */
+  readonly streams = new StreamBuffers();
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
   private readonly calls: A2aCalls;
