@@ -11,19 +11,13 @@ import type { Exchange } from '../../gateway/adapter.ts';
 import { readBody } from '../../server/io.ts';
 import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
-import { HeaderPolicy } from '../../upstream/headers.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
-import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
+import { translate } from './translate.ts';
 import { skillIds } from './card.ts';
 import { EXTENDED_CARD, LIST_TASKS, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
 import { EventRelay, filterTasks, listedTasks, taskIdIn } from './relay.ts';
-
-/** What crosses to the agent besides the body: never the caller's credentials. */
-export const HEADERS = new HeaderPolicy({
-  request: ['accept', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'traceparent', 'tracestate', 'accept-language'],
-  response: ['content-type', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'cache-control'],
-});
 
 /** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -145,7 +139,8 @@ export class A2aCalls {
     let args: Record<string, unknown> | undefined;
     if (op.sends) {
       const skill = namedSkill(p.params) ?? settings.defaultSkills[agent.name];
-      const known = skill === undefined || (card !== undefined && skillIds(card).includes(skill));
+      // The route's default skill is the operator's word (known even while the agent's card cannot be fetched).
+      const known = skill === undefined || skill === settings.defaultSkills[agent.name] || (card !== undefined && skillIds(card).includes(skill));
       target = skillTarget(agent.name, skill ?? '*', known);
       const message = (p.params.message ?? {}) as Params;
       args = {
@@ -178,14 +173,22 @@ export class A2aCalls {
       }
       const push = pushUrlOf(op, p.params);
       if (push !== undefined) await this.guardPush(push, settings.push);
+      if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
       const paths = binding === 'jsonrpc' ? where.jsonrpc : where.rest;
       const base = paths[p.version];
+      const other = p.version === '1.0' ? '0.3' : '1.0';
+      const alt = binding === 'jsonrpc' ? paths[other] : undefined;
+      if (base === undefined && alt !== undefined) {
+        // The agent speaks JSON-RPC in the other version only: translated (translate.ts).
+        if (op === LIST_TASKS && other === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
+        const body = p.body === undefined ? '' : p.body.toString();
+        return translate(this.a, { x, agent, call, body, from: p.version, to: other, path: alt, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+      }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {
           data: { supported: Object.keys(paths) },
         });
       }
-      if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
       const answer = await forward(agent.upstream, {
         method: req.method ?? 'POST',
         path: binding === 'jsonrpc' ? base : `${base}${p.restPath ?? ''}`,
