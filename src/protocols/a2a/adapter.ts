@@ -29,6 +29,7 @@ import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
+import { StreamBuffers } from './resume.ts';
 import { reshapeCard } from './translate.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
@@ -53,6 +54,8 @@ export interface A2aAdapterOptions {
 
 export class A2aAdapter extends HttpProtocolAdapter {
   readonly cards = new CardCache();
+  /** Recent events of task streams, for clients that resume with Last-Event-ID. */
+  readonly streams = new StreamBuffers();
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
   private readonly calls: A2aCalls;
