@@ -103,14 +103,15 @@ export interface StreamSetup {
 }
 
 /** Starts the backend and one gateway per variant, and warms every target up. */
-export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string }): Promise<StreamSetup> {
+export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined }): Promise<StreamSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-stream-'));
   const backend: Child & { ready: { url: string } } = await spawnReady(join(ROOT, 'bench/fixtures/vllm.ts'), [String(plan.firstTokenMs), String(plan.tokenMs)]);
   const gateways: GatewayProcess[] = [];
   const targets: StreamTarget[] = [];
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
-    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    // A profiled gateway writes its profile as it exits: give its drain time rather than kill it.
+    await Promise.allSettled(gateways.map((g) => g.child.stop(opts.cpuProfDir === undefined ? 5_000 : 30_000)));
     await backend.stop(5_000);
     rmSync(work, { recursive: true, force: true });
   };
@@ -124,6 +125,7 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
         backendUrls: {},
         variant,
         logLevel: opts.logLevel,
+        cpuProfDir: opts.cpuProfDir,
         routes: (routeSpec, route) => ({
           files: {
             'models.yaml': [
@@ -202,7 +204,7 @@ export function streamResult(setup: StreamSetup, plan: StreamPlan, rounds: reado
 }
 
 /** The whole scenario for `npm run bench`: set up, every round, tear down. */
-export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<StreamResult> {
+export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined; log?: (line: string) => void }): Promise<StreamResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const setup = await setupStreams(variants, plan, opts);
   const rounds: StreamRound[] = [];
