@@ -419,7 +419,8 @@ describe('guards', () => {
       [...queryLog(join(gw.dir, '..', '.tollgate', 'audit'), { kinds: ['call'] })].map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.protocol === 'kserve');
     await eventually(() => records().some((r) => r.operation === 'generate_stream' && (r.model as { metering?: string } | undefined)?.metering === 'counted'), 10_000, 'audit records');
     const all = records();
-    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted')!;
+    // The `stream` model's own record (the renamed `triton-stream` one is a call of its own).
+    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted' && (r.target as { name?: string }).name === 'stream')!;
     expect(stream).toMatchObject({ target: { kind: 'model', name: 'stream' }, upstream: 'triton', usage: { outputTokens: 5 }, model: { metering: 'counted', response: 'stream' } });
     expect(all.find((r) => r.operation === 'generate_stream' && (r.model as { metering?: string }).metering === 'unmetered')).toBeDefined();
     expect(all.find((r) => r.operation === 'infer' && r.outcome === 'ok')).toMatchObject({ model: { metering: 'unmetered' } });
