@@ -177,7 +177,13 @@ let a2a: A2aResult | undefined;
 if (!wanted || wanted.includes('a2a')) {
   process.stderr.write(`bench: a2a: starting the agent and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...A2A_PLAN, rounds: 2, requests: 100, warmup: 20, throughputRequests: 300 } : { ...A2A_PLAN, rounds };
-  a2a = await runA2a(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  const a2aProfDir = profileDir ? join(profileDir, 'a2a') : undefined;
+  if (a2aProfDir) mkdirSync(a2aProfDir, { recursive: true });
+  // The extra variants (--baseline, --log-levels, --node-options, --env) run here too: before/after in one run.
+  a2a = await runA2a([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: a2aProfDir });
+  if (a2aProfDir) {
+    for (const f of readdirSync(a2aProfDir).filter((f) => f.endsWith('.cpuprofile'))) process.stdout.write(`\na2a: ${profileMarkdown(join(a2aProfDir, f), summarizeProfile(join(a2aProfDir, f)))}\n`);
+  }
 }
 
 const result = newResult('bench', { at: startedAt, machine }, {

@@ -29,6 +29,8 @@ import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
+import { StreamBuffers } from './resume.ts';
+import { reshapeCard } from './translate.ts';
 import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
@@ -56,6 +58,8 @@ export class A2aAdapter implements ProtocolAdapter {
   readonly ctx: AdapterContext;
   readonly upstreamSet: HttpUpstreams;
   readonly cards = new CardCache();
+  /** Recent events of task streams, for clients that resume with Last-Event-ID. */
+  readonly streams = new StreamBuffers();
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
   private readonly calls: A2aCalls;
@@ -138,7 +142,7 @@ export class A2aAdapter implements ProtocolAdapter {
   /** Where the agent serves each binding (from its 1.0 card, cached). */
   async interfaces(agent: Agent, rule: CompiledRule): Promise<{ card: Card; interfaces: AgentInterfaces }> {
     const card = await this.cards.get(agent.upstream, '/.well-known/agent-card.json', '1.0', this.settings(rule).cardCacheMs);
-    return { card, interfaces: interfacesOf(card, agent.backend.spec.url ?? agent.backend.spec.endpoints?.[0]?.url ?? 'http://invalid') };
+    return { card, interfaces: interfacesOf(card, backendUrl(agent)) };
   }
 
   /** The skills of `card` the caller may use (one `visible` evaluation); undefined when lists are not filtered. */
@@ -159,9 +163,11 @@ export class A2aAdapter implements ProtocolAdapter {
   }
 
   /** The card as this caller may see it: rewritten, filtered, and signed by the gateway when the route says so. */
-  async served(x: Exchange, agent: Agent, card: Card, skills: ReadonlySet<string> | undefined): Promise<Card> {
+  async served(x: Exchange, agent: Agent, card: Card, skills: ReadonlySet<string> | undefined, version?: A2aVersion): Promise<Card> {
     const s = this.settings(x.match.rule);
-    const out = rewriteCard(card, {
+    // In the shape of the caller's version (no header: 0.3), translated when the agent serves the other one only.
+    const shaped = await reshapeCard(card, version ?? this.requestVersion(x.req) ?? '0.3', interfacesOf(card, backendUrl(agent)));
+    const out = rewriteCard(shaped, {
       url: `${this.publicBase(x.req, x.state)}${agent.base}`,
       backend: agent.backend,
       visibleSkills: skills,
@@ -261,6 +267,10 @@ export class A2aAdapter implements ProtocolAdapter {
 
 function notAllowed(method: string, path: string, allow: string): GatewayError {
   return new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${path}`, { headers: { allow } });
+}
+
+function backendUrl(agent: Agent): string {
+  return agent.backend.spec.url ?? agent.backend.spec.endpoints?.[0]?.url ?? 'http://invalid';
 }
 
 function safeDecode(s: string): string {
