@@ -102,7 +102,9 @@ for (const variant of values.env?.split(';') ?? []) {
   extra.push({ label: `gateway(${variant})`, stages, env });
 }
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+// The baseline runs the stages it has of those this run measures (--stages narrows both sides alike).
+const baselineStages = baseline ? availableStages(baseline.root).filter((s) => stages.some((x) => x.name === s.name)) : [];
+if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: baselineStages, root: baseline.root });
 const startedAt = new Date().toISOString();
 const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
