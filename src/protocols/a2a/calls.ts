@@ -272,9 +272,16 @@ export class A2aCalls {
       throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
     }
     let out: Buffer | string = raw;
+    let stored: Promise<void> | undefined;
     if (op.sends) {
       const id = taskIdIn(payload);
-      if (id !== undefined) await this.a.owners.bind(agent.name, id, caller, ttlMs);
+      // Bound in this replica before the answer goes out (the caller cannot use the id here before it is bound), and
+      // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
+      // another replica answers TaskNotFound for the task (fails closed, never open).
+      if (id !== undefined) {
+        this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+        stored = this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
+      }
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
       if (listed !== undefined) {
@@ -297,6 +304,7 @@ export class A2aCalls {
     headers['content-length'] = Buffer.byteLength(out);
     res.writeHead(answer.status, headers);
     res.end(out);
+    await stored;
   }
 }
 
