@@ -9,7 +9,8 @@
  * - resident memory (VmRSS, /proc) when ready, after a 32-connection closed-loop load of S seconds (default 20), 2 s
  *   later, and after N more live MCP sessions (`--sessions N`: initialize + notifications/initialized through the
  *   gateway, each kept open), spread over P principals (`--principals P`, default 1; each with its own JWT-SVID, so
- *   mcp.limits.sessionsPerPrincipal (64) is not what stops them); the gateway's CPU time per request of the load;
+ *   mcp.limits.sessionsPerPrincipal (64) is not what stops them), then the same load again with them open; the
+ *   gateway's CPU time per request of each load (per-call cost against the number of live sessions);
  * - the same for each variant: the young generation capped (`--semi`: --max-semi-space-size values in MB), any node
  *   flags (`--node-options`, repeatable), another revision (`--baseline REV`); `--rounds R` starts every variant R
  *   times (a fresh process each round, the order rotating) and reports medians with (min..max).
@@ -197,6 +198,13 @@ try {
           row.sessionsSeconds = Math.round(performance.now() - s0) / 1000;
           row.rssAfterSessionsMb = rssMb(t.pid);
           row.kbPerSession = Math.round(((rssMb(t.pid) - before) * 1024 * 10) / Math.max(1, opened.opened)) / 10;
+          // The same load again with the sessions open: per-call cost against the number of live sessions.
+          const c1 = cpuMs(t.pid);
+          const again = await runClosed(t.template, 32, seconds);
+          if (again.errors > 0) throw new Error(`${t.label}: ${again.errors} errors under load with ${opened.opened} sessions`);
+          row.requestsWithSessions = again.requests;
+          row.cpuUsPerRequestWithSessions = Math.round(((cpuMs(t.pid) - c1) * 1000) / again.requests);
+          row.rssAfterSessionsLoadMb = rssMb(t.pid);
         }
         rows.push(row);
         process.stdout.write(`${JSON.stringify(row)}\n`);
@@ -209,7 +217,7 @@ try {
     const xs = rows.filter((r) => r.label === label && typeof r[key] === 'number').map((r) => r[key] as number);
     return xs.length === 0 ? undefined : `${median(xs)} (${Math.min(...xs)}..${Math.max(...xs)})`;
   };
-  const keys = ['rssReadyMb', 'rssAfterLoadMb', 'rssAfterLoadIdle2sMb', 'requests', 'cpuUsPerRequest', 'rssAfterSessionsMb', 'kbPerSession'];
+  const keys = ['rssReadyMb', 'rssAfterLoadMb', 'rssAfterLoadIdle2sMb', 'requests', 'cpuUsPerRequest', 'rssAfterSessionsMb', 'kbPerSession', 'requestsWithSessions', 'cpuUsPerRequestWithSessions', 'rssAfterSessionsLoadMb'];
   const summaries = vs.map((v) => ({ label: v.label, ...Object.fromEntries(keys.map((k) => [k, summary(v.label, k)]).filter(([, x]) => x !== undefined)) }));
   const startSummary = (root: string): Record<string, string> | undefined => {
     const xs = starts.filter((s) => s.root === root);
