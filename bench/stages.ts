@@ -10,7 +10,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newSigner, nowS, signJwt, spiffeBundle, type Signer } from '../test/helpers/jwt.ts';
-import { spawnReady, type Child } from './lib/procs.ts';
+import { startBenchRedis, type BenchRedis } from './fixtures/redis.ts';
 
 /** What a stage may look at when it prepares itself for one gateway process. */
 export interface StageContext {
@@ -129,7 +129,7 @@ const audit: Stage = {
 };
 
 /** One Redis on loopback for every gateway of a run (each uses its own key prefix); stopped with the runner. */
-let benchRedis: Promise<Child & { ready: { url: string } }> | undefined;
+let benchRedis: Promise<BenchRedis> | undefined;
 
 /**
  * Rate limit and cost budget in Redis: one EVALSHA per call deciding both (a bucket per route and upstream that
@@ -141,8 +141,8 @@ const limits: Stage = {
   what: 'Redis rate limit + cost budget (one EVALSHA per call, Redis on loopback)',
   requires: 'src/guards/limits/guard.ts',
   async setup(ctx) {
-    benchRedis ??= spawnReady<{ url: string }>(join(ctx.root, 'bench/fixtures/redis.ts'), []);
-    ctx.state.set('limits', (await benchRedis).ready.url);
+    benchRedis ??= startBenchRedis();
+    ctx.state.set('limits', (await benchRedis).url);
   },
   gateway: (ctx) => ({
     // A command timeout of 1 s instead of the default 100 ms: on a machine shared with other work (loadavg 15-20

@@ -36,6 +36,8 @@ beforeAll(async () => {
   // Hidden from support: answered like an unknown tool, recorded as the denial it is.
   await expect(support.callTool({ name: 'everything__get-env', arguments: {} })).rejects.toMatchObject({ code: -32602 });
   await support.listTools();
+  // Listed again: the filter's answer is memoized; its decision record names the evaluation it reuses.
+  await support.listTools();
   await support.close();
   await gw.shutdown();
   records = [...queryLog(dir, {})].map((l) => JSON.parse(l) as AuditRecord);
@@ -52,12 +54,27 @@ describe('policy decisions in the audit log', () => {
     expect(decisions.map((r) => r.decision!.id).sort()).toEqual(events.map((e) => e.decision_id).sort());
     const visiblePath = events.find((e) => e.path.endsWith('visible'))?.path;
     const visible = decisions.filter((r) => (r.policy as { path: string }).path === visiblePath).map((r) => r.operation);
-    expect(visible).toEqual(['tools/call', 'tools/list']);
+    expect(visible).toEqual(['tools/call', 'tools/list', 'tools/list']);
     for (const r of decisions) {
       expect(r.principal).toBe(SUPPORT);
       expect((r.policy as { revision: string }).revision).toMatch(/^src-/);
     }
     expect(verifyLog(dir).ok).toBe(true);
+  });
+
+  it('records a memoized list filter as a decision that names the evaluation it reuses, without copying its input', () => {
+    const visiblePath = events.find((e) => e.path.endsWith('visible'))!.path;
+    const lists = records.filter((r) => r.kind === 'decision' && r.operation === 'tools/list' && (r.policy as { path: string }).path === visiblePath);
+    expect(lists).toHaveLength(2);
+    const [evaluated, memoized] = lists as [AuditRecord, AuditRecord];
+    const first = evaluated.policy as { input: { principal: { id: string }; targets: Record<string, Record<string, string>> }; result: unknown; memoOf?: string };
+    expect(first.memoOf).toBeUndefined();
+    expect(first.input.principal.id).toBe(SUPPORT);
+    expect(Object.values(first.input.targets.everything!)).toContain('everything__echo');
+    expect(first.result).toBeDefined();
+    expect(memoized.policy).toEqual({ path: (evaluated.policy as { path: string }).path, revision: (evaluated.policy as { revision: string }).revision, source: (evaluated.policy as { source: string }).source, evalNs: expect.any(Number), memoOf: evaluated.decision!.id });
+    expect(memoized.decision!.id).not.toBe(evaluated.decision!.id);
+    expect(memoized.decision!.allow).toBe(true);
   });
 
   it('finds the denial, as a decision and as a call', () => {

@@ -298,3 +298,52 @@ describe('SIGHUP rebuilds a policy that is not watched (a real gateway process)'
     }
   });
 });
+
+describe("a session's cached list under a new policy", () => {
+  let gw: TestGateway;
+  let dir: string;
+  let client: Client;
+
+  /** Every call allowed; `echo` listed or hidden. */
+  function listing(hideEcho: boolean): string {
+    return `package tollgate
+
+default decision := {"allow": true}
+
+visible contains name if {
+	some _, items in input.targets
+	some local, name in items
+	${hideEcho ? 'local != "echo"' : 'local == local'}
+}
+`;
+  }
+
+  async function listed(): Promise<string[]> {
+    return (await client.listTools()).tools.map((t) => t.name);
+  }
+
+  beforeAll(async () => {
+    dir = writeTree({ 'tollgate/main.rego': listing(false) });
+    gw = await policyGateway(`    dir: ${JSON.stringify(dir)}\n    checkIntervalMs: 0\n`);
+    client = await connectClient(`${gw.url}/mcp`);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await gw?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the same session by the policy in force, not by the answer it kept for the list page', async () => {
+    const all = await listed();
+    expect(all).toContain('fixture__echo');
+    // Listed again (the session's page and its serialised answer are reused): the same answer.
+    expect(await listed()).toEqual(all);
+    writeFileSync(join(dir, 'tollgate/main.rego'), listing(true));
+    await eventually(async () => !(await listed()).includes('fixture__echo'), TAKES_EFFECT_MS, 'echo hidden from the same session');
+    expect(await listed()).toEqual(all.filter((n) => n !== 'fixture__echo'));
+    writeFileSync(join(dir, 'tollgate/main.rego'), listing(false));
+    await eventually(async () => (await listed()).includes('fixture__echo'), TAKES_EFFECT_MS, 'echo listed again');
+    expect(await listed()).toEqual(all);
+  });
+});

@@ -19,9 +19,12 @@ import {
   type AgentExecutor,
   type ExecutionEventBus,
   type RequestContext,
+  ServerCallContext,
 } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, restHandler, UserBuilder } from '@a2a-js/sdk/server/express';
-import express from 'express';
+import express, { type Express } from 'express';
+import { LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
+import { legacyRestRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
 
 export interface TestAgent {
   readonly url: string;
@@ -88,7 +91,13 @@ class EchoExecutor implements AgentExecutor {
   }
 }
 
-export async function startTestAgent(opts: { name?: string } = {}): Promise<TestAgent> {
+/**
+ * `versions`: 'both' (default: v1.0 with the SDK's v0.3 compat layer), '1.0' (no compat layer: its card lists 1.0
+ * interfaces only and 0.3 method names are unknown to it), or '0.3' (an agent of the 0.3 era: a 0.3-shaped card
+ * whatever the A2A-Version header, JSON-RPC served by the SDK's v0.3 transport handler alone, REST under /rest/v1).
+ */
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; extendedCard?: boolean } = {}): Promise<TestAgent> {
+  const versions = opts.versions ?? 'both';
   const app = express();
   const server: Server = createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -101,11 +110,11 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '1.0' },
       { url: `${url}/rpc`, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: '0.3' },
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '0.3' },
-    ],
+    ].filter((i) => versions === 'both' || i.protocolVersion === versions),
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
-    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: false },
+    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: opts.extendedCard === true },
     securitySchemes: {},
     securityRequirements: [],
     defaultInputModes: ['text/plain'],
@@ -115,7 +124,9 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
     iconUrl: `${url}/icon.png`,
   };
   const tasks: string[] = [];
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore());
+  // The extended card (for authenticated callers): one more skill, and the agent's own URLs again.
+  const extended: AgentCard = { ...card, description: 'A test agent (extended card)', skills: [...SKILLS, { ...SKILLS[0]!, id: 'vip', name: 'VIP', description: 'For insiders' }] };
+  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore(), undefined, opts.extendedCard === true ? async () => extended : undefined);
   const seen: TestAgent['seen'] = [];
   const cardRequests: TestAgent['cardRequests'] = [];
   app.use((req, res, next) => {
@@ -123,13 +134,21 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
       const entry: TestAgent['cardRequests'][number] = { path: req.url, headers: { ...req.headers } };
       cardRequests.push(entry);
       res.on('finish', () => (entry.status = res.statusCode));
-    } else seen.push({ method: req.method, path: req.url, headers: { ...req.headers } });
+    } else {
+      const entry: TestAgent['seen'][number] = { method: req.method, path: req.url, headers: { ...req.headers } };
+      seen.push(entry);
+      res.locals.seen = entry;
+    }
     next();
   });
-  app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler, legacyCompat: { enabled: true } }));
-  app.use('/.well-known/agent.json', agentCardHandler({ agentCardProvider: handler, legacyCompat: { enabled: true } }));
-  app.use('/rpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: true } }));
-  app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: true } }));
+  if (versions === '0.3') serveLegacyOnly(app, handler);
+  else {
+    const legacyCompat = { enabled: versions === 'both' };
+    app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
+    app.use('/.well-known/agent.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
+    app.use('/rpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
+    app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
+  }
   return {
     url,
     card,
@@ -141,4 +160,27 @@ export async function startTestAgent(opts: { name?: string } = {}): Promise<Test
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/**
+ * A v0.3-only agent on the SDK's own v0.3 pieces: the card in its 0.3 shape for every request (the SDK's card
+ * translator), JSON-RPC through `LegacyJsonRpcTransportHandler` alone (v1.0 method names are unknown methods), and
+ * the v0.3 REST router under /rest (its paths start with /v1).
+ */
+function serveLegacyOnly(app: Express, handler: DefaultRequestHandler): void {
+  // The SDK's 1.0 -> 0.3 card translator is applied by this handler method.
+  const cards = new LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: () => handler.getAgentCard() } as never);
+  const card = async (_req: express.Request, res: express.Response): Promise<void> => void res.json(await cards.getAuthenticatedExtendedAgentCard(new ServerCallContext()));
+  app.get('/.well-known/agent-card.json', card);
+  app.get('/.well-known/agent.json', card);
+  const rpc = new LegacyJsonRpcTransportHandler(handler);
+  app.post('/rpc', express.json(), async (req, res) => {
+    (res.locals.seen as { body?: unknown }).body = req.body;
+    const out = await rpc.handle(req.body as Record<string, unknown>, new ServerCallContext({ requestedVersion: '0.3' }));
+    if (!(Symbol.asyncIterator in out)) return void res.json(out);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    for await (const event of out) res.write(`data: ${JSON.stringify(event)}\n\n`);
+    res.end();
+  });
+  app.use('/rest', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
 }

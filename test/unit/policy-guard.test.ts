@@ -171,6 +171,17 @@ describe('policy guard with the default policies (committed bundle)', () => {
     expect(again.decision!.id).not.toBe(first.decision!.id);
     expect(again.decision!.obligations).toEqual({ hidden: ['everything__get-env', 'files__read_file'], shown: 1 });
     expect(JSON.parse(hit.inputJson).principal.id).toBe('spiffe://example.org/agents/support');
+    // The hit's input is the evaluated one but its time, built only because a listener read it.
+    const evaluated = JSON.parse(events.at(-2)!.inputJson) as Record<string, { time_ns?: number }>;
+    const reused = JSON.parse(hit.inputJson) as Record<string, { time_ns?: number }>;
+    expect(reused.request!.time_ns).toBe(again.startedAt * 1_000_000);
+    expect({ ...reused, request: { ...reused.request, time_ns: 0 } }).toEqual({ ...evaluated, request: { ...evaluated.request, time_ns: 0 } });
+    // Another array with the same targets (a list built afresh) is the same key; other content is not.
+    expect(g.visible(list(), odd.map((t) => ({ ...t })))).toEqual([true, false, false]);
+    expect(events.at(-1)!.memo_of).toBe(first.decision!.id);
+    expect(g.visible(list(), [tool('everything', 'get-env'), tool('everything', 'echo'), tool('files', 'read_file')])).toEqual([false, true, false]);
+    expect(events.at(-1)!.memo_of).toBeUndefined();
+    expect(memo.size).toBe(2);
 
     // Anything else in the input is another key: another principal, other targets, a configured header, the source.
     expect(g.visible(list(DEV), odd)).toEqual([true, true, true]);
@@ -183,7 +194,7 @@ describe('policy guard with the default policies (committed bundle)', () => {
     (elsewhere.request as { remoteAddress: string }).remoteAddress = '10.0.0.9';
     g.visible(elsewhere, odd);
     expect(events.at(-1)!.memo_of).toBeUndefined();
-    expect(memo.size).toBe(5);
+    expect(memo.size).toBe(6);
 
     // A new policy revision (a new engine) starts from an empty memo.
     const next = await PolicyEngine.load(await readBundle(readFileSync('bundles/tollgate.tar.gz'), { source: 'bundles/tollgate.tar.gz' }), { initialPages: 16, maxPages: 512 });

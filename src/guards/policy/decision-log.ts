@@ -49,8 +49,11 @@ export interface DecisionFacts {
   readonly decision_id: string;
   readonly time: number;
   readonly path: string;
-  /** The input as evaluated (JSON text), and the pointers to erase from it before anyone sees it. */
-  readonly rawInput: string;
+  /**
+   * The input as evaluated (JSON text), and the pointers to erase from it before anyone sees it. A function when the
+   * answer was memoized: the text is then built only if a listener reads it.
+   */
+  readonly rawInput: string | (() => string);
   readonly pointers: readonly string[];
   readonly result: unknown;
   readonly allow: boolean;
@@ -84,7 +87,7 @@ export class LazyDecisionEvent implements DecisionEvent {
   readonly eval_ns: number;
   readonly memo_of: string | undefined;
   private readonly revision: string;
-  private json: string;
+  private json: string | (() => string);
   private doc: unknown;
   private readonly _erased: readonly string[];
 
@@ -108,9 +111,10 @@ export class LazyDecisionEvent implements DecisionEvent {
       this._erased = [];
     } else {
       // Masked at once: the unmasked input is never kept past this point.
-      this.doc = JSON.parse(f.rawInput);
+      const raw = typeof f.rawInput === 'string' ? f.rawInput : f.rawInput();
+      this.doc = JSON.parse(raw);
       this._erased = erase(this.doc, f.pointers);
-      this.json = this._erased.length === 0 ? f.rawInput : JSON.stringify(this.doc);
+      this.json = this._erased.length === 0 ? raw : JSON.stringify(this.doc);
     }
   }
 
@@ -120,11 +124,12 @@ export class LazyDecisionEvent implements DecisionEvent {
 
   get input(): unknown {
     // Parsed once, on first read; listeners must not edit it.
-    return this.doc !== undefined ? this.doc : (this.doc = JSON.parse(this.json));
+    return this.doc !== undefined ? this.doc : (this.doc = JSON.parse(this.inputJson));
   }
 
   get inputJson(): string {
-    return this.json;
+    const j = this.json;
+    return typeof j === 'string' ? j : (this.json = j());
   }
 
   get erased(): readonly string[] {

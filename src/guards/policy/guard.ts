@@ -37,7 +37,8 @@ interface Evaluation {
   readonly id: string;
   readonly entrypoint: string;
   readonly engine: PolicyEngine | undefined;
-  readonly input: string;
+  /** The input text (a function for a memoized answer: built only if a decision-log listener reads it). */
+  readonly input: string | (() => string);
   value: unknown;
   /** Start time when a decision-log listener wants the event; undefined otherwise. */
   readonly t0: bigint | undefined;
@@ -103,17 +104,17 @@ export class PolicyGuard implements Guard {
     let names: ReadonlySet<string>;
     if (memo !== undefined && engine !== undefined) {
       const t0 = this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined;
-      const head = this.inputs.listHead(call, targets);
-      const key = `${ep.visible}\u0000${this.inputs.listKey(call, head)}`;
+      const parts = this.inputs.listParts(call, targets);
+      const key = `${ep.visible}\u0000${parts.key}`;
       const now = Date.now();
       const hit = memo.get(engine, key, now);
       if (hit !== undefined) {
-        const ev: Evaluation = { id: randomUUID(), entrypoint: ep.visible, engine, input: this.inputs.listInput(call, head), value: hit.value, t0 };
+        const ev: Evaluation = { id: randomUUID(), entrypoint: ep.visible, engine, input: parts.input, value: hit.value, t0 };
         const verdict = this.verdict(call, ev, targets, hit.names);
         if (t0 !== undefined) this.emit(call, ev, true, undefined, undefined, undefined, hit.id);
         return verdict;
       }
-      const { ev, outcome } = this.evaluate(call, ep.visible, this.inputs.listInput(call, head), interpretVisible, t0);
+      const { ev, outcome } = this.evaluate(call, ep.visible, parts.input(), interpretVisible, t0);
       memo.set(engine, key, { id: ev.id, names: outcome, value: ev.value }, now);
       names = outcome;
       const verdict = this.verdict(call, ev, targets, names);
@@ -153,11 +154,12 @@ export class PolicyGuard implements Guard {
   ): { ev: Evaluation; outcome: T } {
     const engine = this.runtime.engine;
     const t0 = started ?? (this.runtime.decisionLog.active ? process.hrtime.bigint() : undefined);
-    const ev: Evaluation = { id: randomUUID(), entrypoint, engine, input: input ?? this.inputs.forCall(call), value: undefined, t0 };
+    const text = input ?? this.inputs.forCall(call);
+    const ev: Evaluation = { id: randomUUID(), entrypoint, engine, input: text, value: undefined, t0 };
     let outcome: T | string;
     try {
       if (engine === undefined) throw new PolicyEvalError('no policy is loaded', { entrypoint, source: '-', revision: '-' });
-      ev.value = engine.evaluate(entrypoint, ev.input);
+      ev.value = engine.evaluate(entrypoint, text);
       outcome = interpret(ev.value);
     } catch (err) {
       outcome = err instanceof Error ? err.message : String(err);

@@ -50,6 +50,16 @@ function groupedTargets(targets: readonly Target[]): string {
   return `{${out}}`;
 }
 
+interface TargetsJson {
+  readonly id: number;
+  readonly json: string;
+}
+
+/** Distinct target lists remembered by content (each holds its grouped JSON: ~30 bytes a target). */
+const MAX_TARGET_SETS = 256;
+/** Process-wide, so that two builders (a config reload) never give one number to two contents. */
+let nextTargetsId = 1;
+
 /** Builds input documents for one configuration (immutable; a config change builds a new one). */
 export class InputBuilder {
   readonly shape: InputShape;
@@ -57,6 +67,8 @@ export class InputBuilder {
   private readonly claims: 'all' | readonly string[];
   private readonly drop: ReadonlySet<string>;
   private principals = new WeakMap<Principal, string>();
+  private readonly targetSets = new WeakMap<readonly Target[], TargetsJson>();
+  private readonly contentIds = new Map<string, number>();
 
   constructor(opts: InputOptions) {
     this.shape = opts.shape;
@@ -80,27 +92,45 @@ export class InputBuilder {
    * of one object per item, and the JSON copy into WASM memory is most of a list's cost.
    */
   forList(call: Call, targets: readonly Target[]): string {
-    return this.listInput(call, this.listHead(call, targets));
+    return this.listParts(call, targets).input();
   }
 
   /**
-   * A list input in two steps, for the visible memo: `listHead` is everything but the request, and `listKey` of it
-   * everything but the request's time (what the memo is keyed by); `listInput` completes the document.
+   * A list input in two parts, for the visible memo. `key` is everything in the input but the request's time (what
+   * the memo is keyed by), with the targets named by a number that stands for their content (see `targetsOf`), so a
+   * list asked again costs a short key, not the grouped names of every target; `input()` builds the whole document
+   * (only for an evaluation, or for a decision-log listener that reads it).
    */
-  listHead(call: Call, targets: readonly Target[]): string {
-    return (
+  listParts(call: Call, targets: readonly Target[]): { key: string; input: () => string } {
+    const t = this.targetsOf(targets);
+    const head =
       `{"principal":${this.principal(call.principal)},"protocol":"${call.protocol}","operation":${str(call.operation)},` +
-      `"route":${str(call.route.name)},"upstream":${opt(call.upstream)},"kind":"${targets[0]?.kind ?? 'tool'}",` +
-      `"targets":${groupedTargets(targets)},"request":`
-    );
+      `"route":${str(call.route.name)},"upstream":${opt(call.upstream)},"kind":"${targets[0]?.kind ?? 'tool'}",`;
+    return {
+      key: `${head}${t.id}\u0000${str(call.request.remoteAddress)}${this.headerJson(call)}`,
+      input: () => `${head}"targets":${t.json},"request":${this.request(call)}}`,
+    };
   }
 
-  listKey(call: Call, head: string): string {
-    return `${head}${str(call.request.remoteAddress)}${this.headerJson(call)}`;
-  }
-
-  listInput(call: Call, head: string): string {
-    return `${head}${this.request(call)}}`;
+  /**
+   * The grouped targets of a list as JSON, and a number naming that content: the same array (a session's cached list
+   * page) is looked up by identity, another array with the same content gets the same number through a bounded
+   * table of recent contents. A number is never reused for other content (when the table is emptied, contents seen
+   * again get new numbers: a memo miss, never a wrong hit).
+   */
+  private targetsOf(targets: readonly Target[]): TargetsJson {
+    let t = this.targetSets.get(targets);
+    if (t !== undefined) return t;
+    const json = groupedTargets(targets);
+    let id = this.contentIds.get(json);
+    if (id === undefined) {
+      if (this.contentIds.size >= MAX_TARGET_SETS) this.contentIds.clear();
+      id = nextTargetsId++;
+      this.contentIds.set(json, id);
+    }
+    t = { id, json };
+    this.targetSets.set(targets, t);
+    return t;
   }
 
   private principal(p: Principal | undefined): string {

@@ -11,19 +11,14 @@ import type { Exchange } from '../../gateway/adapter.ts';
 import { readBody } from '../../server/io.ts';
 import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
-import { HeaderPolicy } from '../../upstream/headers.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
-import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
+import { translate } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, LIST_TASKS, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
-import { EventRelay, filterTasks, listedTasks, taskIdIn } from './relay.ts';
-
-/** What crosses to the agent besides the body: never the caller's credentials. */
-export const HEADERS = new HeaderPolicy({
-  request: ['accept', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'traceparent', 'tracestate', 'accept-language'],
-  response: ['content-type', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'cache-control'],
-});
+import { EXTENDED_CARD, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
+import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
+import { ClientFeed, relayStream, resume } from './streams.ts';
 
 /** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -145,7 +140,8 @@ export class A2aCalls {
     let args: Record<string, unknown> | undefined;
     if (op.sends) {
       const skill = namedSkill(p.params) ?? settings.defaultSkills[agent.name];
-      const known = skill === undefined || (card !== undefined && skillIds(card).includes(skill));
+      // The route's default skill is the operator's word (known even while the agent's card cannot be fetched).
+      const known = skill === undefined || skill === settings.defaultSkills[agent.name] || (card !== undefined && skillIds(card).includes(skill));
       target = skillTarget(agent.name, skill ?? '*', known);
       const message = (p.params.message ?? {}) as Params;
       args = {
@@ -178,14 +174,30 @@ export class A2aCalls {
       }
       const push = pushUrlOf(op, p.params);
       if (push !== undefined) await this.guardPush(push, settings.push);
+      // A client resuming a task's stream with Last-Event-ID: the events it missed first (resume.ts).
+      const lastEventId = op === SUBSCRIBE && taskId !== undefined ? req.headers['last-event-id'] : undefined;
+      let resumed: ClientFeed | undefined;
+      if (typeof lastEventId === 'string' && taskId !== undefined) {
+        const r = await resume(this.a.streams, { res, agent: agent.name, taskId, caller, version: p.version, binding, lastEventId, rpcId: p.rpcId, keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs });
+        if (r === 'done') return;
+        resumed = r;
+      }
+      if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
       const paths = binding === 'jsonrpc' ? where.jsonrpc : where.rest;
       const base = paths[p.version];
+      const other = p.version === '1.0' ? '0.3' : '1.0';
+      const alt = binding === 'jsonrpc' ? paths[other] : undefined;
+      if (base === undefined && alt !== undefined) {
+        // The agent speaks JSON-RPC in the other version only: translated (translate.ts).
+        if (op === LIST_TASKS && other === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
+        const body = p.body === undefined ? '' : p.body.toString();
+        return translate(this.a, { x, agent, call, body, from: p.version, to: other, path: alt, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+      }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {
           data: { supported: Object.keys(paths) },
         });
       }
-      if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
       const answer = await forward(agent.upstream, {
         method: req.method ?? 'POST',
         path: binding === 'jsonrpc' ? base : `${base}${p.restPath ?? ''}`,
@@ -197,13 +209,14 @@ export class A2aCalls {
           ...this.a.ctx.calls.propagate(call),
         },
         body: p.body !== undefined && p.body.length > 0 ? p.body : undefined,
-        client: res,
+        // A stream is the gateway's to read (resume.ts): the client going away does not end it at once.
+        client: op.streams ? undefined : res,
         // Reads have no side effect: safe to send again before any byte reached the client.
         idempotent: !op.sends && op.name !== 'CancelTask' && !op.push && op.name !== 'DeleteTaskPushNotificationConfig',
         timeouts: op.streams ? { idleMs: 0 } : undefined,
         call,
       });
-      await this.relay(call, x, agent, op, answer, settings.taskTtlMs);
+      await this.relay(call, x, agent, op, answer, settings.taskTtlMs, { version: p.version, binding, resumed });
     });
   }
 
@@ -215,32 +228,37 @@ export class A2aCalls {
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);
   }
 
-  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number): Promise<void> {
+  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
+    const { version, binding, resumed } = stream;
     const { res, state } = x;
     const caller = call.principal?.id ?? '';
     const type = answer.headers['content-type'];
     if (answer.status >= 500) call.outcome = 'upstream_error';
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {
       // Task ids seen in the stream are bound at once in this replica (before the event is passed on), and in the
-      // shared store as soon as it answers.
+      // shared store as soon as it answers. The stream is buffered per task for clients that resume (streams.ts).
       const pending: Promise<void>[] = [];
-      const relay = new EventRelay(
-        op.sends
-          ? (id) => {
-              this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-              pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
-            }
-          : undefined,
-      );
-      relay.keepAlive(res, state.snapshot.gateway.http.sseKeepAliveMs);
+      const bound = new Set<string>();
       try {
-        await answer.pipeTo(res, { filter: relay });
+        await relayStream({
+          answer,
+          feed: resumed ?? new ClientFeed(res, answer.forwardedHeaders(), state.snapshot.gateway.http.sseKeepAliveMs),
+          onTask: op.sends
+            ? (id) => {
+                if (bound.has(id)) return;
+                bound.add(id);
+                this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+                pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+              }
+            : undefined,
+          open: (id, stop) => this.a.streams.open(agent.name, id, caller, version, binding, stop),
+        });
       } finally {
-        relay.stop();
         await Promise.all(pending);
       }
       return;
     }
+    resumed?.end();
     const reads = op.sends || op === LIST_TASKS || op === EXTENDED_CARD;
     if (!reads || answer.status < 200 || answer.status >= 300) {
       await answer.pipeTo(res);

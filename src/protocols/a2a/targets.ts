@@ -1,6 +1,7 @@
 /** The things an A2A call acts on, as policies, limits and audit records name them. */
 import type { ResolvedBackend } from '../../config/load.ts';
 import type { Target } from '../../core/call.ts';
+import { HeaderPolicy } from '../../upstream/headers.ts';
 import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 
 /** Call scratch key: which error shape a call's errors take ('jsonrpc' | 'rest'). */
@@ -25,3 +26,9 @@ export function agentTarget(agent: string): Target {
   return { kind: 'server', name: agent, server: agent, local: agent };
 }
 
+
+/** What crosses to the agent besides the body: never the caller's credentials. */
+export const HEADERS = new HeaderPolicy({
+  request: ['accept', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'traceparent', 'tracestate', 'accept-language'],
+  response: ['content-type', 'a2a-extensions', 'x-a2a-extensions', 'x-request-id', 'cache-control'],
+});

@@ -41,6 +41,8 @@ import { Stateless } from './stateless.ts';
 import { handleExchange } from './transport.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
 
+const CLOSE = Buffer.from('}');
+
 export type { SessionView } from './routing.ts';
 
 /** Replaces a refusal by the answer the caller should see instead (see requests.ts). */
@@ -190,6 +192,13 @@ export class McpAdapter {
   answer(call: Call, res: ServerResponse, id: RpcId, result: unknown): void {
     call.status = 200;
     sendBody(res, 200, 'application/json', resultResponse(id, result));
+    this.ctx.finish(call);
+  }
+
+  /** Answers with a result already serialised (JSON bytes): the response is built around it without parsing it. */
+  answerSerialised(call: Call, res: ServerResponse, id: RpcId, result: Buffer): void {
+    call.status = 200;
+    sendBody(res, 200, 'application/json', Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":`), result, CLOSE]));
     this.ctx.finish(call);
   }
 

@@ -15,7 +15,7 @@ import type { RpcRequest } from './jsonrpc.ts';
 import { scopeOf } from './routing.ts';
 import type { McpSession } from './session.ts';
 import { virtualToolList } from './virtual.ts';
-import { cachedList, listCacheKey, rememberList } from './list-cache.ts';
+import { cachedAnswer, cachedList, listCacheKey, rememberAnswer, rememberList } from './list-cache.ts';
 
 export const LIST_METHODS: ReadonlySet<string> = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 export const LIST_TIMEOUT_MS = 30_000;
@@ -55,15 +55,26 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     rememberList(session, cacheKey, page, ttlMs, now);
   }
   let items = page.items;
+  let visible: boolean[] | undefined;
   if (state.pipeline.filtersLists && items.length > 0) {
-    let visible: boolean[];
     try {
       visible = await state.pipeline.visible(call, page.targets);
     } catch (err) {
       return mcp.refuse(call, res, msg.id, toGatewayError(err));
     }
-    items = items.filter((_, i) => visible[i]);
   }
+  if (ttlMs > 0) {
+    // A session-cached page (never a 2026 client's: its answer carries hints): its answer is kept serialised.
+    let bytes = cachedAnswer(page, visible);
+    if (bytes === undefined) {
+      const result: Record<string, unknown> = { [LIST_KEY[method]]: visible === undefined ? items : items.filter((_, i) => visible[i]) };
+      if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+      bytes = Buffer.from(JSON.stringify(result));
+      rememberAnswer(page, visible, bytes);
+    }
+    return mcp.answerSerialised(call, res, msg.id, bytes);
+  }
+  if (visible !== undefined) items = items.filter((_, i) => visible[i]);
   const result: Record<string, unknown> = { [LIST_KEY[method]]: items };
   if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
   if (session.modern) {

@@ -1,0 +1,289 @@
+/**
+ * Translation between A2A v0.3 and v1.0 over JSON-RPC, for an agent that serves only one of them: a v0.3 client
+ * (0.3 method names, `kind` fields, lower-case enums) calling an agent that speaks only v1.0, and a v1.0 client
+ * calling an agent that speaks only v0.3, plain answers and streams alike.
+ *
+ * The official SDK does the translating (no wire shapes are rewritten by hand): the caller's request is served by
+ * the SDK's JSON-RPC transport handler of the caller's version (`JsonRpcTransportHandler` for 1.0,
+ * `LegacyJsonRpcTransportHandler` for 0.3) over a request handler that is a bridge to the SDK's client transport of
+ * the agent's version (`JsonRpcTransport` / `LegacyJsonRpcTransport`), whose HTTP requests go through the
+ * gateway's forwarder (the agent's pool, timeouts, credentials, trace headers; never the caller's credentials).
+ *
+ * The bridge binds the tasks the agent creates to the caller (as the plain relay does: a streamed task is bound in
+ * this replica before its event is passed on) and filters ListTasks to the caller's tasks. A gateway error met on
+ * the way to the agent (unreachable, timeout) is answered as the gateway's own error, not as an SDK internal error.
+ * Cards: `reshapeCard` gives a caller the card in its version's shape (a 0.3 card of a 1.0-only agent and the
+ * reverse), advertising the JSON-RPC interface the gateway serves by translation.
+ */
+import type { ServerResponse } from 'node:http';
+import { AgentCard as AgentCardJson, type AgentCard } from '@a2a-js/sdk';
+import { JsonRpcTransportFactory, type Transport } from '@a2a-js/sdk/client';
+import { LegacyJsonRpcTransport, isLegacyAgentCard, parseLegacyAgentCard } from '@a2a-js/sdk/compat/v0_3/client';
+import { LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
+import { JsonRpcTransportHandler, ServerCallContext, type A2ARequestHandler } from '@a2a-js/sdk/server';
+import type { Call } from '../../core/call.ts';
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { Exchange } from '../../gateway/adapter.ts';
+import { sendBody } from '../../server/io.ts';
+import { forward } from '../../upstream/forwarder.ts';
+import { errorResponse } from '../../wire/jsonrpc.ts';
+import { SseWriter } from '../../wire/sse.ts';
+import type { A2aAdapter } from './adapter.ts';
+import type { AgentInterfaces, Card } from './card.ts';
+import type { A2aVersion } from './methods.ts';
+import { HEADERS, type Agent } from './targets.ts';
+
+type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
+
+/** A whole JSON answer of the agent read for translation may be at most this large. */
+const READ_LIMIT = 16 * 1024 * 1024;
+/** The SDK transports need an absolute URL; only its path is used (the forwarder picks the agent's endpoint). */
+const ORIGIN = 'http://agent.invalid';
+
+export interface Translation {
+  readonly x: Exchange;
+  readonly agent: Agent;
+  readonly call: Call;
+  /** The caller's JSON-RPC request, as it sent it (or with trace metadata added). */
+  readonly body: string;
+  /** The caller's version and the agent's, and the agent's JSON-RPC path for its version. */
+  readonly from: A2aVersion;
+  readonly to: A2aVersion;
+  readonly path: string;
+  readonly ttlMs: number;
+  /** A card of the agent (JSON, either shape) as the gateway serves it to this caller in its version. */
+  readonly serve: (card: Card) => Promise<Card>;
+  /** The agent's public card (JSON, as fetched). */
+  readonly card: Card;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** The task an SDK result or stream event names (Task, Message, status or artifact update). */
+function taskOf(v: unknown): string | undefined {
+  const o = v as { $case?: string; value?: unknown; id?: unknown; taskId?: unknown; status?: unknown; messageId?: unknown } | undefined;
+  if (o === undefined || o === null) return undefined;
+  if (o.$case !== undefined) return taskOf(o.value);
+  if ('payload' in (o as object)) return taskOf((o as { payload: unknown }).payload);
+  if (o.messageId !== undefined) return str(o.taskId);
+  if (o.status !== undefined && o.id !== undefined) return str(o.id);
+  return str(o.taskId);
+}
+
+/** Serves one translated JSON-RPC call (the Call is admitted and its task checked already). */
+export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
+  const { x, agent, call } = t;
+  const { req, res } = x;
+  const caller = call.principal?.id ?? '';
+  let failure: GatewayError | undefined;
+  const fetchImpl = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    const h = new Headers(init?.headers);
+    const set: Record<string, string> = { ...a.ctx.calls.propagate(call) };
+    for (const name of ['content-type', 'accept', 'a2a-version']) {
+      const v = h.get(name);
+      if (v !== null) set[name] = v;
+    }
+    if (t.to === '1.0') set['a2a-version'] = '1.0';
+    const streams = (set.accept ?? '').includes('text/event-stream');
+    try {
+      const answer = await forward(agent.upstream, {
+        method: init?.method ?? 'POST',
+        path: url.pathname + url.search,
+        headers: req.headers,
+        policy: HEADERS,
+        set,
+        body: typeof init?.body === 'string' ? init.body : undefined,
+        client: res,
+        timeouts: streams ? { idleMs: 0 } : undefined,
+        call,
+      });
+      const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
+      if (!headers['content-type'].startsWith('text/event-stream')) return new Response(new Uint8Array(await answer.read(READ_LIMIT)), { status: answer.status, headers });
+      // A stream: each event passed on as it arrives (the SDK client parses `data:` lines).
+      const encoder = new TextEncoder();
+      let controller!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => void (controller = c),
+        cancel: () => answer.abort(new GatewayError(Errors.REQUEST_CANCELLED, 'The translated stream was closed')),
+      });
+      answer.events((e) => void controller.enqueue(encoder.encode(`data: ${e.data.replace(/\n/g, '\ndata: ')}\n\n`))).then(
+        () => controller.close(),
+        (err: unknown) => {
+          failure ??= err instanceof GatewayError ? err : undefined;
+          controller.error(err);
+        },
+      );
+      return new Response(body, { status: answer.status, headers });
+    } catch (err) {
+      if (err instanceof GatewayError) failure ??= err;
+      throw err;
+    }
+  }) as typeof fetch;
+  const endpoint = `${ORIGIN}${t.path}`;
+  const transport: Transport = t.to === '1.0' ? await new JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never) : new LegacyJsonRpcTransport({ endpoint, fetchImpl });
+  const bridge = new Bridge(transport, {
+    card: async () => toSdkCard(await t.serve(t.card)),
+    extended: async (raw) => toSdkCard(await t.serve(AgentCardJson.toJSON(raw) as Card)),
+    bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
+    bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
+    mine: (ids) => a.owners.mine(agent.name, ids, caller),
+  });
+  const handler = t.from === '1.0' ? new JsonRpcTransportHandler(bridge) : new LegacyJsonRpcTransportHandler(bridge);
+  const out = await handler.handle(t.body, new ServerCallContext({ requestedVersion: t.from }));
+  if (!(Symbol.asyncIterator in out)) {
+    if ('error' in out && out.error !== undefined && failure !== undefined) throw failure;
+    if ('error' in out && out.error !== undefined && call.outcome === 'ok') call.outcome = 'upstream_error';
+    sendBody(res, 200, 'application/json', JSON.stringify(out));
+    return;
+  }
+  await relayStream(x.state.snapshot.gateway.http.sseKeepAliveMs, res, out, call, () => failure);
+}
+
+/** Writes the translated events as SSE; a failure after the first event closes the stream with an error event. */
+async function relayStream(keepAliveMs: number, res: ServerResponse, events: AsyncGenerator<unknown>, call: Call, failure: () => GatewayError | undefined): Promise<void> {
+  const first = await events.next().catch((err: unknown) => {
+    throw failure() ?? err;
+  });
+  const sse = new SseWriter(res, {}, keepAliveMs);
+  sse.whenClosed(() => void events.return(undefined).catch(() => {}));
+  try {
+    for (let next = first; next.done !== true; next = await events.next()) {
+      if (!sse.event({ data: JSON.stringify(next.value) })) break;
+      if (sse.backpressured) await sse.drained();
+    }
+  } catch (err) {
+    const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
+    call.outcome = 'upstream_error';
+    sse.event({ data: errorResponse(call.rpcId ?? null, e) });
+  } finally {
+    sse.end();
+  }
+}
+
+interface Hooks {
+  card(): Promise<AgentCard>;
+  extended(raw: AgentCard): Promise<AgentCard>;
+  bindLocal(taskId: string): void;
+  bind(taskId: string): Promise<void>;
+  mine(taskIds: readonly string[]): Promise<boolean[]>;
+}
+
+/** The SDK request handler the transport handler of the caller's version calls: each call goes to the agent. */
+class Bridge implements Handler {
+  private readonly t: Transport;
+  private readonly hooks: Hooks;
+
+  constructor(t: Transport, hooks: Hooks) {
+    this.t = t;
+    this.hooks = hooks;
+  }
+
+  getAgentCard(): Promise<AgentCard> {
+    return this.hooks.card();
+  }
+
+  async getAuthenticatedExtendedAgentCard(p: Parameters<Handler['getAuthenticatedExtendedAgentCard']>[0]): Promise<AgentCard> {
+    // The extended card is rewritten and filtered for the caller like the public one.
+    return this.hooks.extended(await this.t.getExtendedAgentCard(p));
+  }
+
+  async sendMessage(p: Parameters<Handler['sendMessage']>[0]): ReturnType<Handler['sendMessage']> {
+    const r = await this.t.sendMessage(p);
+    const id = taskOf(r);
+    if (id !== undefined) await this.hooks.bind(id);
+    return r;
+  }
+
+  async *sendMessageStream(p: Parameters<Handler['sendMessageStream']>[0]): ReturnType<Handler['sendMessageStream']> {
+    const pending: Promise<void>[] = [];
+    try {
+      for await (const e of this.t.sendMessageStream(p)) {
+        const id = taskOf(e);
+        if (id !== undefined) {
+          this.hooks.bindLocal(id);
+          pending.push(this.hooks.bind(id).catch(() => {}));
+        }
+        yield e;
+      }
+    } finally {
+      await Promise.all(pending);
+    }
+  }
+
+  async *resubscribe(p: Parameters<Handler['resubscribe']>[0]): ReturnType<Handler['resubscribe']> {
+    yield* this.t.resubscribeTask(p);
+  }
+
+  getTask(p: Parameters<Handler['getTask']>[0]): ReturnType<Handler['getTask']> {
+    return this.t.getTask(p);
+  }
+
+  cancelTask(p: Parameters<Handler['cancelTask']>[0]): ReturnType<Handler['cancelTask']> {
+    return this.t.cancelTask(p);
+  }
+
+  async listTasks(p: Parameters<Handler['listTasks']>[0]): ReturnType<Handler['listTasks']> {
+    const r = await this.t.listTasks(p);
+    const keep = await this.hooks.mine(r.tasks.map((x) => x.id));
+    const tasks = r.tasks.filter((_, i) => keep[i] === true);
+    return { ...r, tasks, totalSize: tasks.length };
+  }
+
+  createTaskPushNotificationConfig(p: Parameters<Handler['createTaskPushNotificationConfig']>[0]): ReturnType<Handler['createTaskPushNotificationConfig']> {
+    return this.t.createTaskPushNotificationConfig(p);
+  }
+
+  getTaskPushNotificationConfig(p: Parameters<Handler['getTaskPushNotificationConfig']>[0]): ReturnType<Handler['getTaskPushNotificationConfig']> {
+    return this.t.getTaskPushNotificationConfig(p);
+  }
+
+  listTaskPushNotificationConfigs(p: Parameters<Handler['listTaskPushNotificationConfigs']>[0]): ReturnType<Handler['listTaskPushNotificationConfigs']> {
+    return this.t.listTaskPushNotificationConfig(p);
+  }
+
+  deleteTaskPushNotificationConfig(p: Parameters<Handler['deleteTaskPushNotificationConfig']>[0]): ReturnType<Handler['deleteTaskPushNotificationConfig']> {
+    return this.t.deleteTaskPushNotificationConfig(p);
+  }
+}
+
+/** A card (either version's JSON shape) as the SDK's object. */
+function toSdkCard(card: Card): AgentCard {
+  return isLegacyAgentCard(card) ? parseLegacyAgentCard(card) : AgentCardJson.fromJSON(card);
+}
+
+const BINDINGS = [
+  ['jsonrpc', 'JSONRPC'],
+  ['rest', 'HTTP+JSON'],
+] as const;
+
+/**
+ * The interfaces the gateway serves for an agent in `version`: each binding the agent serves in that version, and
+ * JSON-RPC when the agent serves JSON-RPC in the other version only (translated).
+ */
+export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): string[] {
+  const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
+  const out: string[] = [];
+  for (const [key, name] of BINDINGS) if (where[key][version] !== undefined || (key === 'jsonrpc' && where.jsonrpc[other] !== undefined)) out.push(name);
+  return out;
+}
+
+/**
+ * The card in the shape of the caller's version: unchanged when the agent served that shape; else translated by
+ * the SDK (0.3 -> 1.0: `parseLegacyAgentCard`; 1.0 -> 0.3: the SDK's own card translator) with the interfaces the
+ * gateway serves in that version (their URLs are rewritten to the gateway's afterwards).
+ */
+export async function reshapeCard(card: Card, version: A2aVersion, where: AgentInterfaces): Promise<Card> {
+  const legacy = isLegacyAgentCard(card);
+  if (legacy === (version === '0.3')) return card;
+  const bindings = servedInterfaces(where, version);
+  if (bindings.length === 0) return card;
+  const core = toSdkCard(card);
+  core.supportedInterfaces = bindings.map((protocolBinding) => ({ url: `${ORIGIN}/`, protocolBinding, protocolVersion: version, tenant: '' }));
+  if (version === '1.0') return AgentCardJson.toJSON(core) as Card;
+  // The SDK's 1.0 -> 0.3 card translator, reached through the one handler method that applies it.
+  const handler = new LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: async () => core } as unknown as A2ARequestHandler);
+  return (await handler.getAuthenticatedExtendedAgentCard(new ServerCallContext())) as unknown as Card;
+}

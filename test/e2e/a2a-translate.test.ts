@@ -1,0 +1,220 @@
+/**
+ * A2A v0.3 <-> v1.0 translation over JSON-RPC, with the official JS SDK on both sides:
+ * - a v0.3 client (the SDK's LegacyJsonRpcTransport: 0.3 method names, `kind` fields, no A2A-Version header, built
+ *   from the 0.3 card the gateway serves) calling an agent that serves only v1.0 (no compat layer);
+ * - a v1.0 client (the SDK's ClientFactory, built from the 1.0 card the gateway serves) calling an agent of the 0.3
+ *   era (the SDK's v0.3 handlers alone: v1.0 method names are unknown to it).
+ * Send, stream, get, cancel and resubscribe; the agent's own errors reach the caller in the caller's version; tasks
+ * stay bound to the identity that created them; the reshaped cards point at the gateway only.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client';
+import { startTestAgent } from '../helpers/a2a-agent.ts';
+import { ALICE, BOB, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+
+let v1only: A2aSetup;
+let v03only: A2aSetup;
+
+beforeAll(async () => {
+  v1only = await startA2a({ agent: await startTestAgent({ versions: '1.0' }) });
+  v03only = await startA2a({ agent: await startTestAgent({ versions: '0.3' }) });
+}, 60_000);
+
+afterAll(async () => {
+  await v1only?.gw.stop();
+  await v1only?.agent.close();
+  await v03only?.gw.stop();
+  await v03only?.agent.close();
+});
+
+function message(value: string, extra: Record<string, unknown> = {}): never {
+  return { message: { messageId: crypto.randomUUID(), role: 1, parts: [{ content: { $case: 'text', value } }] }, ...extra } as never;
+}
+
+function artifactText(task: { artifacts?: { parts: { content?: { value?: unknown } }[] }[] }): string {
+  return (task.artifacts ?? []).flatMap((a) => a.parts.map((p) => String(p.content?.value ?? ''))).join('');
+}
+
+async function rpc(s: A2aSetup, as: string, method: string, params: unknown, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const res = await s.fetchAs(as)(s.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method, params }) });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+describe('a v0.3 client and an agent that speaks only v1.0', () => {
+  let card: { url: string; protocolVersion: string; preferredTransport: string; additionalInterfaces?: { url: string; transport: string }[]; skills: { id: string }[] };
+  let alice: LegacyJsonRpcTransport;
+  let bob: LegacyJsonRpcTransport;
+
+  beforeAll(async () => {
+    card = (await (await v1only.fetchAs(ALICE)(`${v1only.url}/.well-known/agent-card.json`)).json()) as typeof card;
+    alice = new LegacyJsonRpcTransport({ endpoint: card.url, fetchImpl: v1only.fetchAs(ALICE) });
+    bob = new LegacyJsonRpcTransport({ endpoint: card.url, fetchImpl: v1only.fetchAs(BOB) });
+  });
+
+  test('the card (no A2A-Version) is a 0.3 card advertising JSON-RPC at the gateway only, filtered for the caller', async () => {
+    // The agent itself serves a 1.0 card only.
+    const direct = (await (await fetch(`${v1only.agent.url}/.well-known/agent-card.json`)).json()) as Record<string, unknown>;
+    expect(direct.url).toBeUndefined();
+    expect(card.protocolVersion).toMatch(/^0\.3/);
+    expect(card.url).toBe(v1only.url);
+    expect(card.preferredTransport).toBe('JSONRPC');
+    // REST 0.3 is not served for this agent (only JSON-RPC is translated).
+    expect((card.additionalInterfaces ?? []).filter((i) => i.transport !== 'JSONRPC')).toEqual([]);
+    for (const i of card.additionalInterfaces ?? []) expect(i.url).toBe(v1only.url);
+    expect(card.skills.map((k) => k.id)).toEqual(['echo']);
+    expect(JSON.stringify(card)).not.toContain(new URL(v1only.agent.url).origin);
+  });
+
+  test('send, get and cancel; the agent only ever saw v1.0 requests', async () => {
+    const before = v1only.agent.seen.length;
+    const task = (await alice.sendMessage(message('old to new'))) as unknown as { id: string; status: { state: number } };
+    expect(task.status.state).toBe(3);
+    expect(artifactText(task as never)).toBe('echo: old to new');
+    const forwarded = v1only.agent.seen.slice(before);
+    expect(forwarded.map((r) => `${r.method} ${r.path}`)).toEqual(['POST /rpc']);
+    expect(forwarded[0]!.headers['a2a-version']).toBe('1.0');
+    expect(forwarded[0]!.headers.authorization).toBeUndefined();
+    const got = await alice.getTask({ id: task.id } as never);
+    expect(got.id).toBe(task.id);
+    expect(artifactText(got as never)).toBe('echo: old to new');
+    const slow = (await alice.sendMessage({ ...(message('slow') as object), configuration: { returnImmediately: true, acceptedOutputModes: [] } } as never)) as unknown as { id: string; status: { state: number } };
+    expect(slow.status.state).toBeLessThan(3);
+    expect((await alice.cancelTask({ id: slow.id } as never)).status?.state).toBe(5);
+  });
+
+  test('the 0.3 wire shapes are what the client gets (kind fields, lower-case states)', async () => {
+    const r = await rpc(v1only, ALICE, 'message/send', { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'raw 0.3' }] } });
+    expect(r.result).toMatchObject({ kind: 'task', status: { state: 'completed' }, artifacts: [{ parts: [{ kind: 'text', text: 'echo: raw 0.3' }] }] });
+  });
+
+  test('stream: every event arrives, in order, translated', async () => {
+    const kinds: string[] = [];
+    for await (const e of alice.sendMessageStream(message('streamed old to new'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
+    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    // On the wire: SSE events in the 0.3 shape.
+    const res = await v1only.fetchAs(ALICE)(v1only.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'message/stream', params: { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'wire' }] } } }),
+    });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = (await res.text())
+      .split('\n\n')
+      .filter((b) => b.startsWith('data: '))
+      .map((b) => (JSON.parse(b.slice(6)) as { id: number; result: { kind: string; final?: boolean } }));
+    expect(events.map((e) => e.result.kind)).toEqual(['task', 'status-update', 'artifact-update', 'status-update']);
+    expect(events.every((e) => e.id === 9)).toBe(true);
+    expect(events.at(-1)!.result.final).toBe(true);
+  });
+
+  test('tasks/resubscribe streams a working task until it is cancelled', async () => {
+    const slow = (await alice.sendMessage({ ...(message('slow') as object), configuration: { returnImmediately: true, acceptedOutputModes: [] } } as never)) as unknown as { id: string };
+    const states: string[] = [];
+    for await (const e of alice.resubscribeTask({ id: slow.id } as never)) {
+      const p = (e as { payload?: { $case: string; value: { status?: { state: number } } } }).payload;
+      states.push(`${p?.$case}:${p?.value.status?.state ?? ''}`);
+      if (states.length === 1) await alice.cancelTask({ id: slow.id } as never);
+    }
+    expect(states[0]).toMatch(/^task:/);
+    expect(states.at(-1)).toBe('statusUpdate:5');
+  });
+
+  test("the agent's errors reach the 0.3 client with their A2A codes; another identity's task does not exist", async () => {
+    const done = (await alice.sendMessage(message('finished'))) as unknown as { id: string };
+    // Cancelling a completed task: the agent's TaskNotCancelable, through the translation.
+    const r = await rpc(v1only, ALICE, 'tasks/cancel', { id: done.id });
+    expect(r.error).toMatchObject({ code: -32002 });
+    await expect(bob.getTask({ id: done.id } as never)).rejects.toThrow();
+    const ghost = await rpc(v1only, BOB, 'tasks/get', { id: done.id });
+    expect(ghost.error).toMatchObject({ code: -32001, data: { code: 'TG_A2A_TASK_NOT_FOUND' } });
+    // A task created by a translated stream is bound to its creator too.
+    let streamed = '';
+    for await (const e of alice.sendMessageStream(message('mine'))) streamed ||= ((e as { payload: { value: { id?: string; taskId?: string } } }).payload.value.id ?? '');
+    expect((await rpc(v1only, BOB, 'tasks/get', { id: streamed })).error).toMatchObject({ code: -32001 });
+    expect((await rpc(v1only, ALICE, 'tasks/get', { id: streamed })).result).toMatchObject({ id: streamed, kind: 'task' });
+  });
+});
+
+describe('a v1.0 client and an agent that speaks only v0.3', () => {
+  test('the card (A2A-Version 1.0) is a 1.0 card whose JSON-RPC interface is the gateway', async () => {
+    const direct = (await (await fetch(`${v03only.agent.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as Record<string, unknown>;
+    expect(typeof direct.url).toBe('string');
+    const card = (await (await v03only.fetchAs(ALICE)(`${v03only.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as {
+      supportedInterfaces: { url: string; protocolBinding: string; protocolVersion: string }[];
+      skills: { id: string }[];
+    };
+    expect(card.supportedInterfaces.filter((i) => i.protocolVersion === '1.0')).toEqual([expect.objectContaining({ url: v03only.url, protocolBinding: 'JSONRPC' })]);
+    for (const i of card.supportedInterfaces) expect(i.url).toBe(v03only.url);
+    expect(card.skills.map((k) => k.id)).toEqual(['echo']);
+    expect(JSON.stringify(card)).not.toContain(new URL(v03only.agent.url).origin);
+  });
+
+  test('an SDK client built from that card sends, gets and cancels; the agent only ever saw 0.3 requests', async () => {
+    const client = await v03only.client(ALICE, 'JSONRPC');
+    const before = v03only.agent.seen.length;
+    const task = (await client.sendMessage(message('new to old'))) as unknown as { id: string; status: { state: number } };
+    expect(task.status.state).toBe(3);
+    expect(artifactText(task as never)).toBe('echo: new to old');
+    expect((await client.getTask({ id: task.id } as never)).id).toBe(task.id);
+    const slow = (await client.sendMessage({ ...(message('slow') as object), configuration: { returnImmediately: true, acceptedOutputModes: [] } } as never)) as unknown as { id: string };
+    expect((await client.cancelTask({ id: slow.id } as never)).status?.state).toBe(5);
+    const forwarded = v03only.agent.seen.slice(before);
+    expect(forwarded.length).toBe(4);
+    expect(forwarded.every((r) => r.method === 'POST' && r.path === '/rpc')).toBe(true);
+    expect(forwarded.map((r) => (r.body as { method: string }).method)).toEqual(['message/send', 'tasks/get', 'message/send', 'tasks/cancel']);
+  });
+
+  test('the 1.0 wire shapes are what the client gets', async () => {
+    const r = await rpc(v03only, ALICE, 'SendMessage', { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'raw 1.0' }] } }, { 'a2a-version': '1.0' });
+    expect(r.result).toMatchObject({ task: { status: { state: 'TASK_STATE_COMPLETED' }, artifacts: [{ parts: [{ text: 'echo: raw 1.0' }] }] } });
+  });
+
+  test('stream and subscribe: every event arrives, in order, translated', async () => {
+    const client = await v03only.client(ALICE, 'JSONRPC');
+    const kinds: string[] = [];
+    for await (const e of client.sendMessageStream(message('streamed new to old'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
+    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    const slow = (await client.sendMessage({ ...(message('slow') as object), configuration: { returnImmediately: true, acceptedOutputModes: [] } } as never)) as unknown as { id: string };
+    const states: string[] = [];
+    for await (const e of client.resubscribeTask({ id: slow.id } as never)) {
+      const p = (e as { payload?: { $case: string; value: { status?: { state: number } } } }).payload;
+      states.push(`${p?.$case}:${p?.value.status?.state ?? ''}`);
+      if (states.length === 1) await client.cancelTask({ id: slow.id } as never);
+    }
+    expect(states[0]).toMatch(/^task:/);
+    expect(states.at(-1)).toBe('statusUpdate:5');
+  });
+
+  test("errors: the agent's own in 1.0 codes, a 1.0-only method refused in the caller's shape, another identity refused", async () => {
+    const done = (await rpc(v03only, ALICE, 'SendMessage', { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'x' }] } }, { 'a2a-version': '1.0' })).result as { task: { id: string } };
+    expect((await rpc(v03only, ALICE, 'CancelTask', { id: done.task.id }, { 'a2a-version': '1.0' })).error).toMatchObject({ code: -32002 });
+    // ListTasks has no v0.3 equivalent: UnsupportedOperation, and nothing reaches the agent.
+    const before = v03only.agent.seen.length;
+    expect((await rpc(v03only, ALICE, 'ListTasks', {}, { 'a2a-version': '1.0' })).error).toMatchObject({ code: -32004 });
+    expect(v03only.agent.seen.length).toBe(before);
+    expect((await rpc(v03only, BOB, 'GetTask', { id: done.task.id }, { 'a2a-version': '1.0' })).error).toMatchObject({ code: -32001 });
+  });
+});
+
+test('an agent that is down: the gateway error in the caller JSON-RPC shape, nothing crashes', async () => {
+  const agent = await startTestAgent({ versions: '1.0' });
+  const s = await startA2a({ agent });
+  try {
+    // The cards are cached (the 1.0 one says where the agent serves JSON-RPC: the call is translated); then the agent goes away.
+    expect((await s.fetchAs(ALICE)(`${s.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).status).toBe(200);
+    expect(((await (await s.fetchAs(ALICE)(`${s.url}/.well-known/agent-card.json`)).json()) as { url: string }).url).toBe(s.url);
+    await agent.close();
+    const res = await s.fetchAs(ALICE)(s.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'message/send', params: { message: { kind: 'message', messageId: 'm', role: 'user', parts: [{ kind: 'text', text: 'anyone?' }] } } }),
+    });
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body, JSON.stringify(body)).toMatchObject({ jsonrpc: '2.0', id: 5, error: { data: { code: expect.stringMatching(/^TG_UPSTREAM/) } } });
+    // The gateway is still serving.
+    expect((await s.fetchAs(ALICE)(`${s.url}/.well-known/agent-card.json`)).status).toBe(200);
+  } finally {
+    await s.gw.stop();
+  }
+});
