@@ -82,6 +82,8 @@ export const Errors = Object.freeze({
   A2A_UNKNOWN_AGENT: def('TG_A2A_UNKNOWN_AGENT', 404, -32601, false, 'No agent of that name on this route'),
   /** A push-notification URL the configuration does not allow (scheme, host, or an address it resolves to). */
   A2A_PUSH_URL_REFUSED: def('TG_A2A_PUSH_URL_REFUSED', 400, -32602, true, 'Push-notification URL not allowed'),
+  /** The gateway could not deliver an agent's push notification to the caller's webhook (refused, redirected, failing). */
+  A2A_PUSH_DELIVERY_FAILED: def('TG_A2A_PUSH_DELIVERY_FAILED', 502, -32603, false, 'Push notification not delivered'),
   /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
   A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
   /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */
