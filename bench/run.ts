@@ -154,7 +154,14 @@ let streams: StreamResult | undefined;
 if (!wanted || wanted.includes('stream-completion')) {
   process.stderr.write(`bench: stream-completion: starting the model backend and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...STREAM_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...STREAM_PLAN, rounds };
-  streams = await runStreams(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  const streamProfDir = profileDir ? join(profileDir, 'stream-completion') : undefined;
+  streams = await runStreams([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: streamProfDir });
+  if (streamProfDir) {
+    for (const f of readdirSync(streamProfDir).filter((f) => f.endsWith('.cpuprofile'))) {
+      const file = join(streamProfDir, f);
+      process.stdout.write(`\nstream-completion: ${profileMarkdown(file, summarizeProfile(file))}\n`);
+    }
+  }
 }
 let policyReload: ReloadResult | undefined;
 if (!wanted || wanted.includes('policy-reload')) {
@@ -165,7 +172,7 @@ let kserve: KServeResult | undefined;
 if (!wanted || wanted.includes('kserve-infer')) {
   process.stderr.write(`bench: kserve-infer: starting Triton and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...KSERVE_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...KSERVE_PLAN, rounds };
-  kserve = await runKServe(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel });
 }
 
 let a2a: A2aResult | undefined;

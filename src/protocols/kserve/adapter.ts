@@ -20,9 +20,10 @@ import type { AdapterContext, ErrorTarget, Exchange } from '../../gateway/adapte
 import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import { boundedBody, type BoundedBody } from '../../server/body.ts';
 import { readBody } from '../../server/io.ts';
-import { forward, type ForwardRequest } from '../../upstream/forwarder.ts';
+import { forward, type ChunkFilter, type ForwardRequest } from '../../upstream/forwarder.ts';
 import { HeaderPolicy } from '../../upstream/headers.ts';
 import { ModelCatalog, ModelRoutes, type ModelCard } from '../../upstream/model-catalog.ts';
+import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeKServeError } from '../../wire/errors.ts';
 import { modelsByBackend, readyProbe } from './health.ts';
 import { parsePath, upstreamPath, type KServePath } from './operations.ts';
@@ -38,6 +39,7 @@ import {
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer } from './stream.ts';
+import { RenamedAnswer } from './rename.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
@@ -154,13 +156,12 @@ export class KServeAdapter extends HttpProtocolAdapter {
         // After the policy saw the name: only an admitted caller learns that a model does not exist.
         if (resolved === undefined) throw new GatewayError(Errors.MODEL_NOT_FOUND, `Model '${model}' is not served on this route`, { data: { model } });
         sent = true;
-        const stream = path.operation === 'generate_stream';
         await this.relay(call, x, resolved.backend, {
           method: path.method,
           path: upstreamPath(path, resolved.upstream),
           body,
           idempotent: path.method === 'GET',
-          filter: stream ? new GenerateStream(call, settings.countStreamEvents) : new KServeAnswer(call),
+          filter: answerFilter(call, path, resolved, settings.countStreamEvents),
         });
       });
     } finally {
@@ -207,7 +208,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
     call: Call,
     x: Exchange,
     backend: string,
-    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: KServeAnswer | GenerateStream },
+    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: ChunkFilter },
   ): Promise<void> {
     const { req, res } = x;
     const upstream = this.upstreamSet.get(backend);
@@ -258,4 +259,16 @@ export class KServeAdapter extends HttpProtocolAdapter {
     super.reconfigure(snapshot);
     this.models.catalog.retain(this.backendsOf(snapshot));
   }
+}
+
+/**
+ * How a model's answer is relayed: read for metering, and with the route's name for the model instead of Triton's
+ * when the route renames it (rename.ts); the ready answer has no body to rename.
+ */
+function answerFilter(call: Call, path: KServePath, resolved: ResolvedModel, countEvents: boolean): ChunkFilter {
+  const rename = resolved.name !== resolved.upstream ? resolved.name : undefined;
+  if (path.operation === 'generate_stream') return new GenerateStream(call, countEvents, rename);
+  const answer = new KServeAnswer(call);
+  if (rename === undefined || path.operation === 'model.ready') return answer;
+  return new RenamedAnswer(answer, path.operation === 'model.metadata' ? 'name' : 'model_name', rename);
 }
