@@ -148,6 +148,8 @@ describe('audit verify names the first bad record', () => {
     const { dir } = copy();
     const rec = JSON.parse(lines(dir, 2)[2]!) as AuditRecord;
     rewrite(dir, 2, (l) => [...l.slice(0, 2), edited(l[2]!, (r) => (r.call = 'forged')), ...l.slice(3)]);
+    // What was checked before the failure is counted too: the records up to the broken link, the key that signed them.
+    expect(verifyLog(dir)).toMatchObject({ ok: false, segments: 3, records: lines(dir, 1).length + 3, keys: [expect.any(String)], pinned: false });
     expect(verifyLog(dir).problem).toEqual({
       segment: 2,
       line: 3,
