@@ -308,6 +308,12 @@ describe('verifyToken: header, key and claim rules (real keys, real signatures)'
     await expect(verifyToken(signJwt(k, claims(), { kid: 'k'.repeat(256) }), dir, opts)).rejects.toThrow(new AuthFailure('unknown kid for trust domain a.test', 'invalid_token', true));
   });
 
+  it('refuses a JWT-SVID without kid even when its trust domain has a single key (allowMissingKid off), and a token without exp', async () => {
+    const { dir } = directory([k]);
+    await expect(verifyToken(signJwt(k, claims(), { kid: undefined }), dir, opts)).rejects.toThrow(new AuthFailure('token header missing key id (kid)'));
+    await expect(verifyToken(signJwt(k, { sub: 'spiffe://a.test/x', aud: 'aud' }), dir, opts)).rejects.toThrow(new AuthFailure('missing exp'));
+  });
+
   it('refuses a compact token whose header names an encryption (a JWE header on three segments)', async () => {
     const { dir } = directory([k]);
     await expect(verifyToken(signJwt(k, claims(), { enc: 'A256GCM' }), dir, opts)).rejects.toThrow(new AuthFailure('encrypted tokens (JWE) are not accepted'));
