@@ -64,6 +64,11 @@ export const Errors = Object.freeze({
   MCP_HEADER_MISMATCH: def('TG_MCP_HEADER_MISMATCH', 400, -32020, false, 'Bad Request: the request headers and body disagree'),
   MCP_VERSION_NOT_SUPPORTED: def('TG_MCP_VERSION_NOT_SUPPORTED', 400, -32022, false, 'Unsupported protocol version'),
   MCP_INVALID_ENVELOPE: def('TG_MCP_INVALID_ENVELOPE', 400, -32602, false, 'Invalid params: invalid per-request _meta envelope'),
+  /**
+   * An upstream refused a request that needs a client capability the caller did not declare. Relayed as the
+   * upstream wrote it; defined here for its HTTP status, which the 2026-07-28 transport fixes at 400.
+   */
+  MCP_MISSING_CLIENT_CAPABILITY: def('TG_MCP_MISSING_CLIENT_CAPABILITY', 400, -32021, false, 'Missing required client capability'),
   MCP_REQUEST_STATE_INVALID: def('TG_MCP_REQUEST_STATE_INVALID', 200, -32602, true, 'Invalid params: requestState is unknown, expired or not yours'),
 
   // A2A (JSON-RPC codes from the A2A specification; REST renders the same errors as google.rpc.Status)
