@@ -76,16 +76,22 @@ const identity: Stage = {
     return { identity: { audiences: [ctx.gatewayUrl], dev: { enabled: false }, trustDomains: [{ name: BENCH_TRUST_DOMAIN, bundle: { file: bundle } }] } };
   },
   route: () => ({ auth: { anonymous: false, spiffe: { trustDomains: [BENCH_TRUST_DOMAIN] } } }),
-  headers(ctx) {
-    const { signer } = ctx.state.get('identity') as { signer: Signer };
-    const now = nowS();
-    // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
-    // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer, /a2a for the a2a scenario) for those that bind tokens to the resource.
-    const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`, `${ctx.gatewayUrl}/a2a`];
-    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud, iat: now, exp: now + 3600 });
-    return { authorization: `Bearer ${token}` };
-  },
+  headers: (ctx) => identityHeaders(ctx, 'agent/bench'),
 };
+
+/**
+ * The identity stage's Authorization header for another principal of the bench trust domain (`path`: the SPIFFE ID's
+ * path, e.g. `agent/bench-17`): what a many-principal scenario (bench/memory.ts --principals) sends.
+ */
+export function identityHeaders(ctx: Pick<StageContext, 'state' | 'gatewayUrl'>, path: string): Record<string, string> {
+  const { signer } = ctx.state.get('identity') as { signer: Signer };
+  const now = nowS();
+  // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
+  // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer, /a2a for the a2a scenario) for those that bind tokens to the resource.
+  const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`, `${ctx.gatewayUrl}/a2a`];
+  const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/${path}`, aud, iat: now, exp: now + 3600 });
+  return { authorization: `Bearer ${token}` };
+}
 
 /**
  * Rego compiled to WASM, evaluated in process: the committed default bundle (grants by SPIFFE ID, argument rules:
