@@ -10,14 +10,11 @@
  * Upper bounds are generous multiples of the medians measured on the 2-core CI machine (see each constant), so a
  * regression of seconds fails while load cannot.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { connectClient, devAuthHeaders, eventually, mcpBackend, route } from '../helpers/gateway.ts';
-import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.ts';
+import { startConfiguredGateway, type ConfiguredGateway, type GatewayProcess } from '../helpers/gateway-process.ts';
 
 /**
  * SIGTERM to exit of an idle gateway (open session with its GET stream, upstream session, keep-alive sockets):
@@ -29,39 +26,21 @@ const IDLE_EXIT_BOUND_MS = 2_500;
 const AFTER_DEADLINE_BOUND_MS = 2_500;
 
 let fixture: FixtureServer;
-const roots: string[] = [];
-const children: GatewayProcess[] = [];
+const children: ConfiguredGateway[] = [];
 
 beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGKILL');
+  for (const c of children) c.dispose();
   await fixture?.close();
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
 async function startGateway(drainMs: number): Promise<{ gw: GatewayProcess; headers: Record<string, string> }> {
-  const root = mkdtempSync(join(tmpdir(), 'tollgate-shutdown-'));
-  roots.push(root);
-  const config = join(root, 'routes');
-  mkdirSync(config);
-  writeFileSync(
-    join(config, 'gateway.yaml'),
-    `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: shutdown }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: ${drainMs} }
-`,
-  );
-  writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
-  const gw = await startGatewayProcess(config, { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
-  const headers = devAuthHeaders(config, undefined, gw.url);
+  const gw = await startConfiguredGateway({ label: 'shutdown', name: 'shutdown', drainMs, routes: mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) });
   children.push(gw);
-  return { gw, headers };
+  return { gw, headers: devAuthHeaders(gw.config, undefined, gw.url) };
 }
 
 describe('SIGTERM', () => {

@@ -30,6 +30,7 @@ import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts'
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
 import { StreamBuffers } from './resume.ts';
+import { PushRelay, type PushDeliveryOptions } from './push.ts';
 import { reshapeCard } from './translate.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
@@ -40,7 +41,7 @@ export const DEFAULTS: A2aRouteSpec = Object.freeze({
   cardCacheMs: 60_000,
   traceMetadata: false,
   taskTtlMs: 7 * 24 * 3_600_000,
-  push: Object.freeze({ allowHosts: Object.freeze([]) as unknown as string[], allowHttp: false }),
+  push: Object.freeze({ allowHosts: Object.freeze([]) as unknown as string[], allowHttp: false, deliver: 'gateway' as const }),
 });
 
 const CARD_PATHS = new Set(['/.well-known/agent-card.json', '/.well-known/agent.json']);
@@ -50,6 +51,8 @@ const BINDING = BINDING_KEY;
 export interface A2aAdapterOptions {
   /** Resolves push-notification hosts (tests inject one; default: the system resolver). */
   readonly resolver?: Resolver | undefined;
+  /** How push notifications are delivered (tests inject the connector and shorter retries). */
+  readonly push?: PushDeliveryOptions | undefined;
 }
 
 export class A2aAdapter extends HttpProtocolAdapter {
@@ -58,6 +61,8 @@ export class A2aAdapter extends HttpProtocolAdapter {
   readonly streams = new StreamBuffers();
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
+  /** Push notifications the gateway delivers (push.ts). */
+  readonly push: PushRelay;
   private readonly calls: A2aCalls;
   /** The card signer of each route that configures one (by its spec object: a reload makes a new one). */
   private readonly signers = new WeakMap<object, CardSigner>();
@@ -67,6 +72,7 @@ export class A2aAdapter extends HttpProtocolAdapter {
     super(ctx, { protocol: 'a2a', label: 'A2A', health: { path: '/.well-known/agent-card.json' }, crashWriter: writeA2aRestError });
     this.owners = new TaskOwners(ctx.store);
     this.resolver = opts.resolver ?? systemResolver;
+    this.push = new PushRelay(opts.push);
     this.calls = new A2aCalls(this);
     this.reconfigure(ctx.state().snapshot);
   }
@@ -83,6 +89,15 @@ export class A2aAdapter extends HttpProtocolAdapter {
     const sub = slash < 0 ? '' : rest.slice(slash);
     const method = req.method ?? 'GET';
     const kind: 'list' | 'card' | 'rpc' | 'rest' = rest === '' ? 'list' : CARD_PATHS.has(sub) ? 'card' : sub === '' && method === 'POST' ? 'rpc' : 'rest';
+    if (method === 'POST' && sub.startsWith('/push/')) {
+      // A notification from the agent to the relay (push.ts): the token in the path is its credential.
+      const backend = match.rule.backends.find((b) => b.name === agentName);
+      const upstream = backend === undefined ? undefined : this.upstreamSet.get(backend.name);
+      if (backend !== undefined && upstream !== undefined) {
+        const agent: Agent = { name: agentName, backend, upstream, base: `${match.rule.mount}/${encodeURIComponent(agentName)}` };
+        return void this.push.receive(this, x, agent, sub).catch((err: unknown) => this.crash(res, err));
+      }
+    }
     const serve = (pre: Call): void | Promise<void> => {
       if (kind === 'list') {
         if (method !== 'GET') throw notAllowed(method, match.rule.mount, 'GET');

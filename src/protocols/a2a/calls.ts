@@ -16,7 +16,7 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHolderOf, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 
@@ -174,6 +174,11 @@ export class A2aCalls {
       }
       const push = pushUrlOf(op, p.params);
       if (push !== undefined) await this.guardPush(push, settings.push);
+      // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
+      if (typeof push === 'string' && settings.push.deliver === 'gateway') {
+        pushHolderOf(op, p.params)!.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, push, call.principal, settings.taskTtlMs);
+        p.body = reserialized(p, binding);
+      }
       // A client resuming a task's stream with Last-Event-ID: the events it missed first (resume.ts).
       const lastEventId = op === SUBSCRIBE && taskId !== undefined ? req.headers['last-event-id'] : undefined;
       let resumed: ClientFeed | undefined;
@@ -259,6 +264,15 @@ export class A2aCalls {
       return;
     }
     resumed?.end();
+    if ((op.push || op === GET_PUSH || op === LIST_PUSH) && !op.sends && answer.status >= 200 && answer.status < 300) {
+      // Push configs name the gateway's relay URLs: the caller sees its own URLs again.
+      const text = this.a.push.restore((await answer.read(READ_LIMIT)).toString('utf8'));
+      const headers = answer.forwardedHeaders();
+      headers['content-length'] = Buffer.byteLength(text);
+      res.writeHead(answer.status, headers);
+      res.end(text);
+      return;
+    }
     const reads = op.sends || op === LIST_TASKS || op === EXTENDED_CARD;
     if (!reads || answer.status < 200 || answer.status >= 300) {
       await answer.pipeTo(res);
@@ -272,9 +286,16 @@ export class A2aCalls {
       throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
     }
     let out: Buffer | string = raw;
+    let stored: Promise<void> | undefined;
     if (op.sends) {
       const id = taskIdIn(payload);
-      if (id !== undefined) await this.a.owners.bind(agent.name, id, caller, ttlMs);
+      // Bound in this replica before the answer goes out (the caller cannot use the id here before it is bound), and
+      // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
+      // another replica answers TaskNotFound for the task (fails closed, never open).
+      if (id !== undefined) {
+        this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+        stored = this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
+      }
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
       if (listed !== undefined) {
@@ -297,6 +318,7 @@ export class A2aCalls {
     headers['content-length'] = Buffer.byteLength(out);
     res.writeHead(answer.status, headers);
     res.end(out);
+    await stored;
   }
 }
 
@@ -315,6 +337,14 @@ function traceHeaders(req: IncomingMessage): Record<string, string> | undefined 
   return typeof ts === 'string' ? { traceparent: tp, tracestate: ts } : { traceparent: tp };
 }
 
+/** The request's body again from its (changed) parameters. */
+function reserialized(p: Parsed, binding: 'jsonrpc' | 'rest'): string {
+  if (binding === 'rest' || p.body === undefined) return JSON.stringify(p.params);
+  const envelope = JSON.parse(p.body.toString()) as Params;
+  envelope.params = p.params;
+  return JSON.stringify(envelope);
+}
+
 /** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
 function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
   if (trace === undefined || p.body === undefined) return p.body;
@@ -322,9 +352,6 @@ function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record
   if (typeof message !== 'object' || message === null) return p.body;
   const m = message as Params;
   m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
-  if (binding === 'rest') return JSON.stringify(p.params);
-  const envelope = JSON.parse(p.body.toString()) as Params;
-  envelope.params = p.params;
-  return JSON.stringify(envelope);
+  return reserialized(p, binding);
 }
 
