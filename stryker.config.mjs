@@ -18,7 +18,7 @@ export const SCOPES = {
   audit: {
     mutate: ['src/audit/**/*.ts', 'src/guards/audit/**/*.ts'],
     // audit-sigterm runs the gateway as a child process, where no mutant is ever active: left out.
-    testFiles: ['test/unit/audit-log.test.ts', 'test/e2e/audit.test.ts', 'test/e2e/audit-policy.test.ts'],
+    testFiles: ['test/unit/audit-log.test.ts', 'test/unit/audit-verify.test.ts', 'test/e2e/audit.test.ts', 'test/e2e/audit-policy.test.ts'],
   },
   // A session, its sealed id and a multi round-trip requestState stay with the identity that created them.
   session: {
@@ -49,6 +49,16 @@ if (scope === undefined) {
   throw new Error(`TOLLGATE_MUTATION_SCOPE must name one of: ${Object.keys(SCOPES).join(', ')} (got "${name}"); run it through npm run test:mutation`);
 }
 
+// TOLLGATE_MUTATION_FILES narrows a run to some of the scope's sources (comma-separated globs, Stryker's
+// `file.ts:10-40` line ranges allowed), e.g. the security decisions first when the whole scope is too slow.
+// TOLLGATE_MUTATION_TESTS likewise narrows the tests run (a subset of the scope's: the score is then a lower bound).
+const list = (v) => (v ?? '').split(',').map((f) => f.trim()).filter((f) => f !== '');
+const only = list(process.env.TOLLGATE_MUTATION_FILES);
+const onlyTests = list(process.env.TOLLGATE_MUTATION_TESTS);
+// TOLLGATE_MUTATION_ALL_KILLERS=1 runs every covering test of a mutant (no bail): its killedBy then lists all the
+// tests that catch it, so one run tells what a set of new tests adds (slower per killed mutant).
+const allKillers = process.env.TOLLGATE_MUTATION_ALL_KILLERS === '1';
+
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: 'vitest',
@@ -56,11 +66,12 @@ export default {
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.json',
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
-  mutate: scope.mutate,
-  testFiles: scope.testFiles,
+  mutate: only.length > 0 ? only : scope.mutate,
+  testFiles: onlyTests.length > 0 ? onlyTests : scope.testFiles,
   coverageAnalysis: 'perTest',
   // Module-level constants run once at import: every test would have to run for each such mutant.
   ignoreStatic: true,
+  disableBail: allKillers,
   incremental: true,
   incrementalFile: `reports/mutation/${name}/stryker-incremental.json`,
   reporters: ['clear-text', 'progress', 'html', 'json'],

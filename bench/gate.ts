@@ -8,7 +8,8 @@
  * And the CPU check (bench/lib/cpu-check.ts): the full pipeline's CPU per request at c=1, relative to the bare
  * reference proxy's in the same round, must not exceed the committed baseline's (slo.json `cpu`) by more than 25%; a failing
  * check is measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
- * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported.
+ * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported. And for
+ * the kserve-infer scenario (bench/lib/kserve.ts, a real Triton): added p99 of JSON and binary-tensor infer.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -24,6 +25,7 @@ import { judgeRounds } from './lib/judge.ts';
 import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
 import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
+import { KINDS, KSERVE_PLAN, kserveResult, setupKServe, type KServeRound } from './lib/kserve.ts';
 
 interface StreamSlo {
   sloP99Ms: number;
@@ -41,9 +43,18 @@ interface A2aSlo {
   short: { rounds: number; requests: number; warmup: number; throughputRequests: number };
 }
 
+interface KServeSlo {
+  sloP99Ms: number;
+  toleranceMs: number;
+  targets: { p50Ms: number };
+  full: { rounds: number; requests: number; warmup: number };
+  short: { rounds: number; requests: number; warmup: number };
+}
+
 interface Slo {
   streams: StreamSlo;
   a2a: A2aSlo;
+  kserve: KServeSlo;
   cpu: CpuSlo;
   scenario: string;
   sloP99Ms: number;
@@ -229,5 +240,43 @@ process.stdout.write(
 );
 if (a2a.errors > 0) process.stdout.write(`  ${a2a.errors} A2A requests failed during the gate: FAIL\n`);
 
+// The kserve-infer scenario: the same contract on KServe v2 infer against a real Triton, each kind of request.
+const ks = slo.kserve;
+const kservePlan = { ...KSERVE_PLAN, ...(values.short ? ks.short : ks.full) };
+const kserveLimit = (values.slo === undefined ? ks.sloP99Ms : Number(values.slo)) + ks.toleranceMs;
+const t3 = Date.now();
+const kserveSetup = await setupKServe([{ label, stages }], kservePlan, { logLevel: 'info' });
+let kserveVerdict: Awaited<ReturnType<typeof judgeRounds<KServeRound>>>;
+try {
+  kserveVerdict = await judgeRounds(
+    kservePlan.rounds,
+    kserveLimit,
+    async (r) => {
+      const round = await kserveSetup.measure(r);
+      return { result: round, value: Math.max(...KINDS.map((k) => round.kinds[k].added[label]!.p99)) };
+    },
+    (r, value, repeat) => process.stderr.write(`gate: kserve round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 (worse of json, binary) ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
+  );
+} finally {
+  await kserveSetup.teardown();
+}
+const kserve = kserveResult(kserveSetup, kservePlan, kserveVerdict.rounds.map((v) => v.kept));
+const kserveFile = writeResult(
+  newResult('gate', { at: new Date(t3).toISOString(), machine }, { config: { ...kservePlan, short: values.short === true, slo: { ...ks, enforcedP99Ms: kserveLimit } }, stages: { on: stages.map((x) => x.name), pending: [...PENDING_STAGES] }, scenarios: [], kserve, notes: [] }),
+  values.out === undefined ? undefined : values.out.replace(/(\.json)?$/, '-kserve.json'),
+);
+const kinds = KINDS.map((k) => ({ k, s: kserve.summary[k][label]! }));
+process.stdout.write(
+  [
+    `SLO gate (${kserve.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${kserve.rounds.length} rounds of ${kservePlan.requests} requests per kind, ${Math.round((Date.now() - t3) / 1000)} s (Triton start and stop included)`,
+    `  added latency: ${kinds.map(({ k, s: x }) => `${k} p50 ${fmt(x.addedP50.median)}, p99 ${fmt(x.addedP99.median)} (direct p50 ${x.p50.toFixed(3)} ms)`).join('; ')} (medians over rounds)`,
+    `  contract: added p99 (json and binary) <= ${kserveLimit - ks.toleranceMs} ms (+${ks.toleranceMs} ms tolerance): ${verdict(!kserveVerdict.breach)}${kserveVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  target:   added p50 <= ${ks.targets.p50Ms} ms: ${kinds.map(({ k, s: x }) => `${k} ${met(x.addedP50.median <= ks.targets.p50Ms)}`).join(', ')} (reported, not enforced)`,
+    `  results: ${kserveFile}`,
+    '',
+  ].join('\n'),
+);
+if (kserve.errors > 0) process.stdout.write(`  ${kserve.errors} KServe requests failed during the gate: FAIL\n`);
+
 // Exit explicitly: a shared fixture (the limits stage's Redis) would keep the process alive; the exit hook kills it.
-process.exit(breach || errors > 0 || cpuFailed || streamVerdict.breach || streams.errors > 0 || a2aVerdict.breach || a2a.errors > 0 ? 1 : 0);
+process.exit(breach || errors > 0 || cpuFailed || streamVerdict.breach || streams.errors > 0 || a2aVerdict.breach || a2a.errors > 0 || kserveVerdict.breach || kserve.errors > 0 ? 1 : 0);

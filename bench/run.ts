@@ -102,7 +102,9 @@ for (const variant of values.env?.split(';') ?? []) {
   extra.push({ label: `gateway(${variant})`, stages, env });
 }
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+// The baseline runs the stages it has of those this run measures (--stages narrows both sides alike).
+const baselineStages = baseline ? availableStages(baseline.root).filter((s) => stages.some((x) => x.name === s.name)) : [];
+if (baseline) extra.push({ label: `gateway@${baseline.rev}`, stages: baselineStages, root: baseline.root });
 const startedAt = new Date().toISOString();
 const profileDir = values.profile ? join(ROOT, 'bench/results/profiles', startedAt.replace(/[:.]/g, '-')) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
@@ -152,7 +154,14 @@ let streams: StreamResult | undefined;
 if (!wanted || wanted.includes('stream-completion')) {
   process.stderr.write(`bench: stream-completion: starting the model backend and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...STREAM_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...STREAM_PLAN, rounds };
-  streams = await runStreams(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  const streamProfDir = profileDir ? join(profileDir, 'stream-completion') : undefined;
+  streams = await runStreams([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: streamProfDir });
+  if (streamProfDir) {
+    for (const f of readdirSync(streamProfDir).filter((f) => f.endsWith('.cpuprofile'))) {
+      const file = join(streamProfDir, f);
+      process.stdout.write(`\nstream-completion: ${profileMarkdown(file, summarizeProfile(file))}\n`);
+    }
+  }
 }
 let policyReload: ReloadResult | undefined;
 if (!wanted || wanted.includes('policy-reload')) {
@@ -163,14 +172,20 @@ let kserve: KServeResult | undefined;
 if (!wanted || wanted.includes('kserve-infer')) {
   process.stderr.write(`bench: kserve-infer: starting Triton and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...KSERVE_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...KSERVE_PLAN, rounds };
-  kserve = await runKServe(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel });
 }
 
 let a2a: A2aResult | undefined;
 if (!wanted || wanted.includes('a2a')) {
   process.stderr.write(`bench: a2a: starting the agent and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...A2A_PLAN, rounds: 2, requests: 100, warmup: 20, throughputRequests: 300 } : { ...A2A_PLAN, rounds };
-  a2a = await runA2a(variants(stages, { each: false, none: !noEach }), plan, { logLevel });
+  const a2aProfDir = profileDir ? join(profileDir, 'a2a') : undefined;
+  if (a2aProfDir) mkdirSync(a2aProfDir, { recursive: true });
+  // The extra variants (--baseline, --log-levels, --node-options, --env) run here too: before/after in one run.
+  a2a = await runA2a([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: a2aProfDir });
+  if (a2aProfDir) {
+    for (const f of readdirSync(a2aProfDir).filter((f) => f.endsWith('.cpuprofile'))) process.stdout.write(`\na2a: ${profileMarkdown(join(a2aProfDir, f), summarizeProfile(join(a2aProfDir, f)))}\n`);
+  }
 }
 
 const result = newResult('bench', { at: startedAt, machine }, {

@@ -10,7 +10,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newSigner, nowS, signJwt, spiffeBundle, type Signer } from '../test/helpers/jwt.ts';
-import { spawnReady, type Child } from './lib/procs.ts';
+import { startBenchRedis, type BenchRedis } from './fixtures/redis.ts';
 
 /** What a stage may look at when it prepares itself for one gateway process. */
 export interface StageContext {
@@ -76,16 +76,22 @@ const identity: Stage = {
     return { identity: { audiences: [ctx.gatewayUrl], dev: { enabled: false }, trustDomains: [{ name: BENCH_TRUST_DOMAIN, bundle: { file: bundle } }] } };
   },
   route: () => ({ auth: { anonymous: false, spiffe: { trustDomains: [BENCH_TRUST_DOMAIN] } } }),
-  headers(ctx) {
-    const { signer } = ctx.state.get('identity') as { signer: Signer };
-    const now = nowS();
-    // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
-    // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer, /a2a for the a2a scenario) for those that bind tokens to the resource.
-    const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`, `${ctx.gatewayUrl}/a2a`];
-    const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/agent/bench`, aud, iat: now, exp: now + 3600 });
-    return { authorization: `Bearer ${token}` };
-  },
+  headers: (ctx) => identityHeaders(ctx, 'agent/bench'),
 };
+
+/**
+ * The identity stage's Authorization header for another principal of the bench trust domain (`path`: the SPIFFE ID's
+ * path, e.g. `agent/bench-17`): what a many-principal scenario (bench/memory.ts --principals) sends.
+ */
+export function identityHeaders(ctx: Pick<StageContext, 'state' | 'gatewayUrl'>, path: string): Record<string, string> {
+  const { signer } = ctx.state.get('identity') as { signer: Signer };
+  const now = nowS();
+  // The gateway's URL for checkouts that accept it, and the canonical URIs (RFC 8707) of the resources the bench
+  // calls (/mcp, /v1 for the model stream scenario, /v2 for kserve-infer, /a2a for the a2a scenario) for those that bind tokens to the resource.
+  const aud = [ctx.gatewayUrl, `${ctx.gatewayUrl}/mcp`, `${ctx.gatewayUrl}/v1`, `${ctx.gatewayUrl}/v2`, `${ctx.gatewayUrl}/a2a`];
+  const token = signJwt(signer, { sub: `spiffe://${BENCH_TRUST_DOMAIN}/${path}`, aud, iat: now, exp: now + 3600 });
+  return { authorization: `Bearer ${token}` };
+}
 
 /**
  * Rego compiled to WASM, evaluated in process: the committed default bundle (grants by SPIFFE ID, argument rules:
@@ -123,7 +129,7 @@ const audit: Stage = {
 };
 
 /** One Redis on loopback for every gateway of a run (each uses its own key prefix); stopped with the runner. */
-let benchRedis: Promise<Child & { ready: { url: string } }> | undefined;
+let benchRedis: Promise<BenchRedis> | undefined;
 
 /**
  * Rate limit and cost budget in Redis: one EVALSHA per call deciding both (a bucket per route and upstream that
@@ -135,8 +141,8 @@ const limits: Stage = {
   what: 'Redis rate limit + cost budget (one EVALSHA per call, Redis on loopback)',
   requires: 'src/guards/limits/guard.ts',
   async setup(ctx) {
-    benchRedis ??= spawnReady<{ url: string }>(join(ctx.root, 'bench/fixtures/redis.ts'), []);
-    ctx.state.set('limits', (await benchRedis).ready.url);
+    benchRedis ??= startBenchRedis();
+    ctx.state.set('limits', (await benchRedis).url);
   },
   gateway: (ctx) => ({
     // A command timeout of 1 s instead of the default 100 ms: on a machine shared with other work (loadavg 15-20

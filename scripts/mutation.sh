@@ -3,7 +3,8 @@
 # their tests: stryker.config.mjs; default: all of them). Incremental: a run reuses the results of mutants whose code
 # and tests did not change (reports/mutation/<scope>/stryker-incremental.json), so re-running after a small change
 # is quick. Slow on 2 cores: run it at a quiet moment. TOLLGATE_MUTATION_CONCURRENCY sets the number of test runners
-# (default 1). Not part of npm test or .ci/run.
+# (default 1); TOLLGATE_MUTATION_FILES (comma-separated globs) mutates only those files of the scope,
+# TOLLGATE_MUTATION_TESTS runs only those of its tests (the score is then a lower bound). Not part of npm test or .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-env.sh

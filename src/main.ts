@@ -50,8 +50,10 @@ export interface RunningGateway {
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
-  const registry = new ProtocolRegistry(BUILTIN_PROTOCOLS);
-  for (const p of opts.protocols ?? []) registry.register(p);
+  // A given protocol of a built-in's name takes its place (tests build an adapter with injected dependencies).
+  const given = opts.protocols ?? [];
+  const registry = new ProtocolRegistry(BUILTIN_PROTOCOLS.filter((b) => !given.some((p) => p.name === b.name)));
+  for (const p of given) registry.register(p);
   const served = registry.names();
   const load = (dir: string): ConfigSnapshot => loadConfigDir(dir, process.env, served);
   const snapshot = load(opts.configDir);

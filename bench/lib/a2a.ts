@@ -101,14 +101,15 @@ export interface A2aResult {
 }
 
 /** Starts the agent and one gateway per variant, warms them up; `measure` runs one round. */
-export async function setupA2a(variants: readonly Variant[], plan: A2aPlan, opts: { logLevel: string }): Promise<A2aSetup> {
+export async function setupA2a(variants: readonly Variant[], plan: A2aPlan, opts: { logLevel: string; cpuProfDir?: string | undefined }): Promise<A2aSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-a2a-'));
   const agent: TestAgent = await startTestAgent();
   const gateways: GatewayProcess[] = [];
   const targets: Target[] = [];
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
-    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    // A profiled gateway writes its profile on exit: give it time to drain instead of killing it.
+    await Promise.allSettled(gateways.map((g) => g.child.stop(opts.cpuProfDir === undefined ? 5_000 : 60_000)));
     await agent.close();
     rmSync(work, { recursive: true, force: true });
   };
@@ -121,6 +122,7 @@ export async function setupA2a(variants: readonly Variant[], plan: A2aPlan, opts
         backendUrls: {},
         variant,
         logLevel: opts.logLevel,
+        cpuProfDir: opts.cpuProfDir,
         routes: (routeSpec, route) => ({
           files: {
             'a2a.yaml': [
@@ -222,7 +224,7 @@ export function a2aResult(setup: A2aSetup, plan: A2aPlan, rounds: readonly A2aRo
 }
 
 /** The whole scenario for `npm run bench`. */
-export async function runA2a(variants: readonly Variant[], plan: A2aPlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<A2aResult> {
+export async function runA2a(variants: readonly Variant[], plan: A2aPlan, opts: { logLevel: string; log?: (line: string) => void; cpuProfDir?: string | undefined }): Promise<A2aResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const setup = await setupA2a(variants, plan, opts);
   try {

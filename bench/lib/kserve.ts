@@ -31,7 +31,7 @@ export const KSERVE_PLAN: KServePlan = { rounds: 3, requests: 200, warmup: 30, b
 
 const API = 'tollgate.dev/v1alpha1';
 const PUBLIC_MODEL = 'densenet_onnx';
-const KINDS = ['json', 'binary'] as const;
+export const KINDS = ['json', 'binary'] as const;
 type Kind = (typeof KINDS)[number];
 
 interface Request {
@@ -96,9 +96,18 @@ export interface KServeResult {
   readonly errors: number;
 }
 
-/** The whole scenario for `npm run bench`: Triton, one gateway per variant, interleaved rounds, teardown. */
-export async function runKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<KServeResult> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+export type KServeRound = KServeResult['rounds'][number];
+
+export interface KServeSetup {
+  readonly targets: readonly Target[];
+  readonly variants: readonly Variant[];
+  /** One interleaved round (`plan.requests` per target and kind); errors counted, not thrown. */
+  measure(round: number): Promise<KServeRound>;
+  teardown(): Promise<void>;
+}
+
+/** Starts Triton and one gateway per variant, and warms every target up with both kinds of request. */
+export async function setupKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string }): Promise<KServeSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-kserve-'));
   const triton: Triton = await startTriton();
   const gateways: GatewayProcess[] = [];
@@ -106,6 +115,12 @@ export async function runKServe(variants: readonly Variant[], plan: KServePlan, 
   const reqs = requests(plan);
   // The smallest answer each kind can be (a truncated one is an error).
   const expect: Record<Kind, number> = { json: 60, binary: plan.binaryElements * 4 };
+  const teardown = async (): Promise<void> => {
+    await Promise.allSettled(targets.map((t) => t.pool.close()));
+    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    await triton.stop();
+    rmSync(work, { recursive: true, force: true });
+  };
   try {
     targets.push({ label: 'direct', pool: new Pool(triton.url, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
     for (const variant of variants) {
@@ -142,36 +157,54 @@ export async function runKServe(variants: readonly Variant[], plan: KServePlan, 
         }
       }
     }
-    const rounds: KServeResult['rounds'][number][] = [];
-    for (let round = 0; round < plan.rounds; round++) {
-      const kinds = {} as KServeResult['rounds'][number]['kinds'];
-      for (const kind of KINDS) {
-        const h = new Map<string, { h: Histogram; errors: number }>(targets.map((t) => [t.label, { h: newHistogram(), errors: 0 }]));
-        for (let i = 0; i < plan.requests; i++) {
-          for (let k = 0; k < targets.length; k++) {
-            const t = targets[(i + k + round) % targets.length]!;
-            const r = await once(t, reqs[kind], expect[kind]);
-            const m = h.get(t.label)!;
-            if (r instanceof Error) m.errors++;
-            else recordMs(m.h, r);
-          }
-        }
-        const per: Record<string, KServeTargetRound> = {};
-        for (const [label, m] of h) per[label] = { latency: summarize(m.h), errors: m.errors, histogram: encodeHistogram(m.h) };
-        const added: Record<string, { p50: number; p99: number }> = {};
-        for (const v of variants) added[v.label] = { p50: per[v.label]!.latency.p50 - per.direct!.latency.p50, p99: per[v.label]!.latency.p99 - per.direct!.latency.p99 };
-        kinds[kind] = { targets: per, added };
-      }
-      rounds.push({ round, kinds });
-      log(`bench: kserve-infer: round ${round + 1}/${plan.rounds}: ${KINDS.map((k) => variants.map((v) => `${k} ${v.label} added p50 ${fmt(kinds[k].added[v.label]!.p50)} p99 ${fmt(kinds[k].added[v.label]!.p99)}`).join('; ')).join('; ')}`);
-    }
-    return result(plan, targets, variants, rounds);
-  } finally {
-    await Promise.allSettled(targets.map((t) => t.pool.close()));
-    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
-    await triton.stop();
-    rmSync(work, { recursive: true, force: true });
+  } catch (err) {
+    await teardown();
+    throw err;
   }
+  const measure = async (round: number): Promise<KServeRound> => {
+    const kinds = {} as KServeRound['kinds'];
+    for (const kind of KINDS) {
+      const h = new Map<string, { h: Histogram; errors: number }>(targets.map((t) => [t.label, { h: newHistogram(), errors: 0 }]));
+      for (let i = 0; i < plan.requests; i++) {
+        for (let k = 0; k < targets.length; k++) {
+          const t = targets[(i + k + round) % targets.length]!;
+          const r = await once(t, reqs[kind], expect[kind]);
+          const m = h.get(t.label)!;
+          if (r instanceof Error) m.errors++;
+          else recordMs(m.h, r);
+        }
+      }
+      const per: Record<string, KServeTargetRound> = {};
+      for (const [label, m] of h) per[label] = { latency: summarize(m.h), errors: m.errors, histogram: encodeHistogram(m.h) };
+      const added: Record<string, { p50: number; p99: number }> = {};
+      for (const v of variants) added[v.label] = { p50: per[v.label]!.latency.p50 - per.direct!.latency.p50, p99: per[v.label]!.latency.p99 - per.direct!.latency.p99 };
+      kinds[kind] = { targets: per, added };
+    }
+    return { round, kinds };
+  };
+  return { targets, variants, measure, teardown };
+}
+
+/** The results document of a set of rounds (kept rounds, in order). */
+export function kserveResult(setup: KServeSetup, plan: KServePlan, rounds: readonly KServeRound[]): KServeResult {
+  return result(plan, setup.targets, setup.variants, rounds);
+}
+
+/** The whole scenario for `npm run bench`: Triton, one gateway per variant, interleaved rounds, teardown. */
+export async function runKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<KServeResult> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const setup = await setupKServe(variants, plan, opts);
+  const rounds: KServeRound[] = [];
+  try {
+    for (let round = 0; round < plan.rounds; round++) {
+      const r = await setup.measure(round);
+      rounds.push(r);
+      log(`bench: kserve-infer: round ${round + 1}/${plan.rounds}: ${KINDS.map((k) => variants.map((v) => `${k} ${v.label} added p50 ${fmt(r.kinds[k].added[v.label]!.p50)} p99 ${fmt(r.kinds[k].added[v.label]!.p99)}`).join('; ')).join('; ')}`);
+    }
+  } finally {
+    await setup.teardown();
+  }
+  return kserveResult(setup, plan, rounds);
 }
 
 function result(plan: KServePlan, targets: readonly Target[], variants: readonly Variant[], rounds: KServeResult['rounds']): KServeResult {

@@ -15,11 +15,32 @@ export interface Child {
 }
 
 // Children still running when the runner exits (a crash, Ctrl-C) are killed with it: a gateway does not watch its
-// stdin, so it would otherwise outlive the bench.
+// stdin, so it would otherwise outlive the bench. Then the exit hooks run (temp directories of those children).
+// SIGINT, SIGTERM and SIGHUP end the runner through process.exit, so that this cleanup runs for them too (a signal's
+// default action would end the process without an 'exit' event).
 const live = new Set<ChildProcess>();
+const exitHooks: Array<() => void> = [];
 process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
+  for (const hook of exitHooks.splice(0)) {
+    try {
+      hook();
+    } catch {
+      // best effort: the other hooks still run
+    }
+  }
 });
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}: stopping every child process\n`);
+    process.exit(code);
+  });
+}
+
+/** Runs `hook` (synchronously) when the runner exits, however it exits; after its children were killed. */
+export function onExit(hook: () => void): void {
+  exitHooks.push(hook);
+}
 function track(proc: ChildProcess): ChildProcess {
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
@@ -65,6 +86,12 @@ export async function spawnReady<T>(script: string, args: string[], nodeArgs: re
   });
   proc.removeAllListeners('exit');
   return { proc, pid: proc.pid!, ready, stop: stopper(proc) };
+}
+
+/** Spawns a program that is not a Node script (redis-server...), output discarded; killed with the runner like the others. */
+export function spawnCommand(command: string, args: readonly string[]): Child {
+  const proc = track(spawn(command, args, { stdio: 'ignore' }));
+  return { proc, pid: proc.pid!, stop: stopper(proc) };
 }
 
 /** Spawns a process with the given stdio files (the gateway: logs go to a file, not through the runner). */

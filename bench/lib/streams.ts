@@ -4,7 +4,9 @@
  * through each gateway variant (the model route at /v1, the stages' pipeline), one request at a time (c=1),
  * interleaved request by request (direct, gateway, ..., the order rotating), over rounds. Per request: time to the
  * first body byte (the first SSE event: what "time to first token" is at the client) and to the end of the stream.
- * "added" = target minus direct, same round, per percentile.
+ * "added" = target minus direct, same round, per percentile. Per round and target, the CPU time (user + system, from
+ * /proc) its process used per stream: a gateway's for its own streams; for `direct`, the backend's for every stream
+ * it served in the round (all targets'), i.e. what producing one stream costs.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { Pool } from 'undici';
 import type { ConfigDocument, Variant } from '../stages.ts';
 import { encodeHistogram, median, newHistogram, recordMs, summarize, type Histogram, type LatencySummary } from './histogram.ts';
-import { spawnReady, type Child } from './procs.ts';
+import { cpuTimeMs, spawnReady, type Child } from './procs.ts';
 import { ROOT, startGatewayProcess, type GatewayProcess } from './targets.ts';
 
 export interface StreamPlan {
@@ -35,6 +37,8 @@ const API = 'tollgate.dev/v1alpha1';
 
 export interface StreamTarget {
   readonly label: string;
+  /** The process whose CPU time is this target's cost (the backend for `direct`, else the gateway). */
+  readonly pid: number;
   readonly pool: Pool;
   readonly path: string;
   readonly headers: Record<string, string>;
@@ -45,6 +49,8 @@ export interface TargetRound {
   readonly ttfb: LatencySummary;
   readonly total: LatencySummary;
   readonly errors: number;
+  /** CPU microseconds per stream of the target's process (see the top of this file); undefined off Linux. */
+  readonly cpuUsPerStream: number | undefined;
   /** Raw histograms (microseconds, HdrHistogram compressed base64). */
   readonly histograms: { readonly ttfb: string; readonly total: string };
 }
@@ -103,20 +109,21 @@ export interface StreamSetup {
 }
 
 /** Starts the backend and one gateway per variant, and warms every target up. */
-export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string }): Promise<StreamSetup> {
+export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined }): Promise<StreamSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-stream-'));
   const backend: Child & { ready: { url: string } } = await spawnReady(join(ROOT, 'bench/fixtures/vllm.ts'), [String(plan.firstTokenMs), String(plan.tokenMs)]);
   const gateways: GatewayProcess[] = [];
   const targets: StreamTarget[] = [];
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
-    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    // A profiled gateway writes its profile as it exits: give its drain time rather than kill it.
+    await Promise.allSettled(gateways.map((g) => g.child.stop(opts.cpuProfDir === undefined ? 5_000 : 30_000)));
     await backend.stop(5_000);
     rmSync(work, { recursive: true, force: true });
   };
   try {
     const url = backend.ready.url;
-    targets.push({ label: 'direct', pool: new Pool(url, { connections: 1 }), path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody(UPSTREAM_MODEL, plan.tokens) });
+    targets.push({ label: 'direct', pid: backend.pid, pool: new Pool(url, { connections: 1 }), path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody(UPSTREAM_MODEL, plan.tokens) });
     for (const variant of variants) {
       const gw = await startGatewayProcess({
         work,
@@ -124,6 +131,7 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
         backendUrls: {},
         variant,
         logLevel: opts.logLevel,
+        cpuProfDir: opts.cpuProfDir,
         routes: (routeSpec, route) => ({
           files: {
             'models.yaml': [
@@ -141,7 +149,7 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
       });
       gateways.push(gw);
       const u = new URL(gw.url);
-      targets.push({ label: variant.label, pool: new Pool(u.origin, { connections: 1 }), path: `${u.pathname}/chat/completions`, headers: { 'content-type': 'application/json', ...gw.headers }, body: chatBody(MODEL, plan.tokens) });
+      targets.push({ label: variant.label, pid: gw.child.pid, pool: new Pool(u.origin, { connections: 1 }), path: `${u.pathname}/chat/completions`, headers: { 'content-type': 'application/json', ...gw.headers }, body: chatBody(MODEL, plan.tokens) });
     }
     for (const t of targets) {
       for (let i = 0; i < plan.warmup; i++) {
@@ -156,6 +164,7 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
   const measure = async (round: number): Promise<StreamRound> => {
     const h = new Map<string, { ttfb: Histogram; total: Histogram; errors: number }>();
     for (const t of targets) h.set(t.label, { ttfb: newHistogram(), total: newHistogram(), errors: 0 });
+    const cpu0 = targets.map((t) => cpuTimeMs(t.pid));
     for (let i = 0; i < plan.requests; i++) {
       for (let k = 0; k < targets.length; k++) {
         const t = targets[(i + k + round) % targets.length]!;
@@ -169,8 +178,17 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
         recordMs(m.total, r[1]);
       }
     }
+    const cpuUs = targets.map((t, k) => {
+      const a = cpu0[k];
+      const b = cpuTimeMs(t.pid);
+      const streams = t.label === 'direct' ? plan.requests * targets.length : plan.requests;
+      return a === undefined || b === undefined ? undefined : Math.round(((b - a) * 1000) / streams);
+    });
     const perTarget: Record<string, TargetRound> = {};
-    for (const [label, m] of h) perTarget[label] = { ttfb: summarize(m.ttfb), total: summarize(m.total), errors: m.errors, histograms: { ttfb: encodeHistogram(m.ttfb), total: encodeHistogram(m.total) } };
+    for (const [k, t] of targets.entries()) {
+      const m = h.get(t.label)!;
+      perTarget[t.label] = { ttfb: summarize(m.ttfb), total: summarize(m.total), errors: m.errors, cpuUsPerStream: cpuUs[k], histograms: { ttfb: encodeHistogram(m.ttfb), total: encodeHistogram(m.total) } };
+    }
     const direct = perTarget.direct!;
     const added: Record<string, Added> = {};
     for (const v of variants) {
@@ -202,7 +220,7 @@ export function streamResult(setup: StreamSetup, plan: StreamPlan, rounds: reado
 }
 
 /** The whole scenario for `npm run bench`: set up, every round, tear down. */
-export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<StreamResult> {
+export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined; log?: (line: string) => void }): Promise<StreamResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const setup = await setupStreams(variants, plan, opts);
   const rounds: StreamRound[] = [];
@@ -228,14 +246,17 @@ export function streamMarkdown(r: StreamResult): string {
   const lines = [
     `${r.name}: ${r.what}`,
     '',
-    '| target | ttfb p50 | ttfb p99 | total p50 | total p99 | added ttfb p50 | added ttfb p99 | added total p50 | added total p99 |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| target | ttfb p50 | ttfb p99 | total p50 | total p99 | added ttfb p50 | added ttfb p99 | added total p50 | added total p99 | CPU us/stream |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   const med = (label: string, pick: (t: TargetRound) => number): string => ms(median(r.rounds.map((x) => pick(x.targets[label]!))));
   for (const t of r.targets) {
     const s = r.summary[t.label];
     const a = (k: keyof NonNullable<typeof s>): string => (s === undefined ? '-' : `${fmt(s[k].median)} (${ms(s[k].min)}..${ms(s[k].max)})`);
-    lines.push(`| ${t.label} | ${med(t.label, (x) => x.ttfb.p50)} | ${med(t.label, (x) => x.ttfb.p99)} | ${med(t.label, (x) => x.total.p50)} | ${med(t.label, (x) => x.total.p99)} | ${a('ttfbP50')} | ${a('ttfbP99')} | ${a('totalP50')} | ${a('totalP99')} |`);
+    const cpu = r.rounds.map((x) => x.targets[t.label]!.cpuUsPerStream).filter((c): c is number => c !== undefined);
+    lines.push(
+      `| ${t.label} | ${med(t.label, (x) => x.ttfb.p50)} | ${med(t.label, (x) => x.ttfb.p99)} | ${med(t.label, (x) => x.total.p50)} | ${med(t.label, (x) => x.total.p99)} | ${a('ttfbP50')} | ${a('ttfbP99')} | ${a('totalP50')} | ${a('totalP99')} | ${cpu.length === 0 ? '-' : median(cpu).toFixed(0)} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -52,6 +52,10 @@ export interface GatewayProcess {
   readonly spawnedAt: number;
   /** ms from spawn to /healthz answering (polled every 5 ms): the gateway's cold start. */
   readonly readyMs: number;
+  /** What the stages' setup left (keys...), by stage: e.g. to mint tokens for other principals (identityHeaders). */
+  readonly state: Map<string, unknown>;
+  /** The gateway's base URL (what tokens name as their audience). */
+  readonly base: string;
 }
 
 export interface GatewayOptions {
@@ -164,5 +168,5 @@ export async function startGatewayProcess(o: GatewayOptions): Promise<GatewayPro
     await child.stop(1000);
     throw new Error(`gateway ${o.variant.label} did not start (log: ${logFile}): ${(err as Error).message}`);
   }
-  return { label: o.variant.label, url: `${base}${routes.path}`, headers, adminUrl, child, configDir, logFile, spawnedAt, readyMs: Date.now() - spawnedAt };
+  return { label: o.variant.label, url: `${base}${routes.path}`, headers, adminUrl, child, configDir, logFile, spawnedAt, readyMs: Date.now() - spawnedAt, state: ctx.state, base };
 }

@@ -3,14 +3,13 @@
  * loopback (one EVALSHA round trip, awaited serially: the latency a single call pays). Redis is a private
  * redis-server started for this file (bench/fixtures/redis.ts).
  */
-import { join } from 'node:path';
 import type { Guard } from '../../src/core/pipeline.ts';
 import { LimitsService } from '../../src/guards/limits/service.ts';
 import { redisSpec } from '../../src/store/config.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { limitCall, limitsSnapshot } from '../../test/helpers/limits.ts';
-import { spawnReady } from '../lib/procs.ts';
+import { startBenchRedis } from '../fixtures/redis.ts';
 
 interface MicroBench {
   name: string;
@@ -37,9 +36,8 @@ let redis: Guard | undefined;
 
 async function redisGuard(): Promise<Guard> {
   if (redis) return redis;
-  const child = await spawnReady<{ url: string }>(join(import.meta.dirname, '../fixtures/redis.ts'), []);
-  process.once('exit', () => child.proc.kill('SIGKILL'));
-  const store = new RedisStore(redisSpec.parse({ url: child.ready.url }), process.cwd(), log);
+  const server = await startBenchRedis();
+  const store = new RedisStore(redisSpec.parse({ url: server.url }), process.cwd(), log);
   await store.waitReady(5_000);
   redis = new LimitsService({ log, store }).guardsFor(snapshot)[0]!;
   return redis;

@@ -50,6 +50,9 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
+  // The compile cache (bin/tollgate.mjs) is written now rather than at exit: a process that is killed still leaves
+  // the next start a warm cache.
+  process.getBuiltinModule('node:module').flushCompileCache?.();
   // `on`, not `once`: a second SIGHUP must reload again, not fall back to the default action (exit).
   process.on('SIGHUP', () => void running.reload());
   // The first SIGTERM/SIGINT drains; a second one exits at once, after sealing the audit log.

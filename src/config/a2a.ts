@@ -24,7 +24,17 @@ export const a2aRouteSpec = z.strictObject({
    * address is refused whatever the list says.
    */
   push: z
-    .strictObject({ allowHosts: z.array(z.string().min(1)).default([]), allowHttp: z.boolean().default(false) })
+    .strictObject({
+      allowHosts: z.array(z.string().min(1)).default([]),
+      allowHttp: z.boolean().default(false),
+      /**
+       * Who delivers the notifications: `gateway` (the agent is given a relay URL of the gateway, which delivers to
+       * the caller's URL with the guard held again at delivery: DNS re-checked and pinned, no redirects, bounded
+       * retries, audited), or `agent` (the agent is given the caller's URL and delivers itself, unguarded after the
+       * check at registration).
+       */
+      deliver: z.enum(['gateway', 'agent']).default('gateway'),
+    })
     .prefault({}),
   /**
    * Re-sign the cards the gateway serves (1.0 cards: a JWS over the RFC 8785 canonical card, as the A2A SDKs verify

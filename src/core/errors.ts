@@ -64,6 +64,11 @@ export const Errors = Object.freeze({
   MCP_HEADER_MISMATCH: def('TG_MCP_HEADER_MISMATCH', 400, -32020, false, 'Bad Request: the request headers and body disagree'),
   MCP_VERSION_NOT_SUPPORTED: def('TG_MCP_VERSION_NOT_SUPPORTED', 400, -32022, false, 'Unsupported protocol version'),
   MCP_INVALID_ENVELOPE: def('TG_MCP_INVALID_ENVELOPE', 400, -32602, false, 'Invalid params: invalid per-request _meta envelope'),
+  /**
+   * An upstream refused a request that needs a client capability the caller did not declare. Relayed as the
+   * upstream wrote it; defined here for its HTTP status, which the 2026-07-28 transport fixes at 400.
+   */
+  MCP_MISSING_CLIENT_CAPABILITY: def('TG_MCP_MISSING_CLIENT_CAPABILITY', 400, -32021, false, 'Missing required client capability'),
   MCP_REQUEST_STATE_INVALID: def('TG_MCP_REQUEST_STATE_INVALID', 200, -32602, true, 'Invalid params: requestState is unknown, expired or not yours'),
 
   // A2A (JSON-RPC codes from the A2A specification; REST renders the same errors as google.rpc.Status)
@@ -77,6 +82,8 @@ export const Errors = Object.freeze({
   A2A_UNKNOWN_AGENT: def('TG_A2A_UNKNOWN_AGENT', 404, -32601, false, 'No agent of that name on this route'),
   /** A push-notification URL the configuration does not allow (scheme, host, or an address it resolves to). */
   A2A_PUSH_URL_REFUSED: def('TG_A2A_PUSH_URL_REFUSED', 400, -32602, true, 'Push-notification URL not allowed'),
+  /** The gateway could not deliver an agent's push notification to the caller's webhook (refused, redirected, failing). */
+  A2A_PUSH_DELIVERY_FAILED: def('TG_A2A_PUSH_DELIVERY_FAILED', 502, -32603, false, 'Push notification not delivered'),
   /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
   A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
   /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */

@@ -54,7 +54,7 @@ export async function createServices(snapshot: ConfigSnapshot, log: Logger, opts
   const admin: AdminExtension[] = [];
   const publicExtensions: AdminExtension[] = [];
   const closers: Array<() => Promise<void>> = [];
-  const telemetry = createTelemetry(snapshot, log);
+  const telemetry = await createTelemetry(snapshot, log);
   // One Redis connection for every cross-replica feature; connects in the background (features apply their own fail
   // mode while it is not ready). A change of the redis section needs a restart.
   const store = snapshot.gateway.redis ? new RedisStore(snapshot.gateway.redis, snapshot.dir, log) : undefined;

@@ -3,7 +3,7 @@
  * operational endpoints. Tracks in-flight exchanges so SIGTERM can drain them up to a deadline.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { Errors, GatewayError, jsonRpcErrorObject } from '../core/errors.ts';
 import type { Gateway } from '../gateway/gateway.ts';
@@ -27,6 +27,10 @@ export class HttpServer {
   private readonly stalled = new Map<ServerResponse, { since: number; buffered: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private slowCut = 0;
+  /** Open client connections, and when the last exchange during the drain ended (see drain()). */
+  private readonly sockets = new Set<Socket>();
+  private lastExchangeEnd = 0;
+  private lastAccept = 0;
 
   constructor(opts: HttpServerOptions) {
     this.gateway = opts.gateway;
@@ -47,6 +51,11 @@ export class HttpServer {
       (req, res) => this.onRequest(req, res),
     );
     if (http.maxConnections > 0) this.server.maxConnections = http.maxConnections;
+    this.server.on('connection', (socket: Socket) => {
+      this.lastAccept = Date.now();
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // A request not received in time (slowloris) is told so (408); anything unparsable (smuggling attempts:
       // Content-Length with Transfer-Encoding, two lengths, an obfuscated Transfer-Encoding) gets 400. Either way
@@ -106,6 +115,7 @@ export class HttpServer {
     res.once('close', () => {
       open.delete(res);
       this.stalled.delete(res);
+      if (this.draining) this.lastExchangeEnd = Date.now();
     });
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -148,24 +158,72 @@ export class HttpServer {
   /**
    * Stops accepting, lets in-flight requests and streams finish up to `deadlineMs`, then closes what is left.
    * Returns how many exchanges were cut at the deadline.
+   *
+   * HTTP/1.1 keep-alive has a race: a client may write its next request on an idle connection in the instant the
+   * server closes it, and then sees a reset for a request the server never read. So no connection is closed under a
+   * client that is still using the gateway: answers still to be sent say `Connection: close`, a request arriving on
+   * a kept-alive connection gets TG_SHUTTING_DOWN with `Connection: close` (node closes that connection after it),
+   * and the connections left are closed only once nothing is in flight and no exchange has ended for
+   * IDLE_GRACE_MS (clients that have not come back by then have gone quiet), or at the deadline.
+   *
+   * Closing the listener has a race of its own: connections the kernel completed but node has not accepted yet are
+   * reset. See stopListening().
    */
   async drain(deadlineMs: number): Promise<number> {
+    const started = Date.now();
+    this.lastExchangeEnd = started;
     this.draining = true;
     this.gateway.beginDrain();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const deadline = Date.now() + deadlineMs;
-    while (this.open.size > 0 && Date.now() < deadline) {
+    for (const res of this.open) if (!res.headersSent) res.shouldKeepAlive = false;
+    const listener = this.stopListening();
+    const deadline = started + deadlineMs;
+    const grace = Math.min(IDLE_GRACE_MS, deadlineMs);
+    while ((listener.listening() || this.sockets.size > 0) && Date.now() < deadline) {
+      if (!listener.listening() && this.open.size === 0 && Date.now() - this.lastExchangeEnd >= grace) {
+        for (const socket of this.sockets) socket.destroy();
+        break;
+      }
       await new Promise((r) => setTimeout(r, 20));
-      this.server.closeIdleConnections();
     }
     const cut = this.open.size;
     clearInterval(this.sweeper);
+    listener.now();
     this.server.closeAllConnections();
-    await closed;
+    // http's own close: stops its connection-checking timer (the listener is already closed).
+    this.server.close();
+    await listener.closed;
     return cut;
   }
+
+  /**
+   * Stops listening; resolves once every connection is gone. A listening socket that closes resets the connections
+   * in its accept queue (completed by the kernel, not yet accepted by node), whose clients already sent requests the
+   * gateway never reads. Right after an accept, libuv has just emptied that queue (it accepts until EAGAIN), so the
+   * listener is closed inside the next 'connection' event while clients are connecting (a window of microseconds instead
+   * of the event loop's lag), and at once when none has connected for IDLE_GRACE_MS. net's close, not http's: that one
+   * also closes idle kept-alive connections (the race drain() avoids).
+   */
+  private stopListening(): { readonly closed: Promise<void>; readonly listening: () => boolean; readonly now: () => void } {
+    let listening = true;
+    let close!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      close = (): void => {
+        if (!listening) return;
+        listening = false;
+        clearTimeout(timer);
+        this.server.off('connection', close);
+        NetServer.prototype.close.call(this.server, () => resolve());
+      };
+    });
+    const timer = setTimeout(close, IDLE_GRACE_MS);
+    if (Date.now() - this.lastAccept >= IDLE_GRACE_MS) close();
+    else this.server.on('connection', close);
+    return { closed, listening: () => listening, now: close };
+  }
 }
+
+/** How long clients must have been quiet before a draining listener closes the kept-alive connections left (see drain()). */
+const IDLE_GRACE_MS = 250;
 
 /**
  * node:http keeps only the first of repeated Authorization headers. Which credential counts must never depend on

@@ -9,9 +9,6 @@
  */
 import { context, diag, metrics, propagation, trace } from '@opentelemetry/api';
 import { logs } from '@opentelemetry/api-logs';
-import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
-import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
-import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { PeriodicExportingMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { ExportLink, type Report } from './export/link.ts';
@@ -36,11 +33,12 @@ export interface RunningSdk {
   shutdown(): Promise<void>;
 }
 
-function metricExporter(env: NodeJS.ProcessEnv): PushMetricExporter {
+/** Only the exporter package of the configured protocol is loaded (the gRPC one brings @grpc/grpc-js). */
+async function metricExporter(env: NodeJS.ProcessEnv): Promise<PushMetricExporter> {
   const protocol = (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
-  if (protocol === 'grpc') return new GrpcMetricExporter();
-  if (protocol === 'http/json') return new JsonMetricExporter();
-  return new ProtoMetricExporter();
+  if (protocol === 'grpc') return new (await import('@opentelemetry/exporter-metrics-otlp-grpc')).OTLPMetricExporter();
+  if (protocol === 'http/json') return new (await import('@opentelemetry/exporter-metrics-otlp-http')).OTLPMetricExporter();
+  return new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter();
 }
 
 /** Whether an OTEL_{TRACES,LOGS}_EXPORTER value asks for OTLP alone (unset means OTLP, as NodeSDK reads it). */
@@ -58,7 +56,7 @@ export function workerSignals(opts: Pick<SdkOptions, 'traces' | 'logs' | 'export
   return out;
 }
 
-export function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = process.env): RunningSdk {
+export async function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = process.env): Promise<RunningSdk> {
   const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000);
   const signals = workerSignals(opts, env);
   const link = signals.length === 0 ? undefined : new ExportLink({ env, signals, report: opts.report ?? ((level, message) => diag[level](message)) });
@@ -71,7 +69,7 @@ export function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = process.env)
     ...(!opts.traces ? { spanProcessors: [] } : spanProcessor ? { spanProcessors: [spanProcessor] } : {}),
     ...(!opts.logs ? { logRecordProcessors: [] } : logProcessor ? { logRecordProcessors: [logProcessor] } : {}),
     metricReaders: opts.metrics
-      ? [new PeriodicExportingMetricReader({ exporter: metricExporter(env), metricProducers: [opts.metrics], exportIntervalMillis: interval > 0 ? interval : 60_000 })]
+      ? [new PeriodicExportingMetricReader({ exporter: await metricExporter(env), metricProducers: [opts.metrics], exportIntervalMillis: interval > 0 ? interval : 60_000 })]
       : [],
   });
   sdk.start();

@@ -10,8 +10,8 @@ import type { AdminExtension } from '../server/admin.ts';
 import { otlpMetricsWanted, tracingWanted } from './config.ts';
 import type { Logger } from './logger.ts';
 import { GatewayMetrics, type AuditFigures, type PolicySourceFigures, type StoreFigures, type TelemetrySource, type TokenCheckFigures } from './metrics.ts';
-import { PrometheusRegistryProducer } from './otlp-metrics.ts';
-import { startSdk, workerSignals, type RunningSdk } from './sdk.ts';
+import type { RunningSdk } from './sdk.ts';
+import type { Signal } from './export/wire.ts';
 import { CallTracer } from './tracing.ts';
 import { trace } from '@opentelemetry/api';
 
@@ -91,20 +91,25 @@ export interface TelemetryService {
   close(): Promise<void>;
 }
 
-export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: NodeJS.ProcessEnv = process.env): TelemetryService {
+export async function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<TelemetryService> {
   const spec = snapshot.gateway.telemetry;
   const tracing = tracingWanted(spec, env);
   const otlpMetrics = otlpMetricsWanted(spec, env);
   const otlpLogs = snapshot.gateway.audit.enabled && snapshot.gateway.audit.sinks.otlp;
   const metrics = spec.metrics.prometheus || otlpMetrics ? new GatewayMetrics(spec.metrics.maxLabelValues) : undefined;
   let sdk: RunningSdk | undefined;
+  let inWorker: Signal[] = [];
   if (tracing || otlpMetrics || otlpLogs) {
-    sdk = startSdk(
+    // Loaded only when something is exported: NodeSDK and its exporters are a few hundred modules a gateway without
+    // OTLP never needs (bench/NOTES.md, cold start).
+    const [{ startSdk, workerSignals }, bridge] = await Promise.all([import('./sdk.ts'), otlpMetrics ? import('./otlp-metrics.ts') : undefined]);
+    inWorker = workerSignals({ traces: tracing, logs: otlpLogs, exportThread: spec.exportThread }, env);
+    sdk = await startSdk(
       {
         serviceName: spec.tracing.serviceName,
         traces: tracing,
         logs: otlpLogs,
-        metrics: otlpMetrics && metrics ? new PrometheusRegistryProducer(metrics.registry) : undefined,
+        metrics: bridge && metrics ? new bridge.PrometheusRegistryProducer(metrics.registry) : undefined,
         exportThread: spec.exportThread,
         report: (level, message) => log[level](message),
       },
@@ -112,7 +117,6 @@ export function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env: Node
     );
   }
   const tracer = tracing ? new CallTracer(trace.getTracer('tollgate'), { stages: spec.tracing.stages }) : undefined;
-  const inWorker = workerSignals({ traces: tracing, logs: otlpLogs, exportThread: spec.exportThread }, env);
   if (sdk !== undefined) metrics?.watchHandOff(sdk.handOff);
   log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs, exportWorker: inWorker }, 'telemetry');
   const admin: AdminExtension[] = [];

@@ -74,30 +74,39 @@ export interface EgressPolicy {
 
 /** Why a URL is refused (undefined: allowed). */
 export async function refuseUrl(raw: string, policy: EgressPolicy, resolve: Resolver = systemResolver): Promise<string | undefined> {
+  const r = await checkUrl(raw, policy, resolve);
+  return 'error' in r ? r.error : undefined;
+}
+
+/**
+ * The URL checked (see the module comment), with the address to connect to: a connection made to exactly that
+ * address (not to a second lookup of the name) cannot be turned to another one by a DNS answer that changes.
+ */
+export async function checkUrl(raw: string, policy: EgressPolicy, resolve: Resolver = systemResolver): Promise<{ url: URL; address: string } | { error: string }> {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    return 'not a valid URL';
+    return { error: 'not a valid URL' };
   }
-  if (url.protocol !== 'https:' && !(policy.allowHttp && url.protocol === 'http:')) return `scheme ${url.protocol.slice(0, -1)} is not allowed (https only)`;
-  if (url.username !== '' || url.password !== '') return 'credentials in the URL are not allowed';
+  if (url.protocol !== 'https:' && !(policy.allowHttp && url.protocol === 'http:')) return { error: `scheme ${url.protocol.slice(0, -1)} is not allowed (https only)` };
+  if (url.username !== '' || url.password !== '') return { error: 'credentials in the URL are not allowed' };
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
   if (isIP(host) !== 0) {
-    if (isForbiddenAddress(host)) return `address ${host} is not reachable from here (loopback, private, link-local or reserved)`;
+    if (isForbiddenAddress(host)) return { error: `address ${host} is not reachable from here (loopback, private, link-local or reserved)` };
   }
-  if (!hostAllowed(host, policy.allowHosts)) return `host ${host} is not on the allow-list`;
-  if (isIP(host) !== 0) return undefined;
+  if (!hostAllowed(host, policy.allowHosts)) return { error: `host ${host} is not on the allow-list` };
+  if (isIP(host) !== 0) return { url, address: host };
   let addresses: readonly string[];
   try {
     addresses = await resolve(host);
   } catch {
-    return `host ${host} does not resolve`;
+    return { error: `host ${host} does not resolve` };
   }
-  if (addresses.length === 0) return `host ${host} does not resolve`;
+  if (addresses.length === 0) return { error: `host ${host} does not resolve` };
   const bad = addresses.find((a) => isForbiddenAddress(a));
-  if (bad !== undefined) return `host ${host} resolves to ${bad} (loopback, private, link-local or reserved)`;
-  return undefined;
+  if (bad !== undefined) return { error: `host ${host} resolves to ${bad} (loopback, private, link-local or reserved)` };
+  return { url, address: addresses[0]! };
 }
 
 function hostAllowed(host: string, allow: readonly string[]): boolean {

@@ -21,6 +21,7 @@ import type { Transfer } from '../core/call.ts';
 import { Errors, GatewayError } from '../core/errors.ts';
 import { readSse, type EventSourceMessage, type SseReadOptions } from '../wire/sse.ts';
 import { AbortEmitter } from './abort-emitter.ts';
+import { CONNECTION_LOST, codeOf, forwardError, NEVER_REACHED, timeoutError } from './forward-errors.ts';
 import type { HeaderPolicy } from './headers.ts';
 import type { Endpoint, HttpUpstream, UpstreamTimeouts } from './http-upstream.ts';
 
@@ -45,42 +46,6 @@ export interface ForwardRequest {
   readonly timeouts?: Partial<UpstreamTimeouts> | undefined;
   /** Where bytes and timings are reported (a Call). */
   readonly call?: { transfer: Transfer | undefined } | undefined;
-}
-
-/** Codes meaning the request never reached the upstream: safe to send again whatever it does. */
-const NEVER_REACHED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-/** Codes of a connection that broke under the request (a stale keep-alive connection): retried if idempotent. */
-const CONNECTION_LOST = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
-
-function codeOf(err: unknown): string {
-  return (err as { code?: string } | null)?.code ?? '';
-}
-
-function timeoutError(upstream: string, which: 'connect' | 'firstByte' | 'idle' | 'total', ms: number, cause?: unknown): GatewayError {
-  const what =
-    which === 'connect'
-      ? `could not be connected to within ${ms} ms`
-      : which === 'firstByte'
-        ? `sent no response within ${ms} ms`
-        : which === 'idle'
-          ? `sent nothing for ${ms} ms`
-          : `did not finish within ${ms} ms`;
-  return new GatewayError(Errors.UPSTREAM_TIMEOUT, `Upstream ${upstream} ${what}`, { data: { upstream, timeout: which }, cause });
-}
-
-/** Maps an undici/network error (or an abort reason) to the gateway's error, naming the upstream, not its address. */
-export function forwardError(upstream: string, err: unknown, t: UpstreamTimeouts): GatewayError {
-  if (err instanceof GatewayError) return err;
-  switch (codeOf(err)) {
-    case 'UND_ERR_CONNECT_TIMEOUT':
-      return timeoutError(upstream, 'connect', t.connectMs, err);
-    case 'UND_ERR_HEADERS_TIMEOUT':
-      return timeoutError(upstream, 'firstByte', t.firstByteMs, err);
-    case 'UND_ERR_BODY_TIMEOUT':
-      return timeoutError(upstream, 'idle', t.idleMs, err);
-    default:
-      return new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${upstream} is unavailable`, { data: { upstream }, cause: err });
-  }
 }
 
 /** A body stream that counts what it passed (BoundedBody does). */
@@ -250,6 +215,12 @@ export interface ChunkFilter {
   end(): Buffer | undefined;
   /** When the upstream body failed: bytes that end the response cleanly, or undefined to break it. */
   fail(err: GatewayError): Buffer | undefined;
+  /**
+   * When set, the response head waits for the filter's first bytes (or the end of the body) and this adjusts its
+   * headers then: the upstream's Content-Length is kept for it to correct (a filter that edits a known part of the
+   * body, e.g. a renamed model, knows the change by then).
+   */
+  head?(headers: OutgoingHttpHeaders): void;
 }
 
 /** An upstream answer whose headers arrived. Consume its body exactly once. */
@@ -295,19 +266,31 @@ export class UpstreamResponse {
   pipeTo(res: ServerResponse, opts?: { status?: number; headers?: OutgoingHttpHeaders; filter?: ChunkFilter | undefined }): Promise<void> {
     const filter = opts?.filter;
     const headers = this.forwardedHeaders();
-    const length = filter === undefined || filter.sameBytes ? this.headers['content-length'] : undefined;
+    const deferred = filter?.head !== undefined;
+    const length = filter === undefined || filter.sameBytes || deferred ? this.headers['content-length'] : undefined;
     if (length !== undefined) headers['content-length'] = length;
     if (opts?.headers !== undefined) Object.assign(headers, opts.headers);
-    res.writeHead(opts?.status ?? this.status, headers);
-    // A stream of unknown length (SSE, chunked completions): the client gets the headers now, not with the first chunk.
-    if (length === undefined) res.flushHeaders();
+    const status = opts?.status ?? this.status;
+    let headed = false;
+    const writeHead = (): void => {
+      headed = true;
+      filter?.head?.(headers);
+      res.writeHead(status, headers);
+    };
+    if (!deferred) {
+      writeHead();
+      // A stream of unknown length (SSE, chunked completions): the client gets the headers now, not with the first chunk.
+      if (length === undefined) res.flushHeaders();
+    }
     const body = this.body;
     return new Promise((resolve, reject) => {
       let bytes = 0;
       const onData = (chunk: Buffer): void => {
         bytes += chunk.length;
         const out = filter === undefined ? chunk : filter.chunk(chunk);
-        if (out !== undefined && out.length > 0 && !res.write(out)) body.pause();
+        if (out === undefined || out.length === 0) return;
+        if (!headed) writeHead();
+        if (!res.write(out)) body.pause();
       };
       const onDrain = (): void => {
         body.resume();
@@ -319,11 +302,15 @@ export class UpstreamResponse {
         if (err) {
           // A filter may close the stream in its protocol's terms (an error event) instead of breaking it.
           const tail = filter?.fail(err);
-          if (tail !== undefined && !res.destroyed && !res.writableEnded) res.end(tail);
-          else res.destroy();
+          if (tail !== undefined && !res.destroyed && !res.writableEnded) {
+            if (!headed) writeHead();
+            res.end(tail);
+          } else res.destroy();
           reject(err);
         } else {
-          res.end(filter?.end());
+          const tail = filter?.end();
+          if (!headed) writeHead();
+          res.end(tail);
           resolve();
         }
       };

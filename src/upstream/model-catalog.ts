@@ -4,7 +4,8 @@
  * (single flight), and keeps serving the last good listing when a refresh fails. Used to route by model when a route
  * lists none, and to build merged model lists.
  */
-import type { AdvertisedModels } from './models.ts';
+import type { CompiledRule } from '../config/routes.ts';
+import { ModelRouter, type AdvertisedModels, type ResolvedModel } from './models.ts';
 
 /** One model as its backend lists it (its own fields, passed on to callers). */
 export interface ModelCard {
@@ -82,5 +83,38 @@ export class ModelCatalog implements AdvertisedModels {
       }
     })();
     return e.inflight;
+  }
+}
+
+/**
+ * Routing by model name for an adapter's rules: one ModelRouter per compiled rule (a reload compiles new rules, so
+ * routers follow), resolving through the catalog. For a rule without `models`, an unknown name refreshes its
+ * backends' listings, at most once per `refreshMs` per backend.
+ */
+export class ModelRoutes {
+  readonly catalog: ModelCatalog;
+  private readonly refreshMs: number;
+  private readonly routers = new WeakMap<CompiledRule, ModelRouter>();
+
+  constructor(catalog: ModelCatalog, opts: { refreshMs: number }) {
+    this.catalog = catalog;
+    this.refreshMs = opts.refreshMs;
+  }
+
+  router(rule: CompiledRule): ModelRouter {
+    let r = this.routers.get(rule);
+    if (r === undefined) {
+      r = new ModelRouter(rule.route.spec.models ?? [], rule.backends.map((b) => b.name));
+      this.routers.set(rule, r);
+    }
+    return r;
+  }
+
+  async resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined> {
+    const router = this.router(rule);
+    const hit = router.resolve(model, this.catalog);
+    if (hit !== undefined || router.explicit) return hit;
+    await Promise.all(router.backends.map((b) => this.catalog.refreshIfIdle(b, this.refreshMs)));
+    return router.resolve(model, this.catalog);
   }
 }

@@ -119,3 +119,43 @@ export function editMembers(text: string, members: ReadonlyMap<string, MemberRan
   }
   return out;
 }
+
+/**
+ * Where the top-level member `key` of a JSON object has its value, from the object's first bytes only (for answers
+ * relayed as they arrive): the range, 'absent' when the object ends (or is not an object) without it, or undefined
+ * when `text` ends before that is known. Give it bytes decoded as latin1 so offsets are byte offsets: JSON's
+ * structural characters are ASCII and never part of a multi-byte UTF-8 sequence, and `key` is expected to be ASCII.
+ */
+export function prefixMember(text: string, key: string): MemberRange | 'absent' | undefined {
+  const n = text.length;
+  let i = skipWs(text, 0);
+  if (i >= n) return undefined;
+  if (text.charCodeAt(i) !== 0x7b) return 'absent';
+  try {
+    i = skipWs(text, i + 1);
+    for (;;) {
+      if (i >= n) return undefined;
+      const c = text.charCodeAt(i);
+      if (c === 0x7d) return 'absent';
+      if (c !== 0x22) return 'absent'; // not JSON: nothing to find
+      const keyEnd = skipString(text, i);
+      const name = JSON.parse(text.slice(i, keyEnd)) as string;
+      i = skipWs(text, keyEnd);
+      if (i >= n) return undefined;
+      i = skipWs(text, i + 1); // ':'
+      if (i >= n) return undefined;
+      const first = text.charCodeAt(i);
+      const end = skipValue(text, i);
+      // A number or literal that reaches the end of the prefix may go on in the next bytes.
+      if (end >= n && first !== 0x22 && first !== 0x7b && first !== 0x5b) return undefined;
+      if (name === key) return { start: i, end };
+      i = skipWs(text, end);
+      if (i >= n) return undefined;
+      if (text.charCodeAt(i) === 0x7d) return 'absent';
+      i = skipWs(text, i + 1); // ','
+    }
+  } catch {
+    // An unterminated string or value: the rest has not arrived yet.
+    return undefined;
+  }
+}

@@ -62,8 +62,9 @@ test('a silent stream gets keep-alive comments between whole events, and ends wi
     }
   }
   expect(cancelled).toBe(true);
-  // Every chunk boundary of the relay is an event boundary: comments never cut an event.
-  for (const block of text.split('\n\n').filter((b) => b !== '')) expect(block === ': keep-alive' || block.startsWith('data: ')).toBe(true);
+  // Every chunk boundary of the relay is an event boundary: comments never cut an event (each event of a task's
+  // stream carries its SSE id, for Last-Event-ID resumption).
+  for (const block of text.split('\n\n').filter((b) => b !== '')) expect(block === ': keep-alive' || /^id: [0-9a-z]+\.\d+\ndata: /.test(block), block).toBe(true);
   expect(text).toContain('TASK_STATE_CANCELED');
 });
 

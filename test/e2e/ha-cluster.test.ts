@@ -9,9 +9,7 @@
  *     harshest of Kubernetes' terminations: no preStop pause): every call a client got an answer for is in one of
  *     the two audit logs, both logs verify, and every client carries on, in its same session, on the other replica.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -19,84 +17,19 @@ import { verifyLog } from '../../src/audit/verify.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { connectClient, eventually } from '../helpers/gateway.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
-import { startLoadBalancer, type LoadBalancer } from '../helpers/load-balancer.ts';
-import { freePort } from '../helpers/net.ts';
+import type { LoadBalancer } from '../helpers/load-balancer.ts';
+import { startCluster, type Cluster, type Replica } from '../helpers/replicas.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const root = mkdtempSync(join(tmpdir(), 'tollgate-ha-'));
-const signer = newSigner('ES256');
 /** The shared bucket of the limit-across-replicas test: BURST calls at once, then one an hour. */
 const BURST = 8;
-const KEYS = { TOLLGATE_SESSION_KEY_1: 'ha-session-key-0123456789abcdef0123456789abcdef' };
-
-interface Replica {
-  readonly name: string;
-  readonly url: string;
-  readonly port: number;
-  readonly auditDir: string;
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  out: string;
-}
 
 let fixture: FixtureServer;
+let cluster: Cluster;
 let lb: LoadBalancer;
-let replicas: Replica[];
-
-function gatewayYaml(name: string, port: number, publicUrl: string): string {
-  return `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: ${name} }
-spec:
-  listener: { host: 127.0.0.1, port: ${port}, publicUrl: "${publicUrl}" }
-  admin: { listener: { host: 127.0.0.1, port: 0 } }
-  shutdown: { drainMs: 5000 }
-  dataDir: ${join(root, name, 'data')}
-  identity:
-    trustDomains: [{ name: example.org, bundle: { file: ${join(root, 'example.org.json')} } }]
-  mcp:
-    sessionKeys: [{ id: k1, valueFrom: { env: TOLLGATE_SESSION_KEY_1 } }]
-  redis: { url: "${REDIS_URL}", keyPrefix: "tgha${process.pid}:" }
----
-apiVersion: tollgate.dev/v1alpha1
-kind: Backend
-metadata: { name: fixture }
-spec: { protocol: mcp, url: "${fixture.url}" }
----
-apiVersion: tollgate.dev/v1alpha1
-kind: Route
-metadata: { name: mcp }
-spec:
-  rules: [{ matches: [{ path: { type: PathPrefix, value: /mcp } }], backendRefs: [{ name: fixture }] }]
----
-apiVersion: tollgate.dev/v1alpha1
-kind: RateLimit
-metadata: { name: add-per-principal }
-spec: { match: { tools: [fixture/add] }, key: [principal], requests: 1, per: 1h, burst: ${BURST}, failMode: closed }
-`;
-}
-
-async function startReplica(name: string, port: number, publicUrl: string): Promise<Replica> {
-  const dir = join(root, name, 'config');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'gateway.yaml'), gatewayYaml(name, port, publicUrl));
-  const proc = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', dir], {
-    env: { ...process.env, ...KEYS, TOLLGATE_PROFILE: 'production', TOLLGATE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const r: Replica = { name, url: `http://127.0.0.1:${port}`, port, auditDir: join(root, name, 'data', 'audit'), proc, exited: new Promise((res) => proc.once('exit', (code) => res(code))), out: '' };
-  proc.stdout!.on('data', (c: Buffer) => (r.out += c.toString()));
-  proc.stderr!.on('data', (c: Buffer) => (r.out += c.toString()));
-  await eventually(async () => {
-    if (proc.exitCode !== null) throw new Error(`${name} exited: ${r.out.slice(-2000)}`);
-    return fetch(`${r.url}/healthz`).then((x) => x.ok, () => false);
-  }, 30_000, `${name} to listen`);
-  return r;
-}
+let replicas: readonly Replica[];
 
 function token(agent: string, aud: string): Record<string, string> {
-  return { authorization: `Bearer ${signJwt(signer, { sub: `spiffe://example.org/agents/${agent}`, aud, iat: nowS(), exp: nowS() + 600 })}` };
+  return cluster.auth(agent, aud);
 }
 
 /** Every call record in an audit log: its echoed message and outcome. */
@@ -119,17 +52,20 @@ function text(r: unknown): string {
 
 beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
-  writeFileSync(join(root, 'example.org.json'), JSON.stringify(spiffeBundle([signer])));
-  const ports = [await freePort(), await freePort()];
-  lb = await startLoadBalancer(ports.map((p) => `http://127.0.0.1:${p}`));
-  replicas = await Promise.all(['a', 'b'].map((n, i) => startReplica(n, ports[i]!, lb.url)));
+  cluster = await startCluster({
+    label: 'ha',
+    fixtureUrl: fixture.url,
+    sessionKey: 'ha-session-key-0123456789abcdef0123456789abcdef',
+    keyPrefix: 'tgha',
+    burst: BURST,
+    gateway: '  admin: { listener: { host: 127.0.0.1, port: 0 } }\n  shutdown: { drainMs: 5000 }\n',
+  });
+  ({ lb, replicas } = cluster);
 }, 120_000);
 
 afterAll(async () => {
-  for (const r of replicas ?? []) if (r.proc.exitCode === null) r.proc.kill('SIGKILL');
-  await lb?.close();
+  await cluster?.close();
   await fixture?.close();
-  rmSync(root, { recursive: true, force: true });
 });
 
 describe('HA cluster: two replicas, one Redis, a load balancer without affinity', () => {

@@ -198,13 +198,16 @@ describe('infer', () => {
   });
 
   it('tritonclient (HTTP) sees the gateway as a Triton server: health, metadata, binary and JSON infer; a denial raises', async () => {
-    const out = await promisify(execFile)(TRITON_PYTHON, ['test/python/triton_client.py', new URL(gw.url).host, gw.devToken(AGENT), gw.devToken(SUPPORT)], { timeout: 60_000 });
+    const out = await promisify(execFile)(TRITON_PYTHON, ['test/python/triton_client.py', new URL(gw.url).host, gw.devToken(AGENT), gw.devToken(SUPPORT), 'triton-add'], { timeout: 60_000 });
     const report = JSON.parse(out.stdout) as Record<string, unknown>;
     expect(report).toMatchObject({ live: true, ready: true, model_ready: true, server: { name: 'triton' }, model: { name: 'add' } });
     expect(report.binary).toMatchObject({ sum: [[1.5, 2.25, 3.125]], response: { model_name: 'add', id: 'tc-True' } });
     expect(report.json).toMatchObject({ sum: [[1.5, 2.25, 3.125]], response: { model_name: 'add', id: 'tc-False' } });
     expect(report.denied).toMatchObject({ status: '403' });
     expect((report.denied as { message: string }).message).toContain('may not use model add');
+    // Under the route's other name for `add`: the name tritonclient reads back is that one, and the binary answer
+    // (whose JSON header grew by the longer name) still splits where Inference-Header-Content-Length says.
+    expect(report.renamed).toMatchObject({ model: { name: 'triton-add' }, binary: { sum: [[1.5, 2.25, 3.125]], response: { model_name: 'triton-add', id: 'tc-True' } } });
   });
 
   it('refuses an Inference-Header-Content-Length that does not frame the JSON header, in KServe\'s shape', async () => {
@@ -256,12 +259,91 @@ describe('infer', () => {
     await kserveError(await fetch(`${gw.url}/faults/v2/health/ready`, { headers: auth(gw) }), 503, 'TG_UPSTREAM_NOT_READY');
   });
 
-  it('routes by alias with the model renamed for the backend', async () => {
+});
+
+describe('a model the route names otherwise', () => {
+  /** Triton's answer with its name for the model replaced by the route's: the only bytes that may differ. */
+  const renamedText = (text: string, key: string, from: string, to: string): string => {
+    const was = `"${key}":"${from}"`;
+    expect(text).toContain(was);
+    return text.replace(was, `"${key}":"${to}"`);
+  };
+
+  it('infer answers with the route\'s name (alias or pattern), the rest as Triton wrote it', async () => {
     const since = finished.length;
     const res = await post('/v2/models/sum/infer', ADD);
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ model_name: 'add', outputs: [{ data: [11, 22, 33] }] });
-    expect((await callAfter(since)).target).toMatchObject({ name: 'sum', local: 'add' });
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ model_name: 'sum', outputs: [{ data: [11, 22, 33] }] });
+    expect(text).toBe(renamedText(await (await direct('/v2/models/add/infer', ADD)).text(), 'model_name', 'add', 'sum'));
+    const call = await callAfter(since);
+    expect(call.target).toMatchObject({ name: 'sum', local: 'add' });
+    // Telemetry and audit still say which model answered at the backend.
+    expect(call.model?.response).toBe('add');
+    // A longer name: Content-Length follows.
+    const longer = await post('/v2/models/triton-add/infer', { ...ADD, id: 'req-7' });
+    const longerText = await longer.text();
+    expect(Number(longer.headers.get('content-length'))).toBe(Buffer.byteLength(longerText));
+    expect(longerText).toBe(renamedText(await (await direct('/v2/models/add/infer', { ...ADD, id: 'req-7' })).text(), 'model_name', 'add', 'triton-add'));
+  });
+
+  it('a binary answer\'s JSON header carries the name, and its Inference-Header-Content-Length the new length', async () => {
+    const { body, headerLength } = binaryAddRequest([1, 2, 3], [0.5, 0.5, 0.5]);
+    const send = (url: string, headers: Record<string, string>): Promise<Response> =>
+      fetch(url, { method: 'POST', headers: { ...headers, 'inference-header-content-length': String(headerLength) }, body });
+    const res = await send(`${gw.url}/v2/models/triton-add/infer`, auth(gw));
+    expect(res.status).toBe(200);
+    const length = Number(res.headers.get('inference-header-content-length'));
+    const raw = Buffer.from(await res.arrayBuffer());
+    expect(Number(res.headers.get('content-length'))).toBe(raw.length);
+    const { header, values } = parseBinaryAnswer(raw, length);
+    expect(header).toMatchObject({ model_name: 'triton-add', outputs: [{ name: 'sum', parameters: { binary_data_size: 12 } }] });
+    expect(values).toEqual([1.5, 2.5, 3.5]);
+    const viaTriton = await send(`${triton.url}/v2/models/add/infer`, {});
+    const directLength = Number(viaTriton.headers.get('inference-header-content-length'));
+    const directRaw = Buffer.from(await viaTriton.arrayBuffer());
+    expect(length).toBe(directLength + 'triton-add'.length - 'add'.length);
+    expect(raw.subarray(0, length).toString()).toBe(renamedText(directRaw.subarray(0, directLength).toString(), 'model_name', 'add', 'triton-add'));
+    expect(raw.subarray(length).equals(directRaw.subarray(directLength))).toBe(true);
+  });
+
+  it('model metadata names the model as the route does; ready answers as Triton does', async () => {
+    for (const [path, name] of [
+      ['/v2/models/sum', 'sum'],
+      ['/v2/models/triton-add/versions/1', 'triton-add'],
+      ['/v2/models/triton-stream', 'triton-stream'],
+    ] as const) {
+      const res = await fetch(`${gw.url}${path}`, { headers: auth(gw) });
+      expect(res.status, path).toBe(200);
+      const text = await res.text();
+      const upstream = path.replace(/^\/v2\/models\/(sum|triton-)(\w*)/, (_, alias: string, rest: string) => `/v2/models/${alias === 'sum' ? 'add' : rest}`);
+      const original = await (await direct(upstream)).text();
+      const from = (JSON.parse(original) as { name: string }).name;
+      expect(text, path).toBe(renamedText(original, 'name', from, name));
+      // The inputs and outputs keep their own names.
+      expect((JSON.parse(text) as { inputs: { name: string }[] }).inputs.map((i) => i.name)).toEqual((JSON.parse(original) as { inputs: { name: string }[] }).inputs.map((i) => i.name));
+    }
+    const ready = await fetch(`${gw.url}/v2/models/sum/ready`, { headers: auth(gw) });
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toBe('');
+  });
+
+  it('generate and every generate_stream event name the model as the route does', async () => {
+    const res = await post('/v2/models/triton-echo/generate', { text_input: 'hi' });
+    expect(await res.json()).toEqual({ model_name: 'triton-echo', model_version: '1', text_output: 'hi' });
+    const since = finished.length;
+    const { status, raw, events } = await readEvents(`${gw.url}/v2/models/triton-stream/generate_stream`, { text_input: 'repeat 3 1' }, auth(gw));
+    expect(status).toBe(200);
+    expect(events.map((e) => JSON.parse(e.data) as unknown)).toEqual([0, 1, 2].map((i) => ({ model_name: 'triton-stream', model_version: '1', text_output: `w${i}` })));
+    const directly = await readEvents(`${triton.url}/v2/models/stream/generate_stream`, { text_input: 'repeat 3 1' }, {});
+    expect(raw.toString()).toBe(directly.raw.toString().replaceAll('"model_name":"stream"', '"model_name":"triton-stream"'));
+    const call = await callAfter(since);
+    expect(call.usage?.outputTokens).toBe(3);
+    expect(call.model?.response).toBe('stream');
+    // A stream model's own error event carries no model name: it passes as Triton wrote it.
+    const failing = await readEvents(`${gw.url}/v2/models/triton-stream/generate_stream`, { text_input: 'fail' }, auth(gw));
+    expect(failing.status).toBe(400);
+    expect(JSON.parse(failing.events[0]!.data).error).toContain('the stream model was asked to fail');
   });
 });
 
@@ -337,7 +419,8 @@ describe('guards', () => {
       [...queryLog(join(gw.dir, '..', '.tollgate', 'audit'), { kinds: ['call'] })].map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.protocol === 'kserve');
     await eventually(() => records().some((r) => r.operation === 'generate_stream' && (r.model as { metering?: string } | undefined)?.metering === 'counted'), 10_000, 'audit records');
     const all = records();
-    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted')!;
+    // The `stream` model's own record (the renamed `triton-stream` one is a call of its own).
+    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted' && (r.target as { name?: string }).name === 'stream')!;
     expect(stream).toMatchObject({ target: { kind: 'model', name: 'stream' }, upstream: 'triton', usage: { outputTokens: 5 }, model: { metering: 'counted', response: 'stream' } });
     expect(all.find((r) => r.operation === 'generate_stream' && (r.model as { metering?: string }).metering === 'unmetered')).toBeDefined();
     expect(all.find((r) => r.operation === 'infer' && r.outcome === 'ok')).toMatchObject({ model: { metering: 'unmetered' } });

@@ -13,15 +13,15 @@
  * virtual server is a curated set of tools), each listed below with that reason. The result of every scenario per
  * target goes to test-results/mcp-conformance.json.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
 import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
+import { CONFORMANCE_CLI, headerHop, runConformance, type SuiteRun } from '../helpers/conformance-suite.ts';
 import { DEV_SPIFFE_ID, GATEWAY_YAML, mcpBackend, recordCalls, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 
@@ -54,30 +54,6 @@ let hopUrl: string;
 let out: string;
 let calls: Call[];
 const savedEnv: Partial<Record<(typeof OTEL_VARS)[number], string | undefined>> = {};
-
-/**
- * Forwards every request to `target` as it is (Host and Origin included), plus the Authorization header `auth()`
- * gives; streams both ways.
- */
-function headerHop(target: string, auth: () => string): Promise<Server> {
-  const t = new URL(target);
-  const server = createServer((req, res) => {
-    const up = request(
-      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: auth() } },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-    // The client went away before the answer ended (a closed SSE stream): so does the hop's request.
-    res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
 
 beforeAll(async () => {
   upstream = await startConformanceUpstream();
@@ -116,20 +92,9 @@ afterAll(async () => {
   if (out) rmSync(out, { recursive: true, force: true });
 });
 
-/** Runs the suite against `url`; returns pass/fail per scenario (and the tail of the output for failures). */
-function runSuite(label: string, url: string): Promise<{ results: Record<string, 'pass' | 'fail'>; output: string }> {
-  const cli = join(process.cwd(), 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, 'server', '--suite', 'all', '--url', url, '-o', join(out, label)], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 }, (_err, stdout, stderr) => {
-      const output = `${stdout}\n${stderr}`;
-      const results: Record<string, 'pass' | 'fail'> = {};
-      for (const line of output.split('\n')) {
-        const m = /^([✓✗]) ([^:\s]+):/.exec(line);
-        if (m) results[m[2]!] = m[1] === '✓' ? 'pass' : 'fail';
-      }
-      resolve({ results, output });
-    });
-  });
+/** Runs the session-era suite (every scenario of "all") against `url`. */
+function runSuite(label: string, url: string): Promise<SuiteRun> {
+  return runConformance(CONFORMANCE_CLI, url, join(out, label), ['--suite', 'all']);
 }
 
 it('passes through the gateway every scenario the upstream passes, on the anonymous route, the full pipeline and a virtual server', async () => {
@@ -139,7 +104,7 @@ it('passes through the gateway every scenario the upstream passes, on the anonym
     'gateway-pipeline': `${hopUrl}/mcp/conf`,
     'gateway-federated': `${hopUrl}/mcp/conformance`,
   } as const;
-  const runs: Record<string, Awaited<ReturnType<typeof runSuite>>> = {};
+  const runs: Record<string, SuiteRun> = {};
   for (const [label, url] of Object.entries(targets)) runs[label] = await runSuite(label, url);
   const scenarios = [...new Set(Object.values(runs).flatMap((r) => Object.keys(r.results)))].sort();
   const report = {

@@ -12,12 +12,11 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.ts';
-import { buildBytes, requireOpa, writeTree } from '../helpers/policy.ts';
+import { buildBytes, callEcho, ECHO_ENTRYPOINTS, echoRego, requireOpa, writeTree } from '../helpers/policy.ts';
 
 /**
  * Save -> new decision served. opa build dominates (0.1-0.3 s measured here, 0.6 s median and 1.3 s seen at load
@@ -25,41 +24,12 @@ import { buildBytes, requireOpa, writeTree } from '../helpers/policy.ts';
  */
 const TAKES_EFFECT_MS = 5_000;
 
-/** A policy that depends on no identity: `echo` is allowed or refused with a versioned reason. */
-function rego(version: string, echo: boolean): string {
-  return `package tollgate
-
-default decision := {"allow": false, "reason": "${version}: closed"}
-
-decision := {"allow": true} if input.operation != "tools/call"
-
-decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
-
-visible contains name if {
-	some _, items in input.targets
-	some _, name in items
-}
-`;
-}
-
-const ENTRYPOINTS = ['tollgate/decision', 'tollgate/visible'];
-
-async function callEcho(client: Client): Promise<string> {
-  try {
-    await client.callTool({ name: 'fixture__echo', arguments: { message: 'hi' } });
-    return 'allowed';
-  } catch (err) {
-    if (err instanceof McpError && err.code === -32062) return `denied:${err.message.replace(/^MCP error -32062: /, '')}`;
-    return `error:${err instanceof Error ? err.message : String(err)}`;
-  }
-}
-
-/** What the gateway must answer once `rego(version, echo)` is in force. */
+/** What the gateway must answer once `echoRego(version, echo)` is in force. */
 function expected(version: string, echo: boolean): string {
   return echo ? 'allowed' : `denied:${version}: echo closed`;
 }
 
-/** Waits until the client's calls are decided by `rego(version, echo)`. `echo: true` also needs the source error-free. */
+/** Waits until the client's calls are decided by `echoRego(version, echo)`. `echo: true` also needs the source error-free. */
 async function inForce(client: Client, version: string, echo: boolean, what: string): Promise<number> {
   return eventually(async () => (await callEcho(client)) === expected(version, echo), TAKES_EFFECT_MS, `${what}: ${expected(version, echo)}`);
 }
@@ -94,7 +64,7 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
   const file = (): string => join(dir, 'tollgate/main.rego');
 
   beforeAll(async () => {
-    dir = writeTree({ 'tollgate/main.rego': rego('v0', true) });
+    dir = writeTree({ 'tollgate/main.rego': echoRego('v0', true) });
     gw = await policyGateway(`    dir: ${JSON.stringify(dir)}\n    checkIntervalMs: 0\n`);
     client = await connectClient(`${gw.url}/mcp`);
   });
@@ -107,13 +77,13 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
 
   /** An in-place write after each replacement proves the watch survived it. */
   async function inPlace(version: string, echo: boolean): Promise<void> {
-    writeFileSync(file(), rego(version, echo));
+    writeFileSync(file(), echoRego(version, echo));
     await inForce(client, version, echo, `in-place write after a replacement (${version})`);
   }
 
   it('rename over (write aside, rename: most editors, atomic deploys)', async () => {
     expect(await callEcho(client)).toBe('allowed');
-    writeFileSync(join(dir, 'tollgate/.main.rego.swp'), rego('r1', false));
+    writeFileSync(join(dir, 'tollgate/.main.rego.swp'), echoRego('r1', false));
     renameSync(join(dir, 'tollgate/.main.rego.swp'), file());
     await inForce(client, 'r1', false, 'rename over');
     await inPlace('r2', true);
@@ -128,7 +98,7 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
 
   it('unlink + create', async () => {
     unlinkSync(file());
-    writeFileSync(file(), rego('u1', false));
+    writeFileSync(file(), echoRego('u1', false));
     await inForce(client, 'u1', false, 'unlink + create');
     await inPlace('u2', true);
   });
@@ -136,12 +106,12 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
   it('git checkout of another revision, then of a new directory in the tree', async () => {
     const git = (...args: string[]): string => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: dir, encoding: 'utf8' });
     git('init', '-q', '-b', 'main');
-    writeFileSync(file(), rego('g1', false));
+    writeFileSync(file(), echoRego('g1', false));
     await inForce(client, 'g1', false, 'write before the commit');
     git('add', '-A');
     git('commit', '-qm', 'g1');
     git('checkout', '-q', '-b', 'next');
-    writeFileSync(file(), rego('g2', true));
+    writeFileSync(file(), echoRego('g2', true));
     git('commit', '-qam', 'g2');
     await inForce(client, 'g2', true, 'write before the second commit');
     git('checkout', '-q', 'main');
@@ -163,7 +133,7 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
     const before = await readyz(gw);
     expect(before.policy).toMatchObject({ source: dir, revision: expect.stringMatching(/^src-[0-9a-f]{16}$/), loadedAt: expect.any(String) });
     expect(before.policy.rejected).toBeUndefined();
-    writeFileSync(file(), rego('z1', false));
+    writeFileSync(file(), echoRego('z1', false));
     await inForce(client, 'z1', false, 'edit');
     const after = await readyz(gw);
     expect(after.policy.revision).not.toBe(before.policy.revision);
@@ -180,7 +150,7 @@ describe('a Rego directory edited five ways (directory watchers only: no periodi
     expect(r.policy.rejected.at).toEqual(expect.any(String));
     expect(r.ready).toBe(true); // the old policy serves: still ready
     expect(await callEcho(client)).toBe(expected('z1', false));
-    writeFileSync(file(), rego('z2', true));
+    writeFileSync(file(), echoRego('z2', true));
     await inForce(client, 'z2', true, 'the fixed policy');
     await eventually(async () => (await readyz(gw)).policy?.rejected === undefined, TAKES_EFFECT_MS, '/readyz to drop the refusal');
   });
@@ -193,7 +163,7 @@ describe('the periodic digest check catches what no watcher reports', () => {
 
   beforeAll(async () => {
     parent = mkdtempSync(join(tmpdir(), 'tollgate-policy-root-'));
-    writeTree({ 'tollgate/main.rego': rego('d1', true) }, join(parent, 'policy'));
+    writeTree({ 'tollgate/main.rego': echoRego('d1', true) }, join(parent, 'policy'));
     gw = await policyGateway(`    dir: ${JSON.stringify(join(parent, 'policy'))}\n    checkIntervalMs: 200\n`);
     client = await connectClient(`${gw.url}/mcp`);
   });
@@ -206,12 +176,12 @@ describe('the periodic digest check catches what no watcher reports', () => {
 
   it('the watched directory itself replaced (moved away, another moved in), and edits after it', async () => {
     expect(await callEcho(client)).toBe('allowed');
-    writeTree({ 'tollgate/main.rego': rego('d2', false) }, join(parent, 'incoming'));
+    writeTree({ 'tollgate/main.rego': echoRego('d2', false) }, join(parent, 'incoming'));
     renameSync(join(parent, 'policy'), join(parent, 'old'));
     renameSync(join(parent, 'incoming'), join(parent, 'policy'));
     await inForce(client, 'd2', false, 'replaced directory');
     // Re-armed on the new directory: an edit in it is seen.
-    writeFileSync(join(parent, 'policy/tollgate/main.rego'), rego('d3', true));
+    writeFileSync(join(parent, 'policy/tollgate/main.rego'), echoRego('d3', true));
     await inForce(client, 'd3', true, 'edit in the new directory');
   });
 });
@@ -225,7 +195,7 @@ describe('a bundle file swapped in', () => {
     // A Kubernetes ConfigMap volume: bundle.tar.gz -> ..data/bundle.tar.gz, ..data -> ..<timestamp>/
     dir = mkdtempSync(join(tmpdir(), 'tollgate-bundle-swap-'));
     mkdirSync(join(dir, '..v1'));
-    writeFileSync(join(dir, '..v1/bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': rego('b1', true) }, ENTRYPOINTS));
+    writeFileSync(join(dir, '..v1/bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': echoRego('b1', true) }, ECHO_ENTRYPOINTS));
     symlinkSync('..v1', join(dir, '..data'));
     symlinkSync('..data/bundle.tar.gz', join(dir, 'bundle.tar.gz'));
     gw = await policyGateway(`    bundle: ${JSON.stringify(join(dir, 'bundle.tar.gz'))}\n    checkIntervalMs: 0\n`);
@@ -242,7 +212,7 @@ describe('a bundle file swapped in', () => {
     expect(await callEcho(client)).toBe('allowed');
     for (const [n, version, echo] of [[2, 'b2', false], [3, 'b3', true]] as const) {
       mkdirSync(join(dir, `..v${n}`));
-      writeFileSync(join(dir, `..v${n}/bundle.tar.gz`), await buildBytes({ 'tollgate/main.rego': rego(version, echo) }, ENTRYPOINTS));
+      writeFileSync(join(dir, `..v${n}/bundle.tar.gz`), await buildBytes({ 'tollgate/main.rego': echoRego(version, echo) }, ECHO_ENTRYPOINTS));
       symlinkSync(`..v${n}`, join(dir, '..data_tmp'));
       renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
       await inForce(client, version, echo, `ConfigMap swap ${n}`);
@@ -251,10 +221,10 @@ describe('a bundle file swapped in', () => {
 
   it('a bundle renamed over the file, then one written in place', async () => {
     unlinkSync(join(dir, 'bundle.tar.gz'));
-    writeFileSync(join(dir, '.incoming'), await buildBytes({ 'tollgate/main.rego': rego('b4', false) }, ENTRYPOINTS));
+    writeFileSync(join(dir, '.incoming'), await buildBytes({ 'tollgate/main.rego': echoRego('b4', false) }, ECHO_ENTRYPOINTS));
     renameSync(join(dir, '.incoming'), join(dir, 'bundle.tar.gz'));
     await inForce(client, 'b4', false, 'bundle renamed over');
-    writeFileSync(join(dir, 'bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': rego('b5', true) }, ENTRYPOINTS));
+    writeFileSync(join(dir, 'bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': echoRego('b5', true) }, ECHO_ENTRYPOINTS));
     await inForce(client, 'b5', true, 'bundle written in place after the rename');
     const r = await readyz(gw);
     expect(r.policy).toMatchObject({ source: join(dir, 'bundle.tar.gz'), revision: expect.any(String) });
@@ -275,7 +245,7 @@ describe('SIGHUP rebuilds a policy that is not watched (a real gateway process)'
 
   it('each SIGHUP rebuilds; the process survives the second one', async () => {
     root = mkdtempSync(join(tmpdir(), 'tollgate-sighup-'));
-    const policyDir = writeTree({ 'tollgate/main.rego': rego('h0', true) }, join(root, 'policy'));
+    const policyDir = writeTree({ 'tollgate/main.rego': echoRego('h0', true) }, join(root, 'policy'));
     const config = join(root, 'routes');
     mkdirSync(config);
     writeFileSync(join(config, 'gateway.yaml'), `${GATEWAY_YAML}  policy:\n    dir: ${JSON.stringify(policyDir)}\n    watch: false\n`);
@@ -285,7 +255,7 @@ describe('SIGHUP rebuilds a policy that is not watched (a real gateway process)'
     try {
       expect(await callEcho(client)).toBe('allowed');
       for (const [version, echo] of [['h1', false], ['h2', true]] as const) {
-        writeFileSync(join(policyDir, 'tollgate/main.rego'), rego(version, echo));
+        writeFileSync(join(policyDir, 'tollgate/main.rego'), echoRego(version, echo));
         // Not watched: the decision in force is still the previous one (no build has run).
         expect(await callEcho(client)).toBe(version === 'h1' ? 'allowed' : expected('h1', false));
         proc.child.kill('SIGHUP');

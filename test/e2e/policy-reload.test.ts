@@ -9,11 +9,10 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { GATEWAY_YAML, connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { buildBytes, requireOpa, writeTree } from '../helpers/policy.ts';
+import { buildBytes, callEcho, echoRego, requireOpa, writeTree, type EchoOutcome } from '../helpers/policy.ts';
 
 /**
  * Edit of a .rego file -> opa build -> new decision served. Median measured on the shared 2-core machine 0.60 s
@@ -26,34 +25,7 @@ const DIR_RELOAD_BOUND_MS = 3_000;
  */
 const BUNDLE_RELOAD_BOUND_MS = 3_000;
 
-/** A policy that depends on no identity: `echo` is allowed or refused with a versioned reason. */
-function rego(version: string, echo: boolean): string {
-  return `package tollgate
-
-default decision := {"allow": false, "reason": "${version}: closed"}
-
-decision := {"allow": true} if input.operation != "tools/call"
-
-decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
-
-visible contains name if {
-	some _, items in input.targets
-	some _, name in items
-}
-`;
-}
-
-type Outcome = 'allowed' | `denied:${string}` | `error:${string}`;
-
-async function callEcho(client: Client): Promise<Outcome> {
-  try {
-    await client.callTool({ name: 'fixture__echo', arguments: { message: 'hi' } });
-    return 'allowed';
-  } catch (err) {
-    if (err instanceof McpError && err.code === -32062) return `denied:${err.message.replace(/^MCP error -32062: /, '')}`;
-    return `error:${err instanceof Error ? err.message : String(err)}`;
-  }
-}
+type Outcome = EchoOutcome;
 
 interface Load {
   /** Outcomes in time order, per client. */
@@ -133,7 +105,7 @@ describe('hot reload of a Rego directory (opa build on edit)', () => {
   let clients: Client[];
 
   beforeAll(async () => {
-    dir = writeTree({ 'tollgate/main.rego': rego('v1', true) });
+    dir = writeTree({ 'tollgate/main.rego': echoRego('v1', true) });
     gw = await startTestGateway(
       { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
       { gatewayYaml: `${GATEWAY_YAML}  policy:\n    dir: ${JSON.stringify(dir)}\n` },
@@ -154,7 +126,7 @@ describe('hot reload of a Rego directory (opa build on edit)', () => {
     try {
       await load.more(3);
       const since = performance.now();
-      writeFileSync(join(dir, 'tollgate/main.rego'), rego('v2', false));
+      writeFileSync(join(dir, 'tollgate/main.rego'), echoRego('v2', false));
       await eventually(() => load.seen.every((s) => s.some((c) => c.outcome === 'denied:v2: echo closed')), 10_000, 'every client to get the edited policy');
       await load.more(2);
       await load.stop();
@@ -179,7 +151,7 @@ describe('hot reload of a Rego directory (opa build on edit)', () => {
     }
     for (const calls of load.seen) for (const c of calls) expect(c.outcome).toBe('denied:v2: echo closed');
     // Fixing it is picked up again.
-    writeFileSync(join(dir, 'tollgate/main.rego'), rego('v3', true));
+    writeFileSync(join(dir, 'tollgate/main.rego'), echoRego('v3', true));
     await eventually(async () => (await callEcho(clients[0]!)) === 'allowed', 10_000, 'the fixed policy');
   });
 
@@ -198,7 +170,7 @@ describe('hot reload of a dropped-in bundle', () => {
 
   beforeAll(async () => {
     dir = writeTree({});
-    writeFileSync(join(dir, 'bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': rego('b1', true) }, ['tollgate/decision', 'tollgate/visible']));
+    writeFileSync(join(dir, 'bundle.tar.gz'), await buildBytes({ 'tollgate/main.rego': echoRego('b1', true) }, ['tollgate/decision', 'tollgate/visible']));
     gw = await startTestGateway(
       { 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) },
       { gatewayYaml: `${GATEWAY_YAML}  policy:\n    bundle: ${JSON.stringify(join(dir, 'bundle.tar.gz'))}\n` },
@@ -220,7 +192,7 @@ describe('hot reload of a dropped-in bundle', () => {
 
   it('a new bundle (atomic rename) takes effect while calls run', async () => {
     expect(await callEcho(clients[0]!)).toBe('allowed');
-    const next = await buildBytes({ 'tollgate/main.rego': rego('b2', false) }, ['tollgate/decision', 'tollgate/visible']);
+    const next = await buildBytes({ 'tollgate/main.rego': echoRego('b2', false) }, ['tollgate/decision', 'tollgate/visible']);
     const load = runLoad(clients);
     let ms: number;
     try {
@@ -247,11 +219,11 @@ describe('hot reload of a dropped-in bundle', () => {
 
   it('a well-formed bundle without the decision entrypoint is refused, and the policy in force stays', async () => {
     // Put a good one back first, so the refusal below is a fresh one.
-    dropIn(await buildBytes({ 'tollgate/main.rego': rego('b3', false) }, ['tollgate/decision', 'tollgate/visible']));
+    dropIn(await buildBytes({ 'tollgate/main.rego': echoRego('b3', false) }, ['tollgate/decision', 'tollgate/visible']));
     await eventually(async () => (await callEcho(clients[0]!)) === 'denied:b3: echo closed', 10_000, 'the b3 bundle');
     await accepted(gw, 'file');
     // Builds fine (opa is only asked for another entrypoint), loads fine as WASM: only the entrypoint check stops it.
-    const other = await buildBytes({ 'tollgate/main.rego': `${rego('b4', true)}\nother := true\n` }, ['tollgate/other']);
+    const other = await buildBytes({ 'tollgate/main.rego': `${echoRego('b4', true)}\nother := true\n` }, ['tollgate/other']);
     const load = runLoad(clients);
     try {
       dropIn(other);

@@ -8,66 +8,37 @@
  *   refused to another identity.
  * (The graceful variant, SIGTERM with drain and audit checks, is ha-cluster.test.ts.)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTestAgent, type TestAgent } from '../helpers/a2a-agent.ts';
 import { eventually } from '../helpers/gateway.ts';
-import { newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
-import { startLoadBalancer, type LoadBalancer } from '../helpers/load-balancer.ts';
+import type { LoadBalancer } from '../helpers/load-balancer.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { freePort } from '../helpers/net.ts';
+import { startCluster, type Cluster, type Replica } from '../helpers/replicas.ts';
 import { exchange, rawMcpSession, rpcMessage, steadyLoad } from '../helpers/steady-load.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const root = mkdtempSync(join(tmpdir(), 'tollgate-resil-replicas-'));
-const signer = newSigner('ES256');
 const BURST = 12;
-const KEYS = { TOLLGATE_SESSION_KEY_1: 'resil-session-key-0123456789abcdef0123456789abcdef' };
-
-interface Replica {
-  readonly url: string;
-  readonly proc: ChildProcess;
-  readonly exited: Promise<number | null>;
-  out: string;
-}
 
 let fixture: FixtureServer;
 let agent: TestAgent;
+let cluster: Cluster;
 let lb: LoadBalancer;
-let replicas: Replica[] = [];
+let replicas: readonly Replica[] = [];
 
-function config(name: string, port: number, publicUrl: string): string {
-  return `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: ${name} }
-spec:
-  listener: { host: 127.0.0.1, port: ${port}, publicUrl: "${publicUrl}" }
-  dataDir: ${join(root, name, 'data')}
-  identity:
-    trustDomains: [{ name: example.org, bundle: { file: ${join(root, 'example.org.json')} } }]
-  mcp:
-    sessionKeys: [{ id: k1, valueFrom: { env: TOLLGATE_SESSION_KEY_1 } }]
-  redis: { url: "${REDIS_URL}", keyPrefix: "tgresil${process.pid}:", commandTimeoutMs: 2000 }
----
-apiVersion: tollgate.dev/v1alpha1
-kind: Backend
-metadata: { name: fixture }
-spec: { protocol: mcp, url: "${fixture.url}" }
----
-apiVersion: tollgate.dev/v1alpha1
-kind: Route
-metadata: { name: mcp }
-spec:
-  rules: [{ matches: [{ path: { type: PathPrefix, value: /mcp } }], backendRefs: [{ name: fixture }] }]
----
-apiVersion: tollgate.dev/v1alpha1
-kind: RateLimit
-metadata: { name: add-per-principal }
-spec: { match: { tools: [fixture/add] }, key: [principal], requests: 1, per: 1h, burst: ${BURST}, failMode: closed }
----
+function auth(agentName: string, aud: string): Record<string, string> {
+  return cluster.auth(agentName, aud);
+}
+
+beforeAll(async () => {
+  fixture = await startHttpMcpServer({ name: 'fixture', json: true });
+  agent = await startTestAgent();
+  cluster = await startCluster({
+    label: 'resil-replicas',
+    fixtureUrl: fixture.url,
+    sessionKey: 'resil-session-key-0123456789abcdef0123456789abcdef',
+    keyPrefix: 'tgresil',
+    burst: BURST,
+    redis: ', commandTimeoutMs: 2000',
+    docs: `---
 apiVersion: tollgate.dev/v1alpha1
 kind: Backend
 metadata: { name: echo }
@@ -79,46 +50,15 @@ metadata: { name: agents }
 spec:
   a2a: { defaultVersion: "1.0", defaultSkills: { echo: echo } }
   rules: [{ matches: [{ path: { type: PathPrefix, value: /a2a } }], backendRefs: [{ name: echo }] }]
-`;
-}
-
-async function startReplica(name: string, port: number, publicUrl: string): Promise<Replica> {
-  const dir = join(root, name, 'config');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'gateway.yaml'), config(name, port, publicUrl));
-  const proc = spawn(process.execPath, ['bin/tollgate.mjs', 'serve', '--config', dir], {
-    env: { ...process.env, ...KEYS, TOLLGATE_PROFILE: 'production', TOLLGATE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+`,
   });
-  const r: Replica = { url: `http://127.0.0.1:${port}`, proc, exited: new Promise((res) => proc.once('exit', (code) => res(code))), out: '' };
-  proc.stdout!.on('data', (c: Buffer) => (r.out += c.toString()));
-  proc.stderr!.on('data', (c: Buffer) => (r.out += c.toString()));
-  await eventually(async () => {
-    if (proc.exitCode !== null) throw new Error(`${name} exited: ${r.out.slice(-2000)}`);
-    return fetch(`${r.url}/healthz`).then((x) => x.ok, () => false);
-  }, 30_000, `${name} to listen`);
-  return r;
-}
-
-function auth(agentName: string, aud: string): Record<string, string> {
-  return { authorization: `Bearer ${signJwt(signer, { sub: `spiffe://example.org/agents/${agentName}`, aud, iat: nowS(), exp: nowS() + 600 })}` };
-}
-
-beforeAll(async () => {
-  fixture = await startHttpMcpServer({ name: 'fixture', json: true });
-  agent = await startTestAgent();
-  writeFileSync(join(root, 'example.org.json'), JSON.stringify(spiffeBundle([signer])));
-  const ports = [await freePort(), await freePort()];
-  lb = await startLoadBalancer(ports.map((p) => `http://127.0.0.1:${p}`));
-  replicas = await Promise.all(['a', 'b'].map((n, i) => startReplica(n, ports[i]!, lb.url)));
+  ({ lb, replicas } = cluster);
 }, 120_000);
 
 afterAll(async () => {
-  for (const r of replicas) if (r.proc.exitCode === null) r.proc.kill('SIGKILL');
-  await lb?.close();
+  await cluster?.close();
   await fixture?.close();
   await agent?.close();
-  rmSync(root, { recursive: true, force: true });
 });
 
 async function addCall(session: Awaited<ReturnType<typeof rawMcpSession>>, i: number): Promise<string> {

@@ -5,8 +5,6 @@
  * gateway's /metrics counts what it handed over. A gateway process stopped by SIGTERM under load exports every span
  * of every call it answered before it exits.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -14,7 +12,7 @@ import { queryLog } from '../../src/audit/query.ts';
 import type { AuditRecord } from '../../src/audit/format.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { DEV_SPIFFE_ID, GATEWAY_YAML, connectClient, devAuthHeaders, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { startGatewayProcess, sigtermUnderLoad, type GatewayProcess } from '../helpers/gateway-process.ts';
+import { sigtermUnderLoad, startConfiguredGateway, type ConfiguredGateway } from '../helpers/gateway-process.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -194,39 +192,29 @@ describe('tracing off (the embedded default)', () => {
 });
 
 describe('SIGTERM under load (gateway process)', () => {
-  let gateway: GatewayProcess | undefined;
-  let root: string | undefined;
+  let gateway: ConfiguredGateway | undefined;
 
   afterEach(() => {
-    if (gateway && gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
-    if (root) rmSync(root, { recursive: true, force: true });
+    gateway?.dispose();
     gateway = undefined;
-    root = undefined;
   });
 
   it('exports every span and audit log record of every answered call before it exits', async () => {
     receiver = new OtlpReceiver();
     await receiver.start();
     fixture = await startHttpMcpServer({ name: 'fixture', json: true });
-    root = mkdtempSync(join(tmpdir(), 'tollgate-trace-sigterm-'));
-    const config = join(root, 'routes');
-    mkdirSync(config);
-    writeFileSync(
-      join(config, 'gateway.yaml'),
-      `apiVersion: tollgate.dev/v1alpha1
-kind: Gateway
-metadata: { name: trace-sigterm }
-spec:
-  listener: { host: 127.0.0.1, port: 0 }
-  shutdown: { drainMs: 5000 }
-  audit: { sinks: { otlp: true } }
-`,
-    );
-    writeFileSync(join(config, 'mcp.yaml'), mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']));
     // The SDK's default batch delay (5 s) and batch size: the last spans leave only because shutdown flushes them.
     const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRICS_EXPORTER: 'none' };
     for (const k of Object.keys(env)) if (k.startsWith('OTEL_B')) delete env[k];
-    gateway = await startGatewayProcess(config, env);
+    gateway = await startConfiguredGateway({
+      label: 'trace-sigterm',
+      name: 'trace-sigterm',
+      drainMs: 5000,
+      spec: '  audit: { sinks: { otlp: true } }\n',
+      routes: mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']),
+      env,
+    });
+    const config = gateway.config;
     const headers = devAuthHeaders(config, undefined, gateway.url);
     expect(gateway.stdout()).toMatch(/"exportWorker":\["spans","logs"\][^\n]*"msg":"telemetry"/);
 

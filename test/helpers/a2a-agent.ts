@@ -126,7 +126,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
   const tasks: string[] = [];
   // The extended card (for authenticated callers): one more skill, and the agent's own URLs again.
   const extended: AgentCard = { ...card, description: 'A test agent (extended card)', skills: [...SKILLS, { ...SKILLS[0]!, id: 'vip', name: 'VIP', description: 'For insiders' }] };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore(), undefined, opts.extendedCard === true ? extended : undefined);
+  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore(), undefined, opts.extendedCard === true ? async () => extended : undefined);
   const seen: TestAgent['seen'] = [];
   const cardRequests: TestAgent['cardRequests'] = [];
   app.use((req, res, next) => {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClientFactory, DefaultAgentCardResolver, JsonRpcTransportFactory, RestTransportFactory, type Client } from '@a2a-js/sdk/client';
 import { startTestAgent, type TestAgent } from './a2a-agent.ts';
+import type { ProtocolDefinition } from '../../src/gateway/adapter.ts';
 import { GATEWAY_YAML, startTestGateway, type TestGateway } from './gateway.ts';
 
 /** May use every skill of the echo agent. */
@@ -78,12 +79,12 @@ export interface A2aSetup {
 }
 
 export async function startA2a(
-  opts: { a2a?: Record<string, unknown>; gatewayExtra?: string; identityExtra?: string; files?: Record<string, string>; agent?: TestAgent } = {},
+  opts: { a2a?: Record<string, unknown>; gatewayExtra?: string; identityExtra?: string; files?: Record<string, string>; agent?: TestAgent; protocols?: readonly ProtocolDefinition[] } = {},
 ): Promise<A2aSetup> {
   const agent = opts.agent ?? (await startTestAgent());
   let gw: TestGateway;
   try {
-    gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra) });
+    gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra), protocols: opts.protocols });
   } catch (err) {
     if (opts.agent === undefined) await agent.close();
     throw err;

@@ -3,6 +3,9 @@
  * while SDK clients keep calling, and what the process flushed before it exited.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connectClient, eventually, rememberProcessUrl } from './gateway.ts';
 
 export interface GatewayProcess {
@@ -31,6 +34,58 @@ export async function startGatewayProcess(configDir: string, env: NodeJS.Process
   rememberProcessUrl(configDir, `http://${m[1]}`);
   const admin = /"admin":"([^"]+)"[^\n]*"msg":"tollgate listening"/.exec(stdout);
   return { child, url: `http://${m[1]}`, adminUrl: admin ? `http://${admin[1]}` : undefined, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** A gateway process started from a config directory of its own (startConfiguredGateway). */
+export interface ConfiguredGateway extends GatewayProcess {
+  /** The temp root: the config directory is `<root>/routes`, the data directory (audit log) `<root>/.tollgate`. */
+  readonly root: string;
+  readonly config: string;
+  /** The audit log directory (`<root>/.tollgate/audit`). */
+  readonly auditDir: string;
+  /** Kills the process if it still runs (SIGKILL) and removes the temp root. */
+  dispose(): void;
+}
+
+/**
+ * A gateway process on a config of its own: a new temp root (`tollgate-<label>-`), `routes/gateway.yaml` (the
+ * Gateway `name`, listening on a free loopback port, with `shutdown.drainMs` and any more `spec` lines, two-space
+ * indented YAML) and `routes/routes.yaml` (the other documents). The process logs at info (the lines tests read)
+ * unless `env` says otherwise (default: this process's environment).
+ */
+export async function startConfiguredGateway(o: {
+  label: string;
+  name: string;
+  drainMs: number;
+  spec?: string;
+  routes: string;
+  env?: NodeJS.ProcessEnv;
+}): Promise<ConfiguredGateway> {
+  const root = mkdtempSync(join(tmpdir(), `tollgate-${o.label}-`));
+  const config = join(root, 'routes');
+  const dispose = (gw?: GatewayProcess): void => {
+    if (gw !== undefined && gw.child.exitCode === null) gw.child.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    mkdirSync(config);
+    writeFileSync(
+      join(config, 'gateway.yaml'),
+      `apiVersion: tollgate.dev/v1alpha1
+kind: Gateway
+metadata: { name: ${o.name} }
+spec:
+  listener: { host: 127.0.0.1, port: 0 }
+  shutdown: { drainMs: ${o.drainMs} }
+${o.spec ?? ''}`,
+    );
+    writeFileSync(join(config, 'routes.yaml'), o.routes);
+    const gw = await startGatewayProcess(config, o.env ?? { ...process.env, TOLLGATE_LOG_LEVEL: 'info' });
+    return { ...gw, root, config, auditDir: join(root, '.tollgate', 'audit'), dispose: () => dispose(gw) };
+  } catch (err) {
+    dispose();
+    throw err;
+  }
 }
 
 /**

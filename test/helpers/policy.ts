@@ -3,6 +3,8 @@
  * path (capabilities included). A missing opa fails the test loudly.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { readBundle, type PolicyBundle } from '../../src/guards/policy/bundle.ts';
@@ -45,4 +47,40 @@ export async function buildBundle(files: Record<string, string>, entrypoints: st
 
 export async function buildEngine(files: Record<string, string>, entrypoints: string[], memory = { initialPages: 16, maxPages: 64 }): Promise<PolicyEngine> {
   return PolicyEngine.load(await buildBundle(files, entrypoints), memory);
+}
+
+/**
+ * The live-policy tests' policy (policy-live, policy-reload, security/d10-signals): it depends on no identity;
+ * `echo` is allowed or refused with a reason naming `version`, every other call is allowed, every target visible.
+ */
+export function echoRego(version: string, echo: boolean): string {
+  return `package tollgate
+
+default decision := {"allow": false, "reason": "${version}: closed"}
+
+decision := {"allow": true} if input.operation != "tools/call"
+
+decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
+
+visible contains name if {
+	some _, items in input.targets
+	some _, name in items
+}
+`;
+}
+
+/** The entrypoints of `echoRego`'s bundle. */
+export const ECHO_ENTRYPOINTS = ['tollgate/decision', 'tollgate/visible'];
+
+export type EchoOutcome = 'allowed' | `denied:${string}` | `error:${string}`;
+
+/** Calls fixture__echo: allowed, denied by policy (with the policy's reason), or any other error (with its message). */
+export async function callEcho(client: Client): Promise<EchoOutcome> {
+  try {
+    await client.callTool({ name: 'fixture__echo', arguments: { message: 'hi' } });
+    return 'allowed';
+  } catch (err) {
+    if (err instanceof McpError && err.code === -32062) return `denied:${err.message.replace(/^MCP error -32062: /, '')}`;
+    return `error:${err instanceof Error ? err.message : String(err)}`;
+  }
 }

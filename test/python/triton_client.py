@@ -1,9 +1,10 @@
 """Drives a KServe v2 endpoint with NVIDIA's tritonclient (HTTP) and prints what it got as JSON.
 
-    python triton_client.py <host:port> <bearer token> [<denied token>]
+    python triton_client.py <host:port> <bearer token> [<denied token> [<another name of add>]]
 
-Server and model health and metadata, `add` with binary tensors (request and output) and with JSON tensors, and
-(with a second token) the error a refused call raises.
+Server and model health and metadata, `add` with binary tensors (request and output) and with JSON tensors,
+(with a second token) the error a refused call raises, and (with a name the gateway's route gives `add`) that
+model's metadata and a binary infer under that name.
 """
 import json
 import sys
@@ -13,14 +14,14 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 
-def infer(client, headers, binary):
+def infer(client, headers, binary, model="add"):
     a = httpclient.InferInput("a", [1, 3], "FP32")
     b = httpclient.InferInput("b", [1, 3], "FP32")
     a.set_data_from_numpy(np.array([[1, 2, 3]], dtype=np.float32), binary_data=binary)
     b.set_data_from_numpy(np.array([[0.5, 0.25, 0.125]], dtype=np.float32), binary_data=binary)
     out = httpclient.InferRequestedOutput("sum", binary_data=binary)
     # tritonclient writes Inference-Header-Content-Length into the headers dict it is given: a fresh one per call.
-    result = client.infer("add", [a, b], outputs=[out], headers=dict(headers), request_id=f"tc-{binary}")
+    result = client.infer(model, [a, b], outputs=[out], headers=dict(headers), request_id=f"tc-{binary}")
     return {"sum": result.as_numpy("sum").tolist(), "response": result.get_response()}
 
 
@@ -43,6 +44,9 @@ def main():
             report["denied"] = None
         except InferenceServerException as e:
             report["denied"] = {"status": e.status(), "message": e.message()}
+    if len(sys.argv) > 4:
+        renamed = sys.argv[4]
+        report["renamed"] = {"model": client.get_model_metadata(renamed, headers=headers), "binary": infer(client, headers, True, renamed)}
     print(json.dumps(report))
 
 

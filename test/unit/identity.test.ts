@@ -13,7 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfigDir } from '../../src/config/load.ts';
 import { VerifiedTokenCache } from '../../src/guards/identity/cache.ts';
 import { loadOrCreateDevAuthority, mintDevSvid, parseTtl } from '../../src/guards/identity/dev.ts';
-import { bearerToken } from '../../src/guards/identity/guard.ts';
+import type { OidcIssuerSpec } from '../../src/guards/identity/config.ts';
+import { bearerToken, TokenAuthority } from '../../src/guards/identity/guard.ts';
+import { OidcIssuer } from '../../src/guards/identity/issuers/oidc.ts';
 import { SpiffeTrustDomain } from '../../src/guards/identity/issuers/spiffe.ts';
 import { parseKeySet } from '../../src/guards/identity/keys.ts';
 import { StaticKeySource } from '../../src/guards/identity/sources/source.ts';
@@ -21,7 +23,7 @@ import { parseSpiffeId } from '../../src/guards/identity/spiffe-id.ts';
 import { AuthFailure, verifyToken, type IssuerDirectory } from '../../src/guards/identity/token.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { withCredential } from '../../src/upstream/credentials.ts';
-import { newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
+import { jwks, newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
 
 const log = createLogger('silent');
 const tmp = mkdtempSync(join(tmpdir(), 'tollgate-unit-identity-'));
@@ -290,5 +292,121 @@ describe('upstream credential interceptor', () => {
     }
     expect(seen.map((h) => h.authorization)).toEqual(['Bearer one', 'Bearer two', undefined]);
     expect(seen[1]!.x).toBe('2');
+  });
+});
+
+describe('verifyToken: header, key and claim rules (real keys, real signatures)', () => {
+  const k = newSigner('ES256', 'k1');
+  const claims = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ sub: 'spiffe://a.test/x', aud: 'aud', exp: nowS() + 60, ...extra });
+  const opts = { clockSkewSeconds: 0 };
+
+  it('refuses a kid that is empty, not a string or longer than 256 characters; 256 is a kid like any other', async () => {
+    const { dir } = directory([k]);
+    for (const kid of ['', 7, 'k'.repeat(257)]) {
+      await expect(verifyToken(signJwt(k, claims(), { kid }), dir, opts)).rejects.toThrow(new AuthFailure('kid must be a non-empty string'));
+    }
+    await expect(verifyToken(signJwt(k, claims(), { kid: 'k'.repeat(256) }), dir, opts)).rejects.toThrow(new AuthFailure('unknown kid for trust domain a.test', 'invalid_token', true));
+  });
+
+  it('refuses a compact token whose header names an encryption (a JWE header on three segments)', async () => {
+    const { dir } = directory([k]);
+    await expect(verifyToken(signJwt(k, claims(), { enc: 'A256GCM' }), dir, opts)).rejects.toThrow(new AuthFailure('encrypted tokens (JWE) are not accepted'));
+  });
+
+  it('accepts the typ values of its issuer in any case, and refuses others', async () => {
+    const { dir } = directory([k]);
+    for (const typ of ['JWT', 'jwt', 'JOSE']) await expect(verifyToken(signJwt(k, claims(), { typ }), dir, opts)).resolves.toBeDefined();
+    await expect(verifyToken(signJwt(k, claims(), { typ: undefined }), dir, opts)).resolves.toBeDefined();
+    await expect(verifyToken(signJwt(k, claims(), { typ: 'at+jwt' }), dir, opts)).rejects.toThrow(new AuthFailure('typ at+jwt is not accepted'));
+    await expect(verifyToken(signJwt(k, claims(), { typ: 1 }), dir, opts)).rejects.toThrow(new AuthFailure('typ 1 is not accepted'));
+  });
+
+  it('a trust domain whose keys are not loaded yet: a transient failure (not remembered), then the token passes', async () => {
+    const source = new StaticKeySource({ label: 'a.test', fingerprint: 'a.test', profile: 'spiffe', log, doc: spiffeBundle([k]) });
+    const dir: IssuerDirectory = { trustDomains: new Map([['a.test', new SpiffeTrustDomain('a.test', source, false)]]), byIss: new Map() };
+    const token = signJwt(k, claims());
+    const early = await verifyToken(token, dir, opts).catch((e: unknown) => e);
+    expect(early).toEqual(new AuthFailure('no keys for trust domain a.test are available yet', 'invalid_token', true));
+    expect((early as AuthFailure).transient).toBe(true);
+    source.start();
+    await expect(verifyToken(token, dir, opts)).resolves.toMatchObject({ principal: { id: 'spiffe://a.test/x' } });
+  });
+
+  it('an unknown kid is transient (the key may not be fetched yet); a bad signature is not', async () => {
+    const { dir } = directory([k]);
+    const unknown = await verifyToken(signJwt(newSigner('ES256', 'later'), claims()), dir, opts).catch((e: unknown) => e);
+    expect(unknown).toEqual(new AuthFailure('unknown kid for trust domain a.test', 'invalid_token', true));
+    expect((unknown as AuthFailure).transient).toBe(true);
+    const forged = await verifyToken(signJwt(newSigner('ES256', 'k1'), claims()), dir, opts).catch((e: unknown) => e);
+    expect(forged).toEqual(new AuthFailure('signature verification failed'));
+    expect((forged as AuthFailure).transient).toBe(false);
+    expect((forged as AuthFailure).error).toBe('invalid_token');
+  });
+
+  it('the token authority remembers a failure, but not a transient one: a kid published later is accepted', async () => {
+    const later = newSigner('ES256', 'later');
+    const source = new StaticKeySource({ label: 'a.test', fingerprint: 'a.test', profile: 'spiffe', log, doc: spiffeBundle([k]) });
+    source.start();
+    const issuers: IssuerDirectory = { trustDomains: new Map([['a.test', new SpiffeTrustDomain('a.test', source, false)]]), byIss: new Map() };
+    const audiences = { bases: ['https://gw.test'], gateway: new Set(['https://gw.test']), sharedAudience: false };
+    const authority = new TokenAuthority({ issuers, maxTokenBytes: 8192, clockSkewSeconds: 0, cacheEntries: 10, audiences, negative: { ttlSeconds: 60, maxEntries: 10 } });
+    const token = signJwt(later, claims());
+    const key = VerifiedTokenCache.key(token);
+    await expect(authority.verify(key, token)).rejects.toThrow('unknown kid');
+    expect(authority.failures.get(key, Date.now())).toBeUndefined();
+    expect(authority.checks).toEqual({ ok: 0, failed: 1 });
+    (source as unknown as { publish(doc: unknown): boolean }).publish(spiffeBundle([k, later]));
+    const v = await authority.verify(key, token);
+    expect(v.principal.id).toBe('spiffe://a.test/x');
+    expect(authority.cached(key)).toBe(v);
+    expect(authority.checks).toEqual({ ok: 1, failed: 1 });
+    const bad = signJwt(newSigner('ES256', 'k1'), claims());
+    const badKey = VerifiedTokenCache.key(bad);
+    await expect(authority.verify(badKey, bad)).rejects.toThrow('signature verification failed');
+    expect(authority.failures.get(badKey, Date.now())?.message).toBe('signature verification failed');
+  });
+
+  it('an issuer chosen by iss (OIDC): a token without kid is tried only when exactly one key fits its alg', async () => {
+    const one = newSigner('ES256', 'one');
+    const two = newSigner('ES256', 'two');
+    const rsa = newSigner('RS256', 'rsa');
+    const make = (signers: ReturnType<typeof newSigner>[]): IssuerDirectory => {
+      const source = new StaticKeySource({ label: 'corp', fingerprint: 'corp', profile: 'jwks', log, doc: jwks(signers) });
+      source.start();
+      const issuer = new OidcIssuer({ name: 'corp', issuer: 'https://idp.test', subjectClaim: 'sub' } as OidcIssuerSpec, source);
+      return { trustDomains: new Map(), byIss: new Map([['https://idp.test', issuer]]) };
+    };
+    const oidc = (extra: Record<string, unknown> = {}) => ({ iss: 'https://idp.test', sub: 'alice', aud: 'aud', exp: nowS() + 60, ...extra });
+    const v = await verifyToken(signJwt(one, oidc(), { kid: undefined }), make([one, rsa]), opts);
+    expect(v.principal).toMatchObject({ id: 'oidc://corp/alice', issuer: 'oidc', trustDomain: 'corp' });
+    expect(v.key.kid).toBe('one');
+    await expect(verifyToken(signJwt(one, oidc(), { kid: undefined }), make([one, two]), opts)).rejects.toThrow(
+      new AuthFailure('token header missing key id (kid), and several keys of issuer corp fit alg ES256'),
+    );
+    await expect(verifyToken(signJwt(one, oidc(), { kid: undefined, alg: 'ES384' }), make([one, rsa]), opts)).rejects.toThrow(new AuthFailure('no key of issuer corp fits alg ES384'));
+    // Another iss than the one configured: not this issuer's token (and its sub is no SPIFFE ID).
+    await expect(verifyToken(signJwt(one, oidc({ iss: 'https://evil.test' })), make([one]), opts)).rejects.toThrow(new AuthFailure('issuer is not trusted and sub is not a SPIFFE ID'));
+  });
+
+  it('refuses tokens whose sub names no trusted issuer, and says which rule', async () => {
+    const { dir } = directory([k]);
+    await expect(verifyToken(signJwt(k, claims({ sub: 'x' })), dir, opts)).rejects.toThrow(new AuthFailure('sub is not a SPIFFE ID'));
+    await expect(verifyToken(signJwt(k, claims({ sub: undefined })), dir, opts)).rejects.toThrow(new AuthFailure('missing sub'));
+    await expect(verifyToken(signJwt(k, claims({ iss: 'https://nobody.test', sub: undefined })), dir, opts)).rejects.toThrow(new AuthFailure('missing sub'));
+    await expect(verifyToken(signJwt(k, claims({ sub: 'spiffe://b.test/x' })), dir, opts)).rejects.toThrow(new AuthFailure('trust domain b.test is not trusted'));
+  });
+
+  it('reads audiences (a string or a non-empty list of strings), scopes (scope and scp) and the expiry', async () => {
+    const { dir } = directory([k]);
+    const exp = nowS() + 60;
+    const v = await verifyToken(signJwt(k, claims({ aud: ['a', 'b'], exp, scope: 'read  write', scp: ['admin', 7, ''] })), dir, opts);
+    expect(v.audiences).toEqual(['a', 'b']);
+    expect([...v.scopes].sort()).toEqual(['admin', 'read', 'write']);
+    expect(v.expiresAt).toBe(exp * 1000);
+    expect((await verifyToken(signJwt(k, claims({ scp: 'one two' })), dir, opts)).scopes).toEqual(new Set(['one', 'two']));
+    expect((await verifyToken(signJwt(k, claims()), dir, opts)).scopes.size).toBe(0);
+    for (const aud of [[], ['a', 1]]) {
+      await expect(verifyToken(signJwt(k, claims({ aud })), dir, opts)).rejects.toThrow(new AuthFailure('aud must be a string or an array of strings'));
+    }
   });
 });

@@ -1,6 +1,10 @@
-/** Sealed values (session ids, requestState): round trip, rotation, domain separation, tampering. */
+/** Sealed values (session ids, requestState): round trip, rotation, domain separation, tampering; session ids restored. */
 import { describe, expect, it } from 'vitest';
 import { Sealer } from '../../src/protocols/mcp/sealer.ts';
+import { McpSession } from '../../src/protocols/mcp/session.ts';
+import { SessionTokens } from '../../src/protocols/mcp/session-token.ts';
+import { McpUpstreams } from '../../src/protocols/mcp/upstream/registry.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
 
 const K1 = { id: 'k1', secret: 'first-key-0123456789abcdef' };
 const K2 = { id: 'k2', secret: 'second-key-0123456789abcdef' };
@@ -57,5 +61,46 @@ describe('Sealer', () => {
     expect(a.ephemeral).toBe(true);
     expect(a.open(a.seal({ ok: true }))).toEqual({ ok: true });
     expect(b.open(a.seal({ ok: true }))).toBeUndefined();
+  });
+});
+
+describe('SessionTokens (sealed session ids)', () => {
+  const log = createLogger('silent');
+  const registry = new McpUpstreams(log);
+  const hello = { protocolVersion: '2025-11-25', capabilities: { roots: {} }, clientInfo: { name: 'c', version: '1' } };
+  const session = (principal: string | undefined, scope: string | undefined = undefined): McpSession =>
+    new McpSession({ route: 'mcp', mount: '/mcp', scope, hello, protocolVersion: '2025-11-25', principal, registry, log });
+
+  it('a session id restores what it was minted with, on any replica holding the key; the fingerprint is the same there', () => {
+    const a = new SessionTokens([K1]);
+    const b = new SessionTokens([K2, K1]);
+    const s = session('spiffe://example.org/alice', 'files');
+    const id = a.mint(s, 60_000);
+    expect(s.expiresAt).toBeGreaterThan(Date.now());
+    const r = b.restore(id, registry, log);
+    expect('session' in r).toBe(true);
+    const restored = (r as { session: McpSession }).session;
+    expect(restored).toMatchObject({ id, route: 'mcp', mount: '/mcp', scope: 'files', principal: 'spiffe://example.org/alice', protocolVersion: '2025-11-25', expiresAt: s.expiresAt, hello });
+    expect(restored.fingerprint).toBe(s.fingerprint);
+    expect(b.fingerprint(id)).toBe(s.fingerprint);
+    expect(s.fingerprint).not.toBe(a.fingerprint(a.mint(session('spiffe://example.org/alice'), 60_000)));
+    // Anonymous and federated: no principal, no scope.
+    const anon = (a.restore(a.mint(session(undefined), 60_000), registry, log) as { session: McpSession }).session;
+    expect(anon.principal).toBeUndefined();
+    expect(anon.scope).toBeUndefined();
+  });
+
+  it('refuses an expired id, one sealed with another key or for another purpose, and claims of another shape', () => {
+    const tokens = new SessionTokens([K1]);
+    expect(tokens.restore(tokens.mint(session('p'), -1), registry, log)).toEqual({ error: 'expired' });
+    expect(tokens.restore(new SessionTokens([K2]).mint(session('p'), 60_000), registry, log)).toEqual({ error: 'invalid' });
+    expect(tokens.restore(new Sealer('mcp-request-state', [K1]).seal({ v: 1, r: 'mcp', m: '/mcp', pv: 'x', c: {}, i: {}, e: Date.now() + 60_000 }), registry, log)).toEqual({ error: 'invalid' });
+    // Sealed with the right key and purpose but not a session description of this version.
+    const forger = new Sealer('mcp-session', [K1]);
+    const claims = { v: 1, r: 'mcp', m: '/mcp', pv: '2025-11-25', c: {}, i: { name: 'c', version: '1' }, e: Date.now() + 60_000 };
+    expect('session' in tokens.restore(forger.seal(claims), registry, log)).toBe(true);
+    for (const bad of [{ ...claims, v: 2 }, { ...claims, r: 7 }, { ...claims, e: String(claims.e) }, 'not an object']) {
+      expect(tokens.restore(forger.seal(bad), registry, log), JSON.stringify(bad)).toEqual({ error: 'invalid' });
+    }
   });
 });

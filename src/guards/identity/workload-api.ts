@@ -3,9 +3,17 @@
  * the `workload.spiffe.io: true` metadata the spec requires (agents refuse calls without it). Used for the JWT
  * bundles stream (trust bundles that rotate without restart) and for Tollgate's own JWT-SVIDs (upstream calls).
  */
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as Grpc from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
+
+// @grpc/grpc-js and @grpc/proto-loader (~110 modules, ~20 MB of heap) are loaded on first use only: a gateway that
+// never talks to a SPIFFE agent does not pay for them at start (bench/NOTES.md, cold start). Both are CommonJS, so a
+// synchronous require keeps this client's API synchronous.
+const require = createRequire(import.meta.url);
+let grpcModule: typeof Grpc | undefined;
+const grpc = (): typeof Grpc => (grpcModule ??= require('@grpc/grpc-js') as typeof Grpc);
 
 export const PROTO_PATH = fileURLToPath(new URL('./proto/workload.proto', import.meta.url));
 
@@ -23,18 +31,19 @@ interface JwtBundlesResponse {
   bundles: Record<string, Buffer>;
 }
 
-type WorkloadStub = grpc.Client & {
-  FetchJWTSVID(req: { audience: string[]; spiffe_id: string }, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: JwtSvidResponse) => void): grpc.ClientUnaryCall;
-  FetchJWTBundles(req: Record<string, never>, md: grpc.Metadata, opts?: grpc.CallOptions): grpc.ClientReadableStream<JwtBundlesResponse>;
+type WorkloadStub = Grpc.Client & {
+  FetchJWTSVID(req: { audience: string[]; spiffe_id: string }, md: Grpc.Metadata, opts: Grpc.CallOptions, cb: (err: Grpc.ServiceError | null, res?: JwtSvidResponse) => void): Grpc.ClientUnaryCall;
+  FetchJWTBundles(req: Record<string, never>, md: Grpc.Metadata, opts?: Grpc.CallOptions): Grpc.ClientReadableStream<JwtBundlesResponse>;
 };
 
-let serviceCtor: grpc.ServiceClientConstructor | undefined;
+let serviceCtor: Grpc.ServiceClientConstructor | undefined;
 
 /** The generated service definition (loaded once); the test server implements the same one. */
-export function workloadService(): grpc.ServiceClientConstructor {
+export function workloadService(): Grpc.ServiceClientConstructor {
   if (!serviceCtor) {
+    const protoLoader = require('@grpc/proto-loader') as typeof ProtoLoader;
     const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-    serviceCtor = (grpc.loadPackageDefinition(def) as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
+    serviceCtor = (grpc().loadPackageDefinition(def) as unknown as { SpiffeWorkloadAPI: Grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
   }
   return serviceCtor;
 }
@@ -63,8 +72,8 @@ export function workloadAddress(configured: string | undefined, env: NodeJS.Proc
   return configured ?? (env.SPIFFE_ENDPOINT_SOCKET || undefined);
 }
 
-function securityHeader(): grpc.Metadata {
-  const md = new grpc.Metadata();
+function securityHeader(): Grpc.Metadata {
+  const md = new (grpc().Metadata)();
   md.set('workload.spiffe.io', 'true');
   return md;
 }
@@ -76,7 +85,7 @@ export class WorkloadApiClient {
   constructor(address: string) {
     this.address = address;
     const Ctor = workloadService();
-    this.stub = new Ctor(workloadTarget(address), grpc.credentials.createInsecure()) as unknown as WorkloadStub;
+    this.stub = new Ctor(workloadTarget(address), grpc().credentials.createInsecure()) as unknown as WorkloadStub;
   }
 
   /** FetchJWTSVID for these audiences (optionally one SPIFFE ID). */
@@ -101,7 +110,7 @@ export class WorkloadApiClient {
    */
   watchJwtBundles(onBundles: (bundles: ReadonlyMap<string, unknown>) => void, onError: (reason: string) => void): () => void {
     let stopped = false;
-    let call: grpc.ClientReadableStream<JwtBundlesResponse> | undefined;
+    let call: Grpc.ClientReadableStream<JwtBundlesResponse> | undefined;
     let backoff = 250;
     let timer: NodeJS.Timeout | undefined;
     const open = (): void => {
@@ -119,7 +128,7 @@ export class WorkloadApiClient {
         }
         onBundles(out);
       });
-      call.on('error', (err: grpc.ServiceError) => {
+      call.on('error', (err: Grpc.ServiceError) => {
         if (!stopped) onError(`FetchJWTBundles: ${err.details || err.message}`);
       });
       // 'status' comes once when the call is over, whether it ended or failed.

@@ -11,17 +11,17 @@
  * the policy, limits, telemetry and audit see like an MCP tool call. Errors are rendered in the caller's binding:
  * a JSON-RPC error object, or google.rpc.Status for REST and the cards.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
 import type { RouteSpec } from '../../config/schema.ts';
 import type { Call, Target } from '../../core/call.ts';
-import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
-import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { AdapterContext, ErrorTarget, Exchange } from '../../gateway/adapter.ts';
+import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { sendBody } from '../../server/io.ts';
 import { systemResolver, type Resolver } from '../../upstream/egress.ts';
-import { HttpUpstreams } from '../../upstream/http-upstream.ts';
 import { writeA2aRestError, writeJsonRpcError } from '../../wire/errors.ts';
 import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
@@ -29,8 +29,9 @@ import { headerVersion, type A2aVersion } from './methods.ts';
 import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
+import { StreamBuffers } from './resume.ts';
+import { PushRelay, type PushDeliveryOptions } from './push.ts';
 import { reshapeCard } from './translate.ts';
-import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 export type A2aRouteSpec = NonNullable<RouteSpec['a2a']>;
 
@@ -40,7 +41,7 @@ export const DEFAULTS: A2aRouteSpec = Object.freeze({
   cardCacheMs: 60_000,
   traceMetadata: false,
   taskTtlMs: 7 * 24 * 3_600_000,
-  push: Object.freeze({ allowHosts: Object.freeze([]) as unknown as string[], allowHttp: false }),
+  push: Object.freeze({ allowHosts: Object.freeze([]) as unknown as string[], allowHttp: false, deliver: 'gateway' as const }),
 });
 
 const CARD_PATHS = new Set(['/.well-known/agent-card.json', '/.well-known/agent.json']);
@@ -50,25 +51,28 @@ const BINDING = BINDING_KEY;
 export interface A2aAdapterOptions {
   /** Resolves push-notification hosts (tests inject one; default: the system resolver). */
   readonly resolver?: Resolver | undefined;
+  /** How push notifications are delivered (tests inject the connector and shorter retries). */
+  readonly push?: PushDeliveryOptions | undefined;
 }
 
-export class A2aAdapter implements ProtocolAdapter {
-  readonly protocols = ['a2a'];
-  readonly ctx: AdapterContext;
-  readonly upstreamSet: HttpUpstreams;
+export class A2aAdapter extends HttpProtocolAdapter {
   readonly cards = new CardCache();
+  /** Recent events of task streams, for clients that resume with Last-Event-ID. */
+  readonly streams = new StreamBuffers();
   readonly owners: TaskOwners;
   readonly resolver: Resolver;
+  /** Push notifications the gateway delivers (push.ts). */
+  readonly push: PushRelay;
   private readonly calls: A2aCalls;
   /** The card signer of each route that configures one (by its spec object: a reload makes a new one). */
   private readonly signers = new WeakMap<object, CardSigner>();
 
   constructor(ctx: AdapterContext, opts: A2aAdapterOptions = {}) {
-    this.ctx = ctx;
     // An agent is healthy when it serves its card.
-    this.upstreamSet = new HttpUpstreams({ protocols: this.protocols, log: ctx.log, credentials: ctx.credentials, health: { path: '/.well-known/agent-card.json' } });
+    super(ctx, { protocol: 'a2a', label: 'A2A', health: { path: '/.well-known/agent-card.json' }, crashWriter: writeA2aRestError });
     this.owners = new TaskOwners(ctx.store);
     this.resolver = opts.resolver ?? systemResolver;
+    this.push = new PushRelay(opts.push);
     this.calls = new A2aCalls(this);
     this.reconfigure(ctx.state().snapshot);
   }
@@ -85,44 +89,32 @@ export class A2aAdapter implements ProtocolAdapter {
     const sub = slash < 0 ? '' : rest.slice(slash);
     const method = req.method ?? 'GET';
     const kind: 'list' | 'card' | 'rpc' | 'rest' = rest === '' ? 'list' : CARD_PATHS.has(sub) ? 'card' : sub === '' && method === 'POST' ? 'rpc' : 'rest';
-    const pre = this.ctx.calls.prepare({ protocol: 'a2a', rule: match.rule, operation: `a2a/${kind}`, req, resource: match.rule.mount });
-    pre.scratch.set(BINDING, kind === 'rpc' ? 'jsonrpc' : 'rest');
-    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
-    let auth: void | Promise<void>;
-    try {
-      auth = x.state.pipeline.authenticate(pre);
-    } catch (err) {
-      return this.reject(pre, req, res, toGatewayError(err));
+    if (method === 'POST' && sub.startsWith('/push/')) {
+      // A notification from the agent to the relay (push.ts): the token in the path is its credential.
+      const backend = match.rule.backends.find((b) => b.name === agentName);
+      const upstream = backend === undefined ? undefined : this.upstreamSet.get(backend.name);
+      if (backend !== undefined && upstream !== undefined) {
+        const agent: Agent = { name: agentName, backend, upstream, base: `${match.rule.mount}/${encodeURIComponent(agentName)}` };
+        return void this.push.receive(this, x, agent, sub).catch((err: unknown) => this.crash(res, err));
+      }
     }
-    const next = (): void => {
+    const serve = (pre: Call): void | Promise<void> => {
       if (kind === 'list') {
-        if (method !== 'GET') return this.reject(pre, req, res, notAllowed(method, match.rule.mount, 'GET'));
-        return void this.listAgents(x).catch((err: unknown) => this.crash(res, err));
+        if (method !== 'GET') throw notAllowed(method, match.rule.mount, 'GET');
+        return this.listAgents(x);
       }
       const backend = match.rule.backends.find((b) => b.name === agentName);
       const upstream = backend === undefined ? undefined : this.upstreamSet.get(backend.name);
-      if (backend === undefined || upstream === undefined) {
-        return this.reject(pre, req, res, new GatewayError(Errors.A2A_UNKNOWN_AGENT, `No agent ${agentName} at ${match.rule.mount}`));
-      }
+      if (backend === undefined || upstream === undefined) throw new GatewayError(Errors.A2A_UNKNOWN_AGENT, `No agent ${agentName} at ${match.rule.mount}`);
       const agent: Agent = { name: agentName, backend, upstream, base: `${match.rule.mount}/${encodeURIComponent(agentName)}` };
       if (kind === 'card') {
-        if (method !== 'GET') return this.reject(pre, req, res, notAllowed(method, `${agent.base}${sub}`, 'GET'));
-        return void this.serveCard(x, agent).catch((err: unknown) => this.crash(res, err));
+        if (method !== 'GET') throw notAllowed(method, `${agent.base}${sub}`, 'GET');
+        return this.serveCard(x, agent);
       }
-      const work = kind === 'rpc' ? this.calls.rpc(x, pre, agent) : this.calls.rest(x, pre, agent, sub);
-      void work.catch((err: unknown) => this.crash(res, err));
+      return kind === 'rpc' ? this.calls.rpc(x, pre, agent) : this.calls.rest(x, pre, agent, sub);
     };
-    if (auth === undefined) return next();
-    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
-  }
-
-  /** Refuses a request whose Call was only prepared: recorded, answered in its binding's shape, body drained. */
-  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    refusePrepared(this, this.ctx, pre, req, res, err);
-  }
-
-  crash(res: ServerResponse, err: unknown): void {
-    answerCrash(this.ctx, 'A2A', res, err, writeA2aRestError);
+    // The binding first: a refusal (even of authentication) answers in the caller's binding.
+    this.admit(x, `a2a/${kind}`, serve, (pre) => pre.scratch.set(BINDING, kind === 'rpc' ? 'jsonrpc' : 'rest'));
   }
 
   /** The version a request speaks by its header alone (route default when absent); throws for an unknown one. */
@@ -242,23 +234,9 @@ export class A2aAdapter implements ProtocolAdapter {
     else writeA2aRestError(to.res, err);
   }
 
-  upstreams(): Record<string, UpstreamReadiness> {
-    return this.upstreamSet.statuses();
-  }
-
-  sessions(): number {
-    return 0;
-  }
-
-  reconfigure(snapshot: ConfigSnapshot): void {
-    this.upstreamSet.sync(snapshot);
-    this.cards.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'a2a').map((b) => b.name)));
-  }
-
-  drain(): void {}
-
-  close(): Promise<void> {
-    return this.upstreamSet.close();
+  override reconfigure(snapshot: ConfigSnapshot): void {
+    super.reconfigure(snapshot);
+    this.cards.retain(this.backendsOf(snapshot));
   }
 }
 

@@ -16,8 +16,9 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, LIST_TASKS, namedSkill, partKinds, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
-import { EventRelay, filterTasks, listedTasks, taskIdIn } from './relay.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHolderOf, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
+import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
+import { ClientFeed, relayStream, resume } from './streams.ts';
 
 /** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -173,6 +174,19 @@ export class A2aCalls {
       }
       const push = pushUrlOf(op, p.params);
       if (push !== undefined) await this.guardPush(push, settings.push);
+      // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
+      if (typeof push === 'string' && settings.push.deliver === 'gateway') {
+        pushHolderOf(op, p.params)!.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, push, call.principal, settings.taskTtlMs);
+        p.body = reserialized(p, binding);
+      }
+      // A client resuming a task's stream with Last-Event-ID: the events it missed first (resume.ts).
+      const lastEventId = op === SUBSCRIBE && taskId !== undefined ? req.headers['last-event-id'] : undefined;
+      let resumed: ClientFeed | undefined;
+      if (typeof lastEventId === 'string' && taskId !== undefined) {
+        const r = await resume(this.a.streams, { res, agent: agent.name, taskId, caller, version: p.version, binding, lastEventId, rpcId: p.rpcId, keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs });
+        if (r === 'done') return;
+        resumed = r;
+      }
       if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
       const paths = binding === 'jsonrpc' ? where.jsonrpc : where.rest;
       const base = paths[p.version];
@@ -200,13 +214,14 @@ export class A2aCalls {
           ...this.a.ctx.calls.propagate(call),
         },
         body: p.body !== undefined && p.body.length > 0 ? p.body : undefined,
-        client: res,
+        // A stream is the gateway's to read (resume.ts): the client going away does not end it at once.
+        client: op.streams ? undefined : res,
         // Reads have no side effect: safe to send again before any byte reached the client.
         idempotent: !op.sends && op.name !== 'CancelTask' && !op.push && op.name !== 'DeleteTaskPushNotificationConfig',
         timeouts: op.streams ? { idleMs: 0 } : undefined,
         call,
       });
-      await this.relay(call, x, agent, op, answer, settings.taskTtlMs);
+      await this.relay(call, x, agent, op, answer, settings.taskTtlMs, { version: p.version, binding, resumed });
     });
   }
 
@@ -218,30 +233,44 @@ export class A2aCalls {
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);
   }
 
-  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number): Promise<void> {
+  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
+    const { version, binding, resumed } = stream;
     const { res, state } = x;
     const caller = call.principal?.id ?? '';
     const type = answer.headers['content-type'];
     if (answer.status >= 500) call.outcome = 'upstream_error';
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {
       // Task ids seen in the stream are bound at once in this replica (before the event is passed on), and in the
-      // shared store as soon as it answers.
+      // shared store as soon as it answers. The stream is buffered per task for clients that resume (streams.ts).
       const pending: Promise<void>[] = [];
-      const relay = new EventRelay(
-        op.sends
-          ? (id) => {
-              this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-              pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
-            }
-          : undefined,
-      );
-      relay.keepAlive(res, state.snapshot.gateway.http.sseKeepAliveMs);
+      const bound = new Set<string>();
       try {
-        await answer.pipeTo(res, { filter: relay });
+        await relayStream({
+          answer,
+          feed: resumed ?? new ClientFeed(res, answer.forwardedHeaders(), state.snapshot.gateway.http.sseKeepAliveMs),
+          onTask: op.sends
+            ? (id) => {
+                if (bound.has(id)) return;
+                bound.add(id);
+                this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+                pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+              }
+            : undefined,
+          open: (id, stop) => this.a.streams.open(agent.name, id, caller, version, binding, stop),
+        });
       } finally {
-        relay.stop();
         await Promise.all(pending);
       }
+      return;
+    }
+    resumed?.end();
+    if ((op.push || op === GET_PUSH || op === LIST_PUSH) && !op.sends && answer.status >= 200 && answer.status < 300) {
+      // Push configs name the gateway's relay URLs: the caller sees its own URLs again.
+      const text = this.a.push.restore((await answer.read(READ_LIMIT)).toString('utf8'));
+      const headers = answer.forwardedHeaders();
+      headers['content-length'] = Buffer.byteLength(text);
+      res.writeHead(answer.status, headers);
+      res.end(text);
       return;
     }
     const reads = op.sends || op === LIST_TASKS || op === EXTENDED_CARD;
@@ -257,9 +286,16 @@ export class A2aCalls {
       throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
     }
     let out: Buffer | string = raw;
+    let stored: Promise<void> | undefined;
     if (op.sends) {
       const id = taskIdIn(payload);
-      if (id !== undefined) await this.a.owners.bind(agent.name, id, caller, ttlMs);
+      // Bound in this replica before the answer goes out (the caller cannot use the id here before it is bound), and
+      // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
+      // another replica answers TaskNotFound for the task (fails closed, never open).
+      if (id !== undefined) {
+        this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
+        stored = this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
+      }
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
       if (listed !== undefined) {
@@ -282,6 +318,7 @@ export class A2aCalls {
     headers['content-length'] = Buffer.byteLength(out);
     res.writeHead(answer.status, headers);
     res.end(out);
+    await stored;
   }
 }
 
@@ -300,6 +337,14 @@ function traceHeaders(req: IncomingMessage): Record<string, string> | undefined 
   return typeof ts === 'string' ? { traceparent: tp, tracestate: ts } : { traceparent: tp };
 }
 
+/** The request's body again from its (changed) parameters. */
+function reserialized(p: Parsed, binding: 'jsonrpc' | 'rest'): string {
+  if (binding === 'rest' || p.body === undefined) return JSON.stringify(p.params);
+  const envelope = JSON.parse(p.body.toString()) as Params;
+  envelope.params = p.params;
+  return JSON.stringify(envelope);
+}
+
 /** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
 function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
   if (trace === undefined || p.body === undefined) return p.body;
@@ -307,9 +352,6 @@ function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record
   if (typeof message !== 'object' || message === null) return p.body;
   const m = message as Params;
   m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
-  if (binding === 'rest') return JSON.stringify(p.params);
-  const envelope = JSON.parse(p.body.toString()) as Params;
-  envelope.params = p.params;
-  return JSON.stringify(envelope);
+  return reserialized(p, binding);
 }
 

@@ -141,16 +141,19 @@ export function taskIdOf(o: Operation, params: Params): string | undefined {
   return str(params.taskId) ?? (o === CREATE_PUSH ? undefined : str(params.id));
 }
 
-/** The push-notification URL a call carries (1.0 and 0.3 shapes, JSON-RPC params or REST body alike). */
-export function pushUrlOf(o: Operation, params: Params): string | undefined | null {
+/** The object holding the push-notification config's `url` (1.0 and 0.3 shapes, JSON-RPC params or REST body). */
+export function pushHolderOf(o: Operation, params: Params): Record<string, unknown> | undefined {
   if (!o.push || params === undefined) return undefined;
-  let holder: Record<string, unknown> | undefined;
   if (o.sends) {
     const conf = obj(params.configuration);
-    holder = obj(conf?.taskPushNotificationConfig) ?? obj(conf?.pushNotificationConfig);
-  } else {
-    holder = obj(params.pushNotificationConfig) ?? obj(obj(params.config)?.pushNotificationConfig) ?? obj(params.config) ?? params;
+    return obj(conf?.taskPushNotificationConfig) ?? obj(conf?.pushNotificationConfig);
   }
+  return obj(params.pushNotificationConfig) ?? obj(obj(params.config)?.pushNotificationConfig) ?? obj(params.config) ?? params;
+}
+
+/** The push-notification URL a call carries (1.0 and 0.3 shapes, JSON-RPC params or REST body alike). */
+export function pushUrlOf(o: Operation, params: Params): string | undefined | null {
+  const holder = pushHolderOf(o, params);
   if (holder === undefined) return undefined;
   const url = holder.url;
   if (url === undefined) return undefined;

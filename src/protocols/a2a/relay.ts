@@ -4,12 +4,8 @@
  * - the ids of tasks a message created (bound to the caller before the caller can use them: a whole JSON answer is
  *   read first; in a stream, each event is read as it passes, and bound in this replica's memory at once);
  * - ListTasks pages filtered to the caller's own tasks;
- * - streams (SSE) passed on whole event by whole event, exactly as the agent sent them, with keep-alive comments
- *   between events while the agent is silent (they are written only on event boundaries).
+ * - streams (SSE) are relayed by streams.ts, resumably (resume.ts).
  */
-import type { ServerResponse } from 'node:http';
-import type { ChunkFilter } from '../../upstream/forwarder.ts';
-import { eventData, SseFramer } from '../../wire/sse-frames.ts';
 
 function obj(v: unknown): Record<string, unknown> | undefined {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
@@ -56,72 +52,4 @@ export function filterTasks(payload: unknown, keep: readonly boolean[]): void {
   listed.holder.tasks = kept;
   // The agent's total counts other callers' tasks: not told.
   if ('totalSize' in listed.holder) listed.holder.totalSize = kept.length;
-}
-
-/**
- * An SSE answer relayed whole event by whole event. `onTask` sees every task id an event names (synchronously,
- * before the event is passed on). Keep-alive comments go out while the agent is silent.
- */
-export class EventRelay implements ChunkFilter {
-  readonly sameBytes = false;
-  private readonly framer = new SseFramer();
-  private readonly onTask: ((taskId: string) => void) | undefined;
-  private readonly frames: Buffer[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private lastWrite = Date.now();
-  /** Events relayed so far. */
-  events = 0;
-
-  constructor(onTask: ((taskId: string) => void) | undefined) {
-    this.onTask = onTask;
-  }
-
-  /** Starts keep-alive comments on `res` every `ms` of silence (0: none). */
-  keepAlive(res: ServerResponse, ms: number): void {
-    if (ms <= 0) return;
-    this.timer = setInterval(
-      () => {
-        if (Date.now() - this.lastWrite < ms || res.writableEnded || res.destroyed) return;
-        this.lastWrite = Date.now();
-        res.write(': keep-alive\n\n');
-      },
-      Math.max(10, Math.floor(ms / 2)),
-    );
-    this.timer.unref();
-  }
-
-  chunk(data: Buffer): Buffer | undefined {
-    this.frames.length = 0;
-    const out = this.framer.push(data, this.onTask === undefined ? undefined : this.frames);
-    for (const f of this.frames) {
-      this.events++;
-      const text = eventData(f);
-      if (text === undefined || this.onTask === undefined) continue;
-      try {
-        const id = taskIdIn(JSON.parse(text));
-        if (id !== undefined) this.onTask(id);
-      } catch {
-        // Not JSON: relayed as it is, the client judges it.
-      }
-    }
-    if (out !== undefined) this.lastWrite = Date.now();
-    return out;
-  }
-
-  end(): Buffer | undefined {
-    this.stop();
-    return this.framer.take();
-  }
-
-  fail(): Buffer | undefined {
-    this.stop();
-    // A half event is never delivered; the stream breaks so the client sees it did not end cleanly.
-    this.framer.take();
-    return undefined;
-  }
-
-  stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-  }
 }

@@ -5,7 +5,7 @@
  * without signatures (their canonical form differs and 0.3 clients do not verify them).
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { generateAgentCardSignature, type AgentCard } from '@a2a-js/sdk';
+import type { AgentCard } from '@a2a-js/sdk';
 import type { A2aRouteSpec } from '../../config/a2a.ts';
 import { resolveSecret } from '../../config/load.ts';
 import type { Card } from './card.ts';
@@ -13,11 +13,14 @@ import type { Card } from './card.ts';
 type Signing = NonNullable<A2aRouteSpec['cardSigning']>;
 
 export class CardSigner {
-  private readonly sign: (card: AgentCard) => Promise<AgentCard>;
+  private readonly signing: Signing;
+  private readonly key: KeyObject;
+  /** The SDK's signer, made on the first card: the A2A SDK is loaded only by a gateway that signs (bench/NOTES.md, cold start). */
+  private sign: Promise<(card: AgentCard) => Promise<AgentCard>> | undefined;
 
   constructor(signing: Signing, key: KeyObject) {
-    const alg = key.asymmetricKeyType === 'ed25519' ? 'EdDSA' : 'ES256';
-    this.sign = generateAgentCardSignature(key, { alg, kid: signing.keyId, typ: 'JOSE', ...(signing.jku !== undefined ? { jku: signing.jku } : {}) });
+    this.signing = signing;
+    this.key = key;
   }
 
   /** Loads the route's key (validated at config load; a key that vanished since is an error here). */
@@ -30,6 +33,11 @@ export class CardSigner {
   /** The card with the gateway's signature (1.0 cards); 0.3-shaped cards unchanged (no signature). */
   async signed(card: Card): Promise<Card> {
     if (typeof card.url === 'string' || !Array.isArray(card.supportedInterfaces)) return card;
-    return (await this.sign(card as unknown as AgentCard)) as unknown as Card;
+    this.sign ??= import('@a2a-js/sdk').then(({ generateAgentCardSignature }) => {
+      const alg = this.key.asymmetricKeyType === 'ed25519' ? 'EdDSA' : 'ES256';
+      const { keyId, jku } = this.signing;
+      return generateAgentCardSignature(this.key, { alg, kid: keyId, typ: 'JOSE', ...(jku !== undefined ? { jku } : {}) });
+    });
+    return (await (await this.sign)(card as unknown as AgentCard)) as unknown as Card;
   }
 }

@@ -10,20 +10,20 @@
  * answer as it arrives, settle (usage, audit, telemetry). Errors are KServe's `{"error": "..."}` with the gateway's
  * status; the backend's own errors are passed on as they are (they already have that shape).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
 import type { RouteSpec } from '../../config/schema.ts';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
-import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import type { AdapterContext, ErrorTarget, Exchange } from '../../gateway/adapter.ts';
+import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import { boundedBody, type BoundedBody } from '../../server/body.ts';
 import { readBody } from '../../server/io.ts';
-import { forward, type ForwardRequest } from '../../upstream/forwarder.ts';
+import { forward, type ChunkFilter, type ForwardRequest } from '../../upstream/forwarder.ts';
 import { HeaderPolicy } from '../../upstream/headers.ts';
-import { HttpUpstreams } from '../../upstream/http-upstream.ts';
-import { ModelCatalog, type ModelCard } from '../../upstream/model-catalog.ts';
-import { ModelRouter, type ResolvedModel } from '../../upstream/models.ts';
+import { ModelCatalog, ModelRoutes, type ModelCard } from '../../upstream/model-catalog.ts';
+import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeKServeError } from '../../wire/errors.ts';
 import { modelsByBackend, readyProbe } from './health.ts';
 import { parsePath, upstreamPath, type KServePath } from './operations.ts';
@@ -39,7 +39,7 @@ import {
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer } from './stream.ts';
-import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
+import { RenamedAnswer } from './rename.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
@@ -60,25 +60,20 @@ interface Body {
   readonly length?: number | undefined;
 }
 
-export class KServeAdapter implements ProtocolAdapter {
-  readonly protocols = ['kserve'];
-  private readonly ctx: AdapterContext;
-  private readonly upstreamSet: HttpUpstreams;
-  private readonly catalog: ModelCatalog;
-  private readonly routers = new WeakMap<CompiledRule, ModelRouter>();
+export class KServeAdapter extends HttpProtocolAdapter {
+  private readonly models: ModelRoutes;
   /** The models each backend serves by exact name (what its health probe asks Triton about). */
   private probed: ReadonlyMap<string, readonly string[]> = new Map();
 
   constructor(ctx: AdapterContext) {
-    this.ctx = ctx;
     // Triton answers /v2/health/ready before any model has loaded: the probe asks each served model's /ready.
-    this.upstreamSet = new HttpUpstreams({
-      protocols: this.protocols,
-      log: ctx.log,
-      credentials: ctx.credentials,
+    super(ctx, {
+      protocol: 'kserve',
+      label: 'KServe',
       health: { probe: (backend) => readyProbe(backend.headers, backend.spec.healthCheck.timeoutMs, () => this.probed.get(backend.name) ?? []) },
+      crashWriter: writeKServeError,
     });
-    this.catalog = new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 });
+    this.models = new ModelRoutes(new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 }), { refreshMs: UNKNOWN_MODEL_REFRESH_MS });
     this.reconfigure(ctx.state().snapshot);
   }
 
@@ -86,51 +81,20 @@ export class KServeAdapter implements ProtocolAdapter {
     return rule.route.spec.kserve ?? DEFAULTS;
   }
 
-  private router(rule: CompiledRule): ModelRouter {
-    let r = this.routers.get(rule);
-    if (r === undefined) {
-      r = new ModelRouter(rule.route.spec.models ?? [], rule.backends.map((b) => b.name));
-      this.routers.set(rule, r);
-    }
-    return r;
-  }
-
   handle(x: Exchange): void {
-    const { req, res, match } = x;
+    const { req, match } = x;
     const path = parsePath(match.rest);
-    const pre = this.ctx.calls.prepare({ protocol: 'kserve', rule: match.rule, operation: path?.operation ?? 'refused', req, resource: match.rule.mount });
-    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
-    let auth: void | Promise<void>;
-    try {
-      auth = x.state.pipeline.authenticate(pre);
-    } catch (err) {
-      return this.reject(pre, req, res, toGatewayError(err));
-    }
-    const next = (): void => {
+    this.admit(x, path?.operation ?? 'refused', (pre) => {
       const method = req.method ?? 'GET';
-      if (path === undefined) return this.reject(pre, req, res, new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`));
-      if (method !== path.method) {
-        return this.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: path.method } }));
-      }
+      if (path === undefined) throw new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`);
+      if (method !== path.method) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: path.method } });
       const coding = req.headers['content-encoding'];
       if (coding !== undefined && coding !== 'identity') {
         // The gateway reads the JSON (or the inference header) it forwards: a compressed body would hide it.
-        return this.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Encoding ${coding} is not supported: send the body uncompressed`));
+        throw new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Encoding ${coding} is not supported: send the body uncompressed`);
       }
-      const work = path.model === undefined ? this.server(x, pre, path) : this.model(x, pre, path, path.model);
-      void work.catch((err: unknown) => this.crash(res, err));
-    };
-    if (auth === undefined) return next();
-    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
-  }
-
-  /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
-  private reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    refusePrepared(this, this.ctx, pre, req, res, err);
-  }
-
-  private crash(res: ServerResponse, err: unknown): void {
-    answerCrash(this.ctx, 'KServe', res, err, writeKServeError);
+      return path.model === undefined ? this.server(x, pre, path) : this.model(x, pre, path, path.model);
+    });
   }
 
   /**
@@ -174,7 +138,7 @@ export class KServeAdapter implements ProtocolAdapter {
     } catch (err) {
       return this.reject(call, req, res, toGatewayError(err));
     }
-    const resolved = await this.resolve(rule, model);
+    const resolved = await this.models.resolve(rule, model);
     call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream };
     call.upstream = resolved?.backend;
     const generates = path.operation === 'generate' || path.operation === 'generate_stream';
@@ -192,13 +156,12 @@ export class KServeAdapter implements ProtocolAdapter {
         // After the policy saw the name: only an admitted caller learns that a model does not exist.
         if (resolved === undefined) throw new GatewayError(Errors.MODEL_NOT_FOUND, `Model '${model}' is not served on this route`, { data: { model } });
         sent = true;
-        const stream = path.operation === 'generate_stream';
         await this.relay(call, x, resolved.backend, {
           method: path.method,
           path: upstreamPath(path, resolved.upstream),
           body,
           idempotent: path.method === 'GET',
-          filter: stream ? new GenerateStream(call, settings.countStreamEvents) : new KServeAnswer(call),
+          filter: answerFilter(call, path, resolved, settings.countStreamEvents),
         });
       });
     } finally {
@@ -245,7 +208,7 @@ export class KServeAdapter implements ProtocolAdapter {
     call: Call,
     x: Exchange,
     backend: string,
-    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: KServeAnswer | GenerateStream },
+    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: ChunkFilter },
   ): Promise<void> {
     const { req, res } = x;
     const upstream = this.upstreamSet.get(backend);
@@ -269,15 +232,6 @@ export class KServeAdapter implements ProtocolAdapter {
     if (call.model?.streamError === true && call.outcome === 'ok') call.outcome = 'upstream_error';
   }
 
-  /** Resolves a model name; for routes without `models`, an unknown name refreshes the repository index (rate-limited). */
-  private async resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined> {
-    const router = this.router(rule);
-    const hit = router.resolve(model, this.catalog);
-    if (hit !== undefined || router.explicit) return hit;
-    await Promise.all(router.backends.map((b) => this.catalog.refreshIfIdle(b, UNKNOWN_MODEL_REFRESH_MS)));
-    return router.resolve(model, this.catalog);
-  }
-
   /** A backend's models from Triton's repository index (refused by servers that restrict that API, e.g. PyTriton). */
   private async fetchModels(backend: string): Promise<ModelCard[]> {
     const upstream = this.upstreamSet.get(backend);
@@ -299,24 +253,22 @@ export class KServeAdapter implements ProtocolAdapter {
     writeKServeError(to.res, err);
   }
 
-  upstreams(): Record<string, UpstreamReadiness> {
-    return this.upstreamSet.statuses();
-  }
-
-  sessions(): number {
-    return 0;
-  }
-
-  reconfigure(snapshot: ConfigSnapshot): void {
+  override reconfigure(snapshot: ConfigSnapshot): void {
     // Before the pools are (re)built: their first health round reads it.
     this.probed = modelsByBackend(snapshot, 'kserve');
-    this.upstreamSet.sync(snapshot);
-    this.catalog.retain(new Set([...snapshot.backends.values()].filter((b) => b.spec.protocol === 'kserve').map((b) => b.name)));
+    super.reconfigure(snapshot);
+    this.models.catalog.retain(this.backendsOf(snapshot));
   }
+}
 
-  drain(): void {}
-
-  close(): Promise<void> {
-    return this.upstreamSet.close();
-  }
+/**
+ * How a model's answer is relayed: read for metering, and with the route's name for the model instead of Triton's
+ * when the route renames it (rename.ts); the ready answer has no body to rename.
+ */
+function answerFilter(call: Call, path: KServePath, resolved: ResolvedModel, countEvents: boolean): ChunkFilter {
+  const rename = resolved.name !== resolved.upstream ? resolved.name : undefined;
+  if (path.operation === 'generate_stream') return new GenerateStream(call, countEvents, rename);
+  const answer = new KServeAnswer(call);
+  if (rename === undefined || path.operation === 'model.ready') return answer;
+  return new RenamedAnswer(answer, path.operation === 'model.metadata' ? 'name' : 'model_name', rename);
 }

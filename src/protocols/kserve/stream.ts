@@ -14,6 +14,7 @@ import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { kserveErrorBody } from '../../wire/errors.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
+import { renameEvent } from './rename.ts';
 
 function modelOf(call: Call): NonNullable<Call['model']> {
   return (call.model ??= {});
@@ -39,11 +40,16 @@ export class GenerateStream implements ChunkFilter {
   private readonly framer = new SseFramer();
   private readonly frames: Buffer[] = [];
   private events = 0;
+  private readonly rename: Buffer | undefined;
 
-  /** `count`: one output token per event carrying output (route `kserve.countStreamEvents`). */
-  constructor(call: Call, count: boolean) {
+  /**
+   * `count`: one output token per event carrying output (route `kserve.countStreamEvents`); `rename`: the route's
+   * name for the model, when it is not Triton's (each event's `model_name` then says it; see rename.ts).
+   */
+  constructor(call: Call, count: boolean, rename?: string) {
     this.call = call;
     this.count = count;
+    this.rename = rename === undefined ? undefined : Buffer.from(JSON.stringify(rename));
     modelOf(call).metering = count ? 'counted' : 'unmetered';
   }
 
@@ -52,7 +58,19 @@ export class GenerateStream implements ChunkFilter {
     frames.length = 0;
     const whole = this.framer.push(data, frames);
     for (const f of frames) this.read(f);
-    return whole;
+    const rename = this.rename;
+    if (rename === undefined || whole === undefined) return whole;
+    // The frames are views of `whole`: what lies between them (a line break outside an event) stays.
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const f of frames) {
+      const offset = f.byteOffset - whole.byteOffset;
+      if (offset > at) parts.push(whole.subarray(at, offset));
+      parts.push(renameEvent(f, rename));
+      at = offset + f.length;
+    }
+    if (at < whole.length) parts.push(whole.subarray(at));
+    return Buffer.concat(parts);
   }
 
   private read(frame: Buffer): void {

@@ -12,7 +12,7 @@ import type { McpAdapter } from './adapter.ts';
 import type { RpcRequest } from './jsonrpc.ts';
 import { bridgeInputRequired } from './mrtr.ts';
 import { DownstreamReply } from './reply.ts';
-import { statusOf } from './respond.ts';
+import { relayedErrorStatus, statusOf } from './respond.ts';
 import { relayServerRequest } from './server-requests.ts';
 import type { McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
@@ -47,6 +47,7 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
     replay: session.replay,
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
     errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
+    relayedErrorStatus: modern ? relayedErrorStatus : undefined,
     onDone: (outcome) => {
       if (session.inflight.get(msg.id) === inflight) session.inflight.delete(msg.id);
       if (outcome instanceof GatewayError) {

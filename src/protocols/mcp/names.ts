@@ -16,6 +16,8 @@ export class FederatedNames {
    * without bound, nor crowd out another server's aliases; past the bound a new long name cannot be called.
    */
   private readonly aliases = new Map<string, Map<string, readonly [string, string]>>();
+  /** Every server's aliases in one map: resolving a name is one lookup whatever the number of servers. */
+  private readonly owners = new Map<string, readonly [string, string]>();
   private readonly cap: () => number;
 
   constructor(separator = '__', cap: () => number = () => 4096) {
@@ -34,16 +36,19 @@ export class FederatedNames {
     const alias = `${server}${this.separator}${safe.slice(0, Math.max(1, room))}_${hash}`;
     let own = this.aliases.get(server);
     if (!own) this.aliases.set(server, (own = new Map()));
-    if (own.has(alias) || own.size < this.cap()) own.set(alias, [server, name]);
+    if (own.has(alias) || own.size < this.cap()) {
+      const owner = [server, name] as const;
+      own.set(alias, owner);
+      // The first server to claim an alias keeps it (as when each server's map was searched in turn).
+      if (!this.owners.has(alias)) this.owners.set(alias, owner);
+    }
     return alias;
   }
 
   /** Splits a public name into [server, original name], or undefined if it names no server. */
   resolve(publicName: string): readonly [string, string] | undefined {
-    for (const own of this.aliases.values()) {
-      const alias = own.get(publicName);
-      if (alias) return alias;
-    }
+    const alias = this.owners.get(publicName);
+    if (alias) return alias;
     const at = publicName.indexOf(this.separator);
     if (at <= 0) return undefined;
     return [publicName.slice(0, at), publicName.slice(at + this.separator.length)];

@@ -23,6 +23,8 @@ export interface ReplyOptions {
   readonly serverRequest?: ((message: string) => string | undefined) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
+  /** Status for an upstream's JSON-RPC error relayed as a whole body, by its code (default: 200). */
+  readonly relayedErrorStatus?: ((code: number | undefined) => number) | undefined;
   readonly onDone: (outcome: ReplyOutcome) => void;
 }
 
@@ -81,7 +83,7 @@ export class DownstreamReply implements ReplySink {
     if (this.sse) {
       this.write(typeof body === 'string' ? body : body.toString('utf8'));
       this.end();
-    } else sendBody(this.res, 200, 'application/json', body);
+    } else sendBody(this.res, isError && this.o.relayedErrorStatus ? this.o.relayedErrorStatus(errorCode(body)) : 200, 'application/json', body);
     this.o.onDone(isError ? 'rpc-error' : 'ok');
   }
 
@@ -142,4 +144,14 @@ function responseIsError(body: string | Buffer): boolean {
   // The decisive key comes first or after "jsonrpc"/"id" in every SDK's output; a prefix is enough to find it.
   const head = typeof body === 'string' ? body.slice(0, 256) : body.subarray(0, 256).toString('latin1');
   return peekOutcome(head) === 'error';
+}
+
+/** The code of a serialized JSON-RPC error response (undefined when unreadable). */
+function errorCode(body: string | Buffer): number | undefined {
+  try {
+    const code = (JSON.parse(body.toString()) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'number' ? code : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -10,6 +10,14 @@ export function statusOf(err: GatewayError, id: RpcId | null, modern: boolean): 
   return err.def.inBand && id !== null ? 200 : err.def.status;
 }
 
+/**
+ * HTTP status of an upstream's JSON-RPC error relayed as a whole JSON body to a 2026-07-28 client: 200 (the error
+ * is the payload) except the codes the transport ties to a status whatever produced them (-32021 -> 400).
+ */
+export function relayedErrorStatus(code: number | undefined): number {
+  return code === Errors.MCP_MISSING_CLIENT_CAPABILITY.rpc ? Errors.MCP_MISSING_CLIENT_CAPABILITY.status : 200;
+}
+
 /** Writes a JSON-RPC error: in-band errors answering a request go out as HTTP 200, the others with their status. */
 export function writeError(res: ServerResponse, id: RpcId | null, err: GatewayError, extra?: OutgoingHttpHeaders, modern = false): void {
   const headers: OutgoingHttpHeaders = { ...err.headers, ...extra };

@@ -39,11 +39,19 @@ export function unknownTarget(kind: Target['kind'], name: string): GatewayError 
   return new GatewayError(kind === 'prompt' ? Errors.MCP_UNKNOWN_PROMPT : Errors.MCP_UNKNOWN_TOOL, `Unknown ${kind}: ${name}`);
 }
 
+/** The names of a rule's backends, as a set per (frozen) backends list: ownership is one lookup for any number of upstreams. */
+const backendNames = new WeakMap<readonly { readonly name: string }[], ReadonlySet<string>>();
+function ownedBy(rule: CompiledRule): ReadonlySet<string> {
+  let names = backendNames.get(rule.backends);
+  if (names === undefined) backendNames.set(rule.backends, (names = new Set(rule.backends.map((b) => b.name))));
+  return names;
+}
+
 /** Maps a routed request to its owner; throws the error to answer (unknown tool, resource not found, ...). */
 export function route(method: string, params: Record<string, unknown>, view: SessionView, rule: CompiledRule, names: FederatedNames): Routed {
   const single = view.scope;
   const virtual = view.virtual;
-  const owns = (server: string): boolean => (single !== undefined ? server === single : rule.backends.some((b) => b.name === server));
+  const owns = (server: string): boolean => (single !== undefined ? server === single : ownedBy(rule).has(server));
   const byName = (name: unknown, kind: 'tool' | 'prompt'): [Target, string] => {
     if (typeof name !== 'string' || name === '') throw new GatewayError(Errors.INVALID_PARAMS, `Invalid params: ${kind} name must be a non-empty string`);
     if (virtual !== undefined) {

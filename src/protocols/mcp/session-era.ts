@@ -16,6 +16,7 @@ import { scopeOf, virtualServerOf, type SessionView } from './routing.ts';
 import { McpSession } from './session.ts';
 import type { ClientHello, UpstreamSession } from './upstream/types.ts';
 import { negotiateVersion } from './versions.ts';
+import { VIRTUAL_CAPABILITIES } from './virtual.ts';
 
 /** The session-era view of a request: its session is the one its Mcp-Session-Id names, for the admitted principal. */
 export function sessionView(mcp: McpAdapter, sid: unknown, rule: CompiledRule, scope: string | undefined): SessionView {
@@ -73,7 +74,7 @@ export async function initialize(mcp: McpAdapter, req: IncomingMessage, res: Ser
   const live = opened.filter((o): o is readonly [string, UpstreamSession] => o[1] !== undefined);
   let result: Record<string, unknown>;
   if (session.virtual) {
-    result = { ...mergeInitialize(protocolVersion, []), serverInfo: { name: session.virtual.name, version: '1' } };
+    result = { ...mergeInitialize(protocolVersion, []), capabilities: VIRTUAL_CAPABILITIES, serverInfo: { name: session.virtual.name, version: '1' } };
     if (session.virtual.description) result.instructions = session.virtual.description;
   } else if (scope) {
     const up = live[0]?.[1];

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledRule } from '../../config/routes.ts';
+import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
@@ -36,6 +37,7 @@ import { McpSession } from './session.ts';
 import { capReached } from './session-access.ts';
 import { PrincipalSlots } from './slots.ts';
 import { SESSION_VERSIONS } from './versions.ts';
+import { VIRTUAL_CAPABILITIES, resolveVirtualTool } from './virtual.ts';
 
 /** Every version the endpoint serves (reported in server/discover and in -32022 errors). */
 export const SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SESSION_VERSIONS];
@@ -197,7 +199,7 @@ export class Stateless {
       case 'initialize':
         return this.adapter.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_FOUND, 'Method not found: initialize (2026-07-28 has no handshake)'), msg.id, undefined, true);
       case 'tools/call': {
-        const err = this.checkParamHeaders(req, scope, msg);
+        const err = this.checkParamHeaders(req, scope, view.virtual, msg);
         if (err) return this.adapter.reject(pre, req, res, err, msg.id, undefined, true);
         break;
       }
@@ -206,7 +208,7 @@ export class Stateless {
   }
 
   /** Mcp-Param-* headers checked against the arguments, for tools whose x-mcp-header declarations are known. */
-  private checkParamHeaders(req: IncomingMessage, scope: string | undefined, msg: RpcRequest): GatewayError | undefined {
+  private checkParamHeaders(req: IncomingMessage, scope: string | undefined, virtual: VirtualServerSpec | undefined, msg: RpcRequest): GatewayError | undefined {
     const name = msg.params?.name;
     if (typeof name !== 'string') return undefined;
     let backend: string | undefined;
@@ -215,6 +217,12 @@ export class Stateless {
       const owner = this.adapter.federatedNames.resolve(name);
       if (!owner) return undefined;
       [backend, local] = owner;
+    } else if (virtual !== undefined) {
+      // A virtual server's public name maps to a backend's own tool name.
+      const owner = resolveVirtualTool(virtual, name);
+      if (!owner) return undefined;
+      backend = owner.backend;
+      local = owner.tool;
     } else backend = scope;
     const up = this.adapter.upstreams.get(backend) as { toolHeaders?: Map<string, ParamHeader[]> } | undefined;
     const decls = up?.toolHeaders?.get(local);
@@ -234,7 +242,7 @@ export class Stateless {
     let serverInfo: Record<string, unknown> = GATEWAY_INFO;
     let instructions: string | undefined;
     if (session.virtual) {
-      capabilities = { tools: { listChanged: true } };
+      capabilities = { ...VIRTUAL_CAPABILITIES };
       serverInfo = { name: session.virtual.name, version: '1' };
       instructions = session.virtual.description;
     } else if (session.scope !== undefined) {

@@ -7,6 +7,12 @@ import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Target } from '../../core/call.ts';
 import type { UpstreamSession } from './upstream/types.ts';
 
+/**
+ * What a virtual server declares: its tools (re-listed when a backend's change), and prompts and resources whose
+ * lists it answers empty (a curated set of tools; declared so a client's capability check matches what it serves).
+ */
+export const VIRTUAL_CAPABILITIES: Readonly<Record<string, unknown>> = Object.freeze({ tools: { listChanged: true }, prompts: {}, resources: {} });
+
 export interface VirtualTool {
   readonly backend: string;
   readonly tool: string;

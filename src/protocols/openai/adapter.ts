@@ -8,19 +8,19 @@
  * (model rewrite, stream_options.include_usage, max_tokens capped to the reservation), relay the answer byte for byte
  * while reading its usage, settle.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
 import type { RouteSpec } from '../../config/schema.ts';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import { limitNoticesOf, openAiRateLimitHeaders, type LimitNotice } from '../../core/limits.ts';
-import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, UpstreamReadiness } from '../../gateway/adapter.ts';
+import type { AdapterContext, ErrorTarget, Exchange } from '../../gateway/adapter.ts';
+import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import { readBody } from '../../server/io.ts';
 import { forward } from '../../upstream/forwarder.ts';
-import { HttpUpstreams, type HttpUpstream } from '../../upstream/http-upstream.ts';
-import { ModelCatalog } from '../../upstream/model-catalog.ts';
-import { ModelRouter, type ResolvedModel } from '../../upstream/models.ts';
+import type { HttpUpstream } from '../../upstream/http-upstream.ts';
+import { ModelCatalog, ModelRoutes } from '../../upstream/model-catalog.ts';
+import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeOpenAiError } from '../../wire/errors.ts';
 import { HEADERS, listModels, retrieveModel, type ModelsContext } from './list.ts';
 import { notFound, parseModelList } from './models.ts';
@@ -37,7 +37,6 @@ import {
   type ParsedBody,
 } from './request.ts';
 import { CompletionStream, JsonAnswer } from './stream.ts';
-import { answerCrash, refusePrepared } from '../../gateway/http-adapter.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
 
@@ -53,18 +52,13 @@ const JSON_READ_LIMIT = 16 * 1024 * 1024;
 /** A caller naming an unknown model refreshes a backend's model list at most this often (routes without `models`). */
 const UNKNOWN_MODEL_REFRESH_MS = 2_000;
 
-export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
-  readonly protocols = ['openai'];
-  readonly ctx: AdapterContext;
-  readonly upstreamSet: HttpUpstreams;
-  readonly catalog: ModelCatalog;
-  private readonly routers = new WeakMap<CompiledRule, ModelRouter>();
+export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext {
+  readonly models: ModelRoutes;
 
   constructor(ctx: AdapterContext) {
-    this.ctx = ctx;
     // vLLM answers GET /health with 200 once its engine is up.
-    this.upstreamSet = new HttpUpstreams({ protocols: this.protocols, log: ctx.log, credentials: ctx.credentials, health: { path: '/health' } });
-    this.catalog = new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 });
+    super(ctx, { protocol: 'openai', label: 'OpenAI', health: { path: '/health' }, crashWriter: writeOpenAiError });
+    this.models = new ModelRoutes(new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 }), { refreshMs: UNKNOWN_MODEL_REFRESH_MS });
     this.reconfigure(ctx.state().snapshot);
   }
 
@@ -72,17 +66,8 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
     return rule.route.spec.openai ?? DEFAULTS;
   }
 
-  router(rule: CompiledRule): ModelRouter {
-    let r = this.routers.get(rule);
-    if (r === undefined) {
-      r = new ModelRouter(rule.route.spec.models ?? [], rule.backends.map((b) => b.name));
-      this.routers.set(rule, r);
-    }
-    return r;
-  }
-
   handle(x: Exchange): void {
-    const { req, res, match } = x;
+    const { req, match } = x;
     const rest = match.rest;
     const method = req.method ?? 'GET';
     let op: Operation | undefined = POST_OPERATIONS.get(rest);
@@ -91,32 +76,13 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
       op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
       allowed = 'GET';
     }
-    const pre = this.ctx.calls.prepare({ protocol: 'openai', rule: match.rule, operation: op?.name ?? 'refused', req, resource: match.rule.mount });
-    // Who is calling, from the headers alone: before a body is read or anything is looked up for the caller.
-    let auth: void | Promise<void>;
-    try {
-      auth = x.state.pipeline.authenticate(pre);
-    } catch (err) {
-      return this.reject(pre, req, res, toGatewayError(err));
-    }
-    const next = (): void => {
-      if (op === undefined) return this.reject(pre, req, res, new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`));
-      if (method !== allowed) return this.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${rest}`, { headers: { allow: allowed } }));
-      if (op === MODELS_LIST) return void listModels(this, x, pre).catch((err: unknown) => this.crash(res, err));
-      if (op === MODELS_RETRIEVE) return void retrieveModel(this, x, pre, safeDecode(rest.slice('/models/'.length))).catch((err: unknown) => this.crash(res, err));
-      void this.infer(x, pre, op).catch((err: unknown) => this.crash(res, err));
-    };
-    if (auth === undefined) return next();
-    auth.then(next, (err: unknown) => this.reject(pre, req, res, toGatewayError(err)));
-  }
-
-  /** Refuses a request whose Call was only prepared (authentication, path, body): recorded, answered, body drained. */
-  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    refusePrepared(this, this.ctx, pre, req, res, err);
-  }
-
-  private crash(res: ServerResponse, err: unknown): void {
-    answerCrash(this.ctx, 'OpenAI', res, err, writeOpenAiError);
+    this.admit(x, op?.name ?? 'refused', (pre) => {
+      if (op === undefined) throw new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`);
+      if (method !== allowed) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${rest}`, { headers: { allow: allowed } });
+      if (op === MODELS_LIST) return listModels(this, x, pre);
+      if (op === MODELS_RETRIEVE) return retrieveModel(this, x, pre, safeDecode(rest.slice('/models/'.length)));
+      return this.infer(x, pre, op);
+    });
   }
 
   /** A model-bearing POST: completions (streamed or not), embeddings, tokenize, detokenize. */
@@ -130,7 +96,7 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
       return this.reject(call, req, res, toGatewayError(err));
     }
     const settings = this.settings(rule);
-    const resolved = await this.resolve(rule, p.model);
+    const resolved = await this.models.resolve(rule, p.model);
     call.target = { kind: 'model', name: resolved?.name ?? p.model, server: resolved?.backend, local: resolved?.upstream };
     call.upstream = resolved?.backend;
     call.args = policyArguments(p, settings.policyContent);
@@ -207,15 +173,6 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
     }
   }
 
-  /** Resolves a model name; for routes without `models`, an unknown name refreshes the backends' lists (rate-limited). */
-  async resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined> {
-    const router = this.router(rule);
-    const hit = router.resolve(model, this.catalog);
-    if (hit !== undefined || router.explicit) return hit;
-    await Promise.all(router.backends.map((b) => this.catalog.refreshIfIdle(b, UNKNOWN_MODEL_REFRESH_MS)));
-    return router.resolve(model, this.catalog);
-  }
-
   private async fetchModels(backend: string): Promise<ReturnType<typeof parseModelList>> {
     const upstream = this.upstreamSet.get(backend);
     if (upstream === undefined) throw new Error(`backend ${backend} is not configured`);
@@ -232,29 +189,15 @@ export class OpenAiAdapter implements ProtocolAdapter, ModelsContext {
     writeOpenAiError(to.res, err, notices === undefined ? undefined : openAiRateLimitHeaders(notices));
   }
 
-  upstreams(): Record<string, UpstreamReadiness> {
-    return this.upstreamSet.statuses();
-  }
-
-  sessions(): number {
-    return 0;
-  }
-
-  reconfigure(snapshot: ConfigSnapshot): void {
-    this.upstreamSet.sync(snapshot);
-    const mine = [...snapshot.backends.values()].filter((b) => b.spec.protocol === 'openai');
-    this.catalog.retain(new Set(mine.map((b) => b.name)));
-    for (const b of mine) {
+  override reconfigure(snapshot: ConfigSnapshot): void {
+    super.reconfigure(snapshot);
+    this.models.catalog.retain(this.backendsOf(snapshot));
+    for (const b of snapshot.backends.values()) {
+      if (b.spec.protocol !== 'openai') continue;
       // The adapter adds /v1 itself (and reaches /tokenize, /health at the root): an OpenAI-style base URL doubles it.
       const urls = b.spec.endpoints?.map((e) => e.url) ?? [b.spec.url ?? ''];
       if (urls.some((u) => /\/v1\/?$/.test(u))) this.ctx.log.warn({ backend: b.name }, 'an openai backend URL ends with /v1: give the server root (http://host:8000), the gateway adds /v1');
     }
-  }
-
-  drain(): void {}
-
-  close(): Promise<void> {
-    return this.upstreamSet.close();
   }
 }
 

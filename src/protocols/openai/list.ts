@@ -3,14 +3,11 @@
  * one policy evaluation for the whole list) and GET <mount>/models/{id} (one model, granted like a completion).
  */
 import type { ServerResponse } from 'node:http';
-import type { CompiledRule } from '../../config/routes.ts';
-import type { RouteSpec } from '../../config/schema.ts';
 import type { Call } from '../../core/call.ts';
 import type { AdapterContext, Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
 import { HeaderPolicy } from '../../upstream/headers.ts';
-import type { ModelCatalog } from '../../upstream/model-catalog.ts';
-import type { ModelRouter, ResolvedModel } from '../../upstream/models.ts';
+import type { ModelRoutes } from '../../upstream/model-catalog.ts';
 import { modelCard, notFound, offeredModels } from './models.ts';
 
 /** What crosses the gateway for OpenAI-compatible calls besides the body (never the caller's credentials). */
@@ -22,10 +19,7 @@ export const HEADERS = new HeaderPolicy({
 /** What the list endpoints need of the adapter. */
 export interface ModelsContext {
   readonly ctx: AdapterContext;
-  readonly catalog: ModelCatalog;
-  router(rule: CompiledRule): ModelRouter;
-  settings(rule: CompiledRule): NonNullable<RouteSpec['openai']>;
-  resolve(rule: CompiledRule, model: string): Promise<ResolvedModel | undefined>;
+  readonly models: ModelRoutes;
 }
 
 function sendJson(res: ServerResponse, body: unknown): void {
@@ -37,7 +31,7 @@ export async function listModels(m: ModelsContext, x: Exchange, call: Call): Pro
   const { req, res, match, state } = x;
   m.ctx.calls.begin(call);
   await m.ctx.calls.run(call, { res, req, call }, state, async () => {
-    const offered = await offeredModels(m.router(match.rule), m.catalog);
+    const offered = await offeredModels(m.models.router(match.rule), m.models.catalog);
     const seen = offered.length === 0 || !state.pipeline.filtersLists ? offered.map(() => true) : await state.pipeline.visible(call, offered.map((o) => o.target));
     sendJson(res, { object: 'list', data: offered.filter((_, i) => seen[i]).map((o) => o.card) });
   });
@@ -46,13 +40,13 @@ export async function listModels(m: ModelsContext, x: Exchange, call: Call): Pro
 /** GET <mount>/models/{id}: one model, after the policy allowed the caller to use it. */
 export async function retrieveModel(m: ModelsContext, x: Exchange, call: Call, id: string): Promise<void> {
   const { req, res, match, state } = x;
-  const resolved = await m.resolve(match.rule, id);
+  const resolved = await m.models.resolve(match.rule, id);
   call.target = { kind: 'model', name: resolved?.name ?? id, server: resolved?.backend, local: resolved?.upstream };
   call.upstream = resolved?.backend;
   call.estimate = { inputTokens: 0, maxOutputTokens: 0 };
   m.ctx.calls.begin(call);
   await m.ctx.calls.run(call, { res, req, call }, state, async () => {
     if (resolved === undefined) throw notFound(id);
-    sendJson(res, await modelCard(resolved, m.catalog));
+    sendJson(res, await modelCard(resolved, m.models.catalog));
   });
 }

@@ -3,7 +3,8 @@
  * have received from the backend directly:
  *
  * - CompletionStream (SSE, `stream: true`): whole events are passed on as they arrive (usually the whole chunk, as
- *   is); each is read for the model that answered, the output so far (one token per content delta, so a stream that
+ *   is) and read after they were written (the first token is not delayed by the gateway's parsing); each is read for
+ *   the model that answered, the output so far (one token per content delta, so a stream that
  *   breaks is charged what was streamed) and the backend's final `usage`. When the gateway asked for that usage
  *   chunk itself (the client did not set stream_options.include_usage) the chunk is dropped. When the backend breaks
  *   mid-stream the client gets a well-formed error event and `[DONE]`, and the stream ends cleanly.
@@ -63,12 +64,18 @@ function producedOutput(choice: unknown): boolean {
 
 const DONE = Buffer.from('data: [DONE]\n\n');
 
+/** Bytes that any event carrying usage contains (the usage-only chunk among them). */
+const USAGE_KEY = '"usage"';
+
 export class CompletionStream implements ChunkFilter {
   readonly sameBytes = false;
   private readonly call: Call;
   private readonly strip: boolean;
   private readonly framer = new SseFramer();
   private readonly frames: Buffer[] = [];
+  /** Events passed on but not read yet: read once their bytes were written (see `chunk`). */
+  private unread: Buffer[] = [];
+  private readonly readUnread = (): void => this.catchUp();
   private counted = 0;
   private reported = false;
 
@@ -79,16 +86,39 @@ export class CompletionStream implements ChunkFilter {
     modelOf(call).metering = 'counted';
   }
 
+  /**
+   * Passes whole events on at once and reads them after: parsing an event's JSON is the gateway's business, not the
+   * client's, so it waits until the bytes were handed to the socket (a microtask runs after the response's corked
+   * write is flushed on the tick queue). Only an event that may be the usage-only chunk the client did not ask for
+   * is read before it is passed on, so it can be dropped.
+   */
   chunk(data: Buffer): Buffer | undefined {
     const frames = this.frames;
     frames.length = 0;
     const whole = this.framer.push(data, frames);
     if (whole === undefined) return undefined;
     let drop: Buffer | undefined;
-    for (const f of frames) if (this.read(f) && this.strip) drop = f;
+    for (const f of frames) {
+      if (this.strip && f.includes(USAGE_KEY)) {
+        // In order: what came before it is read first.
+        this.catchUp();
+        if (this.read(f)) drop = f;
+        continue;
+      }
+      if (this.unread.length === 0) queueMicrotask(this.readUnread);
+      this.unread.push(f);
+    }
     if (drop === undefined) return whole;
     const at = drop.byteOffset - whole.byteOffset;
     return Buffer.concat([whole.subarray(0, at), whole.subarray(at + drop.length)]);
+  }
+
+  /** Reads the events passed on and not read yet. */
+  private catchUp(): void {
+    if (this.unread.length === 0) return;
+    const events = this.unread;
+    this.unread = [];
+    for (const f of events) this.read(f);
   }
 
   /** Reads one event; true when it is the usage-only chunk (empty choices, usage set). */
@@ -118,11 +148,13 @@ export class CompletionStream implements ChunkFilter {
   }
 
   end(): Buffer | undefined {
+    this.catchUp();
     // A last event without its blank line is still the client's bytes.
     return this.framer.take();
   }
 
   fail(err: GatewayError): Buffer | undefined {
+    this.catchUp();
     if (err.def === Errors.REQUEST_CANCELLED) return undefined;
     // What the broken event had sent is dropped: the error starts on an event boundary.
     this.framer.take();

@@ -9,6 +9,7 @@
  * Accounting: the worker counts, in shared Int32s (Atomics), the items whose export finished and those whose export
  * failed, so `outstanding` (handed over, export not finished) and the failures need no message per chunk.
  */
+import { getCompileCacheDir } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { Attributes } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
@@ -22,6 +23,23 @@ const SHUTDOWN_GRACE_MS = 5_000;
 export const HANDOFF_ITEMS = 64;
 /** How long a partial chunk may wait for more (the worker's own batch delay, 5 s by default, comes on top). */
 export const HANDOFF_DELAY_MS = 10;
+/**
+ * The worker isolate's young generation (MB). V8 sizes it like the gateway's (up to 3 x 32 MB semi-spaces on a
+ * machine with this much memory) and the worker allocates fast (a structured clone per chunk, OTLP encoding), so
+ * under load it grew to ~100 MB of RSS for batches that are a few MB (bench/NOTES.md, memory). Its old generation
+ * stays V8's: what it holds is bounded by the batch processors' queue (OTEL_BSP_MAX_QUEUE_SIZE...).
+ */
+export const WORKER_YOUNG_GENERATION_MB = 8;
+
+/**
+ * The worker's entry: turns on the compile cache the gateway's thread uses (bin/tollgate.mjs; a worker does not
+ * inherit it), then loads worker.ts, so a warm start neither strips nor compiles the exporters' modules again.
+ */
+function workerBoot(): string {
+  const cache = getCompileCacheDir();
+  const enable = cache === undefined ? '' : `process.getBuiltinModule('node:module').enableCompileCache(${JSON.stringify(cache)});`;
+  return `${enable}import(${JSON.stringify(WORKER_URL.href)}).catch((err) => { setImmediate(() => { throw err; }); });`;
+}
 
 export type Report = (level: 'warn' | 'error', message: string) => void;
 
@@ -69,7 +87,13 @@ export class ExportLink {
     this.counters = new Int32Array(shared);
     this.exportTimeoutMs = Math.max(positive(opts.env.OTEL_BSP_EXPORT_TIMEOUT, 30_000), positive(opts.env.OTEL_BLRP_EXPORT_TIMEOUT, 30_000));
     const setup: WorkerSetup = { signals: opts.signals, counters: shared };
-    this.worker = new Worker(WORKER_URL, { env: { ...opts.env }, workerData: setup, name: 'tollgate-otlp-export' });
+    this.worker = new Worker(workerBoot(), {
+      eval: true,
+      env: { ...opts.env },
+      workerData: setup,
+      name: 'tollgate-otlp-export',
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    });
     // The worker never keeps the process alive by itself; flush and shutdown hold a reference while they wait.
     this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.answered(m));

@@ -16,25 +16,8 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpMcpServer, type FixtureServer } from '../../helpers/mcp-http-server.ts';
 import { connectClient, eventually, mcpBackend, route } from '../../helpers/gateway.ts';
-import { buildBytes } from '../../helpers/policy.ts';
+import { buildBytes, ECHO_ENTRYPOINTS, echoRego } from '../../helpers/policy.ts';
 import { bearer, cleanRoots, startGateUpstream, startSecureGateway, type GateUpstream, type SecureGateway } from './harness.ts';
-
-/** `echo` open or closed, with the policy's version in the reason. */
-function rego(version: string, echo: boolean): string {
-  return `package tollgate
-
-default decision := {"allow": false, "reason": "${version}: closed"}
-
-decision := {"allow": true} if input.operation != "tools/call"
-
-decision := {"allow": ${echo}, "reason": "${version}: echo ${echo ? 'open' : 'closed'}"} if input.target.local == "echo"
-
-visible contains name if {
-	some _, items in input.targets
-	some _, name in items
-}
-`;
-}
 
 const bundles: Record<string, Buffer> = {};
 let fixture: FixtureServer;
@@ -45,7 +28,7 @@ beforeAll(async () => {
   fixture = await startHttpMcpServer({ name: 'fixture' });
   gate = await startGateUpstream();
   for (const [v, open] of [['v1', true], ['v2', false], ['v3', true]] as const) {
-    bundles[v] = await buildBytes({ 'tollgate/main.rego': rego(v, open) }, ['tollgate/decision', 'tollgate/visible']);
+    bundles[v] = await buildBytes({ 'tollgate/main.rego': echoRego(v, open) }, ECHO_ENTRYPOINTS);
   }
 });
 

@@ -1,0 +1,123 @@
+/**
+ * Push notifications delivered by the gateway (route `a2a.push.deliver: gateway`, the default): the agent is never
+ * given the caller's webhook URL. A push URL that passes the guard (calls.ts) is replaced, in the request forwarded
+ * to the agent, by a relay URL of the gateway (`<agent URL at the gateway>/push/<token>`, the token 128 random bits,
+ * remembered with the caller's URL, the agent and the caller for `taskTtlMs`). The agent POSTs its notifications
+ * there (no other credential: the token is one); the gateway answers at once and delivers to the caller's URL with
+ * the guard held again at delivery (src/upstream/webhook.ts: DNS checked again and the checked address connected to,
+ * redirects never followed, bounded retries), and records each delivery as a Call (`DeliverPushNotification`, the
+ * caller's identity, the webhook's host; a failed delivery with TG_A2A_PUSH_DELIVERY_FAILED) that audit and
+ * telemetry see. Push configs the agent answers with are shown to the caller with its own URL again.
+ */
+import { randomBytes } from 'node:crypto';
+import { outcomeOf, type Principal } from '../../core/call.ts';
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { Exchange } from '../../gateway/adapter.ts';
+import { readBody, sendBody } from '../../server/io.ts';
+import { deliverWebhook, pinnedConnector, type Connector } from '../../upstream/webhook.ts';
+import { writeA2aRestError } from '../../wire/errors.ts';
+import type { A2aAdapter } from './adapter.ts';
+import type { Agent } from './targets.ts';
+
+const MAX_HOOKS = 100_000;
+/** Deliveries under way at once; a notification beyond them is refused (503: the agent's sender may retry). */
+const MAX_PENDING = 256;
+const BODY_LIMIT = 1024 * 1024;
+const TOKEN = /\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/;
+const RELAY_URL = /https?:\/\/[^"\s]*?\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/g;
+/** What the agent's notification request carries on to the webhook. */
+const PASSED = ['content-type', 'authorization', 'x-a2a-notification-token', 'a2a-version'];
+
+interface Hook {
+  readonly agent: string;
+  readonly url: string;
+  readonly principal: Principal | undefined;
+  readonly until: number;
+}
+
+export interface PushDeliveryOptions {
+  readonly connect?: Connector | undefined;
+  readonly attempts?: number | undefined;
+  readonly backoffMs?: number | undefined;
+  readonly timeoutMs?: number | undefined;
+}
+
+export class PushRelay {
+  private readonly hooks = new Map<string, Hook>();
+  private readonly connect: Connector;
+  private readonly attempts: number;
+  private readonly backoffMs: number;
+  private readonly timeoutMs: number;
+  /** Deliveries under way (tests and shutdown wait for them). */
+  readonly pending = new Set<Promise<void>>();
+
+  constructor(o: PushDeliveryOptions = {}) {
+    this.connect = o.connect ?? pinnedConnector;
+    this.attempts = o.attempts ?? 3;
+    this.backoffMs = o.backoffMs ?? 500;
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+  }
+
+  /** The relay URL that stands for `url` (the caller's webhook) in what the agent is told. */
+  register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number): string {
+    const now = Date.now();
+    if (this.hooks.size >= MAX_HOOKS) {
+      for (const [k, h] of this.hooks) if (h.until < now) this.hooks.delete(k);
+      const oldest = this.hooks.keys().next().value;
+      if (this.hooks.size >= MAX_HOOKS && oldest !== undefined) this.hooks.delete(oldest);
+    }
+    const token = randomBytes(16).toString('base64url');
+    this.hooks.set(token, { agent, url, principal, until: now + ttlMs });
+    return `${agentBase}/push/${token}`;
+  }
+
+  /** An answer of the agent with every relay URL it names replaced by the caller's own URL. */
+  restore(text: string): string {
+    return text.replace(RELAY_URL, (whole, token: string) => {
+      const h = this.hooks.get(token);
+      return h === undefined ? whole : JSON.stringify(h.url).slice(1, -1);
+    });
+  }
+
+  /** POST <mount>/<agent>/push/<token>: a notification from the agent, answered at once, delivered after. */
+  async receive(a: A2aAdapter, x: Exchange, agent: Agent, sub: string): Promise<void> {
+    const { req, res, match } = x;
+    const token = TOKEN.exec(sub)?.[1];
+    const hook = token === undefined ? undefined : this.hooks.get(token);
+    if (hook === undefined || hook.agent !== agent.name || hook.until < Date.now()) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.NOT_FOUND, 'No such push-notification relay'));
+    }
+    if (this.pending.size >= MAX_PENDING) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.OVERLOADED, 'Too many push notifications being delivered; try again'));
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, BODY_LIMIT);
+    } catch (err) {
+      return writeA2aRestError(res, err instanceof GatewayError ? err : new GatewayError(Errors.PAYLOAD_TOO_LARGE));
+    }
+    sendBody(res, 200, 'application/json', '{}');
+    const headers: Record<string, string> = {};
+    for (const h of PASSED) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    const host = new URL(hook.url).hostname;
+    const call = a.ctx.calls.start({ protocol: 'a2a', operation: 'DeliverPushNotification', rule: match.rule, req, target: { kind: 'server', name: agent.name, server: agent.name, local: agent.name }, upstream: agent.name, args: { push_host: host, callee: agent.name } });
+    call.principal = hook.principal;
+    const policy = a.settings(match.rule).push;
+    const work = deliverWebhook(hook.url, body.toString('utf8'), headers, policy, { resolve: a.resolver, connect: this.connect, attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.timeoutMs }).then((d) => {
+      call.status = d.status ?? 0;
+      if (!d.ok) {
+        call.error = new GatewayError(Errors.A2A_PUSH_DELIVERY_FAILED, `Push notification to ${host} not delivered after ${d.attempts} attempt(s): ${d.error ?? 'failed'}`, { data: { attempts: d.attempts } });
+        call.outcome = outcomeOf(call.error);
+        a.ctx.log.warn({ upstream: agent.name, host, attempts: d.attempts, err: d.error }, 'A2A push notification not delivered');
+      }
+      a.ctx.calls.finish(call);
+    });
+    this.pending.add(work);
+    await work.finally(() => this.pending.delete(work));
+  }
+}
