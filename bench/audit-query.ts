@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { countLog, latestRecords, queryLog, type QueryFilter, type QueryStats } from '../src/audit/query.ts';
@@ -22,7 +22,8 @@ import { usageSeries } from '../src/audit/usage.ts';
 import type { Call } from '../src/core/call.ts';
 import { makeCall, openWriter } from '../test/helpers/audit-calls.ts';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { records: { type: 'string', default: '10000000' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' }, out: { type: 'string', default: 'bench/results/audit-query.json' } } });
+const OUT = values.out;
 /** `--only console`: only the console's queries (the CLI cases take minutes on a loaded machine). */
 const ONLY_CONSOLE = values.only === 'console';
 const RECORDS = Number(values.records);
@@ -35,6 +36,8 @@ const MARKER = join(DATA, 'complete.json');
 const T0 = Date.parse('2026-10-01T00:00:00Z');
 const SPAN = 30 * 86_400_000;
 const PRINCIPALS = 1000;
+/** GNU time, for the CLI's CPU time (absent: only wall time is reported). */
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const TOOLS = 200;
 
 const principal = (i: number): string => `spiffe://corp.example/ns/team-${i % 50}/sa/agent-${i}`;
@@ -121,20 +124,35 @@ async function main(): Promise<void> {
   const results: Array<Record<string, unknown>> = [];
   for (const c of ONLY_CONSOLE ? [] : CASES) {
     const inProcess: number[] = [];
+    const inProcessCpu: number[] = [];
     const viaCli: number[] = [];
+    const viaCliCpu: number[] = [];
     let matched = 0;
     let stats: QueryStats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 };
     for (let r = 0; r < ROUNDS; r++) {
       stats = { segments: 0, skipped: 0, scanned: 0, candidates: 0, matched: 0 };
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       let n = 0;
       if (c.cli.includes('--count')) n = countLog(DIR, c.filter, stats);
       else for (const _ of queryLog(DIR, c.filter, stats)) n++;
+      const dc = process.cpuUsage(c0);
       inProcess.push(performance.now() - t0);
+      inProcessCpu.push((dc.user + dc.system) / 1000);
       matched = n;
       const t1 = performance.now();
-      const out = execFileSync(process.execPath, ['bin/tollgate.mjs', 'audit', 'query', DIR, ...c.cli], { maxBuffer: 1 << 30 });
+      // Through /usr/bin/time when present: the CLI's own CPU time (start-up included), steadier than its wall time on
+      // a shared machine, where waiting for a core and for the disk is most of the wall time.
+      const cpuFile = join(tmpdir(), `tollgate-audit-cli-${process.pid}.time`);
+      const out = TIME
+        ? execFileSync(TIME, ['-f', '%U %S', '-o', cpuFile, process.execPath, 'bin/tollgate.mjs', 'audit', 'query', DIR, ...c.cli], { maxBuffer: 1 << 30 })
+        : execFileSync(process.execPath, ['bin/tollgate.mjs', 'audit', 'query', DIR, ...c.cli], { maxBuffer: 1 << 30 });
       viaCli.push(performance.now() - t1);
+      if (TIME) {
+        const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split(/\s+/).slice(-2).map(Number);
+        viaCliCpu.push((u! + sy!) * 1000);
+        rmSync(cpuFile, { force: true });
+      }
       const cliCount = c.cli.includes('--count') ? Number(out.toString().trim()) : out.toString().split('\n').filter(Boolean).length;
       if (cliCount !== n) throw new Error(`${c.name}: CLI returned ${cliCount} records, in-process ${n}`);
     }
@@ -142,19 +160,21 @@ async function main(): Promise<void> {
       query: c.name,
       matched,
       inProcessMs: Math.round(median(inProcess)),
+      inProcessCpuMs: Math.round(median(inProcessCpu)),
       cliMs: Math.round(median(viaCli)),
+      ...(viaCliCpu.length > 0 ? { cliCpuMs: Math.round(median(viaCliCpu)) } : {}),
       segmentsSkipped: stats.skipped,
       segmentsSearched: stats.scanned,
       linesRead: stats.candidates,
     };
     results.push(row);
     process.stdout.write(
-      `  ${c.name.padEnd(48)} ${String(matched).padStart(7)} matches  in-process ${String(row.inProcessMs).padStart(5)} ms  CLI ${String(row.cliMs).padStart(5)} ms  (segments ${stats.skipped} skipped / ${stats.scanned} searched, ${stats.candidates} lines read)\n`,
+      `  ${c.name.padEnd(48)} ${String(matched).padStart(7)} matches  in-process ${String(row.inProcessMs).padStart(5)} ms (CPU ${row.inProcessCpuMs})  CLI ${String(row.cliMs).padStart(5)} ms (CPU ${row.cliCpuMs ?? '-'})  (segments ${stats.skipped} skipped / ${stats.scanned} searched, ${stats.candidates} lines read)\n`,
     );
   }
   const consoleResults = consoleCases();
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/audit-query.json', `${JSON.stringify({ records: info.records, rounds: ROUNDS, at: new Date().toISOString(), results, console: consoleResults }, null, 2)}\n`);
+  writeFileSync(OUT, `${JSON.stringify({ records: info.records, rounds: ROUNDS, at: new Date().toISOString(), loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), results, console: consoleResults }, null, 2)}\n`);
 }
 
 /** The operator console's queries (src/console/api.ts), timed in process. */
@@ -174,15 +194,19 @@ function consoleCases(): Array<Record<string, unknown>> {
   process.stdout.write('console queries (in process)\n');
   for (const c of cases) {
     const times: number[] = [];
+    const cpu: number[] = [];
     let n = 0;
     for (let r = 0; r < ROUNDS; r++) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       n = c.run();
+      const dc = process.cpuUsage(c0);
       times.push(performance.now() - t0);
+      cpu.push((dc.user + dc.system) / 1000);
     }
-    const row = { query: c.name, matched: n, medianMs: Math.round(median(times)), maxMs: Math.round(Math.max(...times)) };
+    const row = { query: c.name, matched: n, medianMs: Math.round(median(times)), maxMs: Math.round(Math.max(...times)), cpuMs: Math.round(median(cpu)) };
     out.push(row);
-    process.stdout.write(`  ${c.name.padEnd(48)} ${String(n).padStart(9)} records  median ${String(row.medianMs).padStart(5)} ms  max ${String(row.maxMs).padStart(5)} ms\n`);
+    process.stdout.write(`  ${c.name.padEnd(48)} ${String(n).padStart(9)} records  median ${String(row.medianMs).padStart(5)} ms  max ${String(row.maxMs).padStart(5)} ms  CPU ${row.cpuMs} ms\n`);
   }
   return out;
 }

@@ -180,8 +180,9 @@ try {
         const row: Row = { label: t.label, round, readyMs: gw.readyMs, rssReadyMb: rssMb(t.pid), loadavg: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]) };
         const c0 = cpuMs(t.pid);
         const r = await runClosed(t.template, 32, seconds);
-        if (r.errors > 0) throw new Error(`${t.label}: ${r.errors} errors under load`);
+        // Recorded, not fatal: on a machine at loadavg 30+ a few requests time out; the RSS is what this measures.
         row.requests = r.requests;
+        row.errors = r.errors;
         row.cpuUsPerRequest = Math.round(((cpuMs(t.pid) - c0) * 1000) / r.requests);
         row.rssAfterLoadMb = rssMb(t.pid);
         await new Promise((res) => setTimeout(res, 2000));
@@ -201,8 +202,8 @@ try {
           // The same load again with the sessions open: per-call cost against the number of live sessions.
           const c1 = cpuMs(t.pid);
           const again = await runClosed(t.template, 32, seconds);
-          if (again.errors > 0) throw new Error(`${t.label}: ${again.errors} errors under load with ${opened.opened} sessions`);
           row.requestsWithSessions = again.requests;
+          row.errorsWithSessions = again.errors;
           row.cpuUsPerRequestWithSessions = Math.round(((cpuMs(t.pid) - c1) * 1000) / again.requests);
           row.rssAfterSessionsLoadMb = rssMb(t.pid);
         }

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ROOT } from './targets.ts';
 
 export interface Baseline {
@@ -32,6 +32,8 @@ export function addBaseline(rev: string): Baseline {
         rmSync(root, { recursive: true, force: true });
         execFileSync('git', ['worktree', 'prune'], { cwd: ROOT, stdio: 'ignore' });
       }
+      // The temp directory the tree was made in (git removes only the tree).
+      rmSync(dirname(root), { recursive: true, force: true });
     },
   };
 }

@@ -10,6 +10,10 @@ import type { AuditSpec } from './config.ts';
 
 export const REDACTED = '[REDACTED]';
 const MAX_DEPTH = 16;
+/** Member names whose sensitivity is remembered (see sensitiveKey). */
+const MAX_NAMES_SEEN = 4096;
+/** Longer names (a caller's odd argument names) are tested each time, never kept. */
+const MAX_NAME_REMEMBERED = 64;
 
 /**
  * Values that are credentials whatever their name: a bearer credential, a JWT (three base64url parts, the first a
@@ -40,6 +44,7 @@ export class ArgumentPolicy {
   readonly mode: AuditSpec['arguments']['mode'];
   readonly maxBytes: number;
   private readonly keys: RegExp | undefined;
+  private readonly seen = new Map<string, boolean>();
 
   constructor(spec: AuditSpec['arguments']) {
     this.mode = spec.mode;
@@ -47,9 +52,21 @@ export class ArgumentPolicy {
     this.keys = keyMatcher(spec.redactKeys);
   }
 
-  /** Whether a member of this name is always redacted (a sensitive name, at any depth). */
+  /**
+   * Whether a member of this name is always redacted (a sensitive name, at any depth). Remembered per name: records
+   * repeat the same few member names (the policy input's, the tools' argument names), and the test is two regular
+   * expressions. Bounded (4096 names of at most 64 characters; emptied when full).
+   */
   sensitiveKey(name: string): boolean {
-    return this.keys !== undefined && this.keys.test(components(name));
+    if (this.keys === undefined) return false;
+    if (name.length > MAX_NAME_REMEMBERED) return this.keys.test(components(name));
+    let hit = this.seen.get(name);
+    if (hit === undefined) {
+      hit = this.keys.test(components(name));
+      if (this.seen.size >= MAX_NAMES_SEEN) this.seen.clear();
+      this.seen.set(name, hit);
+    }
+    return hit;
   }
 
   /**

@@ -24,8 +24,8 @@ export interface HttpAdapterOptions {
   readonly protocol: string;
   /** The protocol's name in logs ("OpenAI", "KServe", "A2A"). */
   readonly label: string;
-  /** How the backends' endpoints are health-checked. */
-  readonly health: HealthDefaults;
+  /** How the backends' endpoints are health-checked (default: HttpUpstreams' own). */
+  readonly health?: HealthDefaults | undefined;
   /** Writes an adapter crash when nothing was sent yet (the protocol's plain error shape). */
   readonly crashWriter: (res: ServerResponse, err: GatewayError) => void;
 }

@@ -7,13 +7,12 @@
  * Its error shape is plain HTTP (`{"error":{"code":"TG_..","message":".."}}`). Allowed methods: GET, POST, PUT;
  * anything else is refused before a Call exists, through the lifecycle's single refusal entry point.
  */
-import type { ConfigSnapshot } from '../../src/config/load.ts';
 import { Errors, GatewayError } from '../../src/core/errors.ts';
-import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from '../../src/gateway/adapter.ts';
+import type { AdapterContext, ErrorTarget, Exchange, ProtocolDefinition } from '../../src/gateway/adapter.ts';
+import { HttpProtocolAdapter } from '../../src/gateway/http-adapter.ts';
 import { boundedBody } from '../../src/server/body.ts';
 import { forward } from '../../src/upstream/forwarder.ts';
 import { HeaderPolicy } from '../../src/upstream/headers.ts';
-import { HttpUpstreams } from '../../src/upstream/http-upstream.ts';
 import { writeHttpError } from '../../src/wire/errors.ts';
 
 /** What crosses the gateway for echo: the body's type, and the test's own x-echo-* headers. */
@@ -24,15 +23,11 @@ const HEADERS = new HeaderPolicy({
 
 const METHODS = new Set(['GET', 'POST', 'PUT']);
 
-export class EchoAdapter implements ProtocolAdapter {
-  readonly protocols = ['echo'];
-  private readonly ctx: AdapterContext;
-  private readonly upstreamSet: HttpUpstreams;
-
+/** The shared base of HTTP-forwarded adapters gives it its upstream pools, readiness, reload and shutdown. */
+export class EchoAdapter extends HttpProtocolAdapter {
   constructor(ctx: AdapterContext) {
-    this.ctx = ctx;
-    this.upstreamSet = new HttpUpstreams({ protocols: this.protocols, log: ctx.log, credentials: ctx.credentials });
-    this.upstreamSet.sync(ctx.state().snapshot);
+    super(ctx, { protocol: 'echo', label: 'echo', crashWriter: writeHttpError });
+    this.reconfigure(ctx.state().snapshot);
   }
 
   handle(x: Exchange): void {
@@ -78,24 +73,6 @@ export class EchoAdapter implements ProtocolAdapter {
 
   renderError(err: GatewayError, to: ErrorTarget): void {
     writeHttpError(to.res, err);
-  }
-
-  upstreams(): Record<string, UpstreamReadiness> {
-    return this.upstreamSet.statuses();
-  }
-
-  sessions(): number {
-    return 0;
-  }
-
-  reconfigure(snapshot: ConfigSnapshot): void {
-    this.upstreamSet.sync(snapshot);
-  }
-
-  drain(): void {}
-
-  close(): Promise<void> {
-    return this.upstreamSet.close();
   }
 }
 

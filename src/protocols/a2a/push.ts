@@ -20,6 +20,8 @@ import type { A2aAdapter } from './adapter.ts';
 import type { Agent } from './targets.ts';
 
 const MAX_HOOKS = 100_000;
+/** Deliveries under way at once; a notification beyond them is refused (503: the agent's sender may retry). */
+const MAX_PENDING = 256;
 const BODY_LIMIT = 1024 * 1024;
 const TOKEN = /\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/;
 const RELAY_URL = /https?:\/\/[^"\s]*?\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/g;
@@ -85,6 +87,10 @@ export class PushRelay {
     if (hook === undefined || hook.agent !== agent.name || hook.until < Date.now()) {
       req.resume();
       return writeA2aRestError(res, new GatewayError(Errors.NOT_FOUND, 'No such push-notification relay'));
+    }
+    if (this.pending.size >= MAX_PENDING) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.OVERLOADED, 'Too many push notifications being delivered; try again'));
     }
     let body: Buffer;
     try {

@@ -16,11 +16,9 @@
  * reverse), advertising the JSON-RPC interface the gateway serves by translation.
  */
 import type { ServerResponse } from 'node:http';
-import { AgentCard as AgentCardJson, type AgentCard } from '@a2a-js/sdk';
-import { JsonRpcTransportFactory, type Transport } from '@a2a-js/sdk/client';
-import { LegacyJsonRpcTransport, isLegacyAgentCard, parseLegacyAgentCard } from '@a2a-js/sdk/compat/v0_3/client';
-import { LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
-import { JsonRpcTransportHandler, ServerCallContext, type A2ARequestHandler } from '@a2a-js/sdk/server';
+import type { AgentCard } from '@a2a-js/sdk';
+import type { Transport } from '@a2a-js/sdk/client';
+import type { A2ARequestHandler } from '@a2a-js/sdk/server';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
@@ -34,6 +32,36 @@ import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
 
 type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
+
+/**
+ * The A2A SDK's modules, loaded on the first translation: a gateway whose agents serve their callers' versions never
+ * loads them (start-up time and memory, bench/NOTES.md).
+ */
+const sdk = memo(async () => {
+  const [root, client, legacyClient, legacyServer, server] = await Promise.all([
+    import('@a2a-js/sdk'),
+    import('@a2a-js/sdk/client'),
+    import('@a2a-js/sdk/compat/v0_3/client'),
+    import('@a2a-js/sdk/compat/v0_3/server'),
+    import('@a2a-js/sdk/server'),
+  ]);
+  return { root, client, legacyClient, legacyServer, server };
+});
+type Sdk = Awaited<ReturnType<typeof sdk>>;
+
+function memo<T>(f: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= f());
+}
+
+/** A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK). */
+export function isLegacyCard(card: Card): boolean {
+  if (Array.isArray(card.supportedInterfaces) && card.supportedInterfaces.length > 0) return false;
+  if (typeof card.url === 'string' && !('supportedInterfaces' in card)) return true;
+  if ('preferredTransport' in card || 'additionalInterfaces' in card || 'supportsAuthenticatedExtendedCard' in card) return true;
+  const v = card.protocolVersion;
+  return typeof v === 'string' && (v.trim() === '' || /^0\.3(\.|$)/.test(v.trim()));
+}
 
 /** A whole JSON answer of the agent read for translation may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -123,16 +151,17 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     }
   }) as typeof fetch;
   const endpoint = `${ORIGIN}${t.path}`;
-  const transport: Transport = t.to === '1.0' ? await new JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never) : new LegacyJsonRpcTransport({ endpoint, fetchImpl });
+  const m = await sdk();
+  const transport: Transport = t.to === '1.0' ? await new m.client.JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never) : new m.legacyClient.LegacyJsonRpcTransport({ endpoint, fetchImpl });
   const bridge = new Bridge(transport, {
-    card: async () => toSdkCard(await t.serve(t.card)),
-    extended: async (raw) => toSdkCard(await t.serve(AgentCardJson.toJSON(raw) as Card)),
+    card: async () => toSdkCard(m, await t.serve(t.card)),
+    extended: async (raw) => toSdkCard(m, await t.serve(m.root.AgentCard.toJSON(raw) as Card)),
     bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
     bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
   });
-  const handler = t.from === '1.0' ? new JsonRpcTransportHandler(bridge) : new LegacyJsonRpcTransportHandler(bridge);
-  const out = await handler.handle(t.body, new ServerCallContext({ requestedVersion: t.from }));
+  const handler = t.from === '1.0' ? new m.server.JsonRpcTransportHandler(bridge) : new m.legacyServer.LegacyJsonRpcTransportHandler(bridge);
+  const out = await handler.handle(t.body, new m.server.ServerCallContext({ requestedVersion: t.from }));
   if (!(Symbol.asyncIterator in out)) {
     if ('error' in out && out.error !== undefined && failure !== undefined) throw failure;
     if ('error' in out && out.error !== undefined && call.outcome === 'ok') call.outcome = 'upstream_error';
@@ -250,8 +279,8 @@ class Bridge implements Handler {
 }
 
 /** A card (either version's JSON shape) as the SDK's object. */
-function toSdkCard(card: Card): AgentCard {
-  return isLegacyAgentCard(card) ? parseLegacyAgentCard(card) : AgentCardJson.fromJSON(card);
+function toSdkCard(m: Sdk, card: Card): AgentCard {
+  return isLegacyCard(card) ? m.legacyClient.parseLegacyAgentCard(card) : m.root.AgentCard.fromJSON(card);
 }
 
 const BINDINGS = [
@@ -276,14 +305,15 @@ export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): s
  * gateway serves in that version (their URLs are rewritten to the gateway's afterwards).
  */
 export async function reshapeCard(card: Card, version: A2aVersion, where: AgentInterfaces): Promise<Card> {
-  const legacy = isLegacyAgentCard(card);
+  const legacy = isLegacyCard(card);
   if (legacy === (version === '0.3')) return card;
   const bindings = servedInterfaces(where, version);
   if (bindings.length === 0) return card;
-  const core = toSdkCard(card);
+  const m = await sdk();
+  const core = toSdkCard(m, card);
   core.supportedInterfaces = bindings.map((protocolBinding) => ({ url: `${ORIGIN}/`, protocolBinding, protocolVersion: version, tenant: '' }));
-  if (version === '1.0') return AgentCardJson.toJSON(core) as Card;
+  if (version === '1.0') return m.root.AgentCard.toJSON(core) as Card;
   // The SDK's 1.0 -> 0.3 card translator, reached through the one handler method that applies it.
-  const handler = new LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: async () => core } as unknown as A2ARequestHandler);
-  return (await handler.getAuthenticatedExtendedAgentCard(new ServerCallContext())) as unknown as Card;
+  const handler = new m.legacyServer.LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: async () => core } as unknown as A2ARequestHandler);
+  return (await handler.getAuthenticatedExtendedAgentCard(new m.server.ServerCallContext())) as unknown as Card;
 }
