@@ -166,4 +166,38 @@ describe('multi round-trip requestState bound to its caller', () => {
     const done = await callAs(ALICE, 6, { requestState, inputResponses: { [key]: answer('alice') } });
     expect(text(done.msg.result)).toBe('LLM response: answered by alice');
   });
+
+  it('refuses a requestState issued for tools/call when it comes back on prompts/get of the same name', async () => {
+    const meta = { ...META, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } };
+    const NAME2 = 'fixture__ask_twice';
+    const post = async (id: number, method: string, params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; data?: { code?: string } } }> => {
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': method, 'mcp-name': NAME2, ...gw.authHeaders(ALICE) },
+        body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { name: NAME2, _meta: meta, ...params } }),
+      });
+      const body = await res.text();
+      const candidates = (res.headers.get('content-type') ?? '').includes('text/event-stream')
+        ? body.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim())
+        : [body];
+      const msg = candidates.map((c) => JSON.parse(c) as { id?: unknown }).find((m) => m.id === id);
+      if (!msg) throw new Error(`no response to ${id} in: ${body}`);
+      return msg as never;
+    };
+    // The prompt exists under that name: without a requestState, prompts/get answers.
+    expect((await post(20, 'prompts/get', {})).result?.messages).toBeDefined();
+    const first = await post(21, 'tools/call', { arguments: {} });
+    expect(first.result?.resultType).toBe('input_required');
+    const requestState = first.result!.requestState as string;
+    const key = Object.keys(first.result!.inputRequests as Record<string, unknown>)[0]!;
+    const accept = (answer: string): Record<string, unknown> => ({ [key]: { action: 'accept', content: { answer } } });
+    const wrong = await post(22, 'prompts/get', { requestState, inputResponses: accept('via prompts/get') });
+    expect(wrong.error?.code).toBe(-32602);
+    expect(wrong.error?.data?.code).toBe('TG_MCP_REQUEST_STATE_INVALID');
+    expect(wrong.result).toBeUndefined();
+    // Still the caller's to continue on tools/call.
+    const next = await post(23, 'tools/call', { arguments: {}, requestState, inputResponses: accept('one') });
+    expect(next.error).toBeUndefined();
+    expect(next.result?.resultType).toBe('input_required');
+  });
 });

@@ -26,7 +26,10 @@ export interface FixtureOptions {
   json?: boolean;
   /** Adds `count`: returns how many times it was called in this upstream session (state an upstream keeps per session). */
   counter?: boolean;
-  /** Adds `ask_twice`: asks the client two elicitations one after the other during the call (two round trips). */
+  /**
+   * Adds `ask_twice`: asks the client two elicitations one after the other during the call (two round trips), and a
+   * prompt of the same name (a requestState issued for the tool must not be taken by prompts/get of that name).
+   */
   asks?: boolean;
 }
 
@@ -133,7 +136,10 @@ export async function startHttpMcpServer(opts: FixtureOptions = {}): Promise<Fix
       contents: [{ uri: req.params.uri, mimeType: 'text/plain', text: `content of ${req.params.uri}` }],
     }));
     server.setRequestHandler(ListPromptsRequestSchema, () => ({
-      prompts: [{ name: 'greet', description: 'Greets', arguments: [{ name: 'who', required: true }] }],
+      prompts: [
+        { name: 'greet', description: 'Greets', arguments: [{ name: 'who', required: true }] },
+        ...(opts.asks ? [{ name: 'ask_twice', description: 'A prompt named like the tool' }] : []),
+      ],
     }));
     server.setRequestHandler(GetPromptRequestSchema, (req) => ({
       messages: [{ role: 'user', content: { type: 'text', text: `Hello ${req.params.arguments?.who ?? 'nobody'}` } }],
