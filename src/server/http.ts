@@ -198,10 +198,14 @@ export class HttpServer {
   /**
    * Stops listening; resolves once every connection is gone. A listening socket that closes resets the connections
    * in its accept queue (completed by the kernel, not yet accepted by node), whose clients already sent requests the
-   * gateway never reads. Right after an accept, libuv has just emptied that queue (it accepts until EAGAIN), so the
-   * listener is closed inside the next 'connection' event while clients are connecting (a window of microseconds instead
-   * of the event loop's lag), and at once when none has connected for IDLE_GRACE_MS. net's close, not http's: that one
-   * also closes idle kept-alive connections (the race drain() avoids).
+   * gateway never reads. libuv accepts until accept() says EAGAIN, emitting 'connection' for each, so the queue is
+   * empty right after the poll phase that accepted: while clients are connecting the listener is closed in the
+   * check phase (setImmediate) after the next 'connection' event (a window of the rest of that poll phase instead of
+   * the event loop's lag; closing inside the event itself would reset whatever was queued behind that connection),
+   * and at once when none has connected for IDLE_GRACE_MS. What still lands in the queue in that window is reset by
+   * the kernel before node reads a byte of it (TCP offers no way to close a listener without that race): such a
+   * client knows its request was never processed. net's close, not http's: that one also closes idle kept-alive
+   * connections (the race drain() avoids).
    */
   private stopListening(): { readonly closed: Promise<void>; readonly listening: () => boolean; readonly now: () => void } {
     let listening = true;
@@ -211,13 +215,17 @@ export class HttpServer {
         if (!listening) return;
         listening = false;
         clearTimeout(timer);
-        this.server.off('connection', close);
+        this.server.off('connection', afterAccepts);
         NetServer.prototype.close.call(this.server, () => resolve());
       };
     });
     const timer = setTimeout(close, IDLE_GRACE_MS);
+    const afterAccepts = (): void => {
+      this.server.off('connection', afterAccepts);
+      setImmediate(close);
+    };
     if (Date.now() - this.lastAccept >= IDLE_GRACE_MS) close();
-    else this.server.on('connection', close);
+    else this.server.on('connection', afterAccepts);
     return { closed, listening: () => listening, now: close };
   }
 }
