@@ -129,6 +129,8 @@ export class LeasingCounterStore implements CounterStore {
           if (state === undefined) return;
           if (state.lease !== undefined) this.stats.unusedUnits += state.lease.units;
           state.lease = { units: r.granted - op.cost, base: r.remaining, expiresAt: now + op.lease!.lifetimeMs, intervalUs: op.intervalUs, toleranceUs: op.toleranceUs };
+          // What is left for the caller includes what this replica now holds for the key.
+          results[remoteIndex[j]!] = { ...r, remaining: r.remaining + r.granted - op.cost };
           this.stats.leases++;
           this.stats.leasedUnits += r.granted - op.cost;
         });
