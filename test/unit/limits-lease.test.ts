@@ -110,7 +110,7 @@ describe('rate-limit leases on a real Redis', () => {
     process.stdout.write(`[limits lease] 100 calls: ${withLeases.scripts} scripts with leases (k=8), ${without.scripts} without\n`);
     expect(without.scripts).toBe(100);
     expect(without.stores.every((s) => s === 'redis')).toBe(true);
-    // First call: one unit (the key was quiet); then one lease of 8 per 8 calls: 1 + ceil(99 / 8) = 14.
+    // First call: one unit (the key was quiet); then leases of 2, 4, then 8 per 8 calls: 3 + ceil(93 / 8) = 15.
     expect(withLeases.scripts).toBeLessThanOrEqual(20);
     expect(withLeases.stores.filter((s) => s === 'lease')).toHaveLength(100 - withLeases.scripts);
     expect(withLeases.stores.filter((s) => s === 'redis')).toHaveLength(withLeases.scripts);
@@ -126,10 +126,10 @@ describe('rate-limit leases on a real Redis', () => {
     let admitted = 0;
     for (let i = 0; i < 45; i++) if ((await call(b, 'bob')).code === 'ok') admitted++;
     expect(admitted).toBe(40);
-    // alice takes a lease on replica a: her second call asks for 8 units (1 spent, 7 held).
-    expect((await call(a, 'alice')).note.store).toBe('redis');
-    expect((await call(a, 'alice')).note.store).toBe('redis');
-    expect((await call(a, 'alice')).note.store).toBe('lease');
+    // alice takes leases on replica a: 2 units at her second call, 4 at her fourth (1 spent, 3 held).
+    const stores: string[] = [];
+    for (let i = 0; i < 5; i++) stores.push((await call(a, 'alice')).note.store);
+    expect(stores).toEqual(['redis', 'redis', 'lease', 'redis', 'lease']);
     // bob on replica a, while alice's lease holds units there: refused by Redis, his own bucket.
     const bob = await call(a, 'bob');
     expect(bob.code).toBe('TG_RATE_LIMITED');
@@ -148,15 +148,20 @@ describe('rate-limit leases on a real Redis', () => {
     expect(seen.map((o) => o.code)).toEqual(Array(6).fill('ok'));
     // Exactly what a call-per-round-trip limiter says: 39, 38, ... whether the store or a lease answered.
     expect(seen.map((o) => o.remaining)).toEqual([39, 38, 37, 36, 35, 34]);
-    expect(seen.map((o) => o.note.store)).toEqual(['redis', 'redis', 'lease', 'lease', 'lease', 'lease']);
-    // The lease (8 taken at the second call: 6 used so far, 3 held) expires; its units are not given back.
+    // Leases of 2 (second call) and 4 (fourth call: the first was spent, so the next is twice as large).
+    expect(seen.map((o) => o.note.store)).toEqual(['redis', 'redis', 'lease', 'redis', 'lease', 'lease']);
+    // The second lease (4 taken: 3 used, 1 held) expires; its unit is not given back.
     await new Promise((res) => setTimeout(res, 400));
     const after = await call(r, 'carol');
     expect(after.note.store).toBe('redis');
-    expect(after.remaining).toBe(40 - 1 - 8 - 1);
+    expect(after.remaining).toBe(40 - 1 - 2 - 4 - 1);
     const stats = (r.service.store as LeasingCounterStore).stats;
-    expect(stats.leases).toBe(1);
-    expect(stats.served).toBe(4);
+    expect(stats).toEqual({ leases: 2, leasedUnits: 1 + 3, served: 3, unusedUnits: 1 });
+    // A lease expired with units left: the key's next lease is halved (2 units, not 4 again).
+    const next = [await call(r, 'carol'), await call(r, 'carol')];
+    expect(next.map((o) => o.note.store)).toEqual(['redis', 'lease']);
+    expect(next.map((o) => o.remaining)).toEqual([31, 30]);
+    expect(stats).toEqual({ leases: 3, leasedUnits: 1 + 3 + 1, served: 4, unusedUnits: 1 });
   });
 });
 
@@ -181,9 +186,9 @@ spec: { match: { tools: [tools/${mode}] }, key: [principal], requests: 40, per: 
 
   it('applies each fail mode as without leases, even while a lease holds units, and goes back to Redis', async () => {
     for (const tool of ['closed', 'local']) {
-      expect((await call(r, 'dave', tool)).code).toBe('ok');
-      expect((await call(r, 'dave', tool)).code).toBe('ok'); // takes a lease of 8: 7 held
-      expect((await call(r, 'dave', tool)).note.store).toBe('lease');
+      const stores: string[] = [];
+      for (let i = 0; i < 5; i++) stores.push((await call(r, 'dave', tool)).note.store);
+      expect(stores).toEqual(['redis', 'redis', 'lease', 'redis', 'lease']); // the lease of 4 still holds 2 units
     }
     await redis.kill();
     await eventually(() => !r.service.store.available, 5_000, 'the store to notice Redis is gone');

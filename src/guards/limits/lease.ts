@@ -5,15 +5,19 @@
  * A rate op whose limit allows a lease (plan.ts: k = min(lease.units, floor(burst x lease.share)) >= 2) asks the
  * store for up to k units at once (`take`; the script grants as many as the bucket holds, at least the call's cost,
  * so a lease never refuses a call the bucket would admit). The call spends one; the rest are spent by the next calls
- * on the same key in this replica, without a round trip, for at most `lease.lifetime` from when the request was
- * sent. Units left then are counted as spent, never given back: a give-back is another round trip per lease (on a
- * quiet key, twice the commands leases are meant to save), and the units it would return are bounded anyway.
+ * on the same key in this replica, without a round trip, for at most `lease.lifetime` from when the grant arrived
+ * (from the reply, not the request: on a loaded machine a round trip can outlast a few ms, and a lease that arrives
+ * spent only wastes units; the bound below does not depend on the lifetime). Units left then are counted as spent,
+ * never given back: a give-back is another round trip per lease (on a quiet key, twice the commands leases are
+ * meant to save), and the units it would return are bounded anyway.
  *
  * Exactness: leased units are counted in Redis when taken, so a fleet never admits more than the bucket allows
  * plus the units held unused at the start of a window (at most replicas x (k - 1) per key: one lease per key per
  * replica, at most one lease request in flight per key). It may refuse while another replica holds unused units
  * (the same bound). To keep that waste small, a key is leased only while it is busy here: a call asks for a lease
- * only if the previous call on its key came within the lifetime; the first call of a quiet key takes one unit.
+ * only if the previous call on its key came within the lifetime (the first call of a quiet key takes one unit), and
+ * a key's lease size adapts: it starts at 2, doubles up to k each time a lease is spent, and halves (to 2 at least)
+ * each time one expires with units left, so a key whose calls come too slowly for its leases wastes little.
  *
  * Per key: a lease is the key's own (its Redis key names the limit and every key dimension: principal, team, ...),
  * so one caller's lease never admits another. Only rate ops are leased; budgets go to the store on every call.
@@ -39,6 +43,8 @@ interface KeyState {
   lastAt: number;
   /** A lease request is in flight (at most one per key). */
   fetching: boolean;
+  /** Units the next lease asks for: doubles (up to k) when a lease is spent, halves (down to 2) when one expires unused. */
+  size: number;
 }
 
 /** Keys tracked at most; beyond, new keys go to the store without leases (never evicting a live lease). */
@@ -88,17 +94,25 @@ export class LeasingCounterStore implements CounterStore {
       const lease = state?.lease;
       if (lease !== undefined && lease.expiresAt > now && lease.units >= op.cost && lease.intervalUs === op.intervalUs && lease.toleranceUs === op.toleranceUs) {
         lease.units -= op.cost;
+        if (lease.units === 0) state!.size = Math.min(op.lease.units, state!.size * 2);
         spent.push({ lease, cost: op.cost });
         results[i] = { admitted: true, value: 0, remaining: lease.base + lease.units, granted: op.cost };
         leased[i] = true;
         state!.lastAt = now;
         continue;
       }
+      if (lease !== undefined && lease.expiresAt <= now) {
+        // Expired with units left: they stay spent, and this key's next lease is smaller.
+        this.stats.unusedUnits += lease.units;
+        if (lease.units > 0) state!.size = Math.max(2, Math.floor(state!.size / 2));
+        state!.lease = undefined;
+      }
       // Busy here (the previous call came within the lifetime) and no lease request in flight: ask for a lease.
-      if (state !== undefined && !state.fetching && now - state.lastAt <= op.lease.lifetimeMs && op.lease.units > op.cost) {
+      const take = state === undefined ? 0 : Math.min(op.lease.units, state.size);
+      if (state !== undefined && !state.fetching && now - state.lastAt <= op.lease.lifetimeMs && take > op.cost) {
         state.fetching = true;
         fetching.push(state);
-        remote.push({ ...op, take: op.lease.units } satisfies RateOp);
+        remote.push({ ...op, take } satisfies RateOp);
       } else remote.push(op);
       remoteIndex.push(i);
       if (state !== undefined) state.lastAt = now;
@@ -128,7 +142,7 @@ export class LeasingCounterStore implements CounterStore {
           const state = this.keys.get(op.key);
           if (state === undefined) return;
           if (state.lease !== undefined) this.stats.unusedUnits += state.lease.units;
-          state.lease = { units: r.granted - op.cost, base: r.remaining, expiresAt: now + op.lease!.lifetimeMs, intervalUs: op.intervalUs, toleranceUs: op.toleranceUs };
+          state.lease = { units: r.granted - op.cost, base: r.remaining, expiresAt: performance.now() + op.lease!.lifetimeMs, intervalUs: op.intervalUs, toleranceUs: op.toleranceUs };
           // What is left for the caller includes what this replica now holds for the key.
           results[remoteIndex[j]!] = { ...r, remaining: r.remaining + r.granted - op.cost };
           this.stats.leases++;
@@ -152,7 +166,7 @@ export class LeasingCounterStore implements CounterStore {
     // Swept as the table grows, and at most once a second while it is full (not on every new key).
     if (this.keys.size >= this.sweepAt || (this.keys.size >= this.maxKeys && now - this.sweptAt >= 1_000)) this.sweep(now);
     if (this.keys.size >= this.maxKeys) return undefined;
-    state = { lease: undefined, lastAt: -Infinity, fetching: false };
+    state = { lease: undefined, lastAt: -Infinity, fetching: false, size: 2 };
     this.keys.set(key, state);
     return state;
   }
