@@ -52,15 +52,15 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
     bob = new LegacyJsonRpcTransport({ endpoint: card.url, fetchImpl: v1only.fetchAs(BOB) });
   });
 
-  test('the card (no A2A-Version) is a 0.3 card advertising JSON-RPC at the gateway only, filtered for the caller', async () => {
+  test('the card (no A2A-Version) is a 0.3 card advertising JSON-RPC (and HTTP+JSON) at the gateway only, filtered for the caller', async () => {
     // The agent itself serves a 1.0 card only.
     const direct = (await (await fetch(`${v1only.agent.url}/.well-known/agent-card.json`)).json()) as Record<string, unknown>;
     expect(direct.url).toBeUndefined();
     expect(card.protocolVersion).toMatch(/^0\.3/);
     expect(card.url).toBe(v1only.url);
     expect(card.preferredTransport).toBe('JSONRPC');
-    // REST 0.3 is not served for this agent (only JSON-RPC is translated).
-    expect((card.additionalInterfaces ?? []).filter((i) => i.transport !== 'JSONRPC')).toEqual([]);
+    // HTTP+JSON 0.3 is served too, by translation (a2a-translate-rest.test.ts).
+    expect((card.additionalInterfaces ?? []).map((i) => i.transport)).toContain('HTTP+JSON');
     for (const i of card.additionalInterfaces ?? []) expect(i.url).toBe(v1only.url);
     expect(card.skills.map((k) => k.id)).toEqual(['echo']);
     expect(JSON.stringify(card)).not.toContain(new URL(v1only.agent.url).origin);
@@ -137,14 +137,14 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
 });
 
 describe('a v1.0 client and an agent that speaks only v0.3', () => {
-  test('the card (A2A-Version 1.0) is a 1.0 card whose JSON-RPC interface is the gateway', async () => {
+  test('the card (A2A-Version 1.0) is a 1.0 card whose JSON-RPC (and HTTP+JSON) interfaces are the gateway', async () => {
     const direct = (await (await fetch(`${v03only.agent.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as Record<string, unknown>;
     expect(typeof direct.url).toBe('string');
     const card = (await (await v03only.fetchAs(ALICE)(`${v03only.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as {
       supportedInterfaces: { url: string; protocolBinding: string; protocolVersion: string }[];
       skills: { id: string }[];
     };
-    expect(card.supportedInterfaces.filter((i) => i.protocolVersion === '1.0')).toEqual([expect.objectContaining({ url: v03only.url, protocolBinding: 'JSONRPC' })]);
+    expect(card.supportedInterfaces.filter((i) => i.protocolVersion === '1.0').map((i) => i.protocolBinding)).toEqual(['JSONRPC', 'HTTP+JSON']);
     for (const i of card.supportedInterfaces) expect(i.url).toBe(v03only.url);
     expect(card.skills.map((k) => k.id)).toEqual(['echo']);
     expect(JSON.stringify(card)).not.toContain(new URL(v03only.agent.url).origin);

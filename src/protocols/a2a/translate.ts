@@ -1,19 +1,21 @@
 /**
- * Translation between A2A v0.3 and v1.0 over JSON-RPC, for an agent that serves only one of them: a v0.3 client
- * (0.3 method names, `kind` fields, lower-case enums) calling an agent that speaks only v1.0, and a v1.0 client
- * calling an agent that speaks only v0.3, plain answers and streams alike.
+ * Translation between A2A v0.3 and v1.0, over JSON-RPC and HTTP+JSON, for an agent that serves only one of them: a
+ * v0.3 client (0.3 method names or `/v1` paths, `kind` fields, lower-case enums) calling an agent that speaks only
+ * v1.0, and a v1.0 client calling an agent that speaks only v0.3, plain answers and streams alike.
  *
  * The official SDK does the translating (no wire shapes are rewritten by hand): the caller's request is served by
- * the SDK's JSON-RPC transport handler of the caller's version (`JsonRpcTransportHandler` for 1.0,
- * `LegacyJsonRpcTransportHandler` for 0.3) over a request handler that is a bridge to the SDK's client transport of
- * the agent's version (`JsonRpcTransport` / `LegacyJsonRpcTransport`), whose HTTP requests go through the
- * gateway's forwarder (the agent's pool, timeouts, credentials, trace headers; never the caller's credentials).
+ * the SDK's transport handler of the caller's version and binding (JSON-RPC: `JsonRpcTransportHandler` for 1.0,
+ * `LegacyJsonRpcTransportHandler` for 0.3; HTTP+JSON: the SDK's REST router, `restHandler` / `legacyRestRouter`,
+ * translate-rest.ts) over a request handler that is a bridge to the SDK's client transport of the agent's version
+ * (`JsonRpcTransport` / `LegacyJsonRpcTransport`, or `RestTransport` / `LegacyRestTransport`: the caller's binding
+ * when the agent serves it in its version, else the other one), whose HTTP requests go through the gateway's
+ * forwarder (the agent's pool, timeouts, credentials, trace headers; never the caller's credentials).
  *
  * The bridge binds the tasks the agent creates to the caller (as the plain relay does: a streamed task is bound in
  * this replica before its event is passed on) and filters ListTasks to the caller's tasks. A gateway error met on
  * the way to the agent (unreachable, timeout) is answered as the gateway's own error, not as an SDK internal error.
  * Cards: `reshapeCard` gives a caller the card in its version's shape (a 0.3 card of a 1.0-only agent and the
- * reverse), advertising the JSON-RPC interface the gateway serves by translation.
+ * reverse), advertising the interfaces (both bindings) the gateway serves by translation.
  */
 import type { ServerResponse } from 'node:http';
 import type { AgentCard } from '@a2a-js/sdk';
@@ -30,6 +32,7 @@ import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
+import { serveRest } from './translate-rest.ts';
 
 type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
 
@@ -68,16 +71,28 @@ const READ_LIMIT = 16 * 1024 * 1024;
 /** The SDK transports need an absolute URL; only its path is used (the forwarder picks the agent's endpoint). */
 const ORIGIN = 'http://agent.invalid';
 
+export type Binding = 'jsonrpc' | 'rest';
+
+/** Where a translated call goes: the agent's interface (binding, version, path) it is served over. */
+export interface Upstream {
+  readonly binding: Binding;
+  readonly version: A2aVersion;
+  readonly path: string;
+}
+
 export interface Translation {
   readonly x: Exchange;
   readonly agent: Agent;
   readonly call: Call;
-  /** The caller's JSON-RPC request, as it sent it (or with trace metadata added). */
-  readonly body: string;
-  /** The caller's version and the agent's, and the agent's JSON-RPC path for its version. */
+  /** The caller's binding and version. */
+  readonly binding: Binding;
   readonly from: A2aVersion;
-  readonly to: A2aVersion;
-  readonly path: string;
+  /** JSON-RPC: the caller's request, as it sent it (or with trace metadata or a relay URL). */
+  readonly body: string;
+  /** HTTP+JSON: the path under the agent at the gateway (with its query) and the body's JSON (undefined: none). */
+  readonly rest?: { readonly path: string; readonly params: unknown } | undefined;
+  /** The agent's interface in the other version. */
+  readonly to: Upstream;
   readonly ttlMs: number;
   /** A card of the agent (JSON, either shape) as the gateway serves it to this caller in its version. */
   readonly serve: (card: Card) => Promise<Card>;
@@ -114,7 +129,7 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       const v = h.get(name);
       if (v !== null) set[name] = v;
     }
-    if (t.to === '1.0') set['a2a-version'] = '1.0';
+    if (t.to.version === '1.0') set['a2a-version'] = '1.0';
     const streams = (set.accept ?? '').includes('text/event-stream');
     try {
       const answer = await forward(agent.upstream, {
@@ -150,16 +165,47 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       throw err;
     }
   }) as typeof fetch;
-  const endpoint = `${ORIGIN}${t.path}`;
+  const endpoint = `${ORIGIN}${t.to.path}`;
   const m = await sdk();
-  const transport: Transport = t.to === '1.0' ? await new m.client.JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never) : new m.legacyClient.LegacyJsonRpcTransport({ endpoint, fetchImpl });
+  const up = t.to;
+  const transport: Transport =
+    up.binding === 'jsonrpc'
+      ? up.version === '1.0'
+        ? await new m.client.JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never)
+        : new m.legacyClient.LegacyJsonRpcTransport({ endpoint, fetchImpl })
+      : up.version === '1.0'
+        ? await new m.client.RestTransportFactory({ fetchImpl }).create(endpoint, undefined as never)
+        : new m.legacyClient.LegacyRestTransport({ endpoint, fetchImpl });
   const bridge = new Bridge(transport, {
-    card: async () => toSdkCard(m, await t.serve(t.card)),
+    card: async () => {
+      const served = toSdkCard(m, await t.serve(t.card));
+      // The SDK's REST router checks the caller's version against the card's HTTP+JSON interfaces (the gateway
+      // checked it already): the interface it is served over, in the caller's version.
+      if (t.binding === 'rest') served.supportedInterfaces = [...served.supportedInterfaces, { url: `${ORIGIN}/`, protocolBinding: 'HTTP+JSON', protocolVersion: t.from, tenant: '' }];
+      return served;
+    },
     extended: async (raw) => toSdkCard(m, await t.serve(m.root.AgentCard.toJSON(raw) as Card)),
     bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
     bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
+    // The gateway checked the ids it read in the request already; the SDK may decode more spellings (snake_case).
+    owned: async (ids) => {
+      for (const id of ids) {
+        if (id === undefined || id === '') continue;
+        try {
+          await a.owners.check(agent.name, id, caller);
+        } catch (err) {
+          if (err instanceof GatewayError) failure ??= err;
+          throw err;
+        }
+      }
+    },
   });
+  if (t.binding === 'rest') {
+    await serveRest(x, bridge, t.from, t.rest?.path ?? '/', t.rest?.params, () => failure);
+    if (x.res.statusCode >= 400 && call.outcome === 'ok') call.outcome = 'upstream_error';
+    return;
+  }
   const handler = t.from === '1.0' ? new m.server.JsonRpcTransportHandler(bridge) : new m.legacyServer.LegacyJsonRpcTransportHandler(bridge);
   const out = await handler.handle(t.body, new m.server.ServerCallContext({ requestedVersion: t.from }));
   if (!(Symbol.asyncIterator in out)) {
@@ -198,6 +244,8 @@ interface Hooks {
   bindLocal(taskId: string): void;
   bind(taskId: string): Promise<void>;
   mine(taskIds: readonly string[]): Promise<boolean[]>;
+  /** Throws TaskNotFound unless the caller created every task named (as the SDK decoded the request). */
+  owned(taskIds: readonly (string | undefined)[]): Promise<void>;
 }
 
 /** The SDK request handler the transport handler of the caller's version calls: each call goes to the agent. */
@@ -220,6 +268,7 @@ class Bridge implements Handler {
   }
 
   async sendMessage(p: Parameters<Handler['sendMessage']>[0]): ReturnType<Handler['sendMessage']> {
+    await this.hooks.owned([p.message?.taskId, ...(p.message?.referenceTaskIds ?? [])]);
     const r = await this.t.sendMessage(p);
     const id = taskOf(r);
     if (id !== undefined) await this.hooks.bind(id);
@@ -227,6 +276,7 @@ class Bridge implements Handler {
   }
 
   async *sendMessageStream(p: Parameters<Handler['sendMessageStream']>[0]): ReturnType<Handler['sendMessageStream']> {
+    await this.hooks.owned([p.message?.taskId, ...(p.message?.referenceTaskIds ?? [])]);
     const pending: Promise<void>[] = [];
     try {
       for await (const e of this.t.sendMessageStream(p)) {
@@ -243,14 +293,17 @@ class Bridge implements Handler {
   }
 
   async *resubscribe(p: Parameters<Handler['resubscribe']>[0]): ReturnType<Handler['resubscribe']> {
+    await this.hooks.owned([p.id]);
     yield* this.t.resubscribeTask(p);
   }
 
-  getTask(p: Parameters<Handler['getTask']>[0]): ReturnType<Handler['getTask']> {
+  async getTask(p: Parameters<Handler['getTask']>[0]): ReturnType<Handler['getTask']> {
+    await this.hooks.owned([p.id]);
     return this.t.getTask(p);
   }
 
-  cancelTask(p: Parameters<Handler['cancelTask']>[0]): ReturnType<Handler['cancelTask']> {
+  async cancelTask(p: Parameters<Handler['cancelTask']>[0]): ReturnType<Handler['cancelTask']> {
+    await this.hooks.owned([p.id]);
     return this.t.cancelTask(p);
   }
 
@@ -261,19 +314,23 @@ class Bridge implements Handler {
     return { ...r, tasks, totalSize: tasks.length };
   }
 
-  createTaskPushNotificationConfig(p: Parameters<Handler['createTaskPushNotificationConfig']>[0]): ReturnType<Handler['createTaskPushNotificationConfig']> {
+  async createTaskPushNotificationConfig(p: Parameters<Handler['createTaskPushNotificationConfig']>[0]): ReturnType<Handler['createTaskPushNotificationConfig']> {
+    await this.hooks.owned([p.taskId]);
     return this.t.createTaskPushNotificationConfig(p);
   }
 
-  getTaskPushNotificationConfig(p: Parameters<Handler['getTaskPushNotificationConfig']>[0]): ReturnType<Handler['getTaskPushNotificationConfig']> {
+  async getTaskPushNotificationConfig(p: Parameters<Handler['getTaskPushNotificationConfig']>[0]): ReturnType<Handler['getTaskPushNotificationConfig']> {
+    await this.hooks.owned([p.taskId]);
     return this.t.getTaskPushNotificationConfig(p);
   }
 
-  listTaskPushNotificationConfigs(p: Parameters<Handler['listTaskPushNotificationConfigs']>[0]): ReturnType<Handler['listTaskPushNotificationConfigs']> {
+  async listTaskPushNotificationConfigs(p: Parameters<Handler['listTaskPushNotificationConfigs']>[0]): ReturnType<Handler['listTaskPushNotificationConfigs']> {
+    await this.hooks.owned([p.taskId]);
     return this.t.listTaskPushNotificationConfig(p);
   }
 
-  deleteTaskPushNotificationConfig(p: Parameters<Handler['deleteTaskPushNotificationConfig']>[0]): ReturnType<Handler['deleteTaskPushNotificationConfig']> {
+  async deleteTaskPushNotificationConfig(p: Parameters<Handler['deleteTaskPushNotificationConfig']>[0]): ReturnType<Handler['deleteTaskPushNotificationConfig']> {
+    await this.hooks.owned([p.taskId]);
     return this.t.deleteTaskPushNotificationConfig(p);
   }
 }
@@ -289,13 +346,26 @@ const BINDINGS = [
 ] as const;
 
 /**
+ * Where a call the agent does not serve in the caller's version and binding is translated to: the caller's binding
+ * in the other version when the agent serves it, else the other binding in the other version; undefined when the
+ * agent serves neither (a binding the agent serves only in the caller's version is not translated).
+ */
+export function translationTarget(where: AgentInterfaces, binding: Binding, version: A2aVersion): Upstream | undefined {
+  const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
+  for (const b of binding === 'jsonrpc' ? (['jsonrpc', 'rest'] as const) : (['rest', 'jsonrpc'] as const)) {
+    const path = where[b][other];
+    if (path !== undefined) return { binding: b, version: other, path };
+  }
+  return undefined;
+}
+
+/**
  * The interfaces the gateway serves for an agent in `version`: each binding the agent serves in that version, and
- * JSON-RPC when the agent serves JSON-RPC in the other version only (translated).
+ * both bindings when the agent serves the other version (translated, translationTarget).
  */
 export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): string[] {
-  const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
   const out: string[] = [];
-  for (const [key, name] of BINDINGS) if (where[key][version] !== undefined || (key === 'jsonrpc' && where.jsonrpc[other] !== undefined)) out.push(name);
+  for (const [key, name] of BINDINGS) if (where[key][version] !== undefined || translationTarget(where, key, version) !== undefined) out.push(name);
   return out;
 }
 
