@@ -28,7 +28,7 @@ async function inForce(client: Client, version: string, echo: boolean, what: str
   await eventually(async () => (await callEcho(client)) === expected(version, echo), TAKES_EFFECT_MS, `${what}: ${expected(version, echo)}`);
 }
 
-/** Pids of the tollgate-regoc processes whose parent is `ppid` (from /proc). */
+/** Pids of the running (not zombie) tollgate-regoc processes whose parent is `ppid` (from /proc). */
 function compilersOf(ppid: number): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
@@ -37,7 +37,8 @@ function compilersOf(ppid: number): number[] {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (comm === 'tollgate-regoc' && parent === ppid) out.push(Number(name));
+      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+      if (comm === 'tollgate-regoc' && parent === ppid && state !== 'Z') out.push(Number(name));
     } catch {
       // gone meanwhile
     }
