@@ -97,7 +97,7 @@ describe('a live Rego directory on the persistent compiler (gateway in-process)'
 
   it('one compiler process builds every edit; a killed one is started again by the next edit', async () => {
     expect(await callEcho(client)).toBe('allowed');
-    const compiler = source().compiler!;
+    const compiler = source().opts.compiler!;
     expect(compiler).toBeDefined();
     const first = compiler.pid!;
     expect(compilersOf(process.pid)).toContain(first);
@@ -127,7 +127,7 @@ describe('a live Rego directory on the persistent compiler (gateway in-process)'
   });
 
   it('closing the gateway ends the compiler', async () => {
-    const pid = source().compiler!.pid!;
+    const pid = source().opts.compiler!.pid!;
     expect(alive(pid)).toBe(true);
     await client.close();
     await gw!.stop();

@@ -20,6 +20,7 @@ import { PolicyGuard, type Entrypoints, type PolicyRuntime } from './guard.ts';
 import { InputBuilder, inputOptions } from './input.ts';
 import { VisibleMemo } from './visible-memo.ts';
 import { findOpa, findRegoc } from './opa.ts';
+import { RegoCompiler } from './regoc.ts';
 import type { VerificationConfig } from './signature.ts';
 import { DirSource, FileSource, ServiceSource, type PolicySource, type SourceHost, type SourceStatus } from './sources.ts';
 
@@ -150,7 +151,9 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     }
     if (r.dir !== undefined) {
       const opa = findOpa(this.env);
-      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, regoc: this.regoc(), watch: spec.watch, checkIntervalMs: spec.checkIntervalMs, entrypoints: r.all }));
+      const regoc = opa === undefined ? undefined : this.regoc();
+      const compiler = regoc === undefined ? undefined : new RegoCompiler(regoc, { log: this.log });
+      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, compiler, watch: spec.watch, checkIntervalMs: spec.checkIntervalMs, entrypoints: r.all }));
       else if (r.bundle === undefined) this.log.error({ dir: r.dir }, 'policy.dir needs opa (PATH or TOLLGATE_OPA) to be built, and no bundle is configured');
       else this.log.info({ dir: r.dir, bundle: r.bundle }, 'opa not found: serving the built bundle; .rego edits take effect after `tollgate policy build`');
     }

@@ -1,9 +1,7 @@
 /**
  * Where policies come from. Each source keeps the last engine it loaded successfully; a build or load that fails
  * is logged with the reason and leaves that engine (and the policy in force) as it was.
- *
- * - DirSource: a Rego directory compiled to WASM (needs opa; with tollgate-regoc, the persistent compiler, no process
- *   per build), rebuilt when a file changes.
+ * - DirSource: a Rego directory compiled to WASM (needs opa; tollgate-regoc if found), rebuilt when a file changes.
  * - FileSource: a built bundle file, reloaded when it is replaced.
  * - ServiceSource: an OPA-compatible bundle server polled with ETag / If-None-Match.
  */
@@ -17,7 +15,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import { readBundle, type PolicyBundle, type ReadOptions } from './bundle.ts';
 import type { PolicyEngine } from './engine.ts';
 import { buildWasmBundle, isSourceFile, sourceRevision } from './opa.ts';
-import { RegoCompiler } from './regoc.ts';
+import type { RegoCompiler } from './regoc.ts';
 import type { VerificationConfig } from './signature.ts';
 
 export type SourceKind = 'service' | 'dir' | 'file';
@@ -107,8 +105,7 @@ export abstract class PolicySource {
 export interface DirSourceOptions {
   readonly dir: string;
   readonly opa: string;
-  /** The persistent compiler's binary (tools/regoc); without it every build is an `opa build` process. */
-  readonly regoc?: string | undefined;
+  readonly compiler?: RegoCompiler | undefined; // the persistent compiler (tools/regoc); else `opa build` per build
   readonly watch: boolean;
   /** Period of the safety-net digest check of the watched files (0: none). */
   readonly checkIntervalMs: number;
@@ -126,22 +123,19 @@ const DEBOUNCE_MS = 5;
 export class DirSource extends PolicySource {
   readonly kind = 'dir';
   readonly location: string;
-  private readonly opts: DirSourceOptions;
+  readonly opts: DirSourceOptions;
   private readonly work: string;
   private watcher: DirWatcher | undefined;
   private building: Promise<string | undefined> | undefined;
   private queued: { sinceNs: bigint; force: boolean } | undefined;
   /** Revision of the last build attempted (its outcome is the engine or lastError). */
   private attempted: string | undefined;
-  /** The persistent compiler (started by the first build), when its binary was found. */
-  readonly compiler: RegoCompiler | undefined;
 
   constructor(host: SourceHost, opts: DirSourceOptions) {
     super(host);
     this.opts = opts;
     this.location = opts.dir;
     this.work = mkdtempSync(join(tmpdir(), 'tollgate-policy-'));
-    this.compiler = opts.regoc === undefined ? undefined : new RegoCompiler(opts.regoc, { log: host.log });
   }
 
   async start(): Promise<string | undefined> {
@@ -196,7 +190,7 @@ export class DirSource extends PolicySource {
     const output = join(this.work, 'bundle.tar.gz');
     let built;
     try {
-      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output, revision, compiler: this.compiler });
+      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output, revision, compiler: this.opts.compiler });
     } catch (err) {
       return this.reject(`opa build failed: ${(err as Error).message}`);
     }
@@ -208,7 +202,7 @@ export class DirSource extends PolicySource {
   override close(): void {
     super.close();
     this.watcher?.close();
-    this.compiler?.close();
+    this.opts.compiler?.close();
     rmSync(this.work, { recursive: true, force: true });
   }
 }
