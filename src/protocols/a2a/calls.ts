@@ -196,7 +196,7 @@ export class A2aCalls {
         if (op === LIST_TASKS && to.version === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
         const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
-        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
       }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {

@@ -20,9 +20,8 @@ import type { A2ARequestHandler } from '@a2a-js/sdk/server';
 import type { RequestHandler, Response } from 'express';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
+import type { Handler } from './bridge.ts';
 import type { A2aVersion } from './methods.ts';
-
-type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
 
 interface Turn {
   readonly handler: Handler;

@@ -20,21 +20,20 @@
 import type { ServerResponse } from 'node:http';
 import type { AgentCard } from '@a2a-js/sdk';
 import type { Transport } from '@a2a-js/sdk/client';
+import { Bridge } from './bridge.ts';
 import type { A2ARequestHandler } from '@a2a-js/sdk/server';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
-import { forward } from '../../upstream/forwarder.ts';
+import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { errorResponse } from '../../wire/jsonrpc.ts';
-import { SseWriter } from '../../wire/sse.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
-
-type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
+import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 
 /**
  * The A2A SDK's modules, loaded on the first translation: a gateway whose agents serve their callers' versions never
@@ -98,21 +97,8 @@ export interface Translation {
   readonly serve: (card: Card) => Promise<Card>;
   /** The agent's public card (JSON, as fetched). */
   readonly card: Card;
-}
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
-/** The task an SDK result or stream event names (Task, Message, status or artifact update). */
-function taskOf(v: unknown): string | undefined {
-  const o = v as { $case?: string; value?: unknown; id?: unknown; taskId?: unknown; status?: unknown; messageId?: unknown } | undefined;
-  if (o === undefined || o === null) return undefined;
-  if (o.$case !== undefined) return taskOf(o.value);
-  if ('payload' in (o as object)) return taskOf((o as { payload: unknown }).payload);
-  if (o.messageId !== undefined) return str(o.taskId);
-  if (o.status !== undefined && o.id !== undefined) return str(o.id);
-  return str(o.taskId);
+  /** A JSON-RPC resume (Last-Event-ID) whose buffer's stream was given up: the fresh subscription continues on it. */
+  readonly resumed?: ClientFeed | undefined;
 }
 
 /** Serves one translated JSON-RPC call (the Call is admitted and its task checked already). */
@@ -121,6 +107,8 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
   const { req, res } = x;
   const caller = call.principal?.id ?? '';
   let failure: GatewayError | undefined;
+  /** The agent's streams being read (aborted when the translated stream is given up). */
+  const streaming = new Set<UpstreamResponse>();
   const fetchImpl = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
     const h = new Headers(init?.headers);
@@ -139,26 +127,31 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         policy: HEADERS,
         set,
         body: typeof init?.body === 'string' ? init.body : undefined,
-        client: res,
+        // A JSON-RPC stream is the gateway's to read (resume.ts): the client going away does not end it at once.
+        client: streams && t.binding === 'jsonrpc' ? undefined : res,
         timeouts: streams ? { idleMs: 0 } : undefined,
         call,
       });
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
       if (!headers['content-type'].startsWith('text/event-stream')) return new Response(new Uint8Array(await answer.read(READ_LIMIT)), { status: answer.status, headers });
       // A stream: each event passed on as it arrives (the SDK client parses `data:` lines).
+      streaming.add(answer);
       const encoder = new TextEncoder();
       let controller!: ReadableStreamDefaultController<Uint8Array>;
       const body = new ReadableStream<Uint8Array>({
         start: (c) => void (controller = c),
         cancel: () => answer.abort(new GatewayError(Errors.REQUEST_CANCELLED, 'The translated stream was closed')),
       });
-      answer.events((e) => void controller.enqueue(encoder.encode(`data: ${e.data.replace(/\n/g, '\ndata: ')}\n\n`))).then(
-        () => controller.close(),
-        (err: unknown) => {
-          failure ??= err instanceof GatewayError ? err : undefined;
-          controller.error(err);
-        },
-      );
+      answer
+        .events((e) => void controller.enqueue(encoder.encode(`data: ${e.data.replace(/\n/g, '\ndata: ')}\n\n`)))
+        .then(
+          () => controller.close(),
+          (err: unknown) => {
+            failure ??= err instanceof GatewayError ? err : undefined;
+            controller.error(err);
+          },
+        )
+        .finally(() => streaming.delete(answer));
       return new Response(body, { status: answer.status, headers });
     } catch (err) {
       if (err instanceof GatewayError) failure ??= err;
@@ -202,6 +195,8 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     },
   });
   if (t.binding === 'rest') {
+    // Translated REST streams are not buffered (the SDK's router writes them): a REST resume never finds one here.
+    if (t.resumed !== undefined) return t.resumed.break();
     await serveRest(x, bridge, t.from, t.rest?.path ?? '/', t.rest?.params, () => failure);
     if (x.res.statusCode >= 400 && call.outcome === 'ok') call.outcome = 'upstream_error';
     return;
@@ -214,125 +209,46 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     sendBody(res, 200, 'application/json', JSON.stringify(out));
     return;
   }
-  await relayStream(x.state.snapshot.gateway.http.sseKeepAliveMs, res, out, call, () => failure);
+  await relayTranslated(a, t, out, () => failure, (reason) => {
+    for (const answer of streaming) answer.abort(reason);
+  });
 }
 
-/** Writes the translated events as SSE; a failure after the first event closes the stream with an error event. */
-async function relayStream(keepAliveMs: number, res: ServerResponse, events: AsyncGenerator<unknown>, call: Call, failure: () => GatewayError | undefined): Promise<void> {
+/**
+ * Relays the translated events as SSE, resumably like the agent's own streams (streams.ts): each event that names a
+ * task is buffered under it in the caller's version (with an SSE id), and the gateway, not the client, reads the
+ * translation: a client that goes away may come back with Last-Event-ID within the grace period. A failure after the
+ * first event ends the stream with an error event (the gateway's code when the gateway met it).
+ */
+async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGenerator<unknown>, failure: () => GatewayError | undefined, abortUpstream: (reason: GatewayError) => void): Promise<void> {
+  const { x, call, agent } = t;
   const first = await events.next().catch((err: unknown) => {
     throw failure() ?? err;
   });
-  const sse = new SseWriter(res, {}, keepAliveMs);
-  sse.whenClosed(() => void events.return(undefined).catch(() => {}));
-  try {
-    for (let next = first; next.done !== true; next = await events.next()) {
-      if (!sse.event({ data: JSON.stringify(next.value) })) break;
-      if (sse.backpressured) await sse.drained();
-    }
-  } catch (err) {
-    const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
-    call.outcome = 'upstream_error';
-    sse.event({ data: errorResponse(call.rpcId ?? null, e) });
-  } finally {
-    sse.end();
-  }
-}
-
-interface Hooks {
-  card(): Promise<AgentCard>;
-  extended(raw: AgentCard): Promise<AgentCard>;
-  bindLocal(taskId: string): void;
-  bind(taskId: string): Promise<void>;
-  mine(taskIds: readonly string[]): Promise<boolean[]>;
-  /** Throws TaskNotFound unless the caller created every task named (as the SDK decoded the request). */
-  owned(taskIds: readonly (string | undefined)[]): Promise<void>;
-}
-
-/** The SDK request handler the transport handler of the caller's version calls: each call goes to the agent. */
-class Bridge implements Handler {
-  private readonly t: Transport;
-  private readonly hooks: Hooks;
-
-  constructor(t: Transport, hooks: Hooks) {
-    this.t = t;
-    this.hooks = hooks;
-  }
-
-  getAgentCard(): Promise<AgentCard> {
-    return this.hooks.card();
-  }
-
-  async getAuthenticatedExtendedAgentCard(p: Parameters<Handler['getAuthenticatedExtendedAgentCard']>[0]): Promise<AgentCard> {
-    // The extended card is rewritten and filtered for the caller like the public one.
-    return this.hooks.extended(await this.t.getExtendedAgentCard(p));
-  }
-
-  async sendMessage(p: Parameters<Handler['sendMessage']>[0]): ReturnType<Handler['sendMessage']> {
-    await this.hooks.owned([p.message?.taskId, ...(p.message?.referenceTaskIds ?? [])]);
-    const r = await this.t.sendMessage(p);
-    const id = taskOf(r);
-    if (id !== undefined) await this.hooks.bind(id);
-    return r;
-  }
-
-  async *sendMessageStream(p: Parameters<Handler['sendMessageStream']>[0]): ReturnType<Handler['sendMessageStream']> {
-    await this.hooks.owned([p.message?.taskId, ...(p.message?.referenceTaskIds ?? [])]);
-    const pending: Promise<void>[] = [];
-    try {
-      for await (const e of this.t.sendMessageStream(p)) {
-        const id = taskOf(e);
-        if (id !== undefined) {
-          this.hooks.bindLocal(id);
-          pending.push(this.hooks.bind(id).catch(() => {}));
-        }
-        yield e;
+  let aborted: GatewayError | undefined;
+  const source: EventSource = {
+    events: async (onEvent) => {
+      try {
+        for (let next = first; next.done !== true; next = await events.next()) onEvent({ data: JSON.stringify(next.value) });
+      } catch (err) {
+        if (aborted !== undefined) throw aborted;
+        const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
+        call.outcome = 'upstream_error';
+        onEvent({ data: errorResponse(call.rpcId ?? null, e) });
       }
-    } finally {
-      await Promise.all(pending);
-    }
-  }
-
-  async *resubscribe(p: Parameters<Handler['resubscribe']>[0]): ReturnType<Handler['resubscribe']> {
-    await this.hooks.owned([p.id]);
-    yield* this.t.resubscribeTask(p);
-  }
-
-  async getTask(p: Parameters<Handler['getTask']>[0]): ReturnType<Handler['getTask']> {
-    await this.hooks.owned([p.id]);
-    return this.t.getTask(p);
-  }
-
-  async cancelTask(p: Parameters<Handler['cancelTask']>[0]): ReturnType<Handler['cancelTask']> {
-    await this.hooks.owned([p.id]);
-    return this.t.cancelTask(p);
-  }
-
-  async listTasks(p: Parameters<Handler['listTasks']>[0]): ReturnType<Handler['listTasks']> {
-    const r = await this.t.listTasks(p);
-    const keep = await this.hooks.mine(r.tasks.map((x) => x.id));
-    const tasks = r.tasks.filter((_, i) => keep[i] === true);
-    return { ...r, tasks, totalSize: tasks.length };
-  }
-
-  async createTaskPushNotificationConfig(p: Parameters<Handler['createTaskPushNotificationConfig']>[0]): ReturnType<Handler['createTaskPushNotificationConfig']> {
-    await this.hooks.owned([p.taskId]);
-    return this.t.createTaskPushNotificationConfig(p);
-  }
-
-  async getTaskPushNotificationConfig(p: Parameters<Handler['getTaskPushNotificationConfig']>[0]): ReturnType<Handler['getTaskPushNotificationConfig']> {
-    await this.hooks.owned([p.taskId]);
-    return this.t.getTaskPushNotificationConfig(p);
-  }
-
-  async listTaskPushNotificationConfigs(p: Parameters<Handler['listTaskPushNotificationConfigs']>[0]): ReturnType<Handler['listTaskPushNotificationConfigs']> {
-    await this.hooks.owned([p.taskId]);
-    return this.t.listTaskPushNotificationConfig(p);
-  }
-
-  async deleteTaskPushNotificationConfig(p: Parameters<Handler['deleteTaskPushNotificationConfig']>[0]): ReturnType<Handler['deleteTaskPushNotificationConfig']> {
-    await this.hooks.owned([p.taskId]);
-    return this.t.deleteTaskPushNotificationConfig(p);
-  }
+      if (aborted !== undefined) throw aborted;
+    },
+    abort: (reason) => {
+      aborted ??= reason;
+      abortUpstream(reason);
+    },
+  };
+  const caller = call.principal?.id ?? '';
+  await relayEvents({
+    answer: source,
+    feed: t.resumed ?? new ClientFeed(x.res, {}, x.state.snapshot.gateway.http.sseKeepAliveMs),
+    open: (id, stop) => a.streams.open(agent.name, id, caller, t.from, 'jsonrpc', stop),
+  });
 }
 
 /** A card (either version's JSON shape) as the SDK's object. */
