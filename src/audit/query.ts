@@ -43,7 +43,7 @@ const RUN_GAP = 8 * 1024;
 const RUN_MAX = 4 * 1024 * 1024;
 
 /** A compiled string matcher: exact, or prefix when the pattern ends in `*`. */
-function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {
+export function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {
   if (pattern === undefined) return undefined;
   if (pattern.endsWith('*')) {
     const prefix = pattern.slice(0, -1);

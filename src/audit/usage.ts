@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DECISION_DENY, KIND_CODE, indexFieldsOf, indexName, segmentName, type AuditRecord } from './format.ts';
 import { IndexReader, type IndexHeader, type Rollup } from './segindex.ts';
+import { matcher } from './query.ts';
 import { listSegments } from './segments.ts';
 
 export interface UsageQuery {
@@ -213,14 +214,6 @@ function addPrincipals(
   }
 }
 
-function matcher(pattern: string | undefined): ((v: string | undefined) => boolean) | undefined {
-  if (pattern === undefined) return undefined;
-  if (pattern.endsWith('*')) {
-    const prefix = pattern.slice(0, -1);
-    return (v) => v !== undefined && v.startsWith(prefix);
-  }
-  return (v) => v === pattern;
-}
 
 function parseSegment(
   path: string,

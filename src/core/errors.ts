@@ -84,6 +84,8 @@ export const Errors = Object.freeze({
   A2A_PUSH_URL_REFUSED: def('TG_A2A_PUSH_URL_REFUSED', 400, -32602, true, 'Push-notification URL not allowed'),
   /** The gateway could not deliver an agent's push notification to the caller's webhook (refused, redirected, failing). */
   A2A_PUSH_DELIVERY_FAILED: def('TG_A2A_PUSH_DELIVERY_FAILED', 502, -32603, false, 'Push notification not delivered'),
+  /** A push-notification delivery still under way at the drain deadline (shutdown): cut, it may or may not have arrived. */
+  A2A_PUSH_DELIVERY_CUT: def('TG_A2A_PUSH_DELIVERY_CUT', 503, -32603, false, 'Push notification delivery cut short by shutdown'),
   /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
   A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
   /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */

@@ -5,10 +5,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import { Errors, GatewayError, jsonRpcErrorObject } from '../core/errors.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { createAdminApp, type AdminExtension } from './admin.ts';
-import { sendJson } from './io.ts';
+import { listenOn, sendInternalError } from './io.ts';
 
 export class AdminServer {
   readonly server: Server;
@@ -18,20 +17,14 @@ export class AdminServer {
     this.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 60_000, requestTimeout: 300_000 }, (req, res) => {
       listener(req, res).catch((err: unknown) => {
         gateway.log.error({ err }, 'admin endpoint failed');
-        if (!res.headersSent) sendJson(res, 500, { error: jsonRpcErrorObject(new GatewayError(Errors.INTERNAL)) });
+        sendInternalError(res);
       });
     });
     this.server.on('clientError', (_err, socket) => socket.destroy());
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.server, port, host);
   }
 
   /** Closes the listener and every connection (live console streams included). */

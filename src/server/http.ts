@@ -5,10 +5,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import { Errors, GatewayError, jsonRpcErrorObject } from '../core/errors.ts';
+import { Errors, GatewayError } from '../core/errors.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { createPublicApp, publicOwnPath, type AdminExtension } from './admin.ts';
-import { sendJson } from './io.ts';
+import { listenOn, sendInternalError } from './io.ts';
 
 export interface HttpServerOptions {
   readonly gateway: Gateway;
@@ -132,23 +132,17 @@ export class HttpServer {
       if (!publicOwnPath(path) && this.gateway.dispatch(req, res, path)) return;
     } catch (err) {
       this.gateway.log.error({ err }, 'dispatch failed');
-      if (!res.headersSent) sendJson(res, 500, { error: jsonRpcErrorObject(new GatewayError(Errors.INTERNAL)) });
+      sendInternalError(res);
       return;
     }
     this.admin(req, res).catch((err: unknown) => {
       this.gateway.log.error({ err }, 'admin endpoint failed');
-      if (!res.headersSent) sendJson(res, 500, { error: jsonRpcErrorObject(new GatewayError(Errors.INTERNAL)) });
+      sendInternalError(res);
     });
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.server, port, host);
   }
 
   get inFlight(): number {

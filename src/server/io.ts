@@ -1,7 +1,8 @@
 /** Small helpers for the bare node:http hot path: reading a bounded body and writing whole responses. */
-import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Negotiator from 'negotiator';
-import { Errors, GatewayError } from '../core/errors.ts';
+import { Errors, GatewayError, jsonRpcErrorObject } from '../core/errors.ts';
 
 /** Reads the request body, refusing it (413) as soon as it exceeds `limit` bytes. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -77,4 +78,20 @@ export function accepts(accept: string | undefined, ...types: string[]): boolean
     negotiated.set(key, ok);
   }
   return ok;
+}
+
+/** Starts `server` listening; resolves with the bound address, rejects on a listen error (port in use...). */
+export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** 500 TG_INTERNAL for an endpoint that threw, unless an answer has started already. */
+export function sendInternalError(res: ServerResponse): void {
+  if (!res.headersSent) sendJson(res, 500, { error: jsonRpcErrorObject(new GatewayError(Errors.INTERNAL)) });
 }

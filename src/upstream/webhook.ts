@@ -32,6 +32,8 @@ export interface WebhookOptions {
   /** Pause before attempt n+1: n x backoffMs. */
   readonly backoffMs: number;
   readonly timeoutMs: number;
+  /** Aborts the delivery (the attempt under way and any pause before the next). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface Delivery {
@@ -42,19 +44,28 @@ export interface Delivery {
   readonly error?: string | undefined;
 }
 
-function pause(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((r) => {
+    const timer = setTimeout(done, ms).unref();
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      r();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** POSTs `body` to `raw` under `policy` (see the module comment). Never throws. */
 export async function deliverWebhook(raw: string, body: string, headers: Record<string, string>, policy: EgressPolicy, o: WebhookOptions): Promise<Delivery> {
   let last: Delivery = { ok: false, attempts: 0, error: 'not attempted' };
   for (let attempt = 1; attempt <= o.attempts; attempt++) {
+    if (o.signal?.aborted === true) return { ...last, ok: false, error: 'aborted' };
     const checked = await checkUrl(raw, policy, o.resolve);
     if ('error' in checked) return { ok: false, attempts: attempt - 1, error: `refused: ${checked.error}` };
     const dispatcher = o.connect(checked.address, checked.url);
     try {
-      const res = await request(checked.url, { method: 'POST', headers, body, dispatcher, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
+      const res = await request(checked.url, { method: 'POST', headers, body, dispatcher, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, signal: o.signal });
       await res.body.dump();
       const status = res.statusCode;
       if (status >= 200 && status < 300) return { ok: true, attempts: attempt, status };
@@ -66,7 +77,7 @@ export async function deliverWebhook(raw: string, body: string, headers: Record<
     } finally {
       await dispatcher.close().catch(() => {});
     }
-    if (attempt < o.attempts) await pause(o.backoffMs * attempt);
+    if (attempt < o.attempts) await pause(o.backoffMs * attempt, o.signal);
   }
   return last;
 }

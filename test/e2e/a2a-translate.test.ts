@@ -52,15 +52,15 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
     bob = new LegacyJsonRpcTransport({ endpoint: card.url, fetchImpl: v1only.fetchAs(BOB) });
   });
 
-  test('the card (no A2A-Version) is a 0.3 card advertising JSON-RPC at the gateway only, filtered for the caller', async () => {
+  test('the card (no A2A-Version) is a 0.3 card advertising JSON-RPC (and HTTP+JSON) at the gateway only, filtered for the caller', async () => {
     // The agent itself serves a 1.0 card only.
     const direct = (await (await fetch(`${v1only.agent.url}/.well-known/agent-card.json`)).json()) as Record<string, unknown>;
     expect(direct.url).toBeUndefined();
     expect(card.protocolVersion).toMatch(/^0\.3/);
     expect(card.url).toBe(v1only.url);
     expect(card.preferredTransport).toBe('JSONRPC');
-    // REST 0.3 is not served for this agent (only JSON-RPC is translated).
-    expect((card.additionalInterfaces ?? []).filter((i) => i.transport !== 'JSONRPC')).toEqual([]);
+    // HTTP+JSON 0.3 is served too, by translation (a2a-translate-rest.test.ts).
+    expect((card.additionalInterfaces ?? []).map((i) => i.transport)).toContain('HTTP+JSON');
     for (const i of card.additionalInterfaces ?? []) expect(i.url).toBe(v1only.url);
     expect(card.skills.map((k) => k.id)).toEqual(['echo']);
     expect(JSON.stringify(card)).not.toContain(new URL(v1only.agent.url).origin);
@@ -99,10 +99,10 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
       body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'message/stream', params: { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'wire' }] } } }),
     });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const events = (await res.text())
-      .split('\n\n')
-      .filter((b) => b.startsWith('data: '))
-      .map((b) => (JSON.parse(b.slice(6)) as { id: number; result: { kind: string; final?: boolean } }));
+    const blocks = (await res.text()).split('\n\n').filter((b) => b.includes('data: '));
+    // Each event carries an SSE id (resumable, resume.ts) and its data.
+    for (const b of blocks) expect(b).toMatch(/^id: [0-9a-z]+\.\d+\ndata: /);
+    const events = blocks.map((b) => JSON.parse(b.slice(b.indexOf('data: ') + 6)) as { id: number; result: { kind: string; final?: boolean } });
     expect(events.map((e) => e.result.kind)).toEqual(['task', 'status-update', 'artifact-update', 'status-update']);
     expect(events.every((e) => e.id === 9)).toBe(true);
     expect(events.at(-1)!.result.final).toBe(true);
@@ -137,14 +137,14 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
 });
 
 describe('a v1.0 client and an agent that speaks only v0.3', () => {
-  test('the card (A2A-Version 1.0) is a 1.0 card whose JSON-RPC interface is the gateway', async () => {
+  test('the card (A2A-Version 1.0) is a 1.0 card whose JSON-RPC (and HTTP+JSON) interfaces are the gateway', async () => {
     const direct = (await (await fetch(`${v03only.agent.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as Record<string, unknown>;
     expect(typeof direct.url).toBe('string');
     const card = (await (await v03only.fetchAs(ALICE)(`${v03only.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as {
       supportedInterfaces: { url: string; protocolBinding: string; protocolVersion: string }[];
       skills: { id: string }[];
     };
-    expect(card.supportedInterfaces.filter((i) => i.protocolVersion === '1.0')).toEqual([expect.objectContaining({ url: v03only.url, protocolBinding: 'JSONRPC' })]);
+    expect(card.supportedInterfaces.filter((i) => i.protocolVersion === '1.0').map((i) => i.protocolBinding)).toEqual(['JSONRPC', 'HTTP+JSON']);
     for (const i of card.supportedInterfaces) expect(i.url).toBe(v03only.url);
     expect(card.skills.map((k) => k.id)).toEqual(['echo']);
     expect(JSON.stringify(card)).not.toContain(new URL(v03only.agent.url).origin);
@@ -217,4 +217,86 @@ test('an agent that is down: the gateway error in the caller JSON-RPC shape, not
   } finally {
     await s.gw.stop();
   }
+});
+
+/** An SSE response read event by event (ids and JSON data). */
+class Events {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly decoder = new TextDecoder();
+  private buffer = '';
+
+  constructor(res: Response) {
+    this.reader = res.body!.getReader();
+  }
+
+  async next(): Promise<{ id: string | undefined; data: Record<string, unknown> } | undefined> {
+    for (;;) {
+      const end = this.buffer.indexOf('\n\n');
+      if (end >= 0) {
+        const block = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 2);
+        if (block.startsWith(':')) continue;
+        const lines = block.split('\n');
+        const id = lines.find((l) => l.startsWith('id: '))?.slice(4);
+        return { id, data: JSON.parse(lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n')) as Record<string, unknown> };
+      }
+      const { value, done } = await this.reader.read();
+      if (done) return undefined;
+      this.buffer += this.decoder.decode(value, { stream: true });
+    }
+  }
+
+  async rest(): Promise<{ id: string | undefined; data: Record<string, unknown> }[]> {
+    const out = [];
+    for (let e = await this.next(); e !== undefined; e = await this.next()) out.push(e);
+    return out;
+  }
+}
+
+describe('translated streams resume with Last-Event-ID', () => {
+  async function stream(s: A2aSetup, as: string, method: string, params: unknown, id: number, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+    return s.fetchAs(as)(s.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers }, body: JSON.stringify({ jsonrpc: '2.0', id, method, params }), signal });
+  }
+
+  test('a v0.3 client of a 1.0-only agent: the stream is lost, the task goes on, the client gets exactly what it missed', async () => {
+    const abort = new AbortController();
+    const first = new Events(await stream(v1only, ALICE, 'message/stream', { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'slow' }] } }, 41, {}, abort.signal));
+    const task = (await first.next())!;
+    const working = (await first.next())!;
+    expect([(task.data.result as { kind: string }).kind, (working.data.result as { kind: string }).kind]).toEqual(['task', 'status-update']);
+    expect(task.id).toMatch(/^[0-9a-z]+\.1$/);
+    expect(working.id).toMatch(/^[0-9a-z]+\.2$/);
+    const taskId = (task.data.result as { id: string }).id;
+    // The connection drops; the task is cancelled meanwhile (the agent's stream carries that, the gateway reads it).
+    abort.abort();
+    const before = v1only.agent.seen.length;
+    expect((await rpc(v1only, ALICE, 'tasks/cancel', { id: taskId })).result).toMatchObject({ status: { state: 'canceled' } });
+    // Another identity may not resume it.
+    expect((await rpc(v1only, BOB, 'tasks/resubscribe', { id: taskId }, { 'last-event-id': working.id! })).error).toMatchObject({ code: -32001 });
+    const res = await stream(v1only, ALICE, 'tasks/resubscribe', { id: taskId }, 77, { 'last-event-id': working.id! });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const missed = await new Events(res).rest();
+    expect(missed.map((e) => e.data.result)).toEqual([expect.objectContaining({ kind: 'status-update', status: expect.objectContaining({ state: 'canceled' }), final: true })]);
+    expect(missed[0]!.id).toBe(working.id!.replace(/\.2$/, '.3'));
+    // In 0.3 shape, with the resuming request's own id; served from the buffer (the agent only saw the cancel).
+    expect(missed[0]!.data.id).toBe(77);
+    expect(v1only.agent.seen.slice(before).map((r) => r.path)).toEqual(['/rpc']);
+  });
+
+  test('a v1.0 client of a 0.3-only agent: resuming while the stream is live gives the missed events, then the live ones', async () => {
+    const h = { 'a2a-version': '1.0' };
+    const abort = new AbortController();
+    const first = new Events(await stream(v03only, ALICE, 'SendStreamingMessage', { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'slow' }] } }, 5, h, abort.signal));
+    const task = (await first.next())!;
+    expect(Object.keys(task.data.result as object)).toEqual(['task']);
+    const taskId = (task.data.result as { task: { id: string } }).task.id;
+    abort.abort();
+    // Resumed from the first event: the working update it missed, then (live) the cancellation, then the end.
+    const resumed = new Events(await stream(v03only, ALICE, 'SubscribeToTask', { id: taskId }, 6, { ...h, 'last-event-id': task.id! }));
+    const missed = (await resumed.next())!;
+    expect(missed.data).toMatchObject({ id: 6, result: { statusUpdate: { status: { state: 'TASK_STATE_WORKING' } } } });
+    expect((await rpc(v03only, ALICE, 'CancelTask', { id: taskId }, h)).result).toBeDefined();
+    const live = await resumed.rest();
+    expect(live.map((e) => e.data)).toEqual([expect.objectContaining({ id: 6, result: { statusUpdate: expect.objectContaining({ status: expect.objectContaining({ state: 'TASK_STATE_CANCELED' }) }) } })]);
+  });
 });

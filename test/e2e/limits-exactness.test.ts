@@ -12,6 +12,9 @@
  * Each gateway must have admitted calls (one bucket shared by both: two private buckets would admit about twice as
  * many). The command timeout is raised to 2 s so that a loaded machine's stalls do not turn into fail-closed
  * refusals (the failover test covers those).
+ * Everything runs twice: leases off, and leases on (k = 5: one script may take 5 units, spent by the replica's next
+ * calls within 5 ms). With leases the bounds become: admitted <= that ceiling + replicas x (k - 1), and never more
+ * than the units Redis handed out (the replay, each decision taking what it asked for).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketMath, hammer, startFleet, upperBound, type Fleet, type LoadResult } from '../helpers/limits-fleet.ts';
@@ -47,34 +50,57 @@ afterAll(async () => {
   await tools?.close();
 });
 
+/**
+ * Leases off (k = 1: the default for a burst of 10, 10 x 0.05 < 2) and on (k = 5 of the burst of 10, 5 ms): with
+ * leases, one script may take up to k units, and calls spend them in their replica without a round trip.
+ */
+const MODES = [
+  { name: 'leases off', k: 1, limitsYaml: '' },
+  { name: 'leases on (k=5)', k: 5, limitsYaml: '    lease: { units: 5, share: 0.5, lifetime: 5ms }\n' },
+] as const;
+
 /** Runs the load with MONITOR on `ports`, checks both bounds, and prints admitted vs expected. */
-async function exactness(what: string, fleet: Fleet, ports: readonly number[]): Promise<void> {
+async function exactness(what: string, fleet: Fleet, ports: readonly number[], k: number): Promise<void> {
   const monitor = await monitorDecisions(ports, ':shared:');
   const r: LoadResult = await hammer(fleet, { callers: CALLERS, seconds: SECONDS, tool: 'echo', spiffeId: 'spiffe://example.org/agents/exact' });
   const times = await monitor.stop();
+  const decisions = monitor.decisions();
   const upper = upperBound(r, RATE, BURST);
-  const replayed = bucketMath(times, RATE, BURST);
+  // Units Redis handed out: the in-memory limiter replayed over the decisions Redis saw, each taking what it asked.
+  const granted = bucketMath(decisions, RATE, BURST);
   const spanS = times.length > 1 ? (times.at(-1)! - times[0]!) / 1e6 : 0;
+  const leased = r.admitted + r.limited - times.length;
   // The figures the issue asks for (admitted vs expected), in the test output.
   process.stdout.write(
     `[limits exactness] ${what}: admitted ${r.admitted} (per gateway ${r.perGateway.join(' + ')}), refused ${r.limited}; ` +
-      `bucket math over the ${times.length} decisions Redis saw: ${replayed}; ideal ${BURST} + ${RATE}/s x ${spanS.toFixed(3)} s = ${(BURST + RATE * spanS).toFixed(1)}; ` +
-      `ceiling ${upper.max} (client span ${upper.outerSeconds.toFixed(3)} s)\n`,
+      `bucket math over the ${times.length} decisions Redis saw: ${granted}${k > 1 ? ` units (${leased} calls served from leases, ${granted - r.admitted} leased units unused)` : ''}; ` +
+      `ideal ${BURST} + ${RATE}/s x ${spanS.toFixed(3)} s = ${(BURST + RATE * spanS).toFixed(1)}; ceiling ${upper.max}${k > 1 ? ` + 2 replicas x ${k - 1}` : ''} (client span ${upper.outerSeconds.toFixed(3)} s)\n`,
   );
   expect(r.errors).toEqual([]);
-  expect(times).toHaveLength(r.admitted + r.limited); // one decision per call, each seen by MONITOR
   expect(r.perGateway.every((n) => n > 0)).toBe(true);
   expect(r.limited).toBeGreaterThan(r.admitted); // demand well above the rate: the limit, not the callers, decided
-  expect(r.admitted).toBeLessThanOrEqual(upper.max);
-  expect(Math.abs(r.admitted - replayed)).toBeLessThanOrEqual(1);
+  if (k === 1) {
+    expect(times).toHaveLength(r.admitted + r.limited); // one decision per call, each seen by MONITOR
+    expect(decisions.every((d) => d.take === 1)).toBe(true);
+    expect(r.admitted).toBeLessThanOrEqual(upper.max);
+    expect(Math.abs(r.admitted - granted)).toBeLessThanOrEqual(1);
+  } else {
+    // Refusals always come from Redis; admissions may come from leases (never more decisions than calls).
+    expect(times.length).toBeLessThanOrEqual(r.admitted + r.limited);
+    expect(decisions.every((d) => d.take >= 1 && d.take <= k)).toBe(true);
+    // The fleet admits at most the bucket plus what the replicas held unused (one lease each, k - 1 units)...
+    expect(r.admitted).toBeLessThanOrEqual(upper.max + fleet.gateways.length * (k - 1));
+    // ...and never a unit Redis did not hand out (+1: MONITOR's time and the script's TIME at a refill boundary).
+    expect(r.admitted).toBeLessThanOrEqual(granted + 1);
+  }
 }
 
-describe('one rate limit shared by two gateway processes', () => {
+describe.each(MODES)('one rate limit shared by two gateway processes, $name', ({ k, limitsYaml }) => {
   let redis: RedisServer;
   let fleet: Fleet;
   beforeAll(async () => {
     redis = await startRedis();
-    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n    commandTimeoutMs: 2000\n`, docs: DOCS });
+    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n    commandTimeoutMs: 2000\n`, ...(limitsYaml === '' ? {} : { limitsYaml }), docs: DOCS });
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -82,11 +108,11 @@ describe('one rate limit shared by two gateway processes', () => {
   });
 
   it(`admits burst + rate x time from ${CALLERS} callers over ${SECONDS} s (standalone Redis)`, async () => {
-    await exactness('2 processes, 1 Redis', fleet, [redis.port]);
+    await exactness(`2 processes, 1 Redis, k=${k}`, fleet, [redis.port], k);
   });
 });
 
-describe('the same against a Redis Cluster of three masters', () => {
+describe.each(MODES)('the same against a Redis Cluster of three masters, $name', ({ k, limitsYaml }) => {
   let cluster: RedisCluster;
   let fleet: Fleet;
   beforeAll(async () => {
@@ -96,7 +122,7 @@ describe('the same against a Redis Cluster of three masters', () => {
       replicas: 2,
       toolUrl: tools.url,
       redisYaml: `    commandTimeoutMs: 2000\n    cluster:\n      nodes:\n${nodes}\n`,
-      limitsYaml: '    partition: principal\n    toolCosts: [{ tool: tools/spread, cost: 0.01 }]\n',
+      limitsYaml: `    partition: principal\n    toolCosts: [{ tool: tools/spread, cost: 0.01 }]\n${limitsYaml}`,
       docs: DOCS,
     });
   });
@@ -106,7 +132,7 @@ describe('the same against a Redis Cluster of three masters', () => {
   });
 
   it(`admits burst + rate x time from ${CALLERS} callers over ${SECONDS} s (Cluster, keys hash-tagged by principal)`, async () => {
-    await exactness('2 processes, Redis Cluster (3 masters)', fleet, cluster.nodes.map((n) => n.port));
+    await exactness(`2 processes, Redis Cluster (3 masters), k=${k}`, fleet, cluster.nodes.map((n) => n.port), k);
   });
 
   it('keeps every key of one decision on one shard and spreads principals over the masters', async () => {

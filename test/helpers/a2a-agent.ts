@@ -95,9 +95,11 @@ class EchoExecutor implements AgentExecutor {
  * `versions`: 'both' (default: v1.0 with the SDK's v0.3 compat layer), '1.0' (no compat layer: its card lists 1.0
  * interfaces only and 0.3 method names are unknown to it), or '0.3' (an agent of the 0.3 era: a 0.3-shaped card
  * whatever the A2A-Version header, JSON-RPC served by the SDK's v0.3 transport handler alone, REST under /rest/v1).
+ * `bindings`: 'both' (default), or 'jsonrpc' (no HTTP+JSON: neither served nor on the card).
  */
-export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; extendedCard?: boolean } = {}): Promise<TestAgent> {
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc'; extendedCard?: boolean } = {}): Promise<TestAgent> {
   const versions = opts.versions ?? 'both';
+  const restToo = opts.bindings !== 'jsonrpc';
   const app = express();
   const server: Server = createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -110,7 +112,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '1.0' },
       { url: `${url}/rpc`, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: '0.3' },
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '0.3' },
-    ].filter((i) => versions === 'both' || i.protocolVersion === versions),
+    ].filter((i) => (versions === 'both' || i.protocolVersion === versions) && (restToo || i.protocolBinding === 'JSONRPC')),
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
@@ -141,13 +143,13 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
     }
     next();
   });
-  if (versions === '0.3') serveLegacyOnly(app, handler);
+  if (versions === '0.3') serveLegacyOnly(app, handler, restToo);
   else {
     const legacyCompat = { enabled: versions === 'both' };
     app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
     app.use('/.well-known/agent.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
     app.use('/rpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
-    app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
+    if (restToo) app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
   }
   return {
     url,
@@ -167,7 +169,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
  * translator), JSON-RPC through `LegacyJsonRpcTransportHandler` alone (v1.0 method names are unknown methods), and
  * the v0.3 REST router under /rest (its paths start with /v1).
  */
-function serveLegacyOnly(app: Express, handler: DefaultRequestHandler): void {
+function serveLegacyOnly(app: Express, handler: DefaultRequestHandler, restToo: boolean): void {
   // The SDK's 1.0 -> 0.3 card translator is applied by this handler method.
   const cards = new LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: () => handler.getAgentCard() } as never);
   const card = async (_req: express.Request, res: express.Response): Promise<void> => void res.json(await cards.getAuthenticatedExtendedAgentCard(new ServerCallContext()));
@@ -182,5 +184,5 @@ function serveLegacyOnly(app: Express, handler: DefaultRequestHandler): void {
     for await (const event of out) res.write(`data: ${JSON.stringify(event)}\n\n`);
     res.end();
   });
-  app.use('/rest', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+  if (restToo) app.use('/rest', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
 }

@@ -141,11 +141,17 @@ export function upperBound(r: LoadResult, rate: number, burst: number): { max: n
 /**
  * What the bucket's math admits for decisions taken at these server times (microseconds): the in-memory limiter
  * replayed over the arrival times Redis saw. Equal to what the shared limiter admitted, whatever the load did to
- * the arrivals (a starved machine leaves the bucket idle, and then admits less than burst + rate x time).
+ * the arrivals (a starved machine leaves the bucket idle, and then admits less than burst + rate x time). A decision
+ * that asked for a lease (`take` > 1) counts the units it was granted: the units Redis handed out.
  */
-export function bucketMath(times: readonly number[], rate: number, burst: number): number {
+export function bucketMath(decisions: ReadonlyArray<number | { atUs: number; take: number }>, rate: number, burst: number): number {
   const counters = new MemoryCounters(() => 0);
   const intervalUs = Math.floor(1e6 / rate);
   const op = { kind: 'r' as const, key: 'k', intervalUs, toleranceUs: burst * intervalUs, cost: 1 };
-  return times.filter((t) => counters.decide([op], t).admitted).length;
+  let units = 0;
+  for (const d of decisions) {
+    const v = typeof d === 'number' ? counters.decide([op], d) : counters.decide([{ ...op, take: d.take }], d.atUs);
+    if (v.admitted) units += v.results[0]!.granted;
+  }
+  return units;
 }

@@ -121,6 +121,8 @@ export function keysOn(port: number, pattern: string): string[] {
 export interface DecisionMonitor {
   /** Stops monitoring; the server times (us) at which scripts touching a key containing `keyPart` read TIME. */
   stop(): Promise<number[]>;
+  /** After stop: each decision's time and the units its op on the key asked to take (1, or k for a lease), in time order. */
+  decisions(): Array<{ atUs: number; take: number }>;
 }
 
 /**
@@ -132,8 +134,10 @@ export async function monitorDecisions(ports: readonly number[], keyPart: string
   const watchers = ports.map((port) => {
     const child = spawn('redis-cli', ['-p', String(port), 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const times: number[] = [];
+    const takes: number[] = [];
     let rest = '';
     let pending = false;
+    let take = 1;
     let attached: () => void = () => {};
     const ready = new Promise<void>((r) => (attached = r));
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -144,14 +148,17 @@ export async function monitorDecisions(ports: readonly number[], keyPart: string
         const m = /^(\d+)\.(\d{6}) \[\d+ ([^\]]+)\] "([^"]+)"/.exec(line);
         if (m === null) continue;
         const [, sec, usec, source, command] = m;
-        if (source !== 'lua') pending = (command === 'evalsha' || command === 'eval') && line.includes(keyPart);
-        else if (pending && command === 'TIME') {
+        if (source !== 'lua') {
+          pending = (command === 'evalsha' || command === 'eval') && line.includes(keyPart);
+          if (pending) take = takeOf(line, keyPart);
+        } else if (pending && command === 'TIME') {
           times.push(Number(sec) * 1_000_000 + Number(usec));
+          takes.push(take);
           pending = false;
         }
       }
     });
-    return { child, times, ready };
+    return { child, times, takes, ready };
   });
   // MONITOR answers OK once it is on.
   await Promise.all(watchers.map((w) => w.ready));
@@ -163,5 +170,19 @@ export async function monitorDecisions(ports: readonly number[], keyPart: string
       }
       return watchers.flatMap((w) => w.times).sort((a, b) => a - b);
     },
+    decisions: () =>
+      watchers.flatMap((w) => w.times.map((atUs, i) => ({ atUs, take: w.takes[i]! }))).sort((a, b) => a.atUs - b.atUs),
   };
+}
+
+/**
+ * The `take` of the op on the key containing `keyPart` in a logged limiter script call (src/guards/limits/lua.ts:
+ * "evalsha" sha numkeys keys... count, then five fields per op, take last).
+ */
+function takeOf(line: string, keyPart: string): number {
+  const args = [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+  const n = Number(args[2]);
+  const keys = args.slice(3, 3 + n);
+  const op = keys.findIndex((k) => k.includes(keyPart));
+  return Number(args[3 + n + 1 + op * 5 + 4]);
 }

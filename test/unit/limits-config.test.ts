@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/load.ts';
 import { httpRateLimitHeaders, openAiDuration, openAiRateLimitHeaders, type LimitNotice } from '../../src/core/limits.ts';
 import { MemoryCounters } from '../../src/guards/limits/decide.ts';
+import { compileRate } from '../../src/guards/limits/plan.ts';
 import { encodeValue, TeamResolver } from '../../src/guards/limits/keys.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
 import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
@@ -91,6 +92,25 @@ spec: { key: [team, team], window: day, tokens: 1000 }
     expect(problems('', '    timeZone: Mars/Olympus\n    teams: { spiffePath: /teams/* }\n')).toEqual([
       'gateway.yaml:6: spec.limits.timeZone: unknown time zone (an IANA name such as Europe/Paris)',
       'gateway.yaml:7: spec.limits.teams.spiffePath: must be an absolute path pattern containing {team}',
+    ]);
+  });
+
+  it('sizes rate leases (k = min(units, burst x share), off below 2) and refuses bad lease settings', () => {
+    const docs = (burst: number, extra = ''): string => `${HEAD}kind: RateLimit\nmetadata: { name: r }\nspec: { requests: ${burst}, per: 1s${extra} }\n`;
+    const leaseOf = (d: string, yaml = ''): unknown => compileRate(limitsSnapshot(d, yaml).limits.rates[0]!, limitsSnapshot(d, yaml).gateway.limits).lease;
+    expect(leaseOf(docs(10))).toBeUndefined(); // 10 x 0.05 < 2: every call in the store
+    expect(leaseOf(docs(40))).toEqual({ units: 2, lifetimeMs: 5 });
+    expect(leaseOf(docs(1000))).toEqual({ units: 8, lifetimeMs: 5 });
+    expect(leaseOf(docs(1000, ', leaseUnits: 0'))).toBeUndefined();
+    expect(leaseOf(docs(1000, ', leaseUnits: 30'))).toEqual({ units: 30, lifetimeMs: 5 });
+    expect(leaseOf(docs(1000, ', leaseUnits: 300'))).toEqual({ units: 50, lifetimeMs: 5 }); // still a share of the burst
+    expect(leaseOf(docs(1000), '    lease: { units: 1 }\n')).toBeUndefined();
+    expect(leaseOf(docs(1000), '    lease: { units: 4, share: 0.5, lifetime: 20ms }\n')).toEqual({ units: 4, lifetimeMs: 20 });
+    expect(problems(docs(1000, ', leaseUnits: -1'), '    lease: { share: 0.6, lifetime: 2s, units: 2000 }\n')).toEqual([
+      'gateway.yaml:6: spec.limits.lease.units: Too big: expected number to be <=1000',
+      'gateway.yaml:6: spec.limits.lease.share: must be above 0 and at most 0.5',
+      'gateway.yaml:6: spec.limits.lease.lifetime: must be at most 1s (leased units count as spent until they expire)',
+      'limits.yaml:4: spec.leaseUnits: Too small: expected number to be >=0',
     ]);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * In-memory and Redis limiters give the same decisions on the same recorded sequence.
  *
- * 1. The algorithm: a recorded sequence (rate ops of several shapes, budget reservations, several keys, irregular
+ * 1. The algorithm: a recorded sequence (rate ops of several shapes, some taking a lease, budget reservations, several keys, irregular
  *    times, refusals included) replayed through MemoryCounters and through the Lua script on the test Redis, the
  *    script taking "now" from ARGV instead of TIME (the same Lua text otherwise: decideScript('argv')). Every
  *    verdict must be identical, field by field.
@@ -52,7 +52,10 @@ function recordedSequence(prefix: string, startUs: number, n: number): Event[] {
     const ops: Op[] = [];
     const k = Math.floor(random() * 3);
     const shape = shapes[k]!;
-    ops.push({ kind: 'r', key: `${prefix}r:{x}:shape${k}:p=${Math.floor(random() * 2)}`, ...shape, cost: 1 + Math.floor(random() * 2) });
+    const cost = 1 + Math.floor(random() * 2);
+    // A third of the rate ops ask for a lease (take up to 2..9 units when the bucket has them).
+    const take = random() < 0.33 ? cost + 1 + Math.floor(random() * 8) : undefined;
+    ops.push({ kind: 'r', key: `${prefix}r:{x}:shape${k}:p=${Math.floor(random() * 2)}`, ...shape, cost, ...(take === undefined ? {} : { take }) });
     if (random() < 0.5) {
       ops.push({ kind: 'b', key: `${prefix}b:{x}:budget:p=${Math.floor(random() * 2)}:w:t`, limit: 5_000, amount: 1 + Math.floor(random() * 400), expireAtMs: Math.floor(startUs / 1000) + 3_600_000 });
     }
@@ -90,6 +93,11 @@ describe('in-memory and Redis decisions', () => {
     // The sequence exercises both outcomes (not a trivially all-admitted or all-refused run).
     expect(admitted).toBeGreaterThan(200);
     expect(events.length - admitted).toBeGreaterThan(200);
+    // Leases were granted, in full and in part (a bucket holding fewer units than asked gives what it has).
+    const grants = events.flatMap((e, i) => e.ops.flatMap((op, j) => (op.kind === 'r' && op.take !== undefined && fromMemory[i]!.admitted ? [{ asked: op.take, cost: op.cost, got: fromMemory[i]!.results[j]!.granted }] : [])));
+    expect(grants.some((g) => g.got === g.asked)).toBe(true);
+    expect(grants.some((g) => g.got > g.cost && g.got < g.asked)).toBe(true);
+    expect(grants.every((g) => g.got >= g.cost && g.got <= g.asked)).toBe(true);
     expect(fromRedis).toEqual(fromMemory);
   });
 

@@ -84,6 +84,21 @@ export const limitsSpec = z
     /** Cost of one MCP tool call, by `<server>/<tool>` (a prefix ending in `*` allowed). */
     toolCosts: z.array(z.strictObject({ tool: pattern, cost: nonNegativePrice })).default([]),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD').default('USD'),
+    /**
+     * Local leases of request-rate units (lease.ts): one round trip takes up to k units of a rate limit, the next
+     * calls on the same key spend them in this replica for at most `lifetime`; units left then count as spent.
+     * k = min(units, floor(burst x share)); a limit whose k is below 2 is decided in the store on every call.
+     */
+    lease: z
+      .strictObject({
+        /** At most this many units per round trip (0 or 1: no leases). A RateLimit's `leaseUnits` overrides it. */
+        units: z.number().int().min(0).max(1_000).default(8),
+        /** ...and at most this share of the limit's burst, so a lease stays a small part of the bucket. */
+        share: z.number().refine((n) => Number.isFinite(n) && n > 0 && n <= 0.5, 'must be above 0 and at most 0.5').default(0.05),
+        /** How long leased units may be spent locally; unused ones then count as spent (never given back). */
+        lifetime: duration.refine((ms) => ms <= 1_000, 'must be at most 1s (leased units count as spent until they expire)').default(5),
+      })
+      .prefault({}),
   })
   .superRefine((l, ctx) => {
     const seen = new Map<string, number>();
@@ -153,6 +168,8 @@ export const rateLimitSpec = z
     /** ...with at most `burst` at once (the bucket's size; default `requests`). */
     burst: z.number().int().min(0).optional(),
     failMode: z.enum(['closed', 'open', 'local']).optional(),
+    /** Overrides the Gateway's `limits.lease.units` for this limit (0: never leased, every call decided in the store). */
+    leaseUnits: z.number().int().min(0).max(1_000).optional(),
   })
   .superRefine((r, ctx) => {
     checkDims(r.key, ctx);

@@ -20,6 +20,13 @@ export interface RateOp {
   readonly intervalUs: number;
   readonly toleranceUs: number;
   readonly cost: number;
+  /**
+   * Take up to this many units (at least `cost`) when the bucket has them: a lease (lease.ts). Absent: `cost`.
+   * Only the lease store sets it; the plan never does.
+   */
+  readonly take?: number;
+  /** The limit allows a local lease of up to `units` for `lifetimeMs` (set by the plan; only the lease store reads it). */
+  readonly lease?: { readonly units: number; readonly lifetimeMs: number };
 }
 
 /** A budget reservation: add `amount` to the window's counter if it stays within `limit`. */
@@ -40,6 +47,8 @@ export interface OpResult {
   readonly value: number;
   /** Units left after this call (admitted) or now (refused). */
   readonly remaining: number;
+  /** Rate, admitted: units taken (`cost`, or more up to `take` for a lease). Otherwise 0. */
+  readonly granted: number;
 }
 
 export interface Verdict {
@@ -47,6 +56,8 @@ export interface Verdict {
   /** The time the decision was taken on (Redis TIME, or the process clock), microseconds since the epoch. */
   readonly nowUs: number;
   readonly results: readonly OpResult[];
+  /** Per op: served from a local lease without a store round trip (lease.ts; absent from other stores). */
+  readonly leased?: readonly boolean[];
 }
 
 /** A settled reservation: the counter moves by `delta` (negative gives back what the call did not use). */
@@ -73,24 +84,27 @@ export function evaluate(ops: readonly Op[], read: (key: string) => number | und
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw new CorruptCounter(op.key);
     if (op.kind === 'r') {
       const tat = v !== undefined && v > nowUs ? v : nowUs;
-      const newTat = tat + op.cost * op.intervalUs;
-      const allowAt = newTat - op.toleranceUs;
+      const allowAt = tat + op.cost * op.intervalUs - op.toleranceUs;
       if (allowAt > nowUs) {
         admitted = false;
-        results.push({ admitted: false, value: allowAt - nowUs, remaining: Math.max(0, Math.floor((op.toleranceUs - (tat - nowUs)) / op.intervalUs)) });
+        results.push({ admitted: false, value: allowAt - nowUs, remaining: Math.max(0, Math.floor((op.toleranceUs - (tat - nowUs)) / op.intervalUs)), granted: 0 });
         writes.push(0);
       } else {
-        results.push({ admitted: true, value: 0, remaining: Math.floor((op.toleranceUs - (newTat - nowUs)) / op.intervalUs) });
+        // Admitted: `cost` fits. A lease takes more, as many as the bucket holds, up to `take`.
+        const available = Math.floor((op.toleranceUs - (tat - nowUs)) / op.intervalUs);
+        const granted = op.take !== undefined && op.take > op.cost ? Math.min(op.take, available) : op.cost;
+        const newTat = tat + granted * op.intervalUs;
+        results.push({ admitted: true, value: 0, remaining: Math.floor((op.toleranceUs - (newTat - nowUs)) / op.intervalUs), granted });
         writes.push(newTat);
       }
     } else {
       const used = v ?? 0;
       if (used + op.amount > op.limit) {
         admitted = false;
-        results.push({ admitted: false, value: used, remaining: Math.max(0, op.limit - used) });
+        results.push({ admitted: false, value: used, remaining: Math.max(0, op.limit - used), granted: 0 });
         writes.push(0);
       } else {
-        results.push({ admitted: true, value: used + op.amount, remaining: op.limit - used - op.amount });
+        results.push({ admitted: true, value: used + op.amount, remaining: op.limit - used - op.amount, granted: 0 });
         writes.push(used + op.amount);
       }
     }

@@ -1,7 +1,8 @@
 /**
  * The limits guard: after authorize (it needs the principal and the policy's obligations), before forwarding.
  *
- * admit: every limit the call matches is decided in one store round trip (synchronously in memory). Rate limits
+ * admit: every limit the call matches is decided in one store round trip (synchronously in memory, and without a
+ * round trip when every rate limit of the call is served from a local lease: lease.ts). Rate limits
  * take one unit; budgets reserve the call's estimate (tokens: input estimate + max_tokens or the default output;
  * cost: from the price table or the tool's cost; both times `cost_multiplier`). When the store cannot answer, each
  * limit applies its fail mode: closed refuses (TG_LIMITER_UNAVAILABLE), open admits uncounted, local decides on a
@@ -82,7 +83,8 @@ export class LimitsGuard implements Guard {
     const nowMs = verdict.nowUs / 1000;
     const notices = (): LimitNotice[] => plan.entries.map((e, i) => noticeOf(e, verdict.results[i]!, nowMs));
     const metrics = this.runtime.metrics;
-    const note: LimitNote = { decision: 'admitted', store: store.kind, limits: plan.entries.map((e) => e.limit.name) };
+    const leased = verdict.leased;
+    const note: LimitNote = { decision: 'admitted', store: leased !== undefined && leased.every(Boolean) ? 'lease' : store.kind, limits: plan.entries.map((e) => e.limit.name) };
     if (plan.facts.team !== undefined) note.team = plan.facts.team;
     call.scratch.set(NOTE_KEY, note);
     if (!verdict.admitted) {
@@ -104,7 +106,13 @@ export class LimitsGuard implements Guard {
     let built: LimitNotice[] | undefined;
     call.scratch.set(NOTICES_KEY, () => (built ??= notices()));
     const reserved = plan.entries.filter((e): e is Entry & { kind: 'budget' } => e.kind === 'budget');
-    if (metrics) for (const e of plan.entries) e.kind === 'rate' ? metrics.rate(e.limit.name, 'admitted') : metrics.budget(e.limit.name, 'reserved');
+    if (metrics) {
+      plan.entries.forEach((e, i) => {
+        if (e.kind === 'budget') return metrics.budget(e.limit.name, 'reserved');
+        metrics.rate(e.limit.name, 'admitted');
+        if (leased?.[i] === true) metrics.leaseServed(e.limit.name);
+      });
+    }
     this.reserve(call, plan, store, reserved, note);
   }
 

@@ -19,15 +19,15 @@ const NOW: Record<ScriptClock, string> = {
   server: `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl_slack = 0`,
-  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 4])
+  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 5])
 local ttl_slack = 60000`,
 };
 
 /**
- * KEYS[i]: the counter of op i. ARGV[1]: the number of ops; then four fields per op:
- *   rate   'r', interval_us, tolerance_us, cost
- *   budget 'b', limit, amount, expire_at_ms
- * Reply: {admitted (1|0), now_us, then per op: admitted, value, remaining} (see decide.ts OpResult).
+ * KEYS[i]: the counter of op i. ARGV[1]: the number of ops; then five fields per op:
+ *   rate   'r', interval_us, tolerance_us, cost, take (take > cost: a lease, up to take units if the bucket has them)
+ *   budget 'b', limit, amount, expire_at_ms, 0
+ * Reply: {admitted (1|0), now_us, then per op: admitted, value, remaining, granted} (see decide.ts OpResult).
  * Errors: `TGCORRUPT <key>` when a counter is not a non-negative integer (WRONGTYPE propagates as is).
  */
 export function decideScript(clock: ScriptClock): string {
@@ -37,7 +37,7 @@ local out = {1, now}
 local values = {}
 local admitted = true
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 2 + (i - 1) * 5
   local raw = redis.call('GET', KEYS[i])
   local v = nil
   if raw then
@@ -50,20 +50,26 @@ for i = 1, n do
     local interval = tonumber(ARGV[b + 1])
     local tolerance = tonumber(ARGV[b + 2])
     local cost = tonumber(ARGV[b + 3])
+    local take = tonumber(ARGV[b + 4])
     local tat = now
     if v ~= nil and v > now then tat = v end
-    local new_tat = tat + cost * interval
-    local allow_at = new_tat - tolerance
+    local allow_at = tat + cost * interval - tolerance
     if allow_at > now then
       admitted = false
       out[#out + 1] = 0
       out[#out + 1] = allow_at - now
       out[#out + 1] = math.max(0, math.floor((tolerance - (tat - now)) / interval))
+      out[#out + 1] = 0
     else
+      local available = math.floor((tolerance - (tat - now)) / interval)
+      local granted = cost
+      if take > cost then granted = math.min(take, available) end
+      local new_tat = tat + granted * interval
       values[i] = new_tat
       out[#out + 1] = 1
       out[#out + 1] = 0
       out[#out + 1] = math.floor((tolerance - (new_tat - now)) / interval)
+      out[#out + 1] = granted
     end
   elseif ARGV[b] == 'b' then
     local limit = tonumber(ARGV[b + 1])
@@ -74,11 +80,13 @@ for i = 1, n do
       out[#out + 1] = 0
       out[#out + 1] = used
       out[#out + 1] = math.max(0, limit - used)
+      out[#out + 1] = 0
     else
       values[i] = used + amount
       out[#out + 1] = 1
       out[#out + 1] = used + amount
       out[#out + 1] = limit - used - amount
+      out[#out + 1] = 0
     end
   else
     return redis.error_reply('TGBADOP ' .. tostring(ARGV[b]))
@@ -86,7 +94,7 @@ for i = 1, n do
 end
 if admitted then
   for i = 1, n do
-    local b = 2 + (i - 1) * 4
+    local b = 2 + (i - 1) * 5
     if ARGV[b] == 'r' then
       redis.call('SET', KEYS[i], string.format('%d', values[i]), 'PX', string.format('%d', math.floor((values[i] - now) / 1000) + 1 + ttl_slack))
     else
@@ -125,15 +133,15 @@ export function scriptArgs(ops: readonly Op[]): { keys: string[]; argv: string[]
   const argv: string[] = [String(ops.length)];
   for (const op of ops) {
     keys.push(op.key);
-    if (op.kind === 'r') argv.push('r', String(op.intervalUs), String(op.toleranceUs), String(op.cost));
-    else argv.push('b', String(op.limit), String(op.amount), String(op.expireAtMs));
+    if (op.kind === 'r') argv.push('r', String(op.intervalUs), String(op.toleranceUs), String(op.cost), String(op.take ?? op.cost));
+    else argv.push('b', String(op.limit), String(op.amount), String(op.expireAtMs), '0');
   }
   return { keys, argv };
 }
 
 /** Parses the reply of decideScript. */
 export function parseReply(reply: unknown, count: number): Verdict {
-  if (!Array.isArray(reply) || reply.length !== 2 + count * 3) throw new Error('limiter script returned an unexpected reply');
+  if (!Array.isArray(reply) || reply.length !== 2 + count * 4) throw new Error('limiter script returned an unexpected reply');
   const num = (i: number): number => {
     const v = reply[i] as unknown;
     if (typeof v !== 'number') throw new Error('limiter script returned a non-integer');
@@ -141,8 +149,8 @@ export function parseReply(reply: unknown, count: number): Verdict {
   };
   const results: OpResult[] = [];
   for (let i = 0; i < count; i++) {
-    const b = 2 + i * 3;
-    results.push({ admitted: num(b) === 1, value: num(b + 1), remaining: num(b + 2) });
+    const b = 2 + i * 4;
+    results.push({ admitted: num(b) === 1, value: num(b + 1), remaining: num(b + 2), granted: num(b + 3) });
   }
   return { admitted: num(0) === 1, nowUs: num(1), results };
 }

@@ -13,6 +13,7 @@ export class LimitMetrics {
   private readonly charged: client.Counter<'budget' | 'unit'>;
   private readonly storeErrors: client.Counter<'reason'>;
   private readonly settles: client.Counter<'result'>;
+  private readonly leases: client.Counter<'limit'>;
 
   constructor(registry: client.Registry) {
     const existing = registry.getSingleMetric('tollgate_rate_limit_decisions_total');
@@ -23,6 +24,7 @@ export class LimitMetrics {
       this.charged = registry.getSingleMetric('tollgate_budget_charged_total') as client.Counter<'budget' | 'unit'>;
       this.storeErrors = registry.getSingleMetric('tollgate_limiter_store_errors_total') as client.Counter<'reason'>;
       this.settles = registry.getSingleMetric('tollgate_budget_settles_total') as client.Counter<'result'>;
+      this.leases = registry.getSingleMetric('tollgate_rate_limit_lease_served_total') as client.Counter<'limit'>;
       return;
     }
     this.rates = new client.Counter({
@@ -55,6 +57,12 @@ export class LimitMetrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.leases = new client.Counter({
+      name: 'tollgate_rate_limit_lease_served_total',
+      help: 'Admitted rate-limit decisions served from units this replica had leased from the store (no round trip; also counted as admitted)',
+      labelNames: ['limit'],
+      registers: [registry],
+    });
   }
 
   rate(limit: string, decision: RateDecision): void {
@@ -67,6 +75,10 @@ export class LimitMetrics {
 
   charge(budget: string, unit: 'tokens' | 'cost', amount: number): void {
     if (amount > 0) this.charged.inc({ budget, unit }, amount);
+  }
+
+  leaseServed(limit: string): void {
+    this.leases.inc({ limit });
   }
 
   storeError(reason: string): void {

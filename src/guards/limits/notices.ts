@@ -15,8 +15,11 @@ export { NOTICES_KEY };
 /** The limits part of a call's audit record. */
 export interface LimitNote {
   decision: 'admitted' | 'rate_limited' | 'budget_exceeded' | 'unavailable' | 'fail_open' | 'local';
-  /** Where the decision was taken: the shared store, this process's memory, or the local fallback buckets. */
-  store: 'redis' | 'memory' | 'local';
+  /**
+   * Where the decision was taken: the shared store, this process's memory, the local fallback buckets, or units
+   * this replica had leased from the shared store (no round trip for this call).
+   */
+  store: 'redis' | 'memory' | 'local' | 'lease';
   /** Names of the limits that applied. */
   limits: string[];
   refused?: string;

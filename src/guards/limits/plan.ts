@@ -58,6 +58,8 @@ export interface CompiledRate {
   readonly failMode: 'closed' | 'open' | 'local';
   /** The local fallback bucket: 1/replicas of the rate and of the burst (at least 1). */
   readonly local: { readonly intervalUs: number; readonly toleranceUs: number };
+  /** Units one round trip may lease (k >= 2), and for how long; undefined: every call is decided in the store. */
+  readonly lease: { readonly units: number; readonly lifetimeMs: number } | undefined;
 }
 
 export interface CompiledBudget {
@@ -76,6 +78,7 @@ export function compileRate(l: NamedLimit<RateLimitSpec>, spec: LimitsSpec): Com
   const intervalUs = Math.floor((l.spec.per * 1000) / l.spec.requests);
   const localBurst = Math.max(1, Math.floor(burst / spec.replicas));
   const localInterval = intervalUs * spec.replicas;
+  const leaseUnits = Math.min(l.spec.leaseUnits ?? spec.lease.units, Math.floor(burst * spec.lease.share));
   return {
     name: l.name,
     match: compileMatch(l.spec.match),
@@ -87,6 +90,7 @@ export function compileRate(l: NamedLimit<RateLimitSpec>, spec: LimitsSpec): Com
     toleranceUs: burst * intervalUs,
     failMode: l.spec.failMode ?? spec.failMode.rate,
     local: { intervalUs: localInterval, toleranceUs: localBurst * localInterval },
+    lease: leaseUnits >= 2 ? { units: leaseUnits, lifetimeMs: spec.lease.lifetime } : undefined,
   };
 }
 
@@ -202,7 +206,8 @@ export function planCall(call: Call, ctx: PlanContext): Plan | PlanRefusal | und
       if (!r.match(call, facts)) continue;
       const dims = dimsPart(r.dims, facts);
       if (dims === undefined) continue;
-      ops.push({ kind: 'r', key: rateKey(ctx.prefix, tag, r.name, dims), intervalUs: r.intervalUs, toleranceUs: r.toleranceUs, cost: 1 });
+      const key = rateKey(ctx.prefix, tag, r.name, dims);
+      ops.push(r.lease === undefined ? { kind: 'r', key, intervalUs: r.intervalUs, toleranceUs: r.toleranceUs, cost: 1 } : { kind: 'r', key, intervalUs: r.intervalUs, toleranceUs: r.toleranceUs, cost: 1, lease: r.lease });
       entries.push({ kind: 'rate', limit: r, dims });
     }
   }

@@ -14,6 +14,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import { MemoryCounterStore, RedisCounterStore, type CounterStore } from './counters.ts';
 import { CorruptCounter, MemoryCounters, type Adjustment } from './decide.ts';
 import { LimitsGuard, type LimitsRuntime } from './guard.ts';
+import { LeasingCounterStore } from './lease.ts';
 import { TeamResolver } from './keys.ts';
 import { LimitMetrics } from './metrics.ts';
 import { compileBudget, compileRate, type CompiledBudget, type CompiledRate, type PlanContext } from './plan.ts';
@@ -71,11 +72,12 @@ export class LimitsService implements GuardServices, LimitsRuntime {
     this.redis = opts.store;
     // A decision that timed out here but was applied by Redis after all gives its reservations back, like a settle
     // that could not reach the store (queued, sent when the store answers).
-    this.store = opts.store ? new RedisCounterStore(
+    // Rate ops of limits that allow it are leased (lease.ts); the in-memory store needs no lease.
+    this.store = opts.store ? new LeasingCounterStore(new RedisCounterStore(
           opts.store,
           (back) => this.lateReservations(back),
           (adjustments) => this.deferSettle(this.store, adjustments),
-        ) : new MemoryCounterStore();
+        )) : new MemoryCounterStore();
     this.metrics = opts.registry ? new LimitMetrics(opts.registry) : undefined;
     this.redis?.client.on('ready', this.onReady);
     this.admin = (app: Hono) => {

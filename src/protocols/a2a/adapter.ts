@@ -64,6 +64,8 @@ export class A2aAdapter extends HttpProtocolAdapter {
   /** Push notifications the gateway delivers (push.ts). */
   readonly push: PushRelay;
   private readonly calls: A2aCalls;
+  /** When the gateway began to drain (the push relay's deadline counts from it). */
+  private drainStarted: number | undefined;
   /** The card signer of each route that configures one (by its spec object: a reload makes a new one). */
   private readonly signers = new WeakMap<object, CardSigner>();
 
@@ -232,6 +234,20 @@ export class A2aAdapter extends HttpProtocolAdapter {
     const binding = to.call?.scratch.get(BINDING);
     if (binding === 'jsonrpc') writeJsonRpcError(to.res, to.call?.rpcId ?? null, err);
     else writeA2aRestError(to.res, err);
+  }
+
+  /** Shutdown has begun: the push relay takes no new notification; the drain deadline counts from now. */
+  override drain(): void {
+    this.drainStarted ??= Date.now();
+    this.push.stop();
+  }
+
+  /** Waits for push deliveries under way until the drain deadline, records those cut, then closes the upstreams. */
+  override async close(): Promise<void> {
+    const deadline = (this.drainStarted ?? Date.now()) + this.ctx.state().snapshot.gateway.shutdown.drainMs;
+    const cut = await this.push.settle(deadline, (call) => this.ctx.calls.finish(call));
+    if (cut > 0) this.ctx.log.warn({ cut }, 'A2A push deliveries cut at the drain deadline');
+    await super.close();
   }
 
   override reconfigure(snapshot: ConfigSnapshot): void {

@@ -14,7 +14,7 @@ import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
-import { translate } from './translate.ts';
+import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
 import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHolderOf, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
@@ -188,15 +188,15 @@ export class A2aCalls {
         resumed = r;
       }
       if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
-      const paths = binding === 'jsonrpc' ? where.jsonrpc : where.rest;
+      const paths = where[binding];
       const base = paths[p.version];
-      const other = p.version === '1.0' ? '0.3' : '1.0';
-      const alt = binding === 'jsonrpc' ? paths[other] : undefined;
-      if (base === undefined && alt !== undefined) {
-        // The agent speaks JSON-RPC in the other version only: translated (translate.ts).
-        if (op === LIST_TASKS && other === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
-        const body = p.body === undefined ? '' : p.body.toString();
-        return translate(this.a, { x, agent, call, body, from: p.version, to: other, path: alt, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+      const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
+      if (to !== undefined) {
+        // The agent serves the other version only: translated (translate.ts), over its binding of that version.
+        if (op === LIST_TASKS && to.version === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
+        const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
+        const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
+        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
       }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {

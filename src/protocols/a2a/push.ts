@@ -8,9 +8,13 @@
  * redirects never followed, bounded retries), and records each delivery as a Call (`DeliverPushNotification`, the
  * caller's identity, the webhook's host; a failed delivery with TG_A2A_PUSH_DELIVERY_FAILED) that audit and
  * telemetry see. Push configs the agent answers with are shown to the caller with its own URL again.
+ *
+ * Shutdown: when the gateway drains, the relay stops taking notifications (503 TG_SHUTTING_DOWN: the agent's sender
+ * may retry, at another replica) and the adapter's close waits for the deliveries under way until the drain
+ * deadline; each one still running then is aborted and recorded (TG_A2A_PUSH_DELIVERY_CUT): none is lost silently.
  */
 import { randomBytes } from 'node:crypto';
-import { outcomeOf, type Principal } from '../../core/call.ts';
+import { outcomeOf, type Call, type Principal } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { readBody, sendBody } from '../../server/io.ts';
@@ -42,6 +46,14 @@ export interface PushDeliveryOptions {
   readonly timeoutMs?: number | undefined;
 }
 
+/** A delivery under way: its Call (finished once, by whichever ends it) and what aborts it. */
+interface Delivering {
+  readonly call: Call;
+  readonly host: string;
+  readonly abort: AbortController;
+  ended: boolean;
+}
+
 export class PushRelay {
   private readonly hooks = new Map<string, Hook>();
   private readonly connect: Connector;
@@ -50,6 +62,9 @@ export class PushRelay {
   private readonly timeoutMs: number;
   /** Deliveries under way (tests and shutdown wait for them). */
   readonly pending = new Set<Promise<void>>();
+  private readonly delivering = new Set<Delivering>();
+  /** The gateway is draining: no new notification is taken. */
+  private stopped = false;
 
   constructor(o: PushDeliveryOptions = {}) {
     this.connect = o.connect ?? pinnedConnector;
@@ -88,6 +103,10 @@ export class PushRelay {
       req.resume();
       return writeA2aRestError(res, new GatewayError(Errors.NOT_FOUND, 'No such push-notification relay'));
     }
+    if (this.stopped) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
+    }
     if (this.pending.size >= MAX_PENDING) {
       req.resume();
       return writeA2aRestError(res, new GatewayError(Errors.OVERLOADED, 'Too many push notifications being delivered; try again'));
@@ -98,6 +117,8 @@ export class PushRelay {
     } catch (err) {
       return writeA2aRestError(res, err instanceof GatewayError ? err : new GatewayError(Errors.PAYLOAD_TOO_LARGE));
     }
+    // Shutdown began while the body was read: refused, so the agent's sender tries again (elsewhere).
+    if (this.stopped) return writeA2aRestError(res, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
     sendBody(res, 200, 'application/json', '{}');
     const headers: Record<string, string> = {};
     for (const h of PASSED) {
@@ -108,16 +129,54 @@ export class PushRelay {
     const call = a.ctx.calls.start({ protocol: 'a2a', operation: 'DeliverPushNotification', rule: match.rule, req, target: { kind: 'server', name: agent.name, server: agent.name, local: agent.name }, upstream: agent.name, args: { push_host: host, callee: agent.name } });
     call.principal = hook.principal;
     const policy = a.settings(match.rule).push;
-    const work = deliverWebhook(hook.url, body.toString('utf8'), headers, policy, { resolve: a.resolver, connect: this.connect, attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.timeoutMs }).then((d) => {
-      call.status = d.status ?? 0;
-      if (!d.ok) {
-        call.error = new GatewayError(Errors.A2A_PUSH_DELIVERY_FAILED, `Push notification to ${host} not delivered after ${d.attempts} attempt(s): ${d.error ?? 'failed'}`, { data: { attempts: d.attempts } });
+    const d: Delivering = { call, host, abort: new AbortController(), ended: false };
+    this.delivering.add(d);
+    const work = deliverWebhook(hook.url, body.toString('utf8'), headers, policy, { resolve: a.resolver, connect: this.connect, attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.timeoutMs, signal: d.abort.signal }).then((r) => {
+      this.delivering.delete(d);
+      // Cut at the drain deadline: recorded already (settle).
+      if (d.ended) return;
+      d.ended = true;
+      call.status = r.status ?? 0;
+      if (!r.ok) {
+        call.error = new GatewayError(Errors.A2A_PUSH_DELIVERY_FAILED, `Push notification to ${host} not delivered after ${r.attempts} attempt(s): ${r.error ?? 'failed'}`, { data: { attempts: r.attempts } });
         call.outcome = outcomeOf(call.error);
-        a.ctx.log.warn({ upstream: agent.name, host, attempts: d.attempts, err: d.error }, 'A2A push notification not delivered');
+        a.ctx.log.warn({ upstream: agent.name, host, attempts: r.attempts, err: r.error }, 'A2A push notification not delivered');
       }
       a.ctx.calls.finish(call);
     });
     this.pending.add(work);
     await work.finally(() => this.pending.delete(work));
+  }
+
+  /** Shutdown has begun: notifications are refused from now on (503 TG_SHUTTING_DOWN). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /**
+   * Waits for the deliveries under way until `deadline` (epoch ms); each one still running then is aborted and its
+   * Call finished with TG_A2A_PUSH_DELIVERY_CUT (audited like any failed delivery). Returns how many were cut.
+   */
+  async settle(deadline: number, finish: (call: Call) => void): Promise<number> {
+    this.stop();
+    const wait = deadline - Date.now();
+    if (this.pending.size > 0 && wait > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => (timer = setTimeout(r, wait)))]);
+      clearTimeout(timer);
+    }
+    let cut = 0;
+    for (const d of this.delivering) {
+      if (d.ended) continue;
+      d.ended = true;
+      cut++;
+      d.call.status = 0;
+      d.call.error = new GatewayError(Errors.A2A_PUSH_DELIVERY_CUT, `Push notification to ${d.host} cut at the drain deadline (shutdown): it may or may not have reached the webhook`);
+      d.call.outcome = outcomeOf(d.call.error);
+      d.abort.abort();
+      finish(d.call);
+    }
+    this.delivering.clear();
+    return cut;
   }
 }

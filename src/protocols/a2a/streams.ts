@@ -9,7 +9,6 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Errors, GatewayError } from '../../core/errors.ts';
-import type { UpstreamResponse } from '../../upstream/forwarder.ts';
 import { SseWriter } from '../../wire/sse.ts';
 import { taskIdIn } from './relay.ts';
 import type { Listener, StreamBuffers, TaskStream } from './resume.ts';
@@ -90,8 +89,15 @@ export class ClientFeed {
   }
 }
 
+/** What a relayed stream is read from: the agent's SSE answer, or the translated events of the SDK (translate.ts). */
+export interface EventSource {
+  /** Calls `onEvent` for each whole event; resolves at the end, rejects when the stream broke or was aborted. */
+  events(onEvent: (event: { readonly data: string }) => unknown): Promise<void>;
+  abort(reason: GatewayError): void;
+}
+
 export interface StreamRelay {
-  readonly answer: UpstreamResponse;
+  readonly answer: EventSource;
   /** The feed of the client (a resumed client's, already written to; else one is made). */
   readonly feed: ClientFeed;
   /** Sees each task id an event names, before the event is passed on (binding a new task to the caller). */

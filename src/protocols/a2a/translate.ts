@@ -1,37 +1,39 @@
 /**
- * Translation between A2A v0.3 and v1.0 over JSON-RPC, for an agent that serves only one of them: a v0.3 client
- * (0.3 method names, `kind` fields, lower-case enums) calling an agent that speaks only v1.0, and a v1.0 client
- * calling an agent that speaks only v0.3, plain answers and streams alike.
+ * Translation between A2A v0.3 and v1.0, over JSON-RPC and HTTP+JSON, for an agent that serves only one of them: a
+ * v0.3 client (0.3 method names or `/v1` paths, `kind` fields, lower-case enums) calling an agent that speaks only
+ * v1.0, and a v1.0 client calling an agent that speaks only v0.3, plain answers and streams alike.
  *
  * The official SDK does the translating (no wire shapes are rewritten by hand): the caller's request is served by
- * the SDK's JSON-RPC transport handler of the caller's version (`JsonRpcTransportHandler` for 1.0,
- * `LegacyJsonRpcTransportHandler` for 0.3) over a request handler that is a bridge to the SDK's client transport of
- * the agent's version (`JsonRpcTransport` / `LegacyJsonRpcTransport`), whose HTTP requests go through the
- * gateway's forwarder (the agent's pool, timeouts, credentials, trace headers; never the caller's credentials).
+ * the SDK's transport handler of the caller's version and binding (JSON-RPC: `JsonRpcTransportHandler` for 1.0,
+ * `LegacyJsonRpcTransportHandler` for 0.3; HTTP+JSON: the SDK's REST router, `restHandler` / `legacyRestRouter`,
+ * translate-rest.ts) over a request handler that is a bridge to the SDK's client transport of the agent's version
+ * (`JsonRpcTransport` / `LegacyJsonRpcTransport`, or `RestTransport` / `LegacyRestTransport`: the caller's binding
+ * when the agent serves it in its version, else the other one), whose HTTP requests go through the gateway's
+ * forwarder (the agent's pool, timeouts, credentials, trace headers; never the caller's credentials).
  *
  * The bridge binds the tasks the agent creates to the caller (as the plain relay does: a streamed task is bound in
  * this replica before its event is passed on) and filters ListTasks to the caller's tasks. A gateway error met on
  * the way to the agent (unreachable, timeout) is answered as the gateway's own error, not as an SDK internal error.
  * Cards: `reshapeCard` gives a caller the card in its version's shape (a 0.3 card of a 1.0-only agent and the
- * reverse), advertising the JSON-RPC interface the gateway serves by translation.
+ * reverse), advertising the interfaces (both bindings) the gateway serves by translation.
  */
 import type { ServerResponse } from 'node:http';
 import type { AgentCard } from '@a2a-js/sdk';
 import type { Transport } from '@a2a-js/sdk/client';
+import { Bridge } from './bridge.ts';
 import type { A2ARequestHandler } from '@a2a-js/sdk/server';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
-import { forward } from '../../upstream/forwarder.ts';
+import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { errorResponse } from '../../wire/jsonrpc.ts';
-import { SseWriter } from '../../wire/sse.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
-
-type Handler = Pick<A2ARequestHandler, keyof A2ARequestHandler>;
+import { serveRest } from './translate-rest.ts';
+import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 
 /**
  * The A2A SDK's modules, loaded on the first translation: a gateway whose agents serve their callers' versions never
@@ -68,36 +70,35 @@ const READ_LIMIT = 16 * 1024 * 1024;
 /** The SDK transports need an absolute URL; only its path is used (the forwarder picks the agent's endpoint). */
 const ORIGIN = 'http://agent.invalid';
 
+export type Binding = 'jsonrpc' | 'rest';
+
+/** Where a translated call goes: the agent's interface (binding, version, path) it is served over. */
+export interface Upstream {
+  readonly binding: Binding;
+  readonly version: A2aVersion;
+  readonly path: string;
+}
+
 export interface Translation {
   readonly x: Exchange;
   readonly agent: Agent;
   readonly call: Call;
-  /** The caller's JSON-RPC request, as it sent it (or with trace metadata added). */
-  readonly body: string;
-  /** The caller's version and the agent's, and the agent's JSON-RPC path for its version. */
+  /** The caller's binding and version. */
+  readonly binding: Binding;
   readonly from: A2aVersion;
-  readonly to: A2aVersion;
-  readonly path: string;
+  /** JSON-RPC: the caller's request, as it sent it (or with trace metadata or a relay URL). */
+  readonly body: string;
+  /** HTTP+JSON: the path under the agent at the gateway (with its query) and the body's JSON (undefined: none). */
+  readonly rest?: { readonly path: string; readonly params: unknown } | undefined;
+  /** The agent's interface in the other version. */
+  readonly to: Upstream;
   readonly ttlMs: number;
   /** A card of the agent (JSON, either shape) as the gateway serves it to this caller in its version. */
   readonly serve: (card: Card) => Promise<Card>;
   /** The agent's public card (JSON, as fetched). */
   readonly card: Card;
-}
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
-/** The task an SDK result or stream event names (Task, Message, status or artifact update). */
-function taskOf(v: unknown): string | undefined {
-  const o = v as { $case?: string; value?: unknown; id?: unknown; taskId?: unknown; status?: unknown; messageId?: unknown } | undefined;
-  if (o === undefined || o === null) return undefined;
-  if (o.$case !== undefined) return taskOf(o.value);
-  if ('payload' in (o as object)) return taskOf((o as { payload: unknown }).payload);
-  if (o.messageId !== undefined) return str(o.taskId);
-  if (o.status !== undefined && o.id !== undefined) return str(o.id);
-  return str(o.taskId);
+  /** A JSON-RPC resume (Last-Event-ID) whose buffer's stream was given up: the fresh subscription continues on it. */
+  readonly resumed?: ClientFeed | undefined;
 }
 
 /** Serves one translated JSON-RPC call (the Call is admitted and its task checked already). */
@@ -106,6 +107,8 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
   const { req, res } = x;
   const caller = call.principal?.id ?? '';
   let failure: GatewayError | undefined;
+  /** The agent's streams being read (aborted when the translated stream is given up). */
+  const streaming = new Set<UpstreamResponse>();
   const fetchImpl = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
     const h = new Headers(init?.headers);
@@ -114,7 +117,7 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       const v = h.get(name);
       if (v !== null) set[name] = v;
     }
-    if (t.to === '1.0') set['a2a-version'] = '1.0';
+    if (t.to.version === '1.0') set['a2a-version'] = '1.0';
     const streams = (set.accept ?? '').includes('text/event-stream');
     try {
       const answer = await forward(agent.upstream, {
@@ -124,42 +127,80 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         policy: HEADERS,
         set,
         body: typeof init?.body === 'string' ? init.body : undefined,
-        client: res,
+        // A JSON-RPC stream is the gateway's to read (resume.ts): the client going away does not end it at once.
+        client: streams && t.binding === 'jsonrpc' ? undefined : res,
         timeouts: streams ? { idleMs: 0 } : undefined,
         call,
       });
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
       if (!headers['content-type'].startsWith('text/event-stream')) return new Response(new Uint8Array(await answer.read(READ_LIMIT)), { status: answer.status, headers });
       // A stream: each event passed on as it arrives (the SDK client parses `data:` lines).
+      streaming.add(answer);
       const encoder = new TextEncoder();
       let controller!: ReadableStreamDefaultController<Uint8Array>;
       const body = new ReadableStream<Uint8Array>({
         start: (c) => void (controller = c),
         cancel: () => answer.abort(new GatewayError(Errors.REQUEST_CANCELLED, 'The translated stream was closed')),
       });
-      answer.events((e) => void controller.enqueue(encoder.encode(`data: ${e.data.replace(/\n/g, '\ndata: ')}\n\n`))).then(
-        () => controller.close(),
-        (err: unknown) => {
-          failure ??= err instanceof GatewayError ? err : undefined;
-          controller.error(err);
-        },
-      );
+      answer
+        .events((e) => void controller.enqueue(encoder.encode(`data: ${e.data.replace(/\n/g, '\ndata: ')}\n\n`)))
+        .then(
+          () => controller.close(),
+          (err: unknown) => {
+            failure ??= err instanceof GatewayError ? err : undefined;
+            controller.error(err);
+          },
+        )
+        .finally(() => streaming.delete(answer));
       return new Response(body, { status: answer.status, headers });
     } catch (err) {
       if (err instanceof GatewayError) failure ??= err;
       throw err;
     }
   }) as typeof fetch;
-  const endpoint = `${ORIGIN}${t.path}`;
+  const endpoint = `${ORIGIN}${t.to.path}`;
   const m = await sdk();
-  const transport: Transport = t.to === '1.0' ? await new m.client.JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never) : new m.legacyClient.LegacyJsonRpcTransport({ endpoint, fetchImpl });
+  const up = t.to;
+  const transport: Transport =
+    up.binding === 'jsonrpc'
+      ? up.version === '1.0'
+        ? await new m.client.JsonRpcTransportFactory({ fetchImpl }).create(endpoint, undefined as never)
+        : new m.legacyClient.LegacyJsonRpcTransport({ endpoint, fetchImpl })
+      : up.version === '1.0'
+        ? await new m.client.RestTransportFactory({ fetchImpl }).create(endpoint, undefined as never)
+        : new m.legacyClient.LegacyRestTransport({ endpoint, fetchImpl });
   const bridge = new Bridge(transport, {
-    card: async () => toSdkCard(m, await t.serve(t.card)),
+    card: async () => {
+      const served = toSdkCard(m, await t.serve(t.card));
+      // The SDK's REST router checks the caller's version against the card's HTTP+JSON interfaces (the gateway
+      // checked it already): the interface it is served over, in the caller's version.
+      if (t.binding === 'rest') served.supportedInterfaces = [...served.supportedInterfaces, { url: `${ORIGIN}/`, protocolBinding: 'HTTP+JSON', protocolVersion: t.from, tenant: '' }];
+      return served;
+    },
     extended: async (raw) => toSdkCard(m, await t.serve(m.root.AgentCard.toJSON(raw) as Card)),
     bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
     bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
+    // The gateway checked the ids it read in the request already; the SDK may decode more spellings (snake_case).
+    owned: async (ids) => {
+      for (const id of ids) {
+        if (id === undefined || id === '') continue;
+        try {
+          await a.owners.check(agent.name, id, caller);
+        } catch (err) {
+          if (err instanceof GatewayError) failure ??= err;
+          throw err;
+        }
+      }
+    },
   });
+  if (t.binding === 'rest') {
+    // Translated REST streams are not buffered (the SDK's router writes them): a REST resume never finds one here.
+    if (t.resumed !== undefined) return t.resumed.break();
+    await serveRest(x, bridge, t.from, t.rest?.path ?? '/', t.rest?.params, () => failure);
+    if (x.res.statusCode >= 400 && call.outcome === 'ok') call.outcome = 'upstream_error';
+    return;
+  }
   const handler = t.from === '1.0' ? new m.server.JsonRpcTransportHandler(bridge) : new m.legacyServer.LegacyJsonRpcTransportHandler(bridge);
   const out = await handler.handle(t.body, new m.server.ServerCallContext({ requestedVersion: t.from }));
   if (!(Symbol.asyncIterator in out)) {
@@ -168,114 +209,46 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     sendBody(res, 200, 'application/json', JSON.stringify(out));
     return;
   }
-  await relayStream(x.state.snapshot.gateway.http.sseKeepAliveMs, res, out, call, () => failure);
+  await relayTranslated(a, t, out, () => failure, (reason) => {
+    for (const answer of streaming) answer.abort(reason);
+  });
 }
 
-/** Writes the translated events as SSE; a failure after the first event closes the stream with an error event. */
-async function relayStream(keepAliveMs: number, res: ServerResponse, events: AsyncGenerator<unknown>, call: Call, failure: () => GatewayError | undefined): Promise<void> {
+/**
+ * Relays the translated events as SSE, resumably like the agent's own streams (streams.ts): each event that names a
+ * task is buffered under it in the caller's version (with an SSE id), and the gateway, not the client, reads the
+ * translation: a client that goes away may come back with Last-Event-ID within the grace period. A failure after the
+ * first event ends the stream with an error event (the gateway's code when the gateway met it).
+ */
+async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGenerator<unknown>, failure: () => GatewayError | undefined, abortUpstream: (reason: GatewayError) => void): Promise<void> {
+  const { x, call, agent } = t;
   const first = await events.next().catch((err: unknown) => {
     throw failure() ?? err;
   });
-  const sse = new SseWriter(res, {}, keepAliveMs);
-  sse.whenClosed(() => void events.return(undefined).catch(() => {}));
-  try {
-    for (let next = first; next.done !== true; next = await events.next()) {
-      if (!sse.event({ data: JSON.stringify(next.value) })) break;
-      if (sse.backpressured) await sse.drained();
-    }
-  } catch (err) {
-    const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
-    call.outcome = 'upstream_error';
-    sse.event({ data: errorResponse(call.rpcId ?? null, e) });
-  } finally {
-    sse.end();
-  }
-}
-
-interface Hooks {
-  card(): Promise<AgentCard>;
-  extended(raw: AgentCard): Promise<AgentCard>;
-  bindLocal(taskId: string): void;
-  bind(taskId: string): Promise<void>;
-  mine(taskIds: readonly string[]): Promise<boolean[]>;
-}
-
-/** The SDK request handler the transport handler of the caller's version calls: each call goes to the agent. */
-class Bridge implements Handler {
-  private readonly t: Transport;
-  private readonly hooks: Hooks;
-
-  constructor(t: Transport, hooks: Hooks) {
-    this.t = t;
-    this.hooks = hooks;
-  }
-
-  getAgentCard(): Promise<AgentCard> {
-    return this.hooks.card();
-  }
-
-  async getAuthenticatedExtendedAgentCard(p: Parameters<Handler['getAuthenticatedExtendedAgentCard']>[0]): Promise<AgentCard> {
-    // The extended card is rewritten and filtered for the caller like the public one.
-    return this.hooks.extended(await this.t.getExtendedAgentCard(p));
-  }
-
-  async sendMessage(p: Parameters<Handler['sendMessage']>[0]): ReturnType<Handler['sendMessage']> {
-    const r = await this.t.sendMessage(p);
-    const id = taskOf(r);
-    if (id !== undefined) await this.hooks.bind(id);
-    return r;
-  }
-
-  async *sendMessageStream(p: Parameters<Handler['sendMessageStream']>[0]): ReturnType<Handler['sendMessageStream']> {
-    const pending: Promise<void>[] = [];
-    try {
-      for await (const e of this.t.sendMessageStream(p)) {
-        const id = taskOf(e);
-        if (id !== undefined) {
-          this.hooks.bindLocal(id);
-          pending.push(this.hooks.bind(id).catch(() => {}));
-        }
-        yield e;
+  let aborted: GatewayError | undefined;
+  const source: EventSource = {
+    events: async (onEvent) => {
+      try {
+        for (let next = first; next.done !== true; next = await events.next()) onEvent({ data: JSON.stringify(next.value) });
+      } catch (err) {
+        if (aborted !== undefined) throw aborted;
+        const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
+        call.outcome = 'upstream_error';
+        onEvent({ data: errorResponse(call.rpcId ?? null, e) });
       }
-    } finally {
-      await Promise.all(pending);
-    }
-  }
-
-  async *resubscribe(p: Parameters<Handler['resubscribe']>[0]): ReturnType<Handler['resubscribe']> {
-    yield* this.t.resubscribeTask(p);
-  }
-
-  getTask(p: Parameters<Handler['getTask']>[0]): ReturnType<Handler['getTask']> {
-    return this.t.getTask(p);
-  }
-
-  cancelTask(p: Parameters<Handler['cancelTask']>[0]): ReturnType<Handler['cancelTask']> {
-    return this.t.cancelTask(p);
-  }
-
-  async listTasks(p: Parameters<Handler['listTasks']>[0]): ReturnType<Handler['listTasks']> {
-    const r = await this.t.listTasks(p);
-    const keep = await this.hooks.mine(r.tasks.map((x) => x.id));
-    const tasks = r.tasks.filter((_, i) => keep[i] === true);
-    return { ...r, tasks, totalSize: tasks.length };
-  }
-
-  createTaskPushNotificationConfig(p: Parameters<Handler['createTaskPushNotificationConfig']>[0]): ReturnType<Handler['createTaskPushNotificationConfig']> {
-    return this.t.createTaskPushNotificationConfig(p);
-  }
-
-  getTaskPushNotificationConfig(p: Parameters<Handler['getTaskPushNotificationConfig']>[0]): ReturnType<Handler['getTaskPushNotificationConfig']> {
-    return this.t.getTaskPushNotificationConfig(p);
-  }
-
-  listTaskPushNotificationConfigs(p: Parameters<Handler['listTaskPushNotificationConfigs']>[0]): ReturnType<Handler['listTaskPushNotificationConfigs']> {
-    return this.t.listTaskPushNotificationConfig(p);
-  }
-
-  deleteTaskPushNotificationConfig(p: Parameters<Handler['deleteTaskPushNotificationConfig']>[0]): ReturnType<Handler['deleteTaskPushNotificationConfig']> {
-    return this.t.deleteTaskPushNotificationConfig(p);
-  }
+      if (aborted !== undefined) throw aborted;
+    },
+    abort: (reason) => {
+      aborted ??= reason;
+      abortUpstream(reason);
+    },
+  };
+  const caller = call.principal?.id ?? '';
+  await relayEvents({
+    answer: source,
+    feed: t.resumed ?? new ClientFeed(x.res, {}, x.state.snapshot.gateway.http.sseKeepAliveMs),
+    open: (id, stop) => a.streams.open(agent.name, id, caller, t.from, 'jsonrpc', stop),
+  });
 }
 
 /** A card (either version's JSON shape) as the SDK's object. */
@@ -289,13 +262,26 @@ const BINDINGS = [
 ] as const;
 
 /**
+ * Where a call the agent does not serve in the caller's version and binding is translated to: the caller's binding
+ * in the other version when the agent serves it, else the other binding in the other version; undefined when the
+ * agent serves neither (a binding the agent serves only in the caller's version is not translated).
+ */
+export function translationTarget(where: AgentInterfaces, binding: Binding, version: A2aVersion): Upstream | undefined {
+  const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
+  for (const b of binding === 'jsonrpc' ? (['jsonrpc', 'rest'] as const) : (['rest', 'jsonrpc'] as const)) {
+    const path = where[b][other];
+    if (path !== undefined) return { binding: b, version: other, path };
+  }
+  return undefined;
+}
+
+/**
  * The interfaces the gateway serves for an agent in `version`: each binding the agent serves in that version, and
- * JSON-RPC when the agent serves JSON-RPC in the other version only (translated).
+ * both bindings when the agent serves the other version (translated, translationTarget).
  */
 export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): string[] {
-  const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
   const out: string[] = [];
-  for (const [key, name] of BINDINGS) if (where[key][version] !== undefined || (key === 'jsonrpc' && where.jsonrpc[other] !== undefined)) out.push(name);
+  for (const [key, name] of BINDINGS) if (where[key][version] !== undefined || translationTarget(where, key, version) !== undefined) out.push(name);
   return out;
 }
 
