@@ -109,16 +109,15 @@ export interface DirSourceOptions {
   readonly watch: boolean;
   /** Period of the safety-net digest check of the watched files (0: none). */
   readonly checkIntervalMs: number;
-  /** Entrypoints to compile (gateway-level and route overrides). */
-  readonly entrypoints: readonly string[];
+  readonly entrypoints: readonly string[]; // to compile (gateway-level and route overrides)
 }
 
 /** Quiet time ending a burst of file events (a write or a replacement takes a few ms); adds to every reload. */
 const DEBOUNCE_MS = 5;
 
 /**
- * A Rego directory built with opa; rebuilt on change (builds never overlap; a change during a build queues one). A
- * change that leaves the sources' content as it was (a touch, a second event for one write) builds nothing.
+ * A Rego directory compiled to WASM; rebuilt on change (builds never overlap; a change during a build queues one).
+ * A change that leaves the sources' content as it was (a touch, a second event for one write) builds nothing.
  */
 export class DirSource extends PolicySource {
   readonly kind = 'dir';
