@@ -29,6 +29,7 @@ function targetOf(t: Target | undefined): Record<string, string> | undefined {
   const out: Record<string, string> = { kind: t.kind, name: t.name };
   if (t.server !== undefined) out.server = t.server;
   if (t.local !== undefined && t.local !== t.name) out.local = t.local;
+  if (t.version !== undefined) out.version = t.version;
   return out;
 }
 

@@ -34,6 +34,8 @@ export interface Target {
   readonly server?: string | undefined;
   /** Its name at that backend (differs from `name` when federation namespaced it). */
   readonly local?: string | undefined;
+  /** The model version the request names (KServe `/v2/models/<m>/versions/<v>/...`), when it names one. */
+  readonly version?: string | undefined;
 }
 
 /** Policy decision attached to a call. */

@@ -4,6 +4,8 @@
  * - server and model health and metadata; infer with JSON tensors and with binary tensors (raw, and with NVIDIA's
  *   tritonclient from the Triton virtualenv), answers identical to Triton's own;
  * - generate, and generate_stream relayed event by event as Triton produces them;
+ * - versioned paths (`/versions/<v>`: metadata, ready, infer, generate, generate_stream) to the backend serving the
+ *   model under its name there, the version in the policy input and the audit record, Triton's own version errors;
  * - Triton's own errors passed through (unknown model, bad tensors, a failing or breaking stream model, an error
  *   inside a 200); the gateway's errors in KServe's shape with their stable code: malformed JSON, unknown model,
  *   lying Inference-Header-Content-Length, policy denial, rate limit;
@@ -18,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryLog } from '../../src/audit/query.ts';
 import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
-import { AGENT, SUPPORT, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
+import { AGENT, SUPPORT, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
 import { freePort, listenLoopback } from '../helpers/net.ts';
 import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
@@ -261,6 +263,100 @@ describe('infer', () => {
 
 });
 
+describe('model versions', () => {
+  /** The audit records of KServe calls so far. */
+  const records = (): Record<string, unknown>[] =>
+    [...queryLog(join(gw.dir, '..', '.tollgate', 'audit'), { kinds: ['call'] })].map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.protocol === 'kserve');
+
+  it('versioned infer, ready and metadata reach the model under its name at Triton, the version with it', async () => {
+    let since = finished.length;
+    const res = await post('/v2/models/add/versions/1/infer', { ...ADD, id: 'v-1' });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ id: 'v-1', model_name: 'add', model_version: '1', outputs: [{ data: [11, 22, 33] }] });
+    expect(text).toBe(await (await direct('/v2/models/add/versions/1/infer', { ...ADD, id: 'v-1' })).text());
+    let call = await callAfter(since);
+    expect(call.operation).toBe('infer');
+    expect(call.target).toEqual({ kind: 'model', name: 'add', server: 'triton', local: 'add', version: '1' });
+    // A route's other name for the model: the versioned path at Triton names `add`; the answer says `sum`.
+    since = finished.length;
+    const renamed = await post('/v2/models/sum/versions/1/infer', { ...ADD, id: 'v-2' });
+    expect(renamed.status).toBe(200);
+    const renamedText = await renamed.text();
+    expect(renamedText).toBe((await (await direct('/v2/models/add/versions/1/infer', { ...ADD, id: 'v-2' })).text()).replace('"model_name":"add"', '"model_name":"sum"'));
+    call = await callAfter(since);
+    expect(call.target).toEqual({ kind: 'model', name: 'sum', server: 'triton', local: 'add', version: '1' });
+    // Binary tensors on a versioned path (and a pattern's rewrite): the same streamed road.
+    const { body, headerLength } = binaryAddRequest([1, 2, 3], [0.5, 0.5, 0.5]);
+    const binary = await fetch(`${gw.url}/v2/models/triton-add/versions/1/infer`, { method: 'POST', headers: { ...auth(gw), 'inference-header-content-length': String(headerLength) }, body });
+    expect(binary.status).toBe(200);
+    const parsed = parseBinaryAnswer(Buffer.from(await binary.arrayBuffer()), Number(binary.headers.get('inference-header-content-length')));
+    expect(parsed.values).toEqual([1.5, 2.5, 3.5]);
+    expect(parsed.header).toMatchObject({ model_name: 'triton-add', model_version: '1' });
+    since = finished.length;
+    const ready = await fetch(`${gw.url}/v2/models/sum/versions/1/ready`, { headers: auth(gw) });
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toBe('');
+    expect((await callAfter(since)).target).toMatchObject({ name: 'sum', local: 'add', version: '1' });
+    const meta = await fetch(`${gw.url}/v2/models/sum/versions/1`, { headers: auth(gw) });
+    expect(await meta.json()).toMatchObject({ name: 'sum', versions: ['1'] });
+  });
+
+  it('versioned generate and generate_stream (Triton\'s extension accepts versions too)', async () => {
+    const res = await post('/v2/models/triton-echo/versions/1/generate', { text_input: 'hi' });
+    expect(await res.json()).toEqual({ model_name: 'triton-echo', model_version: '1', text_output: 'hi' });
+    const since = finished.length;
+    const { status, events } = await readEvents(`${gw.url}/v2/models/stream/versions/1/generate_stream`, { text_input: 'repeat 3 1' }, auth(gw));
+    expect(status).toBe(200);
+    expect(events.map((e) => JSON.parse(e.data) as unknown)).toEqual([0, 1, 2].map((i) => ({ model_name: 'stream', model_version: '1', text_output: `w${i}` })));
+    const call = await callAfter(since);
+    expect(call.target).toMatchObject({ name: 'stream', version: '1' });
+    expect(call.usage?.outputTokens).toBe(3);
+  });
+
+  it('a version Triton does not have: Triton\'s own error, passed on in KServe\'s shape', async () => {
+    for (const [path, upstream, body] of [
+      ['/v2/models/add/versions/7/infer', '/v2/models/add/versions/7/infer', ADD],
+      ['/v2/models/sum/versions/7/infer', '/v2/models/add/versions/7/infer', ADD],
+      ['/v2/models/sum/versions/7/ready', '/v2/models/add/versions/7/ready', undefined],
+      ['/v2/models/sum/versions/7', '/v2/models/add/versions/7', undefined],
+      ['/v2/models/echo/versions/x/generate', '/v2/models/echo/versions/x/generate', { text_input: 'hi' }],
+    ] as const) {
+      const since = finished.length;
+      const res = body === undefined ? await fetch(`${gw.url}${path}`, { headers: auth(gw) }) : await post(path, body);
+      const want = await direct(upstream, body);
+      expect(want.status, upstream).toBeGreaterThanOrEqual(400);
+      expect(res.status, path).toBe(want.status);
+      const text = await res.text();
+      expect(text, path).toBe(await want.text());
+      expect(typeof (JSON.parse(text) as { error: unknown }).error, path).toBe('string');
+      const call = await callAfter(since);
+      expect(call.outcome, path).toBe('error');
+      expect(call.target?.version, path).toBe(path.includes('/x/') ? 'x' : '7');
+    }
+  });
+
+  it('the policy sees the version (a withdrawn one is refused before anything is forwarded), the audit records it', async () => {
+    const since = finished.length;
+    const refused = await post(`/v2/models/add/versions/${WITHDRAWN_VERSION}/infer`, ADD);
+    expect(await kserveError(refused, 403, 'TG_POLICY_DENIED')).toContain(`version ${WITHDRAWN_VERSION} of model add is withdrawn`);
+    const call = await callAfter(since);
+    expect(call.outcome).toBe('denied');
+    expect(call.transfer).toBeUndefined();
+    // The same model without a version, or with another one, is served.
+    expect((await post('/v2/models/add/infer', ADD)).status).toBe(200);
+    await eventually(() => records().some((r) => (r.target as { version?: string } | undefined)?.version === WITHDRAWN_VERSION), 10_000, 'the denied call\'s audit record');
+    expect(records().find((r) => (r.target as { version?: string } | undefined)?.version === WITHDRAWN_VERSION)).toMatchObject({
+      operation: 'infer',
+      outcome: 'denied',
+      target: { kind: 'model', name: 'add', server: 'triton', version: WITHDRAWN_VERSION },
+    });
+    expect(records().find((r) => r.operation === 'infer' && r.outcome === 'ok' && (r.target as { name?: string } | undefined)?.name === 'sum' && (r.target as { version?: string } | undefined)?.version === '1')).toMatchObject({
+      target: { kind: 'model', name: 'sum', server: 'triton', local: 'add', version: '1' },
+    });
+  });
+});
+
 describe('a model the route names otherwise', () => {
   /** Triton's answer with its name for the model replaced by the route's: the only bytes that may differ. */
   const renamedText = (text: string, key: string, from: string, to: string): string => {
@@ -419,8 +515,8 @@ describe('guards', () => {
       [...queryLog(join(gw.dir, '..', '.tollgate', 'audit'), { kinds: ['call'] })].map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.protocol === 'kserve');
     await eventually(() => records().some((r) => r.operation === 'generate_stream' && (r.model as { metering?: string } | undefined)?.metering === 'counted'), 10_000, 'audit records');
     const all = records();
-    // The `stream` model's own record (the renamed `triton-stream` one is a call of its own).
-    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted' && (r.target as { name?: string }).name === 'stream')!;
+    // The `stream` model's own unversioned record (the renamed `triton-stream` and versioned ones are calls of their own).
+    const stream = all.find((r) => r.operation === 'generate_stream' && r.outcome === 'ok' && (r.model as { metering?: string }).metering === 'counted' && (r.target as { name?: string; version?: string }).name === 'stream' && (r.target as { version?: string }).version === undefined)!;
     expect(stream).toMatchObject({ target: { kind: 'model', name: 'stream' }, upstream: 'triton', usage: { outputTokens: 5 }, model: { metering: 'counted', response: 'stream' } });
     expect(all.find((r) => r.operation === 'generate_stream' && (r.model as { metering?: string }).metering === 'unmetered')).toBeDefined();
     expect(all.find((r) => r.operation === 'infer' && r.outcome === 'ok')).toMatchObject({ model: { metering: 'unmetered' } });

@@ -6,6 +6,8 @@
  * - non-streamed chat, completions and embeddings as the backend sent them, usage read; tokenize and detokenize;
  * - routing by exact name, alias and pattern, the route's rewrite of the model name, everything else of the body
  *   (vLLM's extra sampling parameters, guided_* fields, big integers, escapes) byte for byte;
+ * - the answers of a rewritten model (JSON `model`, every streamed chunk's `model`) name it as the client asked;
+ *   telemetry and audit keep the backend's name as the response model;
  * - /v1/models merged from the pools and filtered by policy, /v1/models/{id};
  * - every bad input answered with an OpenAI error object and the right status.
  */
@@ -72,15 +74,21 @@ describe('streamed chat completions', () => {
     const since = finished.length;
     const stream = await client.chat.completions.create({ model: LLAMA, messages: ask(`words 6 ${marker}`), stream: true });
     const deltas: string[] = [];
-    for await (const chunk of stream) deltas.push(chunk.choices[0]?.delta.content ?? '');
+    const models = new Set<string>();
+    for await (const chunk of stream) {
+      deltas.push(chunk.choices[0]?.delta.content ?? '');
+      models.add(chunk.model);
+    }
     expect(deltas.join('')).toBe('t0 t1 t2 t3 t4 t5 ');
+    // The route sends LLAMA_UPSTREAM to the backend; every chunk the client reads names the model it asked for.
+    expect([...models]).toEqual([LLAMA]);
     expect(seenWith(llama, marker).body.stream_options).toEqual({ include_usage: true });
     const backendBytes = Buffer.concat(streamOf(llama, marker));
     const usageChunk = backendBytes.toString().split('\n\n').find((e) => e.includes('"choices":[]'))!;
     expect(usageChunk).toContain('"usage":{"prompt_tokens":');
     const received = await rec.responses[0]!.done;
-    // Exactly the backend's bytes, minus that one event.
-    expect(received.toString()).toBe(backendBytes.toString().replace(`${usageChunk}\n\n`, ''));
+    // Exactly the backend's bytes, minus that one event, with the model named as the client asked.
+    expect(received.toString()).toBe(asAsked(backendBytes.toString().replace(`${usageChunk}\n\n`, ''), LLAMA, 8));
     const call = await callAfter(since);
     expect(call.usage).toMatchObject({ inputTokens: 3 + 3 + 3 + 3, outputTokens: 6, reported: true });
     expect(call.model).toMatchObject({ operation: 'chat', response: LLAMA_UPSTREAM, finishReasons: ['stop'], metering: 'reported' });
@@ -94,13 +102,19 @@ describe('streamed chat completions', () => {
     const since = finished.length;
     const stream = await client.chat.completions.create({ model: 'llama', messages: ask(`words 4 ${marker}`), stream: true, stream_options: { include_usage: true } });
     let usage: OpenAI.CompletionUsage | null | undefined;
-    for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+    const models = new Set<string>();
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      models.add(chunk.model);
+    }
     expect(usage).toEqual({ prompt_tokens: 12, total_tokens: 16, completion_tokens: 4 });
-    expect((await rec.responses[0]!.done).toString()).toBe(Buffer.concat(streamOf(llama, marker)).toString());
+    // An alias: the client asked for `llama` and reads `llama` back, in every chunk (the usage chunk too).
+    expect([...models]).toEqual(['llama']);
+    expect((await rec.responses[0]!.done).toString()).toBe(asAsked(Buffer.concat(streamOf(llama, marker)).toString(), 'llama', 7));
     // The alias resolved to the model's name: policies, budgets and telemetry see one name.
     const call = await callAfter(since);
     expect(call.target?.name).toBe(LLAMA);
-    expect(call.model).toMatchObject({ requested: 'llama' });
+    expect(call.model).toMatchObject({ requested: 'llama', response: LLAMA_UPSTREAM });
   });
 
   it('streams text completions the same way', async () => {
@@ -123,8 +137,11 @@ describe('whole answers', () => {
     const chat = await client.chat.completions.create({ model: LLAMA, messages: ask('words 5'), max_tokens: 50 });
     expect(chat.choices[0]!.message.content).toBe('t0 t1 t2 t3 t4 ');
     expect(chat.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 5 });
+    expect(chat.model).toBe(LLAMA);
     expect(JSON.parse((await rec.responses[0]!.done).toString())).toEqual(chat);
-    expect((await callAfter(since)).usage).toEqual({ inputTokens: 11, outputTokens: 5, reported: true });
+    const chatCall = await callAfter(since);
+    expect(chatCall.usage).toEqual({ inputTokens: 11, outputTokens: 5, reported: true });
+    expect(chatCall.model?.response).toBe(LLAMA_UPSTREAM);
     since = finished.length;
     const text = await client.completions.create({ model: 'Qwen/Qwen2.5-7B-Instruct', prompt: 'words 2' });
     expect(text.choices[0]!.text).toBe('t0 t1 ');
@@ -136,6 +153,30 @@ describe('whole answers', () => {
       [0.125, -0.5, 0.25],
     ]);
     expect((await callAfter(since)).usage).toEqual({ inputTokens: 3, outputTokens: 0, reported: true });
+    expect(emb.model).toBe(QWEN);
+  });
+
+  it('a rewritten model\'s whole answer names it as the client asked: only that member changes, Content-Length follows', async () => {
+    const headers = { authorization: `Bearer ${gw.devToken(AGENT)}`, 'content-type': 'application/json' };
+    const marker = randomUUID();
+    for (const [path, body] of [
+      ['/v1/chat/completions', { model: 'llama', messages: ask(`words 3 ${marker}-chat`) }],
+      ['/v1/completions', { model: LLAMA, prompt: `words 2 ${marker}-text` }],
+      ['/v1/embeddings', { model: 'llama', input: [`one two ${marker}-emb`] }],
+    ] as const) {
+      const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      expect(res.status, path).toBe(200);
+      const text = await res.text();
+      // The backend sent a Content-Length (vLLM does): it follows the name's change of length.
+      expect(res.headers.get('content-length'), path).toBe(String(Buffer.byteLength(text)));
+      const backend = Buffer.concat(seenWith(llama, `${marker}-${path === '/v1/chat/completions' ? 'chat' : path === '/v1/completions' ? 'text' : 'emb'}`).written).toString();
+      expect(text, path).toBe(asAsked(backend, body.model, 1));
+    }
+    // Through the official client (usage read from the backend's answer, the name the client asked for).
+    const since = finished.length;
+    const emb = await openaiClient(gw).embeddings.create({ model: 'llama', input: ['one two', 'three'] });
+    expect(emb.model).toBe('llama');
+    expect((await callAfter(since)).model).toMatchObject({ requested: 'llama', response: LLAMA_UPSTREAM, metering: 'reported' });
   });
 
   it('rewrites only the model name: vLLM extras, guided_* fields, big integers and escapes reach the backend byte for byte', async () => {
@@ -312,7 +353,11 @@ describe('bad input and failing backends get OpenAI error objects', () => {
       const client = openaiClient(gw, { path: '/slow/v1' });
       const stream = await client.chat.completions.create({ model: LLAMA, messages: ask(`words 1000 ${marker}`), stream: true });
       let n = 0;
-      for await (const _ of stream) if (++n === 3) break;
+      // Chunk by chunk as the backend writes them (50 ms apart), renamed: three arrive long before the 1000th is made.
+      for await (const chunk of stream) {
+        expect(chunk.model).toBe(LLAMA);
+        if (++n === 3) break;
+      }
       const aborted = await seenWith(slow, marker).ended;
       expect(aborted).toBe(true);
       expect(seenWith(slow, marker).written.length).toBeLessThan(100);
@@ -324,6 +369,16 @@ describe('bad input and failing backends get OpenAI error objects', () => {
     }
   });
 });
+
+/**
+ * The backend's bytes with its name for the model (LLAMA_UPSTREAM) replaced by the one the client asked for: what a
+ * client of a rewritten model receives. `times`: how often the backend named it (so the test cannot pass vacuously).
+ */
+function asAsked(text: string, asked: string, times: number): string {
+  const was = `"model":${JSON.stringify(LLAMA_UPSTREAM)}`;
+  expect(text.split(was).length - 1).toBe(times);
+  return text.replaceAll(was, `"model":${JSON.stringify(asked)}`);
+}
 
 /** The request the backend received carrying `marker`. */
 function seenWith(server: VllmServer, marker: string) {

@@ -38,11 +38,13 @@ describe('the Python openai client', () => {
     const { stdout } = await promisify(execFile)(PYTHON, ['test/python/openai_client.py', `${gw.url}/v1`, gw.devToken(AGENT), LLAMA], { timeout: 60_000 });
     const out = JSON.parse(stdout) as Record<string, unknown>;
     expect(out.version).toBe('3.60.0');
-    expect(out.chat).toEqual({ content: 't0 t1 t2 t3 t4 ', usage: { prompt_tokens: 5, total_tokens: 10, completion_tokens: 5 }, model: LLAMA_UPSTREAM });
-    expect(out.stream).toEqual({ text: 't0 t1 t2 t3 ', usage_chunks: 0 });
+    // The route rewrites LLAMA to LLAMA_UPSTREAM at the backend: the client reads back the name it asked for.
+    expect(out.chat).toEqual({ content: 't0 t1 t2 t3 t4 ', usage: { prompt_tokens: 5, total_tokens: 10, completion_tokens: 5 }, model: LLAMA });
+    expect(out.stream).toEqual({ text: 't0 t1 t2 t3 ', usage_chunks: 0, models: [LLAMA] });
     expect(out.stream_usage).toEqual({ prompt_tokens: 5, total_tokens: 8, completion_tokens: 3 });
     expect(out.completions_stream).toBe('t0 t1 ');
     expect(out.embedding).toEqual([0.125, -0.5, 0]);
+    expect(out.embedding_model).toBe(LLAMA);
     expect(out.models).toEqual([LLAMA]);
     expect(out.unknown_model).toMatchObject({ class: 'NotFoundError', status: 404, code: 'TG_MODEL_NOT_FOUND' });
     expect(out.denied_model).toMatchObject({ class: 'PermissionDeniedError', status: 403, code: 'TG_POLICY_DENIED' });

@@ -34,7 +34,13 @@ spec: ${JSON.stringify({ rules: [{ matches: [{ path: { type: 'PathPrefix', value
 `;
 }
 
-/** The default policies (built by the real opa) with AGENT granted every model and the test models allow-listed. */
+/** A model version the test policy refuses (any model). */
+export const WITHDRAWN_VERSION = '13';
+
+/**
+ * The default policies (built by the real opa) with AGENT granted every model, the test models allow-listed, and
+ * version WITHDRAWN_VERSION of every model refused.
+ */
 export function kservePolicyGateway(extra = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-kserve-policy-'));
   mkdirSync(join(dir, 'tollgate'));
@@ -43,6 +49,8 @@ export function kservePolicyGateway(extra = ''): string {
     let text = readFileSync(join('policies/tollgate', f), 'utf8');
     if (f === 'grants.rego') text = text.replace('grants := [', `grants := [\n\t{"spiffe_id": "${AGENT}", "models": ["*"], "rate_class": "standard"},`);
     if (f === 'models.rego') text = text.replace('allowed := {', `allowed := {\n${TEST_MODELS.map((m) => `\t"${m}": {"max_tokens": 4096, "cost_multiplier": 1},`).join('\n')}`);
+    // A version the test policy withdraws: proves the path's version reaches the policy input (target.version).
+    if (f === 'models.rego') text += `\nrefusals contains msg if {\n\tinput.target.kind == "model"\n\tinput.target.version == "${WITHDRAWN_VERSION}"\n\tmsg := sprintf("version %s of model %s is withdrawn", [input.target.version, input.target.name])\n}\n`;
     writeFileSync(join(dir, 'tollgate', f), text);
   }
   return `${GATEWAY_YAML}  identity:

@@ -27,7 +27,7 @@ export interface SeenModelRequest {
   readonly body: Record<string, unknown>;
   /** Resolves when the exchange ends: true when the connection closed before the answer was complete. */
   readonly ended: Promise<boolean>;
-  /** The bytes of a streamed answer, as written (for byte-for-byte comparisons). */
+  /** The bytes of a completion or embeddings answer (streamed or whole), as written (for byte-for-byte comparisons). */
   readonly written: Buffer[];
 }
 
@@ -150,9 +150,10 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
     if (path === '/v1/embeddings') {
       const inputs = Array.isArray(body.input) && typeof body.input[0] !== 'number' ? body.input : [body.input];
       const data = inputs.map((_, index) => ({ index, object: 'embedding', embedding: [0.125, -0.5, index / 4] }));
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ id: `embd-${index}`, object: 'list', created, model, data, usage: { prompt_tokens: prompt, total_tokens: prompt, completion_tokens: 0, prompt_tokens_details: null } }));
+      const answer = Buffer.from(JSON.stringify({ id: `embd-${index}`, object: 'list', created, model, data, usage: { prompt_tokens: prompt, total_tokens: prompt, completion_tokens: 0, prompt_tokens_details: null } }));
+      out.push(answer);
+      // Like vLLM's (Starlette's JSONResponse): a Content-Length, not chunked.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length }).end(answer);
       return;
     }
     const chat = path === '/v1/chat/completions';
@@ -180,7 +181,9 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
         ? { index: 0, message: { role: 'assistant', reasoning_content: null, content: text, tool_calls: [] }, logprobs: null, finish_reason: finish, stop_reason: null }
         : { index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null };
       const answer = { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices: [choice], usage: { ...usage, prompt_tokens_details: null }, prompt_logprobs: null };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+      const bytes = Buffer.from(JSON.stringify(answer));
+      out.push(bytes);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length }).end(bytes);
       return;
     }
     const send = (data: string): void => {

@@ -15,13 +15,14 @@ out = {"version": openai.__version__}
 chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "words 5"}], max_tokens=20)
 out["chat"] = {"content": chat.choices[0].message.content, "usage": chat.usage.model_dump(exclude_none=True), "model": chat.model}
 
-deltas, usage_chunks = [], 0
+deltas, usage_chunks, models = [], 0, set()
 for chunk in client.chat.completions.create(model=model, messages=[{"role": "user", "content": "words 4"}], stream=True):
+    models.add(chunk.model)
     if chunk.usage is not None:
         usage_chunks += 1
     if chunk.choices:
         deltas.append(chunk.choices[0].delta.content or "")
-out["stream"] = {"text": "".join(deltas), "usage_chunks": usage_chunks}
+out["stream"] = {"text": "".join(deltas), "usage_chunks": usage_chunks, "models": sorted(models)}
 
 usage = None
 for chunk in client.chat.completions.create(model=model, messages=[{"role": "user", "content": "words 3"}], stream=True, stream_options={"include_usage": True}):
@@ -36,6 +37,7 @@ out["completions_stream"] = text
 
 emb = client.embeddings.create(model=model, input="hello there")
 out["embedding"] = emb.data[0].embedding
+out["embedding_model"] = emb.model
 
 out["models"] = [m.id for m in client.models.list().data]
 

@@ -1,12 +1,12 @@
 /**
- * Renaming a Triton model in its answers (src/protocols/kserve/rename.ts) and finding a top-level member in the first
+ * Renaming a Triton model in its answers (src/upstream/rename.ts) and finding a top-level member in the first
  * bytes of a JSON object (src/wire/json-edit.ts `prefixMember`): the name is found however the answer is cut into
  * chunks, only its value changes, the framing lengths follow, and what carries no name passes as it came.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { ChunkFilter } from '../../src/upstream/forwarder.ts';
-import { renameEvent, RenamedAnswer } from '../../src/protocols/kserve/rename.ts';
+import { renameEvent, RenamedAnswer } from '../../src/upstream/rename.ts';
 import { prefixMember } from '../../src/wire/json-edit.ts';
 
 /** A filter that passes bytes and records what it saw (stands for KServeAnswer, which reads the original). */
@@ -30,7 +30,7 @@ class Seen implements ChunkFilter {
 /** Feeds `body` in chunks cut at `cuts`; returns what the client gets and the headers after the filter's head(). */
 function relay(body: Buffer, cuts: number[], key: string, name: string, headers: OutgoingHttpHeaders): { out: Buffer; headers: OutgoingHttpHeaders; seen: Buffer } {
   const inner = new Seen();
-  const f = new RenamedAnswer(inner, key, name);
+  const f = new RenamedAnswer(inner, key, name, ['content-length', 'inference-header-content-length']);
   const out: Buffer[] = [];
   let from = 0;
   for (const at of [...cuts, body.length]) {
@@ -123,10 +123,10 @@ describe('RenamedAnswer', () => {
 describe('renameEvent', () => {
   it('renames one generate_stream event, leaves other events and comments as they are', () => {
     const value = Buffer.from(JSON.stringify('triton-stream'));
-    expect(renameEvent(Buffer.from('data: {"model_name":"stream","model_version":"1","text_output":"w0"}\n\n'), value).toString()).toBe(
+    expect(renameEvent(Buffer.from('data: {"model_name":"stream","model_version":"1","text_output":"w0"}\n\n'), 'model_name', value).toString()).toBe(
       'data: {"model_name":"triton-stream","model_version":"1","text_output":"w0"}\n\n',
     );
-    expect(renameEvent(Buffer.from('data:{"model_name":"stream"}\r\n\r\n'), value).toString()).toBe('data:{"model_name":"triton-stream"}\r\n\r\n');
-    for (const e of ['data: {"error":"Traceback"}\n\n', ': keep-alive\n\n', 'data: [DONE]\n\n']) expect(renameEvent(Buffer.from(e), value).toString()).toBe(e);
+    expect(renameEvent(Buffer.from('data:{"model_name":"stream"}\r\n\r\n'), 'model_name', value).toString()).toBe('data:{"model_name":"triton-stream"}\r\n\r\n');
+    for (const e of ['data: {"error":"Traceback"}\n\n', ': keep-alive\n\n', 'data: [DONE]\n\n']) expect(renameEvent(Buffer.from(e), 'model_name', value).toString()).toBe(e);
   });
 });

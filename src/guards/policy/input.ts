@@ -162,7 +162,8 @@ export class InputBuilder {
     if (t === undefined) return 'null';
     const args = this.argumentsOf(t, call.args);
     const uri = t.kind === 'resource' ? `,"uri":${str(t.name)}` : '';
-    return `{"kind":"${t.kind}","name":${str(t.name)},"server":${opt(t.server)},"local":${opt(t.local)}${uri},"arguments":${args === undefined ? '{}' : str(args)}}`;
+    const version = t.version === undefined ? '' : `,"version":${str(t.version)}`;
+    return `{"kind":"${t.kind}","name":${str(t.name)},"server":${opt(t.server)},"local":${opt(t.local)}${uri}${version},"arguments":${args === undefined ? '{}' : str(args)}}`;
   }
 
   private argumentsOf(t: Target, args: unknown): unknown {

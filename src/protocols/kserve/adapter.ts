@@ -22,6 +22,7 @@ import { boundedBody, type BoundedBody } from '../../server/body.ts';
 import { readBody } from '../../server/io.ts';
 import { forward, type ChunkFilter, type ForwardRequest } from '../../upstream/forwarder.ts';
 import { HeaderPolicy } from '../../upstream/headers.ts';
+import { RenamedAnswer } from '../../upstream/rename.ts';
 import { ModelCatalog, ModelRoutes, type ModelCard } from '../../upstream/model-catalog.ts';
 import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeKServeError } from '../../wire/errors.ts';
@@ -39,7 +40,6 @@ import {
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer } from './stream.ts';
-import { RenamedAnswer } from './rename.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
@@ -139,7 +139,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       return this.reject(call, req, res, toGatewayError(err));
     }
     const resolved = await this.models.resolve(rule, model);
-    call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream };
+    call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream, ...(path.version !== undefined ? { version: path.version } : {}) };
     call.upstream = resolved?.backend;
     const generates = path.operation === 'generate' || path.operation === 'generate_stream';
     call.model = { ...(generates ? { operation: 'text_completion' } : {}), ...(resolved !== undefined && resolved.requested !== resolved.name ? { requested: resolved.requested } : {}) };
@@ -263,12 +263,13 @@ export class KServeAdapter extends HttpProtocolAdapter {
 
 /**
  * How a model's answer is relayed: read for metering, and with the route's name for the model instead of Triton's
- * when the route renames it (rename.ts); the ready answer has no body to rename.
+ * when the route renames it (upstream/rename.ts; a binary answer's Inference-Header-Content-Length follows); the
+ * ready answer has no body to rename.
  */
 function answerFilter(call: Call, path: KServePath, resolved: ResolvedModel, countEvents: boolean): ChunkFilter {
   const rename = resolved.name !== resolved.upstream ? resolved.name : undefined;
   if (path.operation === 'generate_stream') return new GenerateStream(call, countEvents, rename);
   const answer = new KServeAnswer(call);
   if (rename === undefined || path.operation === 'model.ready') return answer;
-  return new RenamedAnswer(answer, path.operation === 'model.metadata' ? 'name' : 'model_name', rename);
+  return new RenamedAnswer(answer, path.operation === 'model.metadata' ? 'name' : 'model_name', rename, ['content-length', 'inference-header-content-length']);
 }

@@ -14,7 +14,7 @@ import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { kserveErrorBody } from '../../wire/errors.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
-import { renameEvent } from './rename.ts';
+import { renameEvent } from '../../upstream/rename.ts';
 
 function modelOf(call: Call): NonNullable<Call['model']> {
   return (call.model ??= {});
@@ -44,7 +44,7 @@ export class GenerateStream implements ChunkFilter {
 
   /**
    * `count`: one output token per event carrying output (route `kserve.countStreamEvents`); `rename`: the route's
-   * name for the model, when it is not Triton's (each event's `model_name` then says it; see rename.ts).
+   * name for the model, when it is not Triton's (each event's `model_name` then says it; see upstream/rename.ts).
    */
   constructor(call: Call, count: boolean, rename?: string) {
     this.call = call;
@@ -66,7 +66,7 @@ export class GenerateStream implements ChunkFilter {
     for (const f of frames) {
       const offset = f.byteOffset - whole.byteOffset;
       if (offset > at) parts.push(whole.subarray(at, offset));
-      parts.push(renameEvent(f, rename));
+      parts.push(renameEvent(f, 'model_name', rename));
       at = offset + f.length;
     }
     if (at < whole.length) parts.push(whole.subarray(at));

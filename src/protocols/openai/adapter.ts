@@ -6,7 +6,7 @@
  * the body (bounded by the route), resolve the model (the policy sees the name before the caller learns whether it
  * exists), set the budget estimate, admit (policy, limits), forward the client's bytes with only the needed edits
  * (model rewrite, stream_options.include_usage, max_tokens capped to the reservation), relay the answer byte for byte
- * while reading its usage, settle.
+ * (but for `model`, the name the client asked for when the route rewrote it) while reading its usage, settle.
  */
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
@@ -21,6 +21,7 @@ import { forward } from '../../upstream/forwarder.ts';
 import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 import { ModelCatalog, ModelRoutes } from '../../upstream/model-catalog.ts';
 import type { ResolvedModel } from '../../upstream/models.ts';
+import { RenamedAnswer } from '../../upstream/rename.ts';
 import { writeOpenAiError } from '../../wire/errors.ts';
 import { HEADERS, listModels, retrieveModel, type ModelsContext } from './list.ts';
 import { notFound, parseModelList } from './models.ts';
@@ -149,7 +150,13 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     }
     const type = answer.headers['content-type'];
     const sse = typeof type === 'string' && type.startsWith('text/event-stream');
-    const filter = sse ? new CompletionStream(call, addUsage) : new JsonAnswer(call, JSON_READ_LIMIT);
+    // The client sees the model name it asked for, not the backend's (README: the model name in answers).
+    const rename = resolved.upstream !== p.model ? p.model : undefined;
+    const filter = sse
+      ? new CompletionStream(call, addUsage, rename)
+      : rename === undefined
+        ? new JsonAnswer(call, JSON_READ_LIMIT)
+        : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT), 'model', rename);
     await answer.pipeTo(res, { headers, filter });
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
   }

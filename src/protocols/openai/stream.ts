@@ -9,10 +9,16 @@
  *   chunk itself (the client did not set stream_options.include_usage) the chunk is dropped. When the backend breaks
  *   mid-stream the client gets a well-formed error event and `[DONE]`, and the stream ends cleanly.
  * - JsonAnswer (a whole JSON answer): passed on chunk by chunk, a copy kept to read `usage` and `model` at the end.
+ *
+ * When the route maps the caller's model name to another one at the backend, the client sees the name it asked for:
+ * each chunk's `model` (CompletionStream `rename`) and a whole answer's (upstream/rename.ts around JsonAnswer) are
+ * rewritten in the bytes passed on, event by event; what the gateway reads (the response model of telemetry and
+ * audit, usage) is the backend's own bytes.
  */
 import type { Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
+import { renameEvent } from '../../upstream/rename.ts';
 import { openAiErrorBody } from '../../wire/errors.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
 
@@ -78,11 +84,17 @@ export class CompletionStream implements ChunkFilter {
   private readonly readUnread = (): void => this.catchUp();
   private counted = 0;
   private reported = false;
+  /** The caller's name for the model (JSON text), when the backend knows it by another. */
+  private readonly rename: Buffer | undefined;
 
-  /** `strip`: the gateway added include_usage, so the usage-only chunk is not the client's. */
-  constructor(call: Call, strip: boolean) {
+  /**
+   * `strip`: the gateway added include_usage, so the usage-only chunk is not the client's; `rename`: the model name
+   * the client asked for, when the route sent another to the backend (each chunk's `model` then says it).
+   */
+  constructor(call: Call, strip: boolean, rename?: string) {
     this.call = call;
     this.strip = strip;
+    this.rename = rename === undefined ? undefined : Buffer.from(JSON.stringify(rename));
     modelOf(call).metering = 'counted';
   }
 
@@ -108,9 +120,19 @@ export class CompletionStream implements ChunkFilter {
       if (this.unread.length === 0) queueMicrotask(this.readUnread);
       this.unread.push(f);
     }
-    if (drop === undefined) return whole;
-    const at = drop.byteOffset - whole.byteOffset;
-    return Buffer.concat([whole.subarray(0, at), whole.subarray(at + drop.length)]);
+    const rename = this.rename;
+    if (drop === undefined && rename === undefined) return whole;
+    // The frames are views of `whole`: what lies between them (a line break outside an event) stays.
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const f of frames) {
+      const offset = f.byteOffset - whole.byteOffset;
+      if (offset > at) parts.push(whole.subarray(at, offset));
+      if (f !== drop) parts.push(rename === undefined ? f : renameEvent(f, 'model', rename));
+      at = offset + f.length;
+    }
+    if (at < whole.length) parts.push(whole.subarray(at));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   /** Reads the events passed on and not read yet. */
@@ -150,7 +172,8 @@ export class CompletionStream implements ChunkFilter {
   end(): Buffer | undefined {
     this.catchUp();
     // A last event without its blank line is still the client's bytes.
-    return this.framer.take();
+    const last = this.framer.take();
+    return last === undefined || this.rename === undefined ? last : renameEvent(last, 'model', this.rename);
   }
 
   fail(err: GatewayError): Buffer | undefined {
