@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1.7
 # Tollgate container image.
 #
-#   opa      the opa binary: compiles Rego to WASM (policy build in `build`; live rebuilds of Rego mounted from a
-#            ConfigMap in `runtime`)
+#   opa      the opa binary: compiles Rego to WASM (policy build and test in `build`; in `runtime`, the fallback of
+#            live rebuilds and the capabilities of the build)
+#   regoc    tollgate-regoc (tools/regoc): OPA's compiler, same version, as a process that stays running; the runtime
+#            builds Rego mounted from a ConfigMap with it, without an `opa build` process per edit
 #   build    every dependency (dev included): typecheck, the Rego unit tests, and the policy bundle built from the
 #            sources (the runtime serves it when no other policy is configured)
 #   deps     production dependencies only
@@ -23,8 +25,14 @@
 # Keep RUN lines relative to WORKDIR and free of cache cleaning (the npm cache is a build cache mount).
 ARG NODE_IMAGE=node:24-bookworm-slim
 ARG OPA_IMAGE=openpolicyagent/opa:1.22.3-static
+ARG GO_IMAGE=golang:1.26-bookworm
 
 FROM ${OPA_IMAGE} AS opa
+
+FROM ${GO_IMAGE} AS regoc
+WORKDIR /src
+COPY tools/regoc ./
+RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build CGO_ENABLED=0 go build -trimpath -o tollgate-regoc .
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -70,6 +78,7 @@ ENV NODE_ENV=production \
     PATH=/app/node_modules/.bin:$PATH
 WORKDIR /app
 COPY --from=opa /opa /usr/local/bin/opa
+COPY --from=regoc /src/tollgate-regoc /usr/local/bin/tollgate-regoc
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin

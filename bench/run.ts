@@ -15,6 +15,7 @@
  *   --phases list       c1,rate,tput (default all)
  *   --no-each           only the gateway with every stage on (not each stage alone)
  *   --stages a,b        only these stages (and the stages they need), e.g. --stages limits: gateway[limits] vs [none]
+ *                       (TOLLGATE_BENCH_LIMITS=rate: the limits stage without its budget, to see rate-limit leases)
  *   --log-level L       gateway log level (default info: one line per call, to a file)
  *   --profile           write a CPU profile of each gateway process and print its summary
  *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside npm: Redis and Chromium (Debian), opa, spire-server, spire-agent, helm and promtool (built
-# from the Go module proxy), and the Python openai client's virtualenv (PyPI).
+# from the Go module proxy), tollgate-regoc (tools/regoc, built here), and the Python openai client's virtualenv (PyPI).
 # Binaries are cached in ${TOLLGATE_CACHE:-~/.cache/tollgate}/bin so fresh clones reuse them.
 set -euo pipefail
 CACHE="${TOLLGATE_CACHE:-$HOME/.cache/tollgate}"
@@ -31,6 +31,20 @@ fi
 if [ ! -x "$BIN/opa" ] || ! "$BIN/opa" version 2>/dev/null | grep -q "${OPA_VERSION#v}"; then
   echo "building opa $OPA_VERSION (Go module proxy; ~2 min the first time)"
   GOBIN="$BIN" go install "github.com/open-policy-agent/opa@$OPA_VERSION"
+fi
+
+# tollgate-regoc (tools/regoc): the persistent Rego -> WASM compiler a live policy directory is built with (OPA's
+# compiler from the same module version as opa above; without it the gateway runs `opa build` per edit). Rebuilt
+# when its sources or OPA_VERSION change: the binary prints the stamp it was built with; built aside, moved in place.
+grep -q "github.com/open-policy-agent/opa $OPA_VERSION\$" tools/regoc/go.mod \
+  || { echo "tools/regoc/go.mod must require github.com/open-policy-agent/opa $OPA_VERSION (OPA_VERSION)" >&2; exit 1; }
+REGOC_STAMP="$(cat tools/regoc/go.mod tools/regoc/go.sum tools/regoc/*.go | sha256sum | cut -c1-16)-$OPA_VERSION"
+if [ "$("$BIN/tollgate-regoc" --version 2>/dev/null)" != "$REGOC_STAMP" ]; then
+  echo "building tollgate-regoc (tools/regoc, opa $OPA_VERSION; ~1 min the first time, reuses opa's module cache)"
+  regoc_scratch="$(mktemp -d)"
+  (cd tools/regoc && go build -trimpath -ldflags "-X main.version=$REGOC_STAMP" -o "$regoc_scratch/tollgate-regoc" .)
+  mv "$regoc_scratch/tollgate-regoc" "$BIN/tollgate-regoc"
+  rm -rf "$regoc_scratch"
 fi
 
 # The module version a binary was built from (`go install` leaves no version string of its own in helm/promtool).

@@ -71,12 +71,13 @@ afterAll(async () => {
 describe('image: stages and contents', () => {
   it('multi-stage: a build stage with dev dependencies, a production-only deps stage, a Node 24 runtime', () => {
     const names = image.stages.map((s) => s.name);
-    expect(names).toEqual(['opa', 'build', 'deps', 'runtime']);
+    expect(names).toEqual(['opa', 'regoc', 'build', 'deps', 'runtime']);
     const runs = (stage: string): string[] => image.stages.find((s) => s.name === stage)!.steps.filter((s) => s.keyword === 'RUN').map((s) => s.args.join(' '));
     expect(runs('build')[0]).toMatch(/^npm ci(?!.*--omit)/);
     expect(runs('build')).toEqual(expect.arrayContaining([expect.stringMatching(/tsc --noEmit/), expect.stringMatching(/policy test/), expect.stringMatching(/policy build/)]));
     expect(runs('deps')).toEqual([expect.stringMatching(/^npm ci --omit=dev/)]);
-    for (const s of image.stages.slice(1)) expect(s.base).toMatch(/^node:24-/);
+    for (const s of image.stages.filter((x) => !['opa', 'regoc'].includes(x.name))) expect(s.base).toMatch(/^node:24-/);
+    expect(image.stages.find((s) => s.name === 'regoc')!.base).toMatch(/^golang:/);
     // The runtime stage runs nothing: its node_modules is the deps stage's, its bundle the build stage's.
     const runtime = image.stages.find((s) => s.name === 'runtime')!.steps;
     expect(runtime.filter((s) => s.keyword === 'RUN')).toEqual([]);
@@ -114,6 +115,7 @@ describe('image: stages and contents', () => {
     expect(readdirSync(join(image.rootfs, 'etc/tollgate/routes'))).toEqual(['gateway.yaml']);
     const appBytes = treeBytes(app);
     const opaBytes = treeBytes(join(image.rootfs, 'usr/local/bin/opa'));
+    expect(treeBytes(join(image.rootfs, 'usr/local/bin/tollgate-regoc'))).toBeGreaterThan(1e6);
     process.stderr.write(`image: layers on top of node:24-bookworm-slim: /app ${(appBytes / 1e6).toFixed(1)} MB (node_modules ${(treeBytes(join(app, 'node_modules')) / 1e6).toFixed(1)} MB), opa ${(opaBytes / 1e6).toFixed(1)} MB\n`);
     expect(appBytes).toBeLessThan(200e6);
   });
@@ -239,7 +241,7 @@ describe('image: running it (uid 1000, read-only root)', () => {
       expect(r.stderr).toMatch(/healthcheck: ECONNREFUSED/);
     });
 
-    it('serves an MCP call authenticated by a SPIFFE JWT-SVID and authorized by Rego compiled by the image\'s opa', async () => {
+    it('serves an MCP call authenticated by a SPIFFE JWT-SVID and authorized by Rego compiled in the image (tollgate-regoc)', async () => {
       const token = signJwt(signer, { sub: 'spiffe://example.org/agents/builder', aud: `${url}/mcp`, iat: nowS(), exp: nowS() + 300 });
       const client = await connectClient(`${url}/mcp`, { headers: { authorization: `Bearer ${token}` } });
       const r = await client.callTool({ name: 'fixture__echo', arguments: { message: 'from the image' } });
@@ -252,6 +254,8 @@ describe('image: running it (uid 1000, read-only root)', () => {
       expect(anonymous.status).toBe(401);
       expect(anonymous.headers['www-authenticate']).toMatch(/^Bearer resource_metadata=/);
       expect(gateway.out()).toMatch(/"msg":"tollgate listening"/);
+      // Built by the image's persistent compiler, not by the `opa build` fallback.
+      expect(gateway.out()).not.toMatch(/tollgate-regoc not found/);
     });
 
     it('SIGTERM drains, exits 0 and seals an audit log written only to the data volume', async () => {

@@ -9,7 +9,8 @@
  *
  * What stands in for what: `node:24-bookworm-slim` is this machine's Debian userland plus the Node 24 binary npm
  * installed for the project; `openpolicyagent/opa:<v>-static` is the opa of the same version that
- * scripts/install-tools.sh built from the Go module proxy; the npm cache mount is this machine's npm cache.
+ * scripts/install-tools.sh built from the Go module proxy; `golang:<v>` is this machine's Go (same or newer, its
+ * module and build caches for the cache mounts); the npm cache mount is this machine's npm cache.
  * The built runtime stage is cached under ~/.cache/tollgate/image/<hash of the Dockerfile and the context>.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -165,6 +166,17 @@ function copy(src: string, dest: string, destIsDir: boolean, chown: boolean, fil
   if (chown) execFileSync('chown', ['-R', `${NODE_UID}:${NODE_UID}`, destIsDir && !statSync(src).isDirectory() ? join(dest, basename(src)) : dest]);
 }
 
+/** This machine's Go: the stand-in for a `golang:<version>` stage's toolchain (its module and build caches too). */
+const GO_ROOT = '/usr/local/go';
+
+function requireGo(version: string): void {
+  const out = spawnSync(join(GO_ROOT, 'bin/go'), ['version'], { encoding: 'utf8' }).stdout ?? '';
+  const have = /go(\d+\.\d+)/.exec(out)?.[1];
+  if (have === undefined) throw new Error(`golang:${version}: no Go toolchain at ${GO_ROOT}`);
+  const [a, b] = [have, version].map((v) => v.split('.').map(Number));
+  if (a![0]! < b![0]! || (a![0] === b![0] && a![1]! < b![1]!)) throw new Error(`golang:${version}: this machine's Go is ${have}`);
+}
+
 /** The stand-in for an external image's files (only the opa image is used). */
 function externalImage(base: string, into: string): void {
   const m = /^openpolicyagent\/opa:(\d+\.\d+\.\d+)(-static)?$/.exec(base);
@@ -181,12 +193,14 @@ function buildStage(stage: Stage, context: string, allowed: ReadonlySet<string>,
   const root = join(workRoot, stage.name);
   mkdirSync(root, { recursive: true });
   const st: StageState = { root, workdir: '/', env: { PATH: BASE_PATH }, args: {}, user: 'root', entrypoint: [], cmd: [], healthcheck: undefined, labels: {}, volumes: [], expose: [], stopSignal: undefined };
-  if (!stage.base.startsWith('node:')) {
+  const golang = /^golang:(\d+\.\d+)/.exec(stage.base);
+  if (!stage.base.startsWith('node:') && !golang) {
     if (stage.steps.length > 0) throw new Error(`stage ${stage.name}: only bare external images are supported`);
     externalImage(stage.base, root);
     return st;
   }
-  if (!/^node:24([.-]|$)/.test(stage.base)) throw new Error(`stage ${stage.name} is based on ${stage.base}, not Node 24`);
+  if (golang) requireGo(golang[1]!);
+  else if (!/^node:24([.-]|$)/.test(stage.base)) throw new Error(`stage ${stage.name} is based on ${stage.base}, not Node 24`);
   const vars = (): Record<string, string> => ({ ...st.args, ...st.env });
   for (const step of stage.steps) {
     const args = step.args.map((a) => expand(a, vars()));
@@ -261,7 +275,7 @@ function buildStage(stage: Stage, context: string, allowed: ReadonlySet<string>,
         const env = {
           ...process.env,
           ...st.env,
-          PATH: `${join(root, 'usr/local/bin')}:${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+          PATH: `${join(root, 'usr/local/bin')}:${golang ? `${GO_ROOT}/bin:` : ''}${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
           npm_config_prefer_offline: 'true',
           npm_config_update_notifier: 'false',
         };

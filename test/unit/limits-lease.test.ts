@@ -116,6 +116,18 @@ describe('rate-limit leases on a real Redis', () => {
     expect(withLeases.stores.filter((s) => s === 'redis')).toHaveLength(withLeases.scripts);
   });
 
+  it('asks for at most one lease per key at a time (concurrent calls that miss it take one unit each)', async () => {
+    const r = await open(rate('requests: 1000, per: 1s'), '    lease: { lifetime: 1s }\n', 'tgl:conc:');
+    const before = scripts(redis.port);
+    const outcomes = await Promise.all(Array.from({ length: 30 }, () => call(r, 'frank')));
+    expect(outcomes.every((o) => o.code === 'ok')).toBe(true);
+    // All 30 were sent before any reply: the first takes one unit (a quiet key), the second asks for a lease of 2,
+    // the other 28 find that request in flight and take one unit each. One lease, so at most k - 1 units held.
+    expect(scripts(redis.port) - before).toBe(30);
+    expect((r.service.store as LeasingCounterStore).stats).toMatchObject({ leases: 1, leasedUnits: 1 });
+    expect((await call(r, 'frank')).note.store).toBe('lease');
+  });
+
   it("never admits a caller on another caller's lease (two principals, one key each)", async () => {
     // burst 40, k = min(8, 40 x 0.5) = 8; about 90 s per refill, so nothing refills during the test.
     const docs = rate('requests: 40, per: 1h');

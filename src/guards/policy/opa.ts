@@ -9,14 +9,27 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { CUSTOM_BUILTIN_NAMES } from './builtins.ts';
+import { RegocUnavailable, type RegoCompiler } from './regoc.ts';
 
 /** Path of the opa binary: $TOLLGATE_OPA, else `opa` on PATH; undefined when there is none. */
 export function findOpa(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const explicit = env.TOLLGATE_OPA;
+  return findTool('opa', env.TOLLGATE_OPA, env);
+}
+
+/**
+ * Path of the persistent Rego compiler (tools/regoc): $TOLLGATE_REGOC, else `tollgate-regoc` on PATH; undefined when
+ * there is none or TOLLGATE_REGOC=off (Rego is then built with `opa build`, a process per build).
+ */
+export function findRegoc(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.TOLLGATE_REGOC === 'off') return undefined;
+  return findTool('tollgate-regoc', env.TOLLGATE_REGOC, env);
+}
+
+function findTool(name: string, explicit: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
   if (explicit !== undefined && explicit !== '') return isExecutable(explicit) ? explicit : undefined;
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     if (dir === '') continue;
-    const candidate = join(dir, 'opa');
+    const candidate = join(dir, name);
     if (isExecutable(candidate)) return candidate;
   }
   return undefined;
@@ -132,7 +145,15 @@ export interface BuildOptions {
   readonly revision?: string | undefined;
   /** Sign the bundle (`opa build --signing-key`): PEM private key file or HMAC secret, with its algorithm. */
   readonly signing?: { key: string; algorithm: string; keyId?: string; claimsFile?: string } | undefined;
+  /**
+   * The persistent compiler to build with (unsigned builds): same bundle and error text as `opa build`, without a
+   * process start. When it cannot answer (died, cannot start), the build runs `opa build` instead.
+   */
+  readonly compiler?: RegoCompiler | undefined;
 }
+
+/** Files left out of a built bundle (`opa build --ignore`): tests are not part of what is served. */
+const IGNORE = ['*_test.rego'];
 
 /** `opa build -t wasm` of a directory; resolves with opa's diagnostics when it fails. */
 export async function buildWasmBundle(opts: BuildOptions): Promise<{ ok: true; revision: string } | { ok: false; error: string }> {
@@ -140,7 +161,17 @@ export async function buildWasmBundle(opts: BuildOptions): Promise<{ ok: true; r
   const revision = opts.revision ?? sourceRevision(opts.dir);
   // Bundle mode from inside the directory: module paths in the bundle are relative (no local paths leak into it)
   // and signing is possible. Tests are left out; they are not part of what is served.
-  const args = ['build', '-b', '-t', 'wasm', '--capabilities', caps, '--ignore', '*_test.rego', '-r', revision, '-o', resolve(opts.output)];
+  if (opts.compiler && !opts.signing) {
+    try {
+      const r = await opts.compiler.build({ dir: resolve(opts.dir), entrypoints: opts.entrypoints, capabilities: caps, ignore: IGNORE, revision, output: resolve(opts.output) });
+      return r.ok ? { ok: true, revision } : { ok: false, error: r.error.trim() };
+    } catch (err) {
+      if (!(err instanceof RegocUnavailable)) throw err;
+      if (opts.compiler.closed) return { ok: false, error: err.message };
+      // Otherwise `opa build` below (the compiler logged why it stopped; the next build starts it again).
+    }
+  }
+  const args = ['build', '-b', '-t', 'wasm', '--capabilities', caps, ...IGNORE.flatMap((g) => ['--ignore', g]), '-r', revision, '-o', resolve(opts.output)];
   for (const e of opts.entrypoints) args.push('-e', e);
   if (opts.signing) {
     args.push('--signing-key', opts.signing.key, '--signing-alg', opts.signing.algorithm);

@@ -19,7 +19,8 @@ import { PolicyEngine, type MemoryBounds } from './engine.ts';
 import { PolicyGuard, type Entrypoints, type PolicyRuntime } from './guard.ts';
 import { InputBuilder, inputOptions } from './input.ts';
 import { VisibleMemo } from './visible-memo.ts';
-import { findOpa } from './opa.ts';
+import { findOpa, findRegoc } from './opa.ts';
+import { RegoCompiler } from './regoc.ts';
 import type { VerificationConfig } from './signature.ts';
 import { DirSource, FileSource, ServiceSource, type PolicySource, type SourceHost, type SourceStatus } from './sources.ts';
 
@@ -58,6 +59,7 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
   private sources: PolicySource[] = [];
   private key: string | undefined;
   private resolved: Resolved | undefined;
+  private regocMissingLogged = false;
   /** The engine in force before the last reconfiguration, kept until a new source loads one. */
   private fallback: PolicyEngine | undefined;
   private guard: { key: string; snapshot: ConfigSnapshot; guard: PolicyGuard } | undefined;
@@ -149,7 +151,9 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
     }
     if (r.dir !== undefined) {
       const opa = findOpa(this.env);
-      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, watch: spec.watch, checkIntervalMs: spec.checkIntervalMs, entrypoints: r.all }));
+      const regoc = opa === undefined ? undefined : this.regoc();
+      const compiler = regoc === undefined ? undefined : new RegoCompiler(regoc, { log: this.log });
+      if (opa) out.push(new DirSource(this, { dir: r.dir, opa, compiler, watch: spec.watch, checkIntervalMs: spec.checkIntervalMs, entrypoints: r.all }));
       else if (r.bundle === undefined) this.log.error({ dir: r.dir }, 'policy.dir needs opa (PATH or TOLLGATE_OPA) to be built, and no bundle is configured');
       else this.log.info({ dir: r.dir, bundle: r.bundle }, 'opa not found: serving the built bundle; .rego edits take effect after `tollgate policy build`');
     }
@@ -165,6 +169,16 @@ export class PolicyService implements GuardServices, PolicyRuntime, SourceHost {
       );
     }
     return out;
+  }
+
+  /** The persistent Rego compiler's binary; when there is none, says once that Rego is built with `opa build`. */
+  private regoc(): string | undefined {
+    const found = findRegoc(this.env);
+    if (found === undefined && !this.regocMissingLogged) {
+      this.regocMissingLogged = true;
+      this.log.info({}, 'tollgate-regoc not found (PATH, TOLLGATE_REGOC) or TOLLGATE_REGOC=off: Rego is compiled by `opa build`, a process per edit');
+    }
+    return found;
   }
 
   /** SourceHost: loads a bundle and checks it serves the configured entrypoints. */

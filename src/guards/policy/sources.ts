@@ -1,8 +1,7 @@
 /**
  * Where policies come from. Each source keeps the last engine it loaded successfully; a build or load that fails
  * is logged with the reason and leaves that engine (and the policy in force) as it was.
- *
- * - DirSource: a Rego directory compiled with `opa build -t wasm` (needs opa), rebuilt when a file changes.
+ * - DirSource: a Rego directory compiled to WASM (needs opa; tollgate-regoc if found), rebuilt when a file changes.
  * - FileSource: a built bundle file, reloaded when it is replaced.
  * - ServiceSource: an OPA-compatible bundle server polled with ETag / If-None-Match.
  */
@@ -16,6 +15,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import { readBundle, type PolicyBundle, type ReadOptions } from './bundle.ts';
 import type { PolicyEngine } from './engine.ts';
 import { buildWasmBundle, isSourceFile, sourceRevision } from './opa.ts';
+import type { RegoCompiler } from './regoc.ts';
 import type { VerificationConfig } from './signature.ts';
 
 export type SourceKind = 'service' | 'dir' | 'file';
@@ -105,24 +105,24 @@ export abstract class PolicySource {
 export interface DirSourceOptions {
   readonly dir: string;
   readonly opa: string;
+  readonly compiler?: RegoCompiler | undefined; // the persistent compiler (tools/regoc); else `opa build` per build
   readonly watch: boolean;
   /** Period of the safety-net digest check of the watched files (0: none). */
   readonly checkIntervalMs: number;
-  /** Entrypoints to compile (gateway-level and route overrides). */
-  readonly entrypoints: readonly string[];
+  readonly entrypoints: readonly string[]; // to compile (gateway-level and route overrides)
 }
 
 /** Quiet time ending a burst of file events (a write or a replacement takes a few ms); adds to every reload. */
 const DEBOUNCE_MS = 5;
 
 /**
- * A Rego directory built with opa; rebuilt on change (builds never overlap; a change during a build queues one). A
- * change that leaves the sources' content as it was (a touch, a second event for one write) builds nothing.
+ * A Rego directory compiled to WASM; rebuilt on change (builds never overlap; a change during a build queues one).
+ * A change that leaves the sources' content as it was (a touch, a second event for one write) builds nothing.
  */
 export class DirSource extends PolicySource {
   readonly kind = 'dir';
   readonly location: string;
-  private readonly opts: DirSourceOptions;
+  readonly opts: DirSourceOptions;
   private readonly work: string;
   private watcher: DirWatcher | undefined;
   private building: Promise<string | undefined> | undefined;
@@ -189,7 +189,7 @@ export class DirSource extends PolicySource {
     const output = join(this.work, 'bundle.tar.gz');
     let built;
     try {
-      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output, revision });
+      built = await buildWasmBundle({ opa: this.opts.opa, dir: this.opts.dir, entrypoints: this.opts.entrypoints, output, revision, compiler: this.opts.compiler });
     } catch (err) {
       return this.reject(`opa build failed: ${(err as Error).message}`);
     }
@@ -201,6 +201,7 @@ export class DirSource extends PolicySource {
   override close(): void {
     super.close();
     this.watcher?.close();
+    this.opts.compiler?.close();
     rmSync(this.work, { recursive: true, force: true });
   }
 }

@@ -16,7 +16,7 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHolderOf, pushUrlOf, restOperation, rpcOperation, taskIdOf, type A2aVersion, type Operation } from './methods.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 
@@ -168,15 +168,15 @@ export class A2aCalls {
       const caller = call.principal?.id ?? '';
       // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
-      if (op.sends) {
-        const refs = ((p.params.message ?? {}) as Params).referenceTaskIds;
-        if (Array.isArray(refs)) for (const r of refs) if (typeof r === 'string') await this.a.owners.check(agent.name, r, caller);
-      }
-      const push = pushUrlOf(op, p.params);
-      if (push !== undefined) await this.guardPush(push, settings.push);
+      // Every task the request names in any spelling the agent's SDK decodes (task_id, referenceTaskIds, `request`).
+      for (const id of taskIdsNamed(op, p.params)) if (id !== taskId) await this.a.owners.check(agent.name, id, caller);
+      const pushes = pushUrlsOf(op, p.params);
+      for (const push of pushes) await this.guardPush(push, settings.push);
       // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
-      if (typeof push === 'string' && settings.push.deliver === 'gateway') {
-        pushHolderOf(op, p.params)!.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, push, call.principal, settings.taskTtlMs);
+      if (pushes.length > 0 && settings.push.deliver === 'gateway') {
+        for (const holder of pushHoldersOf(op, p.params)) {
+          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs);
+        }
         p.body = reserialized(p, binding);
       }
       // A client resuming a task's stream with Last-Event-ID: the events it missed first (resume.ts).

@@ -131,46 +131,87 @@ function obj(v: unknown): Record<string, unknown> | undefined {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }
 
-/** The task a JSON-RPC call addresses: `id` (GetTask, CancelTask...), `taskId` (push configs in 1.0), or 0.3's `id`. */
+/**
+ * The message a send carries: `message`, or `request` (the v0.3 REST proto's field name, which the SDK also decodes).
+ * The SDK's decoders accept snake_case spellings too (`task_id`, `reference_task_ids`, `push_notification_config`):
+ * everything below reads every spelling the SDK would act on, so no spelling slips past a check.
+ */
+function messageOf(params: Params): Record<string, unknown> | undefined {
+  return obj(params?.message) ?? obj(params?.request);
+}
+
+/** The task a call addresses: `id` (GetTask, CancelTask...), `taskId` (push configs in 1.0), or 0.3's `id`. */
 export function taskIdOf(o: Operation, params: Params): string | undefined {
   if (params === undefined) return undefined;
-  if (o.sends) return str(obj(params.message)?.taskId);
+  if (o.sends) {
+    const m = messageOf(params);
+    return str(m?.taskId) ?? str(m?.task_id);
+  }
   if (!o.addressesTask) return undefined;
   if (o === GET_TASK || o === CANCEL_TASK || o === SUBSCRIBE) return str(params.id);
   // Push configs: 1.0 names the task `taskId`; 0.3 `taskId` for set, `id` for get/list/delete.
-  return str(params.taskId) ?? (o === CREATE_PUSH ? undefined : str(params.id));
+  return str(params.taskId) ?? str(params.task_id) ?? (o === CREATE_PUSH ? undefined : str(params.id));
 }
 
-/** The object holding the push-notification config's `url` (1.0 and 0.3 shapes, JSON-RPC params or REST body). */
-export function pushHolderOf(o: Operation, params: Params): Record<string, unknown> | undefined {
-  if (!o.push || params === undefined) return undefined;
+/** Every task id a call names, in any spelling (the message's task and references, both message fields). */
+export function taskIdsNamed(o: Operation, params: Params): string[] {
+  if (params === undefined) return [];
+  const out = new Set<string>();
+  const add = (v: unknown): void => {
+    const id = str(v);
+    if (id !== undefined) out.add(id);
+  };
   if (o.sends) {
-    const conf = obj(params.configuration);
-    return obj(conf?.taskPushNotificationConfig) ?? obj(conf?.pushNotificationConfig);
+    for (const m of [obj(params.message), obj(params.request)]) {
+      if (m === undefined) continue;
+      add(m.taskId);
+      add(m.task_id);
+      for (const refs of [m.referenceTaskIds, m.reference_task_ids]) if (Array.isArray(refs)) refs.forEach(add);
+    }
+  } else if (o.addressesTask) {
+    add(taskIdOf(o, params));
+    add(params.taskId);
+    add(params.task_id);
   }
-  return obj(params.pushNotificationConfig) ?? obj(obj(params.config)?.pushNotificationConfig) ?? obj(params.config) ?? params;
+  return [...out];
 }
 
-/** The push-notification URL a call carries (1.0 and 0.3 shapes, JSON-RPC params or REST body alike). */
+/** Every object holding a push-notification config's `url` (1.0 and 0.3 shapes, any spelling, JSON-RPC or REST). */
+export function pushHoldersOf(o: Operation, params: Params): Record<string, unknown>[] {
+  if (!o.push || params === undefined) return [];
+  const found = (list: unknown[]): Record<string, unknown>[] => [...new Set(list.map(obj).filter((x) => x !== undefined))];
+  if (o.sends) {
+    const c = obj(params.configuration);
+    return c === undefined ? [] : found([c.taskPushNotificationConfig, c.task_push_notification_config, c.pushNotificationConfig, c.push_notification_config, c.pushNotification, c.push_notification]);
+  }
+  const config = obj(params.config);
+  const holders = found([params.pushNotificationConfig, params.push_notification_config, config?.pushNotificationConfig, config?.push_notification_config, config]);
+  return holders.length > 0 ? holders : [params];
+}
+
+/** The push-notification URLs a call carries (null: a `url` that is not a string). */
+export function pushUrlsOf(o: Operation, params: Params): (string | null)[] {
+  return pushHoldersOf(o, params)
+    .filter((h) => h.url !== undefined)
+    .map((h) => (typeof h.url === 'string' ? h.url : null));
+}
+
+/** The first push-notification URL a call carries (undefined: none; null: not a string). */
 export function pushUrlOf(o: Operation, params: Params): string | undefined | null {
-  const holder = pushHolderOf(o, params);
-  if (holder === undefined) return undefined;
-  const url = holder.url;
-  if (url === undefined) return undefined;
-  return typeof url === 'string' ? url : null;
+  return pushUrlsOf(o, params)[0];
 }
 
 /** The skill a message names in its metadata (`skill` or `skillId`, on the message or the request). */
 export function namedSkill(params: Params): string | undefined {
   if (params === undefined) return undefined;
-  const m = obj(obj(params.message)?.metadata);
+  const m = obj(messageOf(params)?.metadata);
   const r = obj(params.metadata);
   return str(m?.skill) ?? str(m?.skillId) ?? str(r?.skill) ?? str(r?.skillId);
 }
 
 /** The part kinds of a message (text, data, file/url/raw), for policy: what is sent, not its content. */
 export function partKinds(params: Params): string[] {
-  const parts = obj(params?.message)?.parts;
+  const parts = messageOf(params)?.parts ?? messageOf(params)?.content;
   if (!Array.isArray(parts)) return [];
   const kinds = new Set<string>();
   for (const p of parts) {
