@@ -33,6 +33,7 @@ import {
   generateArguments,
   generateMaxTokens,
   headerLength,
+  gather,
   inferArguments,
   parseObject,
   peekHeader,
@@ -58,6 +59,8 @@ const UNKNOWN_MODEL_REFRESH_MS = 2_000;
 interface Body {
   readonly data: Buffer | BoundedBody;
   readonly length?: number | undefined;
+  /** Binary tensors (gathered or streamed): never labelled JSON when the client sent no content-type. */
+  readonly binary?: true;
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -196,7 +199,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
         throw tensorHeader(`The body is ${declared} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
       }
       call.args = inferArguments(header, declared, true);
-      return { data: stream, length: declared };
+      const whole = await gather(stream, declared);
+      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole, binary: true };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -218,7 +222,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       path: r.path,
       headers: req.headers,
       policy: HEADERS,
-      set: { ...(r.body !== undefined && Buffer.isBuffer(r.body.data) && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
+      set: { ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
       body: r.body?.data,
       bodyLength: r.body?.length,
       client: res,
