@@ -61,6 +61,8 @@ interface Body {
   readonly length?: number | undefined;
   /** Binary tensors (gathered or streamed): never labelled JSON when the client sent no content-type. */
   readonly binary?: true;
+  /** Gives back the process-wide allowance of a gathered body (request.ts gather). */
+  readonly release?: () => void;
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -141,7 +143,13 @@ export class KServeAdapter extends HttpProtocolAdapter {
     } catch (err) {
       return this.reject(call, req, res, toGatewayError(err));
     }
-    const resolved = await this.models.resolve(rule, model);
+    let resolved: ResolvedModel | undefined;
+    try {
+      resolved = await this.models.resolve(rule, model);
+    } catch (err) {
+      body?.release?.();
+      throw err;
+    }
     call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream, ...(path.version !== undefined ? { version: path.version } : {}) };
     call.upstream = resolved?.backend;
     const generates = path.operation === 'generate' || path.operation === 'generate_stream';
@@ -170,6 +178,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
     } finally {
       // A streamed body that was never forwarded (refused by policy or limits): stop reading it.
       if (!sent && body !== undefined && !Buffer.isBuffer(body.data)) body.data.destroy();
+      body?.release?.();
     }
   }
 
@@ -200,7 +209,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       }
       call.args = inferArguments(header, declared, true);
       const whole = await gather(stream, declared);
-      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole, binary: true };
+      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole.data, binary: true, release: whole.release };
     } catch (err) {
       stream.destroy();
       throw err;

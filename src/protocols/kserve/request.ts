@@ -184,14 +184,19 @@ let coalescing = 0;
 
 /**
  * The whole of a body of `length` declared bytes, in one buffer, when it is small enough and the process-wide
- * allowance has room; otherwise undefined (the caller streams it). The allowance is returned once the body is read
- * (the buffer then belongs to the forwarder, which sends it at once). Fails as the stream fails (client gone, limit).
+ * allowance has room; otherwise undefined (the caller streams it). The allowance stays taken until `release` (the
+ * caller's call ended: the buffer was sent or refused). Fails as the stream fails (client gone, limit).
  */
-export async function gather(body: Readable, length: number | undefined): Promise<Buffer | undefined> {
+export async function gather(body: Readable, length: number | undefined): Promise<{ data: Buffer; release: () => void } | undefined> {
   if (length === undefined || length > COALESCE_BODY_BYTES || coalescing + length > COALESCE_TOTAL_BYTES) return undefined;
   coalescing += length;
+  let held = true;
+  const release = (): void => {
+    if (held) coalescing -= length;
+    held = false;
+  };
   try {
-    return await new Promise<Buffer>((resolve, reject) => {
+    const data = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
       body.on('data', (c: Buffer) => {
@@ -202,7 +207,9 @@ export async function gather(body: Readable, length: number | undefined): Promis
       body.once('error', reject);
       body.resume();
     });
-  } finally {
-    coalescing -= length;
+    return { data, release };
+  } catch (err) {
+    release();
+    throw err;
   }
 }
