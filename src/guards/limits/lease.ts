@@ -203,9 +203,7 @@ export class LeasingCounterStore implements CounterStore {
       restore();
       throw err;
     }
-    const flight = sent.then(noop, noop);
-    for (const st of fetching) st.inflight = flight;
-    return sent.then(
+    const out = sent.then(
       (verdict) => {
         for (const st of fetching) st.inflight = undefined;
         if (!verdict.admitted) restore();
@@ -218,6 +216,10 @@ export class LeasingCounterStore implements CounterStore {
         throw err;
       },
     );
+    // Waiters retry once the grant is installed (after `out`'s handlers, not merely after the reply).
+    const flight = out.then(noop, noop);
+    for (const st of fetching) st.inflight = flight;
+    return out;
   }
 
   private fetch(st: KeyState, fetching: KeyState[], waitCap: number): void {
@@ -231,6 +233,11 @@ export class LeasingCounterStore implements CounterStore {
     if (st === undefined || op.lease === undefined || op.take === undefined) return r;
     const extra = r.granted - need(op);
     if (extra <= 0) return r;
+    if (this.closed) {
+      // Drained while the grant was on its way: budget units go straight back, rate units stay spent.
+      if (op.kind === 'b') this.release(op.key, extra);
+      return r;
+    }
     const old = st.lease;
     const expiresAt = performance.now() + op.lease.lifetimeMs;
     if (op.kind === 'r') {
