@@ -16,7 +16,7 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 
@@ -143,7 +143,7 @@ export class A2aCalls {
       // The route's default skill is the operator's word (known even while the agent's card cannot be fetched).
       const known = skill === undefined || skill === settings.defaultSkills[agent.name] || (card !== undefined && skillIds(card).includes(skill));
       target = skillTarget(agent.name, skill ?? '*', known);
-      const message = (p.params.message ?? {}) as Params;
+      const message = messageOf(p.params) ?? {};
       args = {
         skill: skill ?? null,
         part_kinds: partKinds(p.params),
@@ -348,9 +348,9 @@ function reserialized(p: Parsed, binding: 'jsonrpc' | 'rest'): string {
 /** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
 function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
   if (trace === undefined || p.body === undefined) return p.body;
-  const message = p.params.message;
-  if (typeof message !== 'object' || message === null) return p.body;
-  const m = message as Params;
+  // `message`, or the 0.3 REST proto's `request`.
+  const m = messageOf(p.params);
+  if (m === undefined) return p.body;
   m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
   return reserialized(p, binding);
 }
