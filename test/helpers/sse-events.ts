@@ -54,15 +54,18 @@ export class SseEvents {
   async comment(n = 1): Promise<SseEvent[]> {
     const seen: SseEvent[] = [];
     while (this.comments < n) {
-      const block = this.buffer.indexOf('\n\n');
-      if (block >= 0) {
+      const end = this.buffer.indexOf('\n\n');
+      if (end < 0) {
+        const { value, done } = await this.reader.read();
+        if (done) throw new Error(`the stream ended after ${this.comments} comment(s)`);
+        this.buffer += this.decoder.decode(value, { stream: true });
+      } else if (this.buffer.startsWith(':')) {
+        this.buffer = this.buffer.slice(end + 2);
+        this.comments++;
+      } else {
         const e = await this.next();
         if (e !== undefined) seen.push(e);
-        continue;
       }
-      const { value, done } = await this.reader.read();
-      if (done) throw new Error(`the stream ended after ${this.comments} comment(s)`);
-      this.buffer += this.decoder.decode(value, { stream: true });
     }
     return seen;
   }
