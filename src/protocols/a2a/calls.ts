@@ -193,7 +193,6 @@ export class A2aCalls {
       const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
-        if (op === LIST_TASKS && to.version === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
         const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
         return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });

@@ -33,6 +33,7 @@ import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
+import { listOwnTasks } from './list-own.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 
 /**
@@ -186,6 +187,18 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
     bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
+    // 0.3 has no tasks/list: the gateway lists the caller's own tasks, each fetched from the agent (list-own.ts).
+    listOwn:
+      up.version === '0.3'
+        ? async (p) => {
+            try {
+              return await listOwnTasks(p, await a.owners.list(agent.name, caller), (id) => transport.getTask({ id, historyLength: p.historyLength, tenant: '' }).catch(unlessNotFound));
+            } catch (err) {
+              if (err instanceof GatewayError) failure ??= err;
+              throw err;
+            }
+          }
+        : undefined,
     // The gateway checked the ids it read in the request already; the SDK may decode more spellings (snake_case).
     owned: async (ids) => {
       for (const id of ids) {
@@ -342,4 +355,10 @@ function withBindings(card: Card, version: A2aVersion, bindings: readonly string
 function bindingName(v: unknown): string {
   const u = String(v ?? '').toUpperCase();
   return u === 'REST' ? 'HTTP+JSON' : u;
+}
+
+/** A task the agent does not know (any more) is undefined; any other failure stands. */
+function unlessNotFound(err: unknown): undefined {
+  if ((err as Error | undefined)?.name === 'TaskNotFoundError' || (err as { code?: unknown } | undefined)?.code === -32001) return undefined;
+  throw err;
 }
