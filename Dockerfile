@@ -13,8 +13,11 @@
 #            the gateway refuses to start until an identity (SPIFFE trust domain, OIDC or Kubernetes issuer) is
 #            configured, and never turns the self-keyed dev issuer on (`npm start` outside the image keeps it).
 #            NODE_OPTIONS caps V8's young generation at 4 MB semi-spaces (V8 sizes them up to 3 x 32 MB on a large
-#            node, ~120 MB of RSS under load, for no throughput: bench/NOTES.md, memory); the compile cache (compiled
-#            code, type-stripped sources) goes to /tmp, the container's own writable volume.
+#            node, ~120 MB of RSS under load, for no throughput: bench/NOTES.md, memory); MALLOC_ARENA_MAX=2 keeps
+#            glibc from giving each thread (libuv pool, V8 helpers, the OTLP export worker) its own malloc arena (up to
+#            8 per core, ~20 MB of RSS on 2 cores under load, more on a large node); bin/tollgate.mjs sets V8's
+#            old-generation growth for `serve` itself. The compile cache (compiled code, type-stripped sources) goes
+#            to /tmp, the container's own writable volume.
 #
 # docker build -t tollgate:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) \
 #   --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
@@ -74,6 +77,7 @@ ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
     NODE_OPTIONS=--max-semi-space-size=4 \
+    MALLOC_ARENA_MAX=2 \
     TOLLGATE_COMPILE_CACHE=/tmp/tollgate-compile-cache \
     PATH=/app/node_modules/.bin:$PATH
 WORKDIR /app

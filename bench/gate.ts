@@ -10,6 +10,8 @@
  * check is measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
  * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported. And for
  * the kserve-infer scenario (bench/lib/kserve.ts, a real Triton): added p99 of JSON and binary-tensor infer.
+ * The stream, a2a and kserve scenarios take a few hundred requests a round, so their contract is judged on the rounds'
+ * samples pooled (bench/lib/judge.ts judgePooled), each round still reported; call-small (thousands a round) per round.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -21,7 +23,8 @@ import { median } from './lib/histogram.ts';
 import { machineInfo, newResult, recordedTargets, writeResult } from './lib/results.ts';
 import { measureRound, setupScenario, summarizeTargets, warmUp, type RoundResult } from './lib/runner.ts';
 import { ROOT } from './lib/targets.ts';
-import { judgeRounds } from './lib/judge.ts';
+import { judgePooled, judgeRounds } from './lib/judge.ts';
+import { pooledPercentile } from './lib/histogram.ts';
 import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
 import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
@@ -75,6 +78,12 @@ const stages = availableStages(ROOT);
 const label = 'gateway';
 const phase = { durationS: plan.durationS, warmupS: plan.warmupS, connections: 32 };
 const fmt = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
+/** How a pooled verdict came about: which rounds were over the limit on their own, and whether more were measured. */
+const pooledNote = (v: { rounds: ReadonlyArray<{ failed: boolean; repeated: boolean }>; breach: boolean }): string => {
+  const over = v.rounds.filter((r) => r.failed).length;
+  const again = v.rounds.some((r) => r.repeated);
+  return `${over > 0 ? ` (${over} round${over > 1 ? 's' : ''} over the limit alone)` : ''}${again ? ` (pooled over the limit first: as many rounds again measured, all ${v.rounds.length} pooled${v.breach ? ', still over' : ''})` : ''}`;
+};
 
 const startedAt = new Date().toISOString();
 const machine = machineInfo();
@@ -170,9 +179,14 @@ const streamPlan = { ...STREAM_PLAN, ...(values.short ? ss.short : ss.full) };
 const streamLimit = (values.slo === undefined ? ss.sloP99Ms : Number(values.slo)) + ss.toleranceMs;
 const t1 = Date.now();
 const streamSetup = await setupStreams([{ label, stages }], streamPlan, { logLevel: 'info' });
-let streamVerdict: Awaited<ReturnType<typeof judgeRounds<StreamRound>>>;
+/** Gateway minus direct p99 over pooled rounds, per measure, the worse one. */
+const pooledAdded = <R>(rs: readonly R[], of: (r: R, target: string) => readonly string[]): number => {
+  const p99 = (target: string, i: number): number => pooledPercentile(rs.map((r) => of(r, target)[i]!), 99);
+  return Math.max(...of(rs[0]!, 'direct').map((_, i) => p99(label, i) - p99('direct', i)));
+};
+let streamVerdict: Awaited<ReturnType<typeof judgePooled<StreamRound>>>;
 try {
-  streamVerdict = await judgeRounds(
+  streamVerdict = await judgePooled(
     streamPlan.rounds,
     streamLimit,
     async (r) => {
@@ -180,6 +194,7 @@ try {
       const a = round.added[label]!;
       return { result: round, value: Math.max(a.ttfb.p99, a.total.p99) };
     },
+    (rs) => pooledAdded(rs, (r, t) => [r.targets[t]!.histograms.ttfb, r.targets[t]!.histograms.total]),
     (r, value, repeat) => process.stderr.write(`gate: stream round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 (worse of ttfb, total) ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
   );
 } finally {
@@ -195,7 +210,7 @@ process.stdout.write(
   [
     `SLO gate (${streams.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${streams.rounds.length} rounds of ${streamPlan.requests} streams, ${Math.round((Date.now() - t1) / 1000)} s`,
     `  added time to first byte: p50 ${fmt(s.ttfbP50.median)}, p99 ${fmt(s.ttfbP99.median)}; added total: p50 ${fmt(s.totalP50.median)}, p99 ${fmt(s.totalP99.median)} (medians over rounds)`,
-    `  contract: added p99 (first byte and total) <= ${streamLimit - ss.toleranceMs} ms (+${ss.toleranceMs} ms tolerance): ${verdict(!streamVerdict.breach)}${streamVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  contract: added p99 (first byte and total) <= ${streamLimit - ss.toleranceMs} ms (+${ss.toleranceMs} ms tolerance), judged on the ${streams.rounds.length} rounds pooled (${fmt(streamVerdict.pooled)}): ${verdict(!streamVerdict.breach)}${pooledNote(streamVerdict)}`,
     `  target:   first byte within ${ss.targets.ttfbP50Ms} ms of direct (added p50): ${met(s.ttfbP50.median <= ss.targets.ttfbP50Ms)} (reported, not enforced)`,
     `  results: ${streamFile}`,
     '',
@@ -208,15 +223,16 @@ const a2aPlan = { ...A2A_PLAN, ...(values.short ? as.short : as.full) };
 const a2aLimit = (values.slo === undefined ? as.sloP99Ms : Number(values.slo)) + as.toleranceMs;
 const t2 = Date.now();
 const a2aSetup = await setupA2a([{ label, stages }], a2aPlan, { logLevel: 'info' });
-let a2aVerdict: Awaited<ReturnType<typeof judgeRounds<A2aRound>>>;
+let a2aVerdict: Awaited<ReturnType<typeof judgePooled<A2aRound>>>;
 try {
-  a2aVerdict = await judgeRounds(
+  a2aVerdict = await judgePooled(
     a2aPlan.rounds,
     a2aLimit,
     async (r) => {
       const round = await a2aSetup.measure(r);
       return { result: round, value: round.added[label]!.p99 };
     },
+    (rs) => pooledAdded(rs, (r, t) => [r.targets[t]!.histogram]),
     (r, value, repeat) => process.stderr.write(`gate: a2a round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
   );
 } finally {
@@ -232,7 +248,7 @@ process.stdout.write(
   [
     `SLO gate (${a2a.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${a2a.rounds.length} rounds of ${a2aPlan.requests} requests, ${Math.round((Date.now() - t2) / 1000)} s`,
     `  added latency: p50 ${fmt(g.addedP50.median)}, p99 ${fmt(g.addedP99.median)} (medians over rounds); throughput ${g.rps.toFixed(0)} req/s vs direct ${a2a.summary.direct!.rps.toFixed(0)} (${a2aPlan.concurrency} in flight)`,
-    `  contract: added p99 <= ${a2aLimit - as.toleranceMs} ms (+${as.toleranceMs} ms tolerance): ${verdict(!a2aVerdict.breach)}${a2aVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  contract: added p99 <= ${a2aLimit - as.toleranceMs} ms (+${as.toleranceMs} ms tolerance), judged on the ${a2a.rounds.length} rounds pooled (${fmt(a2aVerdict.pooled)}): ${verdict(!a2aVerdict.breach)}${pooledNote(a2aVerdict)}`,
     `  target:   added p50 <= ${as.targets.p50Ms} ms: ${met(g.addedP50.median <= as.targets.p50Ms)} (reported, not enforced)`,
     `  results: ${a2aFile}`,
     '',
@@ -246,15 +262,16 @@ const kservePlan = { ...KSERVE_PLAN, ...(values.short ? ks.short : ks.full) };
 const kserveLimit = (values.slo === undefined ? ks.sloP99Ms : Number(values.slo)) + ks.toleranceMs;
 const t3 = Date.now();
 const kserveSetup = await setupKServe([{ label, stages }], kservePlan, { logLevel: 'info' });
-let kserveVerdict: Awaited<ReturnType<typeof judgeRounds<KServeRound>>>;
+let kserveVerdict: Awaited<ReturnType<typeof judgePooled<KServeRound>>>;
 try {
-  kserveVerdict = await judgeRounds(
+  kserveVerdict = await judgePooled(
     kservePlan.rounds,
     kserveLimit,
     async (r) => {
       const round = await kserveSetup.measure(r);
       return { result: round, value: Math.max(...KINDS.map((k) => round.kinds[k].added[label]!.p99)) };
     },
+    (rs) => pooledAdded(rs, (r, t) => KINDS.map((k) => r.kinds[k].targets[t]!.histogram)),
     (r, value, repeat) => process.stderr.write(`gate: kserve round ${r + 1}${repeat ? ' (repeat)' : ''}: added p99 (worse of json, binary) ${fmt(value)} (loadavg ${loadavg()[0]!.toFixed(2)})\n`),
   );
 } finally {
@@ -270,7 +287,7 @@ process.stdout.write(
   [
     `SLO gate (${kserve.name}, concurrency 1, stages: ${stages.map((x) => x.name).join(', ') || 'none on this branch'}), ${kserve.rounds.length} rounds of ${kservePlan.requests} requests per kind, ${Math.round((Date.now() - t3) / 1000)} s (Triton start and stop included)`,
     `  added latency: ${kinds.map(({ k, s: x }) => `${k} p50 ${fmt(x.addedP50.median)}, p99 ${fmt(x.addedP99.median)} (direct p50 ${x.p50.toFixed(3)} ms)`).join('; ')} (medians over rounds)`,
-    `  contract: added p99 (json and binary) <= ${kserveLimit - ks.toleranceMs} ms (+${ks.toleranceMs} ms tolerance): ${verdict(!kserveVerdict.breach)}${kserveVerdict.breach ? ' (a round failed twice)' : ''}`,
+    `  contract: added p99 (json and binary) <= ${kserveLimit - ks.toleranceMs} ms (+${ks.toleranceMs} ms tolerance), judged on the ${kserve.rounds.length} rounds pooled (${fmt(kserveVerdict.pooled)}): ${verdict(!kserveVerdict.breach)}${pooledNote(kserveVerdict)}`,
     `  target:   added p50 <= ${ks.targets.p50Ms} ms: ${kinds.map(({ k, s: x }) => `${k} ${met(x.addedP50.median <= ks.targets.p50Ms)}`).join(', ')} (reported, not enforced)`,
     `  results: ${kserveFile}`,
     '',

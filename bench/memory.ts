@@ -12,7 +12,7 @@
  *   mcp.limits.sessionsPerPrincipal (64) is not what stops them), then the same load again with them open; the
  *   gateway's CPU time per request of each load (per-call cost against the number of live sessions);
  * - the same for each variant: the young generation capped (`--semi`: --max-semi-space-size values in MB), any node
- *   flags (`--node-options`, repeatable), another revision (`--baseline REV`); `--rounds R` starts every variant R
+ *   flags and NAME=VALUE environment words (`--node-options="MALLOC_ARENA_MAX=2 --flag"`, repeatable), another revision (`--baseline REV`); `--rounds R` starts every variant R
  *   times (a fresh process each round, the order rotating) and reports medians with (min..max).
  * Results: stdout and bench/results/memory-<time>-<commit>.json (or --out).
  */
@@ -155,9 +155,18 @@ async function openSessions(url: string, headersOf: (p: number) => Readonly<Reco
 
 const vs: Variant[] = [{ label: 'gateway', stages }];
 for (const mb of (values.semi ?? '').split(',').filter(Boolean)) vs.push({ label: `gateway(semi ${mb} MB)`, stages, nodeOptions: [`--max-semi-space-size=${mb}`] });
-for (const flags of values['node-options'] ?? []) vs.push({ label: `gateway(${flags})`, stages, nodeOptions: flags.split(/\s+/).filter(Boolean) });
+// `--node-options "NAME=VALUE --flag"`: words shaped NAME=VALUE go to the gateway's environment (MALLOC_ARENA_MAX=2), the rest to node.
+for (const flags of values['node-options'] ?? []) {
+  const words = flags.split(/\s+/).filter(Boolean);
+  const env = Object.fromEntries(words.filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  vs.push({ label: `gateway(${flags})`, stages, nodeOptions: words.filter((w) => !/^[A-Z_][A-Z0-9_]*=/.test(w)), env });
+}
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
-if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+if (baseline) {
+  vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root });
+  // The baseline with the same young-generation caps, so `--semi 4` compares what `npm start` runs in both checkouts.
+  for (const mb of (values.semi ?? '').split(',').filter(Boolean)) vs.push({ label: `gateway@${baseline.rev}(semi ${mb} MB)`, stages: availableStages(baseline.root), root: baseline.root, nodeOptions: [`--max-semi-space-size=${mb}`] });
+}
 
 type Row = Record<string, unknown> & { label: string };
 const rows: Row[] = [];

@@ -151,9 +151,9 @@ const limits: Stage = {
     // A price for every model, so the cost budget also counts the stream scenario's completions.
     limits: { toolCosts: [{ tool: '*', cost: 0.000001 }], prices: [{ model: '*', input: 0.1, output: 0.2 }] },
   }),
-  // TOLLGATE_BENCH_LIMITS=rate (read by the bench process): the rate limit alone, no budget. A call with a budget goes
-  // to Redis every time (budgets are never leased), so this is what shows the rate limit's local leases (the limit's
-  // burst of 1,000,000 leases k = 8 units per round trip with the defaults).
+  // TOLLGATE_BENCH_LIMITS=rate (read by the bench process): the rate limit alone, no budget (the rate limit's burst of
+  // 1,000,000 leases k = 8 units per round trip with the defaults). With the budget (default), the budget is leased
+  // too (limits.lease.budgets: 8 reservations per round trip, its remaining is far above the 5% share).
   files: () => ({
     'limits.yaml': [
       { apiVersion: 'tollgate.dev/v1alpha1', kind: 'RateLimit', metadata: { name: 'bench-rate' }, spec: { key: ['route', 'upstream'], requests: 1_000_000, per: '1s', failMode: 'closed' } },

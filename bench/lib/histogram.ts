@@ -46,6 +46,13 @@ export function decodeHistogram(s: string): Histogram {
   return hdr.decodeFromCompressedBase64(s);
 }
 
+/** A percentile (ms) of several runs' samples taken together (encoded histograms, e.g. one per round). */
+export function pooledPercentile(encoded: readonly string[], percentile: number): number {
+  const all = newHistogram();
+  for (const e of encoded) all.add(decodeHistogram(e));
+  return Math.round(all.getValueAtPercentile(percentile)) / 1000;
+}
+
 /** Median of a list (the spread across rounds is reported next to it). */
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;

@@ -4,6 +4,7 @@
  * A missing redis-server fails the test (scripts/install-tools.sh installs it).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,11 +141,14 @@ export async function monitorDecisions(ports: readonly number[], keyPart: string
     let take = 1;
     let attached: () => void = () => {};
     const ready = new Promise<void>((r) => (attached = r));
+    const seen = new Set<string>();
     child.stdout!.on('data', (chunk: Buffer) => {
       const lines = (rest + chunk.toString('utf8')).split('\n');
       rest = lines.pop()!;
       for (const line of lines) {
         if (line.trim() === 'OK') attached();
+        const marker = /"echo" "(tg-monitor-end-[0-9a-f]+)"/.exec(line);
+        if (marker !== null) seen.add(marker[1]!);
         const m = /^(\d+)\.(\d{6}) \[\d+ ([^\]]+)\] "([^"]+)"/.exec(line);
         if (m === null) continue;
         const [, sec, usec, source, command] = m;
@@ -158,12 +162,19 @@ export async function monitorDecisions(ports: readonly number[], keyPart: string
         }
       }
     });
-    return { child, times, takes, ready };
+    return { child, port, times, takes, ready, seen };
   });
   // MONITOR answers OK once it is on.
   await Promise.all(watchers.map((w) => w.ready));
   return {
     stop: async () => {
+      // Redis feeds its monitors in execution order: once a watcher has printed an ECHO sent after the load, it has
+      // printed every decision before it. Killing it earlier loses what a CPU-starved redis-cli has not read yet.
+      const marker = `tg-monitor-end-${randomBytes(6).toString('hex')}`;
+      for (const w of watchers) {
+        execFileSync('redis-cli', ['-p', String(w.port), 'echo', marker]);
+        await eventually(() => w.seen.has(marker), 10_000, `MONITOR on ${w.port} caught up`);
+      }
       for (const w of watchers) {
         w.child.kill('SIGTERM');
         await exited(w.child);

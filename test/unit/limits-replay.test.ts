@@ -57,7 +57,10 @@ function recordedSequence(prefix: string, startUs: number, n: number): Event[] {
     const take = random() < 0.33 ? cost + 1 + Math.floor(random() * 8) : undefined;
     ops.push({ kind: 'r', key: `${prefix}r:{x}:shape${k}:p=${Math.floor(random() * 2)}`, ...shape, cost, ...(take === undefined ? {} : { take }) });
     if (random() < 0.5) {
-      ops.push({ kind: 'b', key: `${prefix}b:{x}:budget:p=${Math.floor(random() * 2)}:w:t`, limit: 5_000, amount: 1 + Math.floor(random() * 400), expireAtMs: Math.floor(startUs / 1000) + 3_600_000 });
+      const amount = 1 + Math.floor(random() * 400);
+      // Every third budget op asks for a lease of 4 reservations, at most 20% of what remains (lease.ts).
+      const lease = i % 3 === 0 ? { take: amount * 4, sharePpm: 200_000 } : {};
+      ops.push({ kind: 'b', key: `${prefix}b:{x}:budget:p=${Math.floor(random() * 2)}:w:t`, limit: 50_000, amount, expireAtMs: Math.floor(startUs / 1000) + 3_600_000, ...lease });
     }
     if (random() < 0.2) ops.push({ kind: 'r', key: `${prefix}r:{x}:route:-`, intervalUs: 50_000, toleranceUs: 200_000, cost: 1 });
     events.push({ atUs: t, ops });
@@ -98,6 +101,10 @@ describe('in-memory and Redis decisions', () => {
     expect(grants.some((g) => g.got === g.asked)).toBe(true);
     expect(grants.some((g) => g.got > g.cost && g.got < g.asked)).toBe(true);
     expect(grants.every((g) => g.got >= g.cost && g.got <= g.asked)).toBe(true);
+    // Budget leases: granted while the chunk is a small share of what remains, refused near the edge.
+    const budgetGrants = events.flatMap((e, i) => e.ops.flatMap((op, j) => (op.kind === 'b' && op.take !== undefined && fromMemory[i]!.admitted ? [fromMemory[i]!.results[j]!.granted - op.amount] : [])));
+    expect(budgetGrants.some((extra) => extra > 0)).toBe(true);
+    expect(budgetGrants.some((extra) => extra === 0)).toBe(true);
     expect(fromRedis).toEqual(fromMemory);
   });
 

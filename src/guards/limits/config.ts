@@ -97,6 +97,20 @@ export const limitsSpec = z
         share: z.number().refine((n) => Number.isFinite(n) && n > 0 && n <= 0.5, 'must be above 0 and at most 0.5').default(0.05),
         /** How long leased units may be spent locally; unused ones then count as spent (never given back). */
         lifetime: duration.refine((ms) => ms <= 1_000, 'must be at most 1s (leased units count as spent until they expire)').default(5),
+        /**
+         * Leases of budget units (lease.ts): one round trip reserves up to `reservations` times the call's reservation
+         * of a busy budget key, and at most `share` of what remains in the window (none near exhaustion); the next
+         * calls reserve from it in this replica, and what is unused goes back to the store after `lifetime` or at drain.
+         */
+        budgets: z
+          .strictObject({
+            /** At most this many reservations per round trip (0 or 1: budgets are decided in the store on every call). */
+            reservations: z.number().int().min(0).max(1_000).default(8),
+            share: z.number().refine((n) => Number.isFinite(n) && n > 0 && n <= 0.5, 'must be above 0 and at most 0.5').default(0.05),
+            /** How long leased units serve calls here before the unused ones are given back. */
+            lifetime: duration.refine((ms) => ms >= 1 && ms <= 60_000, 'must be between 1ms and 1m').default(1_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
   })

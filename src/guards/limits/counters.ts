@@ -136,7 +136,11 @@ export class RedisCounterStore implements CounterStore {
           }
           if (!verdict.admitted) return;
           const back: Adjustment[] = [];
-          for (const op of ops) if (op.kind === 'b' && op.amount > 0) back.push({ key: op.key, delta: -op.amount });
+          // A budget lease's extra units were reserved too (granted): all of it goes back.
+          ops.forEach((op, i) => {
+            const units = Math.max(op.kind === 'b' ? op.amount : 0, verdict.results[i]?.granted ?? 0);
+            if (op.kind === 'b' && units > 0) back.push({ key: op.key, delta: -units });
+          });
           if (back.length > 0) this.onLate(back);
         },
         () => {},

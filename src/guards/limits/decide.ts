@@ -37,6 +37,14 @@ export interface BudgetOp {
   readonly amount: number;
   /** When the window's counter may be forgotten (window end plus a grace period), unix ms. */
   readonly expireAtMs: number;
+  /**
+   * Reserve up to this many units (more than `amount`: a lease, lease.ts), the extra at most `sharePpm` millionths of
+   * what would remain after `amount`, and none unless it holds at least another `amount`. Only the lease store sets it.
+   */
+  readonly take?: number;
+  readonly sharePpm?: number;
+  /** The budget allows local leases (set by the plan; only the lease store reads it). */
+  readonly lease?: { readonly reservations: number; readonly lifetimeMs: number; readonly sharePpm: number };
 }
 
 export type Op = RateOp | BudgetOp;
@@ -47,7 +55,7 @@ export interface OpResult {
   readonly value: number;
   /** Units left after this call (admitted) or now (refused). */
   readonly remaining: number;
-  /** Rate, admitted: units taken (`cost`, or more up to `take` for a lease). Otherwise 0. */
+  /** Admitted: units taken (rate: `cost`, budget: `amount`, or more up to `take` for a lease). Otherwise 0. */
   readonly granted: number;
 }
 
@@ -104,12 +112,20 @@ export function evaluate(ops: readonly Op[], read: (key: string) => number | und
         results.push({ admitted: false, value: used, remaining: Math.max(0, op.limit - used), granted: 0 });
         writes.push(0);
       } else {
-        results.push({ admitted: true, value: used + op.amount, remaining: op.limit - used - op.amount, granted: 0 });
-        writes.push(used + op.amount);
+        const extra = budgetExtra(op, used);
+        results.push({ admitted: true, value: used + op.amount + extra, remaining: op.limit - used - op.amount - extra, granted: op.amount + extra });
+        writes.push(used + op.amount + extra);
       }
     }
   }
   return { verdict: { admitted, nowUs, results }, writes: admitted ? writes : undefined };
+}
+
+/** Units a budget lease may take beyond `amount` (lua.ts computes the same, in the same order of operations). */
+export function budgetExtra(op: BudgetOp, used: number): number {
+  if (op.take === undefined || op.take <= op.amount) return 0;
+  const extra = Math.min(op.take - op.amount, Math.floor(((op.limit - used - op.amount) * (op.sharePpm ?? 0)) / 1_000_000));
+  return extra < op.amount ? 0 : extra;
 }
 
 /** Milliseconds a rate key must live: until its bucket is full again (then absent means full). */

@@ -2,7 +2,7 @@
  * The limits guard: after authorize (it needs the principal and the policy's obligations), before forwarding.
  *
  * admit: every limit the call matches is decided in one store round trip (synchronously in memory, and without a
- * round trip when every rate limit of the call is served from a local lease: lease.ts). Rate limits
+ * round trip when every limit of the call is served from a local lease: lease.ts). Rate limits
  * take one unit; budgets reserve the call's estimate (tokens: input estimate + max_tokens or the default output;
  * cost: from the price table or the tool's cost; both times `cost_multiplier`). When the store cannot answer, each
  * limit applies its fail mode: closed refuses (TG_LIMITER_UNAVAILABLE), open admits uncounted, local decides on a
@@ -108,7 +108,11 @@ export class LimitsGuard implements Guard {
     const reserved = plan.entries.filter((e): e is Entry & { kind: 'budget' } => e.kind === 'budget');
     if (metrics) {
       plan.entries.forEach((e, i) => {
-        if (e.kind === 'budget') return metrics.budget(e.limit.name, 'reserved');
+        if (e.kind === 'budget') {
+          metrics.budget(e.limit.name, 'reserved');
+          if (leased?.[i] === true) metrics.budgetLeaseServed(e.limit.name);
+          return;
+        }
         metrics.rate(e.limit.name, 'admitted');
         if (leased?.[i] === true) metrics.leaseServed(e.limit.name);
       });

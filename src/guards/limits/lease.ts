@@ -1,71 +1,97 @@
 /**
- * Local leases of request-rate units: a CounterStore decorator over the Redis store that takes the limiter's round
- * trip off most calls of a busy key.
+ * Local leases: a CounterStore decorator over the Redis store that takes the limiter's round trip off most calls of
+ * a busy key, for request rates and for budgets.
  *
- * A rate op whose limit allows a lease (plan.ts: k = min(lease.units, floor(burst x lease.share)) >= 2) asks the
- * store for up to k units at once (`take`; the script grants as many as the bucket holds, at least the call's cost,
- * so a lease never refuses a call the bucket would admit). The call spends one; the rest are spent by the next calls
- * on the same key in this replica, without a round trip, for at most `lease.lifetime` from when the grant arrived
- * (from the reply, not the request: on a loaded machine a round trip can outlast a few ms, and a lease that arrives
- * spent only wastes units; the bound below does not depend on the lifetime). Units left then are counted as spent,
- * never given back: a give-back is another round trip per lease (on a quiet key, twice the commands leases are
- * meant to save), and the units it would return are bounded anyway.
+ * Rate leases. A rate op whose limit allows a lease (plan.ts: k = min(lease.units, floor(burst x lease.share)) >= 2)
+ * asks the store for up to k units at once (`take`; the script grants as many as the bucket holds, at least the
+ * call's cost, so a lease never refuses a call the bucket would admit). The call spends one; the rest are spent by
+ * the next calls on the same key in this replica, without a round trip, for at most `lease.lifetime` from when the
+ * grant arrived. Units left then are counted as spent, never given back (a give-back is another round trip per
+ * lease, and the units are bounded anyway). The fleet never admits more than the bucket allows plus the units held
+ * unused at the start of a window (at most replicas x (k - 1) per key), and may refuse while another replica holds
+ * unused units (the same bound). A key's lease size adapts: it starts at 2, doubles up to k each time a lease is
+ * spent, and halves (to 2 at least) each time one expires with units left.
  *
- * Exactness: leased units are counted in Redis when taken, so a fleet never admits more than the bucket allows
- * plus the units held unused at the start of a window (at most replicas x (k - 1) per key: one lease per key per
- * replica, at most one lease request in flight per key). It may refuse while another replica holds unused units
- * (the same bound). To keep that waste small, a key is leased only while it is busy here: a call asks for a lease
- * only if the previous call on its key came within the lifetime (the first call of a quiet key takes one unit), and
- * a key's lease size adapts: it starts at 2, doubles up to k each time a lease is spent, and halves (to 2 at least)
- * each time one expires with units left, so a key whose calls come too slowly for its leases wastes little.
+ * Budget leases. A budget op (limits.lease.budgets: up to `reservations`, default 8) of a busy key asks for its
+ * reservation plus up to (reservations - 1) more reservations of the same amount (`take`); the script reserves the
+ * extra only if it is at most `share` (default 5%) of what remains after the call and at least one more reservation,
+ * so near exhaustion nothing is leased and every call goes to Redis as before. Leased units are counted in Redis at
+ * once (no other replica can spend them, so a fleet never over-spends). The next calls of this replica reserve from
+ * the lease locally; their settles move the lease (a give-back returns units to it, a charge over the reservation
+ * takes from it when it holds enough, else goes to Redis). After `lifetime` (default 1s) or at drain the units left
+ * go back to Redis in one batched SETTLE, off the call path; a give-back lost to a crash leaves units counted, so it
+ * only under-spends. Units this replica holds but that do not cover a call are folded into its reservation (the
+ * call asks Redis only for the rest; restored if refused), so a replica's own lease never refuses its own call, and
+ * a budget's edge is exact up to what other replicas hold (at most share x remaining each, for at most lifetime).
  *
- * Per key: a lease is the key's own (its Redis key names the limit and every key dimension: principal, team, ...),
- * so one caller's lease never admits another. Only rate ops are leased; budgets go to the store on every call.
- * When the store is not available the fail modes apply as without leases (`available` is the store's).
+ * Both: a call is served locally only when every op of it is (never half-local); else all of it goes to Redis in one
+ * script, asking for leases on the busy keys. While a lease request of a key is in flight, calls that miss on it
+ * wait for it (at most as many as it should serve) and retry once, instead of each going to Redis. A lease is the
+ * key's own (its Redis key names the limit and every key dimension: principal, team, ...), so one caller's lease never
+ * serves another. When the store is not available the fail modes apply as without leases (`available` is the store's).
  */
-import type { CounterStore } from './counters.ts';
-import type { Adjustment, Op, OpResult, RateOp, Verdict } from './decide.ts';
+import { SettlePending, type CounterStore } from './counters.ts';
+import type { Adjustment, Op, OpResult, Verdict } from './decide.ts';
 
 interface Lease {
-  /** Units left to spend. */
+  /** Units left to spend (budget: counted in the store, reserved by no call). */
   units: number;
-  /** What the store said was left in the bucket after the grant (the leased units excluded). */
+  /** What the store said was left after the grant (the leased units excluded). */
   readonly base: number;
-  /** performance.now() after which the lease is spent. */
+  /** performance.now() after which the lease serves no call. */
   readonly expiresAt: number;
-  readonly intervalUs: number;
-  readonly toleranceUs: number;
+  /** The op parameters the lease serves: rate interval and tolerance, or the budget's limit (and 0). */
+  readonly a: number;
+  readonly b: number;
 }
 
 interface KeyState {
   lease: Lease | undefined;
+  readonly budget: boolean;
   /** performance.now() of the last call on the key. */
   lastAt: number;
-  /** A lease request is in flight (at most one per key). */
-  fetching: boolean;
-  /** Units the next lease asks for: doubles (up to k) when a lease is spent, halves (down to 2) when one expires unused. */
+  /** The lease request in flight (at most one per key; never rejects). */
+  inflight: Promise<void> | undefined;
+  /** Calls waiting for it, and how many may (the calls it should serve). */
+  waiters: number;
+  waitCap: number;
+  /** Units (rate) or reservations (budget) the next lease asks for: doubles when one is spent, halves when one expires unused. */
   size: number;
 }
 
 /** Keys tracked at most; beyond, new keys go to the store without leases (never evicting a live lease). */
 const MAX_KEYS = 100_000;
 
+const need = (op: Op): number => (op.kind === 'r' ? op.cost : op.amount);
+const serves = (l: Lease, op: Op): boolean => (op.kind === 'r' ? l.a === op.intervalUs && l.b === op.toleranceUs : l.a === op.limit);
+const noop = (): void => {};
+
 export class LeasingCounterStore implements CounterStore {
   readonly kind: CounterStore['kind'];
   readonly prefix: string;
   private readonly inner: CounterStore;
   private readonly keys = new Map<string, KeyState>();
+  /** Keys holding a budget lease (given back at expiry or drain). */
+  private readonly held = new Set<string>();
   private readonly maxKeys: number;
+  private readonly onUnapplied: (adjustments: Adjustment[]) => void;
+  private releases: Adjustment[] = [];
+  private flushing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private closed = false;
   private sweepAt = 4096;
   private sweptAt = -Infinity;
-  /** Units leased, and units that expired unused (for tests and the bench notes). */
-  readonly stats = { leases: 0, leasedUnits: 0, served: 0, unusedUnits: 0 };
+  /** For tests and the bench notes. */
+  readonly stats = { leases: 0, leasedUnits: 0, served: 0, unusedUnits: 0, budgetLeases: 0, budgetLeasedUnits: 0, returnedUnits: 0, waited: 0 };
 
-  constructor(inner: CounterStore, maxKeys = MAX_KEYS) {
+  /** `onUnapplied`: give-backs the store refused (not connected...), to send again when it is back. */
+  constructor(inner: CounterStore, opts: { maxKeys?: number; onUnapplied?: (adjustments: Adjustment[]) => void } = {}) {
     this.inner = inner;
     this.kind = inner.kind;
     this.prefix = inner.prefix;
-    this.maxKeys = maxKeys;
+    this.maxKeys = opts.maxKeys ?? MAX_KEYS;
+    this.onUnapplied = opts.onUnapplied ?? noop;
   }
 
   get available(): boolean {
@@ -74,99 +100,251 @@ export class LeasingCounterStore implements CounterStore {
 
   decide(ops: readonly Op[]): Verdict | Promise<Verdict> {
     let any = false;
-    for (const op of ops) if (op.kind === 'r' && op.lease !== undefined) any = true;
-    if (!any) return this.inner.decide(ops);
+    for (const op of ops) if (op.lease !== undefined) any = true;
+    if (!any || this.closed) return this.inner.decide(ops);
+    return this.run(ops, true);
+  }
+
+  private run(ops: readonly Op[], mayWait: boolean): Verdict | Promise<Verdict> {
     const now = performance.now();
-    const results: Array<OpResult | undefined> = new Array(ops.length);
-    const leased: boolean[] = ops.map(() => false);
-    /** Leases spent by this call (given back if the store refuses the rest of it). */
-    const spent: Array<{ lease: Lease; cost: number }> = [];
-    const remote: Op[] = [];
-    const remoteIndex: number[] = [];
-    const fetching: KeyState[] = [];
+    const states: Array<KeyState | undefined> = new Array(ops.length);
+    let local = true;
+    let waitOn: KeyState[] | undefined = mayWait ? [] : undefined;
     for (const [i, op] of ops.entries()) {
-      if (op.kind !== 'r' || op.lease === undefined) {
+      const st = op.lease === undefined ? undefined : this.state(op.key, op.kind === 'b', now);
+      states[i] = st;
+      const l = st?.lease;
+      if (l !== undefined && l.expiresAt > now && l.units >= need(op) && serves(l, op)) continue;
+      local = false;
+      if (st !== undefined && st.inflight !== undefined && st.waiters < st.waitCap) waitOn?.push(st);
+      else waitOn = undefined;
+    }
+    if (local) return this.serve(ops, states as KeyState[], now);
+    if (waitOn !== undefined && waitOn.length > 0) {
+      // Every miss has a lease request in flight that should cover it: wait for those, then try once more.
+      const waiting = waitOn;
+      for (const st of waiting) st.waiters++;
+      this.stats.waited++;
+      const retry = (): Verdict | Promise<Verdict> => {
+        for (const st of waiting) st.waiters--;
+        return this.run(ops, false);
+      };
+      return Promise.all(waiting.map((st) => st.inflight)).then(retry);
+    }
+    return this.remote(ops, states, now);
+  }
+
+  /** Every op from its key's lease: no round trip. */
+  private serve(ops: readonly Op[], states: readonly KeyState[], now: number): Verdict {
+    const results: OpResult[] = [];
+    for (const [i, op] of ops.entries()) {
+      const st = states[i]!;
+      const l = st.lease!;
+      const units = need(op);
+      l.units -= units;
+      st.lastAt = now;
+      if (l.units < units) st.size = Math.min(op.kind === 'r' ? op.lease!.units : op.lease!.reservations, st.size * 2);
+      results.push({ admitted: true, value: op.kind === 'r' ? 0 : op.limit - l.base - l.units, remaining: l.base + l.units, granted: units });
+    }
+    this.stats.served++;
+    return { admitted: true, nowUs: Math.floor(this.inner.nowMs() * 1000), results, leased: ops.map(() => true) };
+  }
+
+  /** The whole call in one script, asking for leases on the keys that are busy here. */
+  private remote(ops: readonly Op[], states: ReadonlyArray<KeyState | undefined>, now: number): Promise<Verdict> {
+    const remote: Op[] = [];
+    const fetching: KeyState[] = [];
+    /** Budget units this replica held, folded into the call's reservation (restored if it is refused). */
+    const folded: Array<{ key: string; lease: Lease; units: number }> = [];
+    for (const [i, op] of ops.entries()) {
+      const st = states[i];
+      if (st === undefined || op.lease === undefined) {
         remote.push(op);
-        remoteIndex.push(i);
         continue;
       }
-      const state = this.state(op.key, now);
-      const lease = state?.lease;
-      if (lease !== undefined && lease.expiresAt > now && lease.units >= op.cost && lease.intervalUs === op.intervalUs && lease.toleranceUs === op.toleranceUs) {
-        lease.units -= op.cost;
-        if (lease.units === 0) state!.size = Math.min(op.lease.units, state!.size * 2);
-        spent.push({ lease, cost: op.cost });
-        results[i] = { admitted: true, value: 0, remaining: lease.base + lease.units, granted: op.cost };
-        leased[i] = true;
-        state!.lastAt = now;
+      let l = st.lease;
+      if (l !== undefined && !serves(l, op)) this.expire(op.key, st);
+      l = st.lease;
+      const busy = now - st.lastAt <= op.lease.lifetimeMs;
+      st.lastAt = now;
+      const free = st.inflight === undefined && busy && !this.closed;
+      if (op.kind === 'r') {
+        if (l !== undefined && l.expiresAt <= now) this.expire(op.key, st);
+        const take = Math.min(op.lease.units, st.size);
+        const ask = free && take > op.cost && !(st.lease !== undefined && st.lease.units >= op.cost);
+        remote.push(ask ? { ...op, take } : op);
+        if (ask) this.fetch(st, fetching, take / op.cost - 1);
         continue;
       }
-      if (lease !== undefined && lease.expiresAt <= now) {
-        // Expired with units left: they stay spent, and this key's next lease is smaller.
-        this.stats.unusedUnits += lease.units;
-        if (lease.units > 0) state!.size = Math.max(2, Math.floor(state!.size / 2));
-        state!.lease = undefined;
+      let amount = op.amount;
+      if (l !== undefined && l.units > 0 && (l.units < op.amount || l.expiresAt <= now)) {
+        const units = Math.min(l.units, op.amount);
+        l.units -= units;
+        amount -= units;
+        folded.push({ key: op.key, lease: l, units });
       }
-      // Busy here (the previous call came within the lifetime) and no lease request in flight: ask for a lease.
-      const take = state === undefined ? 0 : Math.min(op.lease.units, state.size);
-      if (state !== undefined && !state.fetching && now - state.lastAt <= op.lease.lifetimeMs && take > op.cost) {
-        state.fetching = true;
-        fetching.push(state);
-        remote.push({ ...op, take } satisfies RateOp);
-      } else remote.push(op);
-      remoteIndex.push(i);
-      if (state !== undefined) state.lastAt = now;
+      if (l !== undefined && l.expiresAt <= now) this.expire(op.key, st);
+      const reservations = Math.min(op.lease.reservations, st.size);
+      const ask = free && reservations >= 2 && amount > 0 && (st.lease === undefined || st.lease.units < op.amount);
+      remote.push(ask ? { ...op, amount, take: amount + op.amount * (reservations - 1), sharePpm: op.lease.sharePpm } : amount === op.amount ? op : { ...op, amount });
+      if (ask) this.fetch(st, fetching, reservations - 1);
     }
-    if (remote.length === 0) {
-      this.stats.served++;
-      return { admitted: true, nowUs: Math.floor(this.inner.nowMs() * 1000), results: results as OpResult[], leased };
-    }
-    const giveBack = (): void => {
-      for (const s of spent) s.lease.units += s.cost;
+    const restore = (): void => {
+      for (const f of folded) {
+        if (this.keys.get(f.key)?.lease === f.lease) f.lease.units += f.units;
+        else this.release(f.key, f.units);
+      }
     };
     let sent: Promise<Verdict>;
     try {
       sent = Promise.resolve(this.inner.decide(remote));
     } catch (err) {
-      for (const s of fetching) s.fetching = false;
-      giveBack();
+      for (const st of fetching) st.inflight = undefined;
+      restore();
       throw err;
     }
-    return sent.then(
+    const out = sent.then(
       (verdict) => {
-        for (const s of fetching) s.fetching = false;
-        remote.forEach((op, j) => {
-          const r = verdict.results[j]!;
-          results[remoteIndex[j]!] = r;
-          if (!verdict.admitted || op.kind !== 'r' || op.take === undefined || r.granted <= op.cost) return;
-          const state = this.keys.get(op.key);
-          if (state === undefined) return;
-          if (state.lease !== undefined) this.stats.unusedUnits += state.lease.units;
-          state.lease = { units: r.granted - op.cost, base: r.remaining, expiresAt: performance.now() + op.lease!.lifetimeMs, intervalUs: op.intervalUs, toleranceUs: op.toleranceUs };
-          // What is left for the caller includes what this replica now holds for the key.
-          results[remoteIndex[j]!] = { ...r, remaining: r.remaining + r.granted - op.cost };
-          this.stats.leases++;
-          this.stats.leasedUnits += r.granted - op.cost;
-        });
-        if (!verdict.admitted) giveBack();
-        return { admitted: verdict.admitted, nowUs: verdict.nowUs, results: results as OpResult[], leased };
+        for (const st of fetching) st.inflight = undefined;
+        if (!verdict.admitted) restore();
+        const results = verdict.results.map((r, j) => (verdict.admitted ? this.granted(remote[j]!, states[j], r) : r));
+        return { admitted: verdict.admitted, nowUs: verdict.nowUs, results, leased: ops.map(() => false) };
       },
       (err: unknown) => {
-        for (const s of fetching) s.fetching = false;
-        giveBack();
+        for (const st of fetching) st.inflight = undefined;
+        restore();
         throw err;
       },
     );
+    // Waiters retry once the grant is installed (after `out`'s handlers, not merely after the reply).
+    const flight = out.then(noop, noop);
+    for (const st of fetching) st.inflight = flight;
+    return out;
+  }
+
+  private fetch(st: KeyState, fetching: KeyState[], waitCap: number): void {
+    st.inflight = Promise.resolve();
+    st.waitCap = Math.max(0, Math.floor(waitCap));
+    fetching.push(st);
+  }
+
+  /** Installs the lease a grant holds (if any); the caller's result counts what this replica now holds. */
+  private granted(op: Op, st: KeyState | undefined, r: OpResult): OpResult {
+    if (st === undefined || op.lease === undefined || op.take === undefined) return r;
+    const extra = r.granted - need(op);
+    if (extra <= 0) return r;
+    if (this.closed) {
+      // Drained while the grant was on its way: budget units go straight back, rate units stay spent.
+      if (op.kind === 'b') this.release(op.key, extra);
+      return r;
+    }
+    const old = st.lease;
+    const expiresAt = performance.now() + op.lease.lifetimeMs;
+    if (op.kind === 'r') {
+      if (old !== undefined) this.stats.unusedUnits += old.units;
+      st.lease = { units: extra, base: r.remaining, expiresAt, a: op.intervalUs, b: op.toleranceUs };
+      this.stats.leases++;
+      this.stats.leasedUnits += extra;
+      return { ...r, remaining: r.remaining + extra };
+    }
+    // A give-back may have reached an older lease of the key meanwhile: it joins the new one.
+    let carry = 0;
+    if (old !== undefined && serves(old, op)) carry = old.units;
+    else if (old !== undefined) this.release(op.key, old.units);
+    st.lease = { units: extra + carry, base: r.remaining, expiresAt, a: op.limit, b: 0 };
+    this.held.add(op.key);
+    this.arm(expiresAt);
+    this.stats.budgetLeases++;
+    this.stats.budgetLeasedUnits += extra;
+    return { ...r, value: r.value - extra - carry, remaining: r.remaining + extra + carry, granted: need(op) };
+  }
+
+  /** Ends a key's lease: rate units stay spent, budget units go back to the store (batched). */
+  private expire(key: string, st: KeyState): void {
+    const l = st.lease;
+    if (l === undefined) return;
+    st.lease = undefined;
+    if (l.units > 0) st.size = Math.max(2, Math.floor(st.size / 2));
+    if (!st.budget) {
+      this.stats.unusedUnits += l.units;
+      return;
+    }
+    this.held.delete(key);
+    this.release(key, l.units);
+  }
+
+  private release(key: string, units: number): void {
+    if (units <= 0) return;
+    this.releases.push({ key, delta: -units });
+    this.stats.returnedUnits += units;
+    if (this.releases.length === 1) setImmediate(() => void this.flush());
+  }
+
+  /** Sends the give-backs gathered so far in one SETTLE (off the call path). */
+  flush(): Promise<void> {
+    const batch = this.releases;
+    if (batch.length === 0) return this.flushing ?? Promise.resolve();
+    this.releases = [];
+    let p: Promise<void>;
+    try {
+      p = Promise.resolve(this.inner.settle(batch));
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const done = p.then(noop, (err: unknown) => {
+      // Past the timeout the store resends it itself if it was never applied (counters.ts).
+      if (!(err instanceof SettlePending)) this.onUnapplied(batch);
+    });
+    this.flushing = done;
+    return done;
+  }
+
+  /** Gives back the expired budget leases when the earliest one ends. */
+  private arm(at: number): void {
+    if (this.timer !== undefined && this.timerAt <= at) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.expireHeld(), Math.max(1, Math.ceil(at - performance.now()) + 1));
+    this.timer.unref();
+  }
+
+  private expireHeld(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const key of this.held) {
+      const st = this.keys.get(key);
+      const l = st?.lease;
+      if (st === undefined || l === undefined) this.held.delete(key);
+      else if (l.expiresAt <= now) this.expire(key, st);
+      else next = Math.min(next, l.expiresAt);
+    }
+    if (next !== Infinity) this.arm(next);
+    void this.flush();
+  }
+
+  /** Drain: no more leases, every budget unit held goes back to the store. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const key of this.held) {
+      const st = this.keys.get(key);
+      if (st !== undefined) this.expire(key, st);
+    }
+    this.held.clear();
+    await this.flush();
   }
 
   /** The key's state (made on first sight; undefined when the table is full of live keys). */
-  private state(key: string, now: number): KeyState | undefined {
+  private state(key: string, budget: boolean, now: number): KeyState | undefined {
     let state = this.keys.get(key);
     if (state !== undefined) return state;
     // Swept as the table grows, and at most once a second while it is full (not on every new key).
     if (this.keys.size >= this.sweepAt || (this.keys.size >= this.maxKeys && now - this.sweptAt >= 1_000)) this.sweep(now);
     if (this.keys.size >= this.maxKeys) return undefined;
-    state = { lease: undefined, lastAt: -Infinity, fetching: false, size: 2 };
+    state = { lease: undefined, budget, lastAt: -Infinity, inflight: undefined, waiters: 0, waitCap: 0, size: 2 };
     this.keys.set(key, state);
     return state;
   }
@@ -174,17 +352,25 @@ export class LeasingCounterStore implements CounterStore {
   /** Forgets keys that are idle (no live lease, nothing in flight, last call over a second ago). */
   private sweep(now: number): void {
     for (const [k, s] of this.keys) {
-      if (s.fetching || now - s.lastAt < 1_000) continue;
+      if (s.inflight !== undefined || now - s.lastAt < 1_000) continue;
       if (s.lease !== undefined && s.lease.expiresAt > now) continue;
-      if (s.lease !== undefined) this.stats.unusedUnits += s.lease.units;
+      this.expire(k, s);
       this.keys.delete(k);
     }
     this.sweptAt = now;
     this.sweepAt = Math.max(4096, this.keys.size * 2);
   }
 
+  /** Settles budget reservations against the key's lease when it has one (a give-back, or a charge it covers), else in the store. */
   settle(adjustments: readonly Adjustment[]): void | Promise<void> {
-    return this.inner.settle(adjustments);
+    let remote: Adjustment[] | undefined;
+    for (const a of adjustments) {
+      const l = this.keys.get(a.key)?.lease;
+      if (l !== undefined && this.held.has(a.key) && (a.delta < 0 || l.units >= a.delta)) l.units -= a.delta;
+      else (remote ??= []).push(a);
+    }
+    if (remote === undefined) return;
+    return this.inner.settle(remote.length === adjustments.length ? adjustments : remote);
   }
 
   nowMs(): number {

@@ -14,6 +14,7 @@ export class LimitMetrics {
   private readonly storeErrors: client.Counter<'reason'>;
   private readonly settles: client.Counter<'result'>;
   private readonly leases: client.Counter<'limit'>;
+  private readonly budgetLeases: client.Counter<'budget'>;
 
   constructor(registry: client.Registry) {
     const existing = registry.getSingleMetric('tollgate_rate_limit_decisions_total');
@@ -25,6 +26,7 @@ export class LimitMetrics {
       this.storeErrors = registry.getSingleMetric('tollgate_limiter_store_errors_total') as client.Counter<'reason'>;
       this.settles = registry.getSingleMetric('tollgate_budget_settles_total') as client.Counter<'result'>;
       this.leases = registry.getSingleMetric('tollgate_rate_limit_lease_served_total') as client.Counter<'limit'>;
+      this.budgetLeases = registry.getSingleMetric('tollgate_budget_lease_served_total') as client.Counter<'budget'>;
       return;
     }
     this.rates = new client.Counter({
@@ -63,6 +65,12 @@ export class LimitMetrics {
       labelNames: ['limit'],
       registers: [registry],
     });
+    this.budgetLeases = new client.Counter({
+      name: 'tollgate_budget_lease_served_total',
+      help: 'Budget reservations served from units this replica had leased from the store (no round trip; also counted as reserved)',
+      labelNames: ['budget'],
+      registers: [registry],
+    });
   }
 
   rate(limit: string, decision: RateDecision): void {
@@ -79,6 +87,10 @@ export class LimitMetrics {
 
   leaseServed(limit: string): void {
     this.leases.inc({ limit });
+  }
+
+  budgetLeaseServed(budget: string): void {
+    this.budgetLeases.inc({ budget });
   }
 
   storeError(reason: string): void {

@@ -71,6 +71,8 @@ export interface CompiledBudget {
   /** The cost limit in nano-units. */
   readonly costNanos: number | undefined;
   readonly failMode: 'closed' | 'open';
+  /** Reservations one round trip may lease (>= 2), for how long, and the share of what remains it may take; undefined: never leased. */
+  readonly lease: { readonly reservations: number; readonly lifetimeMs: number; readonly sharePpm: number } | undefined;
 }
 
 export function compileRate(l: NamedLimit<RateLimitSpec>, spec: LimitsSpec): CompiledRate {
@@ -103,6 +105,7 @@ export function compileBudget(l: NamedLimit<BudgetSpec>, spec: LimitsSpec): Comp
     tokens: l.spec.tokens,
     costNanos: l.spec.cost === undefined ? undefined : Math.round(l.spec.cost * NANOS),
     failMode: l.spec.failMode ?? spec.failMode.budget,
+    lease: spec.lease.budgets.reservations >= 2 ? { reservations: spec.lease.budgets.reservations, lifetimeMs: spec.lease.budgets.lifetime, sharePpm: Math.round(spec.lease.budgets.share * 1_000_000) } : undefined,
   };
 }
 
@@ -221,7 +224,8 @@ export function planCall(call: Call, ctx: PlanContext): Plan | PlanRefusal | und
       estimate ??= estimateOf(call, ctx.spec);
       const w = ctx.calendar.current(b.window, nowMs);
       const add = (unit: 'tokens' | 'cost', limit: number, amount: number): void => {
-        ops.push({ kind: 'b', key: budgetKey(ctx.prefix, tag, b.name, dims, w.id, unit === 'tokens' ? 't' : 'c'), limit, amount, expireAtMs: w.endMs + GRACE_MS });
+        const key = budgetKey(ctx.prefix, tag, b.name, dims, w.id, unit === 'tokens' ? 't' : 'c');
+        ops.push(b.lease === undefined ? { kind: 'b', key, limit, amount, expireAtMs: w.endMs + GRACE_MS } : { kind: 'b', key, limit, amount, expireAtMs: w.endMs + GRACE_MS, lease: b.lease });
         entries.push({ kind: 'budget', limit: b, unit, amount, windowId: w.id, windowStartMs: w.startMs, windowEndMs: w.endMs });
       };
       const tokens = estimate.inputTokens + estimate.outputTokens;

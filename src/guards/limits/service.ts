@@ -65,6 +65,8 @@ export class LimitsService implements GuardServices, LimitsRuntime {
   private lastLogMs = 0;
   private suppressed = 0;
   private readonly redis: RedisStore | undefined;
+  /** The lease layer over Redis (absent without Redis). */
+  readonly leases: LeasingCounterStore | undefined;
   private readonly onReady = (): void => void this.flushDeferred();
 
   constructor(opts: LimitsServiceOptions) {
@@ -72,12 +74,18 @@ export class LimitsService implements GuardServices, LimitsRuntime {
     this.redis = opts.store;
     // A decision that timed out here but was applied by Redis after all gives its reservations back, like a settle
     // that could not reach the store (queued, sent when the store answers).
-    // Rate ops of limits that allow it are leased (lease.ts); the in-memory store needs no lease.
-    this.store = opts.store ? new LeasingCounterStore(new RedisCounterStore(
-          opts.store,
-          (back) => this.lateReservations(back),
-          (adjustments) => this.deferSettle(this.store, adjustments),
-        )) : new MemoryCounterStore();
+    // Rate ops and budget reservations of limits that allow it are leased (lease.ts); the in-memory store needs no lease.
+    this.leases = opts.store
+      ? new LeasingCounterStore(
+          new RedisCounterStore(
+            opts.store,
+            (back) => this.lateReservations(back),
+            (adjustments) => this.deferSettle(this.store, adjustments),
+          ),
+          { onUnapplied: (adjustments) => this.deferSettle(this.store, adjustments) },
+        )
+      : undefined;
+    this.store = this.leases ?? new MemoryCounterStore();
     this.metrics = opts.registry ? new LimitMetrics(opts.registry) : undefined;
     this.redis?.client.on('ready', this.onReady);
     this.admin = (app: Hono) => {
@@ -187,6 +195,9 @@ export class LimitsService implements GuardServices, LimitsRuntime {
 
   async close(): Promise<void> {
     this.redis?.client.off('ready', this.onReady);
+    // Budget units leased here go back first (a give-back the store cannot take waits with the other settles).
+    if (this.leases !== undefined && this.store.available) await this.leases.close();
+    else void this.leases?.close();
     if (this.deferredCount > 0 && this.store.available) await this.flushDeferred();
     if (this.deferredCount > 0) this.log.warn({ adjustments: this.deferredCount }, 'shutting down with budget reconciliations not applied (reservations stay charged)');
   }

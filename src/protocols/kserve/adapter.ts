@@ -33,6 +33,7 @@ import {
   generateArguments,
   generateMaxTokens,
   headerLength,
+  gather,
   inferArguments,
   parseObject,
   peekHeader,
@@ -58,6 +59,10 @@ const UNKNOWN_MODEL_REFRESH_MS = 2_000;
 interface Body {
   readonly data: Buffer | BoundedBody;
   readonly length?: number | undefined;
+  /** Binary tensors (gathered or streamed): never labelled JSON when the client sent no content-type. */
+  readonly binary?: true;
+  /** Gives back the process-wide allowance of a gathered body (request.ts gather). */
+  readonly release?: () => void;
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -138,7 +143,13 @@ export class KServeAdapter extends HttpProtocolAdapter {
     } catch (err) {
       return this.reject(call, req, res, toGatewayError(err));
     }
-    const resolved = await this.models.resolve(rule, model);
+    let resolved: ResolvedModel | undefined;
+    try {
+      resolved = await this.models.resolve(rule, model);
+    } catch (err) {
+      body?.release?.();
+      throw err;
+    }
     call.target = { kind: 'model', name: resolved?.name ?? model, server: resolved?.backend, local: resolved?.upstream, ...(path.version !== undefined ? { version: path.version } : {}) };
     call.upstream = resolved?.backend;
     const generates = path.operation === 'generate' || path.operation === 'generate_stream';
@@ -167,6 +178,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
     } finally {
       // A streamed body that was never forwarded (refused by policy or limits): stop reading it.
       if (!sent && body !== undefined && !Buffer.isBuffer(body.data)) body.data.destroy();
+      body?.release?.();
     }
   }
 
@@ -196,7 +208,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
         throw tensorHeader(`The body is ${declared} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
       }
       call.args = inferArguments(header, declared, true);
-      return { data: stream, length: declared };
+      const whole = await gather(stream, declared);
+      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole.data, binary: true, release: whole.release };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -218,7 +231,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       path: r.path,
       headers: req.headers,
       policy: HEADERS,
-      set: { ...(r.body !== undefined && Buffer.isBuffer(r.body.data) && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
+      set: { ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
       body: r.body?.data,
       bodyLength: r.body?.length,
       client: res,

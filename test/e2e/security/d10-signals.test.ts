@@ -79,6 +79,12 @@ describe('defect 10: signals', () => {
     // The routes reload too: a route added on disk serves after a SIGHUP.
     writeFileSync(join(gw.config, 'more.yaml'), route('more', '/more-mcp', ['fixture']));
     gw.proc.child.kill('SIGHUP');
+    // The reload runs after the signal: until it lands the new path is a 404, so wait for it to serve.
+    await eventually(
+      async () => (await fetch(`${gw.url}/more-mcp`, { method: 'POST', headers: bearer(gw.dev('victim', '/more-mcp')) })).status !== 404,
+      15_000,
+      'the route added on disk served after SIGHUP 4',
+    );
     const other = await connectClient(`${gw.url}/more-mcp`, { headers: bearer(gw.dev('victim', '/more-mcp')) });
     // Served, and under the policy in force (v2): the policy's refusal, not a 404.
     await expect(other.callTool({ name: 'fixture__echo', arguments: { message: 'hi' } })).rejects.toThrow(/v2: echo closed/);

@@ -1,0 +1,217 @@
+/**
+ * Budget leases (src/guards/limits/lease.ts) through the limits guard of two replicas (two LimitsServices, each with
+ * its own Redis connection) on a real Redis started here:
+ * - a busy key's reservations are served from a lease (far fewer scripts than calls), give-backs settle locally, and
+ *   the Redis counter equals what was actually charged once the leases are given back (drain, or expiry alone);
+ * - two replicas spending one budget never spend more than it, and after the leases come back they have spent it
+ *   exactly (the last calls refused with TG_BUDGET_EXCEEDED, as without leases);
+ * - near exhaustion (the chunk would be over `share` of what remains) nothing is leased: the same calls admit and
+ *   refuse exactly as with budget leases off;
+ * - a lease is its key's: another principal's exhausted budget stays refused while a lease holds units.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+import type { Guard } from '../../src/core/pipeline.ts';
+import { budgetKey, encodeValue } from '../../src/guards/limits/keys.ts';
+import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
+import { LimitsService } from '../../src/guards/limits/service.ts';
+import { Calendar } from '../../src/guards/limits/windows.ts';
+import { redisSpec } from '../../src/store/config.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { eventually } from '../helpers/gateway.ts';
+import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+
+const log = createLogger('silent');
+const MODEL = { kind: 'model' as const, name: 'llama', server: 'vllm' };
+/** Each call reserves 10 input + 100 output tokens. */
+const RESERVED = 110;
+
+const budget = (tokens: number): string => `apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: { name: tok }
+spec: { match: { protocols: [openai] }, key: [principal], window: day, tokens: ${tokens}, failMode: closed }
+`;
+
+interface Replica {
+  readonly service: LimitsService;
+  readonly guard: Guard;
+  readonly store: RedisStore;
+}
+
+function scripts(port: number): number {
+  const info = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) n += Number(m[2]);
+  return n;
+}
+
+describe('budget leases on a real Redis, two replicas', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  const opened: Replica[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url);
+  });
+  afterAll(async () => {
+    for (const r of opened) {
+      await r.service.close();
+      await r.store.close();
+    }
+    await client?.quit();
+    await redis?.stop();
+  });
+
+  const open = async (tokens: number, leaseYaml: string, prefix: string): Promise<Replica> => {
+    const store = new RedisStore(redisSpec.parse({ url: redis.url, keyPrefix: prefix, commandTimeoutMs: 2_000 }), process.cwd(), log);
+    await store.waitReady(5_000);
+    const service = new LimitsService({ log, store });
+    const guard = service.guardsFor(limitsSnapshot(budget(tokens), `    lease: { budgets: ${leaseYaml} }\n`))[0]!;
+    const r = { service, guard, store };
+    opened.push(r);
+    return r;
+  };
+  const counter = async (prefix: string, principal: string): Promise<number> => {
+    const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue(`spiffe://example.org/agents/${principal}`)}`, new Calendar('UTC').current('day', Date.now()).id, 't');
+    return Number((await client.get(key)) ?? 0);
+  };
+
+  /** One completion: admit, then settle with `output` tokens used (of 100 reserved). */
+  const call = async (r: Replica, principal: string, output: number): Promise<{ code: string; store: string | undefined }> => {
+    const c = limitCall({ principal: `spiffe://example.org/agents/${principal}`, protocol: 'openai', operation: 'chat.completions', target: MODEL, estimate: { inputTokens: 10, maxOutputTokens: 100 } });
+    let code = 'ok';
+    try {
+      await r.guard.admit!(c);
+      c.outcome = 'ok';
+      c.usage = { inputTokens: 10, outputTokens: output, reported: true };
+    } catch (err) {
+      code = (err as { code: string }).code;
+      c.outcome = 'limited';
+    }
+    await r.guard.settle!(c);
+    return { code, store: (c.scratch.get(NOTE_KEY) as LimitNote | undefined)?.store };
+  };
+
+  it('serves a busy key from leases, settles give-backs locally, and Redis holds exactly the spend after drain', async () => {
+    const prefix = 'tgbl:spend:';
+    const a = await open(1_000_000, '{ lifetime: 10s }', prefix);
+    await call(a, 'warm', 20); // loads the scripts outside the count
+    const before = scripts(redis.port);
+    const stores: Array<string | undefined> = [];
+    for (let i = 0; i < 100; i++) {
+      const o = await call(a, 'alice', 20);
+      expect(o.code).toBe('ok');
+      stores.push(o.store);
+    }
+    const used = scripts(redis.port) - before;
+    process.stdout.write(`[budget lease] 100 reservations: ${used} scripts (reservations=8)\n`);
+    // First call alone (a quiet key), then leases of 2, 4, 8 reservations, each given back to as calls settle.
+    expect(used).toBeLessThanOrEqual(10);
+    // (The scripts count the settles too: the first calls' give-backs go to Redis, before any lease holds the key.)
+    expect(stores.filter((s) => s === 'lease').length).toBeGreaterThanOrEqual(100 - used);
+    expect(stores.filter((s) => s === 'redis').length + stores.filter((s) => s === 'lease').length).toBe(100);
+    // Redis counts what was charged and what this replica holds, never less.
+    expect(await counter(prefix, 'alice')).toBeGreaterThanOrEqual(100 * 30);
+    await a.service.leases!.close();
+    expect(await counter(prefix, 'alice')).toBe(100 * 30);
+  });
+
+  it('concurrent reservations on one key (waiting for the lease in flight) still leave Redis at exactly the spend', async () => {
+    const prefix = 'tgbl:conc:';
+    const a = await open(1_000_000, '{ lifetime: 10s }', prefix);
+    await call(a, 'frank', 10);
+    for (let round = 0; round < 5; round++) {
+      const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(a, 'frank', i)));
+      expect(outcomes.every((o) => o.code === 'ok')).toBe(true);
+    }
+    const stats = a.service.leases!.stats;
+    expect(stats.waited).toBeGreaterThan(0);
+    expect(stats.budgetLeases).toBeGreaterThan(0);
+    await a.service.leases!.close();
+    // 1 call using 10 output tokens, then 5 rounds of calls using 0..19: input 10 each.
+    expect(await counter(prefix, 'frank')).toBe(20 + 5 * (20 * 10 + 190));
+  });
+
+  it('gives unused units back when a lease expires, without a drain', async () => {
+    const prefix = 'tgbl:expiry:';
+    const a = await open(1_000_000, '{ lifetime: 50ms }', prefix);
+    for (let i = 0; i < 10; i++) expect((await call(a, 'erin', 40)).code).toBe('ok');
+    expect(a.service.leases!.stats.budgetLeases).toBeGreaterThan(0);
+    await eventually(async () => (await counter(prefix, 'erin')) === 10 * 50, 5_000, 'the counter equals the spend once the leases expired');
+  });
+
+  it('two replicas never spend more than the budget, and spend it exactly once their leases come back', async () => {
+    const prefix = 'tgbl:two:';
+    const limit = 200 * RESERVED;
+    const a = await open(limit, '{ reservations: 8, share: 0.2, lifetime: 10s }', prefix);
+    const b = await open(limit, '{ reservations: 8, share: 0.2, lifetime: 10s }', prefix);
+    let admitted = 0;
+    let refusedInARow = 0;
+    // Four concurrent callers, two per replica, each using its whole reservation, until both replicas refuse.
+    while (refusedInARow < 4) {
+      const round = await Promise.all([call(a, 'bob', 100), call(b, 'bob', 100), call(a, 'bob', 100), call(b, 'bob', 100)]);
+      for (const o of round) {
+        if (o.code === 'ok') {
+          admitted++;
+          refusedInARow = 0;
+        } else {
+          expect(o.code).toBe('TG_BUDGET_EXCEEDED');
+          refusedInARow++;
+        }
+      }
+      expect(admitted * RESERVED).toBeLessThanOrEqual(limit);
+    }
+    expect(a.service.leases!.stats.budgetLeases + b.service.leases!.stats.budgetLeases).toBeGreaterThan(0);
+    // What the other replica held may have refused the last calls: once given back, the budget is spent exactly.
+    await a.service.leases!.close();
+    await b.service.leases!.close();
+    expect(await counter(prefix, 'bob')).toBe(admitted * RESERVED);
+    for (;;) {
+      const o = await call(admitted % 2 === 0 ? a : b, 'bob', 100);
+      if (o.code !== 'ok') {
+        expect(o.code).toBe('TG_BUDGET_EXCEEDED');
+        break;
+      }
+      admitted++;
+    }
+    expect(admitted).toBe(200);
+    expect(await counter(prefix, 'bob')).toBe(limit);
+  });
+
+  it('near exhaustion leases nothing: admits and refuses exactly as with budget leases off', async () => {
+    // 15 reservations: one more reservation is always over 5% of what remains, so no chunk is ever granted.
+    const run = async (leaseYaml: string, prefix: string): Promise<{ codes: string[]; leases: number; spent: number }> => {
+      const a = await open(15 * RESERVED, leaseYaml, prefix);
+      const b = await open(15 * RESERVED, leaseYaml, prefix);
+      const codes: string[] = [];
+      for (let i = 0; i < 20; i++) codes.push(...(await Promise.all([call(a, 'dave', 100), call(b, 'dave', 100)])).map((o) => o.code));
+      return { codes, leases: a.service.leases!.stats.budgetLeases + b.service.leases!.stats.budgetLeases, spent: await counter(prefix, 'dave') };
+    };
+    const on = await run('{ lifetime: 10s }', 'tgbl:edge-on:');
+    const off = await run('{ reservations: 0 }', 'tgbl:edge-off:');
+    expect(on.leases).toBe(0);
+    expect(on.codes).toEqual(off.codes);
+    expect(on.codes.filter((c) => c === 'ok')).toHaveLength(15);
+    expect(new Set(on.codes.filter((c) => c !== 'ok'))).toEqual(new Set(['TG_BUDGET_EXCEEDED']));
+    expect(on.spent).toBe(15 * RESERVED);
+    expect(off.spent).toBe(15 * RESERVED);
+  });
+
+  it("never reserves a caller's call on another caller's lease (two principals, one key each)", async () => {
+    const prefix = 'tgbl:iso:';
+    const a = await open(1_000_000, '{ lifetime: 10s }', prefix);
+    for (let i = 0; i < 6; i++) expect((await call(a, 'carol', 100)).code).toBe('ok');
+    const held = a.service.leases!.stats.budgetLeasedUnits;
+    expect(held).toBeGreaterThan(0);
+    // Mallory's own counter is spent (as another replica would have spent it): her call is refused, with the same
+    // code as without leases, while Carol's lease holds units in this replica.
+    const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue('spiffe://example.org/agents/mallory')}`, new Calendar('UTC').current('day', Date.now()).id, 't');
+    await client.set(key, String(1_000_000 - 50), 'PX', 600_000);
+    for (let i = 0; i < 3; i++) expect(await call(a, 'mallory', 100)).toEqual({ code: 'TG_BUDGET_EXCEEDED', store: 'redis' });
+    expect(await counter(prefix, 'mallory')).toBe(1_000_000 - 50);
+    expect((await call(a, 'carol', 100)).store).toBe('lease');
+  });
+});
