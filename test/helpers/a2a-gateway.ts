@@ -2,6 +2,7 @@
  * An in-process gateway in front of a real @a2a-js/sdk agent (test/helpers/a2a-agent.ts) at /a2a/echo, with the
  * default policies (built by the real opa) plus test grants, and SDK clients built from the card the gateway serves.
  */
+import { afterAll, beforeAll } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,4 +117,28 @@ export async function startA2a(
       if (opts.agent === undefined) await agent.close();
     },
   };
+}
+
+/** The options of one setup of `useA2aSetups`: the agent's (startTestAgent) and the gateway's (startA2a). */
+export type SetupSpec = Parameters<typeof startTestAgent>[0] & Omit<NonNullable<Parameters<typeof startA2a>[0]>, 'agent'>;
+
+/**
+ * One gateway in front of its own agent per entry, started before the file's tests and stopped after them (the
+ * setup block the A2A test files shared); the record is filled by the time the tests run.
+ */
+export function useA2aSetups<K extends string>(specs: Record<K, SetupSpec>): Record<K, A2aSetup> {
+  const out = {} as Record<K, A2aSetup>;
+  beforeAll(async () => {
+    for (const [key, spec] of Object.entries(specs) as [K, SetupSpec][]) {
+      const { name, versions, bindings, extendedCard, ...gateway } = spec;
+      out[key] = await startA2a({ ...gateway, agent: await startTestAgent({ name, versions, bindings, extendedCard }) });
+    }
+  }, 90_000);
+  afterAll(async () => {
+    for (const s of Object.values(out) as A2aSetup[]) {
+      await s.gw.stop();
+      await s.agent.close();
+    }
+  });
+  return out;
 }

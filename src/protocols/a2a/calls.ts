@@ -16,7 +16,7 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 
@@ -143,7 +143,7 @@ export class A2aCalls {
       // The route's default skill is the operator's word (known even while the agent's card cannot be fetched).
       const known = skill === undefined || skill === settings.defaultSkills[agent.name] || (card !== undefined && skillIds(card).includes(skill));
       target = skillTarget(agent.name, skill ?? '*', known);
-      const message = (p.params.message ?? {}) as Params;
+      const message = messageOf(p.params) ?? {};
       args = {
         skill: skill ?? null,
         part_kinds: partKinds(p.params),
@@ -193,7 +193,6 @@ export class A2aCalls {
       const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
-        if (op === LIST_TASKS && to.version === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
         const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
         return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
@@ -348,9 +347,9 @@ function reserialized(p: Parsed, binding: 'jsonrpc' | 'rest'): string {
 /** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
 function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
   if (trace === undefined || p.body === undefined) return p.body;
-  const message = p.params.message;
-  if (typeof message !== 'object' || message === null) return p.body;
-  const m = message as Params;
+  // `message`, or the 0.3 REST proto's `request`.
+  const m = messageOf(p.params);
+  if (m === undefined) return p.body;
   m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
   return reserialized(p, binding);
 }
