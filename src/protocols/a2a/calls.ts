@@ -255,7 +255,8 @@ export class A2aCalls {
                 if (bound.has(id)) return;
                 bound.add(id);
                 this.a.owners.bindLocal(agent.name, id, caller, keep);
-                pending.push(this.a.owners.bind(agent.name, id, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+                // In the store after this event is written (a microtask): its socket write is not on the event's path.
+                pending.push(Promise.resolve().then(() => this.stored(agent.name, id, caller, keep)));
               }
             : undefined,
           open: (id, stop) => this.a.streams.open(agent.name, id, caller, version, binding, stop),
@@ -288,16 +289,13 @@ export class A2aCalls {
       throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
     }
     let out: Buffer | string = raw;
-    let stored: Promise<void> | undefined;
+    let created: string | undefined;
     if (op.sends) {
-      const id = taskIdIn(payload);
       // Bound in this replica before the answer goes out (the caller cannot use the id here before it is bound), and
-      // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
-      // another replica answers TaskNotFound for the task (fails closed, never open).
-      if (id !== undefined) {
-        this.a.owners.bindLocal(agent.name, id, caller, keep);
-        stored = this.a.owners.bind(agent.name, id, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
-      }
+      // in the shared store once it went out: neither the store's round trip nor its socket write is on the caller's
+      // latency. Until it lands, another replica answers TaskNotFound for the task (fails closed, never open).
+      created = taskIdIn(payload);
+      if (created !== undefined) this.a.owners.bindLocal(agent.name, created, caller, keep);
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
       if (listed !== undefined) {
@@ -320,7 +318,12 @@ export class A2aCalls {
     headers['content-length'] = Buffer.byteLength(out);
     res.writeHead(answer.status, headers);
     res.end(out);
-    await stored;
+    if (created !== undefined) await this.stored(agent.name, created, caller, keep);
+  }
+
+  /** Binds a task in the shared store (bound in this replica already); a store that failed is logged, not thrown. */
+  private stored(agent: string, taskId: string, caller: string, keep: Keep): Promise<void> {
+    return this.a.owners.bind(agent, taskId, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
   }
 }
 
