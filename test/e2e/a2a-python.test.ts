@@ -9,25 +9,17 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { ALICE, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { expect, test } from 'vitest';
+import { ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
 
 const PYTHON = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'venv-a2a/bin/python');
 
-let s: A2aSetup;
-
-beforeAll(async () => {
-  s = await startA2a();
-}, 60_000);
-
-afterAll(async () => {
-  await s?.close();
-});
+const at = useA2aSetups({ echo: {} });
 
 test('the Python a2a-sdk client sends, streams and gets tasks through the gateway over both bindings', async () => {
   expect(existsSync(PYTHON), `${PYTHON} (run scripts/install-tools.sh)`).toBe(true);
-  const before = s.agent.seen.length;
-  const { stdout } = await promisify(execFile)(PYTHON, ['test/python/a2a_client.py', s.url, s.gw.devToken(ALICE)], { timeout: 90_000 });
+  const before = at.echo.agent.seen.length;
+  const { stdout } = await promisify(execFile)(PYTHON, ['test/python/a2a_client.py', at.echo.url, at.echo.gw.devToken(ALICE)], { timeout: 90_000 });
   const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
   for (const binding of ['JSONRPC', 'HTTP+JSON']) {
     const r = out[binding]!;
@@ -37,6 +29,6 @@ test('the Python a2a-sdk client sends, streams and gets tasks through the gatewa
     expect(r.stream_kinds, binding).toEqual(['task', 'status_update', 'artifact_update', 'status_update']);
   }
   // It really went through the gateway, over both bindings, to the agent.
-  const paths = new Set(s.agent.seen.slice(before).map((r) => r.path.split('/')[1]));
+  const paths = new Set(at.echo.agent.seen.slice(before).map((r) => r.path.split('/')[1]));
   expect(paths).toEqual(new Set(['rpc', 'rest']));
 });

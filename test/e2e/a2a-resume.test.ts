@@ -5,72 +5,15 @@
  * live rest, over JSON-RPC and HTTP+JSON. Another identity resuming the same task gets TaskNotFound; an id the
  * gateway does not know gets a fresh subscription from the agent.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { ALICE, BOB, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { expect, test } from 'vitest';
+import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { eventually } from '../helpers/gateway.ts';
+import { eventKind as kind, SseEvents as Events } from '../helpers/sse-events.ts';
 
-let s: A2aSetup;
-
-beforeAll(async () => {
-  s = await startA2a();
-}, 60_000);
-
-afterAll(async () => {
-  await s?.close();
-});
-
-interface Event {
-  id: string | undefined;
-  data: Record<string, unknown>;
-}
-
-/** An SSE response read event by event. */
-class Events {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-  private readonly decoder = new TextDecoder();
-  private buffer = '';
-  ended = false;
-
-  constructor(res: Response) {
-    this.reader = res.body!.getReader();
-  }
-
-  async next(): Promise<Event | undefined> {
-    for (;;) {
-      const end = this.buffer.indexOf('\n\n');
-      if (end >= 0) {
-        const block = this.buffer.slice(0, end);
-        this.buffer = this.buffer.slice(end + 2);
-        if (block.startsWith(':')) continue;
-        const lines = block.split('\n');
-        const id = lines.find((l) => l.startsWith('id: '))?.slice(4);
-        const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-        return { id, data: JSON.parse(data) as Record<string, unknown> };
-      }
-      const { value, done } = await this.reader.read();
-      if (done) {
-        this.ended = true;
-        return undefined;
-      }
-      this.buffer += this.decoder.decode(value, { stream: true });
-    }
-  }
-
-  async rest(): Promise<Event[]> {
-    const out: Event[] = [];
-    for (let e = await this.next(); e !== undefined; e = await this.next()) out.push(e);
-    return out;
-  }
-}
-
-function kind(e: Event): string {
-  const r = ('jsonrpc' in e.data ? e.data.result : e.data) as Record<string, { status?: { state?: string } }>;
-  const k = Object.keys(r)[0]!;
-  return `${k}${r[k]?.status?.state === undefined ? '' : `:${r[k]!.status!.state}`}`;
-}
+const at = useA2aSetups({ echo: {} });
 
 async function rpc(as: string, method: string, params: unknown, headers: Record<string, string> = {}, id = 1, signal?: AbortSignal): Promise<Response> {
-  return s.fetchAs(as)(s.url, {
+  return at.echo.fetchAs(as)(at.echo.url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'a2a-version': '1.0', accept: 'text/event-stream, application/json', ...headers },
     body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
@@ -97,7 +40,7 @@ test('JSON-RPC: the stream is lost, the task goes on, the client resumes and get
   const taskId = ((task.data.result as { task: { id: string } }).task).id;
   // The connection drops; meanwhile the task is cancelled (the agent's stream carries that event, then ends).
   abort.abort();
-  const before = s.agent.seen.length;
+  const before = at.echo.agent.seen.length;
   await cancel(taskId);
   // Bob may not resume Alice's task: TaskNotFound, nothing streamed.
   const bob = (await (await rpc(BOB, 'SubscribeToTask', { id: taskId }, { 'last-event-id': working.id! }, 7)).json()) as { error: unknown };
@@ -111,12 +54,12 @@ test('JSON-RPC: the stream is lost, the task goes on, the client resumes and get
   // The client's own request id, not the lost request's.
   expect(missed[0]!.data.id).toBe(77);
   // Served from the gateway's buffer: the agent only saw the cancel.
-  expect(s.agent.seen.slice(before).map((r) => r.path)).toEqual(['/rpc']);
+  expect(at.echo.agent.seen.slice(before).map((r) => r.path)).toEqual(['/rpc']);
 });
 
 test('HTTP+JSON: resuming while the stream is live gives the missed events, then the live ones, to the end', async () => {
   const abort = new AbortController();
-  const res = await s.fetchAs(ALICE)(`${s.url}/message:stream`, {
+  const res = await at.echo.fetchAs(ALICE)(`${at.echo.url}/message:stream`, {
     method: 'POST',
     headers: { 'content-type': 'application/a2a+json', 'a2a-version': '1.0', accept: 'text/event-stream' },
     body: JSON.stringify(slowMessage()),
@@ -126,8 +69,8 @@ test('HTTP+JSON: resuming while the stream is live gives the missed events, then
   const task = (await first.next())!;
   const taskId = (task.data as { task: { id: string } }).task.id;
   abort.abort();
-  const before = s.agent.seen.length;
-  const resumed = await s.fetchAs(ALICE)(`${s.url}/tasks/${taskId}:subscribe`, { method: 'POST', headers: { 'a2a-version': '1.0', accept: 'text/event-stream', 'last-event-id': task.id! } });
+  const before = at.echo.agent.seen.length;
+  const resumed = await at.echo.fetchAs(ALICE)(`${at.echo.url}/tasks/${taskId}:subscribe`, { method: 'POST', headers: { 'a2a-version': '1.0', accept: 'text/event-stream', 'last-event-id': task.id! } });
   expect(resumed.status).toBe(200);
   const events = new Events(resumed);
   const missed = (await events.next())!;
@@ -138,19 +81,19 @@ test('HTTP+JSON: resuming while the stream is live gives the missed events, then
   const live = await events.rest();
   expect(live.map(kind)).toEqual(['statusUpdate:TASK_STATE_CANCELED']);
   expect(live[0]!.id).toBe(task.id!.replace(/\.1$/, '.3'));
-  expect(s.agent.seen.slice(before).map((r) => r.path)).toEqual(['/rpc']);
+  expect(at.echo.agent.seen.slice(before).map((r) => r.path)).toEqual(['/rpc']);
 });
 
 test('an id the gateway does not know: a fresh subscription from the agent, starting with the task as it is', async () => {
   const r = (await (await rpc(ALICE, 'SendMessage', { ...slowMessage(), configuration: { returnImmediately: true } })).json()) as { result: { task: { id: string } } };
   const taskId = r.result.task.id;
-  const before = s.agent.seen.length;
+  const before = at.echo.agent.seen.length;
   const events = new Events(await rpc(ALICE, 'SubscribeToTask', { id: taskId }, { 'last-event-id': 'nonsense.5' }, 9));
   const snapshot = (await events.next())!;
   expect(kind(snapshot)).toBe('task:TASK_STATE_WORKING');
   expect(snapshot.id).toMatch(/^[0-9a-z]+\.1$/);
-  await eventually(() => s.agent.seen.length > before);
-  expect(s.agent.seen[before]!.path).toBe('/rpc');
+  await eventually(() => at.echo.agent.seen.length > before);
+  expect(at.echo.agent.seen[before]!.path).toBe('/rpc');
   await cancel(taskId);
   expect((await events.rest()).map(kind)).toEqual(['statusUpdate:TASK_STATE_CANCELED']);
 });

@@ -95,11 +95,12 @@ class EchoExecutor implements AgentExecutor {
  * `versions`: 'both' (default: v1.0 with the SDK's v0.3 compat layer), '1.0' (no compat layer: its card lists 1.0
  * interfaces only and 0.3 method names are unknown to it), or '0.3' (an agent of the 0.3 era: a 0.3-shaped card
  * whatever the A2A-Version header, JSON-RPC served by the SDK's v0.3 transport handler alone, REST under /rest/v1).
- * `bindings`: 'both' (default), or 'jsonrpc' (no HTTP+JSON: neither served nor on the card).
+ * `bindings`: 'both' (default), 'jsonrpc' (no HTTP+JSON: neither served nor on the card), or 'rest' (no JSON-RPC).
  */
-export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc'; extendedCard?: boolean } = {}): Promise<TestAgent> {
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean } = {}): Promise<TestAgent> {
   const versions = opts.versions ?? 'both';
   const restToo = opts.bindings !== 'jsonrpc';
+  const rpcToo = opts.bindings !== 'rest';
   const app = express();
   const server: Server = createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -112,7 +113,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '1.0' },
       { url: `${url}/rpc`, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: '0.3' },
       { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: '0.3' },
-    ].filter((i) => (versions === 'both' || i.protocolVersion === versions) && (restToo || i.protocolBinding === 'JSONRPC')),
+    ].filter((i) => (versions === 'both' || i.protocolVersion === versions) && (restToo || i.protocolBinding === 'JSONRPC') && (rpcToo || i.protocolBinding === 'HTTP+JSON')),
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
@@ -143,12 +144,12 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
     }
     next();
   });
-  if (versions === '0.3') serveLegacyOnly(app, handler, restToo);
+  if (versions === '0.3') serveLegacyOnly(app, handler, restToo, rpcToo);
   else {
     const legacyCompat = { enabled: versions === 'both' };
     app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
     app.use('/.well-known/agent.json', agentCardHandler({ agentCardProvider: handler, legacyCompat }));
-    app.use('/rpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
+    if (rpcToo) app.use('/rpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
     if (restToo) app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat }));
   }
   return {
@@ -169,14 +170,14 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
  * translator), JSON-RPC through `LegacyJsonRpcTransportHandler` alone (v1.0 method names are unknown methods), and
  * the v0.3 REST router under /rest (its paths start with /v1).
  */
-function serveLegacyOnly(app: Express, handler: DefaultRequestHandler, restToo: boolean): void {
+function serveLegacyOnly(app: Express, handler: DefaultRequestHandler, restToo: boolean, rpcToo: boolean): void {
   // The SDK's 1.0 -> 0.3 card translator is applied by this handler method.
   const cards = new LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: () => handler.getAgentCard() } as never);
   const card = async (_req: express.Request, res: express.Response): Promise<void> => void res.json(await cards.getAuthenticatedExtendedAgentCard(new ServerCallContext()));
   app.get('/.well-known/agent-card.json', card);
   app.get('/.well-known/agent.json', card);
   const rpc = new LegacyJsonRpcTransportHandler(handler);
-  app.post('/rpc', express.json(), async (req, res) => {
+  if (rpcToo) app.post('/rpc', express.json(), async (req, res) => {
     (res.locals.seen as { body?: unknown }).body = req.body;
     const out = await rpc.handle(req.body as Record<string, unknown>, new ServerCallContext({ requestedVersion: '0.3' }));
     if (!(Symbol.asyncIterator in out)) return void res.json(out);

@@ -2,6 +2,8 @@
  * An in-process gateway in front of a real @a2a-js/sdk agent (test/helpers/a2a-agent.ts) at /a2a/echo, with the
  * default policies (built by the real opa) plus test grants, and SDK clients built from the card the gateway serves.
  */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +116,60 @@ export async function startA2a(
     close: async () => {
       await gw.stop();
       if (opts.agent === undefined) await agent.close();
+    },
+  };
+}
+
+/** The options of one setup of `useA2aSetups`: the agent's (startTestAgent) and the gateway's (startA2a). */
+export type SetupSpec = Parameters<typeof startTestAgent>[0] & Omit<NonNullable<Parameters<typeof startA2a>[0]>, 'agent'>;
+
+/**
+ * One gateway in front of its own agent per entry, started before the file's tests and stopped after them (the
+ * setup block the A2A test files shared); the record is filled by the time the tests run.
+ */
+export function useA2aSetups<K extends string>(specs: Record<K, SetupSpec>): Record<K, A2aSetup> {
+  const out = {} as Record<K, A2aSetup>;
+  beforeAll(async () => {
+    for (const [key, spec] of Object.entries(specs) as [K, SetupSpec][]) {
+      const { name, versions, bindings, extendedCard, ...gateway } = spec;
+      out[key] = await startA2a({ ...gateway, agent: await startTestAgent({ name, versions, bindings, extendedCard }) });
+    }
+  }, 90_000);
+  afterAll(async () => {
+    for (const s of Object.values(out) as A2aSetup[]) {
+      await s.gw.stop();
+      await s.agent.close();
+    }
+  });
+  return out;
+}
+
+/** The test Redis as the shared store of A2A replicas, under a key prefix of this run (its keys dropped at close). */
+export interface SharedStore {
+  readonly prefix: string;
+  /** The gateway YAML that points a replica at it. */
+  readonly gatewayExtra: string;
+  readonly redis: Redis;
+  /** Waits for each replica's store connection. */
+  ready(...replicas: A2aSetup[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function sharedStore(tag: string): SharedStore {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+  const prefix = `${tag}${process.pid % 10000}${Date.now().toString(36)}:`;
+  const redis = new Redis(url);
+  return {
+    prefix,
+    gatewayExtra: `  redis: { url: ${JSON.stringify(url)}, keyPrefix: ${JSON.stringify(prefix)}, commandTimeoutMs: 5000 }\n`,
+    redis,
+    ready: async (...replicas) => {
+      for (const r of replicas) await r.gw.services.store!.waitReady(5_000);
+    },
+    close: async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
     },
   };
 }

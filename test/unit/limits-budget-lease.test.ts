@@ -119,6 +119,22 @@ describe('budget leases on a real Redis, two replicas', () => {
     expect(await counter(prefix, 'alice')).toBe(100 * 30);
   });
 
+  it('concurrent reservations on one key (waiting for the lease in flight) still leave Redis at exactly the spend', async () => {
+    const prefix = 'tgbl:conc:';
+    const a = await open(1_000_000, '{ lifetime: 10s }', prefix);
+    await call(a, 'frank', 10);
+    for (let round = 0; round < 5; round++) {
+      const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(a, 'frank', i)));
+      expect(outcomes.every((o) => o.code === 'ok')).toBe(true);
+    }
+    const stats = a.service.leases!.stats;
+    expect(stats.waited).toBeGreaterThan(0);
+    expect(stats.budgetLeases).toBeGreaterThan(0);
+    await a.service.leases!.close();
+    // 1 call using 10 output tokens, then 5 rounds of calls using 0..19: input 10 each.
+    expect(await counter(prefix, 'frank')).toBe(20 + 5 * (20 * 10 + 190));
+  });
+
   it('gives unused units back when a lease expires, without a drain', async () => {
     const prefix = 'tgbl:expiry:';
     const a = await open(1_000_000, '{ lifetime: 50ms }', prefix);

@@ -100,11 +100,11 @@ spec: { key: [team, team], window: day, tokens: 1000 }
     const docs = (burst: number, extra = ''): string => `${HEAD}kind: RateLimit\nmetadata: { name: r }\nspec: { requests: ${burst}, per: 1s${extra} }\n`;
     const leaseOf = (d: string, yaml = ''): unknown => compileRate(limitsSnapshot(d, yaml).limits.rates[0]!, limitsSnapshot(d, yaml).gateway.limits).lease;
     expect(leaseOf(docs(10))).toBeUndefined(); // 10 x 0.05 < 2: every call in the store
-    expect(leaseOf(docs(40))).toEqual({ units: 2, lifetimeMs: 5 });
-    expect(leaseOf(docs(1000))).toEqual({ units: 8, lifetimeMs: 5 });
+    expect(leaseOf(docs(40))).toEqual({ units: 2, lifetimeMs: 250 });
+    expect(leaseOf(docs(1000))).toEqual({ units: 8, lifetimeMs: 250 });
     expect(leaseOf(docs(1000, ', leaseUnits: 0'))).toBeUndefined();
-    expect(leaseOf(docs(1000, ', leaseUnits: 30'))).toEqual({ units: 30, lifetimeMs: 5 });
-    expect(leaseOf(docs(1000, ', leaseUnits: 300'))).toEqual({ units: 50, lifetimeMs: 5 }); // still a share of the burst
+    expect(leaseOf(docs(1000, ', leaseUnits: 30'))).toEqual({ units: 30, lifetimeMs: 250 });
+    expect(leaseOf(docs(1000, ', leaseUnits: 300'))).toEqual({ units: 50, lifetimeMs: 250 }); // still a share of the burst
     expect(leaseOf(docs(1000), '    lease: { units: 1 }\n')).toBeUndefined();
     expect(leaseOf(docs(1000), '    lease: { units: 4, share: 0.5, lifetime: 20ms }\n')).toEqual({ units: 4, lifetimeMs: 20 });
     expect(problems(docs(1000, ', leaseUnits: -1'), '    lease: { share: 0.6, lifetime: 2s, units: 2000 }\n')).toEqual([

@@ -96,8 +96,12 @@ export const limitsSpec = z
         units: z.number().int().min(0).max(1_000).default(8),
         /** ...and at most this share of the limit's burst, so a lease stays a small part of the bucket. */
         share: z.number().refine((n) => Number.isFinite(n) && n > 0 && n <= 0.5, 'must be above 0 and at most 0.5').default(0.05),
-        /** How long leased units may be spent locally; unused ones then count as spent (never given back). */
-        lifetime: duration.refine((ms) => ms <= 1_000, 'must be at most 1s (leased units count as spent until they expire)').default(5),
+        /**
+         * How long leased units may be spent locally; unused ones then count as spent (never given back). 250 ms: long
+         * enough for a key called every few tens of ms (c=1 streamed completions) to stay leased; what expires unused is
+         * bounded by k - 1 per lease whatever the lifetime, and a key's lease size halves each time.
+         */
+        lifetime: duration.refine((ms) => ms <= 1_000, 'must be at most 1s (leased units count as spent until they expire)').default(250),
         /**
          * Leases of budget units (lease.ts): one round trip reserves up to `reservations` times the call's reservation
          * of a busy budget key, and at most `share` of what remains in the window (none near exhaustion); the next

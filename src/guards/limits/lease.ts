@@ -20,9 +20,11 @@
  * the lease locally; their settles move the lease (a give-back returns units to it, a charge over the reservation
  * takes from it when it holds enough, else goes to Redis). After `lifetime` (default 1s) or at drain the units left
  * go back to Redis in one batched SETTLE, off the call path; a give-back lost to a crash leaves units counted, so it
- * only under-spends. Units this replica holds but that do not cover a call are folded into its reservation (the
- * call asks Redis only for the rest; restored if refused), so a replica's own lease never refuses its own call, and
- * a budget's edge is exact up to what other replicas hold (at most share x remaining each, for at most lifetime).
+ * only under-spends. A call that goes to Redis anyway (another of its limits missed) tops up a lease under half a
+ * chunk (the units left join the new grant). Units this replica holds but that do not cover a call are folded into
+ * its reservation (the call asks Redis only for the rest; restored if refused), so a replica's own lease never
+ * refuses its own call, and a budget's edge is exact up to what other replicas hold (each grant at most share x what
+ * remained, for at most lifetime).
  *
  * Both: a call is served locally only when every op of it is (never half-local); else all of it goes to Redis in one
  * script, asking for leases on the busy keys. While a lease request of a key is in flight, calls that miss on it
@@ -185,7 +187,8 @@ export class LeasingCounterStore implements CounterStore {
       }
       if (l !== undefined && l.expiresAt <= now) this.expire(op.key, st);
       const reservations = Math.min(op.lease.reservations, st.size);
-      const ask = free && reservations >= 2 && amount > 0 && (st.lease === undefined || st.lease.units < op.amount);
+      // The round trip is paid anyway: a lease under half a chunk is topped up (another limit of the call missed).
+      const ask = free && reservations >= 2 && amount > 0 && (st.lease === undefined || st.lease.units < (op.amount * reservations) / 2);
       remote.push(ask ? { ...op, amount, take: amount + op.amount * (reservations - 1), sharePpm: op.lease.sharePpm } : amount === op.amount ? op : { ...op, amount });
       if (ask) this.fetch(st, fetching, reservations - 1);
     }
@@ -203,9 +206,7 @@ export class LeasingCounterStore implements CounterStore {
       restore();
       throw err;
     }
-    const flight = sent.then(noop, noop);
-    for (const st of fetching) st.inflight = flight;
-    return sent.then(
+    const out = sent.then(
       (verdict) => {
         for (const st of fetching) st.inflight = undefined;
         if (!verdict.admitted) restore();
@@ -218,6 +219,10 @@ export class LeasingCounterStore implements CounterStore {
         throw err;
       },
     );
+    // Waiters retry once the grant is installed (after `out`'s handlers, not merely after the reply).
+    const flight = out.then(noop, noop);
+    for (const st of fetching) st.inflight = flight;
+    return out;
   }
 
   private fetch(st: KeyState, fetching: KeyState[], waitCap: number): void {
@@ -231,6 +236,11 @@ export class LeasingCounterStore implements CounterStore {
     if (st === undefined || op.lease === undefined || op.take === undefined) return r;
     const extra = r.granted - need(op);
     if (extra <= 0) return r;
+    if (this.closed) {
+      // Drained while the grant was on its way: budget units go straight back, rate units stay spent.
+      if (op.kind === 'b') this.release(op.key, extra);
+      return r;
+    }
     const old = st.lease;
     const expiresAt = performance.now() + op.lease.lifetimeMs;
     if (op.kind === 'r') {

@@ -33,6 +33,8 @@ export interface Hooks {
   mine(taskIds: readonly string[]): Promise<boolean[]>;
   /** Throws TaskNotFound unless the caller created every task named (as the SDK decoded the request). */
   owned(taskIds: readonly (string | undefined)[]): Promise<void>;
+  /** ListTasks answered by the gateway (an agent without tasks/list: list-own.ts); undefined: the agent lists. */
+  listOwn?: ((p: Parameters<Handler['listTasks']>[0]) => ReturnType<Handler['listTasks']>) | undefined;
 }
 
 /** The SDK request handler the transport handler of the caller's version calls: each call goes to the agent. */
@@ -95,6 +97,7 @@ export class Bridge implements Handler {
   }
 
   async listTasks(p: Parameters<Handler['listTasks']>[0]): ReturnType<Handler['listTasks']> {
+    if (this.hooks.listOwn !== undefined) return this.hooks.listOwn(p);
     const r = await this.t.listTasks(p);
     const keep = await this.hooks.mine(r.tasks.map((x) => x.id));
     const tasks = r.tasks.filter((_, i) => keep[i] === true);

@@ -16,9 +16,10 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
+import type { Keep } from './tasks.ts';
 
 /** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -143,7 +144,7 @@ export class A2aCalls {
       // The route's default skill is the operator's word (known even while the agent's card cannot be fetched).
       const known = skill === undefined || skill === settings.defaultSkills[agent.name] || (card !== undefined && skillIds(card).includes(skill));
       target = skillTarget(agent.name, skill ?? '*', known);
-      const message = (p.params.message ?? {}) as Params;
+      const message = messageOf(p.params) ?? {};
       args = {
         skill: skill ?? null,
         part_kinds: partKinds(p.params),
@@ -188,15 +189,16 @@ export class A2aCalls {
         resumed = r;
       }
       if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
+      // An agent that serves no 1.0 interface has no ListTasks: the gateway indexes its tasks per owner (list-own.ts).
+      const keep: Keep = { ttlMs: settings.taskTtlMs, listed: where.jsonrpc['1.0'] === undefined && where.rest['1.0'] === undefined };
       const paths = where[binding];
       const base = paths[p.version];
       const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
-        if (op === LIST_TASKS && to.version === '0.3') throw new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `ListTasks has no A2A 0.3 equivalent, and agent ${agent.name} serves 0.3 only`);
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
         const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
-        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, keep, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
       }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {
@@ -221,7 +223,7 @@ export class A2aCalls {
         timeouts: op.streams ? { idleMs: 0 } : undefined,
         call,
       });
-      await this.relay(call, x, agent, op, answer, settings.taskTtlMs, { version: p.version, binding, resumed });
+      await this.relay(call, x, agent, op, answer, keep, { version: p.version, binding, resumed });
     });
   }
 
@@ -233,7 +235,7 @@ export class A2aCalls {
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);
   }
 
-  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
+  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, keep: Keep, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
     const { version, binding, resumed } = stream;
     const { res, state } = x;
     const caller = call.principal?.id ?? '';
@@ -252,8 +254,8 @@ export class A2aCalls {
             ? (id) => {
                 if (bound.has(id)) return;
                 bound.add(id);
-                this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-                pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+                this.a.owners.bindLocal(agent.name, id, caller, keep);
+                pending.push(this.a.owners.bind(agent.name, id, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
               }
             : undefined,
           open: (id, stop) => this.a.streams.open(agent.name, id, caller, version, binding, stop),
@@ -293,8 +295,8 @@ export class A2aCalls {
       // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
       // another replica answers TaskNotFound for the task (fails closed, never open).
       if (id !== undefined) {
-        this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-        stored = this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
+        this.a.owners.bindLocal(agent.name, id, caller, keep);
+        stored = this.a.owners.bind(agent.name, id, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
       }
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
@@ -348,9 +350,9 @@ function reserialized(p: Parsed, binding: 'jsonrpc' | 'rest'): string {
 /** The message with the call's trace context in its metadata (`traceparent`, `tracestate`), re-serialised. */
 function withTraceMetadata(p: Parsed, binding: 'jsonrpc' | 'rest', trace: Record<string, string> | undefined): Buffer | string | undefined {
   if (trace === undefined || p.body === undefined) return p.body;
-  const message = p.params.message;
-  if (typeof message !== 'object' || message === null) return p.body;
-  const m = message as Params;
+  // `message`, or the 0.3 REST proto's `request`.
+  const m = messageOf(p.params);
+  if (m === undefined) return p.body;
   m.metadata = { ...(typeof m.metadata === 'object' && m.metadata !== null ? (m.metadata as Params) : {}), ...trace };
   return reserialized(p, binding);
 }

@@ -136,7 +136,7 @@ function obj(v: unknown): Record<string, unknown> | undefined {
  * The SDK's decoders accept snake_case spellings too (`task_id`, `reference_task_ids`, `push_notification_config`):
  * everything below reads every spelling the SDK would act on, so no spelling slips past a check.
  */
-function messageOf(params: Params): Record<string, unknown> | undefined {
+export function messageOf(params: Params): Record<string, unknown> | undefined {
   return obj(params?.message) ?? obj(params?.request);
 }
 

@@ -12,10 +12,26 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { RedisStore } from '../../store/redis.ts';
 
 const MEMORY_MAX = 100_000;
+/** The newest tasks of one identity at one agent the gateway lists (ListTasks of a 0.3 agent: list-own.ts). */
+export const LIST_MAX = 1_000;
+
+/** How long a binding lasts, and whether the task is indexed for its owner's ListTasks (an agent without one). */
+export interface Keep {
+  readonly ttlMs: number;
+  readonly listed: boolean;
+}
+
+/** A task bound to an identity, with when the gateway bound it (ms since the epoch). */
+export interface OwnedTask {
+  readonly id: string;
+  readonly at: number;
+}
 
 export class TaskOwners {
   private readonly store: RedisStore | undefined;
   private readonly local = new Map<string, { owner: string; until: number }>();
+  /** The tasks each identity created at each agent, in this replica (in the order bound, newest last). */
+  private readonly byOwner = new Map<string, Map<string, number>>();
 
   constructor(store: RedisStore | undefined) {
     this.store = store;
@@ -27,11 +43,19 @@ export class TaskOwners {
   }
 
   /** Binds a task to the identity that created it (the first binding wins), here and in the shared store. */
-  async bind(agent: string, taskId: string, owner: string, ttlMs: number): Promise<void> {
-    this.bindLocal(agent, taskId, owner, ttlMs);
+  async bind(agent: string, taskId: string, owner: string, keep: Keep): Promise<void> {
+    this.bindLocal(agent, taskId, owner, keep);
     if (this.store !== undefined) {
       try {
-        await this.store.client.set(this.store.key(this.key(agent, taskId)), owner, 'PX', Math.max(1, ttlMs), 'NX');
+        const ttl = Math.max(1, keep.ttlMs);
+        // Indexed only for an agent that cannot list (the common case costs one SET, as before).
+        if ((await this.store.client.set(this.store.key(this.key(agent, taskId)), owner, 'PX', ttl, 'NX')) !== 'OK' || !keep.listed) return;
+        // The owner's index (a sorted set by binding time), trimmed to its newest LIST_MAX and to the live bindings.
+        // Scored with the time bound here, so every replica lists (and pages) in the same order.
+        const index = this.store.key(this.indexKey(agent, owner));
+        const now = Date.now();
+        const at = this.byOwner.get(`${agent}\u0000${owner}`)?.get(taskId) ?? now;
+        await this.store.client.pipeline().zadd(index, at, taskId).zremrangebyscore(index, '-inf', now - ttl).zremrangebyrank(index, 0, -LIST_MAX - 1).pexpire(index, ttl).exec();
       } catch (err) {
         throw unavailable(err);
       }
@@ -42,14 +66,52 @@ export class TaskOwners {
    * Binds in this replica's memory only, synchronously (a streamed event naming a new task is passed on only after
    * this, so the caller can never use the id here before it is bound); `bind` stores it for the other replicas.
    */
-  bindLocal(agent: string, taskId: string, owner: string, ttlMs: number): void {
+  bindLocal(agent: string, taskId: string, owner: string, keep: Keep): void {
     const key = this.key(agent, taskId);
     if (this.local.has(key)) return;
     if (this.local.size >= MEMORY_MAX) {
       const oldest = this.local.keys().next().value;
       if (oldest !== undefined) this.local.delete(oldest);
     }
-    this.local.set(key, { owner, until: Date.now() + ttlMs });
+    this.local.set(key, { owner, until: Date.now() + keep.ttlMs });
+    if (!keep.listed) return;
+    const ownerKey = `${agent}\u0000${owner}`;
+    let mine = this.byOwner.get(ownerKey);
+    if (mine === undefined) {
+      if (this.byOwner.size >= MEMORY_MAX) this.byOwner.delete(this.byOwner.keys().next().value!);
+      mine = new Map();
+      this.byOwner.set(ownerKey, mine);
+    }
+    mine.set(taskId, Date.now());
+    if (mine.size > LIST_MAX) mine.delete(mine.keys().next().value!);
+  }
+
+  private indexKey(agent: string, owner: string): string {
+    return `a2a:tasks:{${agent}}:${owner}`;
+  }
+
+  /**
+   * The tasks `owner` created at `agent` that are still bound to it (this replica's and, with the shared store, every
+   * replica's), newest first, at most LIST_MAX.
+   */
+  async list(agent: string, owner: string): Promise<OwnedTask[]> {
+    const found = new Map<string, number>();
+    for (const [id, at] of this.byOwner.get(`${agent}\u0000${owner}`) ?? []) {
+      const e = this.local.get(this.key(agent, id));
+      if (e !== undefined && e.owner === owner && e.until > Date.now()) found.set(id, at);
+    }
+    if (this.store !== undefined) {
+      let flat: string[];
+      try {
+        flat = await this.store.client.zrevrange(this.store.key(this.indexKey(agent, owner)), 0, LIST_MAX - 1, 'WITHSCORES');
+      } catch (err) {
+        throw unavailable(err);
+      }
+      for (let i = 0; i + 1 < flat.length; i += 2) if (!found.has(flat[i]!)) found.set(flat[i]!, Number(flat[i + 1]));
+    }
+    const out = [...found].map(([id, at]) => ({ id, at }));
+    out.sort((a, b) => b.at - a.at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return out.slice(0, LIST_MAX);
   }
 
   /** The identity that created the task, or undefined (unknown or expired). */

@@ -15,12 +15,13 @@
  * error answer the router was about to write is dropped and the gateway's own error is rendered in the REST shape.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { A2ARequestHandler } from '@a2a-js/sdk/server';
 import type { RequestHandler, Response } from 'express';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import type { Handler } from './bridge.ts';
+import type { EventSource } from './streams.ts';
 import type { A2aVersion } from './methods.ts';
 
 interface Turn {
@@ -81,20 +82,27 @@ export function restPathIn(version: A2aVersion, path: string): string {
   return `/v1${p === '/extendedAgentCard' ? '/card' : p}${query}`;
 }
 
-/** Serves one translated REST call with the SDK's router of the caller's version; resolves when it is answered. */
-export async function serveRest(x: Exchange, handler: Handler, version: A2aVersion, path: string, body: unknown, failure: () => GatewayError | undefined): Promise<void> {
+/**
+ * Serves one translated REST call with the SDK's router of the caller's version; resolves when it is answered.
+ * A stream (`message:stream`, `tasks/{id}:subscribe`) is not written by the router to the caller: the router writes
+ * to a sink whose events `relay` passes on (resumably, with keep-alive comments: translate.ts), the answer before
+ * a stream (an error) is copied to the caller.
+ */
+export async function serveRest(x: Exchange, handler: Handler, version: A2aVersion, path: string, body: unknown, failure: () => GatewayError | undefined, relay: (source: EventSource) => Promise<void>): Promise<void> {
   const { req, res } = x;
   const { current, apps } = await load();
   const url = req.url;
   req.url = restPathIn(version, path);
   req.headers['a2a-version'] = version;
   (req as IncomingMessage & { body?: unknown }).body = body;
+  const streams = STREAM_PATH.test(req.url.split('?', 1)[0]!);
   try {
     await new Promise<void>((resolve, reject) => {
-      res.once('close', resolve);
+      const out = streams ? routerSink(req, res, relay, failure, resolve, reject) : res;
+      if (!streams) res.once('close', resolve);
       const turn: Turn = { handler, failure, fail: reject };
       current.run(turn, () =>
-        apps[version](req, res, (err?: unknown) => {
+        apps[version](req, out, (err?: unknown) => {
           if (err instanceof GatewayError) reject(err);
           else if (err !== undefined && err !== 'router') reject(new GatewayError(Errors.INTERNAL, (err as Error).message ?? String(err)));
           else reject(new GatewayError(Errors.NOT_FOUND, `No A2A ${version} endpoint ${req.method ?? 'GET'} ${path}`));
@@ -104,4 +112,77 @@ export async function serveRest(x: Exchange, handler: Handler, version: A2aVersi
   } finally {
     req.url = url;
   }
+}
+
+const STREAM_PATH = /:(stream|subscribe)$/;
+
+/**
+ * The response the router writes a stream to. Its SSE events (one `res.write` each: `data: <json>`, an error event
+ * `event: error` too) become an EventSource that `relay` reads once the router flushed the stream's headers; an
+ * answer that is not a stream (an error before the first event) is copied to the caller as it is.
+ */
+function routerSink(req: IncomingMessage, res: ServerResponse, relay: (source: EventSource) => Promise<void>, failure: () => GatewayError | undefined, resolve: () => void, reject: (err: unknown) => void): ServerResponse {
+  const sink = new ServerResponse(req);
+  let ended = false;
+  let relaying: Promise<void> | undefined;
+  const queued: string[] = [];
+  let deliver: ((e: { readonly data: string }) => unknown) | undefined;
+  let finish: (() => void) | undefined;
+  let aborted: GatewayError | undefined;
+  const eventData = (chunk: string): string =>
+    chunk
+      .split('\n')
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
+      .join('\n');
+  const start = (): void => {
+    relaying ??= relay({
+      events: (onEvent) =>
+        new Promise<void>((done, fail) => {
+          for (const data of queued.splice(0)) onEvent({ data });
+          deliver = onEvent;
+          finish = () => (aborted === undefined ? done() : fail(aborted));
+          if (ended) finish();
+        }),
+      // `relay` aborts the agent's streams too (translate.ts): the router's stream then ends.
+      abort: (reason) => void (aborted ??= reason),
+    }).then(resolve, reject);
+  };
+  const own = sink as unknown as Record<string, unknown>;
+  own.flushHeaders = () => start();
+  own.write = (chunk: unknown): boolean => {
+    if (relaying === undefined) start();
+    if (aborted !== undefined) return true;
+    const text = String(chunk);
+    if (text.startsWith('event: error')) {
+      // The stream failed after its first event: it breaks (a REST stream has no in-band error the feed could
+      // buffer), and the client sees it did not end cleanly (it may resume).
+      aborted = failure() ?? new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `The translated stream failed: ${eventData(text).slice(0, 200)}`);
+      return true;
+    }
+    const data = eventData(text);
+    if (data !== '') {
+      if (deliver !== undefined) deliver({ data });
+      else queued.push(data);
+    }
+    return true;
+  };
+  own.end = (chunk?: unknown): ServerResponse => {
+    if (ended) return sink;
+    ended = true;
+    if (relaying !== undefined) {
+      finish?.();
+      return sink;
+    }
+    // Not a stream: the router's answer (status, headers, body) goes to the caller as it is (a resumed client's
+    // stream is open already: it breaks, and the client may subscribe afresh).
+    res.once('close', resolve);
+    if (res.headersSent) return void res.destroy(), sink;
+    res.writeHead(sink.statusCode, sink.getHeaders());
+    res.end(typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk : undefined);
+    return sink;
+  };
+  Object.defineProperty(sink, 'writableEnded', { get: () => ended });
+  Object.defineProperty(sink, 'headersSent', { get: () => relaying !== undefined || ended });
+  return sink;
 }

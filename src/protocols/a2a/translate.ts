@@ -33,6 +33,8 @@ import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
+import { listOwnTasks } from './list-own.ts';
+import type { Keep } from './tasks.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 
 /**
@@ -92,7 +94,8 @@ export interface Translation {
   readonly rest?: { readonly path: string; readonly params: unknown } | undefined;
   /** The agent's interface in the other version. */
   readonly to: Upstream;
-  readonly ttlMs: number;
+  /** How the tasks the agent creates are bound to the caller. */
+  readonly keep: Keep;
   /** A card of the agent (JSON, either shape) as the gateway serves it to this caller in its version. */
   readonly serve: (card: Card) => Promise<Card>;
   /** The agent's public card (JSON, as fetched). */
@@ -109,6 +112,7 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
   let failure: GatewayError | undefined;
   /** The agent's streams being read (aborted when the translated stream is given up). */
   const streaming = new Set<UpstreamResponse>();
+  const pushOp = call.operation.includes('PushNotificationConfig');
   const fetchImpl = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
     const h = new Headers(init?.headers);
@@ -127,13 +131,17 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         policy: HEADERS,
         set,
         body: typeof init?.body === 'string' ? init.body : undefined,
-        // A JSON-RPC stream is the gateway's to read (resume.ts): the client going away does not end it at once.
-        client: streams && t.binding === 'jsonrpc' ? undefined : res,
+        // A stream is the gateway's to read (resume.ts): the client going away does not end it at once.
+        client: streams ? undefined : res,
         timeouts: streams ? { idleMs: 0 } : undefined,
         call,
       });
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
-      if (!headers['content-type'].startsWith('text/event-stream')) return new Response(new Uint8Array(await answer.read(READ_LIMIT)), { status: answer.status, headers });
+      if (!headers['content-type'].startsWith('text/event-stream')) {
+        const raw = await answer.read(READ_LIMIT);
+        // Push configs name the gateway's relay URLs (push.ts): the caller sees its own URLs again.
+        return new Response(pushOp ? a.push.restore(raw.toString('utf8')) : new Uint8Array(raw), { status: answer.status, headers });
+      }
       // A stream: each event passed on as it arrives (the SDK client parses `data:` lines).
       streaming.add(answer);
       const encoder = new TextEncoder();
@@ -178,9 +186,21 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       return served;
     },
     extended: async (raw) => toSdkCard(m, await t.serve(m.root.AgentCard.toJSON(raw) as Card)),
-    bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
-    bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
+    bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.keep),
+    bind: (id) => a.owners.bind(agent.name, id, caller, t.keep),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
+    // 0.3 has no tasks/list: the gateway lists the caller's own tasks, each fetched from the agent (list-own.ts).
+    listOwn:
+      up.version === '0.3'
+        ? async (p) => {
+            try {
+              return await listOwnTasks(p, await a.owners.list(agent.name, caller), (id) => transport.getTask({ id, historyLength: p.historyLength, tenant: '' }).catch(unlessNotFound));
+            } catch (err) {
+              if (err instanceof GatewayError) failure ??= err;
+              throw err;
+            }
+          }
+        : undefined,
     // The gateway checked the ids it read in the request already; the SDK may decode more spellings (snake_case).
     owned: async (ids) => {
       for (const id of ids) {
@@ -195,9 +215,20 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     },
   });
   if (t.binding === 'rest') {
-    // Translated REST streams are not buffered (the SDK's router writes them): a REST resume never finds one here.
-    if (t.resumed !== undefined) return t.resumed.break();
-    await serveRest(x, bridge, t.from, t.rest?.path ?? '/', t.rest?.params, () => failure);
+    // A stream the SDK's router encodes is relayed like the agent's own (resumable, kept alive; streams.ts).
+    const relay = (source: EventSource): Promise<void> =>
+      relayEvents({
+        answer: {
+          events: source.events,
+          abort: (reason) => {
+            source.abort(reason);
+            for (const answer of streaming) answer.abort(reason);
+          },
+        },
+        feed: t.resumed ?? new ClientFeed(x.res, {}, x.state.snapshot.gateway.http.sseKeepAliveMs),
+        open: (id, stop) => a.streams.open(agent.name, id, caller, t.from, 'rest', stop),
+      });
+    await serveRest(x, bridge, t.from, t.rest?.path ?? '/', t.rest?.params, () => failure, relay);
     if (x.res.statusCode >= 400 && call.outcome === 'ok') call.outcome = 'upstream_error';
     return;
   }
@@ -262,15 +293,17 @@ const BINDINGS = [
 ] as const;
 
 /**
- * Where a call the agent does not serve in the caller's version and binding is translated to: the caller's binding
- * in the other version when the agent serves it, else the other binding in the other version; undefined when the
- * agent serves neither (a binding the agent serves only in the caller's version is not translated).
+ * Where a call the agent does not serve in the caller's version and binding is translated to: the other binding in
+ * the caller's version when the agent serves it (REST <-> JSON-RPC, no version change: nothing lost), else the
+ * caller's binding in the other version, else the other binding in the other version; undefined when the agent
+ * serves none of them.
  */
 export function translationTarget(where: AgentInterfaces, binding: Binding, version: A2aVersion): Upstream | undefined {
   const other: A2aVersion = version === '1.0' ? '0.3' : '1.0';
-  for (const b of binding === 'jsonrpc' ? (['jsonrpc', 'rest'] as const) : (['rest', 'jsonrpc'] as const)) {
-    const path = where[b][other];
-    if (path !== undefined) return { binding: b, version: other, path };
+  const otherBinding: Binding = binding === 'jsonrpc' ? 'rest' : 'jsonrpc';
+  for (const [b, v] of [[otherBinding, version], [binding, other], [otherBinding, other]] as const) {
+    const path = where[b][v];
+    if (path !== undefined) return { binding: b, version: v, path };
   }
   return undefined;
 }
@@ -292,8 +325,8 @@ export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): s
  */
 export async function reshapeCard(card: Card, version: A2aVersion, where: AgentInterfaces): Promise<Card> {
   const legacy = isLegacyCard(card);
-  if (legacy === (version === '0.3')) return card;
   const bindings = servedInterfaces(where, version);
+  if (legacy === (version === '0.3')) return withBindings(card, version, bindings);
   if (bindings.length === 0) return card;
   const m = await sdk();
   const core = toSdkCard(m, card);
@@ -302,4 +335,32 @@ export async function reshapeCard(card: Card, version: A2aVersion, where: AgentI
   // The SDK's 1.0 -> 0.3 card translator, reached through the one handler method that applies it.
   const handler = new m.legacyServer.LegacyRestTransportHandler({ getAuthenticatedExtendedAgentCard: async () => core } as unknown as A2ARequestHandler);
   return (await handler.getAuthenticatedExtendedAgentCard(new m.server.ServerCallContext())) as unknown as Card;
+}
+
+/**
+ * A card already in the caller's version's shape, with the bindings the gateway serves in that version by
+ * translating between bindings (REST <-> JSON-RPC) added beside the agent's own (their URLs are rewritten after).
+ */
+function withBindings(card: Card, version: A2aVersion, bindings: readonly string[]): Card {
+  if (version === '1.0') {
+    const list = Array.isArray(card.supportedInterfaces) ? (card.supportedInterfaces as Record<string, unknown>[]) : [];
+    const have = new Set(list.filter((i) => !String(i?.protocolVersion ?? '').startsWith('0.3')).map((i) => bindingName(i?.protocolBinding)));
+    const added = bindings.filter((b) => !have.has(b)).map((protocolBinding) => ({ url: `${ORIGIN}/`, protocolBinding, protocolVersion: '1.0' }));
+    return added.length === 0 ? card : { ...card, supportedInterfaces: [...list, ...added] };
+  }
+  const extra = Array.isArray(card.additionalInterfaces) ? (card.additionalInterfaces as Record<string, unknown>[]) : [];
+  const have = new Set([bindingName(card.preferredTransport ?? 'JSONRPC'), ...extra.map((i) => bindingName(i?.transport))]);
+  const added = bindings.filter((b) => !have.has(b)).map((transport) => ({ url: `${ORIGIN}/`, transport }));
+  return added.length === 0 ? card : { ...card, additionalInterfaces: [...extra, ...added] };
+}
+
+function bindingName(v: unknown): string {
+  const u = String(v ?? '').toUpperCase();
+  return u === 'REST' ? 'HTTP+JSON' : u;
+}
+
+/** A task the agent does not know (any more) is undefined; any other failure stands. */
+function unlessNotFound(err: unknown): undefined {
+  if ((err as Error | undefined)?.name === 'TaskNotFoundError' || (err as { code?: unknown } | undefined)?.code === -32001) return undefined;
+  throw err;
 }
