@@ -11,7 +11,7 @@ import { Pool } from 'undici';
 import { LegacyJsonRpcTransport, LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { A2aAdapter } from '../../src/protocols/a2a/adapter.ts';
 import { ALICE, BOB, useA2aSetups, type A2aSetup } from '../helpers/a2a-gateway.ts';
-import { artifactText, message, rest, reason, SLOW } from '../helpers/a2a-calls.ts';
+import { artifactText, message, rest, reason, SLOW, streamKinds } from '../helpers/a2a-calls.ts';
 import { eventKind, SseEvents } from '../helpers/sse-events.ts';
 
 /** Push hosts resolve to a public address (no DNS traffic); no delivery may connect anywhere but a closed port. */
@@ -53,9 +53,7 @@ describe('A2A 1.0, one binding at the agent', () => {
     const task = (await client.sendMessage(message('rest to rpc'))) as unknown as { id: string; status: { state: number } };
     expect(task.status.state).toBe(3);
     expect(artifactText(task as never)).toBe('echo: rest to rpc');
-    const kinds: string[] = [];
-    for await (const e of client.sendMessageStream(message('streamed'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(client.sendMessageStream(message('streamed')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     expect((await client.getTask({ id: task.id } as never)).id).toBe(task.id);
     const listed = (await client.listTasks({} as never)) as unknown as { tasks: { id: string }[] };
     expect(listed.tasks.map((t) => t.id)).toContain(task.id);
@@ -81,9 +79,7 @@ describe('A2A 1.0, one binding at the agent', () => {
     const before = at.rest10.agent.seen.length;
     const task = (await client.sendMessage(message('rpc to rest'))) as unknown as { id: string };
     expect(artifactText(task as never)).toBe('echo: rpc to rest');
-    const kinds: string[] = [];
-    for await (const e of client.sendMessageStream(message('streamed'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(client.sendMessageStream(message('streamed')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     expect((await client.getTask({ id: task.id } as never)).id).toBe(task.id);
     // status 0 (unspecified): the SDK's JSON-RPC client encodes an absent status as one the agent refuses.
     const listed = (await client.listTasks({ status: 0 } as never)) as unknown as { tasks: { id: string }[] };
@@ -105,9 +101,7 @@ describe('A2A 0.3, one binding at the agent', () => {
     const before = at.rpc03.agent.seen.length;
     const task = (await alice.sendMessage(message('0.3 rest to rpc'))) as unknown as { id: string };
     expect(artifactText(task as never)).toBe('echo: 0.3 rest to rpc');
-    const kinds: string[] = [];
-    for await (const e of alice.sendMessageStream(message('streamed'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(alice.sendMessageStream(message('streamed')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     expect((await alice.getTask({ id: task.id } as never)).id).toBe(task.id);
     const forwarded = at.rpc03.agent.seen.slice(before);
     expect(forwarded.every((r) => r.path === '/rpc' && r.headers['a2a-version'] === undefined)).toBe(true);
@@ -123,9 +117,7 @@ describe('A2A 0.3, one binding at the agent', () => {
     const before = at.rest03.agent.seen.length;
     const task = (await alice.sendMessage(message('0.3 rpc to rest'))) as unknown as { id: string };
     expect(artifactText(task as never)).toBe('echo: 0.3 rpc to rest');
-    const kinds: string[] = [];
-    for await (const e of alice.sendMessageStream(message('streamed'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(alice.sendMessageStream(message('streamed')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     expect(rpcMethods(at.rest03, before)).toEqual(['POST /rest/v1/message:send', 'POST /rest/v1/message:stream']);
   });
 });

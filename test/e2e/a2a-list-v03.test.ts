@@ -4,20 +4,17 @@
  * Two replicas share the test Redis: tasks made through one are listed through the other; another identity's tasks
  * are never listed.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startTestAgent, type TestAgent } from '../helpers/a2a-agent.ts';
-import { ALICE, BOB, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { ALICE, BOB, sharedStore, startA2a, type A2aSetup, type SharedStore } from '../helpers/a2a-gateway.ts';
 import { rest } from '../helpers/a2a-calls.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const PREFIX = `tgl${process.pid % 10000}${Date.now().toString(36)}:`;
 const V1 = { 'a2a-version': '1.0' };
 
 let agent: TestAgent;
 let a: A2aSetup;
 let b: A2aSetup;
-let redis: Redis;
+let store: SharedStore;
 const alices: string[] = [];
 const slow: string[] = [];
 const bobs: string[] = [];
@@ -48,12 +45,10 @@ async function list(gw: A2aSetup, as: string, params: Record<string, unknown> = 
 
 beforeAll(async () => {
   agent = await startTestAgent({ versions: '0.3' });
-  redis = new Redis(REDIS_URL);
-  const opts = { agent, gatewayExtra: `  redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(PREFIX)}, commandTimeoutMs: 5000 }\n` };
-  a = await startA2a(opts);
-  b = await startA2a(opts);
-  await a.gw.services.store!.waitReady(5_000);
-  await b.gw.services.store!.waitReady(5_000);
+  store = sharedStore('tgl');
+  a = await startA2a({ agent, gatewayExtra: store.gatewayExtra });
+  b = await startA2a({ agent, gatewayExtra: store.gatewayExtra });
+  await store.ready(a, b);
   for (let i = 0; i < 3; i++) alices.push((await send(a, ALICE, `done ${i}`)).id);
   const first = await send(a, ALICE, 'slow', { configuration: { returnImmediately: true } });
   context = first.contextId;
@@ -67,9 +62,7 @@ afterAll(async () => {
   await a?.close();
   await b?.close();
   await agent?.close();
-  const keys = await redis.keys(`${PREFIX}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis?.quit();
+  await store?.close();
 });
 
 test("the caller's own tasks, through the other replica, each fetched from the agent with tasks/get", async () => {

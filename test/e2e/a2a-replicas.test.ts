@@ -5,14 +5,11 @@
  * by `skill`). Trace context crosses the hop: the `traceparent` header to the agent and, when the route says so, in
  * the message's metadata.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestAgent, type TestAgent } from '../helpers/a2a-agent.ts';
-import { ALICE, OTHER_ALICE, RATED, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { ALICE, OTHER_ALICE, RATED, sharedStore, startA2a, type A2aSetup, type SharedStore } from '../helpers/a2a-gateway.ts';
 import { newSigner, nowS, signJwt, spiffeBundle } from '../helpers/jwt.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
-const PREFIX = `tga${process.pid % 10000}${Date.now().toString(36)}:`;
 const AUD = 'https://gw.a2a.test';
 const other = newSigner('ES256');
 
@@ -25,31 +22,28 @@ spec: { match: { protocols: [a2a], skills: ["echo/echo"], principals: ["${RATED}
 let agent: TestAgent;
 let a: A2aSetup;
 let b: A2aSetup;
-let redis: Redis;
+let store: SharedStore;
 
 beforeAll(async () => {
   agent = await startTestAgent();
-  redis = new Redis(REDIS_URL);
+  store = sharedStore('tga');
   const opts = {
     agent,
     a2a: { traceMetadata: true },
-    gatewayExtra: `  redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(PREFIX)}, commandTimeoutMs: 5000 }\n`,
+    gatewayExtra: store.gatewayExtra,
     identityExtra: `    audiences: [${AUD}]\n    trustDomains:\n      - { name: other.test, bundle: { file: other-bundle.json } }\n`,
     files: { 'other-bundle.json': JSON.stringify(spiffeBundle([other])), 'limits.yaml': LIMITS },
   };
   a = await startA2a(opts);
   b = await startA2a(opts);
-  await a.gw.services.store!.waitReady(5_000);
-  await b.gw.services.store!.waitReady(5_000);
+  await store.ready(a, b);
 }, 60_000);
 
 afterAll(async () => {
   await a?.close();
   await b?.close();
   await agent?.close();
-  const keys = await redis.keys(`${PREFIX}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis?.quit();
+  await store?.close();
 });
 
 /** A JWT-SVID of the other trust domain, signed by its bundle's key. */
@@ -78,7 +72,7 @@ describe('tasks across replicas and trust domains', () => {
     const first = (await res.text()).split('\n').find((l) => l.startsWith('data:'))!;
     const taskId = (JSON.parse(first.slice(5)) as { result: { task: { id: string } } }).result.task.id;
     // The binding is in Redis, under the shared prefix.
-    expect(await redis.get(`${PREFIX}a2a:task:{echo}:${taskId}`)).toBe(ALICE);
+    expect(await store.redis.get(`${store.prefix}a2a:task:{echo}:${taskId}`)).toBe(ALICE);
     expect((await rpc(b, b.gw.devToken(ALICE), 'GetTask', { id: taskId })).result).toMatchObject({ id: taskId });
     for (const gw of [a, b]) {
       const denied = await rpc(gw, otherToken(OTHER_ALICE), 'GetTask', { id: taskId });

@@ -13,7 +13,7 @@ import { LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import type { Call } from '../../src/core/call.ts';
 import { startTestAgent } from '../helpers/a2a-agent.ts';
 import { ALICE, BOB, startA2a, useA2aSetups } from '../helpers/a2a-gateway.ts';
-import { artifactText, message, reason, rest, SLOW } from '../helpers/a2a-calls.ts';
+import { artifactText, message, reason, rest, SLOW, streamKinds } from '../helpers/a2a-calls.ts';
 import { recordCalls } from '../helpers/gateway.ts';
 
 const at = useA2aSetups({ v1only: { versions: '1.0' }, v03only: { versions: '0.3' }, v03rpc: { versions: '0.3', bindings: 'jsonrpc' } });
@@ -70,9 +70,7 @@ describe('a v0.3 REST client and an agent that speaks only v1.0', () => {
   });
 
   test('stream and subscribe: every event arrives, in order, translated', async () => {
-    const kinds: string[] = [];
-    for await (const e of alice.sendMessageStream(message('streamed old to new'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(alice.sendMessageStream(message('streamed old to new')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     const slow = (await alice.sendMessage({ ...(message('slow') as object), ...SLOW } as never)) as unknown as { id: string };
     const states: string[] = [];
     for await (const e of alice.resubscribeTask({ id: slow.id } as never)) {
@@ -151,9 +149,7 @@ describe('a v1.0 REST client and an agent that speaks only v0.3', () => {
 
   test('stream and subscribe: every event arrives, in order, translated', async () => {
     const client = await at.v03only.client(ALICE, 'HTTP+JSON');
-    const kinds: string[] = [];
-    for await (const e of client.sendMessageStream(message('streamed new to old'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(client.sendMessageStream(message('streamed new to old')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     const slow = (await client.sendMessage({ ...(message('slow') as object), ...SLOW } as never)) as unknown as { id: string };
     const states: string[] = [];
     for await (const e of client.resubscribeTask({ id: slow.id } as never)) {
@@ -191,9 +187,7 @@ describe('a v1.0 REST client and an agent that serves v0.3 over JSON-RPC only', 
     const before = at.v03rpc.agent.seen.length;
     const task = (await client.sendMessage(message('rest to rpc'))) as unknown as { id: string };
     expect(artifactText(task as never)).toBe('echo: rest to rpc');
-    const kinds: string[] = [];
-    for await (const e of client.sendMessageStream(message('streamed rest to rpc'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(client.sendMessageStream(message('streamed rest to rpc')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     expect((await client.getTask({ id: task.id } as never)).id).toBe(task.id);
     const forwarded = at.v03rpc.agent.seen.slice(before);
     expect(forwarded.every((r) => r.method === 'POST' && r.path === '/rpc')).toBe(true);

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { startTestAgent } from '../helpers/a2a-agent.ts';
 import { ALICE, BOB, startA2a, useA2aSetups, type A2aSetup } from '../helpers/a2a-gateway.ts';
-import { artifactText, message, rpc } from '../helpers/a2a-calls.ts';
+import { artifactText, message, rpc, streamKinds } from '../helpers/a2a-calls.ts';
 import { SseEvents as Events } from '../helpers/sse-events.ts';
 
 const at = useA2aSetups({ v1only: { versions: '1.0' }, v03only: { versions: '0.3' } });
@@ -64,9 +64,7 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
   });
 
   test('stream: every event arrives, in order, translated', async () => {
-    const kinds: string[] = [];
-    for await (const e of alice.sendMessageStream(message('streamed old to new'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(alice.sendMessageStream(message('streamed old to new')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     // On the wire: SSE events in the 0.3 shape.
     const res = await at.v1only.fetchAs(ALICE)(at.v1only.url, {
       method: 'POST',
@@ -147,9 +145,7 @@ describe('a v1.0 client and an agent that speaks only v0.3', () => {
 
   test('stream and subscribe: every event arrives, in order, translated', async () => {
     const client = await at.v03only.client(ALICE, 'JSONRPC');
-    const kinds: string[] = [];
-    for await (const e of client.sendMessageStream(message('streamed new to old'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(client.sendMessageStream(message('streamed new to old')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
     const slow = (await client.sendMessage({ ...(message('slow') as object), configuration: { returnImmediately: true, acceptedOutputModes: [] } } as never)) as unknown as { id: string };
     const states: string[] = [];
     for await (const e of client.resubscribeTask({ id: slow.id } as never)) {

@@ -4,6 +4,7 @@
  * JSON-RPC and REST; tasks they create are bound to them like v1.0 tasks.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { streamKinds } from '../helpers/a2a-calls.ts';
 import { LegacyJsonRpcTransport, LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { ALICE, BOB, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
 
@@ -52,9 +53,7 @@ describe.each(['JSONRPC', 'HTTP+JSON'] as const)('v0.3 SDK transport over %s', (
   });
 
   test('stream: every event arrives in order', async () => {
-    const kinds: string[] = [];
-    for await (const e of t.sendMessageStream(message('streamed'))) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
-    expect(kinds).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    expect(await streamKinds(t.sendMessageStream(message('streamed')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
   });
 });
 

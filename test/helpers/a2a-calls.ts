@@ -36,3 +36,10 @@ export async function rest(s: A2aSetup, as: string, method: string, path: string
 export function reason(body: Record<string, unknown>): string | undefined {
   return ((body.error as { details?: { reason?: string }[] } | undefined)?.details ?? [])[0]?.reason;
 }
+
+/** The payload kinds of a stream the SDK client yields (`task`, `statusUpdate`, ...), read to its end. */
+export async function streamKinds(events: AsyncIterable<unknown>): Promise<string[]> {
+  const kinds: string[] = [];
+  for await (const e of events) kinds.push((e as { payload?: { $case: string } }).payload?.$case ?? 'none');
+  return kinds;
+}

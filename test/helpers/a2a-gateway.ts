@@ -2,6 +2,7 @@
  * An in-process gateway in front of a real @a2a-js/sdk agent (test/helpers/a2a-agent.ts) at /a2a/echo, with the
  * default policies (built by the real opa) plus test grants, and SDK clients built from the card the gateway serves.
  */
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -141,4 +142,34 @@ export function useA2aSetups<K extends string>(specs: Record<K, SetupSpec>): Rec
     }
   });
   return out;
+}
+
+/** The test Redis as the shared store of A2A replicas, under a key prefix of this run (its keys dropped at close). */
+export interface SharedStore {
+  readonly prefix: string;
+  /** The gateway YAML that points a replica at it. */
+  readonly gatewayExtra: string;
+  readonly redis: Redis;
+  /** Waits for each replica's store connection. */
+  ready(...replicas: A2aSetup[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function sharedStore(tag: string): SharedStore {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+  const prefix = `${tag}${process.pid % 10000}${Date.now().toString(36)}:`;
+  const redis = new Redis(url);
+  return {
+    prefix,
+    gatewayExtra: `  redis: { url: ${JSON.stringify(url)}, keyPrefix: ${JSON.stringify(prefix)}, commandTimeoutMs: 5000 }\n`,
+    redis,
+    ready: async (...replicas) => {
+      for (const r of replicas) await r.gw.services.store!.waitReady(5_000);
+    },
+    close: async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
+    },
+  };
 }

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/load.ts';
 import { httpRateLimitHeaders, openAiDuration, openAiRateLimitHeaders, type LimitNotice } from '../../src/core/limits.ts';
 import { MemoryCounters } from '../../src/guards/limits/decide.ts';
+import { validTimeZone } from '../../src/guards/limits/config.ts';
 import { compileRate } from '../../src/guards/limits/plan.ts';
 import { encodeValue, TeamResolver } from '../../src/guards/limits/keys.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
@@ -128,6 +129,19 @@ describe('calendar windows', () => {
     expect(utc.current('hour', Date.parse('2026-12-31T23:59:59Z'))).toEqual({ id: '2026-12-31T23h', startMs: Date.parse('2026-12-31T23:00:00Z'), endMs: Date.parse('2027-01-01T00:00:00Z') });
     const kolkata = new Calendar('Asia/Kolkata'); // +05:30
     expect(kolkata.current('day', Date.parse('2026-06-01T20:00:00Z')).id).toBe('2026-06-02');
+  });
+
+  it('UTC (read from Date, no Intl formatter) gives the windows the Intl path gives for Etc/UTC', () => {
+    const kinds = ['minute', 'hour', 'day', 'month'] as const;
+    // Instants spread over years, leap days and month ends, each at a fresh calendar (no cached window).
+    const instants = [Date.parse('2024-02-29T23:59:59.999Z'), Date.parse('2026-12-31T23:59:59Z'), Date.parse('2027-01-01T00:00:00Z'), 0];
+    for (let i = 0; i < 200; i++) instants.push(Date.UTC(2020, 0, 1) + i * 7_919_993_311);
+    for (const at of instants) {
+      for (const kind of kinds) expect(new Calendar('UTC').current(kind, at), `${kind} at ${new Date(at).toISOString()}`).toEqual(new Calendar('Etc/UTC').current(kind, at));
+    }
+    expect(validTimeZone('UTC')).toBe(true);
+    expect(validTimeZone('Etc/UTC')).toBe(true);
+    expect(validTimeZone('Mars/Olympus')).toBe(false);
   });
 });
 

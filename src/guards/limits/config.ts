@@ -28,6 +28,7 @@ const duration = z
   .refine((ms) => ms >= 1 && ms <= 366 * 86_400_000, 'must be between 1ms and 366d');
 
 export function validTimeZone(tz: string): boolean {
+  if (tz === 'UTC') return true; // the default: no Intl formatter (ICU's zone data) built to check it at start
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
     return true;

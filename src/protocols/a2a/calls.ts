@@ -19,6 +19,7 @@ import { skillIds } from './card.ts';
 import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
+import type { Keep } from './tasks.ts';
 
 /** A whole JSON answer the gateway reads (to bind tasks or filter lists) may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
@@ -188,6 +189,8 @@ export class A2aCalls {
         resumed = r;
       }
       if (settings.traceMetadata && op.sends) p.body = withTraceMetadata(p, binding, this.a.ctx.calls.propagate(call) ?? traceHeaders(req));
+      // An agent that serves no 1.0 interface has no ListTasks: the gateway indexes its tasks per owner (list-own.ts).
+      const keep: Keep = { ttlMs: settings.taskTtlMs, listed: where.jsonrpc['1.0'] === undefined && where.rest['1.0'] === undefined };
       const paths = where[binding];
       const base = paths[p.version];
       const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
@@ -195,7 +198,7 @@ export class A2aCalls {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
         const rest = binding === 'rest' ? { path: p.restPath ?? '/', params: p.body !== undefined && p.body.length > 0 ? p.params : undefined } : undefined;
-        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, ttlMs: settings.taskTtlMs, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
+        return translate(this.a, { x, agent, call, binding, from: p.version, body, rest, to, resumed, keep, card: card ?? {}, serve: async (c) => this.a.served(x, agent, c, await this.a.visibleSkills(call, state, agent, c), p.version) });
       }
       if (base === undefined) {
         throw new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, `Agent ${agent.name} does not serve A2A ${p.version} over ${binding === 'jsonrpc' ? 'JSON-RPC' : 'HTTP+JSON'}`, {
@@ -220,7 +223,7 @@ export class A2aCalls {
         timeouts: op.streams ? { idleMs: 0 } : undefined,
         call,
       });
-      await this.relay(call, x, agent, op, answer, settings.taskTtlMs, { version: p.version, binding, resumed });
+      await this.relay(call, x, agent, op, answer, keep, { version: p.version, binding, resumed });
     });
   }
 
@@ -232,7 +235,7 @@ export class A2aCalls {
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);
   }
 
-  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, ttlMs: number, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
+  private async relay(call: Call, x: Exchange, agent: Agent, op: Operation, answer: UpstreamResponse, keep: Keep, stream: { version: A2aVersion; binding: 'jsonrpc' | 'rest'; resumed: ClientFeed | undefined }): Promise<void> {
     const { version, binding, resumed } = stream;
     const { res, state } = x;
     const caller = call.principal?.id ?? '';
@@ -251,8 +254,9 @@ export class A2aCalls {
             ? (id) => {
                 if (bound.has(id)) return;
                 bound.add(id);
-                this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-                pending.push(this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored')));
+                this.a.owners.bindLocal(agent.name, id, caller, keep);
+                // In the store after this event is written (a microtask): its socket write is not on the event's path.
+                pending.push(Promise.resolve().then(() => this.stored(agent.name, id, caller, keep)));
               }
             : undefined,
           open: (id, stop) => this.a.streams.open(agent.name, id, caller, version, binding, stop),
@@ -285,16 +289,13 @@ export class A2aCalls {
       throw new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, `Agent ${agent.name} answered with invalid JSON`, { data: { upstream: agent.name } });
     }
     let out: Buffer | string = raw;
-    let stored: Promise<void> | undefined;
+    let created: string | undefined;
     if (op.sends) {
-      const id = taskIdIn(payload);
       // Bound in this replica before the answer goes out (the caller cannot use the id here before it is bound), and
-      // in the shared store while it goes out: the store's round trip is off the caller's latency. Until it lands,
-      // another replica answers TaskNotFound for the task (fails closed, never open).
-      if (id !== undefined) {
-        this.a.owners.bindLocal(agent.name, id, caller, ttlMs);
-        stored = this.a.owners.bind(agent.name, id, caller, ttlMs).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
-      }
+      // in the shared store once it went out: neither the store's round trip nor its socket write is on the caller's
+      // latency. Until it lands, another replica answers TaskNotFound for the task (fails closed, never open).
+      created = taskIdIn(payload);
+      if (created !== undefined) this.a.owners.bindLocal(agent.name, created, caller, keep);
     } else if (op === LIST_TASKS) {
       const listed = listedTasks(payload);
       if (listed !== undefined) {
@@ -317,7 +318,12 @@ export class A2aCalls {
     headers['content-length'] = Buffer.byteLength(out);
     res.writeHead(answer.status, headers);
     res.end(out);
-    await stored;
+    if (created !== undefined) await this.stored(agent.name, created, caller, keep);
+  }
+
+  /** Binds a task in the shared store (bound in this replica already); a store that failed is logged, not thrown. */
+  private stored(agent: string, taskId: string, caller: string, keep: Keep): Promise<void> {
+    return this.a.owners.bind(agent, taskId, caller, keep).catch((err: unknown) => this.a.ctx.log.warn({ err: (err as Error).message }, 'A2A task binding not stored'));
   }
 }
 

@@ -15,6 +15,12 @@ const MEMORY_MAX = 100_000;
 /** The newest tasks of one identity at one agent the gateway lists (ListTasks of a 0.3 agent: list-own.ts). */
 export const LIST_MAX = 1_000;
 
+/** How long a binding lasts, and whether the task is indexed for its owner's ListTasks (an agent without one). */
+export interface Keep {
+  readonly ttlMs: number;
+  readonly listed: boolean;
+}
+
 /** A task bound to an identity, with when the gateway bound it (ms since the epoch). */
 export interface OwnedTask {
   readonly id: string;
@@ -37,12 +43,13 @@ export class TaskOwners {
   }
 
   /** Binds a task to the identity that created it (the first binding wins), here and in the shared store. */
-  async bind(agent: string, taskId: string, owner: string, ttlMs: number): Promise<void> {
-    this.bindLocal(agent, taskId, owner, ttlMs);
+  async bind(agent: string, taskId: string, owner: string, keep: Keep): Promise<void> {
+    this.bindLocal(agent, taskId, owner, keep);
     if (this.store !== undefined) {
       try {
-        const ttl = Math.max(1, ttlMs);
-        if ((await this.store.client.set(this.store.key(this.key(agent, taskId)), owner, 'PX', ttl, 'NX')) !== 'OK') return;
+        const ttl = Math.max(1, keep.ttlMs);
+        // Indexed only for an agent that cannot list (the common case costs one SET, as before).
+        if ((await this.store.client.set(this.store.key(this.key(agent, taskId)), owner, 'PX', ttl, 'NX')) !== 'OK' || !keep.listed) return;
         // The owner's index (a sorted set by binding time), trimmed to its newest LIST_MAX and to the live bindings.
         // Scored with the time bound here, so every replica lists (and pages) in the same order.
         const index = this.store.key(this.indexKey(agent, owner));
@@ -59,14 +66,15 @@ export class TaskOwners {
    * Binds in this replica's memory only, synchronously (a streamed event naming a new task is passed on only after
    * this, so the caller can never use the id here before it is bound); `bind` stores it for the other replicas.
    */
-  bindLocal(agent: string, taskId: string, owner: string, ttlMs: number): void {
+  bindLocal(agent: string, taskId: string, owner: string, keep: Keep): void {
     const key = this.key(agent, taskId);
     if (this.local.has(key)) return;
     if (this.local.size >= MEMORY_MAX) {
       const oldest = this.local.keys().next().value;
       if (oldest !== undefined) this.local.delete(oldest);
     }
-    this.local.set(key, { owner, until: Date.now() + ttlMs });
+    this.local.set(key, { owner, until: Date.now() + keep.ttlMs });
+    if (!keep.listed) return;
     const ownerKey = `${agent}\u0000${owner}`;
     let mine = this.byOwner.get(ownerKey);
     if (mine === undefined) {

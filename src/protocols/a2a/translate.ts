@@ -34,6 +34,7 @@ import type { A2aVersion } from './methods.ts';
 import { HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
 import { listOwnTasks } from './list-own.ts';
+import type { Keep } from './tasks.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 
 /**
@@ -93,7 +94,8 @@ export interface Translation {
   readonly rest?: { readonly path: string; readonly params: unknown } | undefined;
   /** The agent's interface in the other version. */
   readonly to: Upstream;
-  readonly ttlMs: number;
+  /** How the tasks the agent creates are bound to the caller. */
+  readonly keep: Keep;
   /** A card of the agent (JSON, either shape) as the gateway serves it to this caller in its version. */
   readonly serve: (card: Card) => Promise<Card>;
   /** The agent's public card (JSON, as fetched). */
@@ -184,8 +186,8 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       return served;
     },
     extended: async (raw) => toSdkCard(m, await t.serve(m.root.AgentCard.toJSON(raw) as Card)),
-    bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.ttlMs),
-    bind: (id) => a.owners.bind(agent.name, id, caller, t.ttlMs),
+    bindLocal: (id) => a.owners.bindLocal(agent.name, id, caller, t.keep),
+    bind: (id) => a.owners.bind(agent.name, id, caller, t.keep),
     mine: (ids) => a.owners.mine(agent.name, ids, caller),
     // 0.3 has no tasks/list: the gateway lists the caller's own tasks, each fetched from the agent (list-own.ts).
     listOwn:
