@@ -7,7 +7,8 @@
  *   exactly (the last calls refused with TG_BUDGET_EXCEEDED, as without leases);
  * - near exhaustion (the chunk would be over `share` of what remains) nothing is leased: the same calls admit and
  *   refuse exactly as with budget leases off;
- * - a lease is its key's: another principal's exhausted budget stays refused while a lease holds units.
+ * - a lease is its key's: another principal's exhausted budget stays refused while a lease holds units;
+ * - Redis down: the fail mode applies whatever a lease holds, and its give-back waits with the other reconciliations.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -55,6 +56,7 @@ describe('budget leases on a real Redis, two replicas', () => {
   beforeAll(async () => {
     redis = await startRedis();
     client = new Redis(redis.url);
+    client.on('error', () => {}); // the last test kills Redis: this client reconnects quietly
   });
   afterAll(async () => {
     for (const r of opened) {
@@ -213,5 +215,23 @@ describe('budget leases on a real Redis, two replicas', () => {
     for (let i = 0; i < 3; i++) expect(await call(a, 'mallory', 100)).toEqual({ code: 'TG_BUDGET_EXCEEDED', store: 'redis' });
     expect(await counter(prefix, 'mallory')).toBe(1_000_000 - 50);
     expect((await call(a, 'carol', 100)).store).toBe('lease');
+  });
+
+  // Last: it kills this file's Redis.
+  it('Redis down: the fail mode applies while a lease holds units, and the give-back waits for the store', async () => {
+    const prefix = 'tgbl:down:';
+    const a = await open(1_000_000, '{ lifetime: 300ms }', prefix);
+    for (let i = 0; i < 4; i++) expect((await call(a, 'gina', 100)).code).toBe('ok');
+    expect(a.service.leases!.stats.budgetLeases).toBeGreaterThan(0);
+    await redis.kill();
+    await eventually(() => !a.service.store.available, 5_000, 'the store to notice Redis is gone');
+    // failMode closed: refused, though this replica's lease still holds units.
+    expect(await call(a, 'gina', 100)).toEqual({ code: 'TG_LIMITER_UNAVAILABLE', store: 'local' });
+    // The lease expires; its units cannot go back now: queued with the other reconciliations.
+    await eventually(() => a.service.pendingSettles > 0, 5_000, 'the give-back queued');
+    await redis.restart();
+    await eventually(() => a.service.store.available && a.service.pendingSettles === 0, 10_000, 'the store back and the queue sent');
+    const back = await call(a, 'hank', 100);
+    expect(back).toEqual({ code: 'ok', store: 'redis' });
   });
 });
