@@ -119,7 +119,8 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
     await Promise.allSettled(targets.map((t) => t.pool.close()));
     await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
     await triton.stop();
-    rmSync(work, { recursive: true, force: true });
+    if (process.env.TOLLGATE_BENCH_KEEP === undefined) rmSync(work, { recursive: true, force: true });
+    else process.stderr.write(`bench: kept ${work} (TOLLGATE_BENCH_KEEP)\n`);
   };
   try {
     targets.push({ label: 'direct', pool: new Pool(triton.url, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
