@@ -156,7 +156,7 @@ if (!wanted || wanted.includes('stream-completion')) {
   process.stderr.write(`bench: stream-completion: starting the model backend and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...STREAM_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...STREAM_PLAN, rounds };
   const streamProfDir = profileDir ? join(profileDir, 'stream-completion') : undefined;
-  streams = await runStreams([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: streamProfDir });
+  streams = await runStreams([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, cpuProfDir: streamProfDir, withProxy: true });
   if (streamProfDir) {
     for (const f of readdirSync(streamProfDir).filter((f) => f.endsWith('.cpuprofile'))) {
       const file = join(streamProfDir, f);

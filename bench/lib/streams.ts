@@ -1,7 +1,9 @@
 /**
  * The streamed-completion scenario: an OpenAI-compatible chat completion with `stream: true` against the vLLM-format
  * backend (bench/fixtures/vllm.ts: a first token after `firstTokenMs`, then one token every `tokenMs`), directly and
- * through each gateway variant (the model route at /v1, the stages' pipeline), one request at a time (c=1),
+ * through the bare reference proxy (bench/fixtures/bare-proxy.ts: node:http + undici, the floor of any Node hop for
+ * SSE; `proxy`, when asked) and through each gateway variant (the model route at /v1, the stages' pipeline), one
+ * request at a time (c=1),
  * interleaved request by request (direct, gateway, ..., the order rotating), over rounds. Per request: time to the
  * first body byte (the first SSE event: what "time to first token" is at the client) and to the end of the stream.
  * "added" = target minus direct, same round, per percentile. Per round and target, the CPU time (user + system, from
@@ -9,13 +11,13 @@
  * it served in the round (all targets'), i.e. what producing one stream costs.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import type { ConfigDocument, Variant } from '../stages.ts';
 import { encodeHistogram, median, newHistogram, recordMs, summarize, type Histogram, type LatencySummary } from './histogram.ts';
 import { cpuTimeMs, spawnReady, type Child } from './procs.ts';
-import { ROOT, startGatewayProcess, type GatewayProcess } from './targets.ts';
+import { ROOT, startBareProxy, startGatewayProcess, type GatewayProcess } from './targets.ts';
 
 export interface StreamPlan {
   readonly rounds: number;
@@ -66,7 +68,7 @@ export interface StreamResult {
   readonly plan: StreamPlan;
   readonly targets: ReadonlyArray<{ label: string; stages: string[]; request: { path: string; body: string } }>;
   readonly rounds: ReadonlyArray<{ round: number; targets: Record<string, TargetRound>; added: Record<string, Added> }>;
-  /** Per gateway variant: medians over rounds of the added percentiles, with their min..max. */
+  /** Per gateway variant (and `proxy`, when measured): medians over rounds of the added percentiles, with their min..max. */
   readonly summary: Record<string, { [K in 'ttfbP50' | 'ttfbP99' | 'totalP50' | 'totalP99']: { median: number; min: number; max: number } }>;
   readonly errors: number;
 }
@@ -108,22 +110,37 @@ export interface StreamSetup {
   teardown(): Promise<void>;
 }
 
-/** Starts the backend and one gateway per variant, and warms every target up. */
-export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined }): Promise<StreamSetup> {
+export interface StreamOptions {
+  readonly logLevel: string;
+  readonly cpuProfDir?: string | undefined;
+  /** Also measure the bare reference proxy (target `proxy`): the floor of a Node hop for SSE, same run. */
+  readonly withProxy?: boolean | undefined;
+}
+
+/** Starts the backend, the bare proxy (when asked) and one gateway per variant, and warms every target up. */
+export async function setupStreams(variants: readonly Variant[], plan: StreamPlan, opts: StreamOptions): Promise<StreamSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-stream-'));
   const backend: Child & { ready: { url: string } } = await spawnReady(join(ROOT, 'bench/fixtures/vllm.ts'), [String(plan.firstTokenMs), String(plan.tokenMs)]);
   const gateways: GatewayProcess[] = [];
+  const fixtures: Child[] = [];
   const targets: StreamTarget[] = [];
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
     // A profiled gateway writes its profile as it exits: give its drain time rather than kill it.
     await Promise.allSettled(gateways.map((g) => g.child.stop(opts.cpuProfDir === undefined ? 5_000 : 30_000)));
+    await Promise.allSettled(fixtures.map((c) => c.stop(opts.cpuProfDir === undefined ? 5_000 : 30_000)));
     await backend.stop(5_000);
     rmSync(work, { recursive: true, force: true });
   };
   try {
     const url = backend.ready.url;
     targets.push({ label: 'direct', pid: backend.pid, pool: new Pool(url, { connections: 1 }), path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody(UPSTREAM_MODEL, plan.tokens) });
+    if (opts.withProxy === true) {
+      // The gateway's default pool size, as in the MCP scenarios.
+      const proxy = await startBareProxy(url, 16, opts.cpuProfDir);
+      fixtures.push(proxy.child);
+      targets.push({ label: 'proxy', pid: proxy.child.pid, pool: new Pool(new URL(proxy.url).origin, { connections: 1 }), path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody(UPSTREAM_MODEL, plan.tokens) });
+    }
     for (const variant of variants) {
       const gw = await startGatewayProcess({
         work,
@@ -191,9 +208,10 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
     }
     const direct = perTarget.direct!;
     const added: Record<string, Added> = {};
-    for (const v of variants) {
-      const g = perTarget[v.label]!;
-      added[v.label] = { ttfb: { p50: g.ttfb.p50 - direct.ttfb.p50, p99: g.ttfb.p99 - direct.ttfb.p99 }, total: { p50: g.total.p50 - direct.total.p50, p99: g.total.p99 - direct.total.p99 } };
+    for (const t of targets) {
+      if (t.label === 'direct') continue;
+      const g = perTarget[t.label]!;
+      added[t.label] = { ttfb: { p50: g.ttfb.p50 - direct.ttfb.p50, p99: g.ttfb.p99 - direct.ttfb.p99 }, total: { p50: g.total.p50 - direct.total.p50, p99: g.total.p99 - direct.total.p99 } };
     }
     return { round, targets: perTarget, added };
   };
@@ -204,9 +222,10 @@ export async function setupStreams(variants: readonly Variant[], plan: StreamPla
 export function streamResult(setup: StreamSetup, plan: StreamPlan, rounds: readonly StreamRound[]): StreamResult {
   const stat = (xs: number[]): { median: number; min: number; max: number } => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
   const summary: StreamResult['summary'] = {};
-  for (const v of setup.variants) {
-    const a = rounds.map((r) => r.added[v.label]!);
-    summary[v.label] = { ttfbP50: stat(a.map((x) => x.ttfb.p50)), ttfbP99: stat(a.map((x) => x.ttfb.p99)), totalP50: stat(a.map((x) => x.total.p50)), totalP99: stat(a.map((x) => x.total.p99)) };
+  for (const t of setup.targets) {
+    if (t.label === 'direct') continue;
+    const a = rounds.map((r) => r.added[t.label]!);
+    summary[t.label] = { ttfbP50: stat(a.map((x) => x.ttfb.p50)), ttfbP99: stat(a.map((x) => x.ttfb.p99)), totalP50: stat(a.map((x) => x.total.p50)), totalP99: stat(a.map((x) => x.total.p99)) };
   }
   return {
     name: 'stream-completion',
@@ -220,7 +239,7 @@ export function streamResult(setup: StreamSetup, plan: StreamPlan, rounds: reado
 }
 
 /** The whole scenario for `npm run bench`: set up, every round, tear down. */
-export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: { logLevel: string; cpuProfDir?: string | undefined; log?: (line: string) => void }): Promise<StreamResult> {
+export async function runStreams(variants: readonly Variant[], plan: StreamPlan, opts: StreamOptions & { log?: (line: string) => void }): Promise<StreamResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const setup = await setupStreams(variants, plan, opts);
   const rounds: StreamRound[] = [];
@@ -228,7 +247,8 @@ export async function runStreams(variants: readonly Variant[], plan: StreamPlan,
     for (let r = 0; r < plan.rounds; r++) {
       const round = await setup.measure(r);
       rounds.push(round);
-      log(`bench: stream-completion: round ${r + 1}/${plan.rounds}: ${variants.map((v) => `${v.label} added ttfb p50 ${fmt(round.added[v.label]!.ttfb.p50)} p99 ${fmt(round.added[v.label]!.ttfb.p99)}`).join('; ')}`);
+      const shown = setup.targets.filter((t) => t.label !== 'direct').map((t) => t.label);
+      log(`bench: stream-completion: round ${r + 1}/${plan.rounds} (loadavg ${loadavg()[0]!.toFixed(2)}): ${shown.map((l) => `${l} added ttfb p50 ${fmt(round.added[l]!.ttfb.p50)} p99 ${fmt(round.added[l]!.ttfb.p99)}`).join('; ')}`);
     }
   } finally {
     await setup.teardown();
