@@ -26,10 +26,12 @@ const BURST = 10;
 const SECONDS = 4;
 const CALLERS = 12;
 
-const DOCS = `apiVersion: tollgate.dev/v1alpha1
+/** `leaseUnits` given explicitly (leases on): at 40/s the default sizing would not lease (units expiring unspent would be
+ * more than 5% of the rate), and this test is about the bound when a limit does lease. */
+const docs = (leaseUnits: number | undefined): string => `apiVersion: tollgate.dev/v1alpha1
 kind: RateLimit
 metadata: { name: shared }
-spec: { match: { tools: [tools/echo] }, key: [principal], requests: ${RATE}, per: 1s, burst: ${BURST}, failMode: closed }
+spec: { match: { tools: [tools/echo] }, key: [principal], requests: ${RATE}, per: 1s, burst: ${BURST}, failMode: closed${leaseUnits === undefined ? '' : `, leaseUnits: ${leaseUnits}`} }
 ---
 apiVersion: tollgate.dev/v1alpha1
 kind: RateLimit
@@ -55,8 +57,8 @@ afterAll(async () => {
  * leases, one script may take up to k units, and calls spend them in their replica without a round trip.
  */
 const MODES = [
-  { name: 'leases off', k: 1, limitsYaml: '' },
-  { name: 'leases on (k=5)', k: 5, limitsYaml: '    lease: { units: 5, share: 0.5, lifetime: 5ms }\n' },
+  { name: 'leases off', k: 1, limitsYaml: '', leaseUnits: undefined },
+  { name: 'leases on (k=5)', k: 5, limitsYaml: '    lease: { units: 5, share: 0.5, lifetime: 5ms }\n', leaseUnits: 5 },
 ] as const;
 
 /** Runs the load with MONITOR on `ports`, checks both bounds, and prints admitted vs expected. */
@@ -95,12 +97,12 @@ async function exactness(what: string, fleet: Fleet, ports: readonly number[], k
   }
 }
 
-describe.each(MODES)('one rate limit shared by two gateway processes, $name', ({ k, limitsYaml }) => {
+describe.each(MODES)('one rate limit shared by two gateway processes, $name', ({ k, limitsYaml, leaseUnits }) => {
   let redis: RedisServer;
   let fleet: Fleet;
   beforeAll(async () => {
     redis = await startRedis();
-    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n    commandTimeoutMs: 2000\n`, ...(limitsYaml === '' ? {} : { limitsYaml }), docs: DOCS });
+    fleet = await startFleet({ replicas: 2, toolUrl: tools.url, redisYaml: `    url: ${redis.url}\n    commandTimeoutMs: 2000\n`, ...(limitsYaml === '' ? {} : { limitsYaml }), docs: docs(leaseUnits) });
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -112,7 +114,7 @@ describe.each(MODES)('one rate limit shared by two gateway processes, $name', ({
   });
 });
 
-describe.each(MODES)('the same against a Redis Cluster of three masters, $name', ({ k, limitsYaml }) => {
+describe.each(MODES)('the same against a Redis Cluster of three masters, $name', ({ k, limitsYaml, leaseUnits }) => {
   let cluster: RedisCluster;
   let fleet: Fleet;
   beforeAll(async () => {
@@ -123,7 +125,7 @@ describe.each(MODES)('the same against a Redis Cluster of three masters, $name',
       toolUrl: tools.url,
       redisYaml: `    commandTimeoutMs: 2000\n    cluster:\n      nodes:\n${nodes}\n`,
       limitsYaml: `    partition: principal\n    toolCosts: [{ tool: tools/spread, cost: 0.01 }]\n${limitsYaml}`,
-      docs: DOCS,
+      docs: docs(leaseUnits),
     });
   });
   afterAll(async () => {

@@ -96,12 +96,16 @@ spec: { key: [team, team], window: day, tokens: 1000 }
     ]);
   });
 
-  it('sizes rate leases (k = min(units, burst x share), off below 2) and refuses bad lease settings', () => {
+  it('sizes rate leases (k = min(units, burst x share, 1 + share x rate x lifetime / replicas), off below 2) and refuses bad lease settings', () => {
     const docs = (burst: number, extra = ''): string => `${HEAD}kind: RateLimit\nmetadata: { name: r }\nspec: { requests: ${burst}, per: 1s${extra} }\n`;
     const leaseOf = (d: string, yaml = ''): unknown => compileRate(limitsSnapshot(d, yaml).limits.rates[0]!, limitsSnapshot(d, yaml).gateway.limits).lease;
     expect(leaseOf(docs(10))).toBeUndefined(); // 10 x 0.05 < 2: every call in the store
-    expect(leaseOf(docs(40))).toEqual({ units: 2, lifetimeMs: 250 });
+    // 40/s: one unit expiring unspent per 250 ms would be 10% of the rate (share 5%): not leased.
+    expect(leaseOf(docs(40))).toBeUndefined();
+    expect(leaseOf(docs(200))).toEqual({ units: 3, lifetimeMs: 250 }); // 1 + floor(0.05 x 200 x 0.25)
     expect(leaseOf(docs(1000))).toEqual({ units: 8, lifetimeMs: 250 });
+    expect(leaseOf(docs(1000), '    replicas: 4\n')).toEqual({ units: 4, lifetimeMs: 250 }); // 1 + floor(12.5 / 4)
+    expect(leaseOf(docs(40, ', leaseUnits: 2'))).toEqual({ units: 2, lifetimeMs: 250 }); // explicit: the operator's choice
     expect(leaseOf(docs(1000, ', leaseUnits: 0'))).toBeUndefined();
     expect(leaseOf(docs(1000, ', leaseUnits: 30'))).toEqual({ units: 30, lifetimeMs: 250 });
     expect(leaseOf(docs(1000, ', leaseUnits: 300'))).toEqual({ units: 50, lifetimeMs: 250 }); // still a share of the burst

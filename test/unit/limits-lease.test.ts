@@ -65,6 +65,8 @@ function scripts(port: number): number {
   return n;
 }
 
+/** Slow limits (40 an hour) lease only with an explicit `leaseUnits`: by default k is held to what keeps units expiring
+ * unspent within 5% of the rate (plan.ts), which a 40/h limit never allows. */
 const rate = (extra: string): string => `${HEAD}kind: RateLimit
 metadata: { name: per-agent }
 spec: { match: { tools: [tools/echo] }, key: [principal], ${extra} }
@@ -132,7 +134,7 @@ describe('rate-limit leases on a real Redis', () => {
 
   it("never admits a caller on another caller's lease (two principals, one key each)", async () => {
     // burst 40, k = min(8, 40 x 0.5) = 8; about 90 s per refill, so nothing refills during the test.
-    const docs = rate('requests: 40, per: 1h');
+    const docs = rate('requests: 40, per: 1h, leaseUnits: 8');
     const yaml = '    lease: { units: 8, share: 0.5, lifetime: 1s }\n';
     const a = await open(docs, yaml, 'tgl:x:');
     const b = await open(docs, yaml, 'tgl:x:'); // a second replica on the same counters
@@ -155,7 +157,7 @@ describe('rate-limit leases on a real Redis', () => {
   });
 
   it('counts what is left down through leased units; unused units expire and stay spent', async () => {
-    const docs = rate('requests: 40, per: 1h');
+    const docs = rate('requests: 40, per: 1h, leaseUnits: 8');
     const r = await open(docs, '    lease: { units: 8, share: 0.5, lifetime: 300ms }\n', 'tgl:rem:');
     const seen: Outcome[] = [];
     for (let i = 0; i < 6; i++) seen.push(await call(r, 'carol'));
@@ -187,7 +189,7 @@ describe('rate-limit leases while Redis is down', () => {
     const docs = ['closed', 'local']
       .map((mode) => `${HEAD}kind: RateLimit
 metadata: { name: rate-${mode} }
-spec: { match: { tools: [tools/${mode}] }, key: [principal], requests: 40, per: 1h, failMode: ${mode} }
+spec: { match: { tools: [tools/${mode}] }, key: [principal], requests: 40, per: 1h, leaseUnits: 8, failMode: ${mode} }
 `)
       .join('---\n');
     r = await replica(redis, docs, '    replicas: 2\n    lease: { units: 8, share: 0.5, lifetime: 1s }\n', 'tgl:down:');

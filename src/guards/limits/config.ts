@@ -88,7 +88,9 @@ export const limitsSpec = z
     /**
      * Local leases of request-rate units (lease.ts): one round trip takes up to k units of a rate limit, the next
      * calls on the same key spend them in this replica for at most `lifetime`; units left then count as spent.
-     * k = min(units, floor(burst x share)); a limit whose k is below 2 is decided in the store on every call.
+     * k = min(units, floor(burst x share), 1 + floor(share x rate x lifetime / replicas)); the last term (not applied
+     * to a RateLimit's explicit `leaseUnits`) keeps units that expire unspent within `share` of the limit's rate. A
+     * limit whose k is below 2 is decided in the store on every call.
      */
     lease: z
       .strictObject({

@@ -80,7 +80,12 @@ export function compileRate(l: NamedLimit<RateLimitSpec>, spec: LimitsSpec): Com
   const intervalUs = Math.floor((l.spec.per * 1000) / l.spec.requests);
   const localBurst = Math.max(1, Math.floor(burst / spec.replicas));
   const localInterval = intervalUs * spec.replicas;
-  const leaseUnits = Math.min(l.spec.leaseUnits ?? spec.lease.units, Math.floor(burst * spec.lease.share));
+  // Units a lease leaves unspent count as spent, at most k - 1 per expiry and one expiry per lifetime per replica: so
+  // without an explicit `leaseUnits`, k is also held to what keeps that waste within `share` of the limit's rate
+  // (k - 1 <= share x rate x lifetime / replicas). A caller near a slow limit with a large burst is then never refused
+  // for units its own replica let expire; a busy limit (the rate of thousands a second) still leases k.
+  const wasteCap = 1 + Math.floor((spec.lease.share * l.spec.requests * spec.lease.lifetime) / (l.spec.per * spec.replicas));
+  const leaseUnits = Math.min(l.spec.leaseUnits ?? Math.min(spec.lease.units, wasteCap), Math.floor(burst * spec.lease.share));
   return {
     name: l.name,
     match: compileMatch(l.spec.match),
