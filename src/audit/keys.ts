@@ -3,8 +3,9 @@
  * default. A generated key is written with mode 0600 and never leaves the data dir (which git ignores).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { readOrCreate } from '../config/generated-file.ts';
 import type { AuditSpec } from './config.ts';
 
 export interface SigningKey {
@@ -36,10 +37,17 @@ export function loadSigningKey(spec: AuditSpec, configDir: string, dataDir: stri
     return fromPem(readFileSync(path, 'utf8'), path);
   }
   const path = join(dataDir, GENERATED_KEY_FILE);
-  if (existsSync(path)) return fromPem(readFileSync(path, 'utf8'), path);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  writeFileSync(path, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
-  writeFileSync(join(dataDir, GENERATED_PUBLIC_FILE), publicKey.export({ format: 'pem', type: 'spki' }), { mode: 0o644 });
-  return { privateKey, publicKey, source: `${path} (generated)` };
+  let generated = false;
+  const pem = readOrCreate(
+    path,
+    () => {
+      generated = true;
+      return generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    },
+    0o600,
+  );
+  // Processes starting at once on one data dir agree on the key whose link won; the public half is derived from it.
+  const key = fromPem(pem, generated ? `${path} (generated)` : path);
+  readOrCreate(join(dataDir, GENERATED_PUBLIC_FILE), () => key.publicKey.export({ format: 'pem', type: 'spki' }).toString(), 0o644);
+  return key;
 }

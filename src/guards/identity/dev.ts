@@ -4,9 +4,9 @@
  * half is the trust domain's bundle, and `mintDevSvid` which `tollgate svid mint` uses to issue JWT-SVIDs the
  * running dev gateway accepts. Creation is atomic (link), so concurrent first starts agree on one key.
  */
-import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
+import { readOrCreate } from '../../config/generated-file.ts';
 import { parseSpiffeId } from './spiffe-id.ts';
 
 export interface DevAuthority {
@@ -22,24 +22,7 @@ export interface DevAuthority {
 export function loadOrCreateDevAuthority(dataDir: string, trustDomain: string): DevAuthority {
   const dir = join(dataDir, 'identity');
   const keyFile = join(dir, `dev-${trustDomain}.jwk`);
-  let text: string;
-  try {
-    text = readFileSync(keyFile, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const tmp = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    writeFileSync(tmp, JSON.stringify(privateKey.export({ format: 'jwk' })), { mode: 0o600, flag: 'wx' });
-    try {
-      linkSync(tmp, keyFile); // fails with EEXIST if another process won the race: then use its key
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    } finally {
-      unlinkSync(tmp);
-    }
-    text = readFileSync(keyFile, 'utf8');
-  }
+  const text = readOrCreate(keyFile, () => JSON.stringify(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' })), 0o600);
   const jwk = JSON.parse(text) as { kty: string; crv: string; x: string; y: string; d: string };
   if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.d) throw new Error(`${keyFile} is not an EC P-256 private JWK`);
   const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
