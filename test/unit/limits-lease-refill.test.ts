@@ -181,6 +181,35 @@ describe('leases refilled ahead of time, on a real Redis', () => {
     expect(seen.slice(afterRefused + 1, 40).every((o) => o.store === 'lease')).toBe(true);
   });
 
+  it('two replicas refilling one rate limit: every unit Redis handed out is admitted or held, never more than the bucket', async () => {
+    // 40 an hour, k = 8: nothing comes back during the test, so the bucket's 40 units are all the fleet may admit.
+    const docs = rate('requests: 40, per: 1h, leaseUnits: 8');
+    const yaml = '    lease: { units: 8, share: 0.5, lifetime: 1s }\n';
+    const a = await open(docs, yaml, 'tgr:rtwo:');
+    const b = await open(docs, yaml, 'tgr:rtwo:');
+    let admitted = 0;
+    for (let round = 0; round < 20; round++) {
+      const outcomes = await Promise.all([tool(a, 'ray'), tool(b, 'ray'), tool(a, 'ray'), tool(b, 'ray')]);
+      for (const o of outcomes) {
+        if (o.code === 'ok') admitted++;
+        else expect(o).toEqual({ code: 'TG_RATE_LIMITED', store: 'redis' });
+      }
+      await Promise.all([a.service.leases!.idle(), b.service.leases!.idle()]);
+    }
+    const held = (r: Replica): number => {
+      const st = r.service.leases!.stats;
+      return st.leasedUnits + st.refilledUnits - st.served;
+    };
+    process.stdout.write(`[lease refill] rate, 2 replicas: ${admitted} admitted, ${held(a) + held(b)} units held unspent, refills ${a.service.leases!.stats.refills} + ${b.service.leases!.stats.refills}\n`);
+    expect(a.service.leases!.stats.refills + b.service.leases!.stats.refills).toBeGreaterThan(0);
+    expect(admitted).toBeLessThanOrEqual(40);
+    // Each replica holds at most k - 1 units unspent (one lease, refills included)...
+    expect(held(a)).toBeLessThanOrEqual(7);
+    expect(held(b)).toBeLessThanOrEqual(7);
+    // ...and the bucket's units are exactly those admitted plus those held.
+    expect(admitted + held(a) + held(b)).toBe(40);
+  });
+
   it('a budget refill refused near exhaustion: the units left are served, then TG_BUDGET_EXCEEDED; the budget spent exactly', async () => {
     const prefix = 'tgr:bedge:';
     const r = await open(budget(60 * RESERVED), '    lease: { budgets: { reservations: 8, share: 0.2, lifetime: 10s } }\n', prefix);
