@@ -1,6 +1,6 @@
 /**
  * What the lease store (lease.ts) keeps per key: the key's lease, its one request in flight, and the table of keys
- * (bounded; idle keys swept), the op of a refill ahead of time, and the batch of budget units going back.
+ * (bounded; idle keys swept), and the batch of budget units going back.
  */
 import { SettlePending, type CounterStore } from './counters.ts';
 import type { Adjustment, Op, OpResult } from './decide.ts';
@@ -41,25 +41,6 @@ export const noop = (): void => {};
 
 /** The largest lease size a key's op allows (rate units, or budget reservations). */
 export const maxSize = (op: Op): number => (op.kind === 'r' ? (op.lease?.units ?? 0) : (op.lease?.reservations ?? 0));
-
-/**
- * The op of a background refill of a key's lease, sized so the units held never exceed what an inline lease of the
- * key's size leaves (rate: size - 1 units; budget: size - 1 reservations of the call's amount). A rate refill takes at
- * least one unit (refused when the bucket holds none); a budget refill reserves nothing for a call (amount 0) and
- * takes at least one reservation within `share` of what remains (none near exhaustion). Undefined: nothing to ask.
- */
-export function refillOp(op: Op, st: KeyState): Op | undefined {
-  const l = st.lease;
-  const held = l !== undefined && serves(l, op) ? Math.max(0, l.units) : 0;
-  const unit = need(op);
-  if (op.kind === 'r') {
-    const take = (st.size - 1) * unit - held;
-    return take >= unit ? { kind: 'r', key: op.key, intervalUs: op.intervalUs, toleranceUs: op.toleranceUs, cost: unit, take } : undefined;
-  }
-  const take = (st.size - 1) * unit - held;
-  if (op.lease === undefined || unit <= 0 || take < unit) return undefined;
-  return { kind: 'b', key: op.key, limit: op.limit, amount: 0, expireAtMs: op.expireAtMs, take, sharePpm: op.lease.sharePpm, least: unit };
-}
 
 /** Adds a refill's grant to the key's lease (made if it has none): the units left and the grant, for a lifetime from now. */
 export function topUp(st: KeyState, op: Op, r: OpResult, expiresAt: number): void {

@@ -26,18 +26,19 @@
  * refuses its own call, and a budget's edge is exact up to what other replicas hold (each grant at most share x what
  * remained, for at most lifetime).
  *
- * Refill ahead of time (limits.lease.refillAt, default 0.5): when a call served from a lease leaves it at or under
- * that share of what its last grant left it holding, the key's size doubles (up to k) and ONE refill of that key
- * starts off the call path (sent on the next turn of the event loop; the call does not wait). It asks for what tops
- * the lease up to what an inline lease of the key's size leaves held (rate: size - 1 units, so at most k - 1 held at
- * any time, as before: the fleet bound replicas x (k - 1) and plan.ts's waste cap are unchanged; budget: size - 1
+ * Refill ahead of time (limits.lease.refillAt, default 0.5; lease-refill.ts): when a call served from leases leaves
+ * one of them at or under that share of what its last grant left it holding, ONE script tops up every key of the call
+ * that has room (their sizes double, up to k), sent on the next turn of the event loop: the call does not wait. Each
+ * key is topped up to what an inline lease of its size leaves held (rate: size - 1 units, so at most k - 1 held at any
+ * time, as before: the fleet bound replicas x (k - 1) and plan.ts's waste cap are unchanged; budget: size - 1
  * reservations of the call's amount, the extra only within `share` of what remains and at least one reservation, so
  * near exhaustion nothing is leased, as before). The grant joins the units left and the lease lives `lifetime` from
  * then (units are fungible: what expires unspent is still at most what is held). Calls go on being served from what
- * is left meanwhile; a call that finds the lease spent waits for the refill (the bounded wait below). A refused or
- * empty refill leaves the lease as it is, and none is asked for again until the next grant: once it is spent, calls go
- * to Redis and get the real refusal. A refill that fails counts as a store failure (`onError`), never rejects, and
- * one that lands during drain gives its budget units straight back (close() waits for it).
+ * is left meanwhile; a call that finds the lease spent waits for the refill (the bounded wait below). A refill never
+ * refuses (rate: cost 0; budget: amount 0); an empty grant leaves the lease as it is and none is asked for again
+ * until the next grant: once it is spent, calls go to Redis and get the real refusal. A refill that fails counts as a
+ * store failure (`onError`), never rejects, and one that lands during drain gives its budget units straight back
+ * (close() waits for it).
  *
  * Both: a call is served locally only when every op of it is (never half-local); else all of it goes to Redis in one
  * script, asking for leases on the busy keys. While a lease request of a key is in flight (inline or a refill), calls
@@ -48,7 +49,8 @@
  */
 import type { CounterStore } from './counters.ts';
 import type { Adjustment, Op, OpResult, Verdict } from './decide.ts';
-import { GiveBacks, KeyTable, maxSize, need, noop, refillOp, serves, topUp, type KeyState, type Lease } from './lease-state.ts';
+import { Refills } from './lease-refill.ts';
+import { GiveBacks, KeyTable, maxSize, need, noop, serves, topUp, type KeyState, type Lease } from './lease-state.ts';
 
 export class LeasingCounterStore implements CounterStore {
   readonly kind: CounterStore['kind'];
@@ -57,9 +59,7 @@ export class LeasingCounterStore implements CounterStore {
   private readonly keys: KeyTable;
   /** Keys holding a budget lease (given back at expiry or drain). */
   private readonly held = new Set<string>();
-  private readonly onError: (err: unknown) => void;
-  private refillAt: number; // the low-water mark: a share of a lease's last grant (0: no refill ahead of time)
-  private readonly refilling = new Set<Promise<void>>(); // refills in flight (they never reject)
+  private readonly refills: Refills;
   private readonly giveBacks: GiveBacks;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -77,13 +77,12 @@ export class LeasingCounterStore implements CounterStore {
     this.prefix = inner.prefix;
     this.keys = new KeyTable(opts.maxKeys, (key, st) => this.expire(key, st));
     this.giveBacks = new GiveBacks(inner, opts.onUnapplied ?? noop);
-    this.onError = opts.onError ?? noop;
-    this.refillAt = opts.refillAt ?? 0.5;
+    this.refills = new Refills(inner, this.stats, (op, st, r) => this.topUp(op, st, r), opts.onError ?? noop, opts.refillAt ?? 0.5);
   }
 
   /** The config's `limits.lease.refillAt` (applies from the next grant on). */
   setRefillAt(at: number): void {
-    this.refillAt = at;
+    this.refills.at = at;
   }
 
   get available(): boolean {
@@ -136,10 +135,10 @@ export class LeasingCounterStore implements CounterStore {
       l.units -= units;
       st.lastAt = now;
       if (l.units < units) st.size = Math.min(maxSize(op), st.size * 2);
-      if (this.refillAt > 0 && !l.refilled && l.units <= l.full * this.refillAt && st.inflight === undefined) this.refill(op, st, l);
       results.push({ admitted: true, value: op.kind === 'r' ? 0 : op.limit - l.base - l.units, remaining: l.base + l.units, granted: units });
     }
     this.stats.served++;
+    if (!this.closed) this.refills.after(ops, states);
     return { admitted: true, nowUs: Math.floor(this.inner.nowMs() * 1000), results, leased: ops.map(() => true) };
   }
 
@@ -253,46 +252,16 @@ export class LeasingCounterStore implements CounterStore {
     return { ...r, value: r.value - extra - carry, remaining: r.remaining + extra + carry, granted: need(op) };
   }
 
-  /** The key's one refill, sent on the next turn of the event loop: the call that crossed the mark never waits for it. */
-  private refill(op: Op, st: KeyState, l: Lease): void {
-    l.refilled = true;
-    if (this.closed || !this.inner.available) return;
-    st.size = Math.min(maxSize(op), st.size * 2);
-    st.waitCap = Math.max(0, Math.floor(((st.size - 1) * need(op) - l.units) / Math.max(1, need(op))));
-    const flight = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.refillNow(op, st))
-      .then(noop, (err: unknown) => {
-        this.stats.refillErrors++;
-        this.onError(err);
-      })
-      .finally(() => {
-        st.inflight = undefined;
-        this.refilling.delete(flight);
-      });
-    st.inflight = flight;
-    this.refilling.add(flight);
-    this.stats.refillsStarted++;
-  }
-
   /** Resolves once the refills in flight now have landed (or failed): drain, and tests. */
   idle(): Promise<unknown> {
-    return Promise.all(this.refilling);
+    return this.refills.idle();
   }
 
-  private async refillNow(op: Op, st: KeyState): Promise<void> {
-    const ask = this.closed || !this.inner.available ? undefined : refillOp(op, st);
-    if (ask === undefined) return;
-    const verdict = await this.inner.decide([ask]);
-    const r = verdict.results[0];
-    if (!verdict.admitted || r === undefined || r.granted <= 0) {
-      this.stats.refillsRefused++;
-      return;
-    }
-    this.stats.refills++;
-    this.stats.refilledUnits += r.granted;
+  /** A refill's grant joins the key's lease (a lease that ended meanwhile is replaced), for a lifetime from now. */
+  private topUp(op: Op, st: KeyState, r: OpResult): void {
     if (this.closed) {
       // Landed during drain: budget units go straight back, rate units stay spent.
-      if (ask.kind === 'b') this.release(ask.key, r.granted);
+      if (op.kind === 'b') this.release(op.key, r.granted);
       else this.stats.unusedUnits += r.granted;
       return;
     }
@@ -301,7 +270,7 @@ export class LeasingCounterStore implements CounterStore {
     const l = st.lease;
     if (l !== undefined && (l.expiresAt <= now || !serves(l, op))) this.expire(op.key, st);
     topUp(st, op, r, expiresAt);
-    if (ask.kind === 'b') {
+    if (op.kind === 'b') {
       this.held.add(op.key);
       this.arm(expiresAt);
     }
