@@ -35,6 +35,9 @@ export function refillOp(op: Op, st: KeyState): Op | undefined {
   return { kind: 'b', key: op.key, limit: op.limit, amount: 0, expireAtMs: op.expireAtMs, take, sharePpm: op.lease.sharePpm, least: unit };
 }
 
+/** The keys of one refill; `crossed`: that key's lease was at its mark (the others come along). */
+type Batch = Array<{ readonly op: Op; readonly st: KeyState; readonly crossed: boolean }>;
+
 export class Refills {
   /** The low-water mark: a share of what a lease's last grant left it holding (0: no refill ahead of time). */
   at: number;
@@ -56,20 +59,17 @@ export class Refills {
   /** After a call served wholly from leases (`states[i]` holds `ops[i]`'s lease). */
   after(ops: readonly Op[], states: readonly KeyState[]): void {
     if (this.at <= 0) return;
-    let crossed = false;
-    for (const st of states) {
-      const l = st.lease!;
-      if (!l.refilled && st.inflight === undefined && l.units <= l.full * this.at) crossed = true;
-    }
-    if (!crossed || !this.inner.available) return;
-    const batch: Array<{ op: Op; st: KeyState }> = [];
+    const low = (st: KeyState): boolean => !st.lease!.refilled && st.inflight === undefined && st.lease!.units <= st.lease!.full * this.at;
+    if (!states.some(low) || !this.inner.available) return;
+    const batch: Batch = [];
     for (const [i, op] of ops.entries()) {
       const st = states[i]!;
       if (st.inflight !== undefined || batch.some((b) => b.st === st)) continue;
+      const crossed = low(st);
       st.lease!.refilled = true;
       st.size = Math.min(maxSize(op), st.size * 2);
       st.waitCap = Math.max(0, Math.floor(((st.size - 1) * need(op) - st.lease!.units) / Math.max(1, need(op))));
-      batch.push({ op, st });
+      batch.push({ op, st, crossed });
     }
     const flight = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.send(batch))
@@ -92,13 +92,17 @@ export class Refills {
   }
 
   /** One script for the keys that still have room when it is sent (sized then: units only fall meanwhile). */
-  private async send(batch: ReadonlyArray<{ op: Op; st: KeyState }>): Promise<void> {
+  private async send(batch: Batch): Promise<void> {
     if (!this.inner.available) return;
     const asks: Op[] = [];
-    const of: Array<{ op: Op; st: KeyState }> = [];
+    const of: Batch = [];
     for (const b of batch) {
       const ask = refillOp(b.op, b.st);
-      if (ask === undefined) continue;
+      if (ask === undefined) {
+        // A key that came along without room: its own mark may still start a refill.
+        if (!b.crossed && b.st.lease !== undefined) b.st.lease.refilled = false;
+        continue;
+      }
       asks.push(ask);
       of.push(b);
     }
