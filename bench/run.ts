@@ -16,6 +16,8 @@
  *   --no-each           only the gateway with every stage on (not each stage alone)
  *   --stages a,b        only these stages (and the stages they need), e.g. --stages limits: gateway[limits] vs [none]
  *                       (TOLLGATE_BENCH_LIMITS=rate: the limits stage without its budget, to see rate-limit leases)
+ *   --without a,b       also run the gateway with every stage but these (e.g. --without telemetry,audit: a variant
+ *                       without telemetry and one without audit), to see what one stage costs the others' numbers
  *   --log-level L       gateway log level (default info: one line per call, to a file)
  *   --profile           write a CPU profile of each gateway process and print its summary
  *   --baseline REV      also run the gateway of git revision REV (interleaved, same run): before/after numbers
@@ -55,6 +57,7 @@ const { values } = parseArgs({
     phases: { type: 'string' },
     'no-each': { type: 'boolean' },
     stages: { type: 'string' },
+    without: { type: 'string' },
     'log-level': { type: 'string' },
     profile: { type: 'boolean' },
     baseline: { type: 'string' },
@@ -96,6 +99,12 @@ const stages = only === undefined ? available : available.filter((s) => only.inc
 const noEach = values['no-each'] === true;
 const vs = variants(stages, { each: !noEach });
 const extra: Variant[] = [];
+for (const n of values.without?.split(',') ?? []) {
+  if (!stages.some((s) => s.name === n)) throw new Error(`--without ${n}: not a stage of this run (stages: ${stages.map((s) => s.name).join(', ')})`);
+  // A stage others need goes with them (no policy without identity).
+  const kept = stages.filter((s) => s.name !== n && !s.needs?.includes(n));
+  extra.push({ label: `gateway(-${n})`, stages: kept });
+}
 for (const level of values['log-levels']?.split(',') ?? []) extra.push({ label: `gateway(log=${level})`, stages, logLevel: level });
 if (values['node-options']) extra.push({ label: `gateway(${values['node-options']})`, stages, nodeOptions: values['node-options'].split(' ').filter(Boolean) });
 for (const variant of values.env?.split(';') ?? []) {
@@ -173,7 +182,7 @@ let kserve: KServeResult | undefined;
 if (!wanted || wanted.includes('kserve-infer')) {
   process.stderr.write(`bench: kserve-infer: starting Triton and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...KSERVE_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...KSERVE_PLAN, rounds };
-  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel });
+  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, withProxy: true });
 }
 
 let a2a: A2aResult | undefined;

@@ -7,16 +7,21 @@
  * - binary: 1x16384 FP32 tensors (128 KiB of tensor data) with the binary tensor extension, binary output (the
  *   gateway reads only the JSON inference header, the rest streams through both ways).
  * Per request: time to the end of the answer. "added" = target minus direct, same round, per percentile.
+ * With `withProxy` (what `npm run bench` asks; the gate does not) the bare reference proxy (bench/fixtures/bare-proxy.ts,
+ * node:http + an undici Pool, no parsing) is measured too, target `proxy`: the floor of any Node hop in front of Triton.
+ * Triton stalls ~1% of binary infers for 10-30 ms, so besides each round's percentiles the summary gives the
+ * percentiles of every round's samples pooled, and each round counts the infers over SLOW_MS per target.
  * The gateway's caller uses `densenet_onnx` (on the default policy's allow-list), which the route rewrites to `add`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { startTriton, type Triton } from '../../test/helpers/triton.ts';
 import type { ConfigDocument, Variant } from '../stages.ts';
-import { encodeHistogram, median, newHistogram, recordMs, summarize, type Histogram, type LatencySummary } from './histogram.ts';
-import { startGatewayProcess, type GatewayProcess } from './targets.ts';
+import { encodeHistogram, median, newHistogram, pooledPercentile, recordMs, summarize, type Histogram, type LatencySummary } from './histogram.ts';
+import { startBareProxy, startGatewayProcess, type GatewayProcess } from './targets.ts';
+import type { Child } from './procs.ts';
 
 export interface KServePlan {
   readonly rounds: number;
@@ -32,6 +37,8 @@ export const KSERVE_PLAN: KServePlan = { rounds: 3, requests: 200, warmup: 30, b
 const API = 'tollgate.dev/v1alpha1';
 const PUBLIC_MODEL = 'densenet_onnx';
 export const KINDS = ['json', 'binary'] as const;
+/** An infer slower than this (ms) is counted as a stall (Triton's own p50 is 2-4 ms, its stalls 10-30 ms). */
+export const SLOW_MS = 10;
 type Kind = (typeof KINDS)[number];
 
 interface Request {
@@ -83,6 +90,8 @@ export interface KServeTargetRound {
   readonly latency: LatencySummary;
   readonly errors: number;
   readonly histogram: string;
+  /** Infers slower than SLOW_MS. */
+  readonly slow: number;
 }
 
 export interface KServeResult {
@@ -92,11 +101,28 @@ export interface KServeResult {
   readonly targets: ReadonlyArray<{ label: string; stages: string[]; path: string }>;
   readonly rounds: ReadonlyArray<{ round: number; kinds: Record<Kind, { targets: Record<string, KServeTargetRound>; added: Record<string, { p50: number; p99: number }> }> }>;
   /** Per kind and gateway variant: medians over rounds of the added p50/p99 (min..max), and of the direct p50/p99. */
-  readonly summary: Record<Kind, Record<string, { p50: number; p99: number; addedP50: { median: number; min: number; max: number }; addedP99: { median: number; min: number; max: number } }>>;
+  readonly summary: Record<Kind, Record<string, { p50: number; p99: number; addedP50: { median: number; min: number; max: number }; addedP99: { median: number; min: number; max: number }; pooled: Pooled; slow: number }>>;
   readonly errors: number;
 }
 
 export type KServeRound = KServeResult['rounds'][number];
+
+/** Percentiles (ms) of every round's samples of one target taken together, and the added ones (target minus direct). */
+export interface Pooled {
+  readonly count: number;
+  readonly p50: number;
+  readonly p98: number;
+  readonly p99: number;
+  readonly addedP50: number;
+  readonly addedP98: number;
+  readonly addedP99: number;
+}
+
+export interface KServeOptions {
+  readonly logLevel: string;
+  /** Also measure the bare reference proxy (target `proxy`): the floor of a Node hop in front of Triton, same run. */
+  readonly withProxy?: boolean | undefined;
+}
 
 export interface KServeSetup {
   readonly targets: readonly Target[];
@@ -107,10 +133,11 @@ export interface KServeSetup {
 }
 
 /** Starts Triton and one gateway per variant, and warms every target up with both kinds of request. */
-export async function setupKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string }): Promise<KServeSetup> {
+export async function setupKServe(variants: readonly Variant[], plan: KServePlan, opts: KServeOptions): Promise<KServeSetup> {
   const work = mkdtempSync(join(tmpdir(), 'tollgate-bench-kserve-'));
   const triton: Triton = await startTriton();
   const gateways: GatewayProcess[] = [];
+  const fixtures: Child[] = [];
   const targets: Target[] = [];
   const reqs = requests(plan);
   // The smallest answer each kind can be (a truncated one is an error).
@@ -118,12 +145,19 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
     await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
+    await Promise.allSettled(fixtures.map((c) => c.stop(5_000)));
     await triton.stop();
     if (process.env.TOLLGATE_BENCH_KEEP === undefined) rmSync(work, { recursive: true, force: true });
     else process.stderr.write(`bench: kept ${work} (TOLLGATE_BENCH_KEEP)\n`);
   };
   try {
     targets.push({ label: 'direct', pool: new Pool(triton.url, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
+    if (opts.withProxy === true) {
+      // The gateway's default pool size, as in the other scenarios.
+      const proxy = await startBareProxy(triton.url, 16);
+      fixtures.push(proxy.child);
+      targets.push({ label: 'proxy', pool: new Pool(new URL(proxy.url).origin, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
+    }
     for (const variant of variants) {
       const gw = await startGatewayProcess({
         work,
@@ -165,20 +199,25 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
   const measure = async (round: number): Promise<KServeRound> => {
     const kinds = {} as KServeRound['kinds'];
     for (const kind of KINDS) {
-      const h = new Map<string, { h: Histogram; errors: number }>(targets.map((t) => [t.label, { h: newHistogram(), errors: 0 }]));
+      const h = new Map<string, { h: Histogram; errors: number; slow: number }>(targets.map((t) => [t.label, { h: newHistogram(), errors: 0, slow: 0 }]));
       for (let i = 0; i < plan.requests; i++) {
         for (let k = 0; k < targets.length; k++) {
           const t = targets[(i + k + round) % targets.length]!;
           const r = await once(t, reqs[kind], expect[kind]);
           const m = h.get(t.label)!;
           if (r instanceof Error) m.errors++;
-          else recordMs(m.h, r);
+          else {
+            recordMs(m.h, r);
+            if (r > SLOW_MS) m.slow++;
+          }
         }
       }
       const per: Record<string, KServeTargetRound> = {};
-      for (const [label, m] of h) per[label] = { latency: summarize(m.h), errors: m.errors, histogram: encodeHistogram(m.h) };
+      for (const [label, m] of h) per[label] = { latency: summarize(m.h), errors: m.errors, histogram: encodeHistogram(m.h), slow: m.slow };
       const added: Record<string, { p50: number; p99: number }> = {};
-      for (const v of variants) added[v.label] = { p50: per[v.label]!.latency.p50 - per.direct!.latency.p50, p99: per[v.label]!.latency.p99 - per.direct!.latency.p99 };
+      for (const t of targets) {
+        if (t.label !== 'direct') added[t.label] = { p50: per[t.label]!.latency.p50 - per.direct!.latency.p50, p99: per[t.label]!.latency.p99 - per.direct!.latency.p99 };
+      }
       kinds[kind] = { targets: per, added };
     }
     return { round, kinds };
@@ -192,7 +231,7 @@ export function kserveResult(setup: KServeSetup, plan: KServePlan, rounds: reado
 }
 
 /** The whole scenario for `npm run bench`: Triton, one gateway per variant, interleaved rounds, teardown. */
-export async function runKServe(variants: readonly Variant[], plan: KServePlan, opts: { logLevel: string; log?: (line: string) => void }): Promise<KServeResult> {
+export async function runKServe(variants: readonly Variant[], plan: KServePlan, opts: KServeOptions & { log?: (line: string) => void }): Promise<KServeResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const setup = await setupKServe(variants, plan, opts);
   const rounds: KServeRound[] = [];
@@ -200,7 +239,8 @@ export async function runKServe(variants: readonly Variant[], plan: KServePlan, 
     for (let round = 0; round < plan.rounds; round++) {
       const r = await setup.measure(round);
       rounds.push(r);
-      log(`bench: kserve-infer: round ${round + 1}/${plan.rounds}: ${KINDS.map((k) => variants.map((v) => `${k} ${v.label} added p50 ${fmt(r.kinds[k].added[v.label]!.p50)} p99 ${fmt(r.kinds[k].added[v.label]!.p99)}`).join('; ')).join('; ')}`);
+      const labels = Object.keys(r.kinds.json.added);
+      log(`bench: kserve-infer: round ${round + 1}/${plan.rounds} (loadavg ${loadavg()[0]!.toFixed(2)}): ${KINDS.map((k) => labels.map((l) => `${k} ${l} added p50 ${fmt(r.kinds[k].added[l]!.p50)} p99 ${fmt(r.kinds[k].added[l]!.p99)}, ${r.kinds[k].targets[l]!.slow} over ${SLOW_MS} ms (direct ${r.kinds[k].targets.direct!.slow})`).join('; ')).join('; ')}`);
     }
   } finally {
     await setup.teardown();
@@ -213,14 +253,19 @@ function result(plan: KServePlan, targets: readonly Target[], variants: readonly
   const summary = {} as KServeResult['summary'];
   for (const kind of KINDS) {
     summary[kind] = {};
+    const pct = (label: string, p: number): number => pooledPercentile(rounds.map((r) => r.kinds[kind].targets[label]!.histogram), p);
+    const direct = { p50: pct('direct', 50), p98: pct('direct', 98), p99: pct('direct', 99) };
     for (const t of targets) {
       const lat = rounds.map((r) => r.kinds[kind].targets[t.label]!.latency);
       const added = t.label === 'direct' ? undefined : rounds.map((r) => r.kinds[kind].added[t.label]!);
+      const [p50, p98, p99] = [pct(t.label, 50), pct(t.label, 98), pct(t.label, 99)];
       summary[kind][t.label] = {
         p50: median(lat.map((l) => l.p50)),
         p99: median(lat.map((l) => l.p99)),
         addedP50: added === undefined ? stat([0]) : stat(added.map((a) => a.p50)),
         addedP99: added === undefined ? stat([0]) : stat(added.map((a) => a.p99)),
+        pooled: { count: lat.reduce((n, l) => n + l.count, 0), p50, p98, p99, addedP50: p50 - direct.p50, addedP98: p98 - direct.p98, addedP99: p99 - direct.p99 },
+        slow: rounds.reduce((n, r) => n + r.kinds[kind].targets[t.label]!.slow, 0),
       };
     }
   }
@@ -228,7 +273,7 @@ function result(plan: KServePlan, targets: readonly Target[], variants: readonly
     name: 'kserve-infer',
     what: `KServe v2 infer of Triton's \`add\` (PyTriton, CPU): json = 1x3 FP32 as JSON; binary = 2 x 1x${plan.binaryElements} FP32 binary tensors, binary output; c=1, interleaved per request`,
     plan,
-    targets: targets.map((t) => ({ label: t.label, stages: t.label === 'direct' ? [] : (variants.find((v) => v.label === t.label)?.stages.map((s) => s.name) ?? []), path: t.path })),
+    targets: targets.map((t) => ({ label: t.label, stages: variants.find((v) => v.label === t.label)?.stages.map((s) => s.name) ?? [], path: t.path })),
     rounds,
     summary,
     errors: rounds.reduce((n, r) => n + KINDS.reduce((m, k) => m + Object.values(r.kinds[k].targets).reduce((e, t) => e + t.errors, 0), 0), 0),
@@ -239,14 +284,23 @@ function fmt(v: number): string {
   return `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
 }
 
-/** A Markdown table: per kind and target, p50/p99 and the added p50/p99 (median over rounds, min..max). */
+/**
+ * A Markdown table: per kind and target, p50/p99 and the added p50/p99 (median over rounds, min..max), then every
+ * round's samples pooled: p50/p98/p99, added p99, and the infers over SLOW_MS.
+ */
 export function kserveMarkdown(r: KServeResult): string {
   const ms = (v: number): string => v.toFixed(3);
-  const lines = [`${r.name}: ${r.what}`, '', '| request | target | p50 | p99 | added p50 | added p99 |', '|---|---|---|---|---|---|'];
+  const lines = [
+    `${r.name}: ${r.what}`,
+    '',
+    `| request | target | p50 | p99 | added p50 | added p99 | pooled p50 / p98 / p99 | pooled added p99 | over ${SLOW_MS} ms |`,
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const kind of KINDS) {
     for (const [label, s] of Object.entries(r.summary[kind])) {
       const a = (x: { median: number; min: number; max: number }): string => (label === 'direct' ? '-' : `${fmt(x.median)} (${ms(x.min)}..${ms(x.max)})`);
-      lines.push(`| ${kind} | ${label} | ${ms(s.p50)} | ${ms(s.p99)} | ${a(s.addedP50)} | ${a(s.addedP99)} |`);
+      const p = s.pooled;
+      lines.push(`| ${kind} | ${label} | ${ms(s.p50)} | ${ms(s.p99)} | ${a(s.addedP50)} | ${a(s.addedP99)} | ${ms(p.p50)} / ${ms(p.p98)} / ${ms(p.p99)} | ${label === 'direct' ? '-' : fmt(p.addedP99)} | ${s.slow} of ${p.count} |`);
     }
   }
   return lines.join('\n');

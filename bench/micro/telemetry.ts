@@ -33,6 +33,7 @@ import { HANDOFF_ITEMS } from '../../src/telemetry/export/link.ts';
 import { spanData, type SpanData } from '../../src/telemetry/export/span-data.ts';
 import { GatewayMetrics } from '../../src/telemetry/metrics.ts';
 import { NO_TELEMETRY, Telemetry } from '../../src/telemetry/service.ts';
+import { PresetIds, samplerFromEnv, type DeferredSpans } from '../../src/telemetry/span-ids.ts';
 import { CallTracer } from '../../src/telemetry/tracing.ts';
 import { makeCall, openWriter } from '../../test/helpers/audit-calls.ts';
 
@@ -69,6 +70,26 @@ function perCall(t: Telemetry | typeof NO_TELEMETRY, pipeline: Pipeline, c: Call
   t.propagate(c);
   t.end(c);
 }
+
+/** What runs before the request is handed on (the latency path): begin, the guards, propagate. */
+function pathShare(t: Telemetry, pipeline: Pipeline, c: Call): void {
+  t.begin(c, undefined);
+  pipeline.admit(c);
+  t.propagate(c);
+}
+
+/** A tracer and pipeline on a provider with a discarding batch processor; `deferred`: the gateway's arrangement (span-ids.ts). */
+function traced(deferred: boolean): { telemetry: Telemetry; pipeline: Pipeline } {
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const spans: DeferredSpans = { sampler: samplerFromEnv({}), ids: new PresetIds() };
+  const provider = new BasicTracerProvider({
+    ...(deferred ? { sampler: spans.sampler, idGenerator: spans.ids } : {}),
+    spanProcessors: [new BatchSpanProcessor(discard, { maxQueueSize: 65_536, scheduledDelayMillis: 50 })],
+  });
+  const tracer = new CallTracer(provider.getTracer('bench'), deferred ? { deferred: spans } : {});
+  return { telemetry: new Telemetry(tracer, new GatewayMetrics(100)), pipeline: new Pipeline(guards, tracer) };
+}
+const tracedBy: Partial<Record<'eager' | 'deferred', { telemetry: Telemetry; pipeline: Pipeline }>> = {};
 
 const metricsOnly = new Telemetry(undefined, new GatewayMetrics(100));
 const plainPipeline = new Pipeline(guards);
@@ -167,6 +188,24 @@ export const benches: MicroBench[] = [
     },
     fn: () => perCall(tracedTelemetry, tracedPipeline, onCall),
   },
+  ...(['eager', 'deferred'] as const).flatMap((mode) => [
+    {
+      name: `tracing on (${mode === 'eager' ? 'spans made as the call goes' : 'spans made at the end'}): request-path share, begin + 3 guards + propagate`,
+      iterations: 100_000,
+      setup() {
+        tracedBy[mode] = traced(mode === 'deferred');
+      },
+      fn: () => pathShare(tracedBy[mode]!.telemetry, tracedBy[mode]!.pipeline, onCall),
+    },
+    {
+      name: `tracing on (${mode === 'eager' ? 'spans made as the call goes' : 'spans made at the end'}): whole call, begin + 3 guards + propagate + end`,
+      iterations: 100_000,
+      setup() {
+        tracedBy[mode] = traced(mode === 'deferred');
+      },
+      fn: () => perCall(tracedBy[mode]!.telemetry, tracedBy[mode]!.pipeline, onCall),
+    },
+  ]),
   {
     name: 'tracing on, sampled out (ratio 0, no client trace): the same work',
     iterations: 300_000,

@@ -79,18 +79,37 @@ export class ArgumentPolicy {
     return this.bound(json ?? '{}');
   }
 
+  /**
+   * Copy-on-write, like `redact`: a report with nothing to hide (the usual case) is serialised as it is, without a
+   * copy of every object in it (this runs for every decision record).
+   */
   private scrub(value: unknown, depth: number): unknown {
     if (typeof value === 'string') return secretValue(value) ? REDACTED : value;
     if (typeof value !== 'object' || value === null) return value;
     if (depth > MAX_DEPTH) return REDACTED;
-    if (Array.isArray(value)) return value.map((v) => this.scrub(v, depth + 1));
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      if (k === 'arguments' && this.mode === 'omit') continue;
-      if (k === 'arguments' && this.mode === 'redact') out[k] = redactAll(v);
-      else out[k] = this.sensitiveKey(k) ? REDACTED : this.scrub(v, depth + 1);
+    if (Array.isArray(value)) {
+      let out: unknown[] | undefined;
+      for (let i = 0; i < value.length; i++) {
+        const v = this.scrub(value[i], depth + 1);
+        if (v !== value[i]) (out ??= value.slice())[i] = v;
+      }
+      return out ?? value;
     }
-    return out;
+    const rec = value as Record<string, unknown>;
+    let out: Record<string, unknown> | undefined;
+    for (const k in rec) {
+      if (!Object.hasOwn(rec, k)) continue;
+      const v = rec[k];
+      if (k === 'arguments' && this.mode === 'omit') {
+        out ??= { ...rec };
+        delete out[k];
+        continue;
+      }
+      const next = k === 'arguments' && this.mode === 'redact' ? redactAll(v) : this.sensitiveKey(k) ? REDACTED : this.scrub(v, depth + 1);
+      // defineProperty: a member named `__proto__` (parsed from a caller's JSON) stays a member, never a prototype.
+      if (next !== v) Object.defineProperty((out ??= { ...rec }), k, { value: next, enumerable: true, writable: true, configurable: true });
+    }
+    return out ?? value;
   }
 
   /** The arguments as serialised JSON for the record, or undefined when none are kept. */

@@ -14,6 +14,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { ExportLink, type Report } from './export/link.ts';
 import { WorkerLogRecordProcessor, WorkerSpanProcessor, type HandOffFigures } from './export/processors.ts';
 import type { Signal } from './export/wire.ts';
+import { PresetIds, samplerFromEnv, type DeferredSpans } from './span-ids.ts';
 
 export interface SdkOptions {
   readonly serviceName: string;
@@ -30,6 +31,8 @@ export interface SdkOptions {
 export interface RunningSdk {
   /** Hand-off figures per signal exported from the worker (absent for a signal exported on the gateway's thread). */
   readonly handOff: { readonly spans?: HandOffFigures; readonly logs?: HandOffFigures };
+  /** The sampler and id generator the tracer provider was built with, when spans are exported at all. */
+  readonly spans: DeferredSpans | undefined;
   shutdown(): Promise<void>;
 }
 
@@ -62,8 +65,13 @@ export async function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = proces
   const link = signals.length === 0 ? undefined : new ExportLink({ env, signals, report: opts.report ?? ((level, message) => diag[level](message)) });
   const spanProcessor = link && signals.includes('spans') ? new WorkerSpanProcessor(link, env) : undefined;
   const logProcessor = link && signals.includes('logs') ? new WorkerLogRecordProcessor(link, env) : undefined;
+  // Our own sampler and id generator, so the call tracer can decide a span's context when a call begins and make the
+  // span when it ends (tracing.ts). With OTEL_TRACES_EXPORTER=none NodeSDK registers no tracer provider at all.
+  const exported = opts.traces && (spanProcessor !== undefined || !(env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).includes('none'));
+  const spans: DeferredSpans | undefined = exported ? { sampler: samplerFromEnv(env), ids: new PresetIds() } : undefined;
   const sdk = new NodeSDK({
     serviceName: opts.serviceName,
+    ...(spans !== undefined ? { sampler: spans.sampler, idGenerator: spans.ids } : {}),
     instrumentations: [],
     // An empty list means "none" to NodeSDK; leaving a signal undefined lets it configure that signal from OTEL_*.
     ...(!opts.traces ? { spanProcessors: [] } : spanProcessor ? { spanProcessors: [spanProcessor] } : {}),
@@ -75,6 +83,7 @@ export async function startSdk(opts: SdkOptions, env: NodeJS.ProcessEnv = proces
   sdk.start();
   return {
     handOff: { ...(spanProcessor ? { spans: spanProcessor.figures } : {}), ...(logProcessor ? { logs: logProcessor.figures } : {}) },
+    spans,
     shutdown: async () => {
       try {
         await sdk.shutdown();

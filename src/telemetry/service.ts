@@ -116,7 +116,7 @@ export async function createTelemetry(snapshot: ConfigSnapshot, log: Logger, env
       env,
     );
   }
-  const tracer = tracing ? new CallTracer(trace.getTracer('tollgate'), { stages: spec.tracing.stages }) : undefined;
+  const tracer = tracing ? new CallTracer(trace.getTracer('tollgate'), { stages: spec.tracing.stages, deferred: sdk?.spans }) : undefined;
   if (sdk !== undefined) metrics?.watchHandOff(sdk.handOff);
   log.info({ tracing, otlpMetrics, prometheus: spec.metrics.prometheus, otlpLogs, exportWorker: inWorker }, 'telemetry');
   const admin: AdminExtension[] = [];

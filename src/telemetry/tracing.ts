@@ -12,24 +12,35 @@
  * The parent is the client's W3C trace context: from the MCP request's `params._meta` when present (the MCP
  * convention), else from the HTTP `traceparent`/`tracestate` headers. Attributes follow the GenAI/MCP conventions.
  * None of this runs when tracing is off: the gateway then holds no CallTracer at all.
+ *
+ * Deferred spans (the gateway's own SDK, `deferred` given): nothing of the SDK runs on the request path. When a call
+ * begins the tracer only asks the SDK's sampler and picks the span ids; the upstream gets that context; the stage
+ * events are kept as plain records; the spans themselves are made when the call ends, with their start times and
+ * the ids already propagated (span-ids.ts). The exported spans are the same as eager ones. Without `deferred` (a
+ * tracer from some other provider) the spans are made as the call goes.
  */
 import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
+  isSpanContextValid,
   propagation,
   trace,
   type Attributes,
   type Context,
   type Span,
+  type SpanContext,
   type TextMapGetter,
   type Tracer,
 } from '@opentelemetry/api';
+import { SamplingDecision } from '@opentelemetry/sdk-trace-base';
 import type { Call } from '../core/call.ts';
 import type { GatewayError } from '../core/errors.ts';
 import type { PipelineObserver } from '../core/pipeline.ts';
 import { TRACE_KEY, type TraceHandle } from './context.ts';
 import * as A from './semconv.ts';
+import type { DeferredSpans } from './span-ids.ts';
 
 /** Guard names as the other guards spell them, mapped to the stage names the spans use. */
 const STAGES: Readonly<Record<string, string>> = {
@@ -55,9 +66,27 @@ const headerGetter: TextMapGetter<Record<string, unknown>> = {
   },
 };
 
+/** A span still to be made (deferred mode): what its `startSpan` will be given. */
+interface PendingSpan {
+  readonly name: string;
+  readonly spanId: string;
+  readonly attributes: Attributes;
+  /** performance.now() when it started. */
+  readonly started: number;
+}
+
+/** A stage event still to be added to the server span (deferred mode). */
+interface PendingEvent {
+  readonly name: string;
+  readonly attributes: Attributes;
+  readonly time: number;
+}
+
 /** Per-call tracing state, kept in `call.scratch` under TRACE_KEY. */
 class CallTrace implements TraceHandle {
-  readonly span: Span;
+  /** The server span; in deferred mode undefined until the call ends. */
+  span: Span | undefined;
+  /** The context children and the upstream descend from (the server span, or its span context when deferred). */
   readonly ctx: Context;
   readonly traceId: string;
   /** False when the sampler dropped this trace: then no child spans are made, only the context is passed on. */
@@ -67,16 +96,23 @@ class CallTrace implements TraceHandle {
   /** performance.now() when the current stage started (stages as events). */
   stageStart: number;
   upstream: Span | undefined;
+  /** Deferred mode: the server span to make (its parent context and, for a new trace, the trace id to give it). */
+  pending: { readonly parent: Context; readonly rootTraceId: string | undefined; readonly server: PendingSpan } | undefined;
+  events: PendingEvent[] | undefined;
+  pendingUpstream: PendingSpan | undefined;
 
-  constructor(span: Span, ctx: Context) {
+  constructor(span: Span | undefined, ctx: Context, traceId: string, recording: boolean) {
     this.span = span;
     this.ctx = ctx;
-    this.traceId = span.spanContext().traceId;
-    this.recording = span.isRecording();
+    this.traceId = traceId;
+    this.recording = recording;
     this.stage = undefined;
     this.stageGuard = undefined;
     this.stageStart = 0;
     this.upstream = undefined;
+    this.pending = undefined;
+    this.events = undefined;
+    this.pendingUpstream = undefined;
   }
 }
 
@@ -86,10 +122,13 @@ export type StageMode = 'events' | 'spans';
 export class CallTracer implements PipelineObserver {
   private readonly tracer: Tracer;
   readonly stages: StageMode;
+  private readonly deferred: DeferredSpans | undefined;
 
-  constructor(tracer: Tracer, options: { stages?: StageMode } = {}) {
+  /** `deferred`: the sampler and id generator `tracer`'s provider was built with (spans made when a call ends). */
+  constructor(tracer: Tracer, options: { stages?: StageMode; deferred?: DeferredSpans | undefined } = {}) {
     this.tracer = tracer;
     this.stages = options.stages ?? 'events';
+    this.deferred = options.deferred;
   }
 
   /** Starts the call's server span. `meta` is the MCP request's `params._meta` (undefined for other protocols). */
@@ -110,8 +149,61 @@ export class CallTracer implements PipelineObserver {
     };
     if (call.protocol === 'mcp') attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
     if (call.rpcId !== undefined) attributes[A.ATTR_JSONRPC_REQUEST_ID] = String(call.rpcId);
+    const d = this.deferred;
+    if (d !== undefined) {
+      call.scratch.set(TRACE_KEY, this.beginDeferred(d, call.operation, attributes, parent));
+      return;
+    }
     const span = this.tracer.startSpan(call.operation, { kind: SpanKind.SERVER, attributes }, parent);
-    call.scratch.set(TRACE_KEY, new CallTrace(span, trace.setSpan(ROOT_CONTEXT, span)));
+    call.scratch.set(TRACE_KEY, new CallTrace(span, trace.setSpan(ROOT_CONTEXT, span), span.spanContext().traceId, span.isRecording()));
+  }
+
+  /** The server span's context decided now (ids, the sampler's decision), the span itself made at `end`. */
+  private beginDeferred(d: DeferredSpans, name: string, attributes: Attributes, parent: Context): CallTrace {
+    const parentContext = trace.getSpanContext(parent);
+    const child = parentContext !== undefined && isSpanContextValid(parentContext);
+    const traceId = child ? parentContext.traceId : d.ids.newTraceId();
+    const sampled = d.sampler.shouldSample(parent, traceId, name, SpanKind.SERVER, attributes, []);
+    const recording = sampled.decision !== SamplingDecision.NOT_RECORD;
+    const spanContext: SpanContext = {
+      traceId,
+      spanId: d.ids.newSpanId(),
+      traceFlags: sampled.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      traceState: sampled.traceState ?? (child ? parentContext.traceState : undefined),
+    };
+    const t = new CallTrace(undefined, trace.setSpanContext(ROOT_CONTEXT, spanContext), traceId, recording);
+    if (recording) {
+      if (sampled.attributes !== undefined) Object.assign(attributes, sampled.attributes);
+      t.pending = { parent, rootTraceId: child ? undefined : traceId, server: { name, spanId: spanContext.spanId, attributes, started: performance.now() } };
+      t.events = [];
+    }
+    return t;
+  }
+
+  /** Makes a deferred span with the ids its context was propagated with. */
+  private make(d: DeferredSpans, kind: SpanKind, p: PendingSpan, parent: Context, rootTraceId?: string): Span {
+    d.ids.preset(rootTraceId, p.spanId);
+    try {
+      return this.tracer.startSpan(p.name, { kind, attributes: p.attributes, startTime: p.started }, parent);
+    } finally {
+      d.ids.clear();
+    }
+  }
+
+  /** Deferred mode: the server span (with its stage events) and the upstream span, made now. */
+  private materialize(d: DeferredSpans, t: CallTrace): void {
+    const pending = t.pending;
+    if (pending === undefined) return;
+    t.pending = undefined;
+    const span = this.make(d, SpanKind.SERVER, pending.server, pending.parent, pending.rootTraceId);
+    for (const e of t.events ?? []) span.addEvent(e.name, e.attributes, e.time);
+    t.events = undefined;
+    t.span = span;
+    const up = t.pendingUpstream;
+    if (up !== undefined) {
+      t.pendingUpstream = undefined;
+      t.upstream = this.make(d, SpanKind.CLIENT, up, trace.setSpan(ROOT_CONTEXT, span));
+    }
   }
 
   /** PipelineObserver: one event of the server span (or one child span) per guard's admit step. */
@@ -128,7 +220,8 @@ export class CallTracer implements PipelineObserver {
       const start = t.stageStart;
       const attributes: Attributes = { [A.ATTR_GUARD]: guard, [A.ATTR_STAGE_DURATION_MS]: Math.round((performance.now() - start) * 1000) / 1000 };
       if (error !== undefined) attributes[A.ATTR_ERROR_TYPE] = error.code;
-      t.span.addEvent(STAGES[guard] ?? guard, attributes, start);
+      if (t.events !== undefined) t.events.push({ name: STAGES[guard] ?? guard, attributes, time: start });
+      else t.span?.addEvent(STAGES[guard] ?? guard, attributes, start);
       t.stageGuard = undefined;
       return;
     }
@@ -170,6 +263,12 @@ export class CallTracer implements PipelineObserver {
       attributes[A.ATTR_GEN_AI_TOOL_NAME] = local;
       attributes[A.ATTR_GEN_AI_OPERATION_NAME] = 'execute_tool';
     }
+    if (this.deferred !== undefined) {
+      const spanId = this.deferred.ids.newSpanId();
+      t.pendingUpstream = { name, spanId, attributes, started: performance.now() };
+      propagation.inject(trace.setSpanContext(ROOT_CONTEXT, { ...trace.getSpanContext(t.ctx)!, spanId }), fields);
+      return fields;
+    }
     const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, t.ctx);
     t.upstream = span;
     propagation.inject(trace.setSpan(ROOT_CONTEXT, span), fields);
@@ -180,6 +279,13 @@ export class CallTracer implements PipelineObserver {
   end(call: Call): void {
     const t = call.scratch.get(TRACE_KEY) as CallTrace | undefined;
     if (t === undefined) return;
+    const d = this.deferred;
+    if (d !== undefined) {
+      if (!t.recording) return;
+      this.materialize(d, t);
+    }
+    // Deferred spans were given a start time, so they are given their end time too (else the SDK takes Date.now()).
+    const endTime = d !== undefined ? performance.now() : undefined;
     const err = call.error;
     if (t.stage !== undefined) {
       t.stage.end();
@@ -196,9 +302,10 @@ export class CallTracer implements PipelineObserver {
         t.upstream.setAttribute(A.ATTR_ERROR_TYPE, err?.code ?? 'rpc_error');
         t.upstream.setStatus({ code: SpanStatusCode.ERROR, message: err?.message ?? 'upstream answered with a JSON-RPC error' });
       }
-      t.upstream.end();
+      t.upstream.end(endTime);
     }
     const span = t.span;
+    if (span === undefined) return;
     if (!span.isRecording()) {
       span.end();
       return;
@@ -259,6 +366,6 @@ export class CallTracer implements PipelineObserver {
       span.setAttribute(A.ATTR_ERROR_TYPE, 'rpc_error');
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
-    span.end();
+    span.end(endTime);
   }
 }

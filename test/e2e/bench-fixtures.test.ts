@@ -1,7 +1,8 @@
 /**
  * The bench's fixtures and load generator against real peers: the raw backend speaks MCP to the official SDK
  * client, the captured request template replays in the SDK's session with fresh ids, the generators count JSON-RPC
- * errors as failures, and the gateway (as the bench starts it: its own process, generated config) serves a session.
+ * errors as failures, and the gateway (as the bench starts it: its own process, generated config) serves a session;
+ * the kserve-infer scenario relays both kinds of infer to a real Triton through the bare proxy and the gateway.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -13,6 +14,7 @@ import { startRawBackend, type RawBackend } from '../../bench/fixtures/raw-backe
 import { openBenchSession, type BenchSession } from '../../bench/lib/mcp-client.ts';
 import { runClosed, runPaced } from '../../bench/lib/load.ts';
 import { startBareProxy, startGatewayProcess, type GatewayProcess, type Proxy } from '../../bench/lib/targets.ts';
+import { KSERVE_PLAN, kserveResult, setupKServe } from '../../bench/lib/kserve.ts';
 import { SCENARIOS } from '../../bench/scenarios.ts';
 import { STAGES } from '../../bench/stages.ts';
 
@@ -115,4 +117,30 @@ describe('bench fixtures', () => {
     expect(report.store).toBe('redis');
     expect(report.limits.find((l) => l.name === 'bench-cost')?.counters).toHaveLength(1);
   });
+
+  it('the kserve-infer scenario relays JSON and binary-tensor infers to a real Triton directly, through the bare proxy and the gateway', async () => {
+    const plan = { ...KSERVE_PLAN, rounds: 2, requests: 5, warmup: 2 };
+    // Warm-up fails the setup on any wrong answer (a status other than 200, or a binary answer shorter than its tensor).
+    const setup = await setupKServe([{ label: 'gateway[none]', stages: [] }], plan, { logLevel: 'warn', withProxy: true });
+    try {
+      expect(setup.targets.map((t) => t.label)).toEqual(['direct', 'proxy', 'gateway[none]']);
+      const rounds = [await setup.measure(0), await setup.measure(1)];
+      const r = kserveResult(setup, plan, rounds);
+      expect(r.errors).toBe(0);
+      for (const kind of ['json', 'binary'] as const) {
+        for (const label of ['direct', 'proxy', 'gateway[none]']) {
+          const s = r.summary[kind][label]!;
+          // Every round's samples pooled: 2 rounds x 5 infers, percentiles in order.
+          expect(s.pooled.count).toBe(10);
+          expect(s.pooled.p50).toBeGreaterThan(0);
+          expect(s.pooled.p98).toBeGreaterThanOrEqual(s.pooled.p50);
+          expect(s.pooled.p99).toBeGreaterThanOrEqual(s.pooled.p98);
+          expect(s.slow).toBeLessThanOrEqual(10);
+        }
+        expect(Object.keys(rounds[0]!.kinds[kind].added).sort()).toEqual(['gateway[none]', 'proxy']);
+      }
+    } finally {
+      await setup.teardown();
+    }
+  }, 180_000);
 });

@@ -2,6 +2,8 @@
  * The call tracer on the real OTel SDK (in-memory exporter): guard stages become authenticate/authorize/limit events
  * of the server span (or child spans with `stages: spans`) through the PipelineObserver, the server span carries the principal's SPIFFE ID, the decision id and the
  * GenAI usage attributes, a refused stage is an ERROR span, and the upstream span's context is what gets propagated.
+ * Every case runs twice: spans made as the call goes (a tracer of any provider), and deferred to the call's end (the
+ * gateway's own SDK: its sampler and preset ids), which must export the same spans.
  */
 import { propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -12,13 +14,22 @@ import { Errors, GatewayError } from '../../src/core/errors.ts';
 import { Pipeline, type Guard } from '../../src/core/pipeline.ts';
 import { traceIdOf } from '../../src/telemetry/context.ts';
 import { LabelCap } from '../../src/telemetry/metrics.ts';
+import { PresetIds, samplerFromEnv, type DeferredSpans } from '../../src/telemetry/span-ids.ts';
 import { CallTracer } from '../../src/telemetry/tracing.ts';
 import { makeCall, principal } from '../helpers/audit-calls.ts';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = new CallTracer(provider.getTracer('test'), { stages: 'spans' });
-const evented = new CallTracer(provider.getTracer('test'));
+/** The gateway's arrangement: the provider built with the sampler and id generator the tracer is given. */
+const deferred: DeferredSpans = { sampler: samplerFromEnv({}), ids: new PresetIds() };
+const deferredProvider = new BasicTracerProvider({ sampler: deferred.sampler, idGenerator: deferred.ids, spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const MODES = {
+  eager: { tracer: new CallTracer(provider.getTracer('test'), { stages: 'spans' }), evented: new CallTracer(provider.getTracer('test')) },
+  deferred: {
+    tracer: new CallTracer(deferredProvider.getTracer('test'), { stages: 'spans', deferred }),
+    evented: new CallTracer(deferredProvider.getTracer('test'), { deferred }),
+  },
+};
 
 beforeAll(() => propagation.setGlobalPropagator(new W3CTraceContextPropagator()));
 afterAll(() => propagation.disable());
@@ -35,7 +46,8 @@ const policy: Guard = {
 };
 const limits: Guard = { name: 'limits', admit: () => undefined };
 
-describe('CallTracer', () => {
+describe.each(['eager', 'deferred'] as const)('CallTracer (%s spans)', (mode) => {
+  const { tracer, evented } = MODES[mode];
   it('by default, guard stages are events of the server span: name, guard, duration, error type of a refusal', async () => {
     exporter.reset();
     expect(evented.stages).toBe('events');
@@ -133,11 +145,56 @@ describe('CallTracer', () => {
   });
 });
 
-describe('CallTracer, sampled out', () => {
+describe('CallTracer, deferred spans', () => {
+  const { evented } = MODES.deferred;
+  it('exports the ids the upstream was given, the start times of when things happened, and no id leaks to the next call', async () => {
+    exporter.reset();
+    const pipeline = new Pipeline([identity, policy, limits], evented);
+    const call = makeCall({ id: 'd1', time: Date.now(), tool: 'llm__chat' });
+    call.request.headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const before = Date.now();
+    evented.begin(call, undefined);
+    // Nothing is exported (or even started) before the call ends.
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+    await pipeline.admit(call);
+    const fields = evented.propagate(call)!;
+    await new Promise((r) => setTimeout(r, 20));
+    call.status = 200;
+    evented.end(call);
+    const spans = exporter.getFinishedSpans();
+    expect(spans).toHaveLength(2);
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    const upstream = spans.find((s) => s.kind === SpanKind.CLIENT)!;
+    expect(server.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+    expect(upstream.parentSpanContext?.spanId).toBe(server.spanContext().spanId);
+    expect(fields.traceparent).toBe(`00-0af7651916cd43dd8448eb211c80319c-${upstream.spanContext().spanId}-01`);
+    const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
+    // The server span starts when the call began, the upstream span when the request was handed on, 20 ms before the end.
+    expect(Math.abs(ms(server.startTime) - before)).toBeLessThan(15);
+    expect(ms(upstream.startTime)).toBeGreaterThanOrEqual(ms(server.startTime));
+    expect(ms(server.endTime) - ms(upstream.startTime)).toBeGreaterThanOrEqual(19);
+    expect(server.events.map((e) => e.name)).toEqual(['authenticate', 'authorize', 'limit']);
+
+    // A root call next: its trace id is its own (the previous call's preset ids were not left behind).
+    exporter.reset();
+    const root = makeCall({ id: 'd2', time: Date.now(), tool: 'a__b' });
+    evented.begin(root, undefined);
+    evented.propagate(root);
+    evented.end(root);
+    const rootSpans = exporter.getFinishedSpans();
+    expect(rootSpans.map((s) => s.spanContext().traceId)).toEqual([traceIdOf(root), traceIdOf(root)]);
+    expect(traceIdOf(root)).not.toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(rootSpans.find((s) => s.kind === SpanKind.SERVER)!.parentSpanContext).toBeUndefined();
+  });
+});
+
+describe.each(['eager', 'deferred'] as const)('CallTracer, sampled out (%s spans)', (mode) => {
   it('makes no spans but still passes the unsampled context upstream', async () => {
     const dropped = new InMemorySpanExporter();
-    const never = new BasicTracerProvider({ sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) }), spanProcessors: [new SimpleSpanProcessor(dropped)] });
-    const t = new CallTracer(never.getTracer('test'));
+    const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0) });
+    const ids = new PresetIds();
+    const never = new BasicTracerProvider({ sampler, idGenerator: ids, spanProcessors: [new SimpleSpanProcessor(dropped)] });
+    const t = new CallTracer(never.getTracer('test'), mode === 'deferred' ? { deferred: { sampler, ids } } : {});
     const call = makeCall({ id: 'c4', time: Date.now(), tool: 'a__b' });
     t.begin(call, undefined);
     await new Pipeline([identity, policy, limits], t).admit(call);
