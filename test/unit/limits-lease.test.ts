@@ -94,7 +94,8 @@ describe('rate-limit leases on a real Redis', () => {
   it('take k units per EVALSHA: 100 calls run far fewer scripts than with leases off (exactly 100)', async () => {
     // burst 1000: k = min(8, 1000 x 0.05) = 8. A lifetime of 1 s: a loaded machine's gaps between calls stay in it.
     const docs = rate('requests: 1000, per: 1s');
-    const on = await open(docs, '    lease: { lifetime: 1s }\n', 'tgl:on:');
+    // Inline leases only (refillAt 0: a lease is asked for by the call that finds it spent); refills: test below.
+    const on = await open(docs, '    lease: { lifetime: 1s, refillAt: 0 }\n', 'tgl:on:');
     const off = await open(docs, '    lease: { units: 0 }\n', 'tgl:off:');
     const count = async (r: Replica, principal: string): Promise<{ scripts: number; stores: string[] }> => {
       await call(r, `${principal}-warm`); // loads the script (EVAL after NOSCRIPT) outside the count
@@ -119,7 +120,7 @@ describe('rate-limit leases on a real Redis', () => {
   });
 
   it('asks for at most one lease per key at a time; misses wait for it only as many as it should serve', async () => {
-    const r = await open(rate('requests: 1000, per: 1s'), '    lease: { lifetime: 1s }\n', 'tgl:conc:');
+    const r = await open(rate('requests: 1000, per: 1s'), '    lease: { lifetime: 1s, refillAt: 0 }\n', 'tgl:conc:');
     const before = scripts(redis.port);
     const outcomes = await Promise.all(Array.from({ length: 30 }, () => call(r, 'frank')));
     expect(outcomes.every((o) => o.code === 'ok')).toBe(true);
@@ -135,7 +136,7 @@ describe('rate-limit leases on a real Redis', () => {
   it("never admits a caller on another caller's lease (two principals, one key each)", async () => {
     // burst 40, k = min(8, 40 x 0.5) = 8; about 90 s per refill, so nothing refills during the test.
     const docs = rate('requests: 40, per: 1h, leaseUnits: 8');
-    const yaml = '    lease: { units: 8, share: 0.5, lifetime: 1s }\n';
+    const yaml = '    lease: { units: 8, share: 0.5, lifetime: 1s, refillAt: 0 }\n';
     const a = await open(docs, yaml, 'tgl:x:');
     const b = await open(docs, yaml, 'tgl:x:'); // a second replica on the same counters
     // Empty bob's bucket through replica b (its own leases included).
@@ -158,7 +159,7 @@ describe('rate-limit leases on a real Redis', () => {
 
   it('counts what is left down through leased units; unused units expire and stay spent', async () => {
     const docs = rate('requests: 40, per: 1h, leaseUnits: 8');
-    const r = await open(docs, '    lease: { units: 8, share: 0.5, lifetime: 300ms }\n', 'tgl:rem:');
+    const r = await open(docs, '    lease: { units: 8, share: 0.5, lifetime: 300ms, refillAt: 0 }\n', 'tgl:rem:');
     const seen: Outcome[] = [];
     for (let i = 0; i < 6; i++) seen.push(await call(r, 'carol'));
     expect(seen.map((o) => o.code)).toEqual(Array(6).fill('ok'));
@@ -192,7 +193,7 @@ metadata: { name: rate-${mode} }
 spec: { match: { tools: [tools/${mode}] }, key: [principal], requests: 40, per: 1h, leaseUnits: 8, failMode: ${mode} }
 `)
       .join('---\n');
-    r = await replica(redis, docs, '    replicas: 2\n    lease: { units: 8, share: 0.5, lifetime: 1s }\n', 'tgl:down:');
+    r = await replica(redis, docs, '    replicas: 2\n    lease: { units: 8, share: 0.5, lifetime: 1s, refillAt: 0 }\n', 'tgl:down:');
   });
   afterAll(async () => {
     await r?.service.close();

@@ -105,6 +105,12 @@ export const limitsSpec = z
          */
         lifetime: duration.refine((ms) => ms <= 1_000, 'must be at most 1s (leased units count as spent until they expire)').default(250),
         /**
+         * Refill ahead of time: when a lease (rate or budget) falls to this share of the units it held, one request for
+         * more goes to the store in the background and the calls go on being served from what is left (0: a lease is
+         * asked for only by a call that finds it spent, on that call's path). Held units never exceed one lease's.
+         */
+        refillAt: z.number().refine((n) => Number.isFinite(n) && n >= 0 && n < 1, 'must be at least 0 and below 1').default(0.5),
+        /**
          * Leases of budget units (lease.ts): one round trip reserves up to `reservations` times the call's reservation
          * of a busy budget key, and at most `share` of what remains in the window (none near exhaustion); the next
          * calls reserve from it in this replica, and what is unused goes back to the store after `lifetime` or at drain.

@@ -39,10 +39,12 @@ export interface BudgetOp {
   readonly expireAtMs: number;
   /**
    * Reserve up to this many units (more than `amount`: a lease, lease.ts), the extra at most `sharePpm` millionths of
-   * what would remain after `amount`, and none unless it holds at least another `amount`. Only the lease store sets it.
+   * what would remain after `amount`, and none unless it holds at least `least` (default: another `amount`). Only the
+   * lease store sets them (a refill ahead of time reserves `amount` 0 and takes at least one reservation, lease.ts).
    */
   readonly take?: number;
   readonly sharePpm?: number;
+  readonly least?: number;
   /** The budget allows local leases (set by the plan; only the lease store reads it). */
   readonly lease?: { readonly reservations: number; readonly lifetimeMs: number; readonly sharePpm: number };
 }
@@ -125,7 +127,7 @@ export function evaluate(ops: readonly Op[], read: (key: string) => number | und
 export function budgetExtra(op: BudgetOp, used: number): number {
   if (op.take === undefined || op.take <= op.amount) return 0;
   const extra = Math.min(op.take - op.amount, Math.floor(((op.limit - used - op.amount) * (op.sharePpm ?? 0)) / 1_000_000));
-  return extra < op.amount ? 0 : extra;
+  return extra < (op.least ?? op.amount) ? 0 : extra;
 }
 
 /** Milliseconds a rate key must live: until its bucket is full again (then absent means full). */

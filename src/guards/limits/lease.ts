@@ -26,74 +26,63 @@
  * refuses its own call, and a budget's edge is exact up to what other replicas hold (each grant at most share x what
  * remained, for at most lifetime).
  *
+ * Refill ahead of time (limits.lease.refillAt, default 0.5; lease-refill.ts): when a call served from leases leaves
+ * one of them at or under that share of what its last grant left it holding, ONE script tops up every key of the call
+ * that has room (their sizes double, up to k), sent on the next turn of the event loop: the call does not wait. Each
+ * key is topped up to what an inline lease of its size leaves held (rate: size - 1 units, so at most k - 1 held at any
+ * time, as before: the fleet bound replicas x (k - 1) and plan.ts's waste cap are unchanged; budget: size - 1
+ * reservations of the call's amount, the extra only within `share` of what remains and at least one reservation, so
+ * near exhaustion nothing is leased, as before). The grant joins the units left and the lease lives `lifetime` from
+ * then (units are fungible: what expires unspent is still at most what is held). Calls go on being served from what
+ * is left meanwhile; a call that finds the lease spent waits for the refill (the bounded wait below). A refill never
+ * refuses (rate: cost 0; budget: amount 0); an empty grant leaves the lease as it is and none is asked for again
+ * until the next grant: once it is spent, calls go to Redis and get the real refusal. A refill that fails counts as a
+ * store failure (`onError`), never rejects, and one that lands during drain gives its budget units straight back
+ * (close() waits for it).
+ *
  * Both: a call is served locally only when every op of it is (never half-local); else all of it goes to Redis in one
- * script, asking for leases on the busy keys. While a lease request of a key is in flight, calls that miss on it
- * wait for it (at most as many as it should serve) and retry once, instead of each going to Redis. A lease is the
- * key's own (its Redis key names the limit and every key dimension: principal, team, ...), so one caller's lease never
- * serves another. When the store is not available the fail modes apply as without leases (`available` is the store's).
+ * script, asking for leases on the busy keys. While a lease request of a key is in flight (inline or a refill), calls
+ * that miss on it wait for it (at most as many as it should serve) and retry once, instead of each going to Redis. A
+ * lease is the key's own (its Redis key names the limit and every key dimension: principal, team, ...), so one
+ * caller's lease never serves another. When the store is not available the fail modes apply as without leases
+ * (`available` is the store's), and no refill is sent.
  */
-import { SettlePending, type CounterStore } from './counters.ts';
+import type { CounterStore } from './counters.ts';
 import type { Adjustment, Op, OpResult, Verdict } from './decide.ts';
-
-interface Lease {
-  /** Units left to spend (budget: counted in the store, reserved by no call). */
-  units: number;
-  /** What the store said was left after the grant (the leased units excluded). */
-  readonly base: number;
-  /** performance.now() after which the lease serves no call. */
-  readonly expiresAt: number;
-  /** The op parameters the lease serves: rate interval and tolerance, or the budget's limit (and 0). */
-  readonly a: number;
-  readonly b: number;
-}
-
-interface KeyState {
-  lease: Lease | undefined;
-  readonly budget: boolean;
-  /** performance.now() of the last call on the key. */
-  lastAt: number;
-  /** The lease request in flight (at most one per key; never rejects). */
-  inflight: Promise<void> | undefined;
-  /** Calls waiting for it, and how many may (the calls it should serve). */
-  waiters: number;
-  waitCap: number;
-  /** Units (rate) or reservations (budget) the next lease asks for: doubles when one is spent, halves when one expires unused. */
-  size: number;
-}
-
-/** Keys tracked at most; beyond, new keys go to the store without leases (never evicting a live lease). */
-const MAX_KEYS = 100_000;
-
-const need = (op: Op): number => (op.kind === 'r' ? op.cost : op.amount);
-const serves = (l: Lease, op: Op): boolean => (op.kind === 'r' ? l.a === op.intervalUs && l.b === op.toleranceUs : l.a === op.limit);
-const noop = (): void => {};
+import { Refills } from './lease-refill.ts';
+import { GiveBacks, KeyTable, maxSize, need, noop, serves, topUp, type KeyState, type Lease } from './lease-state.ts';
 
 export class LeasingCounterStore implements CounterStore {
   readonly kind: CounterStore['kind'];
   readonly prefix: string;
   private readonly inner: CounterStore;
-  private readonly keys = new Map<string, KeyState>();
+  private readonly keys: KeyTable;
   /** Keys holding a budget lease (given back at expiry or drain). */
   private readonly held = new Set<string>();
-  private readonly maxKeys: number;
-  private readonly onUnapplied: (adjustments: Adjustment[]) => void;
-  private releases: Adjustment[] = [];
-  private flushing: Promise<void> | undefined;
+  private readonly refills: Refills;
+  private readonly giveBacks: GiveBacks;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closed = false;
-  private sweepAt = 4096;
-  private sweptAt = -Infinity;
   /** For tests and the bench notes. */
-  readonly stats = { leases: 0, leasedUnits: 0, served: 0, unusedUnits: 0, budgetLeases: 0, budgetLeasedUnits: 0, returnedUnits: 0, waited: 0 };
+  readonly stats = { leases: 0, leasedUnits: 0, served: 0, unusedUnits: 0, budgetLeases: 0, budgetLeasedUnits: 0, returnedUnits: 0, waited: 0, refillsStarted: 0, refills: 0, refilledUnits: 0, refillsRefused: 0, refillErrors: 0 };
 
-  /** `onUnapplied`: give-backs the store refused (not connected...), to send again when it is back. */
-  constructor(inner: CounterStore, opts: { maxKeys?: number; onUnapplied?: (adjustments: Adjustment[]) => void } = {}) {
+  /**
+   * `onUnapplied`: give-backs the store refused (not connected...), to send again when it is back. `onError`: a
+   * refill the store failed (counted like a failed decision). `refillAt`: the low-water mark (setRefillAt).
+   */
+  constructor(inner: CounterStore, opts: { maxKeys?: number; onUnapplied?: (adjustments: Adjustment[]) => void; onError?: (err: unknown) => void; refillAt?: number } = {}) {
     this.inner = inner;
     this.kind = inner.kind;
     this.prefix = inner.prefix;
-    this.maxKeys = opts.maxKeys ?? MAX_KEYS;
-    this.onUnapplied = opts.onUnapplied ?? noop;
+    this.keys = new KeyTable(opts.maxKeys, (key, st) => this.expire(key, st));
+    this.giveBacks = new GiveBacks(inner, opts.onUnapplied ?? noop);
+    this.refills = new Refills(inner, this.stats, (op, st, r) => this.topUp(op, st, r), opts.onError ?? noop, opts.refillAt ?? 0.5);
+  }
+
+  /** The config's `limits.lease.refillAt` (applies from the next grant on). */
+  setRefillAt(at: number): void {
+    this.refills.at = at;
   }
 
   get available(): boolean {
@@ -113,7 +102,7 @@ export class LeasingCounterStore implements CounterStore {
     let local = true;
     let waitOn: KeyState[] | undefined = mayWait ? [] : undefined;
     for (const [i, op] of ops.entries()) {
-      const st = op.lease === undefined ? undefined : this.state(op.key, op.kind === 'b', now);
+      const st = op.lease === undefined ? undefined : this.keys.state(op.key, op.kind === 'b', now);
       states[i] = st;
       const l = st?.lease;
       if (l !== undefined && l.expiresAt > now && l.units >= need(op) && serves(l, op)) continue;
@@ -145,10 +134,11 @@ export class LeasingCounterStore implements CounterStore {
       const units = need(op);
       l.units -= units;
       st.lastAt = now;
-      if (l.units < units) st.size = Math.min(op.kind === 'r' ? op.lease!.units : op.lease!.reservations, st.size * 2);
+      if (l.units < units) st.size = Math.min(maxSize(op), st.size * 2);
       results.push({ admitted: true, value: op.kind === 'r' ? 0 : op.limit - l.base - l.units, remaining: l.base + l.units, granted: units });
     }
     this.stats.served++;
+    if (!this.closed) this.refills.after(ops, states);
     return { admitted: true, nowUs: Math.floor(this.inner.nowMs() * 1000), results, leased: ops.map(() => true) };
   }
 
@@ -245,7 +235,7 @@ export class LeasingCounterStore implements CounterStore {
     const expiresAt = performance.now() + op.lease.lifetimeMs;
     if (op.kind === 'r') {
       if (old !== undefined) this.stats.unusedUnits += old.units;
-      st.lease = { units: extra, base: r.remaining, expiresAt, a: op.intervalUs, b: op.toleranceUs };
+      st.lease = { units: extra, base: r.remaining, expiresAt, a: op.intervalUs, b: op.toleranceUs, full: extra, refilled: false };
       this.stats.leases++;
       this.stats.leasedUnits += extra;
       return { ...r, remaining: r.remaining + extra };
@@ -254,12 +244,36 @@ export class LeasingCounterStore implements CounterStore {
     let carry = 0;
     if (old !== undefined && serves(old, op)) carry = old.units;
     else if (old !== undefined) this.release(op.key, old.units);
-    st.lease = { units: extra + carry, base: r.remaining, expiresAt, a: op.limit, b: 0 };
+    st.lease = { units: extra + carry, base: r.remaining, expiresAt, a: op.limit, b: 0, full: extra + carry, refilled: false };
     this.held.add(op.key);
     this.arm(expiresAt);
     this.stats.budgetLeases++;
     this.stats.budgetLeasedUnits += extra;
     return { ...r, value: r.value - extra - carry, remaining: r.remaining + extra + carry, granted: need(op) };
+  }
+
+  /** Resolves once the refills in flight now have landed (or failed): drain, and tests. */
+  idle(): Promise<unknown> {
+    return this.refills.idle();
+  }
+
+  /** A refill's grant joins the key's lease (a lease that ended meanwhile is replaced), for a lifetime from now. */
+  private topUp(op: Op, st: KeyState, r: OpResult): void {
+    if (this.closed) {
+      // Landed during drain: budget units go straight back, rate units stay spent.
+      if (op.kind === 'b') this.release(op.key, r.granted);
+      else this.stats.unusedUnits += r.granted;
+      return;
+    }
+    const now = performance.now();
+    const expiresAt = now + op.lease!.lifetimeMs;
+    const l = st.lease;
+    if (l !== undefined && (l.expiresAt <= now || !serves(l, op))) this.expire(op.key, st);
+    topUp(st, op, r, expiresAt);
+    if (op.kind === 'b') {
+      this.held.add(op.key);
+      this.arm(expiresAt);
+    }
   }
 
   /** Ends a key's lease: rate units stay spent, budget units go back to the store (batched). */
@@ -278,28 +292,13 @@ export class LeasingCounterStore implements CounterStore {
 
   private release(key: string, units: number): void {
     if (units <= 0) return;
-    this.releases.push({ key, delta: -units });
     this.stats.returnedUnits += units;
-    if (this.releases.length === 1) setImmediate(() => void this.flush());
+    this.giveBacks.add(key, units);
   }
 
   /** Sends the give-backs gathered so far in one SETTLE (off the call path). */
   flush(): Promise<void> {
-    const batch = this.releases;
-    if (batch.length === 0) return this.flushing ?? Promise.resolve();
-    this.releases = [];
-    let p: Promise<void>;
-    try {
-      p = Promise.resolve(this.inner.settle(batch));
-    } catch (err) {
-      p = Promise.reject(err);
-    }
-    const done = p.then(noop, (err: unknown) => {
-      // Past the timeout the store resends it itself if it was never applied (counters.ts).
-      if (!(err instanceof SettlePending)) this.onUnapplied(batch);
-    });
-    this.flushing = done;
-    return done;
+    return this.giveBacks.flush();
   }
 
   /** Gives back the expired budget leases when the earliest one ends. */
@@ -330,38 +329,15 @@ export class LeasingCounterStore implements CounterStore {
   /** Drain: no more leases, every budget unit held goes back to the store. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    clearTimeout(this.timer);
     this.timer = undefined;
+    await this.idle(); // a refill in flight lands first (its budget units go back with the rest)
     for (const key of this.held) {
       const st = this.keys.get(key);
       if (st !== undefined) this.expire(key, st);
     }
     this.held.clear();
     await this.flush();
-  }
-
-  /** The key's state (made on first sight; undefined when the table is full of live keys). */
-  private state(key: string, budget: boolean, now: number): KeyState | undefined {
-    let state = this.keys.get(key);
-    if (state !== undefined) return state;
-    // Swept as the table grows, and at most once a second while it is full (not on every new key).
-    if (this.keys.size >= this.sweepAt || (this.keys.size >= this.maxKeys && now - this.sweptAt >= 1_000)) this.sweep(now);
-    if (this.keys.size >= this.maxKeys) return undefined;
-    state = { lease: undefined, budget, lastAt: -Infinity, inflight: undefined, waiters: 0, waitCap: 0, size: 2 };
-    this.keys.set(key, state);
-    return state;
-  }
-
-  /** Forgets keys that are idle (no live lease, nothing in flight, last call over a second ago). */
-  private sweep(now: number): void {
-    for (const [k, s] of this.keys) {
-      if (s.inflight !== undefined || now - s.lastAt < 1_000) continue;
-      if (s.lease !== undefined && s.lease.expiresAt > now) continue;
-      this.expire(k, s);
-      this.keys.delete(k);
-    }
-    this.sweptAt = now;
-    this.sweepAt = Math.max(4096, this.keys.size * 2);
   }
 
   /** Settles budget reservations against the key's lease when it has one (a give-back, or a charge it covers), else in the store. */

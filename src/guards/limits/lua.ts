@@ -19,14 +19,14 @@ const NOW: Record<ScriptClock, string> = {
   server: `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl_slack = 0`,
-  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 6])
+  argv: `local now = tonumber(ARGV[2 + tonumber(ARGV[1]) * 7])
 local ttl_slack = 60000`,
 };
 
 /**
- * KEYS[i]: the counter of op i. ARGV[1]: the number of ops; then six fields per op:
- *   rate   'r', interval_us, tolerance_us, cost, take (take > cost: a lease, up to take units if the bucket has them), 0
- *   budget 'b', limit, amount, expire_at_ms, take, share_ppm (take > amount: a lease, decide.ts budgetExtra)
+ * KEYS[i]: the counter of op i. ARGV[1]: the number of ops; then seven fields per op:
+ *   rate   'r', interval_us, tolerance_us, cost, take (take > cost: a lease, up to take units if the bucket has them), 0, 0
+ *   budget 'b', limit, amount, expire_at_ms, take, share_ppm, least (take > amount: a lease, decide.ts budgetExtra)
  * Reply: {admitted (1|0), now_us, then per op: admitted, value, remaining, granted} (see decide.ts OpResult).
  * Errors: `TGCORRUPT <key>` when a counter is not a non-negative integer (WRONGTYPE propagates as is).
  */
@@ -37,7 +37,7 @@ local out = {1, now}
 local values = {}
 local admitted = true
 for i = 1, n do
-  local b = 2 + (i - 1) * 6
+  local b = 2 + (i - 1) * 7
   local raw = redis.call('GET', KEYS[i])
   local v = nil
   if raw then
@@ -76,6 +76,7 @@ for i = 1, n do
     local amount = tonumber(ARGV[b + 2])
     local take = tonumber(ARGV[b + 4])
     local share = tonumber(ARGV[b + 5])
+    local least = tonumber(ARGV[b + 6])
     local used = v or 0
     if used + amount > limit then
       admitted = false
@@ -87,7 +88,7 @@ for i = 1, n do
       local extra = 0
       if take > amount then
         extra = math.min(take - amount, math.floor(((limit - used - amount) * share) / 1000000))
-        if extra < amount then extra = 0 end
+        if extra < least then extra = 0 end
       end
       values[i] = used + amount + extra
       out[#out + 1] = 1
@@ -101,7 +102,7 @@ for i = 1, n do
 end
 if admitted then
   for i = 1, n do
-    local b = 2 + (i - 1) * 6
+    local b = 2 + (i - 1) * 7
     if ARGV[b] == 'r' then
       redis.call('SET', KEYS[i], string.format('%d', values[i]), 'PX', string.format('%d', math.floor((values[i] - now) / 1000) + 1 + ttl_slack))
     else
@@ -140,8 +141,8 @@ export function scriptArgs(ops: readonly Op[]): { keys: string[]; argv: string[]
   const argv: string[] = [String(ops.length)];
   for (const op of ops) {
     keys.push(op.key);
-    if (op.kind === 'r') argv.push('r', String(op.intervalUs), String(op.toleranceUs), String(op.cost), String(op.take ?? op.cost), '0');
-    else argv.push('b', String(op.limit), String(op.amount), String(op.expireAtMs), String(op.take ?? op.amount), String(op.sharePpm ?? 0));
+    if (op.kind === 'r') argv.push('r', String(op.intervalUs), String(op.toleranceUs), String(op.cost), String(op.take ?? op.cost), '0', '0');
+    else argv.push('b', String(op.limit), String(op.amount), String(op.expireAtMs), String(op.take ?? op.amount), String(op.sharePpm ?? 0), String(op.least ?? op.amount));
   }
   return { keys, argv };
 }

@@ -82,7 +82,8 @@ export class LimitsService implements GuardServices, LimitsRuntime {
             (back) => this.lateReservations(back),
             (adjustments) => this.deferSettle(this.store, adjustments),
           ),
-          { onUnapplied: (adjustments) => this.deferSettle(this.store, adjustments) },
+          // A background refill that fails counts like a decision the store failed (logged, tollgate_limiter_store_errors_total).
+          { onUnapplied: (adjustments) => this.deferSettle(this.store, adjustments), onError: (err) => this.storeFailed(err) },
         )
       : undefined;
     this.store = this.leases ?? new MemoryCounterStore();
@@ -112,6 +113,7 @@ export class LimitsService implements GuardServices, LimitsRuntime {
     const prior = this.compiled;
     if (prior !== undefined && prior.snapshotLimits === snapshot.limits && prior.spec === snapshot.gateway.limits) return prior;
     const spec = snapshot.gateway.limits;
+    this.leases?.setRefillAt(spec.lease.refillAt);
     const rates = snapshot.limits.rates.map((r) => compileRate(r, spec));
     const budgets = snapshot.limits.budgets.map((b) => compileBudget(b, spec));
     const calendar = prior?.calendar.timeZone === spec.timeZone ? prior.calendar : new Calendar(spec.timeZone);
