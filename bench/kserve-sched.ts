@@ -8,12 +8,14 @@
  * the infers over SLOW_MS with the others. Linux only. The /proc reads (~1-3 ms) happen between infers, outside the
  * measured time, so every infer starts after a pause of that length: say so next to any number.
  *
- *   node bench/kserve-sched.ts [--requests N per target (400)] [--gap-ms G (0: an extra pause between infers)]
+ *   node bench/kserve-sched.ts [--requests N per target (400)] [--gap-ms G (0: a pause before every other cycle of infers)]
  *                              [--variants gateway,gateway[none],gateway(nice)] [--no-sched] [--json FILE]
  *
  * `gateway(nice)` is the gateway with every stage on whose every thread this script renices to 10 (after start and
  * every 100 infers, for threads started since): what a lower priority of the gateway's threads does to Triton's
- * stalls. `--no-sched` skips the /proc reads (counts only, no pause between infers). `--json`: every infer's record.
+ * stalls. With `--gap-ms`, every other cycle of infers (one per target) waits that long before each infer, so that
+ * what a process still does after its previous answer (deferred settle work, log and audit writes, GC) is over; the
+ * table then has a row per target with and without the pause, same run. `--no-sched` skips the /proc reads (counts only, no pause between infers). `--json`: every infer's record.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, setPriority } from 'node:os';
@@ -157,6 +159,7 @@ const headers = { 'content-type': 'application/octet-stream', 'inference-header-
 
 interface Sample {
   readonly target: string;
+  readonly gap: boolean;
   readonly ms: number;
   /** Per group: [CPU ms, run-queue wait ms] accrued during the infer. */
   readonly groups: Record<string, [number, number]>;
@@ -178,7 +181,8 @@ try {
     }
     for (let k = 0; k < setup.targets.length; k++) {
       const t = setup.targets[(i + k) % setup.targets.length]!;
-      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+      const gap = gapMs > 0 && i % 2 === 1;
+      if (gap) await new Promise((r) => setTimeout(r, gapMs));
       if (sched) before = snapshot(threads);
       const start = performance.now();
       const res = await (t as { pool: Pool }).pool.request({ method: 'POST', path: (t as { path: string }).path, headers: { ...headers, ...(t as { headers: Record<string, string> }).headers }, body });
@@ -198,7 +202,7 @@ try {
         if (a[1] - b[1] > 500_000) waits.push([th.name, (a[1] - b[1]) / 1e6]);
       }
       waits.sort((x, y) => y[1] - x[1]);
-      samples.push({ target: t.label, ms, groups, topWait: waits.slice(0, 4) });
+      samples.push({ target: t.label, gap, ms, groups, topWait: waits.slice(0, 4) });
     }
   }
 } finally {
@@ -209,15 +213,16 @@ load.push(loadavg()[0]!);
 const f = (v: number): string => v.toFixed(2);
 process.stdout.write(`kserve-sched: ${requests} binary infers per target, gap ${gapMs} ms, loadavg ${load.map(f).join(' -> ')}\n\n`);
 process.stdout.write(`| target | infers | p50 | over ${SLOW_MS} ms | group: median CPU / wait ms, normal infers | same, slow infers (mean) |\n|---|---|---|---|---|---|\n`);
-for (const label of labels) {
-  const mine = samples.filter((s) => s.target === label);
+const rows = gapMs > 0 ? labels.flatMap((l) => [[l, false] as const, [l, true] as const]) : labels.map((l) => [l, false] as const);
+for (const [label, gap] of rows) {
+  const mine = samples.filter((s) => s.target === label && s.gap === gap);
   const slow = mine.filter((s) => s.ms > SLOW_MS);
   const fast = mine.filter((s) => s.ms <= SLOW_MS);
   const groups = [...new Set(mine.flatMap((s) => Object.keys(s.groups)))].filter((g) => g === 'triton' || g === 'bench' || g === label);
   const med = (xs: Sample[], g: string, i: 0 | 1): string => f(median(xs.map((s) => s.groups[g]?.[i] ?? 0)));
   const mean = (xs: Sample[], g: string, i: 0 | 1): string => (xs.length === 0 ? '-' : f(xs.reduce((n, s) => n + (s.groups[g]?.[i] ?? 0), 0) / xs.length));
   process.stdout.write(
-    `| ${label} | ${mine.length} | ${f(median(mine.map((s) => s.ms)))} | ${slow.length} | ${groups.map((g) => `${g} ${med(fast, g, 0)} / ${med(fast, g, 1)}`).join('; ')} | ${groups.map((g) => `${g} ${mean(slow, g, 0)} / ${mean(slow, g, 1)}`).join('; ')} |\n`,
+    `| ${label}${gap ? ` (after ${gapMs} ms)` : ''} | ${mine.length} | ${f(median(mine.map((s) => s.ms)))} | ${slow.length} | ${groups.map((g) => `${g} ${med(fast, g, 0)} / ${med(fast, g, 1)}`).join('; ')} | ${groups.map((g) => `${g} ${mean(slow, g, 0)} / ${mean(slow, g, 1)}`).join('; ')} |\n`,
   );
 }
 process.stdout.write('\nslowest infers (ms; per group CPU/wait ms; threads that waited longest):\n');
@@ -225,3 +230,6 @@ for (const s of [...samples].sort((a, b) => b.ms - a.ms).slice(0, 20)) {
   process.stdout.write(`  ${s.target} ${f(s.ms)}: ${Object.entries(s.groups).map(([g, [c, w]]) => `${g} ${f(c)}/${f(w)}`).join(', ')} | ${s.topWait.map(([n, w]) => `${n} ${f(w)}`).join(', ')}\n`);
 }
 if (values.json !== undefined) writeFileSync(values.json, JSON.stringify({ requests, gapMs, load, samples }));
+// The limits stage's Redis (bench/stages.ts) is a child of this process and keeps it alive: exit as bench/run.ts does
+// (the exit hook of bench/lib/procs.ts kills the children).
+process.exit(0);
