@@ -111,12 +111,16 @@ spec: { key: [team, team], window: day, tokens: 1000 }
     expect(leaseOf(docs(1000, ', leaseUnits: 300'))).toEqual({ units: 50, lifetimeMs: 250 }); // still a share of the burst
     expect(leaseOf(docs(1000), '    lease: { units: 1 }\n')).toBeUndefined();
     expect(leaseOf(docs(1000), '    lease: { units: 4, share: 0.5, lifetime: 20ms }\n')).toEqual({ units: 4, lifetimeMs: 20 });
-    expect(problems(docs(1000, ', leaseUnits: -1'), '    lease: { share: 0.6, lifetime: 2s, units: 2000 }\n')).toEqual([
+    expect(problems(docs(1000, ', leaseUnits: -1'), '    lease: { share: 0.6, lifetime: 2s, units: 2000, refillAt: 1 }\n')).toEqual([
       'gateway.yaml:6: spec.limits.lease.units: Too big: expected number to be <=1000',
       'gateway.yaml:6: spec.limits.lease.share: must be above 0 and at most 0.5',
       'gateway.yaml:6: spec.limits.lease.lifetime: must be at most 1s (leased units count as spent until they expire)',
+      'gateway.yaml:6: spec.limits.lease.refillAt: must be at least 0 and below 1',
       'limits.yaml:4: spec.leaseUnits: Too small: expected number to be >=0',
     ]);
+    // Refill ahead of time at half a lease by default; 0 turns it off (a lease is asked for by the call that finds it spent).
+    expect(limitsSnapshot(docs(1000)).gateway.limits.lease.refillAt).toBe(0.5);
+    expect(limitsSnapshot(docs(1000), '    lease: { refillAt: 0 }\n').gateway.limits.lease.refillAt).toBe(0);
   });
 });
 
