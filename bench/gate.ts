@@ -28,7 +28,7 @@ import { pooledPercentile } from './lib/histogram.ts';
 import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
 import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
-import { KINDS, KSERVE_PLAN, kserveResult, setupKServe, type KServeRound } from './lib/kserve.ts';
+import { KINDS, KSERVE_PLAN, SLOW_MS, kserveResult, setupKServe, type KServeRound } from './lib/kserve.ts';
 
 interface StreamSlo {
   sloP99Ms: number;
@@ -289,6 +289,9 @@ process.stdout.write(
     `  added latency: ${kinds.map(({ k, s: x }) => `${k} p50 ${fmt(x.addedP50.median)}, p99 ${fmt(x.addedP99.median)} (direct p50 ${x.p50.toFixed(3)} ms)`).join('; ')} (medians over rounds)`,
     `  contract: added p99 (json and binary) <= ${kserveLimit - ks.toleranceMs} ms (+${ks.toleranceMs} ms tolerance), judged on the ${kserve.rounds.length} rounds pooled (${fmt(kserveVerdict.pooled)}): ${verdict(!kserveVerdict.breach)}${pooledNote(kserveVerdict)}`,
     `  target:   added p50 <= ${ks.targets.p50Ms} ms: ${kinds.map(({ k, s: x }) => `${k} ${met(x.addedP50.median <= ks.targets.p50Ms)}`).join(', ')} (reported, not enforced)`,
+    // Triton's stalls (bench/NOTES.md, "Binary infer tail: a bare hop..."): how often each target drew one, as data
+    // for a contract on that share rather than on a p99 that flips with one or two stalls.
+    `  stalls:   infers over ${SLOW_MS} ms, pooled: ${kinds.map(({ k, s: x }) => `${k} direct ${kserve.summary[k].direct!.slow}, gateway ${x.slow} of ${x.pooled.count}`).join('; ')} (reported, not enforced)`,
     `  results: ${kserveFile}`,
     '',
   ].join('\n'),

@@ -182,7 +182,12 @@ let kserve: KServeResult | undefined;
 if (!wanted || wanted.includes('kserve-infer')) {
   process.stderr.write(`bench: kserve-infer: starting Triton and gateways (loadavg ${loadavg()[0]!.toFixed(2)})\n`);
   const plan = quick ? { ...KSERVE_PLAN, rounds: 2, requests: 60, warmup: 10 } : { ...KSERVE_PLAN, rounds };
-  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, withProxy: true });
+  const kserveProfDir = profileDir ? join(profileDir, 'kserve-infer') : undefined;
+  if (kserveProfDir) mkdirSync(kserveProfDir, { recursive: true });
+  kserve = await runKServe([...variants(stages, { each: false, none: !noEach }), ...extra], plan, { logLevel, withProxy: true, cpuProfDir: kserveProfDir });
+  if (kserveProfDir) {
+    for (const f of readdirSync(kserveProfDir).filter((f) => f.endsWith('.cpuprofile'))) process.stdout.write(`\nkserve-infer: ${profileMarkdown(join(kserveProfDir, f), summarizeProfile(join(kserveProfDir, f)))}\n`);
+  }
 }
 
 let a2a: A2aResult | undefined;

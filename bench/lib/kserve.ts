@@ -122,6 +122,8 @@ export interface KServeOptions {
   readonly logLevel: string;
   /** Also measure the bare reference proxy (target `proxy`): the floor of a Node hop in front of Triton, same run. */
   readonly withProxy?: boolean | undefined;
+  /** Write a V8 CPU profile of each gateway process and of the proxy into this directory (on exit). */
+  readonly cpuProfDir?: string | undefined;
 }
 
 export interface KServeSetup {
@@ -144,8 +146,10 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
   const expect: Record<Kind, number> = { json: 60, binary: plan.binaryElements * 4 };
   const teardown = async (): Promise<void> => {
     await Promise.allSettled(targets.map((t) => t.pool.close()));
-    await Promise.allSettled(gateways.map((g) => g.child.stop(5_000)));
-    await Promise.allSettled(fixtures.map((c) => c.stop(5_000)));
+    // A profiled process writes its profile as it exits: give it time rather than kill it.
+    const grace = opts.cpuProfDir === undefined ? 5_000 : 30_000;
+    await Promise.allSettled(gateways.map((g) => g.child.stop(grace)));
+    await Promise.allSettled(fixtures.map((c) => c.stop(grace)));
     await triton.stop();
     if (process.env.TOLLGATE_BENCH_KEEP === undefined) rmSync(work, { recursive: true, force: true });
     else process.stderr.write(`bench: kept ${work} (TOLLGATE_BENCH_KEEP)\n`);
@@ -154,7 +158,7 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
     targets.push({ label: 'direct', pool: new Pool(triton.url, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
     if (opts.withProxy === true) {
       // The gateway's default pool size, as in the other scenarios.
-      const proxy = await startBareProxy(triton.url, 16);
+      const proxy = await startBareProxy(triton.url, 16, opts.cpuProfDir);
       fixtures.push(proxy.child);
       targets.push({ label: 'proxy', pool: new Pool(new URL(proxy.url).origin, { connections: 1 }), path: '/v2/models/add/infer', headers: {} });
     }
@@ -165,6 +169,7 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
         backendUrls: {},
         variant,
         logLevel: opts.logLevel,
+        cpuProfDir: opts.cpuProfDir,
         routes: (routeSpec, route) => ({
           files: {
             'kserve.yaml': [

@@ -31,11 +31,12 @@ afterAll(async () => {
 
 /**
  * Outcomes that mean "refused before acceptance" while the gateway stops. A connection the kernel completed in the
- * instant the listener closed is reset before the gateway reads a byte (ECONNRESET on a fresh connection): allowed
- * for MCP calls only together with the proof below that no such call reached the gateway or the upstream.
+ * instant the listener closed is reset before the gateway reads a byte (ECONNRESET on a fresh connection, before any
+ * answer began: a reset after it is `throw-AFTER_ANSWER_ECONNRESET`, a broken answer): allowed together with the
+ * proof below that no such call reached the upstream (MCP: the tool ran once per answered call; OpenAI: the backend
+ * saw one completion per stream a caller received, and the log holds no other).
  */
-const REFUSED = new Set(['TG_SHUTTING_DOWN', 'throw-ECONNREFUSED', 'http-503']);
-const MCP_REFUSED = new Set([...REFUSED, 'throw-ECONNRESET']);
+const REFUSED = new Set(['TG_SHUTTING_DOWN', 'throw-ECONNREFUSED', 'http-503', 'throw-ECONNRESET']);
 
 it('drains calls and streams, refuses newcomers cleanly, flushes the audit log and exits 0', async () => {
   fixture = await startHttpMcpServer({ name: 'fixture', json: true });
@@ -94,7 +95,7 @@ it('drains calls and streams, refuses newcomers cleanly, flushes the audit log a
   // What the clients saw: answers, or a clean refusal; never a broken answer.
   const mcpKinds = mcp.kinds();
   const openaiKinds = openai.kinds();
-  expect(Object.keys(mcpKinds).filter((k) => k !== 'ok' && !MCP_REFUSED.has(k)), JSON.stringify(mcpKinds)).toEqual([]);
+  expect(Object.keys(mcpKinds).filter((k) => k !== 'ok' && !REFUSED.has(k)), JSON.stringify(mcpKinds)).toEqual([]);
   expect(Object.keys(openaiKinds).filter((k) => k !== 'ok' && !REFUSED.has(k)), JSON.stringify(openaiKinds)).toEqual([]);
 
   const dir = gw.auditDir;
@@ -118,6 +119,9 @@ it('drains calls and streams, refuses newcomers cleanly, flushes the audit log a
     expect(logged.filter((r) => r.outcome === 'ok').length, `${s.id}: ${JSON.stringify(s.kinds)}`).toBe(s.ok);
     expect(logged.filter((r) => r.outcome !== 'ok'), JSON.stringify(s.kinds)).toEqual([]);
   }
+  // ... and the backend generated exactly the completions the callers received: whatever was refused or reset did no work.
+  const completions = vllm.seen.filter((r) => r.path.endsWith('/chat/completions')).length;
+  expect(completions, JSON.stringify(openaiKinds)).toBe(streamers.reduce((n, s) => n + s.ok, 0));
   // Sealed and verifiable without --allow-open.
   const v = verifyLog(dir);
   expect(v.problem).toBeUndefined();

@@ -89,10 +89,12 @@ export interface RawAnswer {
 /** One HTTP exchange on a fresh connection (no keep-alive: a broken connection never spills into the next call). */
 export function exchange(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {}): Promise<RawAnswer> {
   const u = new URL(url);
+  let answered = false;
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       { host: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: opts.method ?? 'POST', headers: { connection: 'close', ...opts.headers }, agent: false },
       (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -101,7 +103,8 @@ export function exchange(url: string, opts: { method?: string; headers?: Record<
       },
     );
     req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(Object.assign(new Error('client timeout'), { code: 'CLIENT_TIMEOUT' })));
-    req.on('error', reject);
+    // An error after the answer began is a broken answer, never a refusal: its code says so (`AFTER_ANSWER_<code>`).
+    req.on('error', (err: NodeJS.ErrnoException) => reject(answered ? Object.assign(err, { code: `AFTER_ANSWER_${err.code ?? 'error'}` }) : err));
     req.end(opts.body);
   });
 }
