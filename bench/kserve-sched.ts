@@ -21,7 +21,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { KSERVE_PLAN, SLOW_MS, setupKServe } from './lib/kserve.ts';
+import { KSERVE_PLAN, SLOW_MS, kserveRequests, setupKServe } from './lib/kserve.ts';
 import { median } from './lib/histogram.ts';
 import { ROOT } from './lib/targets.ts';
 import { availableStages, variants } from './stages.ts';
@@ -142,20 +142,8 @@ const listThreads = (): Thread[] => {
   return out;
 };
 
-// The binary request of the scenario (the same bytes as bench/lib/kserve.ts sends).
-const n = KSERVE_PLAN.binaryElements;
-const data = Buffer.from(new Float32Array(Array.from({ length: n }, (_, i) => i)).buffer);
-const header = Buffer.from(
-  JSON.stringify({
-    inputs: [
-      { name: 'a', datatype: 'FP32', shape: [1, n], parameters: { binary_data_size: data.length } },
-      { name: 'b', datatype: 'FP32', shape: [1, n], parameters: { binary_data_size: data.length } },
-    ],
-    outputs: [{ name: 'sum', parameters: { binary_data: true } }],
-  }),
-);
-const body = Buffer.concat([header, data, data]);
-const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) };
+// The binary request of the scenario (the same bytes bench/lib/kserve.ts sends).
+const { body, headers } = kserveRequests(KSERVE_PLAN).binary;
 
 interface Sample {
   readonly target: string;

@@ -41,12 +41,13 @@ export const KINDS = ['json', 'binary'] as const;
 export const SLOW_MS = 10;
 type Kind = (typeof KINDS)[number];
 
-interface Request {
+export interface Request {
   readonly body: Buffer;
   readonly headers: Record<string, string>;
 }
 
-function requests(plan: KServePlan): Record<Kind, Request> {
+/** The scenario's two requests: a small JSON infer, and the binary one (two FP32 tensors of `binaryElements`). */
+export function kserveRequests(plan: KServePlan): Record<Kind, Request> {
   const json = Buffer.from(JSON.stringify({ inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }, { name: 'b', datatype: 'FP32', shape: [1, 3], data: [10, 20, 30] }] }));
   const n = plan.binaryElements;
   const data = Buffer.from(new Float32Array(Array.from({ length: n }, (_, i) => i)).buffer);
@@ -141,7 +142,7 @@ export async function setupKServe(variants: readonly Variant[], plan: KServePlan
   const gateways: GatewayProcess[] = [];
   const fixtures: Child[] = [];
   const targets: Target[] = [];
-  const reqs = requests(plan);
+  const reqs = kserveRequests(plan);
   // The smallest answer each kind can be (a truncated one is an error).
   const expect: Record<Kind, number> = { json: 60, binary: plan.binaryElements * 4 };
   const teardown = async (): Promise<void> => {

@@ -52,6 +52,14 @@ async function exited(child: ChildProcess): Promise<void> {
   await new Promise<void>((r) => child.once('exit', () => r()));
 }
 
+/** Scripts (EVAL and EVALSHA) this Redis has run since it started, from INFO commandstats. */
+export function scriptsRun(port: number): number {
+  const info = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) n += Number(m[2]);
+  return n;
+}
+
 export async function startRedis(extra: string[] = []): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-'));

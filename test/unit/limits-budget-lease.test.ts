@@ -10,22 +10,15 @@
  * - a lease is its key's: another principal's exhausted budget stays refused while a lease holds units;
  * - Redis down: the fail mode applies whatever a lease holds, and its give-back waits with the other reconciliations.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { Redis } from 'ioredis';
-import type { Guard } from '../../src/core/pipeline.ts';
+import { describe, expect, it } from 'vitest';
 import { budgetKey, encodeValue } from '../../src/guards/limits/keys.ts';
 import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
-import { LimitsService } from '../../src/guards/limits/service.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
-import { redisSpec } from '../../src/store/config.ts';
-import { RedisStore } from '../../src/store/redis.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
 import { eventually } from '../helpers/gateway.ts';
 import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
-import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
+import { scriptsRun } from '../helpers/redis.ts';
 
-const log = createLogger('silent');
 const MODEL = { kind: 'model' as const, name: 'llama', server: 'vllm' };
 /** Each call reserves 10 input + 100 output tokens. */
 const RESERVED = 110;
@@ -36,49 +29,15 @@ metadata: { name: tok }
 spec: { match: { protocols: [openai] }, key: [principal], window: day, tokens: ${tokens}, failMode: closed }
 `;
 
-interface Replica {
-  readonly service: LimitsService;
-  readonly guard: Guard;
-  readonly store: RedisStore;
-}
-
-function scripts(port: number): number {
-  const info = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) n += Number(m[2]);
-  return n;
-}
+type Replica = LimitsReplica;
 
 describe('budget leases on a real Redis, two replicas', () => {
-  let redis: RedisServer;
-  let client: Redis;
-  const opened: Replica[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-    client = new Redis(redis.url);
-    client.on('error', () => {}); // the last test kills Redis: this client reconnects quietly
-  });
-  afterAll(async () => {
-    for (const r of opened) {
-      await r.service.close();
-      await r.store.close();
-    }
-    await client?.quit();
-    await redis?.stop();
-  });
-
-  const open = async (tokens: number, leaseYaml: string, prefix: string): Promise<Replica> => {
-    const store = new RedisStore(redisSpec.parse({ url: redis.url, keyPrefix: prefix, commandTimeoutMs: 2_000 }), process.cwd(), log);
-    await store.waitReady(5_000);
-    const service = new LimitsService({ log, store });
-    const guard = service.guardsFor(limitsSnapshot(budget(tokens), `    lease: { budgets: ${leaseYaml} }\n`))[0]!;
-    const r = { service, guard, store };
-    opened.push(r);
-    return r;
-  };
+  const replicas = useLimitsReplicas();
+  const open = (tokens: number, leaseYaml: string, prefix: string): Promise<Replica> =>
+    replicas.open(limitsSnapshot(budget(tokens), `    lease: { budgets: ${leaseYaml} }\n`), prefix);
   const counter = async (prefix: string, principal: string): Promise<number> => {
     const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue(`spiffe://example.org/agents/${principal}`)}`, new Calendar('UTC').current('day', Date.now()).id, 't');
-    return Number((await client.get(key)) ?? 0);
+    return Number((await replicas.client().get(key)) ?? 0);
   };
 
   /** One completion: admit, then settle with `output` tokens used (of 100 reserved). */
@@ -101,14 +60,14 @@ describe('budget leases on a real Redis, two replicas', () => {
     const prefix = 'tgbl:spend:';
     const a = await open(1_000_000, '{ lifetime: 10s }', prefix);
     await call(a, 'warm', 20); // loads the scripts outside the count
-    const before = scripts(redis.port);
+    const before = scriptsRun(replicas.redis().port);
     const stores: Array<string | undefined> = [];
     for (let i = 0; i < 100; i++) {
       const o = await call(a, 'alice', 20);
       expect(o.code).toBe('ok');
       stores.push(o.store);
     }
-    const used = scripts(redis.port) - before;
+    const used = scriptsRun(replicas.redis().port) - before;
     process.stdout.write(`[budget lease] 100 reservations: ${used} scripts (reservations=8)\n`);
     // First call alone (a quiet key), then leases of 2, 4, 8 reservations, each given back to as calls settle.
     expect(used).toBeLessThanOrEqual(10);
@@ -211,7 +170,7 @@ describe('budget leases on a real Redis, two replicas', () => {
     // Mallory's own counter is spent (as another replica would have spent it): her call is refused, with the same
     // code as without leases, while Carol's lease holds units in this replica.
     const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue('spiffe://example.org/agents/mallory')}`, new Calendar('UTC').current('day', Date.now()).id, 't');
-    await client.set(key, String(1_000_000 - 50), 'PX', 600_000);
+    await replicas.client().set(key, String(1_000_000 - 50), 'PX', 600_000);
     for (let i = 0; i < 3; i++) expect(await call(a, 'mallory', 100)).toEqual({ code: 'TG_BUDGET_EXCEEDED', store: 'redis' });
     expect(await counter(prefix, 'mallory')).toBe(1_000_000 - 50);
     expect((await call(a, 'carol', 100)).store).toBe('lease');
@@ -223,13 +182,13 @@ describe('budget leases on a real Redis, two replicas', () => {
     const a = await open(1_000_000, '{ lifetime: 300ms }', prefix);
     for (let i = 0; i < 4; i++) expect((await call(a, 'gina', 100)).code).toBe('ok');
     expect(a.service.leases!.stats.budgetLeases).toBeGreaterThan(0);
-    await redis.kill();
+    await replicas.redis().kill();
     await eventually(() => !a.service.store.available, 5_000, 'the store to notice Redis is gone');
     // failMode closed: refused, though this replica's lease still holds units.
     expect(await call(a, 'gina', 100)).toEqual({ code: 'TG_LIMITER_UNAVAILABLE', store: 'local' });
     // The lease expires; its units cannot go back now: queued with the other reconciliations.
     await eventually(() => a.service.pendingSettles > 0, 5_000, 'the give-back queued');
-    await redis.restart();
+    await replicas.redis().restart();
     await eventually(() => a.service.store.available && a.service.pendingSettles === 0, 10_000, 'the store back and the queue sent');
     const back = await call(a, 'hank', 100);
     expect(back).toEqual({ code: 'ok', store: 'redis' });

@@ -11,22 +11,14 @@
  * - a refill that Redis fails (a corrupted counter) is counted as a store error, never an unhandled rejection, and
  *   the lease's units stay usable.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { Redis } from 'ioredis';
-import client from 'prom-client';
-import type { Guard } from '../../src/core/pipeline.ts';
+import { describe, expect, it } from 'vitest';
 import { budgetKey, encodeValue } from '../../src/guards/limits/keys.ts';
 import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
-import { LimitsService } from '../../src/guards/limits/service.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
-import { redisSpec } from '../../src/store/config.ts';
-import { RedisStore } from '../../src/store/redis.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
 import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
-import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
+import { scriptsRun } from '../helpers/redis.ts';
 
-const log = createLogger('silent');
 const HEAD = 'apiVersion: tollgate.dev/v1alpha1\n';
 /** Each completion reserves 10 input + 100 output tokens. */
 const RESERVED = 110;
@@ -40,52 +32,16 @@ metadata: { name: tok }
 spec: { match: { protocols: [openai] }, key: [principal], window: day, tokens: ${tokens}, failMode: closed }
 `;
 
-interface Replica {
-  readonly service: LimitsService;
-  readonly guard: Guard;
-  readonly store: RedisStore;
-  readonly registry: client.Registry;
-}
+type Replica = LimitsReplica;
 
 interface Outcome {
   readonly code: string;
   readonly store: string | undefined;
 }
 
-function scripts(port: number): number {
-  const info = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) n += Number(m[2]);
-  return n;
-}
-
 describe('leases refilled ahead of time, on a real Redis', () => {
-  let redis: RedisServer;
-  let redisClient: Redis;
-  const opened: Replica[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-    redisClient = new Redis(redis.url);
-  });
-  afterAll(async () => {
-    for (const r of opened) {
-      await r.service.close();
-      await r.store.close();
-    }
-    await redisClient?.quit();
-    await redis?.stop();
-  });
-
-  const open = async (docs: string, limitsYaml: string, prefix: string): Promise<Replica> => {
-    const store = new RedisStore(redisSpec.parse({ url: redis.url, keyPrefix: prefix, commandTimeoutMs: 2_000 }), process.cwd(), log);
-    await store.waitReady(5_000);
-    const registry = new client.Registry();
-    const service = new LimitsService({ log, store, registry });
-    const guard = service.guardsFor(limitsSnapshot(docs, limitsYaml))[0]!;
-    const r = { service, guard, store, registry };
-    opened.push(r);
-    return r;
-  };
+  const replicas = useLimitsReplicas();
+  const open = (docs: string, limitsYaml: string, prefix: string): Promise<Replica> => replicas.open(limitsSnapshot(docs, limitsYaml), prefix);
 
   const tool = async (r: Replica, principal: string): Promise<Outcome> => {
     const c = limitCall({ principal: `spiffe://example.org/agents/${principal}`, target: { kind: 'tool', name: 'tools__echo', server: 'tools', local: 'echo' } });
@@ -116,7 +72,7 @@ describe('leases refilled ahead of time, on a real Redis', () => {
 
   const counter = async (prefix: string, principal: string): Promise<number> => {
     const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue(`spiffe://example.org/agents/${principal}`)}`, new Calendar('UTC').current('day', Date.now()).id, 't');
-    return Number((await redisClient.get(key)) ?? 0);
+    return Number((await replicas.client().get(key)) ?? 0);
   };
 
   it('serves a steady stream of rate-limited calls from leases: after the first two, every script is a refill', async () => {
@@ -124,7 +80,7 @@ describe('leases refilled ahead of time, on a real Redis', () => {
     const r = await open(rate('requests: 1000, per: 1s'), '    lease: { lifetime: 1s }\n', 'tgr:steady:');
     await tool(r, 'warm'); // loads the script outside the count
     const leases = r.service.leases!;
-    const before = scripts(redis.port);
+    const before = scriptsRun(replicas.redis().port);
     const refillsBefore = leases.stats.refills + leases.stats.refillsRefused;
     const stores: Array<string | undefined> = [];
     let waitedInRamp = 0;
@@ -134,11 +90,11 @@ describe('leases refilled ahead of time, on a real Redis', () => {
       expect(o.code).toBe('ok');
       stores.push(o.store);
       // A call's own I/O (its upstream) between calls: one round trip to Redis on another connection.
-      await redisClient.ping();
+      await replicas.client().ping();
     }
     await leases.idle();
     const refills = leases.stats.refills + leases.stats.refillsRefused - refillsBefore;
-    const used = scripts(redis.port) - before;
+    const used = scriptsRun(replicas.redis().port) - before;
     process.stdout.write(`[lease refill] 200 calls: ${used} scripts, ${refills} of them refills; ${leases.stats.waited} calls waited for one\n`);
     // The first call of a quiet key takes one unit, the second asks for the first lease (2 units): both inline.
     expect(stores.slice(0, 2)).toEqual(['redis', 'redis']);
@@ -291,9 +247,9 @@ describe('leases refilled ahead of time, on a real Redis', () => {
     }
     expect(leases.stats.refills).toBeGreaterThanOrEqual(2);
     // Corrupt the counter: the next refill's script fails with TGCORRUPT.
-    const keys = await redisClient.keys(`${prefix}*eve*`);
+    const keys = await replicas.client().keys(`${prefix}*eve*`);
     expect(keys).toHaveLength(1);
-    await redisClient.set(keys[0]!, 'not-a-number', 'PX', 60_000);
+    await replicas.client().set(keys[0]!, 'not-a-number', 'PX', 60_000);
     // Calls until one crosses the low-water mark: its refill fails; the call itself was served from the lease.
     for (let i = 0; i < 10 && leases.stats.refillErrors === 0; i++) {
       expect(await tool(r, 'eve')).toEqual({ code: 'ok', store: 'lease' });
