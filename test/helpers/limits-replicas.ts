@@ -10,7 +10,9 @@ import type { Guard } from '../../src/core/pipeline.ts';
 import { LimitsService } from '../../src/guards/limits/service.ts';
 import { redisSpec } from '../../src/store/config.ts';
 import { RedisStore } from '../../src/store/redis.ts';
+import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
+import { limitCall } from './limits.ts';
 import { startRedis, type RedisServer } from './redis.ts';
 
 export interface LimitsReplica {
@@ -60,4 +62,32 @@ export function useLimitsReplicas(): LimitsReplicas {
       return r;
     },
   };
+}
+
+/** What one call through a replica's guard came to: `ok` or the refusal's code, and where the decision was made. */
+export interface LimitOutcome {
+  readonly code: string;
+  readonly store: string | undefined;
+}
+
+/** One streamed completion of `principal` (agents/<principal>): admit (10 input + 100 output tokens reserved), then settle with `output` used. */
+export async function completionThrough(r: LimitsReplica, principal: string, output: number): Promise<LimitOutcome> {
+  const c = limitCall({
+    principal: `spiffe://example.org/agents/${principal}`,
+    protocol: 'openai',
+    operation: 'chat.completions',
+    target: { kind: 'model', name: 'llama', server: 'vllm' },
+    estimate: { inputTokens: 10, maxOutputTokens: 100 },
+  });
+  let code = 'ok';
+  try {
+    await r.guard.admit!(c);
+    c.outcome = 'ok';
+    c.usage = { inputTokens: 10, outputTokens: output, reported: true };
+  } catch (err) {
+    code = (err as { code: string }).code;
+    c.outcome = 'limited';
+  }
+  await r.guard.settle!(c);
+  return { code, store: (c.scratch.get(NOTE_KEY) as LimitNote | undefined)?.store };
 }

@@ -12,14 +12,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { budgetKey, encodeValue } from '../../src/guards/limits/keys.ts';
-import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
 import { eventually } from '../helpers/gateway.ts';
-import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
-import { useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
+import { limitsSnapshot } from '../helpers/limits.ts';
+import { completionThrough, useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
 import { scriptsRun } from '../helpers/redis.ts';
 
-const MODEL = { kind: 'model' as const, name: 'llama', server: 'vllm' };
 /** Each call reserves 10 input + 100 output tokens. */
 const RESERVED = 110;
 
@@ -40,21 +38,7 @@ describe('budget leases on a real Redis, two replicas', () => {
     return Number((await replicas.client().get(key)) ?? 0);
   };
 
-  /** One completion: admit, then settle with `output` tokens used (of 100 reserved). */
-  const call = async (r: Replica, principal: string, output: number): Promise<{ code: string; store: string | undefined }> => {
-    const c = limitCall({ principal: `spiffe://example.org/agents/${principal}`, protocol: 'openai', operation: 'chat.completions', target: MODEL, estimate: { inputTokens: 10, maxOutputTokens: 100 } });
-    let code = 'ok';
-    try {
-      await r.guard.admit!(c);
-      c.outcome = 'ok';
-      c.usage = { inputTokens: 10, outputTokens: output, reported: true };
-    } catch (err) {
-      code = (err as { code: string }).code;
-      c.outcome = 'limited';
-    }
-    await r.guard.settle!(c);
-    return { code, store: (c.scratch.get(NOTE_KEY) as LimitNote | undefined)?.store };
-  };
+  const call = completionThrough;
 
   it('serves a busy key from leases, settles give-backs locally, and Redis holds exactly the spend after drain', async () => {
     const prefix = 'tgbl:spend:';

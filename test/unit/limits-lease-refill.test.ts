@@ -16,7 +16,7 @@ import { budgetKey, encodeValue } from '../../src/guards/limits/keys.ts';
 import { NOTE_KEY, type LimitNote } from '../../src/guards/limits/notices.ts';
 import { Calendar } from '../../src/guards/limits/windows.ts';
 import { limitCall, limitsSnapshot } from '../helpers/limits.ts';
-import { useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
+import { completionThrough, useLimitsReplicas, type LimitsReplica } from '../helpers/limits-replicas.ts';
 import { scriptsRun } from '../helpers/redis.ts';
 
 const HEAD = 'apiVersion: tollgate.dev/v1alpha1\n';
@@ -54,21 +54,7 @@ describe('leases refilled ahead of time, on a real Redis', () => {
     return { code, store: (c.scratch.get(NOTE_KEY) as LimitNote | undefined)?.store };
   };
 
-  /** One completion: admit, then settle with `output` tokens used (of 100 reserved). */
-  const completion = async (r: Replica, principal: string, output: number): Promise<Outcome> => {
-    const c = limitCall({ principal: `spiffe://example.org/agents/${principal}`, protocol: 'openai', operation: 'chat.completions', target: { kind: 'model', name: 'llama', server: 'vllm' }, estimate: { inputTokens: 10, maxOutputTokens: 100 } });
-    let code = 'ok';
-    try {
-      await r.guard.admit!(c);
-      c.outcome = 'ok';
-      c.usage = { inputTokens: 10, outputTokens: output, reported: true };
-    } catch (err) {
-      code = (err as { code: string }).code;
-      c.outcome = 'limited';
-    }
-    await r.guard.settle!(c);
-    return { code, store: (c.scratch.get(NOTE_KEY) as LimitNote | undefined)?.store };
-  };
+  const completion = completionThrough;
 
   const counter = async (prefix: string, principal: string): Promise<number> => {
     const key = budgetKey(prefix, 'tollgate', 'tok', `principal=${encodeValue(`spiffe://example.org/agents/${principal}`)}`, new Calendar('UTC').current('day', Date.now()).id, 't');
