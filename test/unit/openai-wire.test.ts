@@ -149,6 +149,13 @@ describe('request reading', () => {
     expect(policyArguments(p, true).messages).toEqual(p.json.messages);
   });
 
+  it('hands the policy every request member, one named __proto__ too (a member, never a prototype)', () => {
+    const p = parseBody(Buffer.from('{"model":"m","__proto__":{"max_tokens":1},"max_tokens":99999}'));
+    const args = policyArguments(p, false);
+    expect(JSON.parse(JSON.stringify(args))).toEqual(JSON.parse('{"model":"m","__proto__":{"max_tokens":1},"max_tokens":99999}'));
+    expect(Object.keys(args)).toEqual(['model', '__proto__', 'max_tokens']);
+  });
+
   it('estimates prompt tokens from bytes (token ids counted exactly) and output from max_tokens x sequences', () => {
     const p = parseBody(Buffer.from('{"model":"m","messages":[{"role":"user","content":"abcdefghijkl"}]}'));
     expect(estimatePromptTokens(p, 3)).toBe(Math.ceil('[{"role":"user","content":"abcdefghijkl"}]'.length / 3));

@@ -53,10 +53,12 @@ const LARGE_MEMBER = 2048;
  * over 2 KiB (a large JSON schema) is given as `{"omitted_bytes": N}`.
  */
 export function policyArguments(p: ParsedBody, content: boolean): Record<string, unknown> {
-  const args: Record<string, unknown> = {};
+  // No prototype: a member the caller names `__proto__` stays a member the policy sees (on a plain object the
+  // assignment below would set the prototype and the member would vanish from the input).
+  const args: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const [key, range] of p.members) {
     const value = p.json[key];
-    const label = CONTENT_FIELDS[key];
+    const label = Object.hasOwn(CONTENT_FIELDS, key) ? CONTENT_FIELDS[key] : undefined;
     if (label !== undefined) {
       const items = Array.isArray(value) ? value : [value];
       args[`${label}_count`] = items.length;
