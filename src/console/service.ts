@@ -96,7 +96,8 @@ export function consoleExtension(opts: ConsoleOptions): AdminExtension {
 
     app.get('/console/static/:file', (c) => {
       secure(c);
-      const f = STATIC[c.req.param('file')];
+      const file = c.req.param('file');
+      const f = Object.hasOwn(STATIC, file) ? STATIC[file] : undefined;
       if (f === undefined) return apiError(c, Errors.NOT_FOUND, 'No such console file');
       return c.body(f.body, 200, { 'content-type': f.type });
     });

@@ -139,7 +139,7 @@ function parseKey(raw: unknown, profile: KeyProfile): VerificationKey | undefine
   const kid = k.kid as string | undefined;
   const pinned = k.alg as string | undefined;
   if (k.kty === 'EC') {
-    const curveAlg = typeof k.crv === 'string' ? EC_ALG[k.crv] : undefined;
+    const curveAlg = typeof k.crv === 'string' ? (Object.hasOwn(EC_ALG, k.crv) ? EC_ALG[k.crv] : undefined) : undefined;
     if (!curveAlg || typeof k.x !== 'string' || typeof k.y !== 'string') return undefined;
     if (pinned !== undefined && pinned !== curveAlg) return undefined;
     const jwk: JWK = { kty: 'EC', crv: k.crv as string, x: k.x, y: k.y, ...(kid ? { kid } : {}) };

@@ -132,7 +132,7 @@ function walk(v: unknown, h: Hash): void {
 
 /** Digest of one bundle file as OPA computes it for signatures (hex). */
 export function fileDigest(path: string, bytes: Uint8Array, algorithm: string): string {
-  const name = HASHES[algorithm];
+  const name = Object.hasOwn(HASHES, algorithm) ? HASHES[algorithm] : undefined;
   if (!name) throw new SignatureError(`${path}: unsupported hashing algorithm ${algorithm}`);
   const h = createHash(name);
   const kind = structuredKind(path);

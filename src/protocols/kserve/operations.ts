@@ -48,7 +48,7 @@ function decode(segment: string): string | undefined {
 
 /** The endpoint a path under the mount names, or undefined (404). */
 export function parsePath(rest: string): KServePath | undefined {
-  const server = SERVER[rest];
+  const server = Object.hasOwn(SERVER, rest) ? SERVER[rest] : undefined;
   if (server !== undefined) return server;
   if (!rest.startsWith('/models/')) return undefined;
   const parts = rest.slice('/models/'.length).split('/');
@@ -62,7 +62,9 @@ export function parsePath(rest: string): KServePath | undefined {
     i += 2;
   }
   if (parts.length > i + 1) return undefined;
-  const action = MODEL_ACTIONS[parts[i] ?? ''];
+  const name = parts[i] ?? '';
+  // Own keys only: a path segment is the caller's (`constructor`, `__proto__` are not endpoints).
+  const action = Object.hasOwn(MODEL_ACTIONS, name) ? MODEL_ACTIONS[name] : undefined;
   if (action === undefined) return undefined;
   return { ...action, model, version };
 }

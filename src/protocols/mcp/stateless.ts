@@ -78,7 +78,7 @@ export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): vo
   }
   if (hv === undefined) throw mismatch('the required MCP-Protocol-Version header is absent');
   if (mh === undefined) throw mismatch('the required Mcp-Method header is absent');
-  const field = NAME_SOURCE[msg.method];
+  const field = Object.hasOwn(NAME_SOURCE, msg.method) ? NAME_SOURCE[msg.method] : undefined;
   if (field !== undefined) {
     const body = msg.params?.[field];
     const nh = header(req, 'mcp-name');

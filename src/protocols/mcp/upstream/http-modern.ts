@@ -115,7 +115,7 @@ export class ModernHttpSession implements UpstreamSession {
 
   private headersFor(msg: RpcRequest): Record<string, string> {
     const h = baseHeaders(this.up, msg.method);
-    const field = NAME_SOURCE[msg.method];
+    const field = Object.hasOwn(NAME_SOURCE, msg.method) ? NAME_SOURCE[msg.method] : undefined;
     const value = field ? msg.params?.[field] : undefined;
     if (typeof value === 'string') h['mcp-name'] = encodeHeaderValue(value);
     if (msg.method === 'tools/call' && typeof value === 'string') {
