@@ -154,6 +154,8 @@ describe('request reading', () => {
     const args = policyArguments(p, false);
     expect(JSON.parse(JSON.stringify(args))).toEqual(JSON.parse('{"model":"m","__proto__":{"max_tokens":1},"max_tokens":99999}'));
     expect(Object.keys(args)).toEqual(['model', '__proto__', 'max_tokens']);
+    const roles = policyArguments(parseBody(Buffer.from('{"model":"m","messages":[{"role":"constructor"},{"role":"__proto__"},{"role":"user"}]}')), false).message_roles;
+    expect(JSON.parse(JSON.stringify(roles))).toEqual(JSON.parse('{"constructor":1,"__proto__":1,"user":1}'));
   });
 
   it('estimates prompt tokens from bytes (token ids counted exactly) and output from max_tokens x sequences', () => {

@@ -78,7 +78,7 @@ export function policyArguments(p: ParsedBody, content: boolean): Record<string,
 }
 
 function rolesOf(messages: readonly unknown[]): Record<string, number> {
-  const roles: Record<string, number> = {};
+  const roles: Record<string, number> = Object.create(null) as Record<string, number>;
   for (const m of messages) {
     const role = typeof m === 'object' && m !== null ? (m as { role?: unknown }).role : undefined;
     const r = typeof role === 'string' ? role : 'unknown';
