@@ -5,9 +5,10 @@
  * targets (p50 <= 0.35 ms, p99 <= 1 ms) are reported alongside, not enforced. Requests that fail also fail the gate.
  * Then the same contract for the streamed-completion scenario (bench/lib/streams.ts): added p99 of the time to the
  * first byte and of the whole stream, with the first-token target (within 1 ms of direct, p50) reported.
- * And the CPU check (bench/lib/cpu-check.ts): the full pipeline's CPU per request at c=1, relative to the bare
- * reference proxy's in the same round, must not exceed the committed baseline's (slo.json `cpu`) by more than 25%; a failing
- * check is measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
+ * And the CPU check (bench/lib/cpu-check.ts): the full pipeline's CPU per request at c=1 must not exceed that of the
+ * committed baseline revision's gateway (slo.json `cpu.revision`, measured in the same rounds) by more than 25%; a
+ * checkout without that revision compares through the bare proxy with a results file instead; a failing check is
+ * measured once more (as many rounds again) before it fails. Then the same latency contract for the a2a
  * scenario (bench/lib/a2a.ts): added p99 of A2A SendMessage, the p50 target and the throughput reported. And for
  * the kserve-infer scenario (bench/lib/kserve.ts, a real Triton): added p99 of JSON and binary-tensor infer.
  * The stream, a2a and kserve scenarios take a few hundred requests a round, so their contract is judged on the rounds'
@@ -25,7 +26,8 @@ import { measureRound, setupScenario, summarizeTargets, warmUp, type RoundResult
 import { ROOT } from './lib/targets.ts';
 import { judgePooled, judgeRounds } from './lib/judge.ts';
 import { pooledPercentile } from './lib/histogram.ts';
-import { judgeCpu, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
+import { judgeCpu, judgeCpuSameRun, type CpuRound, type CpuSlo, type CpuVerdict } from './lib/cpu-check.ts';
+import { referenceCheckout } from './lib/baseline.ts';
 import { setupStreams, STREAM_PLAN, streamResult, type StreamRound } from './lib/streams.ts';
 import { A2A_PLAN, a2aResult, setupA2a, type A2aRound } from './lib/a2a.ts';
 import { KINDS, KSERVE_PLAN, SLOW_MS, kserveResult, setupKServe, type KServeRound } from './lib/kserve.ts';
@@ -88,7 +90,16 @@ const pooledNote = (v: { rounds: ReadonlyArray<{ failed: boolean; repeated: bool
 const startedAt = new Date().toISOString();
 const machine = machineInfo();
 const t0 = Date.now();
-const setup = await setupScenario(scenario, { variants: [{ label, stages }], logLevel: 'info', proxyPoolConnections: 16, withProxy: true });
+// The CPU check's baseline: the gateway of the committed baseline revision, measured in the same rounds.
+const reference = referenceCheckout(slo.cpu.revision);
+const referenceLabel = 'gateway@baseline';
+if (reference.checkout === undefined) process.stderr.write(`gate: ${reference.why}; the CPU check falls back to ${slo.cpu.baseline}\n`);
+else process.once('exit', () => reference.checkout!.remove());
+const referenceVariants =
+  reference.checkout === undefined
+    ? []
+    : [{ label: referenceLabel, stages: availableStages(reference.checkout.root).filter((s) => stages.some((x) => x.name === s.name)), root: reference.checkout.root }];
+const setup = await setupScenario(scenario, { variants: [{ label, stages }, ...referenceVariants], logLevel: 'info', proxyPoolConnections: 16, withProxy: true });
 let rounds: RoundResult[] = [];
 let repeated: number[] = [];
 let breach = false;
@@ -96,10 +107,18 @@ let errors = 0;
 let cpu: CpuVerdict | undefined;
 let cpuRepeated = false;
 const cpuRounds = (rs: readonly RoundResult[]): CpuRound[] =>
-  rs.map((r) => ({ gateway: r.phases.c1![label]!.cpuUsPerReq ?? 0, proxy: r.phases.c1!.proxy?.cpuUsPerReq ?? 0 }));
+  rs.map((r) => ({
+    gateway: r.phases.c1![label]!.cpuUsPerReq ?? 0,
+    proxy: r.phases.c1!.proxy?.cpuUsPerReq ?? 0,
+    reference: r.phases.c1![referenceLabel]?.cpuUsPerReq ?? 0,
+  }));
 const cpuBaselineFile = join(ROOT, slo.cpu.baseline);
 const judgeCpuOf = (rs: readonly RoundResult[]): CpuVerdict | undefined =>
-  existsSync(cpuBaselineFile) ? judgeCpu(slo.cpu, cpuBaselineFile, scenario.name, label, cpuRounds(rs), stages.map((s) => s.name)) : undefined;
+  reference.checkout !== undefined
+    ? judgeCpuSameRun(slo.cpu, cpuRounds(rs))
+    : existsSync(cpuBaselineFile)
+      ? judgeCpu(slo.cpu, cpuBaselineFile, scenario.name, label, cpuRounds(rs), stages.map((s) => s.name))
+      : undefined;
 try {
   await warmUp(setup, phase);
   const verdict = await judgeRounds(
@@ -109,7 +128,7 @@ try {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
       const gw = round.phases.c1![label]!;
       const direct = round.phases.c1!.direct!;
-      errors += gw.errors + direct.errors + (round.phases.c1!.proxy?.errors ?? 0);
+      errors += gw.errors + direct.errors + (round.phases.c1!.proxy?.errors ?? 0) + (round.phases.c1![referenceLabel]?.errors ?? 0);
       return { result: round, value: gw.latency.p99 - direct.latency.p99 };
     },
     (r, value, repeat) => {
@@ -126,7 +145,7 @@ try {
     const again: RoundResult[] = [];
     for (let r = 0; r < plan.rounds; r++) {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
-      errors += round.phases.c1![label]!.errors + round.phases.c1!.direct!.errors + (round.phases.c1!.proxy?.errors ?? 0);
+      errors += round.phases.c1![label]!.errors + round.phases.c1!.direct!.errors + (round.phases.c1!.proxy?.errors ?? 0) + (round.phases.c1![referenceLabel]?.errors ?? 0);
       again.push(round);
     }
     process.stderr.write(`gate: CPU per request ${(cpu.change * 100).toFixed(1)}% over the baseline: measured again\n`);
@@ -165,7 +184,9 @@ process.stdout.write(
     `  target:   added p99 <= ${slo.targets.p99Ms} ms: ${met(p99 <= slo.targets.p99Ms)}; added p50 <= ${slo.targets.p50Ms} ms: ${met(p50 <= slo.targets.p50Ms)} (reported, not enforced)`,
     cpu === undefined
       ? `  cpu:      no baseline at ${slo.cpu.baseline}: FAIL (take one with npm run bench:gate -- --short --out ${slo.cpu.baseline})`
-      : `  cpu:      ${cpu.now.gatewayUs} us/req at c=1, ${cpu.now.ratio.toFixed(2)}x the bare proxy's (${cpu.now.proxyUs} us); baseline ${cpu.baseline.gatewayUs} us, ${cpu.baseline.ratio.toFixed(2)}x (${slo.cpu.baseline}): ${cpu.change >= 0 ? '+' : ''}${(cpu.change * 100).toFixed(1)}%, limit +${slo.cpu.maxRegression * 100}%: ${verdict(cpu.ok)}${cpuRepeated ? ' (measured twice)' : ''}${cpu.stagesMatch ? '' : ' (WARNING: the baseline was taken with other stages on; commit a new one)'}`,
+      : cpu.method === 'same-run'
+        ? `  cpu:      ${cpu.now.gatewayUs} us/req at c=1 (${cpu.now.ratio.toFixed(2)}x the bare proxy's ${cpu.now.proxyUs} us); the baseline revision ${slo.cpu.revision.slice(0, 8)} in the same rounds ${cpu.baseline.gatewayUs} us (${cpu.baseline.ratio.toFixed(2)}x): ${cpu.change >= 0 ? '+' : ''}${(cpu.change * 100).toFixed(1)}% (median of the rounds' quotients), limit +${slo.cpu.maxRegression * 100}%: ${verdict(cpu.ok)}${cpuRepeated ? ' (measured twice)' : ''}`
+        : `  cpu:      ${cpu.now.gatewayUs} us/req at c=1, ${cpu.now.ratio.toFixed(2)}x the bare proxy's (${cpu.now.proxyUs} us); baseline ${cpu.baseline.gatewayUs} us, ${cpu.baseline.ratio.toFixed(2)}x (${slo.cpu.baseline}, a results file: revision ${slo.cpu.revision.slice(0, 8)} is not in this checkout): ${cpu.change >= 0 ? '+' : ''}${(cpu.change * 100).toFixed(1)}%, limit +${slo.cpu.maxRegression * 100}%: ${verdict(cpu.ok)}${cpuRepeated ? ' (measured twice)' : ''}${cpu.stagesMatch ? '' : ' (WARNING: the baseline was taken with other stages on; commit a new one)'}`,
     `  results: ${file}`,
     '',
   ].join('\n'),

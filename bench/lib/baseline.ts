@@ -9,6 +9,28 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ROOT } from './targets.ts';
 
+/**
+ * The gate's CPU baseline revision checked out beside this checkout, or why it could not be: a shallow clone may
+ * lack it, so one fetch of that commit from `origin` is tried before giving up.
+ */
+export function referenceCheckout(rev: string): { checkout?: Baseline; why?: string } {
+  const has = (): boolean => {
+    try {
+      execFileSync('git', ['cat-file', '-e', `${rev}^{commit}`], { cwd: ROOT, stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    if (!has()) execFileSync('git', ['fetch', '--quiet', '--depth=1', 'origin', rev], { cwd: ROOT, stdio: 'ignore', timeout: 60_000 });
+    if (!has()) return { why: `revision ${rev} is not in this checkout` };
+    return { checkout: addBaseline(rev) };
+  } catch (err) {
+    return { why: `revision ${rev} could not be checked out (${(err as Error).message.split('\n')[0]})` };
+  }
+}
+
 export interface Baseline {
   readonly rev: string;
   readonly sha: string;

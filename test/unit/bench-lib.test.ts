@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeHistogram, encodeHistogram, median, newHistogram, recordMs, summarize } from '../../bench/lib/histogram.ts';
 import { judgeRounds } from '../../bench/lib/judge.ts';
-import { cpuFigures, judgeCpu } from '../../bench/lib/cpu-check.ts';
+import { cpuFigures, judgeCpu, judgeCpuSameRun } from '../../bench/lib/cpu-check.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +90,27 @@ describe('gate CPU check', () => {
     const worse = judgeCpu(slo, file, 'call-small', 'gateway', [{ gateway: 380, proxy: 100 }], ['identity', 'policy']);
     expect(worse.ok).toBe(false);
     expect(worse.change).toBeCloseTo(380 / 300 - 1, 5);
+  });
+
+  it('same run: judges the median of the rounds\' quotients against the baseline revision\'s gateway', () => {
+    // Round by round against the reference, whatever the proxy did: quotients 1.1, 1.3, 1.2 -> +20%.
+    const v = judgeCpuSameRun({ maxRegression: 0.25 }, [
+      { gateway: 1100, proxy: 100, reference: 1000 },
+      { gateway: 1300, proxy: 300, reference: 1000 },
+      { gateway: 600, proxy: 50, reference: 500 },
+    ]);
+    expect(v).toMatchObject({ method: 'same-run', ok: true, stagesMatch: true });
+    expect(v.change).toBeCloseTo(0.2, 5);
+    expect(v.baseline.gatewayUs).toBe(1000);
+    const worse = judgeCpuSameRun({ maxRegression: 0.25 }, [
+      { gateway: 1300, proxy: 100, reference: 1000 },
+      { gateway: 1260, proxy: 100, reference: 1000 },
+    ]);
+    expect(worse.ok).toBe(false);
+    expect(worse.change).toBeCloseTo(0.28, 5);
+    // Nothing measured (or no reference in any round) is not a pass.
+    expect(judgeCpuSameRun({ maxRegression: 0.25 }, [{ gateway: 0, proxy: 0, reference: 0 }]).ok).toBe(false);
+    expect(judgeCpuSameRun({ maxRegression: 0.25 }, [{ gateway: 900, proxy: 100 }]).ok).toBe(false);
   });
 
   it('fails when nothing was measured, and flags a baseline taken with other stages', () => {
