@@ -94,6 +94,13 @@ test_secret_arguments_are_redacted if {
 	d.obligations.redact == ["/api_key", "/db~1Password", "/github_token"]
 }
 
+# A secret word at the end of a name counts after any separator, whatever the case; a longer or glued word does not.
+test_secret_suffixes_after_every_separator if {
+	args := {"x": 1, "db.secret": 1, "a/api-key": 1, "my_api_key": 1, "Private_Key": 1, "user-credentials": 1, "tokens": 1, "xtoken": 1, "_token": 1, "keyword": 1, "monkey": 1}
+	d := tollgate.decision with input as call(dev, tool("everything", "echo", args))
+	d.obligations.redact == ["/Private_Key", "/_token", "/a~1api-key", "/db.secret", "/my_api_key", "/user-credentials"]
+}
+
 test_visible_filters_per_identity if {
 	targets := {"everything": {"echo": "everything__echo", "get-env": "everything__get-env"}}
 	prompts := {"everything": {"simple-prompt": "everything__simple-prompt", "args-prompt": "everything__args-prompt"}}
