@@ -112,6 +112,8 @@ const cpuRounds = (rs: readonly RoundResult[]): CpuRound[] =>
     proxy: r.phases.c1!.proxy?.cpuUsPerReq ?? 0,
     reference: r.phases.c1![referenceLabel]?.cpuUsPerReq ?? 0,
   }));
+/** Failed requests of a c=1 round, every target's (the baseline revision's gateway included). */
+const c1Errors = (round: RoundResult): number => Object.values(round.phases.c1!).reduce((n, t) => n + (t?.errors ?? 0), 0);
 const cpuBaselineFile = join(ROOT, slo.cpu.baseline);
 const judgeCpuOf = (rs: readonly RoundResult[]): CpuVerdict | undefined =>
   reference.checkout !== undefined
@@ -128,7 +130,7 @@ try {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
       const gw = round.phases.c1![label]!;
       const direct = round.phases.c1!.direct!;
-      errors += gw.errors + direct.errors + (round.phases.c1!.proxy?.errors ?? 0) + (round.phases.c1![referenceLabel]?.errors ?? 0);
+      errors += c1Errors(round);
       return { result: round, value: gw.latency.p99 - direct.latency.p99 };
     },
     (r, value, repeat) => {
@@ -145,7 +147,7 @@ try {
     const again: RoundResult[] = [];
     for (let r = 0; r < plan.rounds; r++) {
       const round = await measureRound(setup, r, ['c1'], phase, 0);
-      errors += round.phases.c1![label]!.errors + round.phases.c1!.direct!.errors + (round.phases.c1!.proxy?.errors ?? 0) + (round.phases.c1![referenceLabel]?.errors ?? 0);
+      errors += c1Errors(round);
       again.push(round);
     }
     process.stderr.write(`gate: CPU per request ${(cpu.change * 100).toFixed(1)}% over the baseline: measured again\n`);
