@@ -9,7 +9,7 @@ import type { AuditRecord, RecordKind } from '../audit/format.ts';
 import { countLog, parseTime, queryLog, type QueryFilter, type QueryStats } from '../audit/query.ts';
 import { verifyLog } from '../audit/verify.ts';
 
-const USAGE = `Usage:
+export const AUDIT_USAGE = `Usage:
   tollgate audit verify <dir> [--key PUBLIC.pem] [--allow-open] [--strict] [--json]
       Checks the hash chain and every signature; names the first bad record and why. Exit 0 = intact.
       --key pins the Ed25519 public key (otherwise the key the log names is trusted, and the output says so).
@@ -37,7 +37,7 @@ async function verify(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   if (positionals.length !== 1) {
-    process.stderr.write(USAGE);
+    process.stderr.write(AUDIT_USAGE);
     return 2;
   }
   const dir = resolve(positionals[0]!);
@@ -101,7 +101,7 @@ async function query(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   if (positionals.length !== 1) {
-    process.stderr.write(USAGE);
+    process.stderr.write(AUDIT_USAGE);
     return 2;
   }
   if (values.decision !== undefined && values.decision !== 'allow' && values.decision !== 'deny') throw new Error('--decision must be allow or deny');
@@ -162,6 +162,6 @@ export async function audit(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'verify') return verify(rest);
   if (sub === 'query') return query(rest);
-  process.stderr.write(USAGE);
+  process.stderr.write(AUDIT_USAGE);
   return 2;
 }

@@ -1,14 +1,15 @@
 /**
  * The `tollgate` command for operators. Subcommands register themselves in COMMANDS; each returns an exit code.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigDir } from '../config/load.ts';
 import { deploymentProfile, ProfileError, profileProblems } from '../config/profile.ts';
-import { audit } from './audit.ts';
+import { AUDIT_USAGE, audit } from './audit.ts';
 import { LIMITS_USAGE, limitsCommand } from './limits.ts';
 import { POLICY_USAGE, policyCommand } from './policy.ts';
-import { svid } from './svid.ts';
+import { SVID_USAGE, svid } from './svid.ts';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -20,8 +21,31 @@ Commands:
   audit verify DIR | audit query DIR ...        Check an audit log's chain and signatures; search it (audit help)
   svid mint --spiffe-id ID [--audience URI] [--ttl 1h] [--config DIR]
                                                 Print a JWT-SVID of the dev trust domain the dev gateway accepts
-${POLICY_USAGE}${LIMITS_USAGE}  help                                          This text
+${POLICY_USAGE}${LIMITS_USAGE}  help [COMMAND]                                This text, or one command's (also COMMAND --help)
+  version                                       The version (also --version)
 `;
+
+/** What `tollgate <command> --help` prints: the command's own usage where it has one. */
+const HELP: Readonly<Record<string, string>> = {
+  audit: AUDIT_USAGE,
+  svid: SVID_USAGE,
+  policy: `Usage:\n${POLICY_USAGE}`,
+  limits: `Usage: tollgate\n${LIMITS_USAGE}`,
+};
+
+/** `--help` or `-h` among a command's words (before a `--` that ends the options). */
+function asksHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -111,19 +135,26 @@ export const COMMANDS: Record<string, Command> = {
   svid,
   policy: policyCommand,
   limits: limitsCommand,
-  help: async () => {
-    process.stdout.write(USAGE);
+  help: async ([name]) => {
+    process.stdout.write((name !== undefined ? HELP[name] : undefined) ?? USAGE);
+    return 0;
+  },
+  version: async () => {
+    process.stdout.write(`tollgate ${version()}\n`);
     return 0;
   },
 };
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, ...rest] = argv;
+  // `tollgate --help`, `tollgate -h`, `tollgate --version`: the spellings every CLI accepts, exit 0.
+  const name = first === '--help' || first === '-h' ? 'help' : first === '--version' || first === '-V' ? 'version' : first;
   const command = COMMANDS[name ?? 'help'];
   if (!command) {
     process.stderr.write(`tollgate: unknown command ${name}\n${USAGE}`);
     return 2;
   }
+  if (name !== 'help' && asksHelp(rest)) return COMMANDS.help!([name!]);
   try {
     return await command(rest);
   } catch (err) {
