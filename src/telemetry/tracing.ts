@@ -39,6 +39,7 @@ import type { Call } from '../core/call.ts';
 import type { GatewayError } from '../core/errors.ts';
 import type { PipelineObserver } from '../core/pipeline.ts';
 import { TRACE_KEY, type TraceHandle } from './context.ts';
+import { modelOutcome, NAMED_TARGETS, PROVIDERS, spanName, usageTokens } from './genai.ts';
 import * as A from './semconv.ts';
 import type { DeferredSpans } from './span-ids.ts';
 
@@ -54,9 +55,6 @@ const STAGES: Readonly<Record<string, string>> = {
   limit: 'limit',
   ratelimit: 'limit',
 };
-
-/** Operations whose target name makes a low-cardinality span name (`tools/call get_weather`). */
-const NAMED_TARGETS = new Set(['tool', 'prompt', 'skill', 'model']);
 
 const headerGetter: TextMapGetter<Record<string, unknown>> = {
   keys: (carrier) => Object.keys(carrier),
@@ -256,12 +254,19 @@ export class CallTracer implements PipelineObserver {
     }
     const target = call.target;
     const local = target?.local ?? target?.name;
-    const name = local !== undefined && target !== undefined && NAMED_TARGETS.has(target.kind) ? `${call.operation} ${local}` : call.operation;
+    const name = spanName(call, local);
     const attributes: Attributes = { [A.ATTR_UPSTREAM]: call.upstream ?? '' };
     if (call.protocol === 'mcp') attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
     if (target?.kind === 'tool' && local !== undefined) {
       attributes[A.ATTR_GEN_AI_TOOL_NAME] = local;
       attributes[A.ATTR_GEN_AI_OPERATION_NAME] = 'execute_tool';
+    } else if (target?.kind === 'model' && local !== undefined) {
+      // The upstream span is the GenAI inference span of the conventions: the model as the backend is asked for it.
+      attributes[A.ATTR_GEN_AI_REQUEST_MODEL] = local;
+      const operation = call.model?.operation;
+      if (operation !== undefined) attributes[A.ATTR_GEN_AI_OPERATION_NAME] = operation;
+      const provider = PROVIDERS[call.protocol];
+      if (provider !== undefined) attributes[A.ATTR_GEN_AI_PROVIDER_NAME] = provider;
     }
     if (this.deferred !== undefined) {
       const spanId = this.deferred.ids.newSpanId();
@@ -292,6 +297,7 @@ export class CallTracer implements PipelineObserver {
       t.stage = undefined;
     }
     if (t.upstream !== undefined) {
+      if (call.target?.kind === 'model' && t.recording) modelOutcome(t.upstream, call);
       const transfer = call.transfer;
       if (transfer !== undefined && t.recording) {
         // Bytes sent to and received from the upstream, as the forwarder counted them.
@@ -312,7 +318,7 @@ export class CallTracer implements PipelineObserver {
     }
     const target = call.target;
     if (target !== undefined) {
-      if (NAMED_TARGETS.has(target.kind)) span.updateName(`${call.operation} ${target.name}`);
+      if (NAMED_TARGETS.has(target.kind)) span.updateName(spanName(call, target.name));
       switch (target.kind) {
         case 'tool':
           span.setAttribute(A.ATTR_GEN_AI_TOOL_NAME, target.name);
@@ -327,11 +333,10 @@ export class CallTracer implements PipelineObserver {
         case 'model': {
           span.setAttribute(A.ATTR_GEN_AI_REQUEST_MODEL, target.name);
           const m = call.model;
-          if (m !== undefined) {
-            if (m.operation !== undefined) span.setAttribute(A.ATTR_GEN_AI_OPERATION_NAME, m.operation);
-            if (m.response !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_MODEL, m.response);
-            if (m.finishReasons !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_FINISH_REASONS, m.finishReasons);
-          }
+          if (m?.operation !== undefined) span.setAttribute(A.ATTR_GEN_AI_OPERATION_NAME, m.operation);
+          const provider = PROVIDERS[call.protocol];
+          if (provider !== undefined) span.setAttribute(A.ATTR_GEN_AI_PROVIDER_NAME, provider);
+          modelOutcome(span, call);
           break;
         }
         case 'skill':
@@ -349,8 +354,7 @@ export class CallTracer implements PipelineObserver {
       span.setAttribute(A.ATTR_DECISION_ALLOW, call.decision.allow);
     }
     const usage = call.usage;
-    if (usage?.inputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_INPUT_TOKENS, usage.inputTokens);
-    if (usage?.outputTokens !== undefined) span.setAttribute(A.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, usage.outputTokens);
+    if (target?.kind !== 'model') usageTokens(span, call);
     if (usage?.cost !== undefined) span.setAttribute(A.ATTR_USAGE_COST, usage.cost);
     const limit = call.scratch.get('limits') as { decision?: unknown; refused?: unknown } | undefined;
     if (typeof limit?.decision === 'string') span.setAttribute(A.ATTR_LIMIT_DECISION, limit.decision);

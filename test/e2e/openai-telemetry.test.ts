@@ -65,9 +65,11 @@ describe('telemetry and audit of model calls', () => {
     const isChat = (s: (typeof receiver.spans)[number]): boolean => s.kind === 2 && s.attributes['tollgate.protocol'] === 'openai' && s.attributes['tollgate.outcome'] === 'ok';
     await eventually(() => receiver.spans.some(isChat), 10_000, 'the server span');
     const server = receiver.spans.find(isChat)!;
-    expect(server.name).toBe(`chat.completions ${LLAMA}`);
+    // GenAI conventions: `{gen_ai.operation.name} {gen_ai.request.model}`.
+    expect(server.name).toBe(`chat ${LLAMA}`);
     expect(server.attributes).toMatchObject({
       'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': 'openai',
       'gen_ai.request.model': LLAMA,
       'gen_ai.response.model': LLAMA_UPSTREAM,
       'gen_ai.usage.input_tokens': 5,
@@ -79,6 +81,16 @@ describe('telemetry and audit of model calls', () => {
     await eventually(() => receiver.spans.some((s) => s.parentSpanId === server.spanId && s.kind === 3), 10_000, 'the upstream span');
     const upstream = receiver.spans.find((s) => s.parentSpanId === server.spanId && s.kind === 3)!;
     expect(vllm.seen.some((r) => r.headers.traceparent === `00-${upstream.traceId}-${upstream.spanId}-01`)).toBe(true);
+    // The upstream span is the inference span as the backend saw it: the model under its backend name.
+    expect(upstream.name).toBe(`chat ${LLAMA_UPSTREAM}`);
+    expect(upstream.attributes).toMatchObject({
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': 'openai',
+      'gen_ai.request.model': LLAMA_UPSTREAM,
+      'gen_ai.response.model': LLAMA_UPSTREAM,
+      'gen_ai.usage.input_tokens': 5,
+      'gen_ai.usage.output_tokens': 4,
+    });
 
     await eventually(() => auditCalls().length >= 2, 10_000, 'the audit records');
     const [ok, broken] = auditCalls();
