@@ -56,6 +56,9 @@ const STAGES: Readonly<Record<string, string>> = {
   ratelimit: 'limit',
 };
 
+/** An MCP protocol version's shape (a refused request's header is not copied into a span as it came). */
+const PROTOCOL_VERSION = /^\d{4}-\d{2}-\d{2}$/;
+
 const headerGetter: TextMapGetter<Record<string, unknown>> = {
   keys: (carrier) => Object.keys(carrier),
   get: (carrier, key) => {
@@ -145,7 +148,13 @@ export class CallTracer implements PipelineObserver {
       [A.ATTR_NETWORK_PROTOCOL_NAME]: 'http',
       [A.ATTR_CLIENT_ADDRESS]: call.request.remoteAddress,
     };
-    if (call.protocol === 'mcp') attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
+    if (call.protocol === 'mcp') {
+      attributes[A.ATTR_MCP_METHOD_NAME] = call.operation;
+      // The version the transport accepted (it refuses an unsupported one before a Call exists); absent on initialize
+      // and on the legacy transport, which carry none in a header.
+      const version = call.request.headers['mcp-protocol-version'];
+      if (typeof version === 'string' && PROTOCOL_VERSION.test(version)) attributes[A.ATTR_MCP_PROTOCOL_VERSION] = version;
+    }
     if (call.rpcId !== undefined) attributes[A.ATTR_JSONRPC_REQUEST_ID] = String(call.rpcId);
     const d = this.deferred;
     if (d !== undefined) {

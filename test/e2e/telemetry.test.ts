@@ -95,6 +95,7 @@ describe.each(['http/protobuf', 'grpc', 'http/json'] as const)('tracing over OTL
     expect(call.resource['service.name']).toBe('tollgate');
     expect(call.attributes).toMatchObject({
       'mcp.method.name': 'tools/call',
+      'mcp.protocol.version': expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/),
       'gen_ai.tool.name': 'fixture__echo',
       'gen_ai.operation.name': 'execute_tool',
       'tollgate.route': 'mcp',
