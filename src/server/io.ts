@@ -80,6 +80,11 @@ export function accepts(accept: string | undefined, ...types: string[]): boolean
   return ok;
 }
 
+/** The media type of a Content-Type header, lower-cased, without parameters (`undefined` when absent). */
+export function mediaType(contentType: string | undefined): string | undefined {
+  return contentType === undefined ? undefined : contentType.split(';', 1)[0]!.trim().toLowerCase();
+}
+
 /** Starts `server` listening; resolves with the bound address, rejects on a listen error (port in use...). */
 export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {

@@ -259,6 +259,48 @@ describe('bad input and failing backends get OpenAI error objects', () => {
     expect(get.headers.get('allow')).toBe('POST');
   });
 
+  it('a body not labelled JSON: 415 in OpenAI\'s shape, never forwarded (vLLM refuses it as well); JSON with parameters passes', async () => {
+    const body = JSON.stringify({ model: LLAMA, messages: ask('words 1') });
+    const before = llama.seen.length;
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined]) {
+      const headers: Record<string, string> = { authorization: `Bearer ${gw.devToken(AGENT)}` };
+      if (type !== undefined) headers['content-type'] = type;
+      // fetch labels a string body text/plain itself: a Blob without a type sends no Content-Type at all.
+      const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: type === undefined ? new Blob([body]) : body });
+      expect(res.status, String(type)).toBe(415);
+      expect(await res.json(), String(type)).toMatchObject({ error: { type: 'invalid_request_error', param: null, code: 'TG_UNSUPPORTED_MEDIA_TYPE' } });
+    }
+    expect(llama.seen.length).toBe(before);
+    for (const type of ['application/json; charset=utf-8', 'Application/JSON']) {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.devToken(AGENT)}`, 'content-type': type }, body });
+      expect(res.status, type).toBe(200);
+      await res.text();
+    }
+    // Authentication still comes first: an anonymous caller learns nothing about the body it sent.
+    const anon = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body });
+    expect(anon.status).toBe(401);
+  });
+
+  it('HEAD on the model listings answers as GET would, without a body; 405s name GET and HEAD', async () => {
+    const headers = { authorization: `Bearer ${gw.devToken(AGENT)}` };
+    for (const path of ['/v1/models', `/v1/models/${LLAMA}`]) {
+      const get = await fetch(`${gw.url}${path}`, { headers });
+      const text = await get.text();
+      const head = await fetch(`${gw.url}${path}`, { method: 'HEAD', headers });
+      expect(head.status, path).toBe(200);
+      expect(head.headers.get('content-type'), path).toBe('application/json');
+      expect(head.headers.get('content-length'), path).toBe(String(Buffer.byteLength(text)));
+      expect(await head.text(), path).toBe('');
+    }
+    const post = await fetch(`${gw.url}/v1/models`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: '{}' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    // A completion has no HEAD: it is a POST alone.
+    const head = await fetch(`${gw.url}/v1/chat/completions`, { method: 'HEAD', headers });
+    expect(head.status).toBe(405);
+    expect(head.headers.get('allow')).toBe('POST');
+  });
+
   it('unauthenticated and denied callers get 401 and 403 before the backend sees anything', async () => {
     const before = llama.seen.length + qwen.seen.length;
     const anon = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-a-token', maxRetries: 0 });

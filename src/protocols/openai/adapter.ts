@@ -16,7 +16,7 @@ import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import { limitNoticesOf, openAiRateLimitHeaders, type LimitNotice } from '../../core/limits.ts';
 import type { AdapterContext, ErrorTarget, Exchange } from '../../gateway/adapter.ts';
 import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
-import { readBody } from '../../server/io.ts';
+import { mediaType, readBody } from '../../server/io.ts';
 import { forward } from '../../upstream/forwarder.ts';
 import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 import { ModelCatalog, ModelRoutes } from '../../upstream/model-catalog.ts';
@@ -72,14 +72,19 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     const rest = match.rest;
     const method = req.method ?? 'GET';
     let op: Operation | undefined = POST_OPERATIONS.get(rest);
-    let allowed = 'POST';
+    // The listings are GET endpoints, so HEAD too (RFC 9110 9.3.2: the same answer without its body).
+    let allowed: readonly string[] = ['POST'];
     if (op === undefined && (rest === '/models' || rest.startsWith('/models/'))) {
       op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
-      allowed = 'GET';
+      allowed = ['GET', 'HEAD'];
     }
     this.admit(x, op?.name ?? 'refused', (pre) => {
       if (op === undefined) throw new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`);
-      if (method !== allowed) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${rest}`, { headers: { allow: allowed } });
+      if (!allowed.includes(method)) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${rest}`, { headers: { allow: allowed.join(', ') } });
+      // A body the gateway reads and forwards as JSON must say it is JSON (vLLM refuses any other Content-Type too).
+      if (method === 'POST' && mediaType(req.headers['content-type']) !== 'application/json') {
+        throw new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Type must be application/json, not ${req.headers['content-type'] ?? 'absent'}`);
+      }
       if (op === MODELS_LIST) return listModels(this, x, pre);
       if (op === MODELS_RETRIEVE) return retrieveModel(this, x, pre, safeDecode(rest.slice('/models/'.length)));
       return this.infer(x, pre, op);
