@@ -141,6 +141,31 @@ describe('health and metadata', () => {
     expect(ready.status).toBe(200);
   });
 
+  it('HEAD on every GET endpoint answers as GET would, without a body; other methods get 405 naming what is allowed', async () => {
+    for (const path of ['/v2', '/v2/health/live', '/v2/health/ready', '/v2/models/add', '/v2/models/add/versions/1', '/v2/models/add/ready', '/v2/models/add/versions/1/ready', '/v2/models/add/versions/9']) {
+      const get = await fetch(`${gw.url}${path}`, { headers: auth(gw) });
+      const text = await get.text();
+      const head = await fetch(`${gw.url}${path}`, { method: 'HEAD', headers: auth(gw) });
+      expect(head.status, path).toBe(get.status);
+      expect(head.headers.get('content-length'), path).toBe(String(Buffer.byteLength(text)));
+      expect(head.headers.get('content-type'), path).toBe(get.headers.get('content-type'));
+      expect(await head.text(), path).toBe('');
+    }
+    const postLive = await fetch(`${gw.url}/v2/health/live`, { method: 'POST', headers: auth(gw), body: '{}' });
+    expect(postLive.headers.get('allow')).toBe('GET, HEAD');
+    await kserveError(postLive, 405, 'TG_METHOD_NOT_ALLOWED');
+    const getInfer = await fetch(`${gw.url}/v2/models/add/infer`, { headers: auth(gw) });
+    expect(getInfer.headers.get('allow')).toBe('POST');
+    await kserveError(getInfer, 405, 'TG_METHOD_NOT_ALLOWED');
+  });
+
+  it('a path Triton does not serve is no endpoint here either: a trailing slash, a bare versions segment (404)', async () => {
+    for (const path of ['/v2/models/add/', '/v2/models/add/ready/', '/v2/models/add/versions', '/v2/models/add/versions/1/']) {
+      expect((await direct(path)).status, path).toBe(404);
+      await kserveError(await fetch(`${gw.url}${path}`, { headers: auth(gw) }), 404, 'TG_NOT_FOUND');
+    }
+  });
+
   it('needs a token like every route, and a model grant for a model', async () => {
     expect((await fetch(`${gw.url}/v2/health/live`)).status).toBe(401);
     await kserveError(await fetch(`${gw.url}/v2/models/add`, { headers: auth(gw, SUPPORT) }), 403, 'TG_POLICY_DENIED');

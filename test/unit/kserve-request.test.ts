@@ -21,7 +21,7 @@ describe('paths', () => {
   });
 
   it('refuses what it does not serve (repository, stats, malformed names, names of Object.prototype)', () => {
-    for (const p of ['/repository/index', '/models/add/stats', '/models/add/infer/x', '/models/', '/models/a%2Fb/infer', '/models/%E0%A4%A/infer', '/models/add/versions/', '/health', '/trace/setting', '/models/add/constructor', '/models/add/__proto__', '/models/add/toString', '/models/add/versions/1/hasOwnProperty', '__proto__', 'constructor']) {
+    for (const p of ['/repository/index', '/models/add/stats', '/models/add/infer/x', '/models/', '/models/a%2Fb/infer', '/models/%E0%A4%A/infer', '/models/add/versions/', '/models/add/', '/models/add/ready/', '/models/add/versions/1/', '/models/add/versions', '/health', '/trace/setting', '/models/add/constructor', '/models/add/__proto__', '/models/add/toString', '/models/add/versions/1/hasOwnProperty', '__proto__', 'constructor']) {
       expect(parsePath(p), p).toBeUndefined();
     }
   });

@@ -92,7 +92,9 @@ export class KServeAdapter extends HttpProtocolAdapter {
     this.admit(x, path?.operation ?? 'refused', (pre) => {
       const method = req.method ?? 'GET';
       if (path === undefined) throw new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`);
-      if (method !== path.method) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: path.method } });
+      // GET endpoints answer HEAD too (RFC 9110 9.3.2): forwarded as GET, the answer's body left out.
+      const allowed = path.method === 'GET' ? ['GET', 'HEAD'] : [path.method];
+      if (!allowed.includes(method)) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: allowed.join(', ') } });
       const coding = req.headers['content-encoding'];
       if (coding !== undefined && coding !== 'identity') {
         // The gateway reads the JSON (or the inference header) it forwards: a compressed body would hide it.

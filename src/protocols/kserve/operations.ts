@@ -61,7 +61,8 @@ export function parsePath(rest: string): KServePath | undefined {
     if (version === undefined) return undefined;
     i += 2;
   }
-  if (parts.length > i + 1) return undefined;
+  // A trailing slash names no endpoint (Triton answers 404 there too).
+  if (parts.length > i + 1 || parts[i] === '') return undefined;
   const name = parts[i] ?? '';
   // Own keys only: a path segment is the caller's (`constructor`, `__proto__` are not endpoints).
   const action = Object.hasOwn(MODEL_ACTIONS, name) ? MODEL_ACTIONS[name] : undefined;
