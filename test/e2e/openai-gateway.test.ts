@@ -117,6 +117,49 @@ describe('streamed chat completions', () => {
     expect(call.model).toMatchObject({ requested: 'llama', response: LLAMA_UPSTREAM });
   });
 
+  it('n > 1: every choice reaches the client, the usage chunk it did not ask for is dropped, output counted over all choices', async () => {
+    const rec = recordingFetch();
+    const client = openaiClient(gw, { fetch: rec.fetch });
+    const marker = randomUUID();
+    const since = finished.length;
+    const stream = await client.chat.completions.create({ model: LLAMA, messages: ask(`words 3 ${marker}`), n: 2, max_tokens: 10, stream: true });
+    const texts = ['', ''];
+    for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.delta.content ?? '';
+    expect(texts).toEqual(['t0 t1 t2 ', 't0 t1 t2 ']);
+    const backendBytes = Buffer.concat(streamOf(llama, marker)).toString();
+    const usageChunk = backendBytes.split('\n\n').find((e) => e.includes('"choices":[]'))!;
+    expect(usageChunk).toContain('"completion_tokens":6');
+    // Two role chunks, three tokens for each choice, two final chunks: ten events naming the model.
+    expect((await rec.responses[0]!.done).toString()).toBe(asAsked(backendBytes.replace(`${usageChunk}\n\n`, ''), LLAMA, 10));
+    const call = await callAfter(since);
+    // Reserved for both sequences; charged what the backend reported for both.
+    expect(call.estimate?.maxOutputTokens).toBe(20);
+    expect(call.usage).toMatchObject({ outputTokens: 6, reported: true });
+    expect(call.model?.finishReasons).toEqual(['stop', 'stop']);
+  });
+
+  it('vLLM\'s own error event mid-stream reaches the client as vLLM wrote it, then [DONE]; an upstream error, charged what streamed', async () => {
+    const rec = recordingFetch();
+    const client = openaiClient(gw, { fetch: rec.fetch });
+    const marker = randomUUID();
+    const since = finished.length;
+    const stream = await client.chat.completions.create({ model: LLAMA, messages: ask(`words 10 error 3 ${marker}`), stream: true });
+    const got: string[] = [];
+    const err = await (async () => {
+      for await (const chunk of stream) got.push(chunk.choices[0]?.delta.content ?? '');
+    })().catch((e: unknown) => e);
+    expect(got.join('')).toBe('t0 t1 t2 ');
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as Error).message).toContain('the engine failed mid-stream');
+    const backendBytes = Buffer.concat(streamOf(llama, marker)).toString();
+    expect(backendBytes.endsWith('"code":500}}\n\ndata: [DONE]\n\n')).toBe(true);
+    // The role chunk and three tokens name the model; the error event is vLLM's bytes as they are.
+    expect((await rec.responses[0]!.done).toString()).toBe(asAsked(backendBytes, LLAMA, 4));
+    const call = await callAfter(since);
+    expect(call.outcome).toBe('upstream_error');
+    expect(call.usage).toEqual({ outputTokens: 3 });
+  });
+
   it('streams text completions the same way', async () => {
     const client = openaiClient(gw);
     const marker = randomUUID();

@@ -6,13 +6,15 @@
  *   written one per chunk (pydantic `model_dump_json(exclude_unset=True)` field order), a first chat chunk with the
  *   role, one token per chunk, a final chunk with `finish_reason` and `stop_reason`, then (only with
  *   `stream_options.include_usage`) a chunk with empty `choices` and `usage`, then `data: [DONE]\n\n`.
- *   `content-type: text/event-stream; charset=utf-8`, chunked.
+ *   `content-type: text/event-stream; charset=utf-8`, chunked. With `n` > 1, each choice (its `index`) gets its own
+ *   role chunk, then the choices' tokens interleave one chunk each, then each its final chunk; usage counts them all.
  * - `POST /v1/embeddings`, `GET /v1/models` (with `max_model_len` and vLLM's `permission`), `GET /health` (200,
  *   empty), `POST /tokenize`, `POST /detokenize`; errors as vLLM's ErrorResponse
- *   `{"object":"error","message","type","param","code"}`.
+ *   `{"error":{"message","type","param","code"}}` (`code` the HTTP status).
  *
  * What it generates is driven by the last user message (or the prompt): `words N` (N tokens `t0 `, `t1 `, ...,
  * capped by max_tokens), `break K` (destroys the connection after K tokens), `stall K` (goes silent after K tokens),
+ * `error K` (vLLM's own in-stream error after K tokens: an event `data: {"error":{...}}`, then `data: [DONE]`),
  * `hang` (never answers), `fail` (500). prompt_tokens: whitespace-separated words of every message plus 3 per
  * message (a chat template), the same count /tokenize gives.
  */
@@ -90,7 +92,12 @@ function number(text: string, word: string): number | undefined {
 const sleep = (ms: number): Promise<void> => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
 
 function errorResponse(res: ServerResponse, status: number, type: string, message: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'error', message, type, param: null, code: status }));
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(errorBody(status, type, message)));
+}
+
+/** vLLM's ErrorResponse (vllm/entrypoints/openai/engine/protocol.py), also what its streams send when they fail. */
+export function errorBody(status: number, type: string, message: string): { error: { message: string; type: string; param: string | null; code: number } } {
+  return { error: { message, type, param: null, code: status } };
 }
 
 export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
@@ -173,14 +180,17 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
     const finish = n < wanted ? 'length' : 'stop';
     const id = chat ? `chatcmpl-${index}` : `cmpl-${index}`;
     const object = chat ? 'chat.completion.chunk' : 'text_completion';
-    const usage = { prompt_tokens: prompt, total_tokens: prompt + n, completion_tokens: n };
+    const choices = typeof body.n === 'number' && body.n > 1 ? body.n : 1;
+    const indexes = Array.from({ length: choices }, (_, c) => c);
+    const usage = { prompt_tokens: prompt, total_tokens: prompt + n * choices, completion_tokens: n * choices };
     if (body.stream !== true) {
       await sleep(opts.firstTokenDelayMs ?? 0);
       const text = Array.from({ length: n }, (_, i) => `t${i} `).join('');
-      const choice = chat
-        ? { index: 0, message: { role: 'assistant', reasoning_content: null, content: text, tool_calls: [] }, logprobs: null, finish_reason: finish, stop_reason: null }
-        : { index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null };
-      const answer = { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices: [choice], usage: { ...usage, prompt_tokens_details: null }, prompt_logprobs: null };
+      const choiceOf = (index: number): unknown =>
+        chat
+          ? { index, message: { role: 'assistant', reasoning_content: null, content: text, tool_calls: [] }, logprobs: null, finish_reason: finish, stop_reason: null }
+          : { index, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null };
+      const answer = { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices: indexes.map(choiceOf), usage: { ...usage, prompt_tokens_details: null }, prompt_logprobs: null };
       const bytes = Buffer.from(JSON.stringify(answer));
       out.push(bytes);
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length }).end(bytes);
@@ -195,9 +205,11 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
     res.flushHeaders();
     await sleep(opts.firstTokenDelayMs ?? 0);
-    if (chat) send(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+    if (chat) for (const c of indexes) send(chunk([{ index: c, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
     const breakAt = number(said, 'break');
     const stallAt = number(said, 'stall');
+    const errorAt = number(said, 'error');
+    const done = Buffer.from('data: [DONE]\n\n');
     for (let i = 0; i < n; i++) {
       if (res.destroyed) return;
       if (breakAt === i) {
@@ -205,13 +217,19 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
         return;
       }
       if (stallAt === i) return;
-      send(chunk([chat ? { index: 0, delta: { content: `t${i} ` }, logprobs: null, finish_reason: null } : { index: 0, text: `t${i} `, logprobs: null, finish_reason: null }]));
+      if (errorAt === i) {
+        // What vLLM's stream generators do when generation fails after the 200 went out.
+        send(JSON.stringify(errorBody(500, 'InternalServerError', 'the engine failed mid-stream')));
+        out.push(done);
+        res.end(done);
+        return;
+      }
+      for (const c of indexes) send(chunk([chat ? { index: c, delta: { content: `t${i} ` }, logprobs: null, finish_reason: null } : { index: c, text: `t${i} `, logprobs: null, finish_reason: null }]));
       await sleep(opts.tokenDelayMs ?? 0);
     }
-    send(chunk([chat ? { index: 0, delta: { content: '' }, logprobs: null, finish_reason: finish, stop_reason: null } : { index: 0, text: '', logprobs: null, finish_reason: finish, stop_reason: null }]));
+    for (const c of indexes) send(chunk([chat ? { index: c, delta: { content: '' }, logprobs: null, finish_reason: finish, stop_reason: null } : { index: c, text: '', logprobs: null, finish_reason: finish, stop_reason: null }]));
     const options = body.stream_options as { include_usage?: boolean } | undefined;
     if (options?.include_usage === true) send(JSON.stringify({ id, object, created, model, choices: [], usage }));
-    const done = Buffer.from('data: [DONE]\n\n');
     out.push(done);
     res.end(done);
   };
