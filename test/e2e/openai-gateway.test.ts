@@ -197,6 +197,13 @@ describe('whole answers', () => {
     ]);
     expect((await callAfter(since)).usage).toEqual({ inputTokens: 3, outputTokens: 0, reported: true });
     expect(emb.model).toBe(QWEN);
+    // The client asked for base64 (the openai client's default): vLLM's base64 float32 vectors, usage read the same.
+    expect(qwen.seen.at(-1)!.body.encoding_format).toBe('base64');
+    expect(typeof (JSON.parse(Buffer.concat(qwen.seen.at(-1)!.written).toString()) as { data: { embedding: unknown }[] }).data[0]!.embedding).toBe('string');
+    since = finished.length;
+    const floats = await client.embeddings.create({ model: QWEN, input: 'one two', encoding_format: 'float' });
+    expect(floats.data[0]!.embedding).toEqual([0.125, -0.5, 0]);
+    expect((await callAfter(since)).usage).toEqual({ inputTokens: 2, outputTokens: 0, reported: true });
   });
 
   it('a rewritten model\'s whole answer names it as the client asked: only that member changes, Content-Length follows', async () => {

@@ -8,7 +8,7 @@
  *   `stream_options.include_usage`) a chunk with empty `choices` and `usage`, then `data: [DONE]\n\n`.
  *   `content-type: text/event-stream; charset=utf-8`, chunked. With `n` > 1, each choice (its `index`) gets its own
  *   role chunk, then the choices' tokens interleave one chunk each, then each its final chunk; usage counts them all.
- * - `POST /v1/embeddings`, `GET /v1/models` (with `max_model_len` and vLLM's `permission`), `GET /health` (200,
+ * - `POST /v1/embeddings` (floats, or base64 float32 with `encoding_format: "base64"`), `GET /v1/models` (with `max_model_len` and vLLM's `permission`), `GET /health` (200,
  *   empty), `POST /tokenize`, `POST /detokenize`; errors as vLLM's ErrorResponse
  *   `{"error":{"message","type","param","code"}}` (`code` the HTTP status).
  *
@@ -156,7 +156,10 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
     }
     if (path === '/v1/embeddings') {
       const inputs = Array.isArray(body.input) && typeof body.input[0] !== 'number' ? body.input : [body.input];
-      const data = inputs.map((_, index) => ({ index, object: 'embedding', embedding: [0.125, -0.5, index / 4] }));
+      // encoding_format "base64" (what the openai clients ask for by default): the float32 values, little-endian.
+      const base64 = body.encoding_format === 'base64';
+      const vector = (index: number): number[] | string => (base64 ? Buffer.from(new Float32Array([0.125, -0.5, index / 4]).buffer).toString('base64') : [0.125, -0.5, index / 4]);
+      const data = inputs.map((_, index) => ({ index, object: 'embedding', embedding: vector(index) }));
       const answer = Buffer.from(JSON.stringify({ id: `embd-${index}`, object: 'list', created, model, data, usage: { prompt_tokens: prompt, total_tokens: prompt, completion_tokens: 0, prompt_tokens_details: null } }));
       out.push(answer);
       // Like vLLM's (Starlette's JSONResponse): a Content-Length, not chunked.
