@@ -142,7 +142,7 @@ describe('health and metadata', () => {
   });
 
   it('HEAD on every GET endpoint answers as GET would, without a body; other methods get 405 naming what is allowed', async () => {
-    for (const path of ['/v2', '/v2/health/live', '/v2/health/ready', '/v2/models/add', '/v2/models/add/versions/1', '/v2/models/add/ready', '/v2/models/add/versions/1/ready', '/v2/models/add/versions/9']) {
+    for (const path of ['/v2', '/v2/health/live', '/v2/health/ready', '/v2/models/add', '/v2/models/add/versions/1', '/v2/models/add/ready', '/v2/models/add/versions/1/ready', '/v2/models/add/versions/9', '/v2/models/sum', '/v2/models/sum/ready']) {
       const get = await fetch(`${gw.url}${path}`, { headers: auth(gw) });
       const text = await get.text();
       const head = await fetch(`${gw.url}${path}`, { method: 'HEAD', headers: auth(gw) });
