@@ -304,6 +304,12 @@ describe('bad input and failing backends get OpenAI error objects', () => {
     const nowhere = await post('/fine_tuning/jobs', '{}');
     expect(nowhere.status).toBe(404);
     expect(await nowhere.json()).toMatchObject({ error: { type: 'not_found_error', code: 'TG_NOT_FOUND' } });
+    // A trailing slash names no endpoint: not the list, nor a model named '' for the policy to judge.
+    for (const path of ['/v1/models/', '/v1/chat/completions/']) {
+      const slash = await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${gw.devToken(AGENT)}` } });
+      expect(slash.status, path).toBe(404);
+      expect(await slash.json(), path).toMatchObject({ error: { type: 'not_found_error', code: 'TG_NOT_FOUND' } });
+    }
     const get = await fetch(`${gw.url}/v1/chat/completions`, { headers: { authorization: `Bearer ${gw.devToken(AGENT)}` } });
     expect(get.status).toBe(405);
     expect(get.headers.get('allow')).toBe('POST');

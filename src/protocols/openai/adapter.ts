@@ -74,7 +74,7 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     let op: Operation | undefined = POST_OPERATIONS.get(rest);
     // The listings are GET endpoints, so HEAD too (RFC 9110 9.3.2: the same answer without its body).
     let allowed: readonly string[] = ['POST'];
-    if (op === undefined && (rest === '/models' || rest.startsWith('/models/'))) {
+    if (op === undefined && (rest === '/models' || (rest.startsWith('/models/') && rest.length > '/models/'.length))) {
       op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
       allowed = ['GET', 'HEAD'];
     }
