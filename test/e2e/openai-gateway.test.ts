@@ -238,6 +238,23 @@ describe('whole answers', () => {
     expect(seenWith(llama, marker).raw).toBe(sent.replace('"model":"llama"', `"model":${JSON.stringify(LLAMA_UPSTREAM)}`));
   });
 
+  it('stream_options the backend refuses reach it as sent (the gateway adds include_usage only to an object or nothing)', async () => {
+    const headers = { authorization: `Bearer ${gw.devToken(AGENT)}`, 'content-type': 'application/json' };
+    for (const options of ['"yes"', '[]', 'true']) {
+      const marker = randomUUID();
+      const sent = `{"model":"${LLAMA}","messages":[{"role":"user","content":"words 1 ${marker}"}],"stream":true,"stream_options":${options}}`;
+      const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: sent });
+      expect(res.status, options).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message, options).toContain('stream_options');
+      expect(seenWith(llama, marker).raw, options).toBe(sent.replace(`"model":"${LLAMA}"`, `"model":${JSON.stringify(LLAMA_UPSTREAM)}`));
+    }
+    // Without stream, stream_options is the backend's to refuse as well: nothing is added.
+    const marker = randomUUID();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: LLAMA, messages: ask(`words 1 ${marker}`), stream_options: { include_usage: true } }) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('Stream options can only be defined when `stream=True`.');
+  });
+
   it('tokenize and detokenize reach the backend root, granted like the model', async () => {
     const headers = { authorization: `Bearer ${gw.devToken(AGENT)}`, 'content-type': 'application/json' };
     const tok = await fetch(`${gw.url}/v1/tokenize`, { method: 'POST', headers, body: JSON.stringify({ model: LLAMA, prompt: 'one two three' }) });

@@ -171,6 +171,18 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ detail: 'Not Found' }));
       return;
     }
+    // vLLM's request validation of stream_options (StreamOptions model; validate_stream_options).
+    const streamOptions = body.stream_options;
+    if (streamOptions !== undefined && streamOptions !== null) {
+      if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) {
+        errorResponse(res, 400, 'Bad Request', '1 validation error: stream_options: Input should be a valid dictionary or object');
+        return;
+      }
+      if (body.stream !== true) {
+        errorResponse(res, 400, 'Bad Request', 'Stream options can only be defined when `stream=True`.');
+        return;
+      }
+    }
     const said = directive(body);
     if (/\bhang\b/.test(said)) return; // never answers: the gateway's first-byte timeout must fire
     if (/\bfail\b/.test(said)) {

@@ -128,9 +128,11 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
   private async forwardInference(call: Call, op: Operation, p: ParsedBody, resolved: ResolvedModel, upstream: HttpUpstream, x: Exchange): Promise<void> {
     const { req, res } = x;
     const streaming = op.streams && p.json.stream === true;
-    const options = p.json.stream_options as { include_usage?: unknown } | null | undefined;
+    const options = p.json.stream_options;
     // The client did not ask for the usage chunk: the gateway asks for it, and drops it from what the client sees.
-    const addUsage = streaming && options?.include_usage !== true;
+    // Only into options the backend would accept (none, null, an object): anything else is the backend's to refuse.
+    const editable = options === undefined || options === null || (typeof options === 'object' && !Array.isArray(options));
+    const addUsage = streaming && editable && (options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
     const cap = call.outputTokenCap;
     const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p) === undefined ? cappedMaxTokens(p, op, cap) : undefined;
     const body = upstreamBody(p, { model: resolved.upstream !== p.model ? resolved.upstream : undefined, includeUsage: addUsage, maxTokens });
