@@ -22,7 +22,7 @@ import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { sendBody } from '../../server/io.ts';
 import { systemResolver, type Resolver } from '../../upstream/egress.ts';
-import { writeA2aRestError, writeJsonRpcError } from '../../wire/errors.ts';
+import { writeA2aJsonRpcError, writeA2aRestError } from '../../wire/errors.ts';
 import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
 import { headerVersion, type A2aVersion } from './methods.ts';
@@ -232,7 +232,7 @@ export class A2aAdapter extends HttpProtocolAdapter {
 
   renderError(err: GatewayError, to: ErrorTarget): void {
     const binding = to.call?.scratch.get(BINDING);
-    if (binding === 'jsonrpc') writeJsonRpcError(to.res, to.call?.rpcId ?? null, err);
+    if (binding === 'jsonrpc') writeA2aJsonRpcError(to.res, to.call?.rpcId ?? null, err);
     else writeA2aRestError(to.res, err);
   }
 

@@ -16,7 +16,7 @@ import type { A2aAdapter } from './adapter.ts';
 import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { capabilityRefusal, EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 import type { Keep } from './tasks.ts';
@@ -167,6 +167,8 @@ export class A2aCalls {
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);
       const caller = call.principal?.id ?? '';
+      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0);
+      if (off !== undefined) throw off;
       // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
       // Every task the request names in any spelling the agent's SDK decodes (task_id, referenceTaskIds, `request`).
@@ -229,7 +231,7 @@ export class A2aCalls {
 
   private async guardPush(url: string | null, policy: { allowHosts: readonly string[]; allowHttp: boolean }): Promise<void> {
     if (policy.allowHosts.length === 0) {
-      throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, 'Push notifications are not allowed on this route (no push.allowHosts configured)');
+      throw new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, 'Push notifications are not allowed on this route (no push.allowHosts configured)');
     }
     const why = url === null ? 'not a string' : await refuseUrl(url, policy, this.a.resolver);
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);

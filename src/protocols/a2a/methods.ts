@@ -4,6 +4,8 @@
  * on (a skill through a message, a task, a push config, the extended card), whether it streams, and where the task
  * id is in its parameters. Spec: a2aproject/A2A docs/specification.md (v1.0 sections 9 and 11; v0.3 sections 7, 11).
  */
+import { Errors, GatewayError } from '../../core/errors.ts';
+
 export type A2aVersion = '1.0' | '0.3';
 
 export interface Operation {
@@ -39,10 +41,26 @@ export const EXTENDED_CARD = op('GetExtendedAgentCard', 'agent/getAuthenticatedE
 
 const ALL = [SEND, STREAM, GET_TASK, LIST_TASKS, CANCEL_TASK, SUBSCRIBE, CREATE_PUSH, GET_PUSH, LIST_PUSH, DELETE_PUSH, EXTENDED_CARD];
 
+const PUSH_CONFIGS: ReadonlySet<Operation> = new Set([CREATE_PUSH, GET_PUSH, LIST_PUSH, DELETE_PUSH]);
+
 const V1 = new Map<string, Operation>(ALL.map((o) => [o.name, o]));
 // The SDK's JSON-RPC server also accepts this singular spelling of the list method.
 V1.set('ListTaskPushNotificationConfig', LIST_PUSH);
 const V03 = new Map<string, Operation>(ALL.filter((o) => o.legacy !== '').map((o) => [o.legacy, o]));
+
+/**
+ * What the card the gateway serves turns off is refused as the agent's SDK would (A2A v1.0, 3.3.4), before any task
+ * is looked up: push-config methods with push notifications off (the route allows no push URL, or the agent has
+ * none), SubscribeToTask and SendStreamingMessage with streaming off. The answer is the same for every task id.
+ */
+export function capabilityRefusal(o: Operation, card: Record<string, unknown>, routeAllowsPush: boolean): GatewayError | undefined {
+  const caps = typeof card.capabilities === 'object' && card.capabilities !== null ? (card.capabilities as Record<string, unknown>) : {};
+  if (PUSH_CONFIGS.has(o) && (!routeAllowsPush || caps.pushNotifications !== true)) {
+    return new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, `Push notifications are not supported by this agent at the gateway (${o.name})`);
+  }
+  if (o.streams && caps.streaming !== true) return new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `Streaming is not supported by this agent (${o.name})`);
+  return undefined;
+}
 
 /** The operation of a JSON-RPC method name, and the version its spelling belongs to. */
 export function rpcOperation(method: string): { op: Operation; version: A2aVersion } | undefined {

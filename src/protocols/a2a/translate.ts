@@ -27,7 +27,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
-import { errorResponse } from '../../wire/jsonrpc.ts';
+import { a2aJsonRpcErrorResponse } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
@@ -265,7 +265,7 @@ async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGener
         if (aborted !== undefined) throw aborted;
         const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
         call.outcome = 'upstream_error';
-        onEvent({ data: errorResponse(call.rpcId ?? null, e) });
+        onEvent({ data: a2aJsonRpcErrorResponse(call.rpcId ?? null, e) });
       }
       if (aborted !== undefined) throw aborted;
     },

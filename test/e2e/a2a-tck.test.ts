@@ -1,0 +1,158 @@
+/**
+ * What the A2A TCK (a2aproject/a2a-tck: tests/compatibility/jsonrpc, http_json, agent_card; tests/mandatory/jsonrpc)
+ * expects of an A2A server, for the answers the gateway writes itself (a task the caller did not create, a version,
+ * content type or envelope it refuses, a capability its card turns off) in front of the real SDK agent: the same
+ * codes, HTTP statuses and google.rpc.ErrorInfo (reason, domain `a2a-protocol.org`) the agent's SDK writes, so an SDK
+ * client gets the same typed errors through the gateway as from the agent, and the gateway's stable code rides along.
+ */
+import { describe, expect, test } from 'vitest';
+import { ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
+import { rest } from '../helpers/a2a-calls.ts';
+
+const s = useA2aSetups({
+  main: {},
+  // The route allows no push URL: the card the gateway serves says pushNotifications false.
+  nopush: { a2a: { push: { allowHosts: [] } } },
+  // The agent's card says streaming is off.
+  nostream: { streaming: false },
+});
+
+const V1 = { 'a2a-version': '1.0' };
+const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';
+const msg = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'hi' }], ...extra } });
+
+async function rawRpc(setup: keyof typeof s, body: string, headers: Record<string, string> = {}): Promise<{ status: number; type: string | null; json: { id?: unknown; error?: { code: number; message: string; data?: unknown } } }> {
+  const res = await s[setup].fetchAs(ALICE)(s[setup].url, { method: 'POST', headers: { 'content-type': 'application/json', ...V1, ...headers }, body });
+  return { status: res.status, type: res.headers.get('content-type'), json: (await res.json()) as never };
+}
+
+const call = (setup: keyof typeof s, method: string, params: unknown, headers: Record<string, string> = {}) => rawRpc(setup, JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }), headers);
+
+/** The ErrorInfo the A2A spec (9.5, 11.6) puts in an A2A error, with the gateway's stable code in its metadata. */
+const info = (reason: string, code: string): Record<string, unknown> => ({ '@type': ERROR_INFO, reason, domain: 'a2a-protocol.org', metadata: expect.objectContaining({ code }) });
+
+describe('TaskNotFoundError for a task the caller did not create (CORE-GET-002, CORE-CANCEL-003, STREAM-SUB-004, CORE-MULTI-004)', () => {
+  test.each([
+    ['GetTask', { id: 'tck-nonexistent' }],
+    ['CancelTask', { id: 'tck-nonexistent' }],
+    ['SubscribeToTask', { id: 'tck-nonexistent' }],
+    ['SendMessage', msg({ taskId: 'tck-nonexistent' })],
+    ['GetTaskPushNotificationConfig', { taskId: 'tck-nonexistent', id: 'c1' }],
+  ])('JSON-RPC %s: -32001, HTTP 200, error.data an array with the ErrorInfo TASK_NOT_FOUND (JSONRPC-ERR-003)', async (method, params) => {
+    const before = s.main.agent.seen.length;
+    const r = await call('main', method, params);
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/^application\/json/);
+    expect(r.json.error).toEqual({ code: -32001, message: expect.any(String), data: [info('TASK_NOT_FOUND', 'TG_A2A_TASK_NOT_FOUND')] });
+    expect(s.main.agent.seen.length).toBe(before);
+  });
+
+  test('the agent itself answers a task it does not have with the same code and ErrorInfo', async () => {
+    const res = await fetch(`${s.main.agent.url}/rpc`, { method: 'POST', headers: { 'content-type': 'application/json', ...V1 }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'tck-nonexistent' } }) });
+    const direct = ((await res.json()) as { error: { code: number; data: { reason: string; domain: string }[] } }).error;
+    const through = (await call('main', 'GetTask', { id: 'tck-nonexistent' })).json.error as { code: number; data: { reason: string; domain: string }[] };
+    expect(through.code).toBe(direct.code);
+    expect(through.data.map((d) => [d.reason, d.domain])).toEqual(direct.data.map((d) => [d.reason, d.domain]));
+  });
+
+  test.each([
+    ['GET', '/tasks/tck-nonexistent', undefined],
+    ['POST', '/tasks/tck-nonexistent:cancel', {}],
+    ['POST', '/tasks/tck-nonexistent:subscribe', {}],
+    ['POST', '/message:send', msg({ taskId: 'tck-nonexistent' })],
+  ] as const)('HTTP+JSON %s %s: 404, AIP-193 with the ErrorInfo TASK_NOT_FOUND, application/a2a+json (HTTP_JSON-ERR-001/002)', async (method, path, body) => {
+    const r = await rest(s.main, ALICE, method, path, body, V1);
+    expect(r.status).toBe(404);
+    expect(r.type).toMatch(/^application\/a2a\+json/);
+    expect(r.body).toEqual({ error: { code: 404, status: 'NOT_FOUND', message: expect.any(String), details: [info('TASK_NOT_FOUND', 'TG_A2A_TASK_NOT_FOUND')] } });
+  });
+
+  test.each(['JSONRPC', 'HTTP+JSON'] as const)('the SDK client over %s gets its typed TaskNotFoundError', async (transport) => {
+    const client = await s.main.client(ALICE, transport);
+    await expect(client.getTask({ id: 'tck-nonexistent' } as never)).rejects.toMatchObject({ name: 'TaskNotFoundError' });
+  });
+});
+
+describe('errors of the request itself', () => {
+  test('VersionNotSupportedError (-32009 / HTTP 400) for an unsupported A2A-Version (VER-SERVER-002)', async () => {
+    const r = await call('main', 'SendMessage', msg(), { 'a2a-version': '99.0' });
+    expect(r.status).toBe(200);
+    expect(r.json.error).toMatchObject({ code: -32009, data: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] });
+    const rr = await rest(s.main, ALICE, 'POST', '/message:send', msg(), { 'a2a-version': '99.0' });
+    expect(rr.status).toBe(400);
+    expect(rr.body).toMatchObject({ error: { code: 400, details: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] } });
+  });
+
+  test('ContentTypeNotSupportedError (-32005 / HTTP 415) for a body that is not JSON', async () => {
+    const r = await rawRpc('main', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: msg() }), { 'content-type': 'text/plain' });
+    expect(r.json.error).toMatchObject({ code: -32005, data: [info('CONTENT_TYPE_NOT_SUPPORTED', 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED')] });
+    const res = await s.main.fetchAs(ALICE)(`${s.main.url}/message:send`, { method: 'POST', headers: { ...V1, 'content-type': 'text/plain' }, body: JSON.stringify(msg()) });
+    expect(res.status).toBe(415);
+    expect(await res.json()).toMatchObject({ error: { code: 415, details: [info('CONTENT_TYPE_NOT_SUPPORTED', 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED')] } });
+  });
+
+  // tests/mandatory/jsonrpc/test_json_rpc_compliance.py: "JSON-RPC errors are returned with 200".
+  test.each([
+    ['malformed JSON', '{"jsonrpc": "2.0", "method": "SendMessage", "params": {"foo": "bar"}', -32700],
+    ['wrong jsonrpc, no id', '{"jsonrpc":"aaa","method":"SendMessage","params":{}}', -32600],
+    ['no method', '{"jsonrpc":"2.0","params":{}}', -32600],
+    ['unknown method', '{"jsonrpc":"2.0","method":"SendMessageXXX","id":"3","params":{}}', -32601],
+    ['object id', '{"jsonrpc":"2.0","method":"SendMessage","params":{},"id":{"bad":"type"}}', -32600],
+    ['a batch', '[{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"x"}}]', -32600],
+  ])('%s: HTTP 200 with %s', async (_what, body, code) => {
+    const before = s.main.agent.seen.length;
+    const r = await rawRpc('main', body);
+    expect(r.status).toBe(200);
+    expect(r.json.error?.code).toBe(code);
+    expect(s.main.agent.seen.length).toBe(before);
+  });
+});
+
+describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', () => {
+  test('the card of a route without push URLs says pushNotifications false', async () => {
+    const card = (await (await s.nopush.fetchAs(ALICE)(`${s.nopush.url}/.well-known/agent-card.json`, { headers: V1 })).json()) as { capabilities: Record<string, unknown> };
+    expect(card.capabilities.pushNotifications).toBe(false);
+  });
+
+  test.each([
+    ['CreateTaskPushNotificationConfig', { taskId: 'tck-error-code-003', url: 'https://example.com' }],
+    ['GetTaskPushNotificationConfig', { taskId: 'tck-error-code-003', id: 'c1' }],
+    ['ListTaskPushNotificationConfigs', { taskId: 'tck-error-code-003' }],
+    ['DeleteTaskPushNotificationConfig', { taskId: 'tck-error-code-003', id: 'c1' }],
+  ])('JSON-RPC %s: PushNotificationNotSupportedError -32003, whatever the task', async (method, params) => {
+    const before = s.nopush.agent.seen.length;
+    const r = await call('nopush', method, params);
+    expect(r.json.error).toMatchObject({ code: -32003, data: [info('PUSH_NOTIFICATION_NOT_SUPPORTED', 'TG_A2A_PUSH_NOT_SUPPORTED')] });
+    expect(s.nopush.agent.seen.length).toBe(before);
+  });
+
+  test.each([
+    ['POST', '/tasks/tck-status-push-005/pushNotificationConfigs', { url: 'https://example.com' }],
+    ['GET', '/tasks/tck-status-push-005/pushNotificationConfigs', undefined],
+    ['GET', '/tasks/tck-status-push-005/pushNotificationConfigs/c1', undefined],
+    ['DELETE', '/tasks/tck-status-push-005/pushNotificationConfigs/c1', undefined],
+  ] as const)('HTTP+JSON %s %s: 400 with PUSH_NOTIFICATION_NOT_SUPPORTED', async (method, path, body) => {
+    const r = await rest(s.nopush, ALICE, method, path, body, V1);
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ error: { code: 400, details: [info('PUSH_NOTIFICATION_NOT_SUPPORTED', 'TG_A2A_PUSH_NOT_SUPPORTED')] } });
+  });
+
+  test('a message carrying a push config on such a route is refused with -32003, nothing forwarded', async () => {
+    const before = s.nopush.agent.seen.length;
+    const r = await call('nopush', 'SendMessage', { ...msg(), configuration: { taskPushNotificationConfig: { url: 'https://hooks.example.com/cb' } } });
+    expect(r.json.error).toMatchObject({ code: -32003 });
+    expect(s.nopush.agent.seen.length).toBe(before);
+  });
+
+  test('streaming off: SubscribeToTask and SendStreamingMessage get UnsupportedOperationError -32004 / HTTP 400', async () => {
+    const card = (await (await s.nostream.fetchAs(ALICE)(`${s.nostream.url}/.well-known/agent-card.json`, { headers: V1 })).json()) as { capabilities: Record<string, unknown> };
+    expect(card.capabilities.streaming).toBe(false);
+    for (const [method, params] of [['SubscribeToTask', { id: 'tck-nonexistent' }], ['SendStreamingMessage', msg()]] as const) {
+      const r = await call('nostream', method, params);
+      expect(r.json.error, method).toMatchObject({ code: -32004, data: [expect.objectContaining({ reason: 'UNSUPPORTED_OPERATION', domain: 'a2a-protocol.org' })] });
+    }
+    const rr = await rest(s.nostream, ALICE, 'POST', '/tasks/tck-nonexistent:subscribe', {}, V1);
+    expect(rr.status).toBe(400);
+    expect(rr.body).toMatchObject({ error: { details: [info('UNSUPPORTED_OPERATION', 'TG_A2A_UNSUPPORTED_OPERATION')] } });
+  });
+});
