@@ -83,6 +83,25 @@ describe('errors of the request itself', () => {
     expect(rr.body).toMatchObject({ error: { code: 400, details: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] } });
   });
 
+  // VER-CLIENT-002: patch version numbers must not affect negotiation ("1.0.2" is 1.0, "0.3.1" is 0.3).
+  test.each([
+    ['1.0.0', 'SendMessage'],
+    ['1.0.7', 'SendMessage'],
+    ['0.3.1', 'message/send'],
+  ])('A2A-Version %s is served as its Major.Minor', async (version, method) => {
+    const params = method === 'SendMessage' ? msg() : { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text: 'hi' }] } };
+    const r = await call('main', method, params, { 'a2a-version': version });
+    expect(r.json.error).toBeUndefined();
+    expect(s.main.agent.seen.at(-1)?.headers['a2a-version']).toBe(version.slice(0, 3));
+    const rr = await rest(s.main, ALICE, 'GET', '/tasks/tck-nonexistent', undefined, { 'a2a-version': version });
+    expect(rr.status).toBe(404);
+  });
+
+  test.each(['1.1', '2.0', '0.2.5', '1.0.x', 'one'])('A2A-Version %s is VersionNotSupported', async (version) => {
+    const r = await call('main', 'SendMessage', msg(), { 'a2a-version': version });
+    expect(r.json.error).toMatchObject({ code: -32009 });
+  });
+
   test('ContentTypeNotSupportedError (-32005 / HTTP 415) for a body that is not JSON', async () => {
     const r = await rawRpc('main', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: msg() }), { 'content-type': 'text/plain' });
     expect(r.json.error).toMatchObject({ code: -32005, data: [info('CONTENT_TYPE_NOT_SUPPORTED', 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED')] });

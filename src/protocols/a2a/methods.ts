@@ -71,14 +71,18 @@ export function rpcOperation(method: string): { op: Operation; version: A2aVersi
   return undefined;
 }
 
-/** The `A2A-Version` header: the version it names, undefined when absent, or 'unsupported'. */
+/**
+ * The `A2A-Version` header: the version it names, undefined when absent, or 'unsupported'. Only Major.Minor counts
+ * (A2A v1.0, 3.6: patch numbers must not affect negotiation): `1`, `1.0`, `1.0.3` are 1.0; `0.3`, `0.3.1` are 0.3.
+ */
 export function headerVersion(value: string | string[] | undefined): A2aVersion | undefined | 'unsupported' {
   if (value === undefined) return undefined;
   const v = (Array.isArray(value) ? value[0] : value)?.trim() ?? '';
   if (v === '') return undefined;
-  if (v === '1.0' || v === '1') return '1.0';
-  if (v === '0.3' || v === '0.3.0') return '0.3';
-  return 'unsupported';
+  const m = /^(\d{1,4})(?:\.(\d{1,4})(?:\.\d{1,9})?)?$/.exec(v);
+  if (m === null) return 'unsupported';
+  const majorMinor = `${Number(m[1])}.${Number(m[2] ?? '0')}`;
+  return majorMinor === '1.0' ? '1.0' : majorMinor === '0.3' ? '0.3' : 'unsupported';
 }
 
 /** A REST request resolved to an operation: the task and config ids its path names. */
