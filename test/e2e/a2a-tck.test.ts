@@ -6,7 +6,7 @@
  * client gets the same typed errors through the gateway as from the agent, and the gateway's stable code rides along.
  */
 import { describe, expect, test } from 'vitest';
-import { ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
+import { ADMIN, ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { rest } from '../helpers/a2a-calls.ts';
 
 const s = useA2aSetups({
@@ -173,5 +173,36 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
     const rr = await rest(s.nostream, ALICE, 'POST', '/tasks/tck-nonexistent:subscribe', {}, V1);
     expect(rr.status).toBe(400);
     expect(rr.body).toMatchObject({ error: { details: [info('UNSUPPORTED_OPERATION', 'TG_A2A_UNSUPPORTED_OPERATION')] } });
+  });
+});
+
+describe('agent card caching headers (CARD-CACHE-001, CARD-CACHE-002)', () => {
+  const cardUrl = (): string => `${s.main.url}/.well-known/agent-card.json`;
+
+  test('Cache-Control with max-age and an ETag of the card as this caller gets it; If-None-Match gets 304', async () => {
+    const first = await s.main.fetchAs(ALICE)(cardUrl(), { headers: V1 });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-control')).toMatch(/max-age=\d+/);
+    const etag = first.headers.get('etag');
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{16,}"$/);
+    const card = await first.json();
+    const again = await s.main.fetchAs(ALICE)(cardUrl(), { headers: { ...V1, 'if-none-match': etag! } });
+    expect(again.status).toBe(304);
+    expect(again.headers.get('etag')).toBe(etag);
+    expect(await again.text()).toBe('');
+    // A stale tag (or another one) gets the card again.
+    const stale = await s.main.fetchAs(ALICE)(cardUrl(), { headers: { ...V1, 'if-none-match': '"stale", W/"other"' } });
+    expect(stale.status).toBe(200);
+    expect(await stale.json()).toEqual(card);
+  });
+
+  test('the tag follows what the caller sees: another identity, or the 0.3 shape, has another one', async () => {
+    const alice = (await s.main.fetchAs(ALICE)(cardUrl(), { headers: V1 })).headers.get('etag');
+    const admin = await s.main.fetchAs(ADMIN)(cardUrl(), { headers: { ...V1, 'if-none-match': alice! } });
+    expect(admin.status).toBe(200); // the admin sees the secret-ops skill: not Alice's card
+    expect(admin.headers.get('etag')).not.toBe(alice);
+    const legacy = await s.main.fetchAs(ALICE)(cardUrl(), { headers: { 'if-none-match': alice! } });
+    expect(legacy.status).toBe(200);
+    expect(((await legacy.json()) as { protocolVersion?: string }).protocolVersion).toBe('0.3');
   });
 });

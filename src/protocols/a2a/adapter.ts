@@ -11,6 +11,7 @@
  * the policy, limits, telemetry and audit see like an MCP tool call. Errors are rendered in the caller's binding:
  * a JSON-RPC error object, or google.rpc.Status for REST and the cards.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
@@ -186,7 +187,15 @@ export class A2aAdapter extends HttpProtocolAdapter {
       const card = await this.cards.get(agent.upstream, path, version, this.settings(match.rule).cardCacheMs);
       const skills = await this.visibleSkills(call, state, agent, card);
       const body = JSON.stringify(await this.served(x, agent, card, skills));
-      sendBody(res, 200, 'application/json', body, { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version' });
+      // An ETag of the card as this caller gets it (A2A v1.0 8.6.1): a client revalidates with If-None-Match.
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      const headers = { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version', etag };
+      if (matches(req.headers['if-none-match'], etag)) {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      sendBody(res, 200, 'application/json', body, headers);
     });
   }
 
@@ -258,6 +267,15 @@ export class A2aAdapter extends HttpProtocolAdapter {
 
 function notAllowed(method: string, path: string, allow: string): GatewayError {
   return new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${path}`, { headers: { allow } });
+}
+
+/** If-None-Match names this entity tag (weak comparison, RFC 9110 13.1.2), or is `*`. */
+function matches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === etag;
+  });
 }
 
 function backendUrl(agent: Agent): string {
