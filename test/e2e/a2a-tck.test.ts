@@ -206,3 +206,46 @@ describe('agent card caching headers (CARD-CACHE-001, CARD-CACHE-002)', () => {
     expect(((await legacy.json()) as { protocolVersion?: string }).protocolVersion).toBe('0.3');
   });
 });
+
+// CORE-ERR-002 ("Servers MUST validate all input parameters") and the TCK's edge cases (a negative historyLength
+// must be rejected): the SDK agent accepts these, so the gateway checks them before anything is forwarded.
+describe('parameters the gateway validates (CORE-ERR-002)', () => {
+  test.each([
+    ['GetTask', { id: 'tck-x', historyLength: -1 }],
+    ['GetTask', { id: 'tck-x', historyLength: 1.5 }],
+    ['GetTask', { id: 'tck-x', historyLength: 'lots' }],
+    ['tasks/get', { id: 'tck-x', historyLength: -1 }],
+    ['SendMessage', { ...msg(), configuration: { historyLength: -1 } }],
+    ['SendStreamingMessage', { ...msg(), configuration: { historyLength: -3 } }],
+    ['ListTasks', { historyLength: -1 }],
+    ['ListTasks', { statusTimestampAfter: 'yesterday' }],
+    ['ListTasks', { statusTimestampAfter: '2026-13-45T99:00:00Z' }],
+  ])('%s %j: -32602 InvalidParams, nothing forwarded', async (method, params) => {
+    const before = s.main.agent.seen.length;
+    const r = await call('main', method, params, method.includes('/') ? { 'a2a-version': '0.3' } : {});
+    expect(r.status).toBe(200);
+    expect(r.json.error).toMatchObject({ code: -32602, data: { code: 'TG_INVALID_PARAMS' } });
+    expect(s.main.agent.seen.length).toBe(before);
+  });
+
+  test.each([
+    ['GET', '/tasks/tck-x?historyLength=-1', undefined],
+    ['GET', '/tasks?historyLength=-2', undefined],
+    ['GET', '/tasks?statusTimestampAfter=yesterday', undefined],
+    ['POST', '/message:send', { ...msg(), configuration: { historyLength: -1 } }],
+  ] as const)('HTTP+JSON %s %s: 400 InvalidParams', async (method, path, body) => {
+    const before = s.main.agent.seen.length;
+    const r = await rest(s.main, ALICE, method, path, body, V1);
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({ error: { code: 400, status: 'INVALID_ARGUMENT', details: [{ reason: 'TG_INVALID_PARAMS' }] } });
+    expect(s.main.agent.seen.length).toBe(before);
+  });
+
+  test('valid values pass: historyLength 0 and int32 max, a real timestamp, a numeric string', async () => {
+    const sent = (await call('main', 'SendMessage', { ...msg(), configuration: { historyLength: 0 } })).json as { result?: { task: { id: string } } };
+    const id = sent.result!.task.id;
+    for (const historyLength of [0, 2147483647, '3']) expect((await call('main', 'GetTask', { id, historyLength })).json.error, String(historyLength)).toBeUndefined();
+    expect((await call('main', 'ListTasks', { statusTimestampAfter: '2020-01-01T00:00:00.000Z', historyLength: 1 })).json.error).toBeUndefined();
+    expect((await rest(s.main, ALICE, 'GET', `/tasks/${id}?historyLength=0`, undefined, V1)).status).toBe(200);
+  });
+});

@@ -17,6 +17,7 @@ import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './ta
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
 import { capabilityRefusal, EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { checkParams } from './params.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 import type { Keep } from './tasks.ts';
@@ -70,6 +71,7 @@ export class A2aCalls {
       // A 1.0 client that names its version but spells a 0.3 method (or the reverse) called a method its version lacks.
       if (header !== undefined && header !== found.version) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found in A2A ${header}: ${m.method}`);
       parsed = { op: found.op, version: found.version, params: (m.params ?? {}) as Params, body, rpcId: m.id };
+      checkParams(parsed.op, parsed.params);
     } catch (err) {
       if (err instanceof RpcParseError) {
         pre.rpcId = err.id ?? undefined;
@@ -111,6 +113,7 @@ export class A2aCalls {
         }
       } else if (!req.complete) req.resume();
       const query = (req.url ?? '').indexOf('?');
+      checkParams(target.op, params, query < 0 ? undefined : new URLSearchParams((req.url ?? '').slice(query + 1)));
       parsed = { op: target.op, version, params, body, restPath: target.path + (query < 0 ? '' : (req.url ?? '').slice(query)), taskId: target.taskId };
     } catch (err) {
       return this.a.reject(pre, req, res, toGatewayError(err));
