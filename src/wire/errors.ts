@@ -113,18 +113,22 @@ export function a2aErrorInfo(err: GatewayError): { '@type': string; reason: stri
   return { '@type': ERROR_INFO, reason: reason ?? err.def.code, domain: reason === undefined ? 'tollgate.dev' : A2A_ERROR_DOMAIN, metadata };
 }
 
-export function a2aRestErrorBody(err: GatewayError): string {
+/**
+ * google.rpc.Status as JSON (AIP-193). For a v0.3 caller (`legacy`) the body also has the top-level `code` (the
+ * JSON-RPC code) and `message` of the v0.3 REST error body, which the A2A SDKs' v0.3 REST clients read to raise
+ * their typed errors; a Status reader ignores them.
+ */
+export function a2aRestErrorBody(err: GatewayError, legacy = false): string {
   const status = err.def.status;
-  return JSON.stringify({
-    error: { code: status, status: RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN'), message: err.message, details: [a2aErrorInfo(err)] },
-  });
+  const error = { code: status, status: RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN'), message: err.message, details: [a2aErrorInfo(err)] };
+  return JSON.stringify(legacy ? { code: err.def.rpc, message: err.message, error } : { error });
 }
 
 /** A2A's HTTP+JSON media type: what the binding's answers, errors included, are labelled with (A2A v1.0, 11.1). */
 const A2A_JSON = 'application/a2a+json';
 
-export function writeA2aRestError(res: ServerResponse, err: GatewayError, headers?: OutgoingHttpHeaders): void {
-  send(res, err.def.status, a2aRestErrorBody(err), err, { 'content-type': A2A_JSON, ...headers });
+export function writeA2aRestError(res: ServerResponse, err: GatewayError, headers?: OutgoingHttpHeaders, legacy = false): void {
+  send(res, err.def.status, a2aRestErrorBody(err, legacy), err, { 'content-type': A2A_JSON, ...headers });
 }
 
 /**

@@ -6,6 +6,7 @@
  * client gets the same typed errors through the gateway as from the agent, and the gateway's stable code rides along.
  */
 import { describe, expect, test } from 'vitest';
+import { LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { ADMIN, ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { rest } from '../helpers/a2a-calls.ts';
 
@@ -70,6 +71,16 @@ describe('TaskNotFoundError for a task the caller did not create (CORE-GET-002, 
   test.each(['JSONRPC', 'HTTP+JSON'] as const)('the SDK client over %s gets its typed TaskNotFoundError', async (transport) => {
     const client = await s.main.client(ALICE, transport);
     await expect(client.getTask({ id: 'tck-nonexistent' } as never)).rejects.toMatchObject({ name: 'TaskNotFoundError' });
+  });
+
+  test("a v0.3 REST caller also gets the 0.3 body's top-level code and message: the SDK's v0.3 client its typed error", async () => {
+    const r = await rest(s.main, ALICE, 'GET', '/v1/tasks/tck-nonexistent');
+    expect(r.status).toBe(404);
+    expect(r.body).toMatchObject({ code: -32001, message: expect.any(String), error: { code: 404, status: 'NOT_FOUND', details: [info('TASK_NOT_FOUND', 'TG_A2A_TASK_NOT_FOUND')] } });
+    const legacy = new LegacyRestTransport({ endpoint: s.main.url, fetchImpl: s.main.fetchAs(ALICE) });
+    await expect(legacy.getTask({ id: 'tck-nonexistent' } as never)).rejects.toMatchObject({ name: 'TaskNotFoundError' });
+    // A 1.0 REST caller gets google.rpc.Status alone.
+    expect(Object.keys((await rest(s.main, ALICE, 'GET', '/tasks/tck-nonexistent', undefined, V1)).body)).toEqual(['error']);
   });
 });
 

@@ -27,7 +27,7 @@ import { writeA2aJsonRpcError, writeA2aRestError } from '../../wire/errors.ts';
 import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
 import { headerVersion, type A2aVersion } from './methods.ts';
-import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
 import { StreamBuffers } from './resume.ts';
@@ -242,7 +242,7 @@ export class A2aAdapter extends HttpProtocolAdapter {
   renderError(err: GatewayError, to: ErrorTarget): void {
     const binding = to.call?.scratch.get(BINDING);
     if (binding === 'jsonrpc') writeA2aJsonRpcError(to.res, to.call?.rpcId ?? null, err);
-    else writeA2aRestError(to.res, err);
+    else writeA2aRestError(to.res, err, undefined, to.call?.scratch.get(REST_VERSION_KEY) === '0.3');
   }
 
   /** Shutdown has begun: the push relay takes no new notification; the drain deadline counts from now. */

@@ -13,7 +13,7 @@ import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
-import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, HEADERS, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
 import { capabilityRefusal, EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
@@ -88,10 +88,13 @@ export class A2aCalls {
     const method = req.method ?? 'GET';
     const target = restOperation(method, sub);
     let parsed: Parsed;
+    // Errors of a 0.3 REST request carry the 0.3 body's code too (wire/errors.ts): known from its path at first.
+    if (sub.startsWith('/v1/')) pre.scratch.set(REST_VERSION_KEY, '0.3');
     try {
       if (target === undefined) throw new GatewayError(Errors.NOT_FOUND, `No A2A endpoint ${method} ${agent.base}${sub}`);
       const header = this.a.requestVersion(req);
       const version: A2aVersion = header ?? (target.legacyPath ? '0.3' : this.a.settings(match.rule).defaultVersion);
+      pre.scratch.set(REST_VERSION_KEY, version);
       let params: Params = {};
       let body: Buffer | undefined;
       if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
@@ -167,6 +170,7 @@ export class A2aCalls {
     }
     const call = this.a.ctx.calls.start({ protocol: 'a2a', operation: op.name, rule, req, target, upstream: agent.name, args, rpcId: p.rpcId });
     call.scratch.set(BINDING_KEY, binding);
+    if (binding === 'rest') call.scratch.set(REST_VERSION_KEY, p.version);
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);
       const caller = call.principal?.id ?? '';
