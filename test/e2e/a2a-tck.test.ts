@@ -260,3 +260,21 @@ describe('parameters the gateway validates (CORE-ERR-002)', () => {
     expect((await rest(s.main, ALICE, 'GET', `/tasks/${id}?historyLength=0`, undefined, V1)).status).toBe(200);
   });
 });
+
+// The TCK (tests/compatibility/conftest.py) fetches {sut}/.well-known/agent-card.json with no A2A-Version header and
+// takes its transports from `supportedInterfaces`. Without the header the card is in the 0.3 shape; the SDK agent
+// then embeds its interfaces of both versions there, and so must the gateway (CARD-STRUCT-001, CARD-PROTO-002).
+test('a card fetched without A2A-Version is 0.3-shaped and lists every interface in supportedInterfaces too', async () => {
+  const card = (await (await s.main.fetchAs(ALICE)(`${s.main.url}/.well-known/agent-card.json`)).json()) as Record<string, unknown>;
+  expect(card).toMatchObject({ protocolVersion: '0.3', url: s.main.url, preferredTransport: 'JSONRPC' });
+  expect(card.supportedInterfaces).toEqual([
+    { url: s.main.url, protocolBinding: 'JSONRPC', protocolVersion: '1.0', tenant: '' },
+    { url: s.main.url, protocolBinding: 'HTTP+JSON', protocolVersion: '1.0', tenant: '' },
+    { url: s.main.url, protocolBinding: 'JSONRPC', protocolVersion: '0.3', tenant: '' },
+    { url: s.main.url, protocolBinding: 'HTTP+JSON', protocolVersion: '0.3', tenant: '' },
+  ]);
+  // The fields CARD-STRUCT-001 requires, in either shape.
+  for (const shape of [card, (await (await s.main.fetchAs(ALICE)(`${s.main.url}/.well-known/agent-card.json`, { headers: V1 })).json()) as Record<string, unknown>]) {
+    for (const field of ['name', 'description', 'version', 'supportedInterfaces', 'capabilities', 'defaultInputModes', 'defaultOutputModes', 'skills']) expect(shape, field).toHaveProperty(field);
+  }
+});
