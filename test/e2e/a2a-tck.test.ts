@@ -9,6 +9,7 @@ import { describe, expect, test } from 'vitest';
 import { LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { ADMIN, ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { rest } from '../helpers/a2a-calls.ts';
+import { SseEvents } from '../helpers/sse-events.ts';
 
 const s = useA2aSetups({
   main: {},
@@ -277,4 +278,33 @@ test('a card fetched without A2A-Version is 0.3-shaped and lists every interface
   for (const shape of [card, (await (await s.main.fetchAs(ALICE)(`${s.main.url}/.well-known/agent-card.json`, { headers: V1 })).json()) as Record<string, unknown>]) {
     for (const field of ['name', 'description', 'version', 'supportedInterfaces', 'capabilities', 'defaultInputModes', 'defaultOutputModes', 'skills']) expect(shape, field).toHaveProperty(field);
   }
+});
+
+// STREAM-SUB-001/002 and STREAM-ORDER-002..004: a subscription starts with the Task, every active stream of a task
+// gets the same events in the same order, a stream closes at the terminal state, closing one leaves the others.
+test('several streams of one task through the gateway: same events, each closes at the terminal state, one closing leaves the others', async () => {
+  const open = async (method: string, params: unknown, signal?: AbortSignal): Promise<SseEvents> => {
+    const res = await s.main.fetchAs(ALICE)(s.main.url, { method: 'POST', signal, headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...V1 }, body: JSON.stringify({ jsonrpc: '2.0', id: 9, method, params }) });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    return new SseEvents(res);
+  };
+  const kind = (e: { data: Record<string, unknown> } | undefined): string => Object.keys((e?.data.result ?? {}) as object)[0] ?? 'none';
+  const first = await open('SendStreamingMessage', { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'slow' }] } });
+  const created = await first.next();
+  expect(kind(created)).toBe('task');
+  const id = ((created!.data.result as { task: { id: string } }).task).id;
+  const second = await open('SubscribeToTask', { id });
+  const gone = new AbortController();
+  const third = await open('SubscribeToTask', { id }, gone.signal);
+  for (const sub of [second, third]) expect(kind(await sub.next()), 'a subscription begins with the Task').toBe('task');
+  // The third client goes away; the others go on.
+  gone.abort();
+  const cancel = await call('main', 'CancelTask', { id });
+  expect(cancel.json.error).toBeUndefined();
+  const states = async (sse: SseEvents): Promise<string[]> =>
+    (await sse.rest()).filter((e) => kind(e) === 'statusUpdate').map((e) => (e.data.result as { statusUpdate: { status: { state: string } } }).statusUpdate.status.state);
+  const [a, b] = await Promise.all([states(first), states(second)]);
+  expect(a.at(-1)).toBe('TASK_STATE_CANCELED');
+  expect(b.at(-1)).toBe('TASK_STATE_CANCELED');
+  expect(first.ended && second.ended).toBe(true);
 });
