@@ -154,6 +154,8 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
     const before = s.nopush.agent.seen.length;
     const r = await call('nopush', method, params);
     expect(r.json.error).toMatchObject({ code: -32003, data: [info('PUSH_NOTIFICATION_NOT_SUPPORTED', 'TG_A2A_PUSH_NOT_SUPPORTED')] });
+    // The TCK's enhanced error-code tests look for these words in the message.
+    for (const word of ['push', 'notification', 'not', 'supported']) expect(r.json.error!.message.toLowerCase()).toContain(word);
     expect(s.nopush.agent.seen.length).toBe(before);
   });
 
@@ -172,6 +174,7 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
     const before = s.nopush.agent.seen.length;
     const r = await call('nopush', 'SendMessage', { ...msg(), configuration: { taskPushNotificationConfig: { url: 'https://hooks.example.com/cb' } } });
     expect(r.json.error).toMatchObject({ code: -32003 });
+    for (const word of ['push', 'notification', 'not', 'supported']) expect(r.json.error!.message.toLowerCase()).toContain(word);
     expect(s.nopush.agent.seen.length).toBe(before);
   });
 
@@ -181,6 +184,7 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
     for (const [method, params] of [['SubscribeToTask', { id: 'tck-nonexistent' }], ['SendStreamingMessage', msg()]] as const) {
       const r = await call('nostream', method, params);
       expect(r.json.error, method).toMatchObject({ code: -32004, data: [expect.objectContaining({ reason: 'UNSUPPORTED_OPERATION', domain: 'a2a-protocol.org' })] });
+      for (const word of ['operation', 'not', 'supported']) expect(r.json.error!.message.toLowerCase(), method).toContain(word);
     }
     const rr = await rest(s.nostream, ALICE, 'POST', '/tasks/tck-nonexistent:subscribe', {}, V1);
     expect(rr.status).toBe(400);

@@ -238,7 +238,7 @@ export class A2aCalls {
 
   private async guardPush(url: string | null, policy: { allowHosts: readonly string[]; allowHttp: boolean }): Promise<void> {
     if (policy.allowHosts.length === 0) {
-      throw new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, 'Push notifications are not allowed on this route (no push.allowHosts configured)');
+      throw new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, 'Push notifications are not supported on this route (no push.allowHosts configured)');
     }
     const why = url === null ? 'not a string' : await refuseUrl(url, policy, this.a.resolver);
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);

@@ -58,7 +58,7 @@ export function capabilityRefusal(o: Operation, card: Record<string, unknown>, r
   if (PUSH_CONFIGS.has(o) && (!routeAllowsPush || caps.pushNotifications !== true)) {
     return new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, `Push notifications are not supported by this agent at the gateway (${o.name})`);
   }
-  if (o.streams && caps.streaming !== true) return new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `Streaming is not supported by this agent (${o.name})`);
+  if (o.streams && caps.streaming !== true) return new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `This operation is not supported: the agent does not stream (${o.name})`);
   return undefined;
 }
 
