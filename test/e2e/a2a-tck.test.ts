@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
-import { ADMIN, ALICE, useA2aSetups } from '../helpers/a2a-gateway.ts';
+import { ADMIN, ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { rest } from '../helpers/a2a-calls.ts';
 import { SseEvents } from '../helpers/sse-events.ts';
 
@@ -311,4 +311,22 @@ test('several streams of one task through the gateway: same events, each closes 
   expect(a.at(-1)).toBe('TASK_STATE_CANCELED');
   expect(b.at(-1)).toBe('TASK_STATE_CANCELED');
   expect(first.ended && second.ended).toBe(true);
+});
+
+// A2A v1.0 11.3: HTTP+JSON paths may carry a tenant before the resource (`/{tenant}/message:send`, as the SDK's REST
+// router serves them). The gateway routes them, checks the task they name like any other, and forwards the path.
+test('HTTP+JSON paths with a tenant: routed, the task they name checked against the caller', async () => {
+  const sent = await rest(s.main, ALICE, 'POST', '/acme/message:send', msg(), V1);
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  const id = (sent.body as { task: { id: string } }).task.id;
+  expect(s.main.agent.seen.at(-1)?.path).toBe('/rest/acme/message:send');
+  expect((await rest(s.main, ALICE, 'GET', `/acme/tasks/${id}?historyLength=1`, undefined, V1)).status).toBe(200);
+  const before = s.main.agent.seen.length;
+  const stolen = await rest(s.main, BOB, 'GET', `/acme/tasks/${id}`, undefined, V1);
+  expect(stolen.status).toBe(404);
+  expect(stolen.body).toMatchObject({ error: { details: [info('TASK_NOT_FOUND', 'TG_A2A_TASK_NOT_FOUND')] } });
+  expect((await rest(s.main, BOB, 'POST', `/acme/tasks/${id}:cancel`, {}, V1)).status).toBe(404);
+  expect(s.main.agent.seen.length).toBe(before);
+  expect((await rest(s.main, ALICE, 'GET', `/acme/tasks/${id}?historyLength=-1`, undefined, V1)).status).toBe(400);
+  expect((await rest(s.main, ALICE, 'GET', '/a/b/tasks/x', undefined, V1)).status).toBe(404);
 });

@@ -1,9 +1,10 @@
 /**
- * The A2A request checks that are pure logic: the A2A-Version header (Major.Minor only, A2A v1.0 3.6), and the
- * parameters the gateway validates before forwarding (params.ts: historyLength, statusTimestampAfter).
+ * The A2A request checks that are pure logic: the A2A-Version header (Major.Minor only, A2A v1.0 3.6), the
+ * parameters the gateway validates before forwarding (params.ts: historyLength, statusTimestampAfter), and REST
+ * paths with a tenant segment.
  */
 import { describe, expect, it } from 'vitest';
-import { GET_TASK, headerVersion, LIST_TASKS, SEND, SUBSCRIBE, CANCEL_TASK } from '../../src/protocols/a2a/methods.ts';
+import { CANCEL_TASK, GET_TASK, headerVersion, LIST_TASKS, restOperation, SEND, SUBSCRIBE } from '../../src/protocols/a2a/methods.ts';
 import { checkParams } from '../../src/protocols/a2a/params.ts';
 
 describe('headerVersion', () => {
@@ -77,4 +78,28 @@ describe('checkParams', () => {
     expect(refused(() => checkParams(LIST_TASKS, {}, new URLSearchParams('statusTimestampAfter=soon')))).toBe('TG_INVALID_PARAMS');
     expect(refused(() => checkParams(LIST_TASKS, {}, new URLSearchParams('historyLength=5&statusTimestampAfter=2026-01-01T00:00:00Z')))).toBeUndefined();
   });
+});
+
+describe('restOperation with a tenant (A2A v1.0 11.3)', () => {
+  it.each([
+    ['POST', '/acme/message:send', 'SendMessage', undefined],
+    ['GET', '/acme/tasks/t1', 'GetTask', 't1'],
+    ['POST', '/acme/tasks/t1:cancel', 'CancelTask', 't1'],
+    ['DELETE', '/acme/tasks/t1/pushNotificationConfigs/c1', 'DeleteTaskPushNotificationConfig', 't1'],
+    ['GET', '/tasks/t1', 'GetTask', 't1'],
+  ])('%s %s is %s (task %s), forwarded as it came', (method, path, name, taskId) => {
+    const t = restOperation(method, path);
+    expect(t).toMatchObject({ op: { name }, taskId, path });
+  });
+
+  it.each([
+    ['POST', '/../message:send'],
+    ['POST', '/./message:send'],
+    ['POST', '/%2e%2e/message:send'],
+    ['POST', '/a b/message:send'],
+    ['POST', '/acme/v1/message:send'],
+    ['GET', '/a/b/tasks/t1'],
+    ['POST', '/nothing/here'],
+    ['GET', '/acme/message:send'],
+  ])('%s %s is no endpoint', (method, path) => expect(restOperation(method, path)).toBeUndefined());
 });

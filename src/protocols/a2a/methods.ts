@@ -95,6 +95,8 @@ export interface RestTarget {
   readonly legacyPath: boolean;
 }
 
+const TENANT = /^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$/;
+
 function decode(s: string): string | undefined {
   try {
     const d = decodeURIComponent(s);
@@ -109,6 +111,17 @@ function decode(s: string): string | undefined {
  * endpoint (a malformed REST path); the caller answers 404 in the REST error shape.
  */
 export function restOperation(method: string, rawPath: string): RestTarget | undefined {
+  const direct = restPathOperation(method, rawPath);
+  if (direct !== undefined || rawPath.startsWith('/v1/')) return direct;
+  // A2A v1.0 11.3: a path may carry a tenant before the resource (`/{tenant}/tasks/{id}`); forwarded as it came, so
+  // the tenant is an unreserved-character segment (never `.` or `..`: the agent's server must not resolve it away).
+  const slash = rawPath.indexOf('/', 1);
+  if (slash < 0 || !TENANT.test(rawPath.slice(1, slash))) return undefined;
+  const inner = restPathOperation(method, rawPath.slice(slash));
+  return inner === undefined || inner.legacyPath ? undefined : { ...inner, path: rawPath };
+}
+
+function restPathOperation(method: string, rawPath: string): RestTarget | undefined {
   let path = rawPath;
   let legacyPath = false;
   if (path.startsWith('/v1/')) {
