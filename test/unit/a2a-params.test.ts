@@ -54,6 +54,10 @@ describe('checkParams', () => {
     [LIST_TASKS, { statusTimestampAfter: '2026-02-30T10:00:00' }],
     [LIST_TASKS, { statusTimestampAfter: 1700000000 }],
     [SEND, { message: {}, configuration: { historyLength: -1 } }],
+    // The snake_case spellings the SDK decodes as well.
+    [GET_TASK, { id: 't', history_length: -1 }],
+    [LIST_TASKS, { status_timestamp_after: 'later' }],
+    [SEND, { message: {}, configuration: { history_length: -5 } }],
   ] as const)('%o %j: InvalidParams', (op, params) => {
     expect(refused(() => checkParams(op, params as Record<string, unknown>))).toBe('TG_INVALID_PARAMS');
   });
@@ -76,6 +80,7 @@ describe('checkParams', () => {
   it('reads the REST query too', () => {
     expect(refused(() => checkParams(GET_TASK, {}, new URLSearchParams('historyLength=-1')))).toBe('TG_INVALID_PARAMS');
     expect(refused(() => checkParams(LIST_TASKS, {}, new URLSearchParams('statusTimestampAfter=soon')))).toBe('TG_INVALID_PARAMS');
+    expect(refused(() => checkParams(GET_TASK, {}, new URLSearchParams('history_length=-1')))).toBe('TG_INVALID_PARAMS');
     expect(refused(() => checkParams(LIST_TASKS, {}, new URLSearchParams('historyLength=5&statusTimestampAfter=2026-01-01T00:00:00Z')))).toBeUndefined();
   });
 });

@@ -6,7 +6,8 @@
  *
  * - `historyLength` (GetTask, SubscribeToTask, ListTasks; a message's `configuration.historyLength`): an int32 >= 0,
  *   as a JSON number or, as ProtoJSON allows, a decimal string; REST reads it from the query too;
- * - `statusTimestampAfter` (ListTasks): an RFC 3339 timestamp.
+ * - `statusTimestampAfter` (ListTasks): an RFC 3339 timestamp;
+ * in each spelling the SDK decodes (also `history_length`, `status_timestamp_after`).
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
 import { GET_TASK, LIST_TASKS, SUBSCRIBE, type Operation } from './methods.ts';
@@ -39,21 +40,19 @@ function invalid(message: string): GatewayError {
  * `query`: the REST query string (undefined for JSON-RPC).
  */
 export function checkParams(op: Operation, params: Record<string, unknown>, query?: URLSearchParams): void {
-  const reads = op === GET_TASK || op === SUBSCRIBE || op === LIST_TASKS;
-  if (reads) {
-    if (!historyLengthOk(params.historyLength)) throw invalid('historyLength must be a non-negative integer');
-    const q = query?.get('historyLength');
-    if (q !== null && q !== undefined && !historyLengthOk(q)) throw invalid('historyLength must be a non-negative integer');
+  // Every spelling the SDK decodes (camelCase and the proto's snake_case), in the body and the REST query.
+  const values = (o: Record<string, unknown>, camel: string, snake: string): unknown[] => [o[camel], o[snake], query?.get(camel) ?? undefined, query?.get(snake) ?? undefined];
+  if (op === GET_TASK || op === SUBSCRIBE || op === LIST_TASKS) {
+    if (!values(params, 'historyLength', 'history_length').every(historyLengthOk)) throw invalid('historyLength must be a non-negative integer');
   }
   if (op.sends) {
     const config = params.configuration;
-    if (typeof config === 'object' && config !== null && !historyLengthOk((config as Record<string, unknown>).historyLength)) {
-      throw invalid('configuration.historyLength must be a non-negative integer');
+    if (typeof config === 'object' && config !== null) {
+      const c = config as Record<string, unknown>;
+      if (!historyLengthOk(c.historyLength) || !historyLengthOk(c.history_length)) throw invalid('configuration.historyLength must be a non-negative integer');
     }
   }
-  if (op === LIST_TASKS) {
-    if (!timestampOk(params.statusTimestampAfter)) throw invalid('statusTimestampAfter must be an RFC 3339 timestamp');
-    const q = query?.get('statusTimestampAfter');
-    if (q !== null && q !== undefined && !timestampOk(q)) throw invalid('statusTimestampAfter must be an RFC 3339 timestamp');
+  if (op === LIST_TASKS && !values(params, 'statusTimestampAfter', 'status_timestamp_after').every(timestampOk)) {
+    throw invalid('statusTimestampAfter must be an RFC 3339 timestamp');
   }
 }
