@@ -102,6 +102,17 @@ const RPC_STATUS: Readonly<Record<number, string>> = {
 const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';
 
 /**
+ * The google.rpc.Code of the A2A errors whose code the HTTP status alone does not give (A2A v1.0.1, 5.4, and the
+ * A2A SDK): a refused capability or version is a failed precondition, a bad agent answer an internal error.
+ */
+const A2A_STATUS: Readonly<Record<string, string>> = {
+  PUSH_NOTIFICATION_NOT_SUPPORTED: 'FAILED_PRECONDITION',
+  UNSUPPORTED_OPERATION: 'FAILED_PRECONDITION',
+  VERSION_NOT_SUPPORTED: 'FAILED_PRECONDITION',
+  INVALID_AGENT_RESPONSE: 'INTERNAL',
+};
+
+/**
  * The google.rpc.ErrorInfo of an error in an A2A answer. An error of the A2A specification carries its reason
  * (`TASK_NOT_FOUND`...) in the domain `a2a-protocol.org`, with the gateway's stable code in `metadata.code`; any other
  * carries the stable code as its reason in the domain `tollgate.dev`. Metadata values are strings (proto map).
@@ -120,7 +131,9 @@ export function a2aErrorInfo(err: GatewayError): { '@type': string; reason: stri
  */
 export function a2aRestErrorBody(err: GatewayError, legacy = false): string {
   const status = err.def.status;
-  const error = { code: status, status: RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN'), message: err.message, details: [a2aErrorInfo(err)] };
+  const reason = A2A_REASONS.get(err.def);
+  const code = (reason === undefined ? undefined : A2A_STATUS[reason]) ?? RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN');
+  const error = { code: status, status: code, message: err.message, details: [a2aErrorInfo(err)] };
   return JSON.stringify(legacy ? { code: err.def.rpc, message: err.message, error } : { error });
 }
 

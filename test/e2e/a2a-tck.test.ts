@@ -92,7 +92,8 @@ describe('errors of the request itself', () => {
     expect(r.json.error).toMatchObject({ code: -32009, data: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] });
     const rr = await rest(s.main, ALICE, 'POST', '/message:send', msg(), { 'a2a-version': '99.0' });
     expect(rr.status).toBe(400);
-    expect(rr.body).toMatchObject({ error: { code: 400, details: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] } });
+    // The google.rpc.Code as the SDK agent and A2A v1.0.1 (5.4) give it.
+    expect(rr.body).toMatchObject({ error: { code: 400, status: 'FAILED_PRECONDITION', details: [info('VERSION_NOT_SUPPORTED', 'TG_A2A_VERSION_NOT_SUPPORTED')] } });
   });
 
   // VER-CLIENT-002: patch version numbers must not affect negotiation ("1.0.2" is 1.0, "0.3.1" is 0.3).
@@ -167,7 +168,7 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
   ] as const)('HTTP+JSON %s %s: 400 with PUSH_NOTIFICATION_NOT_SUPPORTED', async (method, path, body) => {
     const r = await rest(s.nopush, ALICE, method, path, body, V1);
     expect(r.status).toBe(400);
-    expect(r.body).toMatchObject({ error: { code: 400, details: [info('PUSH_NOTIFICATION_NOT_SUPPORTED', 'TG_A2A_PUSH_NOT_SUPPORTED')] } });
+    expect(r.body).toMatchObject({ error: { code: 400, status: 'FAILED_PRECONDITION', details: [info('PUSH_NOTIFICATION_NOT_SUPPORTED', 'TG_A2A_PUSH_NOT_SUPPORTED')] } });
   });
 
   test('a message carrying a push config on such a route is refused with -32003, nothing forwarded', async () => {
@@ -188,7 +189,7 @@ describe('capabilities the served card turns off (CORE-CAP-001, CORE-CAP-002)', 
     }
     const rr = await rest(s.nostream, ALICE, 'POST', '/tasks/tck-nonexistent:subscribe', {}, V1);
     expect(rr.status).toBe(400);
-    expect(rr.body).toMatchObject({ error: { details: [info('UNSUPPORTED_OPERATION', 'TG_A2A_UNSUPPORTED_OPERATION')] } });
+    expect(rr.body).toMatchObject({ error: { status: 'FAILED_PRECONDITION', details: [info('UNSUPPORTED_OPERATION', 'TG_A2A_UNSUPPORTED_OPERATION')] } });
   });
 });
 
