@@ -86,8 +86,10 @@ export const Errors = Object.freeze({
   A2A_PUSH_DELIVERY_FAILED: def('TG_A2A_PUSH_DELIVERY_FAILED', 502, -32603, false, 'Push notification not delivered'),
   /** A push-notification delivery still under way at the drain deadline (shutdown): cut, it may or may not have arrived. */
   A2A_PUSH_DELIVERY_CUT: def('TG_A2A_PUSH_DELIVERY_CUT', 503, -32603, false, 'Push notification delivery cut short by shutdown'),
-  /** The operation exists in A2A but this gateway route does not offer it (e.g. push notifications not configured). */
+  /** The operation exists in A2A but the agent's card, as the gateway serves it, does not offer it (streaming off). */
   A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
+  /** Push notifications are off on the card the gateway serves (the route allows no push URL, or the agent has none). */
+  A2A_PUSH_NOT_SUPPORTED: def('TG_A2A_PUSH_NOT_SUPPORTED', 400, -32003, true, 'Push notifications are not supported'),
   /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */
   A2A_INVALID_AGENT_RESPONSE: def('TG_A2A_INVALID_AGENT_RESPONSE', 502, -32006, true, 'The agent returned an invalid response'),
 
@@ -133,6 +135,23 @@ export const Errors = Object.freeze({
 });
 
 export type ErrorName = keyof typeof Errors;
+
+/** The ErrorInfo domain of the A2A specification's own errors (A2A v1.0, sections 5.4, 9.5 and 11.6). */
+export const A2A_ERROR_DOMAIN = 'a2a-protocol.org';
+
+/**
+ * The A2A specification's ErrorInfo reason of each A2A error the gateway returns. A2A v1.0 callers (the A2A SDKs'
+ * REST clients, the TCK) tell these errors apart by this reason (domain `a2a-protocol.org`), not by the gateway's
+ * stable code, which rides along in the ErrorInfo's `metadata.code`.
+ */
+export const A2A_REASONS: ReadonlyMap<ErrorDef, string> = new Map([
+  [Errors.A2A_TASK_NOT_FOUND, 'TASK_NOT_FOUND'],
+  [Errors.A2A_PUSH_NOT_SUPPORTED, 'PUSH_NOTIFICATION_NOT_SUPPORTED'],
+  [Errors.A2A_UNSUPPORTED_OPERATION, 'UNSUPPORTED_OPERATION'],
+  [Errors.A2A_CONTENT_TYPE_NOT_SUPPORTED, 'CONTENT_TYPE_NOT_SUPPORTED'],
+  [Errors.A2A_INVALID_AGENT_RESPONSE, 'INVALID_AGENT_RESPONSE'],
+  [Errors.A2A_VERSION_NOT_SUPPORTED, 'VERSION_NOT_SUPPORTED'],
+]);
 
 /** An error the gateway returns to a caller. Adapters render it in their protocol's shape. */
 export class GatewayError extends Error {

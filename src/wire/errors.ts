@@ -10,7 +10,7 @@
  * - Plain HTTP: `{"error":{"code":"TG_..","message":".."}}`.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { GatewayError } from '../core/errors.ts';
+import { A2A_ERROR_DOMAIN, A2A_REASONS, type GatewayError } from '../core/errors.ts';
 import { errorResponse, type RpcId } from './jsonrpc.ts';
 
 /** Writes a complete JSON response (no chunking, one write); ends an already-started response instead. */
@@ -99,20 +99,67 @@ const RPC_STATUS: Readonly<Record<number, string>> = {
   504: 'DEADLINE_EXCEEDED',
 };
 
-export function a2aRestErrorBody(err: GatewayError): string {
-  const status = err.def.status;
-  const metadata: Record<string, string> = {};
+const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';
+
+/**
+ * The google.rpc.Code of the A2A errors whose code the HTTP status alone does not give (A2A v1.0.1, 5.4, and the
+ * A2A SDK): a refused capability or version is a failed precondition, a bad agent answer an internal error.
+ */
+const A2A_STATUS: Readonly<Record<string, string>> = {
+  PUSH_NOTIFICATION_NOT_SUPPORTED: 'FAILED_PRECONDITION',
+  UNSUPPORTED_OPERATION: 'FAILED_PRECONDITION',
+  VERSION_NOT_SUPPORTED: 'FAILED_PRECONDITION',
+  INVALID_AGENT_RESPONSE: 'INTERNAL',
+};
+
+/**
+ * The google.rpc.ErrorInfo of an error in an A2A answer. An error of the A2A specification carries its reason
+ * (`TASK_NOT_FOUND`...) in the domain `a2a-protocol.org`, with the gateway's stable code in `metadata.code`; any other
+ * carries the stable code as its reason in the domain `tollgate.dev`. Metadata values are strings (proto map).
+ */
+export function a2aErrorInfo(err: GatewayError): { '@type': string; reason: string; domain: string; metadata: Record<string, string> } {
+  const reason = A2A_REASONS.get(err.def);
+  const metadata: Record<string, string> = reason === undefined ? {} : { code: err.def.code };
   if (err.data !== undefined) for (const [k, v] of Object.entries(err.data)) metadata[k] = typeof v === 'string' ? v : JSON.stringify(v);
-  return JSON.stringify({
-    error: {
-      code: status,
-      status: RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN'),
-      message: err.message,
-      details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: err.def.code, domain: 'tollgate.dev', metadata }],
-    },
-  });
+  return { '@type': ERROR_INFO, reason: reason ?? err.def.code, domain: reason === undefined ? 'tollgate.dev' : A2A_ERROR_DOMAIN, metadata };
 }
 
-export function writeA2aRestError(res: ServerResponse, err: GatewayError, headers?: OutgoingHttpHeaders): void {
-  send(res, err.def.status, a2aRestErrorBody(err), err, headers);
+/**
+ * google.rpc.Status as JSON (AIP-193). For a v0.3 caller (`legacy`) the body also has the top-level `code` (the
+ * JSON-RPC code) and `message` of the v0.3 REST error body, which the A2A SDKs' v0.3 REST clients read to raise
+ * their typed errors; a Status reader ignores them.
+ */
+export function a2aRestErrorBody(err: GatewayError, legacy = false): string {
+  const status = err.def.status;
+  const reason = A2A_REASONS.get(err.def);
+  const code = (reason === undefined ? undefined : A2A_STATUS[reason]) ?? RPC_STATUS[status] ?? (status >= 500 ? 'INTERNAL' : 'UNKNOWN');
+  const error = { code: status, status: code, message: err.message, details: [a2aErrorInfo(err)] };
+  return JSON.stringify(legacy ? { code: err.def.rpc, message: err.message, error } : { error });
+}
+
+/** A2A's HTTP+JSON media type: what the binding's answers, errors included, are labelled with (A2A v1.0, 11.1). */
+const A2A_JSON = 'application/a2a+json';
+
+export function writeA2aRestError(res: ServerResponse, err: GatewayError, headers?: OutgoingHttpHeaders, legacy = false): void {
+  send(res, err.def.status, a2aRestErrorBody(err, legacy), err, { 'content-type': A2A_JSON, ...headers });
+}
+
+/**
+ * A JSON-RPC error answer of the A2A binding. An error of the A2A specification has `data` as A2A v1.0 (9.5) and the
+ * A2A SDKs write it: an array holding its google.rpc.ErrorInfo (the stable code in `metadata.code`); any other keeps
+ * the gateway's `data` object with the stable code in `data.code`.
+ */
+export function a2aJsonRpcErrorResponse(id: RpcId | null, err: GatewayError): string {
+  if (!A2A_REASONS.has(err.def)) return errorResponse(id, err);
+  return JSON.stringify({ jsonrpc: '2.0', id, error: { code: err.def.rpc, message: err.message, data: [a2aErrorInfo(err)] } });
+}
+
+/**
+ * Writes an A2A JSON-RPC error. Every answer to a JSON-RPC message is HTTP 200, invalid envelopes and unparsable
+ * bodies included (what A2A servers and the A2A TCK do); refusals of the HTTP exchange itself (authentication, size,
+ * content type, load) keep their HTTP status.
+ */
+export function writeA2aJsonRpcError(res: ServerResponse, id: RpcId | null, err: GatewayError): void {
+  const envelope = err.def.code === 'TG_PARSE_ERROR' || err.def.code === 'TG_INVALID_REQUEST' || err.def.code === 'TG_BATCH_NOT_SUPPORTED';
+  send(res, envelope || (err.def.inBand && id !== null) ? 200 : err.def.status, a2aJsonRpcErrorResponse(id, err), err);
 }

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ALICE, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { rpcCode } from '../helpers/a2a-calls.ts';
 
 let s: A2aSetup;
 
@@ -25,21 +26,23 @@ const message = (extra: Record<string, unknown> = {}): Record<string, unknown> =
 
 describe('JSON-RPC binding', () => {
   test.each([
-    ['malformed JSON', '{"jsonrpc":"2.0","id":1,', {}, 400, -32700, 'TG_PARSE_ERROR', null],
-    ['not an object', '[1,2]', {}, 400, -32600, 'TG_BATCH_NOT_SUPPORTED', null],
-    ['wrong jsonrpc', '{"jsonrpc":"1.0","id":4,"method":"SendMessage"}', {}, 400, -32600, 'TG_INVALID_REQUEST', 4],
-    ['object id', '{"jsonrpc":"2.0","id":{},"method":"SendMessage"}', {}, 400, -32600, 'TG_INVALID_REQUEST', null],
-    ['a notification', '{"jsonrpc":"2.0","method":"SendMessage","params":{}}', {}, 400, -32600, 'TG_INVALID_REQUEST', null],
+    // Every answer to a JSON-RPC message is HTTP 200 (what A2A servers and the A2A TCK do), envelope errors included.
+    ['malformed JSON', '{"jsonrpc":"2.0","id":1,', {}, 200, -32700, 'TG_PARSE_ERROR', null],
+    ['not an object', '[1,2]', {}, 200, -32600, 'TG_BATCH_NOT_SUPPORTED', null],
+    ['wrong jsonrpc', '{"jsonrpc":"1.0","id":4,"method":"SendMessage"}', {}, 200, -32600, 'TG_INVALID_REQUEST', 4],
+    ['object id', '{"jsonrpc":"2.0","id":{},"method":"SendMessage"}', {}, 200, -32600, 'TG_INVALID_REQUEST', null],
+    ['a notification', '{"jsonrpc":"2.0","method":"SendMessage","params":{}}', {}, 200, -32600, 'TG_INVALID_REQUEST', null],
     ['unknown method', '{"jsonrpc":"2.0","id":5,"method":"DoThings","params":{}}', {}, 200, -32601, 'TG_METHOD_NOT_FOUND', 5],
     ['0.3 method under A2A-Version 1.0', '{"jsonrpc":"2.0","id":6,"method":"message/send","params":{}}', {}, 200, -32601, 'TG_METHOD_NOT_FOUND', 6],
     ['unsupported version', '{"jsonrpc":"2.0","id":7,"method":"SendMessage","params":{}}', { 'a2a-version': '2.0' }, 200, -32009, 'TG_A2A_VERSION_NOT_SUPPORTED', 7],
     ['text/plain body', '{"jsonrpc":"2.0","id":8,"method":"SendMessage","params":{}}', { 'content-type': 'text/plain' }, 415, -32005, 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED', null],
-    ['params not an object', '{"jsonrpc":"2.0","id":9,"method":"SendMessage","params":[1]}', {}, 400, -32600, 'TG_INVALID_REQUEST', 9],
+    ['params not an object', '{"jsonrpc":"2.0","id":9,"method":"SendMessage","params":[1]}', {}, 200, -32600, 'TG_INVALID_REQUEST', 9],
   ] as const)('%s', async (_what, body, headers, status, code, tg, id) => {
     const before = s.agent.seen.length;
     const r = await post(body, headers);
     expect(r.status).toBe(status);
-    expect(r.json).toMatchObject({ jsonrpc: '2.0', id, error: { code, data: { code: tg } } });
+    expect(r.json).toMatchObject({ jsonrpc: '2.0', id, error: { code } });
+    expect(rpcCode(r.json.error)).toBe(tg);
     expect(s.agent.seen.length).toBe(before);
   });
 
@@ -78,13 +81,13 @@ describe('HTTP+JSON binding', () => {
   test('a body that is not JSON gets 415 with ContentTypeNotSupported', async () => {
     const res = await s.fetchAs(ALICE)(`${s.url}/message:send`, { method: 'POST', headers: { 'content-type': 'text/xml', 'a2a-version': '1.0' }, body: '<x/>' });
     expect(res.status).toBe(415);
-    expect(await res.json()).toMatchObject({ error: { status: 'INVALID_ARGUMENT', details: [{ reason: 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED' }] } });
+    expect(await res.json()).toMatchObject({ error: { status: 'INVALID_ARGUMENT', details: [{ reason: 'CONTENT_TYPE_NOT_SUPPORTED', domain: 'a2a-protocol.org', metadata: { code: 'TG_A2A_CONTENT_TYPE_NOT_SUPPORTED' } }] } });
   });
 
   test('an unsupported A2A-Version is refused in the REST shape', async () => {
     const res = await s.fetchAs(ALICE)(`${s.url}/message:send`, { method: 'POST', headers: { 'content-type': 'application/json', 'a2a-version': '0.1' }, body: JSON.stringify(message()) });
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: { details: [{ reason: 'TG_A2A_VERSION_NOT_SUPPORTED' }] } });
+    expect(await res.json()).toMatchObject({ error: { details: [{ reason: 'VERSION_NOT_SUPPORTED', domain: 'a2a-protocol.org', metadata: { code: 'TG_A2A_VERSION_NOT_SUPPORTED' } }] } });
   });
 });
 
@@ -123,7 +126,7 @@ describe('push-notification URLs (SSRF)', () => {
     expect(s.agent.seen.length).toBe(before);
   });
 
-  test('a route without push.allowHosts refuses every push URL', async () => {
+  test('a route without push.allowHosts refuses every push URL: push notifications are not supported there', async () => {
     const other = await startA2a({ a2a: { push: { allowHosts: [] } } });
     try {
       const res = await other.fetchAs(ALICE)(other.url, {
@@ -131,7 +134,7 @@ describe('push-notification URLs (SSRF)', () => {
         headers: { 'content-type': 'application/json', 'a2a-version': '1.0' },
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: message({ configuration: { taskPushNotificationConfig: { url: 'https://hooks.example.com/cb' } } }) }),
       });
-      expect(await res.json()).toMatchObject({ error: { data: { code: 'TG_A2A_PUSH_URL_REFUSED' } } });
+      expect(await res.json()).toMatchObject({ error: { code: -32003, data: [{ reason: 'PUSH_NOTIFICATION_NOT_SUPPORTED', metadata: { code: 'TG_A2A_PUSH_NOT_SUPPORTED' } }] } });
       const card = (await (await other.fetchAs(ALICE)(`${other.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as { capabilities: { pushNotifications: boolean } };
       expect(card.capabilities.pushNotifications).toBe(false);
     } finally {

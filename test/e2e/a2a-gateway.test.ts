@@ -85,7 +85,7 @@ describe('tasks belong to the identity that created them', () => {
       ['SendMessage', { message: { messageId: 'm-bob2', role: 'ROLE_USER', referenceTaskIds: [task.id], parts: [{ text: 'peek' }] } }],
     ] as const) {
       const r = await rpc(BOB, { jsonrpc: '2.0', id: 7, method, params });
-      expect(r.json.error, method).toMatchObject({ code: -32001, data: { code: 'TG_A2A_TASK_NOT_FOUND' } });
+      expect(r.json.error, method).toMatchObject({ code: -32001, data: [{ reason: 'TASK_NOT_FOUND', domain: 'a2a-protocol.org', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } }] });
       // The same answer as for a task that does not exist at all.
       const ghost = await rpc(BOB, { jsonrpc: '2.0', id: 7, method, params: JSON.parse(JSON.stringify(params).replaceAll(task.id, 'no-such-task')) });
       expect({ ...(ghost.json.error as object), message: '' }).toEqual({ ...(r.json.error as object), message: '' });
@@ -102,7 +102,7 @@ describe('tasks belong to the identity that created them', () => {
     // REST too.
     const rest = await s.fetchAs(BOB)(`${s.url}/tasks/${task.id}`, { headers: { 'a2a-version': '1.0' } });
     expect(rest.status).toBe(404);
-    expect(await rest.json()).toMatchObject({ error: { code: 404, status: 'NOT_FOUND', details: [{ reason: 'TG_A2A_TASK_NOT_FOUND' }] } });
+    expect(await rest.json()).toMatchObject({ error: { code: 404, status: 'NOT_FOUND', details: [{ reason: 'TASK_NOT_FOUND', domain: 'a2a-protocol.org', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } }] } });
     // Alice still reaches it.
     expect((await alice.getTask({ id: task.id } as never)).id).toBe(task.id);
   });

@@ -76,7 +76,7 @@ describe('tasks across replicas and trust domains', () => {
     expect((await rpc(b, b.gw.devToken(ALICE), 'GetTask', { id: taskId })).result).toMatchObject({ id: taskId });
     for (const gw of [a, b]) {
       const denied = await rpc(gw, otherToken(OTHER_ALICE), 'GetTask', { id: taskId });
-      expect(denied.error).toMatchObject({ code: -32001, data: { code: 'TG_A2A_TASK_NOT_FOUND' } });
+      expect(denied.error).toMatchObject({ code: -32001, data: [{ reason: 'TASK_NOT_FOUND', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } }] });
       const cancel = await rpc(gw, otherToken(OTHER_ALICE), 'CancelTask', { id: taskId });
       expect(cancel.error).toMatchObject({ code: -32001 });
       const list = (await rpc(gw, otherToken(OTHER_ALICE), 'ListTasks', {})).result as { tasks: { id: string }[] };

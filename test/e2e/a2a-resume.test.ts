@@ -44,7 +44,7 @@ test('JSON-RPC: the stream is lost, the task goes on, the client resumes and get
   await cancel(taskId);
   // Bob may not resume Alice's task: TaskNotFound, nothing streamed.
   const bob = (await (await rpc(BOB, 'SubscribeToTask', { id: taskId }, { 'last-event-id': working.id! }, 7)).json()) as { error: unknown };
-  expect(bob.error).toMatchObject({ code: -32001, data: { code: 'TG_A2A_TASK_NOT_FOUND' } });
+  expect(bob.error).toMatchObject({ code: -32001, data: [{ reason: 'TASK_NOT_FOUND', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } }] });
   const res = await rpc(ALICE, 'SubscribeToTask', { id: taskId }, { 'last-event-id': working.id! }, 77);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);

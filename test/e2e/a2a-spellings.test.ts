@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { ALICE, BOB, startA2a, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { reason, rpcCode } from '../helpers/a2a-calls.ts';
 
 let s: A2aSetup;
 let aliceTask: string;
@@ -30,8 +31,8 @@ function msg(extra: Record<string, unknown>, text = 'hijack'): Record<string, un
 }
 
 async function refused(res: Response): Promise<string | undefined> {
-  const body = (await res.json()) as { error?: { data?: { code?: string }; details?: { reason?: string }[] } };
-  return body.error?.data?.code ?? body.error?.details?.[0]?.reason;
+  const body = (await res.json()) as { error?: unknown };
+  return rpcCode(body.error) ?? reason(body as Record<string, unknown>);
 }
 
 test("another identity's task, however it is spelled, is TaskNotFound; nothing reaches the agent", async () => {

@@ -100,7 +100,7 @@ describe('a v0.3 client and an agent that speaks only v1.0', () => {
     expect(r.error).toMatchObject({ code: -32002 });
     await expect(bob.getTask({ id: done.id } as never)).rejects.toThrow();
     const ghost = await rpc(at.v1only, BOB, 'tasks/get', { id: done.id });
-    expect(ghost.error).toMatchObject({ code: -32001, data: { code: 'TG_A2A_TASK_NOT_FOUND' } });
+    expect(ghost.error).toMatchObject({ code: -32001, data: [{ reason: 'TASK_NOT_FOUND', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } }] });
     // A task created by a translated stream is bound to its creator too.
     let streamed = '';
     for await (const e of alice.sendMessageStream(message('mine'))) streamed ||= ((e as { payload: { value: { id?: string; taskId?: string } } }).payload.value.id ?? '');

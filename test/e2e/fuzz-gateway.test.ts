@@ -78,8 +78,11 @@ function wellFormed(a: RawAnswer): void {
   if (m.error !== undefined) {
     expect(typeof m.error.code).toBe('number');
     expect(typeof m.error.message).toBe('string');
-    if (m.error.data?.code !== undefined && m.error.data.code.startsWith('TG_')) expect(CODES.has(m.error.data.code)).toBe(true);
-    expect(m.error.data?.code).not.toBe('TG_INTERNAL');
+    // An A2A error of the specification carries its stable code in its ErrorInfo's metadata (data is an array).
+    const data = m.error.data as { code?: string } | { metadata?: { code?: string } }[] | undefined;
+    const code = Array.isArray(data) ? data[0]?.metadata?.code : data?.code;
+    if (code !== undefined && code.startsWith('TG_')) expect(CODES.has(code)).toBe(true);
+    expect(code).not.toBe('TG_INTERNAL');
   } else {
     expect('result' in m, a.body.slice(0, 300)).toBe(true);
   }

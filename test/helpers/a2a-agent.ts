@@ -96,8 +96,9 @@ class EchoExecutor implements AgentExecutor {
  * interfaces only and 0.3 method names are unknown to it), or '0.3' (an agent of the 0.3 era: a 0.3-shaped card
  * whatever the A2A-Version header, JSON-RPC served by the SDK's v0.3 transport handler alone, REST under /rest/v1).
  * `bindings`: 'both' (default), 'jsonrpc' (no HTTP+JSON: neither served nor on the card), or 'rest' (no JSON-RPC).
+ * `streaming: false`: the card says streaming is off (the SDK then refuses SendStreamingMessage and SubscribeToTask).
  */
-export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean } = {}): Promise<TestAgent> {
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean; streaming?: boolean } = {}): Promise<TestAgent> {
   const versions = opts.versions ?? 'both';
   const restToo = opts.bindings !== 'jsonrpc';
   const rpcToo = opts.bindings !== 'rest';
@@ -117,7 +118,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
-    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: opts.extendedCard === true },
+    capabilities: { streaming: opts.streaming !== false, pushNotifications: true, extensions: [], extendedAgentCard: opts.extendedCard === true },
     securitySchemes: {},
     securityRequirements: [],
     defaultInputModes: ['text/plain'],

@@ -32,9 +32,23 @@ export async function rest(s: A2aSetup, as: string, method: string, path: string
   return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), type: res.headers.get('content-type') };
 }
 
-/** The gateway's error code (`TG_...`) in a REST error body. */
+/**
+ * The gateway's stable error code (`TG_...`) in a REST error body: the ErrorInfo's `metadata.code` for an error of
+ * the A2A specification (whose reason is the spec's, `TASK_NOT_FOUND`...), else the ErrorInfo's reason.
+ */
 export function reason(body: Record<string, unknown>): string | undefined {
-  return ((body.error as { details?: { reason?: string }[] } | undefined)?.details ?? [])[0]?.reason;
+  const info = ((body.error as { details?: { reason?: string; metadata?: { code?: string } }[] } | undefined)?.details ?? [])[0];
+  return info?.metadata?.code ?? info?.reason;
+}
+
+/**
+ * The gateway's stable error code in a JSON-RPC error object: `data.code`, or for an error of the A2A specification
+ * (whose `data` is the array of its google.rpc.ErrorInfo) the ErrorInfo's `metadata.code`.
+ */
+export function rpcCode(error: unknown): string | undefined {
+  const data = (error as { data?: unknown } | undefined)?.data;
+  if (Array.isArray(data)) return (data[0] as { metadata?: { code?: string } } | undefined)?.metadata?.code;
+  return (data as { code?: string } | undefined)?.code;
 }
 
 /** The payload kinds of a stream the SDK client yields (`task`, `statusUpdate`, ...), read to its end. */

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Errors, GatewayError } from '../../src/core/errors.ts';
 import { HeaderPolicy } from '../../src/upstream/headers.ts';
-import { a2aRestErrorBody, httpErrorBody, openAiErrorBody, writeJsonRpcError, writeKServeError } from '../../src/wire/errors.ts';
+import { a2aErrorInfo, a2aJsonRpcErrorResponse, a2aRestErrorBody, httpErrorBody, openAiErrorBody, writeJsonRpcError, writeKServeError } from '../../src/wire/errors.ts';
 import { RpcParseError, addResultMember, classifyBatch, parseMessage } from '../../src/wire/jsonrpc.ts';
 import { SseWriter, encodeEvent, readSse, type EventSourceMessage } from '../../src/wire/sse.ts';
 
@@ -137,6 +137,18 @@ describe('error shapes', () => {
         details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'TG_RATE_LIMITED', domain: 'tollgate.dev', metadata: { retryAfterMs: '1000' } }],
       },
     });
+  });
+
+  it('A2A: an error of the A2A specification carries its reason in the domain a2a-protocol.org, the stable code in metadata', () => {
+    const notFound = new GatewayError(Errors.A2A_TASK_NOT_FOUND, 'Task t1 not found');
+    const info = { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'TASK_NOT_FOUND', domain: 'a2a-protocol.org', metadata: { code: 'TG_A2A_TASK_NOT_FOUND' } };
+    expect(JSON.parse(a2aRestErrorBody(notFound))).toEqual({ error: { code: 404, status: 'NOT_FOUND', message: 'Task t1 not found', details: [info] } });
+    expect(JSON.parse(a2aJsonRpcErrorResponse(7, notFound))).toEqual({ jsonrpc: '2.0', id: 7, error: { code: -32001, message: 'Task t1 not found', data: [info] } });
+    const version = new GatewayError(Errors.A2A_VERSION_NOT_SUPPORTED, 'no', { data: { supported: ['1.0', '0.3'] } });
+    expect(a2aErrorInfo(version)).toMatchObject({ reason: 'VERSION_NOT_SUPPORTED', metadata: { code: 'TG_A2A_VERSION_NOT_SUPPORTED', supported: '["1.0","0.3"]' } });
+    // Every A2A error code of the registry (-32001..-32009) has its reason; other errors keep the gateway's shape.
+    for (const def of Object.values(Errors)) if (def.rpc <= -32001 && def.rpc >= -32009 && def.code.startsWith('TG_A2A_')) expect(a2aErrorInfo(new GatewayError(def)).domain, def.code).toBe('a2a-protocol.org');
+    expect(JSON.parse(a2aJsonRpcErrorResponse(1, limited)).error.data).toEqual({ code: 'TG_RATE_LIMITED', retryAfterMs: 1000 });
   });
 
   it('plain HTTP: {error:{code,message}}', () => {

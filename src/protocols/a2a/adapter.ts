@@ -11,6 +11,7 @@
  * the policy, limits, telemetry and audit see like an MCP tool call. Errors are rendered in the caller's binding:
  * a JSON-RPC error object, or google.rpc.Status for REST and the cards.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
 import type { CompiledRule } from '../../config/routes.ts';
@@ -22,11 +23,11 @@ import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { sendBody } from '../../server/io.ts';
 import { systemResolver, type Resolver } from '../../upstream/egress.ts';
-import { writeA2aRestError, writeJsonRpcError } from '../../wire/errors.ts';
+import { writeA2aJsonRpcError, writeA2aRestError } from '../../wire/errors.ts';
 import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
 import { headerVersion, type A2aVersion } from './methods.ts';
-import { agentTarget, BINDING_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
 import { StreamBuffers } from './resume.ts';
@@ -186,7 +187,15 @@ export class A2aAdapter extends HttpProtocolAdapter {
       const card = await this.cards.get(agent.upstream, path, version, this.settings(match.rule).cardCacheMs);
       const skills = await this.visibleSkills(call, state, agent, card);
       const body = JSON.stringify(await this.served(x, agent, card, skills));
-      sendBody(res, 200, 'application/json', body, { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version' });
+      // An ETag of the card as this caller gets it (A2A v1.0 8.6.1): a client revalidates with If-None-Match.
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      const headers = { 'cache-control': 'private, max-age=60', vary: 'Authorization, A2A-Version', etag };
+      if (matches(req.headers['if-none-match'], etag)) {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      sendBody(res, 200, 'application/json', body, headers);
     });
   }
 
@@ -232,8 +241,8 @@ export class A2aAdapter extends HttpProtocolAdapter {
 
   renderError(err: GatewayError, to: ErrorTarget): void {
     const binding = to.call?.scratch.get(BINDING);
-    if (binding === 'jsonrpc') writeJsonRpcError(to.res, to.call?.rpcId ?? null, err);
-    else writeA2aRestError(to.res, err);
+    if (binding === 'jsonrpc') writeA2aJsonRpcError(to.res, to.call?.rpcId ?? null, err);
+    else writeA2aRestError(to.res, err, undefined, to.call?.scratch.get(REST_VERSION_KEY) === '0.3');
   }
 
   /** Shutdown has begun: the push relay takes no new notification; the drain deadline counts from now. */
@@ -258,6 +267,15 @@ export class A2aAdapter extends HttpProtocolAdapter {
 
 function notAllowed(method: string, path: string, allow: string): GatewayError {
   return new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${path}`, { headers: { allow } });
+}
+
+/** If-None-Match names this entity tag (weak comparison, RFC 9110 13.1.2), or is `*`. */
+function matches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === etag;
+  });
 }
 
 function backendUrl(agent: Agent): string {

@@ -13,10 +13,11 @@ import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
-import { agentTarget, BINDING_KEY, HEADERS, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, HEADERS, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
-import { EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { capabilityRefusal, EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
+import { checkParams } from './params.ts';
 import { filterTasks, listedTasks, taskIdIn } from './relay.ts';
 import { ClientFeed, relayStream, resume } from './streams.ts';
 import type { Keep } from './tasks.ts';
@@ -70,6 +71,7 @@ export class A2aCalls {
       // A 1.0 client that names its version but spells a 0.3 method (or the reverse) called a method its version lacks.
       if (header !== undefined && header !== found.version) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found in A2A ${header}: ${m.method}`);
       parsed = { op: found.op, version: found.version, params: (m.params ?? {}) as Params, body, rpcId: m.id };
+      checkParams(parsed.op, parsed.params);
     } catch (err) {
       if (err instanceof RpcParseError) {
         pre.rpcId = err.id ?? undefined;
@@ -86,10 +88,13 @@ export class A2aCalls {
     const method = req.method ?? 'GET';
     const target = restOperation(method, sub);
     let parsed: Parsed;
+    // Errors of a 0.3 REST request carry the 0.3 body's code too (wire/errors.ts): known from its path at first.
+    if (sub.startsWith('/v1/')) pre.scratch.set(REST_VERSION_KEY, '0.3');
     try {
       if (target === undefined) throw new GatewayError(Errors.NOT_FOUND, `No A2A endpoint ${method} ${agent.base}${sub}`);
       const header = this.a.requestVersion(req);
       const version: A2aVersion = header ?? (target.legacyPath ? '0.3' : this.a.settings(match.rule).defaultVersion);
+      pre.scratch.set(REST_VERSION_KEY, version);
       let params: Params = {};
       let body: Buffer | undefined;
       if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
@@ -111,6 +116,7 @@ export class A2aCalls {
         }
       } else if (!req.complete) req.resume();
       const query = (req.url ?? '').indexOf('?');
+      checkParams(target.op, params, query < 0 ? undefined : new URLSearchParams((req.url ?? '').slice(query + 1)));
       parsed = { op: target.op, version, params, body, restPath: target.path + (query < 0 ? '' : (req.url ?? '').slice(query)), taskId: target.taskId };
     } catch (err) {
       return this.a.reject(pre, req, res, toGatewayError(err));
@@ -164,9 +170,12 @@ export class A2aCalls {
     }
     const call = this.a.ctx.calls.start({ protocol: 'a2a', operation: op.name, rule, req, target, upstream: agent.name, args, rpcId: p.rpcId });
     call.scratch.set(BINDING_KEY, binding);
+    if (binding === 'rest') call.scratch.set(REST_VERSION_KEY, p.version);
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);
       const caller = call.principal?.id ?? '';
+      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0);
+      if (off !== undefined) throw off;
       // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
       // Every task the request names in any spelling the agent's SDK decodes (task_id, referenceTaskIds, `request`).
@@ -229,7 +238,7 @@ export class A2aCalls {
 
   private async guardPush(url: string | null, policy: { allowHosts: readonly string[]; allowHttp: boolean }): Promise<void> {
     if (policy.allowHosts.length === 0) {
-      throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, 'Push notifications are not allowed on this route (no push.allowHosts configured)');
+      throw new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, 'Push notifications are not supported on this route (no push.allowHosts configured)');
     }
     const why = url === null ? 'not a string' : await refuseUrl(url, policy, this.a.resolver);
     if (why !== undefined) throw new GatewayError(Errors.A2A_PUSH_URL_REFUSED, `Push-notification URL refused: ${why}`);

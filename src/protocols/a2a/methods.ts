@@ -4,6 +4,8 @@
  * on (a skill through a message, a task, a push config, the extended card), whether it streams, and where the task
  * id is in its parameters. Spec: a2aproject/A2A docs/specification.md (v1.0 sections 9 and 11; v0.3 sections 7, 11).
  */
+import { Errors, GatewayError } from '../../core/errors.ts';
+
 export type A2aVersion = '1.0' | '0.3';
 
 export interface Operation {
@@ -39,10 +41,26 @@ export const EXTENDED_CARD = op('GetExtendedAgentCard', 'agent/getAuthenticatedE
 
 const ALL = [SEND, STREAM, GET_TASK, LIST_TASKS, CANCEL_TASK, SUBSCRIBE, CREATE_PUSH, GET_PUSH, LIST_PUSH, DELETE_PUSH, EXTENDED_CARD];
 
+const PUSH_CONFIGS: ReadonlySet<Operation> = new Set([CREATE_PUSH, GET_PUSH, LIST_PUSH, DELETE_PUSH]);
+
 const V1 = new Map<string, Operation>(ALL.map((o) => [o.name, o]));
 // The SDK's JSON-RPC server also accepts this singular spelling of the list method.
 V1.set('ListTaskPushNotificationConfig', LIST_PUSH);
 const V03 = new Map<string, Operation>(ALL.filter((o) => o.legacy !== '').map((o) => [o.legacy, o]));
+
+/**
+ * What the card the gateway serves turns off is refused as the agent's SDK would (A2A v1.0, 3.3.4), before any task
+ * is looked up: push-config methods with push notifications off (the route allows no push URL, or the agent has
+ * none), SubscribeToTask and SendStreamingMessage with streaming off. The answer is the same for every task id.
+ */
+export function capabilityRefusal(o: Operation, card: Record<string, unknown>, routeAllowsPush: boolean): GatewayError | undefined {
+  const caps = typeof card.capabilities === 'object' && card.capabilities !== null ? (card.capabilities as Record<string, unknown>) : {};
+  if (PUSH_CONFIGS.has(o) && (!routeAllowsPush || caps.pushNotifications !== true)) {
+    return new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, `Push notifications are not supported by this agent at the gateway (${o.name})`);
+  }
+  if (o.streams && caps.streaming !== true) return new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, `This operation is not supported: the agent does not stream (${o.name})`);
+  return undefined;
+}
 
 /** The operation of a JSON-RPC method name, and the version its spelling belongs to. */
 export function rpcOperation(method: string): { op: Operation; version: A2aVersion } | undefined {
@@ -53,14 +71,18 @@ export function rpcOperation(method: string): { op: Operation; version: A2aVersi
   return undefined;
 }
 
-/** The `A2A-Version` header: the version it names, undefined when absent, or 'unsupported'. */
+/**
+ * The `A2A-Version` header: the version it names, undefined when absent, or 'unsupported'. Only Major.Minor counts
+ * (A2A v1.0, 3.6: patch numbers must not affect negotiation): `1`, `1.0`, `1.0.3` are 1.0; `0.3`, `0.3.1` are 0.3.
+ */
 export function headerVersion(value: string | string[] | undefined): A2aVersion | undefined | 'unsupported' {
   if (value === undefined) return undefined;
   const v = (Array.isArray(value) ? value[0] : value)?.trim() ?? '';
   if (v === '') return undefined;
-  if (v === '1.0' || v === '1') return '1.0';
-  if (v === '0.3' || v === '0.3.0') return '0.3';
-  return 'unsupported';
+  const m = /^(\d{1,4})(?:\.(\d{1,4})(?:\.\d{1,9})?)?$/.exec(v);
+  if (m === null) return 'unsupported';
+  const majorMinor = `${Number(m[1])}.${Number(m[2] ?? '0')}`;
+  return majorMinor === '1.0' ? '1.0' : majorMinor === '0.3' ? '0.3' : 'unsupported';
 }
 
 /** A REST request resolved to an operation: the task and config ids its path names. */
@@ -72,6 +94,8 @@ export interface RestTarget {
   /** The path carried the 0.3 `/v1` prefix. */
   readonly legacyPath: boolean;
 }
+
+const TENANT = /^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$/;
 
 function decode(s: string): string | undefined {
   try {
@@ -87,6 +111,17 @@ function decode(s: string): string | undefined {
  * endpoint (a malformed REST path); the caller answers 404 in the REST error shape.
  */
 export function restOperation(method: string, rawPath: string): RestTarget | undefined {
+  const direct = restPathOperation(method, rawPath);
+  if (direct !== undefined || rawPath.startsWith('/v1/')) return direct;
+  // A2A v1.0 11.3: a path may carry a tenant before the resource (`/{tenant}/tasks/{id}`); forwarded as it came, so
+  // the tenant is an unreserved-character segment (never `.` or `..`: the agent's server must not resolve it away).
+  const slash = rawPath.indexOf('/', 1);
+  if (slash < 0 || !TENANT.test(rawPath.slice(1, slash))) return undefined;
+  const inner = restPathOperation(method, rawPath.slice(slash));
+  return inner === undefined || inner.legacyPath ? undefined : { ...inner, path: rawPath };
+}
+
+function restPathOperation(method: string, rawPath: string): RestTarget | undefined {
   let path = rawPath;
   let legacyPath = false;
   if (path.startsWith('/v1/')) {

@@ -7,6 +7,9 @@ import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 /** Call scratch key: which error shape a call's errors take ('jsonrpc' | 'rest'). */
 export const BINDING_KEY = 'a2a.binding';
 
+/** Call scratch key: the A2A version of an HTTP+JSON request ('1.0' | '0.3'), once known (0.3 errors add `code`). */
+export const REST_VERSION_KEY = 'a2a.restVersion';
+
 /** An agent a request is for. */
 export interface Agent {
   readonly name: string;

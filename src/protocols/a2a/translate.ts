@@ -27,7 +27,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
-import { errorResponse } from '../../wire/jsonrpc.ts';
+import { a2aJsonRpcErrorResponse } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
@@ -58,8 +58,13 @@ function memo<T>(f: () => Promise<T>): () => Promise<T> {
   return () => (p ??= f());
 }
 
-/** A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK). */
+/**
+ * A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK), and also one with a 0.3 `url`
+ * and `protocolVersion` that embeds the 1.0 `supportedInterfaces` (what an agent serving both versions, and the
+ * gateway, serve without A2A-Version): its other members are 0.3-shaped (security schemes...).
+ */
 export function isLegacyCard(card: Card): boolean {
+  if (typeof card.url === 'string' && typeof card.protocolVersion === 'string' && /^0\.3(\.|$)/.test(card.protocolVersion.trim())) return true;
   if (Array.isArray(card.supportedInterfaces) && card.supportedInterfaces.length > 0) return false;
   if (typeof card.url === 'string' && !('supportedInterfaces' in card)) return true;
   if ('preferredTransport' in card || 'additionalInterfaces' in card || 'supportsAuthenticatedExtendedCard' in card) return true;
@@ -265,7 +270,7 @@ async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGener
         if (aborted !== undefined) throw aborted;
         const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
         call.outcome = 'upstream_error';
-        onEvent({ data: errorResponse(call.rpcId ?? null, e) });
+        onEvent({ data: a2aJsonRpcErrorResponse(call.rpcId ?? null, e) });
       }
       if (aborted !== undefined) throw aborted;
     },
@@ -324,6 +329,21 @@ export function servedInterfaces(where: AgentInterfaces, version: A2aVersion): s
  * gateway serves in that version (their URLs are rewritten to the gateway's afterwards).
  */
 export async function reshapeCard(card: Card, version: A2aVersion, where: AgentInterfaces): Promise<Card> {
+  const shaped = await shapeCard(card, version, where);
+  return version === '0.3' ? withAllInterfaces(shaped, where) : shaped;
+}
+
+/**
+ * A 0.3-shaped card also lists every interface the gateway serves, 1.0 first, in `supportedInterfaces`, as the A2A
+ * SDK's agent does when it serves both versions: a 1.0 client that fetched the card without A2A-Version (the A2A
+ * TCK does) finds its interfaces there; 0.3 clients ignore the field. The URLs are rewritten afterwards.
+ */
+function withAllInterfaces(card: Card, where: AgentInterfaces): Card {
+  const list = (['1.0', '0.3'] as const).flatMap((v) => servedInterfaces(where, v).map((protocolBinding) => ({ url: `${ORIGIN}/`, protocolBinding, protocolVersion: v, tenant: '' })));
+  return list.length === 0 ? card : { ...card, supportedInterfaces: list };
+}
+
+async function shapeCard(card: Card, version: A2aVersion, where: AgentInterfaces): Promise<Card> {
   const legacy = isLegacyCard(card);
   const bindings = servedInterfaces(where, version);
   if (legacy === (version === '0.3')) return withBindings(card, version, bindings);
