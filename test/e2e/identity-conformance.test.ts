@@ -152,6 +152,10 @@ describe('JWT-SVID 2.1: alg', () => {
       // RFC 6750 3: error_description is %x20-21 / %x23-5B / %x5D-7E only.
       expect(challengeOf(res)).toMatch(/^[\x20-\x7e]*$/);
     }
+    // A long alg is quoted in the reason, not copied whole into the header.
+    const long = await call('/mcp', `${b64url({ alg: 'A'.repeat(6000) })}.${body}.${b64url('sig')}`);
+    expectInvalidToken(long, /is not allowed/);
+    expect(challengeOf(long).length).toBeLessThan(600);
     expect((await call('/mcp', await sign(p256, claims()))).status).toBe(200);
   });
 });

@@ -7,9 +7,17 @@
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { AuthFailure } from './token.ts';
 
-/** Strips what cannot appear in a quoted-string (the text is ours, but stay safe). */
-function quoted(text: string): string {
-  return `"${text.replace(/["\\\r\n]/g, '')}"`;
+/** Longest error_description sent (a reason may quote header values of the token, e.g. an 8 KB `alg`). */
+const MAX_DESCRIPTION = 200;
+
+/**
+ * A quoted-string holding only what RFC 6750 section 3 allows in its attributes (%x20-21 / %x23-5B / %x5D-7E):
+ * reasons can quote parts of the token (`alg`, `typ`), and one control or non-Latin-1 character there would make
+ * Node refuse the whole header (ERR_INVALID_CHAR) and leave the request unanswered.
+ */
+function quoted(text: string, max = Infinity): string {
+  const clean = text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '');
+  return `"${clean.length > max ? `${clean.slice(0, max)}...` : clean}"`;
 }
 
 export function unauthenticated(metadataUrl: string): GatewayError {
@@ -22,7 +30,7 @@ export function invalidToken(metadataUrl: string, failure: AuthFailure): Gateway
   return new GatewayError(Errors.INVALID_TOKEN, `Invalid token: ${failure.message}`, {
     data: { reason: failure.message },
     headers: {
-      'www-authenticate': `Bearer error="${failure.error}", error_description=${quoted(failure.message)}, resource_metadata=${quoted(metadataUrl)}`,
+      'www-authenticate': `Bearer error="${failure.error}", error_description=${quoted(failure.message, MAX_DESCRIPTION)}, resource_metadata=${quoted(metadataUrl)}`,
     },
   });
 }
