@@ -237,6 +237,7 @@ export function outcomeOf(err: GatewayError): Outcome {
       return 'limited';
     case Errors.UNAUTHENTICATED:
     case Errors.INVALID_TOKEN:
+    case Errors.INVALID_AUTH_REQUEST:
       return 'unauthenticated';
     case Errors.UPSTREAM_UNAVAILABLE:
     case Errors.UPSTREAM_TIMEOUT:

@@ -96,6 +96,8 @@ export const Errors = Object.freeze({
   // Identity (RFC 6750 / RFC 9728 semantics)
   UNAUTHENTICATED: def('TG_UNAUTHENTICATED', 401, -32060, false, 'Authentication required'),
   INVALID_TOKEN: def('TG_INVALID_TOKEN', 401, -32060, false, 'Invalid token'),
+  /** RFC 6750 invalid_request: repeated Authorization headers, a token in the header and the query, `Bearer` with no or two tokens. */
+  INVALID_AUTH_REQUEST: def('TG_INVALID_AUTH_REQUEST', 400, -32060, false, 'Malformed authorization request'),
   INSUFFICIENT_SCOPE: def('TG_INSUFFICIENT_SCOPE', 403, -32061, false, 'Insufficient scope'),
   SESSION_IDENTITY_MISMATCH: def('TG_SESSION_IDENTITY_MISMATCH', 404, -32001, false, 'Session not found for this identity'),
   ADMIN_FORBIDDEN: def('TG_ADMIN_FORBIDDEN', 403, -32069, false, 'This identity is not an administrator of this gateway'),

@@ -1,7 +1,8 @@
 /**
  * The attack corpus of issue 5, sent through a running gateway to each kind of issuer (a SPIFFE trust domain, an
  * OIDC provider with discovery + JWKS, a Kubernetes issuer), all with real keys and real signatures. Every case must
- * get a 401 with a Bearer challenge naming the RFC 9728 metadata, and the gateway must keep serving.
+ * get a 401 (400 for a malformed request) with a Bearer challenge naming the RFC 9728 metadata, and the gateway must
+ * keep serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
@@ -75,7 +76,8 @@ function profiles(): Profile[] {
   ];
 }
 
-type Case = [label: string, send: (p: Profile) => Promise<RawResponse>, reason: RegExp];
+/** `kind`: a bad token (401 invalid_token, the default), a malformed request (400 invalid_request) or no bearer credential (401, no error code). */
+type Case = [label: string, send: (p: Profile) => Promise<RawResponse>, reason: RegExp, kind?: 'token' | 'request' | 'none'];
 
 function withToken(make: (p: Profile) => string): (p: Profile) => Promise<RawResponse> {
   return (p) => rawPost(`${gw.url}${p.path}`, { authorization: `Bearer ${make(p)}` });
@@ -123,13 +125,16 @@ function corpus(): Case[] {
     ['two segments only', withToken((p) => valid(p).split('.').slice(0, 2).join('.')), /not a compact JWS/],
     ['oversize token (valid signature)', withToken((p) => signJwt(p.signer, { ...p.claims(), pad: 'x'.repeat(9_000) })), /larger than 8192 bytes/],
     ['a JWE (five segments)', withToken(() => `${b64url({ alg: 'RSA-OAEP-256', enc: 'A256GCM' })}.${b64url('k')}.${b64url('iv')}.${b64url('ct')}.${b64url('tag')}`), /JWE/],
-    ['token in the query string only', (p) => rawPost(`${gw.url}${p.path}?access_token=${valid(p)}`), /only in the Authorization header/],
-    ['token in the query string beside a valid header', (p) => rawPost(`${gw.url}${p.path}?x=1&access_token=${valid(p)}`, { authorization: `Bearer ${valid(p)}` }), /only in the Authorization header/],
-    ['duplicated Authorization headers (both valid)', (p) => rawPost(`${gw.url}${p.path}`, { authorization: [`Bearer ${valid(p)}`, `Bearer ${valid(p)}`] }), /expected one Authorization/],
-    ['duplicated Authorization headers (valid + other)', (p) => rawPost(`${gw.url}${p.path}`, { authorization: [`Bearer ${valid(p)}`, 'Basic dXNlcjpwYXNz'] }), /expected one Authorization/],
-    ['Basic credentials', (p) => rawPost(`${gw.url}${p.path}`, { authorization: 'Basic dXNlcjpwYXNz' }), /expected one Authorization/],
-    ['Bearer without a token', (p) => rawPost(`${gw.url}${p.path}`, { authorization: 'Bearer ' }), /expected one Authorization/],
-    ['Bearer with two tokens', (p) => rawPost(`${gw.url}${p.path}`, { authorization: `Bearer ${valid(p)} ${valid(p)}` }), /expected one Authorization/],
+    // Not a bearer credential at all (RFC 6750 3.1): 401, the challenge without an error code.
+    ['token in the query string only', (p) => rawPost(`${gw.url}${p.path}?access_token=${valid(p)}`), /only in the Authorization header/, 'none'],
+    ['Basic credentials', (p) => rawPost(`${gw.url}${p.path}`, { authorization: 'Basic dXNlcjpwYXNz' }), /scheme not supported/, 'none'],
+    // A malformed request (RFC 6750 3.1 invalid_request): 400.
+    ['token in the query string beside a valid header', (p) => rawPost(`${gw.url}${p.path}?x=1&access_token=${valid(p)}`, { authorization: `Bearer ${valid(p)}` }), /query string and in the Authorization header/, 'request'],
+    ['duplicated Authorization headers (both valid)', (p) => rawPost(`${gw.url}${p.path}`, { authorization: [`Bearer ${valid(p)}`, `Bearer ${valid(p)}`] }), /expected one Authorization/, 'request'],
+    ['duplicated Authorization headers (valid + other)', (p) => rawPost(`${gw.url}${p.path}`, { authorization: [`Bearer ${valid(p)}`, 'Basic dXNlcjpwYXNz'] }), /expected one Authorization/, 'request'],
+    ['duplicated Authorization headers (other + valid)', (p) => rawPost(`${gw.url}${p.path}`, { authorization: ['Basic dXNlcjpwYXNz', `Bearer ${valid(p)}`] }), /expected one Authorization/, 'request'],
+    ['Bearer without a token', (p) => rawPost(`${gw.url}${p.path}`, { authorization: 'Bearer ' }), /expected one Authorization/, 'request'],
+    ['Bearer with two tokens', (p) => rawPost(`${gw.url}${p.path}`, { authorization: `Bearer ${valid(p)} ${valid(p)}` }), /expected one Authorization/, 'request'],
   ];
 }
 
@@ -167,14 +172,20 @@ afterAll(async () => {
   await json?.close();
 });
 
-function expectRefused(res: RawResponse, p: Profile, reason?: RegExp): void {
-  expect(res.status, res.body).toBe(401);
+function expectRefused(res: RawResponse, p: Profile, reason?: RegExp, kind: 'token' | 'request' | 'none' = 'token'): void {
+  expect(res.status, res.body).toBe(kind === 'request' ? 400 : 401);
   const challenge = String(res.headers['www-authenticate']);
   expect(challenge).toMatch(/^Bearer /);
   expect(challenge).toContain(`resource_metadata="${AUD}/.well-known/oauth-protected-resource${p.path}"`);
-  expect(challenge).toMatch(/error="(invalid_token|invalid_request)"/);
-  expect(res.json().error?.data?.code).toBe('TG_INVALID_TOKEN');
-  if (reason) expect(res.json().error?.data?.reason).toMatch(reason);
+  if (kind === 'none') {
+    expect(challenge).not.toContain('error=');
+    expect(res.json().error?.data?.code).toBe('TG_UNAUTHENTICATED');
+    if (reason) expect(res.json().error?.message).toMatch(reason);
+  } else {
+    expect(challenge).toContain(kind === 'request' ? 'error="invalid_request"' : 'error="invalid_token"');
+    expect(res.json().error?.data?.code).toBe(kind === 'request' ? 'TG_INVALID_AUTH_REQUEST' : 'TG_INVALID_TOKEN');
+    if (reason) expect(res.json().error?.data?.reason).toMatch(reason);
+  }
   // Nothing of the token is echoed back.
   expect(res.body).not.toContain('eyJ');
 }
@@ -186,8 +197,8 @@ for (const p of profiles()) {
       expect(res.status, res.body).toBe(200);
     });
 
-    for (const [label, send, reason] of corpus()) {
-      it(`refuses: ${label}`, async () => expectRefused(await send(p), p, reason));
+    for (const [label, send, reason, kind] of corpus()) {
+      it(`refuses: ${label}`, async () => expectRefused(await send(p), p, reason, kind));
     }
 
     for (const [label, claims] of p.badSubjects) {

@@ -1,7 +1,8 @@
 /**
  * The errors the identity guard answers with, carrying RFC 6750 / RFC 9728 `WWW-Authenticate` challenges:
- * no credentials -> 401 with resource_metadata only (RFC 6750 3.1: no error code); a bad token -> 401
- * error="invalid_token"; a malformed request (token in the query, two Authorization headers, not Bearer) -> 401
+ * no bearer credentials (none, another scheme, a token only in the query string) -> 401 with resource_metadata
+ * only (RFC 6750 3.1: no error code); a bad token -> 401 error="invalid_token"; a malformed request (two
+ * Authorization headers, a token in the header and the query, `Bearer` with no or two tokens) -> 400
  * error="invalid_request"; missing scopes -> 403 error="insufficient_scope".
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
@@ -20,14 +21,15 @@ function quoted(text: string, max = Infinity): string {
   return `"${clean.length > max ? `${clean.slice(0, max)}...` : clean}"`;
 }
 
-export function unauthenticated(metadataUrl: string): GatewayError {
-  return new GatewayError(Errors.UNAUTHENTICATED, 'Authentication required: send Authorization: Bearer <JWT-SVID>', {
+export function unauthenticated(metadataUrl: string, message = 'Authentication required: send Authorization: Bearer <JWT-SVID>'): GatewayError {
+  return new GatewayError(Errors.UNAUTHENTICATED, message, {
     headers: { 'www-authenticate': `Bearer resource_metadata=${quoted(metadataUrl)}` },
   });
 }
 
 export function invalidToken(metadataUrl: string, failure: AuthFailure): GatewayError {
-  return new GatewayError(Errors.INVALID_TOKEN, `Invalid token: ${failure.message}`, {
+  const request = failure.error === 'invalid_request';
+  return new GatewayError(request ? Errors.INVALID_AUTH_REQUEST : Errors.INVALID_TOKEN, `${request ? 'Malformed authorization' : 'Invalid token'}: ${failure.message}`, {
     data: { reason: failure.message },
     headers: {
       'www-authenticate': `Bearer error="${failure.error}", error_description=${quoted(failure.message, MAX_DESCRIPTION)}, resource_metadata=${quoted(metadataUrl)}`,

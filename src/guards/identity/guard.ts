@@ -100,6 +100,8 @@ export function bearerToken(header: string): string | undefined {
 }
 
 const QUERY_TOKEN = /(?:^|&)access_token=/;
+/** A Bearer credential anywhere in the header (repeated headers arrive joined by ", "). */
+const NAMES_BEARER = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
 
 export class IdentityGuard implements Guard {
   readonly name = 'identity';
@@ -124,11 +126,13 @@ export class IdentityGuard implements Guard {
     if (policy === undefined) throw this.fail(undefined, call, new AuthFailure('route has no identity policy'));
     const path = call.request.path;
     const q = path.indexOf('?');
-    // RFC 6750 allows a query-string token; MCP forbids it (it ends up in logs and Referer headers).
-    if (q !== -1 && QUERY_TOKEN.test(path.slice(q + 1))) {
-      throw this.fail(policy, call, new AuthFailure('tokens are accepted only in the Authorization header', 'invalid_request'));
-    }
     const header = call.request.headers.authorization;
+    // RFC 6750 allows a query-string token; MCP forbids it (it ends up in logs and Referer headers). Alone it is no
+    // credential we take (401, RFC 6750 3.1); beside the header it is two methods at once (400 invalid_request).
+    if (q !== -1 && QUERY_TOKEN.test(path.slice(q + 1))) {
+      if (header === undefined) throw unauthenticated(this.metadata(policy, call), 'Tokens are accepted only in the Authorization header: send Authorization: Bearer <token>');
+      throw this.fail(policy, call, new AuthFailure('a token in the query string and in the Authorization header', 'invalid_request'));
+    }
     if (header === undefined) {
       if (policy.anonymous) {
         call.principal = ANONYMOUS;
@@ -137,7 +141,11 @@ export class IdentityGuard implements Guard {
       throw unauthenticated(this.metadata(policy, call));
     }
     const token = bearerToken(header);
-    if (token === undefined) throw this.fail(policy, call, new AuthFailure('expected one Authorization: Bearer <token> header', 'invalid_request'));
+    if (token === undefined) {
+      // Another scheme (Basic, DPoP...) is no bearer credential: a 401 challenge without an error code (RFC 6750 3.1).
+      if (!NAMES_BEARER.test(header)) throw unauthenticated(this.metadata(policy, call), 'Authorization scheme not supported: send Authorization: Bearer <token>');
+      throw this.fail(policy, call, new AuthFailure('expected one Authorization: Bearer <token> header', 'invalid_request'));
+    }
     if (token.length > this.authority.maxTokenBytes) throw this.fail(policy, call, new AuthFailure(`token is larger than ${this.authority.maxTokenBytes} bytes`));
     const key = VerifiedTokenCache.key(token);
     const hit = this.authority.cached(key);
