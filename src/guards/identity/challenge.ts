@@ -1,7 +1,7 @@
 /**
  * The errors the identity guard answers with, carrying RFC 6750 / RFC 9728 `WWW-Authenticate` challenges:
  * no bearer credentials (none, another scheme, a token only in the query string) -> 401 with resource_metadata
- * only (RFC 6750 3.1: no error code); a bad token -> 401 error="invalid_token"; a malformed request (two
+ * (and the route's required `scope`, MCP 2025-11-25) but no error code (RFC 6750 3.1); a bad token -> 401 error="invalid_token"; a malformed request (two
  * Authorization headers, a token in the header and the query, `Bearer` with no or two tokens) -> 400
  * error="invalid_request"; missing scopes -> 403 error="insufficient_scope".
  */
@@ -21,18 +21,23 @@ function quoted(text: string, max = Infinity): string {
   return `"${clean.length > max ? `${clean.slice(0, max)}...` : clean}"`;
 }
 
-export function unauthenticated(metadataUrl: string, message = 'Authentication required: send Authorization: Bearer <JWT-SVID>'): GatewayError {
+/** The `scope` attribute of a 401 challenge: the route's required scopes (MCP 2025-11-25: SHOULD), or nothing. */
+function scopeAttribute(scopes: readonly string[]): string {
+  return scopes.length === 0 ? '' : `, scope=${quoted(scopes.join(' '))}`;
+}
+
+export function unauthenticated(metadataUrl: string, scopes: readonly string[] = [], message = 'Authentication required: send Authorization: Bearer <JWT-SVID>'): GatewayError {
   return new GatewayError(Errors.UNAUTHENTICATED, message, {
-    headers: { 'www-authenticate': `Bearer resource_metadata=${quoted(metadataUrl)}` },
+    headers: { 'www-authenticate': `Bearer resource_metadata=${quoted(metadataUrl)}${scopeAttribute(scopes)}` },
   });
 }
 
-export function invalidToken(metadataUrl: string, failure: AuthFailure): GatewayError {
+export function invalidToken(metadataUrl: string, failure: AuthFailure, scopes: readonly string[] = []): GatewayError {
   const request = failure.error === 'invalid_request';
   return new GatewayError(request ? Errors.INVALID_AUTH_REQUEST : Errors.INVALID_TOKEN, `${request ? 'Malformed authorization' : 'Invalid token'}: ${failure.message}`, {
     data: { reason: failure.message },
     headers: {
-      'www-authenticate': `Bearer error="${failure.error}", error_description=${quoted(failure.message, MAX_DESCRIPTION)}, resource_metadata=${quoted(metadataUrl)}`,
+      'www-authenticate': `Bearer error="${failure.error}", error_description=${quoted(failure.message, MAX_DESCRIPTION)}, resource_metadata=${quoted(metadataUrl)}${request ? '' : scopeAttribute(scopes)}`,
     },
   });
 }

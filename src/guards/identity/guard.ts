@@ -130,7 +130,7 @@ export class IdentityGuard implements Guard {
     // RFC 6750 allows a query-string token; MCP forbids it (it ends up in logs and Referer headers). Alone it is no
     // credential we take (401, RFC 6750 3.1); beside the header it is two methods at once (400 invalid_request).
     if (q !== -1 && QUERY_TOKEN.test(path.slice(q + 1))) {
-      if (header === undefined) throw unauthenticated(this.metadata(policy, call), 'Tokens are accepted only in the Authorization header: send Authorization: Bearer <token>');
+      if (header === undefined) throw unauthenticated(this.metadata(policy, call), policy.scopes, 'Tokens are accepted only in the Authorization header: send Authorization: Bearer <token>');
       throw this.fail(policy, call, new AuthFailure('a token in the query string and in the Authorization header', 'invalid_request'));
     }
     if (header === undefined) {
@@ -138,12 +138,12 @@ export class IdentityGuard implements Guard {
         call.principal = ANONYMOUS;
         return;
       }
-      throw unauthenticated(this.metadata(policy, call));
+      throw unauthenticated(this.metadata(policy, call), policy.scopes);
     }
     const token = bearerToken(header);
     if (token === undefined) {
       // Another scheme (Basic, DPoP...) is no bearer credential: a 401 challenge without an error code (RFC 6750 3.1).
-      if (!NAMES_BEARER.test(header)) throw unauthenticated(this.metadata(policy, call), 'Authorization scheme not supported: send Authorization: Bearer <token>');
+      if (!NAMES_BEARER.test(header)) throw unauthenticated(this.metadata(policy, call), policy.scopes, 'Authorization scheme not supported: send Authorization: Bearer <token>');
       throw this.fail(policy, call, new AuthFailure('expected one Authorization: Bearer <token> header', 'invalid_request'));
     }
     if (token.length > this.authority.maxTokenBytes) throw this.fail(policy, call, new AuthFailure(`token is larger than ${this.authority.maxTokenBytes} bytes`));
@@ -185,6 +185,6 @@ export class IdentityGuard implements Guard {
 
   private fail(policy: RoutePolicy | undefined, call: Call, failure: AuthFailure): GatewayError {
     const url = policy ? this.metadata(policy, call) : metadataUrl(this.authority.base, '');
-    return invalidToken(url, failure);
+    return invalidToken(url, failure, policy?.scopes);
   }
 }
