@@ -97,6 +97,18 @@ describe('parseKeySet', () => {
     expect(set.sequence).toBe(7);
   });
 
+  it('a SPIFFE bundle trusts only jwt-svid keys: use sig or no use is ignored (Trust Domain and Bundle 4.2.2)', () => {
+    const p384 = newSigner('ES384', 'p384');
+    for (const marker of [{ spiffe_sequence: 3 }, { spiffe_refresh_hint: 60 }, {}]) {
+      const { set, skipped } = parseKeySet({ keys: [{ ...ec.jwk, use: 'jwt-svid' }, { ...rsa.jwk, use: 'sig' }, { ...p384.jwk }], ...marker }, 'spiffe');
+      expect(set.keys.map((k) => k.kid), JSON.stringify(marker)).toEqual(['ec']);
+      expect(skipped).toBe(2);
+    }
+    // A plain JWKS given for a trust domain (the Workload API's JWT bundles carry no use) keeps sig and unmarked keys.
+    const { set } = parseKeySet({ keys: [{ ...rsa.jwk, use: 'sig' }, { ...p384.jwk }, { ...ec.jwk, use: 'enc' }] }, 'spiffe');
+    expect(set.keys.map((k) => k.kid)).toEqual(['rsa', 'p384']);
+  });
+
   it('a plain JWKS keeps sig keys and refuses jwt-svid ones', () => {
     const { set } = parseKeySet({ keys: [{ ...ec.jwk, use: 'sig' }, { ...rsa.jwk, use: 'jwt-svid' }] }, 'jwks');
     expect(set.keys.map((k) => k.kid)).toEqual(['ec']);

@@ -101,8 +101,8 @@ export class BundleError extends Error {
 }
 
 /**
- * Parses a JWKS / SPIFFE bundle document. Keys of unknown type or use, private keys and malformed keys are skipped
- * (the spec says to ignore them); `previous` lends its VerificationKey objects to unchanged keys, so tokens verified
+ * Parses a JWKS / SPIFFE bundle document. Keys of unknown type or use (in a SPIFFE bundle: anything but jwt-svid),
+ * private keys and malformed keys are skipped (the spec says to ignore them); `previous` lends its VerificationKey objects to unchanged keys, so tokens verified
  * with a key that survives a rotation stay cached.
  */
 export function parseKeySet(doc: unknown, profile: KeyProfile, previous?: KeySet): { set: KeySet; skipped: number } {
@@ -114,8 +114,9 @@ export function parseKeySet(doc: unknown, profile: KeyProfile, previous?: KeySet
   if (previous) for (const k of previous.keys) reuse.set(k.fingerprint, k);
   const keys: VerificationKey[] = [];
   let skipped = 0;
+  const strict = profile === 'spiffe' && isSpiffeBundle(d);
   for (const raw of d.keys) {
-    const key = parseKey(raw, profile);
+    const key = parseKey(raw, profile, strict);
     if (!key) {
       skipped++;
       continue;
@@ -127,11 +128,22 @@ export function parseKeySet(doc: unknown, profile: KeyProfile, previous?: KeySet
   return { set: new KeySet(keys, hint, sequence), skipped };
 }
 
-function parseKey(raw: unknown, profile: KeyProfile): VerificationKey | undefined {
+/**
+ * Whether a trust domain's document is a SPIFFE bundle (spiffe_* members, or keys marked with a SPIFFE use) rather
+ * than a plain JWKS (what the Workload API's JWT bundles and some bundle files are). In a SPIFFE bundle only
+ * `use: "jwt-svid"` keys are JWT authorities: any other use, `sig` or none included, is ignored (SPIFFE Trust Domain
+ * and Bundle 4.2.2; go-spiffe's spiffebundle.Parse does the same).
+ */
+function isSpiffeBundle(d: Record<string, unknown>): boolean {
+  if (d.spiffe_sequence !== undefined || d.spiffe_refresh_hint !== undefined) return true;
+  return (d.keys as unknown[]).some((k) => typeof k === 'object' && k !== null && ((k as Record<string, unknown>).use === 'jwt-svid' || (k as Record<string, unknown>).use === 'x509-svid'));
+}
+
+function parseKey(raw: unknown, profile: KeyProfile, spiffeBundle: boolean): VerificationKey | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const k = raw as Record<string, unknown>;
   const use = k.use;
-  if (profile === 'spiffe' ? !(use === 'jwt-svid' || use === 'sig' || use === undefined) : !(use === 'sig' || use === undefined)) return undefined;
+  if (spiffeBundle ? use !== 'jwt-svid' : profile === 'spiffe' ? !(use === 'jwt-svid' || use === 'sig' || use === undefined) : !(use === 'sig' || use === undefined)) return undefined;
   if (Array.isArray(k.key_ops) && !k.key_ops.includes('verify')) return undefined;
   if (k.d !== undefined || k.p !== undefined) return undefined; // a private key has no business in a bundle
   if (k.kid !== undefined && (typeof k.kid !== 'string' || k.kid === '')) return undefined;
