@@ -3,7 +3,8 @@
  *
  * JWT-SVID standard rules apply to every issuer: JWS compact serialization only (a JWE is refused), `alg` among
  * RS/ES/PS 256/384/512 (so `none` and HS* - algorithm confusion with a public key - never reach a key), `exp`,
- * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf. The issuer is chosen before any key is
+ * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf; a JWT-SVID carries no header but
+ * alg, kid and typ. The issuer is chosen before any key is
  * touched: by `iss` for configured OIDC/Kubernetes issuers, else by the trust domain of the SPIFFE ID in `sub`, and
  * only that issuer's keys are tried (never keys of another trust domain). A token is checked against one key only:
  * the one its `kid` names; a JWT-SVID without `kid` is refused as go-spiffe does ("token header missing key id"),
@@ -17,6 +18,8 @@ import { ALLOWED_ALGS, type VerificationKey } from './keys.ts';
 import { parseSpiffeId } from './spiffe-id.ts';
 
 const ALLOWED = new Set(ALLOWED_ALGS);
+/** The only JOSE header parameters a JWT-SVID may carry. */
+const SVID_HEADERS: ReadonlySet<string> = new Set(['alg', 'kid', 'typ']);
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
 /** Why a token was refused. `reason` is safe to show the caller (it never echoes the token). */
@@ -73,6 +76,10 @@ export async function verifyToken(token: string, issuers: IssuerDirectory, opts:
   if (kid !== undefined && (typeof kid !== 'string' || kid === '' || kid.length > 256)) throw new AuthFailure('kid must be a non-empty string');
 
   const issuer = chooseIssuer(payload, issuers);
+  if (issuer.kind === 'spiffe') {
+    // JWT-SVID 2: "Any header not described here, registered or private, MUST NOT be included" (jku, x5u, jwk, crit...).
+    for (const name of Object.keys(header)) if (!SVID_HEADERS.has(name)) throw new AuthFailure(`header parameter ${name} is not allowed in a JWT-SVID`);
+  }
   const typ = header.typ;
   if (typ !== undefined && (typeof typ !== 'string' || !issuer.types.has(typ.toLowerCase()))) throw new AuthFailure(`typ ${String(typ)} is not accepted`);
 
