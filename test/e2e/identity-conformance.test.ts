@@ -15,6 +15,8 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { exportJWK, SignJWT, type JWTHeaderParameters } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
+import { kserveBackend, kserveRoute } from '../helpers/kserve.ts';
+import { modelsRoute, openaiBackend } from '../helpers/openai-gateway.ts';
 import { b64url, nowS } from '../helpers/jwt.ts';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
 import { rawPost, type RawResponse } from '../helpers/raw-http.ts';
@@ -114,6 +116,12 @@ beforeAll(async () => {
         route('mcp', '/mcp', ['fixture']) +
         route('scoped', '/scoped', ['fixture'], { auth: { scopes: ['tools:call', 'tools:list'] } }) +
         route('open', '/open', ['fixture'], { auth: { anonymous: true } }),
+      // Refused before anything is forwarded: no model server needs to run.
+      'models.yaml':
+        openaiBackend('llm', { url: 'http://127.0.0.1:9' }) +
+        modelsRoute('llm', ['llm'], { models: [{ name: 'm', backend: 'llm', model: 'm' }] }) +
+        kserveBackend('triton', { url: 'http://127.0.0.1:9' }) +
+        kserveRoute('triton', ['triton']),
     },
     { gatewayYaml },
   );
@@ -318,6 +326,35 @@ describe('RFC 6750 and the MCP authorization spec: challenges', () => {
     expect((await call('/open', 'not.a.token')).status).toBe(401);
     expect((await call('/open', undefined, { authorization: ['Bearer a.b.c', 'Bearer a.b.c'] })).status).toBe(400);
   });
+});
+
+describe('the same challenges in every protocol', () => {
+  type Body = { error?: { code?: string }; code?: string };
+  const post = (path: string, headers: Record<string, string | string[]>): Promise<Response> => {
+    const h = new Headers({ 'content-type': 'application/json' });
+    for (const [k, v] of Object.entries(headers)) for (const one of [v].flat()) h.append(k, one);
+    return fetch(`${gw.url}${path}`, { method: 'POST', headers: h, body: '{}' });
+  };
+
+  for (const [label, path, code] of [
+    ['OpenAI', '/v1/chat/completions', (b: Body) => b.error?.code],
+    ['KServe', '/v2/models/m/infer', (b: Body) => b.code],
+  ] as const) {
+    it(`${label}: 401 with the challenge, invalid_token, 400 invalid_request, in the protocol's error shape`, async () => {
+      const none = await post(path, {});
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${META}${path.slice(0, 3)}"`);
+      expect(code((await none.json()) as Body)).toBe('TG_UNAUTHENTICATED');
+      const bad = await post(path, { authorization: `Bearer ${await sign(p256, claims({ aud: `${AUD}/mcp` }))}` });
+      expect(bad.status).toBe(401);
+      expect(bad.headers.get('www-authenticate')).toMatch(/^Bearer error="invalid_token", error_description="aud does not name this resource/);
+      expect(code((await bad.json()) as Body)).toBe('TG_INVALID_TOKEN');
+      const twice = await post(path, { authorization: ['Bearer a.b.c', 'Bearer a.b.c'] });
+      expect(twice.status).toBe(400);
+      expect(twice.headers.get('www-authenticate')).toMatch(/^Bearer error="invalid_request"/);
+      expect(code((await twice.json()) as Body)).toBe('TG_INVALID_AUTH_REQUEST');
+    });
+  }
 });
 
 describe('RFC 9728 protected resource metadata', () => {
