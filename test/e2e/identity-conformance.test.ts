@@ -12,6 +12,7 @@
  *   a route that requires scopes, metadata documents whose `resource` is the URL the client used.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { get } from 'node:http';
 import { exportJWK, SignJWT, type JWTHeaderParameters } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
@@ -22,6 +23,8 @@ import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-serv
 import { rawPost, type RawResponse } from '../helpers/raw-http.ts';
 
 const AUD = 'https://gw.test';
+/** A second URL of the same gateway (another audience): clients that call it are answered under it. */
+const ALT = 'https://gw-alt.test:8443';
 const META = `${AUD}/.well-known/oauth-protected-resource`;
 const ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'] as const;
 
@@ -104,7 +107,7 @@ beforeAll(async () => {
       { ...x509Use.jwk, use: 'x509-svid' },
     ],
   };
-  const gatewayYaml = withIdentity(`    audiences: [${AUD}]
+  const gatewayYaml = withIdentity(`    audiences: [${AUD}, "${ALT}"]
     trustDomains:
       - { name: a.test, bundle: { file: a-bundle.json } }
 `);
@@ -373,6 +376,31 @@ describe('RFC 9728 protected resource metadata', () => {
     }
     const scoped = (await (await fetch(`${gw.url}/.well-known/oauth-protected-resource/scoped`)).json()) as Record<string, unknown>;
     expect(scoped.scopes_supported).toEqual(['tools:call', 'tools:list']);
+  });
+
+  it('a client of another of the gateway URLs gets challenges and metadata under that URL (RFC 9728 3.3), never under an unknown Host', async () => {
+    const getDoc = (path: string, host: string): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(gw.url);
+        get({ host: u.hostname, port: u.port, path, headers: { host } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(JSON.parse(text) as Record<string, unknown>));
+        }).on('error', reject);
+      });
+    const altHost = new URL(ALT).host;
+    const res = await rawPost(`${gw.url}/mcp`, { headers: { host: altHost } });
+    expect(res.status).toBe(401);
+    expect(challengeOf(res)).toBe(`Bearer resource_metadata="${ALT}/.well-known/oauth-protected-resource/mcp"`);
+    expect((await getDoc('/.well-known/oauth-protected-resource/mcp', altHost)).resource).toBe(`${ALT}/mcp`);
+    expect((await getDoc('/.well-known/oauth-protected-resource/mcp', 'GW-ALT.test:8443')).resource).toBe(`${ALT}/mcp`);
+    // A token for the resource under either URL is accepted.
+    expect((await call('/mcp', await sign(p256, claims({ aud: `${ALT}/mcp` })))).status).toBe(200);
+    // An unknown Host is never echoed: the first configured URL is used.
+    const evil = await rawPost(`${gw.url}/mcp`, { headers: { host: 'evil.example' } });
+    expect(challengeOf(evil)).toBe(`Bearer resource_metadata="${META}/mcp"`);
+    expect((await getDoc('/.well-known/oauth-protected-resource/mcp', 'evil.example')).resource).toBe(`${AUD}/mcp`);
+    expect((await getDoc('/.well-known/oauth-protected-resource/mcp', 'gw-alt.test')).resource).toBe(`${AUD}/mcp`);
   });
 
   it('answers 404 for a path that is not a protected resource', async () => {

@@ -9,7 +9,7 @@ import type { GatewayError } from '../../core/errors.ts';
 import type { Guard } from '../../core/pipeline.ts';
 import { FailedTokenCache, VerifiedTokenCache } from './cache.ts';
 import { insufficientScope, invalidToken, unauthenticated } from './challenge.ts';
-import { acceptsIssuer, audienceFits, metadataUrl, resourcePath, type Audiences, type RoutePolicy } from './policy.ts';
+import { acceptsIssuer, audienceFits, baseFor, metadataUrl, resourcePath, type Audiences, type RoutePolicy } from './policy.ts';
 import { AuthFailure, verifyToken, type IssuerDirectory, type VerifiedToken } from './token.ts';
 
 /** The principal of a call on a route that allows anonymous access and got no credentials. */
@@ -173,18 +173,19 @@ export class IdentityGuard implements Guard {
       throw this.fail(policy, call, new AuthFailure(`aud does not name this resource (${this.authority.base}${resource})`));
     }
     for (const scope of policy.scopes) {
-      if (!v.scopes.has(scope)) throw insufficientScope(metadataUrl(this.authority.base, resource), policy.scopes);
+      if (!v.scopes.has(scope)) throw insufficientScope(this.metadata(policy, call), policy.scopes);
     }
     call.principal = v.principal;
     this.admitted.add(call);
   }
 
+  /** The metadata URL of the resource the request is for, under the base URL the request came in by. */
   private metadata(policy: RoutePolicy, call: Call): string {
-    return metadataUrl(this.authority.base, resourcePath(policy, call.request));
+    return metadataUrl(baseFor(this.authority.audiences.bases, call.request.headers.host), resourcePath(policy, call.request));
   }
 
   private fail(policy: RoutePolicy | undefined, call: Call, failure: AuthFailure): GatewayError {
-    const url = policy ? this.metadata(policy, call) : metadataUrl(this.authority.base, '');
+    const url = policy ? this.metadata(policy, call) : metadataUrl(baseFor(this.authority.audiences.bases, call.request.headers.host), '');
     return invalidToken(url, failure, policy?.scopes);
   }
 }

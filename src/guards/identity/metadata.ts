@@ -5,25 +5,25 @@
  */
 import type { Hono } from 'hono';
 import type { AdminExtension } from '../../server/admin.ts';
-import { METADATA_PATH, type RoutePolicy } from './policy.ts';
+import { baseFor, METADATA_PATH, type RoutePolicy } from './policy.ts';
 
 export interface MetadataView {
-  /** Base URL resources are named under (no trailing slash). */
-  readonly base: string;
+  /** Base URLs resources are named under (no trailing slash); the one the request came in by is used. */
+  readonly bases: readonly string[];
   /** The policy of the route serving `path`, and the route's mount that matched (undefined: no route there). */
   lookup(path: string): RoutePolicy | undefined;
 }
 
 export function protectedResourceMetadata(view: () => MetadataView | undefined): AdminExtension {
   return (app: Hono) => {
-    const serve = (path: string): Response => {
+    const serve = (path: string, host: string | undefined): Response => {
       const v = view();
       const policy = v === undefined ? undefined : path === '' ? undefined : v.lookup(path);
       if (v === undefined || (path !== '' && policy === undefined)) {
         return Response.json({ error: 'not_found', error_description: `No protected resource at ${path || '/'}` }, { status: 404 });
       }
       const doc: Record<string, unknown> = {
-        resource: `${v.base}${path}`,
+        resource: `${baseFor(v.bases, host)}${path}`,
         bearer_methods_supported: ['header'],
         resource_name: 'Tollgate',
       };
@@ -31,10 +31,10 @@ export function protectedResourceMetadata(view: () => MetadataView | undefined):
       if (policy && policy.scopes.length > 0) doc.scopes_supported = policy.scopes;
       return Response.json(doc, { headers: { 'cache-control': 'public, max-age=300' } });
     };
-    app.get(METADATA_PATH, () => serve(''));
+    app.get(METADATA_PATH, (c) => serve('', c.req.header('host')));
     app.get(`${METADATA_PATH}/*`, (c) => {
       const path = c.req.path.slice(METADATA_PATH.length).replace(/\/+$/, '');
-      return serve(path);
+      return serve(path, c.req.header('host'));
     });
   };
 }

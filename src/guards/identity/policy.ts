@@ -91,6 +91,23 @@ export function audienceFits(tokenAudiences: readonly string[], resource: string
   return false;
 }
 
+/**
+ * The base URL a request reached the gateway under: the configured base whose host[:port] is the request's Host,
+ * else the first. Only ever one of the configured bases (a Host header is never echoed), so that a client of any
+ * of the gateway's URLs gets metadata whose `resource` is the URL it called (RFC 9728 3.3).
+ */
+export function baseFor(bases: readonly string[], host: string | undefined): string {
+  if (host !== undefined && bases.length > 1) {
+    const want = host.toLowerCase();
+    for (const b of bases) {
+      const start = b.indexOf('://') + 3;
+      const end = b.indexOf('/', start);
+      if (b.slice(start, end === -1 ? undefined : end).toLowerCase() === want) return b;
+    }
+  }
+  return bases[0]!;
+}
+
 /** The RFC 9728 metadata URL of a resource (built from config, never from the request). */
 export function metadataUrl(base: string, resource: string): string {
   return `${base}${METADATA_PATH}${resource}`;

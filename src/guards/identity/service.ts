@@ -93,7 +93,6 @@ export class IdentityService implements GuardServices {
 
   guardsFor(snapshot: ConfigSnapshot): Guard[] {
     const compiled = this.compile(snapshot);
-    const base = compiled.authority.base;
     const policies = new Map<string, RoutePolicy>();
     const resources = routeResources(snapshot);
     const byResource = new Map<string, RoutePolicy>();
@@ -102,7 +101,7 @@ export class IdentityService implements GuardServices {
       policies.set(name, policy);
       for (const r of policy.resources) if (!byResource.has(r)) byResource.set(r, policy);
     }
-    this.view = { base, lookup: (path) => byResource.get(path) };
+    this.view = { bases: compiled.authority.audiences.bases, lookup: (path) => byResource.get(path) };
     return [new IdentityGuard(compiled.authority, policies)];
   }
 
