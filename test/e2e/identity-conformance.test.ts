@@ -13,6 +13,7 @@
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { get } from 'node:http';
+import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams, selectResourceURL } from '@modelcontextprotocol/sdk/client/auth.js';
 import { exportJWK, SignJWT, type JWTHeaderParameters } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mcpBackend, route, startTestGateway, type TestGateway, withIdentity } from '../helpers/gateway.ts';
@@ -407,6 +408,41 @@ describe('RFC 9728 protected resource metadata', () => {
     for (const p of ['/nothing', '/mcp/unknown-server', '/mcp/fixture/deeper']) {
       expect((await fetch(`${gw.url}/.well-known/oauth-protected-resource${p}`)).status, p).toBe(404);
     }
+  });
+});
+
+describe('what the MCP SDK client makes of it (default audience: the listener URL)', () => {
+  let own: TestGateway;
+  beforeAll(async () => {
+    own = await startTestGateway(
+      {
+        'a-bundle.json': JSON.stringify({ spiffe_sequence: 1, keys: [{ ...p256.jwk, use: 'jwt-svid' }] }),
+        'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('scoped', '/scoped', ['fixture'], { auth: { scopes: ['tools:call'] } }),
+      },
+      { gatewayYaml: withIdentity('    trustDomains:\n      - { name: a.test, bundle: { file: a-bundle.json } }\n') },
+    );
+  });
+  afterAll(async () => own?.stop());
+
+  it('finds the metadata from the challenge and from the well-known fallback, accepts its resource, and the token for it works', async () => {
+    const server = new URL(`${own.url}/scoped`);
+    const res = await fetch(server, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+    expect(res.status).toBe(401);
+    const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(res);
+    expect(error).toBeUndefined();
+    expect(scope).toBe('tools:call');
+    expect(resourceMetadataUrl?.href).toBe(`${own.url}/.well-known/oauth-protected-resource/scoped`);
+    const fromHeader = await discoverOAuthProtectedResourceMetadata(server, { resourceMetadataUrl });
+    const fromFallback = await discoverOAuthProtectedResourceMetadata(server);
+    expect(fromFallback).toEqual(fromHeader);
+    expect(fromHeader.resource).toBe(server.href);
+    expect(fromHeader.scopes_supported).toEqual(['tools:call']);
+    // The SDK refuses metadata whose resource does not match the server URL; this one it takes.
+    const resource = await selectResourceURL(server, {} as never, fromHeader);
+    expect(resource?.href).toBe(server.href);
+    const token = await sign(p256, claims({ aud: fromHeader.resource, scope: scope! }));
+    const ok = await rawPost(server.href, { authorization: `Bearer ${token}` });
+    expect(ok.status, ok.body).toBe(200);
   });
 });
 
