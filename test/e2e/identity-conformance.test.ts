@@ -251,6 +251,11 @@ describe('JWT-SVID 3: claims', () => {
     expectInvalidToken(await call('/mcp', await sign(p256, claims({ exp: nowS() - 3600 }))), /expired/);
     expect((await call('/mcp', await sign(p256, claims({ exp: nowS() - 2 })))).status).toBe(200);
   });
+
+  it('iat in the future beyond the leeway is refused, as go-spiffe (go-jose) does; a little skew is not', async () => {
+    expectInvalidToken(await call('/mcp', await sign(p256, claims({ iat: nowS() + 3600 }))), /issued in the future/);
+    expect((await call('/mcp', await sign(p256, claims({ iat: nowS() + 5 })))).status).toBe(200);
+  });
 });
 
 describe('RFC 6750 and the MCP authorization spec: challenges', () => {

@@ -3,7 +3,7 @@
  *
  * JWT-SVID standard rules apply to every issuer: JWS compact serialization only (a JWE is refused), `alg` among
  * RS/ES/PS 256/384/512 (so `none` and HS* - algorithm confusion with a public key - never reach a key), `exp`,
- * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf; a JWT-SVID carries no header but
+ * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf/iat; a JWT-SVID carries no header but
  * alg, kid and typ. The issuer is chosen before any key is
  * touched: by `iss` for configured OIDC/Kubernetes issuers, else by the trust domain of the SPIFFE ID in `sub`, and
  * only that issuer's keys are tried (never keys of another trust domain). A token is checked against one key only:
@@ -119,6 +119,9 @@ export async function verifyToken(token: string, issuers: IssuerDirectory, opts:
     }
   }
   if (!claims || !used) throw new AuthFailure(joseReason(lastError));
+  // Not in RFC 7519, but go-spiffe refuses it too (go-jose's ErrIssuedInTheFuture): a token from the future means a
+  // misconfigured issuer clock.
+  if (typeof claims.iat === 'number' && claims.iat > Date.now() / 1000 + opts.clockSkewSeconds) throw new AuthFailure('token issued in the future (iat)');
 
   const audiences = audienceList(claims.aud);
   if (!audiences) throw new AuthFailure('aud must be a string or an array of strings');
