@@ -11,7 +11,7 @@
  * - RFC 9728 / MCP authorization (2025-06-18, 2025-11-25): `resource_metadata` on every 401, `scope` on the 401 of
  *   a route that requires scopes, metadata documents whose `resource` is the URL the client used.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign as rawSign, type KeyObject } from 'node:crypto';
 import { get } from 'node:http';
 import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams, selectResourceURL } from '@modelcontextprotocol/sdk/client/auth.js';
 import { exportJWK, SignJWT, type JWTHeaderParameters } from 'jose';
@@ -35,10 +35,10 @@ interface Key {
   readonly jwk: Record<string, unknown>;
 }
 
-async function makeKey(kid: string, type: 'rsa' | 'P-256' | 'P-384' | 'P-521' | 'ed25519'): Promise<Key> {
+async function makeKey(kid: string, type: 'rsa' | 'rsa1024' | 'P-256' | 'P-384' | 'P-521' | 'ed25519'): Promise<Key> {
   const pair =
-    type === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+    type === 'rsa' || type === 'rsa1024'
+      ? generateKeyPairSync('rsa', { modulusLength: type === 'rsa' ? 2048 : 1024 })
       : type === 'ed25519'
         ? generateKeyPairSync('ed25519')
         : generateKeyPairSync('ec', { namedCurve: type });
@@ -53,6 +53,7 @@ let ed: Key;
 let sigUse: Key; // in the bundle with use "sig": not a JWT-SVID authority
 let noUse: Key; // in the bundle without use: not a JWT-SVID authority either
 let x509Use: Key; // use "x509-svid": an X.509 root, never a JWT key
+let rsa1024: Key; // a jwt-svid key too short for jose (RSA under 2048 bits)
 let fixture: FixtureServer;
 let gw: TestGateway;
 
@@ -64,7 +65,7 @@ function keyFor(alg: string): Key {
 }
 
 async function sign(key: Key, payload: Record<string, unknown>, header: Partial<JWTHeaderParameters> & Record<string, unknown> = {}): Promise<string> {
-  const alg = (header.alg as string | undefined) ?? (key === rsa || key === sigUse || key === noUse || key === x509Use ? 'RS256' : key === ed ? 'EdDSA' : key === p384 ? 'ES384' : key === p521 ? 'ES512' : 'ES256');
+  const alg = (header.alg as string | undefined) ?? (key === rsa || key === sigUse || key === noUse || key === x509Use || key === rsa1024 ? 'RS256' : key === ed ? 'EdDSA' : key === p384 ? 'ES384' : key === p521 ? 'ES512' : 'ES256');
   const h: Record<string, unknown> = { alg, kid: key.kid, typ: 'JWT', ...header };
   for (const k of Object.keys(h)) if (h[k] === undefined) delete h[k];
   return new SignJWT(payload).setProtectedHeader(h as JWTHeaderParameters).sign(key.privateKey);
@@ -88,7 +89,7 @@ function expectInvalidToken(res: RawResponse, reason?: RegExp, path = '/mcp'): v
 }
 
 beforeAll(async () => {
-  [rsa, p256, p384, p521, ed, sigUse, noUse, x509Use] = await Promise.all([
+  [rsa, p256, p384, p521, ed, sigUse, noUse, x509Use, rsa1024] = await Promise.all([
     makeKey('rsa', 'rsa'),
     makeKey('p256', 'P-256'),
     makeKey('p384', 'P-384'),
@@ -97,12 +98,15 @@ beforeAll(async () => {
     makeKey('sig-use', 'rsa'),
     makeKey('no-use', 'rsa'),
     makeKey('x509-use', 'rsa'),
+    makeKey('rsa1024', 'rsa1024'),
   ]);
   fixture = await startHttpMcpServer({ name: 'fixture' });
   const bundle = {
     spiffe_sequence: 1,
     keys: [
-      ...[rsa, p256, p384, p521, ed].map((k) => ({ ...k.jwk, use: 'jwt-svid' })),
+      ...[rsa, p256, p384, p521, ed, rsa1024].map((k) => ({ ...k.jwk, use: 'jwt-svid' })),
+      // A point that is not on P-256: importing it fails.
+      { kty: 'EC', crv: 'P-256', kid: 'off-curve', use: 'jwt-svid', x: p256.jwk.x, y: p256.jwk.x },
       { ...sigUse.jwk, use: 'sig' },
       { ...noUse.jwk },
       { ...x509Use.jwk, use: 'x509-svid' },
@@ -201,6 +205,15 @@ describe('JWT-SVID 2.2-2.3: kid and typ, and no other header', () => {
   it('selects the key by kid: a token naming one key and signed by another is refused', async () => {
     const token = await sign(p256, claims(), { kid: 'p384', alg: 'ES256' });
     expectInvalidToken(await call('/mcp', token));
+  });
+
+  it('a bundle key jose cannot use (RSA under 2048 bits, an EC point off the curve) refuses the token, cleanly', async () => {
+    // jose will not sign with it either: signed by hand.
+    const input = `${b64url({ alg: 'RS256', kid: 'rsa1024', typ: 'JWT' })}.${b64url(claims())}`;
+    const short = `${input}.${rawSign('sha256', Buffer.from(input), rsa1024.privateKey).toString('base64url')}`;
+    expectInvalidToken(await call('/mcp', short), /could not be verified/);
+    expectInvalidToken(await call('/mcp', await sign(p256, claims(), { kid: 'off-curve' })), /could not be verified|signature verification failed/);
+    expect((await call('/mcp', await sign(p256, claims()))).status).toBe(200);
   });
 
   it('uses only keys marked use "jwt-svid" (keys with use "sig", no use or "x509-svid" are ignored)', async () => {
