@@ -435,7 +435,10 @@ describe('what the MCP SDK client makes of it (default audience: the listener UR
     own = await startTestGateway(
       {
         'a-bundle.json': JSON.stringify({ spiffe_sequence: 1, keys: [{ ...p256.jwk, use: 'jwt-svid' }] }),
-        'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('scoped', '/scoped', ['fixture'], { auth: { scopes: ['tools:call'] } }),
+        'mcp.yaml':
+          mcpBackend('fixture', { url: fixture.url }) +
+          route('scoped', '/scoped', ['fixture'], { auth: { scopes: ['tools:call'] } }) +
+          route('root', '/', ['fixture'], { auth: { scopes: ['root:all'] } }),
       },
       { gatewayYaml: withIdentity('    trustDomains:\n      - { name: a.test, bundle: { file: a-bundle.json } }\n') },
     );
@@ -461,6 +464,15 @@ describe('what the MCP SDK client makes of it (default audience: the listener UR
     const token = await sign(p256, claims({ aud: fromHeader.resource, scope: scope! }));
     const ok = await rawPost(server.href, { authorization: `Bearer ${token}` });
     expect(ok.status, ok.body).toBe(200);
+  });
+
+  it('a route mounted at the root is described by the root metadata document (RFC 9728 3.1: no path, no suffix)', async () => {
+    const res = await rawPost(`${own.url}/`);
+    expect(res.status).toBe(401);
+    expect(challengeOf(res)).toBe(`Bearer resource_metadata="${own.url}/.well-known/oauth-protected-resource", scope="root:all"`);
+    const doc = await discoverOAuthProtectedResourceMetadata(new URL(`${own.url}/`));
+    expect(doc.resource).toBe(own.url);
+    expect(doc.scopes_supported).toEqual(['root:all']);
   });
 });
 

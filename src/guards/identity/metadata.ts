@@ -18,7 +18,8 @@ export function protectedResourceMetadata(view: () => MetadataView | undefined):
   return (app: Hono) => {
     const serve = (path: string, host: string | undefined): Response => {
       const v = view();
-      const policy = v === undefined ? undefined : path === '' ? undefined : v.lookup(path);
+      // The root document describes a route mounted at '/' when there is one, else the gateway itself.
+      const policy = v?.lookup(path);
       if (v === undefined || (path !== '' && policy === undefined)) {
         return Response.json({ error: 'not_found', error_description: `No protected resource at ${path || '/'}` }, { status: 404 });
       }
