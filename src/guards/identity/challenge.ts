@@ -1,9 +1,9 @@
 /**
  * The errors the identity guard answers with, carrying RFC 6750 / RFC 9728 `WWW-Authenticate` challenges:
  * no bearer credentials (none, another scheme, a token only in the query string) -> 401 with resource_metadata
- * (and the route's required `scope`, MCP 2025-11-25) but no error code (RFC 6750 3.1); a bad token -> 401 error="invalid_token"; a malformed request (two
- * Authorization headers, a token in the header and the query, `Bearer` with no or two tokens) -> 400
- * error="invalid_request"; missing scopes -> 403 error="insufficient_scope".
+ * (and the route's required `scope`, MCP 2025-11-25) but no error code (RFC 6750 3.1); a bad token -> 401
+ * error="invalid_token"; a malformed request (two Authorization headers, a token in the header and the query,
+ * `Bearer` with no or two tokens) -> 400 error="invalid_request"; missing scopes -> 403 error="insufficient_scope".
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { AuthFailure } from './token.ts';

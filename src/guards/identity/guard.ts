@@ -170,7 +170,7 @@ export class IdentityGuard implements Guard {
       // The operator pinned this issuer's audiences (an IdP that cannot mint per-resource audiences).
       if (!v.audiences.some((a) => own.has(a))) throw this.fail(policy, call, new AuthFailure(`aud does not name an audience accepted for ${v.issuer.name}`));
     } else if (!audienceFits(v.audiences, resource, this.authority.audiences)) {
-      throw this.fail(policy, call, new AuthFailure(`aud does not name this resource (${this.authority.base}${resource})`));
+      throw this.fail(policy, call, new AuthFailure(`aud does not name this resource (${baseFor(this.authority.audiences.bases, call.request.headers.host)}${resource})`));
     }
     for (const scope of policy.scopes) {
       if (!v.scopes.has(scope)) throw insufficientScope(this.metadata(policy, call), policy.scopes);

@@ -102,8 +102,8 @@ export class BundleError extends Error {
 
 /**
  * Parses a JWKS / SPIFFE bundle document. Keys of unknown type or use (in a SPIFFE bundle: anything but jwt-svid),
- * private keys and malformed keys are skipped (the spec says to ignore them); `previous` lends its VerificationKey objects to unchanged keys, so tokens verified
- * with a key that survives a rotation stay cached.
+ * private keys and malformed keys are skipped (the spec says to ignore them); `previous` lends its VerificationKey
+ * objects to unchanged keys, so tokens verified with a key that survives a rotation stay cached.
  */
 export function parseKeySet(doc: unknown, profile: KeyProfile, previous?: KeySet): { set: KeySet; skipped: number } {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new BundleError('bundle is not a JSON object');

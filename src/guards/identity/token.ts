@@ -4,8 +4,8 @@
  * JWT-SVID standard rules apply to every issuer: JWS compact serialization only (a JWE is refused), `alg` among
  * RS/ES/PS 256/384/512 (so `none` and HS* - algorithm confusion with a public key - never reach a key), `exp`,
  * `sub` and `aud` required, `typ` checked when present, leeway on exp/nbf/iat; a JWT-SVID carries no header but
- * alg, kid and typ. The issuer is chosen before any key is
- * touched: by `iss` for configured OIDC/Kubernetes issuers, else by the trust domain of the SPIFFE ID in `sub`, and
+ * alg, kid and typ. The issuer is chosen before any key is touched: by `iss` for configured OIDC/Kubernetes
+ * issuers, else by the trust domain of the SPIFFE ID in `sub`, and
  * only that issuer's keys are tried (never keys of another trust domain). A token is checked against one key only:
  * the one its `kid` names; a JWT-SVID without `kid` is refused as go-spiffe does ("token header missing key id"),
  * unless its trust domain allows it and has a single key; another issuer's token without `kid` is tried only when
