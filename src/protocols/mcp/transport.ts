@@ -11,6 +11,7 @@ import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
 import { accepts, readBody } from '../../server/io.ts';
 import type { McpAdapter } from './adapter.ts';
+import { batch } from './batch.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
 import { META_PROTOCOL_VERSION, isModernVersion } from './modern.ts';
 import { request } from './requests.ts';
@@ -109,6 +110,7 @@ async function post(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, 
   } catch {
     return mcp.reject(pre, req, res, new GatewayError(Errors.PARSE_ERROR));
   }
+  if (Array.isArray(value)) return batch(mcp, req, res, rule, scope, state, value, pre, dispatch);
   let message: RpcMessage;
   try {
     message = classify(value);
