@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpMcpServer, type FixtureServer } from '../helpers/mcp-http-server.ts';
-import { mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let fixture: FixtureServer;
 let gw: TestGateway;
@@ -117,6 +117,49 @@ describe('session era (2025-03-26 .. 2025-11-25)', () => {
     // A response to nothing the server asked is not accepted: an error status, never 2xx.
     const stray = await post({ jsonrpc: '2.0', id: 'never-sent', result: {} }, h);
     expect(stray.status).toBe(400);
+    await stray.text();
+  });
+
+  it('passes notifications/cancelled to the upstream and sends no response for the cancelled request', async () => {
+    const { sid } = await initialize('2025-11-25');
+    const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    const before = fixture.cancelled.length;
+    // Progress makes the answer an SSE stream at once: the request is running upstream when it is cancelled.
+    const pending = await post({ jsonrpc: '2.0', id: 'c1', method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 50 }, _meta: { progressToken: 'c1' } } }, h);
+    expect(pending.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = pending.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('notifications/progress')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const cancel = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'c1', reason: 'changed my mind' } }, h);
+    expect(cancel.status).toBe(202);
+    expect(await cancel.text()).toBe('');
+    // The stream ends (well before the 50 steps) without a response for c1.
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const answers = text.split('\n').filter((l) => l.startsWith('data: ') && l.length > 6).map((l) => JSON.parse(l.slice(6)) as Rpc).filter((m) => m.id === 'c1');
+    expect(answers).toEqual([]);
+    await eventually(() => fixture.cancelled.length > before, 5_000, 'the upstream to see the cancellation');
+    // Cancelled before anything was answered: the POST still gets an answer, a stream that ends without a message.
+    const calls = fixture.metas.length;
+    const quiet = post({ jsonrpc: '2.0', id: 'c2', method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 50 }, _meta: { marker: 'c2' } } }, h);
+    await eventually(() => fixture.metas.length > calls, 5_000, 'the upstream to start c2');
+    const cancel2 = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'c2' } }, h);
+    expect(cancel2.status).toBe(202);
+    await cancel2.text();
+    const ended = await quiet;
+    expect(ended.status).toBe(200);
+    expect(await messages(ended)).toEqual([]);
+    // A cancellation of nothing (unknown id, malformed) is ignored: 202.
+    const stray = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'never' } }, h);
+    expect(stray.status).toBe(202);
     await stray.text();
   });
 

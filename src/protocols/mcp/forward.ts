@@ -70,9 +70,10 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
   handle = up.request(msg, raw, sink);
   const inflight = {
     downstreamId: msg.id,
+    // notifications/cancelled, or the session ended: the upstream request is cancelled, the client gets no response.
     cancel: (reason?: string) => {
       handle.cancel(reason);
-      reply.fail(new GatewayError(Errors.REQUEST_CANCELLED));
+      reply.abandon(new GatewayError(Errors.REQUEST_CANCELLED));
     },
   };
   session.inflight.set(msg.id, inflight);

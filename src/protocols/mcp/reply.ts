@@ -101,6 +101,20 @@ export class DownstreamReply implements ReplySink {
     this.o.onDone(err);
   }
 
+  /**
+   * Ends the exchange without a response: the request was cancelled, and a receiver SHOULD NOT answer a cancelled
+   * request (basic/utilities/cancellation). A stream ends after what it carried; a reply not begun yet goes out as
+   * an SSE stream that ends at once (a request's POST must still be answered with a stream or JSON).
+   */
+  abandon(err: GatewayError): void {
+    if (this.redirect) return this.redirect.fail(err);
+    if (this.done) return;
+    this.done = true;
+    if (!this.sse && !this.res.headersSent && !this.res.destroyed) this.sse = new SseWriter(this.res, {}, this.o.keepAliveMs);
+    if (this.sse) this.end();
+    this.o.onDone(err);
+  }
+
   /** Writes a message on the reply's stream as it is (opening the stream if needed). */
   push(message: string): void {
     if (!this.done) this.write(message);
