@@ -353,6 +353,19 @@ describe('stateless era (2026-07-28) on the same endpoint', () => {
     expect(['public', 'private']).toContain(msg!.result!.cacheScope);
   });
 
+  it('gives every list result resultType, ttlMs and cacheScope, and resources/read its cache hints', async () => {
+    for (const method of ['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']) {
+      const res = await post({ jsonrpc: '2.0', id: method, method, params: { _meta: META } }, modernHeaders(method));
+      expect(res.status, method).toBe(200);
+      const [msg] = await messages(res);
+      expect(msg!.result, method).toMatchObject({ resultType: 'complete', ttlMs: expect.any(Number), cacheScope: expect.stringMatching(/^(public|private)$/) });
+    }
+    const uri = 'tollgate://fixture/fixture://doc/1';
+    const read = await post({ jsonrpc: '2.0', id: 'read', method: 'resources/read', params: { uri, _meta: META } }, { ...modernHeaders('resources/read'), 'mcp-name': uri });
+    expect(read.status).toBe(200);
+    expect((await messages(read))[0]!.result).toMatchObject({ resultType: 'complete', ttlMs: expect.any(Number), cacheScope: 'private' });
+  });
+
   it('serves server/discover with resultType, supported versions and capabilities', async () => {
     const res = await post({ jsonrpc: '2.0', id: 2, method: 'server/discover', params: { _meta: META } }, modernHeaders('server/discover'));
     expect(res.status).toBe(200);
@@ -418,6 +431,9 @@ describe('legacy HTTP+SSE (2024-11-05)', () => {
       const bad = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json', ...gw.authHeaders() }, body: '{"jsonrpc":' });
       expect(bad.status).toBe(400);
       await bad.text();
+      const text = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'text/plain', ...gw.authHeaders() }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' });
+      expect(text.status).toBe(415);
+      await text.text();
     } finally {
       controller.abort();
     }

@@ -25,7 +25,7 @@ import type { McpAdapter } from './adapter.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
 import { MessageResponse } from './message-response.ts';
 import { capReached } from './session-access.ts';
-import { dispatch } from './transport.ts';
+import { dispatch, isJsonType } from './transport.ts';
 
 interface Channel {
   readonly id: string;
@@ -59,6 +59,7 @@ export class LegacySse {
     }
     // `pre` was authenticated from the headers (adapter.handle): only the channel's owner may write to it.
     if (pre.principal?.id !== channel.principal) return this.adapter.reject(pre, req, res, new GatewayError(Errors.SESSION_IDENTITY_MISMATCH));
+    if (!isJsonType(req.headers['content-type'])) return this.adapter.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE));
     let body: Buffer;
     try {
       body = await readBody(req, rule.maxBodyBytes);

@@ -156,7 +156,7 @@ function isModernHeader(hv: string | string[] | undefined): hv is string {
 }
 
 /** Whether a Content-Type names JSON: its media type (before any parameter), case-insensitive (RFC 9110 8.3.1). */
-function isJsonType(type: string | undefined): boolean {
+export function isJsonType(type: string | undefined): boolean {
   if (type === undefined) return false;
   const semi = type.indexOf(';');
   return (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() === 'application/json';
