@@ -1,6 +1,7 @@
 /** 2026-07-28 wire helpers and id mapping: header value encoding, x-mcp-header declarations, resultType splice. */
 import { describe, expect, it } from 'vitest';
-import { withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
+import { retireResourceNotFound, withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
+import { isJsonType } from '../../src/protocols/mcp/transport.ts';
 import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders } from '../../src/protocols/mcp/modern.ts';
 import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
 
@@ -84,5 +85,26 @@ describe('ServerRequests', () => {
     expect(got).toEqual(['b:{"jsonrpc":"2.0","id":0,"result":{"x":2}}', 'a:{"jsonrpc":"2.0","id":0,"result":{"x":1}}']);
     expect(r.inbound(idA, '{"jsonrpc":"2.0","id":"x","result":{}}')).toBe(false); // answered once only
     expect(r.inbound(7, '{}')).toBe(false);
+  });
+});
+
+describe('retired resource-not-found code for 2026-07-28 clients', () => {
+  it('turns an upstream -32002 error into -32602, keeping message and data; leaves everything else as it is', () => {
+    const err = '{"jsonrpc":"2.0","id":7,"error":{"code":-32002,"message":"Resource not found","data":{"uri":"x://-32002"}}}';
+    expect(JSON.parse(withResultType(err))).toEqual({ jsonrpc: '2.0', id: 7, error: { code: -32602, message: 'Resource not found', data: { uri: 'x://-32002' } } });
+    for (const other of [
+      '{"jsonrpc":"2.0","id":7,"error":{"code":-32050,"message":"see -32002","data":{"code":-32002}}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"contents":[{"uri":"x://a","text":"-32002"}]}}',
+      'not json -32002 "error"',
+    ]) {
+      expect(retireResourceNotFound(other)).toBe(other);
+    }
+  });
+});
+
+describe('JSON media type', () => {
+  it('matches application/json in any case, with parameters, and nothing else', () => {
+    for (const t of ['application/json', 'Application/JSON', 'application/json; charset=utf-8', ' application/json ;charset=UTF-8']) expect(isJsonType(t), t).toBe(true);
+    for (const t of [undefined, '', 'application/jsonl', 'application/json-seq', 'text/json', 'application/x-json', 'text/plain; application/json']) expect(isJsonType(t), String(t)).toBe(false);
   });
 });
