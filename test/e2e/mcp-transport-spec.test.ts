@@ -366,6 +366,22 @@ describe('stateless era (2026-07-28) on the same endpoint', () => {
     expect((await messages(read))[0]!.result).toMatchObject({ resultType: 'complete', ttlMs: expect.any(Number), cacheScope: 'private' });
   });
 
+  it('treats a client closing the response as the cancellation of its request', async () => {
+    const before = fixture.cancelled.length;
+    const calls = fixture.metas.length;
+    const controller = new AbortController();
+    const pending = fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      signal: controller.signal,
+      headers: { 'content-type': 'application/json', accept: ACCEPT, ...modernHeaders('tools/call'), 'mcp-name': 'fixture__slow', ...gw.authHeaders() },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'gone', method: 'tools/call', params: { name: 'fixture__slow', arguments: { steps: 50 }, _meta: META } }),
+    }).catch(() => undefined);
+    await eventually(() => fixture.metas.length > calls, 5_000, 'the upstream to start the call');
+    controller.abort();
+    await pending;
+    await eventually(() => fixture.cancelled.length > before, 5_000, 'the upstream to see the cancellation');
+  });
+
   it('serves server/discover with resultType, supported versions and capabilities', async () => {
     const res = await post({ jsonrpc: '2.0', id: 2, method: 'server/discover', params: { _meta: META } }, modernHeaders('server/discover'));
     expect(res.status).toBe(200);
