@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { retireResourceNotFound, withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
 import { isJsonType } from '../../src/protocols/mcp/transport.ts';
+import { inputRequestRefusal } from '../../src/protocols/mcp/parking.ts';
 import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders } from '../../src/protocols/mcp/modern.ts';
 import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
 
@@ -106,5 +107,29 @@ describe('JSON media type', () => {
   it('matches application/json in any case, with parameters, and nothing else', () => {
     for (const t of ['application/json', 'Application/JSON', 'application/json; charset=utf-8', ' application/json ;charset=UTF-8']) expect(isJsonType(t), t).toBe(true);
     for (const t of [undefined, '', 'application/jsonl', 'application/json-seq', 'text/json', 'application/x-json', 'text/plain; application/json']) expect(isJsonType(t), String(t)).toBe(false);
+  });
+});
+
+describe('input requests a 2026-07-28 client may be asked', () => {
+  const caps = { sampling: {}, roots: {}, elicitation: {} };
+  it('takes sampling, roots and form elicitation it declared, during tools/call, prompts/get and resources/read', () => {
+    for (const op of ['tools/call', 'prompts/get', 'resources/read']) {
+      expect(inputRequestRefusal(op, 'sampling/createMessage', {}, caps)).toBeUndefined();
+      expect(inputRequestRefusal(op, 'roots/list', undefined, caps)).toBeUndefined();
+      expect(inputRequestRefusal(op, 'elicitation/create', { message: 'm' }, caps)).toBeUndefined();
+    }
+    expect(inputRequestRefusal('tools/call', 'elicitation/create', { mode: 'url' }, { elicitation: { url: {} } })).toBeUndefined();
+    expect(inputRequestRefusal('tools/call', 'elicitation/create', {}, { elicitation: { form: {}, url: {} } })).toBeUndefined();
+  });
+
+  it('refuses the others: undeclared capability or mode, another kind of request, another operation', () => {
+    expect(inputRequestRefusal('tools/call', 'sampling/createMessage', {}, {})).toMatch(/sampling/);
+    expect(inputRequestRefusal('tools/call', 'roots/list', {}, { sampling: {} })).toMatch(/roots/);
+    expect(inputRequestRefusal('tools/call', 'elicitation/create', {}, { sampling: {} })).toMatch(/elicitation/);
+    expect(inputRequestRefusal('tools/call', 'elicitation/create', { mode: 'url' }, { elicitation: {} })).toMatch(/URL/);
+    expect(inputRequestRefusal('tools/call', 'elicitation/create', {}, { elicitation: { url: {} } })).toMatch(/form/);
+    expect(inputRequestRefusal('tools/call', 'tasks/get', {}, caps)).toMatch(/cannot be asked/);
+    expect(inputRequestRefusal('completion/complete', 'sampling/createMessage', {}, caps)).toMatch(/cannot be answered input_required/);
+    expect(inputRequestRefusal('tools/list', 'elicitation/create', {}, caps)).toBeDefined();
   });
 });

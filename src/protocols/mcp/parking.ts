@@ -52,7 +52,7 @@ export class Parking {
       return undefined;
     }
     // Only what the client declared it can give may be asked of it (mrtr.mdx): otherwise the upstream is told no.
-    const refusal = undeclared(parsed.method, parsed.params, session.hello.capabilities);
+    const refusal = inputRequestRefusal(call.operation, parsed.method, parsed.params, session.hello.capabilities);
     if (refusal !== undefined) {
       up.respond?.(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, refusal)));
       return undefined;
@@ -123,13 +123,18 @@ function keysFingerprint(keys: SessionKeys): string {
   return keys.map((k) => `${k.id}:${k.secret}`).join('|');
 }
 
+/** The client requests that may be answered input_required (mrtr.mdx, Supported Requests); no other may. */
+const MRTR_OPERATIONS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
 /**
- * Why a server-to-client request cannot become an input request of this 2026 client, or undefined when it can: an
+ * Why a server-to-client request met while serving `operation` cannot become an input request of this 2026 client,
+ * or undefined when it can: only tools/call, prompts/get and resources/read may be answered input_required, and an
  * InputRequests value is an elicitation, a sampling or a roots request (mrtr.mdx), each needing the capability the
  * client declared in this request's `_meta` (URL-mode elicitation needs `elicitation.url`; form mode, the default,
  * `elicitation` itself or `elicitation.form`).
  */
-export function undeclared(method: unknown, params: unknown, capabilities: Readonly<Record<string, unknown>>): string | undefined {
+export function inputRequestRefusal(operation: string, method: unknown, params: unknown, capabilities: Readonly<Record<string, unknown>>): string | undefined {
+  if (!MRTR_OPERATIONS.has(operation)) return `${operation} cannot be answered input_required`;
   const declared = (v: unknown): boolean => typeof v === 'object' && v !== null;
   switch (method) {
     case 'sampling/createMessage':
