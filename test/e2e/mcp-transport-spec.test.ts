@@ -216,6 +216,20 @@ describe('session era (2025-03-26 .. 2025-11-25)', () => {
     }
   });
 
+  it('refuses an unsupported MCP-Protocol-Version on GET and DELETE too (400), leaving the session alone', async () => {
+    const { sid } = await initialize('2025-11-25');
+    const h = { 'mcp-session-id': sid, ...gw.authHeaders() };
+    const get = await fetch(`${gw.url}/mcp`, { headers: { ...h, accept: 'text/event-stream', 'mcp-protocol-version': '1999-01-01' } });
+    expect(get.status).toBe(400);
+    expect((await messages(get))[0]!.error).toBeDefined();
+    const del = await fetch(`${gw.url}/mcp`, { method: 'DELETE', headers: { ...h, 'mcp-protocol-version': 'bogus' } });
+    expect(del.status).toBe(400);
+    await del.text();
+    const still = await post({ jsonrpc: '2.0', id: 11, method: 'ping' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    expect(still.status).toBe(200);
+    await still.text();
+  });
+
   it('refuses a foreign Origin with 403 (a JSON-RPC error without id), allows its own loopback origin', async () => {
     const { sid } = await initialize('2025-11-25');
     const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };

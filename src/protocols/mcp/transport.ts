@@ -72,6 +72,11 @@ export function handleExchange(mcp: McpAdapter, req: IncomingMessage, res: Serve
       // 2026-07-28 has no GET stream and no sessions to DELETE (streamable-http.mdx, Backward Compatibility).
       return mcp.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method not allowed: protocol version ${String(req.headers['mcp-protocol-version']).trim()} takes POST only`), null, { allow: 'POST' });
     }
+    const hv = req.headers['mcp-protocol-version'];
+    if ((req.method === 'GET' || req.method === 'DELETE') && hv !== undefined && !(typeof hv === 'string' && isSupportedVersion(hv))) {
+      // Every request after initialize, GET and DELETE included (basic/transports, Protocol Version Header).
+      return mcp.reject(pre, req, res, new GatewayError(Errors.MCP_UNSUPPORTED_PROTOCOL_VERSION, `Bad Request: Unsupported protocol version: ${String(hv)}`));
+    }
     switch (req.method) {
       case 'POST':
         post(mcp, req, res, rule, scope, state, pre).catch(crash);
