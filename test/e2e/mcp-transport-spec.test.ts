@@ -420,6 +420,17 @@ describe('stateless era (2026-07-28) on the same endpoint', () => {
     }
   });
 
+  it('takes a 2026-07-28 notification (which carries no envelope) with 202, and refuses a response with 400', async () => {
+    const note = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'x' } }, { 'mcp-protocol-version': MODERN });
+    expect(note.status).toBe(202);
+    expect(await note.text()).toBe('');
+    const response = await post({ jsonrpc: '2.0', id: 'x', result: {} }, { 'mcp-protocol-version': MODERN });
+    expect(response.status).toBe(400);
+    const [msg] = await messages(response);
+    expect(msg!.error!.code).toBe(-32600);
+    expect(msg!.error!.message).not.toContain('Unsupported protocol version');
+  });
+
   it('refuses a batch of 2026-07-28 requests with 400', async () => {
     const res = await post([{ jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: META } }], modernHeaders('tools/list'));
     expect(res.status).toBe(400);

@@ -139,8 +139,13 @@ export function dispatch(mcp: McpAdapter, req: IncomingMessage, res: ServerRespo
     }
     const hv = req.headers['mcp-protocol-version'];
     if (isModernHeader(hv)) {
+      // That revision's notifications carry no envelope (NotificationParams): taken and dropped like any of its own.
+      if (message.kind === 'notification') return mcp.stateless.handle(req, res, rule, scope, state, message, body, pre);
       return mcp.reject(pre, req, res, new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: the MCP-Protocol-Version header names ${hv.trim()}, but the request has no per-request _meta envelope`), id);
     }
+  } else if (isModernHeader(req.headers['mcp-protocol-version'])) {
+    // 2026-07-28 clients MUST NOT send responses (streamable-http.mdx, Sending Messages): there is nothing to answer.
+    return mcp.reject(pre, req, res, new GatewayError(Errors.INVALID_REQUEST, 'Invalid Request: a 2026-07-28 client sends no JSON-RPC responses'));
   }
   if (message.kind === 'request' && message.msg.method === 'initialize') {
     return initialize(mcp, req, res, rule, scope, message.msg, state);
