@@ -55,7 +55,7 @@ async function initialize(protocolVersion: string): Promise<{ sid: string; resul
 }
 
 beforeAll(async () => {
-  fixture = await startHttpMcpServer({ name: 'fixture' });
+  fixture = await startHttpMcpServer({ name: 'fixture', asks: true });
   gw = await startTestGateway({ 'mcp.yaml': mcpBackend('fixture', { url: fixture.url }) + route('mcp', '/mcp', ['fixture']) });
 });
 
@@ -283,6 +283,45 @@ describe('JSON-RPC batches: part of 2025-03-26, removed in 2025-06-18', () => {
     expect(progress.length).toBeGreaterThanOrEqual(1);
     expect(JSON.stringify(out.find((m) => m.id === 'slow')!.result)).toContain('done after 3 steps');
     expect(JSON.stringify(out.find((m) => m.id === 'quick')!.result)).toContain('"text":"hi"');
+  });
+
+  it('relays a server-to-client request met by a batch member; the client answers it and the batch completes', async () => {
+    const { sid } = await initialize('2025-03-26');
+    const res = await post(
+      [
+        { jsonrpc: '2.0', id: 'asks', method: 'tools/call', params: { name: 'fixture__ask_twice', arguments: {} } },
+        { jsonrpc: '2.0', id: 'pings', method: 'ping' },
+      ],
+      { 'mcp-session-id': sid },
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffered = '';
+    const seen: Rpc[] = [];
+    let answered = 0;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffered.indexOf('\n\n')) >= 0) {
+        const data = buffered.slice(0, end).split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        buffered = buffered.slice(end + 2);
+        if (data === '') continue;
+        const m = JSON.parse(data) as Rpc & { method?: string };
+        seen.push(m);
+        if (m.method === 'elicitation/create') {
+          const reply = await post({ jsonrpc: '2.0', id: m.id, result: { action: 'accept', content: { answer: `a${++answered}` } } }, { 'mcp-session-id': sid });
+          expect(reply.status).toBe(202);
+          await reply.text();
+        }
+      }
+    }
+    expect(answered).toBe(2);
+    expect(JSON.stringify(seen.find((m) => m.id === 'asks')!.result)).toContain('first=a1; second=a2');
+    expect(seen.find((m) => m.id === 'pings')!.result).toEqual({});
   });
 
   it('refuses a batch of more than 100 messages with -32600', async () => {
