@@ -326,6 +326,27 @@ describe('2026-07-28 request validation', () => {
     }
   });
 
+  it('relays a session-era upstream\'s log messages only to a request that set a logLevel, at or above it', async () => {
+    const logs = async (level: string | undefined, id: number): Promise<string[]> => {
+      const meta = level === undefined ? META : { ...META, 'io.modelcontextprotocol/logLevel': level };
+      const res = await post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'conf__test_tool_with_logging', arguments: {}, _meta: meta } }, headers('conf__test_tool_with_logging'));
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      const messages = (res.headers.get('content-type') ?? '').includes('text/event-stream')
+        ? body.split('\n').filter((l) => l.startsWith('data: ') && l.length > 6).map((l) => JSON.parse(l.slice(6)) as { id?: unknown; method?: string; params?: { level?: string } })
+        : [JSON.parse(body) as { id?: unknown; method?: string; params?: { level?: string } }];
+      expect(messages.some((m) => m.id === id), body).toBe(true);
+      return messages.filter((m) => m.method === 'notifications/message').map((m) => String(m.params?.level));
+    };
+    expect(await logs('debug', 21)).not.toEqual([]);
+    expect(await logs('info', 22)).not.toEqual([]);
+    expect(await logs(undefined, 23)).toEqual([]);
+    expect(await logs('error', 24)).toEqual([]);
+    const bad = await post({ jsonrpc: '2.0', id: 25, method: 'tools/call', params: { name: 'conf__test_tool_with_logging', arguments: {}, _meta: { ...META, 'io.modelcontextprotocol/logLevel': 'loud' } } }, headers('conf__test_tool_with_logging'));
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: number } }).error.code).toBe(-32602);
+  });
+
   it('answers a corpus of malformed 2026 requests with 4xx errors, never a crash', async () => {
     const h = { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' };
     const cases: Array<[unknown, Record<string, string>, number]> = [

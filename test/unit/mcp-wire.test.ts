@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { retireResourceNotFound, withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
 import { isJsonType } from '../../src/protocols/mcp/transport.ts';
 import { inputRequestRefusal } from '../../src/protocols/mcp/parking.ts';
-import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders } from '../../src/protocols/mcp/modern.ts';
+import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders, unrequestedLogs } from '../../src/protocols/mcp/modern.ts';
 import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
 
 describe('mirrored header values', () => {
@@ -131,5 +131,20 @@ describe('input requests a 2026-07-28 client may be asked', () => {
     expect(inputRequestRefusal('tools/call', 'tasks/get', {}, caps)).toMatch(/cannot be asked/);
     expect(inputRequestRefusal('completion/complete', 'sampling/createMessage', {}, caps)).toMatch(/cannot be answered input_required/);
     expect(inputRequestRefusal('tools/list', 'elicitation/create', {}, caps)).toBeDefined();
+  });
+});
+
+describe('log messages a 2026-07-28 request asked for', () => {
+  const log = (level: string) => JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level, data: 'x' } });
+  const progress = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1, data: 'notifications/message' } });
+  it('drops every log message without a logLevel, and those below it with one; keeps everything else', () => {
+    const none = unrequestedLogs({});
+    expect(none(log('emergency'))).toBe(true);
+    expect(none(progress)).toBe(false);
+    const warning = unrequestedLogs({ 'io.modelcontextprotocol/logLevel': 'warning' });
+    expect(['debug', 'info', 'notice'].map((l) => warning(log(l)))).toEqual([true, true, true]);
+    expect(['warning', 'error', 'critical', 'alert', 'emergency'].map((l) => warning(log(l)))).toEqual([false, false, false, false, false]);
+    expect(warning(progress)).toBe(false);
+    expect(unrequestedLogs(undefined)(log('error'))).toBe(true);
   });
 });

@@ -11,6 +11,33 @@ export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilit
 export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
 export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 export const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
+export const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
+
+/** Log levels, least severe first (RFC 5424 as MCP names them). */
+export const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/**
+ * What a 2026-07-28 request's response stream must not carry of an upstream's log messages: all of them when its
+ * `_meta` sets no logLevel (the server MUST NOT send notifications/message then), else those below that level.
+ * Returns whether to drop a message; anything but notifications/message is kept.
+ */
+export function unrequestedLogs(meta: unknown): (message: string) => boolean {
+  const level = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[META_LOG_LEVEL] : undefined;
+  const min = typeof level === 'string' ? LOG_LEVELS.indexOf(level) : -1;
+  return (message) => {
+    if (!message.includes('"notifications/message"')) return false;
+    let parsed: { method?: unknown; params?: { level?: unknown } };
+    try {
+      parsed = JSON.parse(message) as typeof parsed;
+    } catch {
+      return false;
+    }
+    if (parsed.method !== 'notifications/message') return false;
+    if (min < 0) return true;
+    const at = typeof parsed.params?.level === 'string' ? LOG_LEVELS.indexOf(parsed.params.level) : -1;
+    return at >= 0 && at < min;
+  };
+}
 
 /** Whether a version string names the stateless era (2026-07-28 or later: dates compare as strings). */
 export function isModernVersion(v: string): boolean {

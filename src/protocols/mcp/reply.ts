@@ -21,6 +21,8 @@ export interface ReplyOptions {
   readonly replay?: ReplayLog | undefined;
   /** Server-to-client requests met in the answer; returns the message to write instead (undefined: drop it). */
   readonly serverRequest?: ((message: string) => string | undefined) | undefined;
+  /** Interim notifications this client must not get (a 2026 request's unrequested log messages). */
+  readonly drop?: ((message: string) => boolean) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
   /** Status for an upstream's JSON-RPC error relayed as a whole body, by its code (default: 200). */
@@ -69,6 +71,7 @@ export class DownstreamReply implements ReplySink {
       if (mapped === undefined || this.redirect) return;
       return this.write(mapped);
     }
+    if (this.o.drop?.(message)) return;
     this.write(message);
   }
 

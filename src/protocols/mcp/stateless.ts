@@ -20,9 +20,11 @@ import { notification, type RpcMessage, type RpcRequest } from './jsonrpc.ts';
 import {
   META_CLIENT_CAPABILITIES,
   META_CLIENT_INFO,
+  META_LOG_LEVEL,
   META_PROTOCOL_VERSION,
   META_SERVER_INFO,
   META_SUBSCRIPTION_ID,
+  LOG_LEVELS,
   MODERN_VERSIONS,
   NAME_SOURCE,
   checkParamHeaders,
@@ -75,6 +77,10 @@ export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): vo
   const caps = meta[META_CLIENT_CAPABILITIES];
   if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) {
     throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_CLIENT_CAPABILITIES} must be an object`);
+  }
+  const logLevel = meta[META_LOG_LEVEL];
+  if (logLevel !== undefined && !(typeof logLevel === 'string' && LOG_LEVELS.includes(logLevel))) {
+    throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_LOG_LEVEL} must be one of ${LOG_LEVELS.join(', ')}`);
   }
   if (hv === undefined) throw mismatch('the required MCP-Protocol-Version header is absent');
   if (mh === undefined) throw mismatch('the required Mcp-Method header is absent');
