@@ -435,6 +435,39 @@ describe('stateless era (2026-07-28) on the same endpoint', () => {
     await eventually(() => fixture.cancelled.length > before, 5_000, 'the upstream to see the cancellation');
   });
 
+  it('acknowledges on subscriptions/listen only the change notifications the server can send', async () => {
+    const ack = async (path: string): Promise<Record<string, unknown>> => {
+      const controller = new AbortController();
+      const res = await fetch(`${gw.url}${path}`, {
+        method: 'POST',
+        signal: controller.signal,
+        headers: { 'content-type': 'application/json', accept: ACCEPT, ...modernHeaders('subscriptions/listen'), ...gw.authHeaders() },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'l', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true }, _meta: META } }),
+      });
+      expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      try {
+        while (!text.includes('\n\n') || !text.includes('acknowledged')) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+        }
+      } finally {
+        controller.abort();
+      }
+      const first = text.split('\n').find((l) => l.startsWith('data: ') && l.includes('acknowledged'))!;
+      const msg = JSON.parse(first.slice(6)) as { params: { notifications: Record<string, unknown>; _meta: Record<string, unknown> } };
+      expect(msg.params._meta['io.modelcontextprotocol/subscriptionId']).toBe('l');
+      return msg.params.notifications;
+    };
+    // The fixture announces tools/list_changed only; alone at /mcp/fixture that is all it can be asked for.
+    expect(await ack('/mcp/fixture')).toEqual({ toolsListChanged: true });
+    // The federated endpoint re-emits every kind its servers have.
+    expect(await ack('/mcp')).toEqual({ toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true });
+  });
+
   it('serves server/discover with resultType, supported versions and capabilities', async () => {
     const res = await post({ jsonrpc: '2.0', id: 2, method: 'server/discover', params: { _meta: META } }, modernHeaders('server/discover'));
     expect(res.status).toBe(200);
