@@ -195,6 +195,23 @@ describe('mirrored tool parameters and caching hints (2026-07-28)', () => {
     expect(text(await v2.callTool({ name: 'modern__region_query', arguments: { region: 'us-east1', query: 'q' } }))).toBe('us-east1: q');
   });
 
+  it('leaves out of tools/list the tools whose x-mcp-header annotations break the rules, for every client', async () => {
+    const raw = await post({ jsonrpc: '2.0', id: 77, method: 'tools/list', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' });
+    const names = ((await raw.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
+    const one = await fetch(`${gw.url}/mcp/modern`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list', ...gw.authHeaders() },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 78, method: 'tools/list', params: { _meta: META } }),
+    });
+    const alone = ((await one.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
+    const v1names = (await v1.listTools()).tools.map((t) => t.name);
+    for (const list of [names, alone.map((n) => `modern__${n}`), v1names]) {
+      expect(list).toContain('modern__good_header_nested');
+      expect(list).toContain('modern__region_query');
+      expect(list.filter((n) => n.includes('bad_header'))).toEqual([]);
+    }
+  });
+
   it('checks a 2026 client\'s Mcp-Param-* headers against the arguments (-32020 on mismatch)', async () => {
     const ok = await post(regionCall('ap-south1'), regionHeaders('ap-south1'));
     expect(ok.status).toBe(200);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { retireResourceNotFound, withResultType } from '../../src/protocols/mcp/jsonrpc.ts';
 import { isJsonType } from '../../src/protocols/mcp/transport.ts';
 import { inputRequestRefusal } from '../../src/protocols/mcp/parking.ts';
-import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders, unrequestedLogs } from '../../src/protocols/mcp/modern.ts';
+import { checkParamHeaders, decodeHeaderValue, encodeHeaderValue, isModernVersion, paramHeaderValues, paramHeaders, unrequestedLogs, validParamHeaders } from '../../src/protocols/mcp/modern.ts';
 import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
 
 describe('mirrored header values', () => {
@@ -146,5 +146,40 @@ describe('log messages a 2026-07-28 request asked for', () => {
     expect(['warning', 'error', 'critical', 'alert', 'emergency'].map((l) => warning(log(l)))).toEqual([false, false, false, false, false]);
     expect(warning(progress)).toBe(false);
     expect(unrequestedLogs(undefined)(log('error'))).toBe(true);
+  });
+});
+
+describe('x-mcp-header annotations a client must accept', () => {
+  const obj = (properties: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ type: 'object', properties, ...extra });
+  it('accepts token names on string, integer and boolean parameters reached through properties, at any depth', () => {
+    expect(validParamHeaders(undefined)).toBe(true);
+    expect(validParamHeaders(obj({ q: { type: 'string' } }))).toBe(true);
+    expect(validParamHeaders(obj({ r: { type: 'string', 'x-mcp-header': 'Region' }, n: { type: 'integer', 'x-mcp-header': 'N' }, b: { type: 'boolean', 'x-mcp-header': 'Flag-1' } }))).toBe(true);
+    expect(validParamHeaders(obj({ o: obj({ id: { type: 'integer', 'x-mcp-header': 'Id' } }) }))).toBe(true);
+    // Data that happens to hold the key annotates nothing.
+    expect(validParamHeaders(obj({ s: { type: 'string', default: { 'x-mcp-header': 'no such' }, enum: [{ 'x-mcp-header': '' }] } }))).toBe(true);
+  });
+
+  it('refuses empty or non-token names, other types, duplicates ignoring case, and places outside the properties chain', () => {
+    for (const bad of [
+      obj({ s: { type: 'string', 'x-mcp-header': '' } }),
+      obj({ s: { type: 'string', 'x-mcp-header': 'Two Words' } }),
+      obj({ s: { type: 'string', 'x-mcp-header': 'Line\r\nBreak' } }),
+      obj({ s: { type: 'string', 'x-mcp-header': 42 } }),
+      obj({ n: { type: 'number', 'x-mcp-header': 'N' } }),
+      obj({ n: { type: 'object', 'x-mcp-header': 'N' } }),
+      obj({ n: { 'x-mcp-header': 'Untyped' } }),
+      obj({ a: { type: 'string', 'x-mcp-header': 'Dup' }, b: { type: 'string', 'x-mcp-header': 'dUP' } }),
+      obj({ l: { type: 'array', items: { type: 'string', 'x-mcp-header': 'Item' } } }),
+      obj({ v: { oneOf: [{ type: 'string', 'x-mcp-header': 'V' }] } }),
+      obj({}, { $defs: { d: { type: 'string', 'x-mcp-header': 'Def' } } }),
+      obj({}, { additionalProperties: { type: 'string', 'x-mcp-header': 'Extra' } }),
+      { type: 'object', 'x-mcp-header': 'Root' },
+    ]) {
+      expect(validParamHeaders(bad), JSON.stringify(bad)).toBe(false);
+    }
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 100; i++) deep = obj({ p: deep });
+    expect(validParamHeaders(deep)).toBe(false);
   });
 });
