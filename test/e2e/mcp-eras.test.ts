@@ -205,7 +205,11 @@ describe('mirrored tool parameters and caching hints (2026-07-28)', () => {
     });
     const alone = ((await one.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
     const v1names = (await v1.listTools()).tools.map((t) => t.name);
-    for (const list of [names, alone.map((n) => `modern__${n}`), v1names]) {
+    // A session-era client of the 2026 server alone (its list is otherwise forwarded untouched).
+    const single = await connectClient(`${gw.url}/mcp/modern`);
+    const v1alone = (await single.listTools()).tools.map((t) => `modern__${t.name}`);
+    await single.close();
+    for (const list of [names, alone.map((n) => `modern__${n}`), v1names, v1alone]) {
       expect(list).toContain('modern__good_header_nested');
       expect(list).toContain('modern__region_query');
       expect(list.filter((n) => n.includes('bad_header'))).toEqual([]);
