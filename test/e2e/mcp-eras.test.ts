@@ -195,6 +195,27 @@ describe('mirrored tool parameters and caching hints (2026-07-28)', () => {
     expect(text(await v2.callTool({ name: 'modern__region_query', arguments: { region: 'us-east1', query: 'q' } }))).toBe('us-east1: q');
   });
 
+  it('leaves out of tools/list the tools whose x-mcp-header annotations break the rules, for every client', async () => {
+    const raw = await post({ jsonrpc: '2.0', id: 77, method: 'tools/list', params: { _meta: META } }, { 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' });
+    const names = ((await raw.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
+    const one = await fetch(`${gw.url}/mcp/modern`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list', ...gw.authHeaders() },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 78, method: 'tools/list', params: { _meta: META } }),
+    });
+    const alone = ((await one.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
+    const v1names = (await v1.listTools()).tools.map((t) => t.name);
+    // A session-era client of the 2026 server alone (its list is otherwise forwarded untouched).
+    const single = await connectClient(`${gw.url}/mcp/modern`);
+    const v1alone = (await single.listTools()).tools.map((t) => `modern__${t.name}`);
+    await single.close();
+    for (const list of [names, alone.map((n) => `modern__${n}`), v1names, v1alone]) {
+      expect(list).toContain('modern__good_header_nested');
+      expect(list).toContain('modern__region_query');
+      expect(list.filter((n) => n.includes('bad_header'))).toEqual([]);
+    }
+  });
+
   it('checks a 2026 client\'s Mcp-Param-* headers against the arguments (-32020 on mismatch)', async () => {
     const ok = await post(regionCall('ap-south1'), regionHeaders('ap-south1'));
     expect(ok.status).toBe(200);
@@ -324,6 +345,27 @@ describe('2026-07-28 request validation', () => {
       controller.abort();
       await reading;
     }
+  });
+
+  it('relays a session-era upstream\'s log messages only to a request that set a logLevel, at or above it', async () => {
+    const logs = async (level: string | undefined, id: number): Promise<string[]> => {
+      const meta = level === undefined ? META : { ...META, 'io.modelcontextprotocol/logLevel': level };
+      const res = await post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'conf__test_tool_with_logging', arguments: {}, _meta: meta } }, headers('conf__test_tool_with_logging'));
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      const messages = (res.headers.get('content-type') ?? '').includes('text/event-stream')
+        ? body.split('\n').filter((l) => l.startsWith('data: ') && l.length > 6).map((l) => JSON.parse(l.slice(6)) as { id?: unknown; method?: string; params?: { level?: string } })
+        : [JSON.parse(body) as { id?: unknown; method?: string; params?: { level?: string } }];
+      expect(messages.some((m) => m.id === id), body).toBe(true);
+      return messages.filter((m) => m.method === 'notifications/message').map((m) => String(m.params?.level));
+    };
+    expect(await logs('debug', 21)).not.toEqual([]);
+    expect(await logs('info', 22)).not.toEqual([]);
+    expect(await logs(undefined, 23)).toEqual([]);
+    expect(await logs('error', 24)).toEqual([]);
+    const bad = await post({ jsonrpc: '2.0', id: 25, method: 'tools/call', params: { name: 'conf__test_tool_with_logging', arguments: {}, _meta: { ...META, 'io.modelcontextprotocol/logLevel': 'loud' } } }, headers('conf__test_tool_with_logging'));
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: number } }).error.code).toBe(-32602);
   });
 
   it('answers a corpus of malformed 2026 requests with 4xx errors, never a crash', async () => {

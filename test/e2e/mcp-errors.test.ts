@@ -241,6 +241,30 @@ describe('upstream errors', () => {
     expect(await failure(federated.readResource({ uri: 'tollgate://up/test://missing' }))).toEqual(want);
   });
 
+  it('gives a 2026-07-28 client -32602 for an unknown resource, never the retired -32002 (upstream or gateway)', async () => {
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientCapabilities': {},
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+    };
+    const read = async (path: string, uri: string) => {
+      const res = await fetch(`${gw.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'resources/read', 'mcp-name': uri, ...gw.authHeaders() },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'r', method: 'resources/read', params: { uri, _meta: meta } }),
+      });
+      return ((await res.json()) as { id: unknown; error: { code: number; message: string; data?: Record<string, unknown> } });
+    };
+    // The upstream's own -32002 (a session-era server), on one server and federated: the code changes, nothing else.
+    for (const [path, uri] of [['/mcp/up', 'test://missing'], ['/mcp', 'tollgate://up/test://missing']] as const) {
+      const answer = await read(path, uri);
+      expect(answer.id).toBe('r');
+      expect(answer.error, path).toMatchObject({ code: -32602, message: expect.stringContaining('Resource not found'), data: { uri: 'test://missing' } });
+    }
+    // The gateway's own answer for a resource of no server.
+    expect((await read('/mcp', 'tollgate://nobody/x')).error).toMatchObject({ code: -32602, data: { code: 'TG_MCP_RESOURCE_NOT_FOUND' } });
+  });
+
   it("passes a server-defined error code with its data through exactly", async () => {
     const want = await failure(direct.callTool({ name: 'fail', arguments: {} }));
     expect(want).toMatchObject({ code: -32050, message: expect.stringContaining('The upstream failed on purpose'), data: { why: 'test', retryAfterMs: 5 } });

@@ -151,6 +151,32 @@ describe('multi round-trip requestState bound to its caller', () => {
     }
   });
 
+  it('never asks a client for input it did not declare: the upstream is refused instead (mrtr.mdx)', async () => {
+    const ask = async (capabilities: Record<string, unknown>, id: number) => {
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'fixture__ask_twice', ...gw.authHeaders(ALICE) },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'fixture__ask_twice', arguments: {}, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': capabilities, 'io.modelcontextprotocol/clientInfo': { name: 'caps', version: '1' } } },
+        }),
+      });
+      const body = await res.text();
+      const lines = (res.headers.get('content-type') ?? '').includes('text/event-stream') ? body.split('\n').filter((l) => l.startsWith('data:') && l.length > 6).map((l) => l.slice(5).trim()) : [body];
+      return lines.map((l) => JSON.parse(l) as { id?: unknown; result?: Record<string, unknown>; error?: unknown }).find((m) => m.id === id)!;
+    };
+    // Declared: the upstream's elicitation comes back as input_required.
+    expect((await ask({ elicitation: {} }, 41)).result?.resultType).toBe('input_required');
+    // Not declared (none, or only URL mode for a form request): no input_required; the upstream's ask failed.
+    for (const [caps, id] of [[{}, 42], [{ sampling: {} }, 43], [{ elicitation: { url: {} } }, 44]] as const) {
+      const answer = await ask(caps, id);
+      expect(answer.result?.resultType, JSON.stringify(caps)).not.toBe('input_required');
+      expect(JSON.stringify(answer), JSON.stringify(caps)).not.toContain('inputRequests');
+    }
+  });
+
   it('refuses a requestState used for another tool, even by its own caller', async () => {
     const first = await callAs(ALICE, 4, {});
     const requestState = first.msg.result!.requestState as string;

@@ -35,6 +35,20 @@ function factory(): McpServer {
     },
     async ({ region, query }) => ({ content: [{ type: 'text', text: `${region}: ${query}` }] }),
   );
+  // Tools whose x-mcp-header annotations break the rules (streamable-http.mdx, Schema Extension): a client, and so
+  // the gateway, must leave them out of tools/list. One valid nested annotation for contrast.
+  const annotated = (name: string, schema: Record<string, unknown>): void => {
+    server.registerTool(name, { description: `x-mcp-header case ${name}`, inputSchema: fromJsonSchema<Record<string, unknown>>({ type: 'object', ...schema } as Parameters<typeof fromJsonSchema>[0]) }, async () => ({
+      content: [{ type: 'text', text: `${name} ran` }],
+    }));
+  };
+  annotated('bad_header_number', { properties: { n: { type: 'number', 'x-mcp-header': 'N' } } });
+  annotated('bad_header_token', { properties: { s: { type: 'string', 'x-mcp-header': 'Bad Header' } } });
+  annotated('bad_header_empty', { properties: { s: { type: 'string', 'x-mcp-header': '' } } });
+  annotated('bad_header_duplicate', { properties: { a: { type: 'string', 'x-mcp-header': 'Dup' }, b: { type: 'string', 'x-mcp-header': 'dup' } } });
+  annotated('bad_header_in_items', { properties: { list: { type: 'array', items: { type: 'string', 'x-mcp-header': 'Item' } } } });
+  annotated('bad_header_in_oneof', { properties: { v: { oneOf: [{ type: 'string', 'x-mcp-header': 'V' }] } } });
+  annotated('good_header_nested', { properties: { outer: { type: 'object', properties: { id: { type: 'integer', 'x-mcp-header': 'Id' } } } } });
   server.registerTool('add', { description: 'Adds two numbers', inputSchema: z.object({ a: z.number(), b: z.number() }) }, async ({ a, b }) => ({
     content: [{ type: 'text', text: String(a + b) }],
   }));

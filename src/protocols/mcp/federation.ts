@@ -5,6 +5,7 @@
 import type { Target } from '../../core/call.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
+import { validParamHeaders } from './modern.ts';
 import { type FederatedNames, publicUri } from './names.ts';
 import type { InitializeResult, UpstreamSession } from './upstream/types.ts';
 
@@ -145,6 +146,11 @@ export async function fetchListPage(opts: {
     if (Array.isArray(list)) {
       for (const raw of list as Record<string, unknown>[]) {
         if (typeof raw !== 'object' || raw === null) continue;
+        // A tool whose x-mcp-header annotations break the rules is left out, as a client must (streamable-http.mdx).
+        if (method === 'tools/list' && !validParamHeaders(raw.inputSchema)) {
+          opts.log.warn({ upstream: backend, tool: String(raw.name) }, 'tool with an invalid x-mcp-header annotation left out of tools/list');
+          continue;
+        }
         const item = namespaced ? rename(method, backend, raw, names) : raw;
         if (!item) continue;
         items.push(item);

@@ -11,6 +11,7 @@ import type { GatewayState } from '../../gateway/state.ts';
 import type { McpAdapter } from './adapter.ts';
 import type { RpcRequest } from './jsonrpc.ts';
 import { bridgeInputRequired } from './mrtr.ts';
+import { unrequestedLogs } from './modern.ts';
 import { DownstreamReply } from './reply.ts';
 import { relayedErrorStatus, statusOf } from './respond.ts';
 import { relayServerRequest } from './server-requests.ts';
@@ -46,6 +47,7 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
     transform,
     replay: session.replay,
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
+    drop: modern ? unrequestedLogs(msg.params?._meta) : undefined,
     errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
     relayedErrorStatus: modern ? relayedErrorStatus : undefined,
     onDone: (outcome) => {
@@ -70,9 +72,10 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
   handle = up.request(msg, raw, sink);
   const inflight = {
     downstreamId: msg.id,
+    // notifications/cancelled, or the session ended: the upstream request is cancelled, the client gets no response.
     cancel: (reason?: string) => {
       handle.cancel(reason);
-      reply.fail(new GatewayError(Errors.REQUEST_CANCELLED));
+      reply.abandon(new GatewayError(Errors.REQUEST_CANCELLED));
     },
   };
   session.inflight.set(msg.id, inflight);

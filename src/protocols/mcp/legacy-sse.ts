@@ -4,7 +4,7 @@
  * message is answered 202; its answer travels on the stream.
  *
  * A POSTed message goes through the same code as a Streamable HTTP POST (same guards, routing and relaying): the
- * adapter writes its answer to a `ChannelResponse`, a minimal stand-in for a ServerResponse that turns whatever is
+ * adapter writes its answer to a `MessageResponse` (message-response.ts), a minimal stand-in for a ServerResponse that turns whatever is
  * written (a JSON body, or SSE events) into `message` events on the channel's stream. One code path for both
  * transports, so the legacy one cannot drift from the main one.
  *
@@ -14,8 +14,7 @@
  * long-lived streams (channels and subscriptions/listen streams together).
  */
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledRule } from '../../config/routes.ts';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
@@ -24,8 +23,9 @@ import { readBody } from '../../server/io.ts';
 import { SseWriter } from '../../server/sse.ts';
 import type { McpAdapter } from './adapter.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
+import { MessageResponse } from './message-response.ts';
 import { capReached } from './session-access.ts';
-import { dispatch } from './transport.ts';
+import { dispatch, isJsonType } from './transport.ts';
 
 interface Channel {
   readonly id: string;
@@ -59,6 +59,7 @@ export class LegacySse {
     }
     // `pre` was authenticated from the headers (adapter.handle): only the channel's owner may write to it.
     if (pre.principal?.id !== channel.principal) return this.adapter.reject(pre, req, res, new GatewayError(Errors.SESSION_IDENTITY_MISMATCH));
+    if (!isJsonType(req.headers['content-type'])) return this.adapter.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE));
     let body: Buffer;
     try {
       body = await readBody(req, rule.maxBodyBytes);
@@ -77,7 +78,7 @@ export class LegacySse {
     if (channel.sessionId !== undefined) req.headers['mcp-session-id'] = channel.sessionId;
     else delete req.headers['mcp-session-id'];
     delete req.headers['mcp-protocol-version'];
-    const out = new ChannelResponse(channel);
+    const out = channelResponse(channel);
     await dispatch(this.adapter, req, out as unknown as ServerResponse, rule, scope, state, message, body, pre);
   }
 
@@ -105,7 +106,7 @@ export class LegacySse {
     });
   }
 
-  /** Called by ChannelResponse when initialize answered: the channel now has a session, fed by its upstreams. */
+  /** Called by channelResponse when initialize answered: the channel now has a session, fed by its upstreams. */
   bind(channel: Channel, sessionId: string): void {
     channel.sessionId = sessionId;
     const session = this.adapter.sessions.peek(sessionId);
@@ -126,66 +127,19 @@ function safeParse(body: Buffer): unknown {
   }
 }
 
-/** The subset of ServerResponse the adapter uses, writing into a legacy channel's SSE stream. */
-class ChannelResponse extends EventEmitter {
-  headersSent = false;
-  writableEnded = false;
-  private sse = false;
-  private partial = '';
-  private readonly channel: Channel;
-
-  constructor(channel: Channel) {
-    super();
-    this.channel = channel;
-    // The answer outlives nothing: when the channel closes, so does every response written to it.
-    channel.sse.whenClosed(() => this.emit('close'));
-  }
-
-  get destroyed(): boolean {
-    return !this.channel.sse.isOpen;
-  }
-
-  writeHead(_status: number, headers?: OutgoingHttpHeaders): this {
-    this.headersSent = true;
-    const type = headers?.['content-type'];
-    this.sse = typeof type === 'string' && type.startsWith('text/event-stream');
-    const sid = headers?.['mcp-session-id'];
-    if (typeof sid === 'string' && this.channel.sessionId === undefined) {
-      queueMicrotask(() => legacyOf(this.channel)?.bind(this.channel, sid));
-    }
-    return this;
-  }
-
-  flushHeaders(): void {}
-
-  write(chunk: string | Buffer): boolean {
-    if (!this.sse) return true;
-    // SSE frames from the adapter: forward each event's data as a message on the channel.
-    this.partial += chunk.toString();
-    let end: number;
-    while ((end = this.partial.indexOf('\n\n')) >= 0) {
-      const frame = this.partial.slice(0, end);
-      this.partial = this.partial.slice(end + 2);
-      const data = frame
-        .split('\n')
-        .filter((l) => l.startsWith('data: '))
-        .map((l) => l.slice(6))
-        .join('\n');
-      if (data !== '') this.channel.sse.send(data);
-    }
-    return true;
-  }
-
-  end(chunk?: string | Buffer): this {
-    if (this.writableEnded) return this;
-    this.writableEnded = true;
-    if (chunk !== undefined && chunk.length > 0) {
-      if (this.sse) this.write(chunk);
-      else this.channel.sse.send(chunk.toString());
-    }
-    this.emit('close');
-    return this;
-  }
+/** A response written into a legacy channel's SSE stream; the answer to initialize binds the channel's session. */
+function channelResponse(channel: Channel): MessageResponse {
+  const out = new MessageResponse({
+    message: (data) => channel.sse.send(data),
+    head: (_status, headers) => {
+      const sid = headers?.['mcp-session-id'];
+      if (typeof sid === 'string' && channel.sessionId === undefined) queueMicrotask(() => legacyOf(channel)?.bind(channel, sid));
+    },
+    isOpen: () => channel.sse.isOpen,
+  });
+  // The answer outlives nothing: when the channel closes, so does every response written to it.
+  channel.sse.whenClosed(() => out.emit('close'));
+  return out;
 }
 
 /** Channels know their LegacySse through this registry (set once per adapter). */

@@ -14,6 +14,7 @@ import { forward } from './forward.ts';
 import type { RpcRequest } from './jsonrpc.ts';
 import { scopeOf } from './routing.ts';
 import type { McpSession } from './session.ts';
+import { isModernSession } from './upstream/http-modern.ts';
 import { virtualToolList } from './virtual.ts';
 import { cachedAnswer, cachedList, listCacheKey, rememberAnswer, rememberList } from './list-cache.ts';
 
@@ -25,10 +26,11 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   const namespaced = session.scope === undefined;
   if (session.virtual) return virtualList(mcp, call, res, session, msg, state);
   if (!namespaced && !state.pipeline.filtersLists && !session.modern) {
-    // One server, nothing to filter: forward the request and its answer untouched.
+    // One server, nothing to filter: forward the request and its answer untouched. Except a 2026 server's tools,
+    // whose x-mcp-header annotations are checked (federation.ts) like the gateway's other clients get them.
     const up = await session.upstream(session.scope!);
     if (!up) return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`));
-    return forward(mcp, { call, res, session, up, msg, raw, state, transform: undefined });
+    if (method !== 'tools/list' || !isModernSession(up)) return forward(mcp, { call, res, session, up, msg, raw, state, transform: undefined });
   }
   const scope = scopeOf(session, rule);
   const cacheKey = listCacheKey(method, msg.params?.cursor, scope);

@@ -11,6 +11,33 @@ export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilit
 export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
 export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 export const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
+export const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
+
+/** Log levels, least severe first (RFC 5424 as MCP names them). */
+export const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/**
+ * What a 2026-07-28 request's response stream must not carry of an upstream's log messages: all of them when its
+ * `_meta` sets no logLevel (the server MUST NOT send notifications/message then), else those below that level.
+ * Returns whether to drop a message; anything but notifications/message is kept.
+ */
+export function unrequestedLogs(meta: unknown): (message: string) => boolean {
+  const level = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[META_LOG_LEVEL] : undefined;
+  const min = typeof level === 'string' ? LOG_LEVELS.indexOf(level) : -1;
+  return (message) => {
+    if (!message.includes('"notifications/message"')) return false;
+    let parsed: { method?: unknown; params?: { level?: unknown } };
+    try {
+      parsed = JSON.parse(message) as typeof parsed;
+    } catch {
+      return false;
+    }
+    if (parsed.method !== 'notifications/message') return false;
+    if (min < 0) return true;
+    const at = typeof parsed.params?.level === 'string' ? LOG_LEVELS.indexOf(parsed.params.level) : -1;
+    return at >= 0 && at < min;
+  };
+}
 
 /** Whether a version string names the stateless era (2026-07-28 or later: dates compare as strings). */
 export function isModernVersion(v: string): boolean {
@@ -74,6 +101,44 @@ export function paramHeaders(inputSchema: unknown): ParamHeader[] {
   };
   visit(inputSchema, [], 0);
   return out;
+}
+
+/** Keywords whose values are data, not subschemas: an `x-mcp-header` key inside them annotates nothing. */
+const DATA_KEYWORDS: ReadonlySet<string> = new Set(['enum', 'const', 'default', 'examples', 'example']);
+const HEADER_TYPES: ReadonlySet<string> = new Set(['string', 'integer', 'boolean']);
+
+/**
+ * Whether every `x-mcp-header` annotation of a tool's input schema keeps the rules a client MUST enforce by leaving
+ * the tool out of tools/list (streamable-http.mdx, Schema Extension): a non-empty token, unique ignoring case, on a
+ * string, integer or boolean parameter reached from the root through `properties` alone (never items, oneOf/anyOf/
+ * allOf/not, if/then/else or $ref). A schema too deep to check is not trusted.
+ */
+export function validParamHeaders(inputSchema: unknown): boolean {
+  const seen = new Set<string>();
+  const visit = (node: unknown, reachable: boolean, depth: number): boolean => {
+    if (typeof node !== 'object' || node === null) return true;
+    if (depth > 64) return false;
+    if (Array.isArray(node)) return node.every((n) => visit(n, false, depth + 1));
+    const schema = node as Record<string, unknown>;
+    if (Object.hasOwn(schema, 'x-mcp-header')) {
+      const h = schema['x-mcp-header'];
+      if (!reachable || typeof h !== 'string' || !TOKEN.test(h)) return false;
+      if (typeof schema.type !== 'string' || !HEADER_TYPES.has(schema.type)) return false;
+      const key = h.toLowerCase();
+      if (seen.has(key)) return false;
+      seen.add(key);
+    }
+    for (const [k, v] of Object.entries(schema)) {
+      if (DATA_KEYWORDS.has(k) || typeof v !== 'object' || v === null) continue;
+      if (k === 'properties' && !Array.isArray(v)) {
+        for (const sub of Object.values(v as Record<string, unknown>)) if (!visit(sub, reachable, depth + 1)) return false;
+      } else if (!visit(v, false, depth + 1)) return false;
+    }
+    return true;
+  };
+  // The root is the arguments object itself, not a parameter: an annotation there is misplaced.
+  if (typeof inputSchema === 'object' && inputSchema !== null && Object.hasOwn(inputSchema, 'x-mcp-header')) return false;
+  return visit(inputSchema, true, 0);
 }
 
 function valueAt(root: unknown, path: readonly string[]): unknown {

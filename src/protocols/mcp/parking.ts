@@ -51,6 +51,12 @@ export class Parking {
       up.respond?.(resultResponse(upstreamId, {}));
       return undefined;
     }
+    // Only what the client declared it can give may be asked of it (mrtr.mdx): otherwise the upstream is told no.
+    const refusal = inputRequestRefusal(call.operation, parsed.method, parsed.params, session.hello.capabilities);
+    if (refusal !== undefined) {
+      up.respond?.(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, refusal)));
+      return undefined;
+    }
     const principal = call.principal?.id;
     const x = resumed ?? this.parked.create(up, principal, this.mcp.ctx.state().snapshot.gateway.mcp.limits.parkedPerPrincipal);
     if (x === undefined) {
@@ -115,4 +121,35 @@ export class Parking {
 
 function keysFingerprint(keys: SessionKeys): string {
   return keys.map((k) => `${k.id}:${k.secret}`).join('|');
+}
+
+/** The client requests that may be answered input_required (mrtr.mdx, Supported Requests); no other may. */
+const MRTR_OPERATIONS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
+/**
+ * Why a server-to-client request met while serving `operation` cannot become an input request of this 2026 client,
+ * or undefined when it can: only tools/call, prompts/get and resources/read may be answered input_required, and an
+ * InputRequests value is an elicitation, a sampling or a roots request (mrtr.mdx), each needing the capability the
+ * client declared in this request's `_meta` (URL-mode elicitation needs `elicitation.url`; form mode, the default,
+ * `elicitation` itself or `elicitation.form`).
+ */
+export function inputRequestRefusal(operation: string, method: unknown, params: unknown, capabilities: Readonly<Record<string, unknown>>): string | undefined {
+  if (!MRTR_OPERATIONS.has(operation)) return `${operation} cannot be answered input_required`;
+  const declared = (v: unknown): boolean => typeof v === 'object' && v !== null;
+  switch (method) {
+    case 'sampling/createMessage':
+      return declared(capabilities.sampling) ? undefined : 'The client did not declare the sampling capability';
+    case 'roots/list':
+      return declared(capabilities.roots) ? undefined : 'The client did not declare the roots capability';
+    case 'elicitation/create': {
+      const elicitation = capabilities.elicitation as Record<string, unknown> | undefined;
+      if (!declared(elicitation)) return 'The client did not declare the elicitation capability';
+      const url = declared(params) && (params as { mode?: unknown }).mode === 'url';
+      if (url) return declared(elicitation!.url) ? undefined : 'The client did not declare URL-mode elicitation';
+      // Form mode: an empty elicitation object means form; one naming only other modes does not.
+      return Object.keys(elicitation!).length === 0 || declared(elicitation!.form) ? undefined : 'The client did not declare form-mode elicitation';
+    }
+    default:
+      return `${String(method)} cannot be asked of a 2026-07-28 client`;
+  }
 }

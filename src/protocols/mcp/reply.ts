@@ -21,6 +21,8 @@ export interface ReplyOptions {
   readonly replay?: ReplayLog | undefined;
   /** Server-to-client requests met in the answer; returns the message to write instead (undefined: drop it). */
   readonly serverRequest?: ((message: string) => string | undefined) | undefined;
+  /** Interim notifications this client must not get (a 2026 request's unrequested log messages). */
+  readonly drop?: ((message: string) => boolean) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
   /** Status for an upstream's JSON-RPC error relayed as a whole body, by its code (default: 200). */
@@ -69,6 +71,7 @@ export class DownstreamReply implements ReplySink {
       if (mapped === undefined || this.redirect) return;
       return this.write(mapped);
     }
+    if (this.o.drop?.(message)) return;
     this.write(message);
   }
 
@@ -98,6 +101,20 @@ export class DownstreamReply implements ReplySink {
       const status = err.def.inBand ? 200 : (this.o.errorStatus?.(err) ?? err.def.status);
       sendBody(this.res, status, 'application/json', errorResponse(this.id, err), err.headers);
     }
+    this.o.onDone(err);
+  }
+
+  /**
+   * Ends the exchange without a response: the request was cancelled, and a receiver SHOULD NOT answer a cancelled
+   * request (basic/utilities/cancellation). A stream ends after what it carried; a reply not begun yet goes out as
+   * an SSE stream that ends at once (a request's POST must still be answered with a stream or JSON).
+   */
+  abandon(err: GatewayError): void {
+    if (this.redirect) return this.redirect.fail(err);
+    if (this.done) return;
+    this.done = true;
+    if (!this.sse && !this.res.headersSent && !this.res.destroyed) this.sse = new SseWriter(this.res, {}, this.o.keepAliveMs);
+    if (this.sse) this.end();
     this.o.onDone(err);
   }
 

@@ -4,8 +4,8 @@
  * (forward.ts). The target is resolved before the call is admitted, so policy decides on the named tool/resource.
  *
  * Errors in the protocol's terms, without leaking what exists: an unknown method is -32601, an unknown tool or
- * prompt -32602, an unknown resource -32002, also when the policy would have denied the call (nothing it could
- * protect exists). A target that exists but that the caller may not see (the policy's `visible` entrypoint, the rule
+ * prompt -32602, an unknown resource -32002 (-32602 for a 2026-07-28 client: respond.ts), also when the policy would
+ * have denied the call (nothing it could protect exists). A target that exists but that the caller may not see (the policy's `visible` entrypoint, the rule
  * that filters lists) is answered exactly like an unknown one; a target the caller sees but may not call with these
  * arguments keeps the policy's denial (-32062) and its reason. Upstream errors are relayed as the upstream sent them.
  */

@@ -20,9 +20,11 @@ import { notification, type RpcMessage, type RpcRequest } from './jsonrpc.ts';
 import {
   META_CLIENT_CAPABILITIES,
   META_CLIENT_INFO,
+  META_LOG_LEVEL,
   META_PROTOCOL_VERSION,
   META_SERVER_INFO,
   META_SUBSCRIPTION_ID,
+  LOG_LEVELS,
   MODERN_VERSIONS,
   NAME_SOURCE,
   checkParamHeaders,
@@ -42,11 +44,35 @@ import { VIRTUAL_CAPABILITIES, resolveVirtualTool } from './virtual.ts';
 /** Every version the endpoint serves (reported in server/discover and in -32022 errors). */
 export const SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SESSION_VERSIONS];
 
-const LIST_CHANGED: Readonly<Record<string, string>> = {
-  toolsListChanged: 'notifications/tools/list_changed',
-  promptsListChanged: 'notifications/prompts/list_changed',
-  resourcesListChanged: 'notifications/resources/list_changed',
+/** subscriptions/listen filter flags: the capability that says the server can notify it, and the notification. */
+const LIST_CHANGED: Readonly<Record<string, readonly [string, string]>> = {
+  toolsListChanged: ['tools', 'notifications/tools/list_changed'],
+  promptsListChanged: ['prompts', 'notifications/prompts/list_changed'],
+  resourcesListChanged: ['resources', 'notifications/resources/list_changed'],
 };
+
+/**
+ * What this endpoint is, for a 2026 client: the virtual server's, the one upstream's, or the merged capabilities
+ * (without logging: server-to-client requests reach 2026 clients through input_required results), its info and
+ * instructions. Undefined when the one upstream of a single-server endpoint is unavailable.
+ */
+async function describe(session: McpSession, rule: CompiledRule): Promise<{ capabilities: Record<string, unknown>; serverInfo: Record<string, unknown>; instructions: string | undefined } | undefined> {
+  const opened = await Promise.all(scopeOf(session, rule).map(async (b) => [b, await session.upstream(b)] as const));
+  const live = opened.filter((o): o is readonly [string, NonNullable<(typeof o)[1]>] => o[1] !== undefined);
+  let described: { capabilities: Record<string, unknown>; serverInfo: Record<string, unknown>; instructions: string | undefined };
+  if (session.virtual) {
+    described = { capabilities: { ...VIRTUAL_CAPABILITIES }, serverInfo: { name: session.virtual.name, version: '1' }, instructions: session.virtual.description };
+  } else if (session.scope !== undefined) {
+    const up = live[0]?.[1];
+    if (!up) return undefined;
+    described = { capabilities: { ...up.init.capabilities }, serverInfo: up.init.serverInfo, instructions: up.init.instructions };
+  } else {
+    const merged = mergeInitialize(MODERN_VERSIONS[0]!, live.map(([b, s]) => [b, s.init] as const));
+    described = { capabilities: merged.capabilities as Record<string, unknown>, serverInfo: GATEWAY_INFO, instructions: merged.instructions as string | undefined };
+  }
+  delete described.capabilities.logging;
+  return described;
+}
 
 function mismatch(detail: string): GatewayError {
   return new GatewayError(Errors.MCP_HEADER_MISMATCH, `Bad Request: the request headers and body disagree: ${detail}`);
@@ -75,6 +101,10 @@ export function validateModernRequest(req: IncomingMessage, msg: RpcRequest): vo
   const caps = meta[META_CLIENT_CAPABILITIES];
   if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) {
     throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_CLIENT_CAPABILITIES} must be an object`);
+  }
+  const logLevel = meta[META_LOG_LEVEL];
+  if (logLevel !== undefined && !(typeof logLevel === 'string' && LOG_LEVELS.includes(logLevel))) {
+    throw new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: ${META_LOG_LEVEL} must be one of ${LOG_LEVELS.join(', ')}`);
   }
   if (hv === undefined) throw mismatch('the required MCP-Protocol-Version header is absent');
   if (mh === undefined) throw mismatch('the required Mcp-Method header is absent');
@@ -235,31 +265,11 @@ export class Stateless {
     const call = this.adapter.newCall(req, rule, msg.method, msg.id, msg.params?._meta);
     const session = await this.adapter.enter(call, res, msg.id, view, state);
     if (!session) return;
-    const backends = scopeOf(session, rule);
-    const opened = await Promise.all(backends.map(async (b) => [b, await session.upstream(b)] as const));
-    const live = opened.filter((o): o is readonly [string, NonNullable<(typeof o)[1]>] => o[1] !== undefined);
-    let capabilities: Record<string, unknown>;
-    let serverInfo: Record<string, unknown> = GATEWAY_INFO;
-    let instructions: string | undefined;
-    if (session.virtual) {
-      capabilities = { ...VIRTUAL_CAPABILITIES };
-      serverInfo = { name: session.virtual.name, version: '1' };
-      instructions = session.virtual.description;
-    } else if (session.scope !== undefined) {
-      const up = live[0]?.[1];
-      if (!up) {
-        return this.adapter.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`, { data: { upstream: session.scope } }), true);
-      }
-      capabilities = { ...up.init.capabilities };
-      serverInfo = up.init.serverInfo;
-      instructions = up.init.instructions;
-    } else {
-      const merged = mergeInitialize(MODERN_VERSIONS[0]!, live.map(([b, s]) => [b, s.init] as const));
-      capabilities = merged.capabilities as Record<string, unknown>;
-      instructions = merged.instructions as string | undefined;
+    const described = await describe(session, rule);
+    if (!described) {
+      return this.adapter.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${session.scope} is unavailable`, { data: { upstream: session.scope } }), true);
     }
-    // Server-to-client requests reach 2026 clients through input_required results; no session-era extras.
-    delete capabilities.logging;
+    const { capabilities, serverInfo, instructions } = described;
     const result: Record<string, unknown> = {
       resultType: 'complete',
       supportedVersions: SUPPORTED_VERSIONS,
@@ -281,11 +291,17 @@ export class Stateless {
     const cap = state.snapshot.gateway.mcp.limits.streamsPerPrincipal;
     const release = this.adapter.streamSlots.take(call.principal?.id, cap);
     if (!release) return this.adapter.refuse(call, res, msg.id, capReached('streamsPerPrincipal', cap), true);
+    // Acknowledged: what was asked and this server can notify (subscriptions: unsupported types are omitted).
+    const capabilities = (await describe(session, rule))?.capabilities ?? {};
+    if (res.destroyed) {
+      release();
+      return this.adapter.refuse(call, res, msg.id, new GatewayError(Errors.REQUEST_CANCELLED, 'Client closed the response stream'), true);
+    }
     const asked = (msg.params?.notifications ?? {}) as Record<string, unknown>;
     const wanted = new Set<string>();
     const ack: Record<string, unknown> = {};
-    for (const [flag, method] of Object.entries(LIST_CHANGED)) {
-      if (asked[flag] === true) {
+    for (const [flag, [kind, method]] of Object.entries(LIST_CHANGED)) {
+      if (asked[flag] === true && (capabilities[kind] as { listChanged?: unknown } | undefined)?.listChanged === true) {
         wanted.add(method);
         ack[flag] = true;
       }

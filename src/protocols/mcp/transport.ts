@@ -11,6 +11,7 @@ import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
 import { accepts, readBody } from '../../server/io.ts';
 import type { McpAdapter } from './adapter.ts';
+import { batch } from './batch.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
 import { META_PROTOCOL_VERSION, isModernVersion } from './modern.ts';
 import { request } from './requests.ts';
@@ -67,6 +68,15 @@ export function handleExchange(mcp: McpAdapter, req: IncomingMessage, res: Serve
       mcp.legacy.handle(req, res, rule, scope, legacy, state, pre).catch(crash);
       return;
     }
+    if (req.method !== 'POST' && isModernHeader(req.headers['mcp-protocol-version'])) {
+      // 2026-07-28 has no GET stream and no sessions to DELETE (streamable-http.mdx, Backward Compatibility).
+      return mcp.reject(pre, req, res, new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method not allowed: protocol version ${String(req.headers['mcp-protocol-version']).trim()} takes POST only`), null, { allow: 'POST' });
+    }
+    const hv = req.headers['mcp-protocol-version'];
+    if ((req.method === 'GET' || req.method === 'DELETE') && hv !== undefined && !(typeof hv === 'string' && isSupportedVersion(hv))) {
+      // Every request after initialize, GET and DELETE included (basic/transports, Protocol Version Header).
+      return mcp.reject(pre, req, res, new GatewayError(Errors.MCP_UNSUPPORTED_PROTOCOL_VERSION, `Bad Request: Unsupported protocol version: ${String(hv)}`));
+    }
     switch (req.method) {
       case 'POST':
         post(mcp, req, res, rule, scope, state, pre).catch(crash);
@@ -90,8 +100,7 @@ async function post(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, 
   if (!accepts(accept, ...POST_ACCEPTS)) {
     return mcp.reject(pre, req, res, new GatewayError(Errors.NOT_ACCEPTABLE, 'Not Acceptable: Accept must include application/json and text/event-stream'));
   }
-  const type = req.headers['content-type'];
-  if (type === undefined || !type.startsWith('application/json')) {
+  if (!isJsonType(req.headers['content-type'])) {
     return mcp.reject(pre, req, res, new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE));
   }
   let body: Buffer;
@@ -106,6 +115,7 @@ async function post(mcp: McpAdapter, req: IncomingMessage, res: ServerResponse, 
   } catch {
     return mcp.reject(pre, req, res, new GatewayError(Errors.PARSE_ERROR));
   }
+  if (Array.isArray(value)) return batch(mcp, req, res, rule, scope, state, value, pre, dispatch);
   let message: RpcMessage;
   try {
     message = classify(value);
@@ -128,9 +138,14 @@ export function dispatch(mcp: McpAdapter, req: IncomingMessage, res: ServerRespo
       return mcp.stateless.handle(req, res, rule, scope, state, message, body, pre);
     }
     const hv = req.headers['mcp-protocol-version'];
-    if (typeof hv === 'string' && isModernVersion(hv.trim())) {
+    if (isModernHeader(hv)) {
+      // That revision's notifications carry no envelope (NotificationParams): taken and dropped like any of its own.
+      if (message.kind === 'notification') return mcp.stateless.handle(req, res, rule, scope, state, message, body, pre);
       return mcp.reject(pre, req, res, new GatewayError(Errors.MCP_INVALID_ENVELOPE, `Invalid params: the MCP-Protocol-Version header names ${hv.trim()}, but the request has no per-request _meta envelope`), id);
     }
+  } else if (isModernHeader(req.headers['mcp-protocol-version'])) {
+    // 2026-07-28 clients MUST NOT send responses (streamable-http.mdx, Sending Messages): there is nothing to answer.
+    return mcp.reject(pre, req, res, new GatewayError(Errors.INVALID_REQUEST, 'Invalid Request: a 2026-07-28 client sends no JSON-RPC responses'));
   }
   if (message.kind === 'request' && message.msg.method === 'initialize') {
     return initialize(mcp, req, res, rule, scope, message.msg, state);
@@ -143,6 +158,18 @@ export function dispatch(mcp: McpAdapter, req: IncomingMessage, res: ServerRespo
   if (message.kind === 'request') return request(mcp, req, res, rule, view, message.msg, body, state);
   if (message.kind === 'notification') return notification(mcp, req, res, rule, view, message.msg, state);
   return response(mcp, req, res, rule, view, message.msg, body, state);
+}
+
+/** Whether an MCP-Protocol-Version header names the stateless era (2026-07-28 or later). */
+function isModernHeader(hv: string | string[] | undefined): hv is string {
+  return typeof hv === 'string' && isModernVersion(hv.trim());
+}
+
+/** Whether a Content-Type names JSON: its media type (before any parameter), case-insensitive (RFC 9110 8.3.1). */
+export function isJsonType(type: string | undefined): boolean {
+  if (type === undefined) return false;
+  const semi = type.indexOf(';');
+  return (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() === 'application/json';
 }
 
 const LOOPBACK_HOST = /^(?:127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])(?::\d{1,5})?$/;

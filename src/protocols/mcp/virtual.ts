@@ -6,6 +6,7 @@
 import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Target } from '../../core/call.ts';
 import type { UpstreamSession } from './upstream/types.ts';
+import { validParamHeaders } from './modern.ts';
 
 /**
  * What a virtual server declares: its tools (re-listed when a backend's change), and prompts and resources whose
@@ -56,7 +57,8 @@ export async function virtualToolList(
           break;
         }
         for (const t of (Array.isArray(result.tools) ? result.tools : []) as Record<string, unknown>[]) {
-          if (typeof t?.name === 'string') found.set(t.name, t);
+          // A tool with invalid x-mcp-header annotations is not listed (streamable-http.mdx, Schema Extension).
+          if (typeof t?.name === 'string' && validParamHeaders(t.inputSchema)) found.set(t.name, t);
         }
         cursor = typeof result.nextCursor === 'string' && result.nextCursor !== '' ? result.nextCursor : undefined;
         if (cursor === undefined) break;
