@@ -1,8 +1,13 @@
 /**
- * `node bench/alloc.ts [--scenario S] [--baseline REV] [--requests-s S]`: bytes the gateway allocates per request,
- * from V8's own GC trace (--trace-gc-nvp "allocated=" summed over the process's life, divided by the requests it
- * served). Unlike latency and CPU time, allocation barely depends on what else runs on the machine, so it shows a
- * hot-path change (closures, promises, transient objects) even on a busy shared machine.
+ * `node bench/alloc.ts [--scenario S] [--baseline REV] [--seconds S] [--connections C] [--without a,b] [--semi MB]`:
+ * bytes the gateway allocates per request, from V8's own GC trace (--trace-gc-nvp "allocated=" summed over the
+ * measured windows, divided by the requests served in them), and the bytes its scavenges promoted to the old
+ * generation per request ("promoted=": what outlived two young-generation collections; it becomes the old
+ * generation's garbage that RSS after a load is made of). Unlike latency and CPU time, these barely depend on what else
+ * runs on the machine, so they show a hot-path change (closures, promises, transient objects, work held for a batch)
+ * even on a busy shared machine. `--without a,b`: a variant with every stage but each named one (what one stage
+ * allocates and keeps). `--semi MB`: the young generation's semi-space (default 1: frequent scavenges account for a
+ * window closely; 4 is what `npm start` runs, the number to read promotion at).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -13,15 +18,22 @@ import { runClosed } from './lib/load.ts';
 import { setupScenario } from './lib/runner.ts';
 import { ROOT } from './lib/targets.ts';
 
-const { values } = parseArgs({ options: { scenario: { type: 'string' }, baseline: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { scenario: { type: 'string' }, baseline: { type: 'string' }, seconds: { type: 'string' }, connections: { type: 'string' }, without: { type: 'string' }, semi: { type: 'string' } },
+});
 const scenario = SCENARIOS.find((s) => s.name === (values.scenario ?? 'call-small'));
 if (!scenario) throw new Error(`unknown scenario ${values.scenario}`);
 const seconds = Number(values.seconds ?? 4);
 const connections = Number(values.connections ?? 4);
 const stages = availableStages(ROOT);
 // A small new space makes scavenges frequent, so the GCs inside a measured window account for its allocation closely.
-const traced = ['--trace-gc-nvp', '--max-semi-space-size=1'];
+const traced = ['--trace-gc-nvp', `--max-semi-space-size=${Number(values.semi ?? 1)}`];
 const vs: Variant[] = variants(stages, { each: false }).map((v) => ({ ...v, nodeOptions: traced }));
+for (const n of values.without?.split(',') ?? []) {
+  if (!stages.some((s) => s.name === n)) throw new Error(`--without ${n}: not a stage (stages: ${stages.map((s) => s.name).join(', ')})`);
+  // A stage others need goes with them (no policy without identity).
+  vs.push({ label: `gateway(-${n})`, stages: stages.filter((s) => s.name !== n && !s.needs?.includes(n)), nodeOptions: traced });
+}
 const baseline = values.baseline ? addBaseline(values.baseline) : undefined;
 if (baseline) vs.push({ label: `gateway@${baseline.rev}`, stages: availableStages(baseline.root), root: baseline.root, nodeOptions: traced });
 
@@ -44,20 +56,22 @@ try {
       }
     }
     await Promise.all(setup.gateways.map((g) => g.child.stop()));
-    process.stdout.write(`| gateway | requests | bytes allocated / request | GCs in the windows |\n|---|---|---|---|\n`);
+    process.stdout.write(`| gateway | requests | bytes allocated / request | bytes promoted / request | GCs in the windows |\n|---|---|---|---|---|\n`);
     for (const g of setup.gateways) {
       const log = readFileSync(g.logFile, 'utf8');
       let bytes = 0;
+      let promoted = 0;
       let gcs = 0;
       const within = windows.get(g.label) ?? [];
-      for (const m of log.matchAll(/\s(\d+) ms: pause=.* allocated=(\d+)/g)) {
+      for (const m of log.matchAll(/\s(\d+) ms: pause=[^\n]*/g)) {
         const at = Number(m[1]);
         if (!within.some(([a, b]) => at > a && at <= b)) continue;
-        bytes += Number(m[2]);
+        bytes += Number(/ allocated=(\d+)/.exec(m[0])?.[1] ?? 0);
+        promoted += Number(/ promoted=(\d+)/.exec(m[0])?.[1] ?? 0);
         gcs++;
       }
       const n = served.get(g.label) ?? 0;
-      process.stdout.write(`| ${g.label} | ${n} | ${n ? Math.round(bytes / n) : '-'} | ${gcs} |\n`);
+      process.stdout.write(`| ${g.label} | ${n} | ${n ? Math.round(bytes / n) : '-'} | ${n ? Math.round(promoted / n) : '-'} | ${gcs} |\n`);
     }
   } finally {
     await setup.teardown();
