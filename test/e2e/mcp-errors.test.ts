@@ -230,6 +230,41 @@ describe('a visible tool refused for these arguments', () => {
     expect(err.message).toBe('MCP error -32062: echo refuses LOUD messages');
     expect(err.data).toMatchObject({ code: 'TG_POLICY_DENIED' });
   });
+
+  it('a 2026-07-28 client gets the denial outside the range that revision reserves (-31062), the stable code in data', async () => {
+    // 2026-07-28 basic/index, Error Codes: -32020..-32099 hold only the codes that revision defines.
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientCapabilities': {},
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+    };
+    const post = async (message: string, auth = true): Promise<{ status: number; error: { code: number; message: string; data?: { code?: string } } | undefined }> => {
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': 'tools/call',
+          'mcp-name': 'up__echo',
+          ...(auth ? gw.authHeaders() : {}),
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'up__echo', arguments: { message }, _meta: meta } }),
+      });
+      const text = await res.text();
+      const json = text.startsWith('{') ? (JSON.parse(text) as { error?: { code: number; message: string; data?: { code?: string } } }) : undefined;
+      return { status: res.status, error: json?.error };
+    };
+    const denied = await post('LOUD');
+    expect(denied.status).toBe(200);
+    expect(denied.error).toMatchObject({ code: -31062, message: 'echo refuses LOUD messages', data: { code: 'TG_POLICY_DENIED' } });
+    // Allowed, for contrast: the same request answers.
+    expect((await post('quiet')).error).toBeUndefined();
+    // Refused before the body is read (no credentials): the era is the header's, the code moved the same way.
+    const anonymous = await post('quiet', false);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.error).toMatchObject({ code: -31060, data: { code: 'TG_UNAUTHENTICATED' } });
+  });
 });
 
 describe('upstream errors', () => {

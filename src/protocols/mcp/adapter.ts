@@ -30,7 +30,7 @@ import { resultResponse, type RpcId } from './jsonrpc.ts';
 import { LegacySse } from './legacy-sse.ts';
 import { FederatedNames } from './names.ts';
 import { Parking } from './parking.ts';
-import { statusOf, writeError } from './respond.ts';
+import { modernHeader, statusOf, writeError } from './respond.ts';
 import type { SessionView } from './routing.ts';
 import { ServerStreams } from './server-stream.ts';
 import type { McpSession, SessionStore } from './session.ts';
@@ -128,7 +128,7 @@ export class McpAdapter {
    * (closing at once would risk a reset that loses the answer; the server's request timeout bounds a body that never
    * ends).
    */
-  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError, id: RpcId | null = null, extra?: OutgoingHttpHeaders, modern = false): void {
+  reject(pre: Call, req: IncomingMessage, res: ServerResponse, err: GatewayError, id: RpcId | null = null, extra?: OutgoingHttpHeaders, modern = modernHeader(req)): void {
     this.ctx.refused(pre, err, statusOf(err, id, modern));
     if (!req.complete) req.resume();
     writeError(res, id, err, extra, modern);

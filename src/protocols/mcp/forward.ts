@@ -13,7 +13,7 @@ import type { RpcRequest } from './jsonrpc.ts';
 import { bridgeInputRequired } from './mrtr.ts';
 import { unrequestedLogs } from './modern.ts';
 import { DownstreamReply } from './reply.ts';
-import { relayedErrorStatus, statusOf } from './respond.ts';
+import { modernErrorResponse, relayedErrorStatus, statusOf } from './respond.ts';
 import { relayServerRequest } from './server-requests.ts';
 import type { McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
@@ -49,6 +49,7 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
     drop: modern ? unrequestedLogs(msg.params?._meta) : undefined,
     errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
+    errorBody: modern ? modernErrorResponse : undefined,
     relayedErrorStatus: modern ? relayedErrorStatus : undefined,
     onDone: (outcome) => {
       if (session.inflight.get(msg.id) === inflight) session.inflight.delete(msg.id);

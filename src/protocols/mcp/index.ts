@@ -7,7 +7,7 @@ import type { GatewayError } from '../../core/errors.ts';
 import type { AdapterContext, ErrorTarget, Exchange, ProtocolAdapter, ProtocolDefinition, UpstreamReadiness } from '../../gateway/adapter.ts';
 import { RevocationSet } from '../../store/revocations.ts';
 import { McpAdapter } from './adapter.ts';
-import { writeError } from './respond.ts';
+import { modernHeader, writeError } from './respond.ts';
 import { McpUpstreams } from './upstream/registry.ts';
 
 export class McpProtocol implements ProtocolAdapter {
@@ -42,7 +42,7 @@ export class McpProtocol implements ProtocolAdapter {
   }
 
   renderError(err: GatewayError, to: ErrorTarget): void {
-    writeError(to.res, to.call?.rpcId ?? null, err);
+    writeError(to.res, to.call?.rpcId ?? null, err, undefined, modernHeader(to.req));
   }
 
   upstreams(): Record<string, UpstreamReadiness> {

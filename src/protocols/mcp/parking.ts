@@ -11,7 +11,7 @@ import type { McpAdapter } from './adapter.ts';
 import { errorResponse, peekId, resultResponse, withResultType, type RpcRequest } from './jsonrpc.ts';
 import { ParkedExchanges, type ParkedExchange } from './mrtr.ts';
 import { DownstreamReply } from './reply.ts';
-import { statusOf } from './respond.ts';
+import { modernErrorResponse, statusOf } from './respond.ts';
 import { Sealer } from './sealer.ts';
 import type { McpSession } from './session.ts';
 import type { UpstreamSession } from './upstream/types.ts';
@@ -102,6 +102,7 @@ export class Parking {
       transform: withResultType,
       serverRequest: (m) => this.park(call, reply, session, x.up, m, x),
       errorStatus: (err) => statusOf(err, msg.id, true),
+      errorBody: modernErrorResponse,
       onDone: (outcome) => {
         if (outcome instanceof GatewayError) {
           call.error = outcome;

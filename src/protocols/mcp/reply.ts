@@ -25,6 +25,8 @@ export interface ReplyOptions {
   readonly drop?: ((message: string) => boolean) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
+  /** The JSON-RPC error answer of a gateway error (default: errorResponse; a 2026-07-28 client's codes differ). */
+  readonly errorBody?: ((id: RpcId, err: GatewayError) => string) | undefined;
   /** Status for an upstream's JSON-RPC error relayed as a whole body, by its code (default: 200). */
   readonly relayedErrorStatus?: ((code: number | undefined) => number) | undefined;
   readonly onDone: (outcome: ReplyOutcome) => void;
@@ -94,12 +96,13 @@ export class DownstreamReply implements ReplySink {
     if (this.redirect) return this.redirect.fail(err);
     if (this.done) return;
     this.done = true;
+    const body = (this.o.errorBody ?? errorResponse)(this.id, err);
     if (this.sse) {
-      this.write(errorResponse(this.id, err));
+      this.write(body);
       this.end();
     } else {
       const status = err.def.inBand ? 200 : (this.o.errorStatus?.(err) ?? err.def.status);
-      sendBody(this.res, status, 'application/json', errorResponse(this.id, err), err.headers);
+      sendBody(this.res, status, 'application/json', body, err.headers);
     }
     this.o.onDone(err);
   }
