@@ -7,7 +7,9 @@
  * because they answer a well-formed request; the others are transport-level and keep their HTTP status.
  *
  * JSON-RPC codes: the standard ones (-32700..-32600), MCP's own (-32002 resource not found, -32020/-32022 for the
- * 2026 revision), A2A's (-32001..-32009), and Tollgate's own range -32060..-32089 for gateway decisions.
+ * 2026 revision), A2A's (-32001..-32009), and Tollgate's own range -32060..-32089 for gateway decisions. MCP
+ * 2026-07-28 clients get Tollgate's own codes shifted out of -32000..-32099 by 1000 (-31062...), as that revision
+ * reserves the range: the one rule for it is src/protocols/mcp/respond.ts `modernCode`.
  */
 export interface ErrorDef {
   readonly code: string;
