@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Call, Target } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
-import { readBody } from '../../server/io.ts';
+import { mediaType, readBody } from '../../server/io.ts';
 import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
@@ -40,8 +40,7 @@ interface Parsed {
 }
 
 function isJsonType(type: string | undefined): boolean {
-  if (type === undefined) return false;
-  const t = type.split(';', 1)[0]!.trim().toLowerCase();
+  const t = mediaType(type);
   return t === 'application/json' || t === 'application/a2a+json';
 }
 

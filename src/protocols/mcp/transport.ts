@@ -9,7 +9,7 @@ import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
-import { accepts, readBody } from '../../server/io.ts';
+import { accepts, mediaType, readBody } from '../../server/io.ts';
 import type { McpAdapter } from './adapter.ts';
 import { batch } from './batch.ts';
 import { classify, salvageId, type RpcMessage } from './jsonrpc.ts';
@@ -167,9 +167,7 @@ function isModernHeader(hv: string | string[] | undefined): hv is string {
 
 /** Whether a Content-Type names JSON: its media type (before any parameter), case-insensitive (RFC 9110 8.3.1). */
 export function isJsonType(type: string | undefined): boolean {
-  if (type === undefined) return false;
-  const semi = type.indexOf(';');
-  return (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() === 'application/json';
+  return mediaType(type) === 'application/json';
 }
 
 const LOOPBACK_HOST = /^(?:127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])(?::\d{1,5})?$/;
