@@ -25,7 +25,8 @@ import { RenamedAnswer } from '../../upstream/rename.ts';
 import { writeOpenAiError } from '../../wire/errors.ts';
 import { HEADERS, listModels, retrieveModel, type ModelsContext } from './list.ts';
 import { notFound, parseModelList } from './models.ts';
-import { MODELS_LIST, MODELS_RETRIEVE, POST_OPERATIONS, type Operation } from './operations.ts';
+import { MODELS_LIST, MODELS_RETRIEVE, POST_OPERATIONS, RESPONSES, type Operation } from './operations.ts';
+import { ResponseOwners } from './owners.ts';
 import {
   cappedMaxTokens,
   clientMaxTokens,
@@ -37,6 +38,8 @@ import {
   upstreamBody,
   type ParsedBody,
 } from './request.ts';
+import { ResponsesStream } from './responses.ts';
+import { bindResponse, claimResponseState, serveStored, storedRoute, type StoredContext } from './stored.ts';
 import { CompletionStream, JsonAnswer } from './stream.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
@@ -53,13 +56,16 @@ const JSON_READ_LIMIT = 16 * 1024 * 1024;
 /** A caller naming an unknown model refreshes a backend's model list at most this often (routes without `models`). */
 const UNKNOWN_MODEL_REFRESH_MS = 2_000;
 
-export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext {
+export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext, StoredContext {
   readonly models: ModelRoutes;
+  /** Who created each Responses API response (stored.ts). */
+  readonly owners: ResponseOwners;
 
   constructor(ctx: AdapterContext) {
     // vLLM answers GET /health with 200 once its engine is up.
     super(ctx, { protocol: 'openai', label: 'OpenAI', health: { path: '/health' }, crashWriter: writeOpenAiError });
     this.models = new ModelRoutes(new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 }), { refreshMs: UNKNOWN_MODEL_REFRESH_MS });
+    this.owners = new ResponseOwners(ctx.store);
     this.reconfigure(ctx.state().snapshot);
   }
 
@@ -77,6 +83,11 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     if (op === undefined && (rest === '/models' || (rest.startsWith('/models/') && rest.length > '/models/'.length))) {
       op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
       allowed = ['GET', 'HEAD'];
+    }
+    const stored = op === undefined ? storedRoute(method, rest, req.url) : undefined;
+    if (stored !== undefined) {
+      this.admit(x, stored.operation, (pre) => serveStored(this, x, pre, stored));
+      return;
     }
     this.admit(x, op?.name ?? 'refused', (pre) => {
       if (op === undefined) throw new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`);
@@ -120,6 +131,7 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
       if (max !== undefined && promptBytes(p) > max) {
         throw new GatewayError(Errors.PROMPT_TOO_LARGE, `The prompt is ${promptBytes(p)} bytes, over the ${max} bytes this route accepts`, { data: { param: 'messages' } });
       }
+      if (op === RESPONSES) await claimResponseState(this.owners, call, p, resolved);
       if (upstream === undefined) throw new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${resolved.backend} is unavailable`, { data: { upstream: resolved.backend } });
       await this.forwardInference(call, op, p, resolved, upstream, x);
     });
@@ -132,9 +144,9 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     // The client did not ask for the usage chunk: the gateway asks for it, and drops it from what the client sees.
     // Only into options the backend would accept (none, null, an object): anything else is the backend's to refuse.
     const editable = options === undefined || options === null || (typeof options === 'object' && !Array.isArray(options));
-    const addUsage = streaming && editable && (options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
+    const addUsage = streaming && op.usageChunk && editable && (options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
     const cap = call.outputTokenCap;
-    const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p) === undefined ? cappedMaxTokens(p, op, cap) : undefined;
+    const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p, op) === undefined ? { key: op.outputLimit, value: cappedMaxTokens(p, op, cap) } : undefined;
     const body = upstreamBody(p, { model: resolved.upstream !== p.model ? resolved.upstream : undefined, includeUsage: addUsage, maxTokens });
     const answer = await forward(upstream, {
       method: 'POST',
@@ -160,12 +172,19 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     // The client sees the model name it asked for, not the backend's (README: the model name in answers).
     const rename = resolved.upstream !== p.model ? p.model : undefined;
     const filter = sse
-      ? new CompletionStream(call, addUsage, rename)
+      ? op === RESPONSES
+        ? new ResponsesStream(call, rename)
+        : new CompletionStream(call, addUsage, rename)
       : rename === undefined
-        ? new JsonAnswer(call, JSON_READ_LIMIT)
-        : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT), 'model', rename);
+        ? new JsonAnswer(call, JSON_READ_LIMIT, op.metered)
+        : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT, op.metered), 'model', rename);
     await answer.pipeTo(res, { headers, filter });
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
+    if (op === RESPONSES) await bindResponse(this, call, resolved);
+  }
+
+  upstreamOf(backend: string): HttpUpstream | undefined {
+    return this.upstreamSet.get(backend);
   }
 
   /** The reservation's prompt tokens: bytes / N (default), or the backend's /tokenize when the route says so. */
