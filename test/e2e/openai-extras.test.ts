@@ -227,6 +227,21 @@ describe('rerank, score, pooling, classify', () => {
     });
   }
 
+  it('a pooling answer in bytes: relayed with its metadata header; no usage to read, so charged its reservation', async () => {
+    const principal = `${TOKENS}/pooling-bytes`;
+    const marker = randomUUID();
+    const since = finished.length;
+    const res = await post(gw, '/v1/pooling', JSON.stringify({ model: RERANKER, input: ['one two', 'three'], encoding_format: 'bytes', user: marker }), principal);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    const metadata = JSON.parse(res.headers.get('metadata') ?? '{}') as { usage?: { prompt_tokens: number } };
+    expect(metadata.usage?.prompt_tokens).toBe(3);
+    expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.concat(seenWith(pool, marker).written))).toBe(true);
+    const call = await callAfter(since);
+    expect(call.model).toMatchObject({ operation: 'pooling', metering: 'unmetered' });
+    await eventually(async () => (await charged(principal)) === call.estimate!.inputTokens * 2, 5_000, 'the reservation to be charged');
+  });
+
   it('a rerank answer is in vLLM\'s shape: results by relevance, top_n of them', async () => {
     const res = await post(gw, '/v1/rerank', JSON.stringify({ model: RERANKER, query: 'red fox', documents: ['blue sky', 'a red fox'], top_n: 1 }));
     const body = (await res.json()) as { results: Array<{ index: number; document: { text: string } }>; usage: { prompt_tokens: number } };

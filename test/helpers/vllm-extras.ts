@@ -11,8 +11,8 @@
  *   /v1/responses/{id}/cancel, `previous_response_id` (unknown: 404); without it `store` is silently ignored.
  * - the pooling models' endpoints (vllm/entrypoints/pooling/*): POST /rerank, /v1/rerank, /v2/rerank
  *   (RerankResponse: id, model, usage {prompt_tokens, total_tokens}, results sorted by relevance), /score, /v1/score
- *   (ScoreResponse: data of `{index, object: "score", score}`, UsageInfo), /pooling (PoolingResponse), /classify
- *   (ClassificationResponse).
+ *   (ScoreResponse: data of `{index, object: "score", score}`, UsageInfo), /pooling (PoolingResponse; with
+ *   `encoding_format: "bytes"` the raw float32 values and a `metadata` header), /classify (ClassificationResponse).
  *
  * Token counts: whitespace-separated words; a rerank or score pair costs its query's words plus its document's.
  */
@@ -220,6 +220,15 @@ export function pooling(s: ExtrasState, path: string, body: Json, model: string,
   if (path === '/pooling' || path === '/classify') {
     const inputs = texts(body.input);
     const tokens = inputs.reduce<number>((n, t) => n + words(t), 0);
+    if (path === '/pooling' && body.encoding_format === 'bytes') {
+      // PoolingBytesResponse: the float32 values as the body, what describes them in a `metadata` header.
+      const bytes = Buffer.from(new Float32Array(inputs.flatMap((_, i) => [0.25, -0.5, i / 4])).buffer);
+      const items = inputs.map((_, i) => ({ index: i, object: 'pooling', shape: [3], start: i * 12, end: (i + 1) * 12 }));
+      const metadata = JSON.stringify({ id: `pool-${index}`, created: s.created, model, data: items, usage: usage(tokens) });
+      out.push(bytes);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', metadata }).end(bytes);
+      return true;
+    }
     const data =
       path === '/pooling'
         ? inputs.map((_, i) => ({ index: i, object: 'pooling', data: [0.25, -0.5, i / 4] }))
