@@ -316,6 +316,10 @@ describe('stored responses belong to the identity that created them', () => {
     }
     // None of that reached the backend.
     expect(llama.seen.length).toBe(seenBefore);
+    // An id that would move the backend's path names no response.
+    const dots = await fetch(`${gw.url}/v1/responses/%2E%2E`, { headers: { authorization: `Bearer ${gw.devToken(AGENT)}` } });
+    expect(dots.status).toBe(404);
+    expect(llama.seen.length).toBe(seenBefore);
     // An id nobody created: the same 404, for the would-be owner too.
     await expect(owner.responses.retrieve('resp_0000')).rejects.toMatchObject({ status: 404, code: 'TG_RESPONSE_NOT_FOUND' });
     // The creator's cancel reaches the backend (vLLM refuses to cancel a finished response: its 400, passed on).

@@ -190,7 +190,8 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
   /** The reservation's prompt tokens: bytes / N (default), or the backend's /tokenize when the route says so. */
   private async promptTokens(p: ParsedBody, op: Operation, s: OpenAiRouteSpec, upstream: HttpUpstream | undefined, model: string | undefined): Promise<number> {
     const bytes = estimatePromptTokens(p, s.promptTokens.bytesPerToken);
-    if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || op.name === 'embeddings') return bytes;
+    // vLLM's /tokenize takes a chat's messages or a completion's prompt; other requests are estimated from their bytes.
+    if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || (op.name !== 'chat.completions' && op.name !== 'completions')) return bytes;
     try {
       const body = JSON.stringify(p.json.messages !== undefined ? { model, messages: p.json.messages, tools: p.json.tools } : { model, prompt: p.json.prompt });
       const answer = await forward(upstream, { method: 'POST', path: '/tokenize', headers: {}, policy: HEADERS, set: { 'content-type': 'application/json' }, body, idempotent: true, timeouts: { totalMs: 5_000 } });

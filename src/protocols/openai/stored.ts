@@ -43,6 +43,8 @@ export function storedRoute(method: string, rest: string, url: string | undefine
   const m = /^\/responses\/([^/]+)(\/cancel)?$/.exec(rest);
   if (m === null) return undefined;
   const id = safeDecode(m[1]!);
+  // An id that would move the backend path (`..`) names no response.
+  if (id === '.' || id === '..') return undefined;
   const query = url?.includes('?') === true ? url.slice(url.indexOf('?')) : '';
   const base = `/v1/responses/${encodeURIComponent(id)}`;
   if (m[2] !== undefined) return method === 'POST' ? { id, operation: 'responses.cancel', path: `${base}/cancel` } : undefined;
