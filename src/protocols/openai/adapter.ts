@@ -39,7 +39,7 @@ import {
   type ParsedBody,
 } from './request.ts';
 import { ResponsesStream } from './responses.ts';
-import { bindResponse, claimResponseState, serveStored, storedRoute, type StoredContext } from './stored.ts';
+import { bindResponse, claimResponseState, safeDecode, serveStored, storedRoute, type StoredContext } from './stored.ts';
 import { CompletionStream, JsonAnswer } from './stream.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
@@ -234,12 +234,3 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
     }
   }
 }
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-

@@ -21,7 +21,7 @@ import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { renameEvent } from '../../upstream/rename.ts';
 import { prefixMember } from '../../wire/json-edit.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
-import { modelOf, noteResponse, reportUsage, type UsageReport } from './stream.ts';
+import { mapFrames, modelOf, noteResponse, reportUsage, type UsageReport } from './stream.ts';
 
 /** Events that carry generated output (one token each, for the count of a stream that breaks). */
 const DELTAS = new Set(['response.output_text.delta', 'response.reasoning_text.delta', 'response.function_call_arguments.delta', 'response.refusal.delta']);
@@ -85,17 +85,7 @@ export class ResponsesStream implements ChunkFilter {
       for (const f of frames) this.unread.push(f);
     }
     const rename = this.rename;
-    if (rename === undefined) return whole;
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (const f of frames) {
-      const offset = f.byteOffset - whole.byteOffset;
-      if (offset > at) parts.push(whole.subarray(at, offset));
-      parts.push(renameResponseEvent(f, rename));
-      at = offset + f.length;
-    }
-    if (at < whole.length) parts.push(whole.subarray(at));
-    return Buffer.concat(parts);
+    return rename === undefined ? whole : mapFrames(whole, frames, (f) => renameResponseEvent(f, rename));
   }
 
   private catchUp(): void {

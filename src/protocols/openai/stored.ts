@@ -53,7 +53,8 @@ export function storedRoute(method: string, rest: string, url: string | undefine
   return undefined;
 }
 
-function safeDecode(s: string): string {
+/** A path segment decoded, or as it is when it is not valid percent-encoding. */
+export function safeDecode(s: string): string {
   try {
     return decodeURIComponent(s);
   } catch {

@@ -87,6 +87,24 @@ function producedOutput(choice: unknown): boolean {
   );
 }
 
+/**
+ * The bytes of `whole` with each of its events (`frames`, views of it) replaced by what `map` makes of it (undefined:
+ * dropped); what lies between events (a line break outside an event) stays.
+ */
+export function mapFrames(whole: Buffer, frames: readonly Buffer[], map: (frame: Buffer) => Buffer | undefined): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const f of frames) {
+    const offset = f.byteOffset - whole.byteOffset;
+    if (offset > at) parts.push(whole.subarray(at, offset));
+    const mapped = map(f);
+    if (mapped !== undefined) parts.push(mapped);
+    at = offset + f.length;
+  }
+  if (at < whole.length) parts.push(whole.subarray(at));
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
 const DONE = Buffer.from('data: [DONE]\n\n');
 
 /** Bytes that any event carrying usage contains (the usage-only chunk among them). */
@@ -141,17 +159,7 @@ export class CompletionStream implements ChunkFilter {
     }
     const rename = this.rename;
     if (drop === undefined && rename === undefined) return whole;
-    // The frames are views of `whole`: what lies between them (a line break outside an event) stays.
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (const f of frames) {
-      const offset = f.byteOffset - whole.byteOffset;
-      if (offset > at) parts.push(whole.subarray(at, offset));
-      if (f !== drop) parts.push(rename === undefined ? f : renameEvent(f, 'model', rename));
-      at = offset + f.length;
-    }
-    if (at < whole.length) parts.push(whole.subarray(at));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return mapFrames(whole, frames, (f) => (f === drop ? undefined : rename === undefined ? f : renameEvent(f, 'model', rename)));
   }
 
   /** Reads the events passed on and not read yet. */
