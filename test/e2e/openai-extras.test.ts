@@ -227,7 +227,7 @@ describe('rerank, score, pooling, classify', () => {
     });
   }
 
-  it('a pooling answer in bytes: relayed with its metadata header; no usage to read, so charged its reservation', async () => {
+  it('a pooling answer in bytes: relayed with its metadata header, whose usage is counted', async () => {
     const principal = `${TOKENS}/pooling-bytes`;
     const marker = randomUUID();
     const since = finished.length;
@@ -238,6 +238,18 @@ describe('rerank, score, pooling, classify', () => {
     expect(metadata.usage?.prompt_tokens).toBe(3);
     expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.concat(seenWith(pool, marker).written))).toBe(true);
     const call = await callAfter(since);
+    expect(call.usage).toMatchObject({ inputTokens: 3, outputTokens: 0, reported: true });
+    expect(call.model).toMatchObject({ operation: 'pooling', metering: 'reported' });
+    await eventually(async () => (await charged(principal)) === 3 * 2, 5_000, 'the budget to settle to the reported usage');
+  });
+
+  it('an answer without usage (a pooling plugin\'s) is charged its whole reservation and recorded unmetered', async () => {
+    const principal = `${TOKENS}/plugin`;
+    const since = finished.length;
+    const res = await post(gw, '/v1/pooling', JSON.stringify({ model: RERANKER, data: { anything: 1 }, task: 'plugin' }), principal);
+    expect(res.status).toBe(200);
+    const call = await callAfter(since);
+    expect(call.usage?.reported).toBeUndefined();
     expect(call.model).toMatchObject({ operation: 'pooling', metering: 'unmetered' });
     await eventually(async () => (await charged(principal)) === call.estimate!.inputTokens * 2, 5_000, 'the reservation to be charged');
   });

@@ -217,6 +217,11 @@ export function pooling(s: ExtrasState, path: string, body: Json, model: string,
     json(res, 200, { id: `rerank-${index}`, model, usage: { prompt_tokens: tokens, total_tokens: tokens }, results }, out);
     return true;
   }
+  if (path === '/pooling' && body.task === 'plugin') {
+    // An IOProcessor plugin's answer (IOProcessorResponse): whatever the plugin made, no usage.
+    json(res, 200, { request_id: `pool-${index}`, created_at: s.created, data: { plugin: true } }, out);
+    return true;
+  }
   if (path === '/pooling' || path === '/classify') {
     const inputs = texts(body.input);
     const tokens = inputs.reduce<number>((n, t) => n + words(t), 0);

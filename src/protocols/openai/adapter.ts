@@ -40,7 +40,7 @@ import {
 } from './request.ts';
 import { ResponsesStream } from './responses.ts';
 import { bindResponse, claimResponseState, safeDecode, serveStored, storedRoute, type StoredContext } from './stored.ts';
-import { CompletionStream, JsonAnswer } from './stream.ts';
+import { CompletionStream, JsonAnswer, reportUsage } from './stream.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
 
@@ -180,6 +180,7 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
         : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT, op.metered), 'model', rename);
     await answer.pipeTo(res, { headers, filter });
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
+    if (!sse && call.model?.metering === 'unmetered') metadataUsage(call, answer.headers.metadata);
     if (op === RESPONSES) await bindResponse(this, call, resolved);
   }
 
@@ -232,5 +233,19 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
       const urls = b.spec.endpoints?.map((e) => e.url) ?? [b.spec.url ?? ''];
       if (urls.some((u) => /\/v1\/?$/.test(u))) this.ctx.log.warn({ backend: b.name }, 'an openai backend URL ends with /v1: give the server root (http://host:8000), the gateway adds /v1');
     }
+  }
+}
+
+/**
+ * The usage of a binary answer (vLLM's pooling and embeddings with `encoding_format: "bytes"`): in the JSON of its
+ * `metadata` response header (PoolingBytesResponse), since the body is raw numbers.
+ */
+function metadataUsage(call: Call, header: string | string[] | undefined): void {
+  if (typeof header !== 'string' || header.length > JSON_READ_LIMIT) return;
+  try {
+    const usage = (JSON.parse(header) as { usage?: unknown } | null)?.usage;
+    if (typeof usage === 'object' && usage !== null) reportUsage(call, usage);
+  } catch {
+    // Not JSON: the answer stays unmetered.
   }
 }
