@@ -46,6 +46,11 @@ describe('reading a Responses API or pooling request', () => {
     expect(promptBytes(body({ model: 'm', queries: ['q'], documents: ['d'] }))).toBe(5 + 5);
   });
 
+  it('policy sees the Responses API\'s tools: functions by name, built-in tools by type, MCP tools by server', () => {
+    const args = policyArguments(body({ model: 'm', input: 'x', tools: [{ type: 'function', name: 'get_weather', parameters: {} }, { type: 'web_search_preview' }, { type: 'mcp', server_label: 'deepwiki', server_url: 'https://x' }, { type: 'function' }] }), false);
+    expect(args.tools).toEqual(['get_weather', 'web_search_preview', 'mcp:deepwiki']);
+  });
+
   it('policy sees the shape of the compared texts, not the texts', () => {
     const args = policyArguments(body({ model: 'm', query: 'secret question', documents: ['a', 'b'], top_n: 1 }), false);
     expect({ ...args }).toEqual({ model: 'm', query_count: 1, query_bytes: 17, document_count: 2, document_bytes: 9, top_n: 1 });

@@ -104,12 +104,18 @@ function rolesOf(messages: readonly unknown[]): Record<string, number> {
   return roles;
 }
 
-/** `tools: [{type: "function", function: {name}}]` or legacy `functions: [{name}]`. */
+/**
+ * `tools: [{type: "function", function: {name}}]`, legacy `functions: [{name}]`, the Responses API's
+ * `{type: "function", name}`; its built-in tools by their type (`web_search_preview`, `code_interpreter`...) and an
+ * MCP tool as `mcp:<server_label>`, so a policy can refuse a tool the backend would run itself.
+ */
 function toolName(t: unknown): string | undefined {
   if (typeof t !== 'object' || t === null) return undefined;
-  const f = (t as { function?: { name?: unknown }; name?: unknown }).function;
-  const name = f?.name ?? (t as { name?: unknown }).name;
-  return typeof name === 'string' ? name : undefined;
+  const tool = t as { function?: { name?: unknown }; name?: unknown; type?: unknown; server_label?: unknown };
+  const name = tool.function?.name ?? tool.name;
+  if (typeof name === 'string') return name;
+  if (tool.type === 'mcp' && typeof tool.server_label === 'string') return `mcp:${tool.server_label}`;
+  return typeof tool.type === 'string' && tool.type !== 'function' ? tool.type : undefined;
 }
 
 function positiveInt(v: unknown): number | undefined {
