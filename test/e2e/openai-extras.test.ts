@@ -339,6 +339,21 @@ describe('stored responses belong to the identity that created them', () => {
     expect(llama.seen.at(-1)?.path).toBe(`/v1/responses/${created.id}/cancel`);
   });
 
+  it('a background response: bound to its creator, answered before any usage exists, so charged its reservation', async () => {
+    const principal = `${TOKENS}/background`;
+    const owner = openaiClient(gw, { spiffeId: principal });
+    const since = finished.length;
+    const queued = await owner.responses.create({ model: LLAMA, input: 'words 4', background: true, store: true, max_output_tokens: 30 });
+    expect(queued.status).toBe('queued');
+    const call = await callAfter(since);
+    expect(call.model).toMatchObject({ metering: 'unmetered', finishReasons: ['queued'] });
+    await eventually(async () => (await charged(principal)) === call.estimate!.inputTokens + 30, 5_000, 'the reservation to be charged');
+    expect((await owner.responses.retrieve(queued.id)).output_text).toBe('t0 t1 t2 t3 ');
+    await expect(openaiClient(gw2).responses.retrieve(queued.id)).rejects.toMatchObject({ status: 404 });
+    // The retrieval generated nothing: not charged.
+    expect(await charged(principal)).toBe(call.estimate!.inputTokens + 30);
+  });
+
   it('a streamed response is bound too, and a caller-chosen request_id is claimed before the backend sees it', async () => {
     const owner = openaiClient(gw);
     const stream = await owner.responses.create({ model: LLAMA, input: `words 2 ${randomUUID()}`, stream: true, store: true });

@@ -142,6 +142,13 @@ export async function createResponse(s: ExtrasState, body: Json, model: string, 
   const message = (status: string, content: unknown[]): Json => ({ id: msgId, content, role: 'assistant', status, type: 'message' });
   const final = response(incomplete ? 'incomplete' : 'completed', [message('completed', [part(text)])], usageOf(input, n));
   const keep = s.store && body.store !== false;
+  if (body.background === true) {
+    // vLLM refuses background mode without its store; with it, answers at once (queued, no usage yet) and generates
+    // in the background: here the finished response is stored at once, GET /v1/responses/{id} returns it.
+    if (!keep) return error(res, 400, 'invalid_request_error', 'This vLLM engine does not support `store=True` and therefore does not support the background mode.', 'background');
+    s.responses.set(id, final);
+    return json(res, 200, { ...response('queued', [], null), background: true }, out);
+  }
   if (body.stream !== true) {
     if (keep) s.responses.set(id, final);
     return json(res, 200, final, out);
