@@ -1,6 +1,7 @@
 /**
- * The OpenAI-compatible adapter (vLLM's server as the reference): chat/completions, completions, embeddings,
- * tokenize/detokenize and models under a route's mount (conventionally /v1), routed by model name to a pool.
+ * The OpenAI-compatible adapter (vLLM's server as the reference): chat/completions, completions, embeddings, the
+ * Responses API, vLLM's extras (rerank, score, pooling, classify, tokenize, detokenize) and models under a route's
+ * mount (conventionally /v1), routed by model name to a pool; stored responses (stored.ts) for their creator only.
  *
  * One road per request: authenticate from the headers (before the body is read or anything created), read and parse
  * the body (bounded by the route), resolve the model (the policy sees the name before the caller learns whether it
