@@ -19,7 +19,7 @@ import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 import type { ResolvedModel } from '../../upstream/models.ts';
 import { RenamedAnswer } from '../../upstream/rename.ts';
 import { HEADERS } from './list.ts';
-import { responseNotFound, type ResponseOwners } from './owners.ts';
+import { responseNotFound, type ResponseBinding, type ResponseOwners } from './owners.ts';
 import type { ParsedBody } from './request.ts';
 import { ResponsesStream } from './responses.ts';
 
@@ -66,14 +66,15 @@ export function safeDecode(s: string): string {
 export async function serveStored(a: StoredContext, x: Exchange, call: Call, route: StoredRoute): Promise<void> {
   const { req, res, state } = x;
   const caller = call.principal?.id ?? '';
-  let binding;
+  let found: ResponseBinding | undefined;
   try {
-    binding = await a.owners.binding(route.id);
+    found = await a.owners.binding(route.id);
   } catch (err) {
     return a.reject(call, req, res, toGatewayError(err));
   }
   // Unknown and another caller's are the same answer, before anything is forwarded or judged.
-  if (binding?.owner !== caller) return a.reject(call, req, res, responseNotFound(route.id));
+  if (found === undefined || found.owner !== caller) return a.reject(call, req, res, responseNotFound(route.id));
+  const binding = found;
   call.target = { kind: 'model', name: binding.model, server: binding.backend, local: binding.upstream };
   call.upstream = binding.backend;
   call.estimate = { inputTokens: 0, maxOutputTokens: 0 };
@@ -137,6 +138,6 @@ export async function bindResponse(a: StoredContext, call: Call, resolved: Resol
   }
 }
 
-function bindingOf(owner: string, resolved: ResolvedModel): Parameters<ResponseOwners['bind']>[1] {
+function bindingOf(owner: string, resolved: ResolvedModel): ResponseBinding {
   return { owner, backend: resolved.backend, model: resolved.name, upstream: resolved.upstream };
 }
