@@ -17,7 +17,8 @@ refusals contains msg if {
 refusals contains msg if {
 	input.target.kind == "model"
 	cap := allowed[input.target.name].max_tokens
-	some arg in {"max_tokens", "max_completion_tokens"}
+	# max_output_tokens: the Responses API's name for it.
+	some arg in {"max_tokens", "max_completion_tokens", "max_output_tokens"}
 	asked := input.target.arguments[arg]
 	not within(asked, cap)
 	msg := sprintf("%s %v exceeds the cap of %d for model %s", [arg, asked, cap, input.target.name])

@@ -29,6 +29,17 @@ test_max_tokens_over_cap_refused if {
 	not chat(support, "llama-3.1-8b-instruct", {"max_tokens": "lots"}).allow
 }
 
+test_responses_max_output_tokens_over_cap_refused if {
+	d := tollgate.decision with input as {
+		"principal": support,
+		"protocol": "openai",
+		"operation": "responses",
+		"target": {"kind": "model", "name": "llama-3.1-8b-instruct", "server": "vllm", "local": "llama", "arguments": {"max_output_tokens": 5000}},
+	}
+	d.allow == false
+	d.reason == "max_output_tokens 5000 exceeds the cap of 4096 for model llama-3.1-8b-instruct"
+}
+
 test_model_not_on_allow_list_refused if {
 	d := chat(dev, "gpt-unknown", {})
 	d.allow == false

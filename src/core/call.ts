@@ -104,6 +104,8 @@ export interface ModelInfo {
   response?: string | undefined;
   /** gen_ai.response.finish_reasons. */
   finishReasons?: string[] | undefined;
+  /** gen_ai.response.id: the answer's `id` (`chatcmpl-...`, a Responses API `resp_...`). */
+  responseId?: string | undefined;
   /**
    * How the call's token usage is known: `reported` by the backend, `counted` by the gateway from what it relayed
    * (a stream that broke, a backend that reports none), or `unmetered` (the protocol gives nothing to count).

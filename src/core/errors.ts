@@ -128,6 +128,11 @@ export const Errors = Object.freeze({
   // Model traffic (OpenAI-compatible, KServe)
   /** No backend of the route serves a model of that name (told only after policy saw the name). */
   MODEL_NOT_FOUND: def('TG_MODEL_NOT_FOUND', 404, -32075, true, 'The model does not exist on this route'),
+  /**
+   * The OpenAI Responses API: no response with that id was created by this caller (GET/DELETE /responses/{id},
+   * .../cancel, `previous_response_id`); the same answer whether it does not exist or is another caller's.
+   */
+  RESPONSE_NOT_FOUND: def('TG_RESPONSE_NOT_FOUND', 404, -32001, true, 'No response with this id was created by this caller'),
   /** The prompt (messages, prompt, input) is over the route's maxPromptBytes. */
   PROMPT_TOO_LARGE: def('TG_PROMPT_TOO_LARGE', 400, -32602, true, 'The prompt exceeds the configured size'),
   /** KServe binary tensors: Inference-Header-Content-Length is not a number, over the cap, or its header is not JSON. */

@@ -37,6 +37,7 @@ export function usageTokens(span: Span, call: Call): void {
 export function modelOutcome(span: Span, call: Call): void {
   const m = call.model;
   if (m?.response !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_MODEL, m.response);
+  if (m?.responseId !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_ID, m.responseId);
   if (m?.finishReasons !== undefined) span.setAttribute(A.ATTR_GEN_AI_RESPONSE_FINISH_REASONS, m.finishReasons);
   usageTokens(span, call);
 }

@@ -2,7 +2,7 @@
  * The official Python `openai` client (pinned, in the virtualenv scripts/install-tools.sh builds under
  * ~/.cache/tollgate/venv-openai) through the gateway to a vLLM-like backend: chat, streams with and without
  * include_usage (the gateway's usage chunk never reaches a client that did not ask), completions, embeddings, model
- * lists, and the errors it raises for an unknown model, a denied one, a bad key and a stream that breaks.
+ * lists, the Responses API (streamed and not, and a stream that breaks), and the errors it raises for an unknown model, a denied one, a bad key and a stream that breaks.
  * A missing virtualenv fails the test (npm test builds it).
  */
 import { execFile } from 'node:child_process';
@@ -51,5 +51,13 @@ describe('the Python openai client', () => {
     expect(out.bad_key).toMatchObject({ class: 'AuthenticationError', status: 401 });
     expect(out.broken).toMatchObject({ class: 'APIError', code: 'TG_UPSTREAM_UNAVAILABLE', type: 'server_error' });
     expect(out.broken_text).toBe('t0 t1 t2 ');
+    // The Responses API: the answer and the stream's events name the model as asked; usage read by the client.
+    expect(out.responses).toEqual({ text: 't0 t1 t2 ', model: LLAMA, usage: [2, 3], status: 'completed' });
+    expect(out.responses_stream).toEqual({ text: 't0 t1 ', first: 'response.created', last: 'response.completed' });
+    expect(out.responses_stream_usage).toEqual([2 + 3, 2]);
+    expect(out.responses_stream_model).toBe(LLAMA);
+    // A Responses stream that breaks ends with OpenAI's error event, which this client yields as an event.
+    expect(out.broken_response).toBeNull();
+    expect(out.broken_response_events).toEqual(['response.output_text.delta', { type: 'error', code: 'TG_UPSTREAM_UNAVAILABLE', message: 'Upstream vllm is unavailable' }]);
   });
 });

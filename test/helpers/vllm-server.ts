@@ -8,6 +8,7 @@
  *   `stream_options.include_usage`) a chunk with empty `choices` and `usage`, then `data: [DONE]\n\n`.
  *   `content-type: text/event-stream; charset=utf-8`, chunked. With `n` > 1, each choice (its `index`) gets its own
  *   role chunk, then the choices' tokens interleave one chunk each, then each its final chunk; usage counts them all.
+ * - vLLM's Responses API and pooling endpoints (rerank, score, pooling, classify): vllm-extras.ts.
  * - `POST /v1/embeddings` (floats, or base64 float32 with `encoding_format: "base64"`), `GET /v1/models` (with `max_model_len` and vLLM's `permission`), `GET /health` (200,
  *   empty), `POST /tokenize`, `POST /detokenize`; errors as vLLM's ErrorResponse
  *   `{"error":{"message","type","param","code"}}` (`code` the HTTP status).
@@ -20,6 +21,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenLoopback } from './net.ts';
+import { createResponse, pooling, storedResponses, type ExtrasState } from './vllm-extras.ts';
 
 export interface SeenModelRequest {
   readonly path: string;
@@ -54,6 +56,8 @@ export interface VllmOptions {
   readonly tokenDelayMs?: number;
   /** Pause before the first token (prefill). */
   readonly firstTokenDelayMs?: number;
+  /** Keep Responses API responses by id (vLLM's VLLM_ENABLE_RESPONSES_API_STORE=1). */
+  readonly storeResponses?: boolean;
 }
 
 type Message = { role?: string; content?: unknown };
@@ -108,6 +112,7 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
   let server: Server | undefined;
   let port = 0;
   let counter = 0;
+  const extras: ExtrasState = { store: opts.storeResponses ?? false, responses: new Map(), created, delayMs: opts.tokenDelayMs ?? 0 };
 
   const handle = async (req: IncomingMessage, res: ServerResponse, raw: string, index: number, out: Buffer[]): Promise<void> => {
     const path = (req.url ?? '').split('?')[0]!;
@@ -132,6 +137,7 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data }));
       return;
     }
+    if (storedResponses(extras, req.method ?? 'GET', path, res)) return;
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(raw) as Record<string, unknown>;
@@ -154,6 +160,8 @@ export async function startVllm(opts: VllmOptions = {}): Promise<VllmServer> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ prompt: tokens.map((t) => `w${String(t)}`).join(' ') }));
       return;
     }
+    if (path === '/v1/responses') return createResponse(extras, body, model, index, res, out);
+    if (pooling(extras, path, body, model, index, res, out)) return;
     if (path === '/v1/embeddings') {
       const inputs = Array.isArray(body.input) && typeof body.input[0] !== 'number' ? body.input : [body.input];
       // encoding_format "base64" (what the openai clients ask for by default): the float32 values, little-endian.

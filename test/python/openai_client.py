@@ -41,6 +41,18 @@ out["embedding_model"] = emb.model
 
 out["models"] = [m.id for m in client.models.list().data]
 
+resp = client.responses.create(model=model, input="words 3", max_output_tokens=20)
+out["responses"] = {"text": resp.output_text, "model": resp.model, "usage": [resp.usage.input_tokens, resp.usage.output_tokens], "status": resp.status}
+types, text = [], ""
+for event in client.responses.create(model=model, input=[{"role": "user", "content": "words 2"}], stream=True):
+    types.append(event.type)
+    if event.type == "response.output_text.delta":
+        text += event.delta
+    if event.type == "response.completed":
+        out["responses_stream_usage"] = [event.response.usage.input_tokens, event.response.usage.output_tokens]
+        out["responses_stream_model"] = event.response.model
+out["responses_stream"] = {"text": text, "first": types[0], "last": types[-1]}
+
 
 def failure(call):
     try:
@@ -67,4 +79,15 @@ def broken():
 
 out["broken"] = failure(broken)
 out["broken_text"] = "".join(broken_text)
+
+broken_events = []
+
+
+def broken_response():
+    for event in client.responses.create(model=model, input="words 9 break 2", stream=True):
+        broken_events.append(event.type if event.type != "error" else {"type": "error", "code": event.code, "message": event.message})
+
+
+out["broken_response"] = failure(broken_response)
+out["broken_response_events"] = broken_events[-2:]
 print(json.dumps(out))

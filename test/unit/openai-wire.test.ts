@@ -171,7 +171,7 @@ describe('request reading', () => {
 
   it('adds include_usage beside the client\'s stream options (continuous stats off, as the client had them)', () => {
     const p = parseBody(Buffer.from('{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true}}'));
-    expect(upstreamBody(p, { includeUsage: true, maxTokens: 5 })).toBe('{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":false,"include_usage":true},"max_tokens":5}');
+    expect(upstreamBody(p, { includeUsage: true, maxTokens: { key: 'max_tokens', value: 5 } })).toBe('{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":false,"include_usage":true},"max_tokens":5}');
   });
 
   it('refuses bodies that are not an object with a model', () => {

@@ -1,6 +1,7 @@
 /**
- * The OpenAI-compatible adapter (vLLM's server as the reference): chat/completions, completions, embeddings,
- * tokenize/detokenize and models under a route's mount (conventionally /v1), routed by model name to a pool.
+ * The OpenAI-compatible adapter (vLLM's server as the reference): chat/completions, completions, embeddings, the
+ * Responses API, vLLM's extras (rerank, score, pooling, classify, tokenize, detokenize) and models under a route's
+ * mount (conventionally /v1), routed by model name to a pool; stored responses (stored.ts) for their creator only.
  *
  * One road per request: authenticate from the headers (before the body is read or anything created), read and parse
  * the body (bounded by the route), resolve the model (the policy sees the name before the caller learns whether it
@@ -25,7 +26,8 @@ import { RenamedAnswer } from '../../upstream/rename.ts';
 import { writeOpenAiError } from '../../wire/errors.ts';
 import { HEADERS, listModels, retrieveModel, type ModelsContext } from './list.ts';
 import { notFound, parseModelList } from './models.ts';
-import { MODELS_LIST, MODELS_RETRIEVE, POST_OPERATIONS, type Operation } from './operations.ts';
+import { MODELS_LIST, MODELS_RETRIEVE, POST_OPERATIONS, RESPONSES, type Operation } from './operations.ts';
+import { ResponseOwners } from './owners.ts';
 import {
   cappedMaxTokens,
   clientMaxTokens,
@@ -37,7 +39,9 @@ import {
   upstreamBody,
   type ParsedBody,
 } from './request.ts';
-import { CompletionStream, JsonAnswer } from './stream.ts';
+import { ResponsesStream } from './responses.ts';
+import { bindResponse, claimResponseState, safeDecode, serveStored, storedRoute, type StoredContext } from './stored.ts';
+import { CompletionStream, JsonAnswer, reportUsage } from './stream.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;
 
@@ -53,13 +57,16 @@ const JSON_READ_LIMIT = 16 * 1024 * 1024;
 /** A caller naming an unknown model refreshes a backend's model list at most this often (routes without `models`). */
 const UNKNOWN_MODEL_REFRESH_MS = 2_000;
 
-export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext {
+export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext, StoredContext {
   readonly models: ModelRoutes;
+  /** Who created each Responses API response (stored.ts). */
+  readonly owners: ResponseOwners;
 
   constructor(ctx: AdapterContext) {
     // vLLM answers GET /health with 200 once its engine is up.
     super(ctx, { protocol: 'openai', label: 'OpenAI', health: { path: '/health' }, crashWriter: writeOpenAiError });
     this.models = new ModelRoutes(new ModelCatalog((backend) => this.fetchModels(backend), { ttlMs: 30_000 }), { refreshMs: UNKNOWN_MODEL_REFRESH_MS });
+    this.owners = new ResponseOwners(ctx.store);
     this.reconfigure(ctx.state().snapshot);
   }
 
@@ -77,6 +84,11 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     if (op === undefined && (rest === '/models' || (rest.startsWith('/models/') && rest.length > '/models/'.length))) {
       op = rest === '/models' ? MODELS_LIST : MODELS_RETRIEVE;
       allowed = ['GET', 'HEAD'];
+    }
+    const stored = op === undefined ? storedRoute(method, rest, req.url) : undefined;
+    if (stored !== undefined) {
+      this.admit(x, stored.operation, (pre) => serveStored(this, x, pre, stored));
+      return;
     }
     this.admit(x, op?.name ?? 'refused', (pre) => {
       if (op === undefined) throw new GatewayError(Errors.NOT_FOUND, `No OpenAI-compatible endpoint at ${match.rule.mount}${rest}`);
@@ -120,6 +132,7 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
       if (max !== undefined && promptBytes(p) > max) {
         throw new GatewayError(Errors.PROMPT_TOO_LARGE, `The prompt is ${promptBytes(p)} bytes, over the ${max} bytes this route accepts`, { data: { param: 'messages' } });
       }
+      if (op === RESPONSES) await claimResponseState(this.owners, call, p, resolved);
       if (upstream === undefined) throw new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${resolved.backend} is unavailable`, { data: { upstream: resolved.backend } });
       await this.forwardInference(call, op, p, resolved, upstream, x);
     });
@@ -132,9 +145,9 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     // The client did not ask for the usage chunk: the gateway asks for it, and drops it from what the client sees.
     // Only into options the backend would accept (none, null, an object): anything else is the backend's to refuse.
     const editable = options === undefined || options === null || (typeof options === 'object' && !Array.isArray(options));
-    const addUsage = streaming && editable && (options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
+    const addUsage = streaming && op.usageChunk && editable && (options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
     const cap = call.outputTokenCap;
-    const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p) === undefined ? cappedMaxTokens(p, op, cap) : undefined;
+    const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p, op) === undefined ? { key: op.outputLimit, value: cappedMaxTokens(p, op, cap) } : undefined;
     const body = upstreamBody(p, { model: resolved.upstream !== p.model ? resolved.upstream : undefined, includeUsage: addUsage, maxTokens });
     const answer = await forward(upstream, {
       method: 'POST',
@@ -160,18 +173,27 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
     // The client sees the model name it asked for, not the backend's (README: the model name in answers).
     const rename = resolved.upstream !== p.model ? p.model : undefined;
     const filter = sse
-      ? new CompletionStream(call, addUsage, rename)
+      ? op === RESPONSES
+        ? new ResponsesStream(call, rename)
+        : new CompletionStream(call, addUsage, rename)
       : rename === undefined
-        ? new JsonAnswer(call, JSON_READ_LIMIT)
-        : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT), 'model', rename);
+        ? new JsonAnswer(call, JSON_READ_LIMIT, op.metered)
+        : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT, op.metered), 'model', rename);
     await answer.pipeTo(res, { headers, filter });
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
+    if (!sse && call.model?.metering === 'unmetered') metadataUsage(call, answer.headers.metadata);
+    if (op === RESPONSES) await bindResponse(this, call, resolved);
+  }
+
+  upstreamOf(backend: string): HttpUpstream | undefined {
+    return this.upstreamSet.get(backend);
   }
 
   /** The reservation's prompt tokens: bytes / N (default), or the backend's /tokenize when the route says so. */
   private async promptTokens(p: ParsedBody, op: Operation, s: OpenAiRouteSpec, upstream: HttpUpstream | undefined, model: string | undefined): Promise<number> {
     const bytes = estimatePromptTokens(p, s.promptTokens.bytesPerToken);
-    if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || op.name === 'embeddings') return bytes;
+    // vLLM's /tokenize takes a chat's messages or a completion's prompt; other requests are estimated from their bytes.
+    if (s.promptTokens.estimate !== 'tokenize' || upstream === undefined || (op.name !== 'chat.completions' && op.name !== 'completions')) return bytes;
     try {
       const body = JSON.stringify(p.json.messages !== undefined ? { model, messages: p.json.messages, tools: p.json.tools } : { model, prompt: p.json.prompt });
       const answer = await forward(upstream, { method: 'POST', path: '/tokenize', headers: {}, policy: HEADERS, set: { 'content-type': 'application/json' }, body, idempotent: true, timeouts: { totalMs: 5_000 } });
@@ -215,11 +237,16 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext 
   }
 }
 
-function safeDecode(s: string): string {
+/**
+ * The usage of a binary answer (vLLM's pooling and embeddings with `encoding_format: "bytes"`): in the JSON of its
+ * `metadata` response header (PoolingBytesResponse), since the body is raw numbers.
+ */
+function metadataUsage(call: Call, header: string | string[] | undefined): void {
+  if (typeof header !== 'string' || header.length > JSON_READ_LIMIT) return;
   try {
-    return decodeURIComponent(s);
+    const usage = (JSON.parse(header) as { usage?: unknown } | null)?.usage;
+    if (typeof usage === 'object' && usage !== null) reportUsage(call, usage);
   } catch {
-    return s;
+    // Not JSON: the answer stays unmetered.
   }
 }
-

@@ -10,10 +10,14 @@ import { HeaderPolicy } from '../../upstream/headers.ts';
 import type { ModelRoutes } from '../../upstream/model-catalog.ts';
 import { modelCard, notFound, offeredModels } from './models.ts';
 
-/** What crosses the gateway for OpenAI-compatible calls besides the body (never the caller's credentials). */
+/**
+ * What crosses the gateway for OpenAI-compatible calls besides the body (never the caller's credentials). `metadata`:
+ * vLLM's JSON header beside a binary answer (pooling and embeddings with `encoding_format: "bytes"`: id, model, data
+ * layout, usage), without which the client cannot read the bytes.
+ */
 export const HEADERS = new HeaderPolicy({
   request: ['content-type', 'accept', 'x-request-id'],
-  response: ['content-type', 'x-request-id'],
+  response: ['content-type', 'x-request-id', 'metadata'],
 });
 
 /** What the list endpoints need of the adapter. */

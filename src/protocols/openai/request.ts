@@ -40,8 +40,25 @@ export function memberBytes(p: ParsedBody, key: string): number {
   return r === undefined ? 0 : Buffer.byteLength(p.text.slice(r.start, r.end));
 }
 
-/** The request fields whose content is the prompt: left out of the policy input unless the route asks. */
-const CONTENT_FIELDS: Readonly<Record<string, string>> = { messages: 'message', prompt: 'prompt', input: 'input' };
+/**
+ * The request fields whose content is the prompt: left out of the policy input unless the route asks. Besides
+ * messages, prompt and input: the Responses API's instructions, and what vLLM's rerank and score requests compare
+ * (query and documents; text_1 and text_2, or their other spellings queries/documents, queries/items, data_1/data_2).
+ */
+const CONTENT_FIELDS: Readonly<Record<string, string>> = {
+  messages: 'message',
+  prompt: 'prompt',
+  input: 'input',
+  instructions: 'instructions',
+  query: 'query',
+  documents: 'document',
+  queries: 'queries',
+  items: 'item',
+  text_1: 'text_1',
+  text_2: 'text_2',
+  data_1: 'data_1',
+  data_2: 'data_2',
+};
 
 /** A member larger than this reaches the policy as its size only (its copy into WASM memory is the policy's cost). */
 const LARGE_MEMBER = 2048;
@@ -87,12 +104,18 @@ function rolesOf(messages: readonly unknown[]): Record<string, number> {
   return roles;
 }
 
-/** `tools: [{type: "function", function: {name}}]` or legacy `functions: [{name}]`. */
+/**
+ * `tools: [{type: "function", function: {name}}]`, legacy `functions: [{name}]`, the Responses API's
+ * `{type: "function", name}`; its built-in tools by their type (`web_search_preview`, `code_interpreter`...) and an
+ * MCP tool as `mcp:<server_label>`, so a policy can refuse a tool the backend would run itself.
+ */
 function toolName(t: unknown): string | undefined {
   if (typeof t !== 'object' || t === null) return undefined;
-  const f = (t as { function?: { name?: unknown }; name?: unknown }).function;
-  const name = f?.name ?? (t as { name?: unknown }).name;
-  return typeof name === 'string' ? name : undefined;
+  const tool = t as { function?: { name?: unknown }; name?: unknown; type?: unknown; server_label?: unknown };
+  const name = tool.function?.name ?? tool.name;
+  if (typeof name === 'string') return name;
+  if (tool.type === 'mcp' && typeof tool.server_label === 'string') return `mcp:${tool.server_label}`;
+  return typeof tool.type === 'string' && tool.type !== 'function' ? tool.type : undefined;
 }
 
 function positiveInt(v: unknown): number | undefined {
@@ -112,7 +135,8 @@ function sequences(p: ParsedBody, op: Operation): number {
 }
 
 /** The output limit the client set (per sequence), if any. */
-export function clientMaxTokens(p: ParsedBody): number | undefined {
+export function clientMaxTokens(p: ParsedBody, op: Operation): number | undefined {
+  if (op.outputLimit === 'max_output_tokens') return positiveInt(p.json.max_output_tokens);
   return positiveInt(p.json.max_completion_tokens) ?? positiveInt(p.json.max_tokens);
 }
 
@@ -126,7 +150,7 @@ const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
  */
 export function maxOutputTokens(p: ParsedBody, op: Operation): number | undefined {
   if (!op.generates) return 0;
-  const max = clientMaxTokens(p) ?? (op.name === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
+  const max = clientMaxTokens(p, op) ?? (op.name === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : undefined);
   return max === undefined ? undefined : max * sequences(p, op);
 }
 
@@ -137,9 +161,9 @@ export function maxOutputTokens(p: ParsedBody, op: Operation): number | undefine
  * until the call settles (an under-estimate could overshoot a budget).
  */
 export function estimatePromptTokens(p: ParsedBody, bytesPerToken: number): number {
-  let bytes = 0;
+  let bytes = pairBytes(p);
   let tokens = 0;
-  for (const key of ['messages', 'prompt', 'input', 'tools', 'functions']) {
+  for (const key of ['messages', 'prompt', 'input', 'instructions', 'tools', 'functions']) {
     const value = p.json[key];
     if (value === undefined) continue;
     if ((key === 'prompt' || key === 'input') && isTokenIds(value)) {
@@ -160,9 +184,42 @@ function tokenIdCount(v: unknown): number {
   return typeof a[0] === 'number' ? a.length : a.reduce<number>((n, x) => n + (x as unknown[]).length, 0);
 }
 
-/** Bytes of the prompt content a route may cap (`openai.maxPromptBytes`): messages, prompt or input as sent. */
+/** The spellings of the two sides a rerank or score request compares (vLLM's RerankRequest, ScoreRequest). */
+const PAIRS: ReadonlyArray<readonly [string, string]> = [
+  ['query', 'documents'],
+  ['queries', 'documents'],
+  ['queries', 'items'],
+  ['text_1', 'text_2'],
+  ['data_1', 'data_2'],
+];
+
+const PAIR_KEYS: readonly string[] = [...new Set(PAIRS.flat())];
+
+/**
+ * Bytes a rerank or score request makes the model read: each document is read with its query (a cross-encoder sees
+ * the pair), so one query against N documents is N queries' bytes plus the documents'; lists of equal length are
+ * scored pair by pair.
+ */
+function pairBytes(p: ParsedBody): number {
+  for (const [a, b] of PAIRS) {
+    const first = p.json[a];
+    const second = p.json[b];
+    if (first === undefined || second === undefined) continue;
+    const n = Array.isArray(second) ? second.length : 1;
+    const paired = Array.isArray(first) && first.length === n;
+    return (paired ? memberBytes(p, a) : memberBytes(p, a) * Math.max(1, n)) + memberBytes(p, b);
+  }
+  return 0;
+}
+
+/**
+ * Bytes of the prompt content a route may cap (`openai.maxPromptBytes`): messages, prompt, input and instructions as
+ * sent, and the pairs of a rerank or score request.
+ */
 export function promptBytes(p: ParsedBody): number {
-  return memberBytes(p, 'messages') + memberBytes(p, 'prompt') + memberBytes(p, 'input');
+  let bytes = memberBytes(p, 'messages') + memberBytes(p, 'prompt') + memberBytes(p, 'input') + memberBytes(p, 'instructions');
+  for (const key of PAIR_KEYS) bytes += memberBytes(p, key);
+  return bytes;
 }
 
 export interface BodyChanges {
@@ -170,8 +227,8 @@ export interface BodyChanges {
   readonly model?: string | undefined;
   /** Ask for the usage chunk (the client did not). */
   readonly includeUsage?: boolean | undefined;
-  /** max_tokens to set (the client set none and a budget capped the call). */
-  readonly maxTokens?: number | undefined;
+  /** The output limit to set (the client set none and a budget capped the call), under the operation's member name. */
+  readonly maxTokens?: { readonly key: string; readonly value: number } | undefined;
 }
 
 /** The body to send upstream: the client's bytes, with only the members that must change replaced or added. */
@@ -186,7 +243,7 @@ export function upstreamBody(p: ParsedBody, changes: BodyChanges): string {
     if (options.continuous_usage_stats === true) options.continuous_usage_stats = false;
     edits.push({ key: 'stream_options', value: JSON.stringify(options) });
   }
-  if (changes.maxTokens !== undefined) edits.push({ key: 'max_tokens', value: String(changes.maxTokens) });
+  if (changes.maxTokens !== undefined) edits.push({ key: changes.maxTokens.key, value: String(changes.maxTokens.value) });
   return edits.length === 0 ? p.text : editMembers(p.text, p.members, edits);
 }
 

@@ -22,9 +22,12 @@ import { renameEvent } from '../../upstream/rename.ts';
 import { openAiErrorBody } from '../../wire/errors.ts';
 import { eventData, SseFramer } from '../../wire/sse-frames.ts';
 
-interface UsageReport {
+/** `usage` as the completions, embeddings and pooling answers give it, or as the Responses API does (input/output). */
+export interface UsageReport {
   readonly prompt_tokens?: unknown;
   readonly completion_tokens?: unknown;
+  readonly input_tokens?: unknown;
+  readonly output_tokens?: unknown;
 }
 
 function count(v: unknown): number | undefined {
@@ -32,21 +35,37 @@ function count(v: unknown): number | undefined {
 }
 
 /** Sets the call's usage from the backend's report (replacing what was counted). */
-function reportUsage(call: Call, usage: UsageReport): void {
-  const input = count(usage.prompt_tokens);
-  const output = count(usage.completion_tokens);
+export function reportUsage(call: Call, usage: UsageReport): void {
+  const input = count(usage.prompt_tokens) ?? count(usage.input_tokens);
+  const output = count(usage.completion_tokens) ?? count(usage.output_tokens);
   if (input === undefined && output === undefined) return;
   call.usage = { ...call.usage, inputTokens: input ?? 0, outputTokens: output ?? 0, reported: true };
   modelOf(call).metering = 'reported';
 }
 
-function modelOf(call: Call): NonNullable<Call['model']> {
+export function modelOf(call: Call): NonNullable<Call['model']> {
   return (call.model ??= {});
 }
 
-function noteResponse(call: Call, body: { model?: unknown; choices?: unknown }): void {
+/** What an answer says of itself: completions' choices' finish reasons, a Responses API object's status. */
+interface AnswerBody {
+  readonly id?: unknown;
+  readonly model?: unknown;
+  readonly choices?: unknown;
+  readonly object?: unknown;
+  readonly status?: unknown;
+  readonly incomplete_details?: { readonly reason?: unknown } | null;
+}
+
+export function noteResponse(call: Call, body: AnswerBody): void {
   const m = modelOf(call);
   if (m.response === undefined && typeof body.model === 'string') m.response = body.model;
+  if (m.responseId === undefined && typeof body.id === 'string') m.responseId = body.id;
+  // A response object (the Responses API): why it stopped is its status, or the reason it is incomplete.
+  if (body.object === 'response' && typeof body.status === 'string') {
+    const reason = body.incomplete_details?.reason;
+    (m.finishReasons ??= []).push(typeof reason === 'string' ? reason : body.status);
+  }
   if (!Array.isArray(body.choices)) return;
   for (const c of body.choices as unknown[]) {
     const reason = (c as { finish_reason?: unknown } | null)?.finish_reason;
@@ -66,6 +85,24 @@ function producedOutput(choice: unknown): boolean {
     (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) ||
     (typeof d.reasoning_content === 'string' && d.reasoning_content !== '')
   );
+}
+
+/**
+ * The bytes of `whole` with each of its events (`frames`, views of it) replaced by what `map` makes of it (undefined:
+ * dropped); what lies between events (a line break outside an event) stays.
+ */
+export function mapFrames(whole: Buffer, frames: readonly Buffer[], map: (frame: Buffer) => Buffer | undefined): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const f of frames) {
+    const offset = f.byteOffset - whole.byteOffset;
+    if (offset > at) parts.push(whole.subarray(at, offset));
+    const mapped = map(f);
+    if (mapped !== undefined) parts.push(mapped);
+    at = offset + f.length;
+  }
+  if (at < whole.length) parts.push(whole.subarray(at));
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 const DONE = Buffer.from('data: [DONE]\n\n');
@@ -122,17 +159,7 @@ export class CompletionStream implements ChunkFilter {
     }
     const rename = this.rename;
     if (drop === undefined && rename === undefined) return whole;
-    // The frames are views of `whole`: what lies between them (a line break outside an event) stays.
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (const f of frames) {
-      const offset = f.byteOffset - whole.byteOffset;
-      if (offset > at) parts.push(whole.subarray(at, offset));
-      if (f !== drop) parts.push(rename === undefined ? f : renameEvent(f, 'model', rename));
-      at = offset + f.length;
-    }
-    if (at < whole.length) parts.push(whole.subarray(at));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return mapFrames(whole, frames, (f) => (f === drop ? undefined : rename === undefined ? f : renameEvent(f, 'model', rename)));
   }
 
   /** Reads the events passed on and not read yet. */
@@ -147,7 +174,7 @@ export class CompletionStream implements ChunkFilter {
   private read(frame: Buffer): boolean {
     const data = eventData(frame);
     if (data === undefined || data === '[DONE]') return false;
-    let body: { model?: unknown; choices?: unknown; usage?: UsageReport | null; error?: unknown };
+    let body: AnswerBody & { usage?: UsageReport | null; error?: unknown };
     try {
       body = JSON.parse(data) as typeof body;
     } catch {
@@ -185,17 +212,23 @@ export class CompletionStream implements ChunkFilter {
   }
 }
 
-/** A whole JSON answer: relayed as it arrives, read at the end (up to `limit` bytes kept). */
+/**
+ * A whole JSON answer: relayed as it arrives, read at the end (up to `limit` bytes kept). `metered`: the call is
+ * budgeted, so an answer without usage (a pooling plugin's, a background response's) is marked `unmetered` and the
+ * budget charges its whole reservation.
+ */
 export class JsonAnswer implements ChunkFilter {
   readonly sameBytes = true;
   private readonly call: Call;
   private readonly limit: number;
+  private readonly metered: boolean;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
 
-  constructor(call: Call, limit: number) {
+  constructor(call: Call, limit: number, metered = false) {
     this.call = call;
     this.limit = limit;
+    this.metered = metered;
   }
 
   chunk(data: Buffer): Buffer {
@@ -205,16 +238,19 @@ export class JsonAnswer implements ChunkFilter {
   }
 
   end(): undefined {
-    if (this.bytes > this.limit) return undefined;
-    try {
-      const body = JSON.parse(Buffer.concat(this.chunks).toString('utf8')) as { model?: unknown; choices?: unknown; usage?: UsageReport };
-      if (typeof body === 'object' && body !== null) {
-        noteResponse(this.call, body);
-        if (typeof body.usage === 'object' && body.usage !== null) reportUsage(this.call, body.usage);
+    if (this.bytes <= this.limit) {
+      try {
+        const body = JSON.parse(Buffer.concat(this.chunks).toString('utf8')) as AnswerBody & { usage?: UsageReport };
+        if (typeof body === 'object' && body !== null) {
+          noteResponse(this.call, body);
+          if (typeof body.usage === 'object' && body.usage !== null) reportUsage(this.call, body.usage);
+        }
+      } catch {
+        // Not JSON (vLLM's pooling `encoding_format: "bytes"`): nothing to read.
       }
-    } catch {
-      // Not JSON: nothing to read (the budget then charges the whole reservation).
     }
+    // No usage report: the budget charges the whole reservation, and the audit record says the call was not metered.
+    if (this.metered && this.call.model?.metering === undefined) modelOf(this.call).metering = 'unmetered';
     return undefined;
   }
 

@@ -1,0 +1,123 @@
+/**
+ * Which identity created each response of the Responses API: a response the backend stores (`store`, vLLM with
+ * VLLM_ENABLE_RESPONSES_API_STORE) is named by its id alone, at GET /responses/{id}, POST /responses/{id}/cancel,
+ * DELETE, and as another request's `previous_response_id` (whose input and output become that request's context).
+ * Only the identity that created a response may reach it; another one gets 404 TG_RESPONSE_NOT_FOUND, the same answer
+ * as for an id that does not exist (no existence leak), and so does everyone for an id the gateway never saw created.
+ * The same design as A2A task ownership (src/protocols/a2a/tasks.ts).
+ *
+ * A binding also says where the response lives (the backend pool, the model under the route's name), so a retrieval,
+ * which names no model, goes back to that pool and is judged by policy as a use of that model.
+ *
+ * In memory (bounded, oldest forgotten first) on one replica; in Redis with the shared store, so a response made
+ * through one replica is reachable through any other: `SET <prefix>openai:response:<id> <binding> PX ttl NX` (the
+ * first binding wins: a caller that names an existing id as its vLLM `request_id` cannot take that response over).
+ * A store that cannot answer fails closed (TG_STORE_UNAVAILABLE).
+ */
+import { Errors, GatewayError } from '../../core/errors.ts';
+import type { RedisStore } from '../../store/redis.ts';
+
+const MEMORY_MAX = 100_000;
+/** How long a binding lasts: OpenAI keeps stored responses 30 days (vLLM's in-memory store never expires them). */
+export const RESPONSE_TTL_MS = 30 * 24 * 3600 * 1000;
+
+/** Who created a response, and where it lives. */
+export interface ResponseBinding {
+  readonly owner: string;
+  /** The backend (pool) that answered. */
+  readonly backend: string;
+  /** The model under the route's name (policy's target name), and its name at the backend. */
+  readonly model: string;
+  readonly upstream: string;
+}
+
+export class ResponseOwners {
+  private readonly store: RedisStore | undefined;
+  private readonly local = new Map<string, { binding: ResponseBinding; until: number }>();
+
+  constructor(store: RedisStore | undefined) {
+    this.store = store;
+  }
+
+  private key(id: string): string {
+    return `openai:response:${id}`;
+  }
+
+  /**
+   * Binds a response id to the identity that created it; false when it is bound to another identity already (the
+   * first binding wins, here and in the shared store).
+   */
+  async bind(id: string, binding: ResponseBinding): Promise<boolean> {
+    const held = this.held(id);
+    if (held !== undefined) return held.owner === binding.owner;
+    if (this.store === undefined) return this.bindLocal(id, binding);
+    // The shared store decides first: this replica remembers a binding only once it is known to be the store's.
+    let stored: ResponseBinding | undefined;
+    try {
+      const key = this.store.key(this.key(id));
+      if ((await this.store.client.set(key, JSON.stringify(binding), 'PX', RESPONSE_TTL_MS, 'NX')) === 'OK') stored = binding;
+      else stored = parse(await this.store.client.get(key));
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (stored === undefined || stored.owner !== binding.owner) return false;
+    return this.bindLocal(id, stored);
+  }
+
+  /** This replica's live binding of an id. */
+  private held(id: string): ResponseBinding | undefined {
+    const key = this.key(id);
+    const e = this.local.get(key);
+    if (e === undefined) return undefined;
+    if (e.until > Date.now()) return e.binding;
+    this.local.delete(key);
+    return undefined;
+  }
+
+  /** Binds in this replica's memory (the id is known not to be held here). */
+  private bindLocal(id: string, binding: ResponseBinding): boolean {
+    const key = this.key(id);
+    if (this.local.size >= MEMORY_MAX) {
+      const oldest = this.local.keys().next().value;
+      if (oldest !== undefined) this.local.delete(oldest);
+    }
+    this.local.set(key, { binding, until: Date.now() + RESPONSE_TTL_MS });
+    return true;
+  }
+
+  /** The binding of a response id, or undefined (unknown or expired). */
+  async binding(id: string): Promise<ResponseBinding | undefined> {
+    const held = this.held(id);
+    if (held !== undefined || this.store === undefined) return held;
+    try {
+      return parse(await this.store.client.get(this.store.key(this.key(id))));
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** The binding, when `caller` created the response; 404 TG_RESPONSE_NOT_FOUND otherwise. */
+  async check(id: string, caller: string, param?: string): Promise<ResponseBinding> {
+    const b = await this.binding(id);
+    if (b === undefined || b.owner !== caller) throw responseNotFound(id, param);
+    return b;
+  }
+}
+
+function parse(raw: string | null): ResponseBinding | undefined {
+  if (raw === null) return undefined;
+  try {
+    const b = JSON.parse(raw) as ResponseBinding;
+    return typeof b.owner === 'string' && typeof b.backend === 'string' ? b : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function responseNotFound(id: string, param?: string): GatewayError {
+  return new GatewayError(Errors.RESPONSE_NOT_FOUND, `Response with id '${id}' not found.`, param === undefined ? undefined : { data: { param } });
+}
+
+function unavailable(cause: unknown): GatewayError {
+  return new GatewayError(Errors.STORE_UNAVAILABLE, 'The response store is unavailable; response ownership cannot be checked', { cause });
+}
