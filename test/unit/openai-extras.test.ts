@@ -112,4 +112,16 @@ describe('ResponseOwners (one replica)', () => {
     await expect(owners.check('resp_1', 'b')).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
     await expect(owners.check('resp_2', 'a', 'previous_response_id')).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND', data: { param: 'previous_response_id' } });
   });
+
+  it('a full table refuses the newcomer (503 TG_OVERLOADED) and keeps every owner\'s response reachable', async () => {
+    const owners = new ResponseOwners(undefined, 2);
+    expect(await owners.bind('resp_a', { owner: 'a', ...where })).toBe(true);
+    expect(await owners.bind('resp_b', { owner: 'b', ...where })).toBe(true);
+    // The attacker fills nothing more: its response is refused before it is forwarded, and a bind after an answer too.
+    expect(() => owners.assertRoom()).toThrow(expect.objectContaining({ code: 'TG_OVERLOADED' }));
+    await expect(owners.bind('resp_c', { owner: 'c', ...where })).rejects.toMatchObject({ code: 'TG_OVERLOADED' });
+    expect(await owners.check('resp_a', 'a')).toMatchObject({ owner: 'a' });
+    expect(await owners.check('resp_b', 'b')).toMatchObject({ owner: 'b' });
+    await expect(owners.check('resp_c', 'c')).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
+  });
 });

@@ -182,7 +182,7 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
     await answer.pipeTo(res, { headers, filter });
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
     if (!sse && call.model?.metering === 'unmetered') metadataUsage(call, answer.headers.metadata);
-    if (op === RESPONSES) await bindResponse(this, call, resolved);
+    if (op === RESPONSES) await bindResponse(this, call, p, resolved);
   }
 
   upstreamOf(backend: string): HttpUpstream | undefined {

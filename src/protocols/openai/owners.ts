@@ -35,8 +35,13 @@ export class ResponseOwners {
   private readonly store: RedisStore | undefined;
   private readonly local = new Map<string, { binding: ResponseBinding; until: number }>();
 
-  constructor(store: RedisStore | undefined) {
+  private readonly max: number;
+  private swept = 0;
+
+  /** `max`: bindings this replica holds in memory at most (tests make it small). */
+  constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
     this.store = store;
+    this.max = max;
   }
 
   private key(id: string): string {
@@ -61,7 +66,9 @@ export class ResponseOwners {
       throw unavailable(err);
     }
     if (stored === undefined || stored.owner !== binding.owner) return false;
-    return this.bindLocal(id, stored);
+    // The store holds it: this replica's copy is only a cache, skipped when its table is full.
+    if (this.local.size < this.max) this.local.set(this.key(id), { binding: stored, until: Date.now() + RESPONSE_TTL_MS });
+    return true;
   }
 
   /** This replica's live binding of an id. */
@@ -74,15 +81,31 @@ export class ResponseOwners {
     return undefined;
   }
 
-  /** Binds in this replica's memory (the id is known not to be held here). */
+  /**
+   * Binds in this replica's memory (the id is known not to be held here). A full table first forgets the expired
+   * bindings; if it is still full the newcomer is refused (503 TG_OVERLOADED), never another caller's binding dropped
+   * (its owner would lose its response).
+   */
   private bindLocal(id: string, binding: ResponseBinding): boolean {
     const key = this.key(id);
-    if (this.local.size >= MEMORY_MAX) {
-      const oldest = this.local.keys().next().value;
-      if (oldest !== undefined) this.local.delete(oldest);
-    }
+    this.assertRoom();
     this.local.set(key, { binding, until: Date.now() + RESPONSE_TTL_MS });
     return true;
+  }
+
+  /**
+   * Without the shared store: refuses (503 TG_OVERLOADED) when this replica's table is full of live bindings, so a
+   * request that would create a response no one could reach is refused before it is forwarded. The expired ones are
+   * forgotten first (at most once a second: a full table is not walked per request).
+   */
+  assertRoom(): void {
+    if (this.store !== undefined || this.local.size < this.max) return;
+    const now = Date.now();
+    if (now - this.swept >= 1_000) {
+      this.swept = now;
+      for (const [k, e] of this.local) if (e.until <= now) this.local.delete(k);
+    }
+    if (this.local.size >= this.max) throw new GatewayError(Errors.OVERLOADED, 'Too many stored responses are bound on this gateway; retry later, or send store: false');
   }
 
   /** The binding of a response id, or undefined (unknown or expired). */

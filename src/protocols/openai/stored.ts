@@ -121,16 +121,21 @@ export async function claimResponseState(owners: ResponseOwners, call: Call, p: 
     if (typeof previous !== 'string') throw new GatewayError(Errors.INVALID_REQUEST, 'previous_response_id must be a string', { data: { param: 'previous_response_id' } });
     await owners.check(previous, caller, 'previous_response_id');
   }
+  // A response the backend will store must be bindable to its creator, or no one could reach it.
+  if (p.json.store !== false) owners.assertRoom();
   const chosen = p.json.request_id;
   if (typeof chosen === 'string' && !(await owners.bind(chosen, bindingOf(caller, resolved)))) {
     throw new GatewayError(Errors.INVALID_REQUEST, 'request_id names a response of another caller; leave it out and the backend chooses one', { data: { param: 'request_id' } });
   }
 }
 
-/** After a POST /responses answered: its id, bound to the caller (a store that failed is logged, not thrown). */
-export async function bindResponse(a: StoredContext, call: Call, resolved: ResolvedModel): Promise<void> {
+/**
+ * After a POST /responses answered: its id, bound to the caller (a store that failed is logged, not thrown). Not
+ * with `store: false`: the backend keeps nothing to reach.
+ */
+export async function bindResponse(a: StoredContext, call: Call, p: ParsedBody, resolved: ResolvedModel): Promise<void> {
   const id = call.model?.responseId;
-  if (id === undefined) return;
+  if (id === undefined || p.json.store === false) return;
   try {
     await a.owners.bind(id, bindingOf(call.principal?.id ?? '', resolved));
   } catch (err) {
