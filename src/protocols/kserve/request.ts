@@ -8,6 +8,8 @@
  *   from the start of the body (bounded by `kserve.maxHeaderBytes`), is read; those bytes are put back and the whole
  *   body streams upstream, its tensor bytes never parsed. A header length that does not frame a JSON object (too
  *   long, too short, not a number), or a Content-Length that disagrees with the sizes the header declares, is refused.
+ * - infer compressed with gzip or deflate (coding.ts): the whole body read and decoded (both bounded by the route),
+ *   then read as above, lengths counted in decoded bytes as Triton counts them; the compressed bytes are forwarded.
  * - generate / generate_stream: the JSON body; `text_input` reaches policies as its size unless the route asks.
  */
 import type { IncomingHttpHeaders } from 'node:http';
@@ -115,9 +117,10 @@ export function textInputBytes(body: Record<string, unknown>): number {
 
 /**
  * The inference header length a binary request declares: undefined when the header is absent (JSON tensors), else a
- * positive integer no larger than `max` and than the body's declared length (TG_INVALID_TENSOR_HEADER otherwise).
+ * positive integer no larger than `max` and than the body (TG_INVALID_TENSOR_HEADER otherwise). `total`: the body's
+ * length as the header counts it (a compressed body's decoded length); by default its declared Content-Length.
  */
-export function headerLength(headers: IncomingHttpHeaders, max: number): number | undefined {
+export function headerLength(headers: IncomingHttpHeaders, max: number, total: number | undefined = declaredLength(headers)): number | undefined {
   const raw = headers[HEADER_LENGTH];
   if (raw === undefined) return undefined;
   const text = Array.isArray(raw) ? raw.join(',') : raw;
@@ -125,9 +128,31 @@ export function headerLength(headers: IncomingHttpHeaders, max: number): number 
   const n = Number(text.trim());
   if (n === 0) throw tensorHeader('Inference-Header-Content-Length is 0: the inference header is missing');
   if (n > max) throw tensorHeader(`Inference-Header-Content-Length ${n} is over the ${max} bytes this route reads`);
-  const declared = headers['content-length'];
-  if (declared !== undefined && n > Number(declared)) throw tensorHeader(`Inference-Header-Content-Length ${n} is larger than the whole body (${declared} bytes)`);
+  if (total !== undefined && n > total) throw tensorHeader(`Inference-Header-Content-Length ${n} is larger than the whole body (${total} bytes)`);
   return n;
+}
+
+/** The body's declared Content-Length, if any. */
+export function declaredLength(headers: IncomingHttpHeaders): number | undefined {
+  return headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+}
+
+/**
+ * The JSON inference header of a binary request (its first `n` bytes, `raw`), checked against the body's `total`
+ * length: the header plus the `binary_data_size` of its inputs must make the body (TG_INVALID_TENSOR_HEADER).
+ */
+export function inferenceHeader(raw: Buffer, n: number, total: number | undefined): Record<string, unknown> {
+  let header: Record<string, unknown>;
+  try {
+    header = parseObject(raw, 'inference header');
+  } catch (err) {
+    throw tensorHeader(`Inference-Header-Content-Length ${n} does not frame a JSON inference header: ${(err as Error).message}`);
+  }
+  const binary = declaredBinaryBytes(header);
+  if (total !== undefined && binary !== undefined && n + binary !== total) {
+    throw tensorHeader(`The body is ${total} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
+  }
+  return header;
 }
 
 export function tensorHeader(message: string): GatewayError {

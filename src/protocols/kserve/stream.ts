@@ -7,8 +7,10 @@
  *   stream events, one output token per event carrying output (Triton reports no usage). When the backend breaks
  *   mid-stream the client gets a well-formed `data: {"error": ...}` event (KServe's error shape) and a clean end.
  * - KServeAnswer (a whole JSON answer: infer, generate, metadata): passed on chunk by chunk, a small copy kept to
- *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once).
+ *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once); an answer
+ *   Triton compressed (the client's Accept-Encoding) is decoded for that reading only, and relayed as it came.
  */
+import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
@@ -109,6 +111,8 @@ export class KServeAnswer implements ChunkFilter {
   private readonly call: Call;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
+  /** The answer's Content-Encoding (set by the adapter when the answer's headers arrive). */
+  coding: string | string[] | undefined;
 
   constructor(call: Call) {
     this.call = call;
@@ -123,9 +127,13 @@ export class KServeAnswer implements ChunkFilter {
   end(): undefined {
     if (this.bytes > READ_LIMIT) return undefined;
     try {
-      note(this.call, JSON.parse(Buffer.concat(this.chunks).toString('utf8')));
+      let body = Buffer.concat(this.chunks);
+      // Decoded within the same bound as an uncompressed answer; a larger one is left unread.
+      if (this.coding === 'gzip') body = gunzipSync(body, { maxOutputLength: READ_LIMIT });
+      else if (this.coding === 'deflate') body = inflateSync(body, { maxOutputLength: READ_LIMIT });
+      note(this.call, JSON.parse(body.toString('utf8')));
     } catch {
-      // Not JSON (an empty ready answer): nothing to read.
+      // Not JSON (an empty ready answer, a binary answer) or past the bound: nothing to read.
     }
     return undefined;
   }
