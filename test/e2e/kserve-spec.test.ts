@@ -101,12 +101,13 @@ describe('tritonclient through the gateway', () => {
       tritonclient(new URL(gw.url).host, gw.devToken(AGENT), 'add'),
       tritonclient(new URL(gw.url).host, gw.devToken(AGENT), 'sum'),
     ]);
-    const { admin, ...rest } = through as { admin: Record<string, { status?: string; message?: string }> };
-    const { admin: directAdmin, ...directRest } = direct as { admin: Record<string, unknown> };
+    type Report = { admin: Record<string, { status?: string; message?: string }> } & Record<string, unknown>;
+    const { admin, ...rest } = through as Report;
+    const { admin: directAdmin, ...directRest } = direct as Report;
     // Health is the gateway's own; everything else is Triton's answer.
     expect(rest).toEqual(directRest);
     // The route's other name for `add`: the same answers, `model_name` / `name` being the route's.
-    const { admin: renamedAdmin, ...renamedRest } = renamed as { admin: Record<string, { status?: string; message?: string }> };
+    const { admin: renamedAdmin, ...renamedRest } = renamed as Report;
     const named = (r: Record<string, unknown>, keys: string[]): Array<{ ok: { name: string } }> => keys.map((k) => r[k] as { ok: { name: string } });
     for (const m of [...named(renamedRest, ['metadata', 'metadata_version', 'metadata_query', 'config', 'config_version']), ...named(renamedRest.aio as Record<string, unknown>, ['metadata', 'config'])]) {
       expect(m.ok.name).toBe('sum');

@@ -1,6 +1,7 @@
 /**
  * The KServe v2 adapter (Triton Inference Server as the reference backend): server and model health and metadata,
- * infer (JSON tensors, or the binary tensor extension streamed through unread), and the generate extension
+ * Triton's model configuration, infer (JSON tensors, or the binary tensor extension streamed through unread; bodies
+ * compressed with gzip or deflate read decoded and forwarded as sent, coding.ts), and the generate extension
  * (generate, generate_stream relayed event by event), under a route's mount (conventionally /v2), routed by model
  * name to a pool.
  *
@@ -133,7 +134,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
     });
   }
 
-  /** A model endpoint: metadata, ready, infer, generate, generate_stream. */
+  /** A model endpoint: metadata, ready, config, infer, generate, generate_stream. */
   private async model(x: Exchange, call: Call, path: KServePath, model: string, coding: RequestCoding | undefined): Promise<void> {
     const { req, res, match, state } = x;
     const rule = match.rule;
