@@ -9,7 +9,9 @@
  *   `/v2/models/stats` included (it is Triton's statistics API, not a model named `stats`);
  * - request bodies compressed with gzip or deflate are read for policy and forwarded as the client sent them; other
  *   codings get 415 naming the accepted ones; Accept-Encoding reaches Triton and its compressed answer is relayed;
- * - bad requests get the status Triton gives them, Triton's own errors byte for byte, the gateway's in KServe's shape.
+ * - bad requests get the status Triton gives them, Triton's own errors byte for byte, the gateway's in KServe's shape;
+ * - the requests of one sequence (Triton's sequence extension: stateful models keep its state in one server) reach
+ *   one endpoint of a pool (two TCP relays in front of the Triton, test/helpers/tcp-proxy.ts).
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
@@ -19,9 +21,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
 import { AGENT, SUPPORT, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kserveRoute, startKServeGateway } from '../helpers/kserve.ts';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
 
 let triton: Triton;
+let relays: TcpProxy[] = [];
 let gw: TestGateway;
 let finished: Call[] = [];
 
@@ -29,6 +33,7 @@ const ADD = { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2
 
 beforeAll(async () => {
   triton = await startTriton();
+  relays = [await startTcpProxy(triton.url), await startTcpProxy(triton.url)];
   gw = await startKServeGateway({
     'models.yaml':
       kserveBackend('triton', { url: triton.url, healthCheck: { intervalMs: 1000 } }) +
@@ -43,7 +48,10 @@ beforeAll(async () => {
         ],
       }) +
       // Every name goes to Triton as it is: only the path tells a model from an administrative API.
-      kserveRoute('everything', ['triton'], { models: [{ pattern: '*', backend: 'triton' }] }, '/all/v2'),
+      kserveRoute('everything', ['triton'], { models: [{ pattern: '*', backend: 'triton' }] }, '/all/v2') +
+      // A pool of two endpoints (no health probes: the relays count only the calls' bytes).
+      kserveBackend('pair', { endpoints: relays.map((r) => ({ url: r.url })), healthCheck: { enabled: false } }) +
+      kserveRoute('pair', ['pair'], { models: [{ name: 'add', backend: 'pair' }] }, '/pair/v2'),
   });
   finished = recordCalls(gw);
   await eventually(async () => (await fetch(`${gw.url}/v2/health/ready`, { headers: auth(gw) })).status === 200, 20_000, 'the Triton pool to pass its health checks');
@@ -51,6 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
+  for (const r of relays) await r.close();
   await triton?.stop();
 }, 60_000);
 
@@ -322,5 +331,33 @@ describe('errors compared with Triton', () => {
     }
     kserveError(await raw(`${gw.url}/v2/models/add/infer`, { method: 'GET', headers: auth(gw) }), 405, 'TG_METHOD_NOT_ALLOWED');
     expect((await raw(`${triton.url}/v2/models/add/infer`, { method: 'GET' })).status).toBe(405);
+  });
+});
+
+describe('sequences (Triton sequence extension)', () => {
+  const sent = (): number[] => relays.map((r) => r.fromClients());
+
+  it('every request of one sequence reaches the same endpoint of a pool; other sequences spread', async () => {
+    for (const id of [1234, 'chat-7']) {
+      const before = sent();
+      for (let i = 0; i < 8; i++) {
+        const parameters = { sequence_id: id, sequence_start: i === 0, sequence_end: i === 7 };
+        const binary = i % 2 === 1;
+        const req = binary ? binaryAddRequest([i, 1, 2], [1, 1, 1]) : undefined;
+        // Binary requests put the parameters in their JSON header: the same endpoint either way.
+        const body = req === undefined ? JSON.stringify({ ...ADD, parameters }) : Buffer.concat([Buffer.from(JSON.stringify({ ...JSON.parse(req.body.subarray(0, req.headerLength).toString()), parameters })), req.body.subarray(req.headerLength)]);
+        const headerLength = req === undefined ? undefined : body.length - (req.body.length - req.headerLength);
+        const res = await raw(`${gw.url}/pair/v2/models/add/infer`, { headers: { ...auth(gw), ...(headerLength === undefined ? {} : { 'inference-header-content-length': String(headerLength) }) }, body });
+        expect(res.status, res.body.toString()).toBe(200);
+      }
+      const grew = sent().map((n, i) => n - before[i]!);
+      expect(grew.filter((n) => n > 0), `sequence ${id}: bytes per endpoint ${grew.join(', ')}`).toHaveLength(1);
+    }
+    // Many sequences: both endpoints serve some (each sequence one of them).
+    const before = sent();
+    for (let id = 1; id <= 24; id++) {
+      expect((await raw(`${gw.url}/pair/v2/models/add/infer`, { headers: auth(gw), body: JSON.stringify({ ...ADD, parameters: { sequence_id: id, sequence_start: true, sequence_end: true } }) })).status).toBe(200);
+    }
+    expect(sent().map((n, i) => n - before[i]!).every((n) => n > 0)).toBe(true);
   });
 });

@@ -40,6 +40,7 @@ import {
   inferenceHeader,
   parseObject,
   peekHeader,
+  sequenceKey,
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer } from './stream.ts';
@@ -69,6 +70,8 @@ interface Body {
   readonly binary?: true;
   /** Gives back the process-wide allowance of a gathered body (request.ts gather). */
   readonly release?: () => void;
+  /** The Triton sequence it belongs to (request.ts sequenceKey): one endpoint of the pool serves a sequence. */
+  readonly sequence?: string | undefined;
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -202,15 +205,17 @@ export class KServeAdapter extends HttpProtocolAdapter {
     const declared = declaredLength(req.headers);
     if (n === undefined) {
       const raw = await readBody(req, rule.maxBodyBytes);
-      call.args = inferArguments(parseObject(raw), raw.length, false);
-      return { data: raw };
+      const json = parseObject(raw);
+      call.args = inferArguments(json, raw.length, false);
+      return { data: raw, sequence: sequenceKey(json) };
     }
     const stream = boundedBody(req, rule.maxBodyBytes);
     try {
       const header = inferenceHeader(await peekHeader(stream, n), n, declared);
       call.args = inferArguments(header, declared, true);
+      const sequence = sequenceKey(header);
       const whole = await gather(stream, declared);
-      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole.data, binary: true, release: whole.release };
+      return whole === undefined ? { data: stream, length: declared, binary: true, sequence } : { data: whole.data, binary: true, release: whole.release, sequence };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -226,12 +231,9 @@ export class KServeAdapter extends HttpProtocolAdapter {
     const packed = await readBody(req, rule.maxBodyBytes);
     const plain = await decodeBody(packed, coding, rule.maxBodyBytes);
     const n = headerLength(req.headers, s.maxHeaderBytes, plain.length);
-    if (n === undefined) {
-      call.args = inferArguments(parseObject(plain), plain.length, false);
-      return { data: packed };
-    }
-    call.args = inferArguments(inferenceHeader(plain.subarray(0, n), n, plain.length), plain.length, true);
-    return { data: packed, binary: true };
+    const json = n === undefined ? parseObject(plain) : inferenceHeader(plain.subarray(0, n), n, plain.length);
+    call.args = inferArguments(json, plain.length, n !== undefined);
+    return { data: packed, sequence: sequenceKey(json), ...(n === undefined ? {} : { binary: true as const }) };
   }
 
   /** Forwards to a backend and relays its answer (the backend's own errors pass as they are). */
@@ -255,6 +257,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
       client: res,
       idempotent: r.idempotent,
       call,
+      // A sequence of a stateful model stays on one endpoint (the key names the model: ids are per model at Triton).
+      affinity: r.body?.sequence === undefined ? undefined : `${r.path}\n${r.body.sequence}`,
     };
     const answer = await forward(upstream, fr);
     // The backend's own error (KServe-shaped already): passed on; the call records it.

@@ -79,6 +79,20 @@ export function declaredBinaryBytes(header: Record<string, unknown>): number | u
   return sum;
 }
 
+/**
+ * The sequence an infer request belongs to (Triton's sequence extension, docs/protocol/extension_sequence.md:
+ * `parameters.sequence_id`, a uint64 or a string; 0 and "" mean none), as a key for endpoint affinity: a stateful
+ * model keeps a sequence's state in the one server that saw its start.
+ */
+export function sequenceKey(header: Record<string, unknown>): string | undefined {
+  const params = header.parameters;
+  if (typeof params !== 'object' || params === null) return undefined;
+  const id = (params as { sequence_id?: unknown }).sequence_id;
+  if (typeof id === 'number' && id !== 0) return `n:${id}`;
+  if (typeof id === 'string' && id !== '') return `s:${id}`;
+  return undefined;
+}
+
 /** What a generate request shows policies: every parameter, `text_input` as its size (itself only with `content`). */
 export function generateArguments(body: Record<string, unknown>, content: boolean): Record<string, unknown> {
   const args: Record<string, unknown> = {};
