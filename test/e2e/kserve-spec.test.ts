@@ -29,6 +29,9 @@ let relays: TcpProxy[] = [];
 let gw: TestGateway;
 let finished: Call[] = [];
 
+/** The extensions Triton lists for the APIs the gateway does not expose. */
+const ADMINISTRATIVE_EXTENSIONS = ['model_repository', 'model_repository(unload_dependents)', 'statistics', 'trace', 'logging', 'system_shared_memory', 'cuda_shared_memory'];
+
 const ADD = { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }, { name: 'b', datatype: 'FP32', shape: [1, 3], data: [10, 20, 30] }] };
 
 beforeAll(async () => {
@@ -113,7 +116,13 @@ describe('tritonclient through the gateway', () => {
     type Report = { admin: Record<string, { status?: string; message?: string }> } & Record<string, unknown>;
     const { admin, ...rest } = through as Report;
     const { admin: directAdmin, ...directRest } = direct as Report;
-    // Health is the gateway's own; everything else is Triton's answer.
+    // Health is the gateway's own; the server metadata lists only the extensions the gateway serves (below);
+    // everything else is Triton's answer.
+    const served = (r: Record<string, unknown>): void => {
+      const server = (r.server as { ok: { extensions: string[] } }).ok;
+      server.extensions = server.extensions.filter((e) => !ADMINISTRATIVE_EXTENSIONS.includes(e));
+    };
+    served(directRest);
     expect(rest).toEqual(directRest);
     // The route's other name for `add`: the same answers, `model_name` / `name` being the route's.
     const { admin: renamedAdmin, ...renamedRest } = renamed as Report;
@@ -176,6 +185,20 @@ describe('model configuration (Triton model_configuration extension)', () => {
 });
 
 describe('administrative APIs', () => {
+  it('the server metadata lists only the extensions the gateway serves', async () => {
+    const direct = JSON.parse((await raw(`${triton.url}/v2`)).body.toString()) as { name: string; version: string; extensions: string[] };
+    expect(direct.extensions).toEqual(expect.arrayContaining(ADMINISTRATIVE_EXTENSIONS));
+    for (const mount of ['/v2', '/all/v2']) {
+      const res = await raw(`${gw.url}${mount}`, { headers: auth(gw) });
+      expect(res.status).toBe(200);
+      expect(Number(res.headers['content-length'])).toBe(res.body.length);
+      expect(JSON.parse(res.body.toString())).toEqual({ ...direct, extensions: direct.extensions.filter((e) => !ADMINISTRATIVE_EXTENSIONS.includes(e)) });
+    }
+    expect(JSON.parse((await raw(`${gw.url}/v2`, { headers: auth(gw) })).body.toString()).extensions).toEqual(
+      expect.arrayContaining(['binary_tensor_data', 'classification', 'sequence', 'model_configuration', 'parameters']),
+    );
+  });
+
   it('statistics, repository, trace, logging and shared memory: 404 in KServe\'s shape naming the API, never forwarded', async () => {
     const paths: Array<[string, string, string]> = [
       ['GET', '/v2/models/stats', 'statistics'],

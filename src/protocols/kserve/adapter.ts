@@ -43,7 +43,7 @@ import {
   sequenceKey,
   textInputBytes,
 } from './request.ts';
-import { GenerateStream, KServeAnswer } from './stream.ts';
+import { GenerateStream, KServeAnswer, ServerMetadata } from './stream.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
@@ -117,7 +117,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
   /**
    * /v2, /v2/health/live, /v2/health/ready. Live and ready are the gateway's own answers for the route (live: it
    * serves; ready: every backend of the rule has an endpoint passing its health checks); the server metadata is the
-   * rule's first backend's (its name, version and extensions are what a client negotiates against).
+   * rule's first backend's (its name, version and extensions are what a client negotiates against), the extensions
+   * of the administrative APIs left out (they are not served here).
    */
   private async server(x: Exchange, call: Call, path: KServePath): Promise<void> {
     const { req, res, match, state } = x;
@@ -133,7 +134,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       const backend = match.rule.backends[0]!.name;
       call.upstream = backend;
       call.target = { kind: 'server', name: backend, server: backend };
-      await this.relay(call, x, backend, { method: 'GET', path: '/v2', idempotent: true });
+      await this.relay(call, x, backend, { method: 'GET', path: '/v2', idempotent: true, filter: new ServerMetadata() });
     });
   }
 

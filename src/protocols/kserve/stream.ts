@@ -10,6 +10,7 @@
  *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once); an answer
  *   Triton compressed (the client's Accept-Encoding) is decoded for that reading only, and relayed as it came.
  */
+import type { OutgoingHttpHeaders } from 'node:http';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
@@ -136,6 +137,70 @@ export class KServeAnswer implements ChunkFilter {
       // Not JSON (an empty ready answer, a binary answer) or past the bound: nothing to read.
     }
     return undefined;
+  }
+
+  fail(): undefined {
+    return undefined;
+  }
+}
+
+/**
+ * The extensions Triton lists for its administrative APIs (repository, statistics, trace, logging, shared memory),
+ * which the gateway does not expose (operations.ts): a server-metadata answer through the gateway leaves them out, so
+ * a client negotiating on `extensions` sees what this endpoint serves.
+ */
+const UNEXPOSED_EXTENSIONS = ['model_repository', 'statistics', 'trace', 'logging', 'system_shared_memory', 'cuda_shared_memory'];
+
+function exposed(extension: unknown): boolean {
+  if (typeof extension !== 'string') return true;
+  return !UNEXPOSED_EXTENSIONS.some((x) => extension === x || extension.startsWith(`${x}(`));
+}
+
+/** Bytes of a server-metadata answer held to edit it (Triton's is ~300); a larger one is relayed as it is. */
+const METADATA_LIMIT = 64 * 1024;
+
+/** The server metadata (`GET /v2`) with `extensions` limited to what the gateway serves; anything else as it came. */
+export class ServerMetadata implements ChunkFilter {
+  readonly sameBytes = false;
+  private held: Buffer[] = [];
+  private bytes = 0;
+  private passing = false;
+  private delta = 0;
+
+  chunk(data: Buffer): Buffer | undefined {
+    if (this.passing) return data;
+    this.held.push(data);
+    this.bytes += data.length;
+    if (this.bytes <= METADATA_LIMIT) return undefined;
+    this.passing = true;
+    return this.take();
+  }
+
+  private take(): Buffer {
+    const all = Buffer.concat(this.held, this.bytes);
+    this.held = [];
+    return all;
+  }
+
+  end(): Buffer | undefined {
+    if (this.passing) return undefined;
+    const all = this.take();
+    let body: unknown;
+    try {
+      body = JSON.parse(all.toString('utf8'));
+    } catch {
+      return all;
+    }
+    const extensions = (body as { extensions?: unknown } | null)?.extensions;
+    if (!Array.isArray(extensions) || extensions.every(exposed)) return all;
+    const out = Buffer.from(JSON.stringify({ ...(body as object), extensions: extensions.filter(exposed) }));
+    this.delta = out.length - all.length;
+    return out;
+  }
+
+  head(headers: OutgoingHttpHeaders): void {
+    const v = Number(headers['content-length']);
+    if (this.delta !== 0 && headers['content-length'] !== undefined && Number.isInteger(v)) headers['content-length'] = String(v + this.delta);
   }
 
   fail(): undefined {
