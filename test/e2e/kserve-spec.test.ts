@@ -353,6 +353,24 @@ describe('errors compared with Triton', () => {
       if (what !== 'bad JSON' && what !== 'not an object') expect(want.status, what).toBe(status);
     }
     kserveError(await raw(`${gw.url}/v2/models/add/infer`, { method: 'GET', headers: auth(gw) }), 405, 'TG_METHOD_NOT_ALLOWED');
+    // A member named twice: Triton (rapidjson) reads the first, JSON.parse the last, so a policy would judge one
+    // request and Triton run another. Triton runs the first `inputs` here; the gateway refuses the body.
+    const [a, b] = ADD.inputs;
+    const twice = `{"inputs":${json([a, b])},"inputs":${json([{ name: 'x', datatype: 'INT8', shape: [1], data: [1] }])}}`;
+    expect((await raw(`${triton.url}/v2/models/add/infer`, { body: twice })).status).toBe(200);
+    expect(kserveError(await raw(`${gw.url}/v2/models/add/infer`, { headers: auth(gw), body: twice }), 400, 'TG_INVALID_REQUEST')).toContain('"inputs"');
+    const shapeTwice = `{"inputs":[{"name":"a","datatype":"FP32","shape":[1,3],"shape":[1],"data":[1,2,3]},${json(b)}]}`;
+    kserveError(await raw(`${gw.url}/v2/models/add/infer`, { headers: auth(gw), body: shapeTwice }), 400, 'TG_INVALID_REQUEST');
+    const bin = binaryAddRequest([1, 2, 3], [4, 5, 6]);
+    const header = bin.body.subarray(0, bin.headerLength).toString().replace('"outputs"', '"parameters":{"priority":1,"priority":2},"outputs"');
+    const dup = Buffer.concat([Buffer.from(header), bin.body.subarray(bin.headerLength)]);
+    kserveError(await raw(`${gw.url}/v2/models/add/infer`, { headers: { ...auth(gw), 'inference-header-content-length': String(header.length) }, body: dup }), 400, 'TG_INVALID_TENSOR_HEADER');
+    kserveError(await raw(`${gw.url}/v2/models/echo/generate`, { headers: auth(gw), body: '{"text_input":"a","text_input":"b"}' }), 400, 'TG_INVALID_REQUEST');
+    // Credentials: missing or not a token, in KServe's shape (tritonclient reads `error`), with the challenge.
+    const missing = await raw(`${gw.url}/v2/models/add/infer`, { body: json(ADD) });
+    kserveError(missing, 401, 'TG_UNAUTHENTICATED');
+    expect(missing.headers['www-authenticate']).toMatch(/^Bearer/);
+    kserveError(await raw(`${gw.url}/v2/models/add/infer`, { headers: { authorization: 'Bearer nope' }, body: json(ADD) }), 401, 'TG_INVALID_TOKEN');
     expect((await raw(`${triton.url}/v2/models/add/infer`, { method: 'GET' })).status).toBe(405);
   });
 });

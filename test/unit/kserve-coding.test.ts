@@ -80,3 +80,23 @@ describe('paths', () => {
     for (const p of ['/models/add/infer/x', '/repositoryx', '/loggingx', '/models/add/statsx', '/health']) expect(administrativeApi(p), p).toBeUndefined();
   });
 });
+
+describe('duplicate members (wire/json-duplicates.ts)', () => {
+  it('finds a name given twice in any one object, and only there', async () => {
+    const { duplicateMember } = await import('../../src/wire/json-duplicates.ts');
+    for (const [text, dup] of [
+      ['{"a":1,"a":2}', 'a'],
+      ['{"inputs":[{"name":"a","shape":[1],"shape":[2]}]}', 'shape'],
+      ['{"p":{"x":1,"y":{"x":2},"x":3}}', 'x'],
+      ['{"a":"\\"a\\":1,","a":0}', 'a'],
+      ['{"\\u0061":1,"a":2}', 'a'],
+      ['{"d":[1,2,{"k":1,"k":2}]}', 'k'],
+    ] as const) {
+      expect(duplicateMember(text), text).toBe(dup);
+      expect(() => JSON.parse(text), text).not.toThrow();
+    }
+    for (const text of ['{}', '{"a":{"a":{"a":1}}}', '{"a":[{"b":1},{"b":2}],"b":"a,\\"b\\":"}', '{"s":["a","a"],"t":"{\\"x\\":1,\\"x\\":2}"}', `{"data":[${Array.from({ length: 1000 }, (_, i) => i).join(',')}]}`]) {
+      expect(duplicateMember(text), text).toBeUndefined();
+    }
+  });
+});

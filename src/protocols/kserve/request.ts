@@ -15,6 +15,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { duplicateMember } from '../../wire/json-duplicates.ts';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -22,15 +23,22 @@ function invalid(message: string): GatewayError {
   return new GatewayError(Errors.INVALID_REQUEST, message);
 }
 
-/** Parses a JSON object body (TG_PARSE_ERROR / TG_INVALID_REQUEST otherwise). */
+/**
+ * Parses a JSON object body (TG_PARSE_ERROR / TG_INVALID_REQUEST otherwise). A member named twice in one object is
+ * refused: Triton's parser reads the first, JSON.parse the last, so policies would judge another request than the
+ * one Triton runs (wire/json-duplicates.ts).
+ */
 export function parseObject(raw: Buffer | string, what = 'request body'): Record<string, unknown> {
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   let json: unknown;
   try {
-    json = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new GatewayError(Errors.PARSE_ERROR, `The ${what} is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid(`The ${what} must be a JSON object`);
+  const twice = duplicateMember(text);
+  if (twice !== undefined) throw invalid(`The ${what} names member ${JSON.stringify(twice)} twice in one object: name each member once`);
   return json as Record<string, unknown>;
 }
 
