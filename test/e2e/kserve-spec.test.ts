@@ -15,6 +15,7 @@
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
+import { connect, createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,9 @@ import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
 
 let triton: Triton;
 let relays: TcpProxy[] = [];
+/** A TCP relay to the Triton that keeps what the gateway sent it (to see the bytes Triton received). */
+let capture: Server;
+let captured: Buffer[] = [];
 let gw: TestGateway;
 let finished: Call[] = [];
 
@@ -37,6 +41,15 @@ const ADD = { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1, 2
 beforeAll(async () => {
   triton = await startTriton();
   relays = [await startTcpProxy(triton.url), await startTcpProxy(triton.url)];
+  capture = createServer((client) => {
+    const server = connect(triton.port, '127.0.0.1');
+    client.on('data', (d: Buffer) => captured.push(Buffer.from(d)));
+    client.pipe(server).pipe(client);
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+  });
+  await new Promise<void>((r) => capture.listen(0, '127.0.0.1', r));
+  const capturePort = (capture.address() as { port: number }).port;
   gw = await startKServeGateway({
     'models.yaml':
       kserveBackend('triton', { url: triton.url, healthCheck: { intervalMs: 1000 } }) +
@@ -54,7 +67,9 @@ beforeAll(async () => {
       kserveRoute('everything', ['triton'], { models: [{ pattern: '*', backend: 'triton' }] }, '/all/v2') +
       // A pool of two endpoints (no health probes: the relays count only the calls' bytes).
       kserveBackend('pair', { endpoints: relays.map((r) => ({ url: r.url })), healthCheck: { enabled: false } }) +
-      kserveRoute('pair', ['pair'], { models: [{ name: 'add', backend: 'pair' }] }, '/pair/v2'),
+      kserveRoute('pair', ['pair'], { models: [{ name: 'add', backend: 'pair' }] }, '/pair/v2') +
+      kserveBackend('capture', { url: `http://127.0.0.1:${capturePort}`, healthCheck: { enabled: false } }) +
+      kserveRoute('capture', ['capture'], { models: [{ name: 'add', backend: 'capture' }] }, '/capture/v2'),
   });
   finished = recordCalls(gw);
   await eventually(async () => (await fetch(`${gw.url}/v2/health/ready`, { headers: auth(gw) })).status === 200, 20_000, 'the Triton pool to pass its health checks');
@@ -63,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   for (const r of relays) await r.close();
+  await new Promise((r) => capture?.close(r));
   await triton?.stop();
 }, 60_000);
 
@@ -400,5 +416,57 @@ describe('sequences (Triton sequence extension)', () => {
       expect((await raw(`${gw.url}/pair/v2/models/add/infer`, { headers: auth(gw), body: JSON.stringify({ ...ADD, parameters: { sequence_id: id, sequence_start: true, sequence_end: true } }) })).status).toBe(200);
     }
     expect(sent().map((n, i) => n - before[i]!).every((n) => n > 0)).toBe(true);
+  });
+});
+
+describe('sequence ids are the caller\'s own', () => {
+  /** The sequence_id values Triton received since `captured` was emptied. */
+  const seen = (): unknown[] => [...Buffer.concat(captured).toString('latin1').matchAll(/"sequence_id":(\d+|"[^"]*")/g)].map((m) => JSON.parse(m[1]!) as unknown);
+  const OTHER = `${AGENT}/other`;
+
+  async function send(who: string, id: number | string, kind: 'json' | 'binary' | 'gzip'): Promise<unknown> {
+    captured = [];
+    const parameters = { sequence_id: id, sequence_start: true, sequence_end: true };
+    let body: Buffer;
+    const headers: Record<string, string> = auth(gw, who);
+    if (kind === 'binary') {
+      const req = binaryAddRequest([1, 2, 3], [1, 1, 1]);
+      const header = Buffer.from(JSON.stringify({ ...(JSON.parse(req.body.subarray(0, req.headerLength).toString()) as object), parameters }));
+      body = Buffer.concat([header, req.body.subarray(req.headerLength)]);
+      headers['inference-header-content-length'] = String(header.length);
+    } else {
+      body = Buffer.from(JSON.stringify({ ...ADD, parameters }));
+      if (kind === 'gzip') {
+        body = gzipSync(body);
+        headers['content-encoding'] = 'gzip';
+      }
+    }
+    const since = finished.length;
+    const res = await raw(`${gw.url}/capture/v2/models/add/infer`, { headers, body });
+    expect(res.status, res.body.toString()).toBe(200);
+    // Policies see the caller's own id.
+    expect(((await callAfter(since)).args as { parameters: { sequence_id: unknown } }).parameters.sequence_id).toEqual(id);
+    const ids = seen();
+    expect(ids).toHaveLength(1);
+    return ids[0];
+  }
+
+  it('Triton sees an id of the caller\'s own: stable for the caller, another for another caller, of the same type', async () => {
+    for (const kind of ['json', 'binary', 'gzip'] as const) {
+      const mine = await send(AGENT, 77, kind);
+      expect(typeof mine).toBe('number');
+      expect(mine).not.toBe(77);
+      expect(await send(AGENT, 77, kind)).toBe(mine);
+      const theirs = await send(OTHER, 77, kind);
+      expect(theirs).not.toBe(mine);
+      const named = await send(AGENT, 'chat-1', kind);
+      expect(named).toMatch(/^tg-[0-9a-f]{32}$/);
+      expect(await send(OTHER, 'chat-1', kind)).not.toBe(named);
+    }
+    // Requests without a sequence reach Triton as sent.
+    captured = [];
+    const plain = JSON.stringify({ ...ADD, parameters: { sequence_id: 0, priority: 1 } });
+    expect((await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body: plain })).status).toBe(200);
+    expect(Buffer.concat(captured).toString()).toContain(plain);
   });
 });

@@ -100,3 +100,21 @@ describe('duplicate members (wire/json-duplicates.ts)', () => {
     }
   });
 });
+
+describe('sequence ids (sequence.ts)', () => {
+  it('maps a caller\'s id into its own namespace, in place, the rest of the bytes as sent', async () => {
+    const { callerSequence, namespaced, withSequenceId } = await import('../../src/protocols/kserve/sequence.ts');
+    const a = callerSequence('spiffe://x/a', 7);
+    expect(Number.isSafeInteger(a) && (a as number) > 0).toBe(true);
+    expect(callerSequence('spiffe://x/a', 7)).toBe(a);
+    expect(callerSequence('spiffe://x/b', 7)).not.toBe(a);
+    expect(callerSequence('spiffe://x/a', '7')).toMatch(/^tg-[0-9a-f]{32}$/);
+    const text = '{"inputs":[{"data":[1.50,12345678901234567890]}], "parameters" : { "priority":1, "sequence_id" : 7 ,"sequence_start":true}}';
+    expect(withSequenceId(Buffer.from(text), 42)!.toString()).toBe(text.replace('"sequence_id" : 7 ', '"sequence_id" : 42 '));
+    expect(withSequenceId(Buffer.from('{"parameters":{"priority":1}}'), 42)).toBeUndefined();
+    const header = Buffer.from('{"inputs":[],"parameters":{"sequence_id":"s"}}');
+    const b = namespaced(Buffer.concat([header, Buffer.from([1, 2, 3, 4])]), header.length, 's', 'spiffe://x/a');
+    expect(b.data.subarray(0, b.headerLength).toString()).toBe(`{"inputs":[],"parameters":{"sequence_id":${JSON.stringify(b.sequence)}}}`);
+    expect([...b.data.subarray(b.headerLength)]).toEqual([1, 2, 3, 4]);
+  });
+});

@@ -29,6 +29,7 @@ import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeKServeError } from '../../wire/errors.ts';
 import { decodeBody, requestCoding, type RequestCoding } from './coding.ts';
 import { modelsByBackend, readyProbe } from './health.ts';
+import { namespaced, type NamespacedBody } from './sequence.ts';
 import { administrativeApi, parsePath, upstreamPath, type KServePath } from './operations.ts';
 import {
   declaredLength,
@@ -40,7 +41,8 @@ import {
   inferenceHeader,
   parseObject,
   peekHeader,
-  sequenceKey,
+  collect,
+  sequenceId,
   textInputBytes,
 } from './request.ts';
 import { GenerateStream, KServeAnswer, ServerMetadata } from './stream.ts';
@@ -70,8 +72,18 @@ interface Body {
   readonly binary?: true;
   /** Gives back the process-wide allowance of a gathered body (request.ts gather). */
   readonly release?: () => void;
-  /** The Triton sequence it belongs to (request.ts sequenceKey): one endpoint of the pool serves a sequence. */
-  readonly sequence?: string | undefined;
+  /** The Triton sequence it belongs to, as Triton sees it (sequence.ts): one endpoint of the pool serves it. */
+  readonly sequence?: number | string | undefined;
+  /** Headers the body's rewrite changed (its sequence id: the binary header's length; a body sent decoded). */
+  readonly set?: Readonly<Record<string, string>>;
+}
+
+/** A rewritten (namespaced) uncompressed body as forwarded; `decoded`: it was sent compressed, it goes decoded. */
+function sequenced(b: NamespacedBody, decoded: boolean): Body {
+  const set: Record<string, string> = {};
+  if (b.headerLength !== undefined) set['inference-header-content-length'] = String(b.headerLength);
+  if (decoded) set['content-encoding'] = 'identity';
+  return { data: b.data, sequence: b.sequence, set, ...(b.headerLength !== undefined ? { binary: true as const } : {}) };
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -204,19 +216,23 @@ export class KServeAdapter extends HttpProtocolAdapter {
   private async inferBody(req: IncomingMessage, rule: CompiledRule, s: KServeRouteSpec, call: Call): Promise<Body> {
     const n = headerLength(req.headers, s.maxHeaderBytes);
     const declared = declaredLength(req.headers);
+    const principal = call.principal?.id ?? '';
     if (n === undefined) {
       const raw = await readBody(req, rule.maxBodyBytes);
       const json = parseObject(raw);
       call.args = inferArguments(json, raw.length, false);
-      return { data: raw, sequence: sequenceKey(json) };
+      const id = sequenceId(json);
+      return id === undefined ? { data: raw } : sequenced(namespaced(raw, undefined, id, principal), false);
     }
     const stream = boundedBody(req, rule.maxBodyBytes);
     try {
       const header = inferenceHeader(await peekHeader(stream, n), n, declared);
       call.args = inferArguments(header, declared, true);
-      const sequence = sequenceKey(header);
+      const id = sequenceId(header);
+      // A sequence's header is rewritten: its body is read whole (bounded by the route) to be sent re-framed.
+      if (id !== undefined) return sequenced(namespaced(await collect(stream), n, id, principal), false);
       const whole = await gather(stream, declared);
-      return whole === undefined ? { data: stream, length: declared, binary: true, sequence } : { data: whole.data, binary: true, release: whole.release, sequence };
+      return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole.data, binary: true, release: whole.release };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -234,7 +250,10 @@ export class KServeAdapter extends HttpProtocolAdapter {
     const n = headerLength(req.headers, s.maxHeaderBytes, plain.length);
     const json = n === undefined ? parseObject(plain) : inferenceHeader(plain.subarray(0, n), n, plain.length);
     call.args = inferArguments(json, plain.length, n !== undefined);
-    return { data: packed, sequence: sequenceKey(json), ...(n === undefined ? {} : { binary: true as const }) };
+    const id = sequenceId(json);
+    // A sequence's id is rewritten: the decoded body is sent (Triton takes identity as well).
+    if (id !== undefined) return sequenced(namespaced(plain, n, id, call.principal?.id ?? ''), true);
+    return { data: packed, ...(n === undefined ? {} : { binary: true as const }) };
   }
 
   /** Forwards to a backend and relays its answer (the backend's own errors pass as they are). */
@@ -252,14 +271,18 @@ export class KServeAdapter extends HttpProtocolAdapter {
       path: r.path,
       headers: req.headers,
       policy: r.policy ?? HEADERS,
-      set: { ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
+      set: {
+        ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}),
+        ...r.body?.set,
+        ...this.ctx.calls.propagate(call),
+      },
       body: r.body?.data,
       bodyLength: r.body?.length,
       client: res,
       idempotent: r.idempotent,
       call,
       // A sequence of a stateful model stays on one endpoint (the key names the model: ids are per model at Triton).
-      affinity: r.body?.sequence === undefined ? undefined : `${r.path}\n${r.body.sequence}`,
+      affinity: r.body?.sequence === undefined ? undefined : `${r.path}\n${String(r.body.sequence)}`,
     };
     const answer = await forward(upstream, fr);
     // The backend's own error (KServe-shaped already): passed on; the call records it.

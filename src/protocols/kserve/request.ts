@@ -89,15 +89,14 @@ export function declaredBinaryBytes(header: Record<string, unknown>): number | u
 
 /**
  * The sequence an infer request belongs to (Triton's sequence extension, docs/protocol/extension_sequence.md:
- * `parameters.sequence_id`, a uint64 or a string; 0 and "" mean none), as a key for endpoint affinity: a stateful
- * model keeps a sequence's state in the one server that saw its start.
+ * `parameters.sequence_id`, a uint64 or a string; 0 and "" mean none). A stateful model keeps a sequence's state in
+ * the one server that saw its start, under that id (sequence.ts).
  */
-export function sequenceKey(header: Record<string, unknown>): string | undefined {
+export function sequenceId(header: Record<string, unknown>): number | string | undefined {
   const params = header.parameters;
   if (typeof params !== 'object' || params === null) return undefined;
   const id = (params as { sequence_id?: unknown }).sequence_id;
-  if (typeof id === 'number' && id !== 0) return `n:${id}`;
-  if (typeof id === 'string' && id !== '') return `s:${id}`;
+  if ((typeof id === 'number' && id !== 0) || (typeof id === 'string' && id !== '')) return id;
   return undefined;
 }
 
@@ -243,20 +242,24 @@ export async function gather(body: Readable, length: number | undefined): Promis
     held = false;
   };
   try {
-    const data = await new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      body.on('data', (c: Buffer) => {
-        chunks.push(c);
-        size += c.length;
-      });
-      body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-      body.once('error', reject);
-      body.resume();
-    });
-    return { data, release };
+    return { data: await collect(body), release };
   } catch (err) {
     release();
     throw err;
   }
+}
+
+/** The rest of a (bounded) body stream, in one buffer. */
+export function collect(body: Readable): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    body.once('error', reject);
+    body.resume();
+  });
 }
