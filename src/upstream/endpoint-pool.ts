@@ -118,7 +118,7 @@ export class EndpointPool implements EndpointPicker {
     return this.inFlight;
   }
 
-  pick(attempt: number, previous?: Endpoint): Endpoint | undefined {
+  pick(attempt: number, previous?: Endpoint, affinity?: string): Endpoint | undefined {
     if (this.inFlight >= this.maxRequests) {
       throw new GatewayError(Errors.UPSTREAM_OVERLOADED, `Upstream ${this.name} has ${this.inFlight} requests in flight (circuit breaker maxRequests ${this.maxRequests})`, {
         data: { upstream: this.name },
@@ -132,7 +132,14 @@ export class EndpointPool implements EndpointPicker {
     // A retry goes elsewhere when there is anywhere else to go.
     if (attempt > 1 && previous !== undefined && candidates.length > 1) candidates = candidates.filter((e) => e !== previous);
     if (candidates.length === 0) return undefined;
-    const chosen = candidates.length === 1 ? candidates[0]! : this.balancing === 'power-of-two' ? this.twoChoices(candidates) : this.leastRequest(candidates);
+    const chosen =
+      candidates.length === 1
+        ? candidates[0]!
+        : affinity !== undefined
+          ? rendezvous(candidates, affinity)
+          : this.balancing === 'power-of-two'
+            ? this.twoChoices(candidates)
+            : this.leastRequest(candidates);
     chosen.outstanding++;
     this.inFlight++;
     return chosen;
@@ -229,4 +236,36 @@ export class EndpointPool implements EndpointPicker {
     this.checker?.stop();
     await Promise.allSettled(this.endpoints.map((e) => e.connections.close()));
   }
+}
+
+/**
+ * The endpoint a key belongs to: the available one scoring highest for it (rendezvous hashing), so a key keeps its
+ * endpoint while that endpoint is available, and only the keys of an endpoint that goes away move.
+ */
+function rendezvous(candidates: readonly PooledEndpoint[], key: string): PooledEndpoint {
+  let best = candidates[0]!;
+  let top = -1;
+  for (const e of candidates) {
+    const score = fnv1a(`${e.key}\n${key}`);
+    if (score > top) {
+      top = score;
+      best = e;
+    }
+  }
+  return best;
+}
+
+/** FNV-1a, 32 bits, then a final avalanche (murmur3's fmix32) so near keys score apart. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }

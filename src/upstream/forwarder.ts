@@ -46,6 +46,8 @@ export interface ForwardRequest {
   readonly timeouts?: Partial<UpstreamTimeouts> | undefined;
   /** Where bytes and timings are reported (a Call). */
   readonly call?: { transfer: Transfer | undefined } | undefined;
+  /** Requests with the same key reach the same endpoint of a pool while it is available (a stateful sequence). */
+  readonly affinity?: string | undefined;
 }
 
 /** A body stream that counts what it passed (BoundedBody does). */
@@ -74,7 +76,7 @@ export async function forward(upstream: HttpUpstream, r: ForwardRequest): Promis
   for (let attempt = 1; ; attempt++) {
     let endpoint: Endpoint | undefined;
     try {
-      endpoint = upstream.picker.pick(attempt, previous);
+      endpoint = upstream.picker.pick(attempt, previous, r.affinity);
     } catch (err) {
       // The pool refused outright (its circuit breaker): nothing was sent.
       const e = exchange.error(err);

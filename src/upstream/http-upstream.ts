@@ -39,9 +39,10 @@ export interface AttemptResult {
 export interface EndpointPicker {
   /**
    * The endpoint for attempt `attempt` (1-based); `previous` failed the attempt before. Undefined: none available.
-   * Throws a GatewayError to refuse the request outright (a circuit breaker).
+   * Throws a GatewayError to refuse the request outright (a circuit breaker). `affinity`: requests with the same key
+   * go to the same endpoint while it is available (state kept in one replica, e.g. a Triton sequence).
    */
-  pick(attempt: number, previous?: Endpoint): Endpoint | undefined;
+  pick(attempt: number, previous?: Endpoint, affinity?: string): Endpoint | undefined;
   /** Called once per attempt with its outcome (an outstanding-requests picker decrements here). */
   release(endpoint: Endpoint, result: AttemptResult): void;
   close(): Promise<void>;

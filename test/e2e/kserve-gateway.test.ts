@@ -131,7 +131,9 @@ describe('health and metadata', () => {
     expect((await fetch(`${gw.url}/v2/health/ready`, { headers: auth(gw) })).status).toBe(200);
     const server = await fetch(`${gw.url}/v2`, { headers: auth(gw) });
     expect(server.status).toBe(200);
-    expect(await server.text()).toBe(await (await direct('/v2')).text());
+    // Triton's, the extensions of the administrative APIs the gateway does not expose left out (kserve-spec.test.ts).
+    const own = (await (await direct('/v2')).json()) as { extensions: string[] };
+    expect(await server.json()).toEqual({ ...own, extensions: own.extensions.filter((e) => !/^(model_repository|statistics|trace|logging|system_shared_memory|cuda_shared_memory)\b/.test(e)) });
     for (const path of ['/v2/models/add', '/v2/models/add/versions/1', '/v2/models/stream']) {
       const res = await fetch(`${gw.url}${path}`, { headers: auth(gw) });
       expect(res.status, path).toBe(200);

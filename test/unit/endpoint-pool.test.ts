@@ -147,3 +147,28 @@ describe('circuit breaker', () => {
     expect(pool.outstanding).toBe(2);
   });
 });
+
+describe('affinity', () => {
+  it('a key keeps its endpoint whatever the load; keys spread; only the keys of an endpoint that goes away move', () => {
+    const { pool, endpoints } = makePool(3, { outlier: { consecutiveFailures: 1 } });
+    const keys = Array.from({ length: 60 }, (_, i) => `seq-${i}`);
+    const owner = new Map<string, PooledEndpoint>();
+    for (const k of keys) {
+      const e = pool.pick(1, undefined, k)! as PooledEndpoint;
+      owner.set(k, e);
+      // Left outstanding: least-request would now go elsewhere, affinity does not.
+      expect(pool.pick(1, undefined, k)).toBe(e);
+      pool.release(e, ok);
+    }
+    for (const e of endpoints) expect([...owner.values()].filter((o) => o === e).length).toBeGreaterThan(5);
+    // The first endpoint is ejected: its keys move, the others stay.
+    const gone = endpoints[0]!;
+    pool.release(pool.pick(1, undefined, [...owner].find(([, e]) => e === gone)![0])!, refused);
+    for (const k of keys) {
+      const e = pool.pick(1, undefined, k)!;
+      if (owner.get(k) === gone) expect(e).not.toBe(gone);
+      else expect(e).toBe(owner.get(k));
+      pool.release(e, ok);
+    }
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * The KServe v2 adapter (Triton Inference Server as the reference backend): server and model health and metadata,
- * infer (JSON tensors, or the binary tensor extension streamed through unread), and the generate extension
+ * Triton's model configuration, infer (JSON tensors, or the binary tensor extension streamed through unread; bodies
+ * compressed with gzip or deflate read decoded and forwarded as sent, coding.ts), and the generate extension
  * (generate, generate_stream relayed event by event), under a route's mount (conventionally /v2), routed by model
  * name to a pool.
  *
@@ -26,31 +27,39 @@ import { RenamedAnswer } from '../../upstream/rename.ts';
 import { ModelCatalog, ModelRoutes, type ModelCard } from '../../upstream/model-catalog.ts';
 import type { ResolvedModel } from '../../upstream/models.ts';
 import { writeKServeError } from '../../wire/errors.ts';
+import { decodeBody, requestCoding, type RequestCoding } from './coding.ts';
 import { modelsByBackend, readyProbe } from './health.ts';
-import { parsePath, upstreamPath, type KServePath } from './operations.ts';
+import { namespaced, type NamespacedBody } from './sequence.ts';
+import { administrativeApi, parsePath, upstreamPath, type KServePath } from './operations.ts';
 import {
-  declaredBinaryBytes,
+  declaredLength,
   generateArguments,
   generateMaxTokens,
   headerLength,
   gather,
   inferArguments,
+  inferenceHeader,
   parseObject,
   peekHeader,
-  tensorHeader,
+  collect,
+  sequenceId,
   textInputBytes,
 } from './request.ts';
-import { GenerateStream, KServeAnswer } from './stream.ts';
+import { GenerateStream, KServeAnswer, ServerMetadata } from './stream.ts';
 
 type KServeRouteSpec = NonNullable<RouteSpec['kserve']>;
 
 const DEFAULTS: KServeRouteSpec = Object.freeze({ maxHeaderBytes: 1024 * 1024, countStreamEvents: false, bytesPerToken: 3, policyContent: false });
 
-/** What crosses the gateway besides the body (never the caller's credentials; no content coding: see `handle`). */
-const HEADERS = new HeaderPolicy({
-  request: ['content-type', 'accept', 'inference-header-content-length', 'x-request-id'],
-  response: ['content-type', 'inference-header-content-length', 'x-request-id'],
-});
+/**
+ * What crosses the gateway besides the body (never the caller's credentials). Content-Encoding: a compressed infer
+ * body is forwarded as sent (coding.ts); Accept-Encoding reaches Triton for infer only (the one answer it compresses),
+ * and only when the answer is relayed unedited: a renamed model's answer is rewritten, so it is asked for as identity.
+ */
+const REQUEST_HEADERS = ['content-type', 'content-encoding', 'accept', 'inference-header-content-length', 'x-request-id'];
+const RESPONSE_HEADERS = ['content-type', 'content-encoding', 'inference-header-content-length', 'x-request-id'];
+const HEADERS = new HeaderPolicy({ request: REQUEST_HEADERS, response: RESPONSE_HEADERS });
+const COMPRESSIBLE = new HeaderPolicy({ request: [...REQUEST_HEADERS, 'accept-encoding'], response: RESPONSE_HEADERS });
 
 /** A caller naming an unknown model refreshes a backend's repository index at most this often. */
 const UNKNOWN_MODEL_REFRESH_MS = 2_000;
@@ -63,6 +72,18 @@ interface Body {
   readonly binary?: true;
   /** Gives back the process-wide allowance of a gathered body (request.ts gather). */
   readonly release?: () => void;
+  /** The Triton sequence it belongs to, as Triton sees it (sequence.ts): one endpoint of the pool serves it. */
+  readonly sequence?: number | string | undefined;
+  /** Headers the body's rewrite changed (its sequence id: the binary header's length; a body sent decoded). */
+  readonly set?: Readonly<Record<string, string>>;
+}
+
+/** A rewritten (namespaced) uncompressed body as forwarded; `decoded`: it was sent compressed, it goes decoded. */
+function sequenced(b: NamespacedBody, decoded: boolean): Body {
+  const set: Record<string, string> = {};
+  if (b.headerLength !== undefined) set['inference-header-content-length'] = String(b.headerLength);
+  if (decoded) set['content-encoding'] = 'identity';
+  return { data: b.data, sequence: b.sequence, set, ...(b.headerLength !== undefined ? { binary: true as const } : {}) };
 }
 
 export class KServeAdapter extends HttpProtocolAdapter {
@@ -91,23 +112,25 @@ export class KServeAdapter extends HttpProtocolAdapter {
     const path = parsePath(match.rest);
     this.admit(x, path?.operation ?? 'refused', (pre) => {
       const method = req.method ?? 'GET';
-      if (path === undefined) throw new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`);
+      if (path === undefined) {
+        const api = administrativeApi(match.rest);
+        if (api !== undefined) throw new GatewayError(Errors.NOT_FOUND, `Triton's ${api} API is not exposed through this gateway: it administers the server, not a model (${match.rule.mount}${match.rest})`);
+        throw new GatewayError(Errors.NOT_FOUND, `No KServe v2 endpoint at ${match.rule.mount}${match.rest}`);
+      }
       // GET endpoints answer HEAD too (RFC 9110 9.3.2): forwarded as GET, the answer's body left out.
       const allowed = path.method === 'GET' ? ['GET', 'HEAD'] : [path.method];
       if (!allowed.includes(method)) throw new GatewayError(Errors.METHOD_NOT_ALLOWED, `Method ${method} is not allowed on ${match.rule.mount}${match.rest}`, { headers: { allow: allowed.join(', ') } });
-      const coding = req.headers['content-encoding'];
-      if (coding !== undefined && coding !== 'identity') {
-        // The gateway reads the JSON (or the inference header) it forwards: a compressed body would hide it.
-        throw new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Encoding ${coding} is not supported: send the body uncompressed`);
-      }
-      return path.model === undefined ? this.server(x, pre, path) : this.model(x, pre, path, path.model);
+      // Triton decodes gzip and deflate infer bodies only; the gateway reads (decoded) what it forwards.
+      const coding = requestCoding(req.headers, path.operation === 'infer', path.operation);
+      return path.model === undefined ? this.server(x, pre, path) : this.model(x, pre, path, path.model, coding);
     });
   }
 
   /**
    * /v2, /v2/health/live, /v2/health/ready. Live and ready are the gateway's own answers for the route (live: it
    * serves; ready: every backend of the rule has an endpoint passing its health checks); the server metadata is the
-   * rule's first backend's (its name, version and extensions are what a client negotiates against).
+   * rule's first backend's (its name, version and extensions are what a client negotiates against), the extensions
+   * of the administrative APIs left out (they are not served here).
    */
   private async server(x: Exchange, call: Call, path: KServePath): Promise<void> {
     const { req, res, match, state } = x;
@@ -123,19 +146,19 @@ export class KServeAdapter extends HttpProtocolAdapter {
       const backend = match.rule.backends[0]!.name;
       call.upstream = backend;
       call.target = { kind: 'server', name: backend, server: backend };
-      await this.relay(call, x, backend, { method: 'GET', path: '/v2', idempotent: true });
+      await this.relay(call, x, backend, { method: 'GET', path: '/v2', idempotent: true, filter: new ServerMetadata() });
     });
   }
 
-  /** A model endpoint: metadata, ready, infer, generate, generate_stream. */
-  private async model(x: Exchange, call: Call, path: KServePath, model: string): Promise<void> {
+  /** A model endpoint: metadata, ready, config, infer, generate, generate_stream. */
+  private async model(x: Exchange, call: Call, path: KServePath, model: string, coding: RequestCoding | undefined): Promise<void> {
     const { req, res, match, state } = x;
     const rule = match.rule;
     const settings = this.settings(rule);
     let body: Body | undefined;
     let generate: Record<string, unknown> | undefined;
     try {
-      if (path.operation === 'infer') body = await this.inferBody(req, rule, settings, call);
+      if (path.operation === 'infer') body = coding === undefined ? await this.inferBody(req, rule, settings, call) : await this.compressedInferBody(req, rule, settings, call, coding);
       else if (path.method === 'POST') {
         const raw = await readBody(req, rule.maxBodyBytes);
         generate = parseObject(raw);
@@ -175,6 +198,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
           body,
           idempotent: path.method === 'GET',
           filter: answerFilter(call, path, resolved, settings.countStreamEvents),
+          // Triton compresses infer answers when asked; a renamed model's answer is edited, so it stays identity.
+          policy: path.operation === 'infer' && resolved.name === resolved.upstream ? COMPRESSIBLE : HEADERS,
         });
       });
     } finally {
@@ -190,26 +215,22 @@ export class KServeAdapter extends HttpProtocolAdapter {
    */
   private async inferBody(req: IncomingMessage, rule: CompiledRule, s: KServeRouteSpec, call: Call): Promise<Body> {
     const n = headerLength(req.headers, s.maxHeaderBytes);
-    const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+    const declared = declaredLength(req.headers);
+    const principal = call.principal?.id ?? '';
     if (n === undefined) {
       const raw = await readBody(req, rule.maxBodyBytes);
-      call.args = inferArguments(parseObject(raw), raw.length, false);
-      return { data: raw };
+      const json = parseObject(raw);
+      call.args = inferArguments(json, raw.length, false);
+      const id = sequenceId(json);
+      return id === undefined ? { data: raw } : sequenced(namespaced(raw, undefined, id, principal), false);
     }
     const stream = boundedBody(req, rule.maxBodyBytes);
     try {
-      const raw = await peekHeader(stream, n);
-      let header: Record<string, unknown>;
-      try {
-        header = parseObject(raw, 'inference header');
-      } catch (err) {
-        throw tensorHeader(`Inference-Header-Content-Length ${n} does not frame a JSON inference header: ${(err as Error).message}`);
-      }
-      const binary = declaredBinaryBytes(header);
-      if (declared !== undefined && binary !== undefined && n + binary !== declared) {
-        throw tensorHeader(`The body is ${declared} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
-      }
+      const header = inferenceHeader(await peekHeader(stream, n), n, declared);
       call.args = inferArguments(header, declared, true);
+      const id = sequenceId(header);
+      // A sequence's header is rewritten: its body is read whole (bounded by the route) to be sent re-framed.
+      if (id !== undefined) return sequenced(namespaced(await collect(stream), n, id, principal), false);
       const whole = await gather(stream, declared);
       return whole === undefined ? { data: stream, length: declared, binary: true } : { data: whole.data, binary: true, release: whole.release };
     } catch (err) {
@@ -218,12 +239,29 @@ export class KServeAdapter extends HttpProtocolAdapter {
     }
   }
 
+  /**
+   * A compressed infer body (gzip, deflate): read whole and decoded, both bounded by the route's limit, then read as
+   * an uncompressed one would be (the binary header framed in decoded bytes, as Triton frames it); the compressed
+   * bytes are what is forwarded. Policies see the decoded size as `body_bytes`.
+   */
+  private async compressedInferBody(req: IncomingMessage, rule: CompiledRule, s: KServeRouteSpec, call: Call, coding: RequestCoding): Promise<Body> {
+    const packed = await readBody(req, rule.maxBodyBytes);
+    const plain = await decodeBody(packed, coding, rule.maxBodyBytes);
+    const n = headerLength(req.headers, s.maxHeaderBytes, plain.length);
+    const json = n === undefined ? parseObject(plain) : inferenceHeader(plain.subarray(0, n), n, plain.length);
+    call.args = inferArguments(json, plain.length, n !== undefined);
+    const id = sequenceId(json);
+    // A sequence's id is rewritten: the decoded body is sent (Triton takes identity as well).
+    if (id !== undefined) return sequenced(namespaced(plain, n, id, call.principal?.id ?? ''), true);
+    return { data: packed, ...(n === undefined ? {} : { binary: true as const }) };
+  }
+
   /** Forwards to a backend and relays its answer (the backend's own errors pass as they are). */
   private async relay(
     call: Call,
     x: Exchange,
     backend: string,
-    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: ChunkFilter },
+    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: ChunkFilter; policy?: HeaderPolicy },
   ): Promise<void> {
     const { req, res } = x;
     const upstream = this.upstreamSet.get(backend);
@@ -232,17 +270,24 @@ export class KServeAdapter extends HttpProtocolAdapter {
       method: r.method,
       path: r.path,
       headers: req.headers,
-      policy: HEADERS,
-      set: { ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}), ...this.ctx.calls.propagate(call) },
+      policy: r.policy ?? HEADERS,
+      set: {
+        ...(r.body !== undefined && r.body.binary !== true && req.headers['content-type'] === undefined ? { 'content-type': 'application/json' } : {}),
+        ...r.body?.set,
+        ...this.ctx.calls.propagate(call),
+      },
       body: r.body?.data,
       bodyLength: r.body?.length,
       client: res,
       idempotent: r.idempotent,
       call,
+      // A sequence of a stateful model stays on one endpoint (the key names the model: ids are per model at Triton).
+      affinity: r.body?.sequence === undefined ? undefined : `${r.path}\n${String(r.body.sequence)}`,
     };
     const answer = await forward(upstream, fr);
     // The backend's own error (KServe-shaped already): passed on; the call records it.
     if (answer.status !== 200) call.outcome = answer.status >= 500 ? 'upstream_error' : 'error';
+    if (r.filter instanceof KServeAnswer) r.filter.coding = answer.headers['content-encoding'];
     await answer.pipeTo(res, { filter: r.filter });
     if (call.model?.streamError === true && call.outcome === 'ok') call.outcome = 'upstream_error';
   }
@@ -286,5 +331,7 @@ function answerFilter(call: Call, path: KServePath, resolved: ResolvedModel, cou
   if (path.operation === 'generate_stream') return new GenerateStream(call, countEvents, rename);
   const answer = new KServeAnswer(call);
   if (rename === undefined || path.operation === 'model.ready') return answer;
-  return new RenamedAnswer(answer, path.operation === 'model.metadata' ? 'name' : 'model_name', rename, ['content-length', 'inference-header-content-length']);
+  // Metadata and configuration name the model in `name`; infer and generate answers in `model_name`.
+  const key = path.operation === 'model.metadata' || path.operation === 'model.config' ? 'name' : 'model_name';
+  return new RenamedAnswer(answer, key, rename, ['content-length', 'inference-header-content-length']);
 }

@@ -1,7 +1,9 @@
 /**
  * The KServe v2 endpoints Tollgate serves under a route's mount (conventionally /v2), and what each is as a Call:
  * its operation name (what policies match on, policies/README.md), its HTTP method, and the model it names. The
- * repository, statistics, trace and logging APIs are not exposed (they administer the server, not a model).
+ * repository, statistics, trace, logging and shared-memory APIs are not exposed: they administer the server (load and
+ * unload models, change its logging and tracing, map its memory) or report on every caller's traffic (statistics),
+ * which no caller of one model should reach; `administrativeApi` names them for the refusal.
  */
 
 export type OperationName =
@@ -10,6 +12,7 @@ export type OperationName =
   | 'server.ready'
   | 'model.metadata'
   | 'model.ready'
+  | 'model.config'
   | 'infer'
   | 'generate'
   | 'generate_stream';
@@ -32,6 +35,9 @@ const SERVER: Readonly<Record<string, KServePath>> = {
 const MODEL_ACTIONS: Readonly<Record<string, { operation: OperationName; method: 'GET' | 'POST' }>> = {
   '': { operation: 'model.metadata', method: 'GET' },
   ready: { operation: 'model.ready', method: 'GET' },
+  // Triton's model configuration extension (docs/protocol/extension_model_configuration.md): tritonclient's
+  // get_model_config.
+  config: { operation: 'model.config', method: 'GET' },
   infer: { operation: 'infer', method: 'POST' },
   generate: { operation: 'generate', method: 'POST' },
   generate_stream: { operation: 'generate_stream', method: 'POST' },
@@ -50,7 +56,8 @@ function decode(segment: string): string | undefined {
 export function parsePath(rest: string): KServePath | undefined {
   const server = Object.hasOwn(SERVER, rest) ? SERVER[rest] : undefined;
   if (server !== undefined) return server;
-  if (!rest.startsWith('/models/')) return undefined;
+  // Triton's statistics of every model, not a model named `stats` (Triton reads the path so too).
+  if (!rest.startsWith('/models/') || rest === '/models/stats') return undefined;
   const parts = rest.slice('/models/'.length).split('/');
   const model = decode(parts[0]!);
   if (model === undefined) return undefined;
@@ -74,6 +81,22 @@ export function parsePath(rest: string): KServePath | undefined {
 export function upstreamPath(p: KServePath, model: string): string {
   let path = `/v2/models/${encodeURIComponent(model)}`;
   if (p.version !== undefined) path += `/versions/${encodeURIComponent(p.version)}`;
-  const action = p.operation === 'model.metadata' ? '' : p.operation === 'model.ready' ? 'ready' : p.operation;
+  const action = p.operation === 'model.metadata' ? '' : p.operation === 'model.ready' ? 'ready' : p.operation === 'model.config' ? 'config' : p.operation;
   return action === '' ? path : `${path}/${action}`;
+}
+
+/** Triton's administrative APIs by path (tritonclient's names for them), for a refusal that says which one it was. */
+const ADMINISTRATIVE: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^\/models\/(stats|[^/]+(\/versions\/[^/]+)?\/stats)$/, 'statistics'],
+  [/^\/models\/[^/]+(\/versions\/[^/]+)?\/trace(\/|$)/, 'trace'],
+  [/^\/repository(\/|$)/, 'repository'],
+  [/^\/trace(\/|$)/, 'trace'],
+  [/^\/logging$/, 'logging'],
+  [/^\/(systemsharedmemory|cudasharedmemory)(\/|$)/, 'shared memory'],
+];
+
+/** The administrative API a path under the mount belongs to (statistics, repository, ...), if it is one. */
+export function administrativeApi(rest: string): string | undefined {
+  for (const [re, name] of ADMINISTRATIVE) if (re.test(rest)) return name;
+  return undefined;
 }

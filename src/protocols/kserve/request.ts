@@ -8,11 +8,14 @@
  *   from the start of the body (bounded by `kserve.maxHeaderBytes`), is read; those bytes are put back and the whole
  *   body streams upstream, its tensor bytes never parsed. A header length that does not frame a JSON object (too
  *   long, too short, not a number), or a Content-Length that disagrees with the sizes the header declares, is refused.
+ * - infer compressed with gzip or deflate (coding.ts): the whole body read and decoded (both bounded by the route),
+ *   then read as above, lengths counted in decoded bytes as Triton counts them; the compressed bytes are forwarded.
  * - generate / generate_stream: the JSON body; `text_input` reaches policies as its size unless the route asks.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { duplicateMember } from '../../wire/json-duplicates.ts';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -20,15 +23,22 @@ function invalid(message: string): GatewayError {
   return new GatewayError(Errors.INVALID_REQUEST, message);
 }
 
-/** Parses a JSON object body (TG_PARSE_ERROR / TG_INVALID_REQUEST otherwise). */
+/**
+ * Parses a JSON object body (TG_PARSE_ERROR / TG_INVALID_REQUEST otherwise). A member named twice in one object is
+ * refused: Triton's parser reads the first, JSON.parse the last, so policies would judge another request than the
+ * one Triton runs (wire/json-duplicates.ts).
+ */
 export function parseObject(raw: Buffer | string, what = 'request body'): Record<string, unknown> {
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   let json: unknown;
   try {
-    json = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new GatewayError(Errors.PARSE_ERROR, `The ${what} is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid(`The ${what} must be a JSON object`);
+  const twice = duplicateMember(text);
+  if (twice !== undefined) throw invalid(`The ${what} names member ${JSON.stringify(twice)} twice in one object: name each member once`);
   return json as Record<string, unknown>;
 }
 
@@ -77,6 +87,19 @@ export function declaredBinaryBytes(header: Record<string, unknown>): number | u
   return sum;
 }
 
+/**
+ * The sequence an infer request belongs to (Triton's sequence extension, docs/protocol/extension_sequence.md:
+ * `parameters.sequence_id`, a uint64 or a string; 0 and "" mean none). A stateful model keeps a sequence's state in
+ * the one server that saw its start, under that id (sequence.ts).
+ */
+export function sequenceId(header: Record<string, unknown>): number | string | undefined {
+  const params = header.parameters;
+  if (typeof params !== 'object' || params === null) return undefined;
+  const id = (params as { sequence_id?: unknown }).sequence_id;
+  if ((typeof id === 'number' && id !== 0) || (typeof id === 'string' && id !== '')) return id;
+  return undefined;
+}
+
 /** What a generate request shows policies: every parameter, `text_input` as its size (itself only with `content`). */
 export function generateArguments(body: Record<string, unknown>, content: boolean): Record<string, unknown> {
   const args: Record<string, unknown> = {};
@@ -115,9 +138,10 @@ export function textInputBytes(body: Record<string, unknown>): number {
 
 /**
  * The inference header length a binary request declares: undefined when the header is absent (JSON tensors), else a
- * positive integer no larger than `max` and than the body's declared length (TG_INVALID_TENSOR_HEADER otherwise).
+ * positive integer no larger than `max` and than the body (TG_INVALID_TENSOR_HEADER otherwise). `total`: the body's
+ * length as the header counts it (a compressed body's decoded length); by default its declared Content-Length.
  */
-export function headerLength(headers: IncomingHttpHeaders, max: number): number | undefined {
+export function headerLength(headers: IncomingHttpHeaders, max: number, total: number | undefined = declaredLength(headers)): number | undefined {
   const raw = headers[HEADER_LENGTH];
   if (raw === undefined) return undefined;
   const text = Array.isArray(raw) ? raw.join(',') : raw;
@@ -125,9 +149,31 @@ export function headerLength(headers: IncomingHttpHeaders, max: number): number 
   const n = Number(text.trim());
   if (n === 0) throw tensorHeader('Inference-Header-Content-Length is 0: the inference header is missing');
   if (n > max) throw tensorHeader(`Inference-Header-Content-Length ${n} is over the ${max} bytes this route reads`);
-  const declared = headers['content-length'];
-  if (declared !== undefined && n > Number(declared)) throw tensorHeader(`Inference-Header-Content-Length ${n} is larger than the whole body (${declared} bytes)`);
+  if (total !== undefined && n > total) throw tensorHeader(`Inference-Header-Content-Length ${n} is larger than the whole body (${total} bytes)`);
   return n;
+}
+
+/** The body's declared Content-Length, if any. */
+export function declaredLength(headers: IncomingHttpHeaders): number | undefined {
+  return headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+}
+
+/**
+ * The JSON inference header of a binary request (its first `n` bytes, `raw`), checked against the body's `total`
+ * length: the header plus the `binary_data_size` of its inputs must make the body (TG_INVALID_TENSOR_HEADER).
+ */
+export function inferenceHeader(raw: Buffer, n: number, total: number | undefined): Record<string, unknown> {
+  let header: Record<string, unknown>;
+  try {
+    header = parseObject(raw, 'inference header');
+  } catch (err) {
+    throw tensorHeader(`Inference-Header-Content-Length ${n} does not frame a JSON inference header: ${(err as Error).message}`);
+  }
+  const binary = declaredBinaryBytes(header);
+  if (total !== undefined && binary !== undefined && n + binary !== total) {
+    throw tensorHeader(`The body is ${total} bytes; the ${n}-byte inference header and the ${binary} bytes of tensor data it declares make ${n + binary}`);
+  }
+  return header;
 }
 
 export function tensorHeader(message: string): GatewayError {
@@ -196,20 +242,24 @@ export async function gather(body: Readable, length: number | undefined): Promis
     held = false;
   };
   try {
-    const data = await new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      body.on('data', (c: Buffer) => {
-        chunks.push(c);
-        size += c.length;
-      });
-      body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-      body.once('error', reject);
-      body.resume();
-    });
-    return { data, release };
+    return { data: await collect(body), release };
   } catch (err) {
     release();
     throw err;
   }
+}
+
+/** The rest of a (bounded) body stream, in one buffer. */
+export function collect(body: Readable): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    body.once('error', reject);
+    body.resume();
+  });
 }

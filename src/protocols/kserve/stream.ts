@@ -7,8 +7,11 @@
  *   stream events, one output token per event carrying output (Triton reports no usage). When the backend breaks
  *   mid-stream the client gets a well-formed `data: {"error": ...}` event (KServe's error shape) and a clean end.
  * - KServeAnswer (a whole JSON answer: infer, generate, metadata): passed on chunk by chunk, a small copy kept to
- *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once).
+ *   read `model_name` and a Triton error inside a 200 (generate on a model that answers more than once); an answer
+ *   Triton compressed (the client's Accept-Encoding) is decoded for that reading only, and relayed as it came.
  */
+import type { OutgoingHttpHeaders } from 'node:http';
+import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
@@ -109,6 +112,8 @@ export class KServeAnswer implements ChunkFilter {
   private readonly call: Call;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
+  /** The answer's Content-Encoding (set by the adapter when the answer's headers arrive). */
+  coding: string | string[] | undefined;
 
   constructor(call: Call) {
     this.call = call;
@@ -123,11 +128,79 @@ export class KServeAnswer implements ChunkFilter {
   end(): undefined {
     if (this.bytes > READ_LIMIT) return undefined;
     try {
-      note(this.call, JSON.parse(Buffer.concat(this.chunks).toString('utf8')));
+      let body = Buffer.concat(this.chunks);
+      // Decoded within the same bound as an uncompressed answer; a larger one is left unread.
+      if (this.coding === 'gzip') body = gunzipSync(body, { maxOutputLength: READ_LIMIT });
+      else if (this.coding === 'deflate') body = inflateSync(body, { maxOutputLength: READ_LIMIT });
+      note(this.call, JSON.parse(body.toString('utf8')));
     } catch {
-      // Not JSON (an empty ready answer): nothing to read.
+      // Not JSON (an empty ready answer, a binary answer) or past the bound: nothing to read.
     }
     return undefined;
+  }
+
+  fail(): undefined {
+    return undefined;
+  }
+}
+
+/**
+ * The extensions Triton lists for its administrative APIs (repository, statistics, trace, logging, shared memory),
+ * which the gateway does not expose (operations.ts): a server-metadata answer through the gateway leaves them out, so
+ * a client negotiating on `extensions` sees what this endpoint serves.
+ */
+const UNEXPOSED_EXTENSIONS = ['model_repository', 'statistics', 'trace', 'logging', 'system_shared_memory', 'cuda_shared_memory'];
+
+function exposed(extension: unknown): boolean {
+  if (typeof extension !== 'string') return true;
+  return !UNEXPOSED_EXTENSIONS.some((x) => extension === x || extension.startsWith(`${x}(`));
+}
+
+/** Bytes of a server-metadata answer held to edit it (Triton's is ~300); a larger one is relayed as it is. */
+const METADATA_LIMIT = 64 * 1024;
+
+/** The server metadata (`GET /v2`) with `extensions` limited to what the gateway serves; anything else as it came. */
+export class ServerMetadata implements ChunkFilter {
+  readonly sameBytes = false;
+  private held: Buffer[] = [];
+  private bytes = 0;
+  private passing = false;
+  private delta = 0;
+
+  chunk(data: Buffer): Buffer | undefined {
+    if (this.passing) return data;
+    this.held.push(data);
+    this.bytes += data.length;
+    if (this.bytes <= METADATA_LIMIT) return undefined;
+    this.passing = true;
+    return this.take();
+  }
+
+  private take(): Buffer {
+    const all = Buffer.concat(this.held, this.bytes);
+    this.held = [];
+    return all;
+  }
+
+  end(): Buffer | undefined {
+    if (this.passing) return undefined;
+    const all = this.take();
+    let body: unknown;
+    try {
+      body = JSON.parse(all.toString('utf8'));
+    } catch {
+      return all;
+    }
+    const extensions = (body as { extensions?: unknown } | null)?.extensions;
+    if (!Array.isArray(extensions) || extensions.every(exposed)) return all;
+    const out = Buffer.from(JSON.stringify({ ...(body as object), extensions: extensions.filter(exposed) }));
+    this.delta = out.length - all.length;
+    return out;
+  }
+
+  head(headers: OutgoingHttpHeaders): void {
+    const v = Number(headers['content-length']);
+    if (this.delta !== 0 && headers['content-length'] !== undefined && Number.isInteger(v)) headers['content-length'] = String(v + this.delta);
   }
 
   fail(): undefined {
