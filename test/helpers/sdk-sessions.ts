@@ -13,6 +13,8 @@ export interface SdkSessions {
   readonly port: number;
   /** Live sessions. */
   sessions(): number;
+  /** Ends every session, the server staying up (as a restart forgets them): their next request gets 404. */
+  drop(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,11 @@ export async function serveSdkSessions(
     url: `http://127.0.0.1:${port}/mcp`,
     port,
     sessions: () => transports.size,
+    drop: async () => {
+      const all = [...transports.values()];
+      transports.clear();
+      await Promise.allSettled(all.map((t) => t.close()));
+    },
     close: async () => {
       await Promise.allSettled([...transports.values()].map((t) => t.close()));
       http.closeAllConnections();
