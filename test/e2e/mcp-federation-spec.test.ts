@@ -39,9 +39,9 @@ async function connect(capabilities: Record<string, unknown>, setup?: (c: Client
   await client.connect(transport);
   const inbox: JSONRPCMessage[] = [];
   const deliver = transport.onmessage!;
-  transport.onmessage = (m, extra) => {
+  transport.onmessage = (m: JSONRPCMessage) => {
     inbox.push(m);
-    deliver(m, extra);
+    deliver(m);
   };
   return { client, inbox, sid: transport.sessionId! };
 }
@@ -368,8 +368,8 @@ describe('server-to-client requests', () => {
       const r = await c.client.callTool({ name: 'alpha__sample_then_cancel', arguments: {} });
       expect(text(r)).toBe('gave up');
       await eventually(() => aborted, 3_000, 'the client handler to see the cancellation');
-      const cancelled = c.inbox.find((m) => (m as { method?: string }).method === 'notifications/cancelled') as { params: { requestId: unknown } };
-      const asked = c.inbox.find((m) => (m as { method?: string }).method === 'sampling/createMessage') as { id: unknown };
+      const cancelled = c.inbox.find((m) => (m as { method?: string }).method === 'notifications/cancelled') as unknown as { params: { requestId: unknown } };
+      const asked = c.inbox.find((m) => (m as { method?: string }).method === 'sampling/createMessage') as unknown as { id: unknown };
       expect(cancelled.params.requestId).toBe(asked.id);
     } finally {
       await c.client.close();

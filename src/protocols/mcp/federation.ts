@@ -4,7 +4,7 @@
  */
 import type { Target } from '../../core/call.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { decodeCursor, encodeCursor } from './cursor.ts';
+import type { CursorState } from './cursor.ts';
 import { validParamHeaders } from './modern.ts';
 import { type FederatedNames, publicUri } from './names.ts';
 import type { InitializeResult, UpstreamSession } from './upstream/types.ts';
@@ -67,6 +67,11 @@ export interface ListPage {
   items: Record<string, unknown>[];
   targets: Target[];
   nextCursor: string | undefined;
+  /**
+   * Backends in scope that could not give their page (down, or their list failed): the page is answered without
+   * them and says so in its `_meta` (lists.ts), also while it is kept in the session's list cache.
+   */
+  unavailable: readonly string[];
   /** 2026-07-28 caching hints of the merged page: the shortest upstream ttl, and public only if all were public. */
   ttlMs: number;
   cacheScope: 'public' | 'private';
@@ -97,10 +102,16 @@ function rememberPage(key: string, result: Record<string, unknown>): void {
 /**
  * Fetches one page of a list from every upstream in `scope` (or those the cursor names) at once and merges them.
  * `namespaced` is false for a single-server endpoint: names and URIs are then left as the upstream gave them.
+ * `meta`, the client request's `_meta`, goes to every upstream asked, without its progressToken: the gateway asks
+ * several servers under one token and relays no progress of its own fan-out.
  */
 export async function fetchListPage(opts: {
   method: ListMethod;
-  cursor: unknown;
+  /** The per-upstream cursors of the client's cursor (cursor.ts); undefined for the first page. */
+  state: CursorState | undefined;
+  /** Seals the cursor of the next page. */
+  encode: (next: CursorState) => string | undefined;
+  meta: unknown;
   scope: readonly string[];
   namespaced: boolean;
   names: FederatedNames;
@@ -109,16 +120,22 @@ export async function fetchListPage(opts: {
   log: Logger;
 }): Promise<ListPage> {
   const { method, namespaced, names } = opts;
-  const state = decodeCursor(opts.cursor);
+  const { state } = opts;
   const key = LIST_KEY[method];
   const backends = state ? Object.keys(state).filter((b) => opts.scope.includes(b)) : opts.scope;
+  const meta = forwardedMeta(opts.meta);
+  const unavailable: string[] = [];
   const pages = await Promise.all(
     backends.map(async (backend) => {
       const up = await opts.open(backend);
-      if (!up) return undefined;
+      if (!up) {
+        unavailable.push(backend);
+        return undefined;
+      }
       if (!(up.init.capabilities as Record<string, unknown>)[CAPABILITY[method]]) return undefined;
-      const params = state?.[backend] !== undefined ? { cursor: state[backend] } : undefined;
-      const cacheKey = `${backend}\0${up.init.serverInfo.name}\0${method}\0${params?.cursor ?? ''}`;
+      const cursor = state?.[backend];
+      const params = cursor === undefined && meta === undefined ? undefined : { ...(cursor !== undefined && { cursor }), ...(meta !== undefined && { _meta: meta }) };
+      const cacheKey = `${backend}\0${up.init.serverInfo.name}\0${method}\0${cursor ?? ''}`;
       const cached = cachedPage(cacheKey);
       if (cached) return [backend, cached] as const;
       try {
@@ -127,6 +144,7 @@ export async function fetchListPage(opts: {
         return [backend, result] as const;
       } catch (err) {
         opts.log.warn({ upstream: backend, method, err: (err as Error).message }, 'upstream list failed; omitted');
+        unavailable.push(backend);
         return undefined;
       }
     }),
@@ -162,10 +180,18 @@ export async function fetchListPage(opts: {
   return {
     items,
     targets,
-    nextCursor: encodeCursor(next),
+    nextCursor: opts.encode(next),
+    unavailable: unavailable.sort(),
     ttlMs: ttlMs === Number.MAX_SAFE_INTEGER ? 0 : ttlMs,
     cacheScope: allPublic && items.length > 0 ? 'public' : 'private',
   };
+}
+
+/** The client's `_meta` as each upstream of a fan-out gets it: without a progressToken; undefined when empty. */
+function forwardedMeta(meta: unknown): Record<string, unknown> | undefined {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return undefined;
+  const { progressToken: _, ...rest } = meta as Record<string, unknown>;
+  return Object.keys(rest).length === 0 ? undefined : rest;
 }
 
 function targetName(method: ListMethod, item: Record<string, unknown>): string {

@@ -21,6 +21,13 @@ import { cachedAnswer, cachedList, listCacheKey, rememberAnswer, rememberList } 
 export const LIST_METHODS: ReadonlySet<string> = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 export const LIST_TIMEOUT_MS = 30_000;
 
+/**
+ * The `_meta` key of a merged list page naming the backends that could not give their part of it (down, or their
+ * list failed): the page holds the others' items, and a client can tell a partial list from a complete one. A
+ * prefixed key, as basic/index.mdx (_meta) asks of keys outside the protocol's own.
+ */
+export const UNAVAILABLE_META = 'dev.tollgate/unavailable';
+
 export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
   const method = msg.method as ListMethod;
   const namespaced = session.scope === undefined;
@@ -40,10 +47,15 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   const ttlMs = session.modern ? 0 : state.snapshot.gateway.mcp.listCacheTtlMs;
   let page = ttlMs > 0 ? cachedList(session, cacheKey, now) : undefined;
   if (page === undefined) {
+    // A cursor is good only for the list and the view it was issued for (cursor.ts). A page found in the session's
+    // cache was issued here for this list (its key names the method, the cursor and the scope).
+    const issuedFor = `${method}\0${rule.route.name}\0${session.scope ?? ''}\0${session.fingerprint !== '' ? session.fingerprint : (session.principal ?? '')}`;
     try {
       page = await fetchListPage({
         method,
-        cursor: msg.params?.cursor,
+        state: mcp.cursors.decode(msg.params?.cursor, issuedFor),
+        encode: (next) => mcp.cursors.encode(next, issuedFor),
+        meta: msg.params?._meta,
         scope,
         namespaced,
         names: mcp.federatedNames,
@@ -71,6 +83,7 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     if (bytes === undefined) {
       const result: Record<string, unknown> = { [LIST_KEY[method]]: visible === undefined ? items : items.filter((_, i) => visible[i]) };
       if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+      if (page.unavailable.length > 0) result._meta = { [UNAVAILABLE_META]: page.unavailable };
       bytes = Buffer.from(JSON.stringify(result));
       rememberAnswer(page, visible, bytes);
     }
@@ -79,6 +92,7 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   if (visible !== undefined) items = items.filter((_, i) => visible[i]);
   const result: Record<string, unknown> = { [LIST_KEY[method]]: items };
   if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+  if (page.unavailable.length > 0) result._meta = { [UNAVAILABLE_META]: page.unavailable };
   if (session.modern) {
     // A filtered list depends on who asked: never public, whatever the upstreams said.
     result.resultType = 'complete';

@@ -12,7 +12,7 @@ import { errorResponse, peekId, resultResponse, withResultType, type RpcRequest 
 import { ParkedExchanges, type ParkedExchange } from './mrtr.ts';
 import { DownstreamReply } from './reply.ts';
 import { modernErrorResponse, statusOf } from './respond.ts';
-import { Sealer } from './sealer.ts';
+import { Sealer, keysFingerprint } from './sealer.ts';
 import type { McpSession } from './session.ts';
 import type { UpstreamSession } from './upstream/types.ts';
 
@@ -120,9 +120,6 @@ export class Parking {
   }
 }
 
-function keysFingerprint(keys: SessionKeys): string {
-  return keys.map((k) => `${k.id}:${k.secret}`).join('|');
-}
 
 /** The client requests that may be answered input_required (mrtr.mdx, Supported Requests); no other may. */
 const MRTR_OPERATIONS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
