@@ -30,6 +30,8 @@ export interface Forwarding {
   readonly state: GatewayState;
   /** Applied to the final JSON-RPC response before it goes downstream (URI rewriting, resultType). */
   readonly transform: ((final: string) => string) | undefined;
+  /** Text the final response must contain for `transform` to change it (undefined: always apply it). */
+  readonly transformIf?: string | undefined;
 }
 
 export function forward(mcp: McpAdapter, f: Forwarding): void {
@@ -45,6 +47,7 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
   const reply: DownstreamReply = new DownstreamReply(res, msg.id, {
     keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
     transform,
+    transformIf: f.transformIf,
     replay: session.replay,
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
     drop: modern ? unrequestedLogs(msg.params?._meta) : undefined,

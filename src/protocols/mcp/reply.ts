@@ -15,8 +15,10 @@ export type ReplyOutcome = 'ok' | 'rpc-error' | GatewayError;
 
 export interface ReplyOptions {
   readonly keepAliveMs: number;
-  /** Rewrites the final response text (federated resources/read URIs). */
+  /** Rewrites the final response text (federated resource URIs, a 2026 client's resultType). */
   readonly transform?: ((final: string) => string) | undefined;
+  /** Text the final response must contain for `transform` to change it: without it, the bytes go as they came. */
+  readonly transformIf?: string | undefined;
   /** Records SSE events for resumability (session era). */
   readonly replay?: ReplayLog | undefined;
   /** Server-to-client requests met in the answer; returns the message to write instead (undefined: drop it). */
@@ -83,7 +85,7 @@ export class DownstreamReply implements ReplySink {
     this.done = true;
     let body: string | Buffer = message;
     if (this.resplice) body = spliceId(message.toString('utf8'), this.id);
-    if (this.o.transform) body = this.o.transform(body.toString('utf8'));
+    if (this.o.transform && (this.o.transformIf === undefined || body.includes(this.o.transformIf))) body = this.o.transform(body.toString('utf8'));
     const isError = responseIsError(body);
     if (this.sse) {
       this.write(typeof body === 'string' ? body : body.toString('utf8'));

@@ -26,7 +26,10 @@ export interface SessionView {
 export interface Routed {
   readonly target: Target;
   readonly params: Record<string, unknown> | undefined;
-  /** resources/read on the federated view: the contents' URIs go back in their public form. */
+  /**
+   * The answer's resource URIs go back in their public form on the federated view: resources/read contents, and the
+   * resource links and embedded resources of tools/call and prompts/get results (requests.ts).
+   */
   readonly rewriteUris: boolean;
 }
 
@@ -75,11 +78,11 @@ export function route(method: string, params: Record<string, unknown>, view: Ses
   switch (method) {
     case 'tools/call': {
       const [target, local] = byName(params.name, 'tool');
-      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: true };
     }
     case 'prompts/get': {
       const [target, local] = byName(params.name, 'prompt');
-      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: true };
     }
     case 'resources/read':
     case 'resources/subscribe':
