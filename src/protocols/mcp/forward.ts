@@ -14,6 +14,7 @@ import { bridgeInputRequired } from './mrtr.ts';
 import { unrequestedLogs } from './modern.ts';
 import { DownstreamReply } from './reply.ts';
 import { modernErrorResponse, relayedErrorStatus, statusOf } from './respond.ts';
+import { relayNotification } from './notifications.ts';
 import { relayServerRequest } from './server-requests.ts';
 import type { McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
@@ -51,6 +52,7 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
     replay: session.replay,
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
     drop: modern ? unrequestedLogs(msg.params?._meta) : undefined,
+    notification: modern ? undefined : (m) => relayNotification(session, up, m),
     errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
     errorBody: modern ? modernErrorResponse : undefined,
     relayedErrorStatus: modern ? relayedErrorStatus : undefined,

@@ -25,6 +25,8 @@ export interface ReplyOptions {
   readonly serverRequest?: ((message: string) => string | undefined) | undefined;
   /** Interim notifications this client must not get (a 2026 request's unrequested log messages). */
   readonly drop?: ((message: string) => boolean) | undefined;
+  /** Interim notifications as this client gets them (undefined: not at all); see notifications.ts. */
+  readonly notification?: ((message: string) => string | undefined) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
   /** The JSON-RPC error answer of a gateway error (default: errorResponse; a 2026-07-28 client's codes differ). */
@@ -76,6 +78,11 @@ export class DownstreamReply implements ReplySink {
       return this.write(mapped);
     }
     if (this.o.drop?.(message)) return;
+    if (this.o.notification) {
+      const relayed = this.o.notification(message);
+      if (relayed !== undefined) this.write(relayed);
+      return;
+    }
     this.write(message);
   }
 

@@ -20,6 +20,7 @@ import { withReadResultHints, withResultType, type RpcRequest } from './jsonrpc.
 import { LIST_METHODS, LIST_TIMEOUT_MS, list } from './lists.ts';
 import { ParkedExchanges } from './mrtr.ts';
 import { publicUri } from './names.ts';
+import { logLevelOf } from './notifications.ts';
 import { requestedTarget, route, scopeOf, unknownTarget, type SessionView } from './routing.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 
@@ -51,10 +52,14 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     return list(mcp, call, res, rule, session, msg, raw, state);
   }
   if (method === 'logging/setLevel') {
+    // The federated session's level is the client's (notifications.ts holds to it); every upstream that logs is set to it.
     const session = await mcp.enter(call, res, msg.id, view, state);
     if (!session) return;
+    const level = logLevelOf(params);
+    if (level instanceof GatewayError) return mcp.refuse(call, res, msg.id, level);
+    session.logLevel = level;
     const ups = await Promise.all(scopeOf(session, rule).map((b) => session.upstream(b)));
-    await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
+    await Promise.all(ups.map((u) => u && session.applyLogLevel(u)));
     return mcp.answer(call, res, msg.id, {});
   }
 

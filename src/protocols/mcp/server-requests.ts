@@ -14,6 +14,8 @@ import type { UpstreamSession } from './upstream/types.ts';
 
 interface Waiting {
   readonly upstreamId: RpcId;
+  /** Who asked (an upstream session): its cancellation names the request by its own id. */
+  readonly source: object | undefined;
   readonly answer: (response: string) => void;
 }
 
@@ -36,11 +38,25 @@ export class ServerRequests {
    * Registers a server-to-client request and returns it re-addressed with a session-unique id, or undefined when
    * too many are pending (the caller answers the upstream with an error).
    */
-  outbound(message: string, upstreamId: RpcId, answer: (response: string) => void): string | undefined {
+  outbound(message: string, upstreamId: RpcId, answer: (response: string) => void, source?: object): string | undefined {
     if (this.waiting.size >= this.max) return undefined;
     const id = `tg-${randomBytes(16).toString('base64url')}`;
-    this.waiting.set(id, { upstreamId, answer });
+    this.waiting.set(id, { upstreamId, source, answer });
     return spliceId(message, id);
+  }
+
+  /**
+   * `source` cancelled its request `upstreamId` (notifications/cancelled): the id the client knows it by, now no
+   * longer pending, or undefined when `source` has no such request waiting here.
+   */
+  cancelled(source: object, upstreamId: unknown): string | undefined {
+    for (const [id, w] of this.waiting) {
+      if (w.source === source && w.upstreamId === upstreamId) {
+        this.waiting.delete(id);
+        return id;
+      }
+    }
+    return undefined;
   }
 
   /** Whether a request with this id is waiting for the client's answer. */
@@ -64,14 +80,52 @@ export class ServerRequests {
 }
 
 /**
+ * Why the client cannot be asked `method`, or undefined when it can: sampling, roots and elicitation each need the
+ * capability the client declared (client/sampling.mdx, roots.mdx, elicitation.mdx: 'Servers MUST NOT send
+ * elicitation requests with modes that are not supported by the client'). URL-mode elicitation needs
+ * `elicitation.url`; form mode, the default, `elicitation.form` or an empty `elicitation` (form only, for backwards
+ * compatibility). Other methods (ping) need none.
+ */
+export function missingCapability(method: unknown, params: unknown, capabilities: Readonly<Record<string, unknown>>): string | undefined {
+  const declared = (v: unknown): boolean => typeof v === 'object' && v !== null;
+  switch (method) {
+    case 'sampling/createMessage':
+      return declared(capabilities.sampling) ? undefined : 'The client did not declare the sampling capability';
+    case 'roots/list':
+      return declared(capabilities.roots) ? undefined : 'The client did not declare the roots capability';
+    case 'elicitation/create': {
+      const elicitation = capabilities.elicitation as Record<string, unknown> | undefined;
+      if (!declared(elicitation)) return 'The client did not declare the elicitation capability';
+      const url = declared(params) && (params as { mode?: unknown }).mode === 'url';
+      if (url) return declared(elicitation!.url) ? undefined : 'The client did not declare URL-mode elicitation';
+      return Object.keys(elicitation!).length === 0 || declared(elicitation!.form) ? undefined : 'The client did not declare form-mode elicitation';
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
  * Relays a server-to-client request from an upstream to the session's client under a session-unique id; the
- * client's answer goes back to that upstream under the upstream's id. Returns the message to write downstream.
+ * client's answer goes back to that upstream under the upstream's id. Returns the message to write downstream. A
+ * request for a capability the client did not declare never reaches it: the upstream is answered -32601.
  */
 export function relayServerRequest(session: McpSession, up: UpstreamSession, message: string): string | undefined {
   const upstreamId = peekId(message);
   if (upstreamId === undefined || upstreamId === null) return undefined;
   if (!up.respond) return undefined;
-  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response));
+  let parsed: { method?: unknown; params?: unknown };
+  try {
+    parsed = JSON.parse(message) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  const missing = missingCapability(parsed.method, parsed.params, session.hello.capabilities);
+  if (missing !== undefined) {
+    up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, `${String(parsed.method)} not relayed: ${missing}`)));
+    return undefined;
+  }
+  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response), up);
   if (mapped === undefined) up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, 'Too many unanswered requests to this client')));
   return mapped;
 }

@@ -12,7 +12,7 @@ import { accepts } from '../../server/io.ts';
 import { SseWriter } from '../../server/sse.ts';
 import type { McpAdapter } from './adapter.ts';
 import { peekId } from './jsonrpc.ts';
-import { publicUri } from './names.ts';
+import { relayNotification } from './notifications.ts';
 import type { ReplayStream } from './replay.ts';
 import { scopeOf } from './routing.ts';
 import { relayServerRequest } from './server-requests.ts';
@@ -93,7 +93,6 @@ export class ServerStreams {
   async start(session: McpSession, rule: CompiledRule, send: (message: string) => boolean): Promise<void> {
     session.serverStream = send;
     if (session.unlisten.length > 0) return;
-    const namespaced = session.scope === undefined;
     await Promise.all(
       scopeOf(session, rule).map(async (backend) => {
         const up = await session.upstream(backend);
@@ -104,7 +103,7 @@ export class ServerStreams {
               listChanged(session, m);
               let out: string | undefined = m;
               if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
-              else if (namespaced) out = rewriteNotificationUri(m, backend);
+              else out = relayNotification(session, up, m);
               if (out !== undefined) session.serverStream?.(out);
             },
           }),
@@ -122,15 +121,6 @@ export class ServerStreams {
   endAll(): void {
     for (const s of [...this.streams]) s.end();
   }
-}
-
-/** Federated streams: resources/updated names the resource by its public URI. */
-function rewriteNotificationUri(message: string, server: string): string {
-  if (!message.includes('notifications/resources/updated')) return message;
-  const parsed = JSON.parse(message) as { method?: string; params?: { uri?: unknown } };
-  if (parsed.method !== 'notifications/resources/updated' || typeof parsed.params?.uri !== 'string') return message;
-  parsed.params.uri = publicUri(server, parsed.params.uri);
-  return JSON.stringify(parsed);
 }
 
 /** The `retry` of a session's recorded streams (none when it records nothing). */

@@ -5,6 +5,7 @@
 import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { RpcId } from './jsonrpc.ts';
+import { LOG_LEVELS } from './modern.ts';
 import { ReplayLog } from './replay.ts';
 import { ServerRequests } from './server-requests.ts';
 import { PrincipalSlots } from './slots.ts';
@@ -13,6 +14,7 @@ import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, Ups
 
 /** How long a failed upstream open is remembered before a session tries that upstream again. */
 const RETRY_AFTER_MS = 3_000;
+const SET_LEVEL_TIMEOUT_MS = 10_000;
 
 interface UpstreamSlot {
   readonly upstream: McpUpstream;
@@ -44,6 +46,11 @@ export class McpSession {
   serverStream: ((message: string) => boolean) | undefined;
   /** Absolute expiry of the session id (ms since epoch). */
   expiresAt = 0;
+  /**
+   * The level the client set with logging/setLevel (its index in LOG_LEVELS), undefined until it sets one: log
+   * messages below it are not relayed (notifications.ts), and upstream sessions opened later are set to it.
+   */
+  logLevel: number | undefined;
   /** A 2026-07-28 (stateless) client's view: no session id, state kept per principal (stateless.ts). */
   modern = false;
   /** The virtual server this session's scope names, if it names one. */
@@ -117,6 +124,7 @@ export class McpSession {
         (s) => {
           fresh.session = s;
           if (this.closed) void s.close();
+          else void this.applyLogLevel(s); // opened after the client set its level (a late or re-opened upstream)
           return this.closed ? undefined : s;
         },
         (err: unknown) => {
@@ -128,6 +136,15 @@ export class McpSession {
     };
     this.slots.set(name, fresh);
     return fresh.opening;
+  }
+
+  /** Sets `up` to the session's log level (logging/setLevel), when the client set one and `up` logs. */
+  applyLogLevel(up: UpstreamSession): Promise<void> {
+    if (this.logLevel === undefined || !up.init.capabilities.logging) return Promise.resolve();
+    return up.call('logging/setLevel', { level: LOG_LEVELS[this.logLevel] }, SET_LEVEL_TIMEOUT_MS).then(
+      () => {},
+      (err: unknown) => this.log.debug({ session: this.fingerprint, upstream: up.backend, err: (err as Error).message }, 'upstream refused logging/setLevel'),
+    );
   }
 
   /** Upstream sessions already open (no new opens). */

@@ -218,6 +218,8 @@ class HttpUpstreamSession implements UpstreamSession {
   private sessionId: string | undefined;
   private headers: Record<string, string> = {};
   private reinitializing: Promise<void> | undefined;
+  /** The last logging/setLevel params sent: a re-created upstream session is set to the same level. */
+  private logLevel: Record<string, unknown> | undefined;
 
   constructor(up: HttpMcpUpstream, hello: ClientHello) {
     this.up = up;
@@ -226,11 +228,7 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   private buildHeaders(): void {
-    const h: Record<string, string> = {
-      ...this.up.baseHeaders,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    };
+    const h: Record<string, string> = { ...this.up.baseHeaders, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     if (this.sessionId !== undefined) h['mcp-session-id'] = this.sessionId;
     if (this.init) h['mcp-protocol-version'] = this.init.protocolVersion;
     this.headers = h;
@@ -270,6 +268,7 @@ class HttpUpstreamSession implements UpstreamSession {
     this.sessionId = typeof sid === 'string' ? sid : undefined;
     this.buildHeaders();
     await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    if (this.logLevel !== undefined) this.send(JSON.stringify({ jsonrpc: '2.0', id: `tollgate-level-${++internalIds}`, method: 'logging/setLevel', params: this.logLevel }));
   }
 
   /** Takes over an upstream session opened elsewhere (see HttpMcpUpstream.resume). */
@@ -337,6 +336,7 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+    if (method === 'logging/setLevel') this.logLevel = params;
     return callUpstream(this, method, params, timeoutMs);
   }
 
