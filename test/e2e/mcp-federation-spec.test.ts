@@ -376,6 +376,31 @@ describe('server-to-client requests', () => {
     }
   });
 
+  it('sends the client\'s progress on an upstream\'s request to that upstream alone, under its own token', async () => {
+    const c = await connect({ sampling: {} }, (client) =>
+      client.setRequestHandler(CreateMessageRequestSchema, async (req, extra) => {
+        const token = req.params._meta?.progressToken;
+        if (token !== undefined) {
+          for (const progress of [1, 2]) await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total: 2 } });
+        }
+        return { role: 'assistant', content: { type: 'text', text: 'done' }, model: 'm' };
+      }),
+    );
+    try {
+      // beta has an upstream session of this client open too (it would get a broadcast).
+      await c.client.callTool({ name: 'beta__same', arguments: {} });
+      const r = await c.client.callTool({ name: 'alpha__sample_progress', arguments: {} });
+      expect(text(r)).toBe('answer: done');
+      await eventually(() => alpha.progress.length === 2, 3_000, 'alpha to get the progress');
+      expect(alpha.progress).toEqual([1, 2]);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(beta.strayProgress).toEqual([]);
+      expect(alpha.strayProgress).toEqual([]);
+    } finally {
+      await c.client.close();
+    }
+  });
+
   it('takes the answer only from the session that was asked', async () => {
     const intruder = await connect({ sampling: {} });
     let forgedStatus = 0;

@@ -46,6 +46,9 @@ export interface SpecServer {
   readonly name: string;
   /** Every request received (initialize excluded), in order. */
   readonly received: Received[];
+  /** Progress the client reported on this server's own requests (sample_progress), and stray progress it got. */
+  readonly progress: number[];
+  readonly strayProgress: string[];
   /** Names, URIs and templates this server lists (its own, unprefixed). */
   readonly tools: string[];
   readonly prompts: string[];
@@ -82,6 +85,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     { name: 'elicit_url_raw', description: 'Sends a URL-mode elicitation whatever the client declared', inputSchema: EMPTY },
     { name: 'sample_then_cancel', description: 'Sends sampling/createMessage and cancels it after 300 ms', inputSchema: EMPTY },
     { name: 'sample_who', description: 'Sends sampling/createMessage; returns the answer', inputSchema: EMPTY },
+    { name: 'sample_progress', description: 'Sends sampling/createMessage with a progress token', inputSchema: EMPTY },
   ];
   const prompts: Prompt[] = [
     { name: 'same', description: 'Every spec server has this prompt', arguments: [{ name: 'who', required: false }] },
@@ -94,6 +98,8 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     resources.push({ uri: `${name}://doc/${i}`, name: `doc-${i}`, mimeType: 'text/plain' });
   }
   const received: Received[] = [];
+  const progress: number[] = [];
+  const strayProgress: string[] = [];
   const live = new Set<{ server: Server; subscribed: Set<string> }>();
   const record = (method: string, params: unknown): void => {
     received.push({ method, params: structuredClone((params ?? {}) as Record<string, unknown>) });
@@ -108,6 +114,10 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
       },
     );
     const self = { server, subscribed: new Set<string>() };
+    // The SDK reports progress for a token it never issued as an error.
+    server.onerror = (err) => {
+      if (/progress/i.test(err.message)) strayProgress.push(err.message);
+    };
     live.add(self);
     server.onclose = () => live.delete(self);
     server.setRequestHandler(SetLevelRequestSchema, (req) => {
@@ -200,6 +210,14 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
             return { ...text(`refused: ${(err as { code?: number }).code} ${(err as Error).message}`), isError: true };
           }
         }
+        case 'sample_progress': {
+          const r = await extra.sendRequest(
+            { method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: { type: 'text', text: 'with progress' } }], maxTokens: 10 } },
+            CreateMessageResultSchema,
+            { onprogress: (p) => void progress.push(p.progress) },
+          );
+          return text(`answer: ${(r.content as { text?: string }).text}`);
+        }
         case 'elicit_url_raw': {
           try {
             const r = await extra.sendRequest(
@@ -236,6 +254,8 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     url: served.url,
     name,
     received,
+    progress,
+    strayProgress,
     tools: tools.map((t) => t.name),
     prompts: prompts.map((p) => p.name),
     resources: resources.map((r) => r.uri),

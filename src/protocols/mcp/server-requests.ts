@@ -4,7 +4,8 @@
  * own: random (`tg-<128 bits>`), so nobody can guess which ids a session is waiting on, and held in the session's
  * own table, so an answer is only ever taken from that session (whose principal the adapter checked). The client's
  * answer is mapped back to the upstream's own id and handed to whoever is waiting for it (an upstream session, or
- * the gateway bridging a 2026 multi round-trip request).
+ * the gateway bridging a 2026 multi round-trip request). A request's progress token is replaced by its session id
+ * the same way, so that the client's progress reaches the one upstream that asked, under that upstream's token.
  */
 import { randomBytes } from 'node:crypto';
 import { Errors, GatewayError } from '../../core/errors.ts';
@@ -15,8 +16,15 @@ import type { UpstreamSession } from './upstream/types.ts';
 interface Waiting {
   readonly upstreamId: RpcId;
   /** Who asked (an upstream session): its cancellation names the request by its own id. */
-  readonly source: object | undefined;
+  readonly source: UpstreamSession | undefined;
+  /** The request's own `_meta.progressToken` (the client was given the session id instead). */
+  readonly progressToken: string | number | undefined;
   readonly answer: (response: string) => void;
+}
+
+interface ParsedRequest {
+  readonly method?: unknown;
+  readonly params?: Record<string, unknown>;
 }
 
 /** Default bound on unanswered requests per session: a client that never answers cannot grow gateway memory. */
@@ -38,18 +46,31 @@ export class ServerRequests {
    * Registers a server-to-client request and returns it re-addressed with a session-unique id, or undefined when
    * too many are pending (the caller answers the upstream with an error).
    */
-  outbound(message: string, upstreamId: RpcId, answer: (response: string) => void, source?: object): string | undefined {
+  outbound(message: string, upstreamId: RpcId, answer: (response: string) => void, source?: UpstreamSession, parsed?: ParsedRequest): string | undefined {
     if (this.waiting.size >= this.max) return undefined;
     const id = `tg-${randomBytes(16).toString('base64url')}`;
-    this.waiting.set(id, { upstreamId, source, answer });
-    return spliceId(message, id);
+    const meta = parsed?.params?._meta as Record<string, unknown> | undefined;
+    const token = meta?.progressToken;
+    const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
+    this.waiting.set(id, { upstreamId, source, progressToken, answer });
+    if (progressToken === undefined) return spliceId(message, id);
+    return JSON.stringify({ ...parsed, id, params: { ...parsed!.params, _meta: { ...meta, progressToken: id } } });
+  }
+
+  /**
+   * The client's progress on a request it was asked (notifications/progress): who asked it and under which token of
+   * its own, or undefined when no pending request was given that token.
+   */
+  progressOf(token: unknown): { source: UpstreamSession; progressToken: string | number } | undefined {
+    const w = typeof token === 'string' ? this.waiting.get(token) : undefined;
+    return w?.source !== undefined && w.progressToken !== undefined ? { source: w.source, progressToken: w.progressToken } : undefined;
   }
 
   /**
    * `source` cancelled its request `upstreamId` (notifications/cancelled): the id the client knows it by, now no
    * longer pending, or undefined when `source` has no such request waiting here.
    */
-  cancelled(source: object, upstreamId: unknown): string | undefined {
+  cancelled(source: UpstreamSession, upstreamId: unknown): string | undefined {
     for (const [id, w] of this.waiting) {
       if (w.source === source && w.upstreamId === upstreamId) {
         this.waiting.delete(id);
@@ -114,9 +135,9 @@ export function relayServerRequest(session: McpSession, up: UpstreamSession, mes
   const upstreamId = peekId(message);
   if (upstreamId === undefined || upstreamId === null) return undefined;
   if (!up.respond) return undefined;
-  let parsed: { method?: unknown; params?: unknown };
+  let parsed: ParsedRequest;
   try {
-    parsed = JSON.parse(message) as typeof parsed;
+    parsed = JSON.parse(message) as ParsedRequest;
   } catch {
     return undefined;
   }
@@ -125,7 +146,7 @@ export function relayServerRequest(session: McpSession, up: UpstreamSession, mes
     up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, `${String(parsed.method)} not relayed: ${missing}`)));
     return undefined;
   }
-  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response), up);
+  const mapped = session.serverRequests.outbound(message, upstreamId, (response) => up.respond!(response), up, parsed);
   if (mapped === undefined) up.respond(errorResponse(upstreamId, new GatewayError(Errors.MCP_SERVER_REQUEST_REFUSED, 'Too many unanswered requests to this client')));
   return mapped;
 }

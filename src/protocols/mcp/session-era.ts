@@ -124,6 +124,12 @@ export async function notification(mcp: McpAdapter, req: IncomingMessage, res: S
     }
     case 'notifications/initialized':
       break; // the gateway completed each upstream's handshake itself
+    case 'notifications/progress': {
+      // Progress on a request an upstream made: to that upstream alone, under its own token; none other has it.
+      const asked = session.serverRequests.progressOf(msg.params?.progressToken);
+      if (asked) asked.source.notify({ ...msg, params: { ...msg.params, progressToken: asked.progressToken } });
+      break;
+    }
     default:
       for (const up of session.openSessions()) up.notify(msg);
   }
