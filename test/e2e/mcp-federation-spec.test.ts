@@ -15,6 +15,7 @@ import {
   LoggingMessageNotificationSchema,
   PromptListChangedNotificationSchema,
   ResourceUpdatedNotificationSchema,
+  ToolListChangedNotificationSchema,
   type JSONRPCMessage,
   type LoggingMessageNotification,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -262,6 +263,20 @@ describe('notifications', () => {
       }, 10_000, 'prompts list_changed');
       await listAll(c.client, 'prompts');
       expect(receivedBy(beta, 'prompts/list').length).toBeGreaterThan(asked);
+    } finally {
+      await c.client.close();
+    }
+  });
+
+  it('drops the session\'s cached list on a list_changed sent on a call\'s own stream', async () => {
+    let changed = 0;
+    const c = await connect({}, (client) => client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed++));
+    try {
+      await listAll(c.client, 'tools');
+      const added = text(await c.client.callTool({ name: 'beta__grow', arguments: {} }));
+      expect(changed).toBeGreaterThan(0);
+      const { names } = await listAll(c.client, 'tools');
+      expect(names).toContain(`beta__${added}`);
     } finally {
       await c.client.close();
     }

@@ -85,6 +85,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     { name: 'elicit_url_raw', description: 'Sends a URL-mode elicitation whatever the client declared', inputSchema: EMPTY },
     { name: 'sample_then_cancel', description: 'Sends sampling/createMessage and cancels it after 300 ms', inputSchema: EMPTY },
     { name: 'sample_who', description: 'Sends sampling/createMessage; returns the answer', inputSchema: EMPTY },
+    { name: 'grow', description: 'Adds a tool and says so on the call\'s own stream', inputSchema: EMPTY },
     { name: 'sample_progress', description: 'Sends sampling/createMessage with a progress token', inputSchema: EMPTY },
   ];
   const prompts: Prompt[] = [
@@ -209,6 +210,12 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
           } catch (err) {
             return { ...text(`refused: ${(err as { code?: number }).code} ${(err as Error).message}`), isError: true };
           }
+        }
+        case 'grow': {
+          const added = `grown-${tools.length}`;
+          tools.push({ name: added, description: 'added by grow', inputSchema: EMPTY });
+          await extra.sendNotification({ method: 'notifications/tools/list_changed' });
+          return text(added);
         }
         case 'sample_progress': {
           const r = await extra.sendRequest(

@@ -9,9 +9,11 @@
  *   (server-requests.ts), as cancellation.mdx requires ('requestId MUST correspond to the ID of a request previously
  *   issued in the same direction'); one naming no request the client was asked is dropped.
  * - `notifications/resources/updated` names the resource by its public URI on the federated view.
- * Everything else (progress, list_changed...) goes as it came.
+ * - a `list_changed` drops the session's cached list pages (list-cache.ts), on whichever stream it came.
+ * Everything else (progress...) goes as it came.
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { listChanged } from './list-cache.ts';
 import { LOG_LEVELS } from './modern.ts';
 import { publicUri } from './names.ts';
 import type { McpSession } from './session.ts';
@@ -26,6 +28,7 @@ export function logLevelOf(params: Record<string, unknown>): number | GatewayErr
 
 /** The message to write to the client for `message` from `up` (undefined: the client does not get it). */
 export function relayNotification(session: McpSession, up: UpstreamSession, message: string): string | undefined {
+  listChanged(session, message);
   const federated = session.scope === undefined;
   // Cheap checks first: most messages on a call's stream are progress notifications, relayed as they are.
   const log = message.includes('"notifications/message"') && (federated || session.logLevel !== undefined);

@@ -18,7 +18,6 @@ import { scopeOf } from './routing.ts';
 import { relayServerRequest } from './server-requests.ts';
 import { sessionView } from './session-era.ts';
 import type { McpSession } from './session.ts';
-import { listChanged } from './list-cache.ts';
 
 export class ServerStreams {
   private readonly mcp: McpAdapter;
@@ -100,10 +99,9 @@ export class ServerStreams {
         session.unlisten.push(
           up.listen({
             message: (m) => {
-              listChanged(session, m);
               let out: string | undefined = m;
               if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
-              else out = relayNotification(session, up, m);
+              else out = relayNotification(session, up, m); // list_changed also drops the session's cached lists
               if (out !== undefined) session.serverStream?.(out);
             },
           }),
