@@ -28,6 +28,7 @@ import type {
 import { ModernHttpSession, discover } from './http-modern.ts';
 import { callUpstream } from './call.ts';
 import { firstResponse, relayResponse } from './http-response.ts';
+import { UpstreamSessionState } from './session-state.ts';
 
 /**
  * Methods that only read: safe to send again when the first attempt never reached the upstream (a stale keep-alive
@@ -218,8 +219,8 @@ class HttpUpstreamSession implements UpstreamSession {
   private sessionId: string | undefined;
   private headers: Record<string, string> = {};
   private reinitializing: Promise<void> | undefined;
-  /** The last logging/setLevel params sent: a re-created upstream session is set to the same level. */
-  private logLevel: Record<string, unknown> | undefined;
+  /** Level and subscriptions set on this session: a re-created upstream session is set the same way. */
+  private readonly set = new UpstreamSessionState();
 
   constructor(up: HttpMcpUpstream, hello: ClientHello) {
     this.up = up;
@@ -268,7 +269,7 @@ class HttpUpstreamSession implements UpstreamSession {
     this.sessionId = typeof sid === 'string' ? sid : undefined;
     this.buildHeaders();
     await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
-    if (this.logLevel !== undefined) this.send(JSON.stringify({ jsonrpc: '2.0', id: `tollgate-level-${++internalIds}`, method: 'logging/setLevel', params: this.logLevel }));
+    for (const m of this.set.replay(() => `tollgate-replay-${++internalIds}`)) this.send(JSON.stringify(m));
   }
 
   /** Takes over an upstream session opened elsewhere (see HttpMcpUpstream.resume). */
@@ -297,6 +298,7 @@ class HttpUpstreamSession implements UpstreamSession {
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
     const guarded = this.up.enter(sink);
     if (guarded === undefined) return { downstreamId: msg.id, cancel: () => {} };
+    this.set.note(msg.method, msg.params);
     const controller = new AbortController();
     const body = raw ?? JSON.stringify(msg);
     this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
@@ -336,7 +338,6 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    if (method === 'logging/setLevel') this.logLevel = params;
     return callUpstream(this, method, params, timeoutMs);
   }
 
