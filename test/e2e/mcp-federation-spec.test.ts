@@ -446,3 +446,41 @@ describe('server-to-client requests', () => {
     }
   });
 });
+
+describe('a 2026-07-28 client of the federated endpoint', () => {
+  const META = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': {},
+    'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' },
+  };
+  async function list(cursor: string | undefined, headers: Record<string, string> = gw.authHeaders()): Promise<{ result?: { tools: { name: string }[]; nextCursor?: string; _meta?: Record<string, unknown> }; error?: { code: number } }> {
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { ...(cursor !== undefined && { cursor }), _meta: META } }),
+    });
+    return (await res.json()) as never;
+  }
+
+  it('follows the merged cursor to every tool once, the envelope not passed on as the client\'s _meta, and refuses another principal\'s cursor', async () => {
+    const from = alpha.received.length;
+    const names: string[] = [];
+    let cursor: string | undefined;
+    let first: string | undefined;
+    do {
+      const r = await list(cursor);
+      expect(r.error).toBeUndefined();
+      names.push(...r.result!.tools.map((t) => t.name));
+      expect(r.result!._meta?.['dev.tollgate/unavailable']).toEqual(cursor === undefined ? ['down'] : undefined);
+      cursor = r.result!.nextCursor;
+      first ??= cursor;
+    } while (cursor !== undefined);
+    expect(names.filter((n) => n.startsWith('alpha__'))).toHaveLength(new Set(names.filter((n) => n.startsWith('alpha__'))).size);
+    expect(names).toContain('alpha__tool-3');
+    expect(names).toContain('beta__tool-5');
+    for (const p of receivedBy(alpha, 'tools/list', from)) expect(Object.keys((p._meta as object | undefined) ?? {}).filter((k) => k.startsWith('io.modelcontextprotocol/'))).toEqual([]);
+    const other = await list(first, { authorization: `Bearer ${gw.devToken('spiffe://dev.tollgate.local/someone-else')}` });
+    expect(other.error?.code).toBe(-32602);
+  });
+});
+

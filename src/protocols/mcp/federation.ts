@@ -187,11 +187,16 @@ export async function fetchListPage(opts: {
   };
 }
 
-/** The client's `_meta` as each upstream of a fan-out gets it: without a progressToken; undefined when empty. */
+/**
+ * The client's `_meta` as each upstream of a fan-out gets it: without a progressToken, and without the 2026 envelope
+ * (`io.modelcontextprotocol/...`: it describes the client's hop; each upstream gets the gateway's own); undefined
+ * when nothing is left.
+ */
 function forwardedMeta(meta: unknown): Record<string, unknown> | undefined {
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return undefined;
-  const { progressToken: _, ...rest } = meta as Record<string, unknown>;
-  return Object.keys(rest).length === 0 ? undefined : rest;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(meta)) if (k !== 'progressToken' && !k.startsWith('io.modelcontextprotocol/')) (out ??= {})[k] = v;
+  return out;
 }
 
 function targetName(method: ListMethod, item: Record<string, unknown>): string {
