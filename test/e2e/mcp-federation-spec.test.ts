@@ -9,7 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
+  CallToolResultSchema,
   CreateMessageRequestSchema,
+  CreateTaskResultSchema,
+  GetTaskResultSchema,
+  ListTasksResultSchema,
   EmptyResultSchema,
   ListToolsResultSchema,
   LoggingMessageNotificationSchema,
@@ -19,11 +23,12 @@ import {
   type JSONRPCMessage,
   type LoggingMessageNotification,
 } from '@modelcontextprotocol/sdk/types.js';
-import { startSpecServer, type SpecServer } from '../helpers/mcp-spec-server.ts';
-import { eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { startSpecServer, startTaskServer, type SpecServer } from '../helpers/mcp-spec-server.ts';
+import { EVERYTHING_STDIO, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let alpha: SpecServer;
 let beta: SpecServer;
+let tasker: Awaited<ReturnType<typeof startTaskServer>>;
 let gw: TestGateway;
 
 interface Connected {
@@ -93,19 +98,22 @@ function post(body: unknown, sid: string): Promise<Response> {
 }
 
 beforeAll(async () => {
-  [alpha, beta] = await Promise.all([startSpecServer({ name: 'alpha', pageSize: 2, extra: 3 }), startSpecServer({ name: 'beta', pageSize: 3, extra: 5 })]);
+  [alpha, beta, tasker] = await Promise.all([startSpecServer({ name: 'alpha', pageSize: 2, extra: 3 }), startSpecServer({ name: 'beta', pageSize: 3, extra: 5 }), startTaskServer()]);
   gw = await startTestGateway({
     'mcp.yaml':
       mcpBackend('alpha', { url: alpha.url }) +
       mcpBackend('beta', { url: beta.url }) +
       mcpBackend('down', { url: 'http://127.0.0.1:9/mcp', timeouts: { connectMs: 300, initializeMs: 600 } }) +
-      route('mcp', '/mcp', ['alpha', 'beta', 'down']),
+      route('mcp', '/mcp', ['alpha', 'beta', 'down']) +
+      mcpBackend('tasker', { url: tasker.url }) +
+      mcpBackend('everything', EVERYTHING_STDIO) +
+      route('tasks', '/tasks-mcp', ['tasker', 'everything']),
   });
 });
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([alpha?.close(), beta?.close()]);
+  await Promise.all([alpha?.close(), beta?.close(), tasker?.close()]);
 });
 
 describe('initialize', () => {
@@ -481,6 +489,37 @@ describe('a 2026-07-28 client of the federated endpoint', () => {
     for (const p of receivedBy(alpha, 'tools/list', from)) expect(Object.keys((p._meta as object | undefined) ?? {}).filter((k) => k.startsWith('io.modelcontextprotocol/'))).toEqual([]);
     const other = await list(first, { authorization: `Bearer ${gw.devToken('spiffe://dev.tollgate.local/someone-else')}` });
     expect(other.error?.code).toBe(-32602);
+  });
+});
+
+describe('tasks (2025-11-25) on a single-server endpoint', () => {
+  it('passes tasks/get, tasks/result and tasks/list to the one upstream whose initialize declared tasks', async () => {
+    const c = await connect({}, undefined, '/tasks-mcp/tasker');
+    try {
+      expect(c.client.getServerCapabilities()?.tasks).toBeDefined();
+      const created = await c.client.request({ method: 'tools/call', params: { name: 'delay', arguments: { ms: 100 }, task: { ttl: 60_000 } } }, CreateTaskResultSchema);
+      const taskId = created.task.taskId;
+      const got = await c.client.request({ method: 'tasks/get', params: { taskId } }, GetTaskResultSchema);
+      expect(got.taskId).toBe(taskId);
+      const listed = await c.client.request({ method: 'tasks/list', params: {} }, ListTasksResultSchema);
+      expect(listed.tasks.map((t) => t.taskId)).toContain(taskId);
+      await eventually(async () => (await c.client.request({ method: 'tasks/get', params: { taskId } }, GetTaskResultSchema)).status === 'completed', 5_000, 'the task to complete');
+      const result = await c.client.request({ method: 'tasks/result', params: { taskId } }, CallToolResultSchema);
+      expect(text(result)).toBe('slept 100');
+    } finally {
+      await c.client.close();
+    }
+  });
+
+  it('offers no tasks of a stdio upstream, whose one process every client shares (tasks/list would show all of theirs)', async () => {
+    const c = await connect({}, undefined, '/tasks-mcp/everything');
+    try {
+      expect(c.client.getServerVersion()?.name).toBe('mcp-servers/everything');
+      expect(c.client.getServerCapabilities()?.tasks).toBeUndefined();
+      await expect(c.client.request({ method: 'tasks/list', params: {} }, ListTasksResultSchema)).rejects.toMatchObject({ code: -32601 });
+    } finally {
+      await c.client.close();
+    }
   });
 });
 

@@ -277,3 +277,39 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     close: served.close,
   };
 }
+
+/**
+ * An SDK McpServer with task support (2025-11-25 basic/utilities/tasks.mdx, the SDK's experimental tasks API): tool
+ * `delay` runs as a task that completes after `ms`.
+ */
+export async function startTaskServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const { McpServer } = await import('@modelcontextprotocol/sdk/server/mcp.js');
+  const { InMemoryTaskStore, InMemoryTaskMessageQueue } = await import('@modelcontextprotocol/sdk/experimental/tasks/stores/in-memory.js');
+  const { z } = await import('zod');
+  const taskStore = new InMemoryTaskStore();
+  const served = await serveSdkSessions(() => {
+    const server = new McpServer(
+      { name: 'tasker', version: '1.0.0' },
+      { capabilities: { tasks: { requests: { tools: { call: {} } }, list: {}, cancel: {} } }, taskStore, taskMessageQueue: new InMemoryTaskMessageQueue() },
+    );
+    server.experimental.tasks.registerToolTask(
+      'delay',
+      { description: 'Completes after ms', inputSchema: { ms: z.number() } },
+      {
+        async createTask({ ms }, { taskStore: store, taskRequestedTtl }) {
+          const task = await store.createTask({ ttl: taskRequestedTtl });
+          setTimeout(() => void store.storeTaskResult(task.taskId, 'completed', { content: [{ type: 'text', text: `slept ${ms}` }] }), ms);
+          return { task };
+        },
+        async getTask(_args, { taskId, taskStore: store }) {
+          return await store.getTask(taskId);
+        },
+        async getTaskResult(_args, { taskId, taskStore: store }) {
+          return (await store.getTaskResult(taskId)) as never;
+        },
+      },
+    );
+    return server.server;
+  });
+  return { url: served.url, close: served.close };
+}

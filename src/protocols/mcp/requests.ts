@@ -91,6 +91,10 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
   if (!up) {
     return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${target.server} is unavailable`, { data: { upstream: target.server } }), modern);
   }
+  if (up.shared && method.startsWith('tasks/')) {
+    // A shared (stdio) upstream's tasks are every client's: not offered (session-era.ts leaves its capability out).
+    return mcp.refuse(call, res, msg.id, new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`), modern);
+  }
   const forwarded: RpcRequest = upstreamParams === undefined ? msg : { ...msg, params: upstreamParams };
   let transform = namespaced && rewriteUris ? (text: string) => publicContentUris(text, target.server!) : undefined;
   if (modern && !isModernSession(up)) {

@@ -102,6 +102,15 @@ export function route(method: string, params: Record<string, unknown>, view: Ses
       }
       throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: ref must be a ref/prompt or ref/resource');
     }
+    case 'tasks/get':
+    case 'tasks/result':
+    case 'tasks/list':
+    case 'tasks/cancel':
+      // Tasks (2025-11-25 basic/utilities/tasks.mdx) of a single-server endpoint, which passes on its upstream's
+      // `tasks` capability: that upstream owns every task id. The federated view declares no tasks (a task id would
+      // need an owner), nor does a virtual server.
+      if (single === undefined || virtual !== undefined) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`);
+      return { target: { kind: 'server', name: single, server: single }, params: undefined, rewriteUris: false };
     default:
       throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`);
   }

@@ -84,6 +84,11 @@ export async function initialize(mcp: McpAdapter, req: IncomingMessage, res: Ser
       return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${scope} is unavailable`, { data: { upstream: scope } }));
     }
     result = { ...up.init, protocolVersion };
+    if (up.shared && up.init.capabilities.tasks !== undefined) {
+      // One process for every client: its tasks/list would show them all, and any task id is anyone's to read.
+      const { tasks: _, ...capabilities } = up.init.capabilities;
+      result.capabilities = capabilities;
+    }
   } else {
     result = mergeInitialize(protocolVersion, live.map(([b, s]) => [b, s.init] as const));
   }

@@ -291,6 +291,7 @@ export class StdioMcpUpstream implements McpUpstream {
 
 class StdioSessionView implements UpstreamSession {
   readonly backend: string;
+  readonly shared = true;
   readonly init: InitializeResult;
   readonly subscribed = new Set<string>();
   private readonly up: StdioMcpUpstream;

@@ -59,6 +59,11 @@ export interface UpstreamSession {
   readonly init: InitializeResult;
   /** False once the session is known to be gone (closed, process died). */
   readonly alive: boolean;
+  /**
+   * True when every downstream session shares the one upstream connection (stdio): what the upstream keeps per
+   * connection (its tasks) is everyone's, so it is not offered.
+   */
+  readonly shared?: boolean;
   /** Forwards a downstream request. `raw` is the original body when the message is forwarded unchanged. */
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle;
   /** A request the gateway makes itself (e.g. list fan-out); resolves with the result or rejects. */
