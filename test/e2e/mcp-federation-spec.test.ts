@@ -23,12 +23,14 @@ import {
   type JSONRPCMessage,
   type LoggingMessageNotification,
 } from '@modelcontextprotocol/sdk/types.js';
+import { startModernServer, type ModernServer } from '../helpers/mcp-modern-server.ts';
 import { startSpecServer, startTaskServer, type SpecServer } from '../helpers/mcp-spec-server.ts';
 import { EVERYTHING_STDIO, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let alpha: SpecServer;
 let beta: SpecServer;
 let tasker: Awaited<ReturnType<typeof startTaskServer>>;
+let modern: ModernServer;
 let gw: TestGateway;
 
 interface Connected {
@@ -99,6 +101,7 @@ function post(body: unknown, sid: string): Promise<Response> {
 
 beforeAll(async () => {
   [alpha, beta, tasker] = await Promise.all([startSpecServer({ name: 'alpha', pageSize: 2, extra: 3 }), startSpecServer({ name: 'beta', pageSize: 3, extra: 5 }), startTaskServer()]);
+  modern = await startModernServer();
   gw = await startTestGateway({
     'mcp.yaml':
       mcpBackend('alpha', { url: alpha.url }) +
@@ -107,13 +110,14 @@ beforeAll(async () => {
       route('mcp', '/mcp', ['alpha', 'beta', 'down']) +
       mcpBackend('tasker', { url: tasker.url }) +
       mcpBackend('everything', EVERYTHING_STDIO) +
-      route('tasks', '/tasks-mcp', ['tasker', 'everything']),
+      mcpBackend('modern', { url: modern.url }) +
+      route('tasks', '/tasks-mcp', ['tasker', 'everything', 'modern']),
   });
 });
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([alpha?.close(), beta?.close(), tasker?.close()]);
+  await Promise.all([alpha?.close(), beta?.close(), tasker?.close(), modern?.close()]);
 });
 
 describe('initialize', () => {
@@ -430,6 +434,17 @@ describe('server-to-client requests', () => {
       await new Promise((r) => setTimeout(r, 200));
       expect(beta.strayProgress).toEqual([]);
       expect(alpha.strayProgress).toEqual([]);
+    } finally {
+      await c.client.close();
+    }
+  });
+
+  it('never asks a client for input a 2026 upstream wants (input_required) when it did not declare the capability', async () => {
+    const c = await connect({}, undefined, '/tasks-mcp/modern');
+    try {
+      // The SDK v2 upstream reads the client's capabilities in the envelope the gateway sends, and refuses (-32021).
+      await expect(c.client.callTool({ name: 'confirm', arguments: { action: 'deploy' } })).rejects.toMatchObject({ code: -32021 });
+      expect(methodsIn(c.inbox)).not.toContain('elicitation/create');
     } finally {
       await c.client.close();
     }
