@@ -25,12 +25,16 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { startModernServer, type ModernServer } from '../helpers/mcp-modern-server.ts';
 import { startSpecServer, startTaskServer, type SpecServer } from '../helpers/mcp-spec-server.ts';
+import { freePort } from '../helpers/net.ts';
 import { EVERYTHING_STDIO, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let alpha: SpecServer;
 let beta: SpecServer;
 let tasker: Awaited<ReturnType<typeof startTaskServer>>;
 let modern: ModernServer;
+/** An upstream of /late-mcp that is not running when the gateway starts (started by a test). */
+let latePort: number;
+let late: SpecServer | undefined;
 let gw: TestGateway;
 
 interface Connected {
@@ -102,6 +106,7 @@ function post(body: unknown, sid: string): Promise<Response> {
 beforeAll(async () => {
   [alpha, beta, tasker] = await Promise.all([startSpecServer({ name: 'alpha', pageSize: 2, extra: 3 }), startSpecServer({ name: 'beta', pageSize: 3, extra: 5 }), startTaskServer()]);
   modern = await startModernServer();
+  latePort = await freePort();
   gw = await startTestGateway({
     'mcp.yaml':
       mcpBackend('alpha', { url: alpha.url }) +
@@ -111,13 +116,16 @@ beforeAll(async () => {
       mcpBackend('tasker', { url: tasker.url }) +
       mcpBackend('everything', EVERYTHING_STDIO) +
       mcpBackend('modern', { url: modern.url }) +
-      route('tasks', '/tasks-mcp', ['tasker', 'everything', 'modern']),
+      route('tasks', '/tasks-mcp', ['tasker', 'everything', 'modern']) +
+      mcpBackend('early', { url: alpha.url }) +
+      mcpBackend('late', { url: `http://127.0.0.1:${latePort}/mcp`, timeouts: { connectMs: 300, initializeMs: 600 } }) +
+      route('late', '/late-mcp', ['early', 'late']),
   });
 });
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([alpha?.close(), beta?.close(), tasker?.close(), modern?.close()]);
+  await Promise.all([alpha?.close(), beta?.close(), tasker?.close(), modern?.close(), late?.close()]);
 });
 
 describe('initialize', () => {
@@ -289,6 +297,35 @@ describe('notifications', () => {
       expect(changed).toBeGreaterThan(0);
       const { names } = await listAll(c.client, 'tools');
       expect(names).toContain(`beta__${added}`);
+    } finally {
+      await c.client.close();
+    }
+  });
+
+  it('tells the client when an upstream that was down joins its session, and relays that upstream\'s notifications', async () => {
+    let toolsChanged = 0;
+    const updates: string[] = [];
+    const c = await connect({}, (client) => {
+      client.setNotificationHandler(ToolListChangedNotificationSchema, () => void toolsChanged++);
+      client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
+    }, '/late-mcp');
+    try {
+      const before = await c.client.listTools();
+      expect(before._meta?.['dev.tollgate/unavailable']).toEqual(['late']);
+      late = await startSpecServer({ name: 'late', pageSize: 0, extra: 0, port: latePort });
+      // The session tries the upstream again (a list asks every upstream) and, once it is in, says the lists changed.
+      await eventually(async () => {
+        await c.client.listTools();
+        return toolsChanged > 0;
+      }, 10_000, 'tools list_changed when the late upstream joins');
+      expect((await c.client.listTools()).tools.map((t) => t.name)).toContain('late__same');
+      await c.client.subscribeResource({ uri: 'tollgate://late/shared://readme' });
+      await eventually(async () => {
+        await late!.updated('shared://readme');
+        await new Promise((r) => setTimeout(r, 100));
+        return updates.length > 0;
+      }, 10_000, 'resources/updated from the late upstream');
+      expect(updates[0]).toBe('tollgate://late/shared://readme');
     } finally {
       await c.client.close();
     }

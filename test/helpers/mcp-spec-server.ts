@@ -34,6 +34,8 @@ export interface SpecServerOptions {
   readonly pageSize: number;
   /** Generated tools `tool-N`, prompts `prompt-N` and resources `<name>://doc/N` (N >= 1) besides the fixed ones. */
   readonly extra: number;
+  /** Port to listen on (default: any free one). */
+  readonly port?: number;
 }
 
 export interface Received {
@@ -256,7 +258,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     return server;
   };
 
-  const served = await serveSdkSessions(makeServer);
+  const served = await serveSdkSessions(makeServer, { ...(opts.port !== undefined && { port: opts.port }) });
   return {
     url: served.url,
     name,

@@ -34,6 +34,8 @@ export async function serveSdkSessions(
     eventStore?: () => EventStore;
     /** `retry` (ms) the SDK sends on its SSE streams. */
     retryInterval?: number;
+    /** Port to listen on (default: any free one). */
+    port?: number;
   } = {},
 ): Promise<SdkSessions> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
@@ -78,7 +80,7 @@ export async function serveSdkSessions(
       if (!res.headersSent) res.writeHead(500).end(String(err));
     });
   });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => http.listen(opts.port ?? 0, '127.0.0.1', r));
   const port = (http.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/mcp`,

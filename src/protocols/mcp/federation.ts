@@ -69,7 +69,7 @@ export interface ListPage {
   nextCursor: string | undefined;
   /**
    * Backends in scope that could not give their page (down, or their list failed): the page is answered without
-   * them and says so in its `_meta` (lists.ts), also while it is kept in the session's list cache.
+   * them and says so in its `_meta` (lists.ts); the session keeps it only until it would ask the missing ones again.
    */
   unavailable: readonly string[];
   /** 2026-07-28 caching hints of the merged page: the shortest upstream ttl, and public only if all were public. */

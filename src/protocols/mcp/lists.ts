@@ -13,7 +13,7 @@ import { LIST_KEY, fetchListPage, type ListMethod } from './federation.ts';
 import { forward } from './forward.ts';
 import type { RpcRequest } from './jsonrpc.ts';
 import { scopeOf } from './routing.ts';
-import type { McpSession } from './session.ts';
+import { RETRY_AFTER_MS, type McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 import { virtualToolList } from './virtual.ts';
 import { cachedAnswer, cachedList, listCacheKey, rememberAnswer, rememberList } from './list-cache.ts';
@@ -66,7 +66,8 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     } catch (err) {
       return mcp.refuse(call, res, msg.id, toGatewayError(err));
     }
-    rememberList(session, cacheKey, page, ttlMs, now);
+    // A partial page is kept only as long as the session waits before asking a down upstream again.
+    rememberList(session, cacheKey, page, page.unavailable.length > 0 ? Math.min(ttlMs, RETRY_AFTER_MS) : ttlMs, now);
   }
   let items = page.items;
   let visible: boolean[] | undefined;

@@ -5,6 +5,7 @@
 import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { RpcId } from './jsonrpc.ts';
+import { listChanged } from './list-cache.ts';
 import { LOG_LEVELS } from './modern.ts';
 import { ReplayLog } from './replay.ts';
 import { ServerRequests } from './server-requests.ts';
@@ -13,7 +14,7 @@ import type { McpUpstreams } from './upstream/registry.ts';
 import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, UpstreamSession } from './upstream/types.ts';
 
 /** How long a failed upstream open is remembered before a session tries that upstream again. */
-const RETRY_AFTER_MS = 3_000;
+export const RETRY_AFTER_MS = 3_000;
 const SET_LEVEL_TIMEOUT_MS = 10_000;
 
 interface UpstreamSlot {
@@ -57,6 +58,13 @@ export class McpSession {
   virtual: VirtualServerSpec | undefined;
   /** Upstream listeners feeding the server stream (kept across reconnects so a resume can catch up). */
   readonly unlisten: Array<() => void> = [];
+  /** The upstream sessions those listeners follow. */
+  readonly following = new Set<UpstreamSession>();
+  /**
+   * Called when an upstream (re)joins the session after it was down, died or was replaced (server-stream.ts: follow
+   * it, tell the client its lists may have changed). Not called for the first open of each upstream.
+   */
+  joined: ((up: UpstreamSession) => void) | undefined;
   hasStream = false;
   /** Open subscriptions/listen streams of a 2026 context (it is not swept while one is open). */
   openStreams = 0;
@@ -124,7 +132,14 @@ export class McpSession {
         (s) => {
           fresh.session = s;
           if (this.closed) void s.close();
-          else void this.applyLogLevel(s); // opened after the client set its level (a late or re-opened upstream)
+          else {
+            void this.applyLogLevel(s); // opened after the client set its level (a late or re-opened upstream)
+            if (slot !== undefined) {
+              // Back after a failure, or a new upstream session: what the session listed before may have changed.
+              listChanged(this, 'list_changed');
+              this.joined?.(s);
+            }
+          }
           return this.closed ? undefined : s;
         },
         (err: unknown) => {
