@@ -25,6 +25,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { startModernServer, type ModernServer } from '../helpers/mcp-modern-server.ts';
 import { startSpecServer, startTaskServer, type SpecServer } from '../helpers/mcp-spec-server.ts';
+import { join } from 'node:path';
 import { freePort } from '../helpers/net.ts';
 import { EVERYTHING_STDIO, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
@@ -117,6 +118,8 @@ beforeAll(async () => {
       mcpBackend('everything', EVERYTHING_STDIO) +
       mcpBackend('modern', { url: modern.url }) +
       route('tasks', '/tasks-mcp', ['tasker', 'everything', 'modern']) +
+      mcpBackend('shared', { stdio: { command: process.execPath, args: [join(process.cwd(), 'test/helpers/stdio-level-server.ts')] } }) +
+      route('shared', '/shared-mcp', ['shared', 'beta']) +
       mcpBackend('early', { url: alpha.url }) +
       mcpBackend('late', { url: `http://127.0.0.1:${latePort}/mcp`, timeouts: { connectMs: 300, initializeMs: 600 } }) +
       route('late', '/late-mcp', ['early', 'late']),
@@ -366,6 +369,19 @@ describe('notifications', () => {
       expect(alpha.subscribedSessions('shared://readme')).toBe(0);
     } finally {
       await Promise.all([sub.client.close(), other.client.close()]);
+    }
+  });
+
+  it('does not let one client set the level of a stdio upstream every client shares', async () => {
+    const setter = await connect({}, undefined, '/shared-mcp');
+    const other = await connect({}, undefined, '/shared-mcp');
+    try {
+      const from = beta.received.length;
+      await setter.client.setLoggingLevel('emergency');
+      expect(receivedBy(beta, 'logging/setLevel', from)).toEqual([{ level: 'emergency' }]);
+      expect(text(await other.client.callTool({ name: 'shared__level', arguments: {} }))).toBe('unset');
+    } finally {
+      await Promise.all([setter.client.close(), other.client.close()]);
     }
   });
 

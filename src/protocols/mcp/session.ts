@@ -153,9 +153,12 @@ export class McpSession {
     return fresh.opening;
   }
 
-  /** Sets `up` to the session's log level (logging/setLevel), when the client set one and `up` logs. */
+  /**
+   * Sets `up` to the session's log level (logging/setLevel), when the client set one and `up` logs. Not a shared
+   * (stdio) upstream: its level would be every client's, and its log messages go to the gateway's log only.
+   */
   applyLogLevel(up: UpstreamSession): Promise<void> {
-    if (this.logLevel === undefined || !up.init.capabilities.logging) return Promise.resolve();
+    if (this.logLevel === undefined || !up.init.capabilities.logging || up.shared) return Promise.resolve();
     return up.call('logging/setLevel', { level: LOG_LEVELS[this.logLevel] }, SET_LEVEL_TIMEOUT_MS).then(
       () => {},
       (err: unknown) => this.log.debug({ session: this.fingerprint, upstream: up.backend, err: (err as Error).message }, 'upstream refused logging/setLevel'),
