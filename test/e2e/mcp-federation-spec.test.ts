@@ -262,8 +262,9 @@ describe('lists and the calls that follow them', () => {
       await other.client.request({ method: 'tools/list', params: { _meta: { 'example.test/trace': 't1' } } }, ListToolsResultSchema);
       expect(receivedBy(alpha, 'tools/list', from)[0]?._meta).toEqual({ 'example.test/trace': 't1' });
       expect(receivedBy(beta, 'tools/list', fromB)[0]?._meta).toEqual({ 'example.test/trace': 't1' });
-      await other.client.callTool({ name: 'alpha__same', arguments: {}, _meta: { 'example.test/trace': 't2' } });
+      const r = await other.client.callTool({ name: 'alpha__same', arguments: {}, _meta: { 'example.test/trace': 't2' } });
       expect(receivedBy(alpha, 'tools/call', from).at(-1)?._meta).toEqual({ 'example.test/trace': 't2' });
+      expect(r._meta).toEqual({ 'example.test/from': 'alpha' });
     } finally {
       await other.client.close();
     }

@@ -182,7 +182,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
       const text = (t: string) => ({ content: [{ type: 'text' as const, text: t }] });
       switch (req.params.name) {
         case 'same':
-          return text(`${name}:same`);
+          return { ...text(`${name}:same`), _meta: { 'example.test/from': name } };
         case 'links':
           return {
             content: [
