@@ -36,6 +36,7 @@ let modern: ModernServer;
 /** An upstream of /late-mcp that is not running when the gateway starts (started by a test). */
 let latePort: number;
 let late: SpecServer | undefined;
+let slow: SpecServer;
 let gw: TestGateway;
 
 interface Connected {
@@ -107,6 +108,7 @@ function post(body: unknown, sid: string): Promise<Response> {
 beforeAll(async () => {
   [alpha, beta, tasker] = await Promise.all([startSpecServer({ name: 'alpha', pageSize: 2, extra: 3 }), startSpecServer({ name: 'beta', pageSize: 3, extra: 5 }), startTaskServer()]);
   modern = await startModernServer();
+  slow = await startSpecServer({ name: 'slow', pageSize: 0, extra: 0, listDelayMs: 3_000 });
   latePort = await freePort();
   gw = await startTestGateway({
     'mcp.yaml':
@@ -120,6 +122,8 @@ beforeAll(async () => {
       route('tasks', '/tasks-mcp', ['tasker', 'everything', 'modern']) +
       mcpBackend('shared', { stdio: { command: process.execPath, args: [join(process.cwd(), 'test/helpers/stdio-level-server.ts')] } }) +
       route('shared', '/shared-mcp', ['shared', 'beta']) +
+      mcpBackend('slow', { url: slow.url }) +
+      route('slow', '/slow-mcp', ['slow', 'beta']) +
       mcpBackend('early', { url: alpha.url }) +
       mcpBackend('late', { url: `http://127.0.0.1:${latePort}/mcp`, timeouts: { connectMs: 300, initializeMs: 600 } }) +
       route('late', '/late-mcp', ['early', 'late']),
@@ -128,7 +132,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([alpha?.close(), beta?.close(), tasker?.close(), modern?.close(), late?.close()]);
+  await Promise.all([alpha?.close(), beta?.close(), tasker?.close(), modern?.close(), late?.close(), slow?.close()]);
 });
 
 describe('initialize', () => {
@@ -267,6 +271,24 @@ describe('lists and the calls that follow them', () => {
       expect(r._meta).toEqual({ 'example.test/from': 'alpha' });
     } finally {
       await other.client.close();
+    }
+  });
+});
+
+describe('cancellation', () => {
+  it('cancels a list fanned out to the upstreams: each upstream is told under its own request id, and the client gets no response', async () => {
+    const c = await connect({}, undefined, '/slow-mcp');
+    try {
+      const controller = new AbortController();
+      const pending = c.client.listTools(undefined, { signal: controller.signal });
+      setTimeout(() => controller.abort('not needed any more'), 300);
+      await expect(pending).rejects.toThrow();
+      await eventually(() => slow.cancelledLists.length > 0, 3_000, 'the slow upstream to see the cancellation');
+      expect(slow.cancelledLists[0]).toMatch(/^tollgate-/);
+      await new Promise((r) => setTimeout(r, 3_200)); // past the upstream's delay: any answer would have come by now
+      expect(c.inbox.filter((m) => 'result' in m && 'tools' in (m as { result: object }).result)).toEqual([]);
+    } finally {
+      await c.client.close();
     }
   });
 });

@@ -36,6 +36,8 @@ export interface SpecServerOptions {
   readonly extra: number;
   /** Port to listen on (default: any free one). */
   readonly port?: number;
+  /** tools/list answers after this long (ms), unless the request is cancelled first. */
+  readonly listDelayMs?: number;
 }
 
 export interface Received {
@@ -51,6 +53,8 @@ export interface SpecServer {
   /** Progress the client reported on this server's own requests (sample_progress), and stray progress it got. */
   readonly progress: number[];
   readonly strayProgress: string[];
+  /** tools/list requests cancelled before they were answered (their request ids as this server saw them). */
+  readonly cancelledLists: string[];
   /** Names, URIs and templates this server lists (its own, unprefixed). */
   readonly tools: string[];
   readonly prompts: string[];
@@ -103,6 +107,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
   const received: Received[] = [];
   const progress: number[] = [];
   const strayProgress: string[] = [];
+  const cancelledLists: string[] = [];
   const live = new Set<{ server: Server; subscribed: Set<string> }>();
   const record = (method: string, params: unknown): void => {
     received.push({ method, params: structuredClone((params ?? {}) as Record<string, unknown>) });
@@ -127,8 +132,18 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
       record(req.method, req.params);
       return {};
     });
-    server.setRequestHandler(ListToolsRequestSchema, (req) => {
+    server.setRequestHandler(ListToolsRequestSchema, async (req, extra) => {
       record(req.method, req.params);
+      if (opts.listDelayMs !== undefined) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, opts.listDelayMs);
+          extra.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()));
+        });
+        if (extra.signal.aborted) {
+          cancelledLists.push(String(extra.requestId));
+          throw new Error('cancelled');
+        }
+      }
       const p = page(tools, req.params?.cursor, opts.pageSize);
       return { tools: p.items, ...(p.nextCursor !== undefined && { nextCursor: p.nextCursor }), _meta: { 'example.test/list': name } };
     });
@@ -265,6 +280,7 @@ export async function startSpecServer(opts: SpecServerOptions): Promise<SpecServ
     received,
     progress,
     strayProgress,
+    cancelledLists,
     tools: tools.map((t) => t.name),
     prompts: prompts.map((p) => p.name),
     resources: resources.map((r) => r.uri),

@@ -20,10 +20,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Call, outcomeOf } from '../../core/call.ts';
-import { GatewayError, toGatewayError } from '../../core/errors.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
 import { remoteAddress, sendBody } from '../../server/io.ts';
+import { SseWriter } from '../../server/sse.ts';
 import type { RevocationSet } from '../../store/revocations.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { resultResponse, type RpcId } from './jsonrpc.ts';
@@ -191,6 +192,19 @@ export class McpAdapter {
     call.outcome = outcomeOf(cause);
     call.status = statusOf(err, id, modern);
     writeError(res, id, err, undefined, modern);
+    this.ctx.finish(call);
+  }
+
+  /**
+   * Ends a request the client cancelled without a response (cancellation.mdx: receivers SHOULD NOT answer it): the
+   * POST still gets an answer, an SSE stream that ends at once. Recorded as cancelled.
+   */
+  abandon(call: Call, res: ServerResponse, keepAliveMs: number): void {
+    const err = new GatewayError(Errors.REQUEST_CANCELLED);
+    call.error = err;
+    call.outcome = outcomeOf(err);
+    call.status = err.def.status;
+    if (!res.headersSent && !res.destroyed) new SseWriter(res, {}, keepAliveMs).end();
     this.ctx.finish(call);
   }
 

@@ -118,6 +118,8 @@ export async function fetchListPage(opts: {
   open: (backend: string) => Promise<UpstreamSession | undefined>;
   timeoutMs: number;
   log: Logger;
+  /** The client cancelled its list: every upstream still asked is told so. */
+  signal?: AbortSignal;
 }): Promise<ListPage> {
   const { method, namespaced, names } = opts;
   const { state } = opts;
@@ -139,7 +141,7 @@ export async function fetchListPage(opts: {
       const cached = cachedPage(cacheKey);
       if (cached) return [backend, cached] as const;
       try {
-        const result = await up.call(method, params, opts.timeoutMs);
+        const result = await up.call(method, params, opts.timeoutMs, opts.signal);
         rememberPage(cacheKey, result);
         return [backend, result] as const;
       } catch (err) {

@@ -50,8 +50,13 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     // A cursor is good only for the list and the view it was issued for (cursor.ts). A page found in the session's
     // cache was issued here for this list (its key names the method, the cursor and the scope).
     const issuedFor = `${method}\0${rule.route.name}\0${session.scope ?? ''}\0${session.fingerprint !== '' ? session.fingerprint : (session.principal ?? '')}`;
+    // notifications/cancelled names it like any request: every upstream still asked is told, the client gets nothing.
+    const cancel = new AbortController();
+    const inflight = { downstreamId: msg.id, cancel: () => cancel.abort() };
+    session.inflight.set(msg.id, inflight);
     try {
       page = await fetchListPage({
+        signal: cancel.signal,
         method,
         state: mcp.cursors.decode(msg.params?.cursor, issuedFor),
         encode: (next) => mcp.cursors.encode(next, issuedFor),
@@ -64,8 +69,11 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
         log: mcp.ctx.log,
       });
     } catch (err) {
-      return mcp.refuse(call, res, msg.id, toGatewayError(err));
+      return cancel.signal.aborted ? mcp.abandon(call, res, keepAliveMs(state)) : mcp.refuse(call, res, msg.id, toGatewayError(err));
+    } finally {
+      if (session.inflight.get(msg.id) === inflight) session.inflight.delete(msg.id);
     }
+    if (cancel.signal.aborted) return mcp.abandon(call, res, keepAliveMs(state));
     // A partial page is kept only as long as the session waits before asking a down upstream again.
     rememberList(session, cacheKey, page, page.unavailable.length > 0 ? Math.min(ttlMs, RETRY_AFTER_MS) : ttlMs, now);
   }
@@ -101,6 +109,10 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     result.cacheScope = state.pipeline.filtersLists ? 'private' : page.cacheScope;
   }
   mcp.answer(call, res, msg.id, result);
+}
+
+function keepAliveMs(state: GatewayState): number {
+  return state.snapshot.gateway.http.sseKeepAliveMs;
 }
 
 async function virtualList(mcp: McpAdapter, call: Call, res: ServerResponse, session: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {

@@ -337,8 +337,8 @@ class HttpUpstreamSession implements UpstreamSession {
     return this.up.streamPool.request({ method: 'GET', path: this.up.path, headers, signal, bodyTimeout, headersTimeout: this.up.timeouts.headersMs });
   }
 
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    return callUpstream(this, method, params, timeoutMs);
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return callUpstream(this, method, params, timeoutMs, signal);
   }
 
   notify(msg: RpcNotification): void {
