@@ -106,8 +106,14 @@ const gatewaySpec = z.strictObject({
     .strictObject({
       /** A session idle this long is forgotten (its upstream sessions are closed). */
       sessionIdleMs: durationMs.default(30 * 60_000),
-      /** Separator between server name and tool/prompt name in federated names. */
-      separator: z.string().regex(/^[A-Za-z0-9_.-]{1,4}$/).default('__'),
+      /**
+       * Separator between server name and tool/prompt name in federated names: within MCP's tool-name characters,
+       * and starting with one a server name cannot hold ([A-Z_.]), so a federated name splits in one way only.
+       */
+      separator: z
+        .string()
+        .regex(/^[A-Z_.][A-Za-z0-9_.-]{0,3}$/, 'must be 1-4 of [A-Za-z0-9_.-] starting with one of [A-Z_.] (a server name cannot hold it)')
+        .default('__'),
       /**
        * Keys that seal session ids (AES-256-GCM, key derived with HKDF from the secret), so any replica sharing them
        * can continue a session. The first key seals; every key opens (rotation: prepend the new key, drop the old one

@@ -43,8 +43,8 @@ async function messages(res: Response): Promise<Rpc[]> {
   return Array.isArray(parsed) ? parsed : [parsed];
 }
 
-async function initialize(protocolVersion: string): Promise<{ sid: string; result: Record<string, unknown> }> {
-  const res = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'spec', version: '1' } } });
+async function initialize(protocolVersion: string, capabilities: Record<string, unknown> = {}): Promise<{ sid: string; result: Record<string, unknown> }> {
+  const res = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion, capabilities, clientInfo: { name: 'spec', version: '1' } } });
   expect(res.status).toBe(200);
   const sid = res.headers.get('mcp-session-id');
   expect(sid).toMatch(/^[\x21-\x7e]+$/);
@@ -286,7 +286,8 @@ describe('JSON-RPC batches: part of 2025-03-26, removed in 2025-06-18', () => {
   });
 
   it('relays a server-to-client request met by a batch member; the client answers it and the batch completes', async () => {
-    const { sid } = await initialize('2025-03-26');
+    // The client declares elicitation: a request for a capability it did not declare is never relayed.
+    const { sid } = await initialize('2025-03-26', { elicitation: {} });
     const res = await post(
       [
         { jsonrpc: '2.0', id: 'asks', method: 'tools/call', params: { name: 'fixture__ask_twice', arguments: {} } },

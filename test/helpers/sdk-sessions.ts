@@ -13,6 +13,8 @@ export interface SdkSessions {
   readonly port: number;
   /** Live sessions. */
   sessions(): number;
+  /** Ends every session, the server staying up (as a restart forgets them): their next request gets 404. */
+  drop(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,8 @@ export async function serveSdkSessions(
     eventStore?: () => EventStore;
     /** `retry` (ms) the SDK sends on its SSE streams. */
     retryInterval?: number;
+    /** Port to listen on (default: any free one). */
+    port?: number;
   } = {},
 ): Promise<SdkSessions> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
@@ -76,12 +80,17 @@ export async function serveSdkSessions(
       if (!res.headersSent) res.writeHead(500).end(String(err));
     });
   });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => http.listen(opts.port ?? 0, '127.0.0.1', r));
   const port = (http.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     port,
     sessions: () => transports.size,
+    drop: async () => {
+      const all = [...transports.values()];
+      transports.clear();
+      await Promise.allSettled(all.map((t) => t.close()));
+    },
     close: async () => {
       await Promise.allSettled([...transports.values()].map((t) => t.close()));
       http.closeAllConnections();

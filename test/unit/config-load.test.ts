@@ -60,6 +60,12 @@ describe('config loader', () => {
     expect(missing[0]?.message).toContain('UP_TOKEN is not set');
   });
 
+  it('refuses an MCP name separator that could be part of a server name (federated names would be ambiguous)', () => {
+    const gateway = (sep: string) => `apiVersion: tollgate.dev/v1alpha1\nkind: Gateway\nmetadata: { name: g }\nspec:\n  mcp: { separator: "${sep}" }\n`;
+    for (const sep of ['-', '--', 'x', '1_']) expect(issues({ 'g.yaml': gateway(sep) })[0]?.message, sep).toContain('spec.mcp.separator');
+    for (const sep of ['__', '_', '.', 'X', '_-']) expect(loadConfigDir(dirWith({ 'g.yaml': gateway(sep) }), {}).gateway.mcp.separator, sep).toBe(sep);
+  });
+
   it('refuses unknown backends, mixed protocols and conflicting rules', () => {
     const route = (name: string, path: string, refs: string[]) => `---
 apiVersion: tollgate.dev/v1alpha1

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { classify, findTopLevelId, peekId, peekKind, peekOutcome, spliceId } from '../../src/protocols/mcp/jsonrpc.ts';
 import { FederatedNames, publicUri, resolveUri } from '../../src/protocols/mcp/names.ts';
-import { decodeCursor, encodeCursor } from '../../src/protocols/mcp/cursor.ts';
+import { Cursors } from '../../src/protocols/mcp/cursor.ts';
 
 describe('id splicing', () => {
   const shapes = [
@@ -72,11 +72,20 @@ describe('federated names, URIs and cursors', () => {
     expect(resolveUri(u)).toEqual(['docs', 'file:///etc/x?y=1']);
     expect(resolveUri('file:///etc/x')).toBeUndefined();
   });
-  it('round-trips merged cursors and refuses forged ones', () => {
-    const c = encodeCursor({ a: 'p2', b: '10' });
-    expect(decodeCursor(c)).toEqual({ a: 'p2', b: '10' });
-    expect(encodeCursor({})).toBeUndefined();
-    expect(() => decodeCursor('bm90IGpzb24')).toThrow(expect.objectContaining({ code: 'TG_MCP_INVALID_CURSOR' }));
-    expect(() => decodeCursor(Buffer.from('{"v":1,"c":{"a":1}}').toString('base64url'))).toThrow();
+  it('round-trips merged cursors for the list they were issued for, and refuses forged and foreign ones', () => {
+    const cursors = new Cursors([{ id: 'k1', secret: 'a-secret-of-enough-length-000000' }]);
+    const c = cursors.encode({ a: 'p2', b: '10' }, 'tools/list\0route\0\0session-1')!;
+    expect(cursors.decode(c, 'tools/list\0route\0\0session-1')).toEqual({ a: 'p2', b: '10' });
+    expect(cursors.decode(undefined, 'tools/list\0route\0\0session-1')).toBeUndefined();
+    expect(cursors.encode({}, 'x')).toBeUndefined();
+    const invalid = expect.objectContaining({ code: 'TG_MCP_INVALID_CURSOR' });
+    expect(() => cursors.decode(c, 'prompts/list\0route\0\0session-1')).toThrow(invalid);
+    expect(() => cursors.decode(c, 'tools/list\0route\0\0session-2')).toThrow(invalid);
+    expect(() => cursors.decode('bm90IGpzb24', 'x')).toThrow(invalid);
+    expect(() => cursors.decode(Buffer.from('{"v":1,"c":{"a":"p2"}}').toString('base64url'), 'x')).toThrow(invalid);
+    expect(() => cursors.decode(42, 'x')).toThrow(invalid);
+    // Another key (another deployment, or keys rotated away): not ours.
+    const other = new Cursors([{ id: 'k1', secret: 'another-secret-of-enough-length-0' }]);
+    expect(() => other.decode(c, 'tools/list\0route\0\0session-1')).toThrow(invalid);
   });
 });

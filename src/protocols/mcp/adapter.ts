@@ -20,14 +20,16 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Call, outcomeOf } from '../../core/call.ts';
-import { GatewayError, toGatewayError } from '../../core/errors.ts';
+import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { CompiledRule, RouteMatch } from '../../config/routes.ts';
 import { remoteAddress, sendBody } from '../../server/io.ts';
+import { SseWriter } from '../../server/sse.ts';
 import type { RevocationSet } from '../../store/revocations.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { resultResponse, type RpcId } from './jsonrpc.ts';
 import { LegacySse } from './legacy-sse.ts';
+import { Cursors } from './cursor.ts';
 import { FederatedNames } from './names.ts';
 import { Parking } from './parking.ts';
 import { modernHeader, statusOf, writeError } from './respond.ts';
@@ -73,6 +75,8 @@ export class McpAdapter {
   readonly access: SessionAccess;
   /** Multi round-trip exchanges parked for 2026 clients (parking.ts, mrtr.ts). */
   readonly parking: Parking;
+  /** Sealed cursors of merged list pages (cursor.ts). */
+  readonly cursors: Cursors;
   /** 2026-07-28 clients: validation, discovery, listen streams and their per-principal upstream state. */
   readonly stateless: Stateless;
   /** The legacy HTTP+SSE transport (2024-11-05) for old clients. */
@@ -89,6 +93,7 @@ export class McpAdapter {
     this.names = new FederatedNames(snapshot.gateway.mcp.separator, () => ctx.state().snapshot.gateway.mcp.limits.aliasesPerServer);
     this.access = new SessionAccess({ log: ctx.log, state: ctx.state, upstreams, revocations: ctx.revocations, prepare: prepareSession });
     this.parking = new Parking(this, snapshot.mcpSessionKeys);
+    this.cursors = new Cursors(snapshot.mcpSessionKeys);
     this.stateless = new Stateless(this);
     this.legacy = new LegacySse(this);
     this.serverStreams = new ServerStreams(this);
@@ -102,6 +107,7 @@ export class McpAdapter {
     if (sep !== this.names.separator) this.names = new FederatedNames(sep, () => this.ctx.state().snapshot.gateway.mcp.limits.aliasesPerServer);
     this.access.reconfigure(snapshot.mcpSessionKeys);
     this.parking.reconfigure(snapshot.mcpSessionKeys);
+    this.cursors.reconfigure(snapshot.mcpSessionKeys);
   }
 
   /** The session-era sessions of this replica. */
@@ -186,6 +192,19 @@ export class McpAdapter {
     call.outcome = outcomeOf(cause);
     call.status = statusOf(err, id, modern);
     writeError(res, id, err, undefined, modern);
+    this.ctx.finish(call);
+  }
+
+  /**
+   * Ends a request the client cancelled without a response (cancellation.mdx: receivers SHOULD NOT answer it): the
+   * POST still gets an answer, an SSE stream that ends at once. Recorded as cancelled.
+   */
+  abandon(call: Call, res: ServerResponse, keepAliveMs: number): void {
+    const err = new GatewayError(Errors.REQUEST_CANCELLED);
+    call.error = err;
+    call.outcome = outcomeOf(err);
+    call.status = err.def.status;
+    if (!res.headersSent && !res.destroyed) new SseWriter(res, {}, keepAliveMs).end();
     this.ctx.finish(call);
   }
 

@@ -4,7 +4,7 @@
  */
 import type { Target } from '../../core/call.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { decodeCursor, encodeCursor } from './cursor.ts';
+import type { CursorState } from './cursor.ts';
 import { validParamHeaders } from './modern.ts';
 import { type FederatedNames, publicUri } from './names.ts';
 import type { InitializeResult, UpstreamSession } from './upstream/types.ts';
@@ -67,6 +67,11 @@ export interface ListPage {
   items: Record<string, unknown>[];
   targets: Target[];
   nextCursor: string | undefined;
+  /**
+   * Backends in scope that could not give their page (down, or their list failed): the page is answered without
+   * them and says so in its `_meta` (lists.ts); the session keeps it only until it would ask the missing ones again.
+   */
+  unavailable: readonly string[];
   /** 2026-07-28 caching hints of the merged page: the shortest upstream ttl, and public only if all were public. */
   ttlMs: number;
   cacheScope: 'public' | 'private';
@@ -97,36 +102,51 @@ function rememberPage(key: string, result: Record<string, unknown>): void {
 /**
  * Fetches one page of a list from every upstream in `scope` (or those the cursor names) at once and merges them.
  * `namespaced` is false for a single-server endpoint: names and URIs are then left as the upstream gave them.
+ * `meta`, the client request's `_meta`, goes to every upstream asked, without its progressToken: the gateway asks
+ * several servers under one token and relays no progress of its own fan-out.
  */
 export async function fetchListPage(opts: {
   method: ListMethod;
-  cursor: unknown;
+  /** The per-upstream cursors of the client's cursor (cursor.ts); undefined for the first page. */
+  state: CursorState | undefined;
+  /** Seals the cursor of the next page. */
+  encode: (next: CursorState) => string | undefined;
+  meta: unknown;
   scope: readonly string[];
   namespaced: boolean;
   names: FederatedNames;
   open: (backend: string) => Promise<UpstreamSession | undefined>;
   timeoutMs: number;
   log: Logger;
+  /** The client cancelled its list: every upstream still asked is told so. */
+  signal?: AbortSignal;
 }): Promise<ListPage> {
   const { method, namespaced, names } = opts;
-  const state = decodeCursor(opts.cursor);
+  const { state } = opts;
   const key = LIST_KEY[method];
   const backends = state ? Object.keys(state).filter((b) => opts.scope.includes(b)) : opts.scope;
+  const meta = forwardedMeta(opts.meta);
+  const unavailable: string[] = [];
   const pages = await Promise.all(
     backends.map(async (backend) => {
       const up = await opts.open(backend);
-      if (!up) return undefined;
+      if (!up) {
+        unavailable.push(backend);
+        return undefined;
+      }
       if (!(up.init.capabilities as Record<string, unknown>)[CAPABILITY[method]]) return undefined;
-      const params = state?.[backend] !== undefined ? { cursor: state[backend] } : undefined;
-      const cacheKey = `${backend}\0${up.init.serverInfo.name}\0${method}\0${params?.cursor ?? ''}`;
+      const cursor = state?.[backend];
+      const params = cursor === undefined && meta === undefined ? undefined : { ...(cursor !== undefined && { cursor }), ...(meta !== undefined && { _meta: meta }) };
+      const cacheKey = `${backend}\0${up.init.serverInfo.name}\0${method}\0${cursor ?? ''}`;
       const cached = cachedPage(cacheKey);
       if (cached) return [backend, cached] as const;
       try {
-        const result = await up.call(method, params, opts.timeoutMs);
+        const result = await up.call(method, params, opts.timeoutMs, opts.signal);
         rememberPage(cacheKey, result);
         return [backend, result] as const;
       } catch (err) {
         opts.log.warn({ upstream: backend, method, err: (err as Error).message }, 'upstream list failed; omitted');
+        unavailable.push(backend);
         return undefined;
       }
     }),
@@ -162,10 +182,23 @@ export async function fetchListPage(opts: {
   return {
     items,
     targets,
-    nextCursor: encodeCursor(next),
+    nextCursor: opts.encode(next),
+    unavailable: unavailable.sort(),
     ttlMs: ttlMs === Number.MAX_SAFE_INTEGER ? 0 : ttlMs,
     cacheScope: allPublic && items.length > 0 ? 'public' : 'private',
   };
+}
+
+/**
+ * The client's `_meta` as each upstream of a fan-out gets it: without a progressToken, and without the 2026 envelope
+ * (`io.modelcontextprotocol/...`: it describes the client's hop; each upstream gets the gateway's own); undefined
+ * when nothing is left.
+ */
+function forwardedMeta(meta: unknown): Record<string, unknown> | undefined {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return undefined;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(meta)) if (k !== 'progressToken' && !k.startsWith('io.modelcontextprotocol/')) (out ??= {})[k] = v;
+  return out;
 }
 
 function targetName(method: ListMethod, item: Record<string, unknown>): string {

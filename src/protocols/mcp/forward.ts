@@ -14,6 +14,7 @@ import { bridgeInputRequired } from './mrtr.ts';
 import { unrequestedLogs } from './modern.ts';
 import { DownstreamReply } from './reply.ts';
 import { modernErrorResponse, relayedErrorStatus, statusOf } from './respond.ts';
+import { relayNotification } from './notifications.ts';
 import { relayServerRequest } from './server-requests.ts';
 import type { McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
@@ -30,6 +31,8 @@ export interface Forwarding {
   readonly state: GatewayState;
   /** Applied to the final JSON-RPC response before it goes downstream (URI rewriting, resultType). */
   readonly transform: ((final: string) => string) | undefined;
+  /** Text the final response must contain for `transform` to change it (undefined: always apply it). */
+  readonly transformIf?: string | undefined;
 }
 
 export function forward(mcp: McpAdapter, f: Forwarding): void {
@@ -45,9 +48,11 @@ export function forward(mcp: McpAdapter, f: Forwarding): void {
   const reply: DownstreamReply = new DownstreamReply(res, msg.id, {
     keepAliveMs: state.snapshot.gateway.http.sseKeepAliveMs,
     transform,
+    transformIf: f.transformIf,
     replay: session.replay,
     serverRequest: modern ? (m) => mcp.parking.park(call, reply, session, up, m) : (m) => relayServerRequest(session, up, m),
     drop: modern ? unrequestedLogs(msg.params?._meta) : undefined,
+    notification: modern ? undefined : (m) => relayNotification(session, up, m),
     errorStatus: modern ? (err) => statusOf(err, msg.id, true) : undefined,
     errorBody: modern ? modernErrorResponse : undefined,
     relayedErrorStatus: modern ? relayedErrorStatus : undefined,

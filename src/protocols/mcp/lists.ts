@@ -13,13 +13,20 @@ import { LIST_KEY, fetchListPage, type ListMethod } from './federation.ts';
 import { forward } from './forward.ts';
 import type { RpcRequest } from './jsonrpc.ts';
 import { scopeOf } from './routing.ts';
-import type { McpSession } from './session.ts';
+import { RETRY_AFTER_MS, type McpSession } from './session.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 import { virtualToolList } from './virtual.ts';
 import { cachedAnswer, cachedList, listCacheKey, rememberAnswer, rememberList } from './list-cache.ts';
 
 export const LIST_METHODS: ReadonlySet<string> = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 export const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * The `_meta` key of a merged list page naming the backends that could not give their part of it (down, or their
+ * list failed): the page holds the others' items, and a client can tell a partial list from a complete one. A
+ * prefixed key, as basic/index.mdx (_meta) asks of keys outside the protocol's own.
+ */
+export const UNAVAILABLE_META = 'dev.tollgate/unavailable';
 
 export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rule: CompiledRule, session: McpSession, msg: RpcRequest, raw: Buffer, state: GatewayState): Promise<void> {
   const method = msg.method as ListMethod;
@@ -40,10 +47,20 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   const ttlMs = session.modern ? 0 : state.snapshot.gateway.mcp.listCacheTtlMs;
   let page = ttlMs > 0 ? cachedList(session, cacheKey, now) : undefined;
   if (page === undefined) {
+    // A cursor is good only for the list and the view it was issued for (cursor.ts). A page found in the session's
+    // cache was issued here for this list (its key names the method, the cursor and the scope).
+    const issuedFor = `${method}\0${rule.route.name}\0${session.scope ?? ''}\0${session.fingerprint !== '' ? session.fingerprint : (session.principal ?? '')}`;
+    // notifications/cancelled names it like any request: every upstream still asked is told, the client gets nothing.
+    const cancel = new AbortController();
+    const inflight = { downstreamId: msg.id, cancel: () => cancel.abort() };
+    session.inflight.set(msg.id, inflight);
     try {
       page = await fetchListPage({
+        signal: cancel.signal,
         method,
-        cursor: msg.params?.cursor,
+        state: mcp.cursors.decode(msg.params?.cursor, issuedFor),
+        encode: (next) => mcp.cursors.encode(next, issuedFor),
+        meta: msg.params?._meta,
         scope,
         namespaced,
         names: mcp.federatedNames,
@@ -52,9 +69,13 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
         log: mcp.ctx.log,
       });
     } catch (err) {
-      return mcp.refuse(call, res, msg.id, toGatewayError(err));
+      return cancel.signal.aborted ? mcp.abandon(call, res, keepAliveMs(state)) : mcp.refuse(call, res, msg.id, toGatewayError(err));
+    } finally {
+      if (session.inflight.get(msg.id) === inflight) session.inflight.delete(msg.id);
     }
-    rememberList(session, cacheKey, page, ttlMs, now);
+    if (cancel.signal.aborted) return mcp.abandon(call, res, keepAliveMs(state));
+    // A partial page is kept only as long as the session waits before asking a down upstream again.
+    rememberList(session, cacheKey, page, page.unavailable.length > 0 ? Math.min(ttlMs, RETRY_AFTER_MS) : ttlMs, now);
   }
   let items = page.items;
   let visible: boolean[] | undefined;
@@ -71,6 +92,7 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     if (bytes === undefined) {
       const result: Record<string, unknown> = { [LIST_KEY[method]]: visible === undefined ? items : items.filter((_, i) => visible[i]) };
       if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+      if (page.unavailable.length > 0) result._meta = { [UNAVAILABLE_META]: page.unavailable };
       bytes = Buffer.from(JSON.stringify(result));
       rememberAnswer(page, visible, bytes);
     }
@@ -79,6 +101,7 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
   if (visible !== undefined) items = items.filter((_, i) => visible[i]);
   const result: Record<string, unknown> = { [LIST_KEY[method]]: items };
   if (page.nextCursor !== undefined) result.nextCursor = page.nextCursor;
+  if (page.unavailable.length > 0) result._meta = { [UNAVAILABLE_META]: page.unavailable };
   if (session.modern) {
     // A filtered list depends on who asked: never public, whatever the upstreams said.
     result.resultType = 'complete';
@@ -86,6 +109,10 @@ export async function list(mcp: McpAdapter, call: Call, res: ServerResponse, rul
     result.cacheScope = state.pipeline.filtersLists ? 'private' : page.cacheScope;
   }
   mcp.answer(call, res, msg.id, result);
+}
+
+function keepAliveMs(state: GatewayState): number {
+  return state.snapshot.gateway.http.sseKeepAliveMs;
 }
 
 async function virtualList(mcp: McpAdapter, call: Call, res: ServerResponse, session: McpSession, msg: RpcRequest, state: GatewayState): Promise<void> {

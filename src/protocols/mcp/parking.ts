@@ -12,7 +12,8 @@ import { errorResponse, peekId, resultResponse, withResultType, type RpcRequest 
 import { ParkedExchanges, type ParkedExchange } from './mrtr.ts';
 import { DownstreamReply } from './reply.ts';
 import { modernErrorResponse, statusOf } from './respond.ts';
-import { Sealer } from './sealer.ts';
+import { Sealer, keysFingerprint } from './sealer.ts';
+import { missingCapability } from './server-requests.ts';
 import type { McpSession } from './session.ts';
 import type { UpstreamSession } from './upstream/types.ts';
 
@@ -120,10 +121,6 @@ export class Parking {
   }
 }
 
-function keysFingerprint(keys: SessionKeys): string {
-  return keys.map((k) => `${k.id}:${k.secret}`).join('|');
-}
-
 /** The client requests that may be answered input_required (mrtr.mdx, Supported Requests); no other may. */
 const MRTR_OPERATIONS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
 
@@ -136,21 +133,6 @@ const MRTR_OPERATIONS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get
  */
 export function inputRequestRefusal(operation: string, method: unknown, params: unknown, capabilities: Readonly<Record<string, unknown>>): string | undefined {
   if (!MRTR_OPERATIONS.has(operation)) return `${operation} cannot be answered input_required`;
-  const declared = (v: unknown): boolean => typeof v === 'object' && v !== null;
-  switch (method) {
-    case 'sampling/createMessage':
-      return declared(capabilities.sampling) ? undefined : 'The client did not declare the sampling capability';
-    case 'roots/list':
-      return declared(capabilities.roots) ? undefined : 'The client did not declare the roots capability';
-    case 'elicitation/create': {
-      const elicitation = capabilities.elicitation as Record<string, unknown> | undefined;
-      if (!declared(elicitation)) return 'The client did not declare the elicitation capability';
-      const url = declared(params) && (params as { mode?: unknown }).mode === 'url';
-      if (url) return declared(elicitation!.url) ? undefined : 'The client did not declare URL-mode elicitation';
-      // Form mode: an empty elicitation object means form; one naming only other modes does not.
-      return Object.keys(elicitation!).length === 0 || declared(elicitation!.form) ? undefined : 'The client did not declare form-mode elicitation';
-    }
-    default:
-      return `${String(method)} cannot be asked of a 2026-07-28 client`;
-  }
+  if (method !== 'sampling/createMessage' && method !== 'roots/list' && method !== 'elicitation/create') return `${String(method)} cannot be asked of a 2026-07-28 client`;
+  return missingCapability(method, params, capabilities);
 }

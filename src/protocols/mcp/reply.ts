@@ -15,14 +15,18 @@ export type ReplyOutcome = 'ok' | 'rpc-error' | GatewayError;
 
 export interface ReplyOptions {
   readonly keepAliveMs: number;
-  /** Rewrites the final response text (federated resources/read URIs). */
+  /** Rewrites the final response text (federated resource URIs, a 2026 client's resultType). */
   readonly transform?: ((final: string) => string) | undefined;
+  /** Text the final response must contain for `transform` to change it: without it, the bytes go as they came. */
+  readonly transformIf?: string | undefined;
   /** Records SSE events for resumability (session era). */
   readonly replay?: ReplayLog | undefined;
   /** Server-to-client requests met in the answer; returns the message to write instead (undefined: drop it). */
   readonly serverRequest?: ((message: string) => string | undefined) | undefined;
   /** Interim notifications this client must not get (a 2026 request's unrequested log messages). */
   readonly drop?: ((message: string) => boolean) | undefined;
+  /** Interim notifications as this client gets them (undefined: not at all); see notifications.ts. */
+  readonly notification?: ((message: string) => string | undefined) | undefined;
   /** Status for a transport-level error written as a whole body (default: the error's own). */
   readonly errorStatus?: ((err: GatewayError) => number) | undefined;
   /** The JSON-RPC error answer of a gateway error (default: errorResponse; a 2026-07-28 client's codes differ). */
@@ -74,6 +78,11 @@ export class DownstreamReply implements ReplySink {
       return this.write(mapped);
     }
     if (this.o.drop?.(message)) return;
+    if (this.o.notification) {
+      const relayed = this.o.notification(message);
+      if (relayed !== undefined) this.write(relayed);
+      return;
+    }
     this.write(message);
   }
 
@@ -83,7 +92,7 @@ export class DownstreamReply implements ReplySink {
     this.done = true;
     let body: string | Buffer = message;
     if (this.resplice) body = spliceId(message.toString('utf8'), this.id);
-    if (this.o.transform) body = this.o.transform(body.toString('utf8'));
+    if (this.o.transform && (this.o.transformIf === undefined || body.includes(this.o.transformIf))) body = this.o.transform(body.toString('utf8'));
     const isError = responseIsError(body);
     if (this.sse) {
       this.write(typeof body === 'string' ? body : body.toString('utf8'));

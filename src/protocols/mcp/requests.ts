@@ -20,6 +20,7 @@ import { withReadResultHints, withResultType, type RpcRequest } from './jsonrpc.
 import { LIST_METHODS, LIST_TIMEOUT_MS, list } from './lists.ts';
 import { ParkedExchanges } from './mrtr.ts';
 import { publicUri } from './names.ts';
+import { logLevelOf } from './notifications.ts';
 import { requestedTarget, route, scopeOf, unknownTarget, type SessionView } from './routing.ts';
 import { isModernSession } from './upstream/http-modern.ts';
 
@@ -51,10 +52,14 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     return list(mcp, call, res, rule, session, msg, raw, state);
   }
   if (method === 'logging/setLevel') {
+    // The federated session's level is the client's (notifications.ts holds to it); every upstream that logs is set to it.
     const session = await mcp.enter(call, res, msg.id, view, state);
     if (!session) return;
+    const level = logLevelOf(params);
+    if (level instanceof GatewayError) return mcp.refuse(call, res, msg.id, level);
+    session.logLevel = level;
     const ups = await Promise.all(scopeOf(session, rule).map((b) => session.upstream(b)));
-    await Promise.allSettled(ups.map((u) => u?.call(method, params, LIST_TIMEOUT_MS)));
+    await Promise.all(ups.map((u) => u && session.applyLogLevel(u)));
     return mcp.answer(call, res, msg.id, {});
   }
 
@@ -86,8 +91,12 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
   if (!up) {
     return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${target.server} is unavailable`, { data: { upstream: target.server } }), modern);
   }
+  if (up.shared && method.startsWith('tasks/')) {
+    // A shared (stdio) upstream's tasks are every client's: not offered (session-era.ts leaves its capability out).
+    return mcp.refuse(call, res, msg.id, new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`), modern);
+  }
   const forwarded: RpcRequest = upstreamParams === undefined ? msg : { ...msg, params: upstreamParams };
-  let transform = namespaced && rewriteUris ? (text: string) => rewriteContentUris(text, target.server!) : undefined;
+  let transform = namespaced && rewriteUris ? (text: string) => publicContentUris(text, target.server!) : undefined;
   if (modern && !isModernSession(up)) {
     // A 2026 client requires resultType on every result; a session-era upstream never sends it.
     // resources/read results also need their cache hints.
@@ -95,7 +104,9 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     const inner = transform;
     transform = inner ? (text: string) => complete(inner(text)) : complete;
   }
-  forward(mcp, { call, res, session, up, msg: forwarded, raw: upstreamParams === undefined ? raw : undefined, state, transform });
+  // Results without a URI (most tool results) are relayed as the bytes they came as, unless a 2026 client needs more.
+  const transformIf = transform !== undefined && namespaced && rewriteUris && !modern ? '"uri"' : undefined;
+  forward(mcp, { call, res, session, up, msg: forwarded, raw: upstreamParams === undefined ? raw : undefined, state, transform, transformIf });
 }
 
 /**
@@ -116,11 +127,29 @@ async function concealHidden(call: Call, refusal: GatewayError, target: Target, 
   }
 }
 
-/** Federated resources/read: the contents' URIs are given back in their public (namespaced) form. */
-function rewriteContentUris(text: string, server: string): string {
-  const parsed = JSON.parse(text) as { result?: { contents?: Array<Record<string, unknown>> } };
-  const contents = parsed.result?.contents;
-  if (!Array.isArray(contents)) return text;
-  for (const c of contents) if (typeof c.uri === 'string') c.uri = publicUri(server, c.uri);
+/**
+ * The resource URIs of an answer in their public (namespaced) form, so that what a client is given it can read:
+ * resources/read contents, and the resource links and embedded resources of a tool result or of prompt messages
+ * (tools.mdx, Resource Links: a link names a resource 'that can be subscribed to or fetched by the client').
+ */
+function publicContentUris(text: string, server: string): string {
+  let parsed: { result?: { contents?: unknown; content?: unknown; messages?: unknown } };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    return text; // not ours to judge: relayed as the upstream sent it
+  }
+  const result = parsed.result;
+  if (typeof result !== 'object' || result === null) return text;
+  const publicOf = (item: unknown): void => {
+    const c = item as Record<string, unknown> | null;
+    if (typeof c !== 'object' || c === null) return;
+    if (c.type === 'resource_link' && typeof c.uri === 'string') c.uri = publicUri(server, c.uri);
+    const embedded = c.type === 'resource' ? (c.resource as Record<string, unknown> | undefined) : undefined;
+    if (typeof embedded === 'object' && embedded !== null && typeof embedded.uri === 'string') embedded.uri = publicUri(server, embedded.uri);
+  };
+  if (Array.isArray(result.contents)) for (const c of result.contents as Record<string, unknown>[]) if (typeof c?.uri === 'string') c.uri = publicUri(server, c.uri);
+  if (Array.isArray(result.content)) result.content.forEach(publicOf);
+  if (Array.isArray(result.messages)) for (const m of result.messages as Array<{ content?: unknown }>) publicOf(m?.content);
   return JSON.stringify(parsed);
 }

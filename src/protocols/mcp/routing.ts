@@ -26,7 +26,10 @@ export interface SessionView {
 export interface Routed {
   readonly target: Target;
   readonly params: Record<string, unknown> | undefined;
-  /** resources/read on the federated view: the contents' URIs go back in their public form. */
+  /**
+   * The answer's resource URIs go back in their public form on the federated view: resources/read contents, and the
+   * resource links and embedded resources of tools/call and prompts/get results (requests.ts).
+   */
   readonly rewriteUris: boolean;
 }
 
@@ -75,11 +78,11 @@ export function route(method: string, params: Record<string, unknown>, view: Ses
   switch (method) {
     case 'tools/call': {
       const [target, local] = byName(params.name, 'tool');
-      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: true };
     }
     case 'prompts/get': {
       const [target, local] = byName(params.name, 'prompt');
-      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: false };
+      return { target, params: local === params.name ? undefined : { ...params, name: local }, rewriteUris: true };
     }
     case 'resources/read':
     case 'resources/subscribe':
@@ -99,6 +102,15 @@ export function route(method: string, params: Record<string, unknown>, view: Ses
       }
       throw new GatewayError(Errors.INVALID_PARAMS, 'Invalid params: ref must be a ref/prompt or ref/resource');
     }
+    case 'tasks/get':
+    case 'tasks/result':
+    case 'tasks/list':
+    case 'tasks/cancel':
+      // Tasks (2025-11-25 basic/utilities/tasks.mdx) of a single-server endpoint, which passes on its upstream's
+      // `tasks` capability: that upstream owns every task id. The federated view declares no tasks (a task id would
+      // need an owner), nor does a virtual server.
+      if (single === undefined || virtual !== undefined) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`);
+      return { target: { kind: 'server', name: single, server: single }, params: undefined, rewriteUris: false };
     default:
       throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`);
   }

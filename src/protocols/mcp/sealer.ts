@@ -100,6 +100,11 @@ export class Sealer {
   }
 }
 
+/** What identifies a list of keys (a reconfiguration that changes nothing keeps what was sealed openable). */
+export function keysFingerprint(keys: readonly SealKey[]): string {
+  return keys.map((k) => `${k.id}:${k.secret}`).join('|');
+}
+
 function derive(purpose: string, k: SealKey): DerivedKey {
   const key = createSecretKey(Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/v1`, 32)));
   const fp = createSecretKey(Buffer.from(hkdfSync('sha256', k.secret, 'tollgate', `tollgate/${purpose}/fingerprint/v1`, 32)));

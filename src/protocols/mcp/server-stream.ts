@@ -11,14 +11,14 @@ import type { CompiledRule } from '../../config/routes.ts';
 import { accepts } from '../../server/io.ts';
 import { SseWriter } from '../../server/sse.ts';
 import type { McpAdapter } from './adapter.ts';
-import { peekId } from './jsonrpc.ts';
-import { publicUri } from './names.ts';
+import { notification, peekId } from './jsonrpc.ts';
+import { relayNotification } from './notifications.ts';
 import type { ReplayStream } from './replay.ts';
 import { scopeOf } from './routing.ts';
 import { relayServerRequest } from './server-requests.ts';
 import { sessionView } from './session-era.ts';
 import type { McpSession } from './session.ts';
-import { listChanged } from './list-cache.ts';
+import type { UpstreamSession } from './upstream/types.ts';
 
 export class ServerStreams {
   private readonly mcp: McpAdapter;
@@ -89,32 +89,34 @@ export class ServerStreams {
     await this.start(session, rule, send);
   }
 
-  /** Feeds upstream server-initiated messages (list_changed, server requests...) to `send`, once per session. */
+  /**
+   * Feeds upstream server-initiated messages (list_changed, server requests...) to `send`, once per session, from
+   * every upstream open now and from each that joins later (an upstream that was down comes back).
+   */
   async start(session: McpSession, rule: CompiledRule, send: (message: string) => boolean): Promise<void> {
     session.serverStream = send;
+    session.joined = (up) => this.joined(session, up);
     if (session.unlisten.length > 0) return;
-    const namespaced = session.scope === undefined;
     await Promise.all(
       scopeOf(session, rule).map(async (backend) => {
         const up = await session.upstream(backend);
-        if (!up || !session.serverStream) return;
-        session.unlisten.push(
-          up.listen({
-            message: (m) => {
-              listChanged(session, m);
-              let out: string | undefined = m;
-              if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
-              else if (namespaced) out = rewriteNotificationUri(m, backend);
-              if (out !== undefined) session.serverStream?.(out);
-            },
-          }),
-        );
+        if (up && session.serverStream) follow(session, up);
       }),
     );
   }
 
+  /** An upstream joined the session while its stream is open: follow it, and say the lists may have changed. */
+  private joined(session: McpSession, up: UpstreamSession): void {
+    if (!session.serverStream) return;
+    follow(session, up);
+    const caps = up.init.capabilities;
+    for (const kind of LIST_KINDS) if (caps[kind]) session.serverStream(notification(`notifications/${kind}/list_changed`));
+  }
+
   stop(session: McpSession): void {
     session.serverStream = undefined;
+    session.joined = undefined;
+    session.following.clear();
     for (const u of session.unlisten.splice(0)) u();
   }
 
@@ -124,13 +126,22 @@ export class ServerStreams {
   }
 }
 
-/** Federated streams: resources/updated names the resource by its public URI. */
-function rewriteNotificationUri(message: string, server: string): string {
-  if (!message.includes('notifications/resources/updated')) return message;
-  const parsed = JSON.parse(message) as { method?: string; params?: { uri?: unknown } };
-  if (parsed.method !== 'notifications/resources/updated' || typeof parsed.params?.uri !== 'string') return message;
-  parsed.params.uri = publicUri(server, parsed.params.uri);
-  return JSON.stringify(parsed);
+const LIST_KINDS = ['tools', 'prompts', 'resources'] as const;
+
+/** Relays what `up` sends on its own stream to the session's (once per upstream session). */
+function follow(session: McpSession, up: UpstreamSession): void {
+  if (session.following.has(up)) return;
+  session.following.add(up);
+  session.unlisten.push(
+    up.listen({
+      message: (m) => {
+        let out: string | undefined = m;
+        if (m.includes('"method"') && peekId(m) !== undefined) out = relayServerRequest(session, up, m);
+        else out = relayNotification(session, up, m); // list_changed also drops the session's cached lists
+        if (out !== undefined) session.serverStream?.(out);
+      },
+    }),
+  );
 }
 
 /** The `retry` of a session's recorded streams (none when it records nothing). */

@@ -12,7 +12,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import type { RevocationSet } from '../../store/revocations.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { SealKey } from './sealer.ts';
+import { keysFingerprint, type SealKey } from './sealer.ts';
 import { McpSession, SessionStore } from './session.ts';
 import { SessionTokens } from './session-token.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
@@ -151,6 +151,3 @@ export function capReached(cap: string, limit: number): GatewayError {
   return new GatewayError(Errors.CAP_REACHED, `Too many open at once for this identity: ${cap} is ${limit}`, { data: { cap, limit } });
 }
 
-function keysFingerprint(keys: readonly SealKey[]): string {
-  return keys.map((k) => `${k.id}:${k.secret}`).join('|');
-}

@@ -84,6 +84,11 @@ export async function initialize(mcp: McpAdapter, req: IncomingMessage, res: Ser
       return mcp.refuse(call, res, msg.id, new GatewayError(Errors.UPSTREAM_UNAVAILABLE, `Upstream ${scope} is unavailable`, { data: { upstream: scope } }));
     }
     result = { ...up.init, protocolVersion };
+    if (up.shared && up.init.capabilities.tasks !== undefined) {
+      // One process for every client: its tasks/list would show them all, and any task id is anyone's to read.
+      const { tasks: _, ...capabilities } = up.init.capabilities;
+      result.capabilities = capabilities;
+    }
   } else {
     result = mergeInitialize(protocolVersion, live.map(([b, s]) => [b, s.init] as const));
   }
@@ -124,6 +129,12 @@ export async function notification(mcp: McpAdapter, req: IncomingMessage, res: S
     }
     case 'notifications/initialized':
       break; // the gateway completed each upstream's handshake itself
+    case 'notifications/progress': {
+      // Progress on a request an upstream made: to that upstream alone, under its own token; none other has it.
+      const asked = session.serverRequests.progressOf(msg.params?.progressToken);
+      if (asked) asked.source.notify({ ...msg, params: { ...msg.params, progressToken: asked.progressToken } });
+      break;
+    }
     default:
       for (const up of session.openSessions()) up.notify(msg);
   }

@@ -5,6 +5,8 @@
 import type { VirtualServerSpec } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { RpcId } from './jsonrpc.ts';
+import { listChanged } from './list-cache.ts';
+import { LOG_LEVELS } from './modern.ts';
 import { ReplayLog } from './replay.ts';
 import { ServerRequests } from './server-requests.ts';
 import { PrincipalSlots } from './slots.ts';
@@ -12,7 +14,8 @@ import type { McpUpstreams } from './upstream/registry.ts';
 import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, UpstreamSession } from './upstream/types.ts';
 
 /** How long a failed upstream open is remembered before a session tries that upstream again. */
-const RETRY_AFTER_MS = 3_000;
+export const RETRY_AFTER_MS = 3_000;
+const SET_LEVEL_TIMEOUT_MS = 10_000;
 
 interface UpstreamSlot {
   readonly upstream: McpUpstream;
@@ -44,12 +47,24 @@ export class McpSession {
   serverStream: ((message: string) => boolean) | undefined;
   /** Absolute expiry of the session id (ms since epoch). */
   expiresAt = 0;
+  /**
+   * The level the client set with logging/setLevel (its index in LOG_LEVELS), undefined until it sets one: log
+   * messages below it are not relayed (notifications.ts), and upstream sessions opened later are set to it.
+   */
+  logLevel: number | undefined;
   /** A 2026-07-28 (stateless) client's view: no session id, state kept per principal (stateless.ts). */
   modern = false;
   /** The virtual server this session's scope names, if it names one. */
   virtual: VirtualServerSpec | undefined;
   /** Upstream listeners feeding the server stream (kept across reconnects so a resume can catch up). */
   readonly unlisten: Array<() => void> = [];
+  /** The upstream sessions those listeners follow. */
+  readonly following = new Set<UpstreamSession>();
+  /**
+   * Called when an upstream (re)joins the session after it was down, died or was replaced (server-stream.ts: follow
+   * it, tell the client its lists may have changed). Not called for the first open of each upstream.
+   */
+  joined: ((up: UpstreamSession) => void) | undefined;
   hasStream = false;
   /** Open subscriptions/listen streams of a 2026 context (it is not swept while one is open). */
   openStreams = 0;
@@ -117,6 +132,14 @@ export class McpSession {
         (s) => {
           fresh.session = s;
           if (this.closed) void s.close();
+          else {
+            void this.applyLogLevel(s); // opened after the client set its level (a late or re-opened upstream)
+            if (slot !== undefined) {
+              // Back after a failure, or a new upstream session: what the session listed before may have changed.
+              listChanged(this, 'list_changed');
+              this.joined?.(s);
+            }
+          }
           return this.closed ? undefined : s;
         },
         (err: unknown) => {
@@ -128,6 +151,18 @@ export class McpSession {
     };
     this.slots.set(name, fresh);
     return fresh.opening;
+  }
+
+  /**
+   * Sets `up` to the session's log level (logging/setLevel), when the client set one and `up` logs. Not a shared
+   * (stdio) upstream: its level would be every client's, and its log messages go to the gateway's log only.
+   */
+  applyLogLevel(up: UpstreamSession): Promise<void> {
+    if (this.logLevel === undefined || !up.init.capabilities.logging || up.shared) return Promise.resolve();
+    return up.call('logging/setLevel', { level: LOG_LEVELS[this.logLevel] }, SET_LEVEL_TIMEOUT_MS).then(
+      () => {},
+      (err: unknown) => this.log.debug({ session: this.fingerprint, upstream: up.backend, err: (err as Error).message }, 'upstream refused logging/setLevel'),
+    );
   }
 
   /** Upstream sessions already open (no new opens). */

@@ -66,6 +66,7 @@ async function describe(session: McpSession, rule: CompiledRule): Promise<{ capa
     const up = live[0]?.[1];
     if (!up) return undefined;
     described = { capabilities: { ...up.init.capabilities }, serverInfo: up.init.serverInfo, instructions: up.init.instructions };
+    if (up.shared) delete described.capabilities.tasks; // one process for every client: its tasks are everyone's
   } else {
     const merged = mergeInitialize(MODERN_VERSIONS[0]!, live.map(([b, s]) => [b, s.init] as const));
     described = { capabilities: merged.capabilities as Record<string, unknown>, serverInfo: GATEWAY_INFO, instructions: merged.instructions as string | undefined };

@@ -98,10 +98,10 @@ export function trackSession<S extends UpstreamSession>(session: S, state: Drain
       },
     };
   };
-  session.call = async (method, params, timeoutMs) => {
+  session.call = async (method, params, timeoutMs, signal) => {
     const leave = enter();
     try {
-      return await call(method, params, timeoutMs);
+      return await call(method, params, timeoutMs, signal);
     } finally {
       leave();
     }

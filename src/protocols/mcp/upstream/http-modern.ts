@@ -198,8 +198,8 @@ export class ModernHttpSession implements UpstreamSession {
     }
   }
 
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    return callUpstream(this, method, params, timeoutMs);
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return callUpstream(this, method, params, timeoutMs, signal);
   }
 
   notify(_msg: RpcNotification): void {

@@ -28,6 +28,7 @@ import type {
 import { ModernHttpSession, discover } from './http-modern.ts';
 import { callUpstream } from './call.ts';
 import { firstResponse, relayResponse } from './http-response.ts';
+import { UpstreamSessionState } from './session-state.ts';
 
 /**
  * Methods that only read: safe to send again when the first attempt never reached the upstream (a stale keep-alive
@@ -218,6 +219,8 @@ class HttpUpstreamSession implements UpstreamSession {
   private sessionId: string | undefined;
   private headers: Record<string, string> = {};
   private reinitializing: Promise<void> | undefined;
+  /** Level and subscriptions set on this session: a re-created upstream session is set the same way. */
+  private readonly set = new UpstreamSessionState();
 
   constructor(up: HttpMcpUpstream, hello: ClientHello) {
     this.up = up;
@@ -226,11 +229,7 @@ class HttpUpstreamSession implements UpstreamSession {
   }
 
   private buildHeaders(): void {
-    const h: Record<string, string> = {
-      ...this.up.baseHeaders,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    };
+    const h: Record<string, string> = { ...this.up.baseHeaders, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     if (this.sessionId !== undefined) h['mcp-session-id'] = this.sessionId;
     if (this.init) h['mcp-protocol-version'] = this.init.protocolVersion;
     this.headers = h;
@@ -270,6 +269,7 @@ class HttpUpstreamSession implements UpstreamSession {
     this.sessionId = typeof sid === 'string' ? sid : undefined;
     this.buildHeaders();
     await this.post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    for (const m of this.set.replay(() => `tollgate-replay-${++internalIds}`)) this.send(JSON.stringify(m));
   }
 
   /** Takes over an upstream session opened elsewhere (see HttpMcpUpstream.resume). */
@@ -298,6 +298,7 @@ class HttpUpstreamSession implements UpstreamSession {
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle {
     const guarded = this.up.enter(sink);
     if (guarded === undefined) return { downstreamId: msg.id, cancel: () => {} };
+    this.set.note(msg.method, msg.params);
     const controller = new AbortController();
     const body = raw ?? JSON.stringify(msg);
     this.exchange(msg.id, body, guarded, controller.signal, true).catch((err: unknown) => {
@@ -336,8 +337,8 @@ class HttpUpstreamSession implements UpstreamSession {
     return this.up.streamPool.request({ method: 'GET', path: this.up.path, headers, signal, bodyTimeout, headersTimeout: this.up.timeouts.headersMs });
   }
 
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    return callUpstream(this, method, params, timeoutMs);
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return callUpstream(this, method, params, timeoutMs, signal);
   }
 
   notify(msg: RpcNotification): void {

@@ -204,8 +204,8 @@ class SseUpstreamSession implements UpstreamSession {
     };
   }
 
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    return callUpstream(this, method, params, timeoutMs);
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return callUpstream(this, method, params, timeoutMs, signal);
   }
 
   notify(msg: RpcNotification): void {

@@ -291,6 +291,7 @@ export class StdioMcpUpstream implements McpUpstream {
 
 class StdioSessionView implements UpstreamSession {
   readonly backend: string;
+  readonly shared = true;
   readonly init: InitializeResult;
   readonly subscribed = new Set<string>();
   private readonly up: StdioMcpUpstream;
@@ -338,8 +339,8 @@ class StdioSessionView implements UpstreamSession {
     };
   }
 
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
-    return callUpstream(this, method, params, timeoutMs);
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return callUpstream(this, method, params, timeoutMs, signal);
   }
 
   notify(msg: RpcNotification): void {

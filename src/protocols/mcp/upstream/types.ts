@@ -59,10 +59,18 @@ export interface UpstreamSession {
   readonly init: InitializeResult;
   /** False once the session is known to be gone (closed, process died). */
   readonly alive: boolean;
+  /**
+   * True when every downstream session shares the one upstream connection (stdio): what the upstream keeps per
+   * connection (its tasks) is everyone's, so it is not offered.
+   */
+  readonly shared?: boolean;
   /** Forwards a downstream request. `raw` is the original body when the message is forwarded unchanged. */
   request(msg: RpcRequest, raw: Buffer | undefined, sink: ReplySink): InflightHandle;
-  /** A request the gateway makes itself (e.g. list fan-out); resolves with the result or rejects. */
-  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Record<string, unknown>>;
+  /**
+   * A request the gateway makes itself (e.g. list fan-out); resolves with the result or rejects. `signal` cancels it
+   * (the upstream is told with notifications/cancelled under the id it was sent).
+   */
+  call(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Record<string, unknown>>;
   notify(msg: RpcNotification): void;
   /**
    * Delivers the client's answer to a server-to-client request the upstream made (the serialized JSON-RPC response,
