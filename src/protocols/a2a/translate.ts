@@ -74,6 +74,8 @@ export function isLegacyCard(card: Card): boolean {
 
 /** A whole JSON answer of the agent read for translation may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
+/** Statuses whose Fetch Response has no body (Fetch standard, "null body status"). */
+const NULL_BODY: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
 /** The SDK transports need an absolute URL; only its path is used (the forwarder picks the agent's endpoint). */
 const ORIGIN = 'http://agent.invalid';
 
@@ -144,6 +146,8 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
       if (!headers['content-type'].startsWith('text/event-stream')) {
         const raw = await answer.read(READ_LIMIT);
+        // A 204 (REST DeleteTaskPushNotificationConfig) or 205/304 has no body: the Fetch Response refuses one.
+        if (NULL_BODY.has(answer.status)) return new Response(null, { status: answer.status, headers });
         // Push configs name the gateway's relay URLs (push.ts): the caller sees its own URLs again.
         return new Response(pushOp ? a.push.restore(raw.toString('utf8')) : new Uint8Array(raw), { status: answer.status, headers });
       }

@@ -1,0 +1,196 @@
+/**
+ * A2A v0.3 as its specification (a2aproject/A2A v0.3.0 docs/specification.md, sections 7 and 8) and its reference
+ * SDKs describe it, through the gateway, for every kind of agent a 0.3 client may reach: one serving both versions
+ * (the SDK's own 0.3 answers: what "native" means below), a 1.0-only agent (translated), a 1.0-only agent serving
+ * HTTP+JSON only (translated across versions and bindings) and a 0.3-only agent. Raw 0.3 requests (no A2A-Version,
+ * 0.3 method names, `kind` fields, REST under /v1), so every field on the wire is checked.
+ */
+import { describe, expect, test } from 'vitest';
+import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
+
+const s = useA2aSetups({ both: {}, v1: { versions: '1.0' }, v1rest: { versions: '1.0', bindings: 'rest' }, old: { versions: '0.3' } });
+type Kind = keyof typeof s;
+
+/** A 0.3 JSON-RPC MessageSendParams (`kind` fields, lower-case role). */
+function send03(text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'text', text }], ...extra } };
+}
+
+/** A 0.3 HTTP+JSON body of message:send (the 0.3 proto's JSON: the message in `request`, `content`, ROLE_USER). */
+function restSend03(text: string): Record<string, unknown> {
+  return { request: { messageId: crypto.randomUUID(), role: 'ROLE_USER', content: [{ text }] } };
+}
+
+interface Answer {
+  status: number;
+  type: string;
+  text: string;
+  /** The JSON body, or the JSON of each SSE `data:` line. */
+  json: Record<string, unknown>[];
+}
+
+async function call(k: Kind, as: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await s[k].fetchAs(as)(`${s[k].url}${path}`, { method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  const type = res.headers.get('content-type') ?? '';
+  const json = type.startsWith('text/event-stream')
+    ? text
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => JSON.parse(l.slice(5)) as Record<string, unknown>)
+    : text === ''
+      ? []
+      : [JSON.parse(text) as Record<string, unknown>];
+  return { status: res.status, type, text, json };
+}
+
+const rpc = (k: Kind, as: string, method: string, params: unknown): Promise<Answer> => call(k, as, 'POST', '', { jsonrpc: '2.0', id: 11, method, params });
+
+/** The error object of a JSON-RPC answer (plain, or the one event of an SSE answer). */
+function rpcError(a: Answer): { code: number; message: string } | undefined {
+  return a.json.map((j) => j.error as { code: number; message: string } | undefined).find((e) => e !== undefined);
+}
+
+/** A task of Alice's on agent `k`, finished (0.3 message/send). */
+async function finishedTask(k: Kind): Promise<string> {
+  const a = await rpc(k, ALICE, 'message/send', send03('done soon'));
+  const task = a.json[0]!.result as { kind: string; id: string; status: { state: string } };
+  expect(task).toMatchObject({ kind: 'task', status: { state: 'completed' } });
+  return task.id;
+}
+
+describe('tasks/resubscribe to a task that has finished (0.3 section 7.9: UnsupportedOperationError -32004)', () => {
+  test('a 1.0-only agent, translated, answers as an agent serving 0.3 itself does: one SSE error event', async () => {
+    const native = await rpc('both', ALICE, 'tasks/resubscribe', { id: await finishedTask('both') });
+    expect(native.status).toBe(200);
+    expect(native.type).toMatch(/^text\/event-stream/);
+    expect(rpcError(native)?.code).toBe(-32004);
+    const translated = await rpc('v1', ALICE, 'tasks/resubscribe', { id: await finishedTask('v1') });
+    expect(translated.status).toBe(200);
+    expect(translated.type).toMatch(/^text\/event-stream/);
+    expect(translated.json).toHaveLength(1);
+    expect(translated.json[0]).toMatchObject({ jsonrpc: '2.0', id: 11, error: { code: -32004 } });
+  });
+
+  test('a 1.0 caller of a 0.3-only agent (translated the other way) gets 1.0 UnsupportedOperation, not an internal error', async () => {
+    const id = await finishedTask('old');
+    const a = await call('old', ALICE, 'POST', '', { jsonrpc: '2.0', id: 12, method: 'SubscribeToTask', params: { id } }, { 'a2a-version': '1.0' });
+    expect(a.status).toBe(200);
+    expect(rpcError(a)?.code).toBe(-32004);
+  });
+
+  test('HTTP+JSON 0.3 (POST /v1/tasks/{id}:subscribe): 400 with the 0.3 error body, translated as native', async () => {
+    for (const k of ['both', 'v1'] as const) {
+      const a = await call(k, ALICE, 'POST', `/v1/tasks/${await finishedTask(k)}:subscribe`);
+      expect({ k, status: a.status, code: a.json[0]?.code }).toEqual({ k, status: 400, code: -32004 });
+    }
+  });
+});
+
+describe('tasks/pushNotificationConfig/delete (0.3 section 7.8: result null; REST 204)', () => {
+  test('HTTP+JSON 0.3 DELETE to a 1.0-only agent answers 204 with no body, as a native 0.3 agent does', async () => {
+    for (const k of ['both', 'v1'] as const) {
+      const a = await call(k, ALICE, 'DELETE', `/v1/tasks/${await finishedTask(k)}/pushNotificationConfigs/none`);
+      expect({ k, status: a.status, text: a.text }).toEqual({ k, status: 204, text: '' });
+    }
+  });
+
+  test('JSON-RPC 0.3 to an agent serving 1.0 over HTTP+JSON only (translated across binding and version): result null', async () => {
+    const a = await rpc('v1rest', ALICE, 'tasks/pushNotificationConfig/delete', { id: await finishedTask('v1rest'), pushNotificationConfigId: 'none' });
+    expect(a.json[0]).toEqual({ jsonrpc: '2.0', id: 11, result: null });
+  });
+});
+
+describe('agent/getAuthenticatedExtendedCard on a card with supportsAuthenticatedExtendedCard false (0.3 section 7.10)', () => {
+  test.each(['both', 'v1', 'old'] as const)('%s: -32007 AuthenticatedExtendedCardNotConfiguredError, nothing forwarded', async (k) => {
+    const card = (await call(k, ALICE, 'GET', '/.well-known/agent-card.json')).json[0]!;
+    expect(card.supportsAuthenticatedExtendedCard).toBe(false);
+    const before = s[k].agent.seen.length;
+    const a = await rpc(k, ALICE, 'agent/getAuthenticatedExtendedCard', undefined);
+    expect(rpcError(a)?.code).toBe(-32007);
+    const rest = await call(k, ALICE, 'GET', '/v1/card');
+    expect(rest.status).toBe(400);
+    expect(rest.json[0]?.code).toBe(-32007);
+    expect(s[k].agent.seen.length).toBe(before);
+  });
+
+  test('a 1.0 caller of the same agent gets 1.0 UnsupportedOperation -32004 (1.0 section 3.1.11)', async () => {
+    const a = await call('both', ALICE, 'POST', '', { jsonrpc: '2.0', id: 13, method: 'GetExtendedAgentCard', params: {} }, { 'a2a-version': '1.0' });
+    expect(rpcError(a)?.code).toBe(-32004);
+  });
+});
+
+describe.each(['both', 'v1', 'old'] as const)('a 0.3 caller never reaches another caller’s task (%s)', (k) => {
+  test('JSON-RPC: get, cancel, resubscribe, push configs, continuing and referencing messages: -32001, nothing forwarded', async () => {
+    const id = await finishedTask(k);
+    const before = s[k].agent.seen.length;
+    const tries: [string, unknown][] = [
+      ['tasks/get', { id }],
+      ['tasks/cancel', { id }],
+      ['tasks/resubscribe', { id }],
+      ['tasks/pushNotificationConfig/set', { taskId: id, pushNotificationConfig: { url: 'https://hooks.example.com/bob' } }],
+      ['tasks/pushNotificationConfig/get', { id, pushNotificationConfigId: 'c1' }],
+      ['tasks/pushNotificationConfig/get', { id }],
+      ['tasks/pushNotificationConfig/list', { id }],
+      ['tasks/pushNotificationConfig/delete', { id, pushNotificationConfigId: 'c1' }],
+      ['message/send', send03('hijack', { taskId: id })],
+      ['message/stream', send03('hijack', { taskId: id })],
+      ['message/send', send03('peek', { referenceTaskIds: [id] })],
+    ];
+    for (const [method, params] of tries) {
+      const a = await rpc(k, BOB, method, params);
+      expect({ method, status: a.status, code: rpcError(a)?.code }).toEqual({ method, status: 200, code: -32001 });
+    }
+    expect(s[k].agent.seen.length).toBe(before);
+    // Alice herself still reaches it.
+    expect((await rpc(k, ALICE, 'tasks/get', { id })).json[0]!.result).toMatchObject({ kind: 'task', id });
+  });
+
+  test('HTTP+JSON /v1: 404 with the 0.3 error body (code -32001), nothing forwarded', async () => {
+    const id = await finishedTask(k);
+    const before = s[k].agent.seen.length;
+    const tries: [string, string, unknown?][] = [
+      ['GET', `/v1/tasks/${id}`],
+      ['POST', `/v1/tasks/${id}:cancel`],
+      ['POST', `/v1/tasks/${id}:subscribe`],
+      ['GET', `/v1/tasks/${id}:subscribe`],
+      ['POST', `/v1/tasks/${id}/pushNotificationConfigs`, { name: `tasks/${id}/pushNotificationConfigs/c1`, pushNotificationConfig: { url: 'https://hooks.example.com/bob' } }],
+      ['GET', `/v1/tasks/${id}/pushNotificationConfigs`],
+      ['GET', `/v1/tasks/${id}/pushNotificationConfigs/c1`],
+      ['DELETE', `/v1/tasks/${id}/pushNotificationConfigs/c1`],
+      ['POST', '/v1/message:send', { request: { ...(restSend03('hijack').request as object), taskId: id } }],
+    ];
+    for (const [method, path, body] of tries) {
+      const a = await call(k, BOB, method, path, body);
+      expect({ path, status: a.status, code: a.json[0]?.code }).toEqual({ path, status: 404, code: -32001 });
+    }
+    expect(s[k].agent.seen.length).toBe(before);
+  });
+});
+
+describe.each(['both', 'v1', 'v1rest', 'old'] as const)('0.3 shapes on the wire (%s)', (k) => {
+  test('message/stream: task, status-update (final false), artifact-update, status-update (final true), each with its kind', async () => {
+    const a = await rpc(k, ALICE, 'message/stream', send03('streamed'));
+    expect(a.type).toMatch(/^text\/event-stream/);
+    const results = a.json.map((j) => j.result as Record<string, unknown>);
+    expect(results.map((r) => [r.kind, r.final])).toEqual([
+      ['task', undefined],
+      ['status-update', false],
+      ['artifact-update', undefined],
+      ['status-update', true],
+    ]);
+    expect(results[3]).toMatchObject({ status: { state: 'completed' } });
+    for (const j of a.json) expect(j).toMatchObject({ jsonrpc: '2.0', id: 11 });
+  });
+
+  test('HTTP+JSON /v1/message:send and GET /v1/tasks/{id}: the 0.3 proto JSON (TASK_STATE_*, ROLE_*, content)', async () => {
+    const sent = await call(k, ALICE, 'POST', '/v1/message:send', restSend03('over rest'));
+    expect([200, 201]).toContain(sent.status); // the JS SDK's 0.3 router answers 201, a2a-python's 200
+    const task = sent.json[0]!.task as { id: string; status: { state: string } };
+    expect(task.status.state).toBe('TASK_STATE_COMPLETED');
+    const got = await call(k, ALICE, 'GET', `/v1/tasks/${task.id}?historyLength=1`);
+    expect(got.status).toBe(200);
+    expect(got.json[0]).toMatchObject({ id: task.id, status: { state: 'TASK_STATE_COMPLETED' } });
+    expect((got.json[0]!.history as { role: string }[])[0]?.role).toBe('ROLE_USER');
+  });
+});
