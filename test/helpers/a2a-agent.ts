@@ -180,10 +180,27 @@ function serveLegacyOnly(app: Express, handler: DefaultRequestHandler, restToo: 
   const rpc = new LegacyJsonRpcTransportHandler(handler);
   if (rpcToo) app.post('/rpc', express.json(), async (req, res) => {
     (res.locals.seen as { body?: unknown }).body = req.body;
-    const out = await rpc.handle(req.body as Record<string, unknown>, new ServerCallContext({ requestedVersion: '0.3' }));
+    const body = req.body as Record<string, unknown>;
+    const out = await rpc.handle(body, new ServerCallContext({ requestedVersion: '0.3' }));
     if (!(Symbol.asyncIterator in out)) return void res.json(out);
+    // As the SDK's own JSON-RPC server writes streams: an error before the first event is a JSON answer (for
+    // tasks/resubscribe an SSE error event), one after it an error event that ends the stream.
+    const error = (err: unknown): string => JSON.stringify({ jsonrpc: '2.0', id: body.id ?? null, error: LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(err as Error) });
+    const events = out[Symbol.asyncIterator]();
+    let first: IteratorResult<unknown>;
+    try {
+      first = await events.next();
+    } catch (err) {
+      if (body.method !== 'tasks/resubscribe') return void res.type('application/json').send(error(err));
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      return void res.end(`data: ${error(err)}\n\n`);
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    for await (const event of out) res.write(`data: ${JSON.stringify(event)}\n\n`);
+    try {
+      for (let next = first; next.done !== true; next = await events.next()) res.write(`data: ${JSON.stringify(next.value)}\n\n`);
+    } catch (err) {
+      res.write(`data: ${error(err)}\n\n`);
+    }
     res.end();
   });
   if (restToo) app.use('/rest', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));

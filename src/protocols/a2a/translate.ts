@@ -26,6 +26,7 @@ import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
+import { encodeEvent } from '../../wire/sse.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { a2aJsonRpcErrorResponse } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
@@ -249,9 +250,22 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     sendBody(res, 200, 'application/json', JSON.stringify(out));
     return;
   }
-  await relayTranslated(a, t, out, () => failure, (reason) => {
+  await relayTranslated(a, t, out, (err) => failure ?? agentError(m, t.from, err), (reason) => {
     for (const answer of streaming) answer.abort(reason);
   });
+}
+
+/**
+ * An error of the agent the SDK client raised as one of A2A's own (TaskNotFound, UnsupportedOperation...), as the
+ * JSON-RPC error object of the caller's version (the SDK server's own mapping); undefined for any other failure.
+ */
+function agentError(m: Sdk, from: A2aVersion, err: unknown): { code: number; message: string } | undefined {
+  // The SDK's 0.3 client raises an error event of a stream as a plain Error whose `cause` is the typed one.
+  for (let e = err; e instanceof Error && !(e instanceof GatewayError); e = e.cause) {
+    const mapped = (from === '1.0' ? m.server.JsonRpcTransportHandler.mapToJSONRPCError(e) : m.legacyServer.LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(e)) as { code: number; message: string };
+    if (mapped.code !== -32603) return mapped;
+  }
+  return undefined;
 }
 
 /**
@@ -260,11 +274,31 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
  * translation: a client that goes away may come back with Last-Event-ID within the grace period. A failure after the
  * first event ends the stream with an error event (the gateway's code when the gateway met it).
  */
-async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGenerator<unknown>, failure: () => GatewayError | undefined, abortUpstream: (reason: GatewayError) => void): Promise<void> {
+async function relayTranslated(
+  a: A2aAdapter,
+  t: Translation,
+  events: AsyncGenerator<unknown>,
+  failure: (err: unknown) => GatewayError | { code: number; message: string } | undefined,
+  abortUpstream: (reason: GatewayError) => void,
+): Promise<void> {
   const { x, call, agent } = t;
+  let refused: { code: number; message: string } | undefined;
   const first = await events.next().catch((err: unknown) => {
-    throw failure() ?? err;
+    const e = failure(err);
+    if (e instanceof GatewayError) throw e;
+    if (e === undefined || t.resumed !== undefined) throw err;
+    refused = e;
+    return undefined;
   });
+  if (first === undefined) {
+    // The agent refused before the first event (a task that has ended cannot be subscribed to...): its error in
+    // the caller's version, written as the SDK's server writes it, 0.3 tasks/resubscribe as an SSE error event.
+    call.outcome = 'upstream_error';
+    const body = JSON.stringify({ jsonrpc: '2.0', id: call.rpcId ?? null, error: refused });
+    if (t.from === '0.3' && call.operation === 'SubscribeToTask') sendBody(x.res, 200, 'text/event-stream', encodeEvent({ data: body }), { 'cache-control': 'no-cache' });
+    else sendBody(x.res, 200, 'application/json', body);
+    return;
+  }
   let aborted: GatewayError | undefined;
   const source: EventSource = {
     events: async (onEvent) => {
@@ -272,9 +306,9 @@ async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGener
         for (let next = first; next.done !== true; next = await events.next()) onEvent({ data: JSON.stringify(next.value) });
       } catch (err) {
         if (aborted !== undefined) throw aborted;
-        const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
+        const e = failure(err) ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
         call.outcome = 'upstream_error';
-        onEvent({ data: a2aJsonRpcErrorResponse(call.rpcId ?? null, e) });
+        onEvent({ data: e instanceof GatewayError ? a2aJsonRpcErrorResponse(call.rpcId ?? null, e) : JSON.stringify({ jsonrpc: '2.0', id: call.rpcId ?? null, error: e }) });
       }
       if (aborted !== undefined) throw aborted;
     },
