@@ -173,7 +173,7 @@ export class A2aCalls {
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);
       const caller = call.principal?.id ?? '';
-      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0);
+      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0, p.version);
       if (off !== undefined) throw off;
       // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
