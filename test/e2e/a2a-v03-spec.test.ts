@@ -5,8 +5,16 @@
  * HTTP+JSON only (translated across versions and bindings) and a 0.3-only agent. Raw 0.3 requests (no A2A-Version,
  * 0.3 method names, `kind` fields, REST under /v1), so every field on the wire is checked.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
+
+/** a2a-sdk 0.3 (Python), in the virtualenv scripts/install-tools.sh builds; a missing one fails the test. */
+const PYTHON03 = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'venv-a2a03/bin/python');
 
 const s = useA2aSetups({ both: {}, v1: { versions: '1.0' }, v1rest: { versions: '1.0', bindings: 'rest' }, old: { versions: '0.3' } });
 type Kind = keyof typeof s;
@@ -193,4 +201,37 @@ describe.each(['both', 'v1', 'v1rest', 'old'] as const)('0.3 shapes on the wire 
     expect(got.json[0]).toMatchObject({ id: task.id, status: { state: 'TASK_STATE_COMPLETED' } });
     expect((got.json[0]!.history as { role: string }[])[0]?.role).toBe('ROLE_USER');
   });
+});
+
+describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, built from the card the gateway serves (%s)', (k) => {
+  test('sends, gets, streams, cancels over JSON-RPC and HTTP+JSON; typed errors; another identity finds no task', async () => {
+    expect(existsSync(PYTHON03), `${PYTHON03} (run scripts/install-tools.sh)`).toBe(true);
+    const before = s[k].agent.seen.length;
+    const { stdout } = await promisify(execFile)(PYTHON03, ['test/python/a2a03_client.py', s[k].url, s[k].gw.devToken(ALICE), s[k].gw.devToken(BOB)], { timeout: 90_000 });
+    const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
+    for (const binding of ['JSONRPC', 'HTTP+JSON']) {
+      const r = out[binding]!;
+      expect(r.card, binding).toEqual({
+        url: s[k].url,
+        preferred_transport: 'JSONRPC',
+        additional: [`HTTP+JSON ${s[k].url}`],
+        protocol_version: expect.stringMatching(/^0\.3(\.|$)/),
+        security: [['tollgate']],
+        signatures: null,
+      });
+      expect(r.send_state, binding).toBe('completed');
+      expect(r.send_text, binding).toBe('echo: from python 0.3');
+      expect(r.get, binding).toEqual({ id_matches: true, history: 1 });
+      expect(r.cancel_state, binding).toBe('canceled');
+      expect(r.stream, binding).toEqual(['task', 'status-update', 'artifact-update', 'status-update:final']);
+      // Typed errors of the caller's binding: JSON-RPC's code, REST's HTTP status.
+      const typed = (code: number, status: number) => (binding === 'JSONRPC' ? { type: 'A2AClientJSONRPCError', code } : { type: 'A2AClientHTTPError', status });
+      expect(r.resubscribe_ended, binding).toEqual(typed(-32004, 400));
+      expect(r.other_get, binding).toEqual(typed(-32001, 404));
+      expect(r.other_cancel, binding).toEqual(typed(-32001, 404));
+    }
+    // It went through the gateway, over both bindings of the agent (its paths: /rpc, /rest).
+    const paths = new Set(s[k].agent.seen.slice(before).map((r) => r.path.split('/')[1]));
+    expect(paths).toEqual(new Set(['rpc', 'rest']));
+  }, 120_000);
 });
