@@ -10,13 +10,64 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, test } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Pool } from 'undici';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { A2aAdapter } from '../../src/protocols/a2a/adapter.ts';
 import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
+import { eventually } from '../helpers/gateway.ts';
 
 /** a2a-sdk 0.3 (Python), in the virtualenv scripts/install-tools.sh builds; a missing one fails the test. */
 const PYTHON03 = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'venv-a2a03/bin/python');
 
-const s = useA2aSetups({ both: {}, v1: { versions: '1.0' }, v1rest: { versions: '1.0', bindings: 'rest' }, old: { versions: '0.3' } });
+/**
+ * Push webhooks: hooks.example.com resolves (injected resolver) to a public address that the injected connector
+ * maps to a local server recording what it receives; nothing leaves the machine.
+ */
+const WEBHOOK = '93.184.216.34';
+let hook: Server | undefined;
+let hookUrl = 'http://127.0.0.1:1';
+const received: { path: string; body: string; type: string | undefined }[] = [];
+beforeAll(async () => {
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      received.push({ path: req.url ?? '', body, type: req.headers['content-type'] });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+  hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  hook?.closeAllConnections();
+  await new Promise((r) => hook?.close(r));
+});
+const pushing = {
+  a2a: { push: { allowHosts: ['hooks.example.com'], allowHttp: true } },
+  protocols: [
+    {
+      name: 'a2a',
+      protocols: ['a2a'],
+      create: (ctx: ConstructorParameters<typeof A2aAdapter>[0]) =>
+        new A2aAdapter(ctx, {
+          resolver: async (host: string) => (host === 'hooks.example.com' ? [WEBHOOK] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+          push: { connect: (address: string) => new Pool(address === WEBHOOK ? hookUrl : 'http://127.0.0.1:1'), attempts: 1, backoffMs: 10, timeoutMs: 2_000 },
+        }),
+    },
+  ],
+};
+
+const s = useA2aSetups({
+  both: {},
+  v1: { versions: '1.0' },
+  v1rest: { versions: '1.0', bindings: 'rest' },
+  old: { versions: '0.3' },
+  pushV1: { versions: '1.0', ...pushing },
+  pushOld: { versions: '0.3', ...pushing },
+});
 type Kind = keyof typeof s;
 
 /** A 0.3 JSON-RPC MessageSendParams (`kind` fields, lower-case role). */
@@ -234,4 +285,44 @@ describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, bu
     const paths = new Set(s[k].agent.seen.slice(before).map((r) => r.path.split('/')[1]));
     expect(paths).toEqual(new Set(['rpc', 'rest']));
   }, 120_000);
+});
+
+describe('push notifications reach the webhook in the version the caller registered it in', () => {
+  /** What the webhook at `path` received about `taskId` once the task is cancelled. */
+  async function notified(path: string, taskId: string): Promise<Record<string, unknown>[]> {
+    await eventually(() => received.some((r) => r.path === path && r.body.includes(taskId) && /canceled|CANCELED/.test(r.body)), 10_000, `a notification at ${path}`);
+    return received.filter((r) => r.path === path).map((r) => JSON.parse(r.body) as Record<string, unknown>);
+  }
+
+  test('a 0.3 caller (tasks/pushNotificationConfig/set) of a 1.0-only agent gets 0.3 payloads (`kind`, lower-case states)', async () => {
+    const path = `/v03-${crypto.randomUUID()}`;
+    const sent = await rpc('pushV1', ALICE, 'message/send', { ...send03('slow'), configuration: { blocking: false, acceptedOutputModes: [] } });
+    const id = (sent.json[0]!.result as { id: string }).id;
+    const set = await rpc('pushV1', ALICE, 'tasks/pushNotificationConfig/set', { taskId: id, pushNotificationConfig: { url: `http://hooks.example.com${path}`, token: 't03' } });
+    expect(set.json[0]!.result).toMatchObject({ taskId: id, pushNotificationConfig: { url: `http://hooks.example.com${path}` } });
+    expect(rpcError(await rpc('pushV1', ALICE, 'tasks/cancel', { id }))).toBeUndefined();
+    const bodies = await notified(path, id);
+    for (const b of bodies) expect(typeof b.kind, JSON.stringify(b)).toBe('string');
+    const last = bodies.at(-1)!;
+    expect(JSON.stringify(last)).toContain('"canceled"');
+    expect(JSON.stringify(last)).not.toContain('TASK_STATE_');
+    expect(new Set(received.filter((r) => r.path === path).map((r) => r.type))).toEqual(new Set(['application/json']));
+  });
+
+  test('a 1.0 caller (CreateTaskPushNotificationConfig) of a 0.3-only agent gets 1.0 StreamResponse payloads', async () => {
+    const path = `/v10-${crypto.randomUUID()}`;
+    const v1 = { 'a2a-version': '1.0' };
+    const sent = await call('pushOld', ALICE, 'POST', '', { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'slow' }] }, configuration: { returnImmediately: true } } }, v1);
+    const id = ((sent.json[0]!.result as { task: { id: string } }).task).id;
+    const set = await call('pushOld', ALICE, 'POST', '', { jsonrpc: '2.0', id: 2, method: 'CreateTaskPushNotificationConfig', params: { taskId: id, url: `http://hooks.example.com${path}`, token: 't10' } }, v1);
+    expect(set.json[0]!.result).toMatchObject({ url: `http://hooks.example.com${path}` });
+    await call('pushOld', ALICE, 'POST', '', { jsonrpc: '2.0', id: 3, method: 'CancelTask', params: { id } }, v1);
+    const bodies = await notified(path, id);
+    for (const b of bodies) {
+      expect(b.kind, JSON.stringify(b)).toBeUndefined();
+      expect(Object.keys(b).filter((k) => ['task', 'message', 'statusUpdate', 'artifactUpdate'].includes(k)), JSON.stringify(b)).toHaveLength(1);
+    }
+    expect(JSON.stringify(bodies.at(-1))).toContain('TASK_STATE_CANCELED');
+    expect(new Set(received.filter((r) => r.path === path).map((r) => r.type))).toEqual(new Set(['application/a2a+json']));
+  });
 });

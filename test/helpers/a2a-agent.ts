@@ -23,7 +23,7 @@ import {
 } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, restHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import express, { type Express } from 'express';
-import { LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
+import { createLegacyAwarePushNotificationSender, LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { legacyRestRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
 
 export interface TestAgent {
@@ -130,7 +130,11 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
   const tasks: string[] = [];
   // The extended card (for authenticated callers): one more skill, and the agent's own URLs again.
   const extended: AgentCard = { ...card, description: 'A test agent (extended card)', skills: [...SKILLS, { ...SKILLS[0]!, id: 'vip', name: 'VIP', description: 'For insiders' }] };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore(), undefined, opts.extendedCard === true ? async () => extended : undefined);
+  const pushStore = new InMemoryPushNotificationStore();
+  // A 0.3-only agent posts 0.3 payloads (a Task with `kind`...) to the webhooks registered over 0.3, as agents of the
+  // 0.3 era (a2a-python 0.3) do; the SDK's default sender posts 1.0 StreamResponses whatever the registration.
+  const pushSender = versions === '0.3' ? createLegacyAwarePushNotificationSender(pushStore) : undefined;
+  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, pushStore, pushSender, opts.extendedCard === true ? async () => extended : undefined);
   const seen: TestAgent['seen'] = [];
   const cardRequests: TestAgent['cardRequests'] = [];
   app.use((req, res, next) => {

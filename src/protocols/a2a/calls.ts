@@ -184,7 +184,7 @@ export class A2aCalls {
       // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
       if (pushes.length > 0 && settings.push.deliver === 'gateway') {
         for (const holder of pushHoldersOf(op, p.params)) {
-          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs);
+          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs, p.version);
         }
         p.body = reserialized(p, binding);
       }

@@ -37,27 +37,8 @@ import { serveRest } from './translate-rest.ts';
 import { listOwnTasks } from './list-own.ts';
 import type { Keep } from './tasks.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
+import { agentError, sdk, type Sdk } from './sdk.ts';
 
-/**
- * The A2A SDK's modules, loaded on the first translation: a gateway whose agents serve their callers' versions never
- * loads them (start-up time and memory, bench/NOTES.md).
- */
-const sdk = memo(async () => {
-  const [root, client, legacyClient, legacyServer, server] = await Promise.all([
-    import('@a2a-js/sdk'),
-    import('@a2a-js/sdk/client'),
-    import('@a2a-js/sdk/compat/v0_3/client'),
-    import('@a2a-js/sdk/compat/v0_3/server'),
-    import('@a2a-js/sdk/server'),
-  ]);
-  return { root, client, legacyClient, legacyServer, server };
-});
-type Sdk = Awaited<ReturnType<typeof sdk>>;
-
-function memo<T>(f: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => (p ??= f());
-}
 
 /**
  * A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK), and also one with a 0.3 `url`
@@ -255,18 +236,6 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
   });
 }
 
-/**
- * An error of the agent the SDK client raised as one of A2A's own (TaskNotFound, UnsupportedOperation...), as the
- * JSON-RPC error object of the caller's version (the SDK server's own mapping); undefined for any other failure.
- */
-function agentError(m: Sdk, from: A2aVersion, err: unknown): { code: number; message: string } | undefined {
-  // The SDK's 0.3 client raises an error event of a stream as a plain Error whose `cause` is the typed one.
-  for (let e = err; e instanceof Error && !(e instanceof GatewayError); e = e.cause) {
-    const mapped = (from === '1.0' ? m.server.JsonRpcTransportHandler.mapToJSONRPCError(e) : m.legacyServer.LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(e)) as { code: number; message: string };
-    if (mapped.code !== -32603) return mapped;
-  }
-  return undefined;
-}
 
 /**
  * Relays the translated events as SSE, resumably like the agent's own streams (streams.ts): each event that names a
