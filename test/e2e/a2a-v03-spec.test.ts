@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { A2aAdapter } from '../../src/protocols/a2a/adapter.ts';
+import { ECHO_EXTENSION } from '../helpers/a2a-agent.ts';
 import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
 import { eventually } from '../helpers/gateway.ts';
 
@@ -67,6 +68,7 @@ const s = useA2aSetups({
   old: { versions: '0.3' },
   pushV1: { versions: '1.0', ...pushing },
   pushOld: { versions: '0.3', ...pushing },
+  extV1: { versions: '1.0', extension: true },
 });
 type Kind = keyof typeof s;
 
@@ -324,5 +326,36 @@ describe('push notifications reach the webhook in the version the caller registe
     }
     expect(JSON.stringify(bodies.at(-1))).toContain('TASK_STATE_CANCELED');
     expect(new Set(received.filter((r) => r.path === path).map((r) => r.type))).toEqual(new Set(['application/a2a+json']));
+  });
+});
+
+describe('extensions: 0.3 X-A2A-Extensions is 1.0 A2A-Extensions (0.3 section 3.2.6; 1.0 section 3.2.6)', () => {
+  test('a 0.3 caller of a 1.0-only agent: the agent is told A2A-Extensions', async () => {
+    const before = s.v1.agent.seen.length;
+    await call('v1', ALICE, 'POST', '', { jsonrpc: '2.0', id: 1, method: 'message/send', params: send03('ext') }, { 'x-a2a-extensions': 'urn:example:ext-a, urn:example:ext-b' });
+    const seen = s.v1.agent.seen.slice(before);
+    expect(seen.map((r) => r.headers['a2a-extensions'])).toEqual(['urn:example:ext-a, urn:example:ext-b']);
+  });
+
+  // (Not checked on streams: the SDK's agent sends its response headers before its executor activates anything.)
+  test('a 0.3 caller of a 1.0-only agent that activates the extension: X-A2A-Extensions in the answer (JSON-RPC and REST)', async () => {
+    const card = (await call('extV1', ALICE, 'GET', '/.well-known/agent-card.json')).json[0] as { capabilities: { extensions: { uri: string }[] } };
+    expect(card.capabilities.extensions.map((e) => e.uri)).toEqual([ECHO_EXTENSION]);
+    const headers = { 'x-a2a-extensions': ECHO_EXTENSION };
+    for (const [method, path, body] of [
+      ['POST', '', { jsonrpc: '2.0', id: 1, method: 'message/send', params: send03('ext') }],
+      ['POST', '/v1/message:send', restSend03('ext')],
+    ] as const) {
+      const res = await s.extV1.fetchAs(ALICE)(`${s.extV1.url}${path}`, { method, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      await res.text();
+      expect({ path, status: res.status, ext: res.headers.get('x-a2a-extensions') }).toEqual({ path, status: path === '' ? 200 : 201, ext: ECHO_EXTENSION });
+    }
+  });
+
+  test('a 1.0 caller of a 0.3-only agent: the agent is told X-A2A-Extensions', async () => {
+    const before = s.old.agent.seen.length;
+    await call('old', ALICE, 'POST', '', { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'ext' }] } } }, { 'a2a-version': '1.0', 'a2a-extensions': 'urn:example:ext-a' });
+    const seen = s.old.agent.seen.slice(before);
+    expect(seen.map((r) => r.headers['x-a2a-extensions'])).toEqual(['urn:example:ext-a']);
   });
 });

@@ -43,6 +43,9 @@ const SKILLS = [
   { id: 'secret-ops', name: 'Secret ops', description: 'Something most callers may not ask for', tags: ['ops'], examples: [], inputModes: [], outputModes: [], securityRequirements: [] },
 ];
 
+/** The extension an agent started with `extension: true` lists on its card and activates when a caller asks for it. */
+export const ECHO_EXTENSION = 'urn:tollgate:test:echo-extension';
+
 function textOf(m: Message): string {
   return m.parts.map((p) => (p as { content?: { $case?: string; value?: unknown } }).content?.value ?? (p as { text?: string }).text ?? '').join('');
 }
@@ -56,6 +59,8 @@ class EchoExecutor implements AgentExecutor {
 
   async execute(ctx: RequestContext, bus: ExecutionEventBus): Promise<void> {
     const text = textOf(ctx.userMessage);
+    // The SDK keeps only the requested extensions the card lists: this one is activated whenever it is asked for.
+    if (ctx.context?.requestedExtensions?.includes(ECHO_EXTENSION) === true) ctx.context.addActivatedExtension(ECHO_EXTENSION);
     if (text === 'reply') {
       bus.publish(AgentEvent.message({ messageId: `m-${ctx.taskId}`, contextId: ctx.contextId, taskId: '', role: 2, parts: [{ content: { $case: 'text', value: `reply: ${text}` }, metadata: undefined, filename: '', mediaType: 'text/plain' }] as never, metadata: undefined, extensions: [], referenceTaskIds: [] }));
       bus.finished();
@@ -98,7 +103,7 @@ class EchoExecutor implements AgentExecutor {
  * `bindings`: 'both' (default), 'jsonrpc' (no HTTP+JSON: neither served nor on the card), or 'rest' (no JSON-RPC).
  * `streaming: false`: the card says streaming is off (the SDK then refuses SendStreamingMessage and SubscribeToTask).
  */
-export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean; streaming?: boolean } = {}): Promise<TestAgent> {
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean; streaming?: boolean; extension?: boolean } = {}): Promise<TestAgent> {
   const versions = opts.versions ?? 'both';
   const restToo = opts.bindings !== 'jsonrpc';
   const rpcToo = opts.bindings !== 'rest';
@@ -118,7 +123,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
-    capabilities: { streaming: opts.streaming !== false, pushNotifications: true, extensions: [], extendedAgentCard: opts.extendedCard === true },
+    capabilities: { streaming: opts.streaming !== false, pushNotifications: true, extensions: opts.extension === true ? [{ uri: ECHO_EXTENSION, description: 'Activated when asked for', required: false, params: undefined }] : [], extendedAgentCard: opts.extendedCard === true },
     securitySchemes: {},
     securityRequirements: [],
     defaultInputModes: ['text/plain'],

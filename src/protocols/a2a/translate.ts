@@ -32,7 +32,7 @@ import { a2aJsonRpcErrorResponse } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
-import { HEADERS, type Agent } from './targets.ts';
+import { extensionsHeader, HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
 import { listOwnTasks } from './list-own.ts';
 import type { Keep } from './tasks.ts';
@@ -111,6 +111,9 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       if (v !== null) set[name] = v;
     }
     if (t.to.version === '1.0') set['a2a-version'] = '1.0';
+    // The extensions the caller asks for, under the agent's version's header (the SDK's 0.3 server reads both).
+    const ext = req.headers[extensionsHeader(t.from)] ?? (t.from === '0.3' ? req.headers['a2a-extensions'] : undefined);
+    if (ext !== undefined) set[extensionsHeader(t.to.version)] = Array.isArray(ext) ? ext.join(', ') : ext;
     const streams = (set.accept ?? '').includes('text/event-stream');
     try {
       const answer = await forward(agent.upstream, {
@@ -126,6 +129,9 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         call,
       });
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
+      // The extensions the agent activated, under the caller's version's header.
+      const activated = answer.headers[extensionsHeader(t.to.version)];
+      if (activated !== undefined && !res.headersSent) res.setHeader(extensionsHeader(t.from), activated);
       if (!headers['content-type'].startsWith('text/event-stream')) {
         const raw = await answer.read(READ_LIMIT);
         // A 204 (REST DeleteTaskPushNotificationConfig) or 205/304 has no body: the Fetch Response refuses one.
