@@ -202,6 +202,10 @@ describe.each(['both', 'v1', 'old'] as const)('a 0.3 caller never reaches anothe
       const a = await rpc(k, BOB, method, params);
       expect({ method, status: a.status, code: rpcError(a)?.code }).toEqual({ method, status: 200, code: -32001 });
     }
+    // tasks/resubscribe answers are streams, refusals too (one SSE error event), as 0.3 servers write them.
+    const sub = await rpc(k, BOB, 'tasks/resubscribe', { id });
+    expect(sub.type).toMatch(/^text\/event-stream/);
+    expect(sub.json).toEqual([{ jsonrpc: '2.0', id: 11, error: expect.objectContaining({ code: -32001 }) }]);
     expect(s[k].agent.seen.length).toBe(before);
     // Alice herself still reaches it.
     expect((await rpc(k, ALICE, 'tasks/get', { id })).json[0]!.result).toMatchObject({ kind: 'task', id });
@@ -282,6 +286,9 @@ describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, bu
       expect(r.resubscribe_ended, binding).toEqual(typed(-32004, 400));
       expect(r.other_get, binding).toEqual(typed(-32001, 404));
       expect(r.other_cancel, binding).toEqual(typed(-32001, 404));
+      // A stream refused: over JSON-RPC an SSE error event, as 0.3 servers answer tasks/resubscribe (the client reads
+      // only text/event-stream); the 0.3 REST client reads no error body on a stream (the SDK's routers answer JSON).
+      expect(r.other_resubscribe, binding).toEqual(binding === 'JSONRPC' ? typed(-32001, 404) : { type: 'A2AClientHTTPError', status: 400 });
     }
     // It went through the gateway, over both bindings of the agent (its paths: /rpc, /rest).
     const paths = new Set(s[k].agent.seen.slice(before).map((r) => r.path.split('/')[1]));

@@ -76,6 +76,13 @@ async def run(url: str, token: str, other: str) -> dict:
                 result["other_get"] = {"type": "none"}
             except Exception as e:  # noqa: BLE001
                 result["other_get"] = error_of(e)
+            bob_streaming = await connect(binding, True, other_http)
+            try:
+                async for _ in bob_streaming.resubscribe(TaskIdParams(id=task_id)):
+                    pass
+                result["other_resubscribe"] = {"type": "none"}
+            except Exception as e:  # noqa: BLE001
+                result["other_resubscribe"] = error_of(e)
             try:
                 await bob.cancel_task(TaskIdParams(id=task_id))
                 result["other_cancel"] = {"type": "none"}
