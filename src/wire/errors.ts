@@ -160,9 +160,10 @@ export function a2aJsonRpcErrorResponse(id: RpcId | null, err: GatewayError): st
  * content type, load) keep their HTTP status.
  */
 /**
- * An in-band A2A JSON-RPC error as one SSE error event (HTTP 200, text/event-stream): how 0.3 servers answer
- * tasks/resubscribe whatever happens (the JS SDK's alwaysStreamSse; a2a-python 0.3), and all the 0.3 SDK clients
- * can read there (a2a-python's reads text/event-stream only). Refusals of the exchange itself keep their status.
+ * An in-band A2A JSON-RPC error as one SSE error event (HTTP 200, text/event-stream): how a2a-python 0.3 answers
+ * its streaming methods (message/stream, tasks/resubscribe) whatever happens (the JS SDK's server too, for
+ * tasks/resubscribe), and all a2a-python 0.3's client reads there (text/event-stream only; the JS SDK's 0.3 client
+ * reads both). Refusals of the exchange itself keep their status.
  */
 export function writeA2aJsonRpcErrorEvent(res: ServerResponse, id: RpcId | null, err: GatewayError): void {
   if (!err.def.inBand || id === null) return writeA2aJsonRpcError(res, id, err);

@@ -202,10 +202,12 @@ describe.each(['both', 'v1', 'old'] as const)('a 0.3 caller never reaches anothe
       const a = await rpc(k, BOB, method, params);
       expect({ method, status: a.status, code: rpcError(a)?.code }).toEqual({ method, status: 200, code: -32001 });
     }
-    // tasks/resubscribe answers are streams, refusals too (one SSE error event), as 0.3 servers write them.
-    const sub = await rpc(k, BOB, 'tasks/resubscribe', { id });
-    expect(sub.type).toMatch(/^text\/event-stream/);
-    expect(sub.json).toEqual([{ jsonrpc: '2.0', id: 11, error: expect.objectContaining({ code: -32001 }) }]);
+    // Answers to 0.3's streaming methods are streams, refusals too (one SSE error event), as a2a-python 0.3 writes them.
+    for (const [method, params] of [['tasks/resubscribe', { id }], ['message/stream', send03('hijack', { taskId: id })]] as const) {
+      const a = await rpc(k, BOB, method, params);
+      expect(a.type, method).toMatch(/^text\/event-stream/);
+      expect(a.json, method).toEqual([{ jsonrpc: '2.0', id: 11, error: expect.objectContaining({ code: -32001 }) }]);
+    }
     expect(s[k].agent.seen.length).toBe(before);
     // Alice herself still reaches it.
     expect((await rpc(k, ALICE, 'tasks/get', { id })).json[0]!.result).toMatchObject({ kind: 'task', id });
@@ -286,9 +288,10 @@ describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, bu
       expect(r.resubscribe_ended, binding).toEqual(typed(-32004, 400));
       expect(r.other_get, binding).toEqual(typed(-32001, 404));
       expect(r.other_cancel, binding).toEqual(typed(-32001, 404));
-      // A stream refused: over JSON-RPC an SSE error event, as 0.3 servers answer tasks/resubscribe (the client reads
-      // only text/event-stream); the 0.3 REST client reads no error body on a stream (the SDK's routers answer JSON).
+      // A stream refused: over JSON-RPC an SSE error event, as a2a-python 0.3 answers (its client reads only
+      // text/event-stream); the 0.3 REST client checks the status of message:stream (404) but not of :subscribe.
       expect(r.other_resubscribe, binding).toEqual(binding === 'JSONRPC' ? typed(-32001, 404) : { type: 'A2AClientHTTPError', status: 400 });
+      expect(r.other_stream, binding).toEqual(typed(-32001, 404));
     }
     // It went through the gateway, over both bindings of the agent (its paths: /rpc, /rest).
     const paths = new Set(s[k].agent.seen.slice(before).map((r) => r.path.split('/')[1]));

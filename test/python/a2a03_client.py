@@ -84,6 +84,14 @@ async def run(url: str, token: str, other: str) -> dict:
             except Exception as e:  # noqa: BLE001
                 result["other_resubscribe"] = error_of(e)
             try:
+                hijack = text_message("continue someone else's task")
+                hijack.task_id = task_id
+                async for _ in bob_streaming.send_message(hijack):
+                    pass
+                result["other_stream"] = {"type": "none"}
+            except Exception as e:  # noqa: BLE001
+                result["other_stream"] = error_of(e)
+            try:
                 await bob.cancel_task(TaskIdParams(id=task_id))
                 result["other_cancel"] = {"type": "none"}
             except Exception as e:  # noqa: BLE001

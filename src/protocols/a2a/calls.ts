@@ -69,7 +69,7 @@ export class A2aCalls {
       const header = this.a.requestVersion(req);
       // A 1.0 client that names its version but spells a 0.3 method (or the reverse) called a method its version lacks.
       if (header !== undefined && header !== found.version) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found in A2A ${header}: ${m.method}`);
-      if (found.op === SUBSCRIBE && found.version === '0.3') pre.scratch.set(SSE_ERRORS_KEY, true);
+      if (found.op.streams && found.version === '0.3') pre.scratch.set(SSE_ERRORS_KEY, true);
       parsed = { op: found.op, version: found.version, params: (m.params ?? {}) as Params, body, rpcId: m.id };
       checkParams(parsed.op, parsed.params);
     } catch (err) {
@@ -170,7 +170,7 @@ export class A2aCalls {
     }
     const call = this.a.ctx.calls.start({ protocol: 'a2a', operation: op.name, rule, req, target, upstream: agent.name, args, rpcId: p.rpcId });
     call.scratch.set(BINDING_KEY, binding);
-    if (binding === 'jsonrpc' && op === SUBSCRIBE && p.version === '0.3') call.scratch.set(SSE_ERRORS_KEY, true);
+    if (binding === 'jsonrpc' && op.streams && p.version === '0.3') call.scratch.set(SSE_ERRORS_KEY, true);
     if (binding === 'rest') call.scratch.set(REST_VERSION_KEY, p.version);
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);

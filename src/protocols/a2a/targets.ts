@@ -8,7 +8,7 @@ import type { A2aVersion } from './methods.ts';
 /** Call scratch key: which error shape a call's errors take ('jsonrpc' | 'rest'). */
 export const BINDING_KEY = 'a2a.binding';
 
-/** Call scratch key: a 0.3 JSON-RPC tasks/resubscribe, whose errors are SSE error events (wire/errors.ts). */
+/** Call scratch key: a 0.3 JSON-RPC streaming method, whose errors are SSE error events (wire/errors.ts). */
 export const SSE_ERRORS_KEY = 'a2a.sseErrors';
 
 /** Call scratch key: the A2A version of an HTTP+JSON request ('1.0' | '0.3'), once known (0.3 errors add `code`). */

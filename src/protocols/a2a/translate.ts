@@ -267,10 +267,10 @@ async function relayTranslated(
   });
   if (first === undefined) {
     // The agent refused before the first event (a task that has ended cannot be subscribed to...): its error in
-    // the caller's version, written as the SDK's server writes it, 0.3 tasks/resubscribe as an SSE error event.
+    // the caller's version, a 0.3 stream's as an SSE error event (wire/errors.ts writeA2aJsonRpcErrorEvent).
     call.outcome = 'upstream_error';
     const body = JSON.stringify({ jsonrpc: '2.0', id: call.rpcId ?? null, error: refused });
-    if (t.from === '0.3' && call.operation === 'SubscribeToTask') sendBody(x.res, 200, 'text/event-stream', encodeEvent({ data: body }), { 'cache-control': 'no-cache' });
+    if (t.from === '0.3') sendBody(x.res, 200, 'text/event-stream', encodeEvent({ data: body }), { 'cache-control': 'no-cache' });
     else sendBody(x.res, 200, 'application/json', body);
     return;
   }
