@@ -262,11 +262,13 @@ describe.each(['both', 'v1', 'v1rest', 'old'] as const)('0.3 shapes on the wire 
   });
 });
 
-describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, built from the card the gateway serves (%s)', (k) => {
+describe.each(['both', 'v1', 'old', 'pushV1'] as const)('the Python a2a-sdk 0.3 client, built from the card the gateway serves (%s)', (k) => {
   test('sends, gets, streams, cancels over JSON-RPC and HTTP+JSON; typed errors; another identity finds no task', async () => {
     expect(existsSync(PYTHON03), `${PYTHON03} (run scripts/install-tools.sh)`).toBe(true);
     const before = s[k].agent.seen.length;
-    const { stdout } = await promisify(execFile)(PYTHON03, ['test/python/a2a03_client.py', s[k].url, s[k].gw.devToken(ALICE), s[k].gw.devToken(BOB)], { timeout: 90_000 });
+    // pushV1 allows webhooks at hooks.example.com (resolved and connected by the test: pushing).
+    const webhook = k === 'pushV1' ? [`http://hooks.example.com/py03-${crypto.randomUUID()}`] : [];
+    const { stdout } = await promisify(execFile)(PYTHON03, ['test/python/a2a03_client.py', s[k].url, s[k].gw.devToken(ALICE), s[k].gw.devToken(BOB), ...webhook], { timeout: 90_000 });
     const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
     for (const binding of ['JSONRPC', 'HTTP+JSON']) {
       const r = out[binding]!;
@@ -282,6 +284,8 @@ describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, bu
       expect(r.send_text, binding).toBe('echo: from python 0.3');
       expect(r.get, binding).toEqual({ id_matches: true, history: 1 });
       expect(r.cancel_state, binding).toBe('canceled');
+      // The caller's own webhook URL is what it reads back (the agent was told a relay URL of the gateway).
+      if (webhook.length > 0) expect(r.push, binding).toEqual({ set_url: true, get_url: true });
       expect(r.stream, binding).toEqual(['task', 'status-update', 'artifact-update', 'status-update:final']);
       // Typed errors of the caller's binding: JSON-RPC's code, REST's HTTP status.
       const typed = (code: number, status: number) => (binding === 'JSONRPC' ? { type: 'A2AClientJSONRPCError', code } : { type: 'A2AClientHTTPError', status });
@@ -296,6 +300,12 @@ describe.each(['both', 'v1', 'old'] as const)('the Python a2a-sdk 0.3 client, bu
     // It went through the gateway, over both bindings of the agent (its paths: /rpc, /rest).
     const paths = new Set(s[k].agent.seen.slice(before).map((r) => r.path.split('/')[1]));
     expect(paths).toEqual(new Set(['rpc', 'rest']));
+    // Cancelling the task the webhook was registered for notified it, in 0.3's shape, over each binding.
+    for (const binding of webhook.length > 0 ? ['JSONRPC', 'HTTP+JSON'] : []) {
+      const path = `${new URL(webhook[0]!).pathname}/${binding}`;
+      await eventually(() => received.some((r) => r.path === path && r.body.includes('"canceled"')), 10_000, `the notification at ${path}`);
+      for (const r of received.filter((x) => x.path === path)) expect(typeof (JSON.parse(r.body) as { kind?: unknown }).kind).toBe('string');
+    }
   }, 120_000);
 });
 

@@ -1,11 +1,11 @@
 """The official Python A2A client of the v0.3 era (a2a-sdk 0.3, pinned in requirements-a2a03.txt) through the gateway.
 
-Usage: a2a03_client.py <agent URL at the gateway> <bearer token> <another identity's bearer token>
+Usage: a2a03_client.py <agent URL at the gateway> <bearer token> <another identity's bearer token> [webhook URL]
 
 The client is built only from the 0.3 agent card the gateway serves (ClientFactory.connect resolves it at
 <url>/.well-known/agent-card.json). For each binding (JSONRPC, HTTP+JSON) it sends a message, gets the task, streams
 one, cancels a task still working, resubscribes to a task that has ended, and lets the other identity try to get the
-first task. Prints one JSON object with what it saw (errors as their type and JSON-RPC code or HTTP status).
+first task; with a webhook URL, it sets a push-notification config on a working task and reads it back. Prints one JSON object with what it saw (errors as their type and JSON-RPC code or HTTP status).
 """
 import asyncio
 import json
@@ -14,7 +14,18 @@ import uuid
 
 import httpx
 from a2a.client import ClientConfig, ClientFactory
-from a2a.types import Message, MessageSendConfiguration, Part, Role, TaskIdParams, TaskQueryParams, TextPart
+from a2a.types import (
+    GetTaskPushNotificationConfigParams,
+    Message,
+    MessageSendConfiguration,
+    Part,
+    PushNotificationConfig,
+    Role,
+    TaskIdParams,
+    TaskPushNotificationConfig,
+    TaskQueryParams,
+    TextPart,
+)
 
 
 def text_message(text: str) -> Message:
@@ -32,7 +43,7 @@ def error_of(e: BaseException) -> dict:
     return out
 
 
-async def run(url: str, token: str, other: str) -> dict:
+async def run(url: str, token: str, other: str, webhook: str | None) -> dict:
     out: dict = {}
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http, httpx.AsyncClient(
         headers={"Authorization": f"Bearer {other}"}, timeout=30
@@ -100,6 +111,12 @@ async def run(url: str, token: str, other: str) -> dict:
             slow_id = None
             async for event in client.send_message(text_message("slow"), configuration=MessageSendConfiguration(blocking=False)):
                 slow_id = event[0].id
+            if webhook is not None:
+                hook = f"{webhook}/{binding}"
+                config = PushNotificationConfig(id="cfg-1", url=hook, token="py03")
+                created = await client.set_task_callback(TaskPushNotificationConfig(task_id=slow_id, push_notification_config=config))
+                got_config = await client.get_task_callback(GetTaskPushNotificationConfigParams(id=slow_id, push_notification_config_id="cfg-1"))
+                result["push"] = {"set_url": created.push_notification_config.url == hook, "get_url": got_config.push_notification_config.url == hook}
             cancelled = await client.cancel_task(TaskIdParams(id=slow_id))
             result["cancel_state"] = cancelled.status.state.value
             # Streaming: the kinds of events, in order (`final` on status updates).
@@ -113,4 +130,4 @@ async def run(url: str, token: str, other: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run(sys.argv[1], sys.argv[2], sys.argv[3]))))
+    print(json.dumps(asyncio.run(run(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))))
