@@ -16,7 +16,9 @@ import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { A2aAdapter } from '../../src/protocols/a2a/adapter.ts';
 import { ECHO_EXTENSION } from '../helpers/a2a-agent.ts';
-import { ALICE, BOB, useA2aSetups } from '../helpers/a2a-gateway.ts';
+import { ALICE, BOB, startA2a, useA2aSetups, type A2aSetup } from '../helpers/a2a-gateway.ts';
+import { artifactText, message, SLOW, streamKinds } from '../helpers/a2a-calls.ts';
+import { startPythonAgent03 } from '../helpers/a2a-python-agent.ts';
 import { eventually } from '../helpers/gateway.ts';
 
 /** a2a-sdk 0.3 (Python), in the virtualenv scripts/install-tools.sh builds; a missing one fails the test. */
@@ -378,4 +380,61 @@ describe('extensions: 0.3 X-A2A-Extensions is 1.0 A2A-Extensions (0.3 section 3.
     const seen = s.old.agent.seen.slice(before);
     expect(seen.map((r) => r.headers['x-a2a-extensions'])).toEqual(['urn:example:ext-a']);
   });
+});
+
+describe('an a2a-python 0.3 agent (the 0.3 reference server) behind the gateway', () => {
+  let py: A2aSetup;
+  beforeAll(async () => {
+    const agent = await startPythonAgent03();
+    try {
+      py = await startA2a({ agent });
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await py?.close();
+  });
+
+  test('its card: 0.3 for a 0.3 client, 1.0 for a 1.0 client, every URL the gateway', async () => {
+    const legacy = (await (await py.fetchAs(ALICE)(`${py.url}/.well-known/agent-card.json`)).json()) as Record<string, unknown>;
+    // Its additionalInterfaces list its main interface too (as 0.3 section 5.6.1 recommends): both at the gateway now.
+    expect(legacy).toMatchObject({ url: py.url, preferredTransport: 'JSONRPC', protocolVersion: '0.3.0', additionalInterfaces: [{ url: py.url, transport: 'JSONRPC' }, { url: py.url, transport: 'HTTP+JSON' }] });
+    const v1 = (await (await py.fetchAs(ALICE)(`${py.url}/.well-known/agent-card.json`, { headers: { 'a2a-version': '1.0' } })).json()) as { supportedInterfaces: Record<string, unknown>[] };
+    expect(v1.supportedInterfaces.filter((i) => i.protocolVersion === '1.0').map((i) => [i.protocolBinding, i.url])).toEqual([
+      ['JSONRPC', py.url],
+      ['HTTP+JSON', py.url],
+    ]);
+    expect(JSON.stringify([legacy, v1])).not.toContain(new URL(py.agent.url).origin);
+  });
+
+  test.each(['JSONRPC', 'HTTP+JSON'] as const)('a 1.0 SDK client over %s (translated): send, get, stream, cancel; another identity finds nothing', async (binding) => {
+    const client = await py.client(ALICE, binding);
+    const sent = (await client.sendMessage(message('to python'))) as unknown as { id: string; status: { state: number }; artifacts: never[] };
+    expect(sent.status.state).toBe(3);
+    expect(artifactText(sent)).toBe('echo: to python');
+    expect((await client.getTask({ id: sent.id, historyLength: 1 } as never)).id).toBe(sent.id);
+    expect(await streamKinds(client.sendMessageStream(message('streamed to python')))).toEqual(['task', 'statusUpdate', 'artifactUpdate', 'statusUpdate']);
+    const slow = (await client.sendMessage(message('slow', SLOW))) as unknown as { id: string };
+    expect((await client.cancelTask({ id: slow.id } as never)).status?.state).toBe(5);
+    const bob = await py.client(BOB, binding);
+    await expect(bob.getTask({ id: sent.id } as never)).rejects.toThrow(/not found/i);
+  });
+
+  test('the Python 0.3 client through the gateway to it (no translation), over both bindings', async () => {
+    const { stdout } = await promisify(execFile)(PYTHON03, ['test/python/a2a03_client.py', py.url, py.gw.devToken(ALICE), py.gw.devToken(BOB)], { timeout: 90_000 });
+    const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
+    for (const binding of ['JSONRPC', 'HTTP+JSON']) {
+      const r = out[binding]!;
+      expect(r.card, binding).toMatchObject({ url: py.url, additional: [`HTTP+JSON ${py.url}`, `JSONRPC ${py.url}`], security: [['tollgate']], signatures: null });
+      expect([r.send_state, r.send_text, r.cancel_state, r.stream], binding).toEqual(['completed', 'echo: from python 0.3', 'canceled', ['task', 'status-update', 'artifact-update', 'status-update:final']]);
+      const typed = (code: number, status: number) => (binding === 'JSONRPC' ? { type: 'A2AClientJSONRPCError', code } : { type: 'A2AClientHTTPError', status });
+      expect(r.other_get, binding).toEqual(typed(-32001, 404));
+      expect(r.other_cancel, binding).toEqual(typed(-32001, 404));
+      expect(r.other_stream, binding).toEqual(typed(-32001, 404));
+    }
+    // (tasks/resubscribe to an ended task is the agent's to answer: a2a-python 0.3 says -32602 over JSON-RPC and
+    // breaks its REST stream.)
+  }, 120_000);
 });
