@@ -387,7 +387,7 @@ describe('an a2a-python 0.3 agent (the 0.3 reference server) behind the gateway'
   beforeAll(async () => {
     const agent = await startPythonAgent03();
     try {
-      py = await startA2a({ agent });
+      py = await startA2a({ agent, ...pushing });
     } catch (err) {
       await agent.close();
       throw err;
@@ -420,6 +420,28 @@ describe('an a2a-python 0.3 agent (the 0.3 reference server) behind the gateway'
     expect((await client.cancelTask({ id: slow.id } as never)).status?.state).toBe(5);
     const bob = await py.client(BOB, binding);
     await expect(bob.getTask({ id: sent.id } as never)).rejects.toThrow(/not found/i);
+  });
+
+  test('a 1.0 caller gives a webhook with its message; the agent posts 0.3 Tasks to the relay; the webhook gets 1.0 StreamResponses', async () => {
+    const path = `/py-${crypto.randomUUID()}`;
+    const res = await py.fetchAs(ALICE)(py.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'a2a-version': '1.0' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'SendMessage',
+        params: { message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'notify me' }] }, configuration: { taskPushNotificationConfig: { url: `http://hooks.example.com${path}`, token: 'py-token' } } },
+      }),
+    });
+    expect(((await res.json()) as { result: { task: { status: { state: string } } } }).result.task.status.state).toBe('TASK_STATE_COMPLETED');
+    // (a2a-python 0.3 notifies on the events of the message that registered the webhook, not on a later cancel.)
+    await eventually(() => received.some((r) => r.path === path && r.body.includes('TASK_STATE_COMPLETED')), 10_000, `a notification at ${path}`);
+    for (const r of received.filter((x) => x.path === path)) {
+      const body = JSON.parse(r.body) as Record<string, unknown>;
+      expect(Object.keys(body), r.body).toEqual(['task']);
+      expect(r.type).toBe('application/a2a+json');
+    }
   });
 
   test('the Python 0.3 client through the gateway to it (no translation), over both bindings', async () => {
