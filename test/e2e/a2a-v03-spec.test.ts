@@ -444,6 +444,23 @@ describe('an a2a-python 0.3 agent (the 0.3 reference server) behind the gateway'
     }
   });
 
+  test('a 1.0 HTTP+JSON caller creates, lists and deletes a push config (translated): the agent takes them', async () => {
+    const h = { 'content-type': 'application/json', 'a2a-version': '1.0' };
+    const f = py.fetchAs(ALICE);
+    const sent = (await (await f(`${py.url}/message:send`, { method: 'POST', headers: h, body: JSON.stringify({ message: { messageId: crypto.randomUUID(), role: 'ROLE_USER', parts: [{ text: 'slow' }] }, configuration: { returnImmediately: true } }) })).json()) as { task: { id: string } };
+    const id = sent.task.id;
+    const url = `http://hooks.example.com/py-rest-${crypto.randomUUID()}`;
+    const created = await f(`${py.url}/tasks/${id}/pushNotificationConfigs`, { method: 'POST', headers: h, body: JSON.stringify({ taskId: id, url }) });
+    expect(created.status).toBeLessThan(300);
+    expect(await created.json()).toMatchObject({ taskId: id, url });
+    const listed = (await (await f(`${py.url}/tasks/${id}/pushNotificationConfigs`, { headers: h })).json()) as { configs: { url: string }[] };
+    expect(listed.configs.map((c) => c.url)).toEqual([url]);
+    const cid = (listed.configs[0] as { id?: string }).id ?? id;
+    expect((await f(`${py.url}/tasks/${id}/pushNotificationConfigs/${encodeURIComponent(cid)}`, { headers: h })).status).toBe(200);
+    expect((await f(`${py.url}/tasks/${id}/pushNotificationConfigs/${encodeURIComponent(cid)}`, { method: 'DELETE', headers: h })).status).toBeLessThan(300);
+    await f(`${py.url}/tasks/${id}:cancel`, { method: 'POST', headers: h });
+  });
+
   test('the Python 0.3 client through the gateway to it (no translation), over both bindings', async () => {
     const { stdout } = await promisify(execFile)(PYTHON03, ['test/python/a2a03_client.py', py.url, py.gw.devToken(ALICE), py.gw.devToken(BOB)], { timeout: 90_000 });
     const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;

@@ -203,7 +203,12 @@ export class A2aCalls {
       const keep: Keep = { ttlMs: settings.taskTtlMs, listed: where.jsonrpc['1.0'] === undefined && where.rest['1.0'] === undefined };
       const paths = where[binding];
       const base = paths[p.version];
-      const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
+      let to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
+      // Push configs over 0.3 REST are where the 0.3 servers part: no create body all of them read (the JS SDK's
+      // router: the proto's `config`; a2a-python 0.3: the whole request), no list in a2a-python 0.3. Their 0.3
+      // JSON-RPC tasks/pushNotificationConfig/* methods agree: a translation takes those when the agent has them.
+      const rpc03 = where.jsonrpc['0.3'];
+      if (op.name.includes('PushNotificationConfig') && to?.binding === 'rest' && to.version === '0.3' && rpc03 !== undefined) to = { binding: 'jsonrpc', version: '0.3', path: rpc03 };
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';
