@@ -101,10 +101,12 @@ python_client_venv() {
   mv "$scratch" "$venv"
 }
 
-# The Python `openai` client for the OpenAI-compatible tests (the Triton tests keep their virtualenv apart), and the
-# Python A2A client (a2a-sdk) for the A2A tests.
+# The Python `openai` client for the OpenAI-compatible tests (the Triton tests keep their virtualenv apart), the
+# Python A2A client (a2a-sdk) for the A2A tests, and its v0.3-era release (a2a-sdk 0.3: client, and server with
+# uvicorn for a reference 0.3 agent) for the A2A v0.3 tests.
 python_client_venv openai test/python/requirements-openai.txt
 python_client_venv a2a test/python/requirements-a2a.txt
+python_client_venv a2a03 test/python/requirements-a2a03.txt
 
 # Triton (nvidia-pytriton bundles tritonserver; runs on CPU) and tritonclient for the KServe v2 tests, in a virtualenv
 # of their own from Debian's python3.11 (the Python backend stub links the system libpython3.11), every package

@@ -92,6 +92,11 @@ export const Errors = Object.freeze({
   A2A_UNSUPPORTED_OPERATION: def('TG_A2A_UNSUPPORTED_OPERATION', 400, -32004, true, 'This operation is not supported'),
   /** Push notifications are off on the card the gateway serves (the route allows no push URL, or the agent has none). */
   A2A_PUSH_NOT_SUPPORTED: def('TG_A2A_PUSH_NOT_SUPPORTED', 400, -32003, true, 'Push notifications are not supported'),
+  /**
+   * An A2A 0.3 caller asked for the authenticated extended card of an agent whose card, as the gateway serves it,
+   * offers none (0.3 AuthenticatedExtendedCardNotConfiguredError; a 1.0 caller gets A2A_UNSUPPORTED_OPERATION).
+   */
+  A2A_EXTENDED_CARD_NOT_CONFIGURED: def('TG_A2A_EXTENDED_CARD_NOT_CONFIGURED', 400, -32007, true, 'Authenticated extended card is not configured'),
   /** The agent's answer is not a valid A2A answer (the agent card or a response the gateway must read). */
   A2A_INVALID_AGENT_RESPONSE: def('TG_A2A_INVALID_AGENT_RESPONSE', 502, -32006, true, 'The agent returned an invalid response'),
 
@@ -160,6 +165,7 @@ export const A2A_REASONS: ReadonlyMap<ErrorDef, string> = new Map([
   [Errors.A2A_CONTENT_TYPE_NOT_SUPPORTED, 'CONTENT_TYPE_NOT_SUPPORTED'],
   [Errors.A2A_INVALID_AGENT_RESPONSE, 'INVALID_AGENT_RESPONSE'],
   [Errors.A2A_VERSION_NOT_SUPPORTED, 'VERSION_NOT_SUPPORTED'],
+  [Errors.A2A_EXTENDED_CARD_NOT_CONFIGURED, 'EXTENDED_AGENT_CARD_NOT_CONFIGURED'],
 ]);
 
 /** An error the gateway returns to a caller. Adapters render it in their protocol's shape. */

@@ -23,7 +23,7 @@ import {
 } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, restHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import express, { type Express } from 'express';
-import { LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
+import { createLegacyAwarePushNotificationSender, LegacyJsonRpcTransportHandler, LegacyRestTransportHandler } from '@a2a-js/sdk/compat/v0_3/server';
 import { legacyRestRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
 
 export interface TestAgent {
@@ -43,6 +43,9 @@ const SKILLS = [
   { id: 'secret-ops', name: 'Secret ops', description: 'Something most callers may not ask for', tags: ['ops'], examples: [], inputModes: [], outputModes: [], securityRequirements: [] },
 ];
 
+/** The extension an agent started with `extension: true` lists on its card and activates when a caller asks for it. */
+export const ECHO_EXTENSION = 'urn:tollgate:test:echo-extension';
+
 function textOf(m: Message): string {
   return m.parts.map((p) => (p as { content?: { $case?: string; value?: unknown } }).content?.value ?? (p as { text?: string }).text ?? '').join('');
 }
@@ -56,6 +59,8 @@ class EchoExecutor implements AgentExecutor {
 
   async execute(ctx: RequestContext, bus: ExecutionEventBus): Promise<void> {
     const text = textOf(ctx.userMessage);
+    // The SDK keeps only the requested extensions the card lists: this one is activated whenever it is asked for.
+    if (ctx.context?.requestedExtensions?.includes(ECHO_EXTENSION) === true) ctx.context.addActivatedExtension(ECHO_EXTENSION);
     if (text === 'reply') {
       bus.publish(AgentEvent.message({ messageId: `m-${ctx.taskId}`, contextId: ctx.contextId, taskId: '', role: 2, parts: [{ content: { $case: 'text', value: `reply: ${text}` }, metadata: undefined, filename: '', mediaType: 'text/plain' }] as never, metadata: undefined, extensions: [], referenceTaskIds: [] }));
       bus.finished();
@@ -98,7 +103,7 @@ class EchoExecutor implements AgentExecutor {
  * `bindings`: 'both' (default), 'jsonrpc' (no HTTP+JSON: neither served nor on the card), or 'rest' (no JSON-RPC).
  * `streaming: false`: the card says streaming is off (the SDK then refuses SendStreamingMessage and SubscribeToTask).
  */
-export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean; streaming?: boolean } = {}): Promise<TestAgent> {
+export async function startTestAgent(opts: { name?: string; versions?: 'both' | '1.0' | '0.3'; bindings?: 'both' | 'jsonrpc' | 'rest'; extendedCard?: boolean; streaming?: boolean; extension?: boolean } = {}): Promise<TestAgent> {
   const versions = opts.versions ?? 'both';
   const restToo = opts.bindings !== 'jsonrpc';
   const rpcToo = opts.bindings !== 'rest';
@@ -118,7 +123,7 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
     provider: { url: `${url}/about`, organization: 'Tollgate tests' },
     version: '1.0.0',
     documentationUrl: `${url}/docs`,
-    capabilities: { streaming: opts.streaming !== false, pushNotifications: true, extensions: [], extendedAgentCard: opts.extendedCard === true },
+    capabilities: { streaming: opts.streaming !== false, pushNotifications: true, extensions: opts.extension === true ? [{ uri: ECHO_EXTENSION, description: 'Activated when asked for', required: false, params: undefined }] : [], extendedAgentCard: opts.extendedCard === true },
     securitySchemes: {},
     securityRequirements: [],
     defaultInputModes: ['text/plain'],
@@ -130,7 +135,11 @@ export async function startTestAgent(opts: { name?: string; versions?: 'both' | 
   const tasks: string[] = [];
   // The extended card (for authenticated callers): one more skill, and the agent's own URLs again.
   const extended: AgentCard = { ...card, description: 'A test agent (extended card)', skills: [...SKILLS, { ...SKILLS[0]!, id: 'vip', name: 'VIP', description: 'For insiders' }] };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, new InMemoryPushNotificationStore(), undefined, opts.extendedCard === true ? async () => extended : undefined);
+  const pushStore = new InMemoryPushNotificationStore();
+  // A 0.3-only agent posts 0.3 payloads (a Task with `kind`...) to the webhooks registered over 0.3, as agents of the
+  // 0.3 era (a2a-python 0.3) do; the SDK's default sender posts 1.0 StreamResponses whatever the registration.
+  const pushSender = versions === '0.3' ? createLegacyAwarePushNotificationSender(pushStore) : undefined;
+  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new EchoExecutor(tasks), undefined, pushStore, pushSender, opts.extendedCard === true ? async () => extended : undefined);
   const seen: TestAgent['seen'] = [];
   const cardRequests: TestAgent['cardRequests'] = [];
   app.use((req, res, next) => {
@@ -180,10 +189,27 @@ function serveLegacyOnly(app: Express, handler: DefaultRequestHandler, restToo: 
   const rpc = new LegacyJsonRpcTransportHandler(handler);
   if (rpcToo) app.post('/rpc', express.json(), async (req, res) => {
     (res.locals.seen as { body?: unknown }).body = req.body;
-    const out = await rpc.handle(req.body as Record<string, unknown>, new ServerCallContext({ requestedVersion: '0.3' }));
+    const body = req.body as Record<string, unknown>;
+    const out = await rpc.handle(body, new ServerCallContext({ requestedVersion: '0.3' }));
     if (!(Symbol.asyncIterator in out)) return void res.json(out);
+    // As the SDK's own JSON-RPC server writes streams: an error before the first event is a JSON answer (for
+    // tasks/resubscribe an SSE error event), one after it an error event that ends the stream.
+    const error = (err: unknown): string => JSON.stringify({ jsonrpc: '2.0', id: body.id ?? null, error: LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(err as Error) });
+    const events = out[Symbol.asyncIterator]();
+    let first: IteratorResult<unknown>;
+    try {
+      first = await events.next();
+    } catch (err) {
+      if (body.method !== 'tasks/resubscribe') return void res.type('application/json').send(error(err));
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      return void res.end(`data: ${error(err)}\n\n`);
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    for await (const event of out) res.write(`data: ${JSON.stringify(event)}\n\n`);
+    try {
+      for (let next = first; next.done !== true; next = await events.next()) res.write(`data: ${JSON.stringify(next.value)}\n\n`);
+    } catch (err) {
+      res.write(`data: ${error(err)}\n\n`);
+    }
     res.end();
   });
   if (restToo) app.use('/rest', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));

@@ -131,8 +131,8 @@ export function useA2aSetups<K extends string>(specs: Record<K, SetupSpec>): Rec
   const out = {} as Record<K, A2aSetup>;
   beforeAll(async () => {
     for (const [key, spec] of Object.entries(specs) as [K, SetupSpec][]) {
-      const { name, versions, bindings, extendedCard, streaming, ...gateway } = spec;
-      out[key] = await startA2a({ ...gateway, agent: await startTestAgent({ name, versions, bindings, extendedCard, streaming }) });
+      const { name, versions, bindings, extendedCard, streaming, extension, ...gateway } = spec;
+      out[key] = await startA2a({ ...gateway, agent: await startTestAgent({ name, versions, bindings, extendedCard, streaming, extension }) });
     }
   }, 90_000);
   afterAll(async () => {

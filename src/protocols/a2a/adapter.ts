@@ -23,11 +23,11 @@ import { HttpProtocolAdapter } from '../../gateway/http-adapter.ts';
 import type { GatewayState } from '../../gateway/state.ts';
 import { sendBody } from '../../server/io.ts';
 import { systemResolver, type Resolver } from '../../upstream/egress.ts';
-import { writeA2aJsonRpcError, writeA2aRestError } from '../../wire/errors.ts';
+import { writeA2aJsonRpcError, writeA2aJsonRpcErrorEvent, writeA2aRestError } from '../../wire/errors.ts';
 import { A2aCalls } from './calls.ts';
 import { CardCache, interfacesOf, rewriteCard, skillIds, type AgentInterfaces, type Card } from './card.ts';
 import { headerVersion, type A2aVersion } from './methods.ts';
-import { agentTarget, BINDING_KEY, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, REST_VERSION_KEY, skillTarget, SSE_ERRORS_KEY, type Agent } from './targets.ts';
 import { CardSigner } from './signing.ts';
 import { TaskOwners } from './tasks.ts';
 import { StreamBuffers } from './resume.ts';
@@ -241,7 +241,7 @@ export class A2aAdapter extends HttpProtocolAdapter {
 
   renderError(err: GatewayError, to: ErrorTarget): void {
     const binding = to.call?.scratch.get(BINDING);
-    if (binding === 'jsonrpc') writeA2aJsonRpcError(to.res, to.call?.rpcId ?? null, err);
+    if (binding === 'jsonrpc') (to.call?.scratch.get(SSE_ERRORS_KEY) === true ? writeA2aJsonRpcErrorEvent : writeA2aJsonRpcError)(to.res, to.call?.rpcId ?? null, err);
     else writeA2aRestError(to.res, err, undefined, to.call?.scratch.get(REST_VERSION_KEY) === '0.3');
   }
 

@@ -13,7 +13,7 @@ import { refuseUrl } from '../../upstream/egress.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { parseMessage, RpcParseError } from '../../wire/jsonrpc.ts';
 import type { A2aAdapter } from './adapter.ts';
-import { agentTarget, BINDING_KEY, HEADERS, REST_VERSION_KEY, skillTarget, type Agent } from './targets.ts';
+import { agentTarget, BINDING_KEY, HEADERS, REST_VERSION_KEY, skillTarget, SSE_ERRORS_KEY, type Agent } from './targets.ts';
 import { translate, translationTarget } from './translate.ts';
 import { skillIds } from './card.ts';
 import { capabilityRefusal, EXTENDED_CARD, GET_PUSH, LIST_PUSH, LIST_TASKS, SUBSCRIBE, messageOf, namedSkill, partKinds, pushHoldersOf, pushUrlOf, pushUrlsOf, restOperation, rpcOperation, taskIdOf, taskIdsNamed, type A2aVersion, type Operation } from './methods.ts';
@@ -69,6 +69,7 @@ export class A2aCalls {
       const header = this.a.requestVersion(req);
       // A 1.0 client that names its version but spells a 0.3 method (or the reverse) called a method its version lacks.
       if (header !== undefined && header !== found.version) throw new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found in A2A ${header}: ${m.method}`);
+      if (found.op.streams && found.version === '0.3') pre.scratch.set(SSE_ERRORS_KEY, true);
       parsed = { op: found.op, version: found.version, params: (m.params ?? {}) as Params, body, rpcId: m.id };
       checkParams(parsed.op, parsed.params);
     } catch (err) {
@@ -169,11 +170,12 @@ export class A2aCalls {
     }
     const call = this.a.ctx.calls.start({ protocol: 'a2a', operation: op.name, rule, req, target, upstream: agent.name, args, rpcId: p.rpcId });
     call.scratch.set(BINDING_KEY, binding);
+    if (binding === 'jsonrpc' && op.streams && p.version === '0.3') call.scratch.set(SSE_ERRORS_KEY, true);
     if (binding === 'rest') call.scratch.set(REST_VERSION_KEY, p.version);
     await this.a.ctx.calls.run(call, { res, req, call }, state, async () => {
       if (where === undefined) throw toGatewayError(cardError);
       const caller = call.principal?.id ?? '';
-      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0);
+      const off = capabilityRefusal(op, card ?? {}, settings.push.allowHosts.length > 0, p.version);
       if (off !== undefined) throw off;
       // A task the caller did not create does not exist for it (checked after the policy: no existence leak).
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
@@ -184,7 +186,7 @@ export class A2aCalls {
       // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
       if (pushes.length > 0 && settings.push.deliver === 'gateway') {
         for (const holder of pushHoldersOf(op, p.params)) {
-          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs);
+          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs, p.version);
         }
         p.body = reserialized(p, binding);
       }
@@ -201,7 +203,12 @@ export class A2aCalls {
       const keep: Keep = { ttlMs: settings.taskTtlMs, listed: where.jsonrpc['1.0'] === undefined && where.rest['1.0'] === undefined };
       const paths = where[binding];
       const base = paths[p.version];
-      const to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
+      let to = base === undefined ? translationTarget(where, binding, p.version) : undefined;
+      // Push configs over 0.3 REST are where the 0.3 servers part: no create body all of them read (the JS SDK's
+      // router: the proto's `config`; a2a-python 0.3: the whole request), no list in a2a-python 0.3. Their 0.3
+      // JSON-RPC tasks/pushNotificationConfig/* methods agree: a translation takes those when the agent has them.
+      const rpc03 = where.jsonrpc['0.3'];
+      if (op.name.includes('PushNotificationConfig') && to?.binding === 'rest' && to.version === '0.3' && rpc03 !== undefined) to = { binding: 'jsonrpc', version: '0.3', path: rpc03 };
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';

@@ -52,9 +52,18 @@ const V03 = new Map<string, Operation>(ALL.filter((o) => o.legacy !== '').map((o
  * What the card the gateway serves turns off is refused as the agent's SDK would (A2A v1.0, 3.3.4), before any task
  * is looked up: push-config methods with push notifications off (the route allows no push URL, or the agent has
  * none), SubscribeToTask and SendStreamingMessage with streaming off. The answer is the same for every task id.
+ * The extended card of an agent that offers none (1.0 `capabilities.extendedAgentCard`, 0.3
+ * `supportsAuthenticatedExtendedCard`): 1.0 UnsupportedOperation (v1.0 3.1.11), 0.3 -32007
+ * AuthenticatedExtendedCardNotConfigured (v0.3.0 7.10, as a2a-python and a2a-java 0.3 answer; the JS SDK's 0.3
+ * layer answers 1.0's -32004).
  */
-export function capabilityRefusal(o: Operation, card: Record<string, unknown>, routeAllowsPush: boolean): GatewayError | undefined {
+export function capabilityRefusal(o: Operation, card: Record<string, unknown>, routeAllowsPush: boolean, version: A2aVersion): GatewayError | undefined {
   const caps = typeof card.capabilities === 'object' && card.capabilities !== null ? (card.capabilities as Record<string, unknown>) : {};
+  if (o === EXTENDED_CARD && caps.extendedAgentCard !== true && card.supportsAuthenticatedExtendedCard !== true) {
+    return version === '0.3'
+      ? new GatewayError(Errors.A2A_EXTENDED_CARD_NOT_CONFIGURED, 'The agent has no authenticated extended card (supportsAuthenticatedExtendedCard is false)')
+      : new GatewayError(Errors.A2A_UNSUPPORTED_OPERATION, 'This operation is not supported: the agent has no extended agent card (GetExtendedAgentCard)');
+  }
   if (PUSH_CONFIGS.has(o) && (!routeAllowsPush || caps.pushNotifications !== true)) {
     return new GatewayError(Errors.A2A_PUSH_NOT_SUPPORTED, `Push notifications are not supported by this agent at the gateway (${o.name})`);
   }

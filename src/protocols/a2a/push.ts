@@ -21,6 +21,8 @@ import { readBody, sendBody } from '../../server/io.ts';
 import { deliverWebhook, pinnedConnector, type Connector } from '../../upstream/webhook.ts';
 import { writeA2aRestError } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
+import type { A2aVersion } from './methods.ts';
+import { pushPayloadIn } from './sdk.ts';
 import type { Agent } from './targets.ts';
 
 const MAX_HOOKS = 100_000;
@@ -35,6 +37,8 @@ const PASSED = ['content-type', 'authorization', 'x-a2a-notification-token', 'a2
 interface Hook {
   readonly agent: string;
   readonly url: string;
+  /** The A2A version the caller registered the webhook in: the version its notifications are delivered in. */
+  readonly version: A2aVersion;
   readonly principal: Principal | undefined;
   readonly until: number;
 }
@@ -74,7 +78,7 @@ export class PushRelay {
   }
 
   /** The relay URL that stands for `url` (the caller's webhook) in what the agent is told. */
-  register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number): string {
+  register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number, version: A2aVersion): string {
     const now = Date.now();
     if (this.hooks.size >= MAX_HOOKS) {
       for (const [k, h] of this.hooks) if (h.until < now) this.hooks.delete(k);
@@ -82,7 +86,7 @@ export class PushRelay {
       if (this.hooks.size >= MAX_HOOKS && oldest !== undefined) this.hooks.delete(oldest);
     }
     const token = randomBytes(16).toString('base64url');
-    this.hooks.set(token, { agent, url, principal, until: now + ttlMs });
+    this.hooks.set(token, { agent, url, version, principal, until: now + ttlMs });
     return `${agentBase}/push/${token}`;
   }
 
@@ -117,6 +121,9 @@ export class PushRelay {
     } catch (err) {
       return writeA2aRestError(res, err instanceof GatewayError ? err : new GatewayError(Errors.PAYLOAD_TOO_LARGE));
     }
+    // An agent reached by translation posts its own version's payload: the webhook gets the caller's version.
+    let payload = body.toString('utf8');
+    const converted = await pushPayloadIn(payload, hook.version).catch(() => undefined);
     // Shutdown began while the body was read: refused, so the agent's sender tries again (elsewhere).
     if (this.stopped) return writeA2aRestError(res, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
     sendBody(res, 200, 'application/json', '{}');
@@ -125,13 +132,18 @@ export class PushRelay {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }
+    if (converted !== undefined) {
+      payload = converted.body;
+      headers['content-type'] = converted.contentType;
+      delete headers['a2a-version'];
+    }
     const host = new URL(hook.url).hostname;
     const call = a.ctx.calls.start({ protocol: 'a2a', operation: 'DeliverPushNotification', rule: match.rule, req, target: { kind: 'server', name: agent.name, server: agent.name, local: agent.name }, upstream: agent.name, args: { push_host: host, callee: agent.name } });
     call.principal = hook.principal;
     const policy = a.settings(match.rule).push;
     const d: Delivering = { call, host, abort: new AbortController(), ended: false };
     this.delivering.add(d);
-    const work = deliverWebhook(hook.url, body.toString('utf8'), headers, policy, { resolve: a.resolver, connect: this.connect, attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.timeoutMs, signal: d.abort.signal }).then((r) => {
+    const work = deliverWebhook(hook.url, payload, headers, policy, { resolve: a.resolver, connect: this.connect, attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.timeoutMs, signal: d.abort.signal }).then((r) => {
       this.delivering.delete(d);
       // Cut at the drain deadline: recorded already (settle).
       if (d.ended) return;

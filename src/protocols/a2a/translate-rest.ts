@@ -94,7 +94,7 @@ export async function serveRest(x: Exchange, handler: Handler, version: A2aVersi
   const url = req.url;
   req.url = restPathIn(version, path);
   req.headers['a2a-version'] = version;
-  (req as IncomingMessage & { body?: unknown }).body = body;
+  (req as IncomingMessage & { body?: unknown }).body = version === '0.3' ? legacyRestBody(req.method ?? 'GET', req.url, body) : body;
   const streams = STREAM_PATH.test(req.url.split('?', 1)[0]!);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -115,6 +115,22 @@ export async function serveRest(x: Exchange, handler: Handler, version: A2aVersi
 }
 
 const STREAM_PATH = /:(stream|subscribe)$/;
+
+const PUSH_CONFIGS_PATH = /^\/v1\/tasks\/[^/]+\/pushNotificationConfigs$/;
+
+/**
+ * A 0.3 REST body as the SDK's 0.3 router reads it. Creating a push config: the 0.3 proto maps
+ * `POST /v1/{parent=tasks/*}/pushNotificationConfigs` with `body: "config"` (the TaskPushNotificationConfig), which
+ * the JS SDK's router decodes; a2a-python 0.3's client (and server) send the whole CreateTaskPushNotificationConfig
+ * request instead (`{parent, configId, config}`): its `config` is the body the router reads.
+ */
+function legacyRestBody(method: string, url: string, body: unknown): unknown {
+  if (method !== 'POST' || !PUSH_CONFIGS_PATH.test(url.split('?', 1)[0]!) || typeof body !== 'object' || body === null) return body;
+  const b = body as Record<string, unknown>;
+  const config = b.config;
+  if (b.pushNotificationConfig !== undefined || typeof config !== 'object' || config === null) return body;
+  return config;
+}
 
 /**
  * The response the router writes a stream to. Its SSE events (one `res.write` each: `data: <json>`, an error event

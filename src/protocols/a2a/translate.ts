@@ -26,37 +26,19 @@ import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { sendBody } from '../../server/io.ts';
+import { encodeEvent } from '../../wire/sse.ts';
 import { forward, type UpstreamResponse } from '../../upstream/forwarder.ts';
 import { a2aJsonRpcErrorResponse } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
 import type { AgentInterfaces, Card } from './card.ts';
 import type { A2aVersion } from './methods.ts';
-import { HEADERS, type Agent } from './targets.ts';
+import { extensionsHeader, HEADERS, type Agent } from './targets.ts';
 import { serveRest } from './translate-rest.ts';
 import { listOwnTasks } from './list-own.ts';
 import type { Keep } from './tasks.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
+import { agentError, sdk, type Sdk } from './sdk.ts';
 
-/**
- * The A2A SDK's modules, loaded on the first translation: a gateway whose agents serve their callers' versions never
- * loads them (start-up time and memory, bench/NOTES.md).
- */
-const sdk = memo(async () => {
-  const [root, client, legacyClient, legacyServer, server] = await Promise.all([
-    import('@a2a-js/sdk'),
-    import('@a2a-js/sdk/client'),
-    import('@a2a-js/sdk/compat/v0_3/client'),
-    import('@a2a-js/sdk/compat/v0_3/server'),
-    import('@a2a-js/sdk/server'),
-  ]);
-  return { root, client, legacyClient, legacyServer, server };
-});
-type Sdk = Awaited<ReturnType<typeof sdk>>;
-
-function memo<T>(f: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => (p ??= f());
-}
 
 /**
  * A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK), and also one with a 0.3 `url`
@@ -74,6 +56,8 @@ export function isLegacyCard(card: Card): boolean {
 
 /** A whole JSON answer of the agent read for translation may be at most this large. */
 const READ_LIMIT = 16 * 1024 * 1024;
+/** Statuses whose Fetch Response has no body (Fetch standard, "null body status"). */
+const NULL_BODY: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
 /** The SDK transports need an absolute URL; only its path is used (the forwarder picks the agent's endpoint). */
 const ORIGIN = 'http://agent.invalid';
 
@@ -127,6 +111,9 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
       if (v !== null) set[name] = v;
     }
     if (t.to.version === '1.0') set['a2a-version'] = '1.0';
+    // The extensions the caller asks for, under the agent's version's header (the SDK's 0.3 server reads both).
+    const ext = req.headers[extensionsHeader(t.from)] ?? (t.from === '0.3' ? req.headers['a2a-extensions'] : undefined);
+    if (ext !== undefined) set[extensionsHeader(t.to.version)] = Array.isArray(ext) ? ext.join(', ') : ext;
     const streams = (set.accept ?? '').includes('text/event-stream');
     try {
       const answer = await forward(agent.upstream, {
@@ -142,8 +129,13 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         call,
       });
       const headers = { 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
+      // The extensions the agent activated, under the caller's version's header.
+      const activated = answer.headers[extensionsHeader(t.to.version)];
+      if (activated !== undefined && !res.headersSent) res.setHeader(extensionsHeader(t.from), activated);
       if (!headers['content-type'].startsWith('text/event-stream')) {
         const raw = await answer.read(READ_LIMIT);
+        // A 204 (REST DeleteTaskPushNotificationConfig) or 205/304 has no body: the Fetch Response refuses one.
+        if (NULL_BODY.has(answer.status)) return new Response(null, { status: answer.status, headers });
         // Push configs name the gateway's relay URLs (push.ts): the caller sees its own URLs again.
         return new Response(pushOp ? a.push.restore(raw.toString('utf8')) : new Uint8Array(raw), { status: answer.status, headers });
       }
@@ -245,10 +237,11 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     sendBody(res, 200, 'application/json', JSON.stringify(out));
     return;
   }
-  await relayTranslated(a, t, out, () => failure, (reason) => {
+  await relayTranslated(a, t, out, (err) => failure ?? agentError(m, t.from, err), (reason) => {
     for (const answer of streaming) answer.abort(reason);
   });
 }
+
 
 /**
  * Relays the translated events as SSE, resumably like the agent's own streams (streams.ts): each event that names a
@@ -256,11 +249,31 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
  * translation: a client that goes away may come back with Last-Event-ID within the grace period. A failure after the
  * first event ends the stream with an error event (the gateway's code when the gateway met it).
  */
-async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGenerator<unknown>, failure: () => GatewayError | undefined, abortUpstream: (reason: GatewayError) => void): Promise<void> {
+async function relayTranslated(
+  a: A2aAdapter,
+  t: Translation,
+  events: AsyncGenerator<unknown>,
+  failure: (err: unknown) => GatewayError | { code: number; message: string } | undefined,
+  abortUpstream: (reason: GatewayError) => void,
+): Promise<void> {
   const { x, call, agent } = t;
+  let refused: { code: number; message: string } | undefined;
   const first = await events.next().catch((err: unknown) => {
-    throw failure() ?? err;
+    const e = failure(err);
+    if (e instanceof GatewayError) throw e;
+    if (e === undefined || t.resumed !== undefined) throw err;
+    refused = e;
+    return undefined;
   });
+  if (first === undefined) {
+    // The agent refused before the first event (a task that has ended cannot be subscribed to...): its error in
+    // the caller's version, a 0.3 stream's as an SSE error event (wire/errors.ts writeA2aJsonRpcErrorEvent).
+    call.outcome = 'upstream_error';
+    const body = JSON.stringify({ jsonrpc: '2.0', id: call.rpcId ?? null, error: refused });
+    if (t.from === '0.3') sendBody(x.res, 200, 'text/event-stream', encodeEvent({ data: body }), { 'cache-control': 'no-cache' });
+    else sendBody(x.res, 200, 'application/json', body);
+    return;
+  }
   let aborted: GatewayError | undefined;
   const source: EventSource = {
     events: async (onEvent) => {
@@ -268,9 +281,9 @@ async function relayTranslated(a: A2aAdapter, t: Translation, events: AsyncGener
         for (let next = first; next.done !== true; next = await events.next()) onEvent({ data: JSON.stringify(next.value) });
       } catch (err) {
         if (aborted !== undefined) throw aborted;
-        const e = failure() ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
+        const e = failure(err) ?? (err instanceof GatewayError ? err : new GatewayError(Errors.A2A_INVALID_AGENT_RESPONSE, (err as Error).message));
         call.outcome = 'upstream_error';
-        onEvent({ data: a2aJsonRpcErrorResponse(call.rpcId ?? null, e) });
+        onEvent({ data: e instanceof GatewayError ? a2aJsonRpcErrorResponse(call.rpcId ?? null, e) : JSON.stringify({ jsonrpc: '2.0', id: call.rpcId ?? null, error: e }) });
       }
       if (aborted !== undefined) throw aborted;
     },
