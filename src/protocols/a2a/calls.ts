@@ -209,6 +209,8 @@ export class A2aCalls {
       // JSON-RPC tasks/pushNotificationConfig/* methods agree: a translation takes those when the agent has them.
       const rpc03 = where.jsonrpc['0.3'];
       if (op.name.includes('PushNotificationConfig') && to?.binding === 'rest' && to.version === '0.3' && rpc03 !== undefined) to = { binding: 'jsonrpc', version: '0.3', path: rpc03 };
+      // A message that may create a task: refused now if its task could not be bound to the caller.
+      if (op.sends) this.a.owners.assertRoom();
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';

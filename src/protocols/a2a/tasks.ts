@@ -3,9 +3,9 @@
  * a message, or manage its push configs. Another identity gets TaskNotFound, the same answer as for a task that
  * does not exist (no existence leak), and so does everyone for a task the gateway never saw created.
  *
- * In memory (bounded, oldest forgotten first) on a single replica; in Redis with the shared store, so a task made
- * through one replica is usable through any other: `SET <prefix>a2a:task:{<agent>}:<task id> <principal> PX ttl NX`
- * (the first binding wins; an agent that reuses a task id for another caller cannot hand the task over). A store
+ * In memory on a single replica (bounded: a full table refuses new tasks, never forgets a live one); in Redis with
+ * the shared store, so a task made through one replica is usable through any other:
+ * `SET <prefix>a2a:task:{<agent>}:<task id> <principal> PX ttl NX` (the first binding wins; an agent that reuses a task id for another caller cannot hand the task over). A store
  * that cannot answer fails closed (TG_STORE_UNAVAILABLE): no task is shown when ownership cannot be checked.
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
@@ -33,8 +33,34 @@ export class TaskOwners {
   /** The tasks each identity created at each agent, in this replica (in the order bound, newest last). */
   private readonly byOwner = new Map<string, Map<string, number>>();
 
-  constructor(store: RedisStore | undefined) {
+  private readonly max: number;
+  private swept = 0;
+
+  /** `max`: bindings (and owners' indexes) this replica holds in memory at most (tests make it small). */
+  constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
     this.store = store;
+    this.max = max;
+  }
+
+  /**
+   * Without the shared store: refuses (503 TG_OVERLOADED) a message that may create a task when this replica's table
+   * is full of live bindings, before it is forwarded: its task could not be bound, so no one could reach it.
+   */
+  assertRoom(): void {
+    if (this.store === undefined && !this.hasRoom()) {
+      throw new GatewayError(Errors.OVERLOADED, 'Too many A2A tasks are bound on this gateway; retry later');
+    }
+  }
+
+  /** Whether the table takes one more binding; a full one first forgets the expired (at most once a second). */
+  private hasRoom(): boolean {
+    if (this.local.size < this.max) return true;
+    const now = Date.now();
+    if (now - this.swept >= 1_000) {
+      this.swept = now;
+      for (const [k, e] of this.local) if (e.until <= now) this.local.delete(k);
+    }
+    return this.local.size < this.max;
   }
 
   private key(agent: string, taskId: string): string {
@@ -69,16 +95,15 @@ export class TaskOwners {
   bindLocal(agent: string, taskId: string, owner: string, keep: Keep): void {
     const key = this.key(agent, taskId);
     if (this.local.has(key)) return;
-    if (this.local.size >= MEMORY_MAX) {
-      const oldest = this.local.keys().next().value;
-      if (oldest !== undefined) this.local.delete(oldest);
-    }
+    // A full table never drops another caller's binding (its owner would lose the task): the newcomer is not bound
+    // here (with the shared store it still is there; without it, assertRoom refused it before it was forwarded).
+    if (!this.hasRoom()) return;
     this.local.set(key, { owner, until: Date.now() + keep.ttlMs });
     if (!keep.listed) return;
     const ownerKey = `${agent}\u0000${owner}`;
     let mine = this.byOwner.get(ownerKey);
     if (mine === undefined) {
-      if (this.byOwner.size >= MEMORY_MAX) this.byOwner.delete(this.byOwner.keys().next().value!);
+      if (this.byOwner.size >= this.max) return;
       mine = new Map();
       this.byOwner.set(ownerKey, mine);
     }
