@@ -1,8 +1,10 @@
 /**
- * A2A task ownership in one replica's memory (src/protocols/a2a/tasks.ts; the shared-store path is exercised end to
- * end in test/e2e/a2a-replicas.test.ts): a full table refuses the newcomer and never drops another caller's task.
+ * A2A task ownership and push relay hooks in one replica's memory (src/protocols/a2a/tasks.ts, push.ts; the
+ * shared-store path is exercised end to end in test/e2e/a2a-replicas.test.ts): a full table refuses the newcomer and
+ * never drops another caller's task or webhook.
  */
 import { describe, expect, it } from 'vitest';
+import { PushRelay } from '../../src/protocols/a2a/push.ts';
 import { TaskOwners } from '../../src/protocols/a2a/tasks.ts';
 
 const keep = { ttlMs: 60_000, listed: true };
@@ -32,5 +34,17 @@ describe('TaskOwners (one replica, no shared store)', () => {
     await owners.bind('agent', 't-new', 'bob', keep);
     await owners.check('agent', 't-new', 'bob');
     await expect(owners.check('agent', 't-old', 'alice')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
+  });
+});
+
+describe('PushRelay (webhooks the gateway stands in for)', () => {
+  it('a full table refuses the newcomer\'s webhook (503 TG_OVERLOADED); the registered ones keep being restored', () => {
+    const relay = new PushRelay({ maxHooks: 2 });
+    const a = relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', undefined, 60_000, '1.0');
+    const b = relay.register('https://gw/a2a/agent', 'agent', 'https://bob.example/hook', undefined, 60_000, '1.0');
+    expect(() => relay.register('https://gw/a2a/agent', 'agent', 'https://mallory.example/hook', undefined, 60_000, '1.0')).toThrow(
+      expect.objectContaining({ code: 'TG_OVERLOADED' }),
+    );
+    expect(relay.restore(JSON.stringify({ a, b }))).toBe(JSON.stringify({ a: 'https://alice.example/hook', b: 'https://bob.example/hook' }));
   });
 });

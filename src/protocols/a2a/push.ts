@@ -48,6 +48,8 @@ export interface PushDeliveryOptions {
   readonly attempts?: number | undefined;
   readonly backoffMs?: number | undefined;
   readonly timeoutMs?: number | undefined;
+  /** Relay hooks held at most (default 100,000; tests make it small). */
+  readonly maxHooks?: number | undefined;
 }
 
 /** A delivery under way: its Call (finished once, by whichever ends it) and what aborts it. */
@@ -70,7 +72,11 @@ export class PushRelay {
   /** The gateway is draining: no new notification is taken. */
   private stopped = false;
 
+  private readonly maxHooks: number;
+  private swept = 0;
+
   constructor(o: PushDeliveryOptions = {}) {
+    this.maxHooks = o.maxHooks ?? MAX_HOOKS;
     this.connect = o.connect ?? pinnedConnector;
     this.attempts = o.attempts ?? 3;
     this.backoffMs = o.backoffMs ?? 500;
@@ -80,10 +86,14 @@ export class PushRelay {
   /** The relay URL that stands for `url` (the caller's webhook) in what the agent is told. */
   register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number, version: A2aVersion): string {
     const now = Date.now();
-    if (this.hooks.size >= MAX_HOOKS) {
-      for (const [k, h] of this.hooks) if (h.until < now) this.hooks.delete(k);
-      const oldest = this.hooks.keys().next().value;
-      if (this.hooks.size >= MAX_HOOKS && oldest !== undefined) this.hooks.delete(oldest);
+    if (this.hooks.size >= this.maxHooks) {
+      // Expired hooks first (at most once a second: a full table is not walked per request); then, still full, the
+      // newcomer is refused before anything is forwarded: another caller's webhook is never dropped to make room.
+      if (now - this.swept >= 1_000) {
+        this.swept = now;
+        for (const [k, h] of this.hooks) if (h.until < now) this.hooks.delete(k);
+      }
+      if (this.hooks.size >= this.maxHooks) throw new GatewayError(Errors.OVERLOADED, 'Too many push-notification webhooks are registered on this gateway; retry later');
     }
     const token = randomBytes(16).toString('base64url');
     this.hooks.set(token, { agent, url, version, principal, until: now + ttlMs });
