@@ -172,7 +172,8 @@ describe('CallTracer, deferred spans', () => {
     // The server span starts when the call began, the upstream span when the request was handed on, 20 ms before the end.
     expect(Math.abs(ms(server.startTime) - before)).toBeLessThan(15);
     expect(ms(upstream.startTime)).toBeGreaterThanOrEqual(ms(server.startTime));
-    expect(ms(server.endTime) - ms(upstream.startTime)).toBeGreaterThanOrEqual(19);
+    // (At least 15: a 20 ms timer can fire a millisecond or more early against performance.now, the clock spans use.)
+    expect(ms(server.endTime) - ms(upstream.startTime)).toBeGreaterThanOrEqual(15);
     expect(server.events.map((e) => e.name)).toEqual(['authenticate', 'authorize', 'limit']);
 
     // A root call next: its trace id is its own (the previous call's preset ids were not left behind).
