@@ -11,6 +11,7 @@
  * the policy, limits, telemetry and audit see like an MCP tool call. Errors are rendered in the caller's binding:
  * a JSON-RPC error object, or google.rpc.Status for REST and the cards.
  */
+import { safeDecode } from '../../wire/path.ts';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ConfigSnapshot } from '../../config/load.ts';
@@ -280,12 +281,4 @@ function matches(header: string | undefined, etag: string): boolean {
 
 function backendUrl(agent: Agent): string {
   return agent.backend.spec.url ?? agent.backend.spec.endpoints?.[0]?.url ?? 'http://invalid';
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }

@@ -40,7 +40,8 @@ import {
   type ParsedBody,
 } from './request.ts';
 import { ResponsesStream } from './responses.ts';
-import { bindResponse, claimResponseState, safeDecode, serveStored, storedRoute, type StoredContext } from './stored.ts';
+import { bindResponse, claimResponseState, serveStored, storedRoute, type StoredContext } from './stored.ts';
+import { safeDecode } from '../../wire/path.ts';
 import { CompletionStream, JsonAnswer, reportUsage } from './stream.ts';
 
 type OpenAiRouteSpec = NonNullable<RouteSpec['openai']>;

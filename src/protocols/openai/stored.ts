@@ -10,6 +10,7 @@
  *   a use of its model (`responses.retrieve`, `responses.cancel`, `responses.delete`), never metered; another
  *   identity, and an id the gateway never bound, get 404 TG_RESPONSE_NOT_FOUND before anything is forwarded.
  */
+import { safeDecode } from '../../wire/path.ts';
 import type { Call } from '../../core/call.ts';
 import { Errors, GatewayError, toGatewayError } from '../../core/errors.ts';
 import { limitNoticesOf, openAiRateLimitHeaders } from '../../core/limits.ts';
@@ -53,14 +54,6 @@ export function storedRoute(method: string, rest: string, url: string | undefine
   return undefined;
 }
 
-/** A path segment decoded, or as it is when it is not valid percent-encoding. */
-export function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 /** Serves a stored-response route for the identity that created the response; 404 for anyone else. */
 export async function serveStored(a: StoredContext, x: Exchange, call: Call, route: StoredRoute): Promise<void> {
