@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startConformanceUpstream, type ConformanceUpstream } from '../helpers/conformance-server.ts';
 import { connectClient, eventually, mcpBackend, route, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
@@ -65,6 +66,41 @@ describe('legacy SSE upstream', () => {
       const progress: number[] = [];
       await client.callTool({ name: 'old__trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
       expect(progress).toEqual([1, 2, 3]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('routes each progress notification to the request whose token it carries, compared as a value', async () => {
+    // Each POST's response stream, as the client received it (tee'd off the SDK's own reading).
+    const streams: Promise<string>[] = [];
+    const transport = new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+      requestInit: { headers: gw.authHeaders() },
+      fetch: async (u, init) => {
+        const r = await fetch(u, init);
+        if (init?.method !== 'POST' || r.body === null || !(r.headers.get('content-type') ?? '').startsWith('text/event-stream')) return r;
+        const [mine, theirs] = r.body.tee();
+        streams.push(new Response(mine).text());
+        return new Response(theirs, { status: r.status, headers: r.headers });
+      },
+    });
+    const client = new Client({ name: 'progress', version: '1' });
+    await client.connect(transport);
+    try {
+      // Two calls at once: the SDK's progress tokens are their request ids (small numbers), which a substring test
+      // finds in the other call's `"progress":N` too.
+      const long = { name: 'old__trigger-long-running-operation', arguments: { duration: 0.4, steps: 4 } };
+      await Promise.all([client.callTool(long, undefined, { onprogress: () => {} }), client.callTool(long, undefined, { onprogress: () => {} })]);
+      let checked = 0;
+      for (const text of await Promise.all(streams)) {
+        const messages = text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as { id?: unknown; method?: string; params?: { progressToken?: unknown } });
+        const result = messages.find((m) => m.id !== undefined && m.method === undefined);
+        const tokens = messages.filter((m) => m.method === 'notifications/progress').map((m) => m.params?.progressToken);
+        if (result === undefined || tokens.length === 0) continue;
+        expect(tokens).toEqual(tokens.map(() => result.id));
+        checked++;
+      }
+      expect(checked).toBe(2);
     } finally {
       await client.close();
     }

@@ -162,8 +162,10 @@ class SseUpstreamSession implements UpstreamSession {
     // Progress goes to the request that asked for it; other messages (server requests, logs) belong to this
     // session: to the one request in flight if there is exactly one, otherwise to the server stream.
     if (data.includes('notifications/progress')) {
-      for (const p of this.pending.values()) {
-        if (p.progressToken !== undefined && data.includes(JSON.stringify(p.progressToken))) return p.sink.interim(data);
+      // The token compared as a value: a substring test matched token 1 in `"progress":1`.
+      const token = progressTokenOf(data);
+      if (token !== undefined) {
+        for (const p of this.pending.values()) if (p.progressToken === token) return p.sink.interim(data);
       }
     }
     if (this.pending.size === 1) return this.pending.values().next().value!.sink.interim(data);
@@ -230,5 +232,15 @@ class SseUpstreamSession implements UpstreamSession {
     this.alive = false;
     this.controller.abort();
     this.onClose?.();
+  }
+}
+
+/** The `params.progressToken` of a progress notification's JSON text, or undefined. */
+function progressTokenOf(data: string): unknown {
+  try {
+    const m = JSON.parse(data) as { method?: unknown; params?: { progressToken?: unknown } | null } | null;
+    return m?.method === 'notifications/progress' ? m.params?.progressToken : undefined;
+  } catch {
+    return undefined;
   }
 }
