@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FederatedNames } from '../../src/protocols/mcp/names.ts';
 import { ReplayLog } from '../../src/protocols/mcp/replay.ts';
 import { ServerRequests } from '../../src/protocols/mcp/server-requests.ts';
-import { PrincipalSlots } from '../../src/protocols/mcp/slots.ts';
+import { PrincipalSlots } from '../../src/core/slots.ts';
 import type { SseWriter } from '../../src/server/sse.ts';
 
 /** An SseWriter stand-in that only records (the replay log writes to it, it never reads it). */

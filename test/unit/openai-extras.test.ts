@@ -8,6 +8,7 @@ import { Call } from '../../src/core/call.ts';
 import { GatewayError, Errors } from '../../src/core/errors.ts';
 import { POST_OPERATIONS } from '../../src/protocols/openai/operations.ts';
 import { ResponseOwners } from '../../src/protocols/openai/owners.ts';
+import { claimResponseState } from '../../src/protocols/openai/stored.ts';
 import { clientMaxTokens, estimatePromptTokens, maxOutputTokens, parseBody, policyArguments, promptBytes, upstreamBody } from '../../src/protocols/openai/request.ts';
 import { renameResponseEvent, ResponsesStream } from '../../src/protocols/openai/responses.ts';
 
@@ -118,10 +119,52 @@ describe('ResponseOwners (one replica)', () => {
     expect(await owners.bind('resp_a', { owner: 'a', ...where })).toBe(true);
     expect(await owners.bind('resp_b', { owner: 'b', ...where })).toBe(true);
     // The attacker fills nothing more: its response is refused before it is forwarded, and a bind after an answer too.
-    expect(() => owners.assertRoom()).toThrow(expect.objectContaining({ code: 'TG_OVERLOADED' }));
+    expect(() => owners.assertRoom('c')).toThrow(expect.objectContaining({ code: 'TG_OVERLOADED' }));
     await expect(owners.bind('resp_c', { owner: 'c', ...where })).rejects.toMatchObject({ code: 'TG_OVERLOADED' });
     expect(await owners.check('resp_a', 'a')).toMatchObject({ owner: 'a' });
     expect(await owners.check('resp_b', 'b')).toMatchObject({ owner: 'b' });
     await expect(owners.check('resp_c', 'c')).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
+  });
+
+  it('one caller holds at most its share of the table (a tenth): it gets 429 TG_CAP_REACHED, another caller does not', async () => {
+    const owners = new ResponseOwners(undefined, 20);
+    expect(await owners.bind('resp_1', { owner: 'm', ...where })).toBe(true);
+    expect(await owners.bind('resp_2', { owner: 'm', ...where })).toBe(true);
+    expect(() => owners.assertRoom('m')).toThrow(expect.objectContaining({ code: 'TG_CAP_REACHED' }));
+    await expect(owners.bind('resp_3', { owner: 'm', ...where })).rejects.toMatchObject({ code: 'TG_CAP_REACHED' });
+    owners.assertRoom('a');
+    expect(await owners.bind('resp_a', { owner: 'a', ...where })).toBe(true);
+    expect(await owners.check('resp_1', 'm')).toMatchObject({ owner: 'm' });
+  });
+});
+
+describe('claimResponseState (before a POST /responses is forwarded)', () => {
+  const resolved = { backend: 'vllm', name: 'llama', upstream: 'meta/llama' } as never;
+  const as = (id: string, issuer: string): Call => {
+    const call = newCall();
+    call.principal = { id, issuer } as never;
+    return call;
+  };
+  it('anonymous callers are one caller: previous_response_id and request_id are refused, nothing is bound', async () => {
+    const owners = new ResponseOwners(undefined);
+    const anon = as('anonymous', 'anonymous');
+    await expect(claimResponseState(owners, anon, body({ model: 'm', input: 'x', previous_response_id: 'resp_1' }), resolved)).rejects.toMatchObject({
+      code: 'TG_INVALID_REQUEST',
+      data: { param: 'previous_response_id' },
+    });
+    await expect(claimResponseState(owners, anon, body({ model: 'm', input: 'x', request_id: 'mine' }), resolved)).rejects.toMatchObject({ data: { param: 'request_id' } });
+    await claimResponseState(owners, anon, body({ model: 'm', input: 'x' }), resolved);
+    await expect(owners.check('mine', 'anonymous')).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
+  });
+
+  it('request_id is a short id of safe characters, claimed only for a stored response', async () => {
+    const owners = new ResponseOwners(undefined);
+    const alice = as('spiffe://corp.example/alice', 'spiffe://corp.example');
+    await expect(claimResponseState(owners, alice, body({ model: 'm', input: 'x', request_id: 'r'.repeat(129) }), resolved)).rejects.toMatchObject({ data: { param: 'request_id' } });
+    await expect(claimResponseState(owners, alice, body({ model: 'm', input: 'x', request_id: 'a/b' }), resolved)).rejects.toMatchObject({ data: { param: 'request_id' } });
+    await claimResponseState(owners, alice, body({ model: 'm', input: 'x', request_id: 'not-kept', store: false }), resolved);
+    await expect(owners.check('not-kept', alice.principal!.id)).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
+    await claimResponseState(owners, alice, body({ model: 'm', input: 'x', request_id: 'resp_kept-1' }), resolved);
+    expect(await owners.check('resp_kept-1', alice.principal!.id)).toMatchObject({ owner: alice.principal!.id });
   });
 });

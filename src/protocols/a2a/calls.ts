@@ -181,6 +181,9 @@ export class A2aCalls {
       if (taskId !== undefined) await this.a.owners.check(agent.name, taskId, caller);
       // Every task the request names in any spelling the agent's SDK decodes (task_id, referenceTaskIds, `request`).
       for (const id of taskIdsNamed(op, p.params)) if (id !== taskId) await this.a.owners.check(agent.name, id, caller);
+      // A message that may create a task: refused now (before a relay hook is registered or anything is forwarded)
+      // if its task could not be bound to the caller.
+      if (op.sends) this.a.owners.assertRoom(caller);
       const pushes = pushUrlsOf(op, p.params);
       for (const push of pushes) await this.guardPush(push, settings.push);
       // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
@@ -209,8 +212,6 @@ export class A2aCalls {
       // JSON-RPC tasks/pushNotificationConfig/* methods agree: a translation takes those when the agent has them.
       const rpc03 = where.jsonrpc['0.3'];
       if (op.name.includes('PushNotificationConfig') && to?.binding === 'rest' && to.version === '0.3' && rpc03 !== undefined) to = { binding: 'jsonrpc', version: '0.3', path: rpc03 };
-      // A message that may create a task: refused now if its task could not be bound to the caller.
-      if (op.sends) this.a.owners.assertRoom();
       if (to !== undefined) {
         // The agent serves the other version only: translated (translate.ts), over its binding of that version.
         const body = binding === 'jsonrpc' && p.body !== undefined ? p.body.toString() : '';

@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { outcomeOf, type Call, type Principal } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { OwnedTable } from '../../core/owned-table.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { readBody, sendBody } from '../../server/io.ts';
 import { deliverWebhook, pinnedConnector, type Connector } from '../../upstream/webhook.ts';
@@ -61,7 +62,7 @@ interface Delivering {
 }
 
 export class PushRelay {
-  private readonly hooks = new Map<string, Hook>();
+  private readonly hooks: OwnedTable<Hook>;
   private readonly connect: Connector;
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -72,11 +73,8 @@ export class PushRelay {
   /** The gateway is draining: no new notification is taken. */
   private stopped = false;
 
-  private readonly maxHooks: number;
-  private swept = 0;
-
   constructor(o: PushDeliveryOptions = {}) {
-    this.maxHooks = o.maxHooks ?? MAX_HOOKS;
+    this.hooks = new OwnedTable('push-notification webhooks', o.maxHooks ?? MAX_HOOKS);
     this.connect = o.connect ?? pinnedConnector;
     this.attempts = o.attempts ?? 3;
     this.backoffMs = o.backoffMs ?? 500;
@@ -86,17 +84,12 @@ export class PushRelay {
   /** The relay URL that stands for `url` (the caller's webhook) in what the agent is told. */
   register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number, version: A2aVersion): string {
     const now = Date.now();
-    if (this.hooks.size >= this.maxHooks) {
-      // Expired hooks first (at most once a second: a full table is not walked per request); then, still full, the
-      // newcomer is refused before anything is forwarded: another caller's webhook is never dropped to make room.
-      if (now - this.swept >= 1_000) {
-        this.swept = now;
-        for (const [k, h] of this.hooks) if (h.until < now) this.hooks.delete(k);
-      }
-      if (this.hooks.size >= this.maxHooks) throw new GatewayError(Errors.OVERLOADED, 'Too many push-notification webhooks are registered on this gateway; retry later');
-    }
     const token = randomBytes(16).toString('base64url');
-    this.hooks.set(token, { agent, url, version, principal, until: now + ttlMs });
+    // A full table, or a caller holding its share of it, refuses the newcomer before anything is forwarded: another
+    // caller's webhook is never dropped to make room.
+    const owner = principal?.id ?? '';
+    this.hooks.assertRoom(owner);
+    this.hooks.add(token, owner, now + ttlMs, { agent, url, version, principal, until: now + ttlMs });
     return `${agentBase}/push/${token}`;
   }
 

@@ -9,6 +9,7 @@
  * that cannot answer fails closed (TG_STORE_UNAVAILABLE): no task is shown when ownership cannot be checked.
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { OwnedTable } from '../../core/owned-table.ts';
 import type { RedisStore } from '../../store/redis.ts';
 
 const MEMORY_MAX = 100_000;
@@ -29,38 +30,25 @@ export interface OwnedTask {
 
 export class TaskOwners {
   private readonly store: RedisStore | undefined;
-  private readonly local = new Map<string, { owner: string; until: number }>();
+  /** This replica's bindings: the owner of each task (without the shared store, the only record of it). */
+  private readonly local: OwnedTable<string>;
   /** The tasks each identity created at each agent, in this replica (in the order bound, newest last). */
   private readonly byOwner = new Map<string, Map<string, number>>();
-
   private readonly max: number;
-  private swept = 0;
 
   /** `max`: bindings (and owners' indexes) this replica holds in memory at most (tests make it small). */
   constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
     this.store = store;
     this.max = max;
+    this.local = new OwnedTable('A2A tasks', max);
   }
 
   /**
-   * Without the shared store: refuses (503 TG_OVERLOADED) a message that may create a task when this replica's table
-   * is full of live bindings, before it is forwarded: its task could not be bound, so no one could reach it.
+   * Without the shared store: refuses a message of `caller` that may create a task when its task could not be bound
+   * (503 TG_OVERLOADED: the table is full; 429 TG_CAP_REACHED: the caller holds its share), before it is forwarded.
    */
-  assertRoom(): void {
-    if (this.store === undefined && !this.hasRoom()) {
-      throw new GatewayError(Errors.OVERLOADED, 'Too many A2A tasks are bound on this gateway; retry later');
-    }
-  }
-
-  /** Whether the table takes one more binding; a full one first forgets the expired (at most once a second). */
-  private hasRoom(): boolean {
-    if (this.local.size < this.max) return true;
-    const now = Date.now();
-    if (now - this.swept >= 1_000) {
-      this.swept = now;
-      for (const [k, e] of this.local) if (e.until <= now) this.local.delete(k);
-    }
-    return this.local.size < this.max;
+  assertRoom(caller: string): void {
+    if (this.store === undefined) this.local.assertRoom(caller);
   }
 
   private key(agent: string, taskId: string): string {
@@ -97,8 +85,7 @@ export class TaskOwners {
     if (this.local.has(key)) return;
     // A full table never drops another caller's binding (its owner would lose the task): the newcomer is not bound
     // here (with the shared store it still is there; without it, assertRoom refused it before it was forwarded).
-    if (!this.hasRoom()) return;
-    this.local.set(key, { owner, until: Date.now() + keep.ttlMs });
+    if (!this.local.add(key, owner, Date.now() + keep.ttlMs, owner)) return;
     if (!keep.listed) return;
     const ownerKey = `${agent}\u0000${owner}`;
     let mine = this.byOwner.get(ownerKey);
@@ -122,8 +109,7 @@ export class TaskOwners {
   async list(agent: string, owner: string): Promise<OwnedTask[]> {
     const found = new Map<string, number>();
     for (const [id, at] of this.byOwner.get(`${agent}\u0000${owner}`) ?? []) {
-      const e = this.local.get(this.key(agent, id));
-      if (e !== undefined && e.owner === owner && e.until > Date.now()) found.set(id, at);
+      if (this.local.get(this.key(agent, id)) === owner) found.set(id, at);
     }
     if (this.store !== undefined) {
       let flat: string[];
@@ -142,11 +128,8 @@ export class TaskOwners {
   /** The identity that created the task, or undefined (unknown or expired). */
   async owner(agent: string, taskId: string): Promise<string | undefined> {
     const key = this.key(agent, taskId);
-    const e = this.local.get(key);
-    if (e !== undefined) {
-      if (e.until > Date.now()) return e.owner;
-      this.local.delete(key);
-    }
+    const held = this.local.get(key);
+    if (held !== undefined) return held;
     if (this.store === undefined) return undefined;
     try {
       return (await this.store.client.get(this.store.key(key))) ?? undefined;

@@ -38,7 +38,7 @@ import { ServerStreams } from './server-stream.ts';
 import type { McpSession, SessionStore } from './session.ts';
 import { SessionAccess } from './session-access.ts';
 import { prepareSession } from './session-era.ts';
-import { PrincipalSlots } from './slots.ts';
+import { PrincipalSlots } from '../../core/slots.ts';
 import { Stateless } from './stateless.ts';
 import { handleExchange } from './transport.ts';
 import type { McpUpstreams } from './upstream/registry.ts';

@@ -15,7 +15,7 @@ import { Errors, GatewayError } from '../../core/errors.ts';
 import type { RpcId, RpcRequest } from './jsonrpc.ts';
 import type { Sealer } from './sealer.ts';
 import type { ServerRequests } from './server-requests.ts';
-import { PrincipalSlots } from './slots.ts';
+import { PrincipalSlots } from '../../core/slots.ts';
 import type { InflightHandle, ReplySink, UpstreamSession } from './upstream/types.ts';
 
 /** Marks a requestState the gateway issued (any other value belongs to an upstream and is passed on). */

@@ -9,7 +9,7 @@ import { listChanged } from './list-cache.ts';
 import { LOG_LEVELS } from './modern.ts';
 import { ReplayLog } from './replay.ts';
 import { ServerRequests } from './server-requests.ts';
-import { PrincipalSlots } from './slots.ts';
+import { PrincipalSlots } from '../../core/slots.ts';
 import type { McpUpstreams } from './upstream/registry.ts';
 import type { ClientHello, InflightHandle, McpUpstream, UpstreamResumeState, UpstreamSession } from './upstream/types.ts';
 

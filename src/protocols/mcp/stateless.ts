@@ -37,7 +37,7 @@ import { scopeOf, type SessionView } from './routing.ts';
 import { prepareSession } from './session-era.ts';
 import { McpSession } from './session.ts';
 import { capReached } from './session-access.ts';
-import { PrincipalSlots } from './slots.ts';
+import { PrincipalSlots } from '../../core/slots.ts';
 import { SESSION_VERSIONS } from './versions.ts';
 import { VIRTUAL_CAPABILITIES, resolveVirtualTool } from './virtual.ts';
 

@@ -40,7 +40,7 @@ import {
   type ParsedBody,
 } from './request.ts';
 import { ResponsesStream } from './responses.ts';
-import { bindResponse, claimResponseState, serveStored, storedRoute, type StoredContext } from './stored.ts';
+import { bindResponse, claimResponseState, CREATE_HEADERS, serveStored, storedAffinity, storedRoute, type StoredContext } from './stored.ts';
 import { safeDecode } from '../../wire/path.ts';
 import { CompletionStream, JsonAnswer, reportUsage } from './stream.ts';
 
@@ -150,16 +150,18 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
     const cap = call.outputTokenCap;
     const maxTokens = op.generates && cap !== undefined && clientMaxTokens(p, op) === undefined ? { key: op.outputLimit, value: cappedMaxTokens(p, op, cap) } : undefined;
     const body = upstreamBody(p, { model: resolved.upstream !== p.model ? resolved.upstream : undefined, includeUsage: addUsage, maxTokens });
+    const stored = op === RESPONSES && p.json.store !== false;
     const answer = await forward(upstream, {
       method: 'POST',
       path: op.upstreamPath,
       headers: req.headers,
-      policy: HEADERS,
+      policy: op === RESPONSES ? CREATE_HEADERS : HEADERS,
       set: { 'content-type': 'application/json', ...this.ctx.calls.propagate(call) },
       body,
       client: res,
       // A completion has no side effect but its cost: sending it again before any byte reached the client is safe.
       idempotent: true,
+      affinity: stored ? storedAffinity(call.principal?.id ?? '') : undefined,
       call,
     });
     const headers = openAiRateLimitHeaders(limitNoticesOf(call));
@@ -173,17 +175,25 @@ export class OpenAiAdapter extends HttpProtocolAdapter implements ModelsContext,
     const sse = typeof type === 'string' && type.startsWith('text/event-stream');
     // The client sees the model name it asked for, not the backend's (README: the model name in answers).
     const rename = resolved.upstream !== p.model ? p.model : undefined;
+    // A background response goes on generating when its stream's client leaves: charged its whole reservation until
+    // the backend's final usage replaces it (its deltas are not counted).
+    const background = op === RESPONSES && p.json.background === true;
+    if (background) call.usage = { inputTokens: call.estimate?.inputTokens ?? 0, outputTokens: clientMaxTokens(p, op) ?? maxTokens?.value ?? call.outputTokenCap ?? 0 };
     const filter = sse
       ? op === RESPONSES
-        ? new ResponsesStream(call, rename)
+        ? new ResponsesStream(call, rename, true, !background)
         : new CompletionStream(call, addUsage, rename)
       : rename === undefined
         ? new JsonAnswer(call, JSON_READ_LIMIT, op.metered)
         : new RenamedAnswer(new JsonAnswer(call, JSON_READ_LIMIT, op.metered), 'model', rename);
-    await answer.pipeTo(res, { headers, filter });
+    try {
+      await answer.pipeTo(res, { headers, filter });
+    } finally {
+      // Bound even when the client left mid-stream: a stored response outlives its stream (its creator may resume it).
+      if (op === RESPONSES) await bindResponse(this, call, p, resolved);
+    }
     if (call.model?.streamError === true) call.outcome = 'upstream_error';
     if (!sse && call.model?.metering === 'unmetered') metadataUsage(call, answer.headers.metadata);
-    if (op === RESPONSES) await bindResponse(this, call, p, resolved);
   }
 
   upstreamOf(backend: string): HttpUpstream | undefined {

@@ -15,6 +15,7 @@
  * A store that cannot answer fails closed (TG_STORE_UNAVAILABLE).
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
+import { OwnedTable } from '../../core/owned-table.ts';
 import type { RedisStore } from '../../store/redis.ts';
 
 const MEMORY_MAX = 100_000;
@@ -33,15 +34,13 @@ export interface ResponseBinding {
 
 export class ResponseOwners {
   private readonly store: RedisStore | undefined;
-  private readonly local = new Map<string, { binding: ResponseBinding; until: number }>();
+  /** This replica's bindings (without the shared store, the only record of them; with it, a cache). */
+  private readonly local: OwnedTable<ResponseBinding>;
 
-  private readonly max: number;
-  private swept = 0;
-
-  /** `max`: bindings this replica holds in memory at most (tests make it small). */
+  /** `max`: bindings this replica holds in memory at most, a tenth of them per owner (tests make it small). */
   constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
     this.store = store;
-    this.max = max;
+    this.local = new OwnedTable('stored responses', max);
   }
 
   private key(id: string): string {
@@ -50,67 +49,44 @@ export class ResponseOwners {
 
   /**
    * Binds a response id to the identity that created it; false when it is bound to another identity already (the
-   * first binding wins, here and in the shared store).
+   * first binding wins, here and in the shared store). Without the store, a full table or an owner holding its share
+   * refuses (assertRoom); never is another caller's binding dropped (its owner would lose its response).
    */
   async bind(id: string, binding: ResponseBinding): Promise<boolean> {
-    const held = this.held(id);
+    const key = this.key(id);
+    const held = this.local.get(key);
     if (held !== undefined) return held.owner === binding.owner;
-    if (this.store === undefined) return this.bindLocal(id, binding);
+    const until = Date.now() + RESPONSE_TTL_MS;
+    if (this.store === undefined) {
+      this.local.assertRoom(binding.owner);
+      return this.local.add(key, binding.owner, until, binding);
+    }
     // The shared store decides first: this replica remembers a binding only once it is known to be the store's.
     let stored: ResponseBinding | undefined;
     try {
-      const key = this.store.key(this.key(id));
-      if ((await this.store.client.set(key, JSON.stringify(binding), 'PX', RESPONSE_TTL_MS, 'NX')) === 'OK') stored = binding;
-      else stored = parse(await this.store.client.get(key));
+      const skey = this.store.key(key);
+      if ((await this.store.client.set(skey, JSON.stringify(binding), 'PX', RESPONSE_TTL_MS, 'NX')) === 'OK') stored = binding;
+      else stored = parse(await this.store.client.get(skey));
     } catch (err) {
       throw unavailable(err);
     }
     if (stored === undefined || stored.owner !== binding.owner) return false;
-    // The store holds it: this replica's copy is only a cache, skipped when its table is full.
-    if (this.local.size < this.max) this.local.set(this.key(id), { binding: stored, until: Date.now() + RESPONSE_TTL_MS });
-    return true;
-  }
-
-  /** This replica's live binding of an id. */
-  private held(id: string): ResponseBinding | undefined {
-    const key = this.key(id);
-    const e = this.local.get(key);
-    if (e === undefined) return undefined;
-    if (e.until > Date.now()) return e.binding;
-    this.local.delete(key);
-    return undefined;
-  }
-
-  /**
-   * Binds in this replica's memory (the id is known not to be held here). A full table first forgets the expired
-   * bindings; if it is still full the newcomer is refused (503 TG_OVERLOADED), never another caller's binding dropped
-   * (its owner would lose its response).
-   */
-  private bindLocal(id: string, binding: ResponseBinding): boolean {
-    const key = this.key(id);
-    this.assertRoom();
-    this.local.set(key, { binding, until: Date.now() + RESPONSE_TTL_MS });
+    // The store holds it: this replica's copy is only a cache, skipped when there is no room for it.
+    this.local.add(key, stored.owner, until, stored);
     return true;
   }
 
   /**
-   * Without the shared store: refuses (503 TG_OVERLOADED) when this replica's table is full of live bindings, so a
-   * request that would create a response no one could reach is refused before it is forwarded. The expired ones are
-   * forgotten first (at most once a second: a full table is not walked per request).
+   * Without the shared store: refuses a request of `caller` that would create a response no one could reach (503
+   * TG_OVERLOADED: the table is full; 429 TG_CAP_REACHED: the caller holds its share), before it is forwarded.
    */
-  assertRoom(): void {
-    if (this.store !== undefined || this.local.size < this.max) return;
-    const now = Date.now();
-    if (now - this.swept >= 1_000) {
-      this.swept = now;
-      for (const [k, e] of this.local) if (e.until <= now) this.local.delete(k);
-    }
-    if (this.local.size >= this.max) throw new GatewayError(Errors.OVERLOADED, 'Too many stored responses are bound on this gateway; retry later, or send store: false');
+  assertRoom(caller: string): void {
+    if (this.store === undefined) this.local.assertRoom(caller);
   }
 
   /** The binding of a response id, or undefined (unknown or expired). */
   async binding(id: string): Promise<ResponseBinding | undefined> {
-    const held = this.held(id);
+    const held = this.local.get(this.key(id));
     if (held !== undefined || this.store === undefined) return held;
     try {
       return parse(await this.store.client.get(this.store.key(this.key(id))));

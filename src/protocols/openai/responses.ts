@@ -63,13 +63,17 @@ export class ResponsesStream implements ChunkFilter {
   private sequence = -1;
   private readonly rename: Buffer | undefined;
   private readonly meter: boolean;
+  private readonly countDeltas: boolean;
 
   /**
    * `rename`: the model name the client asked for, when the route sent another to the backend; `meter`: read the
-   * events for usage (false for a stored response replayed by GET /responses/{id}?stream=true: nothing is generated).
+   * events for usage (false for a stored response replayed by GET /responses/{id}?stream=true: nothing is generated);
+   * `countDeltas`: count output deltas until the final usage (false for a background response, whose usage is its
+   * reservation until the backend reports it: it goes on generating when the client leaves).
    */
-  constructor(call: Call, rename?: string, meter = true) {
+  constructor(call: Call, rename?: string, meter = true, countDeltas = true) {
     this.call = call;
+    this.countDeltas = countDeltas;
     this.rename = rename === undefined ? undefined : Buffer.from(JSON.stringify(rename));
     this.meter = meter;
     if (meter) modelOf(call).metering = 'counted';
@@ -109,6 +113,7 @@ export class ResponsesStream implements ChunkFilter {
     const type = typeof body.type === 'string' ? body.type : '';
     if (type === 'error' || type === 'response.failed') modelOf(this.call).streamError = true;
     if (DELTAS.has(type) && !this.reported) {
+      if (!this.countDeltas) return;
       this.counted++;
       this.call.usage = { ...this.call.usage, outputTokens: this.counted };
       return;

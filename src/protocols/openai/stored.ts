@@ -20,6 +20,7 @@ import type { HttpUpstream } from '../../upstream/http-upstream.ts';
 import type { ResolvedModel } from '../../upstream/models.ts';
 import { RenamedAnswer } from '../../upstream/rename.ts';
 import { HEADERS } from './list.ts';
+import { HeaderPolicy } from '../../upstream/headers.ts';
 import { responseNotFound, type ResponseBinding, type ResponseOwners } from './owners.ts';
 import type { ParsedBody } from './request.ts';
 import { ResponsesStream } from './responses.ts';
@@ -66,7 +67,7 @@ export async function serveStored(a: StoredContext, x: Exchange, call: Call, rou
     return a.reject(call, req, res, toGatewayError(err));
   }
   // Unknown and another caller's are the same answer, before anything is forwarded or judged.
-  if (found === undefined || found.owner !== caller) return a.reject(call, req, res, responseNotFound(route.id));
+  if (found === undefined || found.owner !== caller || anonymous(call)) return a.reject(call, req, res, responseNotFound(route.id));
   const binding = found;
   call.target = { kind: 'model', name: binding.model, server: binding.backend, local: binding.upstream };
   call.upstream = binding.backend;
@@ -84,6 +85,7 @@ export async function serveStored(a: StoredContext, x: Exchange, call: Call, rou
       body: route.operation === 'responses.cancel' ? '' : undefined,
       client: res,
       idempotent: route.operation === 'responses.retrieve',
+      affinity: storedAffinity(binding.owner),
       call,
     });
     const headers = openAiRateLimitHeaders(limitNoticesOf(call));
@@ -103,38 +105,69 @@ export async function serveStored(a: StoredContext, x: Exchange, call: Call, rou
 /** A filter that passes every byte (what RenamedAnswer wraps when nothing is read). */
 const UNCHANGED: ChunkFilter = { sameBytes: true, chunk: (d) => d, end: () => undefined, fail: () => undefined };
 
+/** The anonymous principal (a route with `auth.anonymous`): every such caller is the same one, so nothing is bound. */
+function anonymous(call: Call): boolean {
+  return call.principal === undefined || call.principal.issuer === 'anonymous';
+}
+
+/** vLLM's `request_id` as the gateway accepts it: a short id of safe characters. */
+const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
 /**
  * Before a POST /responses is forwarded: the response it continues must be the caller's, and an id the caller
- * chooses (vLLM's `request_id`) is claimed for it, refused when another caller holds it.
+ * chooses (vLLM's `request_id`) is claimed for it, refused when another caller holds it. Anonymous callers cannot
+ * tell each other apart, so they get no stored state: `previous_response_id` and `request_id` are refused for them.
  */
 export async function claimResponseState(owners: ResponseOwners, call: Call, p: ParsedBody, resolved: ResolvedModel): Promise<void> {
   const caller = call.principal?.id ?? '';
   const previous = p.json.previous_response_id;
+  const chosen = p.json.request_id;
+  if (anonymous(call) && ((previous !== undefined && previous !== null) || chosen !== undefined)) {
+    throw new GatewayError(Errors.INVALID_REQUEST, 'Stored responses need an authenticated caller: previous_response_id and request_id are refused on anonymous routes', {
+      data: { param: previous !== undefined && previous !== null ? 'previous_response_id' : 'request_id' },
+    });
+  }
   if (previous !== undefined && previous !== null) {
     if (typeof previous !== 'string') throw new GatewayError(Errors.INVALID_REQUEST, 'previous_response_id must be a string', { data: { param: 'previous_response_id' } });
     await owners.check(previous, caller, 'previous_response_id');
   }
+  if (p.json.store === false || anonymous(call)) return;
   // A response the backend will store must be bindable to its creator, or no one could reach it.
-  if (p.json.store !== false) owners.assertRoom();
-  const chosen = p.json.request_id;
-  if (typeof chosen === 'string' && !(await owners.bind(chosen, bindingOf(caller, resolved)))) {
+  owners.assertRoom(caller);
+  if (chosen === undefined) return;
+  if (typeof chosen !== 'string' || !REQUEST_ID.test(chosen)) {
+    throw new GatewayError(Errors.INVALID_REQUEST, 'request_id must be 1-128 characters of A-Z, a-z, 0-9, _ . : -', { data: { param: 'request_id' } });
+  }
+  if (!(await owners.bind(chosen, bindingOf(caller, resolved)))) {
     throw new GatewayError(Errors.INVALID_REQUEST, 'request_id names a response of another caller; leave it out and the backend chooses one', { data: { param: 'request_id' } });
   }
 }
 
 /**
- * After a POST /responses answered: its id, bound to the caller (a store that failed is logged, not thrown). Not
- * with `store: false`: the backend keeps nothing to reach.
+ * After a POST /responses answered (or broke off: a stored response outlives its stream, and its creator may resume
+ * it): its id, bound to the caller (a store that failed is logged, not thrown). Not with `store: false` (the backend
+ * keeps nothing to reach), nor for anonymous callers.
  */
 export async function bindResponse(a: StoredContext, call: Call, p: ParsedBody, resolved: ResolvedModel): Promise<void> {
   const id = call.model?.responseId;
-  if (id === undefined || p.json.store === false) return;
+  if (id === undefined || p.json.store === false || anonymous(call)) return;
   try {
     await a.owners.bind(id, bindingOf(call.principal?.id ?? '', resolved));
   } catch (err) {
     a.ctx.log.warn({ err: (err as Error).message }, 'response binding not stored');
   }
 }
+
+/**
+ * The endpoint affinity of a caller's stored responses: vLLM keeps them in the memory of the server that made them,
+ * so creating, reading, cancelling, deleting and continuing them go to one endpoint of the pool while it is up.
+ */
+export function storedAffinity(owner: string): string {
+  return `openai-responses\n${owner}`;
+}
+
+/** The Responses API create: vLLM's `X-Request-Id` could name the response outside the `request_id` claim. */
+export const CREATE_HEADERS = new HeaderPolicy({ request: ['content-type', 'accept'], response: ['content-type', 'x-request-id', 'metadata'] });
 
 function bindingOf(owner: string, resolved: ResolvedModel): ResponseBinding {
   return { owner, backend: resolved.backend, model: resolved.name, upstream: resolved.upstream };

@@ -1,6 +1,6 @@
 /**
- * Per-principal counters behind the caps of `mcp.limits`: a newcomer takes a slot or is refused; a slot is given back
- * when what it stood for ends. Nothing here ever takes a slot away from its holder.
+ * Per-principal counters behind the caps (`mcp.limits`; the A2A and OpenAI ownership tables): a newcomer takes a slot
+ * or is refused; a slot is given back when what it stood for ends. Nothing here ever takes a slot away from its holder.
  */
 export class PrincipalSlots {
   private readonly held = new Map<string, number>();
