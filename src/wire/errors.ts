@@ -155,11 +155,6 @@ export function a2aJsonRpcErrorResponse(id: RpcId | null, err: GatewayError): st
 }
 
 /**
- * Writes an A2A JSON-RPC error. Every answer to a JSON-RPC message is HTTP 200, invalid envelopes and unparsable
- * bodies included (what A2A servers and the A2A TCK do); refusals of the HTTP exchange itself (authentication, size,
- * content type, load) keep their HTTP status.
- */
-/**
  * An in-band A2A JSON-RPC error as one SSE error event (HTTP 200, text/event-stream): how a2a-python 0.3 answers
  * its streaming methods (message/stream, tasks/resubscribe) whatever happens (the JS SDK's server too, for
  * tasks/resubscribe), and all a2a-python 0.3's client reads there (text/event-stream only; the JS SDK's 0.3 client
@@ -170,6 +165,11 @@ export function writeA2aJsonRpcErrorEvent(res: ServerResponse, id: RpcId | null,
   send(res, 200, `data: ${a2aJsonRpcErrorResponse(id, err)}\n\n`, err, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
 }
 
+/**
+ * Writes an A2A JSON-RPC error. Every answer to a JSON-RPC message is HTTP 200, invalid envelopes and unparsable
+ * bodies included (what A2A servers and the A2A TCK do); refusals of the HTTP exchange itself (authentication, size,
+ * content type, load) keep their HTTP status.
+ */
 export function writeA2aJsonRpcError(res: ServerResponse, id: RpcId | null, err: GatewayError): void {
   const envelope = err.def.code === 'TG_PARSE_ERROR' || err.def.code === 'TG_INVALID_REQUEST' || err.def.code === 'TG_BATCH_NOT_SUPPORTED';
   send(res, envelope || (err.def.inBand && id !== null) ? 200 : err.def.status, a2aJsonRpcErrorResponse(id, err), err);

@@ -62,6 +62,8 @@ describe('paths', () => {
 
   it('/models/stats is the statistics API, not a model; administrative paths are named, others are not', () => {
     expect(parsePath('/models/stats')).toBeUndefined();
+    expect(parsePath('/models/%73tats')).toBeUndefined();
+    expect(parsePath('/models/%73tats/ready')).toMatchObject({ operation: 'model.ready', model: 'stats' });
     expect(parsePath('/models/stats/ready')).toMatchObject({ operation: 'model.ready', model: 'stats' });
     for (const [p, api] of [
       ['/models/stats', 'statistics'],

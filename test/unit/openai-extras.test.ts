@@ -9,6 +9,7 @@ import { GatewayError, Errors } from '../../src/core/errors.ts';
 import { POST_OPERATIONS } from '../../src/protocols/openai/operations.ts';
 import { ResponseOwners } from '../../src/protocols/openai/owners.ts';
 import { claimResponseState } from '../../src/protocols/openai/stored.ts';
+import { reportUsage } from '../../src/protocols/openai/stream.ts';
 import { clientMaxTokens, estimatePromptTokens, maxOutputTokens, parseBody, policyArguments, promptBytes, upstreamBody } from '../../src/protocols/openai/request.ts';
 import { renameResponseEvent, ResponsesStream } from '../../src/protocols/openai/responses.ts';
 
@@ -166,5 +167,16 @@ describe('claimResponseState (before a POST /responses is forwarded)', () => {
     await expect(owners.check('not-kept', alice.principal!.id)).rejects.toMatchObject({ code: 'TG_RESPONSE_NOT_FOUND' });
     await claimResponseState(owners, alice, body({ model: 'm', input: 'x', request_id: 'resp_kept-1' }), resolved);
     expect(await owners.check('resp_kept-1', alice.principal!.id)).toMatchObject({ owner: alice.principal!.id });
+  });
+});
+
+describe('reportUsage', () => {
+  it('an older vLLM\'s pooling usage ({total_tokens} only) is counted as input, not left unmetered', () => {
+    const call = newCall();
+    reportUsage(call, { total_tokens: 42 });
+    expect(call.usage).toMatchObject({ inputTokens: 42, outputTokens: 0, reported: true });
+    const chat = newCall();
+    reportUsage(chat, { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 });
+    expect(chat.usage).toMatchObject({ inputTokens: 5, outputTokens: 7 });
   });
 });

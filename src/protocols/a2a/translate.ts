@@ -39,7 +39,6 @@ import type { Keep } from './tasks.ts';
 import { ClientFeed, relayStream as relayEvents, type EventSource } from './streams.ts';
 import { agentError, sdk, type Sdk } from './sdk.ts';
 
-
 /**
  * A 0.3-shaped card (the SDK's own test, isLegacyAgentCard, without loading the SDK), and also one with a 0.3 `url`
  * and `protocolVersion` that embeds the 1.0 `supportedInterfaces` (what an agent serving both versions, and the
@@ -241,7 +240,6 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
     for (const answer of streaming) answer.abort(reason);
   });
 }
-
 
 /**
  * Relays the translated events as SSE, resumably like the agent's own streams (streams.ts): each event that names a

@@ -253,7 +253,8 @@ export class KServeAdapter extends HttpProtocolAdapter {
     const id = sequenceId(json);
     // A sequence's id is rewritten: the decoded body is sent (Triton takes identity as well).
     if (id !== undefined) return sequenced(namespaced(plain, n, id, call.principal?.id ?? ''), true);
-    return { data: packed, ...(n === undefined ? {} : { binary: true as const }) };
+    // The coding as Triton compares it (lower case): the client may spell it in any case (RFC 9110 8.4.1).
+    return { data: packed, set: { 'content-encoding': coding }, ...(n === undefined ? {} : { binary: true as const }) };
   }
 
   /** Forwards to a backend and relays its answer (the backend's own errors pass as they are). */

@@ -60,7 +60,8 @@ export function parsePath(rest: string): KServePath | undefined {
   if (!rest.startsWith('/models/') || rest === '/models/stats') return undefined;
   const parts = rest.slice('/models/'.length).split('/');
   const model = decode(parts[0]!);
-  if (model === undefined) return undefined;
+  // Spelled `%73tats` it would reach Triton as /v2/models/stats all the same.
+  if (model === undefined || (model === 'stats' && parts.length === 1)) return undefined;
   let i = 1;
   let version: string | undefined;
   if (parts[i] === 'versions') {

@@ -57,8 +57,9 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     if (!session) return;
     const level = logLevelOf(params);
     if (level instanceof GatewayError) return mcp.refuse(call, res, msg.id, level);
-    session.logLevel = level;
+    // Set after the upstreams are open: one opened by this await is given the session's level when it opens.
     const ups = await Promise.all(scopeOf(session, rule).map((b) => session.upstream(b)));
+    session.logLevel = level;
     await Promise.all(ups.map((u) => u && session.applyLogLevel(u)));
     return mcp.answer(call, res, msg.id, {});
   }
@@ -95,14 +96,17 @@ export async function request(mcp: McpAdapter, req: IncomingMessage, res: Server
     // A shared (stdio) upstream's tasks are every client's: not offered (session-era.ts leaves its capability out).
     return mcp.refuse(call, res, msg.id, new GatewayError(Errors.METHOD_NOT_FOUND, `Method not found: ${method}`), modern);
   }
+  // A shared upstream's tasks are not offered: a tool call asking to run as a task runs as a plain call (the
+  // 2025-11-25 tasks page: a receiver without the capability ignores `task`), never one whose task no one can reach.
+  if (up.shared && method === 'tools/call' && params.task !== undefined) upstreamParams = { ...(upstreamParams ?? params), task: undefined };
   const forwarded: RpcRequest = upstreamParams === undefined ? msg : { ...msg, params: upstreamParams };
   let transform = namespaced && rewriteUris ? (text: string) => publicContentUris(text, target.server!) : undefined;
   if (modern && !isModernSession(up)) {
     // A 2026 client requires resultType on every result; a session-era upstream never sends it.
-    // resources/read results also need their cache hints.
+    // resources/read results also need their cache hints. Only results with a URI are parsed for the rewrite.
     const complete = method === 'resources/read' ? withReadResultHints : withResultType;
     const inner = transform;
-    transform = inner ? (text: string) => complete(inner(text)) : complete;
+    transform = inner ? (text: string) => complete(text.includes('"uri"') ? inner(text) : text) : complete;
   }
   // Results without a URI (most tool results) are relayed as the bytes they came as, unless a 2026 client needs more.
   const transformIf = transform !== undefined && namespaced && rewriteUris && !modern ? '"uri"' : undefined;

@@ -28,6 +28,8 @@ export interface UsageReport {
   readonly completion_tokens?: unknown;
   readonly input_tokens?: unknown;
   readonly output_tokens?: unknown;
+  /** All a pooling answer of an older vLLM reports (RerankUsage `{total_tokens}`): all of it input. */
+  readonly total_tokens?: unknown;
 }
 
 function count(v: unknown): number | undefined {
@@ -36,8 +38,8 @@ function count(v: unknown): number | undefined {
 
 /** Sets the call's usage from the backend's report (replacing what was counted). */
 export function reportUsage(call: Call, usage: UsageReport): void {
-  const input = count(usage.prompt_tokens) ?? count(usage.input_tokens);
   const output = count(usage.completion_tokens) ?? count(usage.output_tokens);
+  const input = count(usage.prompt_tokens) ?? count(usage.input_tokens) ?? (output === undefined ? count(usage.total_tokens) : undefined);
   if (input === undefined && output === undefined) return;
   call.usage = { ...call.usage, inputTokens: input ?? 0, outputTokens: output ?? 0, reported: true };
   modelOf(call).metering = 'reported';
