@@ -395,6 +395,8 @@ describe('an a2a-python 0.3 agent (the 0.3 reference server) behind the gateway'
   }, 60_000);
   afterAll(async () => {
     await py?.close();
+    // startA2a closes only an agent it started itself.
+    await py?.agent.close();
   });
 
   test('its card: 0.3 for a 0.3 client, 1.0 for a 1.0 client, every URL the gateway', async () => {

@@ -43,7 +43,10 @@ export async function startPythonAgent03(): Promise<TestAgent> {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
+      // uvicorn waits for open connections (a kept-alive client, a stream) on SIGTERM: not for long here.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
       await exited;
+      clearTimeout(timer);
     },
   };
 }
