@@ -5,7 +5,7 @@
 import { deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/core/errors.ts';
-import { decodeBody, requestCoding } from '../../src/protocols/kserve/coding.ts';
+import { DECODE_TOTAL_BYTES, decodeBody, requestCoding } from '../../src/protocols/kserve/coding.ts';
 import { administrativeApi, parsePath, upstreamPath } from '../../src/protocols/kserve/operations.ts';
 import { headerLength, inferenceHeader } from '../../src/protocols/kserve/request.ts';
 
@@ -39,6 +39,17 @@ describe('request codings', () => {
     await expect(decodeBody(gzipSync(Buffer.alloc(1 << 20)), 'gzip', 1000)).rejects.toMatchObject({ def: { code: 'TG_PAYLOAD_TOO_LARGE' } });
     await expect(decodeBody(text, 'gzip', 1000)).rejects.toMatchObject({ def: { code: 'TG_INVALID_REQUEST' } });
     await expect(decodeBody(gzipSync(text), 'deflate', 1000)).rejects.toMatchObject({ def: { code: 'TG_INVALID_REQUEST' } });
+  });
+
+  it('decodings in flight share one process-wide allowance of output: past it 503, and it is given back', async () => {
+    const text = Buffer.from('{"inputs":[]}');
+    const half = DECODE_TOTAL_BYTES / 2;
+    const big = gzipSync(Buffer.alloc(1 << 16));
+    // Two decodings that may each produce half the allowance fill it; a third at the same time is refused.
+    const two = [decodeBody(big, 'gzip', half), decodeBody(big, 'gzip', half)];
+    await expect(decodeBody(gzipSync(text), 'gzip', 100)).rejects.toMatchObject({ def: { code: 'TG_OVERLOADED' } });
+    await Promise.all(two);
+    expect((await decodeBody(gzipSync(text), 'gzip', 100)).equals(text)).toBe(true);
   });
 
   it('frames the binary header against the length given (a decoded body), not Content-Length', () => {

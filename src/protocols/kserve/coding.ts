@@ -34,12 +34,26 @@ export function requestCoding(headers: IncomingHttpHeaders, compressible: boolea
   throw new GatewayError(Errors.UNSUPPORTED_MEDIA_TYPE, `Content-Encoding ${raw} is not supported for ${what} bodies: ${hint}`, { headers: { 'accept-encoding': accepted } });
 }
 
+/**
+ * Bytes of decoded output that decodings in flight may produce at once, across the process: a few KB of gzip can ask
+ * for a route's whole `maxBodyBytes` of decoding (~1000x), before policy or limits have seen the call. Past it,
+ * 503 TG_OVERLOADED (the client may retry, or send the body uncompressed).
+ */
+export const DECODE_TOTAL_BYTES = 64 * 1024 * 1024;
+let decoding = 0;
+
 /** The decoded body, at most `limit` bytes (TG_PAYLOAD_TOO_LARGE past it; TG_INVALID_REQUEST when not valid data). */
 export async function decodeBody(body: Buffer, coding: RequestCoding, limit: number): Promise<Buffer> {
+  if (decoding + limit > DECODE_TOTAL_BYTES) {
+    throw new GatewayError(Errors.OVERLOADED, 'Too many compressed bodies are being decoded at once; retry later, or send the body uncompressed');
+  }
+  decoding += limit;
   try {
     return await (coding === 'gzip' ? gunzipAsync : inflateAsync)(body, { maxOutputLength: limit });
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') throw new GatewayError(Errors.PAYLOAD_TOO_LARGE, `Request body exceeds ${limit} bytes once decoded (Content-Encoding ${coding})`);
     throw new GatewayError(Errors.INVALID_REQUEST, `The body is not valid ${coding} data (Content-Encoding ${coding}): ${(err as Error).message}`);
+  } finally {
+    decoding -= limit;
   }
 }
