@@ -252,3 +252,8 @@ export function outcomeOf(err: GatewayError): Outcome {
       return 'error';
   }
 }
+
+/** The call's model facts, made on first use (adapters of model traffic fill them as the answer goes by). */
+export function modelOf(call: Call): NonNullable<Call['model']> {
+  return (call.model ??= {});
+}

@@ -103,3 +103,21 @@ export function eventData(frame: Buffer): string | undefined {
   }
   return data;
 }
+
+/**
+ * The bytes of `whole` with each of its events (`frames`, views of it) replaced by what `map` makes of it (undefined:
+ * dropped); what lies between events (a line break outside an event) stays.
+ */
+export function mapFrames(whole: Buffer, frames: readonly Buffer[], map: (frame: Buffer) => Buffer | undefined): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const f of frames) {
+    const offset = f.byteOffset - whole.byteOffset;
+    if (offset > at) parts.push(whole.subarray(at, offset));
+    const mapped = map(f);
+    if (mapped !== undefined) parts.push(mapped);
+    at = offset + f.length;
+  }
+  if (at < whole.length) parts.push(whole.subarray(at));
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}

@@ -12,16 +12,12 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { gunzipSync, inflateSync } from 'node:zlib';
-import type { Call } from '../../core/call.ts';
+import { modelOf, type Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { kserveErrorBody } from '../../wire/errors.ts';
-import { eventData, SseFramer } from '../../wire/sse-frames.ts';
+import { eventData, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
 import { renameEvent } from '../../upstream/rename.ts';
-
-function modelOf(call: Call): NonNullable<Call['model']> {
-  return (call.model ??= {});
-}
 
 /** Reads one answer object: the model that answered, and whether it is an error. True when it carries output. */
 function note(call: Call, body: unknown): boolean {
@@ -63,17 +59,7 @@ export class GenerateStream implements ChunkFilter {
     for (const f of frames) this.read(f);
     const rename = this.rename;
     if (rename === undefined || whole === undefined) return whole;
-    // The frames are views of `whole`: what lies between them (a line break outside an event) stays.
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (const f of frames) {
-      const offset = f.byteOffset - whole.byteOffset;
-      if (offset > at) parts.push(whole.subarray(at, offset));
-      parts.push(renameEvent(f, 'model_name', rename));
-      at = offset + f.length;
-    }
-    if (at < whole.length) parts.push(whole.subarray(at));
-    return Buffer.concat(parts);
+    return mapFrames(whole, frames, (f) => renameEvent(f, 'model_name', rename));
   }
 
   private read(frame: Buffer): void {

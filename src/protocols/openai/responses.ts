@@ -15,13 +15,13 @@
  * token is not delayed by the gateway's parsing). When the backend breaks mid-stream the client gets OpenAI's
  * `error` event (`{"type":"error","code","message","param","sequence_number"}`) and the stream ends cleanly.
  */
-import type { Call } from '../../core/call.ts';
+import { modelOf, type Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { renameEvent } from '../../upstream/rename.ts';
 import { prefixMember } from '../../wire/json-edit.ts';
-import { eventData, SseFramer } from '../../wire/sse-frames.ts';
-import { mapFrames, modelOf, noteResponse, reportUsage, type UsageReport } from './stream.ts';
+import { eventData, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
+import { noteResponse, reportUsage, type UsageReport } from './stream.ts';
 
 /** Events that carry generated output (one token each, for the count of a stream that breaks). */
 const DELTAS = new Set(['response.output_text.delta', 'response.reasoning_text.delta', 'response.function_call_arguments.delta', 'response.refusal.delta']);

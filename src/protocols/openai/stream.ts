@@ -15,12 +15,12 @@
  * rewritten in the bytes passed on, event by event; what the gateway reads (the response model of telemetry and
  * audit, usage) is the backend's own bytes.
  */
-import type { Call } from '../../core/call.ts';
+import { modelOf, type Call } from '../../core/call.ts';
 import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { renameEvent } from '../../upstream/rename.ts';
 import { openAiErrorBody } from '../../wire/errors.ts';
-import { eventData, SseFramer } from '../../wire/sse-frames.ts';
+import { eventData, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
 
 /** `usage` as the completions, embeddings and pooling answers give it, or as the Responses API does (input/output). */
 export interface UsageReport {
@@ -45,9 +45,6 @@ export function reportUsage(call: Call, usage: UsageReport): void {
   modelOf(call).metering = 'reported';
 }
 
-export function modelOf(call: Call): NonNullable<Call['model']> {
-  return (call.model ??= {});
-}
 
 /** What an answer says of itself: completions' choices' finish reasons, a Responses API object's status. */
 interface AnswerBody {
@@ -87,24 +84,6 @@ function producedOutput(choice: unknown): boolean {
     (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) ||
     (typeof d.reasoning_content === 'string' && d.reasoning_content !== '')
   );
-}
-
-/**
- * The bytes of `whole` with each of its events (`frames`, views of it) replaced by what `map` makes of it (undefined:
- * dropped); what lies between events (a line break outside an event) stays.
- */
-export function mapFrames(whole: Buffer, frames: readonly Buffer[], map: (frame: Buffer) => Buffer | undefined): Buffer {
-  const parts: Buffer[] = [];
-  let at = 0;
-  for (const f of frames) {
-    const offset = f.byteOffset - whole.byteOffset;
-    if (offset > at) parts.push(whole.subarray(at, offset));
-    const mapped = map(f);
-    if (mapped !== undefined) parts.push(mapped);
-    at = offset + f.length;
-  }
-  if (at < whole.length) parts.push(whole.subarray(at));
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 const DONE = Buffer.from('data: [DONE]\n\n');
