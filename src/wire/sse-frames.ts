@@ -121,3 +121,30 @@ export function mapFrames(whole: Buffer, frames: readonly Buffer[], map: (frame:
   if (at < whole.length) parts.push(whole.subarray(at));
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
+
+/**
+ * Events read after their bytes were passed on: `push` queues an event and reads the queue in a microtask (the
+ * relay writes first, so reading is never on an event's way to the client); `catchUp` reads what is queued now (at
+ * the end of a stream, or before an event that must be read in order).
+ */
+export class LateReader {
+  private unread: Buffer[] = [];
+  private readonly read: (frame: Buffer) => unknown;
+  private readonly flush = (): void => this.catchUp();
+
+  constructor(read: (frame: Buffer) => unknown) {
+    this.read = read;
+  }
+
+  push(frame: Buffer): void {
+    if (this.unread.length === 0) queueMicrotask(this.flush);
+    this.unread.push(frame);
+  }
+
+  catchUp(): void {
+    if (this.unread.length === 0) return;
+    const events = this.unread;
+    this.unread = [];
+    for (const f of events) this.read(f);
+  }
+}

@@ -20,7 +20,7 @@ import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { renameEvent } from '../../upstream/rename.ts';
 import { prefixMember } from '../../wire/json-edit.ts';
-import { eventData, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
+import { eventData, LateReader, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
 import { noteResponse, reportUsage, type UsageReport } from './stream.ts';
 
 /** Events that carry generated output (one token each, for the count of a stream that breaks). */
@@ -56,8 +56,8 @@ export class ResponsesStream implements ChunkFilter {
   private readonly call: Call;
   private readonly framer = new SseFramer();
   private readonly frames: Buffer[] = [];
-  private unread: Buffer[] = [];
-  private readonly readUnread = (): void => this.catchUp();
+  /** Events passed on but not read yet: read once their bytes were written. */
+  private readonly late = new LateReader((f) => this.read(f));
   private counted = 0;
   private reported = false;
   private sequence = -1;
@@ -85,18 +85,10 @@ export class ResponsesStream implements ChunkFilter {
     const whole = this.framer.push(data, frames);
     if (whole === undefined) return undefined;
     if (this.meter) {
-      if (this.unread.length === 0) queueMicrotask(this.readUnread);
-      for (const f of frames) this.unread.push(f);
+      for (const f of frames) this.late.push(f);
     }
     const rename = this.rename;
     return rename === undefined ? whole : mapFrames(whole, frames, (f) => renameResponseEvent(f, rename));
-  }
-
-  private catchUp(): void {
-    if (this.unread.length === 0) return;
-    const events = this.unread;
-    this.unread = [];
-    for (const f of events) this.read(f);
   }
 
   private read(frame: Buffer): void {
@@ -130,13 +122,13 @@ export class ResponsesStream implements ChunkFilter {
   }
 
   end(): Buffer | undefined {
-    this.catchUp();
+    this.late.catchUp();
     const last = this.framer.take();
     return last === undefined || this.rename === undefined ? last : renameResponseEvent(last, this.rename);
   }
 
   fail(err: GatewayError): Buffer | undefined {
-    this.catchUp();
+    this.late.catchUp();
     if (err.def === Errors.REQUEST_CANCELLED) return undefined;
     this.framer.take();
     const event = { type: 'error', code: err.def.code, message: err.message, param: null, sequence_number: this.sequence + 1 };

@@ -20,7 +20,7 @@ import { Errors, type GatewayError } from '../../core/errors.ts';
 import type { ChunkFilter } from '../../upstream/forwarder.ts';
 import { renameEvent } from '../../upstream/rename.ts';
 import { openAiErrorBody } from '../../wire/errors.ts';
-import { eventData, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
+import { eventData, LateReader, mapFrames, SseFramer } from '../../wire/sse-frames.ts';
 
 /** `usage` as the completions, embeddings and pooling answers give it, or as the Responses API does (input/output). */
 export interface UsageReport {
@@ -98,8 +98,7 @@ export class CompletionStream implements ChunkFilter {
   private readonly framer = new SseFramer();
   private readonly frames: Buffer[] = [];
   /** Events passed on but not read yet: read once their bytes were written (see `chunk`). */
-  private unread: Buffer[] = [];
-  private readonly readUnread = (): void => this.catchUp();
+  private readonly late = new LateReader((f) => this.read(f));
   private counted = 0;
   private reported = false;
   /** The caller's name for the model (JSON text), when the backend knows it by another. */
@@ -131,24 +130,15 @@ export class CompletionStream implements ChunkFilter {
     for (const f of frames) {
       if (this.strip && f.includes(USAGE_KEY)) {
         // In order: what came before it is read first.
-        this.catchUp();
+        this.late.catchUp();
         if (this.read(f)) drop = f;
         continue;
       }
-      if (this.unread.length === 0) queueMicrotask(this.readUnread);
-      this.unread.push(f);
+      this.late.push(f);
     }
     const rename = this.rename;
     if (drop === undefined && rename === undefined) return whole;
     return mapFrames(whole, frames, (f) => (f === drop ? undefined : rename === undefined ? f : renameEvent(f, 'model', rename)));
-  }
-
-  /** Reads the events passed on and not read yet. */
-  private catchUp(): void {
-    if (this.unread.length === 0) return;
-    const events = this.unread;
-    this.unread = [];
-    for (const f of events) this.read(f);
   }
 
   /** Reads one event; true when it is the usage-only chunk (empty choices, usage set). */
@@ -178,14 +168,14 @@ export class CompletionStream implements ChunkFilter {
   }
 
   end(): Buffer | undefined {
-    this.catchUp();
+    this.late.catchUp();
     // A last event without its blank line is still the client's bytes.
     const last = this.framer.take();
     return last === undefined || this.rename === undefined ? last : renameEvent(last, 'model', this.rename);
   }
 
   fail(err: GatewayError): Buffer | undefined {
-    this.catchUp();
+    this.late.catchUp();
     if (err.def === Errors.REQUEST_CANCELLED) return undefined;
     // What the broken event had sent is dropped: the error starts on an event boundary.
     this.framer.take();
