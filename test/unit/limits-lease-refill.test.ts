@@ -96,6 +96,27 @@ describe('leases refilled ahead of time, on a real Redis', () => {
     expect(refills).toBeGreaterThanOrEqual(Math.ceil(198 / 7));
   });
 
+  it('a key called far below its limit keeps a lease it spends within its lifetime: none expires with units left', async () => {
+    // 1000/s, share 0.5, lifetime 300 ms: k = 64. The caller makes one call every ~30 ms, so a lease of 64 units would
+    // last ~1 s and expire with units left (counted as spent), and the call after it would wait for Redis. A refill
+    // grows the lease only when a lease twice its size would be spent within its lifetime at the pace seen.
+    const r = await open(rate('requests: 1000, per: 1s'), '    lease: { units: 64, share: 0.5, lifetime: 300ms }\n', 'tgr:slow:');
+    await tool(r, 'warm');
+    const leases = r.service.leases!;
+    const stores: Array<string | undefined> = [];
+    for (let i = 0; i < 60; i++) {
+      const o = await tool(r, 'slow');
+      expect(o.code).toBe('ok');
+      stores.push(o.store);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+    }
+    await leases.idle();
+    process.stdout.write(`[lease refill] 60 calls ~30 ms apart: ${stores.filter((s) => s === 'redis').length} decided in Redis, ${leases.stats.unusedUnits} units expired unspent, ${leases.stats.refills} refills\n`);
+    expect(stores.slice(0, 2)).toEqual(['redis', 'redis']);
+    expect(stores.slice(2).filter((s) => s !== 'lease')).toEqual([]);
+    expect(leases.stats.unusedUnits).toBe(0);
+  });
+
   it('a rate refill refused at the edge: the units left are served, then the real refusal; exactly the burst admitted', async () => {
     // 40 an hour (one unit per 90 s: nothing comes back during the test); k = 8.
     const r = await open(rate('requests: 40, per: 1h, leaseUnits: 8'), '    lease: { units: 8, share: 0.5, lifetime: 1s }\n', 'tgr:edge:');

@@ -7,7 +7,7 @@
  */
 import type { CounterStore } from './counters.ts';
 import type { Op, OpResult } from './decide.ts';
-import { maxSize, need, noop, serves, type KeyState } from './lease-state.ts';
+import { maxSize, need, noop, serves, type KeyState, type Lease } from './lease-state.ts';
 
 export interface RefillStats {
   refillsStarted: number;
@@ -35,6 +35,18 @@ export function refillOp(op: Op, st: KeyState): Op | undefined {
   return { kind: 'b', key: op.key, limit: op.limit, amount: 0, expireAtMs: op.expireAtMs, take, sharePpm: op.lease.sharePpm, least: unit };
 }
 
+/**
+ * Whether the key's lease may double (`st.size`, up to the op's k): only when the lease that size leaves held, 2 x size
+ * - 1 calls' units, would be spent within its lifetime at the pace of `l` (the units spent since its last grant, in
+ * the time since). A key called more slowly keeps its size: a larger lease would expire with units left (counted as
+ * spent, so a slow caller's limit would run out faster than it calls), and the call after it would wait for the store.
+ */
+export function grow(st: KeyState, l: Lease, op: Op, now: number): void {
+  const lifetime = op.lease?.lifetimeMs ?? 0;
+  const spent = l.full - l.units;
+  if (spent > 0 && (now - (l.expiresAt - lifetime)) * (2 * st.size - 1) * need(op) <= lifetime * spent) st.size = Math.min(maxSize(op), st.size * 2);
+}
+
 /** The keys of one refill; `crossed`: that key's lease was at its mark (the others come along). */
 type Batch = Array<{ readonly op: Op; readonly st: KeyState; readonly crossed: boolean }>;
 
@@ -56,8 +68,8 @@ export class Refills {
     this.at = at;
   }
 
-  /** After a call served wholly from leases (`states[i]` holds `ops[i]`'s lease). */
-  after(ops: readonly Op[], states: readonly KeyState[]): void {
+  /** After a call served wholly from leases at `now` (`states[i]` holds `ops[i]`'s lease). */
+  after(ops: readonly Op[], states: readonly KeyState[], now: number): void {
     if (this.at <= 0) return;
     const low = (st: KeyState): boolean => !st.lease!.refilled && st.inflight === undefined && st.lease!.units <= st.lease!.full * this.at;
     if (!states.some(low) || !this.inner.available) return;
@@ -67,7 +79,7 @@ export class Refills {
       if (st.inflight !== undefined || batch.some((b) => b.st === st)) continue;
       const crossed = low(st);
       st.lease!.refilled = true;
-      st.size = Math.min(maxSize(op), st.size * 2);
+      grow(st, st.lease!, op, now);
       st.waitCap = Math.max(0, Math.floor(((st.size - 1) * need(op) - st.lease!.units) / Math.max(1, need(op))));
       batch.push({ op, st, crossed });
     }

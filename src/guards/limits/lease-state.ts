@@ -31,7 +31,7 @@ export interface KeyState {
   /** Calls waiting for it, and how many may (the calls it should serve). */
   waiters: number;
   waitCap: number;
-  /** Units (rate) or reservations (budget) the next lease asks for: doubles when one is spent, halves when one expires unused. */
+  /** Units (rate) or reservations (budget) the next lease asks for: doubles when one is spent or refilled at a pace that spends it (lease-refill.ts `grow`), halves when one expires unused. */
   size: number;
 }
 

@@ -10,7 +10,9 @@
  * lease, and the units are bounded anyway). The fleet never admits more than the bucket allows plus the units held
  * unused at the start of a window (at most replicas x (k - 1) per key), and may refuse while another replica holds
  * unused units (the same bound). A key's lease size adapts: it starts at 2, doubles up to k each time a lease is
- * spent, and halves (to 2 at least) each time one expires with units left.
+ * spent or refilled while the key's pace would spend the doubled lease within its lifetime (lease-refill.ts `grow`:
+ * a slow caller's lease does not outgrow its calls and expire with units left, counted as spent), and halves (to 2
+ * at least) each time one expires with units left.
  *
  * Budget leases. A budget op (limits.lease.budgets: up to `reservations`, default 8) of a busy key asks for its
  * reservation plus up to (reservations - 1) more reservations of the same amount (`take`); the script reserves the
@@ -28,7 +30,7 @@
  *
  * Refill ahead of time (limits.lease.refillAt, default 0.5; lease-refill.ts): when a call served from leases leaves
  * one of them at or under that share of what its last grant left it holding, ONE script tops up every key of the call
- * that has room (their sizes double, up to k), sent on the next turn of the event loop: the call does not wait. Each
+ * that has room (their sizes double, up to k, at a pace that spends them: `grow`), sent on the next turn of the event loop: the call does not wait. Each
  * key is topped up to what an inline lease of its size leaves held (rate: size - 1 units, so at most k - 1 held at any
  * time, as before: the fleet bound replicas x (k - 1) and plan.ts's waste cap are unchanged; budget: size - 1
  * reservations of the call's amount, the extra only within `share` of what remains and at least one reservation, so
@@ -49,8 +51,8 @@
  */
 import type { CounterStore } from './counters.ts';
 import type { Adjustment, Op, OpResult, Verdict } from './decide.ts';
-import { Refills } from './lease-refill.ts';
-import { GiveBacks, KeyTable, maxSize, need, noop, serves, topUp, type KeyState, type Lease } from './lease-state.ts';
+import { grow, Refills } from './lease-refill.ts';
+import { GiveBacks, KeyTable, need, noop, serves, topUp, type KeyState, type Lease } from './lease-state.ts';
 
 export class LeasingCounterStore implements CounterStore {
   readonly kind: CounterStore['kind'];
@@ -134,11 +136,11 @@ export class LeasingCounterStore implements CounterStore {
       const units = need(op);
       l.units -= units;
       st.lastAt = now;
-      if (l.units < units) st.size = Math.min(maxSize(op), st.size * 2);
+      if (l.units < units) grow(st, l, op, now);
       results.push({ admitted: true, value: op.kind === 'r' ? 0 : op.limit - l.base - l.units, remaining: l.base + l.units, granted: units });
     }
     this.stats.served++;
-    if (!this.closed) this.refills.after(ops, states);
+    if (!this.closed) this.refills.after(ops, states, now);
     return { admitted: true, nowUs: Math.floor(this.inner.nowMs() * 1000), results, leased: ops.map(() => true) };
   }
 
