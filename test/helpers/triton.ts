@@ -1,10 +1,11 @@
 /**
  * A real Triton Inference Server for the KServe v2 tests: tritonserver bundled by nvidia-pytriton, on CPU, from the
  * virtualenv scripts/install-tools.sh builds (~/.cache/tollgate/venv-triton), serving the models of
- * test/python/triton_models.py (`add` FP32, text `echo`, decoupled `stream`). Started once per test file (a cold
- * start takes ~7-13 s), ready when every model answers /v2/models/<m>/ready (the server's own /v2/health/ready
- * answers 200 before any model has loaded), stopped with SIGTERM (the script exits cleanly and PyTriton removes its
- * workspace). A missing virtualenv fails the test run; it never skips.
+ * test/python/triton_models.py (`add` FP32, text `echo`, decoupled `stream`, `tally` stateful by its generate
+ * `sequence_id`). Started once per test file (a cold start takes ~7-13 s), ready when every model answers
+ * /v2/models/<m>/ready (the server's own /v2/health/ready answers 200 before any model has loaded), stopped with
+ * SIGTERM (the script exits cleanly and PyTriton removes its workspace). A missing virtualenv fails the test run; it
+ * never skips.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { freePort } from './net.ts';
 
 export const TRITON_VENV = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.cache/tollgate'), 'venv-triton');
 export const TRITON_PYTHON = join(TRITON_VENV, 'bin/python');
-export const TRITON_MODELS = ['add', 'echo', 'stream'] as const;
+export const TRITON_MODELS = ['add', 'echo', 'stream', 'tally'] as const;
 
 export interface Triton {
   /** http://127.0.0.1:<port> (KServe v2 over HTTP). */

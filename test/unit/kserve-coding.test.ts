@@ -130,4 +130,16 @@ describe('sequence ids (sequence.ts)', () => {
     expect(b.data.subarray(0, b.headerLength).toString()).toBe(`{"inputs":[],"parameters":{"sequence_id":${JSON.stringify(b.sequence)}}}`);
     expect([...b.data.subarray(b.headerLength)]).toEqual([1, 2, 3, 4]);
   });
+
+  it('a generate body\'s top-level sequence_id is mapped in place too, the same id as in parameters', async () => {
+    const { callerSequence, namespaced, withSequenceId } = await import('../../src/protocols/kserve/sequence.ts');
+    const text = '{ "text_input":"sequence_id", "sequence_id" : 7, "parameters":{"sequence_id":9}}';
+    expect(withSequenceId(Buffer.from(text), 42, 'top')!.toString()).toBe(text.replace('"sequence_id" : 7', '"sequence_id" : 42'));
+    expect(withSequenceId(Buffer.from('{"text_input":"x","parameters":{"sequence_id":9}}'), 42, 'top')).toBeUndefined();
+    const top = namespaced(Buffer.from('{"text_input":"x","sequence_id":"s"}'), undefined, 's', 'spiffe://x/a', 'top');
+    const inner = namespaced(Buffer.from('{"text_input":"x","parameters":{"sequence_id":"s"}}'), undefined, 's', 'spiffe://x/a');
+    expect(top.sequence).toBe(inner.sequence);
+    expect(top.sequence).toBe(callerSequence('spiffe://x/a', 's'));
+    expect(top.data.toString()).toBe(`{"text_input":"x","sequence_id":${JSON.stringify(top.sequence)}}`);
+  });
 });
