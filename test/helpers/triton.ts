@@ -17,6 +17,20 @@ export const TRITON_VENV = join(process.env.TOLLGATE_CACHE ?? join(homedir(), '.
 export const TRITON_PYTHON = join(TRITON_VENV, 'bin/python');
 export const TRITON_MODELS = ['add', 'echo', 'stream', 'tally'] as const;
 
+/** What a Triton is started with: the script (it takes --http-port, --grpc-port, --metrics-port) and its models. */
+export interface TritonSetup {
+  readonly script: string;
+  readonly models: readonly string[];
+}
+
+/** The PyTriton models of test/python/triton_models.py (the default). */
+export const PYTRITON_MODELS: TritonSetup = { script: 'test/python/triton_models.py', models: TRITON_MODELS };
+/**
+ * A stateful model behind Triton's sequence batcher (`accumulate`, test/python/triton_sequence_models.py): the same
+ * bundled tritonserver run directly, since PyTriton cannot configure sequence batching.
+ */
+export const SEQUENCE_MODELS: TritonSetup = { script: 'test/python/triton_sequence_models.py', models: ['accumulate'] };
+
 export interface Triton {
   /** http://127.0.0.1:<port> (KServe v2 over HTTP). */
   readonly url: string;
@@ -29,10 +43,10 @@ export interface Triton {
 /** Cold start ~7 s idle, ~13 s on a loaded machine (measured); 120 s leaves room for a 2-core machine under CI load. */
 const START_DEADLINE_MS = 120_000;
 
-export async function startTriton(): Promise<Triton> {
+export async function startTriton(setup: TritonSetup = PYTRITON_MODELS): Promise<Triton> {
   if (!existsSync(TRITON_PYTHON)) throw new Error(`${TRITON_PYTHON} is missing: run scripts/install-tools.sh (it builds the Triton virtualenv)`);
   const [port, grpc, metrics] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(TRITON_PYTHON, ['test/python/triton_models.py', '--http-port', String(port), '--grpc-port', String(grpc), '--metrics-port', String(metrics)], {
+  const child = spawn(TRITON_PYTHON, [setup.script, '--http-port', String(port), '--grpc-port', String(grpc), '--metrics-port', String(metrics)], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONUNBUFFERED: '1' },
   });
@@ -47,7 +61,7 @@ export async function startTriton(): Promise<Triton> {
   const url = `http://127.0.0.1:${port}`;
   const triton: Triton = { url, port, log: () => output, stop: () => stop(child, exited) };
   const deadline = Date.now() + START_DEADLINE_MS;
-  for (const model of TRITON_MODELS) {
+  for (const model of setup.models) {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`Triton exited with ${child.exitCode} before ${model} was ready:\n${output.slice(-4000)}`);
       if (await ready(`${url}/v2/models/${model}/ready`)) break;
