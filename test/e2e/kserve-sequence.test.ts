@@ -87,6 +87,20 @@ describe('a stateful model (Triton sequence batcher) through a shared gateway', 
     }
   });
 
+  it('uint64 ids past 2^53 name two sequences, as at Triton', async () => {
+    const say64 = async (id: string, text: string, flags: string): Promise<string> => {
+      const body = `{"inputs":[{"name":"text_input","datatype":"BYTES","shape":[1,1],"data":["${text}"]}],"parameters":{"sequence_id":${id}${flags}}}`;
+      const res = await fetch(`${gw.url}/v2/models/accumulate/infer`, { method: 'POST', headers: auth(gw), body });
+      const json = (await res.json()) as { outputs?: { data: string[] }[]; error?: string };
+      expect(res.status, json.error).toBe(200);
+      return json.outputs![0]!.data[0]!.split(' |')[0]!;
+    };
+    expect(await say64('18446744073709551615', 'x1', ',"sequence_start":true')).toBe('x1');
+    expect(await say64('18446744073709551614', 'y1', ',"sequence_start":true')).toBe('y1');
+    expect(await say64('18446744073709551615', 'x2', ',"sequence_end":true')).toBe('x1 x2');
+    expect(await say64('18446744073709551614', 'y2', ',"sequence_end":true')).toBe('y1 y2');
+  });
+
   it('generate and generate_stream cannot reach it: Triton refuses them (no correlation id), passed on as written', async () => {
     for (const op of ['generate', 'generate_stream']) {
       for (const body of [{ text_input: 'x', parameters: { sequence_id: 5, sequence_start: true } }, { text_input: 'x', sequence_id: 'chat', sequence_start: true }]) {

@@ -492,6 +492,25 @@ describe('sequence ids are the caller\'s own', () => {
     expect(Buffer.concat(captured).toString()).toContain(plain);
   });
 
+  it('uint64 ids past 2^53 stay apart; an infer id Triton cannot read as a uint64 is refused before it gets there', async () => {
+    const at = async (id: string): Promise<unknown> => {
+      captured = [];
+      const res = await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body: `{"inputs":${JSON.stringify(ADD.inputs)},"parameters":{"sequence_id":${id}}}` });
+      expect(res.status, res.body.toString()).toBe(200);
+      return seen()[0];
+    };
+    expect(await at('18446744073709551615')).not.toEqual(await at('18446744073709551614'));
+    expect(await at('77')).toEqual(await send(AGENT, 77, 'json'));
+    for (const bad of ['-3', '1.5', '1e3', '18446744073709551616']) {
+      const body = `{"inputs":${JSON.stringify(ADD.inputs)},"parameters":{"sequence_id":${bad}}}`;
+      // Triton refuses it too ("Unable to parse 'sequence_id'"), with a 500.
+      expect((await raw(`${triton.url}/v2/models/add/infer`, { body })).status, bad).not.toBe(200);
+      captured = [];
+      expect(kserveError(await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body }), 400, 'TG_INVALID_REQUEST')).toMatch(/unsigned 64-bit integer/);
+      expect(captured).toHaveLength(0);
+    }
+  });
+
   type Generation = 'generate' | 'generate_stream';
 
   /** A generate or generate_stream call through the capture relay: the answer, and the sequence ids Triton saw. */

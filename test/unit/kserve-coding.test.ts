@@ -142,4 +142,26 @@ describe('sequence ids (sequence.ts)', () => {
     expect(top.sequence).toBe(callerSequence('spiffe://x/a', 's'));
     expect(top.data.toString()).toBe(`{"text_input":"x","sequence_id":${JSON.stringify(top.sequence)}}`);
   });
+
+  it('a number is the id as written: uint64 ids past 2^53 stay apart; infer refuses one Triton cannot read as a uint64', async () => {
+    const { callerSequence, namespaced } = await import('../../src/protocols/kserve/sequence.ts');
+    const p = 'spiffe://x/a';
+    const body = (id: string): Buffer => Buffer.from(`{"inputs":[],"parameters":{"sequence_id":${id}}}`);
+    const map = (id: string, place?: 'parameters'): number | string => namespaced(body(id), undefined, JSON.parse(id) as number, p, place).sequence;
+    // JSON.parse reads both as 18446744073709552000: Triton reads two sequences.
+    expect(map('18446744073709551615')).not.toBe(map('18446744073709551614'));
+    expect(map('9007199254740993')).not.toBe(map('9007199254740992'));
+    // Ids up to 2^53 map as they always have; a generate body's id maps to the same as infer's.
+    expect(map('7')).toBe(callerSequence(p, 7));
+    expect(map('18446744073709551615', 'parameters')).toBe(map('18446744073709551615'));
+    // Binary header: the same.
+    const header = body('18446744073709551615');
+    expect(namespaced(Buffer.concat([header, Buffer.from([1])]), header.length, 18446744073709551615, p).sequence).toBe(map('18446744073709551615'));
+    for (const bad of ['-3', '1.5', '1e3', '5.0', '18446744073709551616']) {
+      // Triton: "Unable to parse 'sequence_id'" (a uint64 as written, or a string).
+      expect(() => map(bad), bad).toThrow(/unsigned 64-bit integer/);
+      // generate hands any number to the model as a request parameter: mapped.
+      expect(typeof map(bad, 'parameters'), bad).toBe('number');
+    }
+  });
 });

@@ -111,7 +111,7 @@ export function sequenceId(header: Record<string, unknown>): number | string | u
  * both places is refused (TG_INVALID_REQUEST): Triton would set that parameter twice and the model would see
  * whichever comes last in the body, so neither policies nor the endpoint affinity could tell which one it is.
  */
-export function generateSequence(body: Record<string, unknown>): { id: number | string; place: SequencePlace } | undefined {
+export function generateSequence(body: Record<string, unknown>): { id: number | string; place: Exclude<SequencePlace, 'correlation'> } | undefined {
   const params = body.parameters;
   const inParams = typeof params === 'object' && params !== null && Object.hasOwn(params, 'sequence_id');
   if (inParams && Object.hasOwn(body, 'sequence_id')) {
