@@ -61,17 +61,6 @@ function written(id: number | string, token: string, place: SequencePlace): numb
   return integer ? BigInt(token) : id;
 }
 
-/**
- * `json` (a JSON object's bytes: a body or a binary request's header, which JSON.parse accepted) with the value of
- * its sequence id at `place` replaced by `value`; undefined when it has none there.
- */
-export function withSequenceId(json: Buffer, value: number | string, place: SequencePlace = 'correlation'): Buffer | undefined {
-  // latin1: one character per byte, so offsets are byte offsets (the members scanned are ASCII).
-  const r = idRange(json.toString('latin1'), place);
-  if (r === undefined) return undefined;
-  return Buffer.concat([json.subarray(0, r.start), Buffer.from(JSON.stringify(value)), json.subarray(r.end)]);
-}
-
 /** A body to forward with its sequence id mapped into the caller's namespace. */
 export interface NamespacedBody {
   readonly data: Buffer;
@@ -88,6 +77,7 @@ export interface NamespacedBody {
  */
 export function namespaced(body: Buffer, headerLength: number | undefined, id: number | string, principal: string, place: SequencePlace = 'correlation'): NamespacedBody {
   const json = headerLength === undefined ? body : body.subarray(0, headerLength);
+  // latin1: one character per byte, so offsets are byte offsets (the members scanned are ASCII).
   const text = json.toString('latin1');
   const r = idRange(text, place);
   const sequence = callerSequence(principal, r === undefined ? id : written(id, text.slice(r.start, r.end), place));
