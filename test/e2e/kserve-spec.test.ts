@@ -11,7 +11,10 @@
  *   codings get 415 naming the accepted ones; Accept-Encoding reaches Triton and its compressed answer is relayed;
  * - bad requests get the status Triton gives them, Triton's own errors byte for byte, the gateway's in KServe's shape;
  * - the requests of one sequence (Triton's sequence extension: stateful models keep its state in one server) reach
- *   one endpoint of a pool (two TCP relays in front of the Triton, test/helpers/tcp-proxy.ts).
+ *   one endpoint of a pool (two TCP relays in front of the Triton, test/helpers/tcp-proxy.ts), infer, generate and
+ *   generate_stream alike;
+ * - sequence ids are each caller's own, in infer bodies and in generate / generate_stream bodies (where Triton hands
+ *   `sequence_id` to the model as a request parameter): a model keeping state by it (`tally`) keeps callers apart.
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
@@ -67,9 +70,9 @@ beforeAll(async () => {
       kserveRoute('everything', ['triton'], { models: [{ pattern: '*', backend: 'triton' }] }, '/all/v2') +
       // A pool of two endpoints (no health probes: the relays count only the calls' bytes).
       kserveBackend('pair', { endpoints: relays.map((r) => ({ url: r.url })), healthCheck: { enabled: false } }) +
-      kserveRoute('pair', ['pair'], { models: [{ name: 'add', backend: 'pair' }] }, '/pair/v2') +
+      kserveRoute('pair', ['pair'], { models: [{ name: 'add', backend: 'pair' }, { name: 'echo', backend: 'pair' }] }, '/pair/v2') +
       kserveBackend('capture', { url: `http://127.0.0.1:${capturePort}`, healthCheck: { enabled: false } }) +
-      kserveRoute('capture', ['capture'], { models: [{ name: 'add', backend: 'capture' }] }, '/capture/v2'),
+      kserveRoute('capture', ['capture'], { models: ['add', 'echo', 'stream', 'tally'].map((name) => ({ name, backend: 'capture' })) }, '/capture/v2'),
   });
   finished = recordCalls(gw);
   await eventually(async () => (await fetch(`${gw.url}/v2/health/ready`, { headers: auth(gw) })).status === 200, 20_000, 'the Triton pool to pass its health checks');
@@ -417,6 +420,25 @@ describe('sequences (Triton sequence extension)', () => {
     }
     expect(sent().map((n, i) => n - before[i]!).every((n) => n > 0)).toBe(true);
   });
+
+  it('a sequence mixing infer, generate and generate_stream calls of one model stays on one endpoint', async () => {
+    const ops = ['infer', 'generate', 'generate_stream'] as const;
+    const call = async (op: (typeof ops)[number], parameters: Record<string, unknown>): Promise<void> => {
+      const body = op === 'infer' ? { inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1], data: ['hi'] }], parameters } : { text_input: 'hi', parameters };
+      const res = await raw(`${gw.url}/pair/v2/models/echo/${op}`, { headers: auth(gw), body: JSON.stringify(body) });
+      expect(res.status, `${op}: ${res.body.toString()}`).toBe(200);
+    };
+    for (const id of [4321, 'talk-9']) {
+      const before = sent();
+      for (let i = 0; i < 9; i++) await call(ops[i % 3]!, { sequence_id: id, sequence_start: i === 0, sequence_end: i === 8 });
+      const grew = sent().map((n, i) => n - before[i]!);
+      expect(grew.filter((n) => n > 0), `sequence ${id}: bytes per endpoint ${grew.join(', ')}`).toHaveLength(1);
+    }
+    // Many generate sequences: both endpoints serve some.
+    const before = sent();
+    for (let id = 1; id <= 24; id++) await call(id % 2 === 0 ? 'generate' : 'generate_stream', { sequence_id: id });
+    expect(sent().map((n, i) => n - before[i]!).every((n) => n > 0)).toBe(true);
+  });
 });
 
 describe('sequence ids are the caller\'s own', () => {
@@ -468,5 +490,91 @@ describe('sequence ids are the caller\'s own', () => {
     const plain = JSON.stringify({ ...ADD, parameters: { sequence_id: 0, priority: 1 } });
     expect((await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body: plain })).status).toBe(200);
     expect(Buffer.concat(captured).toString()).toContain(plain);
+  });
+
+  it('uint64 ids past 2^53 stay apart; an infer id Triton cannot read as a uint64 is refused before it gets there', async () => {
+    const at = async (id: string): Promise<unknown> => {
+      captured = [];
+      const res = await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body: `{"inputs":${JSON.stringify(ADD.inputs)},"parameters":{"sequence_id":${id}}}` });
+      expect(res.status, res.body.toString()).toBe(200);
+      return seen()[0];
+    };
+    expect(await at('18446744073709551615')).not.toEqual(await at('18446744073709551614'));
+    expect(await at('77')).toEqual(await send(AGENT, 77, 'json'));
+    for (const bad of ['-3', '1.5', '1e3', '18446744073709551616']) {
+      const body = `{"inputs":${JSON.stringify(ADD.inputs)},"parameters":{"sequence_id":${bad}}}`;
+      // Triton refuses it too ("Unable to parse 'sequence_id'"), with a 500.
+      expect((await raw(`${triton.url}/v2/models/add/infer`, { body })).status, bad).not.toBe(200);
+      captured = [];
+      expect(kserveError(await raw(`${gw.url}/capture/v2/models/add/infer`, { headers: auth(gw), body }), 400, 'TG_INVALID_REQUEST')).toMatch(/unsigned 64-bit integer/);
+      expect(captured).toHaveLength(0);
+    }
+  });
+
+  type Generation = 'generate' | 'generate_stream';
+
+  /** A generate or generate_stream call through the capture relay: the answer, and the sequence ids Triton saw. */
+  async function generate(who: string, op: Generation, body: string, model = 'echo'): Promise<{ answer: Raw; ids: unknown[]; args: Record<string, unknown> }> {
+    captured = [];
+    const since = finished.length;
+    const answer = await raw(`${gw.url}/capture/v2/models/${model}/${op}`, { headers: auth(gw, who), body });
+    const call = await callAfter(since);
+    return { answer, ids: seen(), args: call.args as Record<string, unknown> };
+  }
+
+  it('generate and generate_stream: Triton sees the id infer gets for the same caller, another for another caller', async () => {
+    for (const op of ['generate', 'generate_stream'] as const) {
+      for (const id of [77, 'chat-1']) {
+        const infer = await send(AGENT, id, 'json');
+        const body = JSON.stringify({ text_input: 'hi', parameters: { sequence_id: id, sequence_start: true, sequence_end: true } });
+        const mine = await generate(AGENT, op, body);
+        expect(mine.answer.status, mine.answer.body.toString()).toBe(200);
+        expect(mine.ids, `${op} ${id}`).toEqual([infer]);
+        // Policies see the caller's own id.
+        expect((mine.args.parameters as { sequence_id: unknown }).sequence_id).toEqual(id);
+        // The answer is Triton's, byte for byte, as the caller's own request would get it.
+        const direct = await raw(`${triton.url}/v2/models/echo/${op}`, { body });
+        expect(mine.answer.body.toString()).toBe(direct.body.toString());
+        expect((await generate(AGENT, op, body)).ids).toEqual([infer]);
+        const theirs = await generate(OTHER, op, body);
+        expect(theirs.ids).toHaveLength(1);
+        expect(theirs.ids[0]).not.toEqual(infer);
+        // A top-level sequence_id reaches the model as the same request parameter (Triton passes every member that
+        // is not an input as one): mapped the same way.
+        const top = await generate(AGENT, op, JSON.stringify({ text_input: 'hi', sequence_id: id }));
+        expect(top.answer.status, top.answer.body.toString()).toBe(200);
+        expect(top.ids).toEqual([infer]);
+        expect(top.args.sequence_id).toEqual(id);
+      }
+    }
+  });
+
+  it('generate bodies without a sequence reach Triton byte for byte; one naming it twice is refused', async () => {
+    for (const op of ['generate', 'generate_stream'] as const) {
+      for (const body of ['{ "text_input" : "h\u00e9" , "parameters":{"sequence_id":0,"temperature":0.50} }', '{"text_input":"hi","sequence_id":"","parameters":{"max_tokens":3}}', '{"text_input":"hi"}']) {
+        const r = await generate(AGENT, op, body);
+        expect(r.answer.status, r.answer.body.toString()).toBe(200);
+        expect(Buffer.concat(captured).toString()).toContain(body);
+      }
+      // Both places at once: Triton would hand the model whichever comes last; the gateway does not guess.
+      const twice = await generate(AGENT, op, JSON.stringify({ text_input: 'hi', sequence_id: 5, parameters: { sequence_id: 6 } }));
+      expect(kserveError(twice.answer, 400, 'TG_INVALID_REQUEST')).toMatch(/sequence_id/);
+      expect(captured).toHaveLength(0);
+    }
+  });
+
+  it('a model keeping state by the generate sequence_id keeps two callers naming the same id apart', async () => {
+    const say = async (who: string, text: string, flags: Record<string, boolean>, op: Generation = 'generate'): Promise<string> => {
+      const r = await generate(who, op, JSON.stringify({ text_input: text, parameters: { sequence_id: 5, ...flags } }), 'tally');
+      expect(r.answer.status, r.answer.body.toString()).toBe(200);
+      const json = op === 'generate' ? r.answer.body.toString() : r.answer.body.toString().replace(/^data: /, '');
+      return (JSON.parse(json) as { text_output: string }).text_output;
+    };
+    expect(await say(AGENT, 'a1', { sequence_start: true })).toBe('a1');
+    // The other caller names the same id: it starts its own sequence, it does not read or feed the first one.
+    expect(await say(OTHER, 'b1', {}, 'generate_stream')).toBe('b1');
+    expect(await say(AGENT, 'a2', {}, 'generate_stream')).toBe('a1 a2');
+    expect(await say(OTHER, 'b2', { sequence_end: true })).toBe('b1 b2');
+    expect(await say(AGENT, 'a3', { sequence_end: true })).toBe('a1 a2 a3');
   });
 });

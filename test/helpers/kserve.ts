@@ -14,7 +14,7 @@ export const AGENT = 'spiffe://example.org/agents/kserve-test';
 export const SUPPORT = 'spiffe://example.org/agents/support';
 
 /** The model names callers use in these tests (all on the test policy's allow-list). */
-export const TEST_MODELS = ['add', 'echo', 'stream', 'sum', 'triton-nope', 'triton-add', 'triton-echo', 'triton-stream', 'unrouted'];
+export const TEST_MODELS = ['add', 'echo', 'stream', 'tally', 'accumulate', 'sum', 'triton-nope', 'triton-add', 'triton-echo', 'triton-stream', 'unrouted'];
 
 export function kserveBackend(name: string, spec: Record<string, unknown>): string {
   return `---

@@ -7,6 +7,10 @@ Models (KServe v2 over HTTP on P):
   echo    BYTES text_input[1] -> text_output[1]           (generate; infer)
   stream  BYTES text_input[1] -> text_output[1], decoupled (generate_stream): one response per word of the input,
           "repeat N D" sends N words D ms apart, "fail" raises before answering, "break N" raises after N words.
+  tally   BYTES text_input[1] -> text_output[1] (generate): stateful by the request's `sequence_id` parameter (what
+          Triton makes of a generate body's `sequence_id`: a request parameter, not a correlation id): answers every
+          text of that sequence so far, joined by spaces; `sequence_start` begins it afresh, `sequence_end` forgets
+          it. Without a sequence_id it answers the text alone.
 Prints "READY" on stdout once every model is loaded (the test still waits on /v2/models/<m>/ready). SIGTERM ends it
 cleanly (sys.exit(0): PyTriton removes its workspace).
 """
@@ -31,6 +35,29 @@ def echo(requests):
     for r in requests:
         text = r["text_input"]
         out.append({"text_output": np.array([bytes(t) for t in text.reshape(-1)], dtype=np.object_)})
+    return out
+
+
+TALLIES = {}
+
+
+def tally(requests):
+    out = []
+    for r in requests:
+        params = r.parameters or {}
+        text = bytes(r["text_input"].reshape(-1)[0]).decode("utf-8")
+        key = params.get("sequence_id")
+        if key is None:
+            answer = text
+        else:
+            if params.get("sequence_start"):
+                TALLIES.pop(key, None)
+            seen = TALLIES.setdefault(key, [])
+            seen.append(text)
+            answer = " ".join(seen)
+            if params.get("sequence_end"):
+                TALLIES.pop(key, None)
+        out.append({"text_output": np.array([answer.encode("utf-8")], dtype=np.object_)})
     return out
 
 
@@ -79,6 +106,7 @@ def main():
             config=ModelConfig(max_batch_size=8),
         )
         triton.bind(model_name="echo", infer_func=echo, inputs=text_in, outputs=text_out, config=ModelConfig(batching=False))
+        triton.bind(model_name="tally", infer_func=tally, inputs=text_in, outputs=text_out, config=ModelConfig(batching=False))
         triton.bind(model_name="stream", infer_func=stream, inputs=text_in, outputs=text_out, config=ModelConfig(batching=False, decoupled=True))
         print("READY", flush=True)
         triton.serve()

@@ -116,18 +116,56 @@ describe('duplicate members (wire/json-duplicates.ts)', () => {
 
 describe('sequence ids (sequence.ts)', () => {
   it('maps a caller\'s id into its own namespace, in place, the rest of the bytes as sent', async () => {
-    const { callerSequence, namespaced, withSequenceId } = await import('../../src/protocols/kserve/sequence.ts');
+    const { callerSequence, namespaced } = await import('../../src/protocols/kserve/sequence.ts');
     const a = callerSequence('spiffe://x/a', 7);
     expect(Number.isSafeInteger(a) && (a as number) > 0).toBe(true);
     expect(callerSequence('spiffe://x/a', 7)).toBe(a);
     expect(callerSequence('spiffe://x/b', 7)).not.toBe(a);
     expect(callerSequence('spiffe://x/a', '7')).toMatch(/^tg-[0-9a-f]{32}$/);
     const text = '{"inputs":[{"data":[1.50,12345678901234567890]}], "parameters" : { "priority":1, "sequence_id" : 7 ,"sequence_start":true}}';
-    expect(withSequenceId(Buffer.from(text), 42)!.toString()).toBe(text.replace('"sequence_id" : 7 ', '"sequence_id" : 42 '));
-    expect(withSequenceId(Buffer.from('{"parameters":{"priority":1}}'), 42)).toBeUndefined();
+    const m = namespaced(Buffer.from(text), undefined, 7, 'spiffe://x/a');
+    expect(m.sequence).toBe(a);
+    expect(m.data.toString()).toBe(text.replace('"sequence_id" : 7 ', `"sequence_id" : ${a} `));
+    expect(namespaced(Buffer.from('{"parameters":{"priority":1}}'), undefined, 7, 'spiffe://x/a').data.toString()).toBe('{"parameters":{"priority":1}}');
     const header = Buffer.from('{"inputs":[],"parameters":{"sequence_id":"s"}}');
     const b = namespaced(Buffer.concat([header, Buffer.from([1, 2, 3, 4])]), header.length, 's', 'spiffe://x/a');
     expect(b.data.subarray(0, b.headerLength).toString()).toBe(`{"inputs":[],"parameters":{"sequence_id":${JSON.stringify(b.sequence)}}}`);
     expect([...b.data.subarray(b.headerLength)]).toEqual([1, 2, 3, 4]);
+  });
+
+  it('a generate body\'s top-level sequence_id is mapped in place too, the same id as in parameters', async () => {
+    const { callerSequence, namespaced } = await import('../../src/protocols/kserve/sequence.ts');
+    const text = '{ "text_input":"sequence_id", "sequence_id" : 7, "parameters":{"sequence_id":9}}';
+    const seven = callerSequence('spiffe://x/a', 7);
+    expect(namespaced(Buffer.from(text), undefined, 7, 'spiffe://x/a', 'top').data.toString()).toBe(text.replace('"sequence_id" : 7', `"sequence_id" : ${seven}`));
+    const none = '{"text_input":"x","parameters":{"sequence_id":9}}';
+    expect(namespaced(Buffer.from(none), undefined, 9, 'spiffe://x/a', 'top').data.toString()).toBe(none);
+    const top = namespaced(Buffer.from('{"text_input":"x","sequence_id":"s"}'), undefined, 's', 'spiffe://x/a', 'top');
+    const inner = namespaced(Buffer.from('{"text_input":"x","parameters":{"sequence_id":"s"}}'), undefined, 's', 'spiffe://x/a');
+    expect(top.sequence).toBe(inner.sequence);
+    expect(top.sequence).toBe(callerSequence('spiffe://x/a', 's'));
+    expect(top.data.toString()).toBe(`{"text_input":"x","sequence_id":${JSON.stringify(top.sequence)}}`);
+  });
+
+  it('a number is the id as written: uint64 ids past 2^53 stay apart; infer refuses one Triton cannot read as a uint64', async () => {
+    const { callerSequence, namespaced } = await import('../../src/protocols/kserve/sequence.ts');
+    const p = 'spiffe://x/a';
+    const body = (id: string): Buffer => Buffer.from(`{"inputs":[],"parameters":{"sequence_id":${id}}}`);
+    const map = (id: string, place?: 'parameters'): number | string => namespaced(body(id), undefined, JSON.parse(id) as number, p, place).sequence;
+    // JSON.parse reads both as 18446744073709552000: Triton reads two sequences.
+    expect(map('18446744073709551615')).not.toBe(map('18446744073709551614'));
+    expect(map('9007199254740993')).not.toBe(map('9007199254740992'));
+    // Ids up to 2^53 map as they always have; a generate body's id maps to the same as infer's.
+    expect(map('7')).toBe(callerSequence(p, 7));
+    expect(map('18446744073709551615', 'parameters')).toBe(map('18446744073709551615'));
+    // Binary header: the same.
+    const header = body('18446744073709551615');
+    expect(namespaced(Buffer.concat([header, Buffer.from([1])]), header.length, 18446744073709551615, p).sequence).toBe(map('18446744073709551615'));
+    for (const bad of ['-3', '1.5', '1e3', '5.0', '18446744073709551616']) {
+      // Triton: "Unable to parse 'sequence_id'" (a uint64 as written, or a string).
+      expect(() => map(bad), bad).toThrow(/unsigned 64-bit integer/);
+      // generate hands any number to the model as a request parameter: mapped.
+      expect(typeof map(bad, 'parameters'), bad).toBe('number');
+    }
   });
 });

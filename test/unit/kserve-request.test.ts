@@ -7,7 +7,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/core/errors.ts';
 import { parsePath, upstreamPath } from '../../src/protocols/kserve/operations.ts';
-import { declaredBinaryBytes, generateArguments, generateMaxTokens, headerLength, inferArguments, peekHeader } from '../../src/protocols/kserve/request.ts';
+import { declaredBinaryBytes, generateArguments, generateMaxTokens, generateSequence, headerLength, inferArguments, peekHeader, sequenceId } from '../../src/protocols/kserve/request.ts';
 
 describe('paths', () => {
   it('names the server and model endpoints, versions included', () => {
@@ -86,5 +86,36 @@ describe('policy arguments', () => {
     expect(generateMaxTokens(body)).toBe(7);
     expect(generateMaxTokens({ max_tokens: 3 })).toBe(3);
     expect(generateMaxTokens({ parameters: { max_tokens: 'many' } })).toBeUndefined();
+  });
+});
+
+describe('sequence ids named in a body', () => {
+  it('infer: parameters.sequence_id, a non-zero number or a non-empty string', () => {
+    expect(sequenceId({ parameters: { sequence_id: 7 } })).toBe(7);
+    expect(sequenceId({ parameters: { sequence_id: 'chat' } })).toBe('chat');
+    for (const none of [0, '', true, null, { a: 1 }]) expect(sequenceId({ parameters: { sequence_id: none } }), JSON.stringify(none)).toBeUndefined();
+    expect(sequenceId({ sequence_id: 7 })).toBeUndefined();
+    expect(sequenceId({ parameters: 'sequence_id' })).toBeUndefined();
+  });
+
+  it('generate: in parameters or at the top level (Triton makes either the request parameter sequence_id)', () => {
+    expect(generateSequence({ text_input: 'x', parameters: { sequence_id: 7, sequence_start: true } })).toEqual({ id: 7, place: 'parameters' });
+    expect(generateSequence({ text_input: 'x', sequence_id: 'chat' })).toEqual({ id: 'chat', place: 'top' });
+    expect(generateSequence({ text_input: 'x', sequence_id: 0, parameters: { max_tokens: 3 } })).toBeUndefined();
+    expect(generateSequence({ text_input: 'x', parameters: { sequence_id: '' } })).toBeUndefined();
+    expect(generateSequence({ text_input: 'x' })).toBeUndefined();
+  });
+
+  it('generate: naming it in both places is refused, whatever the values (Triton would take the last one)', () => {
+    for (const [top, inner] of [[5, 6], [5, 5], [0, 'x'], ['a', 0]] as const) {
+      try {
+        generateSequence({ text_input: 'x', sequence_id: top, parameters: { sequence_id: inner } });
+        expect.unreachable('refused');
+      } catch (err) {
+        expect(err).toBeInstanceOf(GatewayError);
+        expect((err as GatewayError).def.code).toBe('TG_INVALID_REQUEST');
+        expect((err as GatewayError).message).toMatch(/sequence_id/);
+      }
+    }
   });
 });

@@ -35,6 +35,7 @@ import {
   declaredLength,
   generateArguments,
   generateMaxTokens,
+  generateSequence,
   headerLength,
   gather,
   inferArguments,
@@ -163,7 +164,9 @@ export class KServeAdapter extends HttpProtocolAdapter {
         const raw = await readBody(req, rule.maxBodyBytes);
         generate = parseObject(raw);
         call.args = generateArguments(generate, settings.policyContent);
-        body = { data: raw };
+        // Its sequence id is the caller's own, as in infer (sequence.ts), wherever Triton takes it from.
+        const seq = generateSequence(generate);
+        body = seq === undefined ? { data: raw } : sequenced(namespaced(raw, undefined, seq.id, call.principal?.id ?? '', seq.place), false);
       }
     } catch (err) {
       return this.reject(call, req, res, toGatewayError(err));
@@ -197,6 +200,9 @@ export class KServeAdapter extends HttpProtocolAdapter {
           path: upstreamPath(path, resolved.upstream),
           body,
           idempotent: path.method === 'GET',
+          // A sequence stays on one endpoint, keyed by the model alone: Triton keeps it per model (ids are per model),
+          // and a sequence mixing infer and generate calls, or naming the version in some, is still one sequence.
+          affinity: body?.sequence === undefined ? undefined : `${resolved.upstream}\n${String(body.sequence)}`,
           filter: answerFilter(call, path, resolved, settings.countStreamEvents),
           // Triton compresses infer answers when asked; a renamed model's answer is edited, so it stays identity.
           policy: path.operation === 'infer' && resolved.name === resolved.upstream ? COMPRESSIBLE : HEADERS,
@@ -262,7 +268,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
     call: Call,
     x: Exchange,
     backend: string,
-    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; filter?: ChunkFilter; policy?: HeaderPolicy },
+    r: { method: string; path: string; body?: Body | undefined; idempotent: boolean; affinity?: string | undefined; filter?: ChunkFilter; policy?: HeaderPolicy },
   ): Promise<void> {
     const { req, res } = x;
     const upstream = this.upstreamSet.get(backend);
@@ -282,8 +288,7 @@ export class KServeAdapter extends HttpProtocolAdapter {
       client: res,
       idempotent: r.idempotent,
       call,
-      // A sequence of a stateful model stays on one endpoint (the key names the model: ids are per model at Triton).
-      affinity: r.body?.sequence === undefined ? undefined : `${r.path}\n${String(r.body.sequence)}`,
+      affinity: r.affinity,
     };
     const answer = await forward(upstream, fr);
     // The backend's own error (KServe-shaped already): passed on; the call records it.

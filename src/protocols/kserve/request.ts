@@ -10,12 +10,14 @@
  *   long, too short, not a number), or a Content-Length that disagrees with the sizes the header declares, is refused.
  * - infer compressed with gzip or deflate (coding.ts): the whole body read and decoded (both bounded by the route),
  *   then read as above, lengths counted in decoded bytes as Triton counts them; the compressed bytes are forwarded.
- * - generate / generate_stream: the JSON body; `text_input` reaches policies as its size unless the route asks.
+ * - generate / generate_stream: the JSON body; `text_input` reaches policies as its size unless the route asks; its
+ *   sequence id may be in `parameters` or at the top level (`generateSequence`).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import { duplicateMember } from '../../wire/json-duplicates.ts';
+import type { SequencePlace } from './sequence.ts';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -87,6 +89,11 @@ export function declaredBinaryBytes(header: Record<string, unknown>): number | u
   return sum;
 }
 
+/** A sequence id: a non-zero number or a non-empty string (0 and "" mean none). */
+function sequenceValue(id: unknown): number | string | undefined {
+  return (typeof id === 'number' && id !== 0) || (typeof id === 'string' && id !== '') ? id : undefined;
+}
+
 /**
  * The sequence an infer request belongs to (Triton's sequence extension, docs/protocol/extension_sequence.md:
  * `parameters.sequence_id`, a uint64 or a string; 0 and "" mean none). A stateful model keeps a sequence's state in
@@ -95,9 +102,23 @@ export function declaredBinaryBytes(header: Record<string, unknown>): number | u
 export function sequenceId(header: Record<string, unknown>): number | string | undefined {
   const params = header.parameters;
   if (typeof params !== 'object' || params === null) return undefined;
-  const id = (params as { sequence_id?: unknown }).sequence_id;
-  if ((typeof id === 'number' && id !== 0) || (typeof id === 'string' && id !== '')) return id;
-  return undefined;
+  return sequenceValue((params as { sequence_id?: unknown }).sequence_id);
+}
+
+/**
+ * The sequence a generate or generate_stream body names, and where: `parameters.sequence_id` or a top-level
+ * `sequence_id`. Triton hands either to the model as the request parameter `sequence_id` (sequence.ts); naming it in
+ * both places is refused (TG_INVALID_REQUEST): Triton would set that parameter twice and the model would see
+ * whichever comes last in the body, so neither policies nor the endpoint affinity could tell which one it is.
+ */
+export function generateSequence(body: Record<string, unknown>): { id: number | string; place: Exclude<SequencePlace, 'correlation'> } | undefined {
+  const params = body.parameters;
+  const inParams = typeof params === 'object' && params !== null && Object.hasOwn(params, 'sequence_id');
+  if (inParams && Object.hasOwn(body, 'sequence_id')) {
+    throw invalid('The request body names sequence_id both at the top level and in parameters (Triton would hand the model whichever comes last): name it once');
+  }
+  const id = inParams ? sequenceId(body) : sequenceValue(body.sequence_id);
+  return id === undefined ? undefined : { id, place: inParams ? 'parameters' : 'top' };
 }
 
 /** What a generate request shows policies: every parameter, `text_input` as its size (itself only with `content`). */
