@@ -4,13 +4,14 @@
  * does not exist (no existence leak), and so does everyone for a task the gateway never saw created.
  *
  * In memory on a single replica (bounded: a full table refuses new tasks, never forgets a live one); in Redis with
- * the shared store, so a task made through one replica is usable through any other:
- * `SET <prefix>a2a:task:{<agent>}:<task id> <principal> PX ttl NX` (the first binding wins; an agent that reuses a task id for another caller cannot hand the task over). A store
- * that cannot answer fails closed (TG_STORE_UNAVAILABLE): no task is shown when ownership cannot be checked.
+ * the shared store (src/store/shared-table.ts), so a task made through one replica is usable through any other:
+ * `SET <prefix>a2a:task:{<agent>}:<task id> <principal> PX ttl NX` (the first binding wins; an agent that reuses a
+ * task id for another caller cannot hand the task over). A store that cannot answer fails closed
+ * (TG_STORE_UNAVAILABLE): no task is shown when ownership cannot be checked.
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
-import { OwnedTable } from '../../core/owned-table.ts';
 import type { RedisStore } from '../../store/redis.ts';
+import { SharedTable } from '../../store/shared-table.ts';
 
 const MEMORY_MAX = 100_000;
 /** The newest tasks of one identity at one agent the gateway lists (ListTasks of a 0.3 agent: list-own.ts). */
@@ -29,18 +30,22 @@ export interface OwnedTask {
 }
 
 export class TaskOwners {
-  private readonly store: RedisStore | undefined;
-  /** This replica's bindings: the owner of each task (without the shared store, the only record of it). */
-  private readonly local: OwnedTable<string>;
+  /** The owner of each task: this replica's bindings (without the shared store, the only record of them) and Redis. */
+  private readonly table: SharedTable<string>;
   /** The tasks each identity created at each agent, in this replica (in the order bound, newest last). */
   private readonly byOwner = new Map<string, Map<string, number>>();
   private readonly max: number;
 
   /** `max`: bindings (and owners' indexes) this replica holds in memory at most (tests make it small). */
   constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
-    this.store = store;
     this.max = max;
-    this.local = new OwnedTable('A2A tasks', max);
+    this.table = new SharedTable(store, {
+      what: 'A2A tasks',
+      max,
+      unavailable: 'The task store is unavailable; task ownership cannot be checked',
+      encode: (owner) => owner,
+      decode: (raw) => raw,
+    });
   }
 
   /**
@@ -48,7 +53,7 @@ export class TaskOwners {
    * (503 TG_OVERLOADED: the table is full; 429 TG_CAP_REACHED: the caller holds its share), before it is forwarded.
    */
   assertRoom(caller: string): void {
-    if (this.store === undefined) this.local.assertRoom(caller);
+    this.table.assertRoom(caller);
   }
 
   private key(agent: string, taskId: string): string {
@@ -59,20 +64,20 @@ export class TaskOwners {
   /** Binds a task to the identity that created it (the first binding wins), here and in the shared store. */
   async bind(agent: string, taskId: string, owner: string, keep: Keep): Promise<void> {
     this.bindLocal(agent, taskId, owner, keep);
-    if (this.store !== undefined) {
-      try {
-        const ttl = Math.max(1, keep.ttlMs);
-        // Indexed only for an agent that cannot list (the common case costs one SET, as before).
-        if ((await this.store.client.set(this.store.key(this.key(agent, taskId)), owner, 'PX', ttl, 'NX')) !== 'OK' || !keep.listed) return;
-        // The owner's index (a sorted set by binding time), trimmed to its newest LIST_MAX and to the live bindings.
-        // Scored with the time bound here, so every replica lists (and pages) in the same order.
-        const index = this.store.key(this.indexKey(agent, owner));
-        const now = Date.now();
-        const at = this.byOwner.get(`${agent}\u0000${owner}`)?.get(taskId) ?? now;
-        await this.store.client.pipeline().zadd(index, at, taskId).zremrangebyscore(index, '-inf', now - ttl).zremrangebyrank(index, 0, -LIST_MAX - 1).pexpire(index, ttl).exec();
-      } catch (err) {
-        throw unavailable(err);
-      }
+    const store = this.table.store;
+    if (store === undefined) return;
+    const ttl = Math.max(1, keep.ttlMs);
+    // Indexed only for an agent that cannot list (the common case costs one SET, as before).
+    if (!(await this.table.claim(this.key(agent, taskId), owner, ttl)) || !keep.listed) return;
+    try {
+      // The owner's index (a sorted set by binding time), trimmed to its newest LIST_MAX and to the live bindings.
+      // Scored with the time bound here, so every replica lists (and pages) in the same order.
+      const index = store.key(this.indexKey(agent, owner));
+      const now = Date.now();
+      const at = this.byOwner.get(`${agent}\u0000${owner}`)?.get(taskId) ?? now;
+      await store.client.pipeline().zadd(index, at, taskId).zremrangebyscore(index, '-inf', now - ttl).zremrangebyrank(index, 0, -LIST_MAX - 1).pexpire(index, ttl).exec();
+    } catch (err) {
+      throw this.table.unavailable(err);
     }
   }
 
@@ -82,10 +87,10 @@ export class TaskOwners {
    */
   bindLocal(agent: string, taskId: string, owner: string, keep: Keep): void {
     const key = this.key(agent, taskId);
-    if (this.local.has(key)) return;
+    if (this.table.local.has(key)) return;
     // A full table never drops another caller's binding (its owner would lose the task): the newcomer is not bound
     // here (with the shared store it still is there; without it, assertRoom refused it before it was forwarded).
-    if (!this.local.add(key, owner, Date.now() + keep.ttlMs, owner)) return;
+    if (!this.table.local.add(key, owner, Date.now() + keep.ttlMs, owner)) return;
     if (!keep.listed) return;
     const ownerKey = `${agent}\u0000${owner}`;
     let mine = this.byOwner.get(ownerKey);
@@ -109,14 +114,15 @@ export class TaskOwners {
   async list(agent: string, owner: string): Promise<OwnedTask[]> {
     const found = new Map<string, number>();
     for (const [id, at] of this.byOwner.get(`${agent}\u0000${owner}`) ?? []) {
-      if (this.local.get(this.key(agent, id)) === owner) found.set(id, at);
+      if (this.table.local.get(this.key(agent, id)) === owner) found.set(id, at);
     }
-    if (this.store !== undefined) {
+    const store = this.table.store;
+    if (store !== undefined) {
       let flat: string[];
       try {
-        flat = await this.store.client.zrevrange(this.store.key(this.indexKey(agent, owner)), 0, LIST_MAX - 1, 'WITHSCORES');
+        flat = await store.client.zrevrange(store.key(this.indexKey(agent, owner)), 0, LIST_MAX - 1, 'WITHSCORES');
       } catch (err) {
-        throw unavailable(err);
+        throw this.table.unavailable(err);
       }
       for (let i = 0; i + 1 < flat.length; i += 2) if (!found.has(flat[i]!)) found.set(flat[i]!, Number(flat[i + 1]));
     }
@@ -127,15 +133,7 @@ export class TaskOwners {
 
   /** The identity that created the task, or undefined (unknown or expired). */
   async owner(agent: string, taskId: string): Promise<string | undefined> {
-    const key = this.key(agent, taskId);
-    const held = this.local.get(key);
-    if (held !== undefined) return held;
-    if (this.store === undefined) return undefined;
-    try {
-      return (await this.store.client.get(this.store.key(key))) ?? undefined;
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.table.get(this.key(agent, taskId));
   }
 
   /** Refuses with TaskNotFound unless `caller` created the task. */
@@ -151,8 +149,4 @@ export class TaskOwners {
 
 export function taskNotFound(taskId: string): GatewayError {
   return new GatewayError(Errors.A2A_TASK_NOT_FOUND, `Task ${taskId} not found`);
-}
-
-function unavailable(cause: unknown): GatewayError {
-  return new GatewayError(Errors.STORE_UNAVAILABLE, 'The task store is unavailable; task ownership cannot be checked', { cause });
 }

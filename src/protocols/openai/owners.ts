@@ -9,14 +9,14 @@
  * A binding also says where the response lives (the backend pool, the model under the route's name), so a retrieval,
  * which names no model, goes back to that pool and is judged by policy as a use of that model.
  *
- * In memory (bounded, oldest forgotten first) on one replica; in Redis with the shared store, so a response made
- * through one replica is reachable through any other: `SET <prefix>openai:response:<id> <binding> PX ttl NX` (the
- * first binding wins: a caller that names an existing id as its vLLM `request_id` cannot take that response over).
- * A store that cannot answer fails closed (TG_STORE_UNAVAILABLE).
+ * In memory (bounded, oldest forgotten first) on one replica; in Redis with the shared store (src/store/shared-table.ts),
+ * so a response made through one replica is reachable through any other: `SET <prefix>openai:response:<id> <binding>
+ * PX ttl NX` (the first binding wins: a caller that names an existing id as its vLLM `request_id` cannot take that
+ * response over). A store that cannot answer fails closed (TG_STORE_UNAVAILABLE).
  */
 import { Errors, GatewayError } from '../../core/errors.ts';
-import { OwnedTable } from '../../core/owned-table.ts';
 import type { RedisStore } from '../../store/redis.ts';
+import { SharedTable } from '../../store/shared-table.ts';
 
 const MEMORY_MAX = 100_000;
 /** How long a binding lasts: OpenAI keeps stored responses 30 days (vLLM's in-memory store never expires them). */
@@ -33,14 +33,18 @@ export interface ResponseBinding {
 }
 
 export class ResponseOwners {
-  private readonly store: RedisStore | undefined;
-  /** This replica's bindings (without the shared store, the only record of them; with it, a cache). */
-  private readonly local: OwnedTable<ResponseBinding>;
+  /** This replica's bindings (without the shared store, the only record of them; with it, a cache) and Redis. */
+  private readonly table: SharedTable<ResponseBinding>;
 
   /** `max`: bindings this replica holds in memory at most, a tenth of them per owner (tests make it small). */
   constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
-    this.store = store;
-    this.local = new OwnedTable('stored responses', max);
+    this.table = new SharedTable(store, {
+      what: 'stored responses',
+      max,
+      unavailable: 'The response store is unavailable; response ownership cannot be checked',
+      encode: (b) => JSON.stringify(b),
+      decode: parse,
+    });
   }
 
   private key(id: string): string {
@@ -54,25 +58,19 @@ export class ResponseOwners {
    */
   async bind(id: string, binding: ResponseBinding): Promise<boolean> {
     const key = this.key(id);
-    const held = this.local.get(key);
+    const local = this.table.local;
+    const held = local.get(key);
     if (held !== undefined) return held.owner === binding.owner;
     const until = Date.now() + RESPONSE_TTL_MS;
-    if (this.store === undefined) {
-      this.local.assertRoom(binding.owner);
-      return this.local.add(key, binding.owner, until, binding);
+    if (this.table.store === undefined) {
+      local.assertRoom(binding.owner);
+      return local.add(key, binding.owner, until, binding);
     }
     // The shared store decides first: this replica remembers a binding only once it is known to be the store's.
-    let stored: ResponseBinding | undefined;
-    try {
-      const skey = this.store.key(key);
-      if ((await this.store.client.set(skey, JSON.stringify(binding), 'PX', RESPONSE_TTL_MS, 'NX')) === 'OK') stored = binding;
-      else stored = parse(await this.store.client.get(skey));
-    } catch (err) {
-      throw unavailable(err);
-    }
+    const stored = (await this.table.claim(key, binding, RESPONSE_TTL_MS)) ? binding : await this.table.fetch(key);
     if (stored === undefined || stored.owner !== binding.owner) return false;
     // The store holds it: this replica's copy is only a cache, skipped when there is no room for it.
-    this.local.add(key, stored.owner, until, stored);
+    local.add(key, stored.owner, until, stored);
     return true;
   }
 
@@ -81,18 +79,12 @@ export class ResponseOwners {
    * TG_OVERLOADED: the table is full; 429 TG_CAP_REACHED: the caller holds its share), before it is forwarded.
    */
   assertRoom(caller: string): void {
-    if (this.store === undefined) this.local.assertRoom(caller);
+    this.table.assertRoom(caller);
   }
 
   /** The binding of a response id, or undefined (unknown or expired). */
   async binding(id: string): Promise<ResponseBinding | undefined> {
-    const held = this.local.get(this.key(id));
-    if (held !== undefined || this.store === undefined) return held;
-    try {
-      return parse(await this.store.client.get(this.store.key(this.key(id))));
-    } catch (err) {
-      throw unavailable(err);
-    }
+    return this.table.get(this.key(id));
   }
 
   /** The binding, when `caller` created the response; 404 TG_RESPONSE_NOT_FOUND otherwise. */
@@ -103,8 +95,7 @@ export class ResponseOwners {
   }
 }
 
-function parse(raw: string | null): ResponseBinding | undefined {
-  if (raw === null) return undefined;
+function parse(raw: string): ResponseBinding | undefined {
   try {
     const b = JSON.parse(raw) as ResponseBinding;
     return typeof b.owner === 'string' && typeof b.backend === 'string' ? b : undefined;
@@ -115,8 +106,4 @@ function parse(raw: string | null): ResponseBinding | undefined {
 
 export function responseNotFound(id: string, param?: string): GatewayError {
   return new GatewayError(Errors.RESPONSE_NOT_FOUND, `Response with id '${id}' not found.`, param === undefined ? undefined : { data: { param } });
-}
-
-function unavailable(cause: unknown): GatewayError {
-  return new GatewayError(Errors.STORE_UNAVAILABLE, 'The response store is unavailable; response ownership cannot be checked', { cause });
 }
