@@ -51,19 +51,21 @@ ${identityExtra}  policy: { dir: ${JSON.stringify(dir)}, watch: false }
 ${extra}`;
 }
 
-export function a2aConfig(agentUrl: string, a2a: Record<string, unknown> = {}): Record<string, string> {
-  return {
-    'echo.yaml': `apiVersion: tollgate.dev/v1alpha1
+/** `twins`: more agents of the route (at /a2a/<name>), each another name for the same agent. */
+export function a2aConfig(agentUrl: string, a2a: Record<string, unknown> = {}, twins: readonly string[] = []): Record<string, string> {
+  const backend = (name: string): string => `apiVersion: tollgate.dev/v1alpha1
 kind: Backend
-metadata: { name: echo }
+metadata: { name: ${name} }
 spec: ${JSON.stringify({ protocol: 'a2a', url: agentUrl })}
 ---
-apiVersion: tollgate.dev/v1alpha1
+`;
+  return {
+    'echo.yaml': `${['echo', ...twins].map(backend).join('')}apiVersion: tollgate.dev/v1alpha1
 kind: Route
 metadata: { name: agents }
 spec: ${JSON.stringify({
       a2a: { defaultVersion: '1.0', defaultSkills: { echo: 'echo' }, push: { allowHosts: ['hooks.example.com', 'localhost'] }, ...a2a },
-      rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/a2a' } }], backendRefs: [{ name: 'echo' }] }],
+      rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/a2a' } }], backendRefs: ['echo', ...twins].map((name) => ({ name })) }],
     })}
 `,
   };
@@ -81,12 +83,25 @@ export interface A2aSetup {
 }
 
 export async function startA2a(
-  opts: { a2a?: Record<string, unknown>; gatewayExtra?: string; identityExtra?: string; files?: Record<string, string>; agent?: TestAgent; protocols?: readonly ProtocolDefinition[] } = {},
+  opts: {
+    a2a?: Record<string, unknown>;
+    gatewayExtra?: string;
+    identityExtra?: string;
+    files?: Record<string, string>;
+    agent?: TestAgent;
+    protocols?: readonly ProtocolDefinition[];
+    /** listener.publicUrl: the one name replicas are reached by (a Service), in the URLs the gateway hands out. */
+    publicUrl?: string;
+    /** More names of the agent in the route (a2aConfig). */
+    twins?: readonly string[];
+  } = {},
 ): Promise<A2aSetup> {
   const agent = opts.agent ?? (await startTestAgent());
   let gw: TestGateway;
   try {
-    gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a), ...opts.files }, { gatewayYaml: a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra), protocols: opts.protocols });
+    let gatewayYaml = a2aPolicyGateway(opts.gatewayExtra, opts.identityExtra);
+    if (opts.publicUrl !== undefined) gatewayYaml = gatewayYaml.replace('listener: { host: 127.0.0.1, port: 0 }', `listener: { host: 127.0.0.1, port: 0, publicUrl: ${JSON.stringify(opts.publicUrl)} }`);
+    gw = await startTestGateway({ ...a2aConfig(agent.url, opts.a2a, opts.twins), ...opts.files }, { gatewayYaml, protocols: opts.protocols });
   } catch (err) {
     if (opts.agent === undefined) await agent.close();
     throw err;
@@ -155,13 +170,14 @@ export interface SharedStore {
   close(): Promise<void>;
 }
 
-export function sharedStore(tag: string): SharedStore {
+/** `via`: the URL the replicas reach the test Redis at (a proxy in front of it, to cut them off); the test's own client connects directly. */
+export function sharedStore(tag: string, via?: string): SharedStore {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
   const prefix = `${tag}${process.pid % 10000}${Date.now().toString(36)}:`;
   const redis = new Redis(url);
   return {
     prefix,
-    gatewayExtra: `  redis: { url: ${JSON.stringify(url)}, keyPrefix: ${JSON.stringify(prefix)}, commandTimeoutMs: 5000 }\n`,
+    gatewayExtra: `  redis: { url: ${JSON.stringify(via ?? url)}, keyPrefix: ${JSON.stringify(prefix)}, commandTimeoutMs: 5000 }\n`,
     redis,
     ready: async (...replicas) => {
       for (const r of replicas) await r.gw.services.store!.waitReady(5_000);

@@ -16,6 +16,8 @@ export interface LoadBalancer {
   readonly sessions: Map<string, Set<string>>;
   /** Stops routing new requests to a backend (its endpoint removed). */
   remove(backend: string): void;
+  /** Routes requests to one more backend (an endpoint added: a replica became ready). */
+  add(backend: string): void;
   close(): Promise<void>;
 }
 
@@ -81,6 +83,9 @@ export async function startLoadBalancer(backends: readonly string[]): Promise<Lo
     remove: (backend) => {
       const i = active.indexOf(backend);
       if (i >= 0) active.splice(i, 1);
+    },
+    add: (backend) => {
+      if (!active.includes(backend)) active.push(backend);
     },
     close: () =>
       new Promise<void>((resolve) => {

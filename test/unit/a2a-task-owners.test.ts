@@ -53,23 +53,21 @@ describe('TaskOwners (one replica, no shared store)', () => {
 
 describe('PushRelay (webhooks the gateway stands in for)', () => {
   const who = (id: string) => ({ id, issuer: 'spiffe://corp.example' }) as never;
-  it('a full table refuses the newcomer\'s webhook (503 TG_OVERLOADED); the registered ones keep being restored', () => {
-    const relay = new PushRelay({ maxHooks: 2 });
-    const a = relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', who('alice'), 60_000, '1.0');
-    const b = relay.register('https://gw/a2a/agent', 'agent', 'https://bob.example/hook', who('bob'), 60_000, '1.0');
-    expect(() => relay.register('https://gw/a2a/agent', 'agent', 'https://mallory.example/hook', who('mallory'), 60_000, '1.0')).toThrow(
-      expect.objectContaining({ code: 'TG_OVERLOADED' }),
-    );
-    expect(relay.restore(JSON.stringify({ a, b }))).toBe(JSON.stringify({ a: 'https://alice.example/hook', b: 'https://bob.example/hook' }));
+  it('a full table refuses the newcomer\'s webhook (503 TG_OVERLOADED); the registered ones keep being restored', async () => {
+    const relay = new PushRelay(undefined, { maxHooks: 2 });
+    const a = await relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', who('alice'), 60_000, '1.0');
+    const b = await relay.register('https://gw/a2a/agent', 'agent', 'https://bob.example/hook', who('bob'), 60_000, '1.0');
+    await expect(relay.register('https://gw/a2a/agent', 'agent', 'https://mallory.example/hook', who('mallory'), 60_000, '1.0')).rejects.toMatchObject({ code: 'TG_OVERLOADED' });
+    expect(await relay.restore('agent', JSON.stringify({ a, b }))).toBe(JSON.stringify({ a: 'https://alice.example/hook', b: 'https://bob.example/hook' }));
+    // Another agent's answer naming them gets nothing of the callers' URLs.
+    expect(await relay.restore('other', JSON.stringify({ a, b }))).toBe(JSON.stringify({ a, b }));
   });
 
-  it('one caller holds at most its share (a tenth): it gets 429 TG_CAP_REACHED, another caller registers', () => {
-    const relay = new PushRelay({ maxHooks: 20 });
-    relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/1', who('mallory'), 60_000, '1.0');
-    relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/2', who('mallory'), 60_000, '1.0');
-    expect(() => relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/3', who('mallory'), 60_000, '1.0')).toThrow(
-      expect.objectContaining({ code: 'TG_CAP_REACHED' }),
-    );
-    expect(relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', who('alice'), 60_000, '1.0')).toMatch(/\/push\//);
+  it('one caller holds at most its share (a tenth): it gets 429 TG_CAP_REACHED, another caller registers', async () => {
+    const relay = new PushRelay(undefined, { maxHooks: 20 });
+    await relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/1', who('mallory'), 60_000, '1.0');
+    await relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/2', who('mallory'), 60_000, '1.0');
+    await expect(relay.register('https://gw/a2a/agent', 'agent', 'https://m.example/3', who('mallory'), 60_000, '1.0')).rejects.toMatchObject({ code: 'TG_CAP_REACHED' });
+    expect(await relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', who('alice'), 60_000, '1.0')).toMatch(/\/push\//);
   });
 });

@@ -76,7 +76,7 @@ export class A2aAdapter extends HttpProtocolAdapter {
     super(ctx, { protocol: 'a2a', label: 'A2A', health: { path: '/.well-known/agent-card.json' }, crashWriter: writeA2aRestError });
     this.owners = new TaskOwners(ctx.store);
     this.resolver = opts.resolver ?? systemResolver;
-    this.push = new PushRelay(opts.push);
+    this.push = new PushRelay(ctx.store, opts.push);
     this.calls = new A2aCalls(this);
     this.reconfigure(ctx.state().snapshot);
   }

@@ -189,7 +189,7 @@ export class A2aCalls {
       // The agent is told the gateway's relay URL, never the caller's webhook (push.ts).
       if (pushes.length > 0 && settings.push.deliver === 'gateway') {
         for (const holder of pushHoldersOf(op, p.params)) {
-          if (typeof holder.url === 'string') holder.url = this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs, p.version);
+          if (typeof holder.url === 'string') holder.url = await this.a.push.register(`${this.a.publicBase(req, state)}${agent.base}`, agent.name, holder.url, call.principal, settings.taskTtlMs, p.version);
         }
         p.body = reserialized(p, binding);
       }
@@ -287,7 +287,7 @@ export class A2aCalls {
     resumed?.end();
     if ((op.push || op === GET_PUSH || op === LIST_PUSH) && !op.sends && answer.status >= 200 && answer.status < 300) {
       // Push configs name the gateway's relay URLs: the caller sees its own URLs again.
-      const text = this.a.push.restore((await answer.read(READ_LIMIT)).toString('utf8'));
+      const text = await this.a.push.restore(agent.name, (await answer.read(READ_LIMIT)).toString('utf8'));
       const headers = answer.forwardedHeaders();
       headers['content-length'] = Buffer.byteLength(text);
       res.writeHead(answer.status, headers);

@@ -9,16 +9,26 @@
  * caller's identity, the webhook's host; a failed delivery with TG_A2A_PUSH_DELIVERY_FAILED) that audit and
  * telemetry see. Push configs the agent answers with are shown to the caller with its own URL again.
  *
+ * Replicas (the shared store configured): a hook is also written to Redis (src/store/shared-table.ts), so the agent's
+ * notification is taken by whichever replica it lands on, after a restart too, and every replica restores the
+ * caller's URL: `SET <prefix>a2a:push:{<agent>}:<SHA-256 of the token> <hook> PX <taskTtlMs> NX`. The token itself
+ * (the agent's only credential) is never kept: Redis and this replica's table find a hook by its digest. The stored
+ * hook holds what delivery needs: the agent, the caller's URL and version, the expiry, and the caller's identity
+ * without its claims. A replica that does not hold a hook and whose store cannot answer refuses the notification
+ * (503 TG_STORE_UNAVAILABLE: the agent's sender may retry), and a webhook that cannot be shared is refused before the
+ * agent is told anything. Without the store, hooks live in this replica's memory (bounded, a share per caller).
+ *
  * Shutdown: when the gateway drains, the relay stops taking notifications (503 TG_SHUTTING_DOWN: the agent's sender
  * may retry, at another replica) and the adapter's close waits for the deliveries under way until the drain
  * deadline; each one still running then is aborted and recorded (TG_A2A_PUSH_DELIVERY_CUT): none is lost silently.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { outcomeOf, type Call, type Principal } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
-import { OwnedTable } from '../../core/owned-table.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
 import { readBody, sendBody } from '../../server/io.ts';
+import type { RedisStore } from '../../store/redis.ts';
+import { SharedTable } from '../../store/shared-table.ts';
 import { deliverWebhook, pinnedConnector, type Connector } from '../../upstream/webhook.ts';
 import { writeA2aRestError } from '../../wire/errors.ts';
 import type { A2aAdapter } from './adapter.ts';
@@ -32,10 +42,13 @@ const MAX_PENDING = 256;
 const BODY_LIMIT = 1024 * 1024;
 const TOKEN = /\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/;
 const RELAY_URL = /https?:\/\/[^"\s]*?\/push\/([A-Za-z0-9_-]{22})(?=["\s]|$)/g;
+/** Relay URLs of one answer looked up at most (an agent naming more gets the rest back as it wrote them). */
+const MAX_RESTORED = 1_000;
 /** What the agent's notification request carries on to the webhook. */
 const PASSED = ['content-type', 'authorization', 'x-a2a-notification-token', 'a2a-version'];
 
-interface Hook {
+/** A webhook the relay stands in for. */
+export interface Hook {
   readonly agent: string;
   readonly url: string;
   /** The A2A version the caller registered the webhook in: the version its notifications are delivered in. */
@@ -62,7 +75,8 @@ interface Delivering {
 }
 
 export class PushRelay {
-  private readonly hooks: OwnedTable<Hook>;
+  /** By `hookKey`: this replica's hooks (without the shared store, the only record of them) and Redis. */
+  private readonly hooks: SharedTable<Hook>;
   private readonly connect: Connector;
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -73,31 +87,65 @@ export class PushRelay {
   /** The gateway is draining: no new notification is taken. */
   private stopped = false;
 
-  constructor(o: PushDeliveryOptions = {}) {
-    this.hooks = new OwnedTable('push-notification webhooks', o.maxHooks ?? MAX_HOOKS);
+  constructor(store: RedisStore | undefined, o: PushDeliveryOptions = {}) {
+    this.hooks = new SharedTable(store, {
+      what: 'push-notification webhooks',
+      max: o.maxHooks ?? MAX_HOOKS,
+      unavailable: 'The push-notification relay store is unavailable; the webhook cannot be looked up or shared',
+      encode: encodeHook,
+      decode: decodeHook,
+      // A hook read from the store is kept here until it expires: the agent's next notification needs no round trip.
+      cacheRead: (h) => ({ owner: h.principal?.id ?? '', until: h.until }),
+    });
     this.connect = o.connect ?? pinnedConnector;
     this.attempts = o.attempts ?? 3;
     this.backoffMs = o.backoffMs ?? 500;
     this.timeoutMs = o.timeoutMs ?? 10_000;
   }
 
-  /** The relay URL that stands for `url` (the caller's webhook) in what the agent is told. */
-  register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number, version: A2aVersion): string {
-    const now = Date.now();
-    const token = randomBytes(16).toString('base64url');
-    // A full table, or a caller holding its share of it, refuses the newcomer before anything is forwarded: another
-    // caller's webhook is never dropped to make room.
+  /**
+   * The relay URL that stands for `url` (the caller's webhook) in what the agent is told. Refused before anything is
+   * forwarded when the hook could not be kept: without the shared store, a full table or a caller holding its share
+   * of it (another caller's webhook is never dropped to make room); with it, a store that cannot answer.
+   */
+  async register(agentBase: string, agent: string, url: string, principal: Principal | undefined, ttlMs: number, version: A2aVersion): Promise<string> {
     const owner = principal?.id ?? '';
     this.hooks.assertRoom(owner);
-    this.hooks.add(token, owner, now + ttlMs, { agent, url, version, principal, until: now + ttlMs });
+    const until = Date.now() + ttlMs;
+    const token = randomBytes(16).toString('base64url');
+    const key = hookKey(agent, token);
+    if (this.hooks.store === undefined) {
+      this.hooks.local.add(key, owner, until, { agent, url, version, principal, until });
+    } else {
+      // What every replica reads back (no claims), here too: a delivery is recorded alike whichever replica makes it.
+      const hook: Hook = { agent, url, version, principal: principal === undefined ? undefined : portable(principal), until };
+      // 128 random bits are never taken already; NX all the same: nothing is ever overwritten.
+      if (!(await this.hooks.claim(key, hook, ttlMs))) throw new GatewayError(Errors.INTERNAL, 'Push relay token collision');
+      this.hooks.local.add(key, owner, until, hook);
+    }
     return `${agentBase}/push/${token}`;
   }
 
-  /** An answer of the agent with every relay URL it names replaced by the caller's own URL. */
-  restore(text: string): string {
+  /** The live hook of `agent` a relay token stands for (this replica's, else the shared store's). */
+  async lookup(agent: string, token: string): Promise<Hook | undefined> {
+    const hook = await this.hooks.get(hookKey(agent, token));
+    return hook !== undefined && hook.agent === agent && hook.until >= Date.now() ? hook : undefined;
+  }
+
+  /** An answer of `agent` with every relay URL of its hooks it names replaced by the caller's own URL. */
+  async restore(agent: string, text: string): Promise<string> {
+    const tokens = [...new Set(Array.from(text.matchAll(RELAY_URL), (m) => m[1]!))].slice(0, MAX_RESTORED);
+    if (tokens.length === 0) return text;
+    // One hash tag per agent: its hooks are read with one MGET, in a Redis Cluster too.
+    const hooks = await this.hooks.getMany(tokens.map((t) => hookKey(agent, t)));
+    const urls = new Map<string, string>();
+    tokens.forEach((t, i) => {
+      const h = hooks[i];
+      if (h !== undefined && h.agent === agent) urls.set(t, h.url);
+    });
     return text.replace(RELAY_URL, (whole, token: string) => {
-      const h = this.hooks.get(token);
-      return h === undefined ? whole : JSON.stringify(h.url).slice(1, -1);
+      const url = urls.get(token);
+      return url === undefined ? whole : JSON.stringify(url).slice(1, -1);
     });
   }
 
@@ -105,8 +153,15 @@ export class PushRelay {
   async receive(a: A2aAdapter, x: Exchange, agent: Agent, sub: string): Promise<void> {
     const { req, res, match } = x;
     const token = TOKEN.exec(sub)?.[1];
-    const hook = token === undefined ? undefined : this.hooks.get(token);
-    if (hook === undefined || hook.agent !== agent.name || hook.until < Date.now()) {
+    let hook: Hook | undefined;
+    try {
+      hook = token === undefined ? undefined : await this.lookup(agent.name, token);
+    } catch (err) {
+      // Not held here, and the store cannot say: refused (the agent's sender may retry), never delivered on a guess.
+      req.resume();
+      return writeA2aRestError(res, err instanceof GatewayError ? err : new GatewayError(Errors.STORE_UNAVAILABLE, undefined, { cause: err }));
+    }
+    if (hook === undefined) {
       req.resume();
       return writeA2aRestError(res, new GatewayError(Errors.NOT_FOUND, 'No such push-notification relay'));
     }
@@ -194,4 +249,49 @@ export class PushRelay {
     this.delivering.clear();
     return cut;
   }
+}
+
+/**
+ * Where a hook is kept: the SHA-256 of its token (the token is the agent's credential: never stored), under the
+ * agent's hash tag (one agent's hooks share a Redis Cluster slot: an answer's relay URLs are read with one MGET).
+ */
+function hookKey(agent: string, token: string): string {
+  return `a2a:push:{${agent}}:${createHash('sha256').update(token).digest('base64url')}`;
+}
+
+const ISSUERS: ReadonlySet<string> = new Set<Principal['issuer']>(['spiffe', 'oidc', 'kubernetes', 'anonymous']);
+const NO_CLAIMS: Principal['claims'] = Object.freeze({});
+
+/** The caller's identity as a hook keeps it in the shared store: who it is, not what its credential said. */
+function portable(p: Principal): Principal {
+  return { id: p.id, issuer: p.issuer, trustDomain: p.trustDomain, path: p.path, segments: [...p.segments], claims: NO_CLAIMS, expiresAt: 0 };
+}
+
+/** A hook as the shared store keeps it: what delivery needs, the caller without its claims. */
+function encodeHook(h: Hook): string {
+  const p = h.principal;
+  const principal = p === undefined ? null : { id: p.id, issuer: p.issuer, trustDomain: p.trustDomain, path: p.path, segments: p.segments };
+  return JSON.stringify({ agent: h.agent, url: h.url, version: h.version, until: h.until, principal });
+}
+
+/** A hook read back from the store; undefined when it is not one. */
+function decodeHook(raw: string): Hook | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const h = v as Record<string, unknown>;
+  if (typeof h.agent !== 'string' || typeof h.url !== 'string' || (h.version !== '1.0' && h.version !== '0.3') || typeof h.until !== 'number') return undefined;
+  let principal: Principal | undefined;
+  if (h.principal !== undefined && h.principal !== null) {
+    const p = h.principal as Record<string, unknown>;
+    const segments = p.segments;
+    if (typeof p.id !== 'string' || typeof p.issuer !== 'string' || !ISSUERS.has(p.issuer) || typeof p.trustDomain !== 'string' || typeof p.path !== 'string') return undefined;
+    if (!Array.isArray(segments) || !segments.every((s) => typeof s === 'string')) return undefined;
+    principal = portable({ id: p.id, issuer: p.issuer as Principal['issuer'], trustDomain: p.trustDomain, path: p.path, segments: segments as string[], claims: NO_CLAIMS, expiresAt: 0 });
+  }
+  return { agent: h.agent, url: h.url, version: h.version, principal, until: h.until };
 }
