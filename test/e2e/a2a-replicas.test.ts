@@ -211,7 +211,7 @@ describe('push-notification relay hooks across replicas', () => {
     const { taskId, relay } = await taskNotifying(a, 'caller-token');
     const token = relay.slice(relay.lastIndexOf('/') + 1);
     // Stored under a digest of the token, with what delivery needs (no claims); the token itself is nowhere in Redis.
-    const digest = createHash('sha256').update(token).digest('base64url');
+    const digest = createHash('sha256').update(token).digest('hex');
     const contents = await redisContents();
     expect(contents.some((c) => c.includes(token))).toBe(false);
     const key = contents.find((k) => k.startsWith(`${store.prefix}a2a:push:`) && k.includes(digest));

@@ -74,7 +74,7 @@ describe('PushRelay with the shared store', () => {
     expect(await b.restore('agent', answer)).toBe(JSON.stringify({ configs: [{ url: 'https://alice.example/hook?x="1"' }, { url: `${BASE}/push/${'B'.repeat(22)}` }] }));
     expect(await new PushRelay(await replicaStore()).restore('other', answer)).toBe(answer);
     const keys = keysOn(redis.port, `${PREFIX}a2a:push:*`);
-    expect(keys).toEqual([`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('base64url')}`]);
+    expect(keys).toEqual([`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('hex')}`]);
     const direct = stores[0]!.client;
     const value = (await direct.get(keys[0]!))!;
     expect(value).not.toContain(token);
@@ -88,7 +88,7 @@ describe('PushRelay with the shared store', () => {
   it('a value in the store that is not a hook is no hook (404), not a crash', async () => {
     const b = new PushRelay(await replicaStore());
     const token = 'C'.repeat(22);
-    await stores[0]!.client.set(`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('base64url')}`, '{"agent":"agent","url":5}', 'PX', 60_000);
+    await stores[0]!.client.set(`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('hex')}`, '{"agent":"agent","url":5}', 'PX', 60_000);
     expect(await b.lookup('agent', token)).toBeUndefined();
   });
 

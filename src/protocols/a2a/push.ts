@@ -11,7 +11,7 @@
  *
  * Replicas (the shared store configured): a hook is also written to Redis (src/store/shared-table.ts), so the agent's
  * notification is taken by whichever replica it lands on, after a restart too, and every replica restores the
- * caller's URL: `SET <prefix>a2a:push:{<agent>}:<SHA-256 of the token> <hook> PX <taskTtlMs> NX`. The token itself
+ * caller's URL: `SET <prefix>a2a:push:{<agent>}:<hex SHA-256 of the token> <hook> PX <taskTtlMs> NX`. The token itself
  * (the agent's only credential) is never kept: Redis and this replica's table find a hook by its digest. The stored
  * hook holds what delivery needs: the agent, the caller's URL and version, the expiry, and the caller's identity
  * without its claims. A replica that does not hold a hook and whose store cannot answer refuses the notification
@@ -22,7 +22,7 @@
  * may retry, at another replica) and the adapter's close waits for the deliveries under way until the drain
  * deadline; each one still running then is aborted and recorded (TG_A2A_PUSH_DELIVERY_CUT): none is lost silently.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { outcomeOf, type Call, type Principal } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
@@ -252,11 +252,11 @@ export class PushRelay {
 }
 
 /**
- * Where a hook is kept: the SHA-256 of its token (the token is the agent's credential: never stored), under the
+ * Where a hook is kept: the hex SHA-256 of its token (the token is the agent's credential: never stored), under the
  * agent's hash tag (one agent's hooks share a Redis Cluster slot: an answer's relay URLs are read with one MGET).
  */
 function hookKey(agent: string, token: string): string {
-  return `a2a:push:{${agent}}:${createHash('sha256').update(token).digest('base64url')}`;
+  return `a2a:push:{${agent}}:${hash('sha256', token)}`;
 }
 
 const ISSUERS: ReadonlySet<string> = new Set<Principal['issuer']>(['spiffe', 'oidc', 'kubernetes', 'anonymous']);
