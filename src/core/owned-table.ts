@@ -75,6 +75,12 @@ export class OwnedTable<V> {
     return true;
   }
 
+  /** Forgets `key` (its owner's share is given back). */
+  delete(key: string): void {
+    const e = this.entries.get(key);
+    if (e !== undefined) this.drop(key, e);
+  }
+
   private drop(key: string, e: Entry<V>): void {
     this.entries.delete(key);
     e.release();

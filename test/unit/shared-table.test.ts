@@ -130,9 +130,13 @@ describe('task and response ownership with the shared store', () => {
     await a.bind('agent', 't-1', 'alice', keep);
     await b.check('agent', 't-1', 'alice');
     await expect(b.check('agent', 't-1', 'bob')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
-    // An agent reusing the id for another caller does not hand the task over (at the replicas that ask the store).
-    await b.bind('agent', 't-1', 'bob', keep);
+    // An agent reusing the id for another caller does not hand the task over: not at a replica that asks the store,
+    // and not at the replica that bound it for the second caller either (its own binding gives way to the store's).
+    await b.bind('agent', 't-1', 'bob', { ttlMs: 60_000, listed: true });
     await new TaskOwners(await replicaStore()).check('agent', 't-1', 'alice');
+    await expect(b.check('agent', 't-1', 'bob')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
+    await b.check('agent', 't-1', 'alice');
+    expect(await b.list('agent', 'bob')).toEqual([]);
     await redis.kill();
     try {
       await expect(new TaskOwners(stores.at(-1)).check('agent', 't-1', 'alice')).rejects.toMatchObject({ code: 'TG_STORE_UNAVAILABLE' });

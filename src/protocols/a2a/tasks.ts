@@ -67,8 +67,15 @@ export class TaskOwners {
     const store = this.table.store;
     if (store === undefined) return;
     const ttl = Math.max(1, keep.ttlMs);
+    if (!(await this.table.claim(this.key(agent, taskId), owner, ttl))) {
+      // Bound before (an agent reusing a task id, for another caller at another replica): the store's binding is the
+      // one, here too; this replica's own, made before the store answered, gives way.
+      const first = await this.table.fetch(this.key(agent, taskId));
+      if (first !== owner) this.unbindLocal(agent, taskId, owner);
+      return;
+    }
     // Indexed only for an agent that cannot list (the common case costs one SET, as before).
-    if (!(await this.table.claim(this.key(agent, taskId), owner, ttl)) || !keep.listed) return;
+    if (!keep.listed) return;
     try {
       // The owner's index (a sorted set by binding time), trimmed to its newest LIST_MAX and to the live bindings.
       // Scored with the time bound here, so every replica lists (and pages) in the same order.
@@ -101,6 +108,12 @@ export class TaskOwners {
     }
     mine.set(taskId, Date.now());
     if (mine.size > LIST_MAX) mine.delete(mine.keys().next().value!);
+  }
+
+  private unbindLocal(agent: string, taskId: string, owner: string): void {
+    const key = this.key(agent, taskId);
+    if (this.table.local.get(key) === owner) this.table.local.delete(key);
+    this.byOwner.get(`${agent}\u0000${owner}`)?.delete(taskId);
   }
 
   private indexKey(agent: string, owner: string): string {
