@@ -42,11 +42,13 @@ export class SharedTable<V> {
   }
 
   /**
-   * Without the shared store: throws the refusal of `owner`'s next entry (503 TG_OVERLOADED: the table is full; 429
-   * TG_CAP_REACHED: the owner holds its share), before anything is done for it. With the store the table is a cache.
+   * Throws the refusal of `owner`'s next entry (503 TG_OVERLOADED: the table is full; 429 TG_CAP_REACHED: the owner
+   * holds its share), before anything is done for it. With the store too: this replica's share bounds what one owner
+   * writes to the store through it, so no caller fills the store (or, under an eviction policy, pushes out the
+   * others' entries and counters).
    */
   assertRoom(owner: string): void {
-    if (this.store === undefined) this.local.assertRoom(owner);
+    this.local.assertRoom(owner);
   }
 
   /** Writes `value` under `key` in the shared store for `ttlMs` unless a value is there already: true when written. */

@@ -549,13 +549,26 @@ describe('sequence ids are the caller\'s own', () => {
     }
   });
 
-  it('generate bodies without a sequence reach Triton byte for byte; one naming it twice is refused', async () => {
+  it('generate bodies without a sequence reach Triton byte for byte; 0 and "" are ids there, mapped; one naming it twice is refused', async () => {
     for (const op of ['generate', 'generate_stream'] as const) {
-      for (const body of ['{ "text_input" : "h\u00e9" , "parameters":{"sequence_id":0,"temperature":0.50} }', '{"text_input":"hi","sequence_id":"","parameters":{"max_tokens":3}}', '{"text_input":"hi"}']) {
+      for (const body of ['{ "text_input" : "h\u00e9" , "parameters":{"temperature":0.50} }', '{"text_input":"hi","parameters":{"max_tokens":3}}', '{"text_input":"hi"}']) {
         const r = await generate(AGENT, op, body);
         expect(r.answer.status, r.answer.body.toString()).toBe(200);
         expect(Buffer.concat(captured).toString()).toContain(body);
       }
+      // infer's "no sequence" (0, "") means nothing to a model reading the parameter: another caller's 0 is not ours.
+      for (const id of [0, '']) {
+        const body = JSON.stringify({ text_input: 'hi', parameters: { sequence_id: id, temperature: 0.5 } });
+        const mine = await generate(AGENT, op, body);
+        expect(mine.answer.status, mine.answer.body.toString()).toBe(200);
+        expect(mine.ids).toHaveLength(1);
+        expect(mine.ids[0]).not.toEqual(id);
+        const theirs = await generate(OTHER, op, body);
+        expect(theirs.ids[0]).not.toEqual(mine.ids[0]);
+      }
+      const flag = await generate(AGENT, op, JSON.stringify({ text_input: 'hi', parameters: { sequence_id: true } }));
+      expect(kserveError(flag.answer, 400, 'TG_INVALID_REQUEST')).toMatch(/sequence_id/);
+      expect(captured).toHaveLength(0);
       // Both places at once: Triton would hand the model whichever comes last; the gateway does not guess.
       const twice = await generate(AGENT, op, JSON.stringify({ text_input: 'hi', sequence_id: 5, parameters: { sequence_id: 6 } }));
       expect(kserveError(twice.answer, 400, 'TG_INVALID_REQUEST')).toMatch(/sequence_id/);

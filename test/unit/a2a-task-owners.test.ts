@@ -58,9 +58,12 @@ describe('PushRelay (webhooks the gateway stands in for)', () => {
     const a = await relay.register('https://gw/a2a/agent', 'agent', 'https://alice.example/hook', who('alice'), 60_000, '1.0');
     const b = await relay.register('https://gw/a2a/agent', 'agent', 'https://bob.example/hook', who('bob'), 60_000, '1.0');
     await expect(relay.register('https://gw/a2a/agent', 'agent', 'https://mallory.example/hook', who('mallory'), 60_000, '1.0')).rejects.toMatchObject({ code: 'TG_OVERLOADED' });
-    expect(await relay.restore('agent', JSON.stringify({ a, b }))).toBe(JSON.stringify({ a: 'https://alice.example/hook', b: 'https://bob.example/hook' }));
+    // Each caller sees its own URL again, never another caller's (an agent mixing up its callers' configs).
+    expect(await relay.restore('agent', JSON.stringify({ a, b }), 'alice')).toBe(JSON.stringify({ a: 'https://alice.example/hook', b }));
+    expect(await relay.restore('agent', JSON.stringify({ a, b }), 'bob')).toBe(JSON.stringify({ a, b: 'https://bob.example/hook' }));
+    expect(await relay.restore('agent', JSON.stringify({ a, b }), 'mallory')).toBe(JSON.stringify({ a, b }));
     // Another agent's answer naming them gets nothing of the callers' URLs.
-    expect(await relay.restore('other', JSON.stringify({ a, b }))).toBe(JSON.stringify({ a, b }));
+    expect(await relay.restore('other', JSON.stringify({ a, b }), 'alice')).toBe(JSON.stringify({ a, b }));
   });
 
   it('one caller holds at most its share (a tenth): it gets 429 TG_CAP_REACHED, another caller registers', async () => {

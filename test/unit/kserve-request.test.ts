@@ -101,9 +101,14 @@ describe('sequence ids named in a body', () => {
   it('generate: in parameters or at the top level (Triton makes either the request parameter sequence_id)', () => {
     expect(generateSequence({ text_input: 'x', parameters: { sequence_id: 7, sequence_start: true } })).toEqual({ id: 7, place: 'parameters' });
     expect(generateSequence({ text_input: 'x', sequence_id: 'chat' })).toEqual({ id: 'chat', place: 'top' });
-    expect(generateSequence({ text_input: 'x', sequence_id: 0, parameters: { max_tokens: 3 } })).toBeUndefined();
-    expect(generateSequence({ text_input: 'x', parameters: { sequence_id: '' } })).toBeUndefined();
+    // A parameter the model reads: 0 and "" are ids there like any other (only infer's correlation id takes them as
+    // "none"), so another caller's 0 is not this caller's 0.
+    expect(generateSequence({ text_input: 'x', sequence_id: 0, parameters: { max_tokens: 3 } })).toEqual({ id: 0, place: 'top' });
+    expect(generateSequence({ text_input: 'x', parameters: { sequence_id: '' } })).toEqual({ id: '', place: 'parameters' });
     expect(generateSequence({ text_input: 'x' })).toBeUndefined();
+    expect(generateSequence({ text_input: 'x', parameters: { sequence_id: null } })).toBeUndefined();
+    // A boolean cannot be mapped into the caller's own ids: refused.
+    expect(() => generateSequence({ text_input: 'x', parameters: { sequence_id: true } })).toThrow(expect.objectContaining({ code: 'TG_INVALID_REQUEST' }));
   });
 
   it('generate: naming it in both places is refused, whatever the values (Triton would take the last one)', () => {

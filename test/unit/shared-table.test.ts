@@ -71,8 +71,10 @@ describe('PushRelay with the shared store', () => {
     expect(await b.lookup('agent', 'A'.repeat(22))).toBeUndefined();
     // An answer of the agent naming the relay URL (JSON-escaped URL) gets the caller's URL back, at any replica.
     const answer = JSON.stringify({ configs: [{ url: relay }, { url: `${BASE}/push/${'B'.repeat(22)}` }] });
-    expect(await b.restore('agent', answer)).toBe(JSON.stringify({ configs: [{ url: 'https://alice.example/hook?x="1"' }, { url: `${BASE}/push/${'B'.repeat(22)}` }] }));
-    expect(await new PushRelay(await replicaStore()).restore('other', answer)).toBe(answer);
+    expect(await b.restore('agent', answer, ALICE.id)).toBe(JSON.stringify({ configs: [{ url: 'https://alice.example/hook?x="1"' }, { url: `${BASE}/push/${'B'.repeat(22)}` }] }));
+    // Another caller shown that relay URL (an agent mixing up its callers' configs) does not learn Alice's webhook.
+    expect(await new PushRelay(await replicaStore()).restore('agent', answer, 'spiffe://example.org/agents/bob')).toBe(answer);
+    expect(await new PushRelay(await replicaStore()).restore('other', answer, ALICE.id)).toBe(answer);
     const keys = keysOn(redis.port, `${PREFIX}a2a:push:*`);
     expect(keys).toEqual([`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('hex')}`]);
     const direct = stores[0]!.client;
@@ -83,6 +85,17 @@ describe('PushRelay with the shared store', () => {
     const ttl = await direct.pttl(keys[0]!);
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
+  });
+
+  it('with the store too, one caller holds at most its share of a replica\'s hooks (429 TG_CAP_REACHED): nobody fills the store through it', async () => {
+    const relay = new PushRelay(await replicaStore(), { maxHooks: 20 });
+    const MALLORY = { ...ALICE, id: 'spiffe://example.org/agents/mallory' };
+    await relay.register(BASE, 'agent', 'https://m.example/1', MALLORY, 60_000, '1.0');
+    await relay.register(BASE, 'agent', 'https://m.example/2', MALLORY, 60_000, '1.0');
+    const before = keysOn(redis.port, `${PREFIX}a2a:push:*`).length;
+    await expect(relay.register(BASE, 'agent', 'https://m.example/3', MALLORY, 60_000, '1.0')).rejects.toMatchObject({ code: 'TG_CAP_REACHED' });
+    expect(keysOn(redis.port, `${PREFIX}a2a:push:*`)).toHaveLength(before);
+    expect(await relay.register(BASE, 'agent', 'https://alice.example/hook', ALICE, 60_000, '1.0')).toMatch(/\/push\//);
   });
 
   it('a value in the store that is not a hook is no hook (404), not a crash', async () => {
@@ -104,13 +117,13 @@ describe('PushRelay with the shared store', () => {
     try {
       const unavailable = { code: 'TG_STORE_UNAVAILABLE', def: expect.objectContaining({ status: 503 }) };
       await expect(fresh.lookup('agent', token)).rejects.toMatchObject(unavailable);
-      await expect(fresh.restore('agent', JSON.stringify({ url: relay }))).rejects.toMatchObject(unavailable);
+      await expect(fresh.restore('agent', JSON.stringify({ url: relay }), ALICE.id)).rejects.toMatchObject(unavailable);
       await expect(fresh.register(BASE, 'agent', 'https://alice.example/other', ALICE, 60_000, '1.0')).rejects.toMatchObject(unavailable);
       // A text naming no relay URL needs no store.
-      expect(await fresh.restore('agent', '{"configs":[]}')).toBe('{"configs":[]}');
+      expect(await fresh.restore('agent', '{"configs":[]}', ALICE.id)).toBe('{"configs":[]}');
       expect((await a.lookup('agent', token))?.url).toBe('https://alice.example/hook');
       expect((await b.lookup('agent', token))?.url).toBe('https://alice.example/hook');
-      expect(await b.restore('agent', JSON.stringify({ url: relay }))).toBe(JSON.stringify({ url: 'https://alice.example/hook' }));
+      expect(await b.restore('agent', JSON.stringify({ url: relay }), ALICE.id)).toBe(JSON.stringify({ url: 'https://alice.example/hook' }));
     } finally {
       await redis.restart();
     }
@@ -137,14 +150,25 @@ describe('task and response ownership with the shared store', () => {
     await expect(b.check('agent', 't-1', 'bob')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
     await b.check('agent', 't-1', 'alice');
     expect(await b.list('agent', 'bob')).toEqual([]);
+    // The same, asked before the store answered: the look-up waits for the store's word (the binding is made here at
+    // once, as calls.ts does before the agent's answer goes out).
+    await a.bind('agent', 't-2', 'alice', keep);
+    b.bindLocal('agent', 't-2', 'bob', keep);
+    const binding = b.bind('agent', 't-2', 'bob', keep);
+    await expect(b.check('agent', 't-2', 'bob')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
+    await binding;
     await redis.kill();
     try {
       await expect(new TaskOwners(stores.at(-1)).check('agent', 't-1', 'alice')).rejects.toMatchObject({ code: 'TG_STORE_UNAVAILABLE' });
       await a.check('agent', 't-1', 'alice');
+      // A binding the store could not confirm gives way here too (fail closed): nobody holds the task on a guess.
+      b.bindLocal('agent', 't-3', 'carol', keep);
+      await expect(b.bind('agent', 't-3', 'carol', keep)).rejects.toMatchObject({ code: 'TG_STORE_UNAVAILABLE' });
     } finally {
       await redis.restart();
     }
     await eventually(() => stores.every((s) => s.ready), 15_000, 'the stores reconnected');
+    await expect(b.check('agent', 't-3', 'carol')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
   });
 
   it('a response bound through one replica is reachable at another; another identity cannot take it over; a store that cannot answer fails closed', async () => {

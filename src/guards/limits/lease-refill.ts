@@ -44,7 +44,8 @@ export function refillOp(op: Op, st: KeyState): Op | undefined {
 export function grow(st: KeyState, l: Lease, op: Op, now: number): void {
   const lifetime = op.lease?.lifetimeMs ?? 0;
   const spent = l.full - l.units;
-  if (spent > 0 && (now - (l.expiresAt - lifetime)) * (2 * st.size - 1) * need(op) <= lifetime * spent) st.size = Math.min(maxSize(op), st.size * 2);
+  // Rate ops cost one unit each (plan.ts), so a lease of size s holds s - 1 calls' units: (s - 1) x need(op).
+  if (spent > 0 && (now - l.grantedAt) * (2 * st.size - 1) * need(op) <= lifetime * spent) st.size = Math.min(maxSize(op), st.size * 2);
 }
 
 /** The keys of one refill; `crossed`: that key's lease was at its mark (the others come along). */

@@ -12,6 +12,8 @@ export interface Lease {
   base: number;
   /** performance.now() after which the lease serves no call. */
   expiresAt: number;
+  /** performance.now() of its last grant (the pace its units are spent at is measured from it). */
+  grantedAt: number;
   /** The op parameters the lease serves: rate interval and tolerance, or the budget's limit (and 0). */
   readonly a: number;
   readonly b: number;
@@ -44,11 +46,12 @@ export const maxSize = (op: Op): number => (op.kind === 'r' ? (op.lease?.units ?
 
 /** Adds a refill's grant to the key's lease (made if it has none): the units left and the grant, for a lifetime from now. */
 export function topUp(st: KeyState, op: Op, r: OpResult, expiresAt: number): void {
-  const l = (st.lease ??= { units: 0, base: 0, expiresAt, a: op.kind === 'r' ? op.intervalUs : op.limit, b: op.kind === 'r' ? op.toleranceUs : 0, full: 0, refilled: false });
+  const l = (st.lease ??= { units: 0, base: 0, expiresAt, grantedAt: 0, a: op.kind === 'r' ? op.intervalUs : op.limit, b: op.kind === 'r' ? op.toleranceUs : 0, full: 0, refilled: false });
   l.units += r.granted;
   l.full = l.units;
   l.base = r.remaining;
   l.expiresAt = expiresAt;
+  l.grantedAt = expiresAt - (op.lease?.lifetimeMs ?? 0);
   l.refilled = false;
 }
 

@@ -237,7 +237,7 @@ export class LeasingCounterStore implements CounterStore {
     const expiresAt = performance.now() + op.lease.lifetimeMs;
     if (op.kind === 'r') {
       if (old !== undefined) this.stats.unusedUnits += old.units;
-      st.lease = { units: extra, base: r.remaining, expiresAt, a: op.intervalUs, b: op.toleranceUs, full: extra, refilled: false };
+      st.lease = { units: extra, base: r.remaining, expiresAt, grantedAt: expiresAt - op.lease.lifetimeMs, a: op.intervalUs, b: op.toleranceUs, full: extra, refilled: false };
       this.stats.leases++;
       this.stats.leasedUnits += extra;
       return { ...r, remaining: r.remaining + extra };
@@ -246,7 +246,7 @@ export class LeasingCounterStore implements CounterStore {
     let carry = 0;
     if (old !== undefined && serves(old, op)) carry = old.units;
     else if (old !== undefined) this.release(op.key, old.units);
-    st.lease = { units: extra + carry, base: r.remaining, expiresAt, a: op.limit, b: 0, full: extra + carry, refilled: false };
+    st.lease = { units: extra + carry, base: r.remaining, expiresAt, grantedAt: expiresAt - op.lease.lifetimeMs, a: op.limit, b: 0, full: extra + carry, refilled: false };
     this.held.add(op.key);
     this.arm(expiresAt);
     this.stats.budgetLeases++;

@@ -287,7 +287,7 @@ export class A2aCalls {
     resumed?.end();
     if ((op.push || op === GET_PUSH || op === LIST_PUSH) && !op.sends && answer.status >= 200 && answer.status < 300) {
       // Push configs name the gateway's relay URLs: the caller sees its own URLs again.
-      const text = await this.a.push.restore(agent.name, (await answer.read(READ_LIMIT)).toString('utf8'));
+      const text = await this.a.push.restore(agent.name, (await answer.read(READ_LIMIT)).toString('utf8'), caller);
       const headers = answer.forwardedHeaders();
       headers['content-length'] = Buffer.byteLength(text);
       res.writeHead(answer.status, headers);

@@ -84,6 +84,8 @@ export class PushRelay {
   /** Deliveries under way (tests and shutdown wait for them). */
   readonly pending = new Set<Promise<void>>();
   private readonly delivering = new Set<Delivering>();
+  /** Relay tokens being looked up in the shared store now (bounded with the deliveries: MAX_PENDING). */
+  private lookups = 0;
   /** The gateway is draining: no new notification is taken. */
   private stopped = false;
 
@@ -132,8 +134,12 @@ export class PushRelay {
     return hook !== undefined && hook.agent === agent && hook.until >= Date.now() ? hook : undefined;
   }
 
-  /** An answer of `agent` with every relay URL of its hooks it names replaced by the caller's own URL. */
-  async restore(agent: string, text: string): Promise<string> {
+  /**
+   * An answer of `agent` to `caller` with every relay URL of the caller's own hooks it names replaced by the caller's
+   * URL. Another caller's relay URL (an agent that mixes up its callers' configs) stays a relay URL: one caller never
+   * learns another's webhook.
+   */
+  async restore(agent: string, text: string, caller: string): Promise<string> {
     const tokens = [...new Set(Array.from(text.matchAll(RELAY_URL), (m) => m[1]!))].slice(0, MAX_RESTORED);
     if (tokens.length === 0) return text;
     // One hash tag per agent: its hooks are read with one MGET, in a Redis Cluster too.
@@ -141,7 +147,7 @@ export class PushRelay {
     const urls = new Map<string, string>();
     tokens.forEach((t, i) => {
       const h = hooks[i];
-      if (h !== undefined && h.agent === agent) urls.set(t, h.url);
+      if (h !== undefined && h.agent === agent && (h.principal?.id ?? '') === caller) urls.set(t, h.url);
     });
     return text.replace(RELAY_URL, (whole, token: string) => {
       const url = urls.get(token);
@@ -153,25 +159,30 @@ export class PushRelay {
   async receive(a: A2aAdapter, x: Exchange, agent: Agent, sub: string): Promise<void> {
     const { req, res, match } = x;
     const token = TOKEN.exec(sub)?.[1];
+    // Draining, or as many deliveries and look-ups under way as are taken: refused before the token is looked up (the
+    // relay URL is reached without a credential but the token: nothing of the store's is spent on a flood).
+    if (this.stopped) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
+    }
+    if (this.pending.size + this.lookups >= MAX_PENDING) {
+      req.resume();
+      return writeA2aRestError(res, new GatewayError(Errors.OVERLOADED, 'Too many push notifications being delivered; try again'));
+    }
     let hook: Hook | undefined;
+    this.lookups++;
     try {
       hook = token === undefined ? undefined : await this.lookup(agent.name, token);
     } catch (err) {
       // Not held here, and the store cannot say: refused (the agent's sender may retry), never delivered on a guess.
       req.resume();
       return writeA2aRestError(res, err instanceof GatewayError ? err : new GatewayError(Errors.STORE_UNAVAILABLE, undefined, { cause: err }));
+    } finally {
+      this.lookups--;
     }
     if (hook === undefined) {
       req.resume();
       return writeA2aRestError(res, new GatewayError(Errors.NOT_FOUND, 'No such push-notification relay'));
-    }
-    if (this.stopped) {
-      req.resume();
-      return writeA2aRestError(res, new GatewayError(Errors.SHUTTING_DOWN, undefined, { headers: { connection: 'close' } }));
-    }
-    if (this.pending.size >= MAX_PENDING) {
-      req.resume();
-      return writeA2aRestError(res, new GatewayError(Errors.OVERLOADED, 'Too many push notifications being delivered; try again'));
     }
     let body: Buffer;
     try {

@@ -35,6 +35,8 @@ export class TaskOwners {
   /** The tasks each identity created at each agent, in this replica (in the order bound, newest last). */
   private readonly byOwner = new Map<string, Map<string, number>>();
   private readonly max: number;
+  /** Bindings of this replica the store has not confirmed yet (bind): look-ups of those tasks wait for the answer. */
+  private readonly confirming = new Map<string, Promise<void>>();
 
   /** `max`: bindings (and owners' indexes) this replica holds in memory at most (tests make it small). */
   constructor(store: RedisStore | undefined, max = MEMORY_MAX) {
@@ -61,18 +63,37 @@ export class TaskOwners {
     return `a2a:task:{${agent}}:${taskId}`;
   }
 
-  /** Binds a task to the identity that created it (the first binding wins), here and in the shared store. */
+  /**
+   * Binds a task to the identity that created it (the first binding wins), here and in the shared store. This
+   * replica's binding is made at once (bindLocal) and confirmed by the store: until the store answered, a look-up of
+   * the task here waits for it; when another caller bound the task first (an agent reusing a task id, the first
+   * binding made at another replica), or the store cannot answer, this replica's binding gives way (fail closed).
+   */
   async bind(agent: string, taskId: string, owner: string, keep: Keep): Promise<void> {
+    const key = this.key(agent, taskId);
     this.bindLocal(agent, taskId, owner, keep);
-    const store = this.table.store;
-    if (store === undefined) return;
+    if (this.table.store === undefined) return;
+    const confirmed = this.confirm(agent, taskId, owner, keep);
+    this.confirming.set(key, confirmed);
+    try {
+      await confirmed;
+    } finally {
+      if (this.confirming.get(key) === confirmed) this.confirming.delete(key);
+    }
+  }
+
+  private async confirm(agent: string, taskId: string, owner: string, keep: Keep): Promise<void> {
+    const store = this.table.store!;
+    const key = this.key(agent, taskId);
     const ttl = Math.max(1, keep.ttlMs);
-    if (!(await this.table.claim(this.key(agent, taskId), owner, ttl))) {
-      // Bound before (an agent reusing a task id, for another caller at another replica): the store's binding is the
-      // one, here too; this replica's own, made before the store answered, gives way.
-      const first = await this.table.fetch(this.key(agent, taskId));
-      if (first !== owner) this.unbindLocal(agent, taskId, owner);
-      return;
+    try {
+      if (!(await this.table.claim(key, owner, ttl))) {
+        if ((await this.table.fetch(key)) !== owner) this.unbindLocal(agent, taskId, owner);
+        return;
+      }
+    } catch (err) {
+      this.unbindLocal(agent, taskId, owner);
+      throw err;
     }
     // Indexed only for an agent that cannot list (the common case costs one SET, as before).
     if (!keep.listed) return;
@@ -144,9 +165,12 @@ export class TaskOwners {
     return out.slice(0, LIST_MAX);
   }
 
-  /** The identity that created the task, or undefined (unknown or expired). */
+  /** The identity that created the task, or undefined (unknown or expired); after the store confirmed a new binding. */
   async owner(agent: string, taskId: string): Promise<string | undefined> {
-    return this.table.get(this.key(agent, taskId));
+    const key = this.key(agent, taskId);
+    const confirming = this.confirming.get(key);
+    if (confirming !== undefined) await confirming.catch(() => undefined);
+    return this.table.get(key);
   }
 
   /** Refuses with TaskNotFound unless `caller` created the task. */

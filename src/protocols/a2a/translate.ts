@@ -136,7 +136,7 @@ export async function translate(a: A2aAdapter, t: Translation): Promise<void> {
         // A 204 (REST DeleteTaskPushNotificationConfig) or 205/304 has no body: the Fetch Response refuses one.
         if (NULL_BODY.has(answer.status)) return new Response(null, { status: answer.status, headers });
         // Push configs name the gateway's relay URLs (push.ts): the caller sees its own URLs again.
-        return new Response(pushOp ? await a.push.restore(agent.name, raw.toString('utf8')) : new Uint8Array(raw), { status: answer.status, headers });
+        return new Response(pushOp ? await a.push.restore(agent.name, raw.toString('utf8'), call.principal?.id ?? '') : new Uint8Array(raw), { status: answer.status, headers });
       }
       // A stream: each event passed on as it arrives (the SDK client parses `data:` lines).
       streaming.add(answer);

@@ -117,8 +117,11 @@ export function generateSequence(body: Record<string, unknown>): { id: number | 
   if (inParams && Object.hasOwn(body, 'sequence_id')) {
     throw invalid('The request body names sequence_id both at the top level and in parameters (Triton would hand the model whichever comes last): name it once');
   }
-  const id = inParams ? sequenceId(body) : sequenceValue(body.sequence_id);
-  return id === undefined ? undefined : { id, place: inParams ? 'parameters' : 'top' };
+  // A parameter the model reads, not Triton's correlation id: 0 and "" are ids like any other there (infer's "no
+  // sequence" means nothing to the model), so they are mapped too; a boolean cannot be mapped into an id and is refused.
+  const id: unknown = inParams ? (params as { sequence_id?: unknown }).sequence_id : body.sequence_id;
+  if (typeof id === 'boolean') throw invalid('sequence_id must be a number or a string');
+  return typeof id === 'number' || typeof id === 'string' ? { id, place: inParams ? 'parameters' : 'top' } : undefined;
 }
 
 /** What a generate request shows policies: every parameter, `text_input` as its size (itself only with `content`). */

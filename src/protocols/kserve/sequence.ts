@@ -81,7 +81,9 @@ export function namespaced(body: Buffer, headerLength: number | undefined, id: n
   const text = json.toString('latin1');
   const r = idRange(text, place);
   const sequence = callerSequence(principal, r === undefined ? id : written(id, text.slice(r.start, r.end), place));
-  if (r === undefined) return headerLength === undefined ? { data: body, sequence } : { data: body, headerLength, sequence };
+  // The body JSON.parse read names the id there (duplicate members are refused before): not finding it is a bug, and
+  // forwarding the caller's own id would leave its sequence shared with every other caller's.
+  if (r === undefined) throw new GatewayError(Errors.INTERNAL, 'sequence_id could not be located in the request body');
   const edited = Buffer.concat([json.subarray(0, r.start), Buffer.from(JSON.stringify(sequence)), json.subarray(r.end)]);
   if (headerLength === undefined) return { data: edited, sequence };
   return { data: Buffer.concat([edited, body.subarray(headerLength)]), headerLength: edited.length, sequence };
