@@ -217,7 +217,10 @@ describe('push-notification relay hooks across replicas', () => {
     const key = contents.find((k) => k.startsWith(`${store.prefix}a2a:push:`) && k.includes(digest));
     expect(key, JSON.stringify(contents)).toBeDefined();
     const stored = JSON.parse((await store.redis.get(key!))!) as Record<string, unknown>;
-    expect(stored).toMatchObject({ agent: 'echo', url: WEBHOOK_URL, version: '1.0', principal: { id: ALICE, issuer: 'spiffe', trustDomain: 'example.org' } });
+    expect(stored).toMatchObject({ agent: 'echo', version: '1.0', principal: { id: ALICE, issuer: 'spiffe', trustDomain: 'example.org' } });
+    // The caller's webhook URL is sealed under the relay token: Redis alone cannot read it.
+    expect(stored.url).toMatch(/^sealed:/);
+    expect(JSON.stringify(stored)).not.toContain(new URL(WEBHOOK_URL).host);
     expect(JSON.stringify(stored)).not.toContain('claims');
     expect(await store.redis.pttl(key!)).toBeGreaterThan(0);
     // Through B (which never saw the registration), the caller sees its own URL in the agent's answer.

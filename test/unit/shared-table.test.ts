@@ -81,6 +81,9 @@ describe('PushRelay with the shared store', () => {
     const value = (await direct.get(keys[0]!))!;
     expect(value).not.toContain(token);
     expect(value).not.toMatch(/claims|do-not-store|blue/);
+    // The caller's webhook URL (it may carry the caller's own credential) is sealed: the store alone cannot read it.
+    expect(value).not.toContain('alice.example');
+    expect((JSON.parse(value) as { url: string }).url).toMatch(/^sealed:[A-Za-z0-9_-]+$/);
     expect(JSON.parse(value)).toMatchObject({ agent: 'agent', version: '1.0', principal: { id: ALICE.id } });
     const ttl = await direct.pttl(keys[0]!);
     expect(ttl).toBeGreaterThan(50_000);
@@ -101,8 +104,17 @@ describe('PushRelay with the shared store', () => {
   it('a value in the store that is not a hook is no hook (404), not a crash', async () => {
     const b = new PushRelay(await replicaStore());
     const token = 'C'.repeat(22);
-    await stores[0]!.client.set(`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('hex')}`, '{"agent":"agent","url":5}', 'PX', 60_000);
+    const key = `${PREFIX}a2a:push:{agent}:${createHash('sha256').update(token).digest('hex')}`;
+    await stores[0]!.client.set(key, '{"agent":"agent","url":5}', 'PX', 60_000);
     expect(await b.lookup('agent', token)).toBeUndefined();
+    // A URL in the clear, or one sealed under another token, was not written by the gateway: no hook either.
+    const hook = { agent: 'agent', version: '1.0', until: Date.now() + 60_000, principal: null };
+    await stores[0]!.client.set(key, JSON.stringify({ ...hook, url: 'https://evil.example/hook' }), 'PX', 60_000);
+    expect(await new PushRelay(await replicaStore()).lookup('agent', token)).toBeUndefined();
+    const other = await new PushRelay(await replicaStore()).register(BASE, 'agent', 'https://x.example/h', ALICE, 60_000, '1.0');
+    const sealed = JSON.parse((await stores[0]!.client.get(`${PREFIX}a2a:push:{agent}:${createHash('sha256').update(tokenOf(other)).digest('hex')}`))!) as { url: string };
+    await stores[0]!.client.set(key, JSON.stringify({ ...hook, url: sealed.url }), 'PX', 60_000);
+    expect(await new PushRelay(await replicaStore()).lookup('agent', token)).toBeUndefined();
   });
 
   it('Redis stopped: a replica that does not hold the hook refuses (503 TG_STORE_UNAVAILABLE), restores nothing and registers nothing; the replicas that hold it answer from memory', async () => {

@@ -22,7 +22,7 @@
  * may retry, at another replica) and the adapter's close waits for the deliveries under way until the drain
  * deadline; each one still running then is aborted and recorded (TG_A2A_PUSH_DELIVERY_CUT): none is lost silently.
  */
-import { hash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hash, hkdfSync, randomBytes } from 'node:crypto';
 import { outcomeOf, type Call, type Principal } from '../../core/call.ts';
 import { Errors, GatewayError } from '../../core/errors.ts';
 import type { Exchange } from '../../gateway/adapter.ts';
@@ -120,10 +120,11 @@ export class PushRelay {
       this.hooks.local.add(key, owner, until, { agent, url, version, principal, until });
     } else {
       // What every replica reads back (no claims), here too: a delivery is recorded alike whichever replica makes it.
-      const hook: Hook = { agent, url, version, principal: principal === undefined ? undefined : portable(principal), until };
+      // The caller's URL (which may carry its own credential) is sealed under the token: the store alone cannot read it.
+      const hook: Hook = { agent, url: sealUrl(url, token), version, principal: principal === undefined ? undefined : portable(principal), until };
       // 128 random bits are never taken already; NX all the same: nothing is ever overwritten.
       if (!(await this.hooks.claim(key, hook, ttlMs))) throw new GatewayError(Errors.INTERNAL, 'Push relay token collision');
-      this.hooks.local.add(key, owner, until, hook);
+      this.hooks.local.add(key, owner, until, { ...hook, url });
     }
     return `${agentBase}/push/${token}`;
   }
@@ -131,7 +132,9 @@ export class PushRelay {
   /** The live hook of `agent` a relay token stands for (this replica's, else the shared store's). */
   async lookup(agent: string, token: string): Promise<Hook | undefined> {
     const hook = await this.hooks.get(hookKey(agent, token));
-    return hook !== undefined && hook.agent === agent && hook.until >= Date.now() ? hook : undefined;
+    if (hook === undefined || hook.agent !== agent || hook.until < Date.now()) return undefined;
+    const url = openUrl(hook.url, token);
+    return url === undefined ? undefined : url === hook.url ? hook : { ...hook, url };
   }
 
   /**
@@ -147,7 +150,8 @@ export class PushRelay {
     const urls = new Map<string, string>();
     tokens.forEach((t, i) => {
       const h = hooks[i];
-      if (h !== undefined && h.agent === agent && (h.principal?.id ?? '') === caller) urls.set(t, h.url);
+      const url = h !== undefined && h.agent === agent && (h.principal?.id ?? '') === caller ? openUrl(h.url, t) : undefined;
+      if (url !== undefined) urls.set(t, url);
     });
     return text.replace(RELAY_URL, (whole, token: string) => {
       const url = urls.get(token);
@@ -270,6 +274,35 @@ function hookKey(agent: string, token: string): string {
   return `a2a:push:{${agent}}:${hash('sha256', token)}`;
 }
 
+const SEALED = 'sealed:';
+
+/** The key a hook's URL is sealed under in the store: derived from its relay token (the agent and the replicas hold it). */
+function urlKey(token: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', token, '', 'tollgate a2a push webhook url', 32));
+}
+
+/** The caller's webhook URL as the store keeps it: AES-256-GCM under the token's key (`sealed:` iv | ciphertext | tag). */
+function sealUrl(url: string, token: string): string {
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', urlKey(token), iv);
+  const sealed = Buffer.concat([iv, c.update(url, 'utf8'), c.final(), c.getAuthTag()]);
+  return `${SEALED}${sealed.toString('base64url')}`;
+}
+
+/** A hook's URL in the clear: a sealed one opened with its token (undefined when it does not open), else as it is. */
+function openUrl(url: string, token: string): string | undefined {
+  if (!url.startsWith(SEALED)) return url;
+  const raw = Buffer.from(url.slice(SEALED.length), 'base64url');
+  if (raw.length < 28) return undefined;
+  try {
+    const d = createDecipheriv('aes-256-gcm', urlKey(token), raw.subarray(0, 12), { authTagLength: 16 });
+    d.setAuthTag(raw.subarray(raw.length - 16));
+    return Buffer.concat([d.update(raw.subarray(12, raw.length - 16)), d.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 const ISSUERS: ReadonlySet<string> = new Set<Principal['issuer']>(['spiffe', 'oidc', 'kubernetes', 'anonymous']);
 const NO_CLAIMS: Principal['claims'] = Object.freeze({});
 
@@ -295,7 +328,8 @@ function decodeHook(raw: string): Hook | undefined {
   }
   if (typeof v !== 'object' || v === null) return undefined;
   const h = v as Record<string, unknown>;
-  if (typeof h.agent !== 'string' || typeof h.url !== 'string' || (h.version !== '1.0' && h.version !== '0.3') || typeof h.until !== 'number') return undefined;
+  // The URL is always sealed in the store (register): a plain one was not written by the gateway.
+  if (typeof h.agent !== 'string' || typeof h.url !== 'string' || !h.url.startsWith(SEALED) || (h.version !== '1.0' && h.version !== '0.3') || typeof h.until !== 'number') return undefined;
   let principal: Principal | undefined;
   if (h.principal !== undefined && h.principal !== null) {
     const p = h.principal as Record<string, unknown>;
