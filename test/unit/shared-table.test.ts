@@ -41,6 +41,14 @@ async function replicaStore(): Promise<RedisStore> {
   return store;
 }
 
+/**
+ * Every replica's store answers again after a restart of Redis: `ready` alone may still be the flag from before the
+ * kill (the disconnect is seen asynchronously), so each connection must answer a PING.
+ */
+async function reconnected(): Promise<void> {
+  await eventually(async () => (await Promise.all(stores.map((s) => s.ready && s.client.ping().then(() => true, () => false)))).every(Boolean), 15_000, 'the stores reconnected');
+}
+
 const tokenOf = (relay: string): string => relay.slice(relay.lastIndexOf('/') + 1);
 
 beforeAll(async () => {
@@ -140,7 +148,7 @@ describe('PushRelay with the shared store', () => {
       await redis.restart();
     }
     // Redis came back empty (no persistence): the fresh replica finds no hook, and says so (404), never a guess.
-    await eventually(() => stores.every((s) => s.ready), 15_000, 'the stores reconnected');
+    await reconnected();
     expect(await fresh.lookup('agent', token)).toBeUndefined();
   });
 });
@@ -179,7 +187,7 @@ describe('task and response ownership with the shared store', () => {
     } finally {
       await redis.restart();
     }
-    await eventually(() => stores.every((s) => s.ready), 15_000, 'the stores reconnected');
+    await reconnected();
     await expect(b.check('agent', 't-3', 'carol')).rejects.toMatchObject({ code: 'TG_A2A_TASK_NOT_FOUND' });
   });
 
@@ -197,6 +205,6 @@ describe('task and response ownership with the shared store', () => {
     } finally {
       await redis.restart();
     }
-    await eventually(() => stores.every((s) => s.ready), 15_000, 'the stores reconnected');
+    await reconnected();
   });
 });
