@@ -87,12 +87,17 @@ def stream(requests):
             yield [{"text_output": np.array([w.encode("utf-8")], dtype=np.object_)}]
 
 
-def main():
+def port_args():
+    """The ports the test helper (test/helpers/triton.ts) gives every Triton it starts."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--grpc-port", type=int, required=True)
     ap.add_argument("--metrics-port", type=int, required=True)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    args = port_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config = TritonConfig(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port, log_verbose=0)
     text_in = [Tensor(name="text_input", dtype=bytes, shape=(1,))]

@@ -11,7 +11,6 @@ Models (KServe v2 over HTTP on P):
               carry sequence_start (Triton refuses one that does not); sequence_end forgets it.
 SIGTERM stops the server and removes the directory.
 """
-import argparse
 import os
 import pathlib
 import shutil
@@ -20,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 
+from triton_models import port_args
 from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
 
 CONFIG = """
@@ -65,11 +65,7 @@ class TritonPythonModel:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--http-port", type=int, required=True)
-    ap.add_argument("--grpc-port", type=int, required=True)
-    ap.add_argument("--metrics-port", type=int, required=True)
-    args = ap.parse_args()
+    args = port_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="tollgate-triton-seq-"))
     server = None
 
