@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryLog } from '../../src/audit/query.ts';
 import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
-import { AGENT, SUPPORT, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
+import { AGENT, SUPPORT, TRITON_ROUTE_MODELS, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kservePolicyGateway, kserveRoute, parseBinaryAnswer, readEvents, startKServeGateway } from '../helpers/kserve.ts';
 import { freePort, listenLoopback } from '../helpers/net.ts';
 import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
@@ -63,13 +63,7 @@ beforeAll(async () => {
         kserveBackend('triton', { url: triton.url, healthCheck: { intervalMs: 1000 } }) +
         kserveRoute('models', ['triton'], {
           http: { maxBodyBytes: 64 * 1024 * 1024 },
-          models: [
-            { name: 'add', backend: 'triton' },
-            { name: 'echo', backend: 'triton' },
-            { name: 'stream', backend: 'triton' },
-            { name: 'sum', backend: 'triton', model: 'add' },
-            { pattern: 'triton-*', backend: 'triton', model: '*' },
-          ],
+          models: TRITON_ROUTE_MODELS,
           kserve: { countStreamEvents: true },
         }) +
         kserveBackend('hung', { url: `http://127.0.0.1:${hungPort}`, healthCheck: { enabled: false }, retries: { attempts: 1 }, timeouts: { headersMs: 300 } }) +

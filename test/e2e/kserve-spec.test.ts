@@ -24,7 +24,7 @@ import { deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Call } from '../../src/core/call.ts';
 import { eventually, recordCalls, type TestGateway } from '../helpers/gateway.ts';
-import { AGENT, SUPPORT, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kserveRoute, startKServeGateway } from '../helpers/kserve.ts';
+import { AGENT, SUPPORT, TRITON_ROUTE_MODELS, WITHDRAWN_VERSION, auth, binaryAddRequest, kserveBackend, kserveRoute, startKServeGateway } from '../helpers/kserve.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { startTriton, TRITON_PYTHON, type Triton } from '../helpers/triton.ts';
 
@@ -58,13 +58,7 @@ beforeAll(async () => {
       kserveBackend('triton', { url: triton.url, healthCheck: { intervalMs: 1000 } }) +
       kserveRoute('models', ['triton'], {
         http: { maxBodyBytes: 1024 * 1024 },
-        models: [
-          { name: 'add', backend: 'triton' },
-          { name: 'echo', backend: 'triton' },
-          { name: 'stream', backend: 'triton' },
-          { name: 'sum', backend: 'triton', model: 'add' },
-          { pattern: 'triton-*', backend: 'triton', model: '*' },
-        ],
+        models: TRITON_ROUTE_MODELS,
       }) +
       // Every name goes to Triton as it is: only the path tells a model from an administrative API.
       kserveRoute('everything', ['triton'], { models: [{ pattern: '*', backend: 'triton' }] }, '/all/v2') +

@@ -35,6 +35,15 @@ spec: ${JSON.stringify({ rules: [{ matches: [{ path: { type: 'PathPrefix', value
 }
 
 /** A model version the test policy refuses (any model). */
+/** The models of the Triton the tests start, as a route serves them: by name, one renamed, a pattern. */
+export const TRITON_ROUTE_MODELS = [
+  { name: 'add', backend: 'triton' },
+  { name: 'echo', backend: 'triton' },
+  { name: 'stream', backend: 'triton' },
+  { name: 'sum', backend: 'triton', model: 'add' },
+  { pattern: 'triton-*', backend: 'triton', model: '*' },
+];
+
 export const WITHDRAWN_VERSION = '13';
 
 /**
